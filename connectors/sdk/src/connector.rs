@@ -1,0 +1,203 @@
+//! The [`Connector`] trait and what passes across it.
+//!
+//! The gateway builds one connector per configured account and calls [`Connector::run`] once; the
+//! connector connects, keeps its connection up (reconnecting as its protocol needs), reports its
+//! [`ConnectorState`], and emits what it sees into its [`EventSink`]. Independently, the
+//! gateway's delivery worker for the account calls [`Connector::deliver`] for each event routed
+//! to one of its rooms, in order per room, and retries on [`DeliveryError::Retryable`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::event::{Event, EventId, Inbound};
+
+/// One account on one network.
+#[async_trait]
+pub trait Connector: Send + Sync + 'static {
+    /// Connect and stay connected until `ctx.shutdown` is cancelled, emitting events into
+    /// `ctx.sink`. Returns only on shutdown or on an error that retrying cannot fix (bad
+    /// credentials, say); transient failures are the connector's to retry.
+    async fn run(&self, ctx: ConnectorContext) -> Result<(), ConnectorError>;
+
+    /// Deliver one event into one of this account's rooms. Returns the id the network gave the
+    /// new message, if it gives one, so later edits, deletes and replies can find it.
+    async fn deliver(&self, delivery: Delivery) -> Result<Delivered, DeliveryError>;
+}
+
+/// What a connector gets to run with.
+#[derive(Clone)]
+pub struct ConnectorContext {
+    /// The account, `PROTOCOL.NAME`.
+    pub account: String,
+    /// Where emitted events go.
+    pub sink: EventSink,
+    /// Where the connector reports whether it is connected.
+    pub state: StateHandle,
+    /// Cancelled when the gateway stops.
+    pub shutdown: CancellationToken,
+    /// A directory of the connector's own, for keys, sessions and sync positions.
+    pub data_dir: PathBuf,
+}
+
+/// A fatal connector error: the account stays down until the gateway restarts.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConnectorError(pub String);
+
+/// An event routed to one of the connector's rooms.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The destination room within this account.
+    pub room: String,
+    /// The event. Its [`MessageRef`](crate::MessageRef)s (edit target, reply) are already
+    /// translated to this network's ids where the gateway knows them.
+    pub event: Event,
+    /// The author's name as the route formats it for this room (e.g. `[irc] alice`).
+    pub nick: String,
+    /// The route the event was relayed along.
+    pub route: String,
+    /// The message this one replies to, for networks that show replies as a quote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quote: Option<Quote>,
+}
+
+/// A short view of an earlier message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quote {
+    pub author: String,
+    pub text: String,
+}
+
+/// A successful delivery.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// The network's id for the message as delivered (the first one when it was split).
+    pub remote_id: Option<String>,
+}
+
+/// Why a delivery failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    /// Try again later: the connection is down, the server said slow down.
+    #[error("retryable: {reason}")]
+    Retryable {
+        reason: String,
+        /// How long the network asked us to wait, if it said.
+        retry_after: Option<Duration>,
+    },
+    /// Retrying will not help (no such room, message refused): goes to the dead-letter table.
+    #[error("permanent: {reason}")]
+    Permanent { reason: String },
+}
+
+impl DeliveryError {
+    pub fn retryable(reason: impl Into<String>) -> Self {
+        DeliveryError::Retryable {
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        DeliveryError::Permanent {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Whether a connector is connected.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ConnectorState {
+    Connecting,
+    Up,
+    Down { reason: String },
+}
+
+/// Where a connector reports its state; the gateway watches it for health checks and metrics.
+#[derive(Clone, Debug)]
+pub struct StateHandle(Arc<watch::Sender<ConnectorState>>);
+
+impl StateHandle {
+    pub fn new() -> (Self, watch::Receiver<ConnectorState>) {
+        let (tx, rx) = watch::channel(ConnectorState::Connecting);
+        (StateHandle(Arc::new(tx)), rx)
+    }
+
+    pub fn set(&self, state: ConnectorState) {
+        self.0.send_if_modified(|current| {
+            if *current == state {
+                false
+            } else {
+                *current = state;
+                true
+            }
+        });
+    }
+
+    pub fn up(&self) {
+        self.set(ConnectorState::Up);
+    }
+
+    pub fn down(&self, reason: impl Into<String>) {
+        self.set(ConnectorState::Down {
+            reason: reason.into(),
+        });
+    }
+
+    pub fn get(&self) -> ConnectorState {
+        self.0.borrow().clone()
+    }
+}
+
+/// Why an emitted event was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum EmitError {
+    /// The gateway is shutting down and takes no new events.
+    #[error("the gateway is shutting down")]
+    Closed,
+    /// The store could not record the event; the source should not acknowledge it.
+    #[error("the event could not be recorded: {0}")]
+    Store(String),
+}
+
+/// The gateway side of an [`EventSink`].
+#[async_trait]
+pub trait Emit: Send + Sync + 'static {
+    /// Record `inbound` as seen by `account` and route it. Returns once the event and its
+    /// deliveries are durably recorded, with the event's id, or `None` when the event was
+    /// dropped on purpose (an echo of our own message).
+    async fn emit(&self, account: &str, inbound: Inbound) -> Result<Option<EventId>, EmitError>;
+}
+
+/// Where a connector sends what it sees.
+#[derive(Clone)]
+pub struct EventSink {
+    account: Arc<str>,
+    inner: Arc<dyn Emit>,
+}
+
+impl EventSink {
+    pub fn new(account: impl Into<Arc<str>>, inner: Arc<dyn Emit>) -> Self {
+        EventSink {
+            account: account.into(),
+            inner,
+        }
+    }
+
+    /// Hand an event to the gateway. When this returns `Ok`, the event is durable: a source
+    /// that acknowledges messages (a webhook's 202, a sync position) may acknowledge it now.
+    pub async fn emit(&self, inbound: Inbound) -> Result<Option<EventId>, EmitError> {
+        self.inner.emit(&self.account, inbound).await
+    }
+
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+}

@@ -1,0 +1,27 @@
+//! The contract between patchbay's gateway and its connectors.
+//!
+//! A connector speaks one chat protocol. It turns what it sees into [`Inbound`] events, hands them
+//! to the gateway through its [`EventSink`], and renders the [`Delivery`]s the gateway gives it back
+//! into its protocol. It knows nothing of routes, of other connectors or of the store: the gateway
+//! knows nothing of any protocol. This crate is the only thing both sides share.
+//!
+//! - [`event`]: the normalized event — envelope and kinds.
+//! - [`text`]: the rich-text model and its plain-text and Markdown converters.
+//! - [`connector`]: the [`Connector`] trait, the sink a connector emits into, deliveries and
+//!   their typed errors, connector state.
+//! - [`factory`]: how a connector is built from its `[PROTOCOL.NAME]` config table.
+
+pub mod connector;
+pub mod event;
+pub mod factory;
+pub mod text;
+
+pub use connector::{
+    Connector, ConnectorContext, ConnectorError, ConnectorState, Delivered, Delivery,
+    DeliveryError, Emit, EmitError, EventSink, Quote, StateHandle,
+};
+pub use event::{
+    Attachment, Author, Event, EventId, Hop, Inbound, Kind, MessageRef, Origin, Timestamp,
+};
+pub use factory::{AccountInfo, ConfigError, ConnectorFactory, parse_table, read_secret};
+pub use text::RichText;
