@@ -28,6 +28,13 @@ pub trait Connector: Send + Sync + 'static {
     /// Deliver one event into one of this account's rooms. Returns the id the network gave the
     /// new message, if it gives one, so later edits, deletes and replies can find it.
     async fn deliver(&self, delivery: Delivery) -> Result<Delivered, DeliveryError>;
+
+    /// HTTP routes this connector serves on the gateway's shared listener (inbound webhooks,
+    /// the API, media links), with paths absolute from the listener's root. Called once, before
+    /// `run`. The default serves nothing.
+    fn http_routes(&self) -> Option<axum::Router> {
+        None
+    }
 }
 
 /// What a connector gets to run with.
