@@ -1,0 +1,168 @@
+//! How each server draws things on a terminal: coloured names, Devzat's Markdown rendering and
+//! wrapping, right-aligned timestamps, the erase-and-redraw sequences.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub const ESC: &str = "\x1b";
+
+/// A stable colour per name: mostly 256-colour, a few 24-bit, like Devzat's.
+pub fn colour_name(name: &str) -> String {
+    let hash = name
+        .bytes()
+        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    if hash % 5 == 0 {
+        let (r, g, b) = ((hash >> 3) % 256, (hash >> 11) % 256, (hash >> 19) % 256);
+        format!("{ESC}[38;2;{r};{g};{b}m{name}{ESC}[39m")
+    } else {
+        format!("{ESC}[38;5;{}m{name}{ESC}[39m", 17 + hash % 214)
+    }
+}
+
+/// Visible width of a string with ANSI sequences.
+pub fn visible_len(text: &str) -> usize {
+    let mut n = 0;
+    let mut in_escape = false;
+    for c in text.chars() {
+        if in_escape {
+            if c.is_ascii_alphabetic() {
+                in_escape = false;
+            }
+        } else if c == '\x1b' {
+            in_escape = true;
+        } else if !c.is_control() {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Remove ANSI sequences (for transcripts and the plugin API's uncoloured view).
+pub fn strip(text: &str) -> String {
+    let mut out = String::new();
+    let mut in_escape = false;
+    for c in text.chars() {
+        if in_escape {
+            if c.is_ascii_alphabetic() {
+                in_escape = false;
+            }
+        } else if c == '\x1b' {
+            in_escape = true;
+        } else if c != '\x07' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Devzat's rendering of a message: Markdown styling as ANSI (bold, italic, inline code),
+/// emoji shortcodes, and its `\n` escape as a line break.
+pub fn devzat_markdown(text: &str) -> String {
+    let text = text.replace("\\n", "\n");
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix("**")
+            && let Some(end) = after.find("**")
+        {
+            out.push_str(&format!("{ESC}[1m{}{ESC}[0m", &after[..end]));
+            rest = &after[end + 2..];
+        } else if let Some(after) = rest.strip_prefix('`')
+            && let Some(end) = after.find('`')
+        {
+            out.push_str(&format!("{ESC}[48;5;236m{}{ESC}[0m", &after[..end]));
+            rest = &after[end + 1..];
+        } else if let Some(after) = rest.strip_prefix('_')
+            && let Some(end) = after.find('_')
+            && end > 0
+        {
+            out.push_str(&format!("{ESC}[3m{}{ESC}[0m", &after[..end]));
+            rest = &after[end + 1..];
+        } else {
+            let c = rest.chars().next().unwrap_or(' ');
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    for (code, emoji) in [
+        (":smile:", "😄"),
+        (":+1:", "👍"),
+        (":heart:", "❤️"),
+        (":tada:", "🎉"),
+        (":wave:", "👋"),
+    ] {
+        out = out.replace(code, emoji);
+    }
+    out
+}
+
+/// Wrap `text` to `width` columns after a prefix `indent` columns wide: the first line follows
+/// the prefix, continuation lines are indented by it. Lines are joined with `\r\n`.
+pub fn wrap(text: &str, indent: usize, width: usize) -> String {
+    let avail = width.saturating_sub(indent).max(10);
+    let pad = " ".repeat(indent);
+    let mut lines: Vec<String> = Vec::new();
+    for paragraph in text.split('\n') {
+        let mut line = String::new();
+        let mut len = 0;
+        for word in paragraph.split(' ') {
+            let w = visible_len(word);
+            if len > 0 && len + 1 + w > avail {
+                lines.push(std::mem::take(&mut line));
+                len = 0;
+            }
+            if len > 0 {
+                line.push(' ');
+                len += 1;
+            }
+            line.push_str(word);
+            len += w;
+        }
+        lines.push(line);
+    }
+    let mut out = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        if i > 0 {
+            out.push_str("\r\n");
+            out.push_str(&pad);
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+/// A right-aligned clock time, as Devzat prints after a minute of silence.
+pub fn timestamp_line(width: usize) -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (h, m) = ((secs / 3600) % 24, (secs / 60) % 60);
+    let (h12, ampm) = match h {
+        0 => (12, "am"),
+        1..=11 => (h, "am"),
+        12 => (12, "pm"),
+        _ => (h - 12, "pm"),
+    };
+    let stamp = format!("{h12}:{m:02}{ampm}");
+    let width = width.min(200);
+    format!("{}{}", " ".repeat(width.saturating_sub(stamp.len())), stamp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrapping_indents_continuations() {
+        let text = wrap("one two three four", 5, 20);
+        assert_eq!(text, "one two three four");
+        let text = wrap("aaaa bbbb cccc dddd eeee ffff", 6, 19);
+        assert_eq!(text, "aaaa bbbb\r\n      cccc dddd\r\n      eeee ffff");
+    }
+
+    #[test]
+    fn markdown_renders_as_ansi() {
+        assert_eq!(strip(&devzat_markdown("**hi** `x` :tada:")), "hi x 🎉");
+        assert_eq!(devzat_markdown("a\\nb"), "a\nb");
+    }
+}

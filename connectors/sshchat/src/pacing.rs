@@ -1,0 +1,185 @@
+//! Staying under the servers' limits: send pacing, join pacing, reconnect backoff.
+//!
+//! - ssh-chat rejects a fourth line within 3 s; Devzat warns at 30 lines in ~15 s and bans at
+//!   50. [`Window`] is a sliding window of send times with margin below both.
+//! - Devzat bans a key that joins more than 6 times a minute, and a bridge of several rooms
+//!   opens one session per room: all sessions of an account share one [`JoinGate`].
+//! - [`Backoff`] doubles the reconnect delay up to a ceiling, with a little jitter.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::config::Dialect;
+
+/// At most `max` events in any `per`-long span.
+#[derive(Debug)]
+pub struct Window {
+    max: usize,
+    per: Duration,
+    times: VecDeque<Instant>,
+}
+
+impl Window {
+    pub fn new(max: usize, per: Duration) -> Self {
+        Window {
+            max: max.max(1),
+            per,
+            times: VecDeque::new(),
+        }
+    }
+
+    /// Sending pace for chat lines on each server, with margin under its limit.
+    pub fn for_lines(dialect: Dialect) -> Self {
+        match dialect {
+            // 3 lines per 3 s, counted in fixed windows by the server: 3 per 3.5 s here.
+            Dialect::SshChat => Window::new(3, Duration::from_millis(3500)),
+            // Warning at 30 lines in about 15 s: stay at 20 per 15 s.
+            Dialect::Devzat => Window::new(20, Duration::from_secs(15)),
+        }
+    }
+
+    /// How long to wait before one more event fits (zero when it fits now).
+    pub fn wait(&mut self, now: Instant) -> Duration {
+        while let Some(first) = self.times.front() {
+            if now.duration_since(*first) >= self.per {
+                self.times.pop_front();
+            } else {
+                break;
+            }
+        }
+        if self.times.len() < self.max {
+            Duration::ZERO
+        } else {
+            self.times
+                .front()
+                .map(|first| self.per.saturating_sub(now.duration_since(*first)))
+                .unwrap_or(Duration::ZERO)
+        }
+    }
+
+    /// Record an event at `now`.
+    pub fn record(&mut self, now: Instant) {
+        self.times.push_back(now);
+        while self.times.len() > self.max {
+            self.times.pop_front();
+        }
+    }
+
+    /// How many events fit now without waiting.
+    pub fn free(&mut self, now: Instant) -> usize {
+        let _ = self.wait(now);
+        self.max.saturating_sub(self.times.len())
+    }
+}
+
+/// Joins shared by all sessions of one account: at most 5 per minute (Devzat bans above 6).
+#[derive(Clone, Debug)]
+pub struct JoinGate(Arc<Mutex<Window>>);
+
+impl Default for JoinGate {
+    fn default() -> Self {
+        JoinGate(Arc::new(Mutex::new(Window::new(
+            5,
+            Duration::from_secs(60),
+        ))))
+    }
+}
+
+impl JoinGate {
+    /// Wait until one more join is allowed, and count it.
+    pub async fn acquire(&self) {
+        loop {
+            let wait = {
+                let mut window = self.0.lock().await;
+                let now = Instant::now();
+                let wait = window.wait(now);
+                if wait.is_zero() {
+                    window.record(now);
+                    return;
+                }
+                wait
+            };
+            tracing::info!(?wait, "pacing reconnects under the server's join limit");
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Exponential reconnect delay.
+#[derive(Debug)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Backoff {
+            min,
+            max: max.max(min),
+            next: min,
+        }
+    }
+
+    /// The delay before the next attempt; doubles each call.
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(self.max);
+        // Up to 10% jitter so several bridges do not reconnect in step.
+        let jitter_ms = (delay.as_millis() as u64 / 10).max(1);
+        delay + Duration::from_millis(rand::random::<u64>() % jitter_ms)
+    }
+
+    /// A connection held: start again from the minimum.
+    pub fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_allows_max_then_waits_for_the_oldest_to_expire() {
+        let mut w = Window::new(3, Duration::from_secs(3));
+        let t0 = Instant::now();
+        for i in 0..3 {
+            assert_eq!(w.wait(t0 + Duration::from_millis(i * 10)), Duration::ZERO);
+            w.record(t0 + Duration::from_millis(i * 10));
+        }
+        assert_eq!(w.free(t0 + Duration::from_millis(100)), 0);
+        assert_eq!(w.wait(t0 + Duration::from_secs(1)), Duration::from_secs(2));
+        assert_eq!(w.wait(t0 + Duration::from_secs(3)), Duration::ZERO);
+    }
+
+    #[test]
+    fn backoff_doubles_to_the_ceiling_and_resets() {
+        let mut b = Backoff::new(Duration::from_secs(10), Duration::from_secs(35));
+        let d1 = b.next_delay();
+        let d2 = b.next_delay();
+        let d3 = b.next_delay();
+        assert!(d1 >= Duration::from_secs(10) && d1 < Duration::from_secs(11));
+        assert!(d2 >= Duration::from_secs(20) && d2 < Duration::from_secs(22));
+        assert!(d3 >= Duration::from_secs(35) && d3 < Duration::from_millis(38500));
+        b.reset();
+        assert!(b.next_delay() < Duration::from_secs(11));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn join_gate_spaces_the_sixth_join_a_minute_after_the_first() {
+        let gate = JoinGate::default();
+        let start = Instant::now();
+        for _ in 0..5 {
+            gate.acquire().await;
+        }
+        assert!(start.elapsed() < Duration::from_secs(1));
+        gate.acquire().await;
+        assert!(start.elapsed() >= Duration::from_secs(60));
+    }
+}

@@ -1,0 +1,539 @@
+//! Screen lines → what happened, for each dialect. Pure: no I/O, no clock.
+//!
+//! [`classify_devzat`] and [`classify_ssh_chat`] read one [`ScreenLine`] in isolation;
+//! [`LineParser`] adds what needs memory: skipping the history replay at join, joining Devzat's
+//! wrapped continuation lines to the message they continue, learning the name ssh-chat actually
+//! gave us, and dropping our own echoes.
+
+use crate::config::Dialect;
+use crate::screen::ScreenLine;
+
+/// What one line means.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Line {
+    /// A public message in the room.
+    Message {
+        from: String,
+        text: String,
+    },
+    /// An emote (`/me`), ssh-chat only.
+    Emote {
+        from: String,
+        text: String,
+    },
+    Join {
+        name: String,
+    },
+    Part {
+        name: String,
+    },
+    Nick {
+        old: String,
+        new: String,
+    },
+    /// A private message to us.
+    DirectIn {
+        from: String,
+        text: String,
+    },
+    /// A private message we sent (shown to the sender).
+    DirectOut {
+        to: String,
+        text: String,
+    },
+    /// A right-aligned Devzat timestamp.
+    Timestamp,
+    /// Devzat asks for another name (taken or invalid).
+    NamePrompt,
+    /// ssh-chat refused a line because of its rate limit.
+    RateLimited,
+    /// ssh-chat refused a line over 1024 bytes.
+    TooLong,
+    /// Anything else the server printed (welcome text, command output, warnings).
+    System {
+        text: String,
+    },
+    /// Our own message coming back (the session uses it to confirm a command took effect).
+    /// `redraw` is set for the server's formatted copy that replaces the typed echo.
+    Own {
+        text: String,
+        redraw: bool,
+    },
+    /// Nothing (a blank line, a prompt).
+    Blank,
+}
+
+/// Devzat's longest user name.
+pub const DEVZAT_NAME_MAX: usize = 27;
+/// ssh-chat's longest user name.
+pub const SSH_CHAT_NAME_MAX: usize = 16;
+
+fn is_devzat_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().count() <= DEVZAT_NAME_MAX
+        && name.bytes().all(|b| (33..=126).contains(&b))
+}
+
+fn is_ssh_chat_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().count() <= SSH_CHAT_NAME_MAX
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '.' || c == '-')
+}
+
+/// A right-aligned clock time such as `3:04pm`, `15:04` or `3:04 PM`.
+fn is_timestamp(line: &str) -> bool {
+    let trimmed = line.trim();
+    if !line.starts_with("  ") || trimmed.is_empty() || trimmed.len() > 16 {
+        return false;
+    }
+    let mut digits = 0;
+    let mut colon = false;
+    for c in trimmed.chars() {
+        match c {
+            '0'..='9' => digits += 1,
+            ':' => colon = true,
+            ' ' | 'a' | 'p' | 'm' | 'A' | 'P' | 'M' => {}
+            _ => return false,
+        }
+    }
+    colon && (3..=6).contains(&digits)
+}
+
+/// Read one Devzat line.
+pub fn classify_devzat(line: &str) -> Line {
+    if line.trim().is_empty() {
+        return Line::Blank;
+    }
+    if line.contains("Pick a different one:")
+        && (line.contains("already in use") || line.contains("invalid"))
+    {
+        return Line::NamePrompt;
+    }
+    if let Some(rest) = line.strip_prefix(" --> ")
+        && let Some(name) = rest.strip_suffix(" has joined the chat")
+    {
+        return Line::Join {
+            name: name.to_owned(),
+        };
+    }
+    if let Some(rest) = line.strip_prefix(" <-- ")
+        && let Some(name) = rest.strip_suffix(" has left the chat")
+    {
+        return Line::Part {
+            name: name.to_owned(),
+        };
+    }
+    if is_timestamp(line) {
+        return Line::Timestamp;
+    }
+    if let Some((name, text)) = line.split_once(" -> ")
+        && is_devzat_name(name)
+    {
+        return Line::DirectIn {
+            from: name.to_owned(),
+            text: text.to_owned(),
+        };
+    }
+    if let Some((name, text)) = line.split_once(" <- ")
+        && is_devzat_name(name)
+    {
+        return Line::DirectOut {
+            to: name.to_owned(),
+            text: text.to_owned(),
+        };
+    }
+    if let Some((name, text)) = line.split_once(": ")
+        && is_devzat_name(name)
+    {
+        return Line::Message {
+            from: name.to_owned(),
+            text: text.to_owned(),
+        };
+    }
+    if let Some(name) = line.strip_suffix(':')
+        && is_devzat_name(name)
+    {
+        // A message whose text is empty, or a bare prompt.
+        return Line::Blank;
+    }
+    Line::System {
+        text: line.trim().to_owned(),
+    }
+}
+
+/// Read one ssh-chat line (TERM=bot: no colours, no own echo).
+pub fn classify_ssh_chat(line: &str) -> Line {
+    if line.trim().is_empty() {
+        return Line::Blank;
+    }
+    if let Some(rest) = line.strip_prefix(" * ") {
+        if let Some((name, _)) = rest.split_once(" joined.")
+            && is_ssh_chat_name(name)
+        {
+            return Line::Join {
+                name: name.to_owned(),
+            };
+        }
+        if let Some((name, _)) = rest.split_once(" left.")
+            && is_ssh_chat_name(name)
+        {
+            return Line::Part {
+                name: name.to_owned(),
+            };
+        }
+        if let Some((old, new)) = rest.split_once(" is now known as ") {
+            let new = new.strip_suffix('.').unwrap_or(new);
+            return Line::Nick {
+                old: old.to_owned(),
+                new: new.to_owned(),
+            };
+        }
+        return Line::System {
+            text: rest.to_owned(),
+        };
+    }
+    if let Some(rest) = line.strip_prefix("-> ") {
+        if rest.contains("Rate limiting is in effect") {
+            return Line::RateLimited;
+        }
+        if rest.contains("Input too long") {
+            return Line::TooLong;
+        }
+        return Line::System {
+            text: rest.to_owned(),
+        };
+    }
+    if line.contains("Input too long.") {
+        return Line::TooLong;
+    }
+    if let Some(rest) = line.strip_prefix("[PM from ")
+        && let Some((name, text)) = rest.split_once("] ")
+    {
+        return Line::DirectIn {
+            from: name.to_owned(),
+            text: text.to_owned(),
+        };
+    }
+    if let Some(rest) = line.strip_prefix("** ")
+        && let Some((name, text)) = rest.split_once(' ')
+        && is_ssh_chat_name(name)
+    {
+        return Line::Emote {
+            from: name.to_owned(),
+            text: text.to_owned(),
+        };
+    }
+    if let Some((name, text)) = line.split_once(": ")
+        && is_ssh_chat_name(name)
+    {
+        return Line::Message {
+            from: name.to_owned(),
+            text: text.to_owned(),
+        };
+    }
+    if line.starts_with('[') && line.ends_with(']') {
+        // A bare prompt left on a line.
+        return Line::Blank;
+    }
+    Line::System {
+        text: line.trim().to_owned(),
+    }
+}
+
+/// Where a session stands in the join sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// History replay: nothing here is new.
+    Replay,
+    /// Our own join was announced; everything from here on is live.
+    Live,
+}
+
+/// Stateful reader of one session's lines.
+#[derive(Debug)]
+pub struct LineParser {
+    dialect: Dialect,
+    /// The name we asked for, then the one the server gave us.
+    name: String,
+    /// ssh-chat may rename us on a clash (`Guest<N>`): true once the join told us our name.
+    name_known: bool,
+    phase: Phase,
+    /// A Devzat message waiting for possible continuation lines (wrapped or multi-line).
+    pending: Option<(String, String)>,
+}
+
+impl LineParser {
+    pub fn new(dialect: Dialect, name: &str) -> Self {
+        LineParser {
+            dialect,
+            name: name.to_owned(),
+            name_known: dialect == Dialect::Devzat,
+            phase: Phase::Replay,
+            pending: None,
+        }
+    }
+
+    /// Our name on the server as far as we know it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Devzat asked for another name and we answered with `name`.
+    pub fn rename(&mut self, name: &str) {
+        self.name = name.to_owned();
+    }
+
+    /// True once our own join was seen: lines after it are live.
+    pub fn is_live(&self) -> bool {
+        self.phase == Phase::Live
+    }
+
+    /// Read one line; returns the live events it completes (with a Devzat message held back
+    /// until the next line shows whether it continues).
+    pub fn push(&mut self, screen: &ScreenLine) -> Vec<Line> {
+        match self.dialect {
+            Dialect::Devzat => self.push_devzat(screen),
+            Dialect::SshChat => self.push_ssh_chat(screen),
+        }
+    }
+
+    /// No more lines for now: release a held-back message.
+    pub fn flush(&mut self) -> Vec<Line> {
+        self.pending
+            .take()
+            .map(|(from, text)| Line::Message { from, text })
+            .into_iter()
+            .collect()
+    }
+
+    fn push_devzat(&mut self, screen: &ScreenLine) -> Vec<Line> {
+        let line = &screen.text;
+        // A continuation line is indented by the width of the `name: ` prefix it continues.
+        if let Some((from, text)) = &mut self.pending {
+            let indent = from.chars().count() + 2;
+            let leading = line.chars().take_while(|c| *c == ' ').count();
+            if leading == indent && line.len() > indent && !screen.replaces_previous {
+                text.push('\n');
+                text.push_str(&line[indent..]);
+                return Vec::new();
+            }
+        }
+        let mut out = self.flush();
+        let parsed = classify_devzat(line);
+        if self.phase == Phase::Replay {
+            match &parsed {
+                Line::Join { name } if *name == self.name => self.phase = Phase::Live,
+                Line::NamePrompt => out.push(Line::NamePrompt),
+                _ => {}
+            }
+            return out;
+        }
+        match parsed {
+            Line::Message { from, text } => {
+                if from == self.name {
+                    out.push(Line::Own {
+                        text,
+                        redraw: screen.replaces_previous,
+                    });
+                } else {
+                    self.pending = Some((from, text));
+                }
+            }
+            Line::DirectOut { .. } | Line::Timestamp | Line::Blank => {}
+            Line::Join { ref name } | Line::Part { ref name } if *name == self.name => {}
+            other => out.push(other),
+        }
+        out
+    }
+
+    fn push_ssh_chat(&mut self, screen: &ScreenLine) -> Vec<Line> {
+        let parsed = classify_ssh_chat(&screen.text);
+        if self.phase == Phase::Replay {
+            // History is written without the erase that precedes live lines.
+            if !screen.erased {
+                return Vec::new();
+            }
+            if let Line::Join { name } = &parsed
+                && !self.name_known
+            {
+                self.name = name.clone();
+                self.name_known = true;
+                self.phase = Phase::Live;
+                return Vec::new();
+            }
+            self.phase = Phase::Live;
+        }
+        match parsed {
+            Line::Message { ref from, .. } | Line::Emote { ref from, .. } if *from == self.name => {
+                Vec::new()
+            }
+            Line::Join { ref name } | Line::Part { ref name } if *name == self.name => Vec::new(),
+            Line::Nick { ref old, ref new } if *old == self.name => {
+                self.name = new.clone();
+                Vec::new()
+            }
+            Line::Blank | Line::Timestamp => Vec::new(),
+            other => vec![other],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::screen::Screen;
+    use proptest::prelude::*;
+
+    fn run(dialect: Dialect, name: &str, bytes: &[u8]) -> (Vec<Line>, LineParser) {
+        let mut screen = Screen::new();
+        let mut parser = LineParser::new(dialect, name);
+        let mut out = Vec::new();
+        for line in screen.feed(bytes) {
+            out.extend(parser.push(&line));
+        }
+        out.extend(parser.flush());
+        (out, parser)
+    }
+
+    fn msg(from: &str, text: &str) -> Line {
+        Line::Message {
+            from: from.into(),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn devzat_classifies_each_format() {
+        assert_eq!(
+            classify_devzat("alice: hi: there"),
+            msg("alice", "hi: there")
+        );
+        assert_eq!(
+            classify_devzat(" --> alice has joined the chat"),
+            Line::Join {
+                name: "alice".into()
+            }
+        );
+        assert_eq!(
+            classify_devzat(" <-- bob has left the chat"),
+            Line::Part { name: "bob".into() }
+        );
+        assert_eq!(
+            classify_devzat("alice -> psst"),
+            Line::DirectIn {
+                from: "alice".into(),
+                text: "psst".into()
+            }
+        );
+        assert_eq!(
+            classify_devzat("                    3:04pm"),
+            Line::Timestamp
+        );
+        assert_eq!(
+            classify_devzat("Your username is already in use. Pick a different one:"),
+            Line::NamePrompt
+        );
+        assert!(matches!(
+            classify_devzat("Welcome to the chat. There are 2 more users"),
+            Line::System { .. }
+        ));
+    }
+
+    #[test]
+    fn devzat_skips_history_and_own_lines_and_joins_wrapped_lines() {
+        let bytes = concat!(
+            "\x1b[H\x1b[2Jcarol: old news\r\n",
+            "Welcome to the chat. There are 1 more users\r\n",
+            " --> bot has joined the chat\r\n",
+            "bot: \x1b[4D\x1b[K\x1b[38;5;3malice\x1b[39m: a long\r\n",
+            "       wrapped line\r\n",
+            "bot: hello\r\n\x1b[A\x1b[2Kbot: hello\r\n",
+            "\x1b[4D\x1b[K --> dave has joined the chat\r\n",
+            "                                   12:01pm\r\nbot: "
+        )
+        .as_bytes();
+        let (lines, parser) = run(Dialect::Devzat, "bot", bytes);
+        assert!(parser.is_live());
+        let lines: Vec<Line> = lines
+            .into_iter()
+            .filter(|l| !matches!(l, Line::Own { .. }))
+            .collect();
+        assert_eq!(
+            lines,
+            vec![
+                msg("alice", "a long\nwrapped line"),
+                Line::Join {
+                    name: "dave".into()
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn devzat_name_prompt_is_reported_during_join() {
+        let (lines, _) = run(
+            Dialect::Devzat,
+            "bot",
+            b"Your username is already in use. Pick a different one:\r\n> ",
+        );
+        assert_eq!(lines, vec![Line::NamePrompt]);
+    }
+
+    #[test]
+    fn ssh_chat_learns_guest_name_and_skips_history() {
+        let bytes = b"alice: from history\r\r\n * bot joined. (Connected: 2)\r\r\n\
+[Guest3] \x1b[8D\x1b[K * Guest3 joined. (Connected: 3)\r\r\n[Guest3] \x1b[8D\x1b[Kalice: hi\r\r\n\
+[Guest3] \x1b[8D\x1b[K** alice waves\r\r\n[Guest3] \x1b[8D\x1b[K-> Message rejected: Rate limiting is in effect.\r\r\n\
+[Guest3] \x1b[8D\x1b[K[PM from alice] psst\r\r\n[Guest3] \x1b[8D\x1b[K * alice left. (After 7 seconds)\r\r\n[Guest3] ";
+        let (lines, parser) = run(Dialect::SshChat, "bot", bytes);
+        assert_eq!(parser.name(), "Guest3");
+        assert_eq!(
+            lines,
+            vec![
+                msg("alice", "hi"),
+                Line::Emote {
+                    from: "alice".into(),
+                    text: "waves".into()
+                },
+                Line::RateLimited,
+                Line::DirectIn {
+                    from: "alice".into(),
+                    text: "psst".into()
+                },
+                Line::Part {
+                    name: "alice".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn ssh_chat_nick_change_of_others_and_of_us() {
+        assert_eq!(
+            classify_ssh_chat(" * old is now known as new."),
+            Line::Nick {
+                old: "old".into(),
+                new: "new".into()
+            }
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            for dialect in [Dialect::Devzat, Dialect::SshChat] {
+                let _ = run(dialect, "bot", &bytes);
+            }
+        }
+
+        #[test]
+        fn parsers_never_panic_on_text(lines in proptest::collection::vec("\\PC{0,60}", 0..12)) {
+            for line in &lines {
+                let _ = classify_devzat(line);
+                let _ = classify_ssh_chat(line);
+            }
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! Devzat's gRPC plugin API: one listener stream for every room in, `SendMessage` out.
+//!
+//! The listener is registered as a plain listener, never as middleware (a middleware listener
+//! makes the whole server wait for its answer), with system messages so joins and leaves come
+//! too. Relayed messages are sent with `from` set to the relayed author's formatted name, so
+//! they show under that name. Devzat does not echo a token's messages to its own listeners, but
+//! the bridge also remembers what it sent for a minute and drops a matching event, so an echo
+//! from any path (another token of the same gateway, a server that does echo) never loops.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use patchbay_sdk::text::markdown::from_markdown;
+use patchbay_sdk::{
+    Author, ConnectorContext, ConnectorError, Delivered, Delivery, DeliveryError, Inbound, Kind,
+};
+use tokio::time::Instant;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+
+use crate::config::{Config, PluginConfig};
+use crate::pacing::Backoff;
+use crate::parse::{Line, classify_devzat};
+use crate::proto::plugin_client::PluginClient;
+use crate::proto::{self, ListenerClientData, listener_client_data};
+use crate::render;
+
+type Client = PluginClient<InterceptedService<Channel, Auth>>;
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone)]
+pub struct Auth(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for Auth {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+/// How long a sent message is remembered for echo detection.
+const ECHO_MEMORY: Duration = Duration::from_secs(60);
+const ECHO_MEMORY_LEN: usize = 512;
+
+pub struct PluginMode {
+    config: Arc<Config>,
+    client: Result<Client, String>,
+    sent: Mutex<VecDeque<(String, String, String, Instant)>>,
+}
+
+fn make_client(plugin: &PluginConfig) -> Result<Client, String> {
+    let endpoint = Endpoint::from_shared(plugin.address.clone())
+        .map_err(|err| format!("bad plugin address {}: {err}", plugin.address))?
+        .connect_timeout(Duration::from_secs(10))
+        .tcp_keepalive(Some(Duration::from_secs(30)))
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(true);
+    let header = format!("Bearer {}", plugin.token)
+        .parse()
+        .map_err(|_| "the plugin token contains characters not allowed in a header".to_owned())?;
+    // A lazy channel connects on first use and reconnects by itself after a failure.
+    Ok(PluginClient::with_interceptor(
+        endpoint.connect_lazy(),
+        Auth(header),
+    ))
+}
+
+impl PluginMode {
+    pub fn new(config: Arc<Config>) -> Self {
+        let client = match &config.plugin {
+            Some(plugin) => make_client(plugin),
+            None => Err("no plugin configured".to_owned()),
+        };
+        PluginMode {
+            config,
+            client,
+            sent: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    pub async fn run(&self, ctx: ConnectorContext) -> Result<(), ConnectorError> {
+        let client = self.client.clone().map_err(ConnectorError)?;
+        let mut backoff = Backoff::new(Duration::from_secs(1), self.config.reconnect_max);
+        loop {
+            let started = Instant::now();
+            let result = tokio::select! {
+                result = self.listen(client.clone(), &ctx) => result,
+                () = ctx.shutdown.cancelled() => return Ok(()),
+            };
+            match result {
+                Err(status) if status.code() == Code::Unauthenticated => {
+                    let reason = format!(
+                        "Devzat refused the plugin token ({}): ask the server's admin for a \
+                         token (`grant`) and set plugin.token",
+                        status.message()
+                    );
+                    ctx.state.down(reason.clone());
+                    return Err(ConnectorError(reason));
+                }
+                Err(status) => {
+                    ctx.state.down(format!("plugin API: {}", status.message()));
+                    tracing::warn!(account = %ctx.account, code = ?status.code(), message = %status.message(), "plugin listener failed");
+                }
+                Ok(()) => {
+                    ctx.state.down("the plugin listener stream ended");
+                    tracing::warn!(account = %ctx.account, "plugin listener stream ended");
+                }
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                backoff.reset();
+            }
+            let delay = backoff.next_delay();
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = ctx.shutdown.cancelled() => return Ok(()),
+            }
+        }
+    }
+
+    /// One listener stream, until it fails.
+    async fn listen(&self, mut client: Client, ctx: &ConnectorContext) -> Result<(), Status> {
+        let (tx, rx) = tokio::sync::mpsc::channel::<ListenerClientData>(4);
+        let first = ListenerClientData {
+            data: Some(listener_client_data::Data::Listener(proto::Listener {
+                middleware: Some(false),
+                once: Some(false),
+                regex: None,
+                color_names: Some(false),
+                system_messages: Some(true),
+            })),
+        };
+        tx.send(first)
+            .await
+            .map_err(|_| Status::internal("listener request stream closed"))?;
+        let mut events = client
+            .register_listener(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        ctx.state.up();
+        tracing::info!(account = %ctx.account, "listening on Devzat's plugin API");
+        // `tx` stays alive for as long as we listen: closing it would end the registration.
+        let _keep = tx;
+        while let Some(event) = events.message().await? {
+            let Some(inbound) = self.inbound(event) else {
+                continue;
+            };
+            if let Err(err) = ctx.sink.emit(inbound).await {
+                // The gateway is stopping or its store failed; the stream's events are not
+                // replayed by Devzat, so there is nothing to rewind to.
+                tracing::warn!(account = %ctx.account, %err, "could not hand an event to the gateway");
+                if matches!(err, patchbay_sdk::EmitError::Closed) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An event from the listener as an inbound event, or `None` to skip it.
+    fn inbound(&self, event: proto::Event) -> Option<Inbound> {
+        let room = event.room;
+        let from = crate::screen::strip_ansi(&event.from);
+        if from.is_empty() {
+            // A system line: joins and leaves are all a bridge relays.
+            let (author, kind) = match classify_devzat(&crate::screen::strip_ansi(&event.msg)) {
+                Line::Join { name } => (name, Kind::Join),
+                Line::Part { name } => (name, Kind::Part { reason: None }),
+                _ => return None,
+            };
+            if self.config.nick == author {
+                return None;
+            }
+            let mut inbound = Inbound::message(room, Author::named(author), Default::default());
+            inbound.kind = kind;
+            return Some(inbound);
+        }
+        if self.is_echo(&room, &from, &event.msg) {
+            return None;
+        }
+        let body = from_markdown(&event.msg);
+        if body.is_empty() {
+            return None;
+        }
+        Some(Inbound::message(room, Author::named(from), body))
+    }
+
+    fn is_echo(&self, room: &str, from: &str, msg: &str) -> bool {
+        let Ok(mut sent) = self.sent.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        while sent
+            .front()
+            .is_some_and(|(.., at)| now.duration_since(*at) > ECHO_MEMORY)
+        {
+            sent.pop_front();
+        }
+        if let Some(at) = sent
+            .iter()
+            .position(|(r, f, m, _)| r == room && f == from && m == msg)
+        {
+            sent.remove(at);
+            return true;
+        }
+        false
+    }
+
+    fn remember(&self, room: &str, from: &str, msg: &str) {
+        if let Ok(mut sent) = self.sent.lock() {
+            if sent.len() >= ECHO_MEMORY_LEN {
+                sent.pop_front();
+            }
+            sent.push_back((room.into(), from.into(), msg.into(), Instant::now()));
+        }
+    }
+
+    pub async fn deliver(&self, delivery: Delivery) -> Result<Delivered, DeliveryError> {
+        let Some(out) = render::outgoing(&delivery, true) else {
+            return Ok(Delivered::default());
+        };
+        let mut client = self.client.clone().map_err(DeliveryError::permanent)?;
+        let msg = render::neutralise_devzat(&out.text);
+        let from = (!out.nick.is_empty()).then(|| out.nick.clone());
+        self.remember(&delivery.room, &out.nick, &msg);
+        let request = proto::Message {
+            room: delivery.room.clone(),
+            from,
+            msg,
+            ephemeral_to: None,
+        };
+        match client.send_message(request).await {
+            Ok(_) => Ok(Delivered::default()),
+            Err(status) => Err(match status.code() {
+                Code::InvalidArgument | Code::NotFound => DeliveryError::permanent(format!(
+                    "Devzat refused the message for {}: {}",
+                    delivery.room,
+                    status.message()
+                )),
+                _ => DeliveryError::retryable(format!(
+                    "Devzat plugin API: {} ({:?})",
+                    status.message(),
+                    status.code()
+                )),
+            }),
+        }
+    }
+}
