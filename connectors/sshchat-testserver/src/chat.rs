@@ -58,6 +58,7 @@ impl User {
 
 /// A plugin listener.
 pub struct Listener {
+    pub id: u64,
     pub token: String,
     pub system: bool,
     pub tx: mpsc::Sender<Result<crate::proto::Event, tonic::Status>>,

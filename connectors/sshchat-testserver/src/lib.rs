@@ -178,7 +178,12 @@ impl TestServer {
                     let _ = user.out.send(chat::Out::Close);
                 }
                 chat.users.clear();
-                chat.listeners.clear();
+                // A stopping server ends every listener stream.
+                for listener in chat.listeners.drain(..) {
+                    let _ = listener
+                        .tx
+                        .try_send(Err(tonic::Status::unavailable("server shutting down")));
+                }
             }
             for task in running.tasks {
                 task.abort();

@@ -81,24 +81,28 @@ impl Plugin for Service {
             }
         };
         let (tx, rx) = mpsc::channel(1024);
-        {
+        let id = {
             let mut chat = self.shared.lock();
             if listener.middleware == Some(true) {
                 // Real Devzat would now block every message on this listener's answer.
                 chat.middleware_requests += 1;
             }
+            chat.next_id += 1;
+            let id = chat.next_id;
             chat.listeners.push(Listener {
+                id,
                 token,
                 system: listener.system_messages == Some(true),
-                tx: tx.clone(),
+                tx,
             });
-        }
+            id
+        };
         self.shared.changed.notify_waiters();
         // Drop the listener when the client goes away.
         let shared = self.shared.clone();
         tokio::spawn(async move {
             while let Ok(Some(_)) = incoming.message().await {}
-            shared.lock().listeners.retain(|l| !l.tx.same_channel(&tx));
+            shared.lock().listeners.retain(|l| l.id != id);
             shared.changed.notify_waiters();
         });
         Ok(Response::new(Box::pin(

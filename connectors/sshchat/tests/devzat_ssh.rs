@@ -1,0 +1,169 @@
+//! Devzat over SSH (no plugin token), against the test server.
+
+mod support;
+
+use std::time::Duration;
+
+use patchbay_sdk::Kind;
+use patchbay_sshchat_testserver::{Options, TestServer};
+use support::{WAIT, delivery, start, text};
+
+fn config(server: &TestServer, rooms: &str) -> String {
+    format!(
+        "server = \"{}\"\ndialect = \"devzat\"\nnick = \"bridge\"\nrooms = {rooms}\nreconnect_min_secs = 1\n",
+        server.ssh_addr(),
+    )
+}
+
+#[tokio::test]
+async fn mirrors_two_rooms_skipping_history_and_own_echo() {
+    let server = TestServer::start(Options::devzat()).await.expect("server");
+    // History from before the bridge joined must not be relayed.
+    server.say("#main", "old", "ancient history");
+    // Someone already uses the bridge's name: it must answer the name prompt.
+    let squatter = server.connect_user("bridge").await.expect("squatter");
+    let alice = server.connect_user("alice").await.expect("alice");
+
+    let mut bridge = start(&config(&server, "[\"#main\", \"#dev\"]"));
+    assert!(
+        bridge.wait_up(Duration::from_secs(30)).await,
+        "both rooms up"
+    );
+    let names: Vec<String> = server.users().into_iter().map(|(_, n)| n).collect();
+    assert!(names.contains(&"bridge1".to_string()), "{names:?}");
+
+    alice.say("hi **there** :tada:").await.expect("say");
+    let event = bridge
+        .events
+        .wait(WAIT, |e| {
+            e.author.name == "alice" && matches!(e.kind, Kind::Message { .. })
+        })
+        .await
+        .expect("alice's message");
+    assert_eq!(event.room, "#main");
+    assert_eq!(text(&event), "hi there 🎉");
+
+    // Relayed into #dev: a #dev user sees it, under the bot's name.
+    let dave = server.connect_user("dave").await.expect("dave");
+    dave.say("cd #dev").await.expect("cd");
+    bridge
+        .deliver(delivery("#dev", "[irc] bob", "hello dev"))
+        .await
+        .expect("delivered");
+    let seen = dave
+        .wait_line(WAIT, |l| l.ends_with("[irc] bob: hello dev"))
+        .await
+        .expect("dave sees it");
+    assert!(seen.starts_with("bridge"), "{seen}");
+    // dave's message in #dev arrives as a #dev event.
+    dave.say("from dev").await.expect("say");
+    let event = bridge
+        .events
+        .wait(WAIT, |e| text(e) == "from dev")
+        .await
+        .expect("dev message");
+    assert_eq!(event.room, "#dev");
+
+    // A relayed command word is neutralised.
+    bridge
+        .deliver(delivery("#main", "", "cd #elsewhere"))
+        .await
+        .expect("delivered");
+    alice
+        .wait_line(WAIT, |l| l.contains("cd #elsewhere"))
+        .await
+        .expect("shown");
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let events = bridge.events.events();
+    assert!(
+        events.iter().all(|e| text(e) != "ancient history"),
+        "history skipped"
+    );
+    assert!(
+        events.iter().all(|e| !e.author.name.starts_with("bridge")),
+        "own lines (echo, cd, joins) never emitted: {events:?}"
+    );
+    assert!(
+        events.iter().all(|e| !text(e).contains("hello dev")),
+        "own relays never emitted"
+    );
+    let bridge_cmds: Vec<_> = server
+        .commands()
+        .into_iter()
+        .filter(|(who, line)| who.starts_with("bridge") && line != "cd #dev")
+        .collect();
+    assert!(bridge_cmds.is_empty(), "{bridge_cmds:?}");
+    squatter.close().await;
+    alice.close().await;
+    dave.close().await;
+    bridge.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn a_burst_of_100_arrives_complete_without_warnings_or_bans() {
+    let server = TestServer::start(Options::devzat()).await.expect("server");
+    let mut bridge = start(&config(&server, "[\"#main\"]"));
+    assert!(bridge.wait_up(WAIT).await);
+    for i in 0..100 {
+        bridge
+            .deliver(delivery("#main", "[irc] flood", &format!("message {i}")))
+            .await
+            .expect("queued");
+    }
+    let all_there = server
+        .wait_until(Duration::from_secs(60), |s| {
+            let all: String = s
+                .transcript()
+                .iter()
+                .filter(|r| r.from.starts_with("bridge"))
+                .map(|r| r.text.clone())
+                .collect::<Vec<_>>()
+                .join("\n");
+            (0..100).all(|i| {
+                all.contains(&format!("message {i}\\n")) || all.ends_with(&format!("message {i}"))
+            })
+        })
+        .await;
+    assert!(
+        all_there,
+        "every message arrived: {:?}",
+        server.transcript()
+    );
+    assert!(server.warnings().is_empty(), "{:?}", server.warnings());
+    assert!(server.bans().is_empty(), "{:?}", server.bans());
+    let lines = server
+        .transcript()
+        .iter()
+        .filter(|r| r.from.starts_with("bridge"))
+        .count();
+    assert!(lines < 30, "merged into few lines: {lines}");
+    bridge.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn reconnects_after_a_restart_without_tripping_the_join_ban() {
+    let server = TestServer::start(Options::devzat()).await.expect("server");
+    let mut bridge = start(&config(&server, "[\"#main\", \"#ops\"]"));
+    assert!(bridge.wait_up(WAIT).await);
+    for _ in 0..2 {
+        server.restart().await.expect("restart");
+        assert!(
+            server
+                .wait_until(Duration::from_secs(90), |s| s.users().len() == 2)
+                .await,
+            "both sessions back: {:?}",
+            server.users()
+        );
+    }
+    assert!(server.bans().is_empty(), "{:?}", server.bans());
+    let alice = server.connect_user("alice").await.expect("alice");
+    alice.say("back again").await.expect("say");
+    bridge
+        .events
+        .wait(WAIT, |e| text(e) == "back again")
+        .await
+        .expect("resumed");
+    alice.close().await;
+    bridge.stop().await.expect("stop");
+}

@@ -1,0 +1,154 @@
+//! ssh-chat (TERM=bot), against the test server.
+
+mod support;
+
+use std::time::Duration;
+
+use patchbay_sdk::Kind;
+use patchbay_sshchat_testserver::{Options, TestServer};
+use support::{WAIT, delivery, start, text};
+
+fn config(server: &TestServer, extra: &str) -> String {
+    format!(
+        "server = \"{}\"\ndialect = \"ssh-chat\"\nnick = \"bridge\"\nreconnect_min_secs = 1\n{extra}",
+        server.ssh_addr(),
+    )
+}
+
+#[tokio::test]
+async fn learns_its_guest_name_and_relays_both_ways() {
+    let server = TestServer::start(Options::ssh_chat())
+        .await
+        .expect("server");
+    server.say("#main", "old", "from history");
+    let squatter = server.connect_user("bridge").await.expect("squatter");
+    let alice = server.connect_user("alice").await.expect("alice");
+    let mut bridge = start(&config(&server, "anonymous = true\n"));
+    assert!(bridge.wait_up(WAIT).await);
+    let names: Vec<String> = server.users().into_iter().map(|(_, n)| n).collect();
+    let guest = names
+        .iter()
+        .find(|n| n.starts_with("Guest"))
+        .expect("a taken name becomes Guest<N>")
+        .clone();
+
+    alice.say("hello bridge").await.expect("say");
+    alice.say("/me waves").await.expect("emote");
+    let event = bridge
+        .events
+        .wait(WAIT, |e| text(e) == "hello bridge")
+        .await
+        .expect("message");
+    assert_eq!(event.author.name, "alice");
+    bridge
+        .events
+        .wait(WAIT, |e| {
+            matches!(e.kind, Kind::Action { .. }) && text(e) == "waves"
+        })
+        .await
+        .expect("emote as action");
+
+    bridge
+        .deliver(delivery("#main", "[irc] bob", "/nick evil"))
+        .await
+        .expect("delivered");
+    let seen = alice
+        .wait_line(WAIT, |l| l.contains("[irc] bob: /nick evil"))
+        .await
+        .expect("alice sees it");
+    assert!(seen.starts_with(&format!("{guest}: ")), "{seen}");
+    assert!(server.commands().iter().all(|(who, _)| *who != guest));
+
+    // A 3000-byte message is split under the 1024-byte limit and arrives whole.
+    let long: String = (0..600).map(|i| format!("w{i} ")).collect();
+    bridge
+        .deliver(delivery("#main", "[irc] bob", long.trim()))
+        .await
+        .expect("delivered");
+    let all_there = server
+        .wait_until(WAIT, |s| {
+            let words: Vec<String> = s
+                .transcript()
+                .iter()
+                .filter(|r| r.from == guest)
+                .flat_map(|r| {
+                    r.text
+                        .split_whitespace()
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            (0..600).all(|i| words.contains(&format!("w{i}")))
+        })
+        .await;
+    assert!(all_there);
+    assert_eq!(server.rejections(), (0, 0), "nothing refused");
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let events = bridge.events.events();
+    assert!(
+        events.iter().all(|e| text(e) != "from history"),
+        "history skipped"
+    );
+    assert!(
+        events.iter().all(|e| e.author.name != guest),
+        "own lines not emitted"
+    );
+    squatter.close().await;
+    alice.close().await;
+    bridge.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn a_burst_of_100_is_paced_and_merged_never_rate_limited() {
+    let server = TestServer::start(Options::ssh_chat())
+        .await
+        .expect("server");
+    let mut bridge = start(&config(&server, ""));
+    assert!(bridge.wait_up(WAIT).await);
+    for i in 0..100 {
+        bridge
+            .deliver(delivery("#main", "[irc] flood", &format!("message {i}")))
+            .await
+            .expect("queued");
+    }
+    let complete = server
+        .wait_until(Duration::from_secs(60), |s| {
+            let all: Vec<String> = s
+                .transcript()
+                .iter()
+                .filter(|r| r.from == "bridge")
+                .flat_map(|r| r.text.split(" | ").map(str::to_owned).collect::<Vec<_>>())
+                .collect();
+            (0..100).all(|i| all.contains(&format!("[irc] flood: message {i}")))
+        })
+        .await;
+    assert!(complete, "{:?}", server.transcript());
+    assert_eq!(server.rejections(), (0, 0));
+    bridge.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn answers_keepalives_and_survives_a_restart() {
+    let mut opts = Options::ssh_chat();
+    opts.keepalive = Duration::from_millis(300);
+    let server = TestServer::start(opts).await.expect("server");
+    let mut bridge = start(&config(&server, ""));
+    assert!(bridge.wait_up(WAIT).await);
+    // Three unanswered keepalives would drop the session; many pass here.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(server.users().len(), 1, "still connected");
+    server.restart().await.expect("restart");
+    assert!(
+        server
+            .wait_until(Duration::from_secs(30), |s| s.users().len() == 1)
+            .await
+    );
+    server.say("#main", "carol", "welcome back");
+    bridge
+        .events
+        .wait(WAIT, |e| text(e) == "welcome back")
+        .await
+        .expect("resumed");
+    bridge.stop().await.expect("stop");
+}
