@@ -1,0 +1,230 @@
+//! Catching up without duplicates.
+//!
+//! After a reconnect a server may replay recent channel history (InspIRCd's chanhistory on
+//! join, or `CHATHISTORY AFTER` where `draft/chathistory` is offered). Each channel keeps a mark:
+//! the server-time of the newest message relayed and the msgids seen at that instant. A message
+//! is relayed when it is newer than the mark, or as new with an unseen id. A channel seen for the
+//! first time is marked at the server-time of our own JOIN, so history from before the bridge
+//! existed is not relayed. Marks are saved in the connector's data directory, so a restarted
+//! bridge catches up too. Lines without server-time (servers without IRCv3) are always live.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use patchbay_sdk::Timestamp;
+
+use crate::parse::{MsgTags, fold_case};
+
+/// The newest relayed point of one channel.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Mark {
+    pub time: i64,
+    /// Ids relayed at exactly `time`.
+    pub ids: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct History {
+    path: Option<PathBuf>,
+    marks: HashMap<String, Mark>,
+    dirty: bool,
+}
+
+impl History {
+    /// Load the marks saved in `path` (missing or unreadable files start empty; a bad line is
+    /// skipped).
+    pub fn load(path: Option<PathBuf>) -> Self {
+        let mut marks = HashMap::new();
+        if let Some(p) = &path
+            && let Ok(text) = std::fs::read_to_string(p)
+        {
+            for line in text.lines() {
+                let mut parts = line.split('\t');
+                let (Some(channel), Some(time)) = (parts.next(), parts.next()) else {
+                    continue;
+                };
+                let Ok(time) = time.parse::<i64>() else {
+                    continue;
+                };
+                let ids = parts
+                    .next()
+                    .map(|s| {
+                        s.split(' ')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                marks.insert(channel.to_owned(), Mark { time, ids });
+            }
+        }
+        History {
+            path,
+            marks,
+            dirty: false,
+        }
+    }
+
+    pub fn mark(&self, channel: &str) -> Option<&Mark> {
+        self.marks.get(&fold_case(channel))
+    }
+
+    /// We joined `channel` at server-time `time`: a channel without a mark starts there.
+    pub fn joined(&mut self, channel: &str, time: Option<Timestamp>) {
+        let Some(time) = time else { return };
+        if let std::collections::hash_map::Entry::Vacant(entry) =
+            self.marks.entry(fold_case(channel))
+        {
+            entry.insert(Mark {
+                time: time.0,
+                ids: Vec::new(),
+            });
+            self.dirty = true;
+        }
+    }
+
+    /// Whether a message with these tags in `channel` is new.
+    pub fn is_new(&self, channel: &str, tags: &MsgTags) -> bool {
+        let Some(time) = tags.time else { return true };
+        let Some(mark) = self.marks.get(&fold_case(channel)) else {
+            return true;
+        };
+        match time.0.cmp(&mark.time) {
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Less => false,
+            // Same instant: new unless its id was relayed; without an id, assume seen.
+            std::cmp::Ordering::Equal => {
+                tags.msgid.as_ref().is_some_and(|id| !mark.ids.contains(id))
+            }
+        }
+    }
+
+    /// Record that a message with these tags was relayed (or seen) in `channel`.
+    pub fn relayed(&mut self, channel: &str, tags: &MsgTags) {
+        let Some(time) = tags.time else { return };
+        let mark = self.marks.entry(fold_case(channel)).or_default();
+        if time.0 > mark.time {
+            mark.time = time.0;
+            mark.ids.clear();
+        }
+        if time.0 == mark.time
+            && let Some(id) = &tags.msgid
+            && !mark.ids.contains(id)
+            && !id.contains(['\t', ' ', '\n'])
+        {
+            mark.ids.push(id.clone());
+        }
+        self.dirty = true;
+    }
+
+    /// Write the marks if they changed. Written to a temporary file and renamed, so a crash
+    /// leaves the old marks, never half a file.
+    pub fn save(&mut self) -> std::io::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        if !self.dirty {
+            return Ok(());
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut out = String::new();
+        for (channel, mark) in &self.marks {
+            out.push_str(&format!(
+                "{channel}\t{}\t{}\n",
+                mark.time,
+                mark.ids.join(" ")
+            ));
+        }
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, out)?;
+        std::fs::rename(&tmp, path)?;
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+/// Format a timestamp as server-time for `CHATHISTORY` requests.
+pub fn format_server_time(ts: Timestamp) -> String {
+    let ms = ts.0.rem_euclid(1000);
+    let secs = ts.0.div_euclid(1000);
+    let days = secs.div_euclid(86400);
+    let sod = secs.rem_euclid(86400);
+    // Civil date from days (Howard Hinnant's algorithm).
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        sod / 3600,
+        (sod / 60) % 60,
+        sod % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::parse_server_time;
+
+    fn tags(time: i64, id: &str) -> MsgTags {
+        MsgTags {
+            time: Some(Timestamp(time)),
+            msgid: Some(id.into()),
+            ..MsgTags::default()
+        }
+    }
+
+    #[test]
+    fn replay_after_mark_only() {
+        let mut h = History::load(None);
+        h.joined("#C", Some(Timestamp(100)));
+        assert!(!h.is_new("#c", &tags(50, "old")));
+        assert!(h.is_new("#c", &tags(150, "a")));
+        h.relayed("#c", &tags(150, "a"));
+        h.relayed("#c", &tags(150, "b"));
+        // Replayed after a reconnect: a and b are known, c at the same ms and d later are new.
+        assert!(!h.is_new("#c", &tags(150, "a")));
+        assert!(!h.is_new("#c", &tags(150, "b")));
+        assert!(h.is_new("#c", &tags(150, "c")));
+        assert!(h.is_new("#c", &tags(151, "d")));
+        // A rejoin does not move an existing mark.
+        h.joined("#c", Some(Timestamp(500)));
+        assert!(h.is_new("#c", &tags(151, "d")));
+        // Lines without server-time are always live.
+        assert!(h.is_new("#c", &MsgTags::default()));
+    }
+
+    #[test]
+    fn marks_survive_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("marks.tsv");
+        let mut h = History::load(Some(path.clone()));
+        h.joined("#a", Some(Timestamp(10)));
+        h.relayed("#a", &tags(20, "x"));
+        h.save().expect("save");
+        let h = History::load(Some(path));
+        assert_eq!(
+            h.mark("#A"),
+            Some(&Mark {
+                time: 20,
+                ids: vec!["x".into()]
+            })
+        );
+    }
+
+    #[test]
+    fn server_time_formats_round_trip() {
+        for t in [0, 1_709_296_496_789, 951_782_400_000, 4_102_444_799_999] {
+            let s = format_server_time(Timestamp(t));
+            assert_eq!(parse_server_time(&s), Some(Timestamp(t)), "{s}");
+        }
+    }
+}

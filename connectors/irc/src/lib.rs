@@ -1,0 +1,172 @@
+//! patchbay's IRC connector.
+//!
+//! One account is one connection to one IRC network. The parts, each with one job:
+//! - [`config`]: the `[irc.NAME]` table, checked at build time.
+//! - [`transport`]: TCP, TLS (rustls, extra CA, client certificate) and a line reader.
+//! - [`register`]: CAP negotiation, SASL PLAIN/EXTERNAL, nick-in-use (pure state machine).
+//! - [`session`]: the connection loop: join, rejoin, ping timeout, reconnect with backoff.
+//! - [`pacing`]: flood control (token bucket that queues, never drops).
+//! - [`parse`]: line → event (pure, property-tested on arbitrary bytes).
+//! - [`render`]: delivery → lines, split at the protocol's byte limit (pure).
+//! - [`mirc`]: mIRC formatting codes ↔ rich text (pure).
+//! - [`history`]: catching up after a reconnect without duplicates.
+//!
+//! The `irc` crate provides the protocol types (message parsing and serialisation); the
+//! connection itself is driven here, because its client stops at the first malformed line.
+
+pub mod config;
+pub mod history;
+pub mod mirc;
+pub mod pacing;
+pub mod parse;
+pub mod register;
+pub mod render;
+pub mod session;
+pub mod transport;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use patchbay_sdk::{
+    AccountInfo, ConfigError, Connector, ConnectorContext, ConnectorError, ConnectorFactory,
+    Delivered, Delivery, DeliveryError,
+};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::config::{IrcConfig, is_channel};
+use crate::parse::fold_case;
+use crate::session::{Paced, Shared, lock};
+
+/// Builds IRC connectors from `[irc.NAME]` tables.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IrcFactory;
+
+impl ConnectorFactory for IrcFactory {
+    fn protocol(&self) -> &'static str {
+        "irc"
+    }
+
+    fn build(
+        &self,
+        account: &AccountInfo,
+        table: toml::Table,
+    ) -> Result<Arc<dyn Connector>, ConfigError> {
+        Ok(Arc::new(IrcConnector::new(account, table)?))
+    }
+
+    fn check_room(&self, room: &str) -> Result<(), String> {
+        if is_channel(room) {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{room}` is not an IRC channel (channels start with # or &)"
+            ))
+        }
+    }
+}
+
+/// One IRC account.
+pub struct IrcConnector {
+    shared: Arc<Shared>,
+}
+
+impl IrcConnector {
+    /// Check the config (reading secrets and certificates) without connecting.
+    pub fn new(account: &AccountInfo, table: toml::Table) -> Result<Self, ConfigError> {
+        let cfg = IrcConfig::from_table(account, table)?;
+        let tls = if cfg.tls {
+            Some(
+                transport::tls_config(&cfg)
+                    .map_err(|e| ConfigError::at(&["tls"], e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        Ok(IrcConnector {
+            shared: Arc::new(Shared {
+                cfg,
+                tls,
+                link: Mutex::new(None),
+            }),
+        })
+    }
+}
+
+/// How long a delivery to a channel we are not in waits before the gateway retries.
+const JOIN_RETRY: Duration = Duration::from_secs(2);
+
+#[async_trait]
+impl Connector for IrcConnector {
+    async fn run(&self, ctx: ConnectorContext) -> Result<(), ConnectorError> {
+        session::run(self.shared.clone(), ctx).await
+    }
+
+    async fn deliver(&self, delivery: Delivery) -> Result<Delivered, DeliveryError> {
+        let link = lock(&self.shared.link)
+            .clone()
+            .ok_or_else(|| DeliveryError::retryable("not connected to the IRC server"))?;
+        let target = delivery.room.clone();
+        let folded = fold_case(&target);
+        let (rendered, echo) = {
+            let mut state = lock(&link.state);
+            if is_channel(&target) && !state.joined.contains_key(&folded) {
+                // Join on demand (once per retry interval) and let the gateway retry.
+                let now = Instant::now();
+                let recent = state
+                    .join_requested
+                    .get(&folded)
+                    .is_some_and(|t| now.duration_since(*t) < JOIN_RETRY * 5);
+                if !recent {
+                    state.join_requested.insert(folded.clone(), now);
+                    let _ = link.urgent.send(format!("JOIN {target}"));
+                }
+                return Err(DeliveryError::Retryable {
+                    reason: format!("not in {target} yet"),
+                    retry_after: Some(JOIN_RETRY),
+                });
+            }
+            let Some(rendered) = render::render(&delivery, &self.shared.cfg.render, &state.me)
+            else {
+                return Ok(Delivered::default());
+            };
+            let echo = if state.caps.contains("echo-message") {
+                let (tx, rx) = oneshot::channel();
+                state
+                    .echo_waiters
+                    .entry((folded.clone(), rendered.payloads[0].clone()))
+                    .or_default()
+                    .push_back(tx);
+                Some(rx)
+            } else {
+                None
+            };
+            (rendered, echo)
+        };
+        let lines = rendered.lines();
+        let count = lines.len();
+        let (done_tx, done_rx) = oneshot::channel();
+        let mut done_tx = Some(done_tx);
+        for (i, line) in lines.into_iter().enumerate() {
+            let done = if i + 1 == count { done_tx.take() } else { None };
+            if link.paced.send(Paced { line, done }).is_err() {
+                return Err(DeliveryError::retryable("the connection closed"));
+            }
+        }
+        if done_rx.await.is_err() {
+            return Err(DeliveryError::retryable(
+                "the connection closed before the message was sent",
+            ));
+        }
+        let remote_id = match echo {
+            Some(rx) => tokio::time::timeout(self.shared.cfg.echo_timeout, rx)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten(),
+            None => None,
+        };
+        Ok(Delivered { remote_id })
+    }
+}

@@ -1,0 +1,674 @@
+//! One account's connection: connect, register (CAP, SASL, nick), join, keep alive, reconnect.
+//!
+//! [`run`] loops over connections with exponential backoff and jitter. Each connection is a
+//! reader loop (this file, with registration in [`crate::register`]) and a writer task that
+//! sends protocol lines at once and deliveries through the flood-control bucket. While a
+//! connection is registered, [`Link`] is published in [`Shared`] for `deliver` to use; while
+//! there is none, deliveries are refused as retryable and wait in the gateway's outbox.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use patchbay_sdk::{ConnectorContext, ConnectorError, ConnectorState, Timestamp};
+use rand::Rng;
+use tokio::io::{AsyncWrite, AsyncWriteExt, WriteHalf};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{debug, error, info, trace, warn};
+
+use crate::config::IrcConfig;
+use crate::history::{History, format_server_time};
+use crate::pacing::TokenBucket;
+use crate::parse::{self, IrcEvent, MsgTags, Parsed, Source, fold_case};
+use crate::register::{Registration, Step};
+use crate::render::SelfPrefix;
+use crate::transport::{self, LineReader, Stream};
+
+/// What the connector and its sessions share.
+pub struct Shared {
+    pub cfg: IrcConfig,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub link: Mutex<Option<Link>>,
+}
+
+/// A line for the writer; `done` fires once it is written and flushed.
+pub struct Paced {
+    pub line: String,
+    pub done: Option<oneshot::Sender<()>>,
+}
+
+/// Who waits for echo-message to give a sent line its id.
+type EchoWaiters = HashMap<(String, String), VecDeque<oneshot::Sender<Option<String>>>>;
+
+/// Handles to the registered connection.
+#[derive(Clone)]
+pub struct Link {
+    pub urgent: mpsc::UnboundedSender<String>,
+    pub paced: mpsc::UnboundedSender<Paced>,
+    pub state: Arc<Mutex<LinkState>>,
+}
+
+/// What `deliver` needs to know about the live connection.
+pub struct LinkState {
+    pub me: SelfPrefix,
+    pub caps: HashSet<String>,
+    /// Joined channels: folded name → name as the server spells it.
+    pub joined: HashMap<String, String>,
+    /// Channels a delivery asked to join, and when.
+    pub join_requested: HashMap<String, Instant>,
+    pub echo_waiters: EchoWaiters,
+}
+
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// How a connection ended.
+enum Ended {
+    Shutdown,
+    /// Retrying cannot help (bad credentials): the account stays down.
+    Fatal(String),
+    Lost {
+        reason: String,
+        registered: bool,
+    },
+}
+
+/// The delay before reconnect attempt `attempt` (0-based): doubling from `min` up to `max`,
+/// with jitter between half and all of it so many bridges do not reconnect in step.
+pub fn backoff(attempt: u32, min: Duration, max: Duration) -> Duration {
+    let base = min
+        .checked_mul(1u32 << attempt.min(20))
+        .unwrap_or(max)
+        .min(max);
+    let jitter = rand::rng().random_range(0.5..=1.0);
+    base.mul_f64(jitter)
+}
+
+/// Stay connected until shutdown.
+pub async fn run(shared: Arc<Shared>, ctx: ConnectorContext) -> Result<(), ConnectorError> {
+    let mut history = History::load(Some(ctx.data_dir.join("irc-history.tsv")));
+    let mut attempt = 0u32;
+    loop {
+        if ctx.shutdown.is_cancelled() {
+            return Ok(());
+        }
+        ctx.state.set(ConnectorState::Connecting);
+        let ended = connect_once(&shared, &ctx, &mut history).await;
+        *lock(&shared.link) = None;
+        if let Err(e) = history.save() {
+            warn!(account = %ctx.account, "cannot save history marks: {e}");
+        }
+        match ended {
+            Ended::Shutdown => {
+                ctx.state.down("shut down");
+                return Ok(());
+            }
+            Ended::Fatal(reason) => {
+                error!(account = %ctx.account, "{reason}; not reconnecting");
+                ctx.state.down(reason.clone());
+                return Err(ConnectorError(reason));
+            }
+            Ended::Lost { reason, registered } => {
+                if registered {
+                    attempt = 0;
+                }
+                let delay = backoff(attempt, shared.cfg.reconnect_min, shared.cfg.reconnect_max);
+                attempt = attempt.saturating_add(1);
+                warn!(account = %ctx.account, "disconnected: {reason}; reconnecting in {delay:.1?}");
+                ctx.state.down(reason);
+                tokio::select! {
+                    _ = ctx.shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn writer_task<W: AsyncWrite>(
+    mut wr: WriteHalf<W>,
+    mut urgent: mpsc::UnboundedReceiver<String>,
+    mut paced: mpsc::UnboundedReceiver<Paced>,
+    mut bucket: TokenBucket,
+) -> std::io::Result<()> {
+    let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
+    loop {
+        let line = tokio::select! {
+            biased;
+            Some(line) = urgent.recv() => line,
+            Some(p) = paced.recv() => {
+                bucket.take().await;
+                if let Some(done) = p.done {
+                    acks.push(done);
+                }
+                p.line
+            }
+            else => break,
+        };
+        // A line never carries CR, LF or NUL: cut there rather than send two commands.
+        let clean = line.split(['\r', '\n', '\0']).next().unwrap_or("");
+        trace!("> {clean}");
+        wr.write_all(clean.as_bytes()).await?;
+        wr.write_all(b"\r\n").await?;
+        if urgent.is_empty() && paced.is_empty() {
+            wr.flush().await?;
+            for ack in acks.drain(..) {
+                let _ = ack.send(());
+            }
+        }
+    }
+    wr.flush().await?;
+    let _ = wr.shutdown().await;
+    Ok(())
+}
+
+/// Per-connection state of the reader loop.
+struct Session<'a> {
+    shared: &'a Shared,
+    ctx: &'a ConnectorContext,
+    history: &'a mut History,
+    reg: Registration,
+    link: Link,
+    registered: bool,
+    /// Open batches: reference → type.
+    batches: HashMap<String, String>,
+    /// Channel members, for quits and nick changes: folded channel → folded nicks.
+    members: HashMap<String, HashSet<String>>,
+    rejoin_tx: mpsc::UnboundedSender<String>,
+    error: Option<String>,
+}
+
+async fn connect_once(shared: &Shared, ctx: &ConnectorContext, history: &mut History) -> Ended {
+    let cfg = &shared.cfg;
+    let connect = tokio::time::timeout(
+        cfg.connect_timeout,
+        transport::connect(cfg, shared.tls.as_ref()),
+    );
+    let stream: Stream = tokio::select! {
+        _ = ctx.shutdown.cancelled() => return Ended::Shutdown,
+        r = connect => match r {
+            Err(_) => return Ended::Lost { reason: format!("connecting to {}:{} timed out", cfg.server, cfg.port), registered: false },
+            Ok(Err(e)) => return Ended::Lost { reason: e.to_string(), registered: false },
+            Ok(Ok(s)) => s,
+        },
+    };
+    info!(account = %ctx.account, "connected to {}:{}", cfg.server, cfg.port);
+    let (rd, wr) = tokio::io::split(stream);
+    let mut reader = LineReader::new(rd);
+    let (urgent_tx, urgent_rx) = mpsc::unbounded_channel();
+    let (paced_tx, paced_rx) = mpsc::unbounded_channel();
+    let mut writer = tokio::spawn(writer_task(
+        wr,
+        urgent_rx,
+        paced_rx,
+        TokenBucket::new(cfg.flood),
+    ));
+    let (rejoin_tx, mut rejoin_rx) = mpsc::unbounded_channel::<String>();
+    let link = Link {
+        urgent: urgent_tx,
+        paced: paced_tx,
+        state: Arc::new(Mutex::new(LinkState {
+            me: SelfPrefix {
+                nick: cfg.nick.clone(),
+                user: cfg.username.clone(),
+                host: None,
+            },
+            caps: HashSet::new(),
+            joined: HashMap::new(),
+            join_requested: HashMap::new(),
+            echo_waiters: HashMap::new(),
+        })),
+    };
+    let mut session = Session {
+        shared,
+        ctx,
+        history,
+        reg: Registration::new(cfg),
+        link,
+        registered: false,
+        batches: HashMap::new(),
+        members: HashMap::new(),
+        rejoin_tx,
+        error: None,
+    };
+    for line in session.reg.start() {
+        session.send(line);
+    }
+    let started = Instant::now();
+    let mut last_activity = Instant::now();
+    let mut ping_sent = false;
+    let mut save_tick = tokio::time::interval(Duration::from_secs(2));
+    let ended = loop {
+        let deadline = if !session.registered {
+            started + cfg.connect_timeout.max(Duration::from_secs(5)) * 2
+        } else if ping_sent {
+            last_activity + cfg.ping_timeout
+        } else {
+            last_activity + cfg.ping_interval
+        };
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => {
+                session.send("QUIT :patchbay is shutting down".into());
+                break Ended::Shutdown;
+            }
+            result = &mut writer => {
+                let reason = match result {
+                    Ok(Ok(())) => "the writer stopped".to_owned(),
+                    Ok(Err(e)) => format!("write failed: {e}"),
+                    Err(e) => format!("writer task failed: {e}"),
+                };
+                break Ended::Lost { reason, registered: session.registered };
+            }
+            line = reader.next_line() => {
+                match line {
+                    Err(e) => break Ended::Lost { reason: format!("read failed: {e}"), registered: session.registered },
+                    Ok(None) => {
+                        let reason = session.error.take().map_or_else(
+                            || "the server closed the connection".to_owned(),
+                            |e| format!("the server closed the connection: {e}"),
+                        );
+                        break Ended::Lost { reason, registered: session.registered };
+                    }
+                    Ok(Some(None)) => warn!(account = %ctx.account, "skipped a line longer than {} bytes", transport::MAX_READ_LINE),
+                    Ok(Some(Some(bytes))) => {
+                        last_activity = Instant::now();
+                        ping_sent = false;
+                        if let Some(ended) = session.handle(&bytes).await {
+                            break ended;
+                        }
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                if !session.registered {
+                    break Ended::Lost { reason: "registration timed out".into(), registered: false };
+                }
+                if ping_sent {
+                    break Ended::Lost {
+                        reason: format!("ping timeout: no reply in {:.0?}", cfg.ping_timeout),
+                        registered: true,
+                    };
+                }
+                session.send(format!("PING :{}", Timestamp::now().0));
+                ping_sent = true;
+            }
+            Some(channel) = rejoin_rx.recv() => session.join(&channel),
+            _ = save_tick.tick() => {
+                if let Err(e) = session.history.save() {
+                    warn!(account = %ctx.account, "cannot save history marks: {e}");
+                }
+            }
+        }
+    };
+    *lock(&shared.link) = None;
+    // Let the writer flush a QUIT, but do not hang on a dead socket.
+    let Link { urgent, paced, .. } = session.link;
+    drop(urgent);
+    drop(paced);
+    if matches!(ended, Ended::Shutdown) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut writer).await;
+    }
+    writer.abort();
+    ended
+}
+
+impl Session<'_> {
+    fn send(&self, line: String) {
+        let _ = self.link.urgent.send(line);
+    }
+
+    fn join(&self, channel: &str) {
+        let key = self
+            .shared
+            .cfg
+            .channels
+            .iter()
+            .find(|c| fold_case(&c.name) == fold_case(channel))
+            .and_then(|c| c.key.clone());
+        match key {
+            Some(key) => self.send(format!("JOIN {channel} {key}")),
+            None => self.send(format!("JOIN {channel}")),
+        }
+    }
+
+    fn own_nick(&self) -> String {
+        lock(&self.link.state).me.nick.clone()
+    }
+
+    fn is_me(&self, nick: &str) -> bool {
+        fold_case(nick) == fold_case(&self.own_nick())
+    }
+
+    /// The room name routes use for `channel`: the configured spelling if configured.
+    fn room_of(&self, channel: &str) -> String {
+        let folded = fold_case(channel);
+        self.shared
+            .cfg
+            .channels
+            .iter()
+            .find(|c| fold_case(&c.name) == folded)
+            .map_or_else(|| channel.to_owned(), |c| c.name.clone())
+    }
+
+    /// Handle one line; `Some` ends the connection.
+    async fn handle(&mut self, bytes: &[u8]) -> Option<Ended> {
+        let parsed = match parse::parse_line(bytes, self.shared.cfg.charset) {
+            Ok(p) => p,
+            Err(parse::ParseError::Empty) => return None,
+            Err(e) => {
+                warn!(account = %self.ctx.account, "skipped a line from the server: {e}");
+                return None;
+            }
+        };
+        let (command, params) = parse::command_params(&parsed.message);
+        trace!("< {command} {params:?}");
+        if !self.registered {
+            match self.reg.handle(&command, &params) {
+                Step::Send(lines) => {
+                    for line in lines {
+                        self.send(line);
+                    }
+                }
+                Step::Fatal(reason) => return Some(Ended::Fatal(reason)),
+                Step::Registered { nick } => self.on_registered(nick, &params),
+                Step::Nothing => {}
+            }
+        } else if let Step::Fatal(reason) = self.reg.handle_late(&command, &params) {
+            return Some(Ended::Fatal(reason));
+        }
+        match command.as_str() {
+            "PING" => {
+                let token = params.first().cloned().unwrap_or_default();
+                self.send(format!("PONG :{token}"));
+            }
+            "ERROR" => self.error = params.first().cloned(),
+            "BATCH" => self.on_batch(&params),
+            // RPL_NAMREPLY: = #chan :@nick +nick nick
+            "353" => {
+                if let (Some(channel), Some(names)) = (params.get(2), params.get(3)) {
+                    let set = self.members.entry(fold_case(channel)).or_default();
+                    for name in names.split(' ').filter(|n| !n.is_empty()) {
+                        let nick = name.trim_start_matches(['@', '+', '%', '&', '~', '!']);
+                        let nick = nick.split('!').next().unwrap_or(nick);
+                        set.insert(fold_case(nick));
+                    }
+                }
+            }
+            // Cannot join: full, invite-only, banned, bad key. Try again later.
+            "471" | "473" | "474" | "475" | "477" => {
+                if let Some(channel) = params.get(1) {
+                    warn!(account = %self.ctx.account, "cannot join {channel}: {}", params.last().map_or("", String::as_str));
+                    self.schedule_rejoin(
+                        channel.clone(),
+                        self.shared.cfg.rejoin_delay.max(Duration::from_secs(30)),
+                    );
+                }
+            }
+            // RPL_HOSTHIDDEN: our displayed host changed.
+            "396" => {
+                if let Some(host) = params.get(1) {
+                    lock(&self.link.state).me.host = Some(host.clone());
+                }
+            }
+            _ => {}
+        }
+        if self.registered
+            && let Some(event) = parsed.event.clone()
+        {
+            self.on_event(&parsed, event).await;
+        }
+        None
+    }
+
+    fn on_registered(&mut self, nick: String, params: &[String]) {
+        let cfg = &self.shared.cfg;
+        self.registered = true;
+        info!(account = %self.ctx.account, "registered as {nick}");
+        {
+            let mut state = lock(&self.link.state);
+            state.me.nick = nick.clone();
+            state.caps = self.reg.enabled_caps().clone();
+            // RPL_WELCOME often ends with our full mask.
+            if let Some(mask) = params.last().and_then(|t| t.rsplit(' ').next())
+                && let Some((_, host)) = mask.split_once('@')
+            {
+                state.me.host = Some(host.to_owned());
+            }
+        }
+        if let Some(password) = self.reg.nickserv_password() {
+            self.send(format!(
+                "PRIVMSG NickServ :IDENTIFY {} {password}",
+                cfg.nick
+            ));
+        }
+        for line in &cfg.on_connect {
+            self.send(line.replace("$nick", &nick));
+        }
+        for channel in &cfg.channels {
+            self.join(&channel.name);
+        }
+        *lock(&self.shared.link) = Some(self.link.clone());
+        self.ctx.state.up();
+    }
+
+    fn on_batch(&mut self, params: &[String]) {
+        let Some(reference) = params.first() else {
+            return;
+        };
+        if let Some(id) = reference.strip_prefix('+') {
+            let kind = params
+                .get(1)
+                .cloned()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            self.batches.insert(id.to_owned(), kind);
+        } else if let Some(id) = reference.strip_prefix('-') {
+            self.batches.remove(id);
+        }
+    }
+
+    fn schedule_rejoin(&self, channel: String, delay: Duration) {
+        let tx = self.rejoin_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(channel);
+        });
+    }
+
+    async fn on_event(&mut self, parsed: &Parsed, event: IrcEvent) {
+        let Some(source) = parsed.source.clone() else {
+            return;
+        };
+        let from_me = self.is_me(&source.nick);
+        match &event {
+            IrcEvent::Join { channel, .. } if from_me => {
+                let folded = fold_case(channel);
+                {
+                    let mut state = lock(&self.link.state);
+                    state.joined.insert(folded.clone(), channel.clone());
+                    state.join_requested.remove(&folded);
+                    if let (Some(user), Some(host)) = (&source.user, &source.host) {
+                        state.me.user = user.clone();
+                        state.me.host = Some(host.clone());
+                    }
+                }
+                self.members.insert(folded, HashSet::new());
+                let had_mark = self.history.mark(channel).map(|m| m.time);
+                self.history.joined(channel, parsed.tags.time);
+                info!(account = %self.ctx.account, "joined {channel}");
+                self.request_history(channel, had_mark);
+                return;
+            }
+            IrcEvent::Part { channel, .. } if from_me => {
+                self.left(channel);
+                return;
+            }
+            IrcEvent::Kick {
+                channel,
+                nick,
+                reason,
+            } if self.is_me(nick) => {
+                warn!(account = %self.ctx.account, "kicked from {channel} by {}: {}", source.nick, reason.as_deref().unwrap_or(""));
+                self.left(channel);
+                self.schedule_rejoin(channel.clone(), self.shared.cfg.rejoin_delay);
+                return;
+            }
+            IrcEvent::Nick { new } if from_me => {
+                lock(&self.link.state).me.nick = new.clone();
+            }
+            _ => {}
+        }
+        self.track_members(&source, &event);
+        // The channels this event belongs to.
+        let channels: Vec<String> = match &event {
+            IrcEvent::Privmsg { target, .. }
+            | IrcEvent::Action { target, .. }
+            | IrcEvent::Notice { target, .. } => {
+                if from_me {
+                    self.resolve_echo(target, &parsed.message, &parsed.tags);
+                }
+                if crate::config::is_channel(target) {
+                    vec![target.clone()]
+                } else {
+                    debug!(account = %self.ctx.account, "ignored a private message from {}", source.nick);
+                    Vec::new()
+                }
+            }
+            IrcEvent::Ctcp { command, .. } => {
+                if command == "VERSION" && !from_me {
+                    self.send(format!("NOTICE {} :\x01VERSION patchbay\x01", source.nick));
+                }
+                Vec::new()
+            }
+            IrcEvent::Join { channel, .. }
+            | IrcEvent::Part { channel, .. }
+            | IrcEvent::Kick { channel, .. }
+            | IrcEvent::Topic { channel, .. } => vec![channel.clone()],
+            IrcEvent::Quit { .. } | IrcEvent::Nick { .. } => self.channels_of(&source, &event),
+        };
+        let in_history_batch = parsed
+            .tags
+            .batch
+            .as_ref()
+            .and_then(|b| self.batches.get(b))
+            .is_some_and(|kind| kind.contains("chathistory"));
+        for channel in channels {
+            if !self.history.is_new(&channel, &parsed.tags) {
+                debug!(account = %self.ctx.account, "skipped a replayed line in {channel} (already relayed)");
+                continue;
+            }
+            // Joins and parts replayed from history are stale; only messages are caught up.
+            if in_history_batch
+                && !matches!(
+                    event,
+                    IrcEvent::Privmsg { .. } | IrcEvent::Action { .. } | IrcEvent::Notice { .. }
+                )
+            {
+                continue;
+            }
+            let room = self.room_of(&channel);
+            let Some(mut inbound) = parse::to_inbound(
+                &room,
+                &event,
+                &source,
+                &parsed.tags,
+                self.shared.cfg.render.formatting,
+            ) else {
+                continue;
+            };
+            inbound.is_echo = from_me;
+            match self.ctx.sink.emit(inbound).await {
+                Ok(_) => self.history.relayed(&channel, &parsed.tags),
+                Err(e) => {
+                    warn!(account = %self.ctx.account, "could not hand an event to the gateway: {e}")
+                }
+            }
+        }
+    }
+
+    /// Ask for what was missed, where the server offers `draft/chathistory`.
+    fn request_history(&self, channel: &str, mark: Option<i64>) {
+        if !self.shared.cfg.catch_up {
+            return;
+        }
+        let caps = &lock(&self.link.state).caps;
+        let Some(mark) = mark else { return };
+        if caps.contains("draft/chathistory") || caps.contains("chathistory") {
+            let since = format_server_time(Timestamp(mark));
+            self.send(format!("CHATHISTORY AFTER {channel} timestamp={since} 100"));
+        }
+    }
+
+    fn left(&mut self, channel: &str) {
+        let folded = fold_case(channel);
+        lock(&self.link.state).joined.remove(&folded);
+        self.members.remove(&folded);
+    }
+
+    fn track_members(&mut self, source: &Source, event: &IrcEvent) {
+        let nick = fold_case(&source.nick);
+        match event {
+            IrcEvent::Join { channel, .. } => {
+                self.members
+                    .entry(fold_case(channel))
+                    .or_default()
+                    .insert(nick);
+            }
+            IrcEvent::Part { channel, .. } => {
+                if let Some(set) = self.members.get_mut(&fold_case(channel)) {
+                    set.remove(&nick);
+                }
+            }
+            IrcEvent::Kick {
+                channel,
+                nick: kicked,
+                ..
+            } => {
+                if let Some(set) = self.members.get_mut(&fold_case(channel)) {
+                    set.remove(&fold_case(kicked));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Channels where `source` was, for quits and nick changes (updating membership).
+    fn channels_of(&mut self, source: &Source, event: &IrcEvent) -> Vec<String> {
+        let nick = fold_case(&source.nick);
+        let joined = lock(&self.link.state).joined.clone();
+        let mut out = Vec::new();
+        for (folded, set) in self.members.iter_mut() {
+            if set.remove(&nick) {
+                if let IrcEvent::Nick { new } = event {
+                    set.insert(fold_case(new));
+                }
+                out.push(
+                    joined
+                        .get(folded)
+                        .cloned()
+                        .unwrap_or_else(|| folded.clone()),
+                );
+            }
+        }
+        out
+    }
+
+    fn resolve_echo(&self, target: &str, message: &irc::proto::Message, tags: &MsgTags) {
+        let text = match &message.command {
+            irc::proto::Command::PRIVMSG(_, t) | irc::proto::Command::NOTICE(_, t) => t.clone(),
+            _ => return,
+        };
+        let mut state = lock(&self.link.state);
+        let key = (fold_case(target), text);
+        if let Some(queue) = state.echo_waiters.get_mut(&key) {
+            if let Some(waiter) = queue.pop_front() {
+                let _ = waiter.send(tags.msgid.clone());
+            }
+            if queue.is_empty() {
+                state.echo_waiters.remove(&key);
+            }
+        }
+    }
+}
