@@ -154,7 +154,7 @@ mod tests {
 
     #[test]
     fn wrapping_indents_continuations() {
-        let text = wrap("one two three four", 5, 20);
+        let text = wrap("one two three four", 5, 30);
         assert_eq!(text, "one two three four");
         let text = wrap("aaaa bbbb cccc dddd eeee ffff", 6, 19);
         assert_eq!(text, "aaaa bbbb\r\n      cccc dddd\r\n      eeee ffff");
