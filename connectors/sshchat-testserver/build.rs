@@ -4,7 +4,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=../sshchat/proto/plugin.proto");
     let files = protox::compile(["plugin.proto"], ["../sshchat/proto"])?;
     tonic_prost_build::configure()
-        .build_client(false)
         .build_transport(false)
         .compile_fds(files)?;
     Ok(())

@@ -33,10 +33,22 @@ pub struct TestUser {
 }
 
 impl TestUser {
+    /// Log in with a fresh key: a pty for Devzat, TERM=bot for ssh-chat.
     pub async fn connect(addr: &str, name: &str, dialect: Dialect) -> std::io::Result<TestUser> {
-        let io = |e: russh::Error| std::io::Error::other(e.to_string());
         let key = PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519)
             .map_err(std::io::Error::other)?;
+        TestUser::connect_with_key(addr, name, &key, dialect == Dialect::Devzat).await
+    }
+
+    /// Log in with a given key; with a pty, or else without one and with TERM=bot.
+    pub async fn connect_with_key(
+        addr: &str,
+        name: &str,
+        key: &PrivateKey,
+        pty: bool,
+    ) -> std::io::Result<TestUser> {
+        let io = |e: russh::Error| std::io::Error::other(e.to_string());
+        let key = key.clone();
         let config = Arc::new(client::Config::default());
         let mut handle = client::connect(config, addr, Trusting).await.map_err(io)?;
         let ok = handle
@@ -47,12 +59,13 @@ impl TestUser {
             return Err(std::io::Error::other("login refused"));
         }
         let channel = handle.channel_open_session().await.map_err(io)?;
-        match dialect {
-            Dialect::Devzat => channel
+        if pty {
+            channel
                 .request_pty(false, "xterm-256color", 200, 50, 0, 0, &[])
                 .await
-                .map_err(io)?,
-            Dialect::SshChat => channel.set_env(false, "TERM", "bot").await.map_err(io)?,
+                .map_err(io)?;
+        } else {
+            channel.set_env(false, "TERM", "bot").await.map_err(io)?;
         }
         channel.request_shell(false).await.map_err(io)?;
         let (mut read, write) = channel.split();
