@@ -1,1 +1,119 @@
-fn main() {}
+//! The `patchbay` command.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use patchbay::config::{self, Config};
+use patchbay::connectors::Registry;
+use tokio_util::sync::CancellationToken;
+
+/// A bridge gateway between chat protocols.
+#[derive(Parser)]
+#[command(name = "patchbay", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Run {
+        /// The config file.
+        #[arg(long, short, env = "PATCHBAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a config file and show which rooms mirror which.
+    Check {
+        /// The config file.
+        #[arg(long, short, env = "PATCHBAY_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let registry = Registry::builtin();
+    let result = match cli.command {
+        Command::Check { config } => check(&config, &registry),
+        Command::Run { config } => run(&config, &registry),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: &std::path::Path, registry: &Registry) -> anyhow::Result<Config> {
+    config::load(path, registry).map_err(|diagnostics| anyhow::anyhow!("{diagnostics}"))
+}
+
+fn check(path: &std::path::Path, registry: &Registry) -> anyhow::Result<()> {
+    let config = load(path, registry)?;
+    print!("{}", patchbay::config::describe(&config));
+    Ok(())
+}
+
+fn run(path: &std::path::Path, registry: &Registry) -> anyhow::Result<()> {
+    let config = load(path, registry)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let stop = CancellationToken::new();
+        tokio::spawn(stop_on_signal(stop.clone()));
+        patchbay::gateway::run(config, stop).await
+    })
+}
+
+/// Cancel `stop` on SIGINT or SIGTERM.
+async fn stop_on_signal(stop: CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(err) => {
+                    tracing::warn!("cannot listen for SIGTERM: {err}");
+                    let _ = interrupt.await;
+                    stop.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    stop.cancel();
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,296 @@
+//! Delivery: draining the outbox into the connectors.
+//!
+//! One lane per destination room pulls that room's deliveries from the store in order and hands
+//! them to the room's connector one at a time. A lane whose network is down waits with
+//! backoff (or until the connector reports it is up again) while every other lane goes on, so
+//! one slow or dead destination never delays the others. A permanent failure moves the
+//! delivery to the dead-letter table; nothing is dropped silently.
+
+mod backoff;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use patchbay_sdk::{Connector, ConnectorState, Delivery, DeliveryError, MessageRef, Timestamp};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::metrics::Metrics;
+use crate::router::{RoomKey, Router};
+use crate::store::{Pending, Store};
+use backoff::Backoff;
+
+/// How many deliveries a lane reads from the store at a time.
+const BATCH: usize = 256;
+/// How long one delivery attempt may take before it counts as a retryable failure.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A destination account: its connector and its state.
+#[derive(Clone)]
+pub struct Destination {
+    pub connector: Arc<dyn Connector>,
+    pub state: watch::Receiver<ConnectorState>,
+}
+
+/// Retry timing.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    pub first: Duration,
+    pub max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            first: Duration::from_millis(500),
+            max: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The delivery side of the gateway.
+pub struct Outbox {
+    shared: Arc<Shared>,
+    lanes: Mutex<HashMap<RoomKey, Arc<Notify>>>,
+}
+
+struct Shared {
+    store: Arc<dyn Store>,
+    router: Arc<Router>,
+    destinations: HashMap<String, Destination>,
+    retry: RetryPolicy,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Outbox {
+    pub fn new(
+        store: Arc<dyn Store>,
+        router: Arc<Router>,
+        destinations: HashMap<String, Destination>,
+        retry: RetryPolicy,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Outbox {
+            shared: Arc::new(Shared {
+                store,
+                router,
+                destinations,
+                retry,
+                metrics,
+                shutdown,
+                tracker: TaskTracker::new(),
+            }),
+            lanes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Start a lane for every room that has deliveries waiting from before.
+    pub async fn resume(&self) -> Result<(), crate::store::StoreError> {
+        for room in self.shared.store.rooms_with_pending().await? {
+            self.wake(&room);
+        }
+        Ok(())
+    }
+
+    /// New deliveries for `room` are in the store: wake its lane, starting it if needed.
+    pub fn wake(&self, room: &RoomKey) {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(notify) = lanes.get(room) {
+            notify.notify_one();
+            return;
+        }
+        let notify = Arc::new(Notify::new());
+        lanes.insert(room.clone(), Arc::clone(&notify));
+        let shared = Arc::clone(&self.shared);
+        let room = room.clone();
+        self.shared
+            .tracker
+            .spawn(async move { run_lane(shared, room, notify).await });
+    }
+
+    /// Wait for every lane to finish its in-flight delivery and stop, up to `timeout`.
+    /// Returns false if some lane was still busy when the time ran out.
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        self.shared.tracker.close();
+        tokio::time::timeout(timeout, self.shared.tracker.wait())
+            .await
+            .is_ok()
+    }
+}
+
+async fn run_lane(shared: Arc<Shared>, room: RoomKey, notify: Arc<Notify>) {
+    let Some(destination) = shared.destinations.get(&room.account).cloned() else {
+        tracing::warn!(room = %room, "deliveries wait for an account that is not configured; they stay in the outbox");
+        return;
+    };
+    let mut cursor = 0;
+    let mut backoff = Backoff::new(shared.retry.first, shared.retry.max);
+    loop {
+        let batch = match shared.store.pending(&room, cursor, BATCH).await {
+            Ok(batch) => batch,
+            Err(err) => {
+                tracing::error!(room = %room, "cannot read the outbox: {err}");
+                if !pause(&shared.shutdown, backoff.next_wait()).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            tokio::select! {
+                _ = notify.notified() => continue,
+                _ = shared.shutdown.cancelled() => return,
+            }
+        }
+        for pending in batch {
+            if shared.shutdown.is_cancelled() {
+                return;
+            }
+            if !deliver_one(&shared, &destination, &pending, &mut backoff).await {
+                return;
+            }
+            cursor = pending.seq;
+        }
+    }
+}
+
+/// Deliver one item, retrying until it succeeds or fails for good. Returns false when the
+/// gateway is shutting down and the item is left in the outbox.
+async fn deliver_one(
+    shared: &Shared,
+    destination: &Destination,
+    pending: &Pending,
+    backoff: &mut Backoff,
+) -> bool {
+    if let Some(not_before) = pending.not_before {
+        let wait = not_before.0 - Timestamp::now().0;
+        if wait > 0 && !pause(&shared.shutdown, Duration::from_millis(wait as u64)).await {
+            return false;
+        }
+    }
+    let delivery = prepare(shared, pending).await;
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let attempt = tokio::time::timeout(
+            ATTEMPT_TIMEOUT,
+            destination.connector.deliver(delivery.clone()),
+        );
+        let result = attempt.await.unwrap_or_else(|_| {
+            Err(DeliveryError::retryable(format!(
+                "no answer within {}s",
+                ATTEMPT_TIMEOUT.as_secs()
+            )))
+        });
+        match result {
+            Ok(delivered) => {
+                backoff.reset();
+                shared
+                    .metrics
+                    .delivered(&pending.room.account, &pending.route, pending.event.time);
+                if let Err(err) = shared.store.complete(pending, delivered.remote_id).await {
+                    tracing::error!(room = %pending.room, "cannot record a delivery as done: {err}");
+                }
+                return true;
+            }
+            Err(DeliveryError::Permanent { reason }) => {
+                tracing::error!(
+                    room = %pending.room, event = %pending.event.id, route = %pending.route,
+                    "delivery failed for good, moved to the dead letters: {reason}"
+                );
+                shared.metrics.failed(&pending.room.account, &pending.route);
+                if let Err(err) = shared.store.dead_letter(pending, &reason).await {
+                    tracing::error!(room = %pending.room, "cannot record a dead letter; it stays in the outbox: {err}");
+                    return false;
+                }
+                return true;
+            }
+            Err(DeliveryError::Retryable {
+                reason,
+                retry_after,
+            }) => {
+                let wait = retry_after.unwrap_or_else(|| backoff.next_wait());
+                if attempts == 1 || attempts.is_power_of_two() {
+                    tracing::warn!(
+                        room = %pending.room, event = %pending.event.id, attempts,
+                        "delivery failed, retrying in {:.1}s: {reason}", wait.as_secs_f64()
+                    );
+                }
+                if !wait_for_retry(&shared.shutdown, destination.state.clone(), wait).await {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Shape a pending delivery for its connector: translate message references into the
+/// destination's ids, look up the quoted message of a reply, format the nick.
+async fn prepare(shared: &Shared, pending: &Pending) -> Delivery {
+    let mut event = pending.event.clone();
+    let mut quote = None;
+    if let Some(MessageRef::Gateway(id)) = event.reply_to.clone() {
+        quote = shared.store.quote(id).await.ok().flatten();
+        event.reply_to = Some(native(shared, id, &pending.room).await);
+    }
+    if let Some(target) = event.kind.target_mut()
+        && let MessageRef::Gateway(id) = target.clone()
+    {
+        *target = native(shared, id, &pending.room).await;
+    }
+    let nick = shared
+        .router
+        .prepare(&pending.route, &pending.room, &mut event);
+    Delivery {
+        room: pending.room.room.clone(),
+        event,
+        nick,
+        route: pending.route.clone(),
+        quote,
+    }
+}
+
+async fn native(shared: &Shared, id: patchbay_sdk::EventId, room: &RoomKey) -> MessageRef {
+    match shared.store.native_id(id, room).await {
+        Ok(Some(remote)) => MessageRef::Native(remote),
+        _ => MessageRef::Gateway(id),
+    }
+}
+
+/// Sleep for `wait`; false if shutdown came first.
+async fn pause(shutdown: &CancellationToken, wait: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => true,
+        _ = shutdown.cancelled() => false,
+    }
+}
+
+/// Wait before retrying: `wait`, or less if the connector comes back up in the meantime.
+async fn wait_for_retry(
+    shutdown: &CancellationToken,
+    mut state: watch::Receiver<ConnectorState>,
+    wait: Duration,
+) -> bool {
+    let was_up = *state.borrow_and_update() == ConnectorState::Up;
+    let back_up = async {
+        if was_up {
+            return std::future::pending::<()>().await;
+        }
+        while state.changed().await.is_ok() {
+            if *state.borrow() == ConnectorState::Up {
+                return;
+            }
+        }
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => true,
+        _ = back_up => true,
+        _ = shutdown.cancelled() => false,
+    }
+}

@@ -1,0 +1,21 @@
+//! patchbay: a bridge gateway between chat protocols.
+//!
+//! Connectors (one crate each under `connectors/`) turn what they see into normalized events;
+//! the gateway records each event with one delivery per destination room its routes name, in
+//! one transaction, and drains those deliveries into the destination connectors with retries.
+//!
+//! - [`config`]: the config file, validated with errors that point at file, line and key.
+//! - [`router`]: routes, directions, filters, nick formats, rate limits.
+//! - [`intake`]: from an emitted event to a durable one.
+//! - [`store`]: events, outbox, message-id map, dead letters (SQLite).
+//! - [`delivery`]: one lane per destination room, in order, with backoff.
+//! - [`gateway`]: wiring it all and stopping in order.
+
+pub mod config;
+pub mod connectors;
+pub mod delivery;
+pub mod gateway;
+pub mod intake;
+pub mod metrics;
+pub mod router;
+pub mod store;

@@ -1,0 +1,50 @@
+-- patchbay's embedded store. WAL journal; one writer thread, readers alongside.
+
+-- Every event the gateway accepted, as JSON.
+CREATE TABLE IF NOT EXISTS events (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    id      TEXT NOT NULL UNIQUE,
+    account TEXT NOT NULL,
+    room    TEXT NOT NULL,
+    time    INTEGER NOT NULL,
+    json    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_room ON events (account, room, seq);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (time);
+
+-- The outbox: one row per delivery still to make. A row is deleted when its delivery succeeds.
+CREATE TABLE IF NOT EXISTS deliveries (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_seq  INTEGER NOT NULL REFERENCES events (seq),
+    account    TEXT NOT NULL,
+    room       TEXT NOT NULL,
+    route      TEXT NOT NULL,
+    not_before INTEGER
+);
+CREATE INDEX IF NOT EXISTS deliveries_by_room ON deliveries (account, room, seq);
+
+-- The message-id map: which id each network knows a gateway event by.
+-- origin = 1 for the network the event came from, 0 for one it was delivered to.
+CREATE TABLE IF NOT EXISTS message_map (
+    account   TEXT NOT NULL,
+    room      TEXT NOT NULL,
+    remote_id TEXT NOT NULL,
+    event_id  TEXT NOT NULL,
+    origin    INTEGER NOT NULL,
+    time      INTEGER NOT NULL,
+    PRIMARY KEY (account, room, remote_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS message_map_by_event ON message_map (event_id, account, room);
+CREATE INDEX IF NOT EXISTS message_map_by_time ON message_map (time);
+
+-- Deliveries that failed for good, kept for an operator to read.
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL,
+    account  TEXT NOT NULL,
+    room     TEXT NOT NULL,
+    route    TEXT NOT NULL,
+    reason   TEXT NOT NULL,
+    time     INTEGER NOT NULL,
+    json     TEXT NOT NULL
+);

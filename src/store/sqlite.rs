@@ -1,0 +1,552 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! All writes go through one writer thread that commits whatever has queued up in a single
+//! transaction (group commit): many concurrent accepts cost one commit, which is how the
+//! gateway records tens of thousands of events a second on a small machine. Reads use a
+//! connection of their own; WAL lets them run beside the writer.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use patchbay_sdk::{Event, EventId, Quote, Timestamp};
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Accepted, NewDelivery, Pending, Store, StoreError, StoreStats};
+use crate::router::RoomKey;
+
+/// The most commands one transaction takes.
+const MAX_BATCH: usize = 4096;
+
+enum Command {
+    Accept {
+        event: Box<Event>,
+        json: String,
+        deliveries: Vec<NewDelivery>,
+        reply: oneshot::Sender<Result<Accepted, StoreError>>,
+    },
+    Complete {
+        seq: i64,
+        mapping: Option<(String, RoomKey, String)>,
+    },
+    DeadLetter {
+        pending: Box<Pending>,
+        reason: String,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Prune {
+        before: Timestamp,
+        reply: oneshot::Sender<Result<usize, StoreError>>,
+    },
+    /// Commit what came before, checkpoint, and stop.
+    Close { reply: oneshot::Sender<()> },
+}
+
+/// SQLite-backed [`Store`].
+pub struct SqliteStore {
+    writer: mpsc::UnboundedSender<Command>,
+    reader: Arc<Mutex<Connection>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|err| StoreError::Open(format!("{}: {err}", dir.display())))?;
+        }
+        let writer_conn = open_connection(path)?;
+        writer_conn.execute_batch(include_str!("schema.sql"))?;
+        let reader = open_connection(path)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let thread = std::thread::Builder::new()
+            .name("patchbay-store".into())
+            .spawn(move || run_writer(writer_conn, rx))
+            .map_err(|err| StoreError::Open(format!("cannot start the writer thread: {err}")))?;
+        Ok(SqliteStore {
+            writer: tx,
+            reader: Arc::new(Mutex::new(reader)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Write out everything queued, checkpoint the WAL and stop the writer. Later writes fail
+    /// with [`StoreError::Closed`].
+    pub async fn close(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.writer.send(Command::Close { reply }).is_ok() {
+            let _ = done.await;
+        }
+        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+
+    fn send(&self, command: Command) -> Result<(), StoreError> {
+        self.writer.send(command).map_err(|_| StoreError::Closed)
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = Arc::clone(&self.reader);
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+            f(&conn)
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // In WAL mode, NORMAL keeps every commit across a process crash (what SIGKILL tests); only
+    // a power cut can lose the last commits.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+fn now_ms() -> i64 {
+    Timestamp::now().0
+}
+
+/// The writer thread: take what has queued, run it in one transaction, answer.
+fn run_writer(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Command>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(command) => batch.push(command),
+                Err(_) => break,
+            }
+        }
+        let closing = write_batch(&mut conn, &mut batch);
+        if closing {
+            break;
+        }
+    }
+    if let Err(err) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+        tracing::warn!("store checkpoint at close failed: {err}");
+    }
+}
+
+/// An answer to send once the batch's transaction has committed.
+enum Reply {
+    Accept(
+        oneshot::Sender<Result<Accepted, StoreError>>,
+        Result<Accepted, StoreError>,
+    ),
+    Unit(
+        oneshot::Sender<Result<(), StoreError>>,
+        Result<(), StoreError>,
+    ),
+    Count(
+        oneshot::Sender<Result<usize, StoreError>>,
+        Result<usize, StoreError>,
+    ),
+    Closed(oneshot::Sender<()>),
+}
+
+/// Run one batch; returns true when the batch asked the writer to stop.
+fn write_batch(conn: &mut Connection, batch: &mut Vec<Command>) -> bool {
+    let mut replies = Vec::with_capacity(batch.len());
+    let mut closing = false;
+    let result = (|| -> Result<(), rusqlite::Error> {
+        let mut tx = conn.transaction()?;
+        for command in batch.drain(..) {
+            match command {
+                Command::Accept {
+                    event,
+                    json,
+                    deliveries,
+                    reply,
+                } => {
+                    let mut sp = tx.savepoint()?;
+                    let result = accept(&sp, &event, &json, &deliveries);
+                    match &result {
+                        Ok(_) => sp.commit()?,
+                        Err(_) => sp.rollback()?,
+                    }
+                    replies.push(Reply::Accept(reply, result.map_err(StoreError::from)));
+                }
+                Command::Complete { seq, mapping } => {
+                    if let Err(err) = complete(&tx, seq, mapping) {
+                        tracing::error!("cannot record delivery {seq} as done: {err}");
+                    }
+                }
+                Command::DeadLetter {
+                    pending,
+                    reason,
+                    reply,
+                } => {
+                    let result = dead_letter(&tx, &pending, &reason).map_err(StoreError::from);
+                    replies.push(Reply::Unit(reply, result));
+                }
+                Command::Prune { before, reply } => {
+                    let result = prune(&tx, before).map_err(StoreError::from);
+                    replies.push(Reply::Count(reply, result));
+                }
+                Command::Close { reply } => {
+                    closing = true;
+                    replies.push(Reply::Closed(reply));
+                }
+            }
+        }
+        tx.commit()
+    })();
+    let failure = result.err().map(|err| err.to_string());
+    if let Some(err) = &failure {
+        tracing::error!("the store could not commit a batch: {err}");
+    }
+    let failed = || StoreError::Open(failure.clone().unwrap_or_default());
+    for reply in replies {
+        match reply {
+            Reply::Accept(tx, result) => {
+                let _ = tx.send(if failure.is_some() {
+                    Err(failed())
+                } else {
+                    result
+                });
+            }
+            Reply::Unit(tx, result) => {
+                let _ = tx.send(if failure.is_some() {
+                    Err(failed())
+                } else {
+                    result
+                });
+            }
+            Reply::Count(tx, result) => {
+                let _ = tx.send(if failure.is_some() {
+                    Err(failed())
+                } else {
+                    result
+                });
+            }
+            Reply::Closed(tx) => {
+                let _ = tx.send(());
+            }
+        }
+    }
+    closing
+}
+
+fn accept(
+    conn: &Connection,
+    event: &Event,
+    json: &str,
+    deliveries: &[NewDelivery],
+) -> Result<Accepted, rusqlite::Error> {
+    let origin = &event.origin;
+    if let Some(remote_id) = &origin.remote_id {
+        let known: Option<i64> = conn
+            .prepare_cached(
+                "SELECT 1 FROM message_map WHERE account = ?1 AND room = ?2 AND remote_id = ?3",
+            )?
+            .query_row(params![origin.account, origin.room, remote_id], |row| {
+                row.get(0)
+            })
+            .optional()?;
+        if known.is_some() {
+            return Ok(Accepted::Duplicate);
+        }
+    }
+    let id = event.id.to_string();
+    conn.prepare_cached(
+        "INSERT INTO events (id, account, room, time, json) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![id, origin.account, origin.room, event.time.0, json])?;
+    let event_seq = conn.last_insert_rowid();
+    if let Some(remote_id) = &origin.remote_id {
+        conn.prepare_cached(
+            "INSERT INTO message_map (account, room, remote_id, event_id, origin, time) \
+             VALUES (?1, ?2, ?3, ?4, 1, ?5)",
+        )?
+        .execute(params![
+            origin.account,
+            origin.room,
+            remote_id,
+            id,
+            now_ms()
+        ])?;
+    }
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO deliveries (event_seq, account, room, route, not_before) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for delivery in deliveries {
+        insert.execute(params![
+            event_seq,
+            delivery.room.account,
+            delivery.room.room,
+            delivery.route,
+            delivery.not_before.map(|t| t.0)
+        ])?;
+    }
+    Ok(Accepted::Recorded)
+}
+
+fn complete(
+    conn: &Connection,
+    seq: i64,
+    mapping: Option<(String, RoomKey, String)>,
+) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached("DELETE FROM deliveries WHERE seq = ?1")?
+        .execute(params![seq])?;
+    if let Some((event_id, room, remote_id)) = mapping {
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO message_map (account, room, remote_id, event_id, origin, time) \
+             VALUES (?1, ?2, ?3, ?4, 0, ?5)",
+        )?
+        .execute(params![
+            room.account,
+            room.room,
+            remote_id,
+            event_id,
+            now_ms()
+        ])?;
+    }
+    Ok(())
+}
+
+fn dead_letter(conn: &Connection, pending: &Pending, reason: &str) -> Result<(), rusqlite::Error> {
+    let json = serde_json::to_string(&pending.event).unwrap_or_default();
+    conn.prepare_cached(
+        "INSERT INTO dead_letters (event_id, account, room, route, reason, time, json) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        pending.event.id.to_string(),
+        pending.room.account,
+        pending.room.room,
+        pending.route,
+        reason,
+        now_ms(),
+        json
+    ])?;
+    conn.prepare_cached("DELETE FROM deliveries WHERE seq = ?1")?
+        .execute(params![pending.seq])?;
+    Ok(())
+}
+
+fn prune(conn: &Connection, before: Timestamp) -> Result<usize, rusqlite::Error> {
+    conn.prepare_cached("DELETE FROM message_map WHERE time < ?1")?
+        .execute(params![before.0])?;
+    conn.prepare_cached(
+        "DELETE FROM events WHERE time < ?1 \
+         AND NOT EXISTS (SELECT 1 FROM deliveries WHERE deliveries.event_seq = events.seq)",
+    )?
+    .execute(params![before.0])
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn accept(
+        &self,
+        event: Event,
+        deliveries: Vec<NewDelivery>,
+    ) -> Result<Accepted, StoreError> {
+        let json = serde_json::to_string(&event)?;
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Accept {
+            event: Box::new(event),
+            json,
+            deliveries,
+            reply,
+        })?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn resolve(
+        &self,
+        room: &RoomKey,
+        remote_id: &str,
+    ) -> Result<Option<EventId>, StoreError> {
+        let (account, room, remote_id) = (
+            room.account.clone(),
+            room.room.clone(),
+            remote_id.to_owned(),
+        );
+        self.read(move |conn| {
+            let id: Option<String> = conn
+                .prepare_cached(
+                    "SELECT event_id FROM message_map WHERE account = ?1 AND room = ?2 AND remote_id = ?3",
+                )?
+                .query_row(params![account, room, remote_id], |row| row.get(0))
+                .optional()?;
+            Ok(id.and_then(|id| id.parse().ok()))
+        })
+        .await
+    }
+
+    async fn native_id(&self, id: EventId, room: &RoomKey) -> Result<Option<String>, StoreError> {
+        let (account, room) = (room.account.clone(), room.room.clone());
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT remote_id FROM message_map WHERE event_id = ?1 AND account = ?2 AND room = ?3 \
+                     ORDER BY origin DESC LIMIT 1",
+                )?
+                .query_row(params![id.to_string(), account, room], |row| row.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn quote(&self, id: EventId) -> Result<Option<Quote>, StoreError> {
+        self.read(move |conn| {
+            let json: Option<String> = conn
+                .prepare_cached("SELECT json FROM events WHERE id = ?1")?
+                .query_row(params![id.to_string()], |row| row.get(0))
+                .optional()?;
+            let Some(json) = json else { return Ok(None) };
+            let event: Event = serde_json::from_str(&json)?;
+            Ok(Some(Quote {
+                author: event.author.name.clone(),
+                text: event.kind.body().map(|b| b.to_plain()).unwrap_or_default(),
+            }))
+        })
+        .await
+    }
+
+    async fn pending(
+        &self,
+        room: &RoomKey,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<Pending>, StoreError> {
+        let key = room.clone();
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT d.seq, d.route, d.not_before, e.json FROM deliveries d \
+                 JOIN events e ON e.seq = d.event_seq \
+                 WHERE d.account = ?1 AND d.room = ?2 AND d.seq > ?3 ORDER BY d.seq LIMIT ?4",
+            )?;
+            let rows = statement.query_map(
+                params![key.account, key.room, after_seq, limit as i64],
+                |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, Option<i64>>(2)?,
+                        row.get::<_, String>(3)?,
+                    ))
+                },
+            )?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (seq, route, not_before, json) = row?;
+                out.push(Pending {
+                    seq,
+                    room: key.clone(),
+                    route,
+                    not_before: not_before.map(Timestamp),
+                    event: serde_json::from_str(&json)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn rooms_with_pending(&self) -> Result<Vec<RoomKey>, StoreError> {
+        self.read(|conn| {
+            let mut statement =
+                conn.prepare_cached("SELECT DISTINCT account, room FROM deliveries")?;
+            let rows = statement.query_map([], |row| {
+                Ok(RoomKey::new(
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                ))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn complete(
+        &self,
+        pending: &Pending,
+        remote_id: Option<String>,
+    ) -> Result<(), StoreError> {
+        let mapping =
+            remote_id.map(|remote| (pending.event.id.to_string(), pending.room.clone(), remote));
+        self.send(Command::Complete {
+            seq: pending.seq,
+            mapping,
+        })
+    }
+
+    async fn dead_letter(&self, pending: &Pending, reason: &str) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::DeadLetter {
+            pending: Box::new(pending.clone()),
+            reason: reason.to_owned(),
+            reply,
+        })?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn history(
+        &self,
+        room: &RoomKey,
+        after: Option<EventId>,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let (account, room) = (room.account.clone(), room.room.clone());
+        self.read(move |conn| {
+            let after_seq: i64 = match after {
+                Some(id) => conn
+                    .prepare_cached("SELECT seq FROM events WHERE id = ?1")?
+                    .query_row(params![id.to_string()], |row| row.get(0))
+                    .optional()?
+                    .unwrap_or(0),
+                None => conn
+                    .prepare_cached(
+                        "SELECT COALESCE(MIN(seq) - 1, 0) FROM (SELECT seq FROM events \
+                         WHERE account = ?1 AND room = ?2 ORDER BY seq DESC LIMIT ?3)",
+                    )?
+                    .query_row(params![account, room, limit as i64], |row| row.get(0))?,
+            };
+            let mut statement = conn.prepare_cached(
+                "SELECT json FROM events WHERE account = ?1 AND room = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
+            )?;
+            let rows = statement.query_map(params![account, room, after_seq, limit as i64], |row| row.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for json in rows {
+                out.push(serde_json::from_str(&json?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn prune(&self, before: Timestamp) -> Result<usize, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Prune { before, reply })?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.read(|conn| {
+            let count = |sql: &str| -> Result<u64, rusqlite::Error> {
+                conn.query_row(sql, [], |row| row.get::<_, i64>(0))
+                    .map(|n| n as u64)
+            };
+            Ok(StoreStats {
+                events: count("SELECT COUNT(*) FROM events")?,
+                pending: count("SELECT COUNT(*) FROM deliveries")?,
+                dead_letters: count("SELECT COUNT(*) FROM dead_letters")?,
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,154 @@
+use patchbay_sdk::{Author, Event, Inbound, RichText, Timestamp};
+
+use super::*;
+
+fn open() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&dir.path().join("store.db")).expect("open");
+    (dir, store)
+}
+
+fn event(account: &str, room: &str, remote_id: Option<&str>, text: &str) -> Event {
+    let mut inbound = Inbound::message(room, Author::named("alice"), RichText::plain(text));
+    inbound.remote_id = remote_id.map(str::to_owned);
+    Event::from_inbound(account, inbound)
+}
+
+fn to(room: &RoomKey) -> NewDelivery {
+    NewDelivery {
+        room: room.clone(),
+        route: "r".into(),
+        not_before: None,
+    }
+}
+
+#[tokio::test]
+async fn accepted_deliveries_wait_in_order_until_completed() {
+    let (_dir, store) = open();
+    let dest = RoomKey::new("irc.b", "#y");
+    for text in ["one", "two", "three"] {
+        let accepted = store
+            .accept(event("irc.a", "#x", None, text), vec![to(&dest)])
+            .await
+            .expect("accept");
+        assert_eq!(accepted, Accepted::Recorded);
+    }
+    let pending = store.pending(&dest, 0, 10).await.expect("pending");
+    let texts: Vec<String> = pending
+        .iter()
+        .filter_map(|p| p.event.kind.body().map(RichText::to_plain))
+        .collect();
+    assert_eq!(texts, ["one", "two", "three"]);
+    store
+        .complete(&pending[0], Some("remote-1".into()))
+        .await
+        .expect("complete");
+    store.close().await;
+
+    // After a restart the completed delivery is gone and the mapping resolves.
+    let store = SqliteStore::open(&_dir.path().join("store.db")).expect("reopen");
+    let left = store.pending(&dest, 0, 10).await.expect("pending");
+    assert_eq!(left.len(), 2);
+    assert_eq!(
+        store.resolve(&dest, "remote-1").await.expect("resolve"),
+        Some(pending[0].event.id)
+    );
+    assert_eq!(
+        store
+            .native_id(pending[0].event.id, &dest)
+            .await
+            .expect("native"),
+        Some("remote-1".into())
+    );
+    assert_eq!(store.rooms_with_pending().await.expect("rooms"), vec![dest]);
+}
+
+#[tokio::test]
+async fn a_known_origin_id_is_a_duplicate_and_writes_nothing() {
+    let (_dir, store) = open();
+    let dest = RoomKey::new("irc.b", "#y");
+    let first = store
+        .accept(event("irc.a", "#x", Some("m1"), "hi"), vec![to(&dest)])
+        .await
+        .expect("accept");
+    let again = store
+        .accept(event("irc.a", "#x", Some("m1"), "hi"), vec![to(&dest)])
+        .await
+        .expect("accept");
+    assert_eq!((first, again), (Accepted::Recorded, Accepted::Duplicate));
+    assert_eq!(store.stats().await.expect("stats").pending, 1);
+
+    // Our own delivery coming back from the destination network is a duplicate too.
+    let pending = store.pending(&dest, 0, 10).await.expect("pending");
+    store
+        .complete(&pending[0], Some("echo-1".into()))
+        .await
+        .expect("complete");
+    let echo = store
+        .accept(event("irc.b", "#y", Some("echo-1"), "hi"), vec![])
+        .await
+        .expect("accept");
+    assert_eq!(echo, Accepted::Duplicate);
+}
+
+#[tokio::test]
+async fn dead_letters_leave_the_outbox() {
+    let (_dir, store) = open();
+    let dest = RoomKey::new("irc.b", "#y");
+    store
+        .accept(event("irc.a", "#x", None, "hi"), vec![to(&dest)])
+        .await
+        .expect("accept");
+    let pending = store.pending(&dest, 0, 10).await.expect("pending");
+    store
+        .dead_letter(&pending[0], "no such channel")
+        .await
+        .expect("dead letter");
+    let stats = store.stats().await.expect("stats");
+    assert_eq!((stats.pending, stats.dead_letters), (0, 1));
+}
+
+#[tokio::test]
+async fn history_returns_what_came_after_an_id() {
+    let (_dir, store) = open();
+    let mut ids = Vec::new();
+    for text in ["a", "b", "c"] {
+        let e = event("api.x", "room", None, text);
+        ids.push(e.id);
+        store.accept(e, vec![]).await.expect("accept");
+    }
+    let room = RoomKey::new("api.x", "room");
+    let after_first = store
+        .history(&room, Some(ids[0]), 10)
+        .await
+        .expect("history");
+    assert_eq!(
+        after_first.iter().map(|e| e.id).collect::<Vec<_>>(),
+        ids[1..]
+    );
+    let latest_two = store.history(&room, None, 2).await.expect("history");
+    assert_eq!(
+        latest_two.iter().map(|e| e.id).collect::<Vec<_>>(),
+        ids[1..]
+    );
+}
+
+#[tokio::test]
+async fn pruning_keeps_events_still_waiting_for_delivery() {
+    let (_dir, store) = open();
+    let dest = RoomKey::new("irc.b", "#y");
+    store
+        .accept(event("irc.a", "#x", Some("w"), "waiting"), vec![to(&dest)])
+        .await
+        .expect("accept");
+    store
+        .accept(event("irc.a", "#x", Some("d"), "done"), vec![])
+        .await
+        .expect("accept");
+    let pruned = store
+        .prune(Timestamp(Timestamp::now().0 + 1000))
+        .await
+        .expect("prune");
+    assert_eq!(pruned, 1);
+    assert_eq!(store.pending(&dest, 0, 10).await.expect("pending").len(), 1);
+}
