@@ -1,0 +1,317 @@
+//! The connector against ngircd: classic RFC behaviour, no IRCv3 capabilities.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use patchbay_sdk::text::{Span, Style};
+use patchbay_sdk::{ConnectorState, Kind, RichText};
+use support::*;
+
+fn config(port: u16, extra: &str) -> String {
+    let min = if extra.contains("reconnect_min_secs") {
+        ""
+    } else {
+        "reconnect_min_secs = 0.3\n"
+    };
+    format!(
+        "server = \"127.0.0.1\"\nport = {port}\nnick = \"pb\"\nchannels = [\"#test\"]\n\
+         {min}reconnect_max_secs = 2\nrejoin_delay_secs = 0.3\n{extra}"
+    )
+}
+
+macro_rules! require {
+    ($program:expr) => {
+        if !have($program) {
+            eprintln!(
+                "skipped: {} is not installed (run tests/install-deps.sh)",
+                $program
+            );
+            return;
+        }
+    };
+}
+
+#[tokio::test]
+async fn relays_messages_actions_and_membership_both_ways() {
+    require!("ngircd");
+    let server = IrcServer::ngircd().await;
+    let data = tempdir();
+    let mut alice = TestClient::connect(server.port, "alice").await;
+    alice.join("#test").await;
+    let mut bridge = start_connector(&config(server.port, ""), data.path());
+    bridge.wait_up().await;
+    alice.expect_join("pb", "#test").await;
+
+    // IRC → gateway, with formatting.
+    alice.send("PRIVMSG #test :hello \x02world\x02").await;
+    let event = bridge
+        .events
+        .wait_for("alice's message", |e| {
+            matches!(e.kind, Kind::Message { .. })
+        })
+        .await;
+    assert_eq!(event.room, "#test");
+    assert_eq!(event.author.name, "alice");
+    let body = event.kind.body().expect("body");
+    assert_eq!(body.to_plain(), "hello world");
+    assert!(
+        body.spans()
+            .iter()
+            .any(|s| s.text == "world" && s.style.bold)
+    );
+    alice.send("PRIVMSG #test :\x01ACTION waves\x01").await;
+    bridge
+        .events
+        .wait_for(
+            "alice's action",
+            |e| matches!(&e.kind, Kind::Action { body } if body.to_plain() == "waves"),
+        )
+        .await;
+
+    // Gateway → IRC: anti-highlighted nick, formatting kept.
+    let rich = RichText::from_spans(vec![
+        Span::text("hi "),
+        Span::styled(
+            "there",
+            Style {
+                italic: true,
+                ..Style::default()
+            },
+        ),
+    ]);
+    deliver(&bridge.connector, delivery("#test", "bob", rich)).await;
+    let text = alice.expect_privmsg("#test", "there").await;
+    assert_eq!(text, "<b\u{200B}ob> hi \x1dthere\x0f");
+
+    // Membership changes become events.
+    let mut carol = TestClient::connect(server.port, "carol").await;
+    carol.join("#test").await;
+    bridge
+        .events
+        .wait_for("carol's join", |e| {
+            e.kind == Kind::Join && e.author.name == "carol"
+        })
+        .await;
+    carol.send("NICK carol2").await;
+    bridge
+        .events
+        .wait_for(
+            "carol's nick change",
+            |e| matches!(&e.kind, Kind::Nick { old, new } if old == "carol" && new == "carol2"),
+        )
+        .await;
+    carol.send("QUIT :bye").await;
+    bridge
+        .events
+        .wait_for("carol's quit", |e| {
+            matches!(&e.kind, Kind::Part { reason: Some(r) } if r.contains("bye"))
+                && e.author.name == "carol2"
+        })
+        .await;
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn nick_in_use_takes_the_alternative() {
+    require!("ngircd");
+    let server = IrcServer::ngircd().await;
+    let data = tempdir();
+    let mut squatter = TestClient::connect(server.port, "pb").await;
+    squatter.join("#test").await;
+    let mut bridge = start_connector(&config(server.port, ""), data.path());
+    bridge.wait_up().await;
+    squatter.expect_join("pb_", "#test").await;
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn rejoins_after_a_kick() {
+    require!("ngircd");
+    let server = IrcServer::ngircd().await;
+    let data = tempdir();
+    let mut op = TestClient::connect(server.port, "op").await;
+    op.join("#test").await;
+    let mut bridge = start_connector(&config(server.port, ""), data.path());
+    bridge.wait_up().await;
+    op.expect_join("pb", "#test").await;
+    op.send("KICK #test pb :go away").await;
+    op.expect_join("pb", "#test").await;
+    // Deliveries still flow after the rejoin.
+    deliver(
+        &bridge.connector,
+        delivery("#test", "bob", RichText::plain("back again")),
+    )
+    .await;
+    op.expect_privmsg("#test", "back again").await;
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn server_restart_mid_stream_delivers_everything_in_order_once() {
+    require!("ngircd");
+    let mut server = IrcServer::ngircd().await;
+    let data = tempdir();
+    let mut bridge = start_connector(
+        &config(server.port, "reconnect_min_secs = 1.0"),
+        data.path(),
+    );
+    bridge.wait_up().await;
+    let mut alice = TestClient::connect(server.port, "alice").await;
+    alice.join("#test").await;
+    for i in 0..3 {
+        deliver(
+            &bridge.connector,
+            delivery("#test", "bob", RichText::plain(format!("before {i}"))),
+        )
+        .await;
+    }
+    for i in 0..3 {
+        alice.expect_privmsg("#test", &format!("before {i}")).await;
+    }
+
+    server.stop();
+    bridge
+        .wait_state("down", |s| {
+            matches!(s, ConnectorState::Down { .. } | ConnectorState::Connecting)
+        })
+        .await;
+    // The gateway keeps delivering while the server is down; the connector refuses as
+    // retryable and the worker retries in order.
+    let connector = bridge.connector.clone();
+    let sender = tokio::spawn(async move {
+        for i in 0..10 {
+            deliver(
+                &connector,
+                delivery("#test", "bob", RichText::plain(format!("during {i}"))),
+            )
+            .await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.start().await;
+    let mut alice = TestClient::connect(server.port, "alice").await;
+    alice.join("#test").await;
+    bridge.wait_up().await;
+    sender.await.expect("sender");
+    for i in 0..10 {
+        alice.expect_privmsg("#test", &format!("during {i}")).await;
+    }
+    // And nothing twice: a marker after the last shows the stream ended.
+    deliver(
+        &bridge.connector,
+        delivery("#test", "bob", RichText::plain("end marker")),
+    )
+    .await;
+    let next = alice
+        .expect("the next message", |cmd, _, _| cmd == "PRIVMSG")
+        .await;
+    let (_, params) = patchbay_irc::parse::command_params(&next.message);
+    assert!(
+        params[1].contains("end marker"),
+        "unexpected extra line {params:?}"
+    );
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn long_multibyte_message_arrives_complete_and_in_order() {
+    require!("ngircd");
+    let server = IrcServer::ngircd().await;
+    let data = tempdir();
+    let bridge = start_connector(
+        &config(
+            server.port,
+            "anti_highlight = \"\"\nflood_rate = 20.0\nflood_burst = 10",
+        ),
+        data.path(),
+    )
+    .await_up()
+    .await;
+    let mut alice = TestClient::connect(server.port, "alice").await;
+    alice.join("#test").await;
+    let text: String = "ÄÖÜ漢字テスト🎉é".chars().cycle().take(3000).collect();
+    deliver(
+        &bridge.connector,
+        delivery("#test", "bob", RichText::plain(text.clone())),
+    )
+    .await;
+    let mut received = String::new();
+    while received.chars().count() < 3000 {
+        let line = alice.expect_privmsg("#test", "<bob> ").await;
+        received.push_str(line.strip_prefix("<bob> ").expect("nick prefix"));
+    }
+    assert_eq!(received, text);
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn latin1_lines_are_decoded() {
+    require!("ngircd");
+    let server = IrcServer::ngircd().await;
+    let data = tempdir();
+    let mut bridge = start_connector(&config(server.port, ""), data.path());
+    bridge.wait_up().await;
+    let mut alice = TestClient::connect(server.port, "alice").await;
+    alice.join("#test").await;
+    alice.send_raw(b"PRIVMSG #test :caf\xe9 cr\xe8me\r\n").await;
+    alice.send("PRIVMSG #test :still alive").await;
+    bridge
+        .events
+        .wait_for("the latin-1 line", |e| {
+            e.kind.body().is_some_and(|b| b.to_plain() == "café crème")
+        })
+        .await;
+    bridge
+        .events
+        .wait_for("the next line", |e| {
+            e.kind.body().is_some_and(|b| b.to_plain() == "still alive")
+        })
+        .await;
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn flood_control_queues_and_never_drops() {
+    require!("ngircd");
+    let server = IrcServer::ngircd().await;
+    let data = tempdir();
+    let mut bridge = start_connector(
+        &config(server.port, "flood_burst = 3\nflood_rate = 10.0"),
+        data.path(),
+    );
+    bridge.wait_up().await;
+    let mut alice = TestClient::connect(server.port, "alice").await;
+    alice.join("#test").await;
+    let started = Instant::now();
+    let text = (0..13)
+        .map(|i| format!("line {i}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    deliver(
+        &bridge.connector,
+        delivery("#test", "bob", RichText::plain(text)),
+    )
+    .await;
+    for i in 0..13 {
+        alice.expect_privmsg("#test", &format!("line {i}")).await;
+    }
+    // 3 at once, then 10 more at 10 per second.
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    bridge.stop().await;
+}
+
+trait AwaitUp {
+    async fn await_up(self) -> Running;
+}
+
+impl AwaitUp for Running {
+    async fn await_up(mut self) -> Running {
+        self.wait_up().await;
+        self
+    }
+}

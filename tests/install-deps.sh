@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the real servers the integration tests run against. Idempotent; runs as root on a
+# fresh Debian. Each protocol has its own function.
+set -euo pipefail
+
+apt_updated=0
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$apt_updated" -eq 0 ]; then
+        apt-get update -qq
+        apt_updated=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# IRC: InspIRCd (IRCv3, chanhistory, SASL via Atheme) and ngircd (classic RFC behaviour).
+# Debian's package named `ergo` is not an IRC server.
+install_irc() {
+    apt_install inspircd ngircd atheme-services
+    # The packages start system-wide daemons where they can; the tests run their own.
+    for svc in inspircd ngircd atheme-services; do
+        systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    done
+}
+
+install_irc
