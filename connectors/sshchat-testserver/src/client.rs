@@ -84,7 +84,12 @@ impl TestUser {
                                 buf.clear();
                                 let after = raw.rsplit("\x1b[K").next().unwrap_or("");
                                 let text = crate::format::strip(after);
-                                let text = text.trim_end_matches(['\r', ' ']).to_owned();
+                                // What a person sees: zero-width characters take no room.
+                                let text: String = text
+                                    .trim_end_matches(['\r', ' '])
+                                    .chars()
+                                    .filter(|c| !crate::format::is_zero_width(*c))
+                                    .collect();
                                 if let Ok(mut lines) = lines.lock() {
                                     lines.push(text);
                                 }

@@ -29,11 +29,16 @@ pub fn visible_len(text: &str) -> usize {
             }
         } else if c == '\x1b' {
             in_escape = true;
-        } else if !c.is_control() {
+        } else if !c.is_control() && !is_zero_width(c) {
             n += 1;
         }
     }
     n
+}
+
+/// Characters terminals draw with no width (zero-width space, joiners, invisible operators).
+pub fn is_zero_width(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
 }
 
 /// Remove ANSI sequences (for transcripts and the plugin API's uncoloured view).
@@ -61,7 +66,14 @@ pub fn devzat_markdown(text: &str) -> String {
     let mut out = String::new();
     let mut rest = text.as_str();
     while !rest.is_empty() {
-        if let Some(after) = rest.strip_prefix("**")
+        // A backslash escapes Markdown punctuation.
+        if let Some(after) = rest.strip_prefix('\\')
+            && let Some(c) = after.chars().next()
+            && c.is_ascii_punctuation()
+        {
+            out.push(c);
+            rest = &after[1..];
+        } else if let Some(after) = rest.strip_prefix("**")
             && let Some(end) = after.find("**")
         {
             out.push_str(&format!("{ESC}[1m{}{ESC}[0m", &after[..end]));
@@ -164,5 +176,6 @@ mod tests {
     fn markdown_renders_as_ansi() {
         assert_eq!(strip(&devzat_markdown("**hi** `x` :tada:")), "hi x 🎉");
         assert_eq!(devzat_markdown("a\\nb"), "a\nb");
+        assert_eq!(devzat_markdown("\\[irc\\] \\*x\\*"), "[irc] *x*");
     }
 }

@@ -7,6 +7,7 @@
 //! nick = "bridge"
 //! # key_file = "bridge.key"      # default: <data dir>/id_ed25519, generated once
 //! # host_key = "ssh-ed25519 AAAA..."  # default: trust on first use, kept in <data dir>
+//! # rooms = ["#main", "#dev"]   # SSH mode: one session per room
 //! # plugin = { address = "http://chat.example.org:5556", token = "${DEVZAT_TOKEN}" }
 //! ```
 
@@ -49,6 +50,13 @@ struct Raw {
     /// Rooms to mirror over SSH (one session each); the plugin API sees every room.
     #[serde(default = "default_rooms")]
     rooms: Vec<String>,
+    /// Carry the hop trace invisibly at the end of relayed messages.
+    #[serde(default = "default_true")]
+    hop_trace: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_rooms() -> Vec<String> {
@@ -93,6 +101,8 @@ pub struct Config {
     pub reconnect_max: Duration,
     /// Rooms with an SSH session of their own (SSH mode).
     pub rooms: Vec<String>,
+    /// Write the hop trace invisibly into relayed messages (see [`crate::hops`]).
+    pub hop_trace: bool,
 }
 
 /// Devzat's gRPC plugin API.
@@ -210,6 +220,7 @@ impl Config {
         rooms.dedup();
         Ok(Config {
             rooms,
+            hop_trace: raw.hop_trace,
             server: raw.server,
             dialect: raw.dialect,
             nick: raw.nick,

@@ -181,11 +181,14 @@ impl PluginMode {
         if self.is_echo(&room, &from, &event.msg) {
             return None;
         }
-        let body = from_markdown(&event.msg);
+        let (msg, hops) = crate::hops::extract(&event.msg);
+        let body = from_markdown(&msg);
         if body.is_empty() {
             return None;
         }
-        Some(Inbound::message(room, Author::named(from), body))
+        let mut inbound = Inbound::message(room, Author::named(from), body);
+        inbound.hops = hops;
+        Some(inbound)
     }
 
     fn is_echo(&self, room: &str, from: &str, msg: &str) -> bool {
@@ -223,7 +226,12 @@ impl PluginMode {
             return Ok(Delivered::default());
         };
         let mut client = self.client.clone().map_err(DeliveryError::permanent)?;
-        let msg = render::neutralise_devzat(&out.text);
+        let trailer = if self.config.hop_trace {
+            out.trailer.as_str()
+        } else {
+            ""
+        };
+        let msg = format!("{}{trailer}", render::neutralise_devzat(&out.text));
         let from = (!out.nick.is_empty()).then(|| out.nick.clone());
         self.remember(&delivery.room, &out.nick, &msg);
         let request = proto::Message {

@@ -92,6 +92,8 @@ pub struct Outgoing {
     pub nick: String,
     /// Markdown text, possibly several lines.
     pub text: String,
+    /// The invisible hop trace to end each sent line with (empty when off).
+    pub trailer: String,
 }
 
 /// Turn a delivery into a name and Markdown text; `None` for kinds with nothing to show
@@ -146,7 +148,11 @@ pub fn outgoing(delivery: &Delivery, markdown: bool) -> Option<Outgoing> {
     if text.trim().is_empty() {
         return None;
     }
-    Some(Outgoing { nick, text })
+    Some(Outgoing {
+        nick,
+        text,
+        trailer: crate::hops::trailer(&delivery.event.hops),
+    })
 }
 
 /// Remove control characters except line breaks (which callers handle per dialect).
@@ -187,7 +193,7 @@ pub fn devzat_line(out: &Outgoing) -> String {
     } else {
         format!("{}: {}", out.nick, text)
     };
-    neutralise_devzat(&line)
+    format!("{}{}", neutralise_devzat(&line), out.trailer)
 }
 
 /// Lines for ssh-chat: one per line of text, each `nick: line`, none over 1024 bytes.
@@ -199,8 +205,9 @@ pub fn ssh_chat_lines(out: &Outgoing) -> Vec<String> {
         } else {
             format!("{}: {}", out.nick, text_line)
         };
-        for piece in split_bytes(&line, SSH_CHAT_MAX_LINE) {
-            lines.push(neutralise_ssh_chat(&piece));
+        let budget = SSH_CHAT_MAX_LINE.saturating_sub(out.trailer.len()).max(64);
+        for piece in split_bytes(&line, budget) {
+            lines.push(format!("{}{}", neutralise_ssh_chat(&piece), out.trailer));
         }
     }
     lines

@@ -132,9 +132,13 @@ impl SshMode {
                 delivery.room
             )));
         }
-        let Some(out) = render::outgoing(&delivery, self.config.dialect == Dialect::Devzat) else {
+        let Some(mut out) = render::outgoing(&delivery, self.config.dialect == Dialect::Devzat)
+        else {
             return Ok(Delivered::default());
         };
+        if !self.config.hop_trace {
+            out.trailer.clear();
+        }
         let lines = match self.config.dialect {
             Dialect::Devzat => vec![render::devzat_line(&out)],
             Dialect::SshChat => render::ssh_chat_lines(&out),

@@ -167,3 +167,47 @@ async fn reconnects_after_a_restart_without_tripping_the_join_ban() {
     alice.close().await;
     bridge.stop().await.expect("stop");
 }
+
+#[tokio::test]
+async fn wrapped_lines_timestamps_and_dms_on_a_narrow_terminal() {
+    let mut opts = Options::devzat();
+    // A timestamp line before every message, as after a minute of silence.
+    opts.timestamp_after = Duration::ZERO;
+    let server = TestServer::start(opts).await.expect("server");
+    let mut bridge = start(&format!(
+        "server = \"{}\"\ndialect = \"devzat\"\nnick = \"bridge\"\npty_width = 80\nreconnect_min_secs = 1\n",
+        server.ssh_addr()
+    ));
+    assert!(bridge.wait_up(WAIT).await);
+    let alice = server.connect_user("alice").await.expect("alice");
+    let long: Vec<String> = (0..40).map(|i| format!("word{i}")).collect();
+    let long = long.join(" ");
+    alice.say(&long).await.expect("say");
+    let event = bridge
+        .events
+        .wait(WAIT, |e| text(e).starts_with("word0"))
+        .await
+        .expect("long message");
+    assert!(text(&event).contains('\n'), "it was wrapped at 80 columns");
+    assert_eq!(text(&event).replace('\n', " "), long, "reassembled whole");
+    alice.say("=bridge a secret").await.expect("dm");
+    alice.say("after the dm").await.expect("say");
+    bridge
+        .events
+        .wait(WAIT, |e| text(e) == "after the dm")
+        .await
+        .expect("next message");
+    let events = bridge.events.events();
+    assert!(
+        events.iter().all(|e| !text(e).contains("secret")),
+        "DMs are not relayed"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| !text(e).contains(":") || text(e).contains("word")),
+        "no timestamp emitted: {events:?}"
+    );
+    alice.close().await;
+    bridge.stop().await.expect("stop");
+}
