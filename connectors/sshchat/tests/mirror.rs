@@ -212,3 +212,58 @@ async fn two_gateways_on_the_same_rooms_do_not_loop() {
     alice.close().await;
     bob.close().await;
 }
+
+#[tokio::test]
+async fn devzat_over_ssh_mirrors_ssh_chat_both_ways() {
+    let dvz = TestServer::start(Options::devzat()).await.expect("devzat");
+    let sc = TestServer::start(Options::ssh_chat())
+        .await
+        .expect("ssh-chat");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stop = CancellationToken::new();
+    let sc_cfg = format!(
+        "server = \"{}\"\ndialect = \"ssh-chat\"\nnick = \"bridge\"\nreconnect_min_secs = 1\n",
+        sc.ssh_addr()
+    );
+    gateway(
+        "g",
+        ("dvz", ssh(&dvz, "bridge")),
+        ("sc", sc_cfg),
+        dir.path(),
+        &stop,
+    );
+    assert!(
+        dvz.wait_until(Duration::from_secs(20), |s| s.users().len() == 1)
+            .await
+    );
+    assert!(
+        sc.wait_until(Duration::from_secs(20), |s| s.users().len() == 1)
+            .await
+    );
+    let alice = dvz.connect_user("alice").await.expect("alice");
+    let carol = sc.connect_user("carol").await.expect("carol");
+    alice.say("hi **ssh-chat**").await.expect("say");
+    carol
+        .wait_line(Duration::from_secs(15), |l| {
+            l == "bridge: [dvz] alice: hi ssh-chat"
+        })
+        .await
+        .expect("carol sees alice (Markdown rendered to plain text)");
+    carol.say("hello devzat").await.expect("say");
+    alice
+        .wait_line(Duration::from_secs(15), |l| {
+            l == "bridge: [sc] carol: hello devzat"
+        })
+        .await
+        .expect("alice sees carol");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let relayed = |s: &TestServer| s.transcript().iter().filter(|r| r.from == "bridge").count();
+    assert_eq!(
+        (relayed(&dvz), relayed(&sc)),
+        (1, 1),
+        "one copy each way, no echo loop"
+    );
+    stop.cancel();
+    alice.close().await;
+    carol.close().await;
+}
