@@ -27,4 +27,17 @@ install_irc() {
     done
 }
 
+# --- Matrix: Synapse homeserver in a virtualenv (tests start it on 127.0.0.1) ---------------
+install_synapse() {
+    local venv="${PATCHBAY_SYNAPSE_VENV:-/opt/patchbay-synapse-venv}"
+    if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import synapse' 2>/dev/null; then
+        return 0
+    fi
+    command -v python3 >/dev/null || apt_install python3 python3-venv
+    python3 -m venv "$venv" || { apt_install python3-venv && python3 -m venv "$venv"; }
+    "$venv/bin/pip" install --quiet --upgrade pip
+    "$venv/bin/pip" install --quiet matrix-synapse
+}
+
 install_irc
+install_synapse

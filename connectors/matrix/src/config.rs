@@ -1,0 +1,269 @@
+//! The `[matrix.NAME]` table: a bot account on one homeserver.
+//!
+//! ```toml
+//! [matrix.home]
+//! homeserver = "https://matrix.example.org"
+//! user = "@patchbay:example.org"
+//! password_file = "/run/secrets/matrix"   # or password, access_token(_file)
+//! rooms = ["#general:example.org", "!abcdef"]
+//! invite_from = ["@admin:example.org"]
+//! media_public_url = "https://bridge.example.org"
+//! ```
+
+use std::path::PathBuf;
+
+use patchbay_sdk::{AccountInfo, ConfigError, parse_table, read_secret};
+use serde::Deserialize;
+
+/// The table as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    homeserver: String,
+    user: String,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+    access_token: Option<String>,
+    access_token_file: Option<PathBuf>,
+    #[serde(default = "default_device_name")]
+    device_name: String,
+    #[serde(default)]
+    rooms: Vec<String>,
+    #[serde(default)]
+    invite_from: Vec<String>,
+    #[serde(default = "yes")]
+    relay_reactions: bool,
+    #[serde(default = "yes")]
+    reactions_as_text: bool,
+    media_public_url: Option<String>,
+    #[serde(default = "default_media_max_bytes")]
+    media_max_bytes: u64,
+    store_passphrase: Option<String>,
+    store_passphrase_file: Option<PathBuf>,
+}
+
+fn default_device_name() -> String {
+    "patchbay".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_media_max_bytes() -> u64 {
+    50 * 1024 * 1024
+}
+
+/// How the bot proves who it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credentials {
+    Password(String),
+    AccessToken(String),
+}
+
+/// A validated account config.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The homeserver's base URL.
+    pub homeserver: String,
+    /// The bot's full user id, `@name:server`.
+    pub user: String,
+    pub credentials: Credentials,
+    /// The display name of the device created on first login.
+    pub device_name: String,
+    /// Rooms to join and relay, by id (`!x`) or alias (`#x:server`), as routes name them.
+    pub rooms: Vec<String>,
+    /// Users whose invites the bot accepts.
+    pub invite_from: Vec<String>,
+    /// Relay Matrix reactions to other networks.
+    pub relay_reactions: bool,
+    /// Deliver reactions whose target is unknown here (or cannot be annotated) as a short line.
+    pub reactions_as_text: bool,
+    /// The base URL under which patchbay's HTTP listener is reachable, for `/media/...` links.
+    pub media_public_url: Option<String>,
+    /// Attachments larger than this are not served or uploaded.
+    pub media_max_bytes: u64,
+    /// Encrypts the local state and crypto stores when set.
+    pub store_passphrase: Option<String>,
+}
+
+impl Config {
+    pub fn from_table(account: &AccountInfo, table: toml::Table) -> Result<Self, ConfigError> {
+        let raw: Raw = parse_table(table)?;
+        let homeserver = raw.homeserver.trim_end_matches('/').to_owned();
+        if !(homeserver.starts_with("https://") || homeserver.starts_with("http://")) {
+            return Err(ConfigError::at(
+                &["homeserver"],
+                format!("`{homeserver}` is not an http(s) URL (e.g. https://matrix.example.org)"),
+            ));
+        }
+        if !is_user_id(&raw.user) {
+            return Err(ConfigError::at(
+                &["user"],
+                format!(
+                    "`{}` is not a full Matrix user id (e.g. @patchbay:example.org)",
+                    raw.user
+                ),
+            ));
+        }
+        let password = read_secret(
+            account,
+            raw.password,
+            raw.password_file.as_deref(),
+            "password",
+        )?;
+        let token = read_secret(
+            account,
+            raw.access_token,
+            raw.access_token_file.as_deref(),
+            "access_token",
+        )?;
+        let credentials = match (password, token) {
+            (Some(p), None) => Credentials::Password(p),
+            (None, Some(t)) => Credentials::AccessToken(t),
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::at(
+                    &["access_token"],
+                    "give either `password` or `access_token`, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(ConfigError::at(
+                    &[],
+                    "missing credentials: set `password` (or `password_file`) or `access_token` \
+                     (or `access_token_file`)",
+                ));
+            }
+        };
+        for (i, room) in raw.rooms.iter().enumerate() {
+            check_room(room)
+                .map_err(|message| ConfigError::at(&["rooms", &i.to_string()], message))?;
+        }
+        for (i, user) in raw.invite_from.iter().enumerate() {
+            if !is_user_id(user) {
+                return Err(ConfigError::at(
+                    &["invite_from", &i.to_string()],
+                    format!("`{user}` is not a full Matrix user id"),
+                ));
+            }
+        }
+        if let Some(url) = &raw.media_public_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(ConfigError::at(
+                &["media_public_url"],
+                format!("`{url}` is not an http(s) URL"),
+            ));
+        }
+        let store_passphrase = read_secret(
+            account,
+            raw.store_passphrase,
+            raw.store_passphrase_file.as_deref(),
+            "store_passphrase",
+        )?;
+        Ok(Config {
+            homeserver,
+            user: raw.user,
+            credentials,
+            device_name: raw.device_name,
+            rooms: raw.rooms,
+            invite_from: raw.invite_from,
+            relay_reactions: raw.relay_reactions,
+            reactions_as_text: raw.reactions_as_text,
+            media_public_url: raw
+                .media_public_url
+                .map(|u| u.trim_end_matches('/').to_owned()),
+            media_max_bytes: raw.media_max_bytes,
+            store_passphrase,
+        })
+    }
+}
+
+fn is_user_id(id: &str) -> bool {
+    crate::html::is_user_id(id)
+}
+
+/// A room as routes and the `rooms` list name it: an id (`!opaque`, with or without
+/// `:server`) or an alias (`#name:server`).
+pub fn check_room(room: &str) -> Result<(), String> {
+    if room.contains(char::is_whitespace) {
+        return Err(format!("`{room}` contains whitespace"));
+    }
+    match room.chars().next() {
+        Some('!') if room.len() > 1 => Ok(()),
+        Some('#')
+            if room
+                .split_once(':')
+                .is_some_and(|(a, s)| a.len() > 1 && !s.is_empty()) =>
+        {
+            Ok(())
+        }
+        Some('#') => Err(format!(
+            "`{room}` is not a full room alias (e.g. #general:example.org)"
+        )),
+        _ => Err(format!(
+            "`{room}` is neither a room id (!abc...) nor an alias (#name:server)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account() -> AccountInfo {
+        AccountInfo {
+            account: "matrix.home".into(),
+            config_dir: PathBuf::from("/nonexistent"),
+            data_dir: PathBuf::from("/nonexistent/data"),
+        }
+    }
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::at(&[], e.to_string()))?;
+        Config::from_table(&account(), table)
+    }
+
+    #[test]
+    fn minimal_table_gets_defaults() {
+        let config = parse(
+            "homeserver = \"http://127.0.0.1:8008/\"\nuser = \"@bot:localhost\"\npassword = \"pw\"\n\
+             rooms = [\"#general:localhost\", \"!abc\"]",
+        )
+        .expect("valid");
+        assert_eq!(config.homeserver, "http://127.0.0.1:8008");
+        assert_eq!(config.credentials, Credentials::Password("pw".into()));
+        assert_eq!(config.device_name, "patchbay");
+        assert!(config.relay_reactions);
+        assert_eq!(config.media_max_bytes, 50 * 1024 * 1024);
+    }
+
+    #[test]
+    fn rejects_bad_values_with_their_path() {
+        let err = parse("homeserver = \"ftp://x\"\nuser = \"@b:x\"\npassword = \"p\"").unwrap_err();
+        assert_eq!(err.path, ["homeserver"]);
+        let err = parse("homeserver = \"http://x\"\nuser = \"bot\"\npassword = \"p\"").unwrap_err();
+        assert_eq!(err.path, ["user"]);
+        let err = parse("homeserver = \"http://x\"\nuser = \"@b:x\"").unwrap_err();
+        assert!(err.message.contains("credentials"), "{}", err.message);
+        let err = parse(
+            "homeserver = \"http://x\"\nuser = \"@b:x\"\npassword = \"p\"\nrooms = [\"general\"]",
+        )
+        .unwrap_err();
+        assert_eq!(err.path, ["rooms", "0"]);
+        let err = parse("homeserver = \"http://x\"\nuser = \"@b:x\"\npassword = \"p\"\nroom = 1")
+            .unwrap_err();
+        assert!(err.message.contains("unknown field"), "{}", err.message);
+    }
+
+    #[test]
+    fn room_names() {
+        assert!(check_room("!opaque").is_ok());
+        assert!(check_room("!abc:example.org").is_ok());
+        assert!(check_room("#general:example.org").is_ok());
+        assert!(check_room("#general").is_err());
+        assert!(check_room("general").is_err());
+        assert!(check_room("").is_err());
+    }
+}

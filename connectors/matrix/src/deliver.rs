@@ -1,0 +1,232 @@
+//! Sending a [`Delivery`] into a room.
+//!
+//! Every request carries a transaction id derived from the gateway's event id, so a delivery
+//! retried after a lost response is recognised by the homeserver instead of being posted twice.
+//! Rate limiting (`M_LIMIT_EXCEEDED`) is returned as retryable with the server's `retry_after`;
+//! the gateway keeps the room's order while it waits, and other rooms go on.
+
+use std::time::{Duration, SystemTime};
+
+use matrix_sdk::attachment::AttachmentConfig;
+use matrix_sdk::ruma::api::error::{ErrorKind, RetryAfter};
+use matrix_sdk::ruma::events::reaction::ReactionEventContent;
+use matrix_sdk::ruma::events::room::message::TextMessageEventContent;
+use matrix_sdk::ruma::{OwnedEventId, OwnedTransactionId};
+use matrix_sdk::{Client, Room};
+use patchbay_sdk::{Attachment, Delivered, Delivery, DeliveryError, RichText};
+
+use crate::html::to_html;
+use crate::render::{Outgoing, RenderOptions, render};
+use crate::session::{Shared, join_room};
+
+fn txn(delivery: &Delivery, part: &str) -> OwnedTransactionId {
+    OwnedTransactionId::from(format!("pb{}{part}", delivery.event.id))
+}
+
+/// Classify an sdk error for the gateway's retry logic.
+fn classify(error: &matrix_sdk::Error) -> DeliveryError {
+    classify_kind(error.client_api_error_kind(), error.to_string())
+}
+
+fn classify_http(error: &matrix_sdk::HttpError) -> DeliveryError {
+    classify_kind(error.client_api_error_kind(), error.to_string())
+}
+
+fn classify_kind(kind: Option<&ErrorKind>, message: String) -> DeliveryError {
+    match kind {
+        Some(ErrorKind::LimitExceeded(data)) => DeliveryError::Retryable {
+            reason: format!("rate limited: {message}"),
+            retry_after: data.retry_after.as_ref().map(|after| match after {
+                RetryAfter::Delay(delay) => *delay,
+                RetryAfter::DateTime(at) => at
+                    .duration_since(SystemTime::now())
+                    .unwrap_or(Duration::ZERO),
+            }),
+        },
+        Some(
+            ErrorKind::Forbidden
+            | ErrorKind::NotFound
+            | ErrorKind::TooLarge
+            | ErrorKind::BadJson
+            | ErrorKind::NotJson
+            | ErrorKind::InvalidParam,
+        ) => DeliveryError::permanent(message),
+        _ => DeliveryError::retryable(message),
+    }
+}
+
+async fn room_for(shared: &Shared, client: &Client, name: &str) -> Result<Room, DeliveryError> {
+    let id = join_room(shared, client, name)
+        .await
+        .map_err(|e| classify(&e))?;
+    client
+        .get_room(&id)
+        .ok_or_else(|| DeliveryError::retryable(format!("{name} is not known to the client yet")))
+}
+
+/// Deliver one event.
+pub async fn deliver(shared: &Shared, delivery: Delivery) -> Result<Delivered, DeliveryError> {
+    let Some(client) = shared.client() else {
+        return Err(DeliveryError::retryable("not connected to the homeserver"));
+    };
+    let options = RenderOptions {
+        reactions_as_text: shared.config.reactions_as_text,
+    };
+    let outgoing = render(&delivery, options);
+    if matches!(outgoing, Outgoing::Nothing) {
+        return Ok(Delivered::default());
+    }
+    let room = room_for(shared, &client, &delivery.room).await?;
+    match outgoing {
+        Outgoing::Nothing => Ok(Delivered::default()),
+        Outgoing::Redact(target) => {
+            room.redact(&target, None, Some(txn(&delivery, "r")))
+                .await
+                .map_err(|e| classify_http(&e))?;
+            Ok(Delivered::default())
+        }
+        Outgoing::Reaction {
+            annotation,
+            fallback,
+        } => {
+            let sent = room
+                .send(ReactionEventContent::new(annotation))
+                .with_transaction_id(txn(&delivery, "a"))
+                .await;
+            match sent {
+                Ok(result) => Ok(delivered(result.response.event_id)),
+                Err(e) => match (classify(&e), fallback) {
+                    // The server refused the annotation (a duplicate, say): say it in words.
+                    (DeliveryError::Permanent { .. }, Some(fallback)) => {
+                        let result = room
+                            .send(*fallback)
+                            .with_transaction_id(txn(&delivery, "f"))
+                            .await
+                            .map_err(|e| classify(&e))?;
+                        Ok(delivered(result.response.event_id))
+                    }
+                    (error, _) => Err(error),
+                },
+            }
+        }
+        Outgoing::Message {
+            content,
+            attachments,
+        } => {
+            let mut first = None;
+            if let Some(content) = content {
+                let result = room
+                    .send(*content)
+                    .with_transaction_id(txn(&delivery, "m"))
+                    .await
+                    .map_err(|e| classify(&e))?;
+                first = Some(result.response.event_id);
+            }
+            for (i, (attachment, caption)) in attachments.iter().enumerate() {
+                let id = send_attachment(shared, &room, &delivery, i, attachment, caption).await?;
+                first.get_or_insert(id);
+            }
+            Ok(first.map(delivered).unwrap_or_default())
+        }
+    }
+}
+
+fn delivered(id: OwnedEventId) -> Delivered {
+    Delivered {
+        remote_id: Some(id.to_string()),
+    }
+}
+
+/// Fetch a file another network linked and upload it to the room with the right msgtype.
+async fn send_attachment(
+    shared: &Shared,
+    room: &Room,
+    delivery: &Delivery,
+    index: usize,
+    attachment: &Attachment,
+    caption: &RichText,
+) -> Result<OwnedEventId, DeliveryError> {
+    let cap = shared.config.media_max_bytes;
+    let http = matrix_sdk::reqwest::Client::new();
+    let response = http
+        .get(&attachment.url)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| DeliveryError::retryable(format!("cannot fetch {}: {e}", attachment.url)))?;
+    if response.content_length().is_some_and(|len| len > cap) {
+        return send_link(room, delivery, index, attachment, caption).await;
+    }
+    let header_mime = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let data = response
+        .bytes()
+        .await
+        .map_err(|e| DeliveryError::retryable(format!("cannot fetch {}: {e}", attachment.url)))?;
+    if data.len() as u64 > cap {
+        return send_link(room, delivery, index, attachment, caption).await;
+    }
+    let mime: mime::Mime = attachment
+        .mime
+        .clone()
+        .or(header_mime)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(mime::APPLICATION_OCTET_STREAM);
+    let name = attachment
+        .name
+        .clone()
+        .or_else(|| {
+            attachment
+                .url
+                .rsplit('/')
+                .next()
+                .map(|s| s.split('?').next().unwrap_or(s).to_owned())
+        })
+        .map(|n| crate::parse::sanitize_file_name(&n))
+        .unwrap_or_else(|| "file".into());
+    let caption = TextMessageEventContent::html(caption.to_plain(), to_html(caption));
+    let config = AttachmentConfig::new()
+        .caption(Some(caption))
+        .txn_id(txn(delivery, &format!("f{index}")));
+    let result = room
+        .send_attachment(name, &mime, data.to_vec(), config)
+        .await
+        .map_err(|e| classify(&e))?;
+    Ok(result.event_id)
+}
+
+/// A file over the size cap is relayed as its link.
+async fn send_link(
+    room: &Room,
+    delivery: &Delivery,
+    index: usize,
+    attachment: &Attachment,
+    caption: &RichText,
+) -> Result<OwnedEventId, DeliveryError> {
+    let mut text = caption.clone();
+    text.blocks.push(patchbay_sdk::text::Block::Paragraph {
+        spans: vec![patchbay_sdk::text::Span {
+            text: attachment
+                .name
+                .clone()
+                .unwrap_or_else(|| attachment.url.clone()),
+            style: Default::default(),
+            kind: patchbay_sdk::text::SpanKind::Link {
+                url: attachment.url.clone(),
+            },
+        }],
+    });
+    let content = matrix_sdk::ruma::events::room::message::RoomMessageEventContent::text_html(
+        text.to_plain(),
+        to_html(&text),
+    );
+    let result = room
+        .send(content)
+        .with_transaction_id(txn(delivery, &format!("l{index}")))
+        .await
+        .map_err(|e| classify(&e))?;
+    Ok(result.response.event_id)
+}

@@ -1,0 +1,149 @@
+//! Matrix media served as plain links on patchbay's HTTP listener.
+//!
+//! Homeserver media needs authentication, so a link to it is useless on other networks. Each
+//! attachment seen on Matrix gets an unguessable token (128 random bits) recorded in the data
+//! directory; `GET /media/TOKEN/NAME` fetches it through the bot's session (decrypting it when
+//! it came from an encrypted room) and serves it, up to the configured size cap.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use matrix_sdk::media::{MediaFormat, MediaRequestParameters};
+use matrix_sdk::ruma::events::room::MediaSource;
+use patchbay_sdk::Attachment;
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use crate::parse::Media;
+use crate::session::Shared;
+
+/// What a token stands for.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    source: MediaSource,
+    name: String,
+    mime: Option<String>,
+    size: Option<u64>,
+}
+
+/// Token → media records, one small JSON file each.
+pub struct MediaStore {
+    dir: PathBuf,
+}
+
+impl MediaStore {
+    pub fn new(dir: PathBuf) -> Self {
+        MediaStore { dir }
+    }
+
+    /// Record `media` under a fresh token and return the attachment linking to it.
+    pub fn register(&self, media: &Media, public_url: Option<&str>) -> std::io::Result<Attachment> {
+        let token = format!("{:032x}", rand::random::<u128>());
+        let record = Record {
+            source: media.source.clone(),
+            name: media.name.clone(),
+            mime: media.mime.clone(),
+            size: media.size,
+        };
+        std::fs::create_dir_all(&self.dir)?;
+        let json = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
+        std::fs::write(self.dir.join(format!("{token}.json")), json)?;
+        let url = match public_url {
+            Some(base) => format!("{base}/media/{token}/{}", media.name),
+            None => {
+                warn!("media_public_url is not set: attachment links point nowhere useful");
+                format!("/media/{token}/{}", media.name)
+            }
+        };
+        Ok(Attachment {
+            url,
+            name: Some(media.name.clone()),
+            mime: media.mime.clone(),
+            size: media.size,
+        })
+    }
+
+    fn load(&self, token: &str) -> Option<Record> {
+        if token.len() != 32 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let bytes = std::fs::read(self.dir.join(format!("{token}.json"))).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
+/// The `/media/...` routes.
+pub fn routes(shared: Arc<Shared>) -> axum::Router {
+    axum::Router::new()
+        .route("/media/{token}/{name}", get(serve))
+        .with_state(shared)
+}
+
+async fn serve(
+    State(shared): State<Arc<Shared>>,
+    Path((token, _name)): Path<(String, String)>,
+) -> Response {
+    let Some(record) = shared.media.load(&token) else {
+        return (StatusCode::NOT_FOUND, "no such media").into_response();
+    };
+    let cap = shared.config.media_max_bytes;
+    if record.size.is_some_and(|size| size > cap) {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the file is over the size cap",
+        )
+            .into_response();
+    }
+    let Some(client) = shared.client() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not connected to the homeserver",
+        )
+            .into_response();
+    };
+    let request = MediaRequestParameters {
+        source: record.source,
+        format: MediaFormat::File,
+    };
+    let data = match client.media().get_media_content(&request, true).await {
+        Ok(data) => data,
+        Err(e) => {
+            warn!(error = %e, "cannot fetch media from the homeserver");
+            return (StatusCode::BAD_GATEWAY, "cannot fetch the file").into_response();
+        }
+    };
+    if data.len() as u64 > cap {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the file is over the size cap",
+        )
+            .into_response();
+    }
+    let mime = record
+        .mime
+        .as_deref()
+        .and_then(|m| HeaderValue::from_str(m).ok())
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let disposition = HeaderValue::from_str(&format!("inline; filename=\"{}\"", record.name))
+        .unwrap_or(HeaderValue::from_static("inline"));
+    (
+        [
+            (header::CONTENT_TYPE, mime),
+            (header::CONTENT_DISPOSITION, disposition),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("default-src 'none'; sandbox"),
+            ),
+        ],
+        data,
+    )
+        .into_response()
+}

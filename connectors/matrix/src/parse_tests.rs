@@ -1,0 +1,206 @@
+use super::*;
+use patchbay_sdk::text::SpanKind;
+use serde_json::{Value, json};
+
+fn event(kind: &str, content: Value) -> AnySyncTimelineEvent {
+    serde_json::from_value(json!({
+        "type": kind,
+        "event_id": "$ev1",
+        "sender": "@alice:localhost",
+        "origin_server_ts": 1_700_000_000_000u64,
+        "content": content,
+    }))
+    .expect("valid event json")
+}
+
+fn ctx() -> Context<'static> {
+    Context {
+        room: "#general:localhost",
+        own_user: "@bot:localhost",
+        display_name: Some("Alice"),
+        relay_reactions: true,
+    }
+}
+
+fn parse(kind: &str, content: Value) -> Option<Parsed> {
+    parse_event(&event(kind, content), &ctx())
+}
+
+#[test]
+fn text_message_with_html() {
+    let parsed = parse(
+        "m.room.message",
+        json!({"msgtype": "m.text", "body": "hi **there**",
+               "format": "org.matrix.custom.html", "formatted_body": "hi <strong>there</strong>"}),
+    )
+    .expect("relayed");
+    let inbound = parsed.inbound;
+    assert_eq!(inbound.room, "#general:localhost");
+    assert_eq!(inbound.remote_id.as_deref(), Some("$ev1"));
+    assert_eq!(inbound.author.id, "@alice:localhost");
+    assert_eq!(inbound.author.name, "Alice");
+    assert_eq!(inbound.time, Timestamp(1_700_000_000_000));
+    assert!(!inbound.is_echo);
+    let body = inbound.kind.body().expect("body");
+    assert_eq!(body.to_plain(), "hi there");
+    assert!(body.spans()[1].style.bold);
+    assert!(matches!(inbound.kind, Kind::Message { .. }));
+}
+
+#[test]
+fn emote_and_notice() {
+    let emote = parse(
+        "m.room.message",
+        json!({"msgtype": "m.emote", "body": "waves"}),
+    )
+    .expect("relayed");
+    assert!(matches!(&emote.inbound.kind, Kind::Action { body } if body.to_plain() == "waves"));
+    let notice = parse(
+        "m.room.message",
+        json!({"msgtype": "m.notice", "body": "build ok"}),
+    )
+    .expect("relayed");
+    assert!(matches!(&notice.inbound.kind, Kind::Notice { body } if body.to_plain() == "build ok"));
+}
+
+#[test]
+fn own_messages_are_echoes_and_names_fall_back_to_the_localpart() {
+    let context = Context {
+        own_user: "@alice:localhost",
+        display_name: None,
+        ..ctx()
+    };
+    let parsed = parse_event(
+        &event("m.room.message", json!({"msgtype": "m.text", "body": "x"})),
+        &context,
+    )
+    .expect("relayed");
+    assert!(parsed.inbound.is_echo);
+    assert_eq!(parsed.inbound.author.name, "alice");
+}
+
+#[test]
+fn edits_use_the_new_content() {
+    let parsed = parse(
+        "m.room.message",
+        json!({"msgtype": "m.text", "body": "* fixed",
+               "m.new_content": {"msgtype": "m.text", "body": "fixed"},
+               "m.relates_to": {"rel_type": "m.replace", "event_id": "$orig"}}),
+    )
+    .expect("relayed");
+    match parsed.inbound.kind {
+        Kind::Edit { target, body } => {
+            assert_eq!(target, MessageRef::Native("$orig".into()));
+            assert_eq!(body.to_plain(), "fixed");
+        }
+        other => panic!("not an edit: {other:?}"),
+    }
+}
+
+#[test]
+fn replies_point_at_their_target_without_the_fallback() {
+    let parsed = parse(
+        "m.room.message",
+        json!({"msgtype": "m.text", "body": "> <@bob:localhost> earlier\n> more\n\nmy answer",
+               "m.relates_to": {"m.in_reply_to": {"event_id": "$earlier"}}}),
+    )
+    .expect("relayed");
+    assert_eq!(
+        parsed.inbound.reply_to,
+        Some(MessageRef::Native("$earlier".into()))
+    );
+    assert_eq!(
+        parsed.inbound.kind.body().expect("body").to_plain(),
+        "my answer"
+    );
+}
+
+#[test]
+fn redactions_and_reactions() {
+    let parsed = parse("m.room.redaction", json!({"redacts": "$gone"})).expect("relayed");
+    assert_eq!(
+        parsed.inbound.kind,
+        Kind::Delete {
+            target: MessageRef::Native("$gone".into())
+        }
+    );
+    let parsed = parse(
+        "m.reaction",
+        json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": "$liked", "key": "👍"}}),
+    )
+    .expect("relayed");
+    assert_eq!(
+        parsed.inbound.kind,
+        Kind::Reaction {
+            target: MessageRef::Native("$liked".into()),
+            emoji: "👍".into()
+        }
+    );
+    let quiet = Context {
+        relay_reactions: false,
+        ..ctx()
+    };
+    let reaction = event(
+        "m.reaction",
+        json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": "$liked", "key": "👍"}}),
+    );
+    assert!(parse_event(&reaction, &quiet).is_none());
+}
+
+#[test]
+fn images_carry_their_media() {
+    let parsed = parse(
+        "m.room.message",
+        json!({"msgtype": "m.image", "body": "cat.png", "url": "mxc://localhost/abc",
+               "info": {"mimetype": "image/png", "size": 1234}}),
+    )
+    .expect("relayed");
+    let media = parsed.media.expect("media");
+    assert_eq!(media.name, "cat.png");
+    assert_eq!(media.mime.as_deref(), Some("image/png"));
+    assert_eq!(media.size, Some(1234));
+    assert!(
+        matches!(media.source, MediaSource::Plain(ref uri) if uri.as_str() == "mxc://localhost/abc")
+    );
+    assert!(parsed.inbound.kind.body().expect("body").blocks.is_empty());
+
+    let captioned = parse(
+        "m.room.message",
+        json!({"msgtype": "m.file", "body": "the report", "filename": "../r e.pdf",
+               "url": "mxc://localhost/def"}),
+    )
+    .expect("relayed");
+    assert_eq!(captioned.media.expect("media").name, "r_e.pdf");
+    assert_eq!(
+        captioned.inbound.kind.body().expect("body").to_plain(),
+        "the report"
+    );
+}
+
+#[test]
+fn mentions_in_html_become_mention_spans() {
+    let parsed = parse(
+        "m.room.message",
+        json!({"msgtype": "m.text", "body": "Bob: hi",
+               "format": "org.matrix.custom.html",
+               "formatted_body": "<a href=\"https://matrix.to/#/@bob:localhost\">Bob</a>: hi"}),
+    )
+    .expect("relayed");
+    let body = parsed.inbound.kind.body().expect("body").clone();
+    assert_eq!(
+        body.spans()[0].kind,
+        SpanKind::Mention {
+            id: "@bob:localhost".into()
+        }
+    );
+}
+
+#[test]
+fn state_events_are_not_relayed() {
+    let state: AnySyncTimelineEvent = serde_json::from_value(json!({
+        "type": "m.room.topic", "event_id": "$t", "sender": "@alice:localhost",
+        "origin_server_ts": 1, "state_key": "", "content": {"topic": "x"}
+    }))
+    .expect("valid");
+    assert!(parse_event(&state, &ctx()).is_none());
+}

@@ -1,0 +1,522 @@
+//! The bot's session: log in (once: the device and its keys persist), join the configured
+//! rooms, and sync, emitting every relayable timeline event.
+//!
+//! The sync position is our own file, written only after every event of a sync response was
+//! durably accepted by the gateway, so what was said while patchbay was down is relayed after a
+//! restart, and a crash mid-batch replays that batch rather than losing it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use matrix_sdk::authentication::matrix::MatrixSession;
+use matrix_sdk::config::{RequestConfig, SyncSettings};
+use matrix_sdk::ruma::api::client::filter::{FilterDefinition, RoomEventFilter, RoomFilter};
+use matrix_sdk::ruma::api::client::sync::sync_events::v3::Filter;
+use matrix_sdk::ruma::api::error::ErrorKind;
+use matrix_sdk::ruma::events::room::member::MembershipState;
+use matrix_sdk::ruma::events::{AnySyncStateEvent, AnySyncTimelineEvent};
+use matrix_sdk::ruma::{OwnedRoomId, OwnedRoomOrAliasId, RoomAliasId, RoomId, UInt};
+use matrix_sdk::store::RoomLoadSettings;
+use matrix_sdk::sync::SyncResponse;
+use matrix_sdk::{AuthSession, Client, RoomState, SessionMeta, SessionTokens};
+use patchbay_sdk::{ConnectorContext, ConnectorError, EmitError};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::config::{Config, Credentials};
+use crate::media::MediaStore;
+use crate::parse::{Context, parse_event};
+
+/// State shared by the sync loop, deliveries and the media route.
+pub struct Shared {
+    pub config: Config,
+    /// The logged-in client, once there is one.
+    pub client: watch::Sender<Option<Client>>,
+    pub rooms: RwLock<Rooms>,
+    pub media: MediaStore,
+}
+
+/// Configured room names ↔ room ids.
+#[derive(Default)]
+pub struct Rooms {
+    pub by_name: HashMap<String, OwnedRoomId>,
+    pub by_id: HashMap<OwnedRoomId, String>,
+}
+
+impl Shared {
+    pub fn new(config: Config, data_dir: PathBuf) -> Self {
+        let media = MediaStore::new(data_dir.join("media"));
+        Shared {
+            config,
+            client: watch::channel(None).0,
+            rooms: RwLock::new(Rooms::default()),
+            media,
+        }
+    }
+
+    pub fn client(&self) -> Option<Client> {
+        self.client.borrow().clone()
+    }
+
+    /// The name routes use for a room: the configured name, else its id.
+    pub fn room_name(&self, id: &RoomId) -> String {
+        let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
+        rooms
+            .by_id
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| id.to_string())
+    }
+
+    pub fn remember_room(&self, name: &str, id: OwnedRoomId) {
+        let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
+        rooms.by_name.insert(name.to_owned(), id.clone());
+        rooms.by_id.insert(id, name.to_owned());
+    }
+
+    pub fn known_room(&self, name: &str) -> Option<OwnedRoomId> {
+        let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
+        rooms.by_name.get(name).cloned()
+    }
+}
+
+/// Why the sync loop stopped early.
+enum Stop {
+    Shutdown,
+    Fatal(String),
+}
+
+fn session_path(dir: &Path) -> PathBuf {
+    dir.join("session.json")
+}
+
+fn token_path(dir: &Path) -> PathBuf {
+    dir.join("sync-token")
+}
+
+/// Write a file atomically (temp file + rename), readable by the owner only.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&tmp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// Run the account until shutdown.
+pub async fn run(shared: Arc<Shared>, ctx: ConnectorContext) -> Result<(), ConnectorError> {
+    let dir = ctx.data_dir.clone();
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| ConnectorError(format!("cannot create {}: {e}", dir.display())))?;
+    let mut backoff = Backoff::default();
+    let client = loop {
+        match tokio::select! {
+            _ = ctx.shutdown.cancelled() => return Ok(()),
+            result = login(&shared, &dir) => result,
+        } {
+            Ok(client) => break client,
+            Err(LoginError::Fatal(reason)) => {
+                ctx.state.down(reason.clone());
+                return Err(ConnectorError(reason));
+            }
+            Err(LoginError::Transient(reason)) => {
+                warn!(account = %ctx.account, %reason, "matrix login failed, retrying");
+                ctx.state.down(reason);
+                if backoff.wait(&ctx).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+    };
+    shared.client.send_replace(Some(client.clone()));
+    let result = sync_loop(&shared, &client, &ctx).await;
+    shared.client.send_replace(None);
+    match result {
+        Stop::Shutdown => Ok(()),
+        Stop::Fatal(reason) => {
+            ctx.state.down(reason.clone());
+            Err(ConnectorError(reason))
+        }
+    }
+}
+
+enum LoginError {
+    Fatal(String),
+    Transient(String),
+}
+
+/// Build the client on the persisted stores and restore the saved session, or log in and save
+/// it.
+async fn login(shared: &Shared, dir: &Path) -> Result<Client, LoginError> {
+    let config = &shared.config;
+    let saved: Option<MatrixSession> = std::fs::read(session_path(dir))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    let store = dir.join("store");
+    if saved.is_none() && store.exists() {
+        // A store without a session belongs to a device we cannot use any more.
+        let _ = std::fs::remove_dir_all(&store);
+        let _ = std::fs::remove_file(token_path(dir));
+    }
+    let client = Client::builder()
+        .homeserver_url(&config.homeserver)
+        .sqlite_store(&store, config.store_passphrase.as_deref())
+        .request_config(
+            RequestConfig::new()
+                .retry_limit(2)
+                .timeout(Duration::from_secs(60)),
+        )
+        .build()
+        .await
+        .map_err(|e| LoginError::Transient(format!("cannot open the client store: {e}")))?;
+    if let Some(session) = saved {
+        client
+            .matrix_auth()
+            .restore_session(session, RoomLoadSettings::default())
+            .await
+            .map_err(|e| LoginError::Fatal(format!("cannot restore the saved session: {e}")))?;
+        info!(user = %config.user, "matrix session restored");
+        return Ok(client);
+    }
+    let session = match &config.credentials {
+        Credentials::Password(password) => {
+            let response = client
+                .matrix_auth()
+                .login_username(&config.user, password)
+                .initial_device_display_name(&config.device_name)
+                .send()
+                .await
+                .map_err(|e| match e.client_api_error_kind() {
+                    Some(ErrorKind::Forbidden) | Some(ErrorKind::InvalidUsername) => {
+                        LoginError::Fatal(format!("login refused for {}: {e}", config.user))
+                    }
+                    _ => LoginError::Transient(format!("login failed: {e}")),
+                })?;
+            MatrixSession::from(&response)
+        }
+        Credentials::AccessToken(token) => {
+            let probe = Client::builder()
+                .homeserver_url(&config.homeserver)
+                .build()
+                .await
+                .map_err(|e| LoginError::Transient(e.to_string()))?;
+            let tokens = SessionTokens {
+                access_token: token.clone(),
+                refresh_token: None,
+            };
+            // whoami needs a session: restore a provisional one to ask who the token is.
+            let whoami = probe
+                .matrix_auth()
+                .restore_session(
+                    MatrixSession {
+                        meta: SessionMeta {
+                            user_id: config
+                                .user
+                                .as_str()
+                                .try_into()
+                                .map_err(|e| LoginError::Fatal(format!("bad user id: {e}")))?,
+                            device_id: "PROBE".into(),
+                        },
+                        tokens: tokens.clone(),
+                    },
+                    RoomLoadSettings::default(),
+                )
+                .await
+                .map_err(|e| LoginError::Transient(e.to_string()));
+            whoami?;
+            let who = probe
+                .whoami()
+                .await
+                .map_err(|e| match e.client_api_error_kind() {
+                    Some(ErrorKind::UnknownToken(_)) => {
+                        LoginError::Fatal(format!("the access token was refused: {e}"))
+                    }
+                    _ => LoginError::Transient(format!("whoami failed: {e}")),
+                })?;
+            let device_id = who.device_id.ok_or_else(|| {
+                LoginError::Fatal("the access token has no device; log in with a password".into())
+            })?;
+            let session = MatrixSession {
+                meta: SessionMeta {
+                    user_id: who.user_id,
+                    device_id,
+                },
+                tokens,
+            };
+            client
+                .restore_session(AuthSession::Matrix(session.clone()))
+                .await
+                .map_err(|e| LoginError::Fatal(format!("cannot use the access token: {e}")))?;
+            session
+        }
+    };
+    let json = serde_json::to_vec(&session).map_err(|e| LoginError::Fatal(e.to_string()))?;
+    write_private(&session_path(dir), &json)
+        .map_err(|e| LoginError::Fatal(format!("cannot save the session: {e}")))?;
+    info!(user = %config.user, device = %session.meta.device_id, "matrix login, new device");
+    Ok(client)
+}
+
+/// Resolve a configured room to its id, joining it if the bot is not in it yet.
+pub async fn join_room(
+    shared: &Shared,
+    client: &Client,
+    name: &str,
+) -> Result<OwnedRoomId, matrix_sdk::Error> {
+    if let Some(id) = shared.known_room(name)
+        && client
+            .get_room(&id)
+            .is_some_and(|room| room.state() == RoomState::Joined)
+    {
+        return Ok(id);
+    }
+    let id: OwnedRoomId = if let Ok(alias) = <&RoomAliasId>::try_from(name) {
+        client.resolve_room_alias(alias).await?.room_id
+    } else {
+        OwnedRoomId::try_from(name).map_err(|e| matrix_sdk::Error::UnknownError(Box::new(e)))?
+    };
+    if !client
+        .get_room(&id)
+        .is_some_and(|room| room.state() == RoomState::Joined)
+    {
+        let target = OwnedRoomOrAliasId::from(id.clone());
+        client.join_room_by_id_or_alias(&target, &[]).await?;
+        info!(room = name, "joined");
+    }
+    shared.remember_room(name, id.clone());
+    Ok(id)
+}
+
+fn sync_filter() -> Filter {
+    let mut timeline = RoomEventFilter::default();
+    timeline.limit = Some(UInt::from(100u32));
+    let mut room = RoomFilter::default();
+    room.timeline = timeline;
+    let mut definition = FilterDefinition::default();
+    definition.room = room;
+    Filter::FilterDefinition(definition)
+}
+
+async fn sync_loop(shared: &Shared, client: &Client, ctx: &ConnectorContext) -> Stop {
+    let dir = &ctx.data_dir;
+    let mut token = std::fs::read_to_string(token_path(dir))
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty());
+    let mut backoff = Backoff::default();
+    let mut pending_joins: Vec<String> = shared.config.rooms.clone();
+    let mut first = true;
+    loop {
+        // Join what is not joined yet (retried on every round until it works).
+        let mut still_pending = Vec::new();
+        for name in pending_joins.drain(..) {
+            if let Err(e) = join_room(shared, client, &name).await {
+                warn!(room = %name, error = %e, "cannot join the room yet");
+                still_pending.push(name);
+            }
+        }
+        pending_joins = still_pending;
+
+        let mut settings = SyncSettings::default().filter(sync_filter());
+        settings = match &token {
+            Some(token) => settings.token(token.clone()),
+            None => settings,
+        };
+        if !first || token.is_none() {
+            settings = settings.timeout(Duration::from_secs(if first { 0 } else { 30 }));
+        }
+        let response = tokio::select! {
+            _ = ctx.shutdown.cancelled() => return Stop::Shutdown,
+            response = client.sync_once(settings) => response,
+        };
+        let response = match response {
+            Ok(response) => response,
+            Err(e) => {
+                if let Some(ErrorKind::UnknownToken(_)) = e.client_api_error_kind() {
+                    return Stop::Fatal(format!(
+                        "the homeserver no longer accepts the session ({e}); remove {} to log in again",
+                        session_path(dir).display()
+                    ));
+                }
+                warn!(account = %ctx.account, error = %e, "matrix sync failed");
+                ctx.state.down(format!("sync failed: {e}"));
+                if backoff.wait(ctx).await.is_err() {
+                    return Stop::Shutdown;
+                }
+                continue;
+            }
+        };
+        backoff.reset();
+        ctx.state.up();
+        if token.is_none() {
+            // First start: history from before the bot existed is not relayed.
+            debug!("initial sync done");
+        } else {
+            match process(shared, client, ctx, &response).await {
+                Ok(()) => {}
+                Err(EmitError::Closed) => return Stop::Shutdown,
+                Err(EmitError::Store(reason)) => {
+                    // Not acknowledged: keep the old position and sync it again.
+                    warn!(%reason, "the gateway could not record events; retrying the batch");
+                    if backoff.wait(ctx).await.is_err() {
+                        return Stop::Shutdown;
+                    }
+                    continue;
+                }
+            }
+        }
+        accept_invites(shared, client, &response).await;
+        if let Err(e) = write_private(&token_path(dir), response.next_batch.as_bytes()) {
+            warn!(error = %e, "cannot save the sync position");
+        }
+        token = Some(response.next_batch.clone());
+        first = false;
+    }
+}
+
+/// Emit every relayable event of a sync response, in order per room.
+async fn process(
+    shared: &Shared,
+    client: &Client,
+    ctx: &ConnectorContext,
+    response: &SyncResponse,
+) -> Result<(), EmitError> {
+    let own_user = client.user_id().map(|u| u.to_string()).unwrap_or_default();
+    for (room_id, update) in &response.rooms.joined {
+        let Some(room) = client.get_room(room_id) else {
+            continue;
+        };
+        if update.timeline.limited {
+            warn!(room = %room_id, "sync gap: older messages of this room were skipped");
+        }
+        let events: Vec<AnySyncTimelineEvent> = update
+            .timeline
+            .events
+            .iter()
+            .filter_map(|event| match event.raw().deserialize() {
+                Ok(event) => Some(event),
+                Err(e) => {
+                    debug!(room = %room_id, error = %e, "skipping an event that does not parse");
+                    None
+                }
+            })
+            .collect();
+        // When the bot just joined, the timeline starts with history: relay only what follows
+        // its own join.
+        let start = events
+            .iter()
+            .rposition(|event| is_own_join(event, &own_user))
+            .map_or(0, |i| i + 1);
+        let room_name = shared.room_name(room_id);
+        for event in &events[start..] {
+            if let AnySyncTimelineEvent::MessageLike(
+                matrix_sdk::ruma::events::AnySyncMessageLikeEvent::RoomEncrypted(_),
+            ) = event
+            {
+                warn!(room = %room_name, event = %event.event_id(), "could not decrypt an event");
+                continue;
+            }
+            let member = room.get_member_no_sync(event.sender()).await.ok().flatten();
+            let display_name = member.as_ref().and_then(|m| m.display_name());
+            let context = Context {
+                room: &room_name,
+                own_user: &own_user,
+                display_name,
+                relay_reactions: shared.config.relay_reactions,
+            };
+            let Some(parsed) = parse_event(event, &context) else {
+                continue;
+            };
+            let mut inbound = parsed.inbound;
+            if let Some(media) = parsed.media
+                && let patchbay_sdk::Kind::Message { attachments, .. } = &mut inbound.kind
+            {
+                match shared
+                    .media
+                    .register(&media, shared.config.media_public_url.as_deref())
+                {
+                    Ok(attachment) => attachments.push(attachment),
+                    Err(e) => warn!(error = %e, "cannot register a media link"),
+                }
+            }
+            ctx.sink.emit(inbound).await?;
+        }
+    }
+    Ok(())
+}
+
+fn is_own_join(event: &AnySyncTimelineEvent, own_user: &str) -> bool {
+    match event {
+        AnySyncTimelineEvent::State(AnySyncStateEvent::RoomMember(member)) => {
+            member.state_key().as_str() == own_user
+                && member.membership() == &MembershipState::Join
+                && member
+                    .as_original()
+                    .and_then(|m| m.unsigned.prev_content.as_ref())
+                    .is_none_or(|prev| prev.membership != MembershipState::Join)
+        }
+        _ => false,
+    }
+}
+
+/// Join rooms the bot is invited to, when the inviter is trusted or the room is configured.
+async fn accept_invites(shared: &Shared, client: &Client, response: &SyncResponse) {
+    for room_id in response.rooms.invited.keys() {
+        let Some(room) = client.get_room(room_id) else {
+            continue;
+        };
+        let inviter = match room.invite_details().await {
+            Ok(invite) => invite.inviter_id.to_string(),
+            Err(e) => {
+                debug!(room = %room_id, error = %e, "cannot read the invite");
+                continue;
+            }
+        };
+        let configured = shared
+            .config
+            .rooms
+            .iter()
+            .any(|name| name == room_id.as_str());
+        if configured || shared.config.invite_from.contains(&inviter) {
+            match room.join().await {
+                Ok(()) => info!(room = %room_id, %inviter, "accepted an invite"),
+                Err(e) => warn!(room = %room_id, error = %e, "cannot accept the invite"),
+            }
+        } else {
+            debug!(room = %room_id, %inviter, "ignoring an invite from an untrusted user");
+        }
+    }
+}
+
+/// Exponential backoff between retries, cut short by shutdown.
+#[derive(Default)]
+struct Backoff {
+    attempt: u32,
+}
+
+impl Backoff {
+    async fn wait(&mut self, ctx: &ConnectorContext) -> Result<(), ()> {
+        let delay = Duration::from_millis(500u64 << self.attempt.min(6));
+        self.attempt += 1;
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => Err(()),
+            _ = tokio::time::sleep(delay) => Ok(()),
+        }
+    }
+
+    fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
