@@ -2,11 +2,13 @@
 //!
 //! After a reconnect a server may replay recent channel history (InspIRCd's chanhistory on
 //! join, or `CHATHISTORY AFTER` where `draft/chathistory` is offered). Each channel keeps a mark:
-//! the server-time of the newest message relayed and the msgids seen at that instant. A message
-//! is relayed when it is newer than the mark, or as new with an unseen id. A channel seen for the
-//! first time is marked at the server-time of our own JOIN, so history from before the bridge
-//! existed is not relayed. Marks are saved in the connector's data directory, so a restarted
-//! bridge catches up too. Lines without server-time (servers without IRCv3) are always live.
+//! the server-time of the newest message relayed and the msgids of the last messages relayed.
+//! A message whose msgid was relayed is a duplicate. Otherwise it is new when it is not older than
+//! the mark — compared at whole seconds when it has a msgid, because chanhistory replays times
+//! truncated to the second. A channel seen for the first time is marked at the server-time of our
+//! own JOIN, so history from before the bridge existed is not relayed. Marks are saved in the
+//! connector's data directory, so a restarted bridge catches up too. Lines without server-time
+//! (servers without IRCv3) are always live.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -19,9 +21,12 @@ use crate::parse::{MsgTags, fold_case};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Mark {
     pub time: i64,
-    /// Ids relayed at exactly `time`.
+    /// The ids of the last messages relayed, oldest first (at most [`KEEP_IDS`]).
     pub ids: Vec<String>,
 }
+
+/// How many recent msgids a channel remembers: more than a server replays on join.
+pub const KEEP_IDS: usize = 300;
 
 #[derive(Debug, Default)]
 pub struct History {
@@ -85,34 +90,39 @@ impl History {
 
     /// Whether a message with these tags in `channel` is new.
     pub fn is_new(&self, channel: &str, tags: &MsgTags) -> bool {
-        let Some(time) = tags.time else { return true };
         let Some(mark) = self.marks.get(&fold_case(channel)) else {
             return true;
         };
-        match time.0.cmp(&mark.time) {
-            std::cmp::Ordering::Greater => true,
-            std::cmp::Ordering::Less => false,
-            // Same instant: new unless its id was relayed; without an id, assume seen.
-            std::cmp::Ordering::Equal => {
-                tags.msgid.as_ref().is_some_and(|id| !mark.ids.contains(id))
-            }
+        if let Some(id) = &tags.msgid
+            && mark.ids.contains(id)
+        {
+            return false;
+        }
+        match (tags.time, &tags.msgid) {
+            (None, _) => true,
+            (Some(t), Some(_)) => t.0 >= mark.time.div_euclid(1000) * 1000,
+            (Some(t), None) => t.0 > mark.time,
         }
     }
 
     /// Record that a message with these tags was relayed (or seen) in `channel`.
     pub fn relayed(&mut self, channel: &str, tags: &MsgTags) {
-        let Some(time) = tags.time else { return };
-        let mark = self.marks.entry(fold_case(channel)).or_default();
-        if time.0 > mark.time {
-            mark.time = time.0;
-            mark.ids.clear();
+        if tags.time.is_none() && tags.msgid.is_none() {
+            return;
         }
-        if time.0 == mark.time
-            && let Some(id) = &tags.msgid
-            && !mark.ids.contains(id)
+        let mark = self.marks.entry(fold_case(channel)).or_default();
+        if let Some(time) = tags.time {
+            mark.time = mark.time.max(time.0);
+        }
+        if let Some(id) = &tags.msgid
             && !id.contains(['\t', ' ', '\n'])
+            && !mark.ids.contains(id)
         {
             mark.ids.push(id.clone());
+            if mark.ids.len() > KEEP_IDS {
+                let excess = mark.ids.len() - KEEP_IDS;
+                mark.ids.drain(..excess);
+            }
         }
         self.dirty = true;
     }
@@ -185,21 +195,39 @@ mod tests {
     #[test]
     fn replay_after_mark_only() {
         let mut h = History::load(None);
-        h.joined("#C", Some(Timestamp(100)));
-        assert!(!h.is_new("#c", &tags(50, "old")));
-        assert!(h.is_new("#c", &tags(150, "a")));
-        h.relayed("#c", &tags(150, "a"));
-        h.relayed("#c", &tags(150, "b"));
-        // Replayed after a reconnect: a and b are known, c at the same ms and d later are new.
-        assert!(!h.is_new("#c", &tags(150, "a")));
-        assert!(!h.is_new("#c", &tags(150, "b")));
-        assert!(h.is_new("#c", &tags(150, "c")));
-        assert!(h.is_new("#c", &tags(151, "d")));
+        h.joined("#C", Some(Timestamp(100_500)));
+        assert!(!h.is_new("#c", &tags(50_000, "old")));
+        assert!(h.is_new("#c", &tags(150_000, "a")));
+        h.relayed("#c", &tags(150_250, "a"));
+        h.relayed("#c", &tags(150_700, "b"));
+        // Replayed after a reconnect with times cut to the second: a and b are known by id,
+        // c in the same second and d later are new, anything before that second is old.
+        assert!(!h.is_new("#c", &tags(150_000, "a")));
+        assert!(!h.is_new("#c", &tags(150_000, "b")));
+        assert!(h.is_new("#c", &tags(150_000, "c")));
+        assert!(h.is_new("#c", &tags(151_000, "d")));
+        assert!(!h.is_new("#c", &tags(149_000, "e")));
         // A rejoin does not move an existing mark.
-        h.joined("#c", Some(Timestamp(500)));
-        assert!(h.is_new("#c", &tags(151, "d")));
-        // Lines without server-time are always live.
+        h.joined("#c", Some(Timestamp(500_000)));
+        assert!(h.is_new("#c", &tags(151_000, "d")));
+        // Lines without server-time are always live; without an id, only later ones are new.
         assert!(h.is_new("#c", &MsgTags::default()));
+        let no_id = |t| MsgTags {
+            time: Some(Timestamp(t)),
+            ..MsgTags::default()
+        };
+        assert!(!h.is_new("#c", &no_id(150_700)));
+        assert!(h.is_new("#c", &no_id(150_701)));
+    }
+
+    #[test]
+    fn remembers_a_bounded_number_of_ids() {
+        let mut h = History::load(None);
+        for i in 0..(KEEP_IDS + 10) {
+            h.relayed("#c", &tags(i as i64, &format!("id{i}")));
+        }
+        assert_eq!(h.mark("#c").expect("mark").ids.len(), KEEP_IDS);
+        assert!(!h.is_new("#c", &tags(KEEP_IDS as i64, &format!("id{}", KEEP_IDS))));
     }
 
     #[test]

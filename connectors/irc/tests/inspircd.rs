@@ -1,0 +1,142 @@
+//! The connector against InspIRCd: IRCv3 capabilities and catching up from chanhistory.
+
+mod support;
+
+use patchbay_sdk::{Kind, MessageRef, RichText};
+use support::*;
+
+fn config(port: u16, channel: &str, extra: &str) -> String {
+    format!(
+        "server = \"127.0.0.1\"\nport = {port}\nnick = \"pb\"\nchannels = [\"{channel}\"]\n\
+         reconnect_min_secs = 0.3\nreconnect_max_secs = 2\n{extra}"
+    )
+}
+
+macro_rules! require {
+    ($program:expr) => {
+        if !have($program) {
+            eprintln!(
+                "skipped: {} is not installed (run tests/install-deps.sh)",
+                $program
+            );
+            return;
+        }
+    };
+}
+
+const CAPS: &[&str] = &["server-time", "message-tags", "echo-message", "batch"];
+
+#[tokio::test]
+async fn ircv3_ids_times_accounts_and_echoes() {
+    require!("inspircd");
+    let server = IrcServer::inspircd().await;
+    let data = tempdir();
+    let mut alice = TestClient::connect_with_caps(server.port, "alice", CAPS).await;
+    alice.join("#v3").await;
+    let mut bridge = start_connector(&config(server.port, "#v3", ""), data.path());
+    bridge.wait_up().await;
+    alice.expect_join("pb", "#v3").await;
+
+    // Inbound messages carry the server's msgid and time.
+    alice.send("PRIVMSG #v3 :tagged").await;
+    let seen = alice.expect_privmsg("#v3", "tagged").await;
+    assert_eq!(seen, "tagged");
+    let event = bridge
+        .events
+        .wait_for("alice's message", |e| {
+            matches!(e.kind, Kind::Message { .. })
+        })
+        .await;
+    let id = event.remote_id.clone().expect("msgid from the server");
+    let age = patchbay_sdk::Timestamp::now().0 - event.time.0;
+    assert!((0..10_000).contains(&age), "server-time {:?}", event.time);
+
+    // A reply from IRC refers to the original by its msgid.
+    alice
+        .send(&format!("@+draft/reply={id} PRIVMSG #v3 :a reply"))
+        .await;
+    let reply = bridge
+        .events
+        .wait_for("the reply", |e| {
+            e.kind.body().is_some_and(|b| b.to_plain() == "a reply")
+        })
+        .await;
+    assert_eq!(reply.reply_to, Some(MessageRef::Native(id)));
+
+    // echo-message confirms deliveries and gives their ids; the echo is marked as ours.
+    let delivered = deliver(
+        &bridge.connector,
+        delivery("#v3", "bob", RichText::plain("from the bridge")),
+    )
+    .await;
+    let remote_id = delivered.remote_id.expect("echo-message gives the id");
+    alice.expect_privmsg("#v3", "from the bridge").await;
+    let echo = bridge
+        .events
+        .wait_for("the echo", |e| {
+            e.remote_id.as_deref() == Some(remote_id.as_str())
+        })
+        .await;
+    assert!(echo.is_echo);
+    assert!(
+        bridge
+            .events
+            .texts("#v3")
+            .iter()
+            .all(|t| !t.contains("from the bridge"))
+    );
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn bridge_restart_catches_up_from_chanhistory_exactly_once() {
+    require!("inspircd");
+    let server = IrcServer::inspircd().await;
+    let data = tempdir();
+    let mut alice = TestClient::connect_with_caps(server.port, "alice", CAPS).await;
+    alice.join("#hist").await;
+    alice.send("PRIVMSG #hist :before the bridge existed").await;
+
+    let mut bridge = start_connector(&config(server.port, "#hist", ""), data.path());
+    bridge.wait_up().await;
+    alice.expect_join("pb", "#hist").await;
+    for text in ["one", "two"] {
+        alice.send(&format!("PRIVMSG #hist :{text}")).await;
+    }
+    assert_eq!(
+        bridge.events.wait_texts("#hist", 2).await,
+        vec!["one", "two"]
+    );
+    bridge.stop().await;
+
+    // Users keep talking while the bridge is away.
+    for text in ["three", "four", "five"] {
+        alice.send(&format!("PRIVMSG #hist :{text}")).await;
+    }
+    alice.expect_privmsg("#hist", "five").await;
+
+    let mut bridge = start_connector(&config(server.port, "#hist", ""), data.path());
+    bridge.wait_up().await;
+    alice.expect_join("pb", "#hist").await;
+    alice.send("PRIVMSG #hist :six").await;
+    let texts = bridge.events.wait_texts("#hist", 4).await;
+    assert_eq!(texts, vec!["three", "four", "five", "six"]);
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn first_join_does_not_replay_old_history() {
+    require!("inspircd");
+    let server = IrcServer::inspircd().await;
+    let data = tempdir();
+    let mut alice = TestClient::connect_with_caps(server.port, "alice", CAPS).await;
+    alice.join("#old").await;
+    alice.send("PRIVMSG #old :ancient").await;
+    alice.expect_privmsg("#old", "ancient").await;
+    let mut bridge = start_connector(&config(server.port, "#old", ""), data.path());
+    bridge.wait_up().await;
+    alice.expect_join("pb", "#old").await;
+    alice.send("PRIVMSG #old :fresh").await;
+    assert_eq!(bridge.events.wait_texts("#old", 1).await, vec!["fresh"]);
+    bridge.stop().await;
+}
