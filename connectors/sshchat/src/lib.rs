@@ -64,7 +64,7 @@ pub struct SshChat {
 }
 
 enum Mode {
-    Plugin(plugin::PluginMode),
+    Plugin(Box<plugin::PluginMode>),
     Ssh(ssh::SshMode),
 }
 
@@ -72,7 +72,7 @@ impl SshChat {
     pub fn new(config: Config) -> Self {
         let config = Arc::new(config);
         let mode = if config.plugin.is_some() {
-            Mode::Plugin(plugin::PluginMode::new(config))
+            Mode::Plugin(Box::new(plugin::PluginMode::new(config)))
         } else {
             Mode::Ssh(ssh::SshMode::new(config))
         };
@@ -94,5 +94,31 @@ impl Connector for SshChat {
             Mode::Plugin(plugin) => plugin.deliver(delivery).await,
             Mode::Ssh(ssh) => ssh.deliver(delivery).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The gateway builds connectors before its runtime starts: building must not need one.
+    #[test]
+    fn building_needs_no_runtime_and_never_connects() {
+        let account = AccountInfo {
+            account: "sshchat.t".into(),
+            config_dir: "/nonexistent".into(),
+            data_dir: "/nonexistent/data".into(),
+        };
+        for table in [
+            "server = \"127.0.0.1:1\"\ndialect = \"devzat\"\nnick = \"b\"\nplugin = { address = \"127.0.0.1:2\", token = \"t\" }",
+            "server = \"127.0.0.1:1\"\ndialect = \"devzat\"\nnick = \"b\"\nrooms = [\"#main\", \"#dev\"]",
+            "server = \"127.0.0.1:1\"\ndialect = \"ssh-chat\"\nnick = \"b\"\nanonymous = true",
+        ] {
+            let table: toml::Table = table.parse().expect("toml");
+            SshChatFactory.build(&account, table).expect("builds");
+        }
+        assert_eq!(SshChatFactory.protocol(), "sshchat");
+        assert!(SshChatFactory.check_room("#dev").is_ok());
+        assert!(SshChatFactory.check_room("dev").is_err());
     }
 }

@@ -48,11 +48,14 @@ const ECHO_MEMORY_LEN: usize = 512;
 
 pub struct PluginMode {
     config: Arc<Config>,
-    client: Result<Client, String>,
+    /// The endpoint and auth header, checked at build time; the channel itself is made on first
+    /// use, inside the runtime (making it spawns its connection task).
+    target: Result<(Endpoint, Auth), String>,
+    client: std::sync::OnceLock<Client>,
     sent: Mutex<VecDeque<(String, String, String, Instant)>>,
 }
 
-fn make_client(plugin: &PluginConfig) -> Result<Client, String> {
+fn make_target(plugin: &PluginConfig) -> Result<(Endpoint, Auth), String> {
     let endpoint = Endpoint::from_shared(plugin.address.clone())
         .map_err(|err| format!("bad plugin address {}: {err}", plugin.address))?
         .connect_timeout(Duration::from_secs(10))
@@ -62,28 +65,35 @@ fn make_client(plugin: &PluginConfig) -> Result<Client, String> {
     let header = format!("Bearer {}", plugin.token)
         .parse()
         .map_err(|_| "the plugin token contains characters not allowed in a header".to_owned())?;
-    // A lazy channel connects on first use and reconnects by itself after a failure.
-    Ok(PluginClient::with_interceptor(
-        endpoint.connect_lazy(),
-        Auth(header),
-    ))
+    Ok((endpoint, Auth(header)))
 }
 
 impl PluginMode {
     pub fn new(config: Arc<Config>) -> Self {
-        let client = match &config.plugin {
-            Some(plugin) => make_client(plugin),
+        let target = match &config.plugin {
+            Some(plugin) => make_target(plugin),
             None => Err("no plugin configured".to_owned()),
         };
         PluginMode {
             config,
-            client,
+            target,
+            client: std::sync::OnceLock::new(),
             sent: Mutex::new(VecDeque::new()),
         }
     }
 
+    /// The gRPC client; must be called inside the runtime.
+    fn client(&self) -> Result<Client, String> {
+        let (endpoint, auth) = self.target.as_ref().map_err(Clone::clone)?;
+        Ok(self
+            .client
+            // A lazy channel connects on first use and reconnects by itself after a failure.
+            .get_or_init(|| PluginClient::with_interceptor(endpoint.connect_lazy(), auth.clone()))
+            .clone())
+    }
+
     pub async fn run(&self, ctx: ConnectorContext) -> Result<(), ConnectorError> {
-        let client = self.client.clone().map_err(ConnectorError)?;
+        let client = self.client().map_err(ConnectorError)?;
         let mut backoff = Backoff::new(Duration::from_secs(1), self.config.reconnect_max);
         loop {
             let started = Instant::now();
@@ -225,7 +235,7 @@ impl PluginMode {
         let Some(out) = render::outgoing(&delivery, true) else {
             return Ok(Delivered::default());
         };
-        let mut client = self.client.clone().map_err(DeliveryError::permanent)?;
+        let mut client = self.client().map_err(DeliveryError::permanent)?;
         let trailer = if self.config.hop_trace {
             out.trailer.as_str()
         } else {

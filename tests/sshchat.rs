@@ -1,0 +1,195 @@
+//! End to end through the `patchbay` binary: a console room, a Devzat server over its plugin
+//! API and a second Devzat server over SSH, all in one route. The chat servers are the sshchat
+//! connector's test server (neither real server can be installed here).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use patchbay_sshchat_testserver::{Options, TestServer};
+
+const WAIT: Duration = Duration::from_secs(30);
+const TOKEN: &str = "dvz@ZTJlLXRva2Vu";
+
+/// The gateway process; killed when dropped.
+struct Gateway {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Gateway {
+    fn start(config: &Path, dir: &Path) -> Gateway {
+        let log = dir.join("gateway.log");
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_patchbay"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("DEVZAT_TOKEN", TOKEN)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("patchbay starts");
+        Gateway { child, log }
+    }
+
+    fn type_line(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{line}").expect("write to the console");
+        stdin.flush().expect("flush");
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Wait until the file holds a line containing `needle`.
+async fn wait_file(path: &Path, needle: &str) -> bool {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if std::fs::read_to_string(path).is_ok_and(|t| t.contains(needle)) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn console_and_two_devzat_servers_in_one_route() {
+    let mut opts = Options::devzat();
+    opts.tokens = vec![TOKEN.into()];
+    let plugin_server = TestServer::start(opts).await.expect("devzat one");
+    let ssh_server = TestServer::start(Options::devzat())
+        .await
+        .expect("devzat two");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("console.out");
+    let config = dir.path().join("patchbay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[general]
+data_dir = "data"
+gateway_id = "e2e"
+
+[console.term]
+input = "stdin"
+output = "{out}"
+room = "lobby"
+nick = "you"
+
+[sshchat.one]
+server = "{one_ssh}"
+dialect = "devzat"
+nick = "bridge"
+plugin = {{ address = "{one_grpc}", token = "${{DEVZAT_TOKEN}}" }}
+
+[sshchat.two]
+server = "{two_ssh}"
+dialect = "devzat"
+nick = "bridge"
+reconnect_min_secs = 1
+
+[[route]]
+name = "lobby"
+inout = ["console.term/lobby", "sshchat.one/#main", "sshchat.two/#main"]
+nick_format = "[{{account}}] {{nick}}"
+"#,
+            out = out.display(),
+            one_ssh = plugin_server.ssh_addr(),
+            one_grpc = plugin_server.grpc_url().expect("grpc"),
+            two_ssh = ssh_server.ssh_addr(),
+        ),
+    )
+    .expect("config written");
+    let mut gateway = Gateway::start(&config, dir.path());
+    assert!(
+        plugin_server.wait_until(WAIT, |s| s.listeners() == 1).await,
+        "plugin listener registered; log:\n{}",
+        gateway.log()
+    );
+    assert!(
+        ssh_server.wait_until(WAIT, |s| s.users().len() == 1).await,
+        "SSH bot joined; log:\n{}",
+        gateway.log()
+    );
+    let alice = plugin_server.connect_user("alice").await.expect("alice");
+    let bob = ssh_server.connect_user("bob").await.expect("bob");
+
+    // Console -> both Devzat servers.
+    gateway.type_line("hello from the console");
+    alice
+        .wait_line(WAIT, |l| l == "[console.term] you: hello from the console")
+        .await
+        .unwrap_or_else(|| panic!("alice sees the console line; log:\n{}", gateway.log()));
+    bob.wait_line(WAIT, |l| {
+        l == "bridge: [console.term] you: hello from the console"
+    })
+    .await
+    .unwrap_or_else(|| panic!("bob sees the console line; log:\n{}", gateway.log()));
+
+    // Devzat one (plugin) -> console and Devzat two, with a per-server prefix.
+    alice.say("hi from server one").await.expect("say");
+    assert!(
+        wait_file(&out, "hi from server one").await,
+        "console shows alice"
+    );
+    bob.wait_line(WAIT, |l| {
+        l == "bridge: [sshchat.one] alice: hi from server one"
+    })
+    .await
+    .unwrap_or_else(|| panic!("bob sees alice; log:\n{}", gateway.log()));
+
+    // Devzat two (SSH) -> console and Devzat one, under the relayed name.
+    bob.say("hi from server two").await.expect("say");
+    assert!(
+        wait_file(&out, "hi from server two").await,
+        "console shows bob"
+    );
+    alice
+        .wait_line(WAIT, |l| l == "[sshchat.two] bob: hi from server two")
+        .await
+        .unwrap_or_else(|| panic!("alice sees bob; log:\n{}", gateway.log()));
+
+    // Nothing echoed back: each text exists once per server.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (server, name) in [(&plugin_server, "one"), (&ssh_server, "two")] {
+        for text in [
+            "hello from the console",
+            "hi from server one",
+            "hi from server two",
+        ] {
+            let copies = server
+                .transcript()
+                .iter()
+                .filter(|r| r.text.contains(text))
+                .count();
+            assert_eq!(
+                copies,
+                1,
+                "{text:?} on server {name}: {:?}",
+                server.transcript()
+            );
+        }
+    }
+    let console = std::fs::read_to_string(&out).unwrap_or_default();
+    assert_eq!(
+        console.matches("hi from server one").count(),
+        1,
+        "{console}"
+    );
+    alice.close().await;
+    bob.close().await;
+}
