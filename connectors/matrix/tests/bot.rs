@@ -1,0 +1,460 @@
+//! Bot mode against a real Synapse: relaying both ways, relations, restarts, invites.
+#![recursion_limit = "256"]
+
+mod support;
+
+use matrix_sdk::ruma::api::client::room::Visibility;
+use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
+use matrix_sdk::ruma::events::reaction::ReactionEventContent;
+use matrix_sdk::ruma::events::relation::{Annotation, InReplyTo, Reply};
+use matrix_sdk::ruma::events::room::message::{
+    Relation, ReplacementMetadata, RoomMessageEventContent,
+};
+use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
+use patchbay_sdk::{
+    Author, Delivered, Delivery, DeliveryError, Event, Inbound, Kind, MessageRef, RichText,
+};
+use serde_json::Value;
+use support::{Running, User, bot_table, start, synapse, unique};
+
+/// A room created by `owner`, with `invite` invited; public ones get an alias.
+async fn create_room(owner: &User, invite: &[&str], alias: Option<&str>) -> OwnedRoomId {
+    let mut request = CreateRoom::new();
+    request.invite = invite
+        .iter()
+        .map(|id| OwnedUserId::try_from(*id).expect("user id"))
+        .collect();
+    if let Some(alias) = alias {
+        request.room_alias_name = Some(alias.to_owned());
+        request.preset = Some(RoomPreset::PublicChat);
+        request.visibility = Visibility::Public;
+    } else {
+        request.preset = Some(RoomPreset::PrivateChat);
+    }
+    owner
+        .client
+        .create_room(request)
+        .await
+        .expect("create room")
+        .room_id()
+        .to_owned()
+}
+
+async fn send(user: &User, room: &RoomId, content: RoomMessageEventContent) -> OwnedEventId {
+    user.room(room)
+        .send(content)
+        .await
+        .expect("send")
+        .response
+        .event_id
+}
+
+fn delivery(room: &str, kind: Kind, reply_to: Option<MessageRef>) -> Delivery {
+    let mut inbound = Inbound::message("#rust", Author::named("bob"), RichText::plain(""));
+    inbound.kind = kind;
+    inbound.reply_to = reply_to;
+    Delivery {
+        room: room.to_owned(),
+        event: Event::from_inbound("irc.libera", inbound),
+        nick: "[irc] bob".into(),
+        route: "main".into(),
+        quote: None,
+    }
+}
+
+fn text(body: &str) -> Kind {
+    Kind::Message {
+        body: RichText::plain(body),
+        attachments: Vec::new(),
+    }
+}
+
+fn body_of(event: &Value) -> &str {
+    event["content"]["body"].as_str().unwrap_or_default()
+}
+
+async fn deliver(bot: &Running, delivery: Delivery) -> OwnedEventId {
+    let delivered = support::within("a delivery", bot.connector.deliver(delivery))
+        .await
+        .expect("delivered");
+    let id = delivered.remote_id.expect("a remote id");
+    OwnedEventId::try_from(id).expect("event id")
+}
+
+/// A bot in a fresh public room (configured by alias) with alice in it.
+async fn setup() -> (
+    User,
+    String,
+    OwnedRoomId,
+    String,
+    tempfile::TempDir,
+    Running,
+) {
+    let synapse = synapse();
+    let alice = User::register(synapse, &unique("alice")).await;
+    let bot_name = unique("bot");
+    let bot_id = synapse.register(&bot_name, "password").await;
+    let alias_name = unique("room");
+    let room_id = create_room(&alice, &[], Some(&alias_name)).await;
+    let alias = format!("#{alias_name}:localhost");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut bot = start(
+        &bot_table(synapse, &bot_id, &[alias.clone()], ""),
+        dir.path(),
+    );
+    bot.wait_up().await;
+    alice
+        .wait_for(&room_id, "the bot to join", |e| {
+            e["type"] == "m.room.member" && e["state_key"] == bot_id.as_str()
+        })
+        .await;
+    (alice, bot_id, room_id, alias, dir, bot)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn relays_text_emote_and_notice_both_ways() {
+    let (alice, bot_id, room_id, alias, _dir, mut bot) = setup().await;
+
+    // Matrix -> gateway, formatting parsed.
+    let sent = send(
+        &alice,
+        &room_id,
+        RoomMessageEventContent::text_html("hello **world**", "hello <strong>world</strong>"),
+    )
+    .await;
+    let inbound = bot.next_matching("alice's message", |e| !e.is_echo).await;
+    assert_eq!(inbound.room, alias);
+    assert_eq!(inbound.remote_id.as_deref(), Some(sent.as_str()));
+    assert_eq!(inbound.author.id, alice.id);
+    let body = inbound.kind.body().expect("a body");
+    assert_eq!(body.to_plain(), "hello world");
+    assert!(body.spans()[1].style.bold);
+
+    send(
+        &alice,
+        &room_id,
+        RoomMessageEventContent::emote_plain("waves"),
+    )
+    .await;
+    let inbound = bot.next_matching("the emote", |e| !e.is_echo).await;
+    assert!(matches!(&inbound.kind, Kind::Action { body } if body.to_plain() == "waves"));
+    send(
+        &alice,
+        &room_id,
+        RoomMessageEventContent::notice_plain("build ok"),
+    )
+    .await;
+    let inbound = bot.next_matching("the notice", |e| !e.is_echo).await;
+    assert!(matches!(&inbound.kind, Kind::Notice { body } if body.to_plain() == "build ok"));
+
+    // Gateway -> Matrix: nick bold in the formatted body, plain prefix in the body.
+    let id = deliver(&bot, delivery(&alias, text("hi <there>"), None)).await;
+    let event = alice
+        .wait_for(&room_id, "the relayed message", |e| {
+            e["event_id"] == id.as_str()
+        })
+        .await;
+    assert_eq!(event["sender"], bot_id.as_str());
+    assert_eq!(body_of(&event), "[irc] bob: hi <there>");
+    assert_eq!(
+        event["content"]["formatted_body"],
+        "<strong>[irc] bob</strong>: hi &lt;there&gt;"
+    );
+    // Its own message comes back marked as an echo.
+    let echo = bot
+        .next_matching("the echo", |e| e.remote_id.as_deref() == Some(id.as_str()))
+        .await;
+    assert!(echo.is_echo);
+
+    let id = deliver(
+        &bot,
+        delivery(
+            &alias,
+            Kind::Action {
+                body: RichText::plain("waves back"),
+            },
+            None,
+        ),
+    )
+    .await;
+    let event = alice
+        .wait_for(&room_id, "the relayed emote", |e| {
+            e["event_id"] == id.as_str()
+        })
+        .await;
+    assert_eq!(event["content"]["msgtype"], "m.emote");
+    assert_eq!(body_of(&event), "[irc] bob waves back");
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn edits_redactions_replies_and_reactions_both_ways() {
+    let (alice, _bot_id, room_id, alias, _dir, mut bot) = setup().await;
+
+    // Matrix -> gateway.
+    let original = send(
+        &alice,
+        &room_id,
+        RoomMessageEventContent::text_plain("tpyo"),
+    )
+    .await;
+    bot.next_matching("the original", |e| !e.is_echo).await;
+    send(
+        &alice,
+        &room_id,
+        RoomMessageEventContent::text_plain("typo")
+            .make_replacement(ReplacementMetadata::new(original.clone(), None)),
+    )
+    .await;
+    let edit = bot.next_matching("the edit", |e| !e.is_echo).await;
+    match edit.kind {
+        Kind::Edit { target, body } => {
+            assert_eq!(target, MessageRef::Native(original.to_string()));
+            assert_eq!(body.to_plain(), "typo");
+        }
+        other => panic!("not an edit: {other:?}"),
+    }
+    let mut reply = RoomMessageEventContent::text_plain("an answer");
+    reply.relates_to = Some(Relation::Reply(Reply::new(InReplyTo::new(
+        original.clone(),
+    ))));
+    send(&alice, &room_id, reply).await;
+    let reply = bot.next_matching("the reply", |e| !e.is_echo).await;
+    assert_eq!(
+        reply.reply_to,
+        Some(MessageRef::Native(original.to_string()))
+    );
+    alice
+        .room(&room_id)
+        .send(ReactionEventContent::new(Annotation::new(
+            original.clone(),
+            "👍".into(),
+        )))
+        .await
+        .expect("react");
+    let reaction = bot.next_matching("the reaction", |e| !e.is_echo).await;
+    assert_eq!(
+        reaction.kind,
+        Kind::Reaction {
+            target: MessageRef::Native(original.to_string()),
+            emoji: "👍".into()
+        }
+    );
+    alice
+        .room(&room_id)
+        .redact(&original, None, None)
+        .await
+        .expect("redact");
+    let delete = bot.next_matching("the redaction", |e| !e.is_echo).await;
+    assert_eq!(
+        delete.kind,
+        Kind::Delete {
+            target: MessageRef::Native(original.to_string())
+        }
+    );
+
+    // Gateway -> Matrix.
+    let relayed = deliver(&bot, delivery(&alias, text("first"), None)).await;
+    let target = MessageRef::Native(relayed.to_string());
+    let edit = deliver(
+        &bot,
+        delivery(
+            &alias,
+            Kind::Edit {
+                target: target.clone(),
+                body: RichText::plain("first, fixed"),
+            },
+            None,
+        ),
+    )
+    .await;
+    let event = alice
+        .wait_for(&room_id, "the relayed edit", |e| {
+            e["event_id"] == edit.as_str()
+        })
+        .await;
+    assert_eq!(event["content"]["m.relates_to"]["rel_type"], "m.replace");
+    assert_eq!(
+        event["content"]["m.relates_to"]["event_id"],
+        relayed.as_str()
+    );
+    assert_eq!(
+        event["content"]["m.new_content"]["body"],
+        "[irc] bob: first, fixed"
+    );
+
+    let answer = deliver(&bot, delivery(&alias, text("answer"), Some(target.clone()))).await;
+    let event = alice
+        .wait_for(&room_id, "the relayed reply", |e| {
+            e["event_id"] == answer.as_str()
+        })
+        .await;
+    assert_eq!(
+        event["content"]["m.relates_to"]["m.in_reply_to"]["event_id"],
+        relayed.as_str()
+    );
+
+    let reaction = deliver(
+        &bot,
+        delivery(
+            &alias,
+            Kind::Reaction {
+                target: target.clone(),
+                emoji: "🎉".into(),
+            },
+            None,
+        ),
+    )
+    .await;
+    let event = alice
+        .wait_for(&room_id, "the relayed reaction", |e| {
+            e["event_id"] == reaction.as_str()
+        })
+        .await;
+    assert_eq!(event["content"]["m.relates_to"]["key"], "🎉");
+
+    let deleted = support::within(
+        "the deletion",
+        bot.connector
+            .deliver(delivery(&alias, Kind::Delete { target }, None)),
+    )
+    .await
+    .expect("delivered");
+    assert_eq!(deleted, Delivered::default());
+    alice
+        .wait_for(&room_id, "the relayed redaction", |e| {
+            e["type"] == "m.room.redaction"
+                && (e["redacts"] == relayed.as_str() || e["content"]["redacts"] == relayed.as_str())
+        })
+        .await;
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_relays_what_was_said_meanwhile_exactly_once_on_the_same_device() {
+    let (alice, bot_id, room_id, alias, dir, mut bot) = setup().await;
+    send(
+        &alice,
+        &room_id,
+        RoomMessageEventContent::text_plain("before"),
+    )
+    .await;
+    bot.next_matching("'before'", |e| !e.is_echo).await;
+    let session = std::fs::read_to_string(dir.path().join("session.json")).expect("session");
+    bot.stop().await;
+
+    // Deliveries while down are retryable, not lost.
+    let down = start(
+        &bot_table(synapse(), &bot_id, &[alias.clone()], ""),
+        dir.path(),
+    );
+    let early = down
+        .connector
+        .deliver(delivery(&alias, text("x"), None))
+        .await;
+    assert!(
+        matches!(early, Err(DeliveryError::Retryable { .. })),
+        "{early:?}"
+    );
+    down.stop().await;
+
+    for n in 1..=3 {
+        send(
+            &alice,
+            &room_id,
+            RoomMessageEventContent::text_plain(format!("while down {n}")),
+        )
+        .await;
+    }
+    let mut bot = start(
+        &bot_table(synapse(), &bot_id, &[alias.clone()], ""),
+        dir.path(),
+    );
+    bot.wait_up().await;
+    for n in 1..=3 {
+        let event = bot
+            .next_matching("a message said while down", |e| !e.is_echo)
+            .await;
+        assert_eq!(
+            event.kind.body().expect("body").to_plain(),
+            format!("while down {n}")
+        );
+    }
+    // Nothing is relayed twice: the next event is the one sent now.
+    send(
+        &alice,
+        &room_id,
+        RoomMessageEventContent::text_plain("after"),
+    )
+    .await;
+    let next = bot.next_matching("'after'", |e| !e.is_echo).await;
+    assert_eq!(next.kind.body().expect("body").to_plain(), "after");
+
+    // Same device as before the restart: no new login.
+    let after = std::fs::read_to_string(dir.path().join("session.json")).expect("session");
+    assert_eq!(after, session);
+    let devices = matrix_sdk::reqwest::Client::new()
+        .get(format!("{}/_matrix/client/v3/devices", synapse().url()))
+        .bearer_auth(
+            serde_json::from_str::<Value>(&after).expect("json")["access_token"]
+                .as_str()
+                .expect("token"),
+        )
+        .send()
+        .await
+        .expect("devices")
+        .bytes()
+        .await
+        .expect("devices body");
+    let devices: Value = serde_json::from_slice(&devices).expect("devices json");
+    // (Registration through the admin API made one device of its own, never named.)
+    let ours: Vec<&Value> = devices["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .filter(|d| d["display_name"] == "patchbay")
+        .collect();
+    let session: Value = serde_json::from_str(&after).expect("json");
+    assert_eq!(ours.len(), 1, "{devices}");
+    assert_eq!(ours[0]["device_id"], session["device_id"]);
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invites_are_accepted_only_from_configured_users() {
+    let synapse = synapse();
+    let alice = User::register(synapse, &unique("alice")).await;
+    let mallory = User::register(synapse, &unique("mallory")).await;
+    let bot_id = synapse.register(&unique("bot"), "password").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let extra = format!("invite_from = [\"{}\"]", alice.id);
+    let mut bot = start(&bot_table(synapse, &bot_id, &[], &extra), dir.path());
+    bot.wait_up().await;
+
+    let untrusted = create_room(&mallory, &[&bot_id], None).await;
+    let trusted = create_room(&alice, &[&bot_id], None).await;
+    alice
+        .wait_for(&trusted, "the bot to accept alice's invite", |e| {
+            e["type"] == "m.room.member"
+                && e["state_key"] == bot_id.as_str()
+                && e["content"]["membership"] == "join"
+        })
+        .await;
+    // Rooms joined by invite are named by their id.
+    send(
+        &alice,
+        &trusted,
+        RoomMessageEventContent::text_plain("hi bot"),
+    )
+    .await;
+    let inbound = bot.next_matching("alice's message", |e| !e.is_echo).await;
+    assert_eq!(inbound.room, trusted.as_str());
+    // Mallory's invite was seen before alice's (same sync or earlier) and left alone.
+    let members = mallory
+        .room(&untrusted)
+        .members(matrix_sdk::RoomMemberships::JOIN)
+        .await
+        .expect("members");
+    assert!(members.iter().all(|m| m.user_id().as_str() != bot_id));
+    bot.stop().await;
+}

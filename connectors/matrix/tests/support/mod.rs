@@ -1,0 +1,251 @@
+//! Test support: a shared Synapse per test binary, Matrix users driven by matrix-sdk clients
+//! (with E2EE), and the connector run with an in-test sink collecting what it emits.
+#![allow(dead_code)]
+
+pub mod synapse;
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use matrix_sdk::Client;
+use matrix_sdk::config::SyncSettings;
+use matrix_sdk::ruma::OwnedRoomId;
+use patchbay_sdk::{
+    AccountInfo, Connector, ConnectorContext, ConnectorState, Emit, EmitError, EventId, EventSink,
+    Inbound, StateHandle,
+};
+use serde_json::Value;
+use tokio::sync::{Mutex, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use synapse::Synapse;
+
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The Synapse shared by every test of this binary.
+pub fn synapse() -> &'static Synapse {
+    static SYNAPSE: OnceLock<Synapse> = OnceLock::new();
+    SYNAPSE.get_or_init(Synapse::start)
+}
+
+/// A name unique within this test run.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}{}x{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Wait for `future` at most [`TIMEOUT`].
+pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(TIMEOUT, future).await {
+        Ok(value) => value,
+        Err(_) => panic!("timed out waiting for {what}"),
+    }
+}
+
+/// A human on Matrix: a matrix-sdk client (E2EE-capable) syncing in the background, with every
+/// timeline event it sees (decrypted where needed) collected as JSON.
+pub struct User {
+    pub client: Client,
+    pub id: String,
+    events: Mutex<mpsc::UnboundedReceiver<(OwnedRoomId, Value)>>,
+    stop: CancellationToken,
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl User {
+    pub async fn register(synapse: &Synapse, name: &str) -> User {
+        let id = synapse.register(name, "password").await;
+        let client = Client::builder()
+            .homeserver_url(synapse.url())
+            .build()
+            .await
+            .expect("build a test client");
+        client
+            .matrix_auth()
+            .login_username(name, "password")
+            .initial_device_display_name("test")
+            .send()
+            .await
+            .expect("test user login");
+        // A first sync so the client knows its rooms, then sync in the background.
+        client
+            .sync_once(SyncSettings::default())
+            .await
+            .expect("first sync");
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        let syncing = client.clone();
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let settings = SyncSettings::default().timeout(Duration::from_secs(5));
+                let response = tokio::select! {
+                    _ = stopped.cancelled() => return,
+                    r = syncing.sync_once(settings) => r,
+                };
+                let Ok(response) = response else {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                };
+                for (room_id, update) in response.rooms.joined {
+                    for event in update.timeline.events {
+                        if let Ok(value) = event.raw().deserialize_as::<Value>() {
+                            let _ = tx.send((room_id.clone(), value));
+                        }
+                    }
+                }
+            }
+        });
+        User {
+            client,
+            id,
+            events: Mutex::new(rx),
+            stop,
+        }
+    }
+
+    /// Wait until an event in `room` matches `predicate`; events before it are dropped.
+    pub async fn wait_for(
+        &self,
+        room: &matrix_sdk::ruma::RoomId,
+        what: &str,
+        predicate: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let mut events = self.events.lock().await;
+        within(what, async {
+            loop {
+                let (room_id, event) = events.recv().await.expect("the sync task ended");
+                if room_id == room && predicate(&event) {
+                    return event;
+                }
+            }
+        })
+        .await
+    }
+
+    pub fn room(&self, id: &matrix_sdk::ruma::RoomId) -> matrix_sdk::Room {
+        self.client
+            .get_room(id)
+            .expect("the test user knows the room")
+    }
+}
+
+/// Collects what the connector emits.
+pub struct Collect {
+    tx: mpsc::UnboundedSender<Inbound>,
+}
+
+#[async_trait]
+impl Emit for Collect {
+    async fn emit(&self, _account: &str, inbound: Inbound) -> Result<Option<EventId>, EmitError> {
+        let _ = self.tx.send(inbound);
+        Ok(Some(EventId::new()))
+    }
+}
+
+/// The connector under test, running.
+pub struct Running {
+    pub connector: Arc<dyn Connector>,
+    pub inbound: mpsc::UnboundedReceiver<Inbound>,
+    pub state: watch::Receiver<ConnectorState>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Build the connector from a TOML table and run it with `data_dir`.
+pub fn start(table: &str, data_dir: &Path) -> Running {
+    let table: toml::Table = toml::from_str(table).expect("test config is TOML");
+    let account = AccountInfo {
+        account: "matrix.test".into(),
+        config_dir: data_dir.to_owned(),
+        data_dir: data_dir.to_owned(),
+    };
+    let connector = patchbay_matrix::factory()
+        .build(&account, table)
+        .expect("valid config");
+    let (tx, inbound) = mpsc::unbounded_channel();
+    let (state_handle, state) = StateHandle::new();
+    let shutdown = CancellationToken::new();
+    let ctx = ConnectorContext {
+        account: "matrix.test".into(),
+        sink: EventSink::new("matrix.test", Arc::new(Collect { tx })),
+        state: state_handle,
+        shutdown: shutdown.clone(),
+        data_dir: data_dir.to_owned(),
+    };
+    let running = connector.clone();
+    let task = tokio::spawn(async move {
+        if let Err(e) = running.run(ctx).await {
+            panic!("the connector failed: {e}");
+        }
+    });
+    Running {
+        connector,
+        inbound,
+        state,
+        shutdown,
+        task,
+    }
+}
+
+impl Running {
+    pub async fn wait_up(&mut self) {
+        within("the connector to be up", async {
+            loop {
+                if *self.state.borrow_and_update() == ConnectorState::Up {
+                    return;
+                }
+                self.state.changed().await.expect("state channel");
+            }
+        })
+        .await
+    }
+
+    /// The next emitted event that is not an echo of the bot's own messages and matches.
+    pub async fn next_matching(
+        &mut self,
+        what: &str,
+        predicate: impl Fn(&Inbound) -> bool,
+    ) -> Inbound {
+        within(what, async {
+            loop {
+                let event = self.inbound.recv().await.expect("the connector stopped");
+                if predicate(&event) {
+                    return event;
+                }
+            }
+        })
+        .await
+    }
+
+    /// Stop the connector and wait until it has returned.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        within("the connector to stop", self.task)
+            .await
+            .expect("connector task");
+    }
+}
+
+/// The bot's config table.
+pub fn bot_table(synapse: &Synapse, user: &str, rooms: &[String], extra: &str) -> String {
+    let rooms: Vec<String> = rooms.iter().map(|r| format!("\"{r}\"")).collect();
+    format!(
+        "homeserver = \"{}\"\nuser = \"{user}\"\npassword = \"password\"\nrooms = [{}]\n{extra}\n",
+        synapse.url(),
+        rooms.join(", ")
+    )
+}
