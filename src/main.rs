@@ -74,11 +74,15 @@ fn run(path: &std::path::Path, registry: &Registry) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let stop = CancellationToken::new();
         tokio::spawn(stop_on_signal(stop.clone()));
         patchbay::gateway::run(config, stop).await
-    })
+    });
+    // A blocking read of standard input (the console connector) cannot be cancelled; do not
+    // wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    result
 }
 
 /// Cancel `stop` on SIGINT or SIGTERM.

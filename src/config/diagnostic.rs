@@ -107,14 +107,25 @@ pub fn closest<'c>(name: &str, candidates: impl IntoIterator<Item = &'c str>) ->
         .into_iter()
         .map(|c| (strsim::jaro_winkler(name, c), c))
         .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
+        // The first of equally close candidates wins.
+        .fold(None, |best: Option<(f64, &str)>, (score, c)| match best {
+            Some((best_score, _)) if best_score >= score => best,
+            _ => Some((score, c)),
+        })
         .map(|(_, c)| c)
 }
 
 /// serde reports unknown keys as "unknown field `x`, expected one of `a`, `b`": add the
 /// nearest expected key, if one is near.
 pub fn with_suggestion(message: &str) -> String {
-    let message = message.trim_end();
+    // toml appends "in `key`" lines; a diagnostic names its key already.
+    let lines: Vec<&str> = message
+        .trim_end()
+        .lines()
+        .filter(|line| !line.starts_with("in `"))
+        .collect();
+    let message = lines.join("\n");
+    let message = message.as_str();
     let Some(rest) = message.strip_prefix("unknown field `") else {
         return message.to_owned();
     };

@@ -174,6 +174,12 @@ pub fn parse(path: &Path, source: &str, registry: &Registry) -> Result<Config, D
         base.nick_format = compile_nick_format(format, "general.nick_format", &mut errors);
     }
 
+    // Routes are checked against every account the file names, built or not, so that one
+    // broken account table does not also make every route that uses it an error.
+    let account_names: Vec<String> = account_tables
+        .iter()
+        .map(|(protocol, name, _)| format!("{protocol}.{}", name.get_ref()))
+        .collect();
     let mut accounts = Vec::new();
     for (protocol, name, table) in account_tables {
         if let Some(account) = build_account(
@@ -189,7 +195,6 @@ pub fn parse(path: &Path, source: &str, registry: &Registry) -> Result<Config, D
         }
     }
 
-    let account_names: Vec<String> = accounts.iter().map(|a| a.name.clone()).collect();
     let mut routes: Vec<Route> = Vec::new();
     for (path, table) in route_tables {
         if let Some(route) =
@@ -342,11 +347,12 @@ fn compile_route(
             "a route needs a name",
         );
     }
-    let path = format!("route `{name}`");
+    let path = format!("route \"{name}\"");
     let settings = table.take_settings();
     let route_settings = compile_settings(settings, base, &path, errors);
 
     let mut members: Vec<(RoomKey, Direction)> = Vec::new();
+    let mut bad_rooms = false;
     let lists = [
         (&table.inout, Direction::InOut, "inout"),
         (&table.input, Direction::In, "in"),
@@ -356,6 +362,7 @@ fn compile_route(
         for room in rooms {
             let key_path = format!("{path}.{key}");
             let Some(parsed) = check_room(room, accounts, registry, &key_path, errors) else {
+                bad_rooms = true;
                 continue;
             };
             if members.iter().any(|(r, _)| *r == parsed) {
@@ -389,7 +396,7 @@ fn compile_route(
 
     let feeders = members.iter().filter(|(_, d)| d.feeds()).count();
     let receivers = members.iter().filter(|(_, d)| d.receives()).count();
-    if !members.is_empty() && (feeders == 0 || receivers == 0 || members.len() < 2) {
+    if !bad_rooms && (feeders == 0 || receivers == 0 || members.len() < 2) {
         errors.error(
             Some(table.name.span()),
             path,

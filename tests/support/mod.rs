@@ -1,0 +1,170 @@
+//! Test support: run the real `patchbay` binary with a config and watch what it prints.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_patchbay"))
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the server under test).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A running gateway.
+pub struct Gateway {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Receiver<String>,
+    /// Everything seen on stdout so far.
+    pub seen: Vec<String>,
+}
+
+impl Gateway {
+    /// Write `config` into `dir/patchbay.toml` and start `patchbay run` on it.
+    pub fn start(dir: &Path, config: &str) -> Gateway {
+        let path = dir.join("patchbay.toml");
+        std::fs::write(&path, config).expect("write the config");
+        Self::start_with(dir, &path)
+    }
+
+    /// Start `patchbay run` on an existing config file.
+    pub fn start_with(dir: &Path, config: &Path) -> Gateway {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("patchbay.log"))
+            .expect("open the log");
+        let mut child = Command::new(binary())
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info,patchbay=debug")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("start patchbay");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Gateway {
+            dir: dir.to_owned(),
+            config: config.to_owned(),
+            child,
+            stdin,
+            stdout: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Type a line on the gateway's standard input.
+    pub fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        writeln!(stdin, "{line}").expect("write to patchbay's stdin");
+        stdin.flush().expect("flush");
+    }
+
+    /// Wait for a stdout line that satisfies `want`; panics with what was seen on timeout.
+    pub fn expect_line(&mut self, timeout: Duration, want: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if want(&line) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => panic!(
+                    "no matching line within {timeout:?}; stdout so far:\n{}\nlog:\n{}",
+                    self.seen.join("\n"),
+                    self.log()
+                ),
+            }
+        }
+    }
+
+    /// Wait for the exact line `line`.
+    pub fn expect(&mut self, line: &str) {
+        let wanted = line.to_owned();
+        self.expect_line(Duration::from_secs(20), move |l| l == wanted);
+    }
+
+    /// The gateway's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("patchbay.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait for the process to exit; returns whether it exited successfully.
+    pub fn stop(mut self) -> bool {
+        self.signal("TERM");
+        self.wait(Duration::from_secs(20))
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    fn wait(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        panic!(
+            "patchbay did not exit within {timeout:?}; log:\n{}",
+            self.log()
+        );
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Poll `condition` until it holds or `timeout` passes (for state outside the process's
+/// stdout, such as a file it appends to).
+pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
