@@ -99,7 +99,7 @@ async fn setup() -> (
     let alias = format!("#{alias_name}:localhost");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut bot = start(
-        &bot_table(synapse, &bot_id, &[alias.clone()], ""),
+        &bot_table(synapse, &bot_id, std::slice::from_ref(&alias), ""),
         dir.path(),
     );
     bot.wait_up().await;
@@ -345,7 +345,7 @@ async fn a_restart_relays_what_was_said_meanwhile_exactly_once_on_the_same_devic
 
     // Deliveries while down are retryable, not lost.
     let down = start(
-        &bot_table(synapse(), &bot_id, &[alias.clone()], ""),
+        &bot_table(synapse(), &bot_id, std::slice::from_ref(&alias), ""),
         dir.path(),
     );
     let early = down
@@ -367,7 +367,7 @@ async fn a_restart_relays_what_was_said_meanwhile_exactly_once_on_the_same_devic
         .await;
     }
     let mut bot = start(
-        &bot_table(synapse(), &bot_id, &[alias.clone()], ""),
+        &bot_table(synapse(), &bot_id, std::slice::from_ref(&alias), ""),
         dir.path(),
     );
     bot.wait_up().await;
