@@ -20,7 +20,7 @@ apt_install() {
 # IRC: InspIRCd (IRCv3, chanhistory, SASL via Atheme) and ngircd (classic RFC behaviour).
 # Debian's package named `ergo` is not an IRC server.
 install_irc() {
-    apt_install inspircd ngircd atheme-services
+    apt_install inspircd ngircd atheme-services openssl
     # The packages start system-wide daemons where they can; the tests run their own.
     for svc in inspircd ngircd atheme-services; do
         systemctl disable --now "$svc" >/dev/null 2>&1 || true

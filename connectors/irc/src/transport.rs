@@ -84,28 +84,129 @@ fn read_pem_certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>
         .map_err(|e| TransportError::TlsSetup(format!("bad PEM in {}: {e}", path.display())))
 }
 
-/// Build the rustls client config: system roots plus the configured extra CA, and the client
-/// certificate for CertFP / SASL EXTERNAL. Checked once at build time so a bad file is a config
-/// error, not a reconnect loop.
+/// Verifies server certificates against the roots, and also accepts a server presenting exactly
+/// one of the certificates named in `tls_ca_file` (a self-signed server certificate is its own
+/// CA, which WebPKI refuses as an end entity).
+#[derive(Debug)]
+struct Verifier {
+    webpki: Option<Arc<rustls::client::WebPkiServerVerifier>>,
+    pinned: Vec<CertificateDer<'static>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if self
+            .pinned
+            .iter()
+            .any(|c| c.as_ref() == end_entity.as_ref())
+        {
+            return Ok(rustls::client::danger::ServerCertVerified::assertion());
+        }
+        match &self.webpki {
+            Some(webpki) => webpki.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            ),
+            None => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            )),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// Build the rustls client config: system roots plus the configured extra CA (or the server's
+/// own self-signed certificate), and the client certificate for CertFP / SASL EXTERNAL. Checked
+/// once at build time so a bad file is a config error, not a reconnect loop.
 pub fn tls_config(cfg: &IrcConfig) -> Result<Arc<rustls::ClientConfig>, TransportError> {
     let mut roots = rustls::RootCertStore::empty();
     // Missing or unreadable system certificates leave only the configured CA; that is fine.
     for cert in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(cert);
     }
+    let mut pinned = Vec::new();
     if let Some(ca) = &cfg.tls_ca_file {
-        for cert in read_pem_certs(ca)? {
-            roots
-                .add(cert)
-                .map_err(|e| TransportError::TlsSetup(format!("{}: {e}", ca.display())))?;
+        let certs = read_pem_certs(ca)?;
+        if certs.is_empty() {
+            return Err(TransportError::TlsSetup(format!(
+                "no certificate in {}",
+                ca.display()
+            )));
+        }
+        for cert in certs {
+            // A leaf certificate cannot be a root; it is still accepted as pinned.
+            let _ = roots.add(cert.clone());
+            pinned.push(cert);
         }
     }
     // An explicit provider: with two providers compiled in, the default builder would panic.
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let webpki = if roots.is_empty() {
+        None
+    } else {
+        Some(
+            rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider.clone(),
+            )
+            .build()
+            .map_err(|e| TransportError::TlsSetup(e.to_string()))?,
+        )
+    };
+    let verifier = Arc::new(Verifier {
+        webpki,
+        pinned,
+        provider: provider.clone(),
+    });
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| TransportError::TlsSetup(e.to_string()))?
-        .with_root_certificates(roots);
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
     let config = match &cfg.tls_client_cert {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {

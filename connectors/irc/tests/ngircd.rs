@@ -305,6 +305,39 @@ async fn flood_control_queues_and_never_drops() {
     bridge.stop().await;
 }
 
+#[tokio::test]
+async fn ping_timeout_is_detected_and_the_bridge_reconnects() {
+    require!("ngircd");
+    let server = IrcServer::ngircd().await;
+    let data = tempdir();
+    let mut bridge = start_connector(
+        &config(
+            server.port,
+            "ping_interval_secs = 0.5\nping_timeout_secs = 1.5\nconnect_timeout_secs = 2",
+        ),
+        data.path(),
+    );
+    bridge.wait_up().await;
+    server.signal("STOP");
+    bridge
+        .wait_state(
+            "down on ping timeout",
+            |s| matches!(s, ConnectorState::Down { reason } if reason.contains("ping timeout")),
+        )
+        .await;
+    server.signal("CONT");
+    bridge.wait_up().await;
+    let mut alice = TestClient::connect(server.port, "alice").await;
+    alice.join("#test").await;
+    deliver(
+        &bridge.connector,
+        delivery("#test", "bob", RichText::plain("reconnected")),
+    )
+    .await;
+    alice.expect_privmsg("#test", "reconnected").await;
+    bridge.stop().await;
+}
+
 trait AwaitUp {
     async fn await_up(self) -> Running;
 }

@@ -54,8 +54,70 @@ pub enum Kind {
 pub struct IrcServer {
     pub kind: Kind,
     pub port: u16,
+    /// The TLS listener, when started with TLS (certificate in `dir/cert.pem`).
+    pub tls_port: Option<u16>,
     pub dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Atheme services linked to InspIRCd, when started with them.
+    services: Option<Child>,
+}
+
+/// What an InspIRCd test server offers beyond the basics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InspOptions {
+    /// A TLS listener with a self-signed certificate that asks for client certificates.
+    pub tls: bool,
+    /// Atheme services (NickServ, SASL PLAIN and EXTERNAL).
+    pub services: bool,
+}
+
+/// Make a self-signed certificate and key (PEM) for `name` / 127.0.0.1 in `dir`; returns the
+/// SHA-256 fingerprint of the certificate (hex, lower case), as IRC servers show CertFP.
+pub fn make_cert(dir: &Path, stem: &str, name: &str) -> String {
+    let cert = dir.join(format!("{stem}.pem"));
+    let key = dir.join(format!("{stem}.key"));
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj"])
+        .arg(format!("/CN={name}"))
+        .arg("-addext")
+        .arg("subjectAltName=IP:127.0.0.1,DNS:localhost")
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run openssl");
+    assert!(status.success(), "openssl could not make a certificate");
+    let der = Command::new("openssl")
+        .args(["x509", "-outform", "DER", "-in"])
+        .arg(&cert)
+        .output()
+        .expect("openssl x509");
+    let digest = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(&der.stdout)?;
+            child.wait_with_output()
+        })
+        .expect("sha256sum");
+    String::from_utf8_lossy(&digest.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 impl IrcServer {
@@ -74,18 +136,24 @@ impl IrcServer {
         let mut server = IrcServer {
             kind: Kind::Ngircd,
             port,
+            tls_port: None,
             dir,
             child: None,
+            services: None,
         };
         server.start().await;
         server
     }
 
     pub async fn inspircd() -> Self {
+        Self::inspircd_with(InspOptions::default()).await
+    }
+
+    pub async fn inspircd_with(options: InspOptions) -> Self {
         let dir = tempdir();
         let port = free_port();
         let d = dir.path().display().to_string();
-        let conf = format!(
+        let mut conf = format!(
             r#"<config format="xml">
 <server name="irc.insp.test" description="patchbay test" network="PatchbayTest" id="9PB">
 <admin name="test" nick="test" email="test@localhost">
@@ -114,16 +182,151 @@ impl IrcServer {
 <chanhistory maxlines="100" notice="no" bots="yes">
 "#
         );
+        let mut tls_port = None;
+        if options.tls {
+            make_cert(dir.path(), "cert", "localhost");
+            let p = free_port();
+            tls_port = Some(p);
+            conf.push_str(&format!(
+                r#"<module name="ssl_gnutls">
+<module name="sslinfo">
+<sslprofile name="clients" provider="gnutls" certfile="{d}/cert.pem" keyfile="{d}/cert.key" hash="sha256" requestclientcert="yes" priority="NORMAL">
+<bind address="127.0.0.1" port="{p}" type="clients" sslprofile="clients">
+"#
+            ));
+        }
+        let link_port = free_port();
+        if options.services {
+            conf.push_str(&format!(
+                r#"<module name="services_account">
+<module name="sasl">
+<module name="spanningtree">
+<sasl target="services.insp.test" requiressl="no">
+<bind address="127.0.0.1" port="{link_port}" type="servers">
+<link name="services.insp.test" ipaddr="127.0.0.1" port="{link_port}" allowmask="127.0.0.1/32" sendpass="linkpw" recvpass="linkpw">
+<uline server="services.insp.test" silent="yes">
+"#
+            ));
+            let atheme = format!(
+                r#"loadmodule "modules/protocol/inspircd";
+loadmodule "modules/backend/opensex";
+loadmodule "modules/crypto/pbkdf2v2";
+loadmodule "modules/nickserv/main";
+loadmodule "modules/nickserv/identify";
+loadmodule "modules/nickserv/register";
+loadmodule "modules/nickserv/cert";
+loadmodule "modules/saslserv/main";
+loadmodule "modules/saslserv/plain";
+loadmodule "modules/saslserv/external";
+pbkdf2v2 {{ }};
+serverinfo {{
+    name = "services.insp.test"; desc = "Atheme test"; numeric = "00A"; recontime = 1;
+    netname = "PatchbayTest"; hidehostsuffix = "users.test"; adminname = "test";
+    adminemail = "test@localhost"; registeremail = "test@localhost"; auth = none;
+    casemapping = rfc1459; loglevel = {{ error; info; admin; network; }};
+    maxlogins = 5; maxusers = 5;
+}};
+uplink "irc.insp.test" {{ host = "127.0.0.1"; password = "linkpw"; port = {link_port}; }};
+nickserv {{ nick = "NickServ"; user = "NickServ"; host = "services.insp.test"; real = "Nickname Services"; }};
+saslserv {{ nick = "SaslServ"; user = "SaslServ"; host = "services.insp.test"; real = "SASL"; }};
+general {{ commit_interval = 5; maxlogins = 5; }};
+"#
+            );
+            std::fs::write(dir.path().join("atheme.conf"), atheme).expect("write atheme.conf");
+        }
         std::fs::write(dir.path().join("inspircd.conf"), conf).expect("write inspircd.conf");
         std::fs::write(dir.path().join("motd.txt"), "test\n").expect("write motd");
         let mut server = IrcServer {
             kind: Kind::Inspircd,
             port,
+            tls_port,
             dir,
             child: None,
+            services: None,
         };
         server.start().await;
+        if options.services {
+            server.start_services().await;
+        }
         server
+    }
+
+    /// Start Atheme and wait until NickServ answers.
+    async fn start_services(&mut self) {
+        let d = self.dir.path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("services.out"))
+            .expect("services log");
+        let child = Command::new("atheme-services")
+            .arg("-n")
+            .arg("-c")
+            .arg(d.join("atheme.conf"))
+            .arg("-l")
+            .arg(d.join("atheme.log"))
+            .arg("-p")
+            .arg(d.join("atheme.pid"))
+            .arg("-D")
+            .arg(d)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start atheme-services");
+        self.services = Some(child);
+        let mut probe = TestClient::connect(self.port, "svcprobe").await;
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            probe.send("PRIVMSG NickServ :HELP").await;
+            let answered = tokio::time::timeout(
+                Duration::from_millis(500),
+                probe.expect("NickServ or no such nick", |cmd, _, p| {
+                    cmd == "401"
+                        || (cmd == "NOTICE"
+                            && p.source.as_ref().is_some_and(|s| s.nick == "NickServ"))
+                }),
+            )
+            .await;
+            if let Ok(p) = answered
+                && p.source.as_ref().is_some_and(|s| s.nick == "NickServ")
+            {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "services did not come up: {}",
+                std::fs::read_to_string(d.join("atheme.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        probe.send("QUIT").await;
+    }
+
+    /// Register a services account (the nick `account` is used while registering).
+    pub async fn register_account(&self, account: &str, password: &str, certfp: Option<&str>) {
+        let mut c = TestClient::connect(self.port, account).await;
+        c.send(&format!(
+            "PRIVMSG NickServ :REGISTER {password} {account}@example.org"
+        ))
+        .await;
+        c.expect("registration", |cmd, _, p| {
+            cmd == "NOTICE"
+                && p.source.as_ref().is_some_and(|s| s.nick == "NickServ")
+                && parse::command_params(&p.message)
+                    .1
+                    .last()
+                    .is_some_and(|t| t.contains("registered"))
+        })
+        .await;
+        if let Some(fp) = certfp {
+            c.send(&format!("PRIVMSG NickServ :CERT ADD {fp}")).await;
+            c.expect("cert add", |cmd, _, p| {
+                cmd == "NOTICE" && p.source.as_ref().is_some_and(|s| s.nick == "NickServ")
+            })
+            .await;
+        }
+        c.send("QUIT").await;
     }
 
     fn command(&self) -> Command {
@@ -177,9 +380,23 @@ impl IrcServer {
     }
 
     pub fn stop(&mut self) {
+        if let Some(mut child) = self.services.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Send a signal to the server process (`STOP` makes it hang, `CONT` resumes it).
+    pub fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(child.id().to_string())
+                .status();
         }
     }
 

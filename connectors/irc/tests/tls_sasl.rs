@@ -1,0 +1,165 @@
+//! TLS and SASL against InspIRCd with Atheme services.
+
+mod support;
+
+use std::time::Duration;
+
+use patchbay_sdk::{ConnectorState, RichText};
+use support::*;
+
+macro_rules! require {
+    ($($program:expr),+) => {
+        $(if !have($program) {
+            eprintln!("skipped: {} is not installed (run tests/install-deps.sh)", $program);
+            return;
+        })+
+    };
+}
+
+fn base(port: u16, extra: &str) -> String {
+    format!(
+        "server = \"127.0.0.1\"\nport = {port}\nnick = \"pb\"\nchannels = [\"#sec\"]\n\
+         reconnect_min_secs = 0.3\nreconnect_max_secs = 2\n{extra}"
+    )
+}
+
+/// The account the bridge's messages carry, as a user with account-tag sees it.
+async fn account_seen_by_alice(server: &IrcServer, bridge: &Running) -> Option<String> {
+    let mut alice = TestClient::connect_with_caps(server.port, "alice", &["account-tag"]).await;
+    alice.join("#sec").await;
+    deliver(
+        &bridge.connector,
+        delivery("#sec", "bob", RichText::plain("who am i")),
+    )
+    .await;
+    let p = alice
+        .expect("the bridge's message", |cmd, params, _| {
+            cmd == "PRIVMSG" && params.get(1).is_some_and(|t| t.contains("who am i"))
+        })
+        .await;
+    p.tags.account
+}
+
+#[tokio::test]
+async fn tls_with_a_named_ca_and_sasl_plain() {
+    require!("inspircd", "atheme-services", "openssl");
+    let server = IrcServer::inspircd_with(InspOptions {
+        tls: true,
+        services: true,
+    })
+    .await;
+    server.register_account("pbacct", "s3cret", None).await;
+    let data = tempdir();
+    let ca = server.dir.path().join("cert.pem");
+    let tls_port = server.tls_port.expect("tls port");
+    let mut bridge = start_connector(
+        &base(
+            tls_port,
+            &format!(
+                "tls = true\ntls_ca_file = \"{}\"\n[sasl]\nmechanism = \"plain\"\nusername = \"pbacct\"\npassword = \"s3cret\"",
+                ca.display()
+            ),
+        ),
+        data.path(),
+    );
+    bridge.wait_up().await;
+    assert_eq!(
+        account_seen_by_alice(&server, &bridge).await.as_deref(),
+        Some("pbacct")
+    );
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn sasl_external_with_a_client_certificate() {
+    require!("inspircd", "atheme-services", "openssl");
+    let server = IrcServer::inspircd_with(InspOptions {
+        tls: true,
+        services: true,
+    })
+    .await;
+    let data = tempdir();
+    let fp = make_cert(data.path(), "client", "pb");
+    server
+        .register_account("certacct", "unused-pw", Some(&fp))
+        .await;
+    let ca = server.dir.path().join("cert.pem");
+    let mut bridge = start_connector(
+        &base(
+            server.tls_port.expect("tls port"),
+            &format!(
+                "tls = true\ntls_ca_file = \"{}\"\ntls_client_cert_file = \"{}\"\ntls_client_key_file = \"{}\"\n[sasl]\nmechanism = \"external\"",
+                ca.display(),
+                data.path().join("client.pem").display(),
+                data.path().join("client.key").display(),
+            ),
+        ),
+        data.path(),
+    );
+    bridge.wait_up().await;
+    assert_eq!(
+        account_seen_by_alice(&server, &bridge).await.as_deref(),
+        Some("certacct")
+    );
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn sasl_failure_is_a_clear_error_without_a_reconnect_storm() {
+    require!("inspircd", "atheme-services");
+    let server = IrcServer::inspircd_with(InspOptions {
+        tls: false,
+        services: true,
+    })
+    .await;
+    server.register_account("pbacct", "right", None).await;
+    let data = tempdir();
+    let mut bridge = start_connector(
+        &base(
+            server.port,
+            "[sasl]\nmechanism = \"plain\"\nusername = \"pbacct\"\npassword = \"wrong\"",
+        ),
+        data.path(),
+    );
+    bridge
+        .wait_state(
+            "down after SASL failure",
+            |s| matches!(s, ConnectorState::Down { reason } if reason.contains("SASL")),
+        )
+        .await;
+    let result = tokio::time::timeout(Duration::from_secs(10), &mut bridge.handle)
+        .await
+        .expect("run() returns instead of reconnecting")
+        .expect("task");
+    let err = result.expect_err("run() reports the failure");
+    assert!(err.0.contains("SASL authentication failed"), "{err}");
+    // Nothing is delivered, and the delivery says why instead of hanging.
+    assert!(
+        bridge
+            .connector
+            .deliver(delivery("#sec", "bob", RichText::plain("x")))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn tls_rejects_an_unknown_certificate() {
+    require!("inspircd", "openssl");
+    let server = IrcServer::inspircd_with(InspOptions {
+        tls: true,
+        services: false,
+    })
+    .await;
+    let data = tempdir();
+    let mut bridge = start_connector(
+        &base(server.tls_port.expect("tls port"), "tls = true"),
+        data.path(),
+    );
+    bridge
+        .wait_state("down with a certificate error", |s| {
+            matches!(s, ConnectorState::Down { reason } if reason.contains("TLS") || reason.contains("certificate"))
+        })
+        .await;
+    bridge.stop().await;
+}
