@@ -16,6 +16,7 @@ impl Registry {
     pub fn builtin() -> Self {
         let mut registry = Registry::default();
         registry.register(Arc::new(patchbay_console::ConsoleFactory));
+        registry.register(Arc::new(patchbay_irc::IrcFactory));
         registry.register(Arc::new(patchbay_sshchat::SshChatFactory));
         registry
     }
