@@ -1,0 +1,125 @@
+//! Encrypted rooms against a real Synapse: the bot's device decrypts what it receives and
+//! encrypts what it sends, and its keys survive a restart. The human on the other side is a
+//! matrix-sdk client with E2EE.
+#![recursion_limit = "256"]
+
+mod support;
+
+use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
+use matrix_sdk::ruma::events::InitialStateEvent;
+use matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent;
+use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
+use matrix_sdk::ruma::{OwnedRoomId, OwnedUserId};
+use patchbay_sdk::{Author, Delivery, Event, Inbound, Kind, RichText};
+use support::{User, bot_table, start, synapse, unique, within};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_encrypted_room_is_relayed_both_ways_across_a_restart() {
+    let synapse = synapse();
+    let alice = User::register(synapse, &unique("alice")).await;
+    let bot_id = synapse.register(&unique("bot"), "password").await;
+
+    let mut request = CreateRoom::new();
+    request.preset = Some(RoomPreset::PrivateChat);
+    request.invite = vec![OwnedUserId::try_from(bot_id.as_str()).expect("user id")];
+    request.initial_state = vec![
+        InitialStateEvent::with_empty_state_key(
+            RoomEncryptionEventContent::with_recommended_defaults(),
+        )
+        .to_raw_any(),
+    ];
+    let room_id: OwnedRoomId = alice
+        .client
+        .create_room(request)
+        .await
+        .expect("create room")
+        .room_id()
+        .to_owned();
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let table = bot_table(synapse, &bot_id, &[room_id.to_string()], "");
+    let mut bot = start(&table, dir.path());
+    bot.wait_up().await;
+    alice
+        .wait_for(&room_id, "the bot to join", |e| {
+            e["type"] == "m.room.member"
+                && e["state_key"] == bot_id.as_str()
+                && e["content"]["membership"] == "join"
+        })
+        .await;
+
+    // Matrix (encrypted) -> gateway (clear).
+    let room = alice.room(&room_id);
+    assert!(
+        room.latest_encryption_state()
+            .await
+            .expect("encryption state")
+            .is_encrypted()
+    );
+    room.send(RoomMessageEventContent::text_plain("a secret"))
+        .await
+        .expect("send");
+    let inbound = bot
+        .next_matching("the decrypted message", |e| !e.is_echo)
+        .await;
+    assert_eq!(inbound.kind.body().expect("body").to_plain(), "a secret");
+    assert_eq!(inbound.room, room_id.as_str());
+
+    // Gateway -> Matrix: encrypted by the bot, decrypted by alice's client.
+    let mut event = Inbound::message("#rust", Author::named("bob"), RichText::plain("reply"));
+    event.kind = Kind::Message {
+        body: RichText::plain("hello, encrypted"),
+        attachments: Vec::new(),
+    };
+    let delivery = Delivery {
+        room: room_id.to_string(),
+        event: Event::from_inbound("irc.libera", event),
+        nick: "[irc] bob".into(),
+        route: "main".into(),
+        quote: None,
+    };
+    let delivered = within("the delivery", bot.connector.deliver(delivery))
+        .await
+        .expect("delivered");
+    let id = delivered.remote_id.expect("remote id");
+    let seen = alice
+        .wait_for(&room_id, "the bot's encrypted message", |e| {
+            e["event_id"] == id.as_str() && e["type"] == "m.room.message"
+        })
+        .await;
+    assert_eq!(seen["content"]["body"], "[irc] bob: hello, encrypted");
+    // On the wire (as the homeserver stores it) the message is ciphertext.
+    let raw = matrix_sdk::reqwest::Client::new()
+        .get(format!(
+            "{}/_matrix/client/v3/rooms/{room_id}/event/{id}",
+            synapse.url()
+        ))
+        .bearer_auth(alice.client.access_token().expect("token"))
+        .send()
+        .await
+        .expect("fetch the raw event")
+        .bytes()
+        .await
+        .expect("body");
+    let raw: serde_json::Value = serde_json::from_slice(&raw).expect("json");
+    assert_eq!(raw["type"], "m.room.encrypted", "{raw}");
+
+    // The device and its keys persist: after a restart the bot still decrypts, without a
+    // new login.
+    bot.stop().await;
+    room.send(RoomMessageEventContent::text_plain(
+        "said while the bot was away",
+    ))
+    .await
+    .expect("send");
+    let mut bot = start(&table, dir.path());
+    bot.wait_up().await;
+    let inbound = bot
+        .next_matching("the message said while away", |e| !e.is_echo)
+        .await;
+    assert_eq!(
+        inbound.kind.body().expect("body").to_plain(),
+        "said while the bot was away"
+    );
+    bot.stop().await;
+}
