@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use patchbay_sshchat_testserver::format::is_zero_width;
 use patchbay_sshchat_testserver::{Options, TestServer};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -192,4 +193,83 @@ nick_format = "[{{account}}] {{nick}}"
     );
     alice.close().await;
     bob.close().await;
+}
+
+#[tokio::test]
+async fn devzat_over_ssh_survives_a_restart_and_takes_a_burst_of_100() {
+    let server = TestServer::start(Options::devzat()).await.expect("devzat");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("patchbay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[general]
+data_dir = "data"
+
+[console.term]
+input = "stdin"
+output = "{out}"
+room = "lobby"
+nick = "you"
+
+[sshchat.dvz]
+server = "{ssh}"
+dialect = "devzat"
+nick = "bridge"
+reconnect_min_secs = 1
+
+[[route]]
+name = "lobby"
+inout = ["console.term/lobby", "sshchat.dvz/#main"]
+"#,
+            out = dir.path().join("console.out").display(),
+            ssh = server.ssh_addr(),
+        ),
+    )
+    .expect("config written");
+    let mut gateway = Gateway::start(&config, dir.path());
+    assert!(
+        server.wait_until(WAIT, |s| s.users().len() == 1).await,
+        "bot joined; log:\n{}",
+        gateway.log()
+    );
+
+    // The server goes away; a line typed meanwhile is kept and delivered after the reconnect.
+    server.stop().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !gateway.log().contains("session ended") && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    gateway.type_line("typed while the server was down");
+    server.restart().await.expect("restart");
+    server
+        .wait_for(Duration::from_secs(60), |r| {
+            r.from == "bridge" && r.text.contains("typed while the server was down")
+        })
+        .await
+        .unwrap_or_else(|| panic!("delivered after the reconnect; log:\n{}", gateway.log()));
+
+    // A burst of 100 lines arrives complete, merged, with no warning or ban.
+    for i in 0..100 {
+        gateway.type_line(&format!("burst line {i}"));
+    }
+    let complete = server
+        .wait_until(Duration::from_secs(90), |s| {
+            // What a person sees: invisible characters removed, merged lines split again.
+            let seen: Vec<String> = s
+                .transcript()
+                .iter()
+                .filter(|r| r.from == "bridge")
+                .flat_map(|r| {
+                    let visible: String = r.text.chars().filter(|c| !is_zero_width(*c)).collect();
+                    visible.split("\\n").map(str::to_owned).collect::<Vec<_>>()
+                })
+                .collect();
+            (0..100).all(|i| seen.contains(&format!("you: burst line {i}")))
+        })
+        .await;
+    assert!(complete, "all 100 arrived");
+    assert!(server.warnings().is_empty(), "{:?}", server.warnings());
+    assert!(server.bans().is_empty(), "{:?}", server.bans());
 }
