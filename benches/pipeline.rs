@@ -1,1 +1,219 @@
-fn main() {}
+//! Events per second through router + store + delivery, and the latency from accept to the
+//! delivery call.
+//!
+//! `cargo bench --bench pipeline` runs the criterion throughput group (1, 100 and 10,000
+//! routes) and then prints p50/p99 latency measured on an idle gateway.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use criterion::{BenchmarkId, Criterion, Throughput};
+use patchbay::delivery::RetryPolicy;
+use patchbay::gateway::{AccountSpec, Engine};
+use patchbay::router::{Direction, RoomKey, Route, Router, Settings};
+use patchbay_sdk::{
+    Author, Connector, ConnectorContext, ConnectorError, Delivered, Delivery, DeliveryError,
+    Inbound, RichText,
+};
+use tokio::sync::Notify;
+
+/// A destination that only counts, and notes when each delivery call came.
+#[derive(Default)]
+struct Counter {
+    delivered: AtomicU64,
+    changed: Notify,
+    arrivals: std::sync::Mutex<HashMap<String, Instant>>,
+    record_arrivals: bool,
+}
+
+#[async_trait]
+impl Connector for Counter {
+    async fn run(&self, ctx: ConnectorContext) -> Result<(), ConnectorError> {
+        ctx.state.up();
+        ctx.shutdown.cancelled().await;
+        Ok(())
+    }
+
+    async fn deliver(&self, delivery: Delivery) -> Result<Delivered, DeliveryError> {
+        if self.record_arrivals {
+            let text = delivery
+                .event
+                .kind
+                .body()
+                .map(RichText::to_plain)
+                .unwrap_or_default();
+            if let Ok(mut arrivals) = self.arrivals.lock() {
+                arrivals.insert(text, Instant::now());
+            }
+        }
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+        self.changed.notify_waiters();
+        Ok(Delivered::default())
+    }
+}
+
+impl Counter {
+    async fn wait_for(&self, total: u64) {
+        loop {
+            let notified = self.changed.notified();
+            if self.delivered.load(Ordering::Relaxed) >= total {
+                return;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(5), notified).await;
+        }
+    }
+}
+
+struct Bench {
+    engine: Engine,
+    counter: Arc<Counter>,
+    routes: usize,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(routes: usize, record_arrivals: bool) -> Bench {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let table = (0..routes)
+        .map(|i| Route {
+            name: format!("r{i}"),
+            members: vec![
+                (
+                    RoomKey::new("bench.src", format!("room{i}")),
+                    Direction::InOut,
+                ),
+                (
+                    RoomKey::new("bench.dst", format!("room{i}")),
+                    Direction::InOut,
+                ),
+            ],
+            settings: vec![Settings::default(); 2],
+        })
+        .collect();
+    let counter = Arc::new(Counter {
+        record_arrivals,
+        ..Counter::default()
+    });
+    let accounts = vec![
+        AccountSpec {
+            name: "bench.src".into(),
+            connector: Arc::new(Counter::default()),
+            data_dir: dir.path().join("src"),
+        },
+        AccountSpec {
+            name: "bench.dst".into(),
+            connector: counter.clone(),
+            data_dir: dir.path().join("dst"),
+        },
+    ];
+    let engine = Engine::start(
+        dir.path(),
+        Router::new("bench", table),
+        accounts,
+        RetryPolicy::default(),
+    )
+    .await
+    .expect("start the engine");
+    Bench {
+        engine,
+        counter,
+        routes,
+        _dir: dir,
+    }
+}
+
+fn inbound(room: usize, text: String) -> Inbound {
+    Inbound::message(
+        format!("room{room}"),
+        Author::named("bench"),
+        RichText::plain(text),
+    )
+}
+
+/// Emit `count` events from `tasks` concurrent sources and wait until all are delivered.
+async fn burst(bench: &Bench, count: u64, tasks: u64) -> Duration {
+    let start = Instant::now();
+    let target = bench.counter.delivered.load(Ordering::Relaxed) + count;
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let sink = bench.engine.sink("bench.src");
+        let routes = bench.routes as u64;
+        handles.push(tokio::spawn(async move {
+            let mut i = t;
+            while i < count {
+                let room = (i % routes) as usize;
+                if let Err(err) = sink.emit(inbound(room, format!("m{i}"))).await {
+                    panic!("emit failed: {err}");
+                }
+                i += tasks;
+            }
+        }));
+    }
+    for handle in handles {
+        handle.await.expect("emitter");
+    }
+    bench.counter.wait_for(target).await;
+    start.elapsed()
+}
+
+fn throughput(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
+    let mut group = c.benchmark_group("durable events through router, store and delivery");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    group.throughput(Throughput::Elements(1));
+    for routes in [1usize, 100, 10_000] {
+        let bench = runtime.block_on(start(routes, false));
+        group.bench_function(BenchmarkId::new("routes", routes), |b| {
+            b.to_async(runtime)
+                .iter_custom(|iters| burst(&bench, iters, 64));
+        });
+        runtime.block_on(bench.engine.stop(Duration::from_secs(5)));
+    }
+    group.finish();
+}
+
+/// p50/p99 from the emit call to the delivery call, one event at a time on an idle gateway.
+fn latency(runtime: &tokio::runtime::Runtime) {
+    const EVENTS: usize = 2000;
+    runtime.block_on(async {
+        let bench = start(1, true).await;
+        let sink = bench.engine.sink("bench.src");
+        let mut samples = Vec::with_capacity(EVENTS);
+        for i in 0..EVENTS {
+            let text = format!("lat{i}");
+            let sent = Instant::now();
+            sink.emit(inbound(0, text.clone())).await.expect("emit");
+            bench.counter.wait_for(i as u64 + 1).await;
+            let arrived = bench
+                .counter
+                .arrivals
+                .lock()
+                .ok()
+                .and_then(|a| a.get(&text).copied())
+                .expect("arrival noted");
+            samples.push(arrived.duration_since(sent));
+        }
+        samples.sort();
+        let pick = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize];
+        println!(
+            "latency accept -> delivery call over {EVENTS} events (idle gateway): p50 {:?}, p99 {:?}, max {:?}",
+            pick(0.50),
+            pick(0.99),
+            samples[samples.len() - 1]
+        );
+        bench.engine.stop(Duration::from_secs(5)).await;
+    });
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut criterion = Criterion::default().configure_from_args();
+    throughput(&mut criterion, &runtime);
+    criterion.final_summary();
+    latency(&runtime);
+}

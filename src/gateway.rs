@@ -1,11 +1,17 @@
 //! The running gateway: store, router, outbox, connectors, and an orderly stop.
+//!
+//! [`Engine`] wires the parts for any set of connectors (the binary, tests and benches use it);
+//! [`run`] starts one from a config file's contents and stops it on a signal.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use patchbay_sdk::{ConnectorContext, ConnectorState, EventSink, StateHandle, Timestamp};
+use patchbay_sdk::{
+    Connector, ConnectorContext, ConnectorState, EventSink, StateHandle, Timestamp,
+};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,122 +26,195 @@ use crate::store::{SqliteStore, Store};
 /// How often old mappings and delivered events are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-/// Run the gateway until `stop` is cancelled, then stop in order: no new events, in-flight
-/// deliveries finished (up to the configured timeout), the store closed cleanly.
-pub async fn run(config: Config, stop: CancellationToken) -> anyhow::Result<()> {
-    let db_path = config.general.data_dir.join("patchbay.db");
-    let sqlite = Arc::new(
-        SqliteStore::open(&db_path)
-            .with_context(|| format!("opening the store {}", db_path.display()))?,
-    );
-    let store: Arc<dyn Store> = sqlite.clone();
-    let router = Arc::new(Router::new(
-        config.general.gateway_id.clone(),
-        config.routes,
-    ));
-    let metrics = Arc::new(Metrics::default());
+/// One account to run.
+pub struct AccountSpec {
+    /// `PROTOCOL.NAME`.
+    pub name: String,
+    pub connector: Arc<dyn Connector>,
+    pub data_dir: PathBuf,
+}
 
-    let connectors_stop = CancellationToken::new();
-    let deliveries_stop = CancellationToken::new();
-    let mut destinations = HashMap::new();
-    let mut states: BTreeMap<String, watch::Receiver<ConnectorState>> = BTreeMap::new();
-    let mut handles = Vec::new();
-    for account in &config.accounts {
-        let (handle, state) = StateHandle::new();
-        destinations.insert(
-            account.name.clone(),
-            Destination {
-                connector: Arc::clone(&account.connector),
-                state: state.clone(),
-            },
+/// A running gateway.
+pub struct Engine {
+    pub store: Arc<dyn Store>,
+    pub router: Arc<Router>,
+    pub metrics: Arc<Metrics>,
+    pub intake: Arc<Intake>,
+    /// Each account's connector state.
+    pub states: BTreeMap<String, watch::Receiver<ConnectorState>>,
+    sqlite: Option<Arc<SqliteStore>>,
+    outbox: Arc<Outbox>,
+    connectors_stop: CancellationToken,
+    deliveries_stop: CancellationToken,
+    intake_closed: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Engine {
+    /// Open the store in `data_dir`, resume its outbox, and start every account's connector.
+    pub async fn start(
+        data_dir: &std::path::Path,
+        router: Router,
+        accounts: Vec<AccountSpec>,
+        retry: RetryPolicy,
+    ) -> anyhow::Result<Engine> {
+        let db_path = data_dir.join("patchbay.db");
+        let sqlite = Arc::new(
+            SqliteStore::open(&db_path)
+                .with_context(|| format!("opening the store {}", db_path.display()))?,
         );
-        states.insert(account.name.clone(), state);
-        handles.push(handle);
-    }
-    let outbox = Arc::new(Outbox::new(
-        Arc::clone(&store),
-        Arc::clone(&router),
-        destinations,
-        RetryPolicy::default(),
-        Arc::clone(&metrics),
-        deliveries_stop.clone(),
-    ));
-    let intake_closed = CancellationToken::new();
-    let intake = Arc::new(Intake {
-        store: Arc::clone(&store),
-        router: Arc::clone(&router),
-        outbox: Arc::clone(&outbox),
-        metrics: Arc::clone(&metrics),
-        closed: intake_closed.clone(),
-    });
-    outbox.resume().await.context("reading the outbox")?;
+        let store: Arc<dyn Store> = sqlite.clone();
+        let router = Arc::new(router);
+        let metrics = Arc::new(Metrics::default());
+        let connectors_stop = CancellationToken::new();
+        let deliveries_stop = CancellationToken::new();
+        let intake_closed = CancellationToken::new();
 
-    let tasks = TaskTracker::new();
-    for (account, state) in config.accounts.iter().zip(handles) {
-        std::fs::create_dir_all(&account.data_dir)
-            .with_context(|| format!("creating {}", account.data_dir.display()))?;
-        let ctx = ConnectorContext {
-            account: account.name.clone(),
-            sink: EventSink::new(account.name.as_str(), intake.clone()),
-            state: state.clone(),
-            shutdown: connectors_stop.clone(),
-            data_dir: account.data_dir.clone(),
-        };
-        let connector = Arc::clone(&account.connector);
-        let name = account.name.clone();
-        tasks.spawn(async move {
-            if let Err(err) = connector.run(ctx).await {
-                tracing::error!(account = %name, "the connector stopped: {err}");
-                state.down(err.to_string());
+        let mut destinations = HashMap::new();
+        let mut states = BTreeMap::new();
+        let mut handles = Vec::new();
+        for account in &accounts {
+            let (handle, state) = StateHandle::new();
+            destinations.insert(
+                account.name.clone(),
+                Destination {
+                    connector: Arc::clone(&account.connector),
+                    state: state.clone(),
+                },
+            );
+            states.insert(account.name.clone(), state);
+            handles.push(handle);
+        }
+        let outbox = Arc::new(Outbox::new(
+            Arc::clone(&store),
+            Arc::clone(&router),
+            destinations,
+            retry,
+            Arc::clone(&metrics),
+            deliveries_stop.clone(),
+        ));
+        let intake = Arc::new(Intake {
+            store: Arc::clone(&store),
+            router: Arc::clone(&router),
+            outbox: Arc::clone(&outbox),
+            metrics: Arc::clone(&metrics),
+            closed: intake_closed.clone(),
+        });
+        outbox.resume().await.context("reading the outbox")?;
+
+        let tasks = TaskTracker::new();
+        for (account, state) in accounts.into_iter().zip(handles) {
+            std::fs::create_dir_all(&account.data_dir)
+                .with_context(|| format!("creating {}", account.data_dir.display()))?;
+            let ctx = ConnectorContext {
+                account: account.name.clone(),
+                sink: EventSink::new(account.name.as_str(), intake.clone()),
+                state: state.clone(),
+                shutdown: connectors_stop.clone(),
+                data_dir: account.data_dir.clone(),
+            };
+            let connector = account.connector;
+            let name = account.name;
+            tasks.spawn(async move {
+                if let Err(err) = connector.run(ctx).await {
+                    tracing::error!(account = %name, "the connector stopped: {err}");
+                    state.down(err.to_string());
+                }
+            });
+        }
+        Ok(Engine {
+            store,
+            router,
+            metrics,
+            intake,
+            states,
+            sqlite: Some(sqlite),
+            outbox,
+            connectors_stop,
+            deliveries_stop,
+            intake_closed,
+            tasks,
+        })
+    }
+
+    /// Where events for `account` can be emitted from outside a connector (tests, benches).
+    pub fn sink(&self, account: &str) -> EventSink {
+        EventSink::new(account, self.intake.clone())
+    }
+
+    /// Prune the store every hour, until the engine stops.
+    pub fn prune_every_hour(&self, retention: Duration) {
+        let store = Arc::clone(&self.store);
+        let stop = self.connectors_stop.clone();
+        self.tasks.spawn(async move {
+            loop {
+                let before = Timestamp(Timestamp::now().0 - retention.as_millis() as i64);
+                match store.prune(before).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!("pruned {n} events older than the retention"),
+                    Err(err) => tracing::warn!("pruning the store failed: {err}"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(PRUNE_EVERY) => {}
+                    _ = stop.cancelled() => return,
+                }
             }
         });
     }
-    tasks.spawn(prune_periodically(
-        Arc::clone(&store),
-        config.general.retention,
-        stop.clone(),
-    ));
-    tracing::info!(
-        accounts = config.accounts.len(),
-        routes = router.routes().len(),
-        store = %db_path.display(),
-        "patchbay is running"
-    );
-    let _ = (&metrics, &states);
 
-    stop.cancelled().await;
-    tracing::info!("stopping: no new events; finishing deliveries in flight");
-    intake_closed.cancel();
-    connectors_stop.cancel();
-    deliveries_stop.cancel();
-    if !outbox.drain(config.general.shutdown_timeout).await {
-        tracing::warn!(
-            "some deliveries were still in flight at the shutdown timeout; they stay in the outbox"
-        );
+    /// Stop in order: no new events; connectors told to stop; in-flight deliveries finished
+    /// within `timeout` (the rest stay in the outbox); the store closed cleanly.
+    pub async fn stop(mut self, timeout: Duration) {
+        self.intake_closed.cancel();
+        self.connectors_stop.cancel();
+        self.deliveries_stop.cancel();
+        if !self.outbox.drain(timeout).await {
+            tracing::warn!(
+                "some deliveries were still in flight at the shutdown timeout; they stay in the outbox"
+            );
+        }
+        self.tasks.close();
+        if tokio::time::timeout(Duration::from_secs(5), self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connectors did not stop within 5s");
+        }
+        if let Some(sqlite) = self.sqlite.take() {
+            sqlite.close().await;
+        }
     }
-    tasks.close();
-    if tokio::time::timeout(Duration::from_secs(5), tasks.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("some connectors did not stop within 5s");
-    }
-    sqlite.close().await;
-    tracing::info!("stopped");
-    Ok(())
 }
 
-async fn prune_periodically(store: Arc<dyn Store>, retention: Duration, stop: CancellationToken) {
-    loop {
-        let before = Timestamp(Timestamp::now().0 - retention.as_millis() as i64);
-        match store.prune(before).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!("pruned {n} events older than the retention"),
-            Err(err) => tracing::warn!("pruning the store failed: {err}"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(PRUNE_EVERY) => {}
-            _ = stop.cancelled() => return,
-        }
-    }
+/// Run the gateway a config describes until `stop` is cancelled.
+pub async fn run(config: Config, stop: CancellationToken) -> anyhow::Result<()> {
+    let router = Router::new(config.general.gateway_id.clone(), config.routes);
+    let accounts = config
+        .accounts
+        .into_iter()
+        .map(|a| AccountSpec {
+            name: a.name,
+            connector: a.connector,
+            data_dir: a.data_dir,
+        })
+        .collect();
+    let engine = Engine::start(
+        &config.general.data_dir,
+        router,
+        accounts,
+        RetryPolicy::default(),
+    )
+    .await?;
+    engine.prune_every_hour(config.general.retention);
+    tracing::info!(
+        accounts = engine.states.len(),
+        routes = engine.router.routes().len(),
+        data_dir = %config.general.data_dir.display(),
+        "patchbay is running"
+    );
+    stop.cancelled().await;
+    tracing::info!("stopping: no new events; finishing deliveries in flight");
+    engine.stop(config.general.shutdown_timeout).await;
+    tracing::info!("stopped");
+    Ok(())
 }
