@@ -14,6 +14,9 @@
 //! The `irc` crate provides the protocol types (message parsing and serialisation); the
 //! connection itself is driven here, because its client stops at the first malformed line.
 
+/// The charset decoders `charset` names, re-exported for callers of [`parse::parse_line`].
+pub use encoding_rs;
+
 pub mod config;
 pub mod history;
 pub mod mirc;

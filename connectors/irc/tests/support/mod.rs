@@ -427,6 +427,49 @@ pub fn tempdir() -> tempfile::TempDir {
     dir
 }
 
+/// A TCP proxy in front of a server whose gate the test opens and closes: while closed, new
+/// connections are dropped at once. It lets a test decide when a bridge may reconnect.
+pub struct Gate {
+    pub port: u16,
+    open: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Gate {
+    pub async fn new(upstream: u16) -> Gate {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind gate");
+        let port = listener.local_addr().expect("addr").port();
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flag = open.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(("127.0.0.1", upstream)).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Gate { port, open, task }
+    }
+
+    pub fn set_open(&self, open: bool) {
+        self.open.store(open, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// A raw IRC client: the people in the channels.
 pub struct TestClient {
     pub nick: String,
@@ -491,7 +534,7 @@ impl TestClient {
         loop {
             let line = self.reader.next_line().await.ok()??;
             let Some(bytes) = line else { continue };
-            let Ok(p) = parse::parse_line(&bytes, encoding_rs::WINDOWS_1252) else {
+            let Ok(p) = parse::parse_line(&bytes, patchbay_irc::encoding_rs::WINDOWS_1252) else {
                 continue;
             };
             let (cmd, params) = parse::command_params(&p.message);
