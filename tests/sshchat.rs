@@ -54,6 +54,11 @@ impl Gateway {
     }
 }
 
+/// Text as a person sees it: without the invisible hop trace.
+fn visible(text: &str) -> String {
+    text.chars().filter(|c| !is_zero_width(*c)).collect()
+}
+
 /// Wait until the file holds a line containing `needle`.
 async fn wait_file(path: &Path, needle: &str) -> bool {
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -262,8 +267,10 @@ inout = ["console.term/lobby", "sshchat.dvz/#main"]
                 .iter()
                 .filter(|r| r.from == "bridge")
                 .flat_map(|r| {
-                    let visible: String = r.text.chars().filter(|c| !is_zero_width(*c)).collect();
-                    visible.split("\\n").map(str::to_owned).collect::<Vec<_>>()
+                    visible(&r.text)
+                        .split("\\n")
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>()
                 })
                 .collect();
             (0..100).all(|i| seen.contains(&format!("you: burst line {i}")))
@@ -272,4 +279,149 @@ inout = ["console.term/lobby", "sshchat.dvz/#main"]
     assert!(complete, "all 100 arrived");
     assert!(server.warnings().is_empty(), "{:?}", server.warnings());
     assert!(server.bans().is_empty(), "{:?}", server.bans());
+}
+
+#[tokio::test]
+async fn two_devzat_servers_mirrored_room_by_room() {
+    let mut opts = Options::devzat();
+    opts.tokens = vec![TOKEN.into()];
+    let east = TestServer::start(opts).await.expect("east");
+    let west = TestServer::start(Options::devzat()).await.expect("west");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("patchbay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r##"
+[general]
+data_dir = "data"
+nick_format = "{{account}}:{{nick}}"
+
+[sshchat.east]
+server = "{east_ssh}"
+dialect = "devzat"
+nick = "bridge"
+plugin = {{ address = "{east_grpc}", token = "${{DEVZAT_TOKEN}}" }}
+
+[sshchat.west]
+server = "{west_ssh}"
+dialect = "devzat"
+nick = "bridge"
+rooms = ["#main", "#dev"]
+reconnect_min_secs = 1
+
+[[route]]
+name = "main"
+inout = ["sshchat.east/#main", "sshchat.west/#main"]
+
+[[route]]
+name = "dev"
+inout = ["sshchat.east/#dev", "sshchat.west/#dev"]
+"##,
+            east_ssh = east.ssh_addr(),
+            east_grpc = east.grpc_url().expect("grpc"),
+            west_ssh = west.ssh_addr(),
+        ),
+    )
+    .expect("config written");
+    let gateway = Gateway::start(&config, dir.path());
+    assert!(
+        west.wait_until(WAIT, |s| s.users().len() == 2).await,
+        "one SSH session per room; log:\n{}",
+        gateway.log()
+    );
+    assert!(east.wait_until(WAIT, |s| s.listeners() == 1).await);
+    // People in #dev on both sides.
+    let ann = east.connect_user("ann").await.expect("ann");
+    ann.say("cd #dev").await.expect("cd");
+    let wes = west.connect_user("wes").await.expect("wes");
+    wes.say("cd #dev").await.expect("cd");
+    let mia = west.connect_user("mia").await.expect("mia");
+    assert!(
+        west.wait_until(WAIT, |s| s
+            .users()
+            .iter()
+            .filter(|(r, _)| r == "#dev")
+            .count()
+            == 2)
+            .await
+    );
+
+    ann.say("dev talk from east").await.expect("say");
+    let seen = wes
+        .wait_line(WAIT, |l| {
+            l.ends_with("sshchat.east:ann: dev talk from east")
+        })
+        .await
+        .unwrap_or_else(|| panic!("wes in west #dev sees ann; log:\n{}", gateway.log()));
+    assert!(seen.starts_with("bridge"), "{seen}");
+    wes.say("dev reply from west").await.expect("say");
+    ann.wait_line(WAIT, |l| l == "sshchat.west:wes: dev reply from west")
+        .await
+        .unwrap_or_else(|| panic!("ann in east #dev sees wes; log:\n{}", gateway.log()));
+    mia.say("main talk from west").await.expect("say");
+    east.wait_for(WAIT, |r| {
+        r.room == "#main"
+            && r.from == "sshchat.west:mia"
+            && visible(&r.text) == "main talk from west"
+    })
+    .await
+    .expect("west #main reaches east #main");
+
+    // Rooms stay apart: nothing of #dev reached #main and the reverse.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for server in [&east, &west] {
+        for record in server.transcript() {
+            if record.text.contains("dev talk") || record.text.contains("dev reply") {
+                assert_eq!(record.room, "#dev", "{record:?}");
+            }
+            if record.text.contains("main talk") {
+                assert_eq!(record.room, "#main", "{record:?}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_reported_clearly() {
+    let mut opts = Options::devzat();
+    opts.tokens = vec!["dvz@the-right-one".into()];
+    let server = TestServer::start(opts).await.expect("devzat");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("patchbay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r##"
+[console.term]
+input = "none"
+output = "{out}"
+
+[sshchat.dvz]
+server = "{ssh}"
+dialect = "devzat"
+nick = "bridge"
+plugin = {{ address = "{grpc}", token = "${{DEVZAT_TOKEN}}" }}
+
+[[route]]
+name = "r"
+inout = ["console.term/lobby", "sshchat.dvz/#main"]
+"##,
+            out = dir.path().join("out").display(),
+            ssh = server.ssh_addr(),
+            grpc = server.grpc_url().expect("grpc"),
+        ),
+    )
+    .expect("config written");
+    let gateway = Gateway::start(&config, dir.path());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !gateway.log().contains("refused the plugin token")
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = gateway.log();
+    assert!(log.contains("refused the plugin token"), "{log}");
+    assert!(log.contains("Invalid authorization header"), "{log}");
+    assert_eq!(server.listeners(), 0);
 }
