@@ -113,6 +113,7 @@ async fn start(routes: usize, record_arrivals: bool) -> Bench {
         Router::new("bench", table),
         accounts,
         RetryPolicy::default(),
+        None,
     )
     .await
     .expect("start the engine");

@@ -4,6 +4,7 @@
 //! [`run`] starts one from a config file's contents and stops it on a signal.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::delivery::{Destination, Outbox, RetryPolicy};
+use crate::http;
 use crate::intake::Intake;
 use crate::metrics::Metrics;
 use crate::router::Router;
@@ -57,6 +59,7 @@ impl Engine {
         router: Router,
         accounts: Vec<AccountSpec>,
         retry: RetryPolicy,
+        http: Option<SocketAddr>,
     ) -> anyhow::Result<Engine> {
         let db_path = data_dir.join("patchbay.db");
         let sqlite = Arc::new(
@@ -103,6 +106,35 @@ impl Engine {
         outbox.resume().await.context("reading the outbox")?;
 
         let tasks = TaskTracker::new();
+        let mut routes = Vec::new();
+        for account in &accounts {
+            if let Some(r) = account.connector.http_routes() {
+                routes.push((account.name.clone(), r));
+            }
+        }
+        match (http, routes.is_empty()) {
+            (Some(listen), _) => {
+                let status = http::Status {
+                    states: states.clone(),
+                    metrics: Arc::clone(&metrics),
+                    store: Arc::clone(&store),
+                };
+                let app = http::router(status, routes.into_iter().map(|(_, r)| r).collect());
+                let server = http::serve(listen, app, connectors_stop.clone()).await?;
+                tasks.spawn(async move {
+                    let _ = server.await;
+                });
+            }
+            (None, false) => {
+                let names: Vec<String> = routes.into_iter().map(|(name, _)| name).collect();
+                anyhow::bail!(
+                    "{} serve{} HTTP but no listener is configured: add `[http] listen = \"127.0.0.1:8080\"` to the config",
+                    names.join(", "),
+                    if names.len() == 1 { "s" } else { "" }
+                );
+            }
+            (None, true) => {}
+        }
         for (account, state) in accounts.into_iter().zip(handles) {
             std::fs::create_dir_all(&account.data_dir)
                 .with_context(|| format!("creating {}", account.data_dir.display()))?;
@@ -203,6 +235,7 @@ pub async fn run(config: Config, stop: CancellationToken) -> anyhow::Result<()> 
         router,
         accounts,
         RetryPolicy::default(),
+        config.http.map(|h| h.listen),
     )
     .await?;
     engine.prune_every_hour(config.general.retention);

@@ -10,11 +10,13 @@
 //! - [`store`]: events, outbox, message-id map, dead letters (SQLite).
 //! - [`delivery`]: one lane per destination room, in order, with backoff.
 //! - [`gateway`]: wiring it all and stopping in order.
+//! - [`http`]: the shared listener: connectors' routes, `/healthz`, `/metrics`.
 
 pub mod config;
 pub mod connectors;
 pub mod delivery;
 pub mod gateway;
+pub mod http;
 pub mod intake;
 pub mod metrics;
 pub mod router;

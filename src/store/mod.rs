@@ -109,6 +109,9 @@ pub trait Store: Send + Sync + 'static {
     /// Forget mappings and delivered events older than `before`. Returns how many events went.
     async fn prune(&self, before: Timestamp) -> Result<usize, StoreError>;
 
+    /// Deliveries waiting, by destination account.
+    async fn outbox_depths(&self) -> Result<std::collections::BTreeMap<String, u64>, StoreError>;
+
     /// Counts, for metrics and tests.
     async fn stats(&self) -> Result<StoreStats, StoreError>;
 }

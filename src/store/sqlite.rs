@@ -535,6 +535,18 @@ impl Store for SqliteStore {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
+    async fn outbox_depths(&self) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+        self.read(|conn| {
+            let mut statement =
+                conn.prepare_cached("SELECT account, COUNT(*) FROM deliveries GROUP BY account")?;
+            let rows = statement.query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         self.read(|conn| {
             let count = |sql: &str| -> Result<u64, rusqlite::Error> {
