@@ -158,7 +158,7 @@ impl IrcServer {
 <server name="irc.insp.test" description="patchbay test" network="PatchbayTest" id="9PB">
 <admin name="test" nick="test" email="test@localhost">
 <bind address="127.0.0.1" port="{port}" type="clients">
-<connect name="main" allow="*" timeout="20" pingfreq="120" hardsendq="1M" softsendq="100000" recvq="100000" threshold="1000" commandrate="100000" fakelag="no" localmax="1000" globalmax="1000" useident="no" resolvehostnames="no" limit="5000" maxchans="50">
+<connect name="main" allow="*" timeout="20" pingfreq="120" hardsendq="10M" softsendq="10M" recvq="10M" threshold="100000000" commandrate="1000000000" fakelag="no" localmax="1000" globalmax="1000" useident="no" resolvehostnames="no" limit="5000" maxchans="50">
 <dns server="127.0.0.1" timeout="1">
 <power diepass="x" restartpass="x">
 <pid file="{d}/inspircd.pid">
