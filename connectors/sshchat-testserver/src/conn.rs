@@ -12,12 +12,6 @@ use crate::chat::{Out, User, render_message};
 use crate::format::ESC;
 use crate::{Dialect, Shared};
 
-/// Devzat's command words the test server knows (the line is broadcast, then run).
-const DEVZAT_COMMANDS: &[&str] = &[
-    "cd", "exit", "users", "help", "hang", "shrug", "mute", "clear", "nick", "ls", "pwd", "tz",
-    "bio", "emojis", "theme", "color", "rest", "tic", "pronouns", "id", "kick", "ban",
-];
-
 pub async fn serve(
     shared: Arc<Shared>,
     listener: tokio::net::TcpListener,
@@ -156,10 +150,10 @@ impl russh::server::Handler for Conn {
 }
 
 #[derive(Clone, Debug)]
-struct Who {
-    user: String,
-    key: String,
-    addr: String,
+pub(crate) struct Who {
+    pub(crate) user: String,
+    pub(crate) key: String,
+    pub(crate) addr: String,
 }
 
 /// One session channel, from shell request to close.
@@ -183,7 +177,7 @@ async fn run_channel(shared: Arc<Shared>, channel: Channel<Msg>, who: Who) {
     let (out, out_rx) = mpsc::unbounded_channel();
     let slow_rule = shared.opts.dialect == Dialect::SshChat;
     tokio::spawn(writer(write, out_rx, slow_rule));
-    let mut conn = Session_ {
+    let mut conn = Terminal {
         shared: shared.clone(),
         who,
         out,
@@ -238,35 +232,34 @@ async fn writer(
     let _ = write.close().await;
 }
 
-#[allow(non_camel_case_types)]
-struct Session_ {
-    shared: Arc<Shared>,
-    who: Who,
-    out: mpsc::UnboundedSender<Out>,
-    id: Option<u64>,
-    prompt_input: Vec<u8>,
+pub(crate) struct Terminal {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) who: Who,
+    pub(crate) out: mpsc::UnboundedSender<Out>,
+    pub(crate) id: Option<u64>,
+    pub(crate) prompt_input: Vec<u8>,
     /// Devzat is waiting for an answer to its name prompt.
-    naming: bool,
-    width: usize,
-    bot: bool,
-    bytes_window: (Instant, usize),
+    pub(crate) naming: bool,
+    pub(crate) width: usize,
+    pub(crate) bot: bool,
+    pub(crate) bytes_window: (Instant, usize),
 }
 
-impl Session_ {
-    fn send(&self, bytes: impl Into<Vec<u8>>) {
+impl Terminal {
+    pub(crate) fn send(&self, bytes: impl Into<Vec<u8>>) {
         let _ = self.out.send(Out::Bytes(bytes.into()));
     }
 
-    fn close(&self, why: &str) {
+    pub(crate) fn close(&self, why: &str) {
         self.send(format!("{why}\r\n"));
         let _ = self.out.send(Out::Close);
     }
 
-    fn dialect(&self) -> Dialect {
+    pub(crate) fn dialect(&self) -> Dialect {
         self.shared.opts.dialect
     }
 
-    fn touched(&self) {
+    pub(crate) fn touched(&self) {
         self.shared.changed.notify_waiters();
     }
 
@@ -296,7 +289,7 @@ impl Session_ {
                     self.close("Sorry, Devzat needs a PTY: connect with `ssh -t`.");
                     return false;
                 }
-                let name = devzat_clean(&self.who.user);
+                let name = crate::lines::devzat_clean(&self.who.user);
                 self.try_devzat_name(&name);
             }
             Dialect::SshChat => self.join_ssh_chat(),
@@ -304,7 +297,7 @@ impl Session_ {
         true
     }
 
-    fn try_devzat_name(&mut self, name: &str) {
+    pub(crate) fn try_devzat_name(&mut self, name: &str) {
         let taken = self.shared.lock().name_taken(name);
         if name.is_empty() {
             self.naming = true;
@@ -489,7 +482,7 @@ impl Session_ {
             Dialect::Devzat => {
                 self.send("\r\n");
                 if self.naming {
-                    let name = devzat_clean(&line);
+                    let name = crate::lines::devzat_clean(&line);
                     self.try_devzat_name(&name);
                     return true;
                 }
@@ -499,219 +492,4 @@ impl Session_ {
             Dialect::SshChat => self.ssh_chat_line(line),
         }
     }
-
-    fn devzat_line(&mut self, line: String) -> bool {
-        let Some(id) = self.id else { return true };
-        let opts = self.shared.opts.clone();
-        let mut chat = self.shared.lock();
-        let Some(user) = chat.users.get_mut(&id) else {
-            return true;
-        };
-        if line.trim().is_empty() {
-            user.send(user.prompt(Dialect::Devzat));
-            return true;
-        }
-        // Anti-spam: 30 lines in about 15 s earn a warning, 50 a ban.
-        let now = Instant::now();
-        user.recent_lines.push_back(now);
-        while user
-            .recent_lines
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(15))
-        {
-            user.recent_lines.pop_front();
-        }
-        let recent = user.recent_lines.len();
-        let name = user.name.clone();
-        let room = user.room.clone();
-        if recent >= 50 {
-            chat.banned.insert(self.who.key.clone());
-            chat.bans.push(format!("{name}: spamming (one month)"));
-            drop(chat);
-            self.touched();
-            self.close("You have been banned for a month for spamming.");
-            return false;
-        }
-        if recent >= 30 && !user.warned {
-            user.warned = true;
-            chat.warnings.push(name.clone());
-            chat.tell(
-                &opts,
-                id,
-                &format!("{name}, stop spamming or you could get banned."),
-            );
-        }
-        let mut text: String = line.clone();
-        while text.len() > 5120 {
-            text.pop();
-        }
-        // `=user msg` is a DM: not broadcast.
-        if let Some(rest) = text.strip_prefix('=') {
-            let (to, msg) = rest.split_once(' ').unwrap_or((rest, ""));
-            let target = chat
-                .users
-                .iter()
-                .find(|(_, u)| u.name == to)
-                .map(|(tid, _)| *tid);
-            match target {
-                Some(tid) => {
-                    chat.commands.push((name.clone(), text.clone()));
-                    chat.tell(&opts, id, &format!("{to} <- {msg}"));
-                    chat.tell(&opts, tid, &format!("{name} -> \x07{msg}"));
-                }
-                None => chat.tell(&opts, id, &format!("No such person: {to}")),
-            }
-            drop(chat);
-            self.touched();
-            return true;
-        }
-        // Everything else is broadcast, and run too when its first word names a command.
-        chat.message(&opts, &room, &name, &text, Some(id), None);
-        let first = text.split_whitespace().next().unwrap_or("");
-        let mut keep = true;
-        if DEVZAT_COMMANDS.contains(&first) {
-            chat.commands.push((name.clone(), text.clone()));
-            let arg = text[first.len()..].trim();
-            match first {
-                "cd" => {
-                    let target = if arg.is_empty() || arg == ".." {
-                        "#main".to_owned()
-                    } else {
-                        arg.to_owned()
-                    };
-                    if target.starts_with('#') && target.chars().count() <= 30 {
-                        chat.rooms.insert(target.clone());
-                        if let Some(user) = chat.users.get_mut(&id) {
-                            user.room = target;
-                        }
-                    } else {
-                        chat.tell(
-                            &opts,
-                            id,
-                            "Rooms start with # and are at most 30 characters",
-                        );
-                    }
-                }
-                "users" => {
-                    let names: Vec<String> = chat
-                        .users
-                        .values()
-                        .filter(|u| u.room == room)
-                        .map(|u| u.name.clone())
-                        .collect();
-                    chat.tell(&opts, id, &format!("[{}]", names.join(", ")));
-                }
-                "exit" => keep = false,
-                _ => {}
-            }
-        }
-        drop(chat);
-        self.touched();
-        if !keep {
-            let _ = self.out.send(Out::Close);
-        }
-        keep
-    }
-
-    fn ssh_chat_line(&mut self, line: String) -> bool {
-        let Some(id) = self.id else { return true };
-        let opts = self.shared.opts.clone();
-        let mut chat = self.shared.lock();
-        let Some(user) = chat.users.get_mut(&id) else {
-            return true;
-        };
-        let name = user.name.clone();
-        // The line editor's echo: `[name] text` and a lone carriage return.
-        user.send(format!("[{name}] {line}\r"));
-        if line.trim().is_empty() {
-            return true;
-        }
-        if line.len() > 1024 {
-            chat.rejected_long += 1;
-            chat.tell(&opts, id, "-> Input too long.");
-            drop(chat);
-            self.touched();
-            return true;
-        }
-        // 3 lines per 3 s per connection, counted in fixed windows.
-        let Some(user) = chat.users.get_mut(&id) else {
-            return true;
-        };
-        if user.window_start.elapsed() > Duration::from_secs(3) {
-            user.window_start = Instant::now();
-            user.window_count = 0;
-        }
-        user.window_count += 1;
-        if user.window_count > 3 {
-            chat.rejected_rate += 1;
-            chat.tell(
-                &opts,
-                id,
-                "-> Message rejected: Rate limiting is in effect.",
-            );
-            drop(chat);
-            self.touched();
-            return true;
-        }
-        let mut keep = true;
-        if let Some(command) = line.strip_prefix('/') {
-            chat.commands.push((name.clone(), line.clone()));
-            let (word, arg) = command.split_once(' ').unwrap_or((command, ""));
-            match word {
-                "me" => {
-                    let text = format!("** {name} {arg}");
-                    chat.system(&opts, "#main", &text);
-                }
-                "nick" => {
-                    let new: String = arg
-                        .chars()
-                        .filter(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '-'))
-                        .take(16)
-                        .collect();
-                    if new.is_empty() || chat.name_taken(&new) {
-                        chat.tell(&opts, id, "-> Error: name is taken or invalid.");
-                    } else {
-                        if let Some(user) = chat.users.get_mut(&id) {
-                            user.name = new.clone();
-                        }
-                        chat.system(&opts, "#main", &format!(" * {name} is now known as {new}."));
-                    }
-                }
-                "msg" => {
-                    let (to, msg) = arg.split_once(' ').unwrap_or((arg, ""));
-                    let target = chat
-                        .users
-                        .iter()
-                        .find(|(_, u)| u.name == to)
-                        .map(|(tid, _)| *tid);
-                    match target {
-                        Some(tid) => chat.tell(&opts, tid, &format!("[PM from {name}] {msg}")),
-                        None => chat.tell(&opts, id, "-> Error: user not found."),
-                    }
-                }
-                "exit" | "quit" => keep = false,
-                _ => chat.tell(&opts, id, &format!("-> Error: invalid command: /{word}")),
-            }
-        } else {
-            chat.message(&opts, "#main", &name, &line, Some(id), None);
-        }
-        drop(chat);
-        self.touched();
-        if !keep {
-            let _ = self.out.send(Out::Close);
-        }
-        keep
-    }
-}
-
-/// Devzat's name cleaning: first line only, spaces to `-`, visible ASCII, 27 characters.
-fn devzat_clean(name: &str) -> String {
-    name.lines()
-        .next()
-        .unwrap_or("")
-        .replace(' ', "-")
-        .chars()
-        .filter(|c| (33..=126).contains(&(*c as u32)))
-        .take(27)
-        .collect()
 }

@@ -11,6 +11,7 @@ mod chat;
 mod client;
 mod conn;
 pub mod format;
+mod lines;
 mod plugin;
 
 /// Devzat's plugin API, compiled from the connector's `proto/plugin.proto`.

@@ -12,6 +12,7 @@
 pub mod config;
 pub mod hops;
 pub mod keys;
+mod login;
 pub mod pacing;
 pub mod parse;
 mod plugin;

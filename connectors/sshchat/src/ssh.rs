@@ -17,13 +17,14 @@ use patchbay_sdk::{
     RichText,
 };
 use russh::client;
-use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::keys::PrivateKey;
 use russh::{ChannelMsg, Disconnect};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::config::{Config, Dialect};
-use crate::keys::{self, HostKeyPolicy, KeyError};
+use crate::keys::{self, HostKeyPolicy};
+use crate::login::{Client, End, login};
 use crate::pacing::{Backoff, JoinGate, Window};
 use crate::parse::{Line, LineParser};
 use crate::render;
@@ -165,45 +166,6 @@ impl SshMode {
     }
 }
 
-/// The SSH client handler: checks the host key, nothing else.
-struct Client {
-    policy: HostKeyPolicy,
-    error: Arc<Mutex<Option<KeyError>>>,
-}
-
-impl client::Handler for Client {
-    type Error = russh::Error;
-
-    async fn check_server_key(
-        &mut self,
-        key: &PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        let key = match key {
-            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
-            PublicKeyOrCertificate::Certificate(cert) => cert.public_key().clone().into(),
-        };
-        match self.policy.check(&key) {
-            Ok(()) => Ok(true),
-            Err(err) => {
-                if let Ok(mut slot) = self.error.lock() {
-                    *slot = Some(err);
-                }
-                Ok(false)
-            }
-        }
-    }
-}
-
-/// Why a session ended.
-enum End {
-    /// Shut down on request.
-    Shutdown,
-    /// Try again later.
-    Retry(String),
-    /// Stop the account.
-    Fatal(String),
-}
-
 struct RoomSession {
     config: Arc<Config>,
     room: String,
@@ -268,85 +230,9 @@ impl RoomSession {
         }
     }
 
-    async fn connect(&self) -> Result<client::Handle<Client>, End> {
-        let mut ssh_config = client::Config {
-            keepalive_interval: Some(Duration::from_secs(30)),
-            keepalive_max: 3,
-            nodelay: true,
-            ..Default::default()
-        };
-        ssh_config.inactivity_timeout = None;
-        let key_error = Arc::new(Mutex::new(None));
-        let handler = Client {
-            policy: self.policy.clone(),
-            error: key_error.clone(),
-        };
-        let connect = client::connect(Arc::new(ssh_config), self.config.server.as_str(), handler);
-        let mut handle = match tokio::time::timeout(Duration::from_secs(20), connect).await {
-            Ok(Ok(handle)) => handle,
-            Ok(Err(err)) => {
-                if let Some(key_err) = key_error.lock().ok().and_then(|mut e| e.take()) {
-                    return Err(End::Fatal(key_err.to_string()));
-                }
-                return Err(End::Retry(format!(
-                    "connect to {}: {err}",
-                    self.config.server
-                )));
-            }
-            Err(_) => {
-                return Err(End::Retry(format!(
-                    "connect to {} timed out",
-                    self.config.server
-                )));
-            }
-        };
-        let user = self.config.nick.clone();
-        let authenticated = match &self.key {
-            Some(key) => {
-                let hash = handle
-                    .best_supported_rsa_hash()
-                    .await
-                    .ok()
-                    .flatten()
-                    .flatten();
-                handle
-                    .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key.clone(), hash))
-                    .await
-                    .map(|r| r.success())
-            }
-            None => {
-                match handle
-                    .authenticate_keyboard_interactive_start(user, None)
-                    .await
-                {
-                    Ok(client::KeyboardInteractiveAuthResponse::Success) => Ok(true),
-                    Ok(client::KeyboardInteractiveAuthResponse::InfoRequest {
-                        prompts, ..
-                    }) => {
-                        let answers = vec![String::new(); prompts.len()];
-                        handle
-                            .authenticate_keyboard_interactive_respond(answers)
-                            .await
-                            .map(|r| matches!(r, client::KeyboardInteractiveAuthResponse::Success))
-                    }
-                    Ok(_) => Ok(false),
-                    Err(err) => Err(err),
-                }
-            }
-        };
-        match authenticated {
-            Ok(true) => Ok(handle),
-            Ok(false) => Err(End::Fatal(format!(
-                "{} refused the bot's login (key or anonymous login not accepted)",
-                self.config.server
-            ))),
-            Err(err) => Err(End::Retry(format!("authentication: {err}"))),
-        }
-    }
-
     async fn session(&self) -> End {
         let handle = tokio::select! {
-            result = self.connect() => match result {
+            result = login(&self.config, self.key.clone(), &self.policy) => match result {
                 Ok(handle) => handle,
                 Err(end) => return end,
             },
