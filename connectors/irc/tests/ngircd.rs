@@ -338,6 +338,56 @@ async fn ping_timeout_is_detected_and_the_bridge_reconnects() {
     bridge.stop().await;
 }
 
+#[tokio::test]
+async fn keyed_channels_on_connect_commands_and_topics() {
+    require!("ngircd");
+    let server = IrcServer::ngircd().await;
+    let data = tempdir();
+    let mut op = TestClient::connect(server.port, "op").await;
+    op.join("#keyed").await;
+    op.send("MODE #keyed +k s3cret").await;
+    op.send("TOPIC #keyed :first topic").await;
+    op.expect("the topic", |cmd, _, _| cmd == "TOPIC").await;
+    let mut bridge = start_connector(
+        &format!(
+            "server = \"127.0.0.1\"\nport = {}\nnick = \"pb\"\n\
+             channels = [{{ name = \"#keyed\", key = \"s3cret\" }}]\n\
+             on_connect = [\"PRIVMSG op :hello from $nick\"]",
+            server.port
+        ),
+        data.path(),
+    );
+    bridge.wait_up().await;
+    op.expect_privmsg("op", "hello from pb").await;
+    op.expect_join("pb", "#keyed").await;
+    op.send("TOPIC #keyed :second topic").await;
+    bridge
+        .events
+        .wait_for("the topic change", |e| {
+            matches!(&e.kind, Kind::Topic { topic } if topic == "second topic")
+                && e.room == "#keyed"
+        })
+        .await;
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn server_password_is_sent() {
+    require!("ngircd");
+    let server = IrcServer::ngircd_with_password("letmein").await;
+    let data = tempdir();
+    let mut bridge = start_connector(&config(server.port, "password = \"letmein\""), data.path());
+    bridge.wait_up().await;
+    bridge.stop().await;
+    let mut bridge = start_connector(&config(server.port, "password = \"wrong\""), data.path());
+    bridge
+        .wait_state("down with a password error", |s| {
+            matches!(s, ConnectorState::Down { reason } if reason.contains("password") || reason.contains("closed"))
+        })
+        .await;
+    bridge.stop().await;
+}
+
 trait AwaitUp {
     async fn await_up(self) -> Running;
 }

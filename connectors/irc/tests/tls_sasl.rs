@@ -46,6 +46,7 @@ async fn tls_with_a_named_ca_and_sasl_plain() {
     let server = IrcServer::inspircd_with(InspOptions {
         tls: true,
         services: true,
+        no_sasl: false,
     })
     .await;
     server.register_account("pbacct", "s3cret", None).await;
@@ -76,6 +77,7 @@ async fn sasl_external_with_a_client_certificate() {
     let server = IrcServer::inspircd_with(InspOptions {
         tls: true,
         services: true,
+        no_sasl: false,
     })
     .await;
     let data = tempdir();
@@ -110,6 +112,7 @@ async fn sasl_failure_is_a_clear_error_without_a_reconnect_storm() {
     let server = IrcServer::inspircd_with(InspOptions {
         tls: false,
         services: true,
+        no_sasl: false,
     })
     .await;
     server.register_account("pbacct", "right", None).await;
@@ -149,6 +152,7 @@ async fn tls_rejects_an_unknown_certificate() {
     let server = IrcServer::inspircd_with(InspOptions {
         tls: true,
         services: false,
+        no_sasl: false,
     })
     .await;
     let data = tempdir();
@@ -161,5 +165,48 @@ async fn tls_rejects_an_unknown_certificate() {
             matches!(s, ConnectorState::Down { reason } if reason.contains("TLS") || reason.contains("certificate"))
         })
         .await;
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn without_sasl_it_identifies_to_nickserv() {
+    require!("inspircd", "atheme-services");
+    let server = IrcServer::inspircd_with(InspOptions {
+        tls: false,
+        services: true,
+        no_sasl: true,
+    })
+    .await;
+    server.register_account("pb", "s3cret", None).await;
+    let data = tempdir();
+    let mut bridge = start_connector(
+        &base(
+            server.port,
+            "[sasl]\nmechanism = \"plain\"\nusername = \"pb\"\npassword = \"s3cret\"",
+        ),
+        data.path(),
+    );
+    bridge.wait_up().await;
+    // IDENTIFY goes out right after registering; the account shows on the next messages.
+    let mut alice = TestClient::connect_with_caps(server.port, "alice", &["account-tag"]).await;
+    alice.join("#sec").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        deliver(
+            &bridge.connector,
+            delivery("#sec", "bob", RichText::plain("who am i")),
+        )
+        .await;
+        let p = alice
+            .expect("the bridge's message", |cmd, params, _| {
+                cmd == "PRIVMSG" && params.get(1).is_some_and(|t| t.contains("who am i"))
+            })
+            .await;
+        if p.tags.account.as_deref() == Some("pb") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never identified");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     bridge.stop().await;
 }

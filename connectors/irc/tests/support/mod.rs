@@ -60,6 +60,8 @@ pub struct IrcServer {
     child: Option<Child>,
     /// Atheme services linked to InspIRCd, when started with them.
     services: Option<Child>,
+    /// The server password, empty for none.
+    pub password: String,
 }
 
 /// What an InspIRCd test server offers beyond the basics.
@@ -69,6 +71,8 @@ pub struct InspOptions {
     pub tls: bool,
     /// Atheme services (NickServ, SASL PLAIN and EXTERNAL).
     pub services: bool,
+    /// With services, do not offer SASL (NickServ only).
+    pub no_sasl: bool,
 }
 
 /// Make a self-signed certificate and key (PEM) for `name` / 127.0.0.1 in `dir`; returns the
@@ -122,15 +126,25 @@ pub fn make_cert(dir: &Path, stem: &str, name: &str) -> String {
 
 impl IrcServer {
     pub async fn ngircd() -> Self {
+        Self::ngircd_with_password("").await
+    }
+
+    /// ngircd with a server password (`PASS`) when `password` is not empty.
+    pub async fn ngircd_with_password(password: &str) -> Self {
         let dir = tempdir();
         let port = free_port();
         let conf = format!(
             "[Global]\nName = irc.ngircd.test\nInfo = patchbay test\nListen = 127.0.0.1\n\
              Ports = {port}\nMotdPhrase = \"test\"\nPidFile = {pid}\n\
-             AdminInfo1 = test\nAdminInfo2 = test\nAdminEMail = test@localhost\n\
+             AdminInfo1 = test\nAdminInfo2 = test\nAdminEMail = test@localhost\n{pass}\
              [Limits]\nPingTimeout = 120\nPongTimeout = 60\nMaxConnectionsIP = 0\nMaxNickLength = 30\n\
              [Options]\nDNS = no\nIdent = no\nPAM = no\n",
             pid = dir.path().join("ngircd.pid").display(),
+            pass = if password.is_empty() {
+                String::new()
+            } else {
+                format!("Password = {password}\n")
+            },
         );
         std::fs::write(dir.path().join("ngircd.conf"), conf).expect("write ngircd.conf");
         let mut server = IrcServer {
@@ -140,6 +154,7 @@ impl IrcServer {
             dir,
             child: None,
             services: None,
+            password: password.to_owned(),
         };
         server.start().await;
         server
@@ -197,11 +212,14 @@ impl IrcServer {
         }
         let link_port = free_port();
         if options.services {
+            if !options.no_sasl {
+                conf.push_str(
+                    "<module name=\"sasl\">\n<sasl target=\"services.insp.test\" requiressl=\"no\">\n",
+                );
+            }
             conf.push_str(&format!(
                 r#"<module name="services_account">
-<module name="sasl">
 <module name="spanningtree">
-<sasl target="services.insp.test" requiressl="no">
 <bind address="127.0.0.1" port="{link_port}" type="servers">
 <link name="services.insp.test" ipaddr="127.0.0.1" port="{link_port}" allowmask="127.0.0.1/32" sendpass="linkpw" recvpass="linkpw">
 <uline server="services.insp.test" silent="yes">
@@ -243,6 +261,7 @@ general {{ commit_interval = 5; maxlogins = 5; }};
             dir,
             child: None,
             services: None,
+            password: String::new(),
         };
         server.start().await;
         if options.services {
@@ -365,7 +384,7 @@ general {{ commit_interval = 5; maxlogins = 5; }};
         loop {
             if let Ok(Ok(mut c)) = tokio::time::timeout(
                 Duration::from_secs(5),
-                TestClient::try_connect(self.port, "probe", &[]),
+                TestClient::try_connect_full(self.port, "probe", &[], &self.password),
             )
             .await
             {
@@ -479,6 +498,15 @@ pub struct TestClient {
 
 impl TestClient {
     pub async fn try_connect(port: u16, nick: &str, caps: &[&str]) -> std::io::Result<Self> {
+        Self::try_connect_full(port, nick, caps, "").await
+    }
+
+    pub async fn try_connect_full(
+        port: u16,
+        nick: &str,
+        caps: &[&str],
+        password: &str,
+    ) -> std::io::Result<Self> {
         let stream = TcpStream::connect(("127.0.0.1", port)).await?;
         let (rd, wr) = stream.into_split();
         let mut client = TestClient {
@@ -488,6 +516,9 @@ impl TestClient {
         };
         if !caps.is_empty() {
             client.send(&format!("CAP REQ :{}", caps.join(" "))).await;
+        }
+        if !password.is_empty() {
+            client.send(&format!("PASS {password}")).await;
         }
         client.send(&format!("NICK {nick}")).await;
         client.send(&format!("USER {nick} 0 * :{nick}")).await;
