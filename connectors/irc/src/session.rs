@@ -86,25 +86,6 @@ pub fn backoff(attempt: u32, min: Duration, max: Duration) -> Duration {
     base.mul_f64(jitter)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap_with_jitter() {
-        let min = Duration::from_secs(1);
-        let max = Duration::from_secs(60);
-        for attempt in 0..12u32 {
-            let step = min.saturating_mul(1 << attempt).min(max);
-            for _ in 0..20 {
-                let d = backoff(attempt, min, max);
-                assert!(d >= step / 2 && d <= step, "attempt {attempt}: {d:?}");
-            }
-        }
-        assert!(backoff(u32::MAX, min, max) <= max);
-    }
-}
-
 /// Stay connected until shutdown.
 pub async fn run(shared: Arc<Shared>, ctx: ConnectorContext) -> Result<(), ConnectorError> {
     let mut history = History::load(Some(ctx.data_dir.join("irc-history.tsv")));
@@ -693,5 +674,24 @@ impl Session<'_> {
                 state.echo_waiters.remove(&key);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_jitter() {
+        let min = Duration::from_secs(1);
+        let max = Duration::from_secs(60);
+        for attempt in 0..12u32 {
+            let step = min.saturating_mul(1 << attempt).min(max);
+            for _ in 0..20 {
+                let d = backoff(attempt, min, max);
+                assert!(d >= step / 2 && d <= step, "attempt {attempt}: {d:?}");
+            }
+        }
+        assert!(backoff(u32::MAX, min, max) <= max);
     }
 }
