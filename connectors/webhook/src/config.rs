@@ -1,0 +1,574 @@
+//! The `[webhook.NAME]` table and its `[webhook.NAME.rooms.ROOM]` overrides.
+//!
+//! Account-level keys are defaults for every hook (room) of the account; a room table overrides
+//! them for one room. Inbound keys shape how `POST /hooks/NAME/ROOM` is authenticated and read;
+//! outbound keys (`url`, `payload`, `sign_*`, `timeout_secs`, `headers`) shape how a delivery to
+//! the room is POSTed. A room with no `url` cannot be a destination.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use patchbay_sdk::{AccountInfo, ConfigError, read_secret};
+use serde::Deserialize;
+
+use crate::templates::{self, Templates};
+
+/// How an inbound body is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// Slack JSON if it has `text`, Discord JSON if it has `content`, else plain text.
+    Auto,
+    Slack,
+    Discord,
+    Text,
+    Github,
+    Gitlab,
+    Alertmanager,
+    Grafana,
+    /// The room's own `template`.
+    Template,
+}
+
+/// What an inbound hook becomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InboundKind {
+    Message,
+    Notice,
+}
+
+/// How a delivery is POSTed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Payload {
+    Slack,
+    Discord,
+    Mattermost,
+    /// The delivery as patchbay's normalized JSON.
+    Json,
+    /// The room's own `payload_template`.
+    Template,
+}
+
+/// Keys a room may override; at account level they are the defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoom {
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    secret: Option<String>,
+    secret_file: Option<PathBuf>,
+    signature_header: Option<String>,
+    format: Option<Format>,
+    template: Option<String>,
+    template_file: Option<PathBuf>,
+    username: Option<String>,
+    avatar_url: Option<String>,
+    kind: Option<InboundKind>,
+    url: Option<String>,
+    payload: Option<Payload>,
+    payload_template: Option<String>,
+    payload_template_file: Option<PathBuf>,
+    content_type: Option<String>,
+    sign_secret: Option<String>,
+    sign_secret_file: Option<PathBuf>,
+    sign_header: Option<String>,
+    timeout_secs: Option<f64>,
+    headers: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    secret: Option<String>,
+    secret_file: Option<PathBuf>,
+    signature_header: Option<String>,
+    format: Option<Format>,
+    template: Option<String>,
+    template_file: Option<PathBuf>,
+    username: Option<String>,
+    avatar_url: Option<String>,
+    kind: Option<InboundKind>,
+    url: Option<String>,
+    payload: Option<Payload>,
+    payload_template: Option<String>,
+    payload_template_file: Option<PathBuf>,
+    content_type: Option<String>,
+    sign_secret: Option<String>,
+    sign_secret_file: Option<PathBuf>,
+    sign_header: Option<String>,
+    timeout_secs: Option<f64>,
+    headers: Option<BTreeMap<String, String>>,
+    /// Hooks without a token or secret are refused unless this is set.
+    #[serde(default)]
+    allow_unauthenticated: bool,
+    #[serde(default = "default_max_body")]
+    max_body_bytes: usize,
+    /// Requests per minute per hook; 0 turns the limit off.
+    #[serde(default = "default_rate")]
+    rate_limit_per_minute: u32,
+    #[serde(default = "default_burst")]
+    rate_limit_burst: u32,
+    /// How long a request waits for the gateway to start before 503.
+    #[serde(default = "default_start_wait")]
+    start_wait_secs: f64,
+    #[serde(default)]
+    rooms: BTreeMap<String, RawRoom>,
+}
+
+fn default_max_body() -> usize {
+    1024 * 1024
+}
+fn default_rate() -> u32 {
+    120
+}
+fn default_burst() -> u32 {
+    20
+}
+fn default_start_wait() -> f64 {
+    10.0
+}
+
+/// How one hook (room) is authenticated and read.
+#[derive(Clone, Debug)]
+pub struct InboundSettings {
+    pub token: Option<String>,
+    pub secret: Option<String>,
+    pub signature_header: String,
+    pub format: Format,
+    /// Name of the room's own template in [`Templates`], for `format = "template"`.
+    pub template: Option<String>,
+    pub username: String,
+    pub avatar_url: Option<String>,
+    pub kind: InboundKind,
+}
+
+/// How deliveries to one room are POSTed.
+#[derive(Clone, Debug)]
+pub struct OutboundSettings {
+    pub url: String,
+    pub payload: Payload,
+    /// Name of the room's payload template in [`Templates`], for `payload = "template"`.
+    pub template: Option<String>,
+    pub content_type: String,
+    pub sign_secret: Option<String>,
+    pub sign_header: String,
+    pub timeout: Duration,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A validated `[webhook.NAME]` table.
+#[derive(Debug)]
+pub struct WebhookConfig {
+    /// The account's NAME, the second segment of `/hooks/NAME/ROOM`.
+    pub name: String,
+    pub defaults: InboundSettings,
+    pub inbound: BTreeMap<String, InboundSettings>,
+    pub default_outbound: Option<OutboundSettings>,
+    pub outbound: BTreeMap<String, OutboundSettings>,
+    pub allow_unauthenticated: bool,
+    pub max_body_bytes: usize,
+    pub rate_per_minute: u32,
+    pub rate_burst: u32,
+    pub start_wait: Duration,
+    pub templates: Arc<Templates>,
+}
+
+impl WebhookConfig {
+    /// The inbound settings for `room`.
+    pub fn inbound(&self, room: &str) -> &InboundSettings {
+        self.inbound.get(room).unwrap_or(&self.defaults)
+    }
+
+    /// The outbound settings for `room`, if deliveries to it can go anywhere.
+    pub fn outbound(&self, room: &str) -> Option<&OutboundSettings> {
+        self.outbound.get(room).or(self.default_outbound.as_ref())
+    }
+}
+
+/// Parse and validate an account's table.
+pub fn parse(account: &AccountInfo, table: toml::Table) -> Result<WebhookConfig, ConfigError> {
+    let raw: RawAccount = patchbay_sdk::parse_table(table)?;
+    let name = account
+        .account
+        .split_once('.')
+        .map(|(_, name)| name.to_owned())
+        .unwrap_or_else(|| account.account.clone());
+    let mut templates = Templates::new();
+    let account_room = RawRoom {
+        token: raw.token,
+        token_file: raw.token_file,
+        secret: raw.secret,
+        secret_file: raw.secret_file,
+        signature_header: raw.signature_header,
+        format: raw.format,
+        template: raw.template,
+        template_file: raw.template_file,
+        username: raw.username,
+        avatar_url: raw.avatar_url,
+        kind: raw.kind,
+        url: raw.url,
+        payload: raw.payload,
+        payload_template: raw.payload_template,
+        payload_template_file: raw.payload_template_file,
+        content_type: raw.content_type,
+        sign_secret: raw.sign_secret,
+        sign_secret_file: raw.sign_secret_file,
+        sign_header: raw.sign_header,
+        timeout_secs: raw.timeout_secs,
+        headers: raw.headers,
+    };
+    let base = Resolver {
+        account,
+        name: &name,
+        parent: None,
+        prefix: Vec::new(),
+    };
+    let defaults = base.inbound(&account_room, &mut templates, "*")?;
+    let default_outbound = base.outbound(&account_room, &mut templates, "*")?;
+    check_auth(&defaults, raw.allow_unauthenticated, &[])?;
+    let mut inbound = BTreeMap::new();
+    let mut outbound = BTreeMap::new();
+    for (room, table) in &raw.rooms {
+        if room.is_empty() || room.contains('/') {
+            return Err(ConfigError::at(
+                &["rooms", room],
+                "a hook's room name must be non-empty and hold no `/`",
+            ));
+        }
+        let resolver = Resolver {
+            account,
+            name: &name,
+            parent: Some(&account_room),
+            prefix: vec!["rooms", room],
+        };
+        let settings = resolver.inbound(table, &mut templates, room)?;
+        check_auth(&settings, raw.allow_unauthenticated, &["rooms", room])?;
+        inbound.insert(room.clone(), settings);
+        if let Some(out) = resolver.outbound(table, &mut templates, room)? {
+            outbound.insert(room.clone(), out);
+        }
+    }
+    if raw.max_body_bytes == 0 {
+        return Err(ConfigError::at(&["max_body_bytes"], "must be above 0"));
+    }
+    if raw.rate_limit_per_minute > 0 && raw.rate_limit_burst == 0 {
+        return Err(ConfigError::at(
+            &["rate_limit_burst"],
+            "must be at least 1 when rate_limit_per_minute is set",
+        ));
+    }
+    if !(raw.start_wait_secs.is_finite() && raw.start_wait_secs >= 0.0) {
+        return Err(ConfigError::at(
+            &["start_wait_secs"],
+            "must be a number of seconds, 0 or more",
+        ));
+    }
+    Ok(WebhookConfig {
+        name,
+        defaults,
+        inbound,
+        default_outbound,
+        outbound,
+        allow_unauthenticated: raw.allow_unauthenticated,
+        max_body_bytes: raw.max_body_bytes,
+        rate_per_minute: raw.rate_limit_per_minute,
+        rate_burst: raw.rate_limit_burst,
+        start_wait: std::time::Duration::from_secs_f64(raw.start_wait_secs),
+        templates: Arc::new(templates),
+    })
+}
+
+fn check_auth(
+    settings: &InboundSettings,
+    allow_unauthenticated: bool,
+    at: &[&str],
+) -> Result<(), ConfigError> {
+    if settings.token.is_none() && settings.secret.is_none() && !allow_unauthenticated {
+        return Err(ConfigError::at(
+            at,
+            "a hook needs `token` (bearer token) or `secret` (HMAC signature); set `allow_unauthenticated = true` to accept anyone",
+        ));
+    }
+    Ok(())
+}
+
+/// Resolves one room's keys against the account's defaults.
+struct Resolver<'a> {
+    account: &'a AccountInfo,
+    name: &'a str,
+    parent: Option<&'a RawRoom>,
+    prefix: Vec<&'a str>,
+}
+
+impl Resolver<'_> {
+    fn at(&self, key: &str) -> Vec<String> {
+        self.prefix
+            .iter()
+            .map(|s| (*s).to_owned())
+            .chain(std::iter::once(key.to_owned()))
+            .collect()
+    }
+
+    fn error(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            path: self.at(key),
+            message: message.into(),
+        }
+    }
+
+    /// A secret given here (inline or as a file), else the parent's.
+    fn secret(
+        &self,
+        inline: &Option<String>,
+        file: &Option<PathBuf>,
+        from_parent: impl Fn(&RawRoom) -> (Option<String>, Option<PathBuf>),
+        key: &str,
+    ) -> Result<Option<String>, ConfigError> {
+        let relocate = |mut err: ConfigError| {
+            let mut path = self
+                .prefix
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect::<Vec<_>>();
+            path.append(&mut err.path);
+            err.path = path;
+            err
+        };
+        if inline.is_some() || file.is_some() {
+            return read_secret(self.account, inline.clone(), file.as_deref(), key)
+                .map_err(relocate);
+        }
+        match self.parent {
+            Some(parent) => {
+                let (inline, file) = from_parent(parent);
+                read_secret(self.account, inline, file.as_deref(), key)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// A template given inline or as a file, registered under `name`.
+    fn template(
+        &self,
+        inline: &Option<String>,
+        file: &Option<PathBuf>,
+        key: &str,
+    ) -> Result<Option<String>, ConfigError> {
+        match (inline, file) {
+            (Some(_), Some(_)) => Err(self.error(
+                key,
+                format!("give either `{key}` or `{key}_file`, not both"),
+            )),
+            (Some(source), None) => Ok(Some(source.clone())),
+            (None, Some(path)) => {
+                let path = self.account.resolve(path);
+                std::fs::read_to_string(&path).map(Some).map_err(|err| {
+                    self.error(
+                        &format!("{key}_file"),
+                        format!("cannot read {}: {err}", path.display()),
+                    )
+                })
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    fn inbound(
+        &self,
+        raw: &RawRoom,
+        templates: &mut Templates,
+        room: &str,
+    ) -> Result<InboundSettings, ConfigError> {
+        let parent = self.parent;
+        let pick = |own: &Option<String>, get: fn(&RawRoom) -> &Option<String>| {
+            own.clone().or_else(|| parent.and_then(|p| get(p).clone()))
+        };
+        let token = self.secret(
+            &raw.token,
+            &raw.token_file,
+            |p| (p.token.clone(), p.token_file.clone()),
+            "token",
+        )?;
+        let secret = self.secret(
+            &raw.secret,
+            &raw.secret_file,
+            |p| (p.secret.clone(), p.secret_file.clone()),
+            "secret",
+        )?;
+        if token.as_deref() == Some("") {
+            return Err(self.error("token", "the token is empty"));
+        }
+        if secret.as_deref() == Some("") {
+            return Err(self.error("secret", "the secret is empty"));
+        }
+        let format = raw
+            .format
+            .or(parent.and_then(|p| p.format))
+            .unwrap_or(Format::Auto);
+        let mut source = self.template(&raw.template, &raw.template_file, "template")?;
+        if source.is_none()
+            && let Some(parent) = parent
+        {
+            source = Resolver {
+                account: self.account,
+                name: self.name,
+                parent: None,
+                prefix: Vec::new(),
+            }
+            .template(&parent.template, &parent.template_file, "template")?;
+        }
+        let template = match (format, source) {
+            (Format::Template, None) => {
+                return Err(self.error(
+                    "format",
+                    "`format = \"template\"` needs `template` or `template_file`",
+                ));
+            }
+            (Format::Template, Some(source)) => {
+                let name = format!("in:{room}");
+                templates
+                    .add(&name, source)
+                    .map_err(|err| self.error("template", err))?;
+                Some(name)
+            }
+            (_, _) => None,
+        };
+        let signature_header = pick(&raw.signature_header, |p| &p.signature_header)
+            .unwrap_or_else(|| "X-Hub-Signature-256".to_owned());
+        check_header_name(&signature_header).map_err(|m| self.error("signature_header", m))?;
+        let username = pick(&raw.username, |p| &p.username).unwrap_or_else(|| match format {
+            Format::Github => "GitHub".to_owned(),
+            Format::Gitlab => "GitLab".to_owned(),
+            Format::Alertmanager => "Alertmanager".to_owned(),
+            Format::Grafana => "Grafana".to_owned(),
+            _ => self.name.to_owned(),
+        });
+        Ok(InboundSettings {
+            token,
+            secret,
+            signature_header,
+            format,
+            template,
+            username,
+            avatar_url: pick(&raw.avatar_url, |p| &p.avatar_url),
+            kind: raw
+                .kind
+                .or(parent.and_then(|p| p.kind))
+                .unwrap_or(InboundKind::Message),
+        })
+    }
+
+    fn outbound(
+        &self,
+        raw: &RawRoom,
+        templates: &mut Templates,
+        room: &str,
+    ) -> Result<Option<OutboundSettings>, ConfigError> {
+        let parent = self.parent;
+        let pick = |own: &Option<String>, get: fn(&RawRoom) -> &Option<String>| {
+            own.clone().or_else(|| parent.and_then(|p| get(p).clone()))
+        };
+        let Some(url) = pick(&raw.url, |p| &p.url) else {
+            return Ok(None);
+        };
+        match url.split_once("://") {
+            Some(("http" | "https", rest)) if !rest.is_empty() => {}
+            _ => {
+                return Err(self.error("url", format!("`{url}` is not an http:// or https:// URL")));
+            }
+        }
+        let payload = raw
+            .payload
+            .or(parent.and_then(|p| p.payload))
+            .unwrap_or(Payload::Json);
+        let mut source = self.template(
+            &raw.payload_template,
+            &raw.payload_template_file,
+            "payload_template",
+        )?;
+        if source.is_none()
+            && let Some(parent) = parent
+        {
+            source = Resolver {
+                account: self.account,
+                name: self.name,
+                parent: None,
+                prefix: Vec::new(),
+            }
+            .template(
+                &parent.payload_template,
+                &parent.payload_template_file,
+                "payload_template",
+            )?;
+        }
+        let template = match (payload, source) {
+            (Payload::Template, None) => {
+                return Err(self.error(
+                    "payload",
+                    "`payload = \"template\"` needs `payload_template` or `payload_template_file`",
+                ));
+            }
+            (Payload::Template, Some(source)) => {
+                let name = format!("out:{room}");
+                templates
+                    .add(&name, source)
+                    .map_err(|err| self.error("payload_template", err))?;
+                Some(name)
+            }
+            _ => None,
+        };
+        let sign_secret = self.secret(
+            &raw.sign_secret,
+            &raw.sign_secret_file,
+            |p| (p.sign_secret.clone(), p.sign_secret_file.clone()),
+            "sign_secret",
+        )?;
+        let sign_header = pick(&raw.sign_header, |p| &p.sign_header)
+            .unwrap_or_else(|| "X-Patchbay-Signature-256".to_owned());
+        check_header_name(&sign_header).map_err(|m| self.error("sign_header", m))?;
+        let timeout_secs = raw
+            .timeout_secs
+            .or(parent.and_then(|p| p.timeout_secs))
+            .unwrap_or(10.0);
+        if !(timeout_secs.is_finite() && timeout_secs > 0.0) {
+            return Err(self.error("timeout_secs", "must be a number of seconds above 0"));
+        }
+        let headers = raw
+            .headers
+            .clone()
+            .or_else(|| parent.and_then(|p| p.headers.clone()))
+            .unwrap_or_default();
+        for name in headers.keys() {
+            check_header_name(name).map_err(|m| self.error("headers", m))?;
+        }
+        let content_type = pick(&raw.content_type, |p| &p.content_type)
+            .unwrap_or_else(|| "application/json".to_owned());
+        Ok(Some(OutboundSettings {
+            url,
+            payload,
+            template,
+            content_type,
+            sign_secret,
+            sign_header,
+            timeout: Duration::from_secs_f64(timeout_secs),
+            headers,
+        }))
+    }
+}
+
+fn check_header_name(name: &str) -> Result<(), String> {
+    axum::http::HeaderName::from_bytes(name.as_bytes())
+        .map(|_| ())
+        .map_err(|_| format!("`{name}` is not a valid HTTP header name"))
+}
+
+/// The shipped templates' names, for error messages.
+pub fn shipped() -> &'static [&'static str] {
+    templates::SHIPPED
+}

@@ -1,0 +1,124 @@
+//! The webhook connector: notifications in and out over HTTP.
+//!
+//! Inbound, `POST /hooks/NAME/ROOM` on the gateway's shared listener becomes a message in room
+//! `webhook.NAME/ROOM` (Slack- or Discord-style JSON, plain text, or JSON through a template —
+//! shipped for GitHub, GitLab, Alertmanager and Grafana), authenticated by bearer token or HMAC
+//! signature, answered 202 once the gateway has recorded it. Outbound, a room with a `url`
+//! receives each delivery as a POST in Slack, Discord, Mattermost, patchbay JSON or template
+//! form; failures the receiver may recover from are retried by the gateway's outbox.
+//!
+//! - [`config`]: the `[webhook.NAME]` table.
+//! - `auth`: tokens and signatures. `ratelimit`: per-hook token buckets.
+//! - `parse`: bodies → messages. `templates`: the shipped and configured templates.
+//! - `server`: the inbound route. `render` + `send`: the outbound POST.
+
+pub mod config;
+
+mod auth;
+mod parse;
+mod ratelimit;
+mod render;
+mod send;
+mod server;
+mod templates;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use patchbay_sdk::{
+    AccountInfo, ConfigError, Connector, ConnectorContext, ConnectorError, ConnectorFactory,
+    Delivered, Delivery, DeliveryError,
+};
+use tokio::sync::watch;
+
+pub use auth::{sign, verify};
+pub use config::WebhookConfig;
+
+use server::Shared;
+
+/// Builds webhook accounts from `[webhook.NAME]` tables.
+pub struct WebhookFactory;
+
+impl ConnectorFactory for WebhookFactory {
+    fn protocol(&self) -> &'static str {
+        "webhook"
+    }
+
+    fn build(
+        &self,
+        account: &AccountInfo,
+        table: toml::Table,
+    ) -> Result<Arc<dyn Connector>, ConfigError> {
+        let config = config::parse(account, table)?;
+        Ok(Arc::new(Webhook::new(config)?))
+    }
+
+    fn check_room(&self, room: &str) -> Result<(), String> {
+        if room.is_empty() {
+            Err("the room name is empty".into())
+        } else if room.contains('/') || room.contains('?') || room.contains('#') {
+            Err(format!(
+                "`{room}` cannot be a hook name: it is the last segment of /hooks/NAME/ROOM"
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// One webhook account.
+pub struct Webhook {
+    shared: Arc<Shared>,
+    client: reqwest::Client,
+}
+
+impl Webhook {
+    pub fn new(config: WebhookConfig) -> Result<Self, ConfigError> {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("patchbay/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| ConfigError::at(&[], format!("cannot make an HTTP client: {err}")))?;
+        let limiter = ratelimit::RateLimiter::new(config.rate_per_minute, config.rate_burst);
+        let (sink, _) = watch::channel(None);
+        Ok(Webhook {
+            shared: Arc::new(Shared {
+                config,
+                limiter,
+                sink,
+            }),
+            client,
+        })
+    }
+}
+
+#[async_trait]
+impl Connector for Webhook {
+    async fn run(&self, ctx: ConnectorContext) -> Result<(), ConnectorError> {
+        self.shared.sink.send_replace(Some(ctx.sink.clone()));
+        ctx.state.up();
+        ctx.shutdown.cancelled().await;
+        self.shared.sink.send_replace(None);
+        Ok(())
+    }
+
+    async fn deliver(&self, delivery: Delivery) -> Result<Delivered, DeliveryError> {
+        let config = &self.shared.config;
+        let Some(settings) = config.outbound(&delivery.room) else {
+            return Err(DeliveryError::permanent(format!(
+                "webhook room `{}` has no `url` to deliver to (set [webhook.{}.rooms.{}] url = ...)",
+                delivery.room, config.name, delivery.room
+            )));
+        };
+        let body = render::render(settings, &config.templates, &delivery)
+            .map_err(DeliveryError::permanent)?;
+        let Some(body) = body else {
+            return Ok(Delivered::default());
+        };
+        send::post(&self.client, settings, body).await?;
+        Ok(Delivered::default())
+    }
+
+    fn http_routes(&self) -> Option<axum::Router> {
+        Some(server::router(Arc::clone(&self.shared)))
+    }
+}

@@ -1,0 +1,288 @@
+//! Inbound bodies → what the message says and who says it (pure).
+//!
+//! Slack-style JSON (`text`, `username`, `icon_url`), Discord-style JSON (`content`, `username`,
+//! `avatar_url`), plain text, and JSON through a template (shipped for GitHub, GitLab,
+//! Alertmanager and Grafana, or the hook's own). Every refusal says what is wrong, for the 400.
+
+use axum::http::HeaderMap;
+use minijinja::Value;
+
+use crate::config::{Format, InboundSettings};
+use crate::templates::{self, Templates};
+
+/// What a hook's body becomes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// A message to relay.
+    Message(Message),
+    /// A well-formed body that is not relayed (GitHub's `ping`, an event kind without a
+    /// template, a template that rendered nothing): answered 200 with the reason.
+    Ignored(String),
+}
+
+/// A message, its text in Markdown.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Message {
+    pub text: String,
+    pub username: String,
+    pub avatar_url: Option<String>,
+}
+
+/// Read `body` as the hook's format says.
+pub fn parse(
+    settings: &InboundSettings,
+    templates: &Templates,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Parsed, String> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let is_json = header("content-type")
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|t| t == "application/json" || t.ends_with("+json"));
+    match settings.format {
+        Format::Text => text(settings, body),
+        Format::Auto if !is_json && !looks_like_json(body) => text(settings, body),
+        Format::Auto => {
+            let json = json(body)?;
+            if json.get("text").is_some() {
+                slack(settings, &json)
+            } else if json.get("content").is_some() {
+                discord(settings, &json)
+            } else {
+                Err(
+                    "the JSON body has neither `text` (Slack style) nor `content` (Discord style)"
+                        .into(),
+                )
+            }
+        }
+        Format::Slack => slack(settings, &json(body)?),
+        Format::Discord => discord(settings, &json(body)?),
+        Format::Github => {
+            let event = header("x-github-event")
+                .ok_or("the X-GitHub-Event header is missing (is this a GitHub hook?)")?;
+            match event {
+                "ping" => Ok(Parsed::Ignored("pong".into())),
+                "push" | "issues" | "pull_request" | "release" => shipped(
+                    settings,
+                    templates,
+                    &format!("github/{event}"),
+                    &json(body)?,
+                ),
+                other => Ok(Parsed::Ignored(format!(
+                    "GitHub event `{other}` is not relayed (push, issues, pull_request and release are)"
+                ))),
+            }
+        }
+        Format::Gitlab => {
+            let json = json(body)?;
+            match json.get("object_kind").and_then(|k| k.as_str()) {
+                Some("push" | "tag_push") => shipped(settings, templates, "gitlab/push", &json),
+                Some(other) => Ok(Parsed::Ignored(format!(
+                    "GitLab event `{other}` is not relayed (push and tag_push are)"
+                ))),
+                None => Err("the body has no `object_kind` (is this a GitLab hook?)".into()),
+            }
+        }
+        Format::Alertmanager => shipped(settings, templates, "alertmanager", &json(body)?),
+        Format::Grafana => shipped(settings, templates, "grafana", &json(body)?),
+        Format::Template => {
+            let name = settings
+                .template
+                .as_deref()
+                .ok_or("the hook has no template")?;
+            let json = json(body)?;
+            let mut context = match &json {
+                serde_json::Value::Object(map) => map.clone(),
+                _ => serde_json::Map::new(),
+            };
+            context.insert("body".into(), json.clone());
+            let mut header_map = serde_json::Map::new();
+            for (name, value) in headers {
+                if let Ok(value) = value.to_str() {
+                    header_map.insert(name.as_str().to_owned(), value.into());
+                }
+            }
+            context.insert("headers".into(), header_map.into());
+            render(
+                settings,
+                templates,
+                name,
+                &serde_json::Value::Object(context),
+            )
+        }
+    }
+}
+
+fn looks_like_json(body: &[u8]) -> bool {
+    body.iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{')
+}
+
+fn json(body: &[u8]) -> Result<serde_json::Value, String> {
+    serde_json::from_slice(body).map_err(|err| format!("the body is not valid JSON: {err}"))
+}
+
+fn text(settings: &InboundSettings, body: &[u8]) -> Result<Parsed, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "the body is not UTF-8 text".to_owned())?;
+    let text = text.trim_end_matches(['\r', '\n']);
+    if text.trim().is_empty() {
+        return Err("the body is empty".into());
+    }
+    Ok(Parsed::Message(Message {
+        text: text.to_owned(),
+        username: settings.username.clone(),
+        avatar_url: settings.avatar_url.clone(),
+    }))
+}
+
+/// A string field, or an error naming it when it is there but not a string.
+fn string_field(json: &serde_json::Value, key: &str) -> Result<Option<String>, String> {
+    match json.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(format!("`{key}` must be a string")),
+    }
+}
+
+fn slack(settings: &InboundSettings, json: &serde_json::Value) -> Result<Parsed, String> {
+    let text = string_field(json, "text")?.ok_or("the JSON body has no `text`")?;
+    if text.trim().is_empty() {
+        return Err("`text` is empty".into());
+    }
+    Ok(Parsed::Message(Message {
+        text: slack_to_markdown(&text),
+        username: string_field(json, "username")?.unwrap_or_else(|| settings.username.clone()),
+        avatar_url: string_field(json, "icon_url")?.or_else(|| settings.avatar_url.clone()),
+    }))
+}
+
+fn discord(settings: &InboundSettings, json: &serde_json::Value) -> Result<Parsed, String> {
+    let text = string_field(json, "content")?.ok_or("the JSON body has no `content`")?;
+    if text.trim().is_empty() {
+        return Err("`content` is empty".into());
+    }
+    Ok(Parsed::Message(Message {
+        text,
+        username: string_field(json, "username")?.unwrap_or_else(|| settings.username.clone()),
+        avatar_url: string_field(json, "avatar_url")?.or_else(|| settings.avatar_url.clone()),
+    }))
+}
+
+fn shipped(
+    settings: &InboundSettings,
+    templates: &Templates,
+    name: &str,
+    json: &serde_json::Value,
+) -> Result<Parsed, String> {
+    if let Some(field) = templates::missing(json, templates::required(name)) {
+        return Err(format!(
+            "the body has no `{field}`, which a {name} payload carries"
+        ));
+    }
+    render(settings, templates, name, json)
+}
+
+fn render(
+    settings: &InboundSettings,
+    templates: &Templates,
+    name: &str,
+    json: &serde_json::Value,
+) -> Result<Parsed, String> {
+    let text = templates.render(name, Value::from(minijinja::value::Serde(json)))?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(Parsed::Ignored("the template rendered nothing".into()));
+    }
+    Ok(Parsed::Message(Message {
+        text: text.to_owned(),
+        username: settings.username.clone(),
+        avatar_url: settings.avatar_url.clone(),
+    }))
+}
+
+/// Slack's `mrkdwn` to Markdown: `<url|label>` and `<url>` links, `*bold*`, `~strike~`.
+/// `_italic_` and code spans are the same in both.
+pub fn slack_to_markdown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(['<', '*', '~']) {
+        out.push_str(&rest[..start]);
+        let marker = rest.as_bytes()[start];
+        let after = &rest[start + 1..];
+        if marker == b'<' {
+            match after.find('>') {
+                Some(end) if !after[..end].contains(['<', '\n']) => {
+                    let inner = &after[..end];
+                    let (url, label) = inner.split_once('|').unwrap_or((inner, ""));
+                    if url.starts_with("http://")
+                        || url.starts_with("https://")
+                        || url.starts_with("mailto:")
+                    {
+                        if label.is_empty() {
+                            out.push_str(&format!("<{url}>"));
+                        } else {
+                            out.push_str(&format!("[{label}]({url})"));
+                        }
+                    } else if inner.starts_with(['@', '#', '!']) {
+                        // Mentions and channel links (<@U1>, <#C1|name>, <!here>): their label.
+                        out.push_str(if label.is_empty() { inner } else { label });
+                    } else {
+                        out.push('<');
+                        rest = after;
+                        continue;
+                    }
+                    rest = &after[end + 1..];
+                }
+                _ => {
+                    out.push('<');
+                    rest = after;
+                }
+            }
+        } else {
+            let marker = marker as char;
+            // A pair on one line, hugging its text, is emphasis.
+            match after.find([marker, '\n']) {
+                Some(end)
+                    if end > 0
+                        && after[end..].starts_with(marker)
+                        && !after.starts_with(' ')
+                        && !after[..end].ends_with(' ') =>
+                {
+                    let double = if marker == '*' { "**" } else { "~~" };
+                    out.push_str(double);
+                    out.push_str(&after[..end]);
+                    out.push_str(double);
+                    rest = &after[end + 1..];
+                }
+                _ => {
+                    out.push(marker);
+                    rest = after;
+                }
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slack_links_and_emphasis_become_markdown() {
+        assert_eq!(
+            slack_to_markdown("*deploy* of <https://ci/1|build 1> ~failed~ for <@U12> 2 * 3"),
+            "**deploy** of [build 1](https://ci/1) ~~failed~~ for @U12 2 * 3"
+        );
+        assert_eq!(slack_to_markdown("see <https://x>"), "see <https://x>");
+        assert_eq!(slack_to_markdown("a < b > c"), "a < b > c");
+    }
+}

@@ -1,0 +1,113 @@
+//! POST one rendered delivery and say whether the gateway should retry.
+//!
+//! 2xx is delivered. 408, 429, 5xx, timeouts and connection failures are retryable (honouring
+//! `Retry-After`); any other status is permanent: retrying the same body cannot help.
+
+use std::time::Duration;
+
+use patchbay_sdk::DeliveryError;
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+
+use crate::auth;
+use crate::config::OutboundSettings;
+
+/// The longest `Retry-After` honoured; a receiver asking for more is retried sooner.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// POST `body` to the room's URL.
+pub async fn post(
+    client: &reqwest::Client,
+    settings: &OutboundSettings,
+    body: Vec<u8>,
+) -> Result<(), DeliveryError> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in &settings.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| DeliveryError::permanent(format!("bad header name `{name}`")))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| DeliveryError::permanent(format!("bad value for header `{name}`")))?;
+        headers.insert(name, value);
+    }
+    let content_type = HeaderValue::from_str(&settings.content_type)
+        .map_err(|_| DeliveryError::permanent("bad content_type"))?;
+    headers.insert(CONTENT_TYPE, content_type);
+    if let Some(secret) = &settings.sign_secret {
+        let signature = auth::sign(secret, &body);
+        let name = HeaderName::from_bytes(settings.sign_header.as_bytes())
+            .map_err(|_| DeliveryError::permanent("bad sign_header"))?;
+        headers.insert(
+            name,
+            HeaderValue::from_str(&signature)
+                .map_err(|_| DeliveryError::permanent("bad signature header value"))?,
+        );
+    }
+    let response = client
+        .post(&settings.url)
+        .headers(headers)
+        .timeout(settings.timeout)
+        .body(body)
+        .send()
+        .await
+        .map_err(|err| {
+            let what = if err.is_timeout() {
+                "timed out"
+            } else if err.is_connect() {
+                "could not connect"
+            } else {
+                "failed"
+            };
+            DeliveryError::retryable(format!("POST {} {what}: {err}", settings.url))
+        })?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER));
+    // A little of the answer helps whoever reads the dead-letter table.
+    let text = response.text().await.unwrap_or_default();
+    let snippet: String = text.chars().take(200).collect();
+    let reason = format!("POST {} answered {status}: {snippet}", settings.url);
+    Err(classify(status, reason, retry_after))
+}
+
+fn classify(status: StatusCode, reason: String, retry_after: Option<Duration>) -> DeliveryError {
+    if status.is_server_error()
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+    {
+        DeliveryError::Retryable {
+            reason,
+            retry_after,
+        }
+    } else {
+        // 3xx left over after redirects, and 4xx: the request itself is refused.
+        DeliveryError::Permanent { reason }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_retry_or_not() {
+        let retry = |s: u16| {
+            matches!(
+                classify(
+                    StatusCode::from_u16(s).expect("status"),
+                    String::new(),
+                    None
+                ),
+                DeliveryError::Retryable { .. }
+            )
+        };
+        assert!(retry(500) && retry(503) && retry(429) && retry(408));
+        assert!(!retry(400) && !retry(401) && !retry(404) && !retry(413));
+    }
+}

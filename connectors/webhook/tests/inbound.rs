@@ -1,0 +1,465 @@
+//! Inbound hooks over real HTTP on loopback: each documented body format, tokens, HMAC
+//! signatures, bad bodies, the size limit and the rate limit.
+
+mod support;
+
+use patchbay_sdk::{Kind, RichText};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::start;
+
+const CONFIG: &str = r#"
+token = "s3cret"
+max_body_bytes = 2048
+rate_limit_per_minute = 60
+rate_limit_burst = 20
+
+[rooms.github]
+format = "github"
+secret = "gh-secret"
+
+[rooms.gitlab]
+format = "gitlab"
+
+[rooms.alerts]
+format = "alertmanager"
+kind = "notice"
+
+[rooms.grafana]
+format = "grafana"
+
+[rooms.custom]
+format = "template"
+template = "{{ headers['x-app'] }}: {{ build.status }} ({{ body.build.id }})"
+
+[rooms.limited]
+format = "text"
+
+[rooms.open]
+secret = "hmac-only"
+signature_header = "X-Signature"
+"#;
+
+fn body_text(kind: &Kind) -> String {
+    kind.body().map(RichText::to_plain).unwrap_or_default()
+}
+
+async fn error_of(response: reqwest::Response) -> String {
+    let json: Value = response.json().await.expect("a JSON answer");
+    json["error"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn slack_discord_and_plain_bodies_become_messages_with_their_author() {
+    let hook = start("ci", CONFIG).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/hooks/ci/builds", hook.base);
+    let slack = client
+        .post(&url)
+        .bearer_auth("s3cret")
+        .json(&json!({"text": "*deploy* <https://ci/1|#1> done", "username": "deploybot", "icon_url": "https://img/bot.png"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(slack.status(), StatusCode::ACCEPTED);
+    let answer: Value = slack.json().await.expect("json");
+    assert!(
+        answer["id"].as_str().is_some_and(|id| id.len() == 26),
+        "{answer}"
+    );
+
+    let discord = client
+        .post(format!("{url}?token=s3cret"))
+        .json(&json!({"content": "**tests** passed", "username": "ci", "avatar_url": "https://img/ci.png"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(discord.status(), StatusCode::ACCEPTED);
+
+    let plain = client
+        .post(&url)
+        .bearer_auth("s3cret")
+        .header("content-type", "text/plain")
+        .body("just text\n")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(plain.status(), StatusCode::ACCEPTED);
+
+    let events = hook.sink.wait_for(3).await;
+    assert!(events.iter().all(|e| e.room == "builds"));
+    assert_eq!(events[0].author.name, "deploybot");
+    assert_eq!(
+        events[0].author.avatar.as_deref(),
+        Some("https://img/bot.png")
+    );
+    assert_eq!(body_text(&events[0].kind), "deploy #1 (https://ci/1) done");
+    let spans = events[0].kind.body().expect("body").spans();
+    assert!(spans[0].style.bold, "{spans:?}");
+    assert!(spans.iter().any(
+        |s| matches!(&s.kind, patchbay_sdk::text::SpanKind::Link { url } if url == "https://ci/1")
+    ));
+    assert_eq!(events[1].author.name, "ci");
+    assert_eq!(
+        events[1].author.avatar.as_deref(),
+        Some("https://img/ci.png")
+    );
+    assert_eq!(body_text(&events[1].kind), "tests passed");
+    // No username: the account's name.
+    assert_eq!(events[2].author.name, "ci");
+    assert_eq!(body_text(&events[2].kind), "just text");
+    assert!(events.iter().all(|e| e.author.is_bot));
+}
+
+#[tokio::test]
+async fn tokens_are_checked() {
+    let hook = start("ci", CONFIG).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/hooks/ci/builds", hook.base);
+    let none = client.post(&url).body("x").send().await.expect("post");
+    assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
+    assert!(none.headers().contains_key("www-authenticate"));
+    assert_eq!(error_of(none).await, "a bearer token is required");
+    let wrong = client
+        .post(&url)
+        .bearer_auth("s3cre")
+        .body("x")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+    assert_eq!(error_of(wrong).await, "the token is wrong");
+    let wrong_query = client
+        .post(format!("{url}?token=nope"))
+        .body("x")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(wrong_query.status(), StatusCode::FORBIDDEN);
+    assert_eq!(hook.sink.count(), 0, "nothing refused was emitted");
+}
+
+#[tokio::test]
+async fn hmac_signatures_are_checked_against_the_exact_body() {
+    let hook = start("ci", CONFIG).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/hooks/ci/open", hook.base);
+    let body = br#"{"text": "signed"}"#.to_vec();
+    let good = client
+        .post(&url)
+        .header("X-Signature", patchbay_webhook::sign("hmac-only", &body))
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(good.status(), StatusCode::ACCEPTED);
+    let tampered = client
+        .post(&url)
+        .header("X-Signature", patchbay_webhook::sign("hmac-only", &body))
+        .header("content-type", "application/json")
+        .body(br#"{"text": "signed!"}"#.to_vec())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(tampered.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        error_of(tampered).await,
+        "the signature does not match the body"
+    );
+    let unsigned = client
+        .post(&url)
+        .body(body.clone())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
+    // This room's secret replaces the account's token? No: either one is accepted.
+    let token = client
+        .post(&url)
+        .bearer_auth("s3cret")
+        .json(&json!({"text": "t"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(token.status(), StatusCode::ACCEPTED);
+    let events = hook.sink.wait_for(2).await;
+    assert_eq!(body_text(&events[0].kind), "signed");
+}
+
+#[tokio::test]
+async fn bad_bodies_get_400_naming_the_problem() {
+    let hook = start("ci", CONFIG).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/hooks/ci/builds", hook.base);
+    let cases: Vec<(&str, &[u8], &str)> = vec![
+        (
+            "application/json",
+            b"{\"text\": ",
+            "the body is not valid JSON",
+        ),
+        (
+            "application/json",
+            b"{\"foo\": 1}",
+            "the JSON body has neither `text` (Slack style) nor `content` (Discord style)",
+        ),
+        (
+            "application/json",
+            b"{\"text\": 5}",
+            "`text` must be a string",
+        ),
+        (
+            "application/json",
+            b"{\"content\": \"  \"}",
+            "`content` is empty",
+        ),
+        ("text/plain", b"", "the body is empty"),
+        ("text/plain", b"\xff\xfe", "the body is not UTF-8 text"),
+    ];
+    for (content_type, body, want) in cases {
+        let response = client
+            .post(&url)
+            .bearer_auth("s3cret")
+            .header("content-type", content_type)
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{want}");
+        let error = error_of(response).await;
+        assert!(
+            error.starts_with(want),
+            "{error:?} should start with {want:?}"
+        );
+    }
+    let github = client
+        .post(format!("{}/hooks/ci/github", hook.base))
+        .bearer_auth("s3cret")
+        .header("X-GitHub-Event", "push")
+        .json(&json!({"ref": "refs/heads/main"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(github.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        error_of(github).await,
+        "the body has no `repository.full_name`, which a github/push payload carries"
+    );
+    assert_eq!(hook.sink.count(), 0);
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_get_413_and_bursts_get_429_with_retry_after() {
+    let hook = start(
+        "ci",
+        &CONFIG.replace("rate_limit_burst = 20", "rate_limit_burst = 3"),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/hooks/ci/limited", hook.base);
+    let big = client
+        .post(&url)
+        .bearer_auth("s3cret")
+        .body("x".repeat(2049))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        error_of(big).await,
+        "the body is over the limit of 2048 bytes"
+    );
+    // A chunked body (no Content-Length) is cut off at the limit too.
+    let stream = chunks("y".repeat(4096));
+    let chunked = client
+        .post(&url)
+        .bearer_auth("s3cret")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(chunked.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    for i in 0..3 {
+        let ok = client
+            .post(&url)
+            .bearer_auth("s3cret")
+            .body(format!("line {i}"))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(ok.status(), StatusCode::ACCEPTED);
+    }
+    let limited = client
+        .post(&url)
+        .bearer_auth("s3cret")
+        .body("one too many")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        limited
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    // Another hook of the same account has its own budget.
+    let other = client
+        .post(format!("{}/hooks/ci/builds", hook.base))
+        .bearer_auth("s3cret")
+        .body("x")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(other.status(), StatusCode::ACCEPTED);
+    let events = hook.sink.wait_for(4).await;
+    let texts: Vec<String> = events
+        .iter()
+        .filter(|e| e.room == "limited")
+        .map(|e| body_text(&e.kind))
+        .collect();
+    assert_eq!(texts, ["line 0", "line 1", "line 2"]);
+}
+
+/// A body sent in 512-byte chunks, without a Content-Length.
+fn chunks(
+    text: String,
+) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = text
+        .into_bytes()
+        .chunks(512)
+        .map(|c| Ok(c.to_vec()))
+        .collect();
+    futures::stream::iter(chunks)
+}
+
+#[tokio::test]
+async fn shipped_templates_render_github_gitlab_alertmanager_and_grafana() {
+    let hook = start("ci", CONFIG).await;
+    let client = reqwest::Client::new();
+    let push = json!({
+        "ref": "refs/heads/main", "compare": "https://github.com/o/r/compare/a...b",
+        "pusher": {"name": "alice"}, "sender": {"login": "alice"},
+        "repository": {"full_name": "o/r", "html_url": "https://github.com/o/r"},
+        "commits": [{"id": "0123456789", "url": "https://github.com/o/r/commit/0123456", "message": "Fix it\n\nbecause", "author": {"name": "Alice"}}]
+    });
+    let body = serde_json::to_vec(&push).expect("json");
+    let github = client
+        .post(format!("{}/hooks/ci/github", hook.base))
+        .header("X-GitHub-Event", "push")
+        .header("X-GitHub-Delivery", "d-1")
+        .header(
+            "X-Hub-Signature-256",
+            patchbay_webhook::sign("gh-secret", &body),
+        )
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(github.status(), StatusCode::ACCEPTED);
+    let ping = client
+        .post(format!("{}/hooks/ci/github", hook.base))
+        .header("X-GitHub-Event", "ping")
+        .header(
+            "X-Hub-Signature-256",
+            patchbay_webhook::sign("gh-secret", b"{}"),
+        )
+        .body("{}")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(
+        ping.status(),
+        StatusCode::OK,
+        "a ping is answered, not relayed"
+    );
+    let issue = json!({"action": "opened", "sender": {"login": "bob"}, "repository": {"full_name": "o/r"},
+        "issue": {"number": 12, "title": "Crash on start", "html_url": "https://github.com/o/r/issues/12", "body": "It crashes.\nTrace: ..."}});
+    let body = serde_json::to_vec(&issue).expect("json");
+    let github_issue = client
+        .post(format!("{}/hooks/ci/github", hook.base))
+        .header("X-GitHub-Event", "issues")
+        .header(
+            "X-Hub-Signature-256",
+            patchbay_webhook::sign("gh-secret", &body),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(github_issue.status(), StatusCode::ACCEPTED);
+
+    let gitlab = client
+        .post(format!("{}/hooks/ci/gitlab", hook.base))
+        .header("X-Gitlab-Token", "s3cret")
+        .json(&json!({"object_kind": "push", "ref": "refs/heads/dev", "user_name": "Carol", "total_commits_count": 1,
+            "project": {"path_with_namespace": "g/p", "web_url": "https://gitlab.com/g/p"},
+            "commits": [{"id": "abcdef0123456789", "url": "https://gitlab.com/g/p/-/commit/abcdef01", "message": "Tidy", "author": {"name": "Carol"}}]}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(gitlab.status(), StatusCode::ACCEPTED);
+
+    let alert = client
+        .post(format!("{}/hooks/ci/alerts", hook.base))
+        .bearer_auth("s3cret")
+        .json(&json!({"version": "4", "status": "firing", "groupLabels": {"alertname": "HighLoad"},
+            "commonLabels": {"alertname": "HighLoad"}, "externalURL": "http://am",
+            "alerts": [{"status": "firing", "labels": {"alertname": "HighLoad", "severity": "page"},
+                "annotations": {"summary": "load 12 on db1"}, "generatorURL": "http://prom/graph"}]}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(alert.status(), StatusCode::ACCEPTED);
+
+    let grafana = client
+        .post(format!("{}/hooks/ci/grafana", hook.base))
+        .bearer_auth("s3cret")
+        .json(&json!({"title": "[FIRING:1] Disk full", "status": "firing", "message": "disk full on db1",
+            "alerts": [{"status": "firing", "labels": {"alertname": "Disk full"}, "annotations": {"summary": "/ at 98%"},
+                "dashboardURL": "http://grafana/d/1"}]}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(grafana.status(), StatusCode::ACCEPTED);
+
+    let custom = client
+        .post(format!("{}/hooks/ci/custom", hook.base))
+        .bearer_auth("s3cret")
+        .header("X-App", "builder")
+        .json(&json!({"build": {"status": "green", "id": 99}}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(custom.status(), StatusCode::ACCEPTED);
+
+    let events = hook.sink.wait_for(6).await;
+    let texts: Vec<(String, String)> = events
+        .iter()
+        .map(|e| (e.author.name.clone(), body_text(&e.kind)))
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            ("GitHub".to_owned(), "alice pushed 1 commit to main in o/r (https://github.com/o/r/compare/a...b)\n- 0123456 Fix it (Alice)".to_owned()),
+            ("GitHub".to_owned(), "bob opened issue #12 Crash on start (https://github.com/o/r/issues/12) in o/r\n> It crashes.".to_owned()),
+            ("GitLab".to_owned(), "Carol pushed 1 commit to dev in g/p (https://gitlab.com/g/p)\n- abcdef01 Tidy (Carol)".to_owned()),
+            ("Alertmanager".to_owned(), "[FIRING:1] HighLoad\n- firing: load 12 on db1 (page) source (http://prom/graph)".to_owned()),
+            ("Grafana".to_owned(), "[FIRING:1] Disk full\n- firing: / at 98% dashboard (http://grafana/d/1)".to_owned()),
+            ("ci".to_owned(), "builder: green (99)".to_owned()),
+        ]
+    );
+    assert_eq!(
+        events[0].remote_id.as_deref(),
+        Some("d-1"),
+        "GitHub's delivery id dedups redeliveries"
+    );
+    assert!(
+        matches!(events[3].kind, Kind::Notice { .. }),
+        "kind = \"notice\""
+    );
+    assert!(matches!(events[0].kind, Kind::Message { .. }));
+}
