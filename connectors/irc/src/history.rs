@@ -155,34 +155,9 @@ impl History {
     }
 }
 
-/// Format a timestamp as server-time for `CHATHISTORY` requests.
-pub fn format_server_time(ts: Timestamp) -> String {
-    let ms = ts.0.rem_euclid(1000);
-    let secs = ts.0.div_euclid(1000);
-    let days = secs.div_euclid(86400);
-    let sod = secs.rem_euclid(86400);
-    // Civil date from days (Howard Hinnant's algorithm).
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::parse_server_time;
 
     fn tags(time: i64, id: &str) -> MsgTags {
         MsgTags {
@@ -246,13 +221,5 @@ mod tests {
                 ids: vec!["x".into()]
             })
         );
-    }
-
-    #[test]
-    fn server_time_formats_round_trip() {
-        for t in [0, 1_709_296_496_789, 951_782_400_000, 4_102_444_799_999] {
-            let s = format_server_time(Timestamp(t));
-            assert_eq!(parse_server_time(&s), Some(Timestamp(t)), "{s}");
-        }
     }
 }

@@ -4,11 +4,13 @@
 //! - [`config`]: the `[irc.NAME]` table, checked at build time.
 //! - [`transport`]: TCP, TLS (rustls, extra CA, client certificate) and a line reader.
 //! - [`register`]: CAP negotiation, SASL PLAIN/EXTERNAL, nick-in-use (pure state machine).
+//! - [`link`]: the live connection as `deliver` sees it, and the writer task.
 //! - [`session`]: the connection loop: join, rejoin, ping timeout, reconnect with backoff.
 //! - [`pacing`]: flood control (token bucket that queues, never drops).
 //! - [`parse`]: line → event (pure, property-tested on arbitrary bytes).
 //! - [`render`]: delivery → lines, split at the protocol's byte limit (pure).
 //! - [`mirc`]: mIRC formatting codes ↔ rich text (pure).
+//! - [`time`]: IRCv3 server-time parsing and formatting.
 //! - [`history`]: catching up after a reconnect without duplicates.
 //!
 //! The `irc` crate provides the protocol types (message parsing and serialisation); the
@@ -19,12 +21,14 @@ pub use encoding_rs;
 
 pub mod config;
 pub mod history;
+pub mod link;
 pub mod mirc;
 pub mod pacing;
 pub mod parse;
 pub mod register;
 pub mod render;
 pub mod session;
+pub mod time;
 pub mod transport;
 
 use std::sync::{Arc, Mutex};
@@ -39,8 +43,8 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::config::{IrcConfig, is_channel};
+use crate::link::{Paced, Shared, lock};
 use crate::parse::fold_case;
-use crate::session::{Paced, Shared, lock};
 
 /// Builds IRC connectors from `[irc.NAME]` tables.
 #[derive(Clone, Copy, Debug, Default)]

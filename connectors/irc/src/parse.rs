@@ -110,59 +110,12 @@ pub fn decode(raw: &[u8], fallback: &'static encoding_rs::Encoding) -> String {
     }
 }
 
-/// Parse `YYYY-MM-DDTHH:MM:SS[.fff]Z` (server-time) into milliseconds since the epoch.
-pub fn parse_server_time(s: &str) -> Option<Timestamp> {
-    let b = s.as_bytes();
-    if b.len() < 20 || b.get(4) != Some(&b'-') || b.get(10) != Some(&b'T') {
-        return None;
-    }
-    let num = |from: usize, len: usize| -> Option<i64> {
-        let part = s.get(from..from + len)?;
-        if !part.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        part.parse().ok()
-    };
-    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
-    let (hour, min, sec) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
-        return None;
-    }
-    let rest = s.get(19..)?;
-    let millis = if let Some(frac) = rest.strip_prefix('.') {
-        let digits: String = frac.chars().take_while(char::is_ascii_digit).collect();
-        if digits.is_empty() || frac.get(digits.len()..) != Some("Z") {
-            return None;
-        }
-        let mut ms = digits.chars().take(3).collect::<String>();
-        while ms.len() < 3 {
-            ms.push('0');
-        }
-        ms.parse::<i64>().ok()?
-    } else if rest == "Z" {
-        0
-    } else {
-        return None;
-    };
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    Some(Timestamp(
-        ((days * 86400 + hour * 3600 + min * 60 + sec) * 1000) + millis,
-    ))
-}
-
 fn read_tags(message: &Message) -> MsgTags {
     let mut tags = MsgTags::default();
     for tag in message.tags.iter().flatten() {
         let value = tag.1.clone().filter(|v| !v.is_empty());
         match tag.0.as_str() {
-            "time" => tags.time = value.as_deref().and_then(parse_server_time),
+            "time" => tags.time = value.as_deref().and_then(crate::time::parse_server_time),
             "msgid" => tags.msgid = value,
             "account" => tags.account = value,
             "batch" => tags.batch = value,
@@ -523,26 +476,6 @@ mod tests {
         assert!(matches!(p.event, Some(IrcEvent::Privmsg { ref text, .. }) if text == "Привет"));
         assert_eq!(parse_line(b"\r\n", latin1()), Err(ParseError::Empty));
         assert!(parse_line(b":only-a-prefix", latin1()).is_err());
-    }
-
-    #[test]
-    fn server_time_edge_cases() {
-        assert_eq!(
-            parse_server_time("1970-01-01T00:00:00Z"),
-            Some(Timestamp(0))
-        );
-        assert_eq!(
-            parse_server_time("1970-01-01T00:00:01.5Z"),
-            Some(Timestamp(1500))
-        );
-        assert_eq!(
-            parse_server_time("2000-02-29T00:00:00.000Z"),
-            Some(Timestamp(951_782_400_000))
-        );
-        assert_eq!(parse_server_time("garbage"), None);
-        assert_eq!(parse_server_time("2024-13-01T00:00:00Z"), None);
-        assert_eq!(parse_server_time("2024-01-01T00:00:00.Z"), None);
-        assert_eq!(parse_server_time("2024-01-01T00:00:00ü"), None);
     }
 
     #[test]

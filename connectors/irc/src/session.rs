@@ -6,63 +6,24 @@
 //! connection is registered, [`Link`] is published in [`Shared`] for `deliver` to use; while
 //! there is none, deliveries are refused as retryable and wait in the gateway's outbox.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use patchbay_sdk::{ConnectorContext, ConnectorError, ConnectorState, Timestamp};
 use rand::Rng;
-use tokio::io::{AsyncWrite, AsyncWriteExt, WriteHalf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, error, info, trace, warn};
 
-use crate::config::IrcConfig;
-use crate::history::{History, format_server_time};
+use crate::history::History;
+use crate::link::{Link, LinkState, Shared, lock, writer_task};
 use crate::pacing::TokenBucket;
 use crate::parse::{self, IrcEvent, MsgTags, Parsed, Source, fold_case};
 use crate::register::{Registration, Step};
 use crate::render::SelfPrefix;
+use crate::time::format_server_time;
 use crate::transport::{self, LineReader, Stream};
-
-/// What the connector and its sessions share.
-pub struct Shared {
-    pub cfg: IrcConfig,
-    pub tls: Option<Arc<rustls::ClientConfig>>,
-    pub link: Mutex<Option<Link>>,
-}
-
-/// A line for the writer; `done` fires once it is written and flushed.
-pub struct Paced {
-    pub line: String,
-    pub done: Option<oneshot::Sender<()>>,
-}
-
-/// Who waits for echo-message to give a sent line its id.
-type EchoWaiters = HashMap<(String, String), VecDeque<oneshot::Sender<Option<String>>>>;
-
-/// Handles to the registered connection.
-#[derive(Clone)]
-pub struct Link {
-    pub urgent: mpsc::UnboundedSender<String>,
-    pub paced: mpsc::UnboundedSender<Paced>,
-    pub state: Arc<Mutex<LinkState>>,
-}
-
-/// What `deliver` needs to know about the live connection.
-pub struct LinkState {
-    pub me: SelfPrefix,
-    pub caps: HashSet<String>,
-    /// Joined channels: folded name → name as the server spells it.
-    pub joined: HashMap<String, String>,
-    /// Channels a delivery asked to join, and when.
-    pub join_requested: HashMap<String, Instant>,
-    pub echo_waiters: EchoWaiters,
-}
-
-pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// How a connection ended.
 enum Ended {
@@ -125,43 +86,6 @@ pub async fn run(shared: Arc<Shared>, ctx: ConnectorContext) -> Result<(), Conne
             }
         }
     }
-}
-
-async fn writer_task<W: AsyncWrite>(
-    mut wr: WriteHalf<W>,
-    mut urgent: mpsc::UnboundedReceiver<String>,
-    mut paced: mpsc::UnboundedReceiver<Paced>,
-    mut bucket: TokenBucket,
-) -> std::io::Result<()> {
-    let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
-    loop {
-        let line = tokio::select! {
-            biased;
-            Some(line) = urgent.recv() => line,
-            Some(p) = paced.recv() => {
-                bucket.take().await;
-                if let Some(done) = p.done {
-                    acks.push(done);
-                }
-                p.line
-            }
-            else => break,
-        };
-        // A line never carries CR, LF or NUL: cut there rather than send two commands.
-        let clean = line.split(['\r', '\n', '\0']).next().unwrap_or("");
-        trace!("> {clean}");
-        wr.write_all(clean.as_bytes()).await?;
-        wr.write_all(b"\r\n").await?;
-        if urgent.is_empty() && paced.is_empty() {
-            wr.flush().await?;
-            for ack in acks.drain(..) {
-                let _ = ack.send(());
-            }
-        }
-    }
-    wr.flush().await?;
-    let _ = wr.shutdown().await;
-    Ok(())
 }
 
 /// Per-connection state of the reader loop.
