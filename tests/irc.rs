@@ -39,7 +39,7 @@ async fn two_inspircd_channels_and_the_console_mirror_each_other() {
     let server = IrcServer::inspircd().await;
     let dir = irc::tempdir();
     let config = format!(
-        "[general]\ndata_dir = \"data\"\n\n[console.term]\ninput = \"none\"\noutput = \"stdout\"\n\n{}{}\
+        "[general]\ndata_dir = \"data\"\n\n[console.term]\ninput = \"stdin\"\noutput = \"stdout\"\nroom = \"lobby\"\nnick = \"you\"\n\n{}{}\
          [[route]]\nname = \"mirror\"\ninout = [\"irc.a/#one\", \"irc.b/#two\", \"console.term/lobby\"]\n\
          nick_format = \"{{nick}}\"\n",
         account("a", server.port, "pba", "#one", ""),
@@ -67,11 +67,28 @@ async fn two_inspircd_channels_and_the_console_mirror_each_other() {
     let seen = alice.expect_privmsg("#one", "waves back").await;
     assert_eq!(seen, "\x01ACTION b\u{200B}ob waves back\x01");
 
+    // A 3,000-character multi-byte line typed on the console arrives complete and in order,
+    // split into IRC lines.
+    let long: String = "ÄÖÜ漢字テストé🎉".chars().cycle().take(3000).collect();
+    tokio::task::block_in_place(|| gateway.type_line(&long));
+    let mut received = String::new();
+    while received.chars().count() < 3000 {
+        let line = bob.expect_privmsg("#two", "<y\u{200B}ou> ").await;
+        received.push_str(line.strip_prefix("<y\u{200B}ou> ").expect("nick prefix"));
+    }
+    assert_eq!(received, long);
+
     // Nothing relayed back into its own channel: the next line alice sees is bob's marker.
     bob.send("PRIVMSG #two :marker").await;
-    let next = alice
+    let mut next = alice
         .expect("the next message", |cmd, _, _| cmd == "PRIVMSG")
         .await;
+    // alice also got the console's long line (in #one); skip those.
+    while patchbay_irc::parse::command_params(&next.message).1[1].starts_with("<y\u{200B}ou> ") {
+        next = alice
+            .expect("the next message", |cmd, _, _| cmd == "PRIVMSG")
+            .await;
+    }
     let (_, params) = patchbay_irc::parse::command_params(&next.message);
     assert!(params[1].contains("marker"), "unexpected {params:?}");
     drop(gateway);
