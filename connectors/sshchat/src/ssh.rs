@@ -9,6 +9,7 @@
 //! sessions of the account share one join gate so reconnects never trip Devzat's join-rate ban.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,13 +39,38 @@ const FLUSH_AFTER: Duration = Duration::from_millis(60);
 /// How long to wait for the echo of `cd #room` before assuming we are in the room.
 const ROOM_ENTRY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a delivery waits for its line to be written before it counts as accepted anyway
+/// (it stays queued, and is written after a reconnect if need be).
+const WRITE_WAIT: Duration = Duration::from_secs(10);
+
 /// Per-room send queue shared between `deliver` and the room's session.
-#[derive(Default)]
+///
+/// Counting invariant: `enqueued - written` is the number of lines in `lines`. A delivery that
+/// finds the queue empty and the rate limit not reached waits until its line is written (so an
+/// accepted message is on the wire in the common case); otherwise it returns at once, so a burst piles up and is
+/// merged under the rate limit instead of trickling through one line at a time.
 struct RoomQueue {
     lines: Mutex<VecDeque<String>>,
+    enqueued: std::sync::atomic::AtomicU64,
+    written: tokio::sync::watch::Sender<u64>,
     notify: Notify,
     /// True while the session is in its room and can send.
     live: std::sync::atomic::AtomicBool,
+    /// The rate limit was reached at the last write: a new line would wait for it.
+    throttled: std::sync::atomic::AtomicBool,
+}
+
+impl Default for RoomQueue {
+    fn default() -> Self {
+        RoomQueue {
+            lines: Mutex::new(VecDeque::new()),
+            enqueued: Default::default(),
+            written: tokio::sync::watch::Sender::new(0),
+            notify: Notify::new(),
+            live: Default::default(),
+            throttled: Default::default(),
+        }
+    }
 }
 
 pub struct SshMode {
@@ -144,7 +170,7 @@ impl SshMode {
             Dialect::Devzat => vec![render::devzat_line(&out)],
             Dialect::SshChat => render::ssh_chat_lines(&out),
         };
-        {
+        let (backlog, target) = {
             let mut queued = queue
                 .lines
                 .lock()
@@ -159,9 +185,17 @@ impl SshMode {
                     retry_after: Some(Duration::from_secs(5)),
                 });
             }
+            let backlog = !queued.is_empty();
+            let n = lines.len() as u64;
             queued.extend(lines);
-        }
+            let target = queue.enqueued.fetch_add(n, Ordering::SeqCst) + n;
+            (backlog, target)
+        };
         queue.notify.notify_one();
+        if !backlog && !queue.throttled.load(Ordering::SeqCst) {
+            let mut written = queue.written.subscribe();
+            let _ = tokio::time::timeout(WRITE_WAIT, written.wait_for(|w| *w >= target)).await;
+        }
         Ok(Delivered::default())
     }
 }
@@ -338,12 +372,16 @@ impl RoomSession {
                 () = self.queue.notify.notified() => {}
                 () = tokio::time::sleep(send_in), if waiting => {
                     let now = Instant::now();
-                    let Some(line) = self.next_line(&mut window, now) else { continue };
+                    let Some((line, count)) = self.next_line(&mut window, now) else { continue };
                     if let Err(err) = write.data(format!("{line}\r").as_bytes()).await {
+                        // The merged items now stand as one queued line.
+                        self.queue.written.send_modify(|w| *w += count - 1);
                         self.requeue(line);
                         return End::Retry(format!("write: {err}"));
                     }
+                    self.queue.written.send_modify(|w| *w += count);
                     window.record(now);
+                    self.queue.throttled.store(window.free(now) == 0, Ordering::SeqCst);
                     last_sent.push_back(line);
                     if last_sent.len() > 4 {
                         last_sent.pop_front();
@@ -401,6 +439,7 @@ impl RoomSession {
                         // slow down for a full window.
                         tracing::warn!(room = %self.room, "the server rate-limited a line; resending it");
                         if let Some(line) = last_sent.pop_back() {
+                            self.queue.enqueued.fetch_add(1, Ordering::SeqCst);
                             self.requeue(line);
                         }
                         for _ in 0..3 {
@@ -430,19 +469,22 @@ impl RoomSession {
 
     /// The next line to write: one queued line, or a merge of several when more are waiting
     /// than the rate limit lets through.
-    fn next_line(&self, window: &mut Window, now: Instant) -> Option<String> {
+    /// Returns the line and how many queued lines it consumed.
+    fn next_line(&self, window: &mut Window, now: Instant) -> Option<(String, u64)> {
         let mut queue = self.queue.lines.lock().ok()?;
         if queue.is_empty() {
             return None;
         }
         let free = window.free(now).max(1);
         if queue.len() <= free {
-            return queue.pop_front();
+            return queue.pop_front().map(|line| (line, 1));
         }
-        Some(match self.config.dialect {
+        let before = queue.len();
+        let merged = match self.config.dialect {
             Dialect::Devzat => render::merge(&mut queue, "\\n", render::DEVZAT_MAX_LINE),
             Dialect::SshChat => render::merge(&mut queue, " | ", render::SSH_CHAT_MAX_LINE - 8),
-        })
+        };
+        Some((merged, (before - queue.len()) as u64))
     }
 
     fn requeue(&self, line: String) {
