@@ -1,0 +1,130 @@
+//! The `[api.NAME]` table.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use patchbay_sdk::{AccountInfo, ConfigError, read_secret};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    /// Only these rooms are served (any room when empty).
+    #[serde(default)]
+    rooms: Vec<String>,
+    #[serde(default = "default_max_body")]
+    max_body_bytes: usize,
+    #[serde(default = "default_ping")]
+    ping_interval_secs: f64,
+    /// How long the log keeps entries for catching up.
+    #[serde(default = "default_history_days")]
+    history_days: f64,
+    /// Entries per `GET .../messages` page when the client does not say.
+    #[serde(default = "default_page")]
+    page_size: usize,
+    /// How long a request waits for the gateway to start before 503.
+    #[serde(default = "default_start_wait")]
+    start_wait_secs: f64,
+}
+
+fn default_max_body() -> usize {
+    64 * 1024
+}
+fn default_ping() -> f64 {
+    30.0
+}
+fn default_history_days() -> f64 {
+    7.0
+}
+fn default_page() -> usize {
+    100
+}
+fn default_start_wait() -> f64 {
+    10.0
+}
+
+/// The most entries one page may hold.
+pub const MAX_PAGE: usize = 1000;
+
+/// A validated `[api.NAME]` table.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// The account's NAME, the second segment of `/api/NAME/...`.
+    pub name: String,
+    pub token: String,
+    pub rooms: Vec<String>,
+    pub max_body_bytes: usize,
+    pub ping_interval: Duration,
+    pub history: Duration,
+    pub page_size: usize,
+    pub start_wait: Duration,
+}
+
+impl ApiConfig {
+    /// Whether `room` is served.
+    pub fn serves(&self, room: &str) -> bool {
+        self.rooms.is_empty() || self.rooms.iter().any(|r| r == room)
+    }
+}
+
+fn seconds(value: f64, key: &str, min: f64) -> Result<Duration, ConfigError> {
+    if value.is_finite() && value >= min {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(ConfigError::at(
+            &[key],
+            format!("must be a number, at least {min}"),
+        ))
+    }
+}
+
+pub fn parse(account: &AccountInfo, table: toml::Table) -> Result<ApiConfig, ConfigError> {
+    let raw: Raw = patchbay_sdk::parse_table(table)?;
+    let token =
+        read_secret(account, raw.token, raw.token_file.as_deref(), "token")?.ok_or_else(|| {
+            ConfigError::at(
+                &[],
+                "the API needs `token` (or `token_file`): clients send it as a bearer token",
+            )
+        })?;
+    if token.len() < 8 {
+        return Err(ConfigError::at(
+            &["token"],
+            "the token is too short to guard anything (8 characters at least)",
+        ));
+    }
+    for (i, room) in raw.rooms.iter().enumerate() {
+        if room.is_empty() || room.contains('/') {
+            return Err(ConfigError::at(
+                &["rooms", &i.to_string()],
+                "a room name must be non-empty and hold no `/`",
+            ));
+        }
+    }
+    if raw.max_body_bytes == 0 {
+        return Err(ConfigError::at(&["max_body_bytes"], "must be above 0"));
+    }
+    if raw.page_size == 0 || raw.page_size > MAX_PAGE {
+        return Err(ConfigError::at(
+            &["page_size"],
+            format!("must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let name = account
+        .account
+        .split_once('.')
+        .map(|(_, name)| name.to_owned())
+        .unwrap_or_else(|| account.account.clone());
+    Ok(ApiConfig {
+        name,
+        token,
+        rooms: raw.rooms,
+        max_body_bytes: raw.max_body_bytes,
+        ping_interval: seconds(raw.ping_interval_secs, "ping_interval_secs", 0.05)?,
+        history: seconds(raw.history_days * 86_400.0, "history_days", 0.0)?,
+        page_size: raw.page_size,
+        start_wait: seconds(raw.start_wait_secs, "start_wait_secs", 0.0)?,
+    })
+}

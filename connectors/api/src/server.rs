@@ -1,0 +1,296 @@
+//! The REST side: `POST /api/NAME/{room}/messages` sends into the route as a named user,
+//! `GET /api/NAME/{room}/messages?after=ID` pages through the room's log; both need the token.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use patchbay_sdk::{EmitError, Event, EventId, EventSink};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+use tokio::sync::{broadcast, watch};
+
+use crate::config::{ApiConfig, MAX_PAGE};
+use crate::log::{self, Log};
+use crate::stream;
+use crate::wire::{Direction, Entry, Send};
+
+/// What the HTTP side and the connector share.
+pub struct Shared {
+    pub config: ApiConfig,
+    /// The sink and the open log, once `run` has been called.
+    pub ready: watch::Sender<Option<Ready>>,
+    pub live: broadcast::Sender<Arc<Entry>>,
+}
+
+#[derive(Clone)]
+pub struct Ready {
+    pub sink: EventSink,
+    pub log: Arc<Log>,
+}
+
+/// The routes of one API account.
+pub fn router(shared: Arc<Shared>) -> Router {
+    let name = &shared.config.name;
+    Router::new()
+        .route(
+            &format!("/api/{name}/{{room}}/messages"),
+            get(history).post(post_message),
+        )
+        .route(&format!("/api/{name}/stream"), get(stream::upgrade))
+        .with_state(shared)
+}
+
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        axum::Json(serde_json::json!({ "error": message.into() })),
+    )
+        .into_response()
+}
+
+fn unavailable(message: impl Into<String>) -> Response {
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
+}
+
+/// Check the bearer token (header, or `?token=` for clients that cannot set headers, such as
+/// browsers opening a WebSocket).
+pub fn authorize(
+    config: &ApiConfig,
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+) -> Result<(), Box<Response>> {
+    let from_header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+    match from_header.or(query_token) {
+        None => {
+            let mut response = error(StatusCode::UNAUTHORIZED, "a bearer token is required");
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"patchbay\""),
+            );
+            Err(Box::new(response))
+        }
+        Some(given) if bool::from(given.as_bytes().ct_eq(config.token.as_bytes())) => Ok(()),
+        Some(_) => Err(Box::new(error(StatusCode::FORBIDDEN, "the token is wrong"))),
+    }
+}
+
+/// The sink and log, waiting up to the configured time for `run` to provide them.
+pub async fn ready(shared: &Shared) -> Result<Ready, Box<Response>> {
+    let mut rx = shared.ready.subscribe();
+    match tokio::time::timeout(shared.config.start_wait, rx.wait_for(Option::is_some)).await {
+        Ok(Ok(ready)) => ready
+            .clone()
+            .ok_or_else(|| Box::new(unavailable("the gateway is starting"))),
+        _ => Err(Box::new(unavailable("the gateway is starting"))),
+    }
+}
+
+/// What a send became.
+pub struct Sent {
+    pub id: Option<i64>,
+    pub event_id: Option<EventId>,
+}
+
+/// Why a send was refused.
+pub enum SendError {
+    Bad(String),
+    Unavailable(String),
+}
+
+/// Relay a client's send into `room`'s route and log it.
+pub async fn send(
+    shared: &Shared,
+    ready: &Ready,
+    room: &str,
+    send: Send,
+) -> Result<Sent, SendError> {
+    if !shared.config.serves(room) {
+        return Err(SendError::Bad(format!(
+            "this API does not serve room `{room}`"
+        )));
+    }
+    let inbound = send.into_inbound(room).map_err(SendError::Bad)?;
+    let nick = inbound.author.name.clone();
+    let copy = inbound.clone();
+    let event_id = match ready.sink.emit(inbound).await {
+        Ok(Some(id)) => id,
+        Ok(None) => {
+            return Ok(Sent {
+                id: None,
+                event_id: None,
+            });
+        }
+        Err(EmitError::Closed) => {
+            return Err(SendError::Unavailable("the gateway is stopping".into()));
+        }
+        Err(err @ EmitError::Store(_)) => {
+            tracing::error!(account = %ready.sink.account(), %room, "a send could not be recorded: {err}");
+            return Err(SendError::Unavailable(err.to_string()));
+        }
+    };
+    let mut event = Event::from_inbound(ready.sink.account(), copy);
+    event.id = event_id;
+    let entry = Entry {
+        id: 0,
+        room: room.to_owned(),
+        direction: Direction::Sent,
+        nick,
+        route: String::new(),
+        event,
+    };
+    // The event is relayed already; a log failure only costs the client its own echo.
+    let id = match log::blocking(&ready.log, move |log| log.append(entry)).await {
+        Ok(id) => Some(id),
+        Err(err) => {
+            tracing::warn!(%room, "a sent message is missing from the API log: {err}");
+            None
+        }
+    };
+    Ok(Sent {
+        id,
+        event_id: Some(event_id),
+    })
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+async fn post_message(
+    State(shared): State<Arc<Shared>>,
+    Path(room): Path<String>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Err(response) = authorize(&shared.config, &headers, query.token.as_deref()) {
+        return *response;
+    }
+    let limit = shared.config.max_body_bytes;
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            let err = err.into_inner();
+            return if err.is::<http_body_util::LengthLimitError>() {
+                error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the body is over the limit of {limit} bytes"),
+                )
+            } else {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body could not be read: {err}"),
+                )
+            };
+        }
+    };
+    let message: Send = match serde_json::from_slice(&bytes) {
+        Ok(message) => message,
+        Err(err) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not a message: {err}"),
+            );
+        }
+    };
+    let ready = match ready(&shared).await {
+        Ok(ready) => ready,
+        Err(response) => return *response,
+    };
+    match send(&shared, &ready, &room, message).await {
+        Ok(Sent {
+            id,
+            event_id: Some(event_id),
+        }) => (
+            StatusCode::ACCEPTED,
+            axum::Json(serde_json::json!({ "id": id, "event_id": event_id.to_string() })),
+        )
+            .into_response(),
+        Ok(Sent { event_id: None, .. }) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({ "duplicate": true })),
+        )
+            .into_response(),
+        Err(SendError::Bad(why)) => error(StatusCode::BAD_REQUEST, why),
+        Err(SendError::Unavailable(why)) => unavailable(why),
+    }
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    token: Option<String>,
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+async fn history(
+    State(shared): State<Arc<Shared>>,
+    Path(room): Path<String>,
+    Query(query): Query<HistoryQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(response) = authorize(&shared.config, &headers, query.token.as_deref()) {
+        return *response;
+    }
+    if !shared.config.serves(&room) {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("this API does not serve room `{room}`"),
+        );
+    }
+    let after = match query.after.as_deref().map(str::parse::<i64>) {
+        None => 0,
+        Some(Ok(after)) if after >= 0 => after,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "`after` must be an entry id (a whole number, 0 or more)",
+            );
+        }
+    };
+    let limit = match query.limit.as_deref().map(str::parse::<usize>) {
+        None => shared.config.page_size,
+        Some(Ok(limit)) if (1..=MAX_PAGE).contains(&limit) => limit,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("`limit` must be between 1 and {MAX_PAGE}"),
+            );
+        }
+    };
+    let ready = match ready(&shared).await {
+        Ok(ready) => ready,
+        Err(response) => return *response,
+    };
+    let read = log::blocking(&ready.log, move |log| log.after(Some(&room), after, limit)).await;
+    match read {
+        Ok(entries) => {
+            let next = entries.last().map(|e| e.id).unwrap_or(after);
+            axum::Json(serde_json::json!({ "entries": entries, "next": next })).into_response()
+        }
+        Err(err) => {
+            tracing::error!("reading the API log: {err}");
+            unavailable(err.to_string())
+        }
+    }
+}
+
+/// How often the log is pruned.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);

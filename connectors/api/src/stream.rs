@@ -1,0 +1,243 @@
+//! `GET /api/NAME/stream`: a WebSocket carrying the log's entries as they are appended, and
+//! the client's sends the other way.
+//!
+//! Every connected client gets every entry (a broadcast, not a work queue). With `?after=ID`
+//! the stream starts with what came after that entry, then goes live without a gap or a
+//! repeat; a client that falls behind the broadcast is caught up from the log. The server
+//! pings every `ping_interval` and closes a connection silent for two intervals.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
+
+use crate::log;
+use crate::server::{self, Ready, SendError, Sent, Shared, authorize, error};
+use crate::wire::{ClientFrame, Entry, ServerFrame};
+
+/// Entries read from the log per catch-up query.
+const CATCH_UP_PAGE: usize = 500;
+
+#[derive(Deserialize)]
+pub struct StreamQuery {
+    token: Option<String>,
+    after: Option<String>,
+    /// Comma-separated rooms to stream (all when absent).
+    rooms: Option<String>,
+}
+
+pub async fn upgrade(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<StreamQuery>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    // The token first: a client without it learns nothing else.
+    if let Err(response) = authorize(&shared.config, &headers, query.token.as_deref()) {
+        return *response;
+    }
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let after = match query.after.as_deref().map(str::parse::<i64>) {
+        None => None,
+        Some(Ok(after)) if after >= 0 => Some(after),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "`after` must be an entry id (a whole number, 0 or more)",
+            );
+        }
+    };
+    let rooms: Option<Vec<String>> = query.rooms.map(|r| {
+        r.split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    });
+    let ready = match server::ready(&shared).await {
+        Ok(ready) => ready,
+        Err(response) => return *response,
+    };
+    upgrade
+        .on_upgrade(move |socket| async move {
+            let mut session = Session {
+                shared,
+                ready,
+                rooms,
+                last: 0,
+            };
+            if let Err(reason) = session.run(socket, after).await {
+                tracing::debug!("an API stream ended: {reason}");
+            }
+        })
+        .into_response()
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    ready: Ready,
+    rooms: Option<Vec<String>>,
+    /// The last entry id sent to the client.
+    last: i64,
+}
+
+type Sink = futures::stream::SplitSink<WebSocket, Message>;
+
+impl Session {
+    fn wants(&self, entry: &Entry) -> bool {
+        entry.id > self.last
+            && self
+                .rooms
+                .as_ref()
+                .is_none_or(|rooms| rooms.contains(&entry.room))
+    }
+
+    async fn run(&mut self, socket: WebSocket, after: Option<i64>) -> Result<(), String> {
+        // Subscribe before reading the backlog so that nothing falls between the two.
+        let mut live = self.shared.live.subscribe();
+        let (mut tx, mut rx) = socket.split();
+        match after {
+            Some(after) => {
+                self.last = after;
+                self.catch_up(&mut tx).await?;
+            }
+            None => {
+                self.last = log::blocking(&self.ready.log, |log| log.last_id())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        let interval = self.shared.config.ping_interval;
+        let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
+        let mut heard = Instant::now();
+        loop {
+            tokio::select! {
+                entry = live.recv() => match entry {
+                    Ok(entry) => {
+                        if self.wants(&entry) {
+                            send_frame(&mut tx, &ServerFrame::Entry(&entry)).await?;
+                            self.last = entry.id;
+                        }
+                    }
+                    Err(RecvError::Lagged(_)) => self.catch_up(&mut tx).await?,
+                    Err(RecvError::Closed) => return Ok(()),
+                },
+                message = rx.next() => {
+                    let Some(Ok(message)) = message else {
+                        return Ok(());
+                    };
+                    heard = Instant::now();
+                    match message {
+                        Message::Text(text) => self.on_text(&mut tx, &text).await?,
+                        Message::Binary(_) => {
+                            send_frame(&mut tx, &ServerFrame::Error {
+                                reference: None,
+                                error: "frames are JSON text".into(),
+                            }).await?;
+                        }
+                        Message::Close(_) => return Ok(()),
+                        // Pongs only prove the client is alive; pings are answered by axum.
+                        Message::Ping(_) | Message::Pong(_) => {}
+                    }
+                }
+                _ = ping.tick() => {
+                    if heard.elapsed() > interval * 2 {
+                        let _ = tx.send(Message::Close(None)).await;
+                        return Err("the client stopped answering pings".into());
+                    }
+                    tx.send(Message::Ping(Default::default())).await.map_err(|e| e.to_string())?;
+                }
+            }
+        }
+    }
+
+    /// Send what the log holds after `self.last`.
+    async fn catch_up(&mut self, tx: &mut Sink) -> Result<(), String> {
+        loop {
+            let after = self.last;
+            let page = log::blocking(&self.ready.log, move |log| {
+                log.after(None, after, CATCH_UP_PAGE)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            let Some(last) = page.last().map(|e| e.id) else {
+                return Ok(());
+            };
+            for entry in &page {
+                if self.wants(entry) {
+                    send_frame(tx, &ServerFrame::Entry(entry)).await?;
+                }
+            }
+            self.last = last;
+            if page.len() < CATCH_UP_PAGE {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn on_text(&mut self, tx: &mut Sink, text: &str) -> Result<(), String> {
+        let frame: ClientFrame = match serde_json::from_str(text) {
+            Ok(frame) => frame,
+            Err(err) => {
+                return send_frame(
+                    tx,
+                    &ServerFrame::Error {
+                        reference: None,
+                        error: format!("not a frame: {err}"),
+                    },
+                )
+                .await;
+            }
+        };
+        match frame {
+            ClientFrame::Ping => send_frame(tx, &ServerFrame::Pong).await,
+            ClientFrame::Send(message) => {
+                let mut message = *message;
+                let reference = message.reference.take();
+                let Some(room) = message.room.take() else {
+                    return send_frame(
+                        tx,
+                        &ServerFrame::Error {
+                            reference,
+                            error: "`room` is required".into(),
+                        },
+                    )
+                    .await;
+                };
+                let answer = match server::send(&self.shared, &self.ready, &room, message).await {
+                    Ok(Sent { id, event_id }) => ServerFrame::Ack {
+                        reference,
+                        duplicate: event_id.is_none(),
+                        id,
+                        event_id: event_id.map(|id| id.to_string()),
+                    },
+                    Err(SendError::Bad(error) | SendError::Unavailable(error)) => {
+                        ServerFrame::Error { reference, error }
+                    }
+                };
+                send_frame(tx, &answer).await
+            }
+        }
+    }
+}
+
+async fn send_frame(tx: &mut Sink, frame: &ServerFrame<'_>) -> Result<(), String> {
+    let json = serde_json::to_string(frame).map_err(|e| e.to_string())?;
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        tx.send(Message::Text(Utf8Bytes::from(json))),
+    )
+    .await
+    .map_err(|_| "the client does not read".to_owned())?
+    .map_err(|e| e.to_string())
+}
