@@ -145,11 +145,15 @@ max_upload_size: 50M
     pub fn resume(&self) {
         let python = venv().join("bin/python");
         let config = self.dir.join("homeserver.yaml");
-        // The watchdog ends Synapse when the test process is gone.
+        // The shell waits for Synapse; a watcher beside it ends Synapse (and removes its
+        // directory) once the test process is gone.
         let script = format!(
             "\"{py}\" -m synapse.app.homeserver -c \"{cfg}\" >>\"{dir}/stdout.log\" 2>&1 & child=$!\n\
-             while kill -0 {parent} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.5; done\n\
-             kill $child 2>/dev/null; wait $child",
+             echo $child > \"{dir}/child.pid\"\n\
+             ( while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; kill -9 $child ) & watcher=$!\n\
+             wait $child; kill $watcher 2>/dev/null\n\
+             kill -0 {parent} 2>/dev/null || rm -rf \"{dir}\"\n\
+             exit 0",
             py = python.display(),
             cfg = config.display(),
             dir = self.dir.display(),
@@ -167,13 +171,13 @@ max_upload_size: 50M
 
     /// Stop the server (SIGKILL: a crash, not a clean shutdown).
     pub fn stop(&self) {
-        if let Ok(pid) = std::fs::read_to_string(self.dir.join("homeserver.pid")) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("child.pid")) {
             let _ = Command::new("kill").args(["-9", pid.trim()]).status();
         }
         if let Some(mut child) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = child.wait();
         }
-        let _ = std::fs::remove_file(self.dir.join("homeserver.pid"));
+        let _ = std::fs::remove_file(self.dir.join("child.pid"));
         let deadline = Instant::now() + Duration::from_secs(10);
         while http_get(self.port, "/health").is_some() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
@@ -252,6 +256,13 @@ max_upload_size: 50M
             .as_str()
             .unwrap_or_else(|| panic!("registration failed: {response}"))
             .to_owned()
+    }
+}
+
+impl Drop for Synapse {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
