@@ -167,11 +167,19 @@ impl Connector for IrcConnector {
             ));
         }
         let remote_id = match echo {
-            Some(rx) => tokio::time::timeout(self.shared.cfg.echo_timeout, rx)
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .flatten(),
+            Some(rx) => match tokio::time::timeout(self.shared.cfg.echo_timeout, rx).await {
+                Ok(Ok(Ok(id))) => id,
+                Ok(Ok(Err((reason, true)))) => {
+                    return Err(DeliveryError::Retryable {
+                        reason,
+                        retry_after: Some(JOIN_RETRY),
+                    });
+                }
+                Ok(Ok(Err((reason, false)))) => return Err(DeliveryError::permanent(reason)),
+                // Sent, but no echo in time (or the connection ended after sending): the line
+                // went out, so it is delivered without an id rather than sent twice.
+                Ok(Err(_)) | Err(_) => None,
+            },
             None => None,
         };
         Ok(Delivered { remote_id })

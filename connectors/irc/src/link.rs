@@ -28,8 +28,12 @@ pub struct Paced {
     pub done: Option<oneshot::Sender<()>>,
 }
 
-/// Who waits for echo-message to give a sent line its id.
-type EchoWaiters = HashMap<(String, String), VecDeque<oneshot::Sender<Option<String>>>>;
+/// What a delivery learns from the server: its msgid (echo-message), or why it was refused
+/// (`Err((reason, retryable))`).
+pub type EchoResult = Result<Option<String>, (String, bool)>;
+
+/// Who waits for echo-message to give a sent line its id, by (folded target, first line's text).
+type EchoWaiters = HashMap<(String, String), VecDeque<oneshot::Sender<EchoResult>>>;
 
 /// Handles to the registered connection.
 #[derive(Clone)]

@@ -330,6 +330,29 @@ impl Session<'_> {
                     );
                 }
             }
+            // No such nick / channel, cannot send to channel: the delivery waiting for its echo
+            // fails now instead of timing out. Refused while joined (moderated, colours
+            // forbidden) is permanent; not being in the channel is retried after the rejoin.
+            "401" | "403" | "404" => {
+                if let Some(target) = params.get(1) {
+                    let folded = fold_case(target);
+                    let reason = params.last().cloned().unwrap_or_default();
+                    let mut state = lock(&self.link.state);
+                    let retryable = command == "404" && !state.joined.contains_key(&folded);
+                    let keys: Vec<_> = state
+                        .echo_waiters
+                        .keys()
+                        .filter(|(t, _)| *t == folded)
+                        .cloned()
+                        .collect();
+                    for key in keys {
+                        for waiter in state.echo_waiters.remove(&key).into_iter().flatten() {
+                            let _ = waiter.send(Err((format!("{target}: {reason}"), retryable)));
+                        }
+                    }
+                    warn!(account = %self.ctx.account, "the server refused a message to {target}: {reason}");
+                }
+            }
             // RPL_HOSTHIDDEN: our displayed host changed.
             "396" => {
                 if let Some(host) = params.get(1) {
@@ -590,7 +613,7 @@ impl Session<'_> {
             // Waiters whose delivery gave up (echo timeout) are skipped.
             while let Some(waiter) = queue.pop_front() {
                 if !waiter.is_closed() {
-                    let _ = waiter.send(tags.msgid.clone());
+                    let _ = waiter.send(Ok(tags.msgid.clone()));
                     break;
                 }
             }

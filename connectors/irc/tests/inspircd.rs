@@ -2,7 +2,7 @@
 
 mod support;
 
-use patchbay_sdk::{Kind, MessageRef, RichText};
+use patchbay_sdk::{DeliveryError, Kind, MessageRef, RichText};
 use support::*;
 
 fn config(port: u16, channel: &str, extra: &str) -> String {
@@ -138,5 +138,46 @@ async fn first_join_does_not_replay_old_history() {
     alice.expect_join("pb", "#old").await;
     alice.send("PRIVMSG #old :fresh").await;
     assert_eq!(bridge.events.wait_texts("#old", 1).await, vec!["fresh"]);
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_message_fails_the_delivery_instead_of_hanging() {
+    require!("inspircd");
+    let server = IrcServer::inspircd().await;
+    let data = tempdir();
+    let mut op = TestClient::connect_with_caps(server.port, "op", CAPS).await;
+    op.join("#mod").await;
+    op.send("MODE #mod +m").await;
+    op.expect("+m", |cmd, _, _| cmd == "MODE").await;
+    let mut bridge = start_connector(&config(server.port, "#mod", ""), data.path());
+    bridge.wait_up().await;
+    op.expect_join("pb", "#mod").await;
+    let refused = loop {
+        match bridge
+            .connector
+            .deliver(delivery("#mod", "bob", RichText::plain("hello?")))
+            .await
+        {
+            Err(DeliveryError::Retryable { .. }) => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            other => break other,
+        }
+    };
+    match refused {
+        Err(DeliveryError::Permanent { reason }) => {
+            assert!(reason.contains("#mod"), "{reason}")
+        }
+        other => panic!("expected a permanent refusal, got {other:?}"),
+    }
+    op.send("MODE #mod -m").await;
+    op.expect("-m", |cmd, _, _| cmd == "MODE").await;
+    deliver(
+        &bridge.connector,
+        delivery("#mod", "bob", RichText::plain("now it works")),
+    )
+    .await;
+    op.expect_privmsg("#mod", "now it works").await;
     bridge.stop().await;
 }

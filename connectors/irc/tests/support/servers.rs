@@ -148,7 +148,7 @@ impl IrcServer {
 <log method="file" type="* -USERINPUT -USEROUTPUT" level="default" target="{d}/ircd.log">
 <files motd="{d}/motd.txt">
 <path configdir="{d}" datadir="{d}" logdir="{d}" runtimedir="{d}">
-<options prefixquit="Quit: " syntaxhints="no" defaultmodes="ntH 100:1d">
+<options prefixquit="Quit: " syntaxhints="no" defaultmodes="notH 100:1d">
 <security hideserver="" userstats="Pu" runasuser="" runasgroup="">
 <performance netbuffersize="10240" somaxconn="128" softlimit="12800" clonesonconnect="no" timeskipwarn="0" quietbursts="yes">
 <limits maxnick="30" maxchan="64" maxmodes="20" maxident="10" maxhost="64" maxquit="255" maxtopic="307" maxkick="255" maxreal="128" maxgecos="128" maxaway="200">
