@@ -28,7 +28,6 @@ pub struct User {
     pub last_shown: Instant,
     /// Devzat anti-spam: times of recent lines.
     pub recent_lines: VecDeque<Instant>,
-    pub warned: bool,
     /// ssh-chat's per-connection line limiter (fixed window).
     pub window_start: Instant,
     pub window_count: usize,
@@ -128,7 +127,7 @@ impl Chat {
             let mut bytes = String::new();
             if dialect == Dialect::Devzat && user.last_shown.elapsed() >= opts.timestamp_after {
                 bytes.push_str(&lead(dialect, user, own));
-                bytes.push_str(&format::timestamp_line(user.width));
+                bytes.push_str(&format::timestamp_line(user));
                 bytes.push_str("\r\n");
                 bytes.push_str(&line);
             } else {

@@ -321,7 +321,6 @@ impl Terminal {
             joined_at: Instant::now(),
             last_shown: Instant::now(),
             recent_lines: Default::default(),
-            warned: false,
             window_start: Instant::now(),
             window_count: 0,
             input: String::new(),
@@ -333,14 +332,20 @@ impl Terminal {
         let mut chat = self.shared.lock();
         let user = self.new_user(name);
         let mut screen = format!("{ESC}[H{ESC}[2J");
+        if !chat.history.is_empty() {
+            screen.push_str(&crate::format::timestamp_line(&user));
+            screen.push_str("\r\n");
+        }
         for (from, text) in &chat.history {
             screen.push_str(&render_message(Dialect::Devzat, &user, from, text, true));
             screen.push_str("\r\n");
         }
-        let others = chat.users.len();
-        screen.push_str(&format!(
-            "Welcome to the chat. There are {others} more users\r\n"
-        ));
+        let welcome = match chat.users.len() {
+            0 => "Welcome to the chat. There are no more users".to_owned(),
+            1 => "Welcome to the chat. There is one more user".to_owned(),
+            n => format!("Welcome to the chat. There are {n} more users"),
+        };
+        screen.push_str(&format!("{ESC}[34m{welcome}{ESC}[0m\r\n"));
         user.send(screen);
         let id = chat.next_id;
         chat.next_id += 1;
@@ -395,9 +400,28 @@ impl Terminal {
         let Some(id) = self.id.take() else { return };
         let opts = self.shared.opts.clone();
         let mut chat = self.shared.lock();
+        let reason = self
+            .shared
+            .leave_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
         if let Some(user) = chat.users.remove(&id) {
             let line = match opts.dialect {
-                Dialect::Devzat => format!(" <-- {} has left the chat", user.name),
+                Dialect::Devzat => {
+                    let mut line = format!(
+                        " <-- {}",
+                        reason.unwrap_or_else(|| format!("{} has left the chat", user.name))
+                    );
+                    let online = user.joined_at.elapsed();
+                    if online > Duration::from_secs(30) {
+                        line.push_str(&format!(
+                            ". They were online for {}",
+                            crate::format::pretty_duration(online)
+                        ));
+                    }
+                    line
+                }
                 Dialect::SshChat => format!(
                     " * {} left. (After {} seconds)",
                     user.name,

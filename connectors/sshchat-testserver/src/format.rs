@@ -1,8 +1,6 @@
 //! How each server draws things on a terminal: coloured names, Devzat's Markdown rendering and
 //! wrapping, right-aligned timestamps, the erase-and-redraw sequences.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 pub const ESC: &str = "\x1b";
 
 /// A stable colour per name: mostly 256-colour, a few 24-bit, like Devzat's.
@@ -142,21 +140,28 @@ pub fn wrap(text: &str, indent: usize, width: usize) -> String {
     out
 }
 
-/// A right-aligned clock time, as Devzat prints after a minute of silence.
-pub fn timestamp_line(width: usize) -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (h, m) = ((secs / 3600) % 24, (secs / 60) % 60);
-    let (h12, ampm) = match h {
-        0 => (12, "am"),
-        1..=11 => (h, "am"),
-        12 => (12, "pm"),
-        _ => (h - 12, "pm"),
-    };
-    let stamp = format!("{h12}:{m:02}{ampm}");
-    let width = width.min(200);
+/// Devzat's short duration: `< 1m`, `5m`, `1h 5m`, `2d 1h 5m`.
+pub fn pretty_duration(d: std::time::Duration) -> String {
+    let minutes = d.as_secs() / 60;
+    if minutes == 0 {
+        return "< 1m".into();
+    }
+    let (hours, minutes) = (minutes / 60, minutes % 60);
+    if hours == 0 {
+        return format!("{minutes}m");
+    }
+    let (days, hours) = (hours / 24, hours % 24);
+    if days == 0 {
+        return format!("{hours}h {minutes}m");
+    }
+    format!("{days}d {hours}h {minutes}m")
+}
+
+/// The right-aligned timestamp Devzat prints after a minute of silence: for a user without a
+/// time zone, the time since they joined (`5m in`).
+pub fn timestamp_line(user: &crate::chat::User) -> String {
+    let stamp = format!("{} in", pretty_duration(user.joined_at.elapsed()));
+    let width = user.width.min(1000);
     format!("{}{}", " ".repeat(width.saturating_sub(stamp.len())), stamp)
 }
 

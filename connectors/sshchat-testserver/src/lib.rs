@@ -90,6 +90,8 @@ pub(crate) struct Shared {
     pub opts: Options,
     pub chat: Mutex<chat::Chat>,
     pub changed: Notify,
+    /// Why a user is leaving, when it is not the plain `has left the chat`.
+    pub leave_reason: Mutex<std::collections::HashMap<u64, String>>,
     pub host_key: russh::keys::PrivateKey,
 }
 
@@ -125,6 +127,7 @@ impl TestServer {
             opts: opts.clone(),
             chat: Mutex::new(chat::Chat::new()),
             changed: Notify::new(),
+            leave_reason: Mutex::new(Default::default()),
             host_key,
         });
         let ssh = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -38,22 +38,31 @@ impl Terminal {
         let recent = user.recent_lines.len();
         let name = user.name.clone();
         let room = user.room.clone();
+        if recent >= 30 {
+            // Every line from the 30th on earns a warning from devbot, broadcast in the room.
+            chat.warnings.push(name.clone());
+            chat.message(
+                &opts,
+                &room,
+                "devbot",
+                &format!("{name}, stop spamming or you could get banned."),
+                None,
+                None,
+            );
+        }
         if recent >= 50 {
             chat.banned.insert(self.who.key.clone());
             chat.bans.push(format!("{name}: spamming (one month)"));
+            chat.tell(&opts, id, "devbot: anti-spam triggered");
             drop(chat);
             self.touched();
-            self.close("You have been banned for a month for spamming.");
+            self.shared
+                .leave_reason
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id, format!("{name} has been banned for spamming"));
+            let _ = self.out.send(Out::Close);
             return false;
-        }
-        if recent >= 30 && !user.warned {
-            user.warned = true;
-            chat.warnings.push(name.clone());
-            chat.tell(
-                &opts,
-                id,
-                &format!("{name}, stop spamming or you could get banned."),
-            );
         }
         let mut text: String = line.clone();
         while text.len() > 5120 {
@@ -80,8 +89,13 @@ impl Terminal {
             return true;
         }
         // Everything else is broadcast, and run too when its first word names a command.
-        chat.message(&opts, &room, &name, &text, Some(id), None);
         let first = text.split_whitespace().next().unwrap_or("");
+        // These run without being shown; every other line is broadcast (and run when its first
+        // word names a command).
+        let silent = matches!(first, "cd" | "hang" | "shrug" | "mute" | "clear");
+        if !silent {
+            chat.message(&opts, &room, &name, &text, Some(id), None);
+        }
         let mut keep = true;
         if DEVZAT_COMMANDS.contains(&first) {
             chat.commands.push((name.clone(), text.clone()));
@@ -93,17 +107,20 @@ impl Terminal {
                     } else {
                         arg.to_owned()
                     };
-                    if target.starts_with('#') && target.chars().count() <= 30 {
-                        chat.rooms.insert(target.clone());
-                        if let Some(user) = chat.users.get_mut(&id) {
-                            user.room = target;
-                        }
-                    } else {
+                    if !target.starts_with('#') || target.chars().count() > 30 {
                         chat.tell(
                             &opts,
                             id,
-                            "Rooms start with # and are at most 30 characters",
+                            "devbot: Rooms start with # and are at most 30 characters",
                         );
+                    } else if target != room {
+                        // The old room is told where we went; the new one sees us arrive.
+                        chat.system(&opts, &room, &format!("{name} is joining {target}"));
+                        chat.rooms.insert(target.clone());
+                        if let Some(user) = chat.users.get_mut(&id) {
+                            user.room = target.clone();
+                        }
+                        chat.system(&opts, &target, &format!(" --> {name} has joined {target}"));
                     }
                 }
                 "users" => {

@@ -45,6 +45,24 @@ async fn devzat_name_prompt_history_join_and_dm() {
         server.transcript().iter().all(|r| r.text != "psst"),
         "DMs are not broadcast"
     );
+    second.say("cd #side").await.expect("cd");
+    alice
+        .wait_line(WAIT, |l| l == "alice2 is joining #side")
+        .await
+        .expect("the old room is told");
+    second
+        .wait_line(WAIT, |l| l == " --> alice2 has joined #side")
+        .await
+        .expect("the mover sees its arrival");
+    assert!(
+        server.transcript().iter().all(|r| r.text != "cd #side"),
+        "cd is not broadcast"
+    );
+    second.say("cd ..").await.expect("cd back");
+    second
+        .wait_line(WAIT, |l| l == " --> alice2 has joined #main")
+        .await
+        .expect("back in #main");
     second.say("exit").await.expect("exit");
     alice
         .wait_line(WAIT, |l| l == "alice2: exit")

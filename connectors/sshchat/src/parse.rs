@@ -24,6 +24,15 @@ pub enum Line {
     Join {
         name: String,
     },
+    /// Devzat: someone arrived in this room with `cd`.
+    Moved {
+        name: String,
+        room: String,
+    },
+    /// Devzat: our own arrival in a room (the answer to our `cd`).
+    Entered {
+        room: String,
+    },
     Part {
         name: String,
     },
@@ -82,11 +91,24 @@ fn is_ssh_chat_name(name: &str) -> bool {
             .all(|c| c.is_alphanumeric() || c == '_' || c == '.' || c == '-')
 }
 
-/// A right-aligned clock time such as `3:04pm`, `15:04` or `3:04 PM`.
+/// A right-aligned timestamp: Devzat prints the time since the user joined (`< 1m in`,
+/// `5m in`, `1h 3m in`, `2d 1h 5m earlier`) for users without a time zone, and a clock time
+/// (`15:04`, `3:04 pm`) for users with one.
 fn is_timestamp(line: &str) -> bool {
     let trimmed = line.trim();
-    if !line.starts_with("  ") || trimmed.is_empty() || trimmed.len() > 16 {
+    if !line.starts_with("  ") || trimmed.is_empty() || trimmed.len() > 24 {
         return false;
+    }
+    if let Some(span) = trimmed
+        .strip_suffix(" in")
+        .or_else(|| trimmed.strip_suffix(" earlier"))
+    {
+        return span == "< 1m"
+            || span.split(' ').all(|part| {
+                part.len() >= 2
+                    && part.ends_with(['d', 'h', 'm'])
+                    && part[..part.len() - 1].bytes().all(|b| b.is_ascii_digit())
+            });
     }
     let mut digits = 0;
     let mut colon = false;
@@ -112,15 +134,34 @@ pub fn classify_devzat(line: &str) -> Line {
         return Line::NamePrompt;
     }
     if let Some(rest) = line.strip_prefix(" --> ")
-        && let Some(name) = rest.strip_suffix(" has joined the chat")
+        && let Some((name, place)) = rest.split_once(" has joined ")
+        && is_devzat_name(name)
     {
-        return Line::Join {
-            name: name.to_owned(),
+        // ` --> NAME has joined the chat` at login, ` --> NAME has joined #room` after `cd`.
+        return match place.strip_prefix('#') {
+            Some(_) => Line::Moved {
+                name: name.to_owned(),
+                room: place.to_owned(),
+            },
+            None => Line::Join {
+                name: name.to_owned(),
+            },
         };
     }
     if let Some(rest) = line.strip_prefix(" <-- ")
-        && let Some(name) = rest.strip_suffix(" has left the chat")
+        && let Some((name, _why)) = rest.split_once(' ')
+        && is_devzat_name(name)
     {
+        // ` <-- NAME has left the chat[. They were online for 5m]`, `... has been banned ...`.
+        return Line::Part {
+            name: name.to_owned(),
+        };
+    }
+    if let Some((name, room)) = line.split_once(" is joining #")
+        && is_devzat_name(name)
+        && !room.contains(' ')
+    {
+        // Someone left this room for another one.
         return Line::Part {
             name: name.to_owned(),
         };
@@ -341,6 +382,11 @@ impl LineParser {
                     self.pending = Some((from, text));
                 }
             }
+            Line::Moved { name, room } => out.push(if name == self.name {
+                Line::Entered { room }
+            } else {
+                Line::Join { name }
+            }),
             Line::DirectOut { .. } | Line::Timestamp | Line::Blank => {}
             Line::Join { ref name } | Line::Part { ref name } if *name == self.name => {}
             other => out.push(other),
@@ -467,6 +513,26 @@ mod tests {
                 Line::Join {
                     name: "dave".into()
                 }
+            ]
+        );
+    }
+
+    #[test]
+    fn devzat_own_arrival_after_cd_is_reported_and_others_arrivals_are_joins() {
+        let bytes = concat!(
+            " --> bot has joined the chat\r\nbot: ",
+            "\x1b[5D\x1b[K --> bot has joined #dev\r\nbot: ",
+            "\x1b[5D\x1b[K --> eve has joined #dev\r\nbot: "
+        )
+        .as_bytes();
+        let (lines, _) = run(Dialect::Devzat, "bot", bytes);
+        assert_eq!(
+            lines,
+            vec![
+                Line::Entered {
+                    room: "#dev".into()
+                },
+                Line::Join { name: "eve".into() }
             ]
         );
     }

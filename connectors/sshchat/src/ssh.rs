@@ -36,7 +36,7 @@ const QUEUE_LIMIT: usize = 2000;
 /// A held-back Devzat message is released after this much quiet (continuation lines come in
 /// the same write as the line they continue).
 const FLUSH_AFTER: Duration = Duration::from_millis(60);
-/// How long to wait for the echo of `cd #room` before assuming we are in the room.
+/// How long to wait for our arrival after `cd #room` before assuming we are in the room.
 const ROOM_ENTRY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a delivery waits for its line to be written before it counts as accepted anyway
@@ -364,7 +364,7 @@ impl RoomSession {
                     out.extend(parser.flush());
                 }
                 () = tokio::time::sleep(entry_in), if entry_deadline.is_some() => {
-                    tracing::warn!(room = %self.room, "no echo of `cd`; assuming the room was entered");
+                    tracing::warn!(room = %self.room, "no arrival announced after `cd`; assuming the room was entered");
                     entry_deadline = None;
                     in_room = true;
                     self.set_live(true);
@@ -407,7 +407,7 @@ impl RoomSession {
                 }
             }
             for line in out {
-                match line {
+                match line.clone() {
                     Line::NamePrompt => {
                         name_attempt += 1;
                         if name_attempt > 20 {
@@ -421,18 +421,15 @@ impl RoomSession {
                             return End::Retry(format!("write: {err}"));
                         }
                     }
-                    // The server's own copy of `cd #room` (not the typed echo) comes right
-                    // before it moves us: lines after it belong to the room.
-                    Line::Own { text, redraw }
-                        if redraw
-                            && entry_deadline.is_some()
-                            && text.trim() == format!("cd {}", self.room) =>
-                    {
+                    // Devzat announces our arrival in the new room: lines after it belong
+                    // to the room.
+                    Line::Entered { room } if entry_deadline.is_some() && room == self.room => {
                         entry_deadline = None;
                         in_room = true;
                         self.set_live(true);
                         tracing::info!(account = %self.ctx.account, room = %self.room, name = %parser.name(), "in the room");
                     }
+                    Line::Entered { .. } => {}
                     Line::Own { .. } => {}
                     Line::RateLimited => {
                         // The server refused a line: send it again rather than lose it, and
@@ -448,6 +445,18 @@ impl RoomSession {
                     }
                     Line::TooLong => {
                         tracing::warn!(room = %self.room, "the server refused a line as too long")
+                    }
+                    Line::Message { ref from, ref text }
+                        if from == "devbot"
+                            && text.contains("stop spamming")
+                            && self.is_own(text.split(',').next().unwrap_or("")) =>
+                    {
+                        // Devzat's anti-spam warning names us: relay it (people see it too) and
+                        // say so in the log.
+                        tracing::warn!(room = %self.room, %text, "Devzat's anti-spam warned the bot");
+                        if in_room {
+                            self.emit(line).await;
+                        }
                     }
                     Line::System { text } => {
                         if text.contains("spam") || text.contains("banned") {
