@@ -154,7 +154,8 @@ impl Chat {
     }
 
     /// A line without a sender (joins, leaves, announcements) to everyone in a room.
-    pub fn system(&mut self, opts: &Options, room: &str, text: &str) {
+    /// `token`: the plugin token that sent it, whose listeners do not get it back.
+    pub fn system(&mut self, opts: &Options, room: &str, text: &str, token: Option<&str>) {
         self.record(room, "", text);
         let dialect = opts.dialect;
         for user in self.users.values_mut() {
@@ -170,7 +171,11 @@ impl Chat {
             );
             user.send(bytes);
         }
-        for listener in self.listeners.iter().filter(|l| l.system) {
+        for listener in self
+            .listeners
+            .iter()
+            .filter(|l| l.system && token != Some(l.token.as_str()))
+        {
             let event = crate::proto::Event {
                 room: room.to_owned(),
                 from: String::new(),

@@ -351,7 +351,12 @@ impl Terminal {
         chat.next_id += 1;
         chat.users.insert(id, user);
         self.id = Some(id);
-        chat.system(&opts, "#main", &format!(" --> {name} has joined the chat"));
+        chat.system(
+            &opts,
+            "#main",
+            &format!(" --> {name} has joined the chat"),
+            None,
+        );
         drop(chat);
         self.touched();
     }
@@ -391,6 +396,7 @@ impl Terminal {
             &opts,
             "#main",
             &format!(" * {name} joined. (Connected: {connected})"),
+            None,
         );
         drop(chat);
         self.touched();
@@ -428,7 +434,7 @@ impl Terminal {
                     user.joined_at.elapsed().as_secs()
                 ),
             };
-            chat.system(&opts, &user.room, &line);
+            chat.system(&opts, &user.room, &line, None);
         }
         drop(chat);
         self.touched();

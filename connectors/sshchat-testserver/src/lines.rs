@@ -115,12 +115,17 @@ impl Terminal {
                         );
                     } else if target != room {
                         // The old room is told where we went; the new one sees us arrive.
-                        chat.system(&opts, &room, &format!("{name} is joining {target}"));
+                        chat.system(&opts, &room, &format!("{name} is joining {target}"), None);
                         chat.rooms.insert(target.clone());
                         if let Some(user) = chat.users.get_mut(&id) {
                             user.room = target.clone();
                         }
-                        chat.system(&opts, &target, &format!(" --> {name} has joined {target}"));
+                        chat.system(
+                            &opts,
+                            &target,
+                            &format!(" --> {name} has joined {target}"),
+                            None,
+                        );
                     }
                 }
                 "users" => {
@@ -191,7 +196,7 @@ impl Terminal {
             match word {
                 "me" => {
                     let text = format!("** {name} {arg}");
-                    chat.system(&opts, "#main", &text);
+                    chat.system(&opts, "#main", &text, None);
                 }
                 "nick" => {
                     let new: String = arg
@@ -205,7 +210,12 @@ impl Terminal {
                         if let Some(user) = chat.users.get_mut(&id) {
                             user.name = new.clone();
                         }
-                        chat.system(&opts, "#main", &format!(" * {name} is now known as {new}."));
+                        chat.system(
+                            &opts,
+                            "#main",
+                            &format!(" * {name} is now known as {new}."),
+                            None,
+                        );
                     }
                 }
                 "msg" => {

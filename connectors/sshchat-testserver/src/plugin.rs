@@ -130,19 +130,27 @@ impl Plugin for Service {
             if !chat.rooms.contains(&message.room) {
                 return Err(Status::invalid_argument("Room does not exist"));
             }
-            let from = message.from.clone().unwrap_or_else(|| "devbot".into());
-            let first = message.msg.split_whitespace().next().unwrap_or("");
-            if PLUGIN_COMMANDS.contains(&first) {
-                chat.commands.push((from.clone(), message.msg.clone()));
+            match message.from.clone().filter(|f| !f.is_empty()) {
+                // No sender: a system line, broadcast as is.
+                None => chat.system(&opts, &message.room, &message.msg, Some(&token)),
+                // A named sender: run like a user's line, first word included.
+                Some(from) => {
+                    let first = message.msg.split_whitespace().next().unwrap_or("");
+                    if PLUGIN_COMMANDS.contains(&first) {
+                        chat.commands.push((from.clone(), message.msg.clone()));
+                    }
+                    if !matches!(first, "cd" | "hang" | "shrug" | "mute" | "clear") {
+                        chat.message(
+                            &opts,
+                            &message.room,
+                            &from,
+                            &message.msg,
+                            None,
+                            Some(&token),
+                        );
+                    }
+                }
             }
-            chat.message(
-                &opts,
-                &message.room,
-                &from,
-                &message.msg,
-                None,
-                Some(&token),
-            );
         }
         self.shared.changed.notify_waiters();
         Ok(Response::new(MessageRes {}))

@@ -76,7 +76,8 @@ impl Window {
     }
 }
 
-/// Joins shared by all sessions of one account: at most 5 per minute (Devzat bans above 6).
+/// Joins to one server shared by every session in this process: at most 5 per minute. Devzat
+/// bans a key *or an address* above 6, so two accounts on the same server share the gate too.
 #[derive(Clone, Debug)]
 pub struct JoinGate(Arc<Mutex<Window>>);
 
@@ -90,6 +91,18 @@ impl Default for JoinGate {
 }
 
 impl JoinGate {
+    /// The gate for `server` (`host:port`), shared by every account that connects there.
+    pub fn for_server(server: &str) -> JoinGate {
+        static GATES: std::sync::Mutex<Option<std::collections::HashMap<String, JoinGate>>> =
+            std::sync::Mutex::new(None);
+        let mut gates = GATES.lock().unwrap_or_else(|p| p.into_inner());
+        gates
+            .get_or_insert_with(Default::default)
+            .entry(server.to_owned())
+            .or_default()
+            .clone()
+    }
+
     /// Wait until one more join is allowed, and count it.
     pub async fn acquire(&self) {
         loop {

@@ -110,7 +110,7 @@ impl SshMode {
             Some(pinned) => HostKeyPolicy::Pinned(pinned.clone()),
             None => HostKeyPolicy::FirstUse(self.config.known_host_file.clone()),
         };
-        let gate = JoinGate::default();
+        let gate = JoinGate::for_server(&self.config.server);
         let live_rooms = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut tasks = tokio::task::JoinSet::new();
         for (room, queue) in &self.rooms {
