@@ -1,0 +1,274 @@
+//! The WebSocket stream over real loopback connections: every client gets every event, clients
+//! send and get acks, pings are answered, and a client that reconnects with `after` gets what
+//! it missed exactly once, then the live feed.
+
+mod support;
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use support::{TOKEN, deliver, delivery, start};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+const CONFIG: &str = "token = \"api-token-123\"\nping_interval_secs = 0.2\n";
+
+async fn connect(url: &str) -> Ws {
+    let mut request = url.into_client_request().expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {TOKEN}").parse().expect("header"),
+    );
+    let (ws, response) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("connect");
+    assert_eq!(response.status(), 101);
+    ws
+}
+
+/// The next JSON frame (answering nothing; tungstenite answers pings itself).
+async fn next(ws: &mut Ws) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let message = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("a frame within 10 s")
+            .expect("the stream is open")
+            .expect("a frame");
+        if let Message::Text(text) = message {
+            return serde_json::from_str(&text).expect("JSON");
+        }
+    }
+}
+
+fn text_of(frame: &Value) -> String {
+    frame["event"]["body"]["blocks"][0]["spans"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn every_client_gets_every_event_and_can_send() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = start("bots", CONFIG, dir.path()).await;
+    let mut a = connect(&api.ws).await;
+    let mut b = connect(&format!("{}?rooms=lobby", api.ws)).await;
+    // A client that only has the query token (browsers cannot set headers).
+    let (mut c, _) = tokio_tungstenite::connect_async(format!("{}?token={TOKEN}", api.ws))
+        .await
+        .expect("connect with ?token=");
+
+    for i in 0..20 {
+        deliver(
+            &api.connector,
+            delivery("lobby", "alice", &format!("line {i}")),
+        )
+        .await;
+    }
+    deliver(&api.connector, delivery("ops", "alice", "ops only")).await;
+    for ws in [&mut a, &mut b, &mut c] {
+        for i in 0..20 {
+            let frame = next(ws).await;
+            assert_eq!(frame["op"], "entry");
+            assert_eq!(frame["direction"], "delivered");
+            assert_eq!(text_of(&frame), format!("line {i}"));
+        }
+    }
+    assert_eq!(text_of(&next(&mut a).await), "ops only");
+    assert_eq!(text_of(&next(&mut c).await), "ops only");
+
+    // b sends; it gets an ack, and everyone sees the sent entry.
+    b.send(Message::Text(
+        json!({"op": "send", "ref": "r1", "room": "lobby", "username": "carol", "text": "hi all"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .expect("send");
+    let ack = next(&mut b).await;
+    assert_eq!(ack["op"], "ack", "{ack}");
+    assert_eq!(ack["ref"], "r1");
+    let event_id = ack["event_id"].as_str().expect("event id").to_owned();
+    for ws in [&mut a, &mut b, &mut c] {
+        let frame = next(ws).await;
+        assert_eq!(frame["direction"], "sent");
+        assert_eq!(frame["nick"], "carol");
+        assert_eq!(frame["event"]["id"], event_id.as_str());
+        assert_eq!(frame["id"], ack["id"]);
+    }
+    let emitted = api.sink.wait_for(1).await;
+    assert_eq!(emitted[0].1.author.name, "carol");
+    assert_eq!(emitted[0].1.room, "lobby");
+
+    // Mistakes get an error frame, and the stream stays open.
+    a.send(Message::Text(
+        json!({"op": "send", "ref": "r2", "room": "lobby", "text": "who?"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .expect("send");
+    let error = next(&mut a).await;
+    assert_eq!(
+        error,
+        json!({"op": "error", "ref": "r2", "error": "`username` is required: who is speaking?"})
+    );
+    a.send(Message::Text("not json".into()))
+        .await
+        .expect("send");
+    assert_eq!(next(&mut a).await["op"], "error");
+    a.send(Message::Text(json!({"op": "ping"}).to_string().into()))
+        .await
+        .expect("send");
+    assert_eq!(next(&mut a).await, json!({"op": "pong"}));
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn the_server_pings_and_answers_pings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = start("bots", CONFIG, dir.path()).await;
+    let mut ws = connect(&api.ws).await;
+    ws.send(Message::Ping(b"hello".to_vec().into()))
+        .await
+        .expect("ping");
+    let mut got_pong = false;
+    let mut got_ping = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !(got_pong && got_ping) {
+        match tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("frames within 10 s")
+        {
+            Some(Ok(Message::Pong(payload))) => {
+                assert_eq!(&payload[..], b"hello");
+                got_pong = true;
+            }
+            Some(Ok(Message::Ping(_))) => got_ping = true,
+            Some(Ok(_)) => {}
+            other => panic!("the stream ended: {other:?}"),
+        }
+    }
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_silent_client_is_closed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = start("bots", CONFIG, dir.path()).await;
+    let mut ws = connect(&api.ws).await;
+    // tungstenite answers pings only while the stream is polled: this client stays silent
+    // (not polled) for five ping intervals, which is the behaviour under test.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut closed = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while let Ok(frame) = tokio::time::timeout_at(deadline, ws.next()).await {
+        match frame {
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+    assert!(
+        closed,
+        "the server closed a client that did not answer pings"
+    );
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_reconnects_with_after_catches_up_exactly_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = start("bots", CONFIG, dir.path()).await;
+    let mut ws = connect(&api.ws).await;
+    for i in 0..3 {
+        deliver(
+            &api.connector,
+            delivery("lobby", "alice", &format!("before {i}")),
+        )
+        .await;
+    }
+    let mut last = 0;
+    for i in 0..3 {
+        let frame = next(&mut ws).await;
+        assert_eq!(text_of(&frame), format!("before {i}"));
+        last = frame["id"].as_i64().expect("id");
+    }
+    drop(ws);
+    // Missed while away, including more than the live buffer holds would not matter: the
+    // backlog comes from the log.
+    for i in 0..1500 {
+        deliver(
+            &api.connector,
+            delivery("lobby", "bob", &format!("missed {i}")),
+        )
+        .await;
+    }
+    let mut ws = connect(&format!("{}?after={last}", api.ws)).await;
+    for i in 0..1500 {
+        let frame = next(&mut ws).await;
+        assert_eq!(text_of(&frame), format!("missed {i}"));
+    }
+    deliver(&api.connector, delivery("lobby", "carol", "live again")).await;
+    let frame = next(&mut ws).await;
+    assert_eq!(
+        text_of(&frame),
+        "live again",
+        "no repeat between backlog and live"
+    );
+    // The REST log says the same.
+    let page: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/lobby/messages?after={last}&limit=1000",
+            api.base
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(page["entries"].as_array().map(Vec::len), Some(1000));
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_reader_that_falls_behind_still_gets_everything_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Pings far apart: this client reads nothing for a while, so it cannot answer them.
+    let api = start(
+        "bots",
+        "token = \"api-token-123\"\nping_interval_secs = 60\n",
+        dir.path(),
+    )
+    .await;
+    let mut slow = connect(&api.ws).await;
+    // 3000 entries of 6 kB (more than the live buffer of 1024 entries and the socket buffers)
+    // while the client reads nothing: the server falls behind the broadcast and catches up
+    // from the log.
+    let long = "x".repeat(6000);
+    for i in 0..3000 {
+        deliver(
+            &api.connector,
+            delivery("lobby", "alice", &format!("{i} {long}")),
+        )
+        .await;
+    }
+    let mut previous = 0;
+    for i in 0..3000 {
+        let frame = next(&mut slow).await;
+        assert_eq!(text_of(&frame), format!("{i} {long}"));
+        let id = frame["id"].as_i64().expect("id");
+        assert!(id > previous);
+        previous = id;
+    }
+    api.stop().await;
+}
