@@ -159,20 +159,8 @@ impl Terminal {
         let name = user.name.clone();
         // The line editor's echo: `[name] text` and a lone carriage return.
         user.send(format!("[{name}] {line}\r"));
-        if line.trim().is_empty() {
-            return true;
-        }
-        if line.len() > 1024 {
-            chat.rejected_long += 1;
-            chat.tell(&opts, id, "-> Input too long.");
-            drop(chat);
-            self.touched();
-            return true;
-        }
-        // 3 lines per 3 s per connection, counted in fixed windows.
-        let Some(user) = chat.users.get_mut(&id) else {
-            return true;
-        };
+        // Every entered line counts against 3 lines per 3 s (fixed windows), even an empty or
+        // over-long one; then the length is checked; empty lines are ignored.
         if user.window_start.elapsed() > Duration::from_secs(3) {
             user.window_start = Instant::now();
             user.window_count = 0;
@@ -187,6 +175,16 @@ impl Terminal {
             );
             drop(chat);
             self.touched();
+            return true;
+        }
+        if line.len() > 1024 {
+            chat.rejected_long += 1;
+            chat.tell(&opts, id, "-> Message rejected: Input too long.");
+            drop(chat);
+            self.touched();
+            return true;
+        }
+        if line.is_empty() {
             return true;
         }
         let mut keep = true;
