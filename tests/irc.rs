@@ -8,7 +8,7 @@ mod irc;
 
 use std::time::Duration;
 
-use irc::{Gate, IrcServer, TestClient, have};
+use irc::{Gate, IrcServer, TestClient, available};
 use patchbay_irc::mirc;
 use support::Gateway;
 
@@ -17,8 +17,7 @@ const CAPS: &[&str] = &["server-time", "message-tags", "batch"];
 
 macro_rules! require {
     ($($program:expr),+) => {
-        $(if !have($program) {
-            eprintln!("skipped: {} is not installed (run tests/install-deps.sh)", $program);
+        $(if !available($program) {
             return;
         })+
     };

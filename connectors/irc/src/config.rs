@@ -116,6 +116,8 @@ struct RawConfig {
     catch_up: bool,
     #[serde(default = "default_echo_timeout")]
     echo_timeout_secs: f64,
+    #[serde(default = "default_regain")]
+    regain_nick_secs: f64,
 }
 
 fn default_rejoin() -> f64 {
@@ -159,6 +161,9 @@ fn default_charset() -> String {
 }
 fn default_echo_timeout() -> f64 {
     10.0
+}
+fn default_regain() -> f64 {
+    60.0
 }
 
 /// SASL credentials, checked.
@@ -243,6 +248,8 @@ pub struct IrcConfig {
     pub catch_up: bool,
     /// How long to wait for echo-message to give a sent message its id.
     pub echo_timeout: Duration,
+    /// While on an alternative nick, how often to try the configured one again.
+    pub regain_nick: Duration,
 }
 
 fn secs(value: f64, key: &str) -> Result<Duration, ConfigError> {
@@ -436,6 +443,8 @@ impl IrcConfig {
             charset,
             catch_up: raw.catch_up,
             echo_timeout: secs(raw.echo_timeout_secs, "echo_timeout_secs")?,
+            regain_nick: secs(raw.regain_nick_secs, "regain_nick_secs")?
+                .max(Duration::from_millis(100)),
         })
     }
 

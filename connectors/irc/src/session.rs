@@ -164,6 +164,7 @@ async fn connect_once(shared: &Shared, ctx: &ConnectorContext, history: &mut His
     let mut last_activity = Instant::now();
     let mut ping_sent = false;
     let mut save_tick = tokio::time::interval(Duration::from_secs(2));
+    let mut regain_tick = tokio::time::interval(cfg.regain_nick);
     let ended = loop {
         let deadline = if !session.registered {
             started + cfg.connect_timeout.max(Duration::from_secs(5)) * 2
@@ -219,6 +220,12 @@ async fn connect_once(shared: &Shared, ctx: &ConnectorContext, history: &mut His
                 ping_sent = true;
             }
             Some(channel) = rejoin_rx.recv() => session.join(&channel),
+            // On an alternative nick: try to get the configured one back.
+            _ = regain_tick.tick() => {
+                if session.registered && fold_case(&session.own_nick()) != fold_case(&cfg.nick) {
+                    session.send(format!("NICK {}", cfg.nick));
+                }
+            }
             _ = save_tick.tick() => {
                 if let Err(e) = session.history.save() {
                     warn!(account = %ctx.account, "cannot save history marks: {e}");

@@ -14,11 +14,7 @@ fn config(port: u16, channel: &str, extra: &str) -> String {
 
 macro_rules! require {
     ($program:expr) => {
-        if !have($program) {
-            eprintln!(
-                "skipped: {} is not installed (run tests/install-deps.sh)",
-                $program
-            );
+        if !available($program) {
             return;
         }
     };

@@ -22,11 +22,7 @@ fn config(port: u16, extra: &str) -> String {
 
 macro_rules! require {
     ($program:expr) => {
-        if !have($program) {
-            eprintln!(
-                "skipped: {} is not installed (run tests/install-deps.sh)",
-                $program
-            );
+        if !available($program) {
             return;
         }
     };
@@ -119,9 +115,29 @@ async fn nick_in_use_takes_the_alternative() {
     let data = tempdir();
     let mut squatter = TestClient::connect(server.port, "pb").await;
     squatter.join("#test").await;
-    let mut bridge = start_connector(&config(server.port, ""), data.path());
+    let mut bridge = start_connector(&config(server.port, "regain_nick_secs = 0.3"), data.path());
     bridge.wait_up().await;
     squatter.expect_join("pb_", "#test").await;
+    // Once the nick is free the bridge takes it back.
+    let mut watcher = TestClient::connect(server.port, "watcher").await;
+    watcher.join("#test").await;
+    squatter.send("QUIT :bye").await;
+    watcher
+        .expect("the bridge taking its nick back", |cmd, params, p| {
+            cmd == "NICK"
+                && p.source.as_ref().is_some_and(|s| s.nick == "pb_")
+                && params.first().is_some_and(|n| n == "pb")
+        })
+        .await;
+    deliver(
+        &bridge.connector,
+        delivery("#test", "bob", RichText::plain("as pb")),
+    )
+    .await;
+    let line = watcher
+        .expect("the next message", |cmd, _, _| cmd == "PRIVMSG")
+        .await;
+    assert_eq!(line.source.map(|s| s.nick).as_deref(), Some("pb"));
     bridge.stop().await;
 }
 

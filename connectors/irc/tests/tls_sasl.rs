@@ -9,8 +9,7 @@ use support::*;
 
 macro_rules! require {
     ($($program:expr),+) => {
-        $(if !have($program) {
-            eprintln!("skipped: {} is not installed (run tests/install-deps.sh)", $program);
+        $(if !available($program) {
             return;
         })+
     };

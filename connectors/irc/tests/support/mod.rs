@@ -36,7 +36,20 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
-/// Whether a program is installed (tests say so and skip when it is not).
+/// Whether a test can run: `program` is installed. Outside CI a missing server skips the test
+/// with a note; in CI (where tests/install-deps.sh ran) it fails it.
+pub fn available(program: &str) -> bool {
+    if have(program) {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{program} is not installed: run tests/install-deps.sh");
+    }
+    eprintln!("skipped: {program} is not installed (run tests/install-deps.sh)");
+    false
+}
+
+/// Whether a program is installed.
 pub fn have(program: &str) -> bool {
     Command::new("sh")
         .arg("-c")
