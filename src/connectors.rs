@@ -18,6 +18,8 @@ impl Registry {
         registry.register(Arc::new(patchbay_console::ConsoleFactory));
         registry.register(Arc::new(patchbay_irc::IrcFactory));
         registry.register(Arc::new(patchbay_sshchat::SshChatFactory));
+        registry.register(Arc::new(patchbay_webhook::WebhookFactory));
+        registry.register(Arc::new(patchbay_api::ApiFactory));
         #[cfg(feature = "matrix")]
         registry.register(patchbay_matrix::factory());
         registry

@@ -1,0 +1,361 @@
+//! Webhooks and the API end to end through the binary, on its shared HTTP listener.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use support::{Gateway, free_port, wait_until};
+
+/// Wait until the gateway's listener takes connections.
+fn wait_for_listener(port: u16) {
+    wait_until(Duration::from_secs(30), "the HTTP listener", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+}
+
+#[test]
+fn a_notification_posted_to_a_hook_reaches_the_console() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let config = format!(
+        r#"
+[http]
+listen = "127.0.0.1:{port}"
+
+[webhook.ci]
+token = "hook-token"
+
+[webhook.ci.rooms.github]
+format = "github"
+secret = "gh-secret"
+
+[console.screen]
+input = "none"
+output = "stdout"
+
+[[route]]
+name = "notify"
+in = ["webhook.ci/builds", "webhook.ci/github"]
+out = ["console.screen/alerts"]
+"#
+    );
+    let mut gateway = Gateway::start(dir.path(), &config);
+    wait_for_listener(port);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}/hooks/ci");
+    let status = rt.block_on(async {
+        client
+            .post(format!("{base}/builds"))
+            .bearer_auth("hook-token")
+            .json(&json!({"text": "*build 42* passed", "username": "ci-bot"}))
+            .send()
+            .await
+            .expect("post")
+            .status()
+    });
+    assert_eq!(status, StatusCode::ACCEPTED);
+    gateway.expect("[console.screen/alerts] <ci-bot> **build 42** passed");
+
+    let push = json!({"ref": "refs/heads/main", "pusher": {"name": "alice"},
+        "repository": {"full_name": "o/r", "html_url": "https://github.com/o/r"}, "compare": "https://github.com/o/r/compare/a...b",
+        "commits": [{"id": "0123456789", "url": "https://github.com/o/r/commit/0123456", "message": "Fix it", "author": {"name": "Alice"}}]});
+    let body = serde_json::to_vec(&push).expect("json");
+    let status = rt.block_on(async {
+        client
+            .post(format!("{base}/github"))
+            .header("X-GitHub-Event", "push")
+            .header(
+                "X-Hub-Signature-256",
+                patchbay_webhook::sign("gh-secret", &body),
+            )
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("post")
+            .status()
+    });
+    assert_eq!(status, StatusCode::ACCEPTED);
+    gateway.expect_line(Duration::from_secs(20), |l| {
+        l.starts_with("[console.screen/alerts] <GitHub> **alice** pushed 1 commit to `main`")
+    });
+    // A refused hook prints nothing and says why.
+    let status = rt.block_on(async {
+        client
+            .post(format!("{base}/builds"))
+            .bearer_auth("wrong")
+            .body("x")
+            .send()
+            .await
+            .expect("post")
+            .status()
+    });
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(gateway.stop(), "patchbay did not stop cleanly");
+}
+
+/// An outbound receiver: 500 to the first `fail` requests, then records the rest.
+#[derive(Default)]
+struct Receiver {
+    fail: Mutex<u32>,
+    got: Mutex<Vec<(HeaderMap, Vec<u8>)>>,
+    attempts: Mutex<u32>,
+}
+
+async fn receive(
+    axum::extract::State(receiver): axum::extract::State<Arc<Receiver>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
+    *receiver.attempts.lock().expect("lock") += 1;
+    {
+        let mut fail = receiver.fail.lock().expect("lock");
+        if *fail > 0 {
+            *fail -= 1;
+            return StatusCode::INTERNAL_SERVER_ERROR;
+        }
+    }
+    receiver
+        .got
+        .lock()
+        .expect("lock")
+        .push((headers, body.to_vec()));
+    StatusCode::OK
+}
+
+#[test]
+fn a_receiver_that_fails_for_a_while_gets_everything_once_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let receiver = Arc::new(Receiver {
+        fail: Mutex::new(3),
+        ..Receiver::default()
+    });
+    let app = axum::Router::new()
+        .route("/in", axum::routing::post(receive))
+        .with_state(Arc::clone(&receiver));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let receiver_addr = listener.local_addr().expect("addr");
+    rt.spawn(async move { axum::serve(listener, app).await });
+
+    let port = free_port();
+    let config = format!(
+        r#"
+[http]
+listen = "127.0.0.1:{port}"
+
+[console.you]
+input = "stdin"
+output = "you.log"
+room = "lobby"
+nick = "alice"
+
+[webhook.team]
+allow_unauthenticated = true
+
+[webhook.team.rooms.chat]
+url = "http://{receiver_addr}/in"
+payload = "slack"
+sign_secret = "out-secret"
+
+[[route]]
+name = "lobby"
+in = ["console.you/lobby"]
+out = ["webhook.team/chat"]
+nick_format = "{{nick}} (console)"
+"#
+    );
+    let mut gateway = Gateway::start(dir.path(), &config);
+    wait_for_listener(port);
+    for i in 1..=5 {
+        gateway.type_line(&format!("message **{i}**"));
+    }
+    let got = |n: usize| receiver.got.lock().expect("lock").len() >= n;
+    wait_until(Duration::from_secs(60), "five deliveries", || got(5));
+    // One more after recovery: anything repeated would have arrived before it.
+    gateway.type_line("message **6**");
+    wait_until(Duration::from_secs(30), "the sixth delivery", || got(6));
+    let received = receiver.got.lock().expect("lock").clone();
+    let texts: Vec<String> = received
+        .iter()
+        .map(|(_, body)| {
+            let json: Value = serde_json::from_slice(body).expect("JSON");
+            assert_eq!(json["username"], "alice (console)");
+            json["text"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        (1..=6)
+            .map(|i| format!("message *{i}*"))
+            .collect::<Vec<_>>(),
+        "each message once, in order, in Slack's mrkdwn"
+    );
+    for (headers, body) in &received {
+        let signature = headers
+            .get("x-patchbay-signature-256")
+            .and_then(|v| v.to_str().ok())
+            .expect("signed");
+        assert!(patchbay_webhook::verify("out-secret", body, signature));
+    }
+    assert!(
+        *receiver.attempts.lock().expect("lock") >= 9,
+        "three failures were retried"
+    );
+    assert!(gateway.stop());
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn next_entry(ws: &mut Ws) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("a frame within 20 s")
+            .expect("open")
+            .expect("a frame");
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+            let frame: Value = serde_json::from_str(&text).expect("JSON");
+            if frame["op"] == "entry" {
+                return frame;
+            }
+        }
+    }
+}
+
+#[test]
+fn api_clients_stream_send_and_catch_up_through_the_gateway() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let config = format!(
+        r#"
+[http]
+listen = "127.0.0.1:{port}"
+
+[console.you]
+input = "stdin"
+output = "stdout"
+room = "lobby"
+nick = "alice"
+
+[api.bots]
+token = "api-token-123"
+
+[[route]]
+name = "lobby"
+inout = ["console.you/lobby", "api.bots/lobby"]
+"#
+    );
+    let mut gateway = Gateway::start(dir.path(), &config);
+    wait_for_listener(port);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let ws_url = format!("ws://127.0.0.1:{port}/api/bots/stream?token=api-token-123");
+    let (mut a, mut b) = rt.block_on(async {
+        let (a, _) = tokio_tungstenite::connect_async(&ws_url)
+            .await
+            .expect("connect a");
+        let (b, _) = tokio_tungstenite::connect_async(&ws_url)
+            .await
+            .expect("connect b");
+        (a, b)
+    });
+    gateway.type_line("hello bots");
+    let (fa, fb) = rt.block_on(async { (next_entry(&mut a).await, next_entry(&mut b).await) });
+    for frame in [&fa, &fb] {
+        assert_eq!(frame["room"], "lobby");
+        assert_eq!(frame["nick"], "alice");
+        assert_eq!(frame["event"]["origin"]["account"], "console.you");
+    }
+    let last = fa["id"].as_i64().expect("id");
+    // A sends into the route as "deploybot"; the console shows it.
+    rt.block_on(async {
+        a.send(tokio_tungstenite::tungstenite::Message::Text(
+            json!({"op": "send", "room": "lobby", "username": "deploybot", "text": "on it"})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .expect("send");
+    });
+    gateway.expect("[console.you/lobby] <deploybot> on it");
+    // B disconnects; two lines go by; B catches up over REST, then over the stream.
+    drop(b);
+    gateway.type_line("while you were out 1");
+    gateway.type_line("while you were out 2");
+    rt.block_on(async {
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            let frame = next_entry(&mut a).await;
+            if frame["direction"] == "delivered" {
+                seen.push(frame);
+            }
+        }
+    });
+    let page: Value = rt.block_on(async {
+        reqwest::Client::new()
+            .get(format!(
+                "http://127.0.0.1:{port}/api/bots/lobby/messages?after={last}"
+            ))
+            .bearer_auth("api-token-123")
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json")
+    });
+    let summary: Vec<(String, String)> = page["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            (
+                e["nick"].as_str().unwrap_or_default().to_owned(),
+                e["event"]["body"]["blocks"][0]["spans"][0]["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("deploybot".to_owned(), "on it".to_owned()),
+            ("alice".to_owned(), "while you were out 1".to_owned()),
+            ("alice".to_owned(), "while you were out 2".to_owned()),
+        ]
+    );
+    let mut b = rt.block_on(async {
+        let (b, _) = tokio_tungstenite::connect_async(format!("{ws_url}&after={last}"))
+            .await
+            .expect("reconnect b");
+        b
+    });
+    let texts: Vec<Value> = rt.block_on(async {
+        let mut texts = Vec::new();
+        for _ in 0..3 {
+            texts.push(
+                next_entry(&mut b).await["event"]["body"]["blocks"][0]["spans"][0]["text"].clone(),
+            );
+        }
+        texts
+    });
+    assert_eq!(
+        texts,
+        [
+            json!("on it"),
+            json!("while you were out 1"),
+            json!("while you were out 2")
+        ]
+    );
+    assert!(gateway.stop());
+}
