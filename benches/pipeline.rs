@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use criterion::{BenchmarkId, Criterion, Throughput};
-use patchbay::delivery::RetryPolicy;
+use patchbay::delivery::DeliveryPolicy;
 use patchbay::gateway::{AccountSpec, Engine};
 use patchbay::router::{Direction, RoomKey, Route, Router, Settings};
 use patchbay_sdk::{
@@ -112,7 +112,7 @@ async fn start(routes: usize, record_arrivals: bool) -> Bench {
         dir.path(),
         Router::new("bench", table),
         accounts,
-        RetryPolicy::default(),
+        DeliveryPolicy::default(),
         None,
     )
     .await

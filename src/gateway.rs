@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::delivery::{Destination, Outbox, RetryPolicy};
+use crate::delivery::{DeliveryPolicy, Destination, Outbox};
 use crate::http;
 use crate::intake::Intake;
 use crate::metrics::Metrics;
@@ -58,7 +58,7 @@ impl Engine {
         data_dir: &std::path::Path,
         router: Router,
         accounts: Vec<AccountSpec>,
-        retry: RetryPolicy,
+        policy: DeliveryPolicy,
         http: Option<SocketAddr>,
     ) -> anyhow::Result<Engine> {
         let db_path = data_dir.join("patchbay.db");
@@ -92,18 +92,17 @@ impl Engine {
             Arc::clone(&store),
             Arc::clone(&router),
             destinations,
-            retry,
+            policy,
             Arc::clone(&metrics),
             deliveries_stop.clone(),
         ));
         let intake = Arc::new(Intake {
             store: Arc::clone(&store),
             router: Arc::clone(&router),
-            outbox: Arc::clone(&outbox),
             metrics: Arc::clone(&metrics),
             closed: intake_closed.clone(),
         });
-        outbox.resume().await.context("reading the outbox")?;
+        outbox.start().await.context("reading the outbox")?;
 
         let tasks = TaskTracker::new();
         let mut routes = Vec::new();
@@ -234,7 +233,7 @@ pub async fn run(config: Config, stop: CancellationToken) -> anyhow::Result<()> 
         &config.general.data_dir,
         router,
         accounts,
-        RetryPolicy::default(),
+        DeliveryPolicy::default(),
         config.http.map(|h| h.listen),
     )
     .await?;

@@ -2,7 +2,7 @@
 //!
 //! Drop the connector's own echoes; resolve the message references it names by its network's
 //! ids into gateway ids; ask the router where the event goes; record the event and its
-//! deliveries in one transaction; wake the destination lanes.
+//! deliveries in one transaction. The store's feed hands them to the outbox from there.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,7 +11,6 @@ use async_trait::async_trait;
 use patchbay_sdk::{Emit, EmitError, Event, EventId, Inbound, MessageRef, Timestamp};
 use tokio_util::sync::CancellationToken;
 
-use crate::delivery::Outbox;
 use crate::metrics::Metrics;
 use crate::router::{RoomKey, Router};
 use crate::store::{Accepted, NewDelivery, Store};
@@ -19,7 +18,6 @@ use crate::store::{Accepted, NewDelivery, Store};
 pub struct Intake {
     pub store: Arc<dyn Store>,
     pub router: Arc<Router>,
-    pub outbox: Arc<Outbox>,
     pub metrics: Arc<Metrics>,
     /// Cancelled when the gateway stops taking events.
     pub closed: CancellationToken,
@@ -60,9 +58,6 @@ impl Emit for Intake {
         match self.store.accept(event, deliveries).await {
             Ok(Accepted::Recorded) => {
                 self.metrics.accepted(account);
-                for target in &targets {
-                    self.outbox.wake(&target.room);
-                }
                 Ok(Some(id))
             }
             Ok(Accepted::Duplicate) => Ok(None),

@@ -34,18 +34,23 @@ pub struct Destination {
     pub state: watch::Receiver<ConnectorState>,
 }
 
-/// Retry timing.
+/// Retry timing and lane sizes.
 #[derive(Clone, Copy, Debug)]
-pub struct RetryPolicy {
-    pub first: Duration,
-    pub max: Duration,
+pub struct DeliveryPolicy {
+    /// The first wait after a retryable failure; it doubles from there.
+    pub retry_first: Duration,
+    /// The longest wait between two attempts.
+    pub retry_max: Duration,
+    /// How many deliveries a lane holds in memory before it goes back to reading the store.
+    pub lane_queue: usize,
 }
 
-impl Default for RetryPolicy {
+impl Default for DeliveryPolicy {
     fn default() -> Self {
-        RetryPolicy {
-            first: Duration::from_millis(500),
-            max: Duration::from_secs(60),
+        DeliveryPolicy {
+            retry_first: Duration::from_millis(500),
+            retry_max: Duration::from_secs(60),
+            lane_queue: 4096,
         }
     }
 }
@@ -53,17 +58,48 @@ impl Default for RetryPolicy {
 /// The delivery side of the gateway.
 pub struct Outbox {
     shared: Arc<Shared>,
-    lanes: Mutex<HashMap<RoomKey, Arc<Notify>>>,
+    lanes: Mutex<HashMap<RoomKey, Arc<Lane>>>,
 }
 
 struct Shared {
     store: Arc<dyn Store>,
     router: Arc<Router>,
     destinations: HashMap<String, Destination>,
-    retry: RetryPolicy,
+    policy: DeliveryPolicy,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+}
+
+/// One destination room's queue.
+///
+/// A lane is fed in one of two ways. Normally the outbox pushes each committed delivery into
+/// its in-memory queue straight from the store's feed, so steady-state delivery never reads the
+/// store. At start, and whenever its queue overflowed (a room whose network is down while
+/// traffic keeps coming), the lane instead reads its deliveries from the store in order until
+/// it has caught up, then switches back. The switch happens under the lane's lock, so nothing
+/// committed in between is missed, and deliveries seen twice are skipped by their seq.
+struct Lane {
+    state: tokio::sync::Mutex<LaneState>,
+    notify: Notify,
+}
+
+struct LaneState {
+    /// True while the lane reads the store; the outbox leaves deliveries there meanwhile.
+    reading_store: bool,
+    queue: std::collections::VecDeque<Pending>,
+}
+
+impl Lane {
+    fn new() -> Self {
+        Lane {
+            state: tokio::sync::Mutex::new(LaneState {
+                reading_store: true,
+                queue: Default::default(),
+            }),
+            notify: Notify::new(),
+        }
+    }
 }
 
 impl Outbox {
@@ -71,7 +107,7 @@ impl Outbox {
         store: Arc<dyn Store>,
         router: Arc<Router>,
         destinations: HashMap<String, Destination>,
-        retry: RetryPolicy,
+        policy: DeliveryPolicy,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Self {
@@ -80,7 +116,7 @@ impl Outbox {
                 store,
                 router,
                 destinations,
-                retry,
+                policy,
                 metrics,
                 shutdown,
                 tracker: TaskTracker::new(),
@@ -89,28 +125,64 @@ impl Outbox {
         }
     }
 
-    /// Start a lane for every room that has deliveries waiting from before.
-    pub async fn resume(&self) -> Result<(), crate::store::StoreError> {
+    /// Start delivering: a lane for every room with deliveries waiting from before, and the
+    /// dispatcher that hands newly committed deliveries to their lanes.
+    pub async fn start(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
+        let feed = self.shared.store.take_feed();
         for room in self.shared.store.rooms_with_pending().await? {
-            self.wake(&room);
+            self.lane(&room);
+        }
+        if let Some(mut feed) = feed {
+            let outbox = Arc::clone(self);
+            let shutdown = self.shared.shutdown.clone();
+            self.shared.tracker.spawn(async move {
+                loop {
+                    let batch = tokio::select! {
+                        batch = feed.recv() => batch,
+                        _ = shutdown.cancelled() => return,
+                    };
+                    let Some(batch) = batch else { return };
+                    for pending in batch {
+                        outbox.dispatch(pending).await;
+                    }
+                }
+            });
         }
         Ok(())
     }
 
-    /// New deliveries for `room` are in the store: wake its lane, starting it if needed.
-    pub fn wake(&self, room: &RoomKey) {
-        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(notify) = lanes.get(room) {
-            notify.notify_one();
-            return;
+    /// Hand one committed delivery to its lane.
+    async fn dispatch(&self, pending: Pending) {
+        let lane = self.lane(&pending.room);
+        let mut state = lane.state.lock().await;
+        if state.reading_store {
+            // The lane will read it from the store.
+        } else if state.queue.len() >= self.shared.policy.lane_queue {
+            tracing::debug!(room = %pending.room, "lane queue full; the lane reads the store until it catches up");
+            state.queue.clear();
+            state.reading_store = true;
+        } else {
+            state.queue.push_back(pending);
         }
-        let notify = Arc::new(Notify::new());
-        lanes.insert(room.clone(), Arc::clone(&notify));
+        drop(state);
+        lane.notify.notify_one();
+    }
+
+    /// The lane of `room`, started if it was not running.
+    fn lane(&self, room: &RoomKey) -> Arc<Lane> {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(lane) = lanes.get(room) {
+            return Arc::clone(lane);
+        }
+        let lane = Arc::new(Lane::new());
+        lanes.insert(room.clone(), Arc::clone(&lane));
         let shared = Arc::clone(&self.shared);
         let room = room.clone();
+        let running = Arc::clone(&lane);
         self.shared
             .tracker
-            .spawn(async move { run_lane(shared, room, notify).await });
+            .spawn(async move { run_lane(shared, room, running).await });
+        lane
     }
 
     /// Wait for every lane to finish its in-flight delivery and stop, up to `timeout`.
@@ -123,40 +195,75 @@ impl Outbox {
     }
 }
 
-async fn run_lane(shared: Arc<Shared>, room: RoomKey, notify: Arc<Notify>) {
+async fn run_lane(shared: Arc<Shared>, room: RoomKey, lane: Arc<Lane>) {
     let Some(destination) = shared.destinations.get(&room.account).cloned() else {
         tracing::warn!(room = %room, "deliveries wait for an account that is not configured; they stay in the outbox");
         return;
     };
+    // The seq of the last delivery done (or given up on); everything at or below it is done.
     let mut cursor = 0;
-    let mut backoff = Backoff::new(shared.retry.first, shared.retry.max);
+    let mut backoff = Backoff::new(shared.policy.retry_first, shared.policy.retry_max);
     loop {
-        let batch = match shared.store.pending(&room, cursor, BATCH).await {
-            Ok(batch) => batch,
-            Err(err) => {
-                tracing::error!(room = %room, "cannot read the outbox: {err}");
+        if shared.shutdown.is_cancelled() {
+            return;
+        }
+        let next = {
+            let mut state = lane.state.lock().await;
+            if state.reading_store {
+                // Catch up from the store; switch to the queue once nothing is left, deciding
+                // under the lock so the dispatcher cannot slip a delivery in between.
+                match shared.store.pending(&room, cursor, BATCH).await {
+                    Ok(batch) if batch.is_empty() => {
+                        state.reading_store = false;
+                        state.queue.clear();
+                        continue;
+                    }
+                    Ok(batch) => Next::Batch(batch),
+                    Err(err) => {
+                        tracing::error!(room = %room, "cannot read the outbox: {err}");
+                        Next::Pause
+                    }
+                }
+            } else {
+                match state.queue.pop_front() {
+                    Some(pending) => Next::Batch(vec![pending]),
+                    None => Next::Wait,
+                }
+            }
+        };
+        match next {
+            Next::Batch(batch) => {
+                for pending in batch {
+                    if pending.seq <= cursor {
+                        continue;
+                    }
+                    if shared.shutdown.is_cancelled()
+                        || !deliver_one(&shared, &destination, &pending, &mut backoff).await
+                    {
+                        return;
+                    }
+                    cursor = pending.seq;
+                }
+            }
+            Next::Wait => {
+                tokio::select! {
+                    _ = lane.notify.notified() => {}
+                    _ = shared.shutdown.cancelled() => return,
+                }
+            }
+            Next::Pause => {
                 if !pause(&shared.shutdown, backoff.next_wait()).await {
                     return;
                 }
-                continue;
             }
-        };
-        if batch.is_empty() {
-            tokio::select! {
-                _ = notify.notified() => continue,
-                _ = shared.shutdown.cancelled() => return,
-            }
-        }
-        for pending in batch {
-            if shared.shutdown.is_cancelled() {
-                return;
-            }
-            if !deliver_one(&shared, &destination, &pending, &mut backoff).await {
-                return;
-            }
-            cursor = pending.seq;
         }
     }
+}
+
+enum Next {
+    Batch(Vec<Pending>),
+    Wait,
+    Pause,
 }
 
 /// Deliver one item, retrying until it succeeds or fails for good. Returns false when the
@@ -294,3 +401,6 @@ async fn wait_for_retry(
         _ = shutdown.cancelled() => false,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -52,6 +52,8 @@ pub enum StoreError {
     Closed,
     #[error("cannot open the store: {0}")]
     Open(String),
+    #[error("the store could not commit: {0}")]
+    Commit(String),
 }
 
 #[async_trait]
@@ -63,6 +65,10 @@ pub trait Store: Send + Sync + 'static {
         event: Event,
         deliveries: Vec<NewDelivery>,
     ) -> Result<Accepted, StoreError>;
+
+    /// The feed of committed deliveries, in commit order: the bus from intake to the outbox.
+    /// Deliveries reach it only once they are durable; it can be taken once.
+    fn take_feed(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Vec<Pending>>>;
 
     /// The gateway id of the message a network knows as `remote_id` in `room`.
     async fn resolve(&self, room: &RoomKey, remote_id: &str)

@@ -47,6 +47,7 @@ enum Command {
 /// SQLite-backed [`Store`].
 pub struct SqliteStore {
     writer: mpsc::UnboundedSender<Command>,
+    feed: Mutex<Option<mpsc::UnboundedReceiver<Vec<Pending>>>>,
     reader: Arc<Mutex<Connection>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -62,12 +63,14 @@ impl SqliteStore {
         writer_conn.execute_batch(include_str!("schema.sql"))?;
         let reader = open_connection(path)?;
         let (tx, rx) = mpsc::unbounded_channel();
+        let (feed_tx, feed_rx) = mpsc::unbounded_channel();
         let thread = std::thread::Builder::new()
             .name("patchbay-store".into())
-            .spawn(move || run_writer(writer_conn, rx))
+            .spawn(move || run_writer(writer_conn, rx, feed_tx))
             .map_err(|err| StoreError::Open(format!("cannot start the writer thread: {err}")))?;
         Ok(SqliteStore {
             writer: tx,
+            feed: Mutex::new(Some(feed_rx)),
             reader: Arc::new(Mutex::new(reader)),
             thread: Mutex::new(Some(thread)),
         })
@@ -119,7 +122,11 @@ fn now_ms() -> i64 {
 }
 
 /// The writer thread: take what has queued, run it in one transaction, answer.
-fn run_writer(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Command>) {
+fn run_writer(
+    mut conn: Connection,
+    mut rx: mpsc::UnboundedReceiver<Command>,
+    feed: mpsc::UnboundedSender<Vec<Pending>>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -129,7 +136,7 @@ fn run_writer(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Command>) {
                 Err(_) => break,
             }
         }
-        let closing = write_batch(&mut conn, &mut batch);
+        let closing = write_batch(&mut conn, &mut batch, &feed);
         if closing {
             break;
         }
@@ -157,8 +164,13 @@ enum Reply {
 }
 
 /// Run one batch; returns true when the batch asked the writer to stop.
-fn write_batch(conn: &mut Connection, batch: &mut Vec<Command>) -> bool {
+fn write_batch(
+    conn: &mut Connection,
+    batch: &mut Vec<Command>,
+    feed: &mpsc::UnboundedSender<Vec<Pending>>,
+) -> bool {
     let mut replies = Vec::with_capacity(batch.len());
+    let mut committed = Vec::new();
     let mut closing = false;
     let result = (|| -> Result<(), rusqlite::Error> {
         let mut tx = conn.transaction()?;
@@ -172,11 +184,30 @@ fn write_batch(conn: &mut Connection, batch: &mut Vec<Command>) -> bool {
                 } => {
                     let mut sp = tx.savepoint()?;
                     let result = accept(&sp, &event, &json, &deliveries);
-                    match &result {
-                        Ok(_) => sp.commit()?,
-                        Err(_) => sp.rollback()?,
-                    }
-                    replies.push(Reply::Accept(reply, result.map_err(StoreError::from)));
+                    let result = match result {
+                        Ok(Some(seqs)) => {
+                            sp.commit()?;
+                            for (seq, delivery) in seqs.into_iter().zip(deliveries) {
+                                committed.push(Pending {
+                                    seq,
+                                    room: delivery.room,
+                                    route: delivery.route,
+                                    not_before: delivery.not_before,
+                                    event: (*event).clone(),
+                                });
+                            }
+                            Ok(Accepted::Recorded)
+                        }
+                        Ok(None) => {
+                            sp.rollback()?;
+                            Ok(Accepted::Duplicate)
+                        }
+                        Err(err) => {
+                            sp.rollback()?;
+                            Err(StoreError::from(err))
+                        }
+                    };
+                    replies.push(Reply::Accept(reply, result));
                 }
                 Command::Complete { seq, mapping } => {
                     if let Err(err) = complete(&tx, seq, mapping) {
@@ -206,8 +237,12 @@ fn write_batch(conn: &mut Connection, batch: &mut Vec<Command>) -> bool {
     let failure = result.err().map(|err| err.to_string());
     if let Some(err) = &failure {
         tracing::error!("the store could not commit a batch: {err}");
+    } else if !committed.is_empty() {
+        // In commit order, which is seq order: the outbox relies on it. Nobody listening is
+        // fine: the deliveries are in the store.
+        let _ = feed.send(committed);
     }
-    let failed = || StoreError::Open(failure.clone().unwrap_or_default());
+    let failed = || StoreError::Commit(failure.clone().unwrap_or_default());
     for reply in replies {
         match reply {
             Reply::Accept(tx, result) => {
@@ -239,12 +274,13 @@ fn write_batch(conn: &mut Connection, batch: &mut Vec<Command>) -> bool {
     closing
 }
 
+/// Record an event and its deliveries; returns the deliveries' seqs, or `None` for a duplicate.
 fn accept(
     conn: &Connection,
     event: &Event,
     json: &str,
     deliveries: &[NewDelivery],
-) -> Result<Accepted, rusqlite::Error> {
+) -> Result<Option<Vec<i64>>, rusqlite::Error> {
     let origin = &event.origin;
     if let Some(remote_id) = &origin.remote_id {
         let known: Option<i64> = conn
@@ -256,7 +292,7 @@ fn accept(
             })
             .optional()?;
         if known.is_some() {
-            return Ok(Accepted::Duplicate);
+            return Ok(None);
         }
     }
     let id = event.id.to_string();
@@ -282,6 +318,7 @@ fn accept(
         "INSERT INTO deliveries (event_seq, account, room, route, not_before) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
+    let mut seqs = Vec::with_capacity(deliveries.len());
     for delivery in deliveries {
         insert.execute(params![
             event_seq,
@@ -290,8 +327,9 @@ fn accept(
             delivery.route,
             delivery.not_before.map(|t| t.0)
         ])?;
+        seqs.push(conn.last_insert_rowid());
     }
-    Ok(Accepted::Recorded)
+    Ok(Some(seqs))
 }
 
 fn complete(
@@ -363,6 +401,10 @@ impl Store for SqliteStore {
             reply,
         })?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    fn take_feed(&self) -> Option<mpsc::UnboundedReceiver<Vec<Pending>>> {
+        self.feed.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     async fn resolve(
