@@ -124,14 +124,19 @@ impl Chat {
                 continue;
             }
             let line = render_message(dialect, user, from, text, coloured_from);
+            let lead = if own && dialect == Dialect::Devzat {
+                erase_echo(user, text)
+            } else {
+                lead(dialect, user)
+            };
             let mut bytes = String::new();
             if dialect == Dialect::Devzat && user.last_shown.elapsed() >= opts.timestamp_after {
-                bytes.push_str(&lead(dialect, user, own));
+                bytes.push_str(&lead);
                 bytes.push_str(&format::timestamp_line(user));
                 bytes.push_str("\r\n");
                 bytes.push_str(&line);
             } else {
-                bytes.push_str(&lead(dialect, user, own));
+                bytes.push_str(&lead);
                 bytes.push_str(&line);
             }
             bytes.push_str(line_end(dialect));
@@ -164,7 +169,7 @@ impl Chat {
             }
             let bytes = format!(
                 "{}{}{}{}",
-                lead(dialect, user, false),
+                lead(dialect, user),
                 text,
                 line_end(dialect),
                 user.prompt(dialect)
@@ -191,7 +196,7 @@ impl Chat {
             let dialect = opts.dialect;
             user.send(format!(
                 "{}{}{}{}",
-                lead(dialect, user, false),
+                lead(dialect, user),
                 text,
                 line_end(dialect),
                 user.prompt(dialect)
@@ -238,11 +243,15 @@ impl Chat {
 /// What comes before a live line: Devzat moves left over the prompt and erases it (or, for the
 /// sender's own line, moves up over the typed echo and erases it); ssh-chat the same over its
 /// prompt.
-fn lead(dialect: Dialect, user: &User, own: bool) -> String {
-    match (dialect, own) {
-        (Dialect::Devzat, true) => format!("{ESC}[A{ESC}[2K"),
-        _ => format!("{ESC}[{}D{ESC}[K", user.prompt_width(dialect)),
-    }
+fn lead(dialect: Dialect, user: &User) -> String {
+    format!("{ESC}[{}D{ESC}[K", user.prompt_width(dialect))
+}
+
+/// Devzat erases the sender's typed echo row by row: one `ESC[A ESC[2K` per row it took.
+fn erase_echo(user: &User, text: &str) -> String {
+    let cols = user.name.chars().count() + 2 + text.chars().count();
+    let rows = cols.div_ceil(user.width.max(1)).max(1);
+    format!("{ESC}[A{ESC}[2K").repeat(rows)
 }
 
 pub fn line_end(dialect: Dialect) -> &'static str {

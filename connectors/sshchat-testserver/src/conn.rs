@@ -187,6 +187,7 @@ async fn run_channel(shared: Arc<Shared>, channel: Channel<Msg>, who: Who) {
         width: width.unwrap_or(80),
         bot: term == "bot",
         bytes_window: (Instant::now(), 0),
+        prompt_cols: 0,
     };
     if !conn.start(width.is_some()) {
         return;
@@ -243,6 +244,8 @@ pub(crate) struct Terminal {
     pub(crate) width: usize,
     pub(crate) bot: bool,
     pub(crate) bytes_window: (Instant, usize),
+    /// Columns the prompt takes (`name: `), for wrapping the echo; 0 before the join.
+    pub(crate) prompt_cols: usize,
 }
 
 impl Terminal {
@@ -351,6 +354,7 @@ impl Terminal {
         chat.next_id += 1;
         chat.users.insert(id, user);
         self.id = Some(id);
+        self.prompt_cols = name.chars().count() + 2;
         chat.system(
             &opts,
             "#main",
@@ -485,9 +489,18 @@ impl Terminal {
                     };
                     if self.prompt_input.len() < limit {
                         self.prompt_input.push(b);
-                        // Devzat's terminal echoes what is typed.
+                        // Devzat's terminal echoes what is typed, and breaks the echo onto a
+                        // new row when it reaches the right edge.
                         if self.dialect() == Dialect::Devzat {
                             self.send(vec![b]);
+                            let starts_char = !(0x80..0xc0).contains(&b);
+                            if starts_char && self.prompt_cols > 0 {
+                                let chars =
+                                    String::from_utf8_lossy(&self.prompt_input).chars().count();
+                                if (self.prompt_cols + chars).is_multiple_of(self.width.max(1)) {
+                                    self.send("\r\n");
+                                }
+                            }
                         }
                     }
                 }

@@ -13,8 +13,19 @@ pub const ZWSP: char = '\u{200B}';
 
 /// ssh-chat's longest accepted input line, in bytes.
 pub const SSH_CHAT_MAX_LINE: usize = 1024;
-/// What we allow one Devzat line to grow to when merging (the server takes 4096 runes).
+/// What one Devzat line may grow to at most (the server takes 4096 runes); the pty width lowers
+/// it further, see [`devzat_budget`].
 pub const DEVZAT_MAX_LINE: usize = 3000;
+
+/// Bytes one typed Devzat line may take: the terminal echoes what is typed after the prompt
+/// `name: ` and wraps it at the pty width with a line break, and a wrapped echo would come back
+/// as a line that looks like someone else's message. A UTF-8 byte count never undercounts the
+/// columns a string takes, so this keeps the echo on one row.
+pub fn devzat_budget(pty_width: u32, nick: &str) -> usize {
+    // Room for the prompt, a digit or two added on a name clash, and the cursor.
+    let budget = (pty_width as usize).saturating_sub(nick.len() + 6);
+    budget.clamp(40, DEVZAT_MAX_LINE)
+}
 
 /// Devzat's command words (the first word of a line is run if it names one). Kept generous:
 /// a false positive costs one invisible character.
@@ -184,16 +195,30 @@ pub fn neutralise_ssh_chat(text: &str) -> String {
     }
 }
 
-/// One typed line for Devzat's terminal: `nick: text`, its line breaks written as Devzat's `\n`
-/// escape, its first word neutralised.
-pub fn devzat_line(out: &Outgoing) -> String {
+/// Typed lines for Devzat's terminal: `nick: text`, its line breaks written as Devzat's `\n`
+/// escape, cut to `budget` bytes, each piece's first word neutralised and ending with the
+/// invisible hop trace.
+pub fn devzat_lines(out: &Outgoing, budget: usize) -> Vec<String> {
     let text = out.text.trim_end().replace('\n', "\\n");
     let line = if out.nick.is_empty() {
         text
     } else {
         format!("{}: {}", out.nick, text)
     };
-    format!("{}{}", neutralise_devzat(&line), out.trailer)
+    let room = budget.saturating_sub(out.trailer.len()).max(16);
+    let mut pieces = split_bytes(&line, room);
+    // Never leave an escape's backslash at the end of a piece and its `n` at the start of the next.
+    for i in 0..pieces.len().saturating_sub(1) {
+        if pieces[i].ends_with('\\') && !pieces[i].ends_with("\\\\") {
+            pieces[i].pop();
+            pieces[i + 1].insert(0, '\\');
+        }
+    }
+    pieces
+        .into_iter()
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| format!("{}{}", neutralise_devzat(&p), out.trailer))
+        .collect()
 }
 
 /// Lines for ssh-chat: one per line of text, each `nick: line`, none over 1024 bytes.
@@ -283,9 +308,22 @@ mod tests {
     fn devzat_line_escapes_breaks_and_strips_controls() {
         let out =
             outgoing(&delivery("[irc] alice", "one\r\ntwo\x1b[2Jthree\x07"), true).expect("text");
-        assert_eq!(devzat_line(&out), "[irc] alice: one\\ntwo\\[2Jthree");
+        assert_eq!(
+            devzat_lines(&out, 1000),
+            ["[irc] alice: one\\ntwo\\[2Jthree"]
+        );
         let out = outgoing(&delivery("", "clear everything"), true).expect("text");
-        assert_eq!(devzat_line(&out), format!("{ZWSP}clear everything"));
+        assert_eq!(
+            devzat_lines(&out, 1000),
+            [format!("{ZWSP}clear everything")]
+        );
+        // A long message is cut under the budget, every piece neutralised on its own.
+        let long = format!("{} cd #x", "word ".repeat(30));
+        let out = outgoing(&delivery("", &long), true).expect("text");
+        let pieces = devzat_lines(&out, 60);
+        assert!(pieces.len() > 2 && pieces.iter().all(|p| p.len() <= 60));
+        assert_eq!(devzat_budget(1000, "bridge"), 988);
+        assert_eq!(devzat_budget(80, "bridge"), 68);
     }
 
     #[test]

@@ -167,7 +167,10 @@ impl SshMode {
             out.trailer.clear();
         }
         let lines = match self.config.dialect {
-            Dialect::Devzat => vec![render::devzat_line(&out)],
+            Dialect::Devzat => render::devzat_lines(
+                &out,
+                render::devzat_budget(self.config.pty_width, &self.config.nick),
+            ),
             Dialect::SshChat => render::ssh_chat_lines(&out),
         };
         let (backlog, target) = {
@@ -490,7 +493,11 @@ impl RoomSession {
         }
         let before = queue.len();
         let merged = match self.config.dialect {
-            Dialect::Devzat => render::merge(&mut queue, "\\n", render::DEVZAT_MAX_LINE),
+            Dialect::Devzat => render::merge(
+                &mut queue,
+                "\\n",
+                render::devzat_budget(self.config.pty_width, &self.config.nick),
+            ),
             Dialect::SshChat => render::merge(&mut queue, " | ", render::SSH_CHAT_MAX_LINE - 8),
         };
         Some((merged, (before - queue.len()) as u64))

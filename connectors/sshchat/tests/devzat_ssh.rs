@@ -209,3 +209,54 @@ async fn wrapped_lines_timestamps_and_dms_on_a_narrow_terminal() {
     alice.close().await;
     bridge.stop().await.expect("stop");
 }
+
+#[tokio::test]
+async fn long_relays_on_a_narrow_terminal_never_echo_back_as_fake_messages() {
+    let server = TestServer::start(Options::devzat()).await.expect("server");
+    let mut bridge = start(&format!(
+        "server = \"{}\"\ndialect = \"devzat\"\nnick = \"bridge\"\npty_width = 80\nreconnect_min_secs = 1\n",
+        server.ssh_addr()
+    ));
+    assert!(bridge.wait_up(WAIT).await);
+    // Text whose echo, wrapped at 80 columns after `bridge: [irc] bob: ` (19 columns), would
+    // start its second row with `mallory: gotcha`: a fake message from mallory.
+    let fakes: Vec<String> = (0..12).map(|i| format!("fake{i}")).collect();
+    let text = format!("{} mallory: gotcha {}", "a".repeat(60), fakes.join(" "));
+    bridge
+        .deliver(delivery("#main", "[irc] bob", text.trim()))
+        .await
+        .expect("delivered");
+    let complete = server
+        .wait_until(WAIT, |s| {
+            let words: Vec<String> = s
+                .transcript()
+                .iter()
+                .filter(|r| r.from == "bridge")
+                .flat_map(|r| {
+                    r.text
+                        .split_whitespace()
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            words.contains(&"gotcha".to_owned())
+                && (0..12).all(|i| words.contains(&format!("fake{i}")))
+        })
+        .await;
+    assert!(complete, "{:?}", server.transcript());
+    assert!(
+        server
+            .transcript()
+            .iter()
+            .filter(|r| r.from == "bridge")
+            .all(|r| r.text.len() <= 80),
+        "each typed line fits the terminal row"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        bridge.events.events().is_empty(),
+        "nothing of the bot's own typing came back: {:?}",
+        bridge.events.events()
+    );
+    bridge.stop().await.expect("stop");
+}
