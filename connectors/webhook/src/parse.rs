@@ -50,9 +50,9 @@ pub fn parse(
         Format::Auto if !is_json && !looks_like_json(body) => text(settings, body),
         Format::Auto => {
             let json = json(body)?;
-            if json.get("text").is_some() {
+            if json.get("text").is_some() || json.get("attachments").is_some() {
                 slack(settings, &json)
-            } else if json.get("content").is_some() {
+            } else if json.get("content").is_some() || json.get("embeds").is_some() {
                 discord(settings, &json)
             } else {
                 Err(
@@ -151,10 +151,54 @@ fn string_field(json: &serde_json::Value, key: &str) -> Result<Option<String>, S
     }
 }
 
+/// Slack's `attachments` (still sent by many tools) as text lines: pretext, linked title, text;
+/// the fallback when an attachment has none of those.
+fn slack_attachments(json: &serde_json::Value) -> Vec<String> {
+    let field = |a: &serde_json::Value, key: &str| {
+        a.get(key)
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.trim().is_empty())
+            .map(str::to_owned)
+    };
+    let mut lines = Vec::new();
+    for attachment in json
+        .get("attachments")
+        .and_then(|a| a.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let before = lines.len();
+        if let Some(pretext) = field(attachment, "pretext") {
+            lines.push(pretext);
+        }
+        if let Some(title) = field(attachment, "title") {
+            lines.push(match field(attachment, "title_link") {
+                Some(link) => format!("*<{link}|{title}>*"),
+                None => format!("*{title}*"),
+            });
+        }
+        if let Some(text) = field(attachment, "text") {
+            lines.push(text);
+        }
+        if lines.len() == before
+            && let Some(fallback) = field(attachment, "fallback")
+        {
+            lines.push(fallback);
+        }
+    }
+    lines
+}
+
 fn slack(settings: &InboundSettings, json: &serde_json::Value) -> Result<Parsed, String> {
-    let text = string_field(json, "text")?.ok_or("the JSON body has no `text`")?;
+    let mut parts: Vec<String> = string_field(json, "text")?.into_iter().collect();
+    parts.extend(slack_attachments(json));
+    let text = parts.join("\n");
     if text.trim().is_empty() {
-        return Err("`text` is empty".into());
+        return Err(if json.get("text").is_some() {
+            "`text` is empty".into()
+        } else {
+            "the JSON body has no `text` and no `attachments` with text".into()
+        });
     }
     Ok(Parsed::Message(Message {
         text: slack_to_markdown(&text),
@@ -163,10 +207,44 @@ fn slack(settings: &InboundSettings, json: &serde_json::Value) -> Result<Parsed,
     }))
 }
 
+/// Discord's `embeds` as Markdown lines: linked title, description.
+fn discord_embeds(json: &serde_json::Value) -> Vec<String> {
+    let mut lines = Vec::new();
+    for embed in json
+        .get("embeds")
+        .and_then(|e| e.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let get = |key: &str| {
+            embed
+                .get(key)
+                .and_then(|v| v.as_str())
+                .filter(|s| !s.trim().is_empty())
+        };
+        if let Some(title) = get("title") {
+            lines.push(match get("url") {
+                Some(url) => format!("**[{title}]({url})**"),
+                None => format!("**{title}**"),
+            });
+        }
+        if let Some(description) = get("description") {
+            lines.push(description.to_owned());
+        }
+    }
+    lines
+}
+
 fn discord(settings: &InboundSettings, json: &serde_json::Value) -> Result<Parsed, String> {
-    let text = string_field(json, "content")?.ok_or("the JSON body has no `content`")?;
+    let mut parts: Vec<String> = string_field(json, "content")?.into_iter().collect();
+    parts.extend(discord_embeds(json));
+    let text = parts.join("\n");
     if text.trim().is_empty() {
-        return Err("`content` is empty".into());
+        return Err(if json.get("content").is_some() {
+            "`content` is empty".into()
+        } else {
+            "the JSON body has no `content` and no `embeds` with text".into()
+        });
     }
     Ok(Parsed::Message(Message {
         text,
@@ -257,7 +335,7 @@ pub fn slack_to_markdown(text: &str) -> String {
                 {
                     let double = if marker == '*' { "**" } else { "~~" };
                     out.push_str(double);
-                    out.push_str(&after[..end]);
+                    out.push_str(&slack_to_markdown(&after[..end]));
                     out.push_str(double);
                     rest = &after[end + 1..];
                 }
@@ -275,6 +353,51 @@ pub fn slack_to_markdown(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Format, InboundKind};
+
+    fn settings() -> InboundSettings {
+        InboundSettings {
+            token: None,
+            secret: None,
+            signature_header: "X-Hub-Signature-256".into(),
+            format: Format::Auto,
+            template: None,
+            username: "hook".into(),
+            avatar_url: None,
+            kind: InboundKind::Message,
+        }
+    }
+
+    fn text_of(body: serde_json::Value) -> Result<String, String> {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", "application/json".parse().expect("header"));
+        let body = serde_json::to_vec(&body).expect("json");
+        match parse(&settings(), &Templates::new(), &headers, &body)? {
+            Parsed::Message(m) => Ok(m.text),
+            Parsed::Ignored(why) => Err(why),
+        }
+    }
+
+    #[test]
+    fn slack_attachments_and_discord_embeds_carry_text() {
+        assert_eq!(
+            text_of(serde_json::json!({"attachments": [
+                {"fallback": "[FIRING] x", "title": "Alert", "title_link": "https://am/1", "text": "disk *full*"},
+                {"fallback": "only fallback"}
+            ]})),
+            Ok("**[Alert](https://am/1)**\ndisk **full**\nonly fallback".to_owned())
+        );
+        assert_eq!(
+            text_of(
+                serde_json::json!({"content": "deploy", "embeds": [{"title": "v2", "url": "https://r/2", "description": "notes"}]})
+            ),
+            Ok("deploy\n**[v2](https://r/2)**\nnotes".to_owned())
+        );
+        assert_eq!(
+            text_of(serde_json::json!({"attachments": []})),
+            Err("the JSON body has no `text` and no `attachments` with text".to_owned())
+        );
+    }
 
     #[test]
     fn slack_links_and_emphasis_become_markdown() {

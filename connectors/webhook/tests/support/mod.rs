@@ -84,6 +84,19 @@ pub fn build(dir: &Path, name: &str, config: &str) -> Arc<dyn Connector> {
 
 /// Build `[webhook.NAME]` from `config`, serve its routes and run it.
 pub async fn start(name: &str, config: &str) -> Hook {
+    let sink = Arc::new(Collect::default());
+    let (base, connector, stop) = serve(name, config).await;
+    run(&connector, name, sink.clone(), &stop);
+    Hook {
+        base,
+        connector,
+        sink,
+        stop,
+    }
+}
+
+/// Build and serve the account's routes without running it; returns the base URL.
+pub async fn serve(name: &str, config: &str) -> (String, Arc<dyn Connector>, CancellationToken) {
     let dir = std::env::temp_dir();
     let connector = build(&dir, name, config);
     let routes = connector.http_routes().expect("routes");
@@ -98,23 +111,26 @@ pub async fn start(name: &str, config: &str) -> Hook {
             .with_graceful_shutdown(async move { server_stop.cancelled().await })
             .await;
     });
-    let sink = Arc::new(Collect::default());
+    (format!("http://{addr}"), connector, stop)
+}
+
+/// Run the connector with `emit` as the gateway.
+pub fn run(
+    connector: &Arc<dyn Connector>,
+    name: &str,
+    emit: Arc<dyn Emit>,
+    stop: &CancellationToken,
+) {
     let (state, _) = StateHandle::new();
     let ctx = ConnectorContext {
         account: format!("webhook.{name}"),
-        sink: EventSink::new(format!("webhook.{name}"), sink.clone()),
+        sink: EventSink::new(format!("webhook.{name}"), emit),
         state,
         shutdown: stop.clone(),
-        data_dir: dir.join("data"),
+        data_dir: std::env::temp_dir().join("data"),
     };
-    let running = Arc::clone(&connector);
+    let running = Arc::clone(connector);
     tokio::spawn(async move { running.run(ctx).await });
-    Hook {
-        base: format!("http://{addr}"),
-        connector,
-        sink,
-        stop,
-    }
 }
 
 /// One request a receiver got.
