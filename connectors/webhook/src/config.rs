@@ -80,30 +80,9 @@ struct RawRoom {
     headers: Option<BTreeMap<String, String>>,
 }
 
+/// The keys only an account sets; the rest of its table is its rooms' defaults ([`RawRoom`]).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawAccount {
-    token: Option<String>,
-    token_file: Option<PathBuf>,
-    secret: Option<String>,
-    secret_file: Option<PathBuf>,
-    signature_header: Option<String>,
-    format: Option<Format>,
-    template: Option<String>,
-    template_file: Option<PathBuf>,
-    username: Option<String>,
-    avatar_url: Option<String>,
-    kind: Option<InboundKind>,
-    url: Option<String>,
-    payload: Option<Payload>,
-    payload_template: Option<String>,
-    payload_template_file: Option<PathBuf>,
-    content_type: Option<String>,
-    sign_secret: Option<String>,
-    sign_secret_file: Option<PathBuf>,
-    sign_header: Option<String>,
-    timeout_secs: Option<f64>,
-    headers: Option<BTreeMap<String, String>>,
     /// Hooks without a token or secret are refused unless this is set.
     #[serde(default)]
     allow_unauthenticated: bool,
@@ -120,6 +99,16 @@ struct RawAccount {
     #[serde(default)]
     rooms: BTreeMap<String, RawRoom>,
 }
+
+/// The keys of [`RawAccount`].
+const ACCOUNT_KEYS: &[&str] = &[
+    "allow_unauthenticated",
+    "max_body_bytes",
+    "rate_limit_per_minute",
+    "rate_limit_burst",
+    "start_wait_secs",
+    "rooms",
+];
 
 fn default_max_body() -> usize {
     1024 * 1024
@@ -193,36 +182,22 @@ impl WebhookConfig {
 
 /// Parse and validate an account's table.
 pub fn parse(account: &AccountInfo, table: toml::Table) -> Result<WebhookConfig, ConfigError> {
-    let raw: RawAccount = patchbay_sdk::parse_table(table)?;
+    // Account-only keys come out first; what is left must be room keys (the defaults).
+    let mut table = table;
+    let mut own = toml::Table::new();
+    for key in ACCOUNT_KEYS {
+        if let Some(value) = table.remove(*key) {
+            own.insert((*key).to_owned(), value);
+        }
+    }
+    let raw: RawAccount = patchbay_sdk::parse_table(own)?;
+    let account_room: RawRoom = patchbay_sdk::parse_table(table)?;
     let name = account
         .account
         .split_once('.')
         .map(|(_, name)| name.to_owned())
         .unwrap_or_else(|| account.account.clone());
     let mut templates = Templates::new();
-    let account_room = RawRoom {
-        token: raw.token,
-        token_file: raw.token_file,
-        secret: raw.secret,
-        secret_file: raw.secret_file,
-        signature_header: raw.signature_header,
-        format: raw.format,
-        template: raw.template,
-        template_file: raw.template_file,
-        username: raw.username,
-        avatar_url: raw.avatar_url,
-        kind: raw.kind,
-        url: raw.url,
-        payload: raw.payload,
-        payload_template: raw.payload_template,
-        payload_template_file: raw.payload_template_file,
-        content_type: raw.content_type,
-        sign_secret: raw.sign_secret,
-        sign_secret_file: raw.sign_secret_file,
-        sign_header: raw.sign_header,
-        timeout_secs: raw.timeout_secs,
-        headers: raw.headers,
-    };
     let base = Resolver {
         account,
         name: &name,
@@ -574,87 +549,5 @@ pub fn shipped() -> &'static [&'static str] {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn build(source: &str) -> Result<WebhookConfig, ConfigError> {
-        let dir = std::env::temp_dir();
-        let info = AccountInfo {
-            account: "webhook.ci".into(),
-            config_dir: dir.clone(),
-            data_dir: dir,
-        };
-        parse(&info, toml::from_str(source).expect("TOML"))
-    }
-
-    fn error(source: &str) -> (Vec<String>, String) {
-        let err = build(source).expect_err("invalid");
-        (err.path, err.message)
-    }
-
-    #[test]
-    fn rooms_inherit_the_account_defaults() {
-        let config = build(
-            "token = \"t\"\nformat = \"slack\"\nurl = \"http://h/x\"\npayload = \"discord\"\n[rooms.gh]\nformat = \"github\"\nsecret = \"s\"\n[rooms.out]\nurl = \"https://h/y\"\n",
-        )
-        .expect("valid");
-        let gh = config.inbound("gh");
-        assert_eq!(gh.format, Format::Github);
-        assert_eq!(gh.token.as_deref(), Some("t"));
-        assert_eq!(gh.secret.as_deref(), Some("s"));
-        assert_eq!(gh.username, "GitHub");
-        assert_eq!(config.inbound("other").format, Format::Slack);
-        assert_eq!(config.inbound("other").username, "ci");
-        let out = config.outbound("out").expect("out");
-        assert_eq!(out.url, "https://h/y");
-        assert_eq!(out.payload, Payload::Discord);
-        assert_eq!(
-            config.outbound("other").map(|o| o.url.as_str()),
-            Some("http://h/x")
-        );
-    }
-
-    #[test]
-    fn mistakes_are_located_and_explained() {
-        assert_eq!(
-            error("format = \"slack\""),
-            (
-                vec![],
-                "a hook needs `token` (bearer token) or `secret` (HMAC signature); set `allow_unauthenticated = true` to accept anyone".into()
-            )
-        );
-        assert_eq!(
-            error("token = \"t\"\n[rooms.a]\nurl = \"ftp://x\""),
-            (
-                vec!["rooms".into(), "a".into(), "url".into()],
-                "`ftp://x` is not an http:// or https:// URL".into()
-            )
-        );
-        assert_eq!(
-            error("token = \"t\"\n[rooms.a]\nformat = \"template\""),
-            (
-                vec!["rooms".into(), "a".into(), "format".into()],
-                "`format = \"template\"` needs `template` or `template_file`".into()
-            )
-        );
-        let (path, message) =
-            error("token = \"t\"\n[rooms.a]\nformat = \"template\"\ntemplate = \"{{ oops \"");
-        assert_eq!(path, ["rooms", "a", "template"]);
-        assert!(
-            message.starts_with("the template does not compile"),
-            "{message}"
-        );
-        assert_eq!(
-            error("token = \"t\"\ntoken_file = \"/x\""),
-            (
-                vec!["token".into()],
-                "give either `token` or `token_file`, not both".into()
-            )
-        );
-        assert_eq!(error("token = \"t\"\nformat = \"xml\"").0, ["format"]);
-        assert_eq!(
-            error("token = \"t\"\n[rooms.a]\nurl = \"http://h\"\nsign_header = \"bad header\"").1,
-            "`bad header` is not a valid HTTP header name"
-        );
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

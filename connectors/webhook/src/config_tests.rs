@@ -1,0 +1,84 @@
+//! Tests of the `[webhook.NAME]` table.
+
+use super::*;
+
+fn build(source: &str) -> Result<WebhookConfig, ConfigError> {
+    let dir = std::env::temp_dir();
+    let info = AccountInfo {
+        account: "webhook.ci".into(),
+        config_dir: dir.clone(),
+        data_dir: dir,
+    };
+    parse(&info, toml::from_str(source).expect("TOML"))
+}
+
+fn error(source: &str) -> (Vec<String>, String) {
+    let err = build(source).expect_err("invalid");
+    (err.path, err.message)
+}
+
+#[test]
+fn rooms_inherit_the_account_defaults() {
+    let config = build(
+        "token = \"t\"\nformat = \"slack\"\nurl = \"http://h/x\"\npayload = \"discord\"\n[rooms.gh]\nformat = \"github\"\nsecret = \"s\"\n[rooms.out]\nurl = \"https://h/y\"\n",
+    )
+    .expect("valid");
+    let gh = config.inbound("gh");
+    assert_eq!(gh.format, Format::Github);
+    assert_eq!(gh.token.as_deref(), Some("t"));
+    assert_eq!(gh.secret.as_deref(), Some("s"));
+    assert_eq!(gh.username, "GitHub");
+    assert_eq!(config.inbound("other").format, Format::Slack);
+    assert_eq!(config.inbound("other").username, "ci");
+    let out = config.outbound("out").expect("out");
+    assert_eq!(out.url, "https://h/y");
+    assert_eq!(out.payload, Payload::Discord);
+    assert_eq!(
+        config.outbound("other").map(|o| o.url.as_str()),
+        Some("http://h/x")
+    );
+}
+
+#[test]
+fn mistakes_are_located_and_explained() {
+    assert_eq!(
+        error("format = \"slack\""),
+        (
+            vec![],
+            "a hook needs `token` (bearer token) or `secret` (HMAC signature); set `allow_unauthenticated = true` to accept anyone".into()
+        )
+    );
+    assert_eq!(
+        error("token = \"t\"\n[rooms.a]\nurl = \"ftp://x\""),
+        (
+            vec!["rooms".into(), "a".into(), "url".into()],
+            "`ftp://x` is not an http:// or https:// URL".into()
+        )
+    );
+    assert_eq!(
+        error("token = \"t\"\n[rooms.a]\nformat = \"template\""),
+        (
+            vec!["rooms".into(), "a".into(), "format".into()],
+            "`format = \"template\"` needs `template` or `template_file`".into()
+        )
+    );
+    let (path, message) =
+        error("token = \"t\"\n[rooms.a]\nformat = \"template\"\ntemplate = \"{{ oops \"");
+    assert_eq!(path, ["rooms", "a", "template"]);
+    assert!(
+        message.starts_with("the template does not compile"),
+        "{message}"
+    );
+    assert_eq!(
+        error("token = \"t\"\ntoken_file = \"/x\""),
+        (
+            vec!["token".into()],
+            "give either `token` or `token_file`, not both".into()
+        )
+    );
+    assert_eq!(error("token = \"t\"\nformat = \"xml\"").0, ["format"]);
+    assert_eq!(
+        error("token = \"t\"\n[rooms.a]\nurl = \"http://h\"\nsign_header = \"bad header\"").1,
+        "`bad header` is not a valid HTTP header name"
+    );
+}
