@@ -161,9 +161,18 @@ async fn run_channel(shared: Arc<Shared>, channel: Channel<Msg>, who: Who) {
     let (mut read, write) = channel.split();
     let mut width: Option<usize> = None;
     let mut term = String::new();
+    let mut pty_term_seen: Option<String> = None;
     loop {
         match read.wait().await {
-            Some(ChannelMsg::RequestPty { col_width, .. }) => width = Some(col_width as usize),
+            // ssh-chat takes the terminal type from the pty request over the TERM variable.
+            Some(ChannelMsg::RequestPty {
+                col_width,
+                term: pty_term,
+                ..
+            }) => {
+                width = Some(col_width as usize);
+                pty_term_seen = Some(pty_term);
+            }
             Some(ChannelMsg::SetEnv {
                 variable_name,
                 variable_value,
@@ -173,6 +182,9 @@ async fn run_channel(shared: Arc<Shared>, channel: Channel<Msg>, who: Who) {
             Some(_) => {}
             None => return,
         }
+    }
+    if let Some(pty_term) = pty_term_seen.filter(|t| !t.is_empty()) {
+        term = pty_term;
     }
     let (out, out_rx) = mpsc::unbounded_channel();
     let slow_rule = shared.opts.dialect == Dialect::SshChat;

@@ -157,8 +157,14 @@ impl Terminal {
             return true;
         };
         let name = user.name.clone();
-        // The line editor's echo: `[name] text` and a lone carriage return.
-        user.send(format!("[{name}] {line}\r"));
+        // The line editor's echo: `[name] text` and a lone carriage return, broken onto a new
+        // row at the terminal's width (80 columns without a pty).
+        let echo: Vec<char> = format!("[{name}] {line}").chars().collect();
+        let rows: Vec<String> = echo
+            .chunks(user.width.max(1))
+            .map(|row| row.iter().collect())
+            .collect();
+        user.send(format!("{}\r", rows.join("\r\n")));
         // Every entered line counts against 3 lines per 3 s (fixed windows), even an empty or
         // over-long one; then the length is checked; empty lines are ignored.
         if user.window_start.elapsed() > Duration::from_secs(3) {

@@ -36,6 +36,8 @@ const QUEUE_LIMIT: usize = 2000;
 /// A held-back Devzat message is released after this much quiet (continuation lines come in
 /// the same write as the line they continue).
 const FLUSH_AFTER: Duration = Duration::from_millis(60);
+/// ssh-chat's widest line: 1024 bytes of input after a `[name] ` prompt of up to 19 columns.
+const SSH_CHAT_PTY_WIDTH: u32 = 1100;
 /// How long to wait for our arrival after `cd #room` before assuming we are in the room.
 const ROOM_ENTRY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -303,7 +305,15 @@ impl RoomSession {
                         .await?;
                 }
                 Dialect::SshChat => {
+                    // TERM=bot selects ssh-chat's bot mode. A pty whose terminal type is `bot`
+                    // does too (the pty's type wins over the variable), and its width keeps the
+                    // line editor from wrapping the echo of a 1024-byte line (at the default 80
+                    // columns, a wrapped echo row reads like someone else's message).
                     channel.set_env(false, "TERM", "bot").await?;
+                    let width = self.config.pty_width.max(SSH_CHAT_PTY_WIDTH);
+                    channel
+                        .request_pty(false, "bot", width, 50, 0, 0, &[])
+                        .await?;
                 }
             }
             channel.request_shell(false).await

@@ -152,3 +152,36 @@ async fn answers_keepalives_and_survives_a_restart() {
         .expect("resumed");
     bridge.stop().await.expect("stop");
 }
+
+#[tokio::test]
+async fn the_line_editor_echo_of_a_long_relay_never_reads_as_a_message() {
+    let server = TestServer::start(Options::ssh_chat())
+        .await
+        .expect("server");
+    let mut bridge = start(&config(&server, ""));
+    assert!(bridge.wait_up(WAIT).await);
+    // At ssh-chat's default 80 columns, the echo `[bridge] [irc] bob: aaa…` would wrap so that
+    // its second row (ended by a line break, as every row but the last) reads `mallory: gotcha …`.
+    let relayed = format!("{} mallory: gotcha {}", "a".repeat(59), "b".repeat(90));
+    bridge
+        .deliver(delivery("#main", "[irc] bob", &relayed))
+        .await
+        .expect("delivered");
+    server
+        .wait_for(WAIT, |r| r.from == "bridge" && r.text.contains("gotcha"))
+        .await
+        .expect("relayed");
+    // A later line shows the session kept reading past the echo.
+    server.say("#main", "carol", "after the echo");
+    bridge
+        .events
+        .wait(WAIT, |e| text(e) == "after the echo")
+        .await
+        .expect("carol's line");
+    let events = bridge.events.events();
+    assert!(
+        events.iter().all(|e| e.author.name != "mallory"),
+        "no fake message from the echo: {events:?}"
+    );
+    bridge.stop().await.expect("stop");
+}
