@@ -177,7 +177,7 @@ impl PluginMode {
         if from.is_empty() {
             // A system line: joins and leaves are all a bridge relays.
             let (author, kind) = match classify_devzat(&crate::screen::strip_ansi(&event.msg)) {
-                Line::Join { name } => (name, Kind::Join),
+                Line::Join { name } | Line::Moved { name, .. } => (name, Kind::Join),
                 Line::Part { name } => (name, Kind::Part { reason: None }),
                 _ => return None,
             };

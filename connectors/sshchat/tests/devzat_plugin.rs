@@ -173,3 +173,35 @@ async fn a_second_token_sees_the_first_ones_messages_but_the_echo_filter_holds()
     one.stop().await.expect("stop");
     two.stop().await.expect("stop");
 }
+
+#[tokio::test]
+async fn room_moves_are_joins_and_parts_of_their_rooms() {
+    let server = server().await;
+    let mut bridge = start(&config(&server, TOKEN));
+    assert!(bridge.wait_up(WAIT).await);
+    let ann = server.connect_user("ann").await.expect("ann");
+    ann.say("cd #dev").await.expect("cd");
+    bridge
+        .events
+        .wait(WAIT, |e| {
+            e.room == "#dev" && e.author.name == "ann" && e.kind == Kind::Join
+        })
+        .await
+        .expect("ann joined #dev");
+    bridge
+        .events
+        .wait(WAIT, |e| {
+            e.room == "#main" && e.author.name == "ann" && matches!(e.kind, Kind::Part { .. })
+        })
+        .await
+        .expect("ann left #main");
+    ann.say("hello dev").await.expect("say");
+    let event = bridge
+        .events
+        .wait(WAIT, |e| text(e) == "hello dev")
+        .await
+        .expect("message in #dev");
+    assert_eq!(event.room, "#dev");
+    ann.close().await;
+    bridge.stop().await.expect("stop");
+}
