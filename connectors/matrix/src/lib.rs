@@ -75,7 +75,13 @@ impl Connector for MatrixConnector {
         deliver::deliver(&self.shared, delivery).await
     }
 
+    /// The `/media/...` links, served only when `media_public_url` says where they are
+    /// reachable (without it there is no use for them, and no listener is required).
     fn http_routes(&self) -> Option<axum::Router> {
-        Some(media::routes(self.shared.clone()))
+        self.shared
+            .config
+            .media_public_url
+            .is_some()
+            .then(|| media::routes(self.shared.clone()))
     }
 }

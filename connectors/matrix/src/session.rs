@@ -319,9 +319,17 @@ async fn sync_loop(shared: &Shared, client: &Client, ctx: &ConnectorContext) -> 
     let mut pending_joins: Vec<String> = shared.config.rooms.clone();
     let mut first = true;
     loop {
-        // Join what is not joined yet (retried on every round until it works).
+        // Join what is not joined yet (retried on every round until it works). On a first
+        // start, only after the initial sync has marked where relaying begins, so nothing said
+        // after the join is taken for history.
         let mut still_pending = Vec::new();
-        for name in pending_joins.drain(..) {
+        let joins = if token.is_none() {
+            Vec::new()
+        } else {
+            std::mem::take(&mut pending_joins)
+        };
+        still_pending.extend(pending_joins.drain(..));
+        for name in joins {
             if let Err(e) = join_room(shared, client, &name).await {
                 warn!(room = %name, error = %e, "cannot join the room yet");
                 still_pending.push(name);

@@ -50,12 +50,18 @@ pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
     }
 }
 
+/// Timeline events seen by a user, with those of other rooms kept while one room is awaited.
+struct Events {
+    rx: mpsc::UnboundedReceiver<(OwnedRoomId, Value)>,
+    pending: std::collections::VecDeque<(OwnedRoomId, Value)>,
+}
+
 /// A human on Matrix: a matrix-sdk client (E2EE-capable) syncing in the background, with every
 /// timeline event it sees (decrypted where needed) collected as JSON.
 pub struct User {
     pub client: Client,
     pub id: String,
-    events: Mutex<mpsc::UnboundedReceiver<(OwnedRoomId, Value)>>,
+    events: Mutex<Events>,
     stop: CancellationToken,
 }
 
@@ -112,12 +118,16 @@ impl User {
         User {
             client,
             id,
-            events: Mutex::new(rx),
+            events: Mutex::new(Events {
+                rx,
+                pending: Default::default(),
+            }),
             stop,
         }
     }
 
-    /// Wait until an event in `room` matches `predicate`; events before it are dropped.
+    /// Wait until an event in `room` matches `predicate`; the room's events before it are
+    /// dropped, other rooms' events are kept for later waits.
     pub async fn wait_for(
         &self,
         room: &matrix_sdk::ruma::RoomId,
@@ -125,10 +135,28 @@ impl User {
         predicate: impl Fn(&Value) -> bool,
     ) -> Value {
         let mut events = self.events.lock().await;
+        let events = &mut *events;
+        let mut kept = std::collections::VecDeque::new();
+        let mut found = None;
+        while let Some((room_id, event)) = events.pending.pop_front() {
+            if found.is_none() && room_id == room {
+                if predicate(&event) {
+                    found = Some(event);
+                }
+            } else {
+                kept.push_back((room_id, event));
+            }
+        }
+        events.pending = kept;
+        if let Some(event) = found {
+            return event;
+        }
         within(what, async {
             loop {
-                let (room_id, event) = events.recv().await.expect("the sync task ended");
-                if room_id == room && predicate(&event) {
+                let (room_id, event) = events.rx.recv().await.expect("the sync task ended");
+                if room_id != room {
+                    events.pending.push_back((room_id, event));
+                } else if predicate(&event) {
                     return event;
                 }
             }
