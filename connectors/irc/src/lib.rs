@@ -96,6 +96,7 @@ impl IrcConnector {
                 cfg,
                 tls,
                 link: Mutex::new(None),
+                rooms: Mutex::new(std::collections::HashMap::new()),
             }),
         })
     }
@@ -116,6 +117,11 @@ impl Connector for IrcConnector {
             .ok_or_else(|| DeliveryError::retryable("not connected to the IRC server"))?;
         let target = delivery.room.clone();
         let folded = fold_case(&target);
+        if is_channel(&target) {
+            lock(&self.shared.rooms)
+                .entry(folded.clone())
+                .or_insert_with(|| target.clone());
+        }
         let (rendered, echo) = {
             let mut state = lock(&link.state);
             if is_channel(&target) && !state.joined.contains_key(&folded) {

@@ -20,6 +20,9 @@ pub struct Shared {
     pub cfg: IrcConfig,
     pub tls: Option<Arc<rustls::ClientConfig>>,
     pub link: Mutex<Option<Link>>,
+    /// Channels deliveries were made to, beyond the configured ones: folded name → the name as
+    /// routes spell it. Joined again after a reconnect; inbound events use this spelling.
+    pub rooms: Mutex<HashMap<String, String>>,
 }
 
 /// A line for the writer; `done` fires once it is written and flushed.

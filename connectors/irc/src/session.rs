@@ -280,7 +280,9 @@ impl Session<'_> {
             .channels
             .iter()
             .find(|c| fold_case(&c.name) == folded)
-            .map_or_else(|| channel.to_owned(), |c| c.name.clone())
+            .map(|c| c.name.clone())
+            .or_else(|| lock(&self.shared.rooms).get(&folded).cloned())
+            .unwrap_or_else(|| channel.to_owned())
     }
 
     /// Handle one line; `Some` ends the connection.
@@ -402,6 +404,15 @@ impl Session<'_> {
         }
         for channel in &cfg.channels {
             self.join(&channel.name);
+        }
+        let configured: Vec<String> = cfg.channels.iter().map(|c| fold_case(&c.name)).collect();
+        let extra: Vec<String> = lock(&self.shared.rooms)
+            .iter()
+            .filter(|(folded, _)| !configured.contains(folded))
+            .map(|(_, name)| name.clone())
+            .collect();
+        for channel in extra {
+            self.join(&channel);
         }
         *lock(&self.shared.link) = Some(self.link.clone());
         self.ctx.state.up();

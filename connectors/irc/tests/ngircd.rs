@@ -168,10 +168,10 @@ async fn server_restart_mid_stream_delivers_everything_in_order_once() {
     require!("ngircd");
     let mut server = IrcServer::ngircd().await;
     let data = tempdir();
-    let mut bridge = start_connector(
-        &config(server.port, "reconnect_min_secs = 1.0"),
-        data.path(),
-    );
+    // The bridge goes through a gate so that alice is back in the channel before it is
+    // (ngircd keeps no history for her to catch up from).
+    let gate = Gate::new(server.port).await;
+    let mut bridge = start_connector(&config(gate.port, ""), data.path());
     bridge.wait_up().await;
     let mut alice = TestClient::connect(server.port, "alice").await;
     alice.join("#test").await;
@@ -186,6 +186,7 @@ async fn server_restart_mid_stream_delivers_everything_in_order_once() {
         alice.expect_privmsg("#test", &format!("before {i}")).await;
     }
 
+    gate.set_open(false);
     server.stop();
     bridge
         .wait_state("down", |s| {
@@ -208,6 +209,7 @@ async fn server_restart_mid_stream_delivers_everything_in_order_once() {
     server.start().await;
     let mut alice = TestClient::connect(server.port, "alice").await;
     alice.join("#test").await;
+    gate.set_open(true);
     bridge.wait_up().await;
     sender.await.expect("sender");
     for i in 0..10 {
@@ -270,6 +272,7 @@ async fn latin1_lines_are_decoded() {
     bridge.wait_up().await;
     let mut alice = TestClient::connect(server.port, "alice").await;
     alice.join("#test").await;
+    alice.wait_member("#test", "pb").await;
     alice.send_raw(b"PRIVMSG #test :caf\xe9 cr\xe8me\r\n").await;
     alice.send("PRIVMSG #test :still alive").await;
     bridge
@@ -401,6 +404,43 @@ async fn server_password_is_sent() {
             matches!(s, ConnectorState::Down { reason } if reason.contains("password") || reason.contains("closed"))
         })
         .await;
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn channels_joined_for_deliveries_keep_the_route_spelling_and_are_rejoined() {
+    require!("ngircd");
+    let mut server = IrcServer::ngircd().await;
+    let data = tempdir();
+    let mut alice = TestClient::connect(server.port, "alice").await;
+    alice.join("#dyn").await;
+    let mut bridge = start_connector(
+        &format!(
+            "server = \"127.0.0.1\"\nport = {}\nnick = \"pb\"\nreconnect_min_secs = 0.3\nreconnect_max_secs = 1",
+            server.port
+        ),
+        data.path(),
+    );
+    bridge.wait_up().await;
+    deliver(
+        &bridge.connector,
+        delivery("#Dyn", "bob", RichText::plain("joined on demand")),
+    )
+    .await;
+    alice.expect_privmsg("#dyn", "joined on demand").await;
+    alice.send("PRIVMSG #dyn :hello back").await;
+    let event = bridge
+        .events
+        .wait_for("alice's line", |e| {
+            e.kind.body().is_some_and(|b| b.to_plain() == "hello back")
+        })
+        .await;
+    assert_eq!(event.room, "#Dyn");
+    server.restart().await;
+    // The bridge joins #dyn again by itself (it may be there before or after alice).
+    let mut alice = TestClient::connect(server.port, "alice").await;
+    alice.join("#dyn").await;
+    alice.wait_member("#dyn", "pb").await;
     bridge.stop().await;
 }
 

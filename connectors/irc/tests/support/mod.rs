@@ -204,6 +204,33 @@ impl TestClient {
             .unwrap_or_default()
     }
 
+    /// Wait until `nick` is in `channel`, whether it joined before or after this client.
+    pub async fn wait_member(&mut self, channel: &str, nick: &str) {
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            self.send(&format!("NAMES {channel}")).await;
+            let ch = channel.to_owned();
+            let names = self
+                .expect(&format!("NAMES {channel}"), move |cmd, params, _| {
+                    cmd == "353" && params.get(2).is_some_and(|c| c.eq_ignore_ascii_case(&ch))
+                })
+                .await;
+            let (_, params) = parse::command_params(&names.message);
+            let present = params.get(3).is_some_and(|list| {
+                list.split(' ')
+                    .any(|n| n.trim_start_matches(['@', '+', '%', '~', '&']) == nick)
+            });
+            if present {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{nick} never joined {channel}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Wait until `nick` joins `channel` (as seen by this client).
     pub async fn expect_join(&mut self, nick_prefix: &str, channel: &str) {
         let n = nick_prefix.to_owned();
