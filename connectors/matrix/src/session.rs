@@ -328,7 +328,7 @@ async fn sync_loop(shared: &Shared, client: &Client, ctx: &ConnectorContext) -> 
         } else {
             std::mem::take(&mut pending_joins)
         };
-        still_pending.extend(pending_joins.drain(..));
+        still_pending.append(&mut pending_joins);
         for name in joins {
             if let Err(e) = join_room(shared, client, &name).await {
                 warn!(room = %name, error = %e, "cannot join the room yet");
