@@ -146,32 +146,22 @@ impl State {
             Some(STRIKE) => self.style.strike = !self.style.strike,
             Some(MONOSPACE) => self.monospace = !self.monospace,
             Some(RESET) => *self = State::default(),
-            Some(COLOR) => {
+            Some(kind @ (COLOR | HEX_COLOR)) => {
                 let rest = &code[1..];
                 if rest.is_empty() {
                     self.style.color = None;
                     self.style.background = None;
                     return;
                 }
+                let parse: fn(&str) -> Option<Color> = if kind == COLOR {
+                    |s| s.parse::<u8>().ok().and_then(palette_color)
+                } else {
+                    parse_hex
+                };
                 let mut parts = rest.splitn(2, ',');
-                if let Some(fg) = parts.next().and_then(|s| s.parse::<u8>().ok()) {
-                    self.style.color = palette_color(fg);
-                }
-                if let Some(bg) = parts.next().and_then(|s| s.parse::<u8>().ok()) {
-                    self.style.background = palette_color(bg);
-                }
-            }
-            Some(HEX_COLOR) => {
-                let rest = &code[1..];
-                if rest.is_empty() {
-                    self.style.color = None;
-                    self.style.background = None;
-                    return;
-                }
-                let mut parts = rest.splitn(2, ',');
-                self.style.color = parts.next().and_then(parse_hex);
+                self.style.color = parts.next().and_then(parse);
                 if let Some(bg) = parts.next() {
-                    self.style.background = parse_hex(bg);
+                    self.style.background = parse(bg);
                 }
             }
             _ => {}

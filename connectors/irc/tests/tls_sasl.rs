@@ -15,6 +15,15 @@ macro_rules! require {
     };
 }
 
+async fn server(tls: bool, services: bool, no_sasl: bool) -> IrcServer {
+    IrcServer::inspircd_with(InspOptions {
+        tls,
+        services,
+        no_sasl,
+    })
+    .await
+}
+
 fn base(port: u16, extra: &str) -> String {
     format!(
         "server = \"127.0.0.1\"\nport = {port}\nnick = \"pb\"\nchannels = [\"#sec\"]\n\
@@ -42,12 +51,7 @@ async fn account_seen_by_alice(server: &IrcServer, bridge: &Running) -> Option<S
 #[tokio::test]
 async fn tls_with_a_named_ca_and_sasl_plain() {
     require!("inspircd", "atheme-services", "openssl");
-    let server = IrcServer::inspircd_with(InspOptions {
-        tls: true,
-        services: true,
-        no_sasl: false,
-    })
-    .await;
+    let server = server(true, true, false).await;
     server.register_account("pbacct", "s3cret", None).await;
     let data = tempdir();
     let ca = server.dir.path().join("cert.pem");
@@ -73,12 +77,7 @@ async fn tls_with_a_named_ca_and_sasl_plain() {
 #[tokio::test]
 async fn sasl_external_with_a_client_certificate() {
     require!("inspircd", "atheme-services", "openssl");
-    let server = IrcServer::inspircd_with(InspOptions {
-        tls: true,
-        services: true,
-        no_sasl: false,
-    })
-    .await;
+    let server = server(true, true, false).await;
     let data = tempdir();
     let fp = make_cert(data.path(), "client", "pb");
     server
@@ -108,12 +107,7 @@ async fn sasl_external_with_a_client_certificate() {
 #[tokio::test]
 async fn sasl_failure_is_a_clear_error_without_a_reconnect_storm() {
     require!("inspircd", "atheme-services");
-    let server = IrcServer::inspircd_with(InspOptions {
-        tls: false,
-        services: true,
-        no_sasl: false,
-    })
-    .await;
+    let server = server(false, true, false).await;
     server.register_account("pbacct", "right", None).await;
     let data = tempdir();
     let mut bridge = start_connector(
@@ -148,12 +142,7 @@ async fn sasl_failure_is_a_clear_error_without_a_reconnect_storm() {
 #[tokio::test]
 async fn tls_rejects_an_unknown_certificate() {
     require!("inspircd", "openssl");
-    let server = IrcServer::inspircd_with(InspOptions {
-        tls: true,
-        services: false,
-        no_sasl: false,
-    })
-    .await;
+    let server = server(true, false, false).await;
     let data = tempdir();
     let mut bridge = start_connector(
         &base(server.tls_port.expect("tls port"), "tls = true"),
@@ -170,12 +159,7 @@ async fn tls_rejects_an_unknown_certificate() {
 #[tokio::test]
 async fn without_sasl_it_identifies_to_nickserv() {
     require!("inspircd", "atheme-services");
-    let server = IrcServer::inspircd_with(InspOptions {
-        tls: false,
-        services: true,
-        no_sasl: true,
-    })
-    .await;
+    let server = server(false, true, true).await;
     server.register_account("pb", "s3cret", None).await;
     let data = tempdir();
     let mut bridge = start_connector(
