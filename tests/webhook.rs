@@ -157,9 +157,6 @@ output = "you.log"
 room = "lobby"
 nick = "alice"
 
-[webhook.team]
-allow_unauthenticated = true
-
 [webhook.team.rooms.chat]
 url = "http://{receiver_addr}/in"
 payload = "slack"

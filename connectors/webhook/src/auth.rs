@@ -50,6 +50,9 @@ pub fn check(
         .get(settings.signature_header.as_str())
         .and_then(|v| v.to_str().ok());
     match (&settings.token, &settings.secret) {
+        (None, None) if settings.closed => Err(Refusal::Wrong(
+            "this hook takes no requests (it has neither `token` nor `secret`)",
+        )),
         (None, None) => Ok(()),
         (expected_token, expected_secret) => {
             if let (Some(expected), Some(given)) = (expected_token, token)

@@ -135,6 +135,9 @@ pub struct InboundSettings {
     pub username: String,
     pub avatar_url: Option<String>,
     pub kind: InboundKind,
+    /// No token, no secret, not open to anyone: inbound requests are refused (the room only
+    /// sends out).
+    pub closed: bool,
 }
 
 /// How deliveries to one room are POSTed.
@@ -206,7 +209,6 @@ pub fn parse(account: &AccountInfo, table: toml::Table) -> Result<WebhookConfig,
     };
     let defaults = base.inbound(&account_room, &mut templates, "*")?;
     let default_outbound = base.outbound(&account_room, &mut templates, "*")?;
-    check_auth(&defaults, raw.allow_unauthenticated, &[])?;
     let mut inbound = BTreeMap::new();
     let mut outbound = BTreeMap::new();
     for (room, table) in &raw.rooms {
@@ -222,13 +224,26 @@ pub fn parse(account: &AccountInfo, table: toml::Table) -> Result<WebhookConfig,
             parent: Some(&account_room),
             prefix: vec!["rooms", room],
         };
-        let settings = resolver.inbound(table, &mut templates, room)?;
-        check_auth(&settings, raw.allow_unauthenticated, &["rooms", room])?;
+        let mut settings = resolver.inbound(table, &mut templates, room)?;
+        let out = resolver.outbound(table, &mut templates, room)?;
+        settings.closed = check_auth(
+            &settings,
+            raw.allow_unauthenticated,
+            out.is_some(),
+            &["rooms", room],
+        )?;
         inbound.insert(room.clone(), settings);
-        if let Some(out) = resolver.outbound(table, &mut templates, room)? {
+        if let Some(out) = out {
             outbound.insert(room.clone(), out);
         }
     }
+    let mut defaults = defaults;
+    defaults.closed = check_auth(
+        &defaults,
+        raw.allow_unauthenticated,
+        default_outbound.is_some() || !outbound.is_empty(),
+        &[],
+    )?;
     if raw.max_body_bytes == 0 {
         return Err(ConfigError::at(&["max_body_bytes"], "must be above 0"));
     }
@@ -259,18 +274,22 @@ pub fn parse(account: &AccountInfo, table: toml::Table) -> Result<WebhookConfig,
     })
 }
 
+/// Whether hooks with these settings are closed to inbound requests (no token, no secret):
+/// fine for a room that only sends out, a mistake for one that can do nothing.
 fn check_auth(
     settings: &InboundSettings,
     allow_unauthenticated: bool,
+    sends_out: bool,
     at: &[&str],
-) -> Result<(), ConfigError> {
-    if settings.token.is_none() && settings.secret.is_none() && !allow_unauthenticated {
+) -> Result<bool, ConfigError> {
+    let closed = settings.token.is_none() && settings.secret.is_none() && !allow_unauthenticated;
+    if closed && !sends_out {
         return Err(ConfigError::at(
             at,
-            "a hook needs `token` (bearer token) or `secret` (HMAC signature); set `allow_unauthenticated = true` to accept anyone",
+            "a hook needs `token` (bearer token) or `secret` (HMAC signature), or a `url` to send to; set `allow_unauthenticated = true` to accept anyone",
         ));
     }
-    Ok(())
+    Ok(closed)
 }
 
 /// Resolves one room's keys against the account's defaults.
@@ -436,6 +455,7 @@ impl Resolver<'_> {
                 .kind
                 .or(parent.and_then(|p| p.kind))
                 .unwrap_or(InboundKind::Message),
+            closed: false,
         })
     }
 

@@ -40,12 +40,28 @@ fn rooms_inherit_the_account_defaults() {
 }
 
 #[test]
+fn a_room_that_only_sends_needs_no_inbound_credentials() {
+    let config = build("[rooms.out]\nurl = \"http://h/x\"\n").expect("valid");
+    assert!(config.inbound("out").closed);
+    assert!(config.inbound("elsewhere").closed);
+    assert_eq!(
+        error("[rooms.out]\nurl = \"http://h/x\"\n[rooms.in]\nformat = \"text\"\n"),
+        (
+            vec!["rooms".into(), "in".into()],
+            "a hook needs `token` (bearer token) or `secret` (HMAC signature), or a `url` to send to; set `allow_unauthenticated = true` to accept anyone".into()
+        )
+    );
+    let open = build("allow_unauthenticated = true\n").expect("valid");
+    assert!(!open.inbound("any").closed);
+}
+
+#[test]
 fn mistakes_are_located_and_explained() {
     assert_eq!(
         error("format = \"slack\""),
         (
             vec![],
-            "a hook needs `token` (bearer token) or `secret` (HMAC signature); set `allow_unauthenticated = true` to accept anyone".into()
+            "a hook needs `token` (bearer token) or `secret` (HMAC signature), or a `url` to send to; set `allow_unauthenticated = true` to accept anyone".into()
         )
     );
     assert_eq!(

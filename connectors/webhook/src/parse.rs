@@ -365,6 +365,7 @@ mod tests {
             username: "hook".into(),
             avatar_url: None,
             kind: InboundKind::Message,
+            closed: false,
         }
     }
 

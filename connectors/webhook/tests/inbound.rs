@@ -463,3 +463,20 @@ async fn shipped_templates_render_github_gitlab_alertmanager_and_grafana() {
     );
     assert!(matches!(events[0].kind, Kind::Message { .. }));
 }
+
+#[tokio::test]
+async fn a_room_that_only_sends_out_refuses_inbound_requests() {
+    let hook = start("team", "[rooms.chat]\nurl = \"http://127.0.0.1:9/in\"\n").await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/hooks/team/chat", hook.base))
+        .body("anyone?")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        error_of(response).await,
+        "this hook takes no requests (it has neither `token` nor `secret`)"
+    );
+    assert_eq!(hook.sink.count(), 0);
+}

@@ -29,7 +29,6 @@ fn delivery(room: &str, text: &str) -> Delivery {
 fn config(receiver: &Receiver) -> String {
     format!(
         r#"
-allow_unauthenticated = true
 timeout_secs = 1
 
 [rooms.slack]
@@ -202,7 +201,7 @@ async fn retry_after_and_timeouts() {
         dir.path(),
         "out",
         &format!(
-            "allow_unauthenticated = true\n[rooms.busy]\nurl = \"http://{addr}/busy\"\n[rooms.slow]\nurl = \"http://{addr}/slow\"\ntimeout_secs = 0.3\n"
+            "[rooms.busy]\nurl = \"http://{addr}/busy\"\n[rooms.slow]\nurl = \"http://{addr}/slow\"\ntimeout_secs = 0.3\n"
         ),
     );
     let err = hook.deliver(delivery("busy", "a")).await.expect_err("503");
