@@ -163,6 +163,8 @@ max_upload_size: 50M
             .arg("-c")
             .arg(script)
             .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
             .expect("spawn synapse");
         *self.child.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);

@@ -1,0 +1,329 @@
+//! End to end through the `patchbay` binary with a real Synapse (started by the Matrix
+//! connector's test support): two Matrix rooms and the console mirrored, with formatting,
+//! edits, replies and redactions; a gateway restart while users keep talking; an encrypted
+//! room mirrored to a plain one; a Matrix image relayed as a link that serves the image.
+#![cfg(feature = "matrix")]
+#![recursion_limit = "256"]
+
+mod support;
+
+#[path = "../connectors/matrix/tests/support/mod.rs"]
+mod mx;
+
+use std::time::Duration;
+
+use matrix_sdk::attachment::AttachmentConfig;
+use matrix_sdk::ruma::api::client::room::Visibility;
+use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
+use matrix_sdk::ruma::events::InitialStateEvent;
+use matrix_sdk::ruma::events::relation::{InReplyTo, Reply};
+use matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent;
+use matrix_sdk::ruma::events::room::message::{
+    Relation, ReplacementMetadata, RoomMessageEventContent,
+};
+use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
+use mx::{User, synapse, unique};
+use serde_json::Value;
+use support::{Gateway, free_port, wait_for_port};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn create_room(owner: &User, alias: &str, invite: &[&str], encrypted: bool) -> OwnedRoomId {
+    let mut request = CreateRoom::new();
+    request.room_alias_name = Some(alias.to_owned());
+    request.preset = Some(RoomPreset::PublicChat);
+    request.visibility = Visibility::Public;
+    request.invite = invite
+        .iter()
+        .map(|id| OwnedUserId::try_from(*id).expect("user id"))
+        .collect();
+    if encrypted {
+        request.initial_state = vec![
+            InitialStateEvent::with_empty_state_key(
+                RoomEncryptionEventContent::with_recommended_defaults(),
+            )
+            .to_raw_any(),
+        ];
+    }
+    owner
+        .client
+        .create_room(request)
+        .await
+        .expect("create room")
+        .room_id()
+        .to_owned()
+}
+
+async fn send(user: &User, room: &RoomId, content: RoomMessageEventContent) -> OwnedEventId {
+    user.room(room)
+        .send(content)
+        .await
+        .expect("send")
+        .response
+        .event_id
+}
+
+fn config(bot: &str, rooms: &[&str], extra_account: &str, extra: &str) -> String {
+    let quoted: Vec<String> = rooms.iter().map(|r| format!("\"{r}\"")).collect();
+    let mut route: Vec<String> = rooms
+        .iter()
+        .map(|r| format!("\"matrix.home/{r}\""))
+        .collect();
+    route.push("\"console.term/lobby\"".into());
+    format!(
+        "[general]\ndata_dir = \"data\"\n{extra}\n\
+         [console.term]\ninput = \"stdin\"\noutput = \"stdout\"\nroom = \"lobby\"\nnick = \"you\"\n\n\
+         [matrix.home]\nhomeserver = \"{}\"\nuser = \"{bot}\"\npassword = \"password\"\n\
+         rooms = [{}]\n{extra_account}\n\n\
+         [[route]]\nname = \"mirror\"\ninout = [{}]\nnick_format = \"[{{protocol}}] {{nick}}\"\n",
+        synapse().url(),
+        quoted.join(", "),
+        route.join(", "),
+    )
+}
+
+/// Wait for a console line (blocking the test thread, not the runtime).
+fn console_line(gateway: &mut Gateway, want: impl Fn(&str) -> bool) -> String {
+    tokio::task::block_in_place(|| gateway.expect_line(WAIT, want))
+}
+
+async fn joined(user: &User, room: &RoomId, bot: &str) {
+    user.wait_for(room, "the bot to join", |e| {
+        e["type"] == "m.room.member"
+            && e["state_key"] == bot
+            && e["content"]["membership"] == "join"
+    })
+    .await;
+}
+
+fn from_bot<'a>(bot: &'a str, text: &'a str) -> impl Fn(&Value) -> bool + 'a {
+    move |e: &Value| {
+        e["sender"] == bot
+            && e["type"] == "m.room.message"
+            && e["content"]["body"]
+                .as_str()
+                .is_some_and(|b| b.contains(text))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_rooms_and_the_console_mirror_with_relations_across_a_restart() {
+    let synapse = synapse();
+    let alice = User::register(synapse, &unique("alice")).await;
+    let bot = synapse.register(&unique("bot"), "password").await;
+    let (a_name, b_name) = (unique("a"), unique("b"));
+    let room_a = create_room(&alice, &a_name, &[], false).await;
+    let room_b = create_room(&alice, &b_name, &[], false).await;
+    let (a, b) = (
+        format!("#{a_name}:localhost"),
+        format!("#{b_name}:localhost"),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(&bot, &[&a, &b], "", "");
+    let mut gateway = Gateway::start(dir.path(), &config);
+    joined(&alice, &room_a, &bot).await;
+    joined(&alice, &room_b, &bot).await;
+
+    // Formatting: Matrix HTML -> Matrix HTML in the other room, and Markdown on the console.
+    let original = send(
+        &alice,
+        &room_a,
+        RoomMessageEventContent::text_html("hello bold", "hello <strong>bold</strong>"),
+    )
+    .await;
+    let relayed = alice
+        .wait_for(&room_b, "the relayed message", from_bot(&bot, "hello bold"))
+        .await;
+    let local = alice
+        .id
+        .trim_start_matches('@')
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        relayed["content"]["body"],
+        format!("[matrix] {local}: hello bold")
+    );
+    assert_eq!(
+        relayed["content"]["formatted_body"],
+        format!("<strong>[matrix] {local}</strong>: hello <strong>bold</strong>")
+    );
+    let relayed_id = relayed["event_id"].as_str().expect("id").to_owned();
+    let line = console_line(&mut gateway, |l| l.contains("hello"));
+    assert!(line.contains("hello **bold**"), "{line}");
+
+    // The console -> both Matrix rooms.
+    tokio::task::block_in_place(|| gateway.type_line("from the *console*"));
+    for room in [&room_a, &room_b] {
+        let seen = alice
+            .wait_for(room, "the console line", from_bot(&bot, "from the console"))
+            .await;
+        assert_eq!(
+            seen["content"]["formatted_body"],
+            "<strong>[console] you</strong>: from the <em>console</em>"
+        );
+    }
+
+    // An edit in room A edits the relayed copy in room B.
+    send(
+        &alice,
+        &room_a,
+        RoomMessageEventContent::text_plain("hello again")
+            .make_replacement(ReplacementMetadata::new(original.clone(), None)),
+    )
+    .await;
+    let edit = alice
+        .wait_for(&room_b, "the relayed edit", |e| {
+            e["sender"] == bot.as_str() && e["content"]["m.relates_to"]["rel_type"] == "m.replace"
+        })
+        .await;
+    assert_eq!(
+        edit["content"]["m.relates_to"]["event_id"],
+        relayed_id.as_str()
+    );
+    assert_eq!(
+        edit["content"]["m.new_content"]["body"],
+        format!("[matrix] {local}: hello again")
+    );
+
+    // The gateway restarts while alice keeps talking: each message is relayed once, and a
+    // reply to a message from before the restart still finds its relayed copy.
+    assert!(tokio::task::block_in_place(|| gateway.stop()));
+    send(
+        &alice,
+        &room_a,
+        RoomMessageEventContent::text_plain("while down"),
+    )
+    .await;
+    let mut reply = RoomMessageEventContent::text_plain("a reply");
+    reply.relates_to = Some(Relation::Reply(Reply::new(InReplyTo::new(
+        original.clone(),
+    ))));
+    send(&alice, &room_a, reply).await;
+    let mut gateway = Gateway::start(dir.path(), &config);
+    alice
+        .wait_for(
+            &room_b,
+            "the message said while down",
+            from_bot(&bot, "while down"),
+        )
+        .await;
+    let reply = alice
+        .wait_for(&room_b, "the relayed reply", from_bot(&bot, "a reply"))
+        .await;
+    assert_eq!(
+        reply["content"]["m.relates_to"]["m.in_reply_to"]["event_id"],
+        relayed_id.as_str()
+    );
+    console_line(&mut gateway, |l| l.contains("while down"));
+    console_line(&mut gateway, |l| l.contains("a reply"));
+
+    // A redaction in A redacts the relayed copy in B.
+    alice
+        .room(&room_a)
+        .redact(&original, None, None)
+        .await
+        .expect("redact");
+    alice
+        .wait_for(&room_b, "the relayed redaction", |e| {
+            e["type"] == "m.room.redaction"
+                && (e["redacts"] == relayed_id.as_str()
+                    || e["content"]["redacts"] == relayed_id.as_str())
+        })
+        .await;
+
+    // Exactly once: the next thing relayed into B after the redaction is new, and nothing said
+    // before the restart came back.
+    send(&alice, &room_a, RoomMessageEventContent::text_plain("last")).await;
+    let next = alice
+        .wait_for(&room_b, "the next relayed message", |e| {
+            e["sender"] == bot.as_str() && e["type"] == "m.room.message"
+        })
+        .await;
+    assert!(
+        next["content"]["body"]
+            .as_str()
+            .is_some_and(|b| b.ends_with(": last")),
+        "{next}"
+    );
+    assert!(tokio::task::block_in_place(|| gateway.stop()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_room_mirrors_to_a_plain_one_and_images_become_served_links() {
+    let synapse = synapse();
+    let alice = User::register(synapse, &unique("alice")).await;
+    let bot = synapse.register(&unique("bot"), "password").await;
+    let (s_name, p_name) = (unique("secret"), unique("plain"));
+    let secret = create_room(&alice, &s_name, &[&bot], true).await;
+    let plain = create_room(&alice, &p_name, &[], false).await;
+    let (s, p) = (
+        format!("#{s_name}:localhost"),
+        format!("#{p_name}:localhost"),
+    );
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(
+        &bot,
+        &[&s, &p],
+        &format!("media_public_url = \"http://127.0.0.1:{port}\""),
+        &format!("[http]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let mut gateway = Gateway::start(dir.path(), &config);
+    wait_for_port(port, WAIT);
+    joined(&alice, &secret, &bot).await;
+    joined(&alice, &plain, &bot).await;
+
+    // Encrypted -> plain, and plain -> encrypted (alice's client decrypts the bot's message).
+    send(
+        &alice,
+        &secret,
+        RoomMessageEventContent::text_plain("whispered"),
+    )
+    .await;
+    alice
+        .wait_for(&plain, "the decrypted relay", from_bot(&bot, "whispered"))
+        .await;
+    send(
+        &alice,
+        &plain,
+        RoomMessageEventContent::text_plain("out loud"),
+    )
+    .await;
+    alice
+        .wait_for(&secret, "the encrypted relay", from_bot(&bot, "out loud"))
+        .await;
+
+    // An image from the encrypted room reaches the console as a link that serves it.
+    let mut image = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
+    image.extend((0..3000u32).map(|i| (i % 253) as u8));
+    alice
+        .room(&secret)
+        .send_attachment(
+            "cat.png",
+            &mime::IMAGE_PNG,
+            image.clone(),
+            AttachmentConfig::new(),
+        )
+        .await
+        .expect("upload");
+    let line = console_line(&mut gateway, |l| l.contains("/media/"));
+    let url = line
+        .split(['[', ']', ' '])
+        .find(|part| part.starts_with("http://") && part.contains("/media/"))
+        .unwrap_or_else(|| panic!("no link in {line}"))
+        .to_owned();
+    let response = matrix_sdk::reqwest::Client::new()
+        .get(&url)
+        .send()
+        .await
+        .expect("GET the link");
+    assert_eq!(response.status().as_u16(), 200, "{url}");
+    let body = response.bytes().await.expect("body");
+    assert!(
+        body.as_ref() == image.as_slice(),
+        "the link serves other bytes"
+    );
+    assert!(tokio::task::block_in_place(|| gateway.stop()));
+}
