@@ -10,6 +10,7 @@
 //! Building validates the `[sshchat.NAME]` table ([`config`]) and never connects.
 
 pub mod config;
+mod emitter;
 pub mod hops;
 pub mod keys;
 mod login;

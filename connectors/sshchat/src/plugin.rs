@@ -94,11 +94,12 @@ impl PluginMode {
 
     pub async fn run(&self, ctx: ConnectorContext) -> Result<(), ConnectorError> {
         let client = self.client().map_err(ConnectorError)?;
+        let emitter = crate::emitter::Emitter::spawn(ctx.sink.clone());
         let mut backoff = Backoff::new(Duration::from_secs(1), self.config.reconnect_max);
         loop {
             let started = Instant::now();
             let result = tokio::select! {
-                result = self.listen(client.clone(), &ctx) => result,
+                result = self.listen(client.clone(), &ctx, &emitter) => result,
                 () = ctx.shutdown.cancelled() => return Ok(()),
             };
             match result {
@@ -132,7 +133,12 @@ impl PluginMode {
     }
 
     /// One listener stream, until it fails.
-    async fn listen(&self, mut client: Client, ctx: &ConnectorContext) -> Result<(), Status> {
+    async fn listen(
+        &self,
+        mut client: Client,
+        ctx: &ConnectorContext,
+        emitter: &crate::emitter::Emitter,
+    ) -> Result<(), Status> {
         let (tx, rx) = tokio::sync::mpsc::channel::<ListenerClientData>(4);
         let first = ListenerClientData {
             data: Some(listener_client_data::Data::Listener(proto::Listener {
@@ -158,14 +164,7 @@ impl PluginMode {
             let Some(inbound) = self.inbound(event) else {
                 continue;
             };
-            if let Err(err) = ctx.sink.emit(inbound).await {
-                // The gateway is stopping or its store failed; the stream's events are not
-                // replayed by Devzat, so there is nothing to rewind to.
-                tracing::warn!(account = %ctx.account, %err, "could not hand an event to the gateway");
-                if matches!(err, patchbay_sdk::EmitError::Closed) {
-                    return Ok(());
-                }
-            }
+            emitter.emit(inbound).await;
         }
         Ok(())
     }

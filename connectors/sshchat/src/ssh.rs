@@ -114,6 +114,7 @@ impl SshMode {
         };
         let gate = JoinGate::for_server(&self.config.server);
         let live_rooms = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let emitter = crate::emitter::Emitter::spawn(ctx.sink.clone());
         let mut tasks = tokio::task::JoinSet::new();
         for (room, queue) in &self.rooms {
             let session = RoomSession {
@@ -127,6 +128,7 @@ impl SshMode {
                 ctx: ctx.clone(),
                 live_rooms: live_rooms.clone(),
                 total_rooms: self.rooms.len(),
+                emitter: emitter.clone(),
             };
             tasks.spawn(session.run_forever());
         }
@@ -216,6 +218,7 @@ struct RoomSession {
     ctx: ConnectorContext,
     live_rooms: Arc<std::sync::atomic::AtomicUsize>,
     total_rooms: usize,
+    emitter: crate::emitter::Emitter,
 }
 
 impl RoomSession {
@@ -565,9 +568,13 @@ impl RoomSession {
             RichText::default(),
         );
         inbound.kind = kind;
-        if let Err(err) = self.ctx.sink.emit(inbound).await {
-            tracing::warn!(account = %self.ctx.account, room = %self.room, %err, "could not hand an event to the gateway");
+        // Another patchbay's relay carries its hop trace invisibly: restore it, drop the marks.
+        if let Some(body) = inbound.kind.body_mut() {
+            let (text, hops) = crate::hops::extract(&body.to_plain());
+            *body = RichText::plain(text);
+            inbound.hops = hops;
         }
+        self.emitter.emit(inbound).await;
     }
 }
 

@@ -260,3 +260,38 @@ async fn long_relays_on_a_narrow_terminal_never_echo_back_as_fake_messages() {
     );
     bridge.stop().await.expect("stop");
 }
+
+#[tokio::test]
+async fn another_gateways_hop_trace_is_restored_and_its_marks_removed() {
+    let server = TestServer::start(Options::devzat()).await.expect("server");
+    let mut sender = start(&format!(
+        "server = \"{}\"\ndialect = \"devzat\"\nnick = \"relay-a\"\nreconnect_min_secs = 1\n",
+        server.ssh_addr()
+    ));
+    let mut reader = start(&format!(
+        "server = \"{}\"\ndialect = \"devzat\"\nnick = \"relay-b\"\nreconnect_min_secs = 1\n",
+        server.ssh_addr()
+    ));
+    assert!(sender.wait_up(WAIT).await && reader.wait_up(WAIT).await);
+    let mut relayed = delivery("#main", "[irc] bob", "hop along");
+    let hop = patchbay_sdk::Hop {
+        gateway: "gw-a".into(),
+        route: "bridge".into(),
+    };
+    relayed.event.hops.push(hop.clone());
+    sender.deliver(relayed).await.expect("delivered");
+    let event = reader
+        .events
+        .wait(WAIT, |e| text(e).contains("hop along"))
+        .await
+        .expect("the other bot's relay");
+    assert_eq!(event.author.name, "relay-a");
+    assert_eq!(
+        text(&event),
+        "[irc] bob: hop along",
+        "no invisible marks left"
+    );
+    assert_eq!(event.hops, vec![hop]);
+    sender.stop().await.expect("stop");
+    reader.stop().await.expect("stop");
+}
