@@ -44,10 +44,20 @@ struct RawSasl {
 
 /// A channel to join, written either `"#rust"` or `{ name = "#secret", key = "..." }`.
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a channel name like \"#rust\", or { name = \"#secret\", key = \"...\" }"
+)]
 enum RawChannel {
     Name(String),
-    Keyed { name: String, key: Option<String> },
+    Keyed(KeyedChannel),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyedChannel {
+    name: String,
+    key: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -359,7 +369,7 @@ impl IrcConfig {
         for channel in raw.channels {
             let (name, key) = match channel {
                 RawChannel::Name(name) => (name, None),
-                RawChannel::Keyed { name, key } => (name, key),
+                RawChannel::Keyed(KeyedChannel { name, key }) => (name, key),
             };
             if !is_channel(&name) {
                 return Err(ConfigError::at(
