@@ -110,9 +110,11 @@ impl Connector for Api {
             }
             Err(_) => return Err(ConnectorError("the API log could not be opened".into())),
         };
+        // Ready stays set after shutdown: sends then get the gateway's `Closed`, a prompt 503.
         self.shared.ready.send_replace(Some(Ready {
             sink: ctx.sink.clone(),
             log: Arc::clone(&log),
+            shutdown: ctx.shutdown.clone(),
         }));
         ctx.state.up();
         let keep = self.shared.config.history;
@@ -127,7 +129,6 @@ impl Connector for Api {
                 _ = tokio::time::sleep(server::PRUNE_EVERY) => {}
             }
         }
-        self.shared.ready.send_replace(None);
         Ok(())
     }
 

@@ -32,6 +32,8 @@ pub struct Shared {
 pub struct Ready {
     pub sink: EventSink,
     pub log: Arc<Log>,
+    /// Cancelled when the gateway stops: streams close.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// The routes of one API account.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -120,8 +120,14 @@ impl Session {
         let interval = self.shared.config.ping_interval;
         let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
         let mut heard = Instant::now();
+        let shutdown = self.ready.shutdown.clone();
         loop {
             tokio::select! {
+                _ = shutdown.cancelled() => {
+                    let close = CloseFrame { code: close_code::AWAY, reason: "the gateway is stopping".into() };
+                    let _ = tx.send(Message::Close(Some(close))).await;
+                    return Ok(());
+                }
                 entry = live.recv() => match entry {
                     Ok(entry) => {
                         if self.wants(&entry) {

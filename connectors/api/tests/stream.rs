@@ -272,3 +272,26 @@ async fn a_reader_that_falls_behind_still_gets_everything_in_order() {
     }
     api.stop().await;
 }
+
+#[tokio::test]
+async fn streams_close_when_the_gateway_stops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = start("bots", CONFIG, dir.path()).await;
+    let mut ws = connect(&api.ws).await;
+    api.stop().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("a close within 10 s")
+        {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                assert_eq!(u16::from(frame.code), 1001);
+                assert_eq!(frame.reason.as_str(), "the gateway is stopping");
+                break;
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}

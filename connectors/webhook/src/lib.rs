@@ -94,10 +94,10 @@ impl Webhook {
 #[async_trait]
 impl Connector for Webhook {
     async fn run(&self, ctx: ConnectorContext) -> Result<(), ConnectorError> {
+        // The sink stays after shutdown: the gateway then answers `Closed`, a prompt 503.
         self.shared.sink.send_replace(Some(ctx.sink.clone()));
         ctx.state.up();
         ctx.shutdown.cancelled().await;
-        self.shared.sink.send_replace(None);
         Ok(())
     }
 
