@@ -193,3 +193,39 @@ async fn without_sasl_it_identifies_to_nickserv() {
     }
     bridge.stop().await;
 }
+
+#[tokio::test]
+async fn logged_in_users_are_identified_by_their_account() {
+    require!("inspircd", "atheme-services");
+    let server = server(false, true, false).await;
+    let data = tempdir();
+    let mut bridge = start_connector(&base(server.port, ""), data.path());
+    bridge.wait_up().await;
+    // alice registers (which logs her in), then changes nick: the account stays.
+    let mut alice = TestClient::connect(server.port, "alicacct").await;
+    alice
+        .send("PRIVMSG NickServ :REGISTER pw12345 alice@example.org")
+        .await;
+    alice.expect("logged in", |cmd, _, _| cmd == "900").await;
+    alice.send("NICK alicia").await;
+    alice.expect("nick change", |cmd, _, _| cmd == "NICK").await;
+    alice.join("#sec").await;
+    bridge
+        .events
+        .wait_for("alicia's join with her account", |e| {
+            e.kind == patchbay_sdk::Kind::Join
+                && e.author.name == "alicia"
+                && e.author.id == "alicacct"
+        })
+        .await;
+    alice.send("PRIVMSG #sec :hi").await;
+    let event = bridge
+        .events
+        .wait_for("alicia's message", |e| {
+            e.kind.body().is_some_and(|b| b.to_plain() == "hi")
+        })
+        .await;
+    assert_eq!(event.author.id, "alicacct");
+    assert_eq!(event.author.name, "alicia");
+    bridge.stop().await;
+}
