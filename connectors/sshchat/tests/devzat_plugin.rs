@@ -205,3 +205,27 @@ async fn room_moves_are_joins_and_parts_of_their_rooms() {
     ann.close().await;
     bridge.stop().await.expect("stop");
 }
+
+/// Throughput of relays over the plugin API against the test server (run with `--ignored`).
+#[tokio::test]
+#[ignore]
+async fn measure_plugin_delivery_rate() {
+    let server = server().await;
+    let mut bridge = start(&config(&server, TOKEN));
+    assert!(bridge.wait_up(WAIT).await);
+    let n = 1000;
+    let started = std::time::Instant::now();
+    for i in 0..n {
+        bridge
+            .deliver(delivery("#main", "[irc] bench", &format!("message {i}")))
+            .await
+            .expect("delivered");
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "{n} sequential deliveries in {elapsed:?}: {:.0}/s",
+        n as f64 / elapsed.as_secs_f64()
+    );
+    assert!(server.wait_until(WAIT, |s| s.transcript().len() >= n).await);
+    bridge.stop().await.expect("stop");
+}
