@@ -356,3 +356,94 @@ inout = ["console.you/lobby", "api.bots/lobby"]
     );
     assert!(gateway.stop());
 }
+
+#[test]
+fn hooks_accepted_while_the_receiver_is_down_reach_it_after_a_gateway_crash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let receiver_port = free_port();
+    let port = free_port();
+    let config = format!(
+        r#"
+[http]
+listen = "127.0.0.1:{port}"
+
+[webhook.ci]
+token = "hook-token"
+
+[webhook.team.rooms.chat]
+url = "http://127.0.0.1:{receiver_port}/in"
+payload = "discord"
+
+[[route]]
+name = "relay"
+in = ["webhook.ci/builds"]
+out = ["webhook.team/chat"]
+"#
+    );
+    let gateway = Gateway::start(dir.path(), &config);
+    wait_for_listener(port);
+    let client = reqwest::Client::new();
+    for i in 1..=3 {
+        let status = rt.block_on(async {
+            client
+                .post(format!("http://127.0.0.1:{port}/hooks/ci/builds"))
+                .bearer_auth("hook-token")
+                .json(&json!({"content": format!("build {i} done"), "username": "ci"}))
+                .send()
+                .await
+                .expect("post")
+                .status()
+        });
+        // 202: durably recorded, whatever happens to the gateway next.
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    gateway.kill();
+
+    let receiver = Arc::new(Receiver::default());
+    let app = axum::Router::new()
+        .route("/in", axum::routing::post(receive))
+        .with_state(Arc::clone(&receiver));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(("127.0.0.1", receiver_port)))
+        .expect("bind the receiver's port");
+    rt.spawn(async move { axum::serve(listener, app).await });
+    let gateway = Gateway::start_with(dir.path(), &dir.path().join("patchbay.toml"));
+    let got = |n: usize| receiver.got.lock().expect("lock").len() >= n;
+    wait_until(
+        Duration::from_secs(60),
+        "three deliveries after the restart",
+        || got(3),
+    );
+    // One more, through the restarted gateway: anything repeated would arrive before it.
+    let status = rt.block_on(async {
+        client
+            .post(format!("http://127.0.0.1:{port}/hooks/ci/builds"))
+            .bearer_auth("hook-token")
+            .json(&json!({"content": "build 4 done", "username": "ci"}))
+            .send()
+            .await
+            .expect("post")
+            .status()
+    });
+    assert_eq!(status, StatusCode::ACCEPTED);
+    wait_until(Duration::from_secs(30), "the fourth delivery", || got(4));
+    let contents: Vec<String> = receiver
+        .got
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(_, body)| {
+            let json: Value = serde_json::from_slice(body).expect("JSON");
+            assert_eq!(json["username"], "ci");
+            json["content"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        contents,
+        (1..=4)
+            .map(|i| format!("build {i} done"))
+            .collect::<Vec<_>>()
+    );
+    assert!(gateway.stop());
+}
