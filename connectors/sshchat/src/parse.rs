@@ -326,9 +326,10 @@ impl LineParser {
         self.name = name.to_owned();
     }
 
-    /// True once our own join was seen: lines after it are live.
+    /// True once our own join was seen (and, on ssh-chat, told us our name): lines after it are
+    /// live.
     pub fn is_live(&self) -> bool {
-        self.phase == Phase::Live
+        self.phase == Phase::Live && self.name_known
     }
 
     /// Read one line; returns the live events it completes (with a Devzat message held back
@@ -401,15 +402,16 @@ impl LineParser {
             if !screen.erased {
                 return Vec::new();
             }
-            if let Line::Join { name } = &parsed
-                && !self.name_known
-            {
-                self.name = name.clone();
-                self.name_known = true;
-                self.phase = Phase::Live;
-                return Vec::new();
-            }
             self.phase = Phase::Live;
+        }
+        if !self.name_known
+            && let Line::Join { name } = &parsed
+            && (*name == self.name || name.starts_with("Guest"))
+        {
+            // Our own join: the name we asked for, or `Guest<N>` when it was taken.
+            self.name = name.clone();
+            self.name_known = true;
+            return Vec::new();
         }
         match parsed {
             Line::Message { ref from, .. } | Line::Emote { ref from, .. } if *from == self.name => {
@@ -572,6 +574,21 @@ mod tests {
                     name: "alice".into()
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn ssh_chat_someone_elses_join_before_ours_is_not_taken_for_ours() {
+        let bytes =
+            b"\x1b[K * carol joined. (Connected: 2)\r\r\n\x1b[K * bot joined. (Connected: 3)\r\r\n";
+        let (lines, parser) = run(Dialect::SshChat, "bot", bytes);
+        assert_eq!(parser.name(), "bot");
+        assert!(parser.is_live());
+        assert_eq!(
+            lines,
+            vec![Line::Join {
+                name: "carol".into()
+            }]
         );
     }
 
