@@ -53,12 +53,16 @@ async fn two_inspircd_channels_and_the_console_mirror_each_other() {
     bob.expect_join("pbb", "#two").await;
 
     alice
-        .send("PRIVMSG #one :hello \x02bold\x02 and \x1ditalic\x1d")
+        .send("PRIVMSG #one :hello \x02bold\x02 and \x1ditalic\x1d in \x0304,01red\x03")
         .await;
     let seen = bob.expect_privmsg("#two", "hello").await;
-    assert_eq!(mirc::strip(&seen), "<a\u{200B}lice> hello bold and italic");
+    assert_eq!(
+        mirc::strip(&seen),
+        "<a\u{200B}lice> hello bold and italic in red"
+    );
     assert!(seen.contains("\x02bold"), "{seen:?}");
     assert!(seen.contains("\x1ditalic"), "{seen:?}");
+    assert!(seen.contains("\x0304,01red"), "{seen:?}");
     let line = tokio::task::block_in_place(|| gateway.expect_line(WAIT, |l| l.contains("hello")));
     assert!(line.contains("hello **bold** and *italic*"), "{line}");
 
