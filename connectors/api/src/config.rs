@@ -128,3 +128,56 @@ pub fn parse(account: &AccountInfo, table: toml::Table) -> Result<ApiConfig, Con
         start_wait: seconds(raw.start_wait_secs, "start_wait_secs", 0.0)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(source: &str) -> Result<ApiConfig, ConfigError> {
+        let dir = std::env::temp_dir();
+        let info = AccountInfo {
+            account: "api.bots".into(),
+            config_dir: dir.clone(),
+            data_dir: dir,
+        };
+        parse(&info, toml::from_str(source).expect("TOML"))
+    }
+
+    #[test]
+    fn defaults_and_mistakes() {
+        let config = build("token = \"long-enough\"").expect("valid");
+        assert_eq!(config.name, "bots");
+        assert!(config.serves("anything"));
+        assert_eq!(config.page_size, 100);
+        let only = build("token = \"long-enough\"\nrooms = [\"a\"]").expect("valid");
+        assert!(only.serves("a") && !only.serves("b"));
+        let error = |source: &str| {
+            let err = build(source).expect_err("invalid");
+            (err.path, err.message)
+        };
+        assert_eq!(
+            error(""),
+            (
+                vec![],
+                "the API needs `token` (or `token_file`): clients send it as a bearer token".into()
+            )
+        );
+        assert_eq!(error("token = \"short\"").0, ["token"]);
+        assert_eq!(
+            error("token = \"long-enough\"\nrooms = [\"ok\", \"a/b\"]").0,
+            ["rooms", "1"]
+        );
+        assert_eq!(
+            error("token = \"long-enough\"\npage_size = 5000"),
+            (
+                vec!["page_size".into()],
+                "must be between 1 and 1000".into()
+            )
+        );
+        assert_eq!(
+            error("token = \"long-enough\"\nping_interval_secs = 0").0,
+            ["ping_interval_secs"]
+        );
+        assert_eq!(error("token = \"long-enough\"\nbogus = 1").0, ["bogus"]);
+    }
+}
