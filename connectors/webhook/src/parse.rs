@@ -36,7 +36,7 @@ pub fn parse(
     body: &[u8],
 ) -> Result<Parsed, String> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let is_json = header("content-type")
+    let media_type = header("content-type")
         .map(|t| {
             t.split(';')
                 .next()
@@ -44,7 +44,20 @@ pub fn parse(
                 .trim()
                 .to_ascii_lowercase()
         })
-        .is_some_and(|t| t == "application/json" || t.ends_with("+json"));
+        .unwrap_or_default();
+    let is_form = media_type == "application/x-www-form-urlencoded";
+    let is_json = is_form || media_type == "application/json" || media_type.ends_with("+json");
+    // Slack's legacy hooks and GitHub's form option send the JSON as a `payload` form field.
+    let form_payload;
+    let body = if is_form {
+        form_payload = form_urlencoded::parse(body)
+            .find(|(key, _)| key == "payload")
+            .map(|(_, value)| value.into_owned())
+            .ok_or("the form has no `payload` field")?;
+        form_payload.as_bytes()
+    } else {
+        body
+    };
     match settings.format {
         Format::Text => text(settings, body),
         Format::Auto if !is_json && !looks_like_json(body) => text(settings, body),
@@ -377,6 +390,23 @@ mod tests {
             Parsed::Message(m) => Ok(m.text),
             Parsed::Ignored(why) => Err(why),
         }
+    }
+
+    #[test]
+    fn a_form_payload_field_is_read_as_the_json_body() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "content-type",
+            "application/x-www-form-urlencoded".parse().expect("header"),
+        );
+        let body = b"payload=%7B%22text%22%3A%22from+a+form%22%7D";
+        let parsed = parse(&settings(), &Templates::new(), &headers, body);
+        assert!(
+            matches!(&parsed, Ok(Parsed::Message(m)) if m.text == "from a form"),
+            "{parsed:?}"
+        );
+        let parsed = parse(&settings(), &Templates::new(), &headers, b"text=hi");
+        assert_eq!(parsed, Err("the form has no `payload` field".to_owned()));
     }
 
     #[test]
