@@ -6,6 +6,7 @@
 //! - [`render`]: deliveries → room messages, relations, redactions (pure).
 //! - `session`: login with a persisted device, joins, the sync loop.
 //! - `deliver`: sending, with idempotent transaction ids and rate-limit handling.
+//! - `timeline`: sync responses → emitted events, gap filling, invites.
 //! - `media`: `/media/...` links to Matrix attachments on patchbay's HTTP listener.
 //!
 //! The crate's entry point is [`factory`], which returns a boxed, non-generic factory: the
@@ -20,6 +21,7 @@ mod media;
 pub mod parse;
 pub mod render;
 mod session;
+mod timeline;
 
 use std::sync::Arc;
 

@@ -15,11 +15,8 @@ use matrix_sdk::config::{RequestConfig, SyncSettings};
 use matrix_sdk::ruma::api::client::filter::{FilterDefinition, RoomEventFilter, RoomFilter};
 use matrix_sdk::ruma::api::client::sync::sync_events::v3::Filter;
 use matrix_sdk::ruma::api::error::ErrorKind;
-use matrix_sdk::ruma::events::room::member::MembershipState;
-use matrix_sdk::ruma::events::{AnySyncStateEvent, AnySyncTimelineEvent};
 use matrix_sdk::ruma::{OwnedRoomId, OwnedRoomOrAliasId, RoomAliasId, RoomId, UInt};
 use matrix_sdk::store::RoomLoadSettings;
-use matrix_sdk::sync::SyncResponse;
 use matrix_sdk::{AuthSession, Client, RoomState, SessionMeta, SessionTokens};
 use patchbay_sdk::{ConnectorContext, ConnectorError, EmitError};
 use tokio::sync::watch;
@@ -27,7 +24,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{Config, Credentials};
 use crate::media::MediaStore;
-use crate::parse::{Context, parse_event};
+use crate::timeline;
 
 /// State shared by the sync loop, deliveries and the media route.
 pub struct Shared {
@@ -372,7 +369,7 @@ async fn sync_loop(shared: &Shared, client: &Client, ctx: &ConnectorContext) -> 
             // First start: history from before the bot existed is not relayed.
             debug!("initial sync done");
         } else {
-            match process(shared, client, ctx, &response).await {
+            match timeline::process(shared, client, ctx, &response, token.as_deref()).await {
                 Ok(()) => {}
                 Err(EmitError::Closed) => return Stop::Shutdown,
                 Err(EmitError::Store(reason)) => {
@@ -385,126 +382,12 @@ async fn sync_loop(shared: &Shared, client: &Client, ctx: &ConnectorContext) -> 
                 }
             }
         }
-        accept_invites(shared, client, &response).await;
+        timeline::accept_invites(shared, client, &response).await;
         if let Err(e) = write_private(&token_path(dir), response.next_batch.as_bytes()) {
             warn!(error = %e, "cannot save the sync position");
         }
         token = Some(response.next_batch.clone());
         first = false;
-    }
-}
-
-/// Emit every relayable event of a sync response, in order per room.
-async fn process(
-    shared: &Shared,
-    client: &Client,
-    ctx: &ConnectorContext,
-    response: &SyncResponse,
-) -> Result<(), EmitError> {
-    let own_user = client.user_id().map(|u| u.to_string()).unwrap_or_default();
-    for (room_id, update) in &response.rooms.joined {
-        let Some(room) = client.get_room(room_id) else {
-            continue;
-        };
-        if update.timeline.limited {
-            warn!(room = %room_id, "sync gap: older messages of this room were skipped");
-        }
-        let events: Vec<AnySyncTimelineEvent> = update
-            .timeline
-            .events
-            .iter()
-            .filter_map(|event| match event.raw().deserialize() {
-                Ok(event) => Some(event),
-                Err(e) => {
-                    debug!(room = %room_id, error = %e, "skipping an event that does not parse");
-                    None
-                }
-            })
-            .collect();
-        // When the bot just joined, the timeline starts with history: relay only what follows
-        // its own join.
-        let start = events
-            .iter()
-            .rposition(|event| is_own_join(event, &own_user))
-            .map_or(0, |i| i + 1);
-        let room_name = shared.room_name(room_id);
-        for event in &events[start..] {
-            if let AnySyncTimelineEvent::MessageLike(
-                matrix_sdk::ruma::events::AnySyncMessageLikeEvent::RoomEncrypted(_),
-            ) = event
-            {
-                warn!(room = %room_name, event = %event.event_id(), "could not decrypt an event");
-                continue;
-            }
-            let member = room.get_member_no_sync(event.sender()).await.ok().flatten();
-            let display_name = member.as_ref().and_then(|m| m.display_name());
-            let context = Context {
-                room: &room_name,
-                own_user: &own_user,
-                display_name,
-                relay_reactions: shared.config.relay_reactions,
-            };
-            let Some(parsed) = parse_event(event, &context) else {
-                continue;
-            };
-            let mut inbound = parsed.inbound;
-            if let Some(media) = parsed.media
-                && let patchbay_sdk::Kind::Message { attachments, .. } = &mut inbound.kind
-            {
-                match shared
-                    .media
-                    .register(&media, shared.config.media_public_url.as_deref())
-                {
-                    Ok(attachment) => attachments.push(attachment),
-                    Err(e) => warn!(error = %e, "cannot register a media link"),
-                }
-            }
-            ctx.sink.emit(inbound).await?;
-        }
-    }
-    Ok(())
-}
-
-fn is_own_join(event: &AnySyncTimelineEvent, own_user: &str) -> bool {
-    match event {
-        AnySyncTimelineEvent::State(AnySyncStateEvent::RoomMember(member)) => {
-            member.state_key().as_str() == own_user
-                && member.membership() == &MembershipState::Join
-                && member
-                    .as_original()
-                    .and_then(|m| m.unsigned.prev_content.as_ref())
-                    .is_none_or(|prev| prev.membership != MembershipState::Join)
-        }
-        _ => false,
-    }
-}
-
-/// Join rooms the bot is invited to, when the inviter is trusted or the room is configured.
-async fn accept_invites(shared: &Shared, client: &Client, response: &SyncResponse) {
-    for room_id in response.rooms.invited.keys() {
-        let Some(room) = client.get_room(room_id) else {
-            continue;
-        };
-        let inviter = match room.invite_details().await {
-            Ok(invite) => invite.inviter_id.to_string(),
-            Err(e) => {
-                debug!(room = %room_id, error = %e, "cannot read the invite");
-                continue;
-            }
-        };
-        let configured = shared
-            .config
-            .rooms
-            .iter()
-            .any(|name| name == room_id.as_str());
-        if configured || shared.config.invite_from.contains(&inviter) {
-            match room.join().await {
-                Ok(()) => info!(room = %room_id, %inviter, "accepted an invite"),
-                Err(e) => warn!(room = %room_id, error = %e, "cannot accept the invite"),
-            }
-        } else {
-            debug!(room = %room_id, %inviter, "ignoring an invite from an untrusted user");
-        }
     }
 }
 

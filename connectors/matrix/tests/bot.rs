@@ -458,3 +458,39 @@ async fn invites_are_accepted_only_from_configured_users() {
     assert!(members.iter().all(|m| m.user_id().as_str() != bot_id));
     bot.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_downtime_is_relayed_in_full_and_in_order() {
+    let (alice, bot_id, room_id, alias, dir, bot) = setup().await;
+    bot.stop().await;
+    // More than one sync timeline holds (100): the rest comes from the room's history.
+    const COUNT: usize = 130;
+    for n in 0..COUNT {
+        send(
+            &alice,
+            &room_id,
+            RoomMessageEventContent::text_plain(format!("backlog {n}")),
+        )
+        .await;
+    }
+    let mut bot = start(
+        &bot_table(synapse(), &bot_id, std::slice::from_ref(&alias), ""),
+        dir.path(),
+    );
+    for n in 0..COUNT {
+        let event = bot.next_matching("a backlog message", |e| !e.is_echo).await;
+        assert_eq!(
+            event.kind.body().expect("body").to_plain(),
+            format!("backlog {n}")
+        );
+    }
+    send(
+        &alice,
+        &room_id,
+        RoomMessageEventContent::text_plain("live"),
+    )
+    .await;
+    let next = bot.next_matching("'live'", |e| !e.is_echo).await;
+    assert_eq!(next.kind.body().expect("body").to_plain(), "live");
+    bot.stop().await;
+}

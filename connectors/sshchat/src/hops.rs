@@ -53,8 +53,9 @@ pub fn trailer(hops: &[Hop]) -> String {
     out
 }
 
-/// Remove every trailer from `text`, returning the text and the hops they carried (a merged
-/// line may carry several).
+/// Remove every trailer from `text` (and a leading zero-width space, the mark of a neutralised
+/// command word), returning the text and the hops the trailers carried (a merged line may carry
+/// several).
 pub fn extract(text: &str) -> (String, Vec<Hop>) {
     let mut clean = String::with_capacity(text.len());
     let mut hops = Vec::new();
@@ -73,6 +74,11 @@ pub fn extract(text: &str) -> (String, Vec<Hop>) {
         }
     }
     clean.push_str(rest);
+    // A leading zero-width space is the mark of a neutralised command word (ours or another
+    // bridge's): not part of the text.
+    if let Some(stripped) = clean.strip_prefix(crate::render::ZWSP) {
+        clean = stripped.to_owned();
+    }
     let mut unique: Vec<Hop> = Vec::new();
     for hop in hops {
         if !unique.contains(&hop) {

@@ -27,73 +27,27 @@ pub fn devzat_budget(pty_width: u32, nick: &str) -> usize {
     budget.clamp(40, DEVZAT_MAX_LINE)
 }
 
-/// Devzat's command words (the first word of a line is run if it names one). Kept generous:
-/// a false positive costs one invisible character.
+/// Devzat's built-in command words (from its command tables). Plugins register more, under
+/// names nobody can list in advance, so [`neutralise_devzat`] also treats any command-like first
+/// word as one.
 const DEVZAT_COMMANDS: &[&str] = &[
-    "cd",
-    "ls",
-    "pwd",
-    "users",
-    "all",
-    "exit",
-    "bell",
-    "room",
-    "rooms",
-    "kick",
-    "ban",
-    "unban",
-    "id",
-    "nick",
-    "tz",
-    "bio",
-    "lsbans",
-    "color",
-    "theme",
-    "emojis",
-    "help",
-    "man",
-    "shrug",
-    "hang",
-    "mute",
-    "unmute",
-    "clear",
-    "rest",
-    "tic",
-    "devmonk",
-    "pronouns",
-    "eg-code",
-    "hide",
-    "grant",
-    "tell",
-    "people",
-    "admins",
-    "cat",
-    "rm",
-    "tail",
-    "hist",
-    "history",
-    "dm",
-    "brb",
-    "afk",
-    "prompt",
-    "lsnotes",
-    "note",
-    "ping",
-    "tictactoe",
-    "ttt",
-    "hangman",
-    "uptime",
-    "up",
-    "whoami",
-    "who",
-    "rm",
-    "kill",
-    "restart",
-    "stats",
-    "js",
-    "jsx",
-    "lsplugins",
+    "users", "color", "colour", "exit", "help", "man", "emojis", "bell", "clear", "hang", "tic",
+    "devmonk", "cd", "tz", "nick", "su", "prompt", "pronouns", "theme", "rest", "bio", "id",
+    "admins", "eg-code", "lsbans", "ban", "unban", "mute", "unmute", "kick", "art", "pwd", "shrug",
+    "uname", "uptime", "8ball", "rmdir", "logs", "ls", "cat", "rm", "neofetch", ":q", ":wq",
+    "cmds", "plugins", "grant", "revoke", "lstokens",
 ];
+
+/// A word Devzat could run: a built-in, or shaped like a plugin's command name.
+fn is_command_like(word: &str) -> bool {
+    let core = word.strip_prefix(':').unwrap_or(word);
+    DEVZAT_COMMANDS.contains(&word)
+        || (!core.is_empty()
+            && word.len() <= 16
+            && core
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b)))
+}
 
 /// What a delivery becomes: a name to show and the text, or nothing for kinds a plain chat
 /// cannot show.
@@ -177,9 +131,7 @@ pub fn clean(text: &str) -> String {
 /// Put a zero-width space before a first word Devzat would run as a command.
 pub fn neutralise_devzat(text: &str) -> String {
     let first = text.split_whitespace().next().unwrap_or("");
-    let lower = first.to_ascii_lowercase();
-    if first.starts_with('=') || first.starts_with('/') || DEVZAT_COMMANDS.contains(&lower.as_str())
-    {
+    if first.starts_with('=') || first.starts_with('/') || is_command_like(first) {
         format!("{ZWSP}{text}")
     } else {
         text.to_owned()
@@ -299,8 +251,18 @@ mod tests {
     fn command_words_are_neutralised() {
         assert_eq!(neutralise_devzat("cd #secret"), format!("{ZWSP}cd #secret"));
         assert_eq!(neutralise_devzat("=bob psst"), format!("{ZWSP}=bob psst"));
-        assert_eq!(neutralise_devzat("Hang on"), format!("{ZWSP}Hang on"));
-        assert_eq!(neutralise_devzat("hello cd"), "hello cd");
+        assert_eq!(
+            neutralise_devzat("8ball will it?"),
+            format!("{ZWSP}8ball will it?")
+        );
+        // A plugin's command could be any lowercase word.
+        assert_eq!(
+            neutralise_devzat("weather paris"),
+            format!("{ZWSP}weather paris")
+        );
+        assert_eq!(neutralise_devzat("Hello there"), "Hello there");
+        assert_eq!(neutralise_devzat("bob: hi"), "bob: hi");
+        assert_eq!(neutralise_devzat("[irc] bob: cd #x"), "[irc] bob: cd #x");
         assert_eq!(neutralise_ssh_chat("/nick x"), format!("{ZWSP}/nick x"));
     }
 

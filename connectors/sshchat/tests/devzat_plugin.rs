@@ -144,7 +144,9 @@ async fn reconnects_after_a_server_restart_and_resumes() {
         .await
         .expect("delivered after restart");
     server
-        .wait_for(WAIT, |r| r.from == "[irc] dan" && r.text == "still here")
+        .wait_for(WAIT, |r| {
+            r.from == "[irc] dan" && support::visible(&r.text) == "still here"
+        })
         .await
         .expect("message arrived");
     bridge.stop().await.expect("stop");

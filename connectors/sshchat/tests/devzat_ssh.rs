@@ -233,7 +233,7 @@ async fn long_relays_on_a_narrow_terminal_never_echo_back_as_fake_messages() {
                 .iter()
                 .filter(|r| r.from == "bridge")
                 .flat_map(|r| {
-                    r.text
+                    support::visible(&r.text)
                         .split_whitespace()
                         .map(str::to_owned)
                         .collect::<Vec<_>>()

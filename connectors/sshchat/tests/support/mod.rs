@@ -157,3 +157,10 @@ pub fn delivery(room: &str, nick: &str, text: &str) -> Delivery {
 }
 
 pub const WAIT: Duration = Duration::from_secs(15);
+
+/// Text as a person sees it: zero-width characters (hop trace, neutralised command words) removed.
+pub fn visible(text: &str) -> String {
+    text.chars()
+        .filter(|c| !patchbay_sshchat_testserver::format::is_zero_width(*c))
+        .collect()
+}
