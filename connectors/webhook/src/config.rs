@@ -373,6 +373,42 @@ impl Resolver<'_> {
         }
     }
 
+    /// The template a room uses when `wanted` names the setting that asks for one: its own
+    /// `key` (inline or `_file`), else the account's; compiled and registered as `name`.
+    fn compiled(
+        &self,
+        (inline, file): (&Option<String>, &Option<PathBuf>),
+        inherited: Option<(&Option<String>, &Option<PathBuf>)>,
+        key: &str,
+        wanted: Option<&str>,
+        name: String,
+        templates: &mut Templates,
+    ) -> Result<Option<String>, ConfigError> {
+        let mut source = self.template(inline, file, key)?;
+        if source.is_none()
+            && let Some((inline, file)) = inherited
+        {
+            let account = Resolver {
+                account: self.account,
+                name: self.name,
+                parent: None,
+                prefix: Vec::new(),
+            };
+            source = account.template(inline, file, key)?;
+        }
+        let Some(setting) = wanted else {
+            return Ok(None);
+        };
+        let Some(source) = source else {
+            let (mode, _) = setting.split_once(' ').unwrap_or((setting, ""));
+            return Err(self.error(mode, format!("`{setting}` needs `{key}` or `{key}_file`")));
+        };
+        templates
+            .add(&name, source)
+            .map_err(|err| self.error(key, err))?;
+        Ok(Some(name))
+    }
+
     fn inbound(
         &self,
         raw: &RawRoom,
@@ -405,34 +441,14 @@ impl Resolver<'_> {
             .format
             .or(parent.and_then(|p| p.format))
             .unwrap_or(Format::Auto);
-        let mut source = self.template(&raw.template, &raw.template_file, "template")?;
-        if source.is_none()
-            && let Some(parent) = parent
-        {
-            source = Resolver {
-                account: self.account,
-                name: self.name,
-                parent: None,
-                prefix: Vec::new(),
-            }
-            .template(&parent.template, &parent.template_file, "template")?;
-        }
-        let template = match (format, source) {
-            (Format::Template, None) => {
-                return Err(self.error(
-                    "format",
-                    "`format = \"template\"` needs `template` or `template_file`",
-                ));
-            }
-            (Format::Template, Some(source)) => {
-                let name = format!("in:{room}");
-                templates
-                    .add(&name, source)
-                    .map_err(|err| self.error("template", err))?;
-                Some(name)
-            }
-            (_, _) => None,
-        };
+        let template = self.compiled(
+            (&raw.template, &raw.template_file),
+            parent.map(|p| (&p.template, &p.template_file)),
+            "template",
+            (format == Format::Template).then_some("format = \"template\""),
+            format!("in:{room}"),
+            templates,
+        )?;
         let signature_header = pick(&raw.signature_header, |p| &p.signature_header)
             .unwrap_or_else(|| "X-Hub-Signature-256".to_owned());
         check_header_name(&signature_header).map_err(|m| self.error("signature_header", m))?;
@@ -482,42 +498,14 @@ impl Resolver<'_> {
             .payload
             .or(parent.and_then(|p| p.payload))
             .unwrap_or(Payload::Json);
-        let mut source = self.template(
-            &raw.payload_template,
-            &raw.payload_template_file,
+        let template = self.compiled(
+            (&raw.payload_template, &raw.payload_template_file),
+            parent.map(|p| (&p.payload_template, &p.payload_template_file)),
             "payload_template",
+            (payload == Payload::Template).then_some("payload = \"template\""),
+            format!("out:{room}"),
+            templates,
         )?;
-        if source.is_none()
-            && let Some(parent) = parent
-        {
-            source = Resolver {
-                account: self.account,
-                name: self.name,
-                parent: None,
-                prefix: Vec::new(),
-            }
-            .template(
-                &parent.payload_template,
-                &parent.payload_template_file,
-                "payload_template",
-            )?;
-        }
-        let template = match (payload, source) {
-            (Payload::Template, None) => {
-                return Err(self.error(
-                    "payload",
-                    "`payload = \"template\"` needs `payload_template` or `payload_template_file`",
-                ));
-            }
-            (Payload::Template, Some(source)) => {
-                let name = format!("out:{room}");
-                templates
-                    .add(&name, source)
-                    .map_err(|err| self.error("payload_template", err))?;
-                Some(name)
-            }
-            _ => None,
-        };
         let sign_secret = self.secret(
             &raw.sign_secret,
             &raw.sign_secret_file,
