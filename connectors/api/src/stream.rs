@@ -103,20 +103,18 @@ impl Session {
     }
 
     async fn run(&mut self, socket: WebSocket, after: Option<i64>) -> Result<(), String> {
-        // Subscribe before reading the backlog so that nothing falls between the two.
+        // Live only: from the log's end as it is now. Read before subscribing, and anything
+        // appended in between comes from the catch-up below, so nothing falls in the gap.
+        self.last = match after {
+            Some(after) => after,
+            None => log::blocking(&self.ready.log, |log| log.last_id())
+                .await
+                .map_err(|e| e.to_string())?,
+        };
+        // Subscribe before reading the backlog; what both hold is sent once (ids only grow).
         let mut live = self.shared.live.subscribe();
         let (mut tx, mut rx) = socket.split();
-        match after {
-            Some(after) => {
-                self.last = after;
-                self.catch_up(&mut tx).await?;
-            }
-            None => {
-                self.last = log::blocking(&self.ready.log, |log| log.last_id())
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-        }
+        self.catch_up(&mut tx).await?;
         let interval = self.shared.config.ping_interval;
         let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
         let mut heard = Instant::now();
