@@ -295,3 +295,53 @@ async fn streams_close_when_the_gateway_stops() {
         }
     }
 }
+
+/// A measurement, not a check: `cargo test -p patchbay-api --release --test stream -- --ignored
+/// --nocapture fan_out`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn fan_out_latency() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = start("bots", "token = \"api-token-123\"\n", dir.path()).await;
+    let clients: usize = std::env::var("CLIENTS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(10);
+    const EVENTS: usize = 500;
+    let mut readers = Vec::new();
+    for _ in 0..clients {
+        let mut ws = connect(&api.ws).await;
+        readers.push(tokio::spawn(async move {
+            let mut at = Vec::with_capacity(EVENTS);
+            for _ in 0..EVENTS {
+                next(&mut ws).await;
+                at.push(std::time::Instant::now());
+            }
+            at
+        }));
+    }
+    let mut sent = Vec::with_capacity(EVENTS);
+    let started = std::time::Instant::now();
+    for i in 0..EVENTS {
+        sent.push(std::time::Instant::now());
+        deliver(
+            &api.connector,
+            delivery("lobby", "alice", &format!("line {i}")),
+        )
+        .await;
+    }
+    let mut latencies = Vec::new();
+    for reader in readers {
+        let at = reader.await.expect("reader");
+        latencies.extend(at.iter().zip(&sent).map(|(a, s)| a.duration_since(*s)));
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    println!(
+        "{EVENTS} deliveries to {clients} stream clients in {elapsed:?} ({:.0}/s): latency from deliver() to each client p50 {:?}, p99 {:?}",
+        EVENTS as f64 / elapsed.as_secs_f64(),
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() * 99 / 100]
+    );
+    api.stop().await;
+}
