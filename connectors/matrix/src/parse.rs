@@ -7,11 +7,12 @@
 
 use matrix_sdk::ruma::events::relation::Replacement;
 use matrix_sdk::ruma::events::room::MediaSource;
+use matrix_sdk::ruma::events::room::member::MembershipState;
 use matrix_sdk::ruma::events::room::message::{
     FormattedBody, MessageFormat, MessageType, Relation, RoomMessageEventContent,
     RoomMessageEventContentWithoutRelation,
 };
-use matrix_sdk::ruma::events::{AnySyncMessageLikeEvent, AnySyncTimelineEvent};
+use matrix_sdk::ruma::events::{AnySyncMessageLikeEvent, AnySyncStateEvent, AnySyncTimelineEvent};
 use patchbay_sdk::{Author, Inbound, Kind, MessageRef, RichText, Timestamp};
 
 use crate::html::from_html;
@@ -47,8 +48,14 @@ pub struct Parsed {
 /// Interpret one timeline event; `None` for events the gateway does not relay (state events,
 /// receipts, redacted messages, unknown types).
 pub fn parse_event(event: &AnySyncTimelineEvent, ctx: &Context<'_>) -> Option<Parsed> {
-    let AnySyncTimelineEvent::MessageLike(event) = event else {
-        return None;
+    let event = match event {
+        AnySyncTimelineEvent::MessageLike(event) => event,
+        AnySyncTimelineEvent::State(state) => {
+            return parse_state(state, ctx).map(|inbound| Parsed {
+                inbound,
+                media: None,
+            });
+        }
     };
     let sender = event.sender().to_string();
     let author = Author {
@@ -105,6 +112,87 @@ pub fn parse_event(event: &AnySyncTimelineEvent, ctx: &Context<'_>) -> Option<Pa
                 },
                 media: None,
             })
+        }
+        _ => None,
+    }
+}
+
+/// Membership changes (join, leave, kick, ban, display-name change) and topic changes.
+fn parse_state(event: &AnySyncStateEvent, ctx: &Context<'_>) -> Option<Inbound> {
+    let sender = event.sender().to_string();
+    let inbound = |subject: &str, name: Option<&str>, kind: Kind| Inbound {
+        room: ctx.room.to_owned(),
+        remote_id: Some(event.event_id().to_string()),
+        author: Author {
+            id: subject.to_owned(),
+            name: name
+                .filter(|n| !n.trim().is_empty())
+                .map_or_else(|| localpart(subject).to_owned(), str::to_owned),
+            avatar: None,
+            is_bot: false,
+        },
+        time: Timestamp(i64::from(event.origin_server_ts().0)),
+        reply_to: None,
+        hops: Vec::new(),
+        is_echo: subject == ctx.own_user,
+        kind,
+    };
+    match event {
+        AnySyncStateEvent::RoomMember(member) => {
+            let original = member.as_original()?;
+            let subject = original.state_key.as_str();
+            let content = &original.content;
+            let prev = original.unsigned.prev_content.as_ref();
+            let was_joined = prev.is_some_and(|p| p.membership == MembershipState::Join);
+            let old_name = prev.and_then(|p| p.displayname.as_deref());
+            match content.membership {
+                MembershipState::Join if !was_joined => {
+                    Some(inbound(subject, content.displayname.as_deref(), Kind::Join))
+                }
+                MembershipState::Join => {
+                    let old = old_name.unwrap_or_else(|| localpart(subject));
+                    let new = content
+                        .displayname
+                        .as_deref()
+                        .unwrap_or_else(|| localpart(subject));
+                    (old != new).then(|| {
+                        inbound(
+                            subject,
+                            Some(new),
+                            Kind::Nick {
+                                old: old.to_owned(),
+                                new: new.to_owned(),
+                            },
+                        )
+                    })
+                }
+                MembershipState::Leave | MembershipState::Ban if was_joined => {
+                    let reason = content.reason.as_deref().filter(|r| !r.trim().is_empty());
+                    let reason = match (&content.membership, subject == sender) {
+                        (MembershipState::Ban, _) => Some(match reason {
+                            Some(r) => format!("banned by {sender}: {r}"),
+                            None => format!("banned by {sender}"),
+                        }),
+                        (_, false) => Some(match reason {
+                            Some(r) => format!("kicked by {sender}: {r}"),
+                            None => format!("kicked by {sender}"),
+                        }),
+                        (_, true) => reason.map(str::to_owned),
+                    };
+                    Some(inbound(subject, old_name, Kind::Part { reason }))
+                }
+                _ => None,
+            }
+        }
+        AnySyncStateEvent::RoomTopic(topic) => {
+            let original = topic.as_original()?;
+            Some(inbound(
+                &sender,
+                ctx.display_name,
+                Kind::Topic {
+                    topic: original.content.topic.clone(),
+                },
+            ))
         }
         _ => None,
     }

@@ -195,12 +195,117 @@ fn mentions_in_html_become_mention_spans() {
     );
 }
 
+fn state(
+    kind: &str,
+    sender: &str,
+    state_key: &str,
+    content: Value,
+    prev: Option<Value>,
+) -> AnySyncTimelineEvent {
+    let mut event = json!({
+        "type": kind, "event_id": "$s", "sender": sender, "origin_server_ts": 1,
+        "state_key": state_key, "content": content,
+    });
+    if let Some(prev) = prev {
+        event["unsigned"] = json!({"prev_content": prev});
+    }
+    serde_json::from_value(event).expect("valid state event")
+}
+
+fn state_kind(event: AnySyncTimelineEvent) -> Option<(String, Kind)> {
+    parse_event(&event, &ctx()).map(|p| (p.inbound.author.name, p.inbound.kind))
+}
+
 #[test]
-fn state_events_are_not_relayed() {
-    let state: AnySyncTimelineEvent = serde_json::from_value(json!({
-        "type": "m.room.topic", "event_id": "$t", "sender": "@alice:localhost",
-        "origin_server_ts": 1, "state_key": "", "content": {"topic": "x"}
+fn membership_and_topic_changes() {
+    let alice = "@alice:localhost";
+    let joined = json!({"membership": "join", "displayname": "Alice"});
+    assert_eq!(
+        state_kind(state("m.room.member", alice, alice, joined.clone(), None)),
+        Some(("Alice".into(), Kind::Join))
+    );
+    assert_eq!(
+        state_kind(state(
+            "m.room.member",
+            alice,
+            alice,
+            json!({"membership": "join", "displayname": "Ally"}),
+            Some(joined.clone())
+        )),
+        Some((
+            "Ally".into(),
+            Kind::Nick {
+                old: "Alice".into(),
+                new: "Ally".into()
+            }
+        ))
+    );
+    // An avatar change is neither a join nor a nick change.
+    assert_eq!(
+        state_kind(state(
+            "m.room.member",
+            alice,
+            alice,
+            joined.clone(),
+            Some(joined.clone())
+        )),
+        None
+    );
+    assert_eq!(
+        state_kind(state(
+            "m.room.member",
+            alice,
+            alice,
+            json!({"membership": "leave"}),
+            Some(joined.clone())
+        )),
+        Some(("Alice".into(), Kind::Part { reason: None }))
+    );
+    assert_eq!(
+        state_kind(state(
+            "m.room.member",
+            "@mod:localhost",
+            alice,
+            json!({"membership": "leave", "reason": "spam"}),
+            Some(joined.clone())
+        )),
+        Some((
+            "Alice".into(),
+            Kind::Part {
+                reason: Some("kicked by @mod:localhost: spam".into())
+            }
+        ))
+    );
+    // Invites are not relayed.
+    assert_eq!(
+        state_kind(state(
+            "m.room.member",
+            "@mod:localhost",
+            alice,
+            json!({"membership": "invite"}),
+            None
+        )),
+        None
+    );
+    assert_eq!(
+        state_kind(state(
+            "m.room.topic",
+            alice,
+            "",
+            json!({"topic": "news"}),
+            None
+        )),
+        Some((
+            "Alice".into(),
+            Kind::Topic {
+                topic: "news".into()
+            }
+        ))
+    );
+    let other: AnySyncTimelineEvent = serde_json::from_value(json!({
+        "type": "m.room.name", "event_id": "$n", "sender": alice,
+        "origin_server_ts": 1, "state_key": "", "content": {"name": "x"}
     }))
     .expect("valid");
-    assert!(parse_event(&state, &ctx()).is_none());
+    assert!(parse_event(&other, &ctx()).is_none());
 }
