@@ -68,7 +68,11 @@ pub async fn upgrade(
         Ok(ready) => ready,
         Err(response) => return *response,
     };
+    // A client frame is a send: it gets the same size limit as a POSTed one.
+    let limit = shared.config.max_body_bytes;
     upgrade
+        .max_message_size(limit)
+        .max_frame_size(limit)
         .on_upgrade(move |socket| async move {
             let mut session = Session {
                 shared,

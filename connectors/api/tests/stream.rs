@@ -345,3 +345,31 @@ async fn fan_out_latency() {
     );
     api.stop().await;
 }
+
+#[tokio::test]
+async fn a_frame_over_the_size_limit_closes_the_stream() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = start(
+        "bots",
+        "token = \"api-token-123\"\nmax_body_bytes = 1024\n",
+        dir.path(),
+    )
+    .await;
+    let mut ws = connect(&api.ws).await;
+    let big = json!({"op": "send", "room": "lobby", "username": "b", "text": "x".repeat(4096)});
+    // The server may close before the whole frame is written.
+    let _ = ws.send(Message::Text(big.to_string().into())).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("an end within 10 s")
+        {
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+            Some(Ok(Message::Text(text))) => panic!("the oversized send was taken: {text}"),
+            Some(Ok(_)) => {}
+        }
+    }
+    assert!(api.sink.events.lock().expect("lock").is_empty());
+    api.stop().await;
+}
