@@ -230,3 +230,37 @@ async fn send_link(
         .map_err(|e| classify(&e))?;
     Ok(result.response.event_id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use matrix_sdk::ruma::api::error::LimitExceededErrorData;
+
+    #[test]
+    fn rate_limits_are_retried_after_the_servers_delay() {
+        let mut data = LimitExceededErrorData::new();
+        data.retry_after = Some(RetryAfter::Delay(Duration::from_millis(1500)));
+        assert_eq!(
+            classify_kind(Some(&ErrorKind::LimitExceeded(data)), "slow down".into()),
+            DeliveryError::Retryable {
+                reason: "rate limited: slow down".into(),
+                retry_after: Some(Duration::from_millis(1500)),
+            }
+        );
+    }
+
+    #[test]
+    fn refusals_are_permanent_and_the_rest_retryable() {
+        assert!(matches!(
+            classify_kind(Some(&ErrorKind::Forbidden), "no".into()),
+            DeliveryError::Permanent { .. }
+        ));
+        assert!(matches!(
+            classify_kind(None, "connection refused".into()),
+            DeliveryError::Retryable {
+                retry_after: None,
+                ..
+            }
+        ));
+    }
+}

@@ -494,3 +494,57 @@ async fn a_long_downtime_is_relayed_in_full_and_in_order() {
     assert_eq!(next.kind.body().expect("body").to_plain(), "live");
     bot.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_access_token_logs_in_on_its_own_device() {
+    let synapse = synapse();
+    let alice = User::register(synapse, &unique("alice")).await;
+    let bot_name = unique("bot");
+    let bot_id = synapse.register(&bot_name, "password").await;
+    let login = serde_json::json!({
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": bot_name},
+        "password": "password",
+        "initial_device_display_name": "token device",
+    });
+    let response = matrix_sdk::reqwest::Client::new()
+        .post(format!("{}/_matrix/client/v3/login", synapse.url()))
+        .header("content-type", "application/json")
+        .body(login.to_string())
+        .send()
+        .await
+        .expect("login")
+        .bytes()
+        .await
+        .expect("login body");
+    let login: Value = serde_json::from_slice(&response).expect("login json");
+    let token = login["access_token"].as_str().expect("token");
+    let alias_name = unique("room");
+    let room_id = create_room(&alice, &[], Some(&alias_name)).await;
+    let alias = format!("#{alias_name}:localhost");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let table = format!(
+        "homeserver = \"{}\"\nuser = \"{bot_id}\"\naccess_token = \"{token}\"\nrooms = [\"{alias}\"]\n",
+        synapse.url()
+    );
+    let mut bot = start(&table, dir.path());
+    bot.wait_up().await;
+    alice
+        .wait_for(&room_id, "the bot to join", |e| {
+            e["type"] == "m.room.member" && e["state_key"] == bot_id.as_str()
+        })
+        .await;
+    send(
+        &alice,
+        &room_id,
+        RoomMessageEventContent::text_plain("token"),
+    )
+    .await;
+    let inbound = bot.next_matching("alice's message", |e| !e.is_echo).await;
+    assert_eq!(inbound.kind.body().expect("body").to_plain(), "token");
+    let session: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("session.json")).expect("session"))
+            .expect("json");
+    assert_eq!(session["device_id"], login["device_id"]);
+    bot.stop().await;
+}
