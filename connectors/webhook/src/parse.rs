@@ -45,18 +45,21 @@ pub fn parse(
                 .to_ascii_lowercase()
         })
         .unwrap_or_default();
-    let is_form = media_type == "application/x-www-form-urlencoded";
-    let is_json = is_form || media_type == "application/json" || media_type.ends_with("+json");
-    // Slack's legacy hooks and GitHub's form option send the JSON as a `payload` form field.
-    let form_payload;
-    let body = if is_form {
-        form_payload = form_urlencoded::parse(body)
-            .find(|(key, _)| key == "payload")
-            .map(|(_, value)| value.into_owned())
-            .ok_or("the form has no `payload` field")?;
-        form_payload.as_bytes()
-    } else {
-        body
+    // Slack's legacy hooks and GitHub's form option send the JSON as a `payload` form field;
+    // `curl -d 'text'` sends plain text labelled as a form.
+    let form_payload = (media_type == "application/x-www-form-urlencoded")
+        .then(|| {
+            form_urlencoded::parse(body)
+                .find(|(key, _)| key == "payload")
+                .map(|(_, value)| value.into_owned())
+        })
+        .flatten();
+    let (body, is_json) = match &form_payload {
+        Some(payload) => (payload.as_bytes(), true),
+        None => (
+            body,
+            media_type == "application/json" || media_type.ends_with("+json"),
+        ),
     };
     match settings.format {
         Format::Text => text(settings, body),
@@ -405,8 +408,12 @@ mod tests {
             matches!(&parsed, Ok(Parsed::Message(m)) if m.text == "from a form"),
             "{parsed:?}"
         );
-        let parsed = parse(&settings(), &Templates::new(), &headers, b"text=hi");
-        assert_eq!(parsed, Err("the form has no `payload` field".to_owned()));
+        // Not a payload form: `curl -d 'deploy done'` means text.
+        let parsed = parse(&settings(), &Templates::new(), &headers, b"deploy done");
+        assert!(
+            matches!(&parsed, Ok(Parsed::Message(m)) if m.text == "deploy done"),
+            "{parsed:?}"
+        );
     }
 
     #[test]

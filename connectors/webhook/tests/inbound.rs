@@ -480,3 +480,27 @@ async fn a_room_that_only_sends_out_refuses_inbound_requests() {
     );
     assert_eq!(hook.sink.count(), 0);
 }
+
+#[tokio::test]
+async fn form_bodies_curl_style_and_slack_payload_style() {
+    let hook = start("ci", CONFIG).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/hooks/ci/builds", hook.base);
+    for body in [
+        "deploy finished",
+        "payload=%7B%22text%22%3A%22from+*legacy*+slack%22%7D",
+    ] {
+        let response = client
+            .post(&url)
+            .bearer_auth("s3cret")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status(), StatusCode::ACCEPTED, "{body}");
+    }
+    let events = hook.sink.wait_for(2).await;
+    assert_eq!(body_text(&events[0].kind), "deploy finished");
+    assert_eq!(body_text(&events[1].kind), "from legacy slack");
+}
