@@ -40,8 +40,9 @@ impl MediaStore {
         MediaStore { dir }
     }
 
-    /// Record `media` under a fresh token and return the attachment linking to it.
-    pub fn register(&self, media: &Media, public_url: Option<&str>) -> std::io::Result<Attachment> {
+    /// Record `media` under a fresh token and return the attachment linking to it under
+    /// `public_url`.
+    pub fn register(&self, media: &Media, public_url: &str) -> std::io::Result<Attachment> {
         let token = format!("{:032x}", rand::random::<u128>());
         let record = Record {
             source: media.source.clone(),
@@ -52,13 +53,7 @@ impl MediaStore {
         std::fs::create_dir_all(&self.dir)?;
         let json = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
         std::fs::write(self.dir.join(format!("{token}.json")), json)?;
-        let url = match public_url {
-            Some(base) => format!("{base}/media/{token}/{}", media.name),
-            None => {
-                warn!("media_public_url is not set: attachment links point nowhere useful");
-                format!("/media/{token}/{}", media.name)
-            }
-        };
+        let url = format!("{public_url}/media/{token}/{}", media.name);
         Ok(Attachment {
             url,
             name: Some(media.name.clone()),

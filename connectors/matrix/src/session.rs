@@ -83,6 +83,8 @@ impl Shared {
 enum Stop {
     Shutdown,
     Fatal(String),
+    /// The homeserver no longer accepts the session.
+    Relogin(String),
 }
 
 fn session_path(dir: &Path) -> PathBuf {
@@ -118,33 +120,45 @@ pub async fn run(shared: Arc<Shared>, ctx: ConnectorContext) -> Result<(), Conne
     std::fs::create_dir_all(&dir)
         .map_err(|e| ConnectorError(format!("cannot create {}: {e}", dir.display())))?;
     let mut backoff = Backoff::default();
-    let client = loop {
-        match tokio::select! {
-            _ = ctx.shutdown.cancelled() => return Ok(()),
-            result = login(&shared, &dir) => result,
-        } {
-            Ok(client) => break client,
-            Err(LoginError::Fatal(reason)) => {
+    loop {
+        let client = loop {
+            match tokio::select! {
+                _ = ctx.shutdown.cancelled() => return Ok(()),
+                result = login(&shared, &dir) => result,
+            } {
+                Ok(client) => break client,
+                Err(LoginError::Fatal(reason)) => {
+                    ctx.state.down(reason.clone());
+                    return Err(ConnectorError(reason));
+                }
+                Err(LoginError::Transient(reason)) => {
+                    warn!(account = %ctx.account, %reason, "matrix login failed, retrying");
+                    ctx.state.down(reason);
+                    if backoff.wait(&ctx).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        shared.client.send_replace(Some(client.clone()));
+        let result = sync_loop(&shared, &client, &ctx).await;
+        shared.client.send_replace(None);
+        match result {
+            Stop::Shutdown => return Ok(()),
+            Stop::Fatal(reason) => {
                 ctx.state.down(reason.clone());
                 return Err(ConnectorError(reason));
             }
-            Err(LoginError::Transient(reason)) => {
-                warn!(account = %ctx.account, %reason, "matrix login failed, retrying");
+            Stop::Relogin(reason) => {
+                // The session is gone (logged out elsewhere, token revoked): a password
+                // account logs in again on a new device; the sync position is kept, so
+                // nothing said meanwhile is skipped.
+                warn!(account = %ctx.account, %reason, "session refused, logging in again");
                 ctx.state.down(reason);
-                if backoff.wait(&ctx).await.is_err() {
-                    return Ok(());
-                }
+                drop(client);
+                let _ = std::fs::remove_file(session_path(&dir));
+                let _ = std::fs::remove_dir_all(dir.join("store"));
             }
-        }
-    };
-    shared.client.send_replace(Some(client.clone()));
-    let result = sync_loop(&shared, &client, &ctx).await;
-    shared.client.send_replace(None);
-    match result {
-        Stop::Shutdown => Ok(()),
-        Stop::Fatal(reason) => {
-            ctx.state.down(reason.clone());
-            Err(ConnectorError(reason))
         }
     }
 }
@@ -165,7 +179,6 @@ async fn login(shared: &Shared, dir: &Path) -> Result<Client, LoginError> {
     if saved.is_none() && store.exists() {
         // A store without a session belongs to a device we cannot use any more.
         let _ = std::fs::remove_dir_all(&store);
-        let _ = std::fs::remove_file(token_path(dir));
     }
     let client = Client::builder()
         .homeserver_url(&config.homeserver)
@@ -350,6 +363,9 @@ async fn sync_loop(shared: &Shared, client: &Client, ctx: &ConnectorContext) -> 
             Ok(response) => response,
             Err(e) => {
                 if let Some(ErrorKind::UnknownToken(_)) = e.client_api_error_kind() {
+                    if matches!(shared.config.credentials, Credentials::Password(_)) {
+                        return Stop::Relogin(format!("the session was refused: {e}"));
+                    }
                     return Stop::Fatal(format!(
                         "the homeserver no longer accepts the session ({e}); remove {} to log in again",
                         session_path(dir).display()

@@ -9,7 +9,7 @@ use matrix_sdk::ruma::events::room::member::MembershipState;
 use matrix_sdk::ruma::events::{AnySyncStateEvent, AnySyncTimelineEvent};
 use matrix_sdk::sync::SyncResponse;
 use matrix_sdk::{Client, Room};
-use patchbay_sdk::{ConnectorContext, EmitError};
+use patchbay_sdk::{ConnectorContext, EmitError, RichText};
 use tracing::{debug, info, warn};
 
 use crate::parse::{Context, parse_event};
@@ -104,14 +104,21 @@ pub async fn process(
             };
             let mut inbound = parsed.inbound;
             if let Some(media) = parsed.media
-                && let patchbay_sdk::Kind::Message { attachments, .. } = &mut inbound.kind
+                && let patchbay_sdk::Kind::Message { attachments, body } = &mut inbound.kind
             {
-                match shared
-                    .media
-                    .register(&media, shared.config.media_public_url.as_deref())
-                {
-                    Ok(attachment) => attachments.push(attachment),
-                    Err(e) => warn!(error = %e, "cannot register a media link"),
+                let registered = match shared.config.media_public_url.as_deref() {
+                    Some(base) => shared
+                        .media
+                        .register(&media, base)
+                        .map_err(|e| warn!(error = %e, "cannot register a media link"))
+                        .ok(),
+                    None => None,
+                };
+                match registered {
+                    Some(attachment) => attachments.push(attachment),
+                    // No link to give (no media_public_url): at least say what was sent.
+                    None if body.is_empty() => *body = RichText::plain(format!("[{}]", media.name)),
+                    None => {}
                 }
             }
             ctx.sink.emit(inbound).await?;

@@ -548,3 +548,39 @@ async fn an_access_token_logs_in_on_its_own_device() {
     assert_eq!(session["device_id"], login["device_id"]);
     bot.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_session_logs_in_again_without_losing_messages() {
+    let (alice, _bot_id, room_id, _alias, dir, mut bot) = setup().await;
+    let read_session = || -> Value {
+        serde_json::from_slice(&std::fs::read(dir.path().join("session.json")).expect("session"))
+            .expect("json")
+    };
+    let before = read_session();
+    // Log the bot's device out behind its back.
+    let status = matrix_sdk::reqwest::Client::new()
+        .post(format!("{}/_matrix/client/v3/logout", synapse().url()))
+        .bearer_auth(before["access_token"].as_str().expect("token"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .expect("logout")
+        .status();
+    assert!(status.is_success(), "{status}");
+    send(
+        &alice,
+        &room_id,
+        RoomMessageEventContent::text_plain("after the logout"),
+    )
+    .await;
+    let inbound = bot
+        .next_matching("the message after the logout", |e| !e.is_echo)
+        .await;
+    assert_eq!(
+        inbound.kind.body().expect("body").to_plain(),
+        "after the logout"
+    );
+    assert_ne!(read_session()["device_id"], before["device_id"]);
+    bot.stop().await;
+}
