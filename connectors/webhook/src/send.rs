@@ -3,7 +3,7 @@
 //! 2xx is delivered. 408, 429, 5xx, timeouts and connection failures are retryable (honouring
 //! `Retry-After`); any other status is permanent: retrying the same body cannot help.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use patchbay_sdk::DeliveryError;
 use reqwest::StatusCode;
@@ -67,13 +67,25 @@ pub async fn post(
         .headers()
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER));
+        .and_then(|v| retry_after(v, SystemTime::now()));
     // A little of the answer helps whoever reads the dead-letter table.
     let text = response.text().await.unwrap_or_default();
     let snippet: String = text.chars().take(200).collect();
     let reason = format!("POST {} answered {status}: {snippet}", settings.url);
     Err(classify(status, reason, retry_after))
+}
+
+/// `Retry-After` as seconds or as an HTTP date, capped at [`MAX_RETRY_AFTER`].
+fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO),
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 fn classify(status: StatusCode, reason: String, retry_after: Option<Duration>) -> DeliveryError {
@@ -94,6 +106,22 @@ fn classify(status: StatusCode, reason: String, retry_after: Option<Duration>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").expect("date");
+        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:29:30 GMT", now),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("999999", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_after("soon", now), None);
+    }
 
     #[test]
     fn statuses_map_to_retry_or_not() {
