@@ -289,6 +289,20 @@ fn strip_reply_fallback(body: &str) -> &str {
     rest.strip_prefix('\n').unwrap_or(rest)
 }
 
+/// The four media message types share their field names but not their types.
+macro_rules! media {
+    ($c:expr) => {
+        media_message(
+            &$c.body,
+            $c.filename.as_deref(),
+            $c.formatted.as_ref(),
+            &$c.source,
+            $c.info.as_ref().and_then(|i| i.mimetype.clone()),
+            $c.info.as_ref().and_then(|i| i.size).map(u64::from),
+        )
+    };
+}
+
 /// The kind a message type maps to, and its media.
 fn message_kind(msgtype: &MessageType, is_reply: bool) -> Option<(Kind, Option<Media>)> {
     let message = |body: RichText| Kind::Message {
@@ -312,38 +326,10 @@ fn message_kind(msgtype: &MessageType, is_reply: bool) -> Option<(Kind, Option<M
             },
             None,
         ),
-        MessageType::Image(c) => media_message(
-            &c.body,
-            c.filename.as_deref(),
-            c.formatted.as_ref(),
-            &c.source,
-            c.info.as_ref().and_then(|i| i.mimetype.clone()),
-            c.info.as_ref().and_then(|i| i.size).map(u64::from),
-        ),
-        MessageType::File(c) => media_message(
-            &c.body,
-            c.filename.as_deref(),
-            c.formatted.as_ref(),
-            &c.source,
-            c.info.as_ref().and_then(|i| i.mimetype.clone()),
-            c.info.as_ref().and_then(|i| i.size).map(u64::from),
-        ),
-        MessageType::Video(c) => media_message(
-            &c.body,
-            c.filename.as_deref(),
-            c.formatted.as_ref(),
-            &c.source,
-            c.info.as_ref().and_then(|i| i.mimetype.clone()),
-            c.info.as_ref().and_then(|i| i.size).map(u64::from),
-        ),
-        MessageType::Audio(c) => media_message(
-            &c.body,
-            c.filename.as_deref(),
-            c.formatted.as_ref(),
-            &c.source,
-            c.info.as_ref().and_then(|i| i.mimetype.clone()),
-            c.info.as_ref().and_then(|i| i.size).map(u64::from),
-        ),
+        MessageType::Image(c) => media!(c),
+        MessageType::File(c) => media!(c),
+        MessageType::Video(c) => media!(c),
+        MessageType::Audio(c) => media!(c),
         MessageType::Location(location) => (message(RichText::plain(location.body.clone())), None),
         other => {
             let body = other.body();
