@@ -4,7 +4,9 @@
 use std::str::FromStr;
 
 use patchbay_sdk::text::markdown::from_markdown;
-use patchbay_sdk::{Author, Event, EventId, Inbound, Kind, MessageRef, RichText, Timestamp};
+use patchbay_sdk::{
+    Attachment, Author, Event, EventId, Inbound, Kind, MessageRef, RichText, Timestamp,
+};
 use serde::{Deserialize, Serialize};
 
 /// One line of a room's log: an event delivered to the room, or one a client sent from it.
@@ -70,6 +72,9 @@ pub struct Send {
     /// The event this one replies to: a gateway event id.
     #[serde(default)]
     pub reply_to: Option<String>,
+    /// Files that go with a message, by URL.
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
     /// An idempotency key: a second send with the same id is not relayed again.
     #[serde(default)]
     pub id: Option<String>,
@@ -102,7 +107,24 @@ impl Send {
                 .ok_or(format!("`target` is required for a {kind_name}"))?;
             event_id(target, "target").map(MessageRef::Gateway)
         };
+        if !self.attachments.is_empty() && kind_name != "message" {
+            return Err(format!("a {kind_name} cannot carry `attachments`"));
+        }
+        if let Some(bad) = self
+            .attachments
+            .iter()
+            .find(|a| !(a.url.starts_with("https://") || a.url.starts_with("http://")))
+        {
+            return Err(format!("attachment `{}` is not an http(s) URL", bad.url));
+        }
         let kind = match kind_name {
+            "message" if !self.attachments.is_empty() => Kind::Message {
+                body: match self.text.as_deref() {
+                    Some(text) => from_markdown(text),
+                    None => RichText::default(),
+                },
+                attachments: self.attachments.clone(),
+            },
             "message" => Kind::Message {
                 body: text()?,
                 attachments: Vec::new(),
@@ -203,7 +225,22 @@ mod tests {
             edit.into_inbound("lobby").expect("valid").kind.target(),
             Some(&MessageRef::Gateway(id))
         );
+        let file: Send = serde_json::from_value(serde_json::json!({
+            "username": "bob", "attachments": [{"url": "https://f/a.png", "mime": "image/png"}]
+        }))
+        .expect("parse");
+        match file.into_inbound("lobby").expect("valid").kind {
+            Kind::Message { body, attachments } => {
+                assert!(body.is_empty());
+                assert_eq!(attachments[0].url, "https://f/a.png");
+            }
+            other => panic!("{other:?}"),
+        }
         let cases = [
+            (
+                r#"{"username": "b", "attachments": [{"url": "file:///etc/passwd"}]}"#,
+                "attachment `file:///etc/passwd` is not an http(s) URL",
+            ),
             (
                 r#"{"text": "x"}"#,
                 "`username` is required: who is speaking?",

@@ -240,6 +240,7 @@ fn entries_and_stream_frames_match_the_document() {
     }
     for frame in [
         json!({"op": "send", "room": "lobby", "ref": "1", "username": "bob", "text": "hi"}),
+        json!({"op": "send", "room": "lobby", "username": "bob", "attachments": [{"url": "https://f/1", "size": 3}]}),
         json!({"op": "ping"}),
     ] {
         validator.assert_valid("ClientFrame", &frame);
