@@ -76,6 +76,9 @@ impl Webhook {
     pub fn new(config: WebhookConfig) -> Result<Self, ConfigError> {
         let client = reqwest::Client::builder()
             .user_agent(concat!("patchbay/", env!("CARGO_PKG_VERSION")))
+            // A redirected POST turns into a GET on most servers: a hook URL that redirects is
+            // a configuration mistake, reported as a permanent failure naming the status.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|err| ConfigError::at(&[], format!("cannot make an HTTP client: {err}")))?;
         let limiter = ratelimit::RateLimiter::new(config.rate_per_minute, config.rate_burst);

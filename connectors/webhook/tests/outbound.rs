@@ -151,6 +151,13 @@ async fn failures_are_retryable_or_permanent_as_the_status_says() {
     receiver.fail(1, 429);
     let err = hook.deliver(delivery("json", "a")).await.expect_err("429");
     assert!(matches!(err, DeliveryError::Retryable { .. }), "{err}");
+    receiver.fail(1, 308);
+    let err = hook
+        .deliver(delivery("json", "a"))
+        .await
+        .expect_err("redirect");
+    assert!(matches!(err, DeliveryError::Permanent { .. }), "{err}");
+    assert!(err.to_string().contains("308"), "{err}");
     receiver.fail(1, 404);
     let err = hook.deliver(delivery("json", "a")).await.expect_err("404");
     assert!(matches!(err, DeliveryError::Permanent { .. }), "{err}");
