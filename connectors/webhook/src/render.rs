@@ -210,6 +210,40 @@ mod tests {
     }
 
     #[test]
+    fn a_payload_template_builds_json_with_tojson() {
+        let mut templates = Templates::new();
+        templates
+            .add(
+                "out:t",
+                r#"{"msg": {{ text | tojson }}, "who": {{ nick | tojson }}, "kind": "{{ kind }}"}"#
+                    .into(),
+            )
+            .expect("compiles");
+        let settings = OutboundSettings {
+            url: "http://h".into(),
+            payload: Payload::Template,
+            template: Some("out:t".into()),
+            content_type: "application/json".into(),
+            sign_secret: None,
+            sign_header: "X".into(),
+            timeout: std::time::Duration::from_secs(1),
+            headers: Default::default(),
+        };
+        let mut d = delivery(Kind::Message {
+            body: RichText::plain("say \"hi\"\nnow"),
+            attachments: Vec::new(),
+        });
+        d.nick = "a<b>".into();
+        let body = render(&settings, &templates, &d)
+            .expect("renders")
+            .expect("a body");
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
+        assert_eq!(json["msg"], "say \"hi\"\nnow");
+        assert_eq!(json["who"], "a<b>");
+        assert_eq!(json["kind"], "message");
+    }
+
+    #[test]
     fn markdown_links_and_bold_to_slack() {
         assert_eq!(
             markdown_to_slack("**done**: [build 3](https://ci/3) and [x] ok"),
