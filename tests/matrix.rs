@@ -10,6 +10,9 @@ mod support;
 #[path = "../connectors/matrix/tests/support/mod.rs"]
 mod mx;
 
+#[path = "../connectors/irc/tests/support/mod.rs"]
+mod irc;
+
 use std::time::Duration;
 
 use matrix_sdk::attachment::AttachmentConfig;
@@ -324,6 +327,71 @@ async fn an_encrypted_room_mirrors_to_a_plain_one_and_images_become_served_links
     assert!(
         body.as_ref() == image.as_slice(),
         "the link serves other bytes"
+    );
+    assert!(tokio::task::block_in_place(|| gateway.stop()));
+}
+
+/// A Matrix room mirrored with an IRC channel (ngircd): formatting crosses both ways (Matrix
+/// HTML <-> mIRC codes), nicks are bold on the Matrix side, and nothing comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_matrix_room_and_an_irc_channel_mirror_with_formatting() {
+    if !irc::have("ngircd") {
+        eprintln!("skipped: ngircd is not installed (run tests/install-deps.sh)");
+        return;
+    }
+    let synapse = synapse();
+    let irc_server = irc::IrcServer::ngircd().await;
+    let alice = User::register(synapse, &unique("alice")).await;
+    let bot = synapse.register(&unique("bot"), "password").await;
+    let name = unique("irc");
+    let room = create_room(&alice, &name, &[], false).await;
+    let alias = format!("#{name}:localhost");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = format!(
+        "[general]\ndata_dir = \"data\"\n\n\
+         [irc.net]\nserver = \"127.0.0.1\"\nport = {}\nnick = \"pb\"\nchannels = [\"#x\"]\n\
+         anti_highlight = \"\"\n\n\
+         [matrix.home]\nhomeserver = \"{}\"\nuser = \"{bot}\"\npassword = \"password\"\n\
+         rooms = [\"{alias}\"]\n\n\
+         [[route]]\nname = \"bridge\"\ninout = [\"matrix.home/{alias}\", \"irc.net/#x\"]\n\
+         nick_format = \"{{nick}}\"\n",
+        irc_server.port,
+        synapse.url(),
+    );
+    let mut carol = irc::TestClient::connect(irc_server.port, "carol").await;
+    carol.join("#x").await;
+    let gateway = Gateway::start(dir.path(), &config);
+    carol.expect_join("pb", "#x").await;
+    joined(&alice, &room, &bot).await;
+
+    let local = alice
+        .id
+        .trim_start_matches('@')
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    send(
+        &alice,
+        &room,
+        RoomMessageEventContent::text_html("hi **carol**", "hi <strong>carol</strong>"),
+    )
+    .await;
+    let seen = carol.expect_privmsg("#x", "hi").await;
+    assert_eq!(
+        patchbay_irc::mirc::strip(&seen),
+        format!("<{local}> hi carol")
+    );
+    assert!(seen.contains("\x02carol"), "{seen:?}");
+
+    carol.send("PRIVMSG #x :hello \x1dslanted\x1d world").await;
+    let relayed = alice
+        .wait_for(&room, "carol's line", from_bot(&bot, "slanted"))
+        .await;
+    assert_eq!(relayed["content"]["body"], "carol: hello slanted world");
+    assert_eq!(
+        relayed["content"]["formatted_body"],
+        "<strong>carol</strong>: hello <em>slanted</em> world"
     );
     assert!(tokio::task::block_in_place(|| gateway.stop()));
 }
