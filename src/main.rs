@@ -44,6 +44,14 @@ enum LogFormat {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    // Several dependencies use rustls; should two crypto providers ever be compiled in, rustls
+    // would panic at the first TLS connection unless the process names one. Name it up front.
+    if rustls::crypto::aws_lc_rs::default_provider()
+        .install_default()
+        .is_err()
+    {
+        tracing::debug!("a TLS crypto provider was already installed");
+    }
     let registry = Registry::builtin();
     let result = match cli.command {
         Command::Check { config } => check(&config, &registry),
