@@ -234,3 +234,55 @@ fn mentions_of_matrix_users_notify_them() {
     let json = serde_json::to_value(&content).expect("serialize");
     assert_eq!(json["m.mentions"]["user_ids"][0], "@bob:localhost");
 }
+
+mod round_trip {
+    use super::*;
+    use crate::parse::{Context, parse_event};
+    use matrix_sdk::ruma::events::AnySyncTimelineEvent;
+    use proptest::prelude::*;
+
+    /// What a Matrix client would receive for `content`, sent by the bot.
+    fn as_event(content: &RoomMessageEventContent) -> AnySyncTimelineEvent {
+        serde_json::from_value(serde_json::json!({
+            "type": "m.room.message",
+            "event_id": "$sent",
+            "sender": "@bot:localhost",
+            "origin_server_ts": 1,
+            "content": serde_json::to_value(content).expect("serialize"),
+        }))
+        .expect("a valid event")
+    }
+
+    fn words(text: &str) -> String {
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    proptest! {
+        #[test]
+        fn a_rendered_message_parses_back_to_its_text(
+            text in "[a-zA-Z0-9<>&\"' .,!?*_#é🎉\n-]{1,60}",
+            kind in 0..3u8,
+        ) {
+            let body = RichText::plain(text.clone());
+            let kind = match kind {
+                0 => Kind::Message { body, attachments: Vec::new() },
+                1 => Kind::Action { body },
+                _ => Kind::Notice { body },
+            };
+            let outgoing = render(&delivery(kind.clone(), None), OPTIONS);
+            let content = sent(outgoing);
+            let ctx = Context {
+                room: "!room",
+                own_user: "@bot:localhost",
+                display_name: None,
+                relay_reactions: true,
+            };
+            let parsed = parse_event(&as_event(&content), &ctx).expect("relayed back");
+            prop_assert!(parsed.inbound.is_echo);
+            let separator = if matches!(kind, Kind::Action { .. }) { " " } else { ": " };
+            let got = parsed.inbound.kind.body().expect("body").to_plain();
+            prop_assert_eq!(words(&got), words(&format!("[irc] alice{separator}{text}")));
+            prop_assert_eq!(parsed.inbound.kind.name(), kind.name());
+        }
+    }
+}
