@@ -84,14 +84,14 @@ pub fn parse(
                 .ok_or("the X-GitHub-Event header is missing (is this a GitHub hook?)")?;
             match event {
                 "ping" => Ok(Parsed::Ignored("pong".into())),
-                "push" | "issues" | "pull_request" | "release" => shipped(
+                "push" | "issues" | "pull_request" | "release" | "workflow_run" => shipped(
                     settings,
                     templates,
                     &format!("github/{event}"),
                     &json(body)?,
                 ),
                 other => Ok(Parsed::Ignored(format!(
-                    "GitHub event `{other}` is not relayed (push, issues, pull_request and release are)"
+                    "GitHub event `{other}` is not relayed (push, issues, pull_request, release and workflow_run are)"
                 ))),
             }
         }

@@ -14,6 +14,7 @@ pub const SHIPPED: &[&str] = &[
     "github/issues",
     "github/pull_request",
     "github/release",
+    "github/workflow_run",
     "gitlab/push",
     "alertmanager",
     "grafana",
@@ -35,6 +36,10 @@ const SOURCES: &[(&str, &str)] = &[
     (
         "github/release",
         include_str!("../templates/github-release.md.j2"),
+    ),
+    (
+        "github/workflow_run",
+        include_str!("../templates/github-workflow_run.md.j2"),
     ),
     (
         "gitlab/push",
@@ -64,6 +69,7 @@ pub fn required(template: &str) -> &'static [&'static str] {
             "repository.full_name",
         ],
         "github/release" => &["action", "release.tag_name", "repository.full_name"],
+        "github/workflow_run" => &["action", "workflow_run.name", "repository.full_name"],
         "gitlab/push" => &["ref", "user_name", "project.path_with_namespace"],
         "alertmanager" => &["status", "alerts"],
         "grafana" => &["title"],
@@ -206,6 +212,23 @@ mod tests {
             render("github/pull_request", body),
             "**bob** merged pull request [#7 Speed up](https://x/7) in o/r"
         );
+    }
+
+    #[test]
+    fn github_workflow_runs_are_news_when_completed() {
+        let run = |action: &str| {
+            serde_json::json!({
+                "action": action,
+                "repository": {"full_name": "o/r"},
+                "workflow_run": {"name": "CI", "run_number": 41, "conclusion": "timed_out",
+                    "head_branch": "main", "display_title": "Fix it", "html_url": "https://x/41"}
+            })
+        };
+        assert_eq!(
+            render("github/workflow_run", run("completed")),
+            "**CI** #41 timed out on `main` in o/r: [Fix it](https://x/41)"
+        );
+        assert_eq!(render("github/workflow_run", run("in_progress")), "");
     }
 
     #[test]
