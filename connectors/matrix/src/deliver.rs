@@ -16,7 +16,7 @@ use matrix_sdk::{Client, Room};
 use patchbay_sdk::{Attachment, Delivered, Delivery, DeliveryError, RichText};
 
 use crate::html::to_html;
-use crate::render::{Outgoing, RenderOptions, render};
+use crate::render::{Outgoing, RenderOptions, fit, render};
 use crate::session::{Shared, join_room};
 
 fn txn(delivery: &Delivery, part: &str) -> OwnedTransactionId {
@@ -115,12 +115,15 @@ pub async fn deliver(shared: &Shared, delivery: Delivery) -> Result<Delivered, D
         } => {
             let mut first = None;
             if let Some(content) = content {
-                let result = room
-                    .send(*content)
-                    .with_transaction_id(txn(&delivery, "m"))
-                    .await
-                    .map_err(|e| classify(&e))?;
-                first = Some(result.response.event_id);
+                // An oversized text goes out in parts; the first part's id stands for it.
+                for (i, part) in fit(*content).into_iter().enumerate() {
+                    let result = room
+                        .send(part)
+                        .with_transaction_id(txn(&delivery, &format!("m{i}")))
+                        .await
+                        .map_err(|e| classify(&e))?;
+                    first.get_or_insert(result.response.event_id);
+                }
             }
             for (i, (attachment, caption)) in attachments.iter().enumerate() {
                 let id = send_attachment(shared, &room, &delivery, i, attachment, caption).await?;

@@ -8,7 +8,7 @@
 use matrix_sdk::ruma::events::Mentions;
 use matrix_sdk::ruma::events::relation::{Annotation, InReplyTo, Reply};
 use matrix_sdk::ruma::events::room::message::{
-    Relation, ReplacementMetadata, RoomMessageEventContent,
+    MessageType, Relation, ReplacementMetadata, RoomMessageEventContent,
 };
 use matrix_sdk::ruma::{OwnedEventId, OwnedUserId, UserId};
 use patchbay_sdk::text::{Block, Span, SpanKind, Style};
@@ -210,6 +210,49 @@ pub fn render(delivery: &Delivery, options: RenderOptions) -> Outgoing {
         content,
         attachments: Vec::new(),
     }
+}
+
+/// Homeservers refuse events over 64 KiB; stay well below.
+const MAX_EVENT_BYTES: usize = 60_000;
+/// The size of one part when an oversized text is split.
+const PART_BYTES: usize = 30_000;
+
+/// Make `content` fit in Matrix events: as is when it fits, else its plain body alone, split
+/// into parts at line (or character) boundaries. The first part keeps a reply relation.
+pub fn fit(content: RoomMessageEventContent) -> Vec<RoomMessageEventContent> {
+    let size = serde_json::to_vec(&content).map_or(usize::MAX, |json| json.len());
+    if size <= MAX_EVENT_BYTES {
+        return vec![content];
+    }
+    let (body, make): (&str, fn(String) -> RoomMessageEventContent) = match &content.msgtype {
+        MessageType::Emote(emote) => (&emote.body, RoomMessageEventContent::emote_plain),
+        MessageType::Notice(notice) => (&notice.body, RoomMessageEventContent::notice_plain),
+        other => (other.body(), RoomMessageEventContent::text_plain),
+    };
+    let reply = match &content.relates_to {
+        Some(Relation::Reply(reply)) => Some(reply.clone()),
+        _ => None,
+    };
+    let mut parts = Vec::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        let mut end = rest.len().min(PART_BYTES);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        if end < rest.len()
+            && let Some(newline) = rest[..end].rfind('\n')
+            && newline > PART_BYTES / 2
+        {
+            end = newline + 1;
+        }
+        parts.push(make(rest[..end].trim_end_matches('\n').to_owned()));
+        rest = &rest[end..];
+    }
+    if let (Some(first), Some(reply)) = (parts.first_mut(), reply) {
+        first.relates_to = Some(Relation::Reply(reply));
+    }
+    parts
 }
 
 fn line(nick: &str, rest: &str) -> Outgoing {

@@ -1,4 +1,6 @@
 use super::*;
+use matrix_sdk::ruma::OwnedEventId;
+use matrix_sdk::ruma::events::relation::{InReplyTo, Reply};
 use matrix_sdk::ruma::events::room::message::MessageType;
 use patchbay_sdk::{Author, Event, EventId, Inbound, Quote};
 
@@ -233,6 +235,29 @@ fn mentions_of_matrix_users_notify_them() {
     ));
     let json = serde_json::to_value(&content).expect("serialize");
     assert_eq!(json["m.mentions"]["user_ids"][0], "@bob:localhost");
+}
+
+#[test]
+fn oversized_texts_are_split_into_plain_parts() {
+    let small = RoomMessageEventContent::text_html("hi", "<b>hi</b>");
+    assert_eq!(fit(small).len(), 1);
+    let line = format!("{}\n", "é".repeat(999));
+    let long: String = line.repeat(100);
+    let mut content = RoomMessageEventContent::notice_html(long.clone(), long.clone());
+    content.relates_to = Some(Relation::Reply(Reply::new(InReplyTo::new(
+        OwnedEventId::try_from("$q").expect("id"),
+    ))));
+    let parts = fit(content);
+    assert!(parts.len() > 1);
+    let mut joined = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        assert!(serde_json::to_vec(part).expect("json").len() < 60_000);
+        assert!(matches!(part.msgtype, MessageType::Notice(_)));
+        assert_eq!(part.relates_to.is_some(), i == 0);
+        joined.push_str(part.body());
+        joined.push('\n');
+    }
+    assert_eq!(joined, long);
 }
 
 mod round_trip {

@@ -184,6 +184,26 @@ async fn relays_text_emote_and_notice_both_ways() {
         .await;
     assert_eq!(event["content"]["msgtype"], "m.emote");
     assert_eq!(body_of(&event), "[irc] bob waves back");
+
+    // A text over Matrix's event size limit arrives whole, in parts.
+    let long: String = (0..4000)
+        .map(|n| format!("line {n:04} of a long paste\n"))
+        .collect();
+    let id = deliver(&bot, delivery(&alias, text(&long), None)).await;
+    let first = alice
+        .wait_for(&room_id, "the first part", |e| e["event_id"] == id.as_str())
+        .await;
+    let mut received = body_of(&first).to_owned();
+    while !received.contains("line 3999") {
+        let part = alice
+            .wait_for(&room_id, "the next part", |e| {
+                e["sender"] == bot_id.as_str()
+            })
+            .await;
+        received.push('\n');
+        received.push_str(body_of(&part));
+    }
+    assert_eq!(received, format!("[irc] bob: {}", long.trim_end()));
     bot.stop().await;
 }
 
