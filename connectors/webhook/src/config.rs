@@ -78,6 +78,8 @@ struct RawRoom {
     sign_header: Option<String>,
     timeout_secs: Option<f64>,
     headers: Option<BTreeMap<String, String>>,
+    /// Trust only these CA certificates (PEM) for the `url`: a self-hosted receiver.
+    tls_ca_file: Option<PathBuf>,
 }
 
 /// The keys only an account sets; the rest of its table is its rooms' defaults ([`RawRoom`]).
@@ -152,6 +154,8 @@ pub struct OutboundSettings {
     pub sign_header: String,
     pub timeout: Duration,
     pub headers: BTreeMap<String, String>,
+    /// The only CA certificates (PEM) trusted for `url`, when given.
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 /// A validated `[webhook.NAME]` table.
@@ -532,6 +536,31 @@ impl Resolver<'_> {
         }
         let content_type = pick(&raw.content_type, |p| &p.content_type)
             .unwrap_or_else(|| "application/json".to_owned());
+        let tls_ca = match raw
+            .tls_ca_file
+            .as_ref()
+            .or(parent.and_then(|p| p.tls_ca_file.as_ref()))
+        {
+            None => None,
+            Some(path) => {
+                let path = self.account.resolve(path);
+                let pem = std::fs::read(&path).map_err(|err| {
+                    self.error(
+                        "tls_ca_file",
+                        format!("cannot read {}: {err}", path.display()),
+                    )
+                })?;
+                match reqwest::Certificate::from_pem_bundle(&pem) {
+                    Ok(certs) if !certs.is_empty() => Some(pem),
+                    _ => {
+                        return Err(self.error(
+                            "tls_ca_file",
+                            format!("{} holds no PEM certificate", path.display()),
+                        ));
+                    }
+                }
+            }
+        };
         Ok(Some(OutboundSettings {
             url,
             payload,
@@ -541,6 +570,7 @@ impl Resolver<'_> {
             sign_header,
             timeout: Duration::from_secs_f64(timeout_secs),
             headers,
+            tls_ca,
         }))
     }
 }

@@ -22,6 +22,7 @@ mod send;
 mod server;
 mod templates;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -70,17 +71,42 @@ impl ConnectorFactory for WebhookFactory {
 pub struct Webhook {
     shared: Arc<Shared>,
     client: reqwest::Client,
+    /// Clients for rooms that trust only their own CA (`tls_ca_file`), by room (`*` for the
+    /// account's default).
+    pinned: HashMap<String, reqwest::Client>,
+}
+
+fn make_client(tls_ca: Option<&[u8]>) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("patchbay/", env!("CARGO_PKG_VERSION")))
+        // A redirected POST turns into a GET on most servers: a hook URL that redirects is
+        // a configuration mistake, reported as a permanent failure naming the status.
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(pem) = tls_ca {
+        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|err| err.to_string())?;
+        builder = builder.tls_certs_only(certs);
+    }
+    builder.build().map_err(|err| err.to_string())
 }
 
 impl Webhook {
     pub fn new(config: WebhookConfig) -> Result<Self, ConfigError> {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("patchbay/", env!("CARGO_PKG_VERSION")))
-            // A redirected POST turns into a GET on most servers: a hook URL that redirects is
-            // a configuration mistake, reported as a permanent failure naming the status.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
+        let client = make_client(None)
             .map_err(|err| ConfigError::at(&[], format!("cannot make an HTTP client: {err}")))?;
+        let mut pinned = HashMap::new();
+        let rooms = config
+            .outbound
+            .iter()
+            .map(|(room, settings)| (room.as_str(), settings))
+            .chain(config.default_outbound.iter().map(|s| ("*", s)));
+        for (room, settings) in rooms {
+            if let Some(pem) = &settings.tls_ca {
+                let pinned_client = make_client(Some(pem)).map_err(|err| {
+                    ConfigError::at(&["tls_ca_file"], format!("cannot use the CA: {err}"))
+                })?;
+                pinned.insert(room.to_owned(), pinned_client);
+            }
+        }
         let limiter = ratelimit::RateLimiter::new(config.rate_per_minute, config.rate_burst);
         let (sink, _) = watch::channel(None);
         Ok(Webhook {
@@ -90,7 +116,18 @@ impl Webhook {
                 sink,
             }),
             client,
+            pinned,
         })
+    }
+
+    /// The client for deliveries to `room`.
+    fn client_for(&self, room: &str) -> &reqwest::Client {
+        let key = if self.shared.config.outbound.contains_key(room) {
+            room
+        } else {
+            "*"
+        };
+        self.pinned.get(key).unwrap_or(&self.client)
     }
 }
 
@@ -117,7 +154,7 @@ impl Connector for Webhook {
         let Some(body) = body else {
             return Ok(Delivered::default());
         };
-        send::post(&self.client, settings, body).await?;
+        send::post(self.client_for(&delivery.room), settings, body).await?;
         Ok(Delivered::default())
     }
 

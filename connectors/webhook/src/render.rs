@@ -228,6 +228,7 @@ mod tests {
             sign_header: "X".into(),
             timeout: std::time::Duration::from_secs(1),
             headers: Default::default(),
+            tls_ca: None,
         };
         let mut d = delivery(Kind::Message {
             body: RichText::plain("say \"hi\"\nnow"),
