@@ -132,7 +132,7 @@ pub struct InboundSettings {
     pub secret: Option<String>,
     pub signature_header: String,
     pub format: Format,
-    /// Name of the room's own template in [`Templates`], for `format = "template"`.
+    /// Name of the room's own template in the compiled templates, for `format = "template"`.
     pub template: Option<String>,
     pub username: String,
     pub avatar_url: Option<String>,
@@ -147,7 +147,7 @@ pub struct InboundSettings {
 pub struct OutboundSettings {
     pub url: String,
     pub payload: Payload,
-    /// Name of the room's payload template in [`Templates`], for `payload = "template"`.
+    /// Name of the room's payload template in the compiled templates, for `payload = "template"`.
     pub template: Option<String>,
     pub content_type: String,
     pub sign_secret: Option<String>,
