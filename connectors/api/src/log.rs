@@ -128,13 +128,24 @@ impl Log {
             }
         }
         drop(db);
-        rows.into_iter()
-            .map(|(id, json)| {
-                let mut entry: Entry = serde_json::from_str(&json)?;
-                entry.id = id;
-                Ok(entry)
-            })
-            .collect()
+        decode(rows)
+    }
+
+    /// The newest `count` entries of `room`, oldest first: where a client without a cursor
+    /// starts.
+    pub fn last(&self, room: &str, count: usize) -> Result<Vec<Entry>, LogError> {
+        let db = self.lock();
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        let mut statement = db.prepare_cached(
+            "SELECT id, entry FROM log WHERE room = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let mut rows = statement
+            .query_map(params![room, count], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<Vec<(i64, String)>, _>>()?;
+        drop(statement);
+        drop(db);
+        rows.reverse();
+        decode(rows)
     }
 
     /// The last entry id (0 for an empty log).
@@ -149,6 +160,16 @@ impl Log {
         let db = self.lock();
         Ok(db.execute("DELETE FROM log WHERE at <= ?1", params![cutoff])?)
     }
+}
+
+fn decode(rows: Vec<(i64, String)>) -> Result<Vec<Entry>, LogError> {
+    rows.into_iter()
+        .map(|(id, json)| {
+            let mut entry: Entry = serde_json::from_str(&json)?;
+            entry.id = id;
+            Ok(entry)
+        })
+        .collect()
 }
 
 /// Run `f` on the log off the async threads.
@@ -221,6 +242,20 @@ mod tests {
             Some("two")
         );
         assert_eq!(log.last_id().expect("last"), id3);
+        let tail: Vec<i64> = log
+            .last("a", 1)
+            .expect("tail")
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(tail, [id3]);
+        let tail: Vec<i64> = log
+            .last("a", 5)
+            .expect("tail")
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(tail, [id1, id3]);
         assert_eq!(log.prune(Duration::from_secs(3600)).expect("prune"), 0);
         assert_eq!(log.prune(Duration::ZERO).expect("prune"), 3);
     }

@@ -240,6 +240,8 @@ struct HistoryQuery {
     token: Option<String>,
     after: Option<String>,
     limit: Option<String>,
+    /// The newest N entries instead of a page after `after`.
+    last: Option<String>,
 }
 
 async fn history(
@@ -281,7 +283,21 @@ async fn history(
         Ok(ready) => ready,
         Err(response) => return *response,
     };
-    let read = log::blocking(&ready.log, move |log| log.after(Some(&room), after, limit)).await;
+    let last = match query.last.as_deref().map(str::parse::<usize>) {
+        None => None,
+        Some(Ok(last)) if (1..=MAX_PAGE).contains(&last) && query.after.is_none() => Some(last),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("`last` must be between 1 and {MAX_PAGE}, without `after`"),
+            );
+        }
+    };
+    let read = log::blocking(&ready.log, move |log| match last {
+        Some(count) => log.last(&room, count),
+        None => log.after(Some(&room), after, limit),
+    })
+    .await;
     match read {
         Ok(entries) => {
             let next = entries.last().map(|e| e.id).unwrap_or(after);

@@ -113,6 +113,19 @@ async fn a_client_sends_as_a_named_user_and_reads_the_room_since_an_id() {
         .expect("json");
     assert_eq!(page["entries"].as_array().map(Vec::len), Some(1));
     assert_eq!(page["entries"][0]["event"]["author"]["name"], "bob");
+    // A client without a cursor starts from the newest entries.
+    let tail: Value = client
+        .get(format!("{url}?last=2"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(tail["entries"][0]["id"], entries[2]["id"]);
+    assert_eq!(tail["entries"][1]["id"], entries[3]["id"]);
+    assert_eq!(tail["next"], entries[3]["id"]);
     // Another room's log is its own.
     let ops: Value = client
         .get(format!("{}/ops/messages", api.base))
