@@ -34,7 +34,11 @@ install_synapse() {
         return 0
     fi
     command -v python3 >/dev/null || apt_install python3 python3-venv
-    python3 -m venv "$venv" || { apt_install python3-venv && python3 -m venv "$venv"; }
+    # Debian's python3 makes venvs only with python3-venv installed.
+    python3 -m venv "$venv" 2>/dev/null || {
+        rm -rf "$venv"
+        apt_install python3-venv && python3 -m venv "$venv"
+    }
     "$venv/bin/pip" install --quiet --upgrade pip
     "$venv/bin/pip" install --quiet matrix-synapse
 }
