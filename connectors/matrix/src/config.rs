@@ -38,6 +38,8 @@ struct Raw {
     media_public_url: Option<String>,
     #[serde(default = "default_media_max_bytes")]
     media_max_bytes: u64,
+    #[serde(default = "default_media_keep_days")]
+    media_keep_days: u64,
     store_passphrase: Option<String>,
     store_passphrase_file: Option<PathBuf>,
 }
@@ -48,6 +50,10 @@ fn default_device_name() -> String {
 
 fn yes() -> bool {
     true
+}
+
+fn default_media_keep_days() -> u64 {
+    30
 }
 
 fn default_media_max_bytes() -> u64 {
@@ -83,6 +89,8 @@ pub struct Config {
     pub media_public_url: Option<String>,
     /// Attachments larger than this are not served or uploaded.
     pub media_max_bytes: u64,
+    /// How long a `/media/...` link keeps working.
+    pub media_keep: std::time::Duration,
     /// Encrypts the local state and crypto stores when set.
     pub store_passphrase: Option<String>,
 }
@@ -174,6 +182,7 @@ impl Config {
                 .media_public_url
                 .map(|u| u.trim_end_matches('/').to_owned()),
             media_max_bytes: raw.media_max_bytes,
+            media_keep: std::time::Duration::from_secs(raw.media_keep_days.saturating_mul(86_400)),
             store_passphrase,
         })
     }

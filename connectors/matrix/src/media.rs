@@ -62,6 +62,28 @@ impl MediaStore {
         })
     }
 
+    /// Forget links older than `max_age` (they then answer 404), so the directory does not
+    /// grow without bound. Returns how many were removed.
+    pub fn prune(&self, max_age: std::time::Duration) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let now = std::time::SystemTime::now();
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| now.duration_since(modified).ok())
+                .is_some_and(|age| age > max_age);
+            if old && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     fn load(&self, token: &str) -> Option<Record> {
         if token.len() != 32 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
@@ -141,4 +163,46 @@ async fn serve(
         data,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use matrix_sdk::ruma::OwnedMxcUri;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn links_resolve_until_they_expire() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = MediaStore::new(dir.path().join("media"));
+        let media = Media {
+            source: MediaSource::Plain(OwnedMxcUri::from("mxc://localhost/abc")),
+            name: "cat.png".into(),
+            mime: Some("image/png".into()),
+            size: Some(3),
+        };
+        let attachment = store
+            .register(&media, "https://bridge.example")
+            .expect("register");
+        let token = attachment
+            .url
+            .strip_prefix("https://bridge.example/media/")
+            .and_then(|rest| rest.strip_suffix("/cat.png"))
+            .expect("url shape")
+            .to_owned();
+        assert_eq!(token.len(), 32);
+        assert!(store.load(&token).is_some());
+        assert!(store.load("../../etc/passwd").is_none());
+        assert!(store.load(&"0".repeat(32)).is_none());
+
+        assert_eq!(store.prune(Duration::from_secs(3600)), 0);
+        let file = std::fs::File::options()
+            .write(true)
+            .open(dir.path().join("media").join(format!("{token}.json")))
+            .expect("open");
+        file.set_modified(SystemTime::now() - Duration::from_secs(7200))
+            .expect("age the record");
+        assert_eq!(store.prune(Duration::from_secs(3600)), 1);
+        assert!(store.load(&token).is_none());
+    }
 }

@@ -119,6 +119,10 @@ pub async fn run(shared: Arc<Shared>, ctx: ConnectorContext) -> Result<(), Conne
     let dir = ctx.data_dir.clone();
     std::fs::create_dir_all(&dir)
         .map_err(|e| ConnectorError(format!("cannot create {}: {e}", dir.display())))?;
+    let pruned = shared.media.prune(shared.config.media_keep);
+    if pruned > 0 {
+        info!(links = pruned, "expired media links forgotten");
+    }
     let mut backoff = Backoff::default();
     loop {
         let client = loop {
