@@ -99,6 +99,34 @@ pub fn parse_event(event: &AnySyncTimelineEvent, ctx: &Context<'_>) -> Option<Pa
                 media: None,
             })
         }
+        AnySyncMessageLikeEvent::Sticker(sticker) => {
+            // A sticker is an image with its description as the name.
+            let original = sticker.as_original()?;
+            let content = &original.content;
+            let extension = content
+                .info
+                .mimetype
+                .as_deref()
+                .and_then(|m| m.strip_prefix("image/"))
+                .filter(|sub| sub.chars().all(|c| c.is_ascii_alphanumeric()))
+                .unwrap_or("png");
+            let media = Media {
+                source: MediaSource::from(content.source.clone()),
+                name: sanitize_file_name(&format!("{}.{extension}", content.body)),
+                mime: content.info.mimetype.clone(),
+                size: content.info.size.map(u64::from),
+            };
+            Some(Parsed {
+                inbound: Inbound {
+                    kind: Kind::Message {
+                        body: RichText::default(),
+                        attachments: Vec::new(),
+                    },
+                    ..base
+                },
+                media: Some(media),
+            })
+        }
         AnySyncMessageLikeEvent::Reaction(reaction) if ctx.relay_reactions => {
             let original = reaction.as_original()?;
             let annotation = &original.content.relates_to;

@@ -178,6 +178,19 @@ fn images_carry_their_media() {
 }
 
 #[test]
+fn stickers_are_images() {
+    let parsed = parse(
+        "m.sticker",
+        json!({"body": "thumbs up", "url": "mxc://localhost/st",
+               "info": {"mimetype": "image/webp", "size": 10}}),
+    )
+    .expect("relayed");
+    let media = parsed.media.expect("media");
+    assert_eq!(media.name, "thumbs_up.webp");
+    assert_eq!(media.mime.as_deref(), Some("image/webp"));
+}
+
+#[test]
 fn mentions_in_html_become_mention_spans() {
     let parsed = parse(
         "m.room.message",
