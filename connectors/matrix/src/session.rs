@@ -403,6 +403,18 @@ async fn sync_loop(shared: &Shared, client: &Client, ctx: &ConnectorContext) -> 
             }
         }
         timeline::accept_invites(shared, client, &response).await;
+        // A configured room the bot was removed from (kicked) is joined again; a ban makes
+        // that fail, and it is retried every round with a warning.
+        for room_id in response.rooms.left.keys() {
+            let rooms = shared.rooms.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(name) = rooms.by_id.get(room_id)
+                && shared.config.rooms.contains(name)
+                && !pending_joins.contains(name)
+            {
+                warn!(room = %name, "removed from a configured room; joining again");
+                pending_joins.push(name.clone());
+            }
+        }
         if let Err(e) = write_private(&token_path(dir), response.next_batch.as_bytes()) {
             warn!(error = %e, "cannot save the sync position");
         }

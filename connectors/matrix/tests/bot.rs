@@ -604,3 +604,37 @@ async fn a_revoked_session_logs_in_again_without_losing_messages() {
     assert_ne!(read_session()["device_id"], before["device_id"]);
     bot.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kicked_bot_joins_its_configured_room_again() {
+    let (alice, bot_id, room_id, _alias, _dir, mut bot) = setup().await;
+    let bot_user = OwnedUserId::try_from(bot_id.as_str()).expect("user id");
+    alice
+        .room(&room_id)
+        .kick_user(&bot_user, Some("testing"))
+        .await
+        .expect("kick");
+    alice
+        .wait_for(&room_id, "the bot to join again", |e| {
+            e["type"] == "m.room.member"
+                && e["state_key"] == bot_id.as_str()
+                && e["content"]["membership"] == "join"
+        })
+        .await;
+    send(
+        &alice,
+        &room_id,
+        RoomMessageEventContent::text_plain("welcome back"),
+    )
+    .await;
+    let inbound = bot
+        .next_matching("the message after the rejoin", |e| {
+            !e.is_echo && matches!(e.kind, Kind::Message { .. })
+        })
+        .await;
+    assert_eq!(
+        inbound.kind.body().expect("body").to_plain(),
+        "welcome back"
+    );
+    bot.stop().await;
+}
