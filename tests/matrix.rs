@@ -395,3 +395,73 @@ async fn a_matrix_room_and_an_irc_channel_mirror_with_formatting() {
     );
     assert!(tokio::task::block_in_place(|| gateway.stop()));
 }
+
+/// Synapse is killed mid-stream and restarted: what was said on Matrix just before the crash
+/// and what the console said while it was down all arrive, in order, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synapse_crash_mid_stream_loses_nothing() {
+    let synapse = tokio::task::block_in_place(mx::Synapse::start);
+    let alice = User::register(&synapse, &unique("alice")).await;
+    let bot = synapse.register(&unique("bot"), "password").await;
+    let name = unique("crash");
+    let mut request = CreateRoom::new();
+    request.room_alias_name = Some(name.clone());
+    request.preset = Some(RoomPreset::PublicChat);
+    request.visibility = Visibility::Public;
+    let room = alice
+        .client
+        .create_room(request)
+        .await
+        .expect("create room")
+        .room_id()
+        .to_owned();
+    let alias = format!("#{name}:localhost");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = format!(
+        "[general]\ndata_dir = \"data\"\n\n\
+         [console.term]\ninput = \"stdin\"\noutput = \"stdout\"\nroom = \"lobby\"\nnick = \"you\"\n\n\
+         [matrix.home]\nhomeserver = \"{}\"\nuser = \"{bot}\"\npassword = \"password\"\n\
+         rooms = [\"{alias}\"]\n\n\
+         [[route]]\nname = \"crash\"\ninout = [\"matrix.home/{alias}\", \"console.term/lobby\"]\n\
+         nick_format = \"{{nick}}\"\n",
+        synapse.url()
+    );
+    let mut gateway = Gateway::start(dir.path(), &config);
+    joined(&alice, &room, &bot).await;
+
+    send(&alice, &room, RoomMessageEventContent::text_plain("m1")).await;
+    console_line(&mut gateway, |l| l.ends_with("m1"));
+    send(
+        &alice,
+        &room,
+        RoomMessageEventContent::text_plain("m2 just before"),
+    )
+    .await;
+    tokio::task::block_in_place(|| synapse.stop());
+    for n in 1..=3 {
+        tokio::task::block_in_place(|| gateway.type_line(&format!("c{n} while down")));
+    }
+    tokio::task::block_in_place(|| synapse.resume());
+
+    console_line(&mut gateway, |l| l.ends_with("m2 just before"));
+    for n in 1..=3 {
+        let seen = alice
+            .wait_for(&room, "a console line said while down", |e| {
+                e["sender"] == bot.as_str() && e["type"] == "m.room.message"
+            })
+            .await;
+        assert_eq!(seen["content"]["body"], format!("you: c{n} while down"));
+    }
+    send(
+        &alice,
+        &room,
+        RoomMessageEventContent::text_plain("m3 after"),
+    )
+    .await;
+    let next = console_line(&mut gateway, |l| l.contains(": ") || l.contains("> "));
+    assert!(
+        next.ends_with("m3 after"),
+        "relayed twice or out of order: {next}"
+    );
+    assert!(tokio::task::block_in_place(|| gateway.stop()));
+}
