@@ -225,9 +225,11 @@ async fn run_lane(shared: Arc<Shared>, room: RoomKey, lane: Arc<Lane>) {
                     }
                 }
             } else {
-                match state.queue.pop_front() {
-                    Some(pending) => Next::Batch(vec![pending]),
-                    None => Next::Wait,
+                // Take everything queued: one lock per burst, not per delivery.
+                if state.queue.is_empty() {
+                    Next::Wait
+                } else {
+                    Next::Batch(state.queue.drain(..).collect())
                 }
             }
         };

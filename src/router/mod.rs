@@ -32,6 +32,8 @@ pub struct Router {
     routes: Vec<Route>,
     /// For each room, the routes it feeds (index into `routes`).
     feeds: HashMap<RoomKey, Vec<usize>>,
+    /// Each route's index by name, for shaping deliveries.
+    by_name: HashMap<String, usize>,
     limiter: Limiter,
 }
 
@@ -48,10 +50,16 @@ impl Router {
                 }
             }
         }
+        let by_name = routes
+            .iter()
+            .enumerate()
+            .map(|(i, route)| (route.name.clone(), i))
+            .collect();
         Router {
             gateway_id: gateway_id.into(),
             routes,
             feeds,
+            by_name,
             limiter: Limiter::default(),
         }
     }
@@ -121,9 +129,9 @@ impl Router {
     /// add this gateway's hop, and format the author's nick.
     pub fn prepare(&self, route: &str, room: &RoomKey, event: &mut Event) -> String {
         let settings = self
-            .routes
-            .iter()
-            .find(|r| r.name == route)
+            .by_name
+            .get(route)
+            .and_then(|&i| self.routes.get(i))
             .and_then(|r| r.settings_for(room));
         event.hops.push(Hop {
             gateway: self.gateway_id.clone(),
