@@ -119,10 +119,7 @@ impl Engine {
                     store: Arc::clone(&store),
                 };
                 let app = http::router(status, routes.into_iter().map(|(_, r)| r).collect());
-                let server = http::serve(listen, app, connectors_stop.clone()).await?;
-                tasks.spawn(async move {
-                    let _ = server.await;
-                });
+                tasks.spawn(http::serve(listen, app, connectors_stop.clone()).await?);
             }
             (None, false) => {
                 let names: Vec<String> = routes.into_iter().map(|(name, _)| name).collect();

@@ -35,24 +35,25 @@ pub fn router(status: Status, connector_routes: Vec<Router>) -> Router {
     connector_routes.into_iter().fold(own, Router::merge)
 }
 
-/// Bind `listen` and serve `app` until `stop` is cancelled.
+/// Bind `listen`, then return the future that serves `app` until `stop` is cancelled. Binding
+/// first lets a taken port fail the start with a clear error.
 pub async fn serve(
     listen: SocketAddr,
     app: Router,
     stop: CancellationToken,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} ([http] listen)"))?;
     tracing::info!(%listen, "HTTP listener up");
-    Ok(tokio::spawn(async move {
+    Ok(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await;
         if let Err(err) = served {
             tracing::error!("the HTTP listener failed: {err}");
         }
-    }))
+    })
 }
 
 /// 200 when every connector is up; 503 naming those that are not.

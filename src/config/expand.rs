@@ -19,10 +19,12 @@ pub fn expand_env(table: &mut DeTable<'_>, path: &str, errors: &mut Collector<'_
 fn expand_value(value: &mut Spanned<DeValue<'_>>, path: &str, errors: &mut Collector<'_>) {
     let span = value.span();
     match value.get_mut() {
-        DeValue::String(text) if text.contains('$') => match expand_str(text) {
-            Ok(expanded) => *text = Cow::Owned(expanded),
-            Err(message) => errors.error(Some(span), path, message),
-        },
+        DeValue::String(text) if text.contains('$') => {
+            match expand_str(text, &|name| std::env::var(name).ok()) {
+                Ok(expanded) => *text = Cow::Owned(expanded),
+                Err(message) => errors.error(Some(span), path, message),
+            }
+        }
         DeValue::Table(table) => expand_env(table, path, errors),
         DeValue::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
@@ -33,7 +35,8 @@ fn expand_value(value: &mut Spanned<DeValue<'_>>, path: &str, errors: &mut Colle
     }
 }
 
-fn expand_str(text: &str) -> Result<String, String> {
+/// Expand `${NAME}` with `lookup` (the environment, outside tests).
+fn expand_str(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find('$') {
@@ -47,9 +50,9 @@ fn expand_str(text: &str) -> Result<String, String> {
                 return Err("`${` without a closing `}`; write `$${` for a literal `${`".into());
             };
             let name = &name_and_rest[..end];
-            match std::env::var(name) {
-                Ok(value) => out.push_str(&value),
-                Err(_) => {
+            match lookup(name) {
+                Some(value) => out.push_str(&value),
+                None => {
                     return Err(format!(
                         "the environment variable `{name}` is not set (or not UTF-8)"
                     ));
@@ -79,17 +82,16 @@ mod tests {
 
     #[test]
     fn expands_set_variables_and_keeps_literals() {
-        // SAFETY: tests in this module are the only ones touching this variable.
-        unsafe { std::env::set_var("PATCHBAY_TEST_SECRET", "s3cret") };
+        let env = |name: &str| (name == "PATCHBAY_TEST_SECRET").then(|| "s3cret".to_owned());
         assert_eq!(
-            expand_str("a ${PATCHBAY_TEST_SECRET} $${x} $5").as_deref(),
+            expand_str("a ${PATCHBAY_TEST_SECRET} $${x} $5", &env).as_deref(),
             Ok("a s3cret ${x} $5")
         );
         assert!(
-            expand_str("${PATCHBAY_TEST_UNSET_VARIABLE}")
+            expand_str("${PATCHBAY_TEST_UNSET_VARIABLE}", &env)
                 .expect_err("unset")
                 .contains("PATCHBAY_TEST_UNSET_VARIABLE")
         );
-        assert!(expand_str("${oops").is_err());
+        assert!(expand_str("${oops", &env).is_err());
     }
 }

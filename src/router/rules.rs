@@ -34,7 +34,7 @@ impl RoomKey {
 
     /// The protocol part of the account (`irc` of `irc.libera`).
     pub fn protocol(&self) -> &str {
-        self.account.split('.').next().unwrap_or(&self.account)
+        protocol_of(&self.account)
     }
 }
 
@@ -42,6 +42,11 @@ impl fmt::Display for RoomKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.account, self.room)
     }
+}
+
+/// The protocol part of an account name (`irc` of `irc.libera`).
+fn protocol_of(account: &str) -> &str {
+    account.split('.').next().unwrap_or(account)
 }
 
 /// How a room takes part in a route.
@@ -186,9 +191,7 @@ impl NickFormat {
                 Piece::Literal(text) => out.push_str(text),
                 Piece::Var(Var::Nick) => out.push_str(vars.nick),
                 Piece::Var(Var::Account) => out.push_str(vars.account),
-                Piece::Var(Var::Protocol) => {
-                    out.push_str(vars.account.split('.').next().unwrap_or(vars.account))
-                }
+                Piece::Var(Var::Protocol) => out.push_str(protocol_of(vars.account)),
                 Piece::Var(Var::Room) => out.push_str(vars.room),
                 Piece::Var(Var::Route) => out.push_str(vars.route),
             }
