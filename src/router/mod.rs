@@ -72,20 +72,6 @@ impl Router {
         &self.routes
     }
 
-    /// Every room that receives from some route, by account.
-    pub fn destinations(&self) -> Vec<RoomKey> {
-        let mut rooms: Vec<RoomKey> = self
-            .routes
-            .iter()
-            .flat_map(|route| route.members.iter())
-            .filter(|(_, direction)| direction.receives())
-            .map(|(room, _)| room.clone())
-            .collect();
-        rooms.sort();
-        rooms.dedup();
-        rooms
-    }
-
     /// The rooms `event` must be delivered to.
     pub fn route(&self, event: &Event) -> Vec<Target> {
         let origin = RoomKey::new(&event.origin.account, &event.origin.room);

@@ -104,14 +104,6 @@ pub trait Store: Send + Sync + 'static {
     /// A delivery failed for good: move it to the dead-letter table.
     async fn dead_letter(&self, pending: &Pending, reason: &str) -> Result<(), StoreError>;
 
-    /// Events recorded in `room` after `after` (or the latest ones), oldest first.
-    async fn history(
-        &self,
-        room: &RoomKey,
-        after: Option<EventId>,
-        limit: usize,
-    ) -> Result<Vec<Event>, StoreError>;
-
     /// Forget mappings and delivered events older than `before`. Returns how many events went.
     async fn prune(&self, before: Timestamp) -> Result<usize, StoreError>;
 

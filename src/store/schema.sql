@@ -9,7 +9,6 @@ CREATE TABLE IF NOT EXISTS events (
     time    INTEGER NOT NULL,
     json    TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_by_room ON events (account, room, seq);
 CREATE INDEX IF NOT EXISTS events_by_time ON events (time);
 
 -- The outbox: one row per delivery still to make. A row is deleted when its delivery succeeds.

@@ -537,40 +537,6 @@ impl Store for SqliteStore {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    async fn history(
-        &self,
-        room: &RoomKey,
-        after: Option<EventId>,
-        limit: usize,
-    ) -> Result<Vec<Event>, StoreError> {
-        let (account, room) = (room.account.clone(), room.room.clone());
-        self.read(move |conn| {
-            let after_seq: i64 = match after {
-                Some(id) => conn
-                    .prepare_cached("SELECT seq FROM events WHERE id = ?1")?
-                    .query_row(params![id.to_string()], |row| row.get(0))
-                    .optional()?
-                    .unwrap_or(0),
-                None => conn
-                    .prepare_cached(
-                        "SELECT COALESCE(MIN(seq) - 1, 0) FROM (SELECT seq FROM events \
-                         WHERE account = ?1 AND room = ?2 ORDER BY seq DESC LIMIT ?3)",
-                    )?
-                    .query_row(params![account, room, limit as i64], |row| row.get(0))?,
-            };
-            let mut statement = conn.prepare_cached(
-                "SELECT json FROM events WHERE account = ?1 AND room = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
-            )?;
-            let rows = statement.query_map(params![account, room, after_seq, limit as i64], |row| row.get::<_, String>(0))?;
-            let mut out = Vec::new();
-            for json in rows {
-                out.push(serde_json::from_str(&json?)?);
-            }
-            Ok(out)
-        })
-        .await
-    }
-
     async fn prune(&self, before: Timestamp) -> Result<usize, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Prune { before, reply })?;

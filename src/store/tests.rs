@@ -109,31 +109,6 @@ async fn dead_letters_leave_the_outbox() {
 }
 
 #[tokio::test]
-async fn history_returns_what_came_after_an_id() {
-    let (_dir, store) = open();
-    let mut ids = Vec::new();
-    for text in ["a", "b", "c"] {
-        let e = event("api.x", "room", None, text);
-        ids.push(e.id);
-        store.accept(e, vec![]).await.expect("accept");
-    }
-    let room = RoomKey::new("api.x", "room");
-    let after_first = store
-        .history(&room, Some(ids[0]), 10)
-        .await
-        .expect("history");
-    assert_eq!(
-        after_first.iter().map(|e| e.id).collect::<Vec<_>>(),
-        ids[1..]
-    );
-    let latest_two = store.history(&room, None, 2).await.expect("history");
-    assert_eq!(
-        latest_two.iter().map(|e| e.id).collect::<Vec<_>>(),
-        ids[1..]
-    );
-}
-
-#[tokio::test]
 async fn pruning_keeps_events_still_waiting_for_delivery() {
     let (_dir, store) = open();
     let dest = RoomKey::new("irc.b", "#y");
