@@ -29,6 +29,42 @@ pub trait Connector: Send + Sync + 'static {
     /// new message, if it gives one, so later edits, deletes and replies can find it.
     async fn deliver(&self, delivery: Delivery) -> Result<Delivered, DeliveryError>;
 
+    /// The most waiting deliveries of one room this connector takes in one
+    /// [`deliver_run`](Connector::deliver_run) call. A connector that merges a burst into fewer
+    /// network messages (SSH chat under an anti-spam limit) raises it; the default, 1, hands
+    /// deliveries over one at a time.
+    fn run_limit(&self) -> usize {
+        1
+    }
+
+    /// Deliver a run of consecutive deliveries into one room, in order, and answer only once
+    /// each answered one is really sent: the gateway removes an `Ok` from the outbox as soon as
+    /// it gets it. Returns one result per delivery for a prefix of `run`: it stops at the first
+    /// `Err`, and the deliveries after the last result are retried later, from there, in order.
+    /// The default calls [`deliver`](Connector::deliver) for each.
+    async fn deliver_run(&self, run: Vec<Delivery>) -> Vec<Result<Delivered, DeliveryError>> {
+        let mut results = Vec::with_capacity(run.len());
+        for delivery in run {
+            let result = self.deliver(delivery).await;
+            let failed = result.is_err();
+            results.push(result);
+            if failed {
+                break;
+            }
+        }
+        results
+    }
+
+    /// Whether the account keeps a connection to its network that must exist once (an IRC
+    /// or SSH session, a Matrix sync). When several gateway instances share one config, such an
+    /// account runs on one instance at a time; an account that only serves HTTP and sends
+    /// requests (webhooks, the API) returns false and runs on every instance, so a load
+    /// balancer can spread its inbound traffic, while its outbound deliveries still have one
+    /// owner.
+    fn holds_connection(&self) -> bool {
+        true
+    }
+
     /// HTTP routes this connector serves on the gateway's shared listener (inbound webhooks,
     /// the API, media links), with paths absolute from the listener's root. Called once, before
     /// `run`. The default serves nothing.
@@ -181,6 +217,11 @@ pub trait Emit: Send + Sync + 'static {
     /// deliveries are durably recorded, with the event's id, or `None` when the event was
     /// dropped on purpose (an echo of our own message).
     async fn emit(&self, account: &str, inbound: Inbound) -> Result<Option<EventId>, EmitError>;
+
+    /// `account` is connected to `network` as `names` (see [`EventSink::announce`]).
+    fn announce(&self, account: &str, network: &str, names: Vec<String>) {
+        let _ = (account, network, names);
+    }
 }
 
 /// Where a connector sends what it sees.
@@ -202,6 +243,17 @@ impl EventSink {
     /// that acknowledges messages (a webhook's 202, a sync position) may acknowledge it now.
     pub async fn emit(&self, inbound: Inbound) -> Result<Option<EventId>, EmitError> {
         self.inner.emit(&self.account, inbound).await
+    }
+
+    /// Tell the gateway who this account is on its network: `network` names the server in a
+    /// way every account of the same protocol spells alike (`devzat@127.0.0.1:2222`,
+    /// `irc@irc.libera.chat:6697`), `names` are the author ids the account speaks as there.
+    /// Events another account of this gateway sees from one of these names on the same
+    /// network are the gateway's own words (a bridge's commands, its relayed lines) and are
+    /// never relayed. Call it again when the names change (a nick collision); the last call
+    /// counts.
+    pub fn announce(&self, network: impl Into<String>, names: Vec<String>) {
+        self.inner.announce(&self.account, &network.into(), names);
     }
 
     pub fn account(&self) -> &str {

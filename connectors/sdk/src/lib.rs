@@ -9,11 +9,13 @@
 //! - [`text`]: the rich-text model and its plain-text and Markdown converters.
 //! - [`connector`]: the [`Connector`] trait, the sink a connector emits into, deliveries and
 //!   their typed errors, connector state.
+//! - [`room`]: addressing — [`RoomKey`], a room of an account.
 //! - [`factory`]: how a connector is built from its `[PROTOCOL.NAME]` config table.
 
 pub mod connector;
 pub mod event;
 pub mod factory;
+pub mod room;
 pub mod text;
 
 pub use connector::{
@@ -24,4 +26,5 @@ pub use event::{
     Attachment, Author, Event, EventId, Hop, Inbound, Kind, MessageRef, Origin, Timestamp,
 };
 pub use factory::{AccountInfo, ConfigError, ConnectorFactory, parse_table, read_secret};
+pub use room::RoomKey;
 pub use text::RichText;
