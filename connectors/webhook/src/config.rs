@@ -40,6 +40,21 @@ pub enum InboundKind {
     Notice,
 }
 
+/// How an inbound request's HMAC-SHA256 signature is read (with `secret`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureScheme {
+    /// `sha256=HEX` of the body in `signature_header`, as GitHub signs: no timestamp, so no
+    /// replay protection beyond the sender's delivery id.
+    Github,
+    /// Slack's signing secret: `X-Slack-Signature: v0=HEX` of `v0:{ts}:{body}` with
+    /// `X-Slack-Request-Timestamp: {ts}`; refused outside `signature_max_age_secs`.
+    Slack,
+    /// patchbay's own timed signature (what a patchbay `sign_secret` sends):
+    /// `X-Patchbay-Signature: v1=HEX` of `v1:{ts}:{body}` with `X-Patchbay-Timestamp: {ts}`.
+    Patchbay,
+}
+
 /// How a delivery is POSTed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -62,6 +77,9 @@ struct RawRoom {
     secret: Option<String>,
     secret_file: Option<PathBuf>,
     signature_header: Option<String>,
+    signature_scheme: Option<SignatureScheme>,
+    /// How far (seconds, either way) a timed signature's timestamp may be from our clock.
+    signature_max_age_secs: Option<f64>,
     format: Option<Format>,
     template: Option<String>,
     template_file: Option<PathBuf>,
@@ -112,6 +130,9 @@ const ACCOUNT_KEYS: &[&str] = &[
     "rooms",
 ];
 
+/// Slack's own advice: a signed request more than five minutes from our clock may be a replay.
+const DEFAULT_SIGNATURE_MAX_AGE_SECS: f64 = 300.0;
+
 fn default_max_body() -> usize {
     1024 * 1024
 }
@@ -131,6 +152,10 @@ pub struct InboundSettings {
     pub token: Option<String>,
     pub secret: Option<String>,
     pub signature_header: String,
+    pub signature_scheme: SignatureScheme,
+    /// How far a timed signature's timestamp may be from the gateway's clock, either way;
+    /// also how long an accepted signature is remembered to refuse its replays.
+    pub signature_max_age: Duration,
     pub format: Format,
     /// Name of the room's own template in the compiled templates, for `format = "template"`.
     pub template: Option<String>,
@@ -456,6 +481,20 @@ impl Resolver<'_> {
         let signature_header = pick(&raw.signature_header, |p| &p.signature_header)
             .unwrap_or_else(|| "X-Hub-Signature-256".to_owned());
         check_header_name(&signature_header).map_err(|m| self.error("signature_header", m))?;
+        let signature_scheme = raw
+            .signature_scheme
+            .or(parent.and_then(|p| p.signature_scheme))
+            .unwrap_or(SignatureScheme::Github);
+        let max_age = raw
+            .signature_max_age_secs
+            .or(parent.and_then(|p| p.signature_max_age_secs))
+            .unwrap_or(DEFAULT_SIGNATURE_MAX_AGE_SECS);
+        if !(max_age.is_finite() && max_age >= 1.0) {
+            return Err(self.error(
+                "signature_max_age_secs",
+                "must be a number of seconds, 1 or more",
+            ));
+        }
         let username = pick(&raw.username, |p| &p.username).unwrap_or_else(|| match format {
             Format::Github => "GitHub".to_owned(),
             Format::Gitlab => "GitLab".to_owned(),
@@ -467,6 +506,8 @@ impl Resolver<'_> {
             token,
             secret,
             signature_header,
+            signature_scheme,
+            signature_max_age: Duration::from_secs_f64(max_age),
             format,
             template,
             username,
@@ -519,6 +560,18 @@ impl Resolver<'_> {
         let sign_header = pick(&raw.sign_header, |p| &p.sign_header)
             .unwrap_or_else(|| "X-Patchbay-Signature-256".to_owned());
         check_header_name(&sign_header).map_err(|m| self.error("sign_header", m))?;
+        if [
+            crate::auth::PATCHBAY_SIGNATURE,
+            crate::auth::PATCHBAY_TIMESTAMP,
+        ]
+        .iter()
+        .any(|fixed| fixed.eq_ignore_ascii_case(&sign_header))
+        {
+            return Err(self.error(
+                "sign_header",
+                format!("`{sign_header}` carries patchbay's timed signature; pick another name"),
+            ));
+        }
         let timeout_secs = raw
             .timeout_secs
             .or(parent.and_then(|p| p.timeout_secs))

@@ -376,6 +376,8 @@ mod tests {
             token: None,
             secret: None,
             signature_header: "X-Hub-Signature-256".into(),
+            signature_scheme: crate::config::SignatureScheme::Github,
+            signature_max_age: std::time::Duration::from_secs(300),
             format: Format::Auto,
             template: None,
             username: "hook".into(),
