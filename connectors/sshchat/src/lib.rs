@@ -10,6 +10,7 @@
 //! Building validates the `[sshchat.NAME]` table ([`config`]) and never connects.
 
 pub mod config;
+pub mod converse;
 mod emitter;
 pub mod hops;
 pub mod keys;
@@ -19,6 +20,8 @@ pub mod parse;
 mod plugin;
 pub mod render;
 pub mod screen;
+pub mod send;
+mod session;
 mod ssh;
 
 /// Devzat's plugin API, compiled from `proto/plugin.proto`.
@@ -94,7 +97,36 @@ impl Connector for SshChat {
     async fn deliver(&self, delivery: Delivery) -> Result<Delivered, DeliveryError> {
         match &self.mode {
             Mode::Plugin(plugin) => plugin.deliver(delivery).await,
-            Mode::Ssh(ssh) => ssh.deliver(delivery).await,
+            Mode::Ssh(ssh) => ssh
+                .deliver_run(vec![delivery])
+                .await
+                .pop()
+                .unwrap_or_else(|| Err(DeliveryError::retryable("the delivery was not taken"))),
+        }
+    }
+
+    fn run_limit(&self) -> usize {
+        match &self.mode {
+            Mode::Plugin(_) => 1,
+            Mode::Ssh(_) => ssh::RUN_LIMIT,
+        }
+    }
+
+    async fn deliver_run(&self, run: Vec<Delivery>) -> Vec<Result<Delivered, DeliveryError>> {
+        match &self.mode {
+            Mode::Plugin(plugin) => {
+                let mut results = Vec::with_capacity(run.len());
+                for delivery in run {
+                    let result = plugin.deliver(delivery).await;
+                    let failed = result.is_err();
+                    results.push(result);
+                    if failed {
+                        break;
+                    }
+                }
+                results
+            }
+            Mode::Ssh(ssh) => ssh.deliver_run(run).await,
         }
     }
 }

@@ -16,6 +16,10 @@ pub enum Line {
         from: String,
         text: String,
     },
+    /// A line from Devzat's own bot (`devbot`): server news, game moves, anti-spam warnings.
+    Devbot {
+        text: String,
+    },
     /// An emote (`/me`), ssh-chat only.
     Emote {
         from: String,
@@ -70,6 +74,18 @@ pub enum Line {
     },
     /// Nothing (a blank line, a prompt).
     Blank,
+}
+
+/// The name Devzat's own bot speaks under (no user can take it).
+pub const DEVBOT: &str = "devbot";
+
+/// A finished Devzat message: from a person, or from the server's bot.
+fn devzat_message(from: String, text: String) -> Line {
+    if from == DEVBOT {
+        Line::Devbot { text }
+    } else {
+        Line::Message { from, text }
+    }
 }
 
 /// Devzat's longest user name.
@@ -345,7 +361,7 @@ impl LineParser {
     pub fn flush(&mut self) -> Vec<Line> {
         self.pending
             .take()
-            .map(|(from, text)| Line::Message { from, text })
+            .map(|(from, text)| devzat_message(from, text))
             .into_iter()
             .collect()
     }
