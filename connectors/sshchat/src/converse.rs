@@ -15,8 +15,11 @@ use crate::screen::Screen;
 /// What the session must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
-    /// Type this line of our own (a command, a name): not a delivery, never relayed.
+    /// Type this command of our own (`cd #room`): not a delivery, never relayed. The server
+    /// broadcasts it like any line, so its [`Step::Shown`] comes back too.
     Type(String),
+    /// Answer Devzat's name prompt with this name (nothing is broadcast).
+    Answer(String),
     /// The session goes by this name now: it is one of the account's own.
     Named(String),
     /// The session is in its room: deliveries may be written.
@@ -25,8 +28,12 @@ pub enum Step {
     AwaitEntry,
     /// Something that happened in the room, for the gateway (own names not filtered yet).
     Emit(Line),
-    /// The server refused the last line for its rate: resend it and slow down.
+    /// The server showed the oldest line we wrote and it has not confirmed yet.
+    Shown,
+    /// The server refused the oldest line not yet confirmed for its rate: resend it, slow down.
     RateLimited,
+    /// The server refused the oldest line not yet confirmed as too long.
+    TooLong,
     /// End the session and try again later.
     Retry(String),
 }
@@ -155,18 +162,17 @@ impl Conversation {
                     tracing::info!(room = %self.room, %name, "name taken; answering the prompt");
                     self.parser.rename(&name);
                     steps.push(Step::Named(name.clone()));
-                    steps.push(Step::Type(name));
+                    steps.push(Step::Answer(name));
                 }
                 // Devzat announces our arrival in the new room: lines after it belong to it.
                 Line::Entered { room } if self.phase == Phase::Entering && room == self.room => {
                     self.phase = Phase::InRoom;
                     steps.push(Step::InRoom);
                 }
+                Line::Own { redraw: true, .. } => steps.push(Step::Shown),
                 Line::Entered { .. } | Line::Own { .. } | Line::Blank | Line::Timestamp => {}
                 Line::RateLimited => steps.push(Step::RateLimited),
-                Line::TooLong => {
-                    tracing::warn!(room = %self.room, "the server refused a line as too long")
-                }
+                Line::TooLong => steps.push(Step::TooLong),
                 Line::System { text } => {
                     if text.contains("spam") || text.contains("banned") {
                         tracing::warn!(room = %self.room, %text, "anti-spam notice from the server");
@@ -209,7 +215,7 @@ mod tests {
         let steps = c.on_data(b"Your username is already in use. Pick a different one:\r\n> ");
         assert_eq!(
             steps,
-            [Step::Named("bridge1".into()), Step::Type("bridge1".into())]
+            [Step::Named("bridge1".into()), Step::Answer("bridge1".into())]
         );
         let steps = c.on_data(
             b"\x1b[H\x1b[2J  < 1m earlier\r\nalice: old\r\n --> bridge1 has joined the chat\x07\r\nbridge1: ",
@@ -226,7 +232,7 @@ mod tests {
         let steps = c.on_data(
             b"bridge1: cd #dev\r\n\x1b[A\x1b[2Kbridge1: cd #dev\r\n --> bridge1 has joined #dev\x07\r\nbridge1: ",
         );
-        assert_eq!(steps, [Step::InRoom]);
+        assert_eq!(steps, [Step::Shown, Step::InRoom]);
         let mut steps = c.on_data(b"\x1b[9D\x1b[Kdave: hi\r\nbridge1: ");
         steps.extend(c.on_quiet());
         assert_eq!(

@@ -66,8 +66,10 @@ pub enum Line {
     System {
         text: String,
     },
-    /// Our own message coming back (the session uses it to confirm a command took effect).
-    /// `redraw` is set for the server's formatted copy that replaces the typed echo.
+    /// Our own line coming back. `redraw` is set for the server's broadcast of it (Devzat's
+    /// formatted copy that replaces the typed echo; every copy on ssh-chat, which does not
+    /// echo typing in bot mode): one per line written, in order, so the session takes it as
+    /// the server's confirmation of the oldest line not yet confirmed.
     Own {
         text: String,
         redraw: bool,
@@ -430,9 +432,12 @@ impl LineParser {
             return Vec::new();
         }
         match parsed {
-            Line::Message { ref from, .. } | Line::Emote { ref from, .. } if *from == self.name => {
-                Vec::new()
-            }
+            // The server's broadcast of our own line: it confirms the line was taken.
+            Line::Message { ref from, text } if *from == self.name => vec![Line::Own {
+                text,
+                redraw: true,
+            }],
+            Line::Emote { ref from, .. } if *from == self.name => Vec::new(),
             Line::Join { ref name } | Line::Part { ref name } if *name == self.name => Vec::new(),
             Line::Nick { ref old, ref new } if *old == self.name => {
                 self.name = new.clone();

@@ -2,9 +2,11 @@
 //! no clock (the session passes in how many writes the rate limit allows now).
 //!
 //! Guarantees:
-//! - A delivery is answered `Ok` only once the write carrying its last piece returned, that is
-//!   once russh holds the bytes for the socket, ahead of any later disconnect. Until then it
-//!   stays in the gateway's outbox, so a crash loses nothing.
+//! - A delivery is answered `Ok` only once the line carrying its last piece was shown: the
+//!   session calls [`Write::written`] when the server's broadcast of it came back (bytes on
+//!   the socket are not enough: a server drops the input it had not read yet when the
+//!   connection closes). Until then it stays in the gateway's outbox, so a crash loses nothing.
+//!   A [`Write`] dropped unanswered answers its deliveries with a retryable error.
 //! - Pieces are written in the order they were queued, and one delivery's pieces in order.
 //! - A run that is withdrawn (its caller took the prefix already written, or gave up) leaves
 //!   no piece of a delivery not yet begun: nothing the gateway will offer again is also
@@ -12,8 +14,8 @@
 //! - When the session ends, every waiting delivery is answered with a retryable error and the
 //!   queue is emptied; the outbox holds them for the next session.
 //!
-//! Only the last write before a crash can be doubled: its deliveries were written but their
-//! `Ok` had not reached the outbox yet. [`SendQueue::take`] merges at most what one line holds.
+//! Only what was shown but not yet answered when the gateway crashed can be doubled: the
+//! writes of one run at most (see `ssh.rs`).
 
 use std::collections::VecDeque;
 
@@ -37,7 +39,8 @@ struct Piece {
     /// The delivery's first piece: while it is queued, nothing of the delivery was written.
     first: bool,
     text: String,
-    done: Option<oneshot::Sender<Answer>>,
+    /// The deliveries this piece completes (several once a refused merged line is resent).
+    done: Vec<oneshot::Sender<Answer>>,
 }
 
 /// One write to make: the text to type and the deliveries it completes.
@@ -49,17 +52,34 @@ pub struct Write {
 }
 
 impl Write {
-    /// The write went out: answer its deliveries.
-    pub fn written(self) {
-        for done in self.done {
+    /// The server showed the line: answer its deliveries.
+    pub fn written(mut self) {
+        for done in self.done.drain(..) {
             let _ = done.send(Ok(()));
         }
     }
 
     /// The write failed: its deliveries are retried by the gateway.
-    pub fn failed(self, reason: &str) {
-        for done in self.done {
+    pub fn failed(mut self, reason: &str) {
+        for done in self.done.drain(..) {
             let _ = done.send(Err(DeliveryError::retryable(reason.to_owned())));
+        }
+    }
+
+    /// The server refused the line for good (too long): its deliveries are dead letters.
+    pub fn refused(mut self, reason: &str) {
+        for done in self.done.drain(..) {
+            let _ = done.send(Err(DeliveryError::permanent(reason.to_owned())));
+        }
+    }
+}
+
+impl Drop for Write {
+    fn drop(&mut self) {
+        for done in self.done.drain(..) {
+            let _ = done.send(Err(DeliveryError::retryable(
+                "the session ended before the server showed the line",
+            )));
         }
     }
 }
@@ -105,7 +125,7 @@ impl SendQueue {
     pub fn close(&mut self, reason: &str) {
         self.live = false;
         for piece in self.pieces.drain(..) {
-            if let Some(done) = piece.done {
+            for done in piece.done {
                 let _ = done.send(Err(DeliveryError::retryable(reason.to_owned())));
             }
         }
@@ -147,7 +167,11 @@ impl SendQueue {
                     index,
                     first: i == 0,
                     text,
-                    done: if i == last { tx.take() } else { None },
+                    done: if i == last {
+                        tx.take().into_iter().collect()
+                    } else {
+                        Vec::new()
+                    },
                 });
             }
             waits.push(Some(rx));
@@ -168,14 +192,15 @@ impl SendQueue {
             .retain(|p| p.run != Some(id) || !untouched.contains(&p.index));
     }
 
-    /// Put a line the server refused back in front (its delivery was already answered).
-    pub fn resend(&mut self, text: String) {
+    /// Put a line the server refused for its rate back in front, with the deliveries it
+    /// carries: it is written again as it was, never withdrawn.
+    pub fn resend(&mut self, mut write: Write) {
         self.pieces.push_front(Piece {
             run: None,
             index: 0,
             first: false,
-            text,
-            done: None,
+            text: std::mem::take(&mut write.text),
+            done: std::mem::take(&mut write.done),
         });
     }
 
@@ -184,7 +209,7 @@ impl SendQueue {
     pub fn take(&mut self, free: usize, merge: Merge<'_>) -> Option<Write> {
         let first = self.pieces.pop_front()?;
         let mut text = first.text;
-        let mut done: Vec<_> = first.done.into_iter().collect();
+        let mut done = first.done;
         let mut pieces = 1;
         if self.pieces.len() >= free.max(1) {
             while let Some(next) = self.pieces.front() {
@@ -310,10 +335,27 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_line_is_resent_first() {
+    fn a_line_refused_for_its_rate_is_resent_first_with_its_deliveries() {
         let mut q = open();
-        q.push("#main", lines(&[&["b"]])).expect("queued");
-        q.resend("a".into());
-        assert_eq!(q.take(10, MERGE).expect("a").text, "a");
+        let (id, mut waits) = q.push("#main", lines(&[&["a"], &["b"]])).expect("queued");
+        let refused = q.take(10, MERGE).expect("a");
+        q.resend(refused);
+        q.withdraw(id);
+        let again = q.take(10, MERGE).expect("a again");
+        assert_eq!(again.text, "a");
+        again.written();
+        assert_eq!(waits[0].take().expect("a").try_recv(), Ok(Ok(())));
+        assert!(q.is_empty(), "b was withdrawn");
+    }
+
+    #[test]
+    fn a_write_dropped_unanswered_answers_a_retryable_error() {
+        let mut q = open();
+        let (_, mut waits) = q.push("#main", lines(&[&["a"]])).expect("queued");
+        drop(q.take(10, MERGE));
+        assert!(matches!(
+            waits[0].take().expect("a").try_recv(),
+            Ok(Err(DeliveryError::Retryable { .. }))
+        ));
     }
 }

@@ -3,9 +3,14 @@
 //! [`crate::send`]'s.
 //!
 //! The loop reads the channel, hands the bytes to the conversation and acts on its steps;
-//! when the room's queue holds lines and the rate limit allows, it takes the next write and
-//! answers its deliveries once the write returned. When the session ends for any reason, the
-//! room's queue is closed, so every delivery not yet written goes back to the gateway's outbox.
+//! when the room's queue holds lines and the rate limit allows, it takes the next write. A
+//! write's deliveries are answered when the server shows the line: both servers broadcast our
+//! own lines back to us, one copy per line and in order, so each copy confirms the oldest line
+//! not yet confirmed. When the session ends for any reason, the room's queue is closed and the
+//! unconfirmed writes are dropped, so every delivery not shown goes back to the outbox.
+//!
+//! Stopping: on shutdown nothing more is written, the loop keeps reading until the lines
+//! already written are shown (at most [`DRAIN_WAIT`]), then the session disconnects.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -24,7 +29,7 @@ use crate::keys::HostKeyPolicy;
 use crate::login::{Client, End, login};
 use crate::pacing::{Backoff, JoinGate, Window};
 use crate::parse::{DEVBOT, Line};
-use crate::send::Merge;
+use crate::send::{Merge, Write};
 use crate::ssh::{OwnNames, RoomQueue};
 
 /// A held-back Devzat message is released after this much quiet (continuation lines come in
@@ -36,8 +41,12 @@ const SSH_CHAT_PTY_WIDTH: u32 = 1100;
 const ROOM_ENTRY_TIMEOUT: Duration = Duration::from_secs(5);
 /// A session that held this long starts the reconnect backoff again from its minimum.
 const HELD: Duration = Duration::from_secs(120);
-/// Lines remembered after writing, to resend one ssh-chat refused for its rate.
-const RESEND_MEMORY: usize = 4;
+/// How long the server may take to show a line we wrote before the session is given up as
+/// stuck (its deliveries go back to the outbox).
+const SHOW_WAIT: Duration = Duration::from_secs(20);
+/// On shutdown, how long to wait for the server to show the lines already written (so their
+/// deliveries are answered `Ok` rather than sent again after the restart).
+const DRAIN_WAIT: Duration = Duration::from_secs(5);
 
 pub struct RoomSession {
     pub config: Arc<Config>,
@@ -198,11 +207,14 @@ impl RoomSession {
         let mut window = Window::for_lines(self.config.dialect);
         let mut quiet_at: Option<Instant> = None;
         let mut entry_deadline: Option<Instant> = None;
-        let mut last_sent: VecDeque<String> = VecDeque::new();
+        // Lines written and not yet shown, oldest first (`None`: a command of our own).
+        let mut unconfirmed: VecDeque<(Instant, Option<Write>)> = VecDeque::new();
         let merge = self.merge();
+        // Set on shutdown: the moment to stop waiting for lines already written.
+        let mut draining: Option<Instant> = None;
         loop {
             let now = Instant::now();
-            let waiting = talk.in_room() && !self.queue.lock().is_empty();
+            let waiting = talk.in_room() && draining.is_none() && !self.queue.lock().is_empty();
             let send_at = now + window.wait(now);
             let steps = tokio::select! {
                 msg = read.wait() => match msg {
@@ -237,6 +249,12 @@ impl RoomSession {
                     entry_deadline = None;
                     talk.on_entry_timeout()
                 }
+                () = sleep_until(unconfirmed.front().map(|(at, _)| *at + SHOW_WAIT)) => {
+                    return End::Retry(format!(
+                        "the server did not show our line within {}s",
+                        SHOW_WAIT.as_secs()
+                    ));
+                }
                 () = self.queue.notify.notified() => Vec::new(),
                 () = tokio::time::sleep_until(send_at), if waiting => {
                     let now = Instant::now();
@@ -249,14 +267,17 @@ impl RoomSession {
                     }
                     window.record(now);
                     tracing::debug!(room = %self.room, pieces = next.pieces, "wrote a line");
-                    last_sent.push_back(next.text.clone());
-                    if last_sent.len() > RESEND_MEMORY {
-                        last_sent.pop_front();
-                    }
-                    next.written();
+                    unconfirmed.push_back((now, Some(next)));
                     Vec::new()
                 }
-                () = self.ctx.shutdown.cancelled() => return End::Shutdown,
+                () = self.ctx.shutdown.cancelled(), if draining.is_none() => {
+                    draining = Some(Instant::now() + DRAIN_WAIT);
+                    Vec::new()
+                }
+                () = sleep_until(draining) => {
+                    tracing::info!(room = %self.room, unshown = unconfirmed.len(), "stopping before the server showed every line written");
+                    return End::Shutdown;
+                }
             };
             for step in steps {
                 match step {
@@ -265,7 +286,18 @@ impl RoomSession {
                             return End::Retry(format!("write: {err}"));
                         }
                         window.record(Instant::now());
+                        unconfirmed.push_back((Instant::now(), None));
                     }
+                    Step::Answer(name) => {
+                        if let Err(err) = write.data(format!("{name}\r").as_bytes()).await {
+                            return End::Retry(format!("write: {err}"));
+                        }
+                    }
+                    Step::Shown => match unconfirmed.pop_front() {
+                        Some((_, Some(done))) => done.written(),
+                        Some((_, None)) => {}
+                        None => tracing::debug!(room = %self.room, "a line of ours shown that this session did not write"),
+                    },
                     Step::Named(name) => self.names.set(&self.room, &name, &self.ctx.sink),
                     Step::InRoom => {
                         entry_deadline = None;
@@ -278,15 +310,24 @@ impl RoomSession {
                         // The server refused a line: send it again rather than lose it, and
                         // slow down for a full window.
                         tracing::warn!(room = %self.room, "the server rate-limited a line; resending it");
-                        if let Some(line) = last_sent.pop_back() {
-                            self.queue.lock().resend(line);
+                        if let Some((_, Some(refused))) = unconfirmed.pop_front() {
+                            self.queue.lock().resend(refused);
                         }
                         for _ in 0..3 {
                             window.record(Instant::now());
                         }
                     }
+                    Step::TooLong => {
+                        tracing::warn!(room = %self.room, "the server refused a line as too long");
+                        if let Some((_, Some(refused))) = unconfirmed.pop_front() {
+                            refused.refused("the server refused the line as too long");
+                        }
+                    }
                     Step::Retry(reason) => return End::Retry(reason),
                 }
+            }
+            if draining.is_some() && unconfirmed.iter().all(|(_, w)| w.is_none()) {
+                return End::Shutdown;
             }
         }
     }

@@ -1,0 +1,324 @@
+//! Against the real Devzat (`../shared/peers/devzat`): the bridge's own commands never come
+//! back through another account, bursts arrive whole under the real anti-spam, and a
+//! delivery is answered `Ok` only once its line was written.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use patchbay_sdk::{Delivery, Kind};
+use support::real::Devzat;
+use support::{Collect, WAIT, delivery, start, start_shared, text};
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn ssh_config(server: &Devzat, rooms: &str) -> String {
+    format!(
+        "server = \"{}\"\ndialect = \"devzat\"\nnick = \"bridge\"\nrooms = {rooms}\nreconnect_min_secs = 1\nreconnect_max_secs = 2\n",
+        server.ssh_addr(),
+    )
+}
+
+fn plugin_config(server: &Devzat) -> String {
+    format!(
+        "server = \"{}\"\ndialect = \"devzat\"\nnick = \"relay\"\nreconnect_min_secs = 1\nreconnect_max_secs = 2\nplugin = {{ address = \"{}\", token = \"{}\" }}\n",
+        server.ssh_addr(),
+        server.plugin_addr(),
+        server.token,
+    )
+}
+
+/// The numbers of `flood: message N` lines in the order a screen shows them.
+fn flood_numbers(lines: &[String]) -> Vec<usize> {
+    let mut seen = Vec::new();
+    for line in lines {
+        for (at, _) in line.match_indices("flood: message ") {
+            let digits: String = line[at + "flood: message ".len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if let Ok(n) = digits.parse() {
+                seen.push(n);
+            }
+        }
+    }
+    seen
+}
+
+fn burst(n: usize) -> Vec<Delivery> {
+    (0..n)
+        .map(|i| delivery("#main", "[irc] flood", &format!("message {i}")))
+        .collect()
+}
+
+/// An SSH account in `#dev` and a plugin account on the same server: each connect of the SSH
+/// account types `cd #dev` in `#main`, where Devzat broadcasts it and the plugin API hears it.
+/// Both accounts name the server alike, the SSH account announces its name before typing, and
+/// the line is dropped as the gateway's own words, on every reconnect.
+#[tokio::test]
+async fn the_bridges_cd_never_reaches_the_plugin_account_over_reconnects() {
+    let Some(mut server) = Devzat::start(false).await else {
+        return;
+    };
+    let shared = Arc::new(Collect::default());
+    let mut ssh = start_shared(
+        &ssh_config(&server, "[\"#dev\"]"),
+        "sshchat.ssh",
+        tempfile::tempdir().expect("dir"),
+        shared.clone(),
+    );
+    let mut plugin = start_shared(
+        &plugin_config(&server),
+        "sshchat.plugin",
+        tempfile::tempdir().expect("dir"),
+        shared.clone(),
+    );
+    let network = format!("devzat@{}", server.ssh_addr());
+    for round in 0..4 {
+        assert!(ssh.wait_up(LONG).await, "round {round}: the SSH account is up");
+        assert!(plugin.wait_up(LONG).await, "round {round}: the plugin account is up");
+        // The plugin account heard the bridge's `cd #dev` and it was dropped as ours.
+        let dropped = shared
+            .wait_until(WAIT, |c| {
+                let cds: Vec<_> = c
+                    .dropped()
+                    .into_iter()
+                    .filter(|(account, e)| account == "sshchat.plugin" && text(e) == "cd #dev")
+                    .collect();
+                (cds.len() > round).then_some(cds)
+            })
+            .await
+            .unwrap_or_else(|| panic!("round {round}: the `cd #dev` was heard: {:?}", shared.events()));
+        assert!(dropped.iter().all(|(_, e)| e.author.id.starts_with("bridge")));
+        // People still get through.
+        let alice = server.user(&format!("alice{round}")).await;
+        alice.say(&format!("hello {round}")).await.expect("say");
+        shared
+            .wait(WAIT, |e| text(e) == format!("hello {round}"))
+            .await
+            .expect("alice's line is relayed");
+        alice.close().await;
+        if round < 3 {
+            server.restart().await;
+        }
+    }
+    let relayed_cd: Vec<_> = shared
+        .events()
+        .into_iter()
+        .filter(|e| text(e).contains("cd #"))
+        .collect();
+    assert!(relayed_cd.is_empty(), "no command relayed: {relayed_cd:?}");
+    let announced = shared.announced();
+    for account in ["sshchat.ssh", "sshchat.plugin"] {
+        assert!(
+            announced.iter().any(|(a, n, _)| a == account && *n == network),
+            "{account} announced {network}: {announced:?}"
+        );
+    }
+    assert!(
+        announced
+            .iter()
+            .any(|(a, _, names)| a == "sshchat.ssh" && names.iter().any(|n| n.starts_with("bridge"))),
+        "{announced:?}"
+    );
+    ssh.stop().await.expect("stop");
+    plugin.stop().await.expect("stop");
+}
+
+/// One SSH account in `#main` and `#dev`: the `#main` session sees the `#dev` session's
+/// `cd #dev` from the account's other name and never emits it.
+#[tokio::test]
+async fn one_account_never_emits_its_other_sessions_commands() {
+    let Some(server) = Devzat::start(true).await else {
+        return;
+    };
+    let mut bridge = start(&ssh_config(&server, "[\"#main\", \"#dev\"]"));
+    assert!(bridge.wait_up(LONG).await);
+    let alice = server.user("alice").await;
+    let seen = alice
+        .wait_line(WAIT, |l| l.starts_with("bridge") && l.ends_with(": cd #dev"))
+        .await;
+    // alice joined after the bridge: the line is in her history replay, or it was before her.
+    let _ = seen;
+    alice.say("after the bridge").await.expect("say");
+    bridge
+        .events
+        .wait(WAIT, |e| text(e) == "after the bridge")
+        .await
+        .expect("alice's line");
+    let events = bridge.events.events();
+    assert!(
+        events
+            .iter()
+            .all(|e| !e.author.id.starts_with("bridge") && !text(e).contains("cd #dev")),
+        "{events:?}"
+    );
+    let announced = bridge.events.announced();
+    let last = announced.last().expect("announced");
+    assert_eq!(last.1, format!("devzat@{}", server.ssh_addr()));
+    assert_eq!(last.2.len(), 2, "one name per session: {announced:?}");
+    alice.close().await;
+    bridge.stop().await.expect("stop");
+}
+
+/// A burst of 150 under the real anti-spam (on): every line once and in order, no warning.
+#[tokio::test]
+async fn a_burst_arrives_whole_in_order_and_without_a_warning() {
+    let Some(server) = Devzat::start(true).await else {
+        return;
+    };
+    let watcher = server.user("watcher").await;
+    let mut bridge = start(&ssh_config(&server, "[\"#main\"]"));
+    assert!(bridge.wait_up(LONG).await);
+    let n = 150;
+    let started = std::time::Instant::now();
+    let answers = bridge.deliver_all(burst(n), bridge.connector.run_limit()).await;
+    let elapsed = started.elapsed();
+    assert_eq!(answers.len(), n);
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    let seen = watcher
+        .wait_line(WAIT, |l| l.contains(&format!("flood: message {}", n - 1)))
+        .await;
+    assert!(seen.is_some(), "the last line arrived");
+    let numbers = flood_numbers(&watcher.lines());
+    assert_eq!(numbers, (0..n).collect::<Vec<_>>(), "each once, in order");
+    let lines = watcher.lines();
+    assert!(
+        lines.iter().all(|l| !l.contains("stop spamming") && !l.contains("banned")),
+        "{lines:?}"
+    );
+    eprintln!("{n} deliveries written in {elapsed:?}");
+    watcher.close().await;
+    bridge.stop().await.expect("stop");
+}
+
+/// Shut the connector down in the middle of a burst: the deliveries answered `Ok` are exactly
+/// the lines the room shows, in order, and none of the others.
+#[tokio::test]
+async fn a_shutdown_mid_burst_answers_ok_for_exactly_the_lines_shown() {
+    let Some(server) = Devzat::start(true).await else {
+        return;
+    };
+    let watcher = server.user("watcher").await;
+    let mut bridge = start(&ssh_config(&server, "[\"#main\"]"));
+    assert!(bridge.wait_up(LONG).await);
+    // Long texts: a merged line holds few, so the burst takes many paced writes.
+    let n = 400;
+    let run: Vec<Delivery> = (0..n)
+        .map(|i| {
+            delivery(
+                "#main",
+                "[irc] flood",
+                &format!("message {i} {}", "x".repeat(100)),
+            )
+        })
+        .collect();
+    let connector = bridge.connector.clone();
+    let limit = connector.run_limit();
+    let runner = {
+        let bridge_connector = connector.clone();
+        tokio::spawn(async move {
+            let mut left: std::collections::VecDeque<Delivery> = run.into();
+            let mut oks = 0usize;
+            while !left.is_empty() {
+                let batch: Vec<Delivery> = left.iter().take(limit).cloned().collect();
+                let results = bridge_connector.deliver_run(batch).await;
+                let mut failed = results.is_empty();
+                for result in results {
+                    left.pop_front();
+                    if result.is_ok() {
+                        oks += 1;
+                    } else {
+                        failed = true;
+                        break;
+                    }
+                }
+                if failed {
+                    break;
+                }
+            }
+            oks
+        })
+    };
+    // Some lines are out: stop now.
+    if watcher
+        .wait_line(LONG, |l| l.contains("flood: message 30 "))
+        .await
+        .is_none()
+    {
+        panic!("the burst started: {:?}", watcher.lines());
+    }
+    bridge.shutdown.cancel();
+    let oks = tokio::time::timeout(LONG, runner)
+        .await
+        .expect("the run ends after the shutdown")
+        .expect("runner");
+    assert!(oks < n, "the shutdown came mid-burst ({oks} of {n})");
+    // The server shows the bridge leaving once it has read everything the bridge wrote.
+    watcher
+        .wait_line(LONG, |l| l.contains("bridge has left the chat"))
+        .await
+        .expect("the bridge left");
+    let numbers = flood_numbers(&watcher.lines());
+    assert_eq!(numbers, (0..oks).collect::<Vec<_>>(), "Ok for exactly the lines shown");
+    eprintln!("{oks} of {n} answered Ok and shown before the shutdown");
+    let _ = tokio::time::timeout(WAIT, bridge.task).await;
+    watcher.close().await;
+}
+
+/// Devzat's own bot speaks as a bot, in notices: `Server going down!` is not a chat line.
+#[tokio::test]
+async fn devbot_lines_are_notices_from_a_bot() {
+    let Some(mut server) = Devzat::start(false).await else {
+        return;
+    };
+    let shared = Arc::new(Collect::default());
+    let mut ssh = start_shared(
+        &ssh_config(&server, "[\"#main\"]"),
+        "sshchat.ssh",
+        tempfile::tempdir().expect("dir"),
+        shared.clone(),
+    );
+    let mut plugin = start_shared(
+        &plugin_config(&server),
+        "sshchat.plugin",
+        tempfile::tempdir().expect("dir"),
+        shared.clone(),
+    );
+    assert!(ssh.wait_up(LONG).await && plugin.wait_up(LONG).await);
+    // A game's end is announced by devbot in the room.
+    let alice = server.user("alice").await;
+    alice.say("hang").await.expect("hang");
+    let devbot = |c: &Collect, needle: &str| {
+        let found: Vec<_> = c
+            .events()
+            .into_iter()
+            .filter(|e| e.author.id == "devbot" && text(e).contains(needle))
+            .collect();
+        (!found.is_empty()).then_some(found)
+    };
+    let game = shared
+        .wait_until(WAIT, |c| devbot(c, "game"))
+        .await
+        .unwrap_or_else(|| panic!("devbot's answer heard: {:?}", shared.events()));
+    alice.close().await;
+    // `Server going down!` when the server stops.
+    server.terminate().await;
+    let going = shared
+        .wait_until(WAIT, |c| devbot(c, "Server going down"))
+        .await
+        .unwrap_or_else(|| panic!("devbot's farewell heard: {:?}", shared.events()));
+    for notice in game.iter().chain(&going) {
+        assert!(notice.author.is_bot, "{notice:?}");
+        assert!(matches!(notice.kind, Kind::Notice { .. }), "{notice:?}");
+    }
+    let chat_from_devbot: Vec<_> = shared
+        .events()
+        .into_iter()
+        .filter(|e| e.author.id == "devbot" && !matches!(e.kind, Kind::Notice { .. }))
+        .collect();
+    assert!(chat_from_devbot.is_empty(), "{chat_from_devbot:?}");
+    ssh.stop().await.expect("stop");
+    plugin.stop().await.expect("stop");
+}
