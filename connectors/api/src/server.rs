@@ -257,3 +257,57 @@ impl Page {
 
 /// How often the log is pruned.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn query(after: Option<String>, limit: Option<String>, last: Option<String>) -> HistoryQuery {
+        HistoryQuery {
+            after,
+            limit,
+            last,
+            ..HistoryQuery::default()
+        }
+    }
+
+    proptest! {
+        /// Any query string values give a page inside the bounds or a 400 naming the field.
+        #[test]
+        fn history_paging_is_in_bounds_or_refused(
+            after in prop::option::of(prop_oneof!["-?[0-9]{1,20}", "[ -~]{0,8}"]),
+            limit in prop::option::of(prop_oneof!["[0-9]{1,5}", "[ -~]{0,8}"]),
+            last in prop::option::of(prop_oneof!["[0-9]{1,5}", "[ -~]{0,8}"]),
+        ) {
+            match Page::from_query(&query(after.clone(), limit, last.clone()), 100) {
+                Ok(page) => {
+                    prop_assert!(page.after >= 0);
+                    prop_assert!((1..=MAX_PAGE).contains(&page.limit));
+                    if let Some(last) = page.last {
+                        prop_assert!((1..=MAX_PAGE).contains(&last));
+                        prop_assert!(after.is_none());
+                    }
+                }
+                Err(refusal) => {
+                    prop_assert_eq!(refusal.status(), StatusCode::BAD_REQUEST);
+                    let why = refusal.to_string();
+                    prop_assert!(why.starts_with('`'), "{}", why);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn history_defaults_to_the_configured_page() {
+        assert_eq!(
+            Page::from_query(&query(None, None, None), 100),
+            Ok(Page {
+                after: 0,
+                limit: 100,
+                last: None
+            })
+        );
+    }
+}

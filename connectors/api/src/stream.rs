@@ -63,6 +63,14 @@ pub async fn upgrade(
             .collect()
     });
     let ready = server::ready(&shared).await?;
+    // Live only: from the log's end as it is before the handshake is answered, so whatever is
+    // appended once the client holds its 101 reaches it (from the catch-up if not live).
+    let after = match after {
+        Some(after) => after,
+        None => log::blocking(&ready.log, |log| log.last_id())
+            .await
+            .map_err(|err| Refusal::unavailable(err.to_string()))?,
+    };
     // A client message is a send: it gets the same size limit as a POSTed one, and so does
     // each frame of it. What we send a client that does not read is bounded by `send_frame`'s
     // timeout rather than by a buffer size.
@@ -119,15 +127,9 @@ impl Session {
                 .is_none_or(|rooms| rooms.contains(&entry.room))
     }
 
-    async fn run(&mut self, socket: WebSocket, after: Option<i64>) -> Result<(), String> {
-        // Live only: from the log's end as it is now. Read before subscribing, and anything
-        // appended in between comes from the catch-up below, so nothing falls in the gap.
-        self.last = match after {
-            Some(after) => after,
-            None => log::blocking(&self.ready.log, |log| log.last_id())
-                .await
-                .map_err(|e| e.to_string())?,
-        };
+    /// Stream what comes after entry `after`.
+    async fn run(&mut self, socket: WebSocket, after: i64) -> Result<(), String> {
+        self.last = after;
         // Subscribe before reading the backlog; what both hold is sent once (ids only grow).
         let mut live = self.shared.live.subscribe();
         let (mut tx, mut rx) = socket.split();

@@ -449,3 +449,7 @@ mod tests {
         assert_eq!(slack_to_markdown("a < b > c"), "a < b > c");
     }
 }
+
+#[cfg(test)]
+#[path = "parse_props.rs"]
+mod props;

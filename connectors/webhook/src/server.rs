@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use patchbay_sdk::text::markdown::from_markdown;
-use patchbay_sdk::{Author, EmitError, EventSink, Inbound, Kind};
+use patchbay_sdk::{Author, EmitError, EventSink, Inbound, Kind, RichText};
 use serde::Deserialize;
 use tokio::sync::watch;
 
@@ -126,7 +126,11 @@ async fn emit(
     let sink = wait_for_sink(shared, shared.config.start_wait)
         .await
         .ok_or_else(|| Refusal::unavailable("the gateway is starting"))?;
-    let body = from_markdown(&message.text);
+    // Markdown that renders to nothing (`#`, an empty quote) is relayed as sent, never as an empty line.
+    let body = match from_markdown(&message.text) {
+        body if body.is_empty() => RichText::plain(message.text.trim()),
+        body => body,
+    };
     let mut inbound = Inbound::message(
         room.to_owned(),
         Author {
