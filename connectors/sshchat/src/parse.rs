@@ -66,10 +66,10 @@ pub enum Line {
     System {
         text: String,
     },
-    /// Our own line coming back. `redraw` is set for the server's broadcast of it (Devzat's
-    /// formatted copy that replaces the typed echo; every copy on ssh-chat, which does not
-    /// echo typing in bot mode): one per line written, in order, so the session takes it as
-    /// the server's confirmation of the oldest line not yet confirmed.
+    /// Our own line coming back. `redraw` is set for the copy that confirms it: Devzat's
+    /// broadcast that replaces the typed echo, and on ssh-chat (which sends no copy of our
+    /// messages in bot mode) the line editor's echo of the Enter. One per line written, in
+    /// order, so the session takes it as the confirmation of the oldest line not confirmed.
     Own {
         text: String,
         redraw: bool,
@@ -422,6 +422,23 @@ impl LineParser {
             }
             self.phase = Phase::Live;
         }
+        // The line editor's echo of a line we typed, `[name] text`, ended by the Enter: the
+        // server read the line, and handles it before reading the next one. In bot mode
+        // ssh-chat sends no copy of our own messages, so this is the confirmation.
+        if self.name_known
+            && let Some(rest) = screen
+                .text
+                .strip_prefix('[')
+                .and_then(|r| r.strip_prefix(self.name.as_str()))
+                .and_then(|r| r.strip_prefix(']'))
+            && (rest.is_empty() || rest.starts_with(' '))
+            && !rest.trim().is_empty()
+        {
+            return vec![Line::Own {
+                text: rest.trim_start().to_owned(),
+                redraw: true,
+            }];
+        }
         if !self.name_known
             && let Line::Join { name } = &parsed
             && (*name == self.name || name.starts_with("Guest"))
@@ -432,12 +449,9 @@ impl LineParser {
             return Vec::new();
         }
         match parsed {
-            // The server's broadcast of our own line: it confirms the line was taken.
-            Line::Message { ref from, text } if *from == self.name => vec![Line::Own {
-                text,
-                redraw: true,
-            }],
-            Line::Emote { ref from, .. } if *from == self.name => Vec::new(),
+            Line::Message { ref from, .. } | Line::Emote { ref from, .. } if *from == self.name => {
+                Vec::new()
+            }
             Line::Join { ref name } | Line::Part { ref name } if *name == self.name => Vec::new(),
             Line::Nick { ref old, ref new } if *old == self.name => {
                 self.name = new.clone();

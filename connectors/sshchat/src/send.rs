@@ -204,6 +204,17 @@ impl SendQueue {
         });
     }
 
+    /// Put a refused line whose deliveries were already answered back in front.
+    pub fn resend_text(&mut self, text: String) {
+        self.pieces.push_front(Piece {
+            run: None,
+            index: 0,
+            first: false,
+            text,
+            done: Vec::new(),
+        });
+    }
+
     /// The next write when `free` writes fit under the rate limit now: one piece while the
     /// queue is no longer than that, else as many pieces as fit in one merged line.
     pub fn take(&mut self, free: usize, merge: Merge<'_>) -> Option<Write> {

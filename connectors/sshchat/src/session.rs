@@ -210,6 +210,8 @@ impl RoomSession {
         // Lines written and not yet shown, oldest first (`None`: a command of our own).
         let mut unconfirmed: VecDeque<(Instant, Option<Write>)> = VecDeque::new();
         let merge = self.merge();
+        // ssh-chat: the text of the line confirmed last, which its rejection would be about.
+        let mut last_shown: Option<String> = None;
         // Set on shutdown: the moment to stop waiting for lines already written.
         let mut draining: Option<Instant> = None;
         loop {
@@ -294,7 +296,10 @@ impl RoomSession {
                         }
                     }
                     Step::Shown => match unconfirmed.pop_front() {
-                        Some((_, Some(done))) => done.written(),
+                        Some((_, Some(done))) => {
+                            last_shown = Some(done.text.clone());
+                            done.written();
+                        }
                         Some((_, None)) => {}
                         None => tracing::debug!(room = %self.room, "a line of ours shown that this session did not write"),
                     },
@@ -310,8 +315,11 @@ impl RoomSession {
                         // The server refused a line: send it again rather than lose it, and
                         // slow down for a full window.
                         tracing::warn!(room = %self.room, "the server rate-limited a line; resending it");
-                        if let Some((_, Some(refused))) = unconfirmed.pop_front() {
-                            self.queue.lock().resend(refused);
+                        // ssh-chat refuses after the echo that confirmed the line: its
+                        // delivery was answered, so the line is resent from here (the one
+                        // case where a line lives only in memory; the pacing keeps it rare).
+                        if let Some(text) = last_shown.take() {
+                            self.queue.lock().resend_text(text);
                         }
                         for _ in 0..3 {
                             window.record(Instant::now());
