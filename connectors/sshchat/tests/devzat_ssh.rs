@@ -1,4 +1,6 @@
-//! Devzat over SSH (no plugin token), against the test server.
+//! Devzat over SSH (no plugin token), against the test server: what the real Devzat cannot
+//! be made to show on demand (a squatter on the name, narrow terminals, timestamps before every
+//! line, another gateway's hop trace). Bursts under the real anti-spam are in `real_devzat.rs`.
 
 mod support;
 
@@ -97,45 +99,6 @@ async fn mirrors_two_rooms_skipping_history_and_own_echo() {
     squatter.close().await;
     alice.close().await;
     dave.close().await;
-    bridge.stop().await.expect("stop");
-}
-
-#[tokio::test]
-async fn a_burst_of_100_arrives_complete_without_warnings_or_bans() {
-    let server = TestServer::start(Options::devzat()).await.expect("server");
-    let mut bridge = start(&config(&server, "[\"#main\"]"));
-    assert!(bridge.wait_up(WAIT).await);
-    for i in 0..100 {
-        bridge
-            .deliver(delivery("#main", "[irc] flood", &format!("message {i}")))
-            .await
-            .expect("queued");
-    }
-    let all_there = server
-        .wait_until(Duration::from_secs(60), |s| {
-            // Merged lines carry several messages separated by Devzat's `\n` escape.
-            let all: Vec<String> = s
-                .transcript()
-                .iter()
-                .filter(|r| r.from.starts_with("bridge"))
-                .flat_map(|r| r.text.split("\\n").map(str::to_owned).collect::<Vec<_>>())
-                .collect();
-            (0..100).all(|i| all.contains(&format!("[irc] flood: message {i}")))
-        })
-        .await;
-    assert!(
-        all_there,
-        "every message arrived: {:?}",
-        server.transcript()
-    );
-    assert!(server.warnings().is_empty(), "{:?}", server.warnings());
-    assert!(server.bans().is_empty(), "{:?}", server.bans());
-    let lines = server
-        .transcript()
-        .iter()
-        .filter(|r| r.from.starts_with("bridge"))
-        .count();
-    assert!(lines < 30, "merged into few lines: {lines}");
     bridge.stop().await.expect("stop");
 }
 
