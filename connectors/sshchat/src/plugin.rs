@@ -165,12 +165,33 @@ impl PluginMode {
         tx.send(first)
             .await
             .map_err(|_| Status::internal("listener request stream closed"))?;
-        let mut events = client
-            .register_listener(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await?
-            .into_inner();
+        let mut probe_client = client.clone();
+        let register = client.register_listener(tokio_stream::wrappers::ReceiverStream::new(rx));
+        tokio::pin!(register);
+        // Devzat answers a listener's registration with its first event only: in a quiet room
+        // the answer waits until someone speaks. A call that can only be refused (a message to
+        // a room that cannot exist) proves the connection and the token meanwhile.
+        let probe = probe_client.send_message(proto::Message {
+            room: String::new(),
+            from: None,
+            msg: String::new(),
+            ephemeral_to: None,
+        });
+        let registered = tokio::select! {
+            registered = &mut register => Some(registered?),
+            probed = probe => match probed {
+                Ok(_) => None,
+                Err(status) if matches!(status.code(), Code::InvalidArgument | Code::NotFound) => None,
+                Err(status) => return Err(status),
+            },
+        };
         ctx.state.up();
         tracing::info!(account = %ctx.account, "listening on Devzat's plugin API");
+        let mut events = match registered {
+            Some(registered) => registered,
+            None => register.await?,
+        }
+        .into_inner();
         // `tx` stays alive for as long as we listen: closing it would end the registration.
         let _keep = tx;
         while let Some(event) = events.message().await? {

@@ -52,22 +52,28 @@ fn burst(n: usize) -> Vec<Delivery> {
         .collect()
 }
 
+/// A person says `hello ROUND`; some account emits it.
+async fn people_get_through(server: &Devzat, shared: &Collect, round: usize) {
+    let alice = server.user(&format!("alice{round}")).await;
+    alice.say(&format!("hello {round}")).await.expect("say");
+    shared
+        .wait(WAIT, |e| text(e) == format!("hello {round}"))
+        .await
+        .expect("alice's line is relayed");
+    alice.close().await;
+}
+
 /// An SSH account in `#dev` and a plugin account on the same server: each connect of the SSH
 /// account types `cd #dev` in `#main`, where Devzat broadcasts it and the plugin API hears it.
 /// Both accounts name the server alike, the SSH account announces its name before typing, and
-/// the line is dropped as the gateway's own words, on every reconnect.
+/// the line is dropped as the gateway's own words, on every connect: three starts of the SSH
+/// account while the plugin listens, then a server restart both come back from.
 #[tokio::test]
 async fn the_bridges_cd_never_reaches_the_plugin_account_over_reconnects() {
     let Some(mut server) = Devzat::start(false).await else {
         return;
     };
     let shared = Arc::new(Collect::default());
-    let mut ssh = start_shared(
-        &ssh_config(&server, "[\"#dev\"]"),
-        "sshchat.ssh",
-        tempfile::tempdir().expect("dir"),
-        shared.clone(),
-    );
     let mut plugin = start_shared(
         &plugin_config(&server),
         "sshchat.plugin",
@@ -75,34 +81,46 @@ async fn the_bridges_cd_never_reaches_the_plugin_account_over_reconnects() {
         shared.clone(),
     );
     let network = format!("devzat@{}", server.ssh_addr());
-    for round in 0..4 {
-        assert!(ssh.wait_up(LONG).await, "round {round}: the SSH account is up");
-        assert!(plugin.wait_up(LONG).await, "round {round}: the plugin account is up");
-        // The plugin account heard the bridge's `cd #dev` and it was dropped as ours.
-        let dropped = shared
-            .wait_until(WAIT, |c| {
-                let cds: Vec<_> = c
-                    .dropped()
-                    .into_iter()
-                    .filter(|(account, e)| account == "sshchat.plugin" && text(e) == "cd #dev")
-                    .collect();
-                (cds.len() > round).then_some(cds)
-            })
-            .await
-            .unwrap_or_else(|| panic!("round {round}: the `cd #dev` was heard: {:?}", shared.events()));
-        assert!(dropped.iter().all(|(_, e)| e.author.id.starts_with("bridge")));
-        // People still get through.
-        let alice = server.user(&format!("alice{round}")).await;
-        alice.say(&format!("hello {round}")).await.expect("say");
-        shared
-            .wait(WAIT, |e| text(e) == format!("hello {round}"))
-            .await
-            .expect("alice's line is relayed");
-        alice.close().await;
-        if round < 3 {
-            server.restart().await;
-        }
+    let heard_cds = |c: &Collect| {
+        c.dropped()
+            .into_iter()
+            .filter(|(account, e)| account == "sshchat.plugin" && text(e) == "cd #dev")
+            .count()
+    };
+    for round in 0..3 {
+        assert!(plugin.wait_up(LONG).await, "{:?}", *plugin.state.borrow());
+        let mut ssh = start_shared(
+            &ssh_config(&server, "[\"#dev\"]"),
+            "sshchat.ssh",
+            tempfile::tempdir().expect("dir"),
+            shared.clone(),
+        );
+        assert!(ssh.wait_up(LONG).await, "{:?}", *ssh.state.borrow());
+        // The plugin account heard the bridge's `cd #dev`, and it was dropped as ours.
+        let heard = shared
+            .wait_until(WAIT, |c| (heard_cds(c) > round).then_some(()))
+            .await;
+        assert!(heard.is_some(), "round {round}: {:?}", shared.events());
+        people_get_through(&server, &shared, round).await;
+        ssh.stop().await.expect("stop");
     }
+    // A server restart: both accounts reconnect on their own, in either order.
+    let mut ssh = start_shared(
+        &ssh_config(&server, "[\"#dev\"]"),
+        "sshchat.ssh",
+        tempfile::tempdir().expect("dir"),
+        shared.clone(),
+    );
+    assert!(ssh.wait_up(LONG).await);
+    server.restart().await;
+    assert!(plugin.wait_up(LONG).await, "{:?}", *plugin.state.borrow());
+    assert!(ssh.wait_up(LONG).await, "{:?}", *ssh.state.borrow());
+    people_get_through(&server, &shared, 3).await;
+    let dropped = shared.dropped();
+    assert!(
+        dropped.iter().all(|(_, e)| e.author.id.starts_with("bridge")),
+        "only the bridge's own lines dropped: {dropped:?}"
+    );
     let relayed_cd: Vec<_> = shared
         .events()
         .into_iter()
