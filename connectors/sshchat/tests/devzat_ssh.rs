@@ -103,33 +103,6 @@ async fn mirrors_two_rooms_skipping_history_and_own_echo() {
 }
 
 #[tokio::test]
-async fn reconnects_after_a_restart_without_tripping_the_join_ban() {
-    let server = TestServer::start(Options::devzat()).await.expect("server");
-    let mut bridge = start(&config(&server, "[\"#main\", \"#ops\"]"));
-    assert!(bridge.wait_up(WAIT).await);
-    for _ in 0..2 {
-        server.restart().await.expect("restart");
-        assert!(
-            server
-                .wait_until(Duration::from_secs(90), |s| s.users().len() == 2)
-                .await,
-            "both sessions back: {:?}",
-            server.users()
-        );
-    }
-    assert!(server.bans().is_empty(), "{:?}", server.bans());
-    let alice = server.connect_user("alice").await.expect("alice");
-    alice.say("back again").await.expect("say");
-    bridge
-        .events
-        .wait(WAIT, |e| text(e) == "back again")
-        .await
-        .expect("resumed");
-    alice.close().await;
-    bridge.stop().await.expect("stop");
-}
-
-#[tokio::test]
 async fn wrapped_lines_timestamps_and_dms_on_a_narrow_terminal() {
     let mut opts = Options::devzat();
     // A timestamp line before every message, as after a minute of silence.

@@ -340,3 +340,41 @@ async fn devbot_lines_are_notices_from_a_bot() {
     ssh.stop().await.expect("stop");
     plugin.stop().await.expect("stop");
 }
+
+/// Two rooms, two server restarts, anti-spam on: the sessions come back without tripping the
+/// ban on more than 6 joins a minute from one key or address (every test client shares
+/// 127.0.0.1), and lines flow again.
+#[tokio::test]
+async fn reconnects_after_restarts_without_tripping_the_join_ban() {
+    let Some(mut server) = Devzat::start(true).await else {
+        return;
+    };
+    let mut bridge = start(&ssh_config(&server, "[\"#main\", \"#ops\"]"));
+    assert!(bridge.wait_up(LONG).await);
+    let connected = |server: &Devzat| server.log().matches("Connected bridge").count();
+    for round in 1..=2 {
+        server.restart().await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(150);
+        // Devzat logs each login; wait for both sessions of this round.
+        while connected(&server) < 2 * (round + 1) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "both sessions back after restart {round}: {}",
+                server.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert!(bridge.wait_up(LONG).await);
+    let alice = server.user("alice").await;
+    alice.say("back again").await.expect("say");
+    bridge
+        .events
+        .wait(WAIT, |e| text(e) == "back again")
+        .await
+        .unwrap_or_else(|| panic!("resumed: {:?}\n{}", alice.lines(), server.log()));
+    let log = server.log().to_lowercase();
+    assert!(!log.contains("banned"), "{log}");
+    alice.close().await;
+    bridge.stop().await.expect("stop");
+}
