@@ -215,7 +215,10 @@ mod tests {
         let steps = c.on_data(b"Your username is already in use. Pick a different one:\r\n> ");
         assert_eq!(
             steps,
-            [Step::Named("bridge1".into()), Step::Answer("bridge1".into())]
+            [
+                Step::Named("bridge1".into()),
+                Step::Answer("bridge1".into())
+            ]
         );
         let steps = c.on_data(
             b"\x1b[H\x1b[2J  < 1m earlier\r\nalice: old\r\n --> bridge1 has joined the chat\x07\r\nbridge1: ",
@@ -260,7 +263,11 @@ mod tests {
         let mut c = Conversation::new(Dialect::Devzat, "#main", "bridge");
         let prompt = b"Your username is already in use. Pick a different one:\r\n> ";
         for _ in 0..NAME_ATTEMPTS {
-            assert!(!c.on_data(prompt).iter().any(|s| matches!(s, Step::Retry(_))));
+            assert!(
+                !c.on_data(prompt)
+                    .iter()
+                    .any(|s| matches!(s, Step::Retry(_)))
+            );
         }
         assert!(matches!(c.on_data(prompt).last(), Some(Step::Retry(_))));
     }

@@ -274,7 +274,9 @@ mod tests {
     #[test]
     fn a_delivery_is_answered_only_when_the_write_carrying_its_last_piece_is_done() {
         let mut q = open();
-        let (_, mut waits) = q.push("#main", lines(&[&["a1", "a2"], &[]])).expect("queued");
+        let (_, mut waits) = q
+            .push("#main", lines(&[&["a1", "a2"], &[]]))
+            .expect("queued");
         assert!(waits[1].is_none(), "nothing to write: done at once");
         let mut a = waits[0].take().expect("a waits");
         let first = q.take(10, MERGE).expect("a write");

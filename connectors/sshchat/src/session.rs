@@ -178,9 +178,7 @@ impl RoomSession {
             }
             channel.request_shell(false).await
         };
-        setup
-            .await
-            .map_err(|err| format!("session setup: {err}"))?;
+        setup.await.map_err(|err| format!("session setup: {err}"))?;
         Ok(channel)
     }
 
@@ -301,7 +299,9 @@ impl RoomSession {
                             done.written();
                         }
                         Some((_, None)) => {}
-                        None => tracing::debug!(room = %self.room, "a line of ours shown that this session did not write"),
+                        None => {
+                            tracing::debug!(room = %self.room, "a line of ours shown that this session did not write")
+                        }
                     },
                     Step::Named(name) => self.names.set(&self.room, &name, &self.ctx.sink),
                     Step::InRoom => {

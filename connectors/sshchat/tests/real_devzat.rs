@@ -118,7 +118,9 @@ async fn the_bridges_cd_never_reaches_the_plugin_account_over_reconnects() {
     people_get_through(&server, &shared, 3).await;
     let dropped = shared.dropped();
     assert!(
-        dropped.iter().all(|(_, e)| e.author.id.starts_with("bridge")),
+        dropped
+            .iter()
+            .all(|(_, e)| e.author.id.starts_with("bridge")),
         "only the bridge's own lines dropped: {dropped:?}"
     );
     let relayed_cd: Vec<_> = shared
@@ -130,14 +132,16 @@ async fn the_bridges_cd_never_reaches_the_plugin_account_over_reconnects() {
     let announced = shared.announced();
     for account in ["sshchat.ssh", "sshchat.plugin"] {
         assert!(
-            announced.iter().any(|(a, n, _)| a == account && *n == network),
+            announced
+                .iter()
+                .any(|(a, n, _)| a == account && *n == network),
             "{account} announced {network}: {announced:?}"
         );
     }
     assert!(
-        announced
-            .iter()
-            .any(|(a, _, names)| a == "sshchat.ssh" && names.iter().any(|n| n.starts_with("bridge"))),
+        announced.iter().any(
+            |(a, _, names)| a == "sshchat.ssh" && names.iter().any(|n| n.starts_with("bridge"))
+        ),
         "{announced:?}"
     );
     ssh.stop().await.expect("stop");
@@ -155,7 +159,9 @@ async fn one_account_never_emits_its_other_sessions_commands() {
     assert!(bridge.wait_up(LONG).await);
     let alice = server.user("alice").await;
     let seen = alice
-        .wait_line(WAIT, |l| l.starts_with("bridge") && l.ends_with(": cd #dev"))
+        .wait_line(WAIT, |l| {
+            l.starts_with("bridge") && l.ends_with(": cd #dev")
+        })
         .await;
     // alice joined after the bridge: the line is in her history replay, or it was before her.
     let _ = seen;
@@ -191,7 +197,9 @@ async fn a_burst_arrives_whole_in_order_and_without_a_warning() {
     assert!(bridge.wait_up(LONG).await);
     let n = 150;
     let started = std::time::Instant::now();
-    let answers = bridge.deliver_all(burst(n), bridge.connector.run_limit()).await;
+    let answers = bridge
+        .deliver_all(burst(n), bridge.connector.run_limit())
+        .await;
     let elapsed = started.elapsed();
     assert_eq!(answers.len(), n);
     assert!(answers.iter().all(Result::is_ok), "{answers:?}");
@@ -203,7 +211,9 @@ async fn a_burst_arrives_whole_in_order_and_without_a_warning() {
     assert_eq!(numbers, (0..n).collect::<Vec<_>>(), "each once, in order");
     let lines = watcher.lines();
     assert!(
-        lines.iter().all(|l| !l.contains("stop spamming") && !l.contains("banned")),
+        lines
+            .iter()
+            .all(|l| !l.contains("stop spamming") && !l.contains("banned")),
         "{lines:?}"
     );
     eprintln!("{n} deliveries written in {elapsed:?}");
@@ -279,7 +289,11 @@ async fn a_shutdown_mid_burst_answers_ok_for_exactly_the_lines_shown() {
         .await
         .expect("the bridge left");
     let numbers = flood_numbers(&watcher.lines());
-    assert_eq!(numbers, (0..oks).collect::<Vec<_>>(), "Ok for exactly the lines shown");
+    assert_eq!(
+        numbers,
+        (0..oks).collect::<Vec<_>>(),
+        "Ok for exactly the lines shown"
+    );
     eprintln!("{oks} of {n} answered Ok and shown before the shutdown");
     let _ = tokio::time::timeout(WAIT, bridge.task).await;
     watcher.close().await;

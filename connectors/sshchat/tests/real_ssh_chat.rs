@@ -71,8 +71,13 @@ async fn relays_both_ways_and_never_emits_its_own_lines() {
     );
     let announced = bridge.events.announced();
     assert_eq!(
-        announced.last().map(|(_, n, names)| (n.clone(), names.clone())),
-        Some((format!("ssh-chat@{}", server.ssh_addr()), vec!["bridge".to_owned()]))
+        announced
+            .last()
+            .map(|(_, n, names)| (n.clone(), names.clone())),
+        Some((
+            format!("ssh-chat@{}", server.ssh_addr()),
+            vec!["bridge".to_owned()]
+        ))
     );
     alice.close().await;
     bridge.stop().await.expect("stop");
@@ -167,7 +172,11 @@ async fn a_shutdown_mid_burst_answers_ok_for_exactly_the_lines_shown() {
         .await
         .unwrap_or_else(|| panic!("the bridge left: {:?}", watcher.lines()));
     let numbers = flood_numbers(&watcher.lines());
-    assert_eq!(numbers, (0..oks).collect::<Vec<_>>(), "Ok for exactly the lines shown");
+    assert_eq!(
+        numbers,
+        (0..oks).collect::<Vec<_>>(),
+        "Ok for exactly the lines shown"
+    );
     eprintln!("{oks} of {n} answered Ok and shown before the shutdown");
     let _ = tokio::time::timeout(WAIT, bridge.task).await;
     watcher.close().await;

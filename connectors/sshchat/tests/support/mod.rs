@@ -62,11 +62,10 @@ impl Emit for Collect {
     }
 
     fn announce(&self, account: &str, network: &str, names: Vec<String>) {
-        self.announced.lock().expect("lock").push((
-            account.to_owned(),
-            network.to_owned(),
-            names,
-        ));
+        self.announced
+            .lock()
+            .expect("lock")
+            .push((account.to_owned(), network.to_owned(), names));
         self.changed.notify_waiters();
     }
 }
