@@ -27,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 
 mod ergo;
 mod servers;
+// Not every test binary starts ergo.
+#[allow(unused_imports)]
 pub use ergo::*;
 pub use servers::*;
 
