@@ -90,6 +90,19 @@ fn devzat_message(from: String, text: String) -> Line {
     }
 }
 
+/// A Devzat line that moves its author to another room (`cd`, `cd ..`, `cd #room`). Devzat
+/// broadcasts it like any line; the move itself arrives as a leave and a join, so the line is
+/// bookkeeping and never emitted as chat (the bot's own `cd #room` least of all).
+pub fn is_room_command(text: &str) -> bool {
+    let mut words = text.split_whitespace();
+    words.next() == Some("cd")
+        && match (words.next(), words.next()) {
+            (None, _) => true,
+            (Some(arg), None) => arg == ".." || arg.starts_with('#'),
+            _ => false,
+        }
+}
+
 /// Devzat's longest user name.
 pub const DEVZAT_NAME_MAX: usize = 27;
 /// ssh-chat's longest user name.
@@ -321,6 +334,9 @@ pub struct LineParser {
     phase: Phase,
     /// A Devzat message waiting for possible continuation lines (wrapped or multi-line).
     pending: Option<(String, String)>,
+    /// Devzat drew a timestamp over our typed echo: the next own line is the server's copy
+    /// (after a minute of silence it writes `ESC[A ESC[2K`, the timestamp, then the line).
+    redraw_next: bool,
 }
 
 impl LineParser {
@@ -331,6 +347,7 @@ impl LineParser {
             name_known: dialect == Dialect::Devzat,
             phase: Phase::Replay,
             pending: None,
+            redraw_next: false,
         }
     }
 
@@ -393,10 +410,10 @@ impl LineParser {
         match parsed {
             Line::Message { from, text } => {
                 if from == self.name {
-                    out.push(Line::Own {
-                        text,
-                        redraw: screen.replaces_previous,
-                    });
+                    let redraw = screen.replaces_previous || std::mem::take(&mut self.redraw_next);
+                    out.push(Line::Own { text, redraw });
+                } else if is_room_command(&text) {
+                    // Someone moving rooms: the leave or join that follows says so.
                 } else {
                     self.pending = Some((from, text));
                 }
@@ -406,7 +423,8 @@ impl LineParser {
             } else {
                 Line::Join { name }
             }),
-            Line::DirectOut { .. } | Line::Timestamp | Line::Blank => {}
+            Line::Timestamp => self.redraw_next = screen.replaces_previous,
+            Line::DirectOut { .. } | Line::Blank => {}
             Line::Join { ref name } | Line::Part { ref name } if *name == self.name => {}
             other => out.push(other),
         }

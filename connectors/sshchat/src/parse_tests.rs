@@ -207,6 +207,45 @@ fn ssh_chat_echo_of_our_enter_confirms_the_line() {
     );
 }
 
+#[test]
+fn room_moves_typed_by_others_are_not_chat() {
+    assert!(is_room_command("cd #dev") && is_room_command("cd ..") && is_room_command("cd"));
+    assert!(!is_room_command("cd is a command") && !is_room_command("cdrom"));
+    let bytes = concat!(
+        " --> bot has joined the chat\r\nbot: ",
+        "\x1b[5D\x1b[Kann: cd #dev\r\nbot: ",
+        "\x1b[5D\x1b[Kann is joining #dev\r\nbot: "
+    )
+    .as_bytes();
+    let (lines, _) = run(Dialect::Devzat, "bot", bytes);
+    assert_eq!(lines, vec![Line::Part { name: "ann".into() }]);
+}
+
+#[test]
+fn devzat_own_copy_after_a_timestamp_still_confirms_the_line() {
+    // The real Devzat after a minute of silence: the typed echo, then the cursor moves up and
+    // the timestamp replaces the echo, then the server's copy of the line follows plainly.
+    let bytes = concat!(
+        " --> bot has joined the chat\r\nbot: after a minute\r\n",
+        "\x1b[A\x1b[2K                    1m in\r\nbot: after a minute\r\nbot: "
+    )
+    .as_bytes();
+    let (lines, _) = run(Dialect::Devzat, "bot", bytes);
+    assert_eq!(
+        lines,
+        vec![
+            Line::Own {
+                text: "after a minute".into(),
+                redraw: false
+            },
+            Line::Own {
+                text: "after a minute".into(),
+                redraw: true
+            }
+        ]
+    );
+}
+
 proptest! {
     #[test]
     fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {

@@ -261,6 +261,11 @@ impl PluginMode {
         if self.is_echo(&room, &from, &event.msg) {
             return None;
         }
+        if crate::parse::is_room_command(&event.msg) {
+            // Someone moving rooms (the bot's own `cd #room` included): bookkeeping, told by
+            // the leave and join that follow.
+            return None;
+        }
         if from == DEVBOT {
             // The server's own bot (server news, games, anti-spam warnings): a notice from a
             // bot, which routes relay only when asked to.

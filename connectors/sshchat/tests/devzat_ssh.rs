@@ -124,6 +124,18 @@ async fn wrapped_lines_timestamps_and_dms_on_a_narrow_terminal() {
         .expect("long message");
     assert!(text(&event).contains('\n'), "it was wrapped at 80 columns");
     assert_eq!(text(&event).replace('\n', " "), long, "reassembled whole");
+    // With a timestamp drawn over the typed echo before the server's copy (as after a minute
+    // of silence), the copy still confirms the line: the delivery is answered at once.
+    let started = std::time::Instant::now();
+    bridge
+        .deliver(delivery("#main", "[irc] bob", "after the silence"))
+        .await
+        .expect("delivered");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "confirmed without waiting for a timeout: {:?}",
+        started.elapsed()
+    );
     alice.say("=bridge a secret").await.expect("dm");
     alice.say("after the dm").await.expect("say");
     bridge
