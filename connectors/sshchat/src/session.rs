@@ -129,7 +129,8 @@ impl RoomSession {
     async fn session(&self) -> End {
         // The server announces our arrival to everyone as we log in: our name must be known
         // as ours before (a name prompt's answer is announced before it is typed).
-        self.names.set(&self.room, &self.config.nick, &self.ctx.sink);
+        self.names
+            .set(&self.room, &self.config.nick, &self.ctx.sink);
         let handle = tokio::select! {
             result = login(&self.config, self.key.clone(), &self.policy) => match result {
                 Ok(handle) => handle,
