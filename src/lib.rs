@@ -11,12 +11,14 @@
 //! - [`delivery`]: one lane per destination room, in order, with backoff.
 //! - [`gateway`]: wiring it all and stopping in order.
 //! - [`http`]: the shared listener: connectors' routes, `/healthz`, `/metrics`.
+//! - [`import`]: a matterbridge config turned into a patchbay one.
 
 pub mod config;
 pub mod connectors;
 pub mod delivery;
 pub mod gateway;
 pub mod http;
+pub mod import;
 pub mod intake;
 pub mod metrics;
 pub mod router;

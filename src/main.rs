@@ -33,6 +33,12 @@ enum Command {
         #[arg(long, short, env = "PATCHBAY_CONFIG")]
         config: PathBuf,
     },
+    /// Print a patchbay config equivalent to a matterbridge one; what cannot be carried over
+    /// is listed on standard error.
+    ImportMatterbridge {
+        /// The matterbridge.toml file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -56,6 +62,9 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Check { config } => check(&config, &registry),
         Command::Run { config } => run(&config, &registry),
+        Command::ImportMatterbridge { file } => {
+            patchbay::import::run(&file, &registry).map_err(anyhow::Error::from)
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
