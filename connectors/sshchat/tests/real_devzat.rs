@@ -295,19 +295,9 @@ async fn devbot_lines_are_notices_from_a_bot() {
     let Some(mut server) = Devzat::start(false).await else {
         return;
     };
-    let shared = Arc::new(Collect::default());
-    let mut ssh = start_shared(
-        &ssh_config(&server, "[\"#main\"]"),
-        "sshchat.ssh",
-        tempfile::tempdir().expect("dir"),
-        shared.clone(),
-    );
-    let mut plugin = start_shared(
-        &plugin_config(&server),
-        "sshchat.plugin",
-        tempfile::tempdir().expect("dir"),
-        shared.clone(),
-    );
+    // Separate collectors: each account must turn devbot's lines into notices on its own.
+    let mut ssh = start(&ssh_config(&server, "[\"#main\"]"));
+    let mut plugin = start(&plugin_config(&server));
     assert!(ssh.wait_up(LONG).await && plugin.wait_up(LONG).await);
     // A game's end is announced by devbot in the room.
     let alice = server.user("alice").await;
@@ -320,27 +310,47 @@ async fn devbot_lines_are_notices_from_a_bot() {
             .collect();
         (!found.is_empty()).then_some(found)
     };
-    let game = shared
-        .wait_until(WAIT, |c| devbot(c, "game"))
-        .await
-        .unwrap_or_else(|| panic!("devbot's answer heard: {:?}", shared.events()));
+    let mut notices = Vec::new();
+    for (mode, bridge) in [("ssh", &ssh), ("plugin", &plugin)] {
+        let game = bridge
+            .events
+            .wait_until(WAIT, |c| devbot(c, "game"))
+            .await
+            .unwrap_or_else(|| panic!("{mode}: devbot's answer: {:?}", bridge.events.events()));
+        notices.extend(game);
+    }
     alice.close().await;
     // `Server going down!` when the server stops.
     server.terminate().await;
-    let going = shared
-        .wait_until(WAIT, |c| devbot(c, "Server going down"))
-        .await
-        .unwrap_or_else(|| panic!("devbot's farewell heard: {:?}", shared.events()));
-    for notice in game.iter().chain(&going) {
+    let mut heard_farewell = Vec::new();
+    for (mode, bridge) in [("ssh", &ssh), ("plugin", &plugin)] {
+        if let Some(going) = bridge
+            .events
+            .wait_until(WAIT, |c| devbot(c, "Server going down"))
+            .await
+        {
+            heard_farewell.push(mode);
+            notices.extend(going);
+        }
+    }
+    assert_eq!(
+        heard_farewell,
+        ["ssh", "plugin"],
+        "devbot's farewell heard by both"
+    );
+    for notice in &notices {
         assert!(notice.author.is_bot, "{notice:?}");
         assert!(matches!(notice.kind, Kind::Notice { .. }), "{notice:?}");
     }
-    let chat_from_devbot: Vec<_> = shared
-        .events()
-        .into_iter()
-        .filter(|e| e.author.id == "devbot" && !matches!(e.kind, Kind::Notice { .. }))
-        .collect();
-    assert!(chat_from_devbot.is_empty(), "{chat_from_devbot:?}");
+    for bridge in [&ssh, &plugin] {
+        let chat_from_devbot: Vec<_> = bridge
+            .events
+            .events()
+            .into_iter()
+            .filter(|e| e.author.id == "devbot" && !matches!(e.kind, Kind::Notice { .. }))
+            .collect();
+        assert!(chat_from_devbot.is_empty(), "{chat_from_devbot:?}");
+    }
     ssh.stop().await.expect("stop");
     plugin.stop().await.expect("stop");
 }
