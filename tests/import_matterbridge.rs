@@ -232,6 +232,40 @@ const CASES: &[Case] = &[
         accounts: 2,
         routes: 1,
     },
+    Case {
+        fixture: "auth.toml",
+        facts: &[
+            (&["irc", "libera", "nickserv_password"], r#""ns-secret""#),
+            (
+                &["irc", "quakenet", "on_connect"],
+                r#"["PRIVMSG Q@CServe.quakenet.org :AUTH pbaccount q-secret", "MODE $nick +x"]"#,
+            ),
+            (&["matrix", "neo", "user"], r#""@pb:matrix.org""#),
+            (&["matrix", "neo", "access_token"], r#""syt_token""#),
+            (&["matrix", "neo", "rooms"], r#"["!opaque:matrix.org"]"#),
+            (
+                &["route", "0", "inout"],
+                r##"["irc.libera/#pb", "irc.quakenet/#pb", "matrix.neo/!opaque:matrix.org"]"##,
+            ),
+        ],
+        // `{NOPINGNICK}: ` is patchbay's default `{nick}` everywhere: written nowhere. The
+        // account no gateway uses is reported once, not key by key.
+        absent: &[
+            &["matrix", "neo", "password"],
+            &["irc", "unused"],
+            &["general"],
+            &["route", "0", "nick_format"],
+            &["route", "0", "room"],
+        ],
+        skipped: &[
+            "irc.libera.SkipTLSVerify",
+            "matrix.neo.Password",
+            "irc.unused",
+        ],
+        changed: &["general.RemoteNickFormat"],
+        accounts: 3,
+        routes: 1,
+    },
 ];
 
 fn fixture(name: &str) -> PathBuf {

@@ -17,6 +17,9 @@ use super::source::AccountView;
 use crate::connectors::Registry;
 use patchbay_sdk::factory::AccountInfo;
 
+/// Rewrite rules: `(regex, replacement)` in order.
+pub type Rules = Vec<(String, String)>;
+
 /// What routes need to know of an account: matterbridge's routing settings, resolved with the
 /// `[general]` fallback. Each comes with the key it was read from, for reports.
 #[derive(Clone, Debug, Default)]
@@ -25,7 +28,7 @@ pub struct Routing {
     pub label: String,
     pub ignore_nicks: Vec<String>,
     pub ignore_text: Vec<String>,
-    pub rewrite: Option<(Vec<(String, String)>, String)>,
+    pub rewrite: Option<(Rules, String)>,
     pub show_join_part: bool,
     pub no_send_join_part: Option<String>,
 }

@@ -9,7 +9,7 @@
 //! with two rooms); otherwise it is reported. A setting every room of a route shares is written
 //! once on the route, else on each room.
 
-use super::accounts::{Planned, RoomStyle};
+use super::accounts::{Planned, RoomStyle, Rules};
 use super::emit::{TableOut, Val, key};
 use super::nick::{NickContext, translate};
 use super::report::Findings;
@@ -484,7 +484,7 @@ fn rewrite(
     accounts: &[Planned],
     findings: &mut Findings,
 ) -> Option<Vec<(String, String)>> {
-    let rules: Vec<Option<&(Vec<(String, String)>, String)>> = senders
+    let rules: Vec<Option<&(Rules, String)>> = senders
         .iter()
         .map(|m| accounts[m.account].routing.rewrite.as_ref())
         .collect();

@@ -112,6 +112,13 @@ pub fn convert(source: &str, registry: &Registry) -> Result<Imported, toml::de::
         );
     }
 
+    // An account left out is reported once, as a whole, not key by key.
+    for account in &file.accounts {
+        let id = account.id();
+        if !planned.iter().any(|p| p.alive && p.mb_id == id) {
+            drop_read(&account.section);
+        }
+    }
     for section in file.sections() {
         for (key, value) in section.unread() {
             if !is_off(value) {

@@ -360,6 +360,9 @@ fn webhook(
             );
         }
     }
+    if let Some((_, from)) = view.text("WebhookBindAddress", findings) {
+        findings.skip(&from, super::unsupported::reason("WebhookBindAddress"));
+    }
     if let Some((url, from)) = view.text("WebhookURL", findings) {
         if !(url.starts_with("https://") || url.starts_with("http://")) {
             findings.skip(&from, format!("`{url}` is not an http(s) URL"));
