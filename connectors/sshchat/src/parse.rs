@@ -329,6 +329,8 @@ pub struct LineParser {
     dialect: Dialect,
     /// The name we asked for, then the one the server gave us.
     name: String,
+    /// The name we asked for (ssh-chat's prompt keeps showing it).
+    asked: String,
     /// ssh-chat may rename us on a clash (`Guest<N>`): true once the join told us our name.
     name_known: bool,
     phase: Phase,
@@ -344,6 +346,7 @@ impl LineParser {
         LineParser {
             dialect,
             name: name.to_owned(),
+            asked: name.to_owned(),
             name_known: dialect == Dialect::Devzat,
             phase: Phase::Replay,
             pending: None,
@@ -442,16 +445,20 @@ impl LineParser {
         }
         // The line editor's echo of a line we typed, `[name] text`, ended by the Enter: the
         // server read the line, and handles it before reading the next one. In bot mode
-        // ssh-chat sends no copy of our own messages, so this is the confirmation.
-        if self.name_known
-            && let Some(rest) = screen
+        // ssh-chat sends no copy of our own messages, so this is the confirmation. The prompt
+        // shows the name asked for even when the server gave `Guest<N>`.
+        let echoed = |name: &str| {
+            screen
                 .text
                 .strip_prefix('[')
-                .and_then(|r| r.strip_prefix(self.name.as_str()))
-                .and_then(|r| r.strip_prefix(']'))
-            && (rest.is_empty() || rest.starts_with(' '))
-            && !rest.trim().is_empty()
+                .and_then(|r| r.strip_prefix(name))
+                .and_then(|r| r.strip_prefix("] "))
+                .filter(|rest| !rest.trim().is_empty())
+        };
+        if self.name_known
+            && let Some(rest) = echoed(&self.asked).or_else(|| echoed(&self.name))
         {
+            let rest = rest.to_owned();
             return vec![Line::Own {
                 text: rest.trim_start().to_owned(),
                 redraw: true,
@@ -467,9 +474,9 @@ impl LineParser {
             return Vec::new();
         }
         match parsed {
-            Line::Message { ref from, .. } | Line::Emote { ref from, .. } if *from == self.name => {
-                Vec::new()
-            }
+            // No copy of our own messages comes in bot mode, so a message under our name is
+            // someone else's: the one whose name was taken, when we are `Guest<N>` and took
+            // their join for ours.
             Line::Join { ref name } | Line::Part { ref name } if *name == self.name => Vec::new(),
             Line::Nick { ref old, ref new } if *old == self.name => {
                 self.name = new.clone();

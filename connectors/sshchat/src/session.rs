@@ -387,7 +387,11 @@ impl RoomSession {
             }
             _ => return,
         };
-        if self.names.contains(&author.id) {
+        // Our own lines never come back on ssh-chat (bot mode), and its name for us is a guess
+        // when the name asked for was taken: there, only joins, parts and renames are ours.
+        let chat = matches!(kind, Kind::Message { .. } | Kind::Action { .. });
+        let filter = !(chat && self.config.dialect == Dialect::SshChat);
+        if filter && self.names.contains(&author.id) {
             return;
         }
         let mut inbound = Inbound::message(self.room.clone(), author, RichText::default());

@@ -181,3 +181,44 @@ async fn a_shutdown_mid_burst_answers_ok_for_exactly_the_lines_shown() {
     let _ = tokio::time::timeout(WAIT, bridge.task).await;
     watcher.close().await;
 }
+
+/// Someone already goes by the bridge's name: ssh-chat names the bot `Guest<N>` and keeps
+/// showing the name asked for in its prompt. The bot's lines are still confirmed (by the echo
+/// under the prompt's name), and the squatter's lines are relayed, never taken for the bot's.
+#[tokio::test]
+async fn a_taken_name_neither_stalls_the_bot_nor_silences_the_squatter() {
+    let Some(server) = SshChat::start().await else {
+        return;
+    };
+    let squatter = server.user("bridge").await;
+    squatter
+        .wait_line(WAIT, |l| l.contains("bridge joined"))
+        .await
+        .unwrap_or_else(|| panic!("the squatter joined: {:?}", squatter.lines()));
+    let mut bridge = start(&config(&server));
+    assert!(bridge.wait_up(WAIT).await, "{:?}", *bridge.state.borrow());
+    let started = std::time::Instant::now();
+    bridge
+        .deliver(delivery("#main", "[irc] bob", "from a guest"))
+        .await
+        .expect("delivered");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "confirmed at once: {:?}",
+        started.elapsed()
+    );
+    let seen = squatter
+        .wait_line(WAIT, |l| l.ends_with("[irc] bob: from a guest"))
+        .await
+        .unwrap_or_else(|| panic!("shown: {:?}", squatter.lines()));
+    assert!(seen.starts_with("Guest"), "{seen}");
+    squatter.say("squatting").await.expect("say");
+    let event = bridge
+        .events
+        .wait(WAIT, |e| text(e) == "squatting")
+        .await
+        .expect("the squatter's line is relayed");
+    assert_eq!(event.author.name, "bridge");
+    squatter.close().await;
+    bridge.stop().await.expect("stop");
+}
