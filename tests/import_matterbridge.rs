@@ -220,8 +220,19 @@ const CASES: &[Case] = &[
             // `in` and `out` of one room make it `inout`.
             (&["route", "0", "inout"], r##"["irc.x/#same", "irc.y/#y"]"##),
         ],
-        absent: &[&["sshchat"], &["api"], &["irc", "x", "port"]],
+        absent: &[
+            &["sshchat"],
+            &["api"],
+            &["webhook"],
+            &["matrix"],
+            &["irc", "x", "port"],
+        ],
         skipped: &[
+            "discord.d.Token",
+            "discord.d",
+            "gateway \"g\".out[1].options.WebhookURL",
+            "matrix.m.MxID",
+            "gateway \"g\".inout[4]",
             "gateway \"g\".inout[0]",
             "api.weak",
             "sshchat.bad",

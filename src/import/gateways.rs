@@ -166,6 +166,15 @@ fn admit_room(
                 .get("WebhookURL")
                 .and_then(|f| f.value.as_str().map(str::to_owned))
                 .filter(|u| !u.is_empty());
+            if let Some(url) = &own
+                && !(url.starts_with("https://") || url.starts_with("http://"))
+            {
+                findings.skip(
+                    &format!("{}.WebhookURL", member.options.path),
+                    format!("`{url}` is not an http(s) URL"),
+                );
+                return None;
+            }
             if own.is_none() && !account.keys.iter().any(|(k, _)| k == "url") {
                 findings.skip(
                     &member.path,

@@ -128,15 +128,14 @@ fn irc(
     {
         p.set("charset", Val::str(charset), &from);
     }
-    if let Some((delay, from)) = view.int("MessageDelay", findings) {
-        if delay <= 0 {
-            p.set("flood_control", Val::Bool(false), &from);
-        } else {
-            // matterbridge sends one line every `delay` ms: a bucket of one refilled at that rate.
-            p.set("flood_burst", Val::Int(1), &from);
-            let rate = (1000.0 / delay as f64 * 1000.0).round() / 1000.0;
-            p.set("flood_rate", Val::Float(rate.max(0.001)), &from);
-        }
+    // 0 is matterbridge's "unset" (its default, 1300 ms): patchbay's own pacing applies then.
+    if let Some((delay, from)) = view.int("MessageDelay", findings)
+        && delay > 0
+    {
+        // matterbridge sends one line every `delay` ms: a bucket of one refilled at that rate.
+        let rate = (1000.0 / delay as f64 * 1000.0).round() / 1000.0;
+        p.set("flood_burst", Val::Int(1), &from);
+        p.set("flood_rate", Val::Float(rate.max(0.001)), &from);
     }
     if let Some((delay, from)) = view.int("RejoinDelay", findings) {
         p.set("rejoin_delay_secs", Val::Float(delay.max(0) as f64), &from);
@@ -224,6 +223,15 @@ fn matrix(
         );
         return None;
     };
+    if !(user.starts_with('@') && user.contains(':') && !user.contains(char::is_whitespace)) {
+        findings.skip(
+            &user_key,
+            format!(
+                "`{user}` is not a full Matrix user id (@name:server); the account is left out"
+            ),
+        );
+        return None;
+    }
     p.set("homeserver", Val::str(server), &server_key);
     p.set("user", Val::str(user), &user_key);
     let token = view.text("Token", findings);

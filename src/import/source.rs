@@ -31,7 +31,7 @@ impl Section {
         }
     }
 
-    /// Keys no lookup asked for, in file order, with their values.
+    /// Keys no lookup asked for, in key order, with their values.
     pub fn unread(&self) -> Vec<(String, &Value)> {
         let read = self.read.borrow();
         self.table
@@ -40,17 +40,7 @@ impl Section {
             .map(|(k, v)| (k.clone(), v))
             .collect()
     }
-}
 
-/// One value found in the file, with the key path reports name it by.
-#[derive(Clone, Debug)]
-pub struct Found<'a> {
-    /// `irc.libera.Nick`, or `general.Nick` when the account fell back to `[general]`.
-    pub key: String,
-    pub value: &'a Value,
-}
-
-impl Section {
     /// The value of `key`, matched as viper does, regardless of case.
     pub fn get(&self, key: &str) -> Option<Found<'_>> {
         let (written, value) = self
@@ -63,6 +53,14 @@ impl Section {
             value,
         })
     }
+}
+
+/// One value found in the file, with the key path reports name it by.
+#[derive(Clone, Debug)]
+pub struct Found<'a> {
+    /// `irc.libera.Nick`, or `general.Nick` when the account fell back to `[general]`.
+    pub key: String,
+    pub value: &'a Value,
 }
 
 /// An account's settings: its own table, then `[general]` (matterbridge's fallback).
