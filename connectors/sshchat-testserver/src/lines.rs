@@ -165,7 +165,7 @@ impl Terminal {
         let name = user.name.clone();
         // The line editor's echo: `[name] text` and a line break, broken onto a new row at the
         // terminal's width (80 columns without a pty).
-        let echo: Vec<char> = format!("[{name}] {line}").chars().collect();
+        let echo: Vec<char> = format!("[{}] {line}", user.asked).chars().collect();
         let rows: Vec<String> = echo
             .chunks(user.width.max(1))
             .map(|row| row.iter().collect())
@@ -220,6 +220,7 @@ impl Terminal {
                     } else {
                         if let Some(user) = chat.users.get_mut(&id) {
                             user.name = new.clone();
+                            user.asked = new.clone();
                         }
                         chat.system(
                             &opts,
