@@ -232,6 +232,12 @@ async fn a_burst_arrives_whole_in_order_and_without_a_warning() {
         "{lines:?}"
     );
     eprintln!("{n} deliveries written in {elapsed:?}");
+    let bridge_lines = watcher
+        .lines()
+        .iter()
+        .filter(|l| l.starts_with("bridge: "))
+        .count();
+    eprintln!("{n} deliveries in {bridge_lines} messages from the bridge");
     watcher.close().await;
     bridge.stop().await.expect("stop");
 }

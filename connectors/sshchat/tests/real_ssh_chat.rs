@@ -107,6 +107,12 @@ async fn a_burst_arrives_whole_and_in_order_under_the_rate_limit() {
     let numbers = flood_numbers(&watcher.lines());
     assert_eq!(numbers, (0..n).collect::<Vec<_>>(), "each once, in order");
     eprintln!("{n} deliveries shown in {elapsed:?}");
+    let bridge_lines = watcher
+        .lines()
+        .iter()
+        .filter(|l| l.starts_with("bridge: "))
+        .count();
+    eprintln!("{n} deliveries in {bridge_lines} messages from the bridge");
     watcher.close().await;
     bridge.stop().await.expect("stop");
 }
