@@ -423,3 +423,51 @@ async fn reconnects_after_restarts_without_tripping_the_join_ban() {
     alice.close().await;
     bridge.stop().await.expect("stop");
 }
+
+/// Someone already goes by the bridge's name and spoke before the bridge came: the bot answers
+/// Devzat's name prompt, skips the history, and relays what the squatter says next as theirs.
+#[tokio::test]
+async fn a_taken_name_is_answered_and_history_is_not_relayed() {
+    let Some(server) = Devzat::start(true).await else {
+        return;
+    };
+    let squatter = server.user("bridge").await;
+    squatter.say("ancient history").await.expect("say");
+    squatter
+        .wait_line(WAIT, |l| l.ends_with("bridge: ancient history"))
+        .await
+        .expect("said");
+    let mut bridge = start(&ssh_config(&server, "[\"#main\"]"));
+    assert!(bridge.wait_up(LONG).await);
+    let announced = bridge.events.announced();
+    assert_eq!(
+        announced.last().map(|(_, _, names)| names.clone()),
+        Some(vec!["bridge1".to_owned()]),
+        "the name answered, not the one asked for: {announced:?}"
+    );
+    bridge
+        .deliver(delivery("#main", "[irc] bob", "hello squatter"))
+        .await
+        .expect("delivered");
+    squatter
+        .wait_line(WAIT, |l| l == "bridge1: [irc] bob: hello squatter")
+        .await
+        .unwrap_or_else(|| panic!("shown under the answered name: {:?}", squatter.lines()));
+    squatter.say("now").await.expect("say");
+    let event = bridge
+        .events
+        .wait(WAIT, |e| text(e) == "now")
+        .await
+        .expect("the squatter's line is relayed");
+    assert_eq!(event.author.name, "bridge");
+    assert!(
+        bridge
+            .events
+            .events()
+            .iter()
+            .all(|e| text(e) != "ancient history"),
+        "history skipped"
+    );
+    squatter.close().await;
+    bridge.stop().await.expect("stop");
+}
