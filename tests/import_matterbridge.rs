@@ -138,7 +138,10 @@ const CASES: &[Case] = &[
                 &["route", "0", "inout"],
                 r##"["irc.net/#lobby", "sshchat.chat/#main"]"##,
             ),
-            (&["route", "0", "in"], r#"["api.local/api"]"#),
+            (
+                &["route", "0", "in"],
+                r#"["api.local/api", "api.other/api"]"#,
+            ),
             (
                 &["route", "0", "room", "irc.net/#lobby", "nick_format"],
                 r#""{nick}@{account}""#,
@@ -157,10 +160,12 @@ const CASES: &[Case] = &[
         skipped: &["sshchat.chat.NoSendJoinPart", "api.local.Buffer"],
         changed: &[
             "api.local",
+            "api.other",
+            "api.other.BindAddress",
             "irc.net.RemoteNickFormat",
             "sshchat.chat.RemoteNickFormat",
         ],
-        accounts: 3,
+        accounts: 4,
         routes: 1,
     },
     Case {
@@ -213,14 +218,15 @@ const CASES: &[Case] = &[
     Case {
         fixture: "refused.toml",
         facts: &[
-            (&["http", "listen"], r#""0.0.0.0:4242""#),
             (&["irc", "x", "server"], r#""irc.x.example""#),
             (&["irc", "y", "server"], r#""::1""#),
             (&["irc", "y", "port"], "6667"),
             // `in` and `out` of one room make it `inout`.
             (&["route", "0", "inout"], r##"["irc.x/#same", "irc.y/#y"]"##),
         ],
+        // The API account asking for the listener is left out, so there is no `[http]`.
         absent: &[
+            &["http"],
             &["sshchat"],
             &["api"],
             &["webhook"],

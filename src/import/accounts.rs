@@ -72,6 +72,8 @@ pub struct Planned {
     pub alive: bool,
     /// Whether an enabled gateway names the account.
     pub used: bool,
+    /// API accounts: the `[http]` listener matterbridge's `BindAddress` asks for, and that key.
+    pub listen: Option<(std::net::SocketAddr, String)>,
 }
 
 impl Planned {
@@ -89,6 +91,7 @@ impl Planned {
             routing: Routing::default(),
             alive: true,
             used: false,
+            listen: None,
         }
     }
 

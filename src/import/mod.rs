@@ -45,12 +45,12 @@ pub struct Imported {
 /// Why a file could not be imported at all.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{} is not TOML: {source}", path.display())]
+    #[error("{} is not TOML", path.display())]
     Toml {
         path: PathBuf,
         source: toml::de::Error,
@@ -79,11 +79,10 @@ pub fn convert(source: &str, registry: &Registry) -> Result<Imported, toml::de::
     let mut findings = Findings::default();
     let file = source::read(source, &mut findings)?;
 
-    let mut listen = None;
     let mut planned: Vec<accounts::Planned> = Vec::new();
     for account in &file.accounts {
         let taken: Vec<String> = planned.iter().map(|p| p.pb.clone()).collect();
-        match protocols::plan(account, &file.general, &taken, &mut listen, &mut findings) {
+        match protocols::plan(account, &file.general, &taken, &mut findings) {
             Some(p) => planned.push(p),
             None => drop_read(&account.section),
         }
@@ -118,6 +117,15 @@ pub fn convert(source: &str, registry: &Registry) -> Result<Imported, toml::de::
         if !planned.iter().any(|p| p.alive && p.mb_id == id) {
             drop_read(&account.section);
         }
+        // What was found about an account no enabled gateway names is noise.
+        let named = file.gateways.iter().filter(|g| g.enable).any(|g| {
+            g.members
+                .iter()
+                .any(|m| m.account.eq_ignore_ascii_case(&id))
+        });
+        if !named {
+            findings.forget_keys_of(&id);
+        }
     }
     for section in file.sections() {
         for (key, value) in section.unread() {
@@ -132,15 +140,7 @@ pub fn convert(source: &str, registry: &Registry) -> Result<Imported, toml::de::
 
     let mut general = TableOut::new("general");
     hoist_nick_format(&mut general, &mut routes);
-    let mut http = TableOut::new("http");
-    if let Some((addr, _)) = listen {
-        http.set("listen", Val::str(addr.to_string()));
-    } else if let Some(api) = planned.iter().find(|p| p.alive && p.protocol == "api") {
-        findings.change(
-            &api.mb_id,
-            "no `BindAddress` to take the HTTP listener from: set `[http] listen` before running",
-        );
-    }
+    let http = http_listener(&planned, &mut findings);
     let mut tables = vec![general, http];
     for account in planned.iter().filter(|p| p.alive) {
         tables.extend(account.tables());
@@ -151,6 +151,36 @@ pub fn convert(source: &str, registry: &Registry) -> Result<Imported, toml::de::
         &tables,
     );
     Ok(Imported { config, findings })
+}
+
+/// `[http]`: one listener for every API account, at the first one's `BindAddress`.
+fn http_listener(planned: &[accounts::Planned], findings: &mut Findings) -> TableOut {
+    let mut http = TableOut::new("http");
+    let mut first: Option<(std::net::SocketAddr, String)> = None;
+    for api in planned.iter().filter(|p| p.alive && p.protocol == "api") {
+        match (&first, &api.listen) {
+            (None, Some(listen)) => first = Some(listen.clone()),
+            (Some((addr, key)), Some((other, from))) if other != addr => findings.change(
+                from,
+                format!(
+                    "patchbay has one HTTP listener; this account is served on {addr} (from {key})"
+                ),
+            ),
+            _ => {}
+        }
+    }
+    match first {
+        Some((addr, _)) => http.set("listen", Val::str(addr.to_string())),
+        None => {
+            if let Some(api) = planned.iter().find(|p| p.alive && p.protocol == "api") {
+                findings.change(
+                    &api.mb_id,
+                    "no `BindAddress` to take the HTTP listener from: set `[http] listen` before running",
+                );
+            }
+        }
+    }
+    http
 }
 
 /// A value that is matterbridge's "unset" and changes nothing when left out.

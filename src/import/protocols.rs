@@ -8,15 +8,11 @@ use super::emit::Val;
 use super::report::Findings;
 use super::source::{AccountView, MbAccount, Section};
 
-/// The `[http]` listener the API accounts asked for: address and the key it came from.
-pub type Listen = Option<(SocketAddr, String)>;
-
 /// Plan one account, or report why it is left out.
 pub fn plan(
     account: &MbAccount,
     general: &Section,
     taken: &[String],
-    listen: &mut Listen,
     findings: &mut Findings,
 ) -> Option<Planned> {
     let view = AccountView {
@@ -28,7 +24,7 @@ pub fn plan(
         "irc" => irc(&view, &id, taken, &account.name, findings)?,
         "matrix" => matrix(&view, &id, taken, &account.name, findings)?,
         "sshchat" => sshchat(&view, &id, taken, &account.name, findings)?,
-        "api" => api(&view, &id, taken, &account.name, listen, findings)?,
+        "api" => api(&view, &id, taken, &account.name, findings)?,
         "slack" | "discord" | "mattermost" => webhook(
             &view,
             &id,
@@ -296,7 +292,6 @@ fn api(
     id: &str,
     taken: &[String],
     name: &str,
-    listen: &mut Listen,
     findings: &mut Findings,
 ) -> Option<Planned> {
     let pb = account_name("api", "api", name, taken);
@@ -312,14 +307,7 @@ fn api(
     p.set("token", Val::str(token), &token_key);
     if let Some((address, from)) = view.text("BindAddress", findings) {
         match parse_listen(&address) {
-            Some(addr) => match listen {
-                None => *listen = Some((addr, from)),
-                Some((first, first_key)) if *first != addr => findings.change(
-                    &from,
-                    format!("patchbay has one HTTP listener; this account is served on {first} (from {first_key})"),
-                ),
-                Some(_) => {}
-            },
+            Some(addr) => p.listen = Some((addr, from)),
             None => findings.skip(
                 &from,
                 format!("`{address}` is not an IP address and port; set `[http] listen` yourself"),
@@ -380,4 +368,30 @@ fn webhook(
     }
     p.set("payload", Val::str(protocol), id);
     Some(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servers_and_listeners_are_split_as_matterbridge_writes_them() {
+        assert_eq!(
+            split_host_port("irc.example:6697"),
+            ("irc.example".into(), Some(6697))
+        );
+        assert_eq!(split_host_port("[::1]:6667"), ("::1".into(), Some(6667)));
+        assert_eq!(split_host_port("irc.example"), ("irc.example".into(), None));
+        assert_eq!(split_host_port("::1"), ("::1".into(), None));
+        assert_eq!(
+            parse_listen(":4242"),
+            Some(SocketAddr::from(([0, 0, 0, 0], 4242)))
+        );
+        assert_eq!(
+            parse_listen("localhost:1"),
+            Some(SocketAddr::from(([127, 0, 0, 1], 1)))
+        );
+        assert_eq!(parse_listen("[::1]:80"), "[::1]:80".parse().ok());
+        assert_eq!(parse_listen("example.org:80"), None);
+    }
 }

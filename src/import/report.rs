@@ -47,6 +47,13 @@ impl Findings {
         }
     }
 
+    /// Forget what was found about the keys of `account` (`irc.libera`): the account is left
+    /// out and reported as a whole.
+    pub fn forget_keys_of(&mut self, account: &str) {
+        let prefix = format!("{account}.");
+        self.0.retain(|f| !f.key.starts_with(&prefix));
+    }
+
     pub fn all(&self) -> &[Finding] {
         &self.0
     }
