@@ -31,6 +31,11 @@ const CASES: &[Case] = &[
         fixture: "irc_matrix.toml",
         facts: &[
             (&["general", "nick_format"], r#""[{protocol}] {nick}""#),
+            // matterbridge relays no reactions and no topic changes by default.
+            (
+                &["general", "kinds"],
+                r#"["message", "action", "notice", "edit", "delete"]"#,
+            ),
             (&["irc", "libera", "server"], r#""irc.libera.chat""#),
             (&["irc", "libera", "port"], "6697"),
             (&["irc", "libera", "tls"], "true"),
@@ -148,7 +153,7 @@ const CASES: &[Case] = &[
             ),
             (
                 &["route", "0", "room", "irc.net/#lobby", "kinds"],
-                r#"["message", "action", "notice", "edit", "delete", "reaction", "topic", "join", "part"]"#,
+                r#"["message", "action", "notice", "edit", "delete", "join", "part"]"#,
             ),
             // The senders into ssh-chat have different labels: `{LABEL}` cannot be written out.
             (
@@ -191,7 +196,7 @@ const CASES: &[Case] = &[
         absent: &[
             &["irc", "a", "charset"],
             &["irc", "b", "charset"],
-            &["general"],
+            &["general", "nick_format"],
             &["api"],
             &["route", "1"],
         ],
@@ -270,7 +275,7 @@ const CASES: &[Case] = &[
         absent: &[
             &["matrix", "neo", "password"],
             &["irc", "unused"],
-            &["general"],
+            &["general", "nick_format"],
             &["route", "0", "nick_format"],
             &["route", "0", "room"],
         ],

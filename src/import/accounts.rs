@@ -30,6 +30,7 @@ pub struct Routing {
     pub ignore_text: Vec<String>,
     pub rewrite: Option<(Rules, String)>,
     pub show_join_part: bool,
+    pub show_topic_change: bool,
     pub no_send_join_part: Option<String>,
 }
 
@@ -317,6 +318,7 @@ pub fn routing(view: &AccountView<'_>, findings: &mut Findings) -> Routing {
         }
     }
     routing.show_join_part = view.flag("ShowJoinPart", findings).0;
+    routing.show_topic_change = view.flag("ShowTopicChange", findings).0;
     if let (true, Some(from)) = view.flag("NoSendJoinPart", findings) {
         routing.no_send_join_part = Some(from);
     }

@@ -459,28 +459,35 @@ fn nick_format(
     translated.format
 }
 
-/// The default kinds, with joins and parts where matterbridge's `ShowJoinPart` shows them.
+/// The kinds of event matterbridge relays by default (no reactions, no topic changes), for
+/// `[general] kinds`.
+pub const BASE_KINDS: [&str; 5] = ["message", "action", "notice", "edit", "delete"];
+
+/// A room's kinds when its account asks for more than [`BASE_KINDS`]: joins and parts
+/// (`ShowJoinPart`), topic changes (`ShowTopicChange`).
 fn kinds(
     dest: &Planned,
     senders: &[&Member],
     accounts: &[Planned],
     findings: &mut Findings,
 ) -> Option<Vec<String>> {
-    if !dest.routing.show_join_part {
+    let routing = &dest.routing;
+    if !routing.show_join_part && !routing.show_topic_change {
         return None;
     }
-    let mut kinds: Vec<String> = patchbay_sdk::Kind::NAMES
-        .iter()
-        .filter(|k| !matches!(**k, "join" | "part" | "nick"))
-        .map(|k| (*k).to_owned())
-        .collect();
-    kinds.extend(["join".to_owned(), "part".to_owned()]);
-    for sender in senders {
-        if let Some(from) = &accounts[sender.account].routing.no_send_join_part {
-            findings.skip(
-                from,
-                format!("`{}` shows joins and parts, and patchbay cannot keep one sending room's out of it", dest.mb_id),
-            );
+    let mut kinds: Vec<String> = BASE_KINDS.iter().map(|k| (*k).to_owned()).collect();
+    if routing.show_topic_change {
+        kinds.push("topic".to_owned());
+    }
+    if routing.show_join_part {
+        kinds.extend(["join".to_owned(), "part".to_owned()]);
+        for sender in senders {
+            if let Some(from) = &accounts[sender.account].routing.no_send_join_part {
+                findings.skip(
+                    from,
+                    format!("`{}` shows joins and parts, and patchbay cannot keep one sending room's out of it", dest.mb_id),
+                );
+            }
         }
     }
     Some(kinds)

@@ -139,6 +139,10 @@ pub fn convert(source: &str, registry: &Registry) -> Result<Imported, toml::de::
     }
 
     let mut general = TableOut::new("general");
+    if !routes.is_empty() {
+        // patchbay would relay reactions and topic changes too; matterbridge does not.
+        general.set("kinds", Val::strs(gateways::BASE_KINDS));
+    }
     hoist_nick_format(&mut general, &mut routes);
     let http = http_listener(&planned, &mut findings);
     let mut tables = vec![general, http];

@@ -36,7 +36,6 @@ const REASONS: &[(&str, &str)] = &[
     ("logfile", "patchbay logs to standard error; redirect it or run it under systemd"),
     ("ignorefailureonstart", "patchbay never stops the other accounts when one fails; it retries the failed one"),
     ("tengomodifymessage", "patchbay runs no Tengo scripts"),
-    ("showtopicchange", "topic changes are relayed by kind (`topic` is in every route's default `kinds`)"),
     ("synctopic", "patchbay relays topic changes as events, it does not set topics"),
     ("showusertyping", "patchbay relays no typing notifications"),
     ("editsuffix", "each connector marks edits its own way (IRC: `edit_prefix`)"),
