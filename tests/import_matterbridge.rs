@@ -288,6 +288,40 @@ const CASES: &[Case] = &[
         accounts: 3,
         routes: 1,
     },
+    Case {
+        fixture: "general_fallback.toml",
+        facts: &[
+            // Every sender has `[general]`'s IgnoreNicks: one rule on the route.
+            (&["route", "0", "ignore_nicks"], r#"["^bot"]"#),
+            // Into irc.a and irc.b come irc.c (label "c") and another "net": no single label.
+            (
+                &["route", "0", "room", "irc.a/#x", "nick_format"],
+                r#""[{account}] {nick}""#,
+            ),
+            (
+                &["route", "0", "room", "irc.b/#x", "nick_format"],
+                r#""[{account}] {nick}""#,
+            ),
+            (
+                &["route", "0", "room", "irc.c/#x", "nick_format"],
+                r#""{nick}""#,
+            ),
+            // Into irc.c come only [general]'s rules; into the others, two different sets.
+            (
+                &["route", "0", "room", "irc.c/#x", "rewrite"],
+                r#"[{ pattern = "foo", replace = "bar" }]"#,
+            ),
+        ],
+        absent: &[
+            &["route", "0", "room", "irc.a/#x", "rewrite"],
+            &["route", "0", "room", "irc.b/#x", "rewrite"],
+            &["route", "0", "nick_format"],
+        ],
+        skipped: &["general.ReplaceMessages", "irc.c.ReplaceMessages"],
+        changed: &["general.RemoteNickFormat"],
+        accounts: 3,
+        routes: 1,
+    },
 ];
 
 fn fixture(name: &str) -> PathBuf {
