@@ -2,7 +2,8 @@
 //! written from matterbridge.toml.sample's documented settings). Each row asserts key facts of
 //! the patchbay config produced, the exact list of settings reported as not carried over and as
 //! carried over with a difference, and that the output passes the validation `patchbay check`
-//! runs.
+//! runs. `any_config` checks the last on generated matterbridge files (valid accounts with
+//! random keys and values on top, gateways over them).
 
 use std::path::{Path, PathBuf};
 
@@ -536,3 +537,6 @@ fn the_command_prints_the_config_on_stdout_and_the_findings_on_stderr() {
             .contains("cannot read /nonexistent/matterbridge.toml")
     );
 }
+
+#[path = "import_matterbridge/any_config.rs"]
+mod any_config;
