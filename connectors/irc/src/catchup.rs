@@ -3,8 +3,9 @@
 //! After our own JOIN of a channel with a history mark, the session asks the server for what
 //! was said after the mark, one page at a time: the first page from the mark's server-time (or
 //! from `catch_up_max_age_secs` ago, if the mark is older), each next page from the newest
-//! replayed message (by msgid where the server takes msgid references, else by its time),
-//! until the server ends the pagination (an empty batch, or ergo's `draft/chathistory-end`).
+//! replayed message (by msgid where the server takes msgid references, which is exact, else
+//! by its time; a time reference starts a millisecond early, see [`first_reference`]), until
+//! the server ends the pagination (an empty batch, or ergo's `draft/chathistory-end`).
 //!
 //! Guarantees, for the caller that follows the protocol below:
 //! - **Order**: live lines of a channel that arrive while its catch-up runs are *held* and
@@ -111,10 +112,14 @@ pub fn request(channel: &str, after: &Reference, limit: usize) -> String {
     format!("CHATHISTORY AFTER {channel} {} {limit}", after.param())
 }
 
-/// The first page's start: the mark, unless it is older than `max_age` before `now_ms`.
+/// The first page's start: just before the mark's millisecond, unless that is older than
+/// `max_age` before `now_ms`. `AFTER timestamp=T` leaves out all of T's millisecond (ergo rounds
+/// it up), and server-times have millisecond precision, so lines said in the same millisecond
+/// as the last one relayed would be lost; asking from the millisecond before brings them,
+/// and the ones already relayed are known by msgid ([`crate::history`]).
 pub fn first_reference(mark_ms: i64, now_ms: i64, max_age: Duration) -> Reference {
     let age = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
-    Reference::Time(mark_ms.max(now_ms.saturating_sub(age)))
+    Reference::Time(mark_ms.saturating_sub(1).max(now_ms.saturating_sub(age)))
 }
 
 /// Whether a msgid can be used as a reference. ergo gives history lines it made up itself
@@ -178,15 +183,18 @@ impl<T> Default for CatchUps<T> {
 }
 
 impl<T> CatchUps<T> {
-    /// Start catching up `channel` from `after`; returns the first request line. A catch-up
-    /// already running for the channel (a rejoin) is replaced; its held lines are returned
-    /// too, to be relayed before anything else.
+    /// Start catching up `channel` from `after`; returns the first request line. `early` are
+    /// live lines of the channel that came before our own JOIN (servers may send a channel's
+    /// traffic a moment before the JOIN itself): they are held like later ones. A catch-up
+    /// already running for the channel (a rejoin) is replaced; its held lines are returned,
+    /// to be relayed before anything else.
     pub fn start(
         &mut self,
         channel: &str,
         after: Reference,
         isupport: &Isupport,
         now: Instant,
+        early: Vec<(Option<String>, T)>,
     ) -> (String, Vec<T>) {
         let page_size = isupport.page_size();
         let line = request(channel, &after, page_size);
@@ -203,7 +211,7 @@ impl<T> CatchUps<T> {
                 newest_id: None,
                 newest_time: None,
                 replayed_ids: HashSet::new(),
-                held: Vec::new(),
+                held: early,
                 deadline: now + PAGE_TIMEOUT,
             },
         );
@@ -281,7 +289,9 @@ impl<T> CatchUps<T> {
         } else {
             None
         }
-        .or(c.newest_time.map(Reference::Time));
+        // By time only without a usable msgid: from the millisecond before the newest line,
+        // as in [`first_reference`].
+        .or(c.newest_time.map(|t| Reference::Time(t.saturating_sub(1))));
         let more = !c.last_page && c.items > 0;
         match next {
             Some(next) if more && next != c.after => {

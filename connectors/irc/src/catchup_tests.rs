@@ -32,7 +32,7 @@ fn the_first_page_starts_at_the_mark_but_not_before_the_maximum_age() {
     let day = Duration::from_secs(86_400);
     assert_eq!(
         first_reference(1_000_000_000, 1_000_050_000, day),
-        Reference::Time(1_000_000_000)
+        Reference::Time(999_999_999)
     );
     assert_eq!(
         first_reference(0, 200_000_000, day),
@@ -63,7 +63,13 @@ fn page(
 fn pages_until_the_server_ends_the_pagination_holding_live_lines() {
     let mut c = CatchUps::default();
     let i = isupport(":s 005 pb CHATHISTORY=2 :are supported");
-    let (first, held) = c.start("#c", Reference::Time(5), &i, Instant::now());
+    let (first, held) = c.start(
+        "#c",
+        Reference::Time(5),
+        &i,
+        Instant::now(),
+        vec![(Some("a".into()), "early a"), (None, "early")],
+    );
     assert!(held.is_empty());
     assert_eq!(
         first,
@@ -87,7 +93,7 @@ fn pages_until_the_server_ends_the_pagination_holding_live_lines() {
         page(&mut c, "3", &[], false),
         PageEnd::Done {
             channel: "#c".into(),
-            held: vec!["live z"]
+            held: vec!["early", "live z"]
         }
     );
     assert!(!c.is_active("#c"));
@@ -101,6 +107,7 @@ fn the_end_tag_ends_it_and_made_up_ids_fall_back_to_times() {
         Reference::Time(5),
         &Isupport::default(),
         Instant::now(),
+        Vec::new(),
     );
     // ergo's HistServ lines carry `_` ids that cannot be looked up: the page goes on from the
     // newest real id, or from the newest time when there is none.
@@ -110,7 +117,7 @@ fn the_end_tag_ends_it_and_made_up_ids_fall_back_to_times() {
     );
     assert_eq!(
         page(&mut c, "2", &["_c"], false),
-        PageEnd::Next("CHATHISTORY AFTER #c timestamp=1970-01-01T00:00:01.000Z 100".into())
+        PageEnd::Next("CHATHISTORY AFTER #c timestamp=1970-01-01T00:00:00.999Z 100".into())
     );
     assert!(matches!(
         page(&mut c, "3", &["d"], true),
@@ -122,7 +129,7 @@ fn the_end_tag_ends_it_and_made_up_ids_fall_back_to_times() {
 fn a_page_that_does_not_move_forward_ends_it() {
     let mut c = CatchUps::default();
     let i = isupport(":s 005 pb CHATHISTORY=1 MSGREFTYPES=timestamp :are supported");
-    let (_, _) = c.start("#c", Reference::Time(1000), &i, Instant::now());
+    let (_, _) = c.start("#c", Reference::Time(999), &i, Instant::now(), Vec::new());
     assert!(matches!(
         page(&mut c, "1", &["a"], false),
         PageEnd::Done { .. }
@@ -133,7 +140,13 @@ fn a_page_that_does_not_move_forward_ends_it() {
 fn unanswered_requests_expire_and_unrelated_batches_are_ignored() {
     let mut c: CatchUps<u32> = CatchUps::default();
     let start = Instant::now();
-    let (_, _) = c.start("#c", Reference::Time(0), &Isupport::default(), start);
+    let (_, _) = c.start(
+        "#c",
+        Reference::Time(0),
+        &Isupport::default(),
+        start,
+        Vec::new(),
+    );
     c.hold("#c", None, 7);
     assert_eq!(c.batch_ended("nope", start), PageEnd::Unrelated);
     assert!(c.expired(start).is_empty());

@@ -17,6 +17,9 @@ use crate::catchup::{self, PageEnd, Replay};
 use crate::link::lock;
 use crate::parse::{self, IrcEvent, MsgTags, Parsed, Source, fold_case};
 
+/// The most live lines kept per channel before our own JOIN of it arrives (normally a few).
+const EARLY_MAX: usize = 1000;
+
 impl Session<'_> {
     /// `BATCH +ref type [target]` / `BATCH -ref`.
     pub(super) async fn on_batch(&mut self, params: &[String], tags: &MsgTags) {
@@ -145,6 +148,14 @@ impl Session<'_> {
                 from_me,
             };
             let msgid = parsed.tags.msgid.clone();
+            let folded = fold_case(&channel);
+            if !lock(&self.link.state).joined.contains_key(&folded) {
+                let early = self.early.entry(folded).or_default();
+                if early.len() < EARLY_MAX {
+                    early.push((msgid, held));
+                }
+                continue;
+            }
             if let Some(h) = self.catchup.hold(&channel, msgid, held) {
                 self.relay(&channel, &h.event, &h.source, &h.tags, from_me)
                     .await;
@@ -170,7 +181,12 @@ impl Session<'_> {
         let had_mark = self.history.mark(channel).map(|m| m.time);
         self.history.joined(channel, tags.time);
         info!(account = %self.ctx.account, "joined {channel}");
-        self.request_history(channel, had_mark).await;
+        let early = self.early.remove(&fold_case(channel)).unwrap_or_default();
+        let early = self.request_history(channel, had_mark, early).await;
+        for (_, h) in early {
+            self.relay(channel, &h.event, &h.source, &h.tags, h.from_me)
+                .await;
+        }
     }
 
     /// A line from a history batch: relayed as what it is, or dropped when it is bookkeeping.
@@ -266,12 +282,18 @@ impl Session<'_> {
     }
 
     /// Ask for what was missed, where the server offers `draft/chathistory`: page by page
-    /// with batches, or in one request without them.
-    async fn request_history(&mut self, channel: &str, mark: Option<i64>) {
+    /// with batches, or in one request without them. Returns the `early` lines when no
+    /// catch-up took them (they are to be relayed now).
+    async fn request_history(
+        &mut self,
+        channel: &str,
+        mark: Option<i64>,
+        early: Vec<(Option<String>, Held)>,
+    ) -> Vec<(Option<String>, Held)> {
         if !self.shared.cfg.catch_up {
-            return;
+            return early;
         }
-        let Some(mark) = mark else { return };
+        let Some(mark) = mark else { return early };
         let (history, batch) = {
             let caps = &lock(&self.link.state).caps;
             (
@@ -280,7 +302,7 @@ impl Session<'_> {
             )
         };
         if !history {
-            return;
+            return early;
         }
         let after = catchup::first_reference(
             mark,
@@ -290,16 +312,21 @@ impl Session<'_> {
         if !batch {
             let limit = self.isupport.page_size();
             self.send(catchup::request(channel, &after, limit));
-            return;
+            return early;
         }
-        let (line, held) =
-            self.catchup
-                .start(channel, after, &self.isupport, std::time::Instant::now());
+        let (line, held) = self.catchup.start(
+            channel,
+            after,
+            &self.isupport,
+            std::time::Instant::now(),
+            early,
+        );
         self.send(line);
         for h in held {
             self.relay(channel, &h.event, &h.source, &h.tags, h.from_me)
                 .await;
         }
+        Vec::new()
     }
 
     pub(super) fn left(&mut self, channel: &str) {

@@ -122,6 +122,9 @@ struct Session<'a> {
     catchup: CatchUps<Held>,
     /// What the server advertised in `005`.
     isupport: Isupport,
+    /// Live lines of channels we are not in yet, by folded channel (with their msgid): a
+    /// server may send a channel's traffic just before our own JOIN. Taken at that JOIN.
+    early: HashMap<String, Vec<(Option<String>, Held)>>,
     /// Channel members, for quits and nick changes: folded channel → folded nicks.
     members: HashMap<String, HashSet<String>>,
     rejoin_tx: mpsc::UnboundedSender<String>,
@@ -174,6 +177,7 @@ async fn connect_once(shared: &Shared, ctx: &ConnectorContext, history: &mut His
         batches: HashMap::new(),
         catchup: CatchUps::default(),
         isupport: Isupport::default(),
+        early: HashMap::new(),
         members: HashMap::new(),
         rejoin_tx,
         error: None,

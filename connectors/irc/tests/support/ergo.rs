@@ -174,6 +174,19 @@ logging:
             .expect("start ergo");
         self.child = Some(child);
         let deadline = tokio::time::Instant::now() + TIMEOUT;
+        // The port was free when chosen, but another test may have bound it since: only a
+        // listener ergo itself reports is ours (else a probe could reach someone else's server).
+        let listening = format!("now listening on 127.0.0.1:{}", self.port);
+        while !self.log().contains(&listening) {
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || tokio::time::Instant::now() > deadline {
+                panic!("ergo did not listen on {}: {}", self.port, self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         loop {
             if let Ok(Ok(mut c)) = tokio::time::timeout(
                 Duration::from_secs(5),

@@ -208,6 +208,30 @@ impl TestClient {
             .unwrap_or_default()
     }
 
+    /// Every PRIVMSG text to `target` this client sees, in order, up to and including `last`:
+    /// what a user in the channel was shown.
+    pub async fn collect_privmsgs(&mut self, target: &str, last: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            let t = target.to_owned();
+            let p = self
+                .expect(&format!("PRIVMSG {target}"), move |cmd, params, _| {
+                    cmd == "PRIVMSG" && params.first().is_some_and(|x| x.eq_ignore_ascii_case(&t))
+                })
+                .await;
+            let text = parse::command_params(&p.message)
+                .1
+                .get(1)
+                .cloned()
+                .unwrap_or_default();
+            let done = text == last;
+            out.push(text);
+            if done {
+                return out;
+            }
+        }
+    }
+
     /// Wait until `nick` is in `channel`, whether it joined before or after this client.
     pub async fn wait_member(&mut self, channel: &str, nick: &str) {
         let deadline = tokio::time::Instant::now() + TIMEOUT;

@@ -415,10 +415,12 @@ pub fn tempdir() -> tempfile::TempDir {
 }
 
 /// A TCP proxy in front of a server whose gate the test opens and closes: while closed, new
-/// connections are dropped at once. It lets a test decide when a bridge may reconnect.
+/// connections are dropped at once. It lets a test decide when a bridge may reconnect; with
+/// [`Gate::cut`] it also ends the connections open through it (a network failure).
 pub struct Gate {
     pub port: u16,
     open: Arc<std::sync::atomic::AtomicBool>,
+    links: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -429,30 +431,46 @@ impl Gate {
             .expect("bind gate");
         let port = listener.local_addr().expect("addr").port();
         let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let links = Arc::new(std::sync::Mutex::new(Vec::new()));
         let flag = open.clone();
+        let held = links.clone();
         let task = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 if !flag.load(std::sync::atomic::Ordering::SeqCst) {
                     drop(inbound);
                     continue;
                 }
-                tokio::spawn(async move {
+                let link = tokio::spawn(async move {
                     if let Ok(mut outbound) = TcpStream::connect(("127.0.0.1", upstream)).await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
                 });
+                held.lock().expect("gate links").push(link);
             }
         });
-        Gate { port, open, task }
+        Gate {
+            port,
+            open,
+            links,
+            task,
+        }
     }
 
     pub fn set_open(&self, open: bool) {
         self.open.store(open, std::sync::atomic::Ordering::SeqCst);
     }
+
+    /// Drop every connection open through the gate (both ends see the socket close).
+    pub fn cut(&self) {
+        for link in self.links.lock().expect("gate links").drain(..) {
+            link.abort();
+        }
+    }
 }
 
 impl Drop for Gate {
     fn drop(&mut self) {
+        self.cut();
         self.task.abort();
     }
 }
