@@ -294,6 +294,10 @@ fn receives(dir: Dir) -> bool {
 /// One room's settings as computed, before they are put on the route or the room.
 #[derive(Default)]
 struct RoomSettings {
+    /// The room feeds the route: the ignore rules apply to it.
+    feeds: bool,
+    /// The room receives: nick format, kinds and rewrite rules apply to it.
+    receives: bool,
     ignore_nicks: Option<Vec<String>>,
     ignore_text: Option<Vec<String>>,
     nick_format: Option<String>,
@@ -325,12 +329,16 @@ fn route(
     let mut settings: Vec<RoomSettings> = Vec::new();
     for member in members {
         let account = &accounts[member.account];
-        let mut s = RoomSettings::default();
-        if feeds(member.dir) {
+        let mut s = RoomSettings {
+            feeds: feeds(member.dir),
+            receives: receives(member.dir),
+            ..RoomSettings::default()
+        };
+        if s.feeds {
             s.ignore_nicks = Some(account.routing.ignore_nicks.clone());
             s.ignore_text = Some(account.routing.ignore_text.clone());
         }
-        if receives(member.dir) {
+        if s.receives {
             let senders: Vec<&Member> = members
                 .iter()
                 .filter(|m| feeds(m.dir) && (m.account, &m.room) != (member.account, &member.room))
@@ -394,11 +402,9 @@ fn put(
     name: &str,
     value: impl Fn(&RoomSettings) -> Option<Val>,
 ) {
-    let applies = |s: &RoomSettings| match name {
-        "ignore_nicks" => s.ignore_nicks.is_some(),
-        "ignore_text" => s.ignore_text.is_some(),
-        _ => s.nick_format.is_some(),
-    };
+    // Ignore rules are about events from a room, the rest about deliveries into it.
+    let from_room = matches!(name, "ignore_nicks" | "ignore_text");
+    let applies = |s: &RoomSettings| if from_room { s.feeds } else { s.receives };
     let values: Vec<Option<Val>> = settings.iter().map(&value).collect();
     let relevant: Vec<&Option<Val>> = settings
         .iter()
