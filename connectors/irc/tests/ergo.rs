@@ -315,3 +315,50 @@ async fn echoes_are_matched_by_label_when_the_server_rewrites_the_text() {
     assert_eq!(delivered.remote_id, seen.tags.msgid);
     bridge.stop().await;
 }
+
+/// Catch-up speed, for BENCH.md: `cargo test -p patchbay-irc --release --test ergo -- --ignored
+/// --nocapture`. 5,000 lines said while the bridge was stopped, replayed in pages of 100 and of
+/// 1,000 (ergo's default), relayed to a collector that accepts at once.
+#[tokio::test]
+#[ignore = "a measurement, run by hand"]
+async fn measure_catch_up_speed() {
+    require_ergo!();
+    for page in [100usize, 1000] {
+        let server = Ergo::start(page).await;
+        let data = tempdir();
+        let mut alice = TestClient::connect(server.port, "alice").await;
+        alice.join("#speed").await;
+        let mut carol = TestClient::connect(server.port, "carol").await;
+        carol.join("#speed").await;
+        let mut bridge = start_connector(&config(server.port, "#speed", ""), data.path());
+        bridge.wait_up().await;
+        alice.expect_join("pb", "#speed").await;
+        alice.send("PRIVMSG #speed :before").await;
+        bridge.events.wait_texts("#speed", 1).await;
+        bridge.stop().await;
+        const N: usize = 5000;
+        for i in 0..N {
+            alice.send(&format!("PRIVMSG #speed :missed {i}")).await;
+        }
+        carol
+            .expect_privmsg("#speed", &format!("missed {}", N - 1))
+            .await;
+        let started = std::time::Instant::now();
+        let mut bridge = start_connector(&config(server.port, "#speed", ""), data.path());
+        let texts = bridge.events.wait_texts("#speed", N).await;
+        let took = started.elapsed();
+        assert_eq!(texts.len(), N);
+        assert!(
+            texts
+                .iter()
+                .enumerate()
+                .all(|(i, t)| *t == format!("missed {i}"))
+        );
+        println!(
+            "catch-up of {N} lines in pages of {page}: {:.2} s from start to the last line ({:.0} lines/s)",
+            took.as_secs_f64(),
+            N as f64 / took.as_secs_f64()
+        );
+        bridge.stop().await;
+    }
+}
