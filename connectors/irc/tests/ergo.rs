@@ -344,7 +344,7 @@ async fn measure_catch_up_speed() {
             .expect_privmsg("#speed", &format!("missed {}", N - 1))
             .await;
         let started = std::time::Instant::now();
-        let mut bridge = start_connector(&config(server.port, "#speed", ""), data.path());
+        let bridge = start_connector(&config(server.port, "#speed", ""), data.path());
         let texts = bridge.events.wait_texts("#speed", N).await;
         let took = started.elapsed();
         assert_eq!(texts.len(), N);
