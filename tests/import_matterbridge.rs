@@ -259,6 +259,7 @@ const CASES: &[Case] = &[
         fixture: "auth.toml",
         facts: &[
             (&["irc", "libera", "nickserv_password"], r#""ns-secret""#),
+            (&["route", "0", "in"], r##"["irc.nosasl/#pb"]"##),
             (
                 &["irc", "quakenet", "on_connect"],
                 r#"["PRIVMSG Q@CServe.quakenet.org :AUTH pbaccount q-secret", "MODE $nick +x"]"#,
@@ -284,9 +285,10 @@ const CASES: &[Case] = &[
             "irc.libera.SkipTLSVerify",
             "matrix.neo.Password",
             "irc.unused",
+            "irc.nosasl.UseSASL",
         ],
         changed: &["general.RemoteNickFormat"],
-        accounts: 3,
+        accounts: 4,
         routes: 1,
     },
     Case {

@@ -110,7 +110,14 @@ fn irc(
             on_connect.push(format!("PRIVMSG {user} :IDENTIFY {password}"));
             on_connect_from = from;
         }
-        _ => {}
+        _ => {
+            if let (true, Some(from)) = (sasl, sasl_key) {
+                findings.skip(
+                    &from,
+                    "SASL needs `NickServNick` (the account) and `NickServPassword`; without both it is left off",
+                );
+            }
+        }
     }
     if let Some((commands, from)) = view.strings("RunCommands", findings) {
         on_connect.extend(commands.iter().map(|c| c.replace("{BOTNICK}", "$nick")));
