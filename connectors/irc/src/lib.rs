@@ -5,7 +5,8 @@
 //! - [`transport`]: TCP, TLS (rustls, extra CA, client certificate) and a line reader.
 //! - [`register`]: CAP negotiation, SASL PLAIN/EXTERNAL, nick-in-use (pure state machine).
 //! - [`link`]: the live connection as `deliver` sees it, and the writer task.
-//! - [`session`]: the connection loop: join, rejoin, ping timeout, reconnect with backoff.
+//! - [`session`]: the connection loop: join, rejoin, ping timeout, reconnect with backoff; what
+//!   each line means for the bridge (`session/events.rs`).
 //! - [`pacing`]: flood control (token bucket that queues, never drops).
 //! - [`parse`]: line → event (pure, property-tested on arbitrary bytes).
 //! - [`render`]: delivery → lines, split at the protocol's byte limit (pure).

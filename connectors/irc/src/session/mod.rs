@@ -5,6 +5,8 @@
 //! sends protocol lines at once and deliveries through the flood-control bucket. While a
 //! connection is registered, [`Link`] is published in [`Shared`] for `deliver` to use; while
 //! there is none, deliveries are refused as retryable and wait in the gateway's outbox.
+//! What a line means for the bridge (our joins, membership, echoes, history replays, handing
+//! events to the gateway in order) is handled in `events.rs`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -287,6 +289,10 @@ impl Session<'_> {
             .iter()
             .find(|c| fold_case(&c.name) == fold_case(channel))
             .and_then(|c| c.key.clone());
+        // A delivery waiting for this channel need not ask again.
+        lock(&self.link.state)
+            .join_requested
+            .insert(fold_case(channel), Instant::now());
         match key {
             Some(key) => self.send(format!("JOIN {channel} {key}")),
             None => self.send(format!("JOIN {channel}")),
