@@ -28,7 +28,7 @@ fn isupport_gives_the_page_size_and_reference_kinds() {
 }
 
 #[test]
-fn the_first_page_starts_at_the_mark_but_not_before_the_maximum_age() {
+fn the_first_page_starts_just_before_the_mark_but_not_before_the_maximum_age() {
     let day = Duration::from_secs(86_400);
     assert_eq!(
         first_reference(1_000_000_000, 1_000_050_000, day),
