@@ -21,6 +21,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Write the registration file of a Matrix account in `mode = "appservice"`, for the
+    /// homeserver's `app_service_config_files` (the tokens are made once, in its data dir).
+    #[cfg(feature = "matrix")]
+    MatrixRegistration {
+        #[arg(long, short, env = "PATCHBAY_CONFIG")]
+        config: PathBuf,
+        /// The account, `matrix.NAME`.
+        #[arg(long)]
+        account: String,
+        /// Write the file here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Run the gateway.
     Run {
         /// The config file.
@@ -60,6 +73,12 @@ fn main() -> std::process::ExitCode {
     }
     let registry = Registry::builtin();
     let result = match cli.command {
+        #[cfg(feature = "matrix")]
+        Command::MatrixRegistration {
+            config,
+            account,
+            out,
+        } => matrix_registration(&config, &account, out.as_deref(), &registry),
         Command::Check { config } => check(&config, &registry),
         Command::Run { config } => run(&config, &registry),
         Command::ImportMatterbridge { file } => {
@@ -82,6 +101,30 @@ fn load(path: &std::path::Path, registry: &Registry) -> anyhow::Result<Config> {
 fn check(path: &std::path::Path, registry: &Registry) -> anyhow::Result<()> {
     let config = load(path, registry)?;
     print!("{}", patchbay::config::describe(&config));
+    Ok(())
+}
+
+/// The account's data directory is where the validated config puts it.
+#[cfg(feature = "matrix")]
+fn matrix_registration(
+    path: &std::path::Path,
+    account: &str,
+    out: Option<&std::path::Path>,
+    registry: &Registry,
+) -> anyhow::Result<()> {
+    let config = load(path, registry)?;
+    let found = config
+        .accounts
+        .iter()
+        .find(|a| a.name == account)
+        .with_context(|| format!("no account `{account}` in {}", path.display()))?;
+    let yaml = patchbay_matrix::write_registration(path, account, &found.data_dir)?;
+    match out {
+        Some(out) => {
+            std::fs::write(out, yaml).with_context(|| format!("cannot write {}", out.display()))?
+        }
+        None => print!("{yaml}"),
+    }
     Ok(())
 }
 

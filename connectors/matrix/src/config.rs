@@ -9,39 +9,72 @@
 //! invite_from = ["@admin:example.org"]
 //! media_public_url = "https://bridge.example.org"
 //! ```
+//!
+//! With `mode = "appservice"` the account is an application service instead (see
+//! [`crate::appservice::config`]): no bot login, ghosts for remote authors.
 
 use std::path::PathBuf;
 
 use patchbay_sdk::{AccountInfo, ConfigError, parse_table, read_secret};
 use serde::Deserialize;
 
-/// The table as written.
+/// How the account speaks to its homeserver.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ModeName {
+    /// One logged-in bot user sends everything (the default).
+    #[default]
+    Bot,
+    /// An application service: remote authors appear as ghost users of their own.
+    Appservice,
+}
+
+/// The table as written (both modes; each mode refuses the other's keys).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Raw {
-    homeserver: String,
-    user: String,
-    password: Option<String>,
-    password_file: Option<PathBuf>,
-    access_token: Option<String>,
-    access_token_file: Option<PathBuf>,
-    #[serde(default = "default_device_name")]
-    device_name: String,
+pub(crate) struct Raw {
     #[serde(default)]
-    rooms: Vec<String>,
+    pub(crate) mode: ModeName,
+    pub(crate) homeserver: String,
+    user: Option<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) password_file: Option<PathBuf>,
+    pub(crate) access_token: Option<String>,
+    pub(crate) access_token_file: Option<PathBuf>,
+    device_name: Option<String>,
     #[serde(default)]
-    invite_from: Vec<String>,
+    pub(crate) rooms: Vec<String>,
+    #[serde(default)]
+    pub(crate) invite_from: Vec<String>,
     #[serde(default = "yes")]
-    relay_reactions: bool,
+    pub(crate) relay_reactions: bool,
     #[serde(default = "yes")]
-    reactions_as_text: bool,
-    media_public_url: Option<String>,
+    pub(crate) reactions_as_text: bool,
+    pub(crate) media_public_url: Option<String>,
     #[serde(default = "default_media_max_bytes")]
-    media_max_bytes: u64,
+    pub(crate) media_max_bytes: u64,
     #[serde(default = "default_media_keep_days")]
-    media_keep_days: u64,
-    store_passphrase: Option<String>,
-    store_passphrase_file: Option<PathBuf>,
+    pub(crate) media_keep_days: u64,
+    pub(crate) store_passphrase: Option<String>,
+    pub(crate) store_passphrase_file: Option<PathBuf>,
+    /// Bot mode: MSC4144 per-message profiles (see [`Config::per_message_profiles`]).
+    pub(crate) per_message_profiles: Option<bool>,
+    // Appservice mode only (see `appservice::config`).
+    pub(crate) server_name: Option<String>,
+    pub(crate) bot_localpart: Option<String>,
+    pub(crate) ghost_template: Option<String>,
+    pub(crate) appservice_url: Option<String>,
+    pub(crate) appservice_id: Option<String>,
+}
+
+impl Raw {
+    pub(crate) fn user_set(&self) -> bool {
+        self.user.is_some()
+    }
+
+    pub(crate) fn device_name_set(&self) -> bool {
+        self.device_name.is_some()
+    }
 }
 
 fn default_device_name() -> String {
@@ -93,25 +126,94 @@ pub struct Config {
     pub media_keep: std::time::Duration,
     /// Encrypts the local state and crypto stores when set.
     pub store_passphrase: Option<String>,
+    /// Send each relayed message with an MSC4144 per-message profile (the author's name and
+    /// avatar), so clients that support it show the remote author instead of the bot; the
+    /// bold nick stays in the body for clients that do not. Default off.
+    pub per_message_profiles: bool,
+}
+
+/// A validated `[matrix.NAME]` table, in one of its two modes.
+#[derive(Clone, Debug)]
+pub enum AccountConfig {
+    Bot(Config),
+    AppService(crate::appservice::config::AppServiceConfig),
+}
+
+impl AccountConfig {
+    pub fn from_table(account: &AccountInfo, table: toml::Table) -> Result<Self, ConfigError> {
+        let raw: Raw = parse_table(table)?;
+        match raw.mode {
+            ModeName::Bot => Config::from_raw(account, raw).map(AccountConfig::Bot),
+            ModeName::Appservice => {
+                crate::appservice::config::AppServiceConfig::from_raw(account, raw)
+                    .map(AccountConfig::AppService)
+            }
+        }
+    }
+}
+
+/// The URL without a trailing slash, or an error at `key` when it is not http(s).
+pub(crate) fn http_url(url: &str, key: &str) -> Result<String, ConfigError> {
+    let url = url.trim_end_matches('/').to_owned();
+    if url.starts_with("https://") || url.starts_with("http://") {
+        Ok(url)
+    } else {
+        Err(ConfigError::at(
+            &[key],
+            format!("`{url}` is not an http(s) URL (e.g. https://matrix.example.org)"),
+        ))
+    }
+}
+
+/// Check the rooms and trusted inviters lists shared by both modes.
+pub(crate) fn check_lists(raw: &Raw) -> Result<(), ConfigError> {
+    for (i, room) in raw.rooms.iter().enumerate() {
+        check_room(room).map_err(|message| ConfigError::at(&["rooms", &i.to_string()], message))?;
+    }
+    for (i, user) in raw.invite_from.iter().enumerate() {
+        if !is_user_id(user) {
+            return Err(ConfigError::at(
+                &["invite_from", &i.to_string()],
+                format!("`{user}` is not a full Matrix user id"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Config {
+    /// A bot-mode table.
     pub fn from_table(account: &AccountInfo, table: toml::Table) -> Result<Self, ConfigError> {
-        let raw: Raw = parse_table(table)?;
-        let homeserver = raw.homeserver.trim_end_matches('/').to_owned();
-        if !(homeserver.starts_with("https://") || homeserver.starts_with("http://")) {
-            return Err(ConfigError::at(
-                &["homeserver"],
-                format!("`{homeserver}` is not an http(s) URL (e.g. https://matrix.example.org)"),
-            ));
+        Self::from_raw(account, parse_table(table)?)
+    }
+
+    fn from_raw(account: &AccountInfo, raw: Raw) -> Result<Self, ConfigError> {
+        for (key, set) in [
+            ("server_name", raw.server_name.is_some()),
+            ("bot_localpart", raw.bot_localpart.is_some()),
+            ("ghost_template", raw.ghost_template.is_some()),
+            ("appservice_url", raw.appservice_url.is_some()),
+            ("appservice_id", raw.appservice_id.is_some()),
+        ] {
+            if set {
+                return Err(ConfigError::at(
+                    &[key],
+                    format!("`{key}` is only used with mode = \"appservice\""),
+                ));
+            }
         }
-        if !is_user_id(&raw.user) {
+        let Some(user) = raw.user.clone() else {
+            return Err(ConfigError::at(
+                &[],
+                "missing field `user` (the bot's full user id, e.g. @patchbay:example.org)",
+            ));
+        };
+        let homeserver = http_url(&raw.homeserver, "homeserver")?;
+        check_lists(&raw)?;
+        if !is_user_id(&user) {
             return Err(ConfigError::at(
                 &["user"],
-                format!(
-                    "`{}` is not a full Matrix user id (e.g. @patchbay:example.org)",
-                    raw.user
-                ),
+                format!("`{user}` is not a full Matrix user id (e.g. @patchbay:example.org)"),
             ));
         }
         let password = read_secret(
@@ -143,18 +245,6 @@ impl Config {
                 ));
             }
         };
-        for (i, room) in raw.rooms.iter().enumerate() {
-            check_room(room)
-                .map_err(|message| ConfigError::at(&["rooms", &i.to_string()], message))?;
-        }
-        for (i, user) in raw.invite_from.iter().enumerate() {
-            if !is_user_id(user) {
-                return Err(ConfigError::at(
-                    &["invite_from", &i.to_string()],
-                    format!("`{user}` is not a full Matrix user id"),
-                ));
-            }
-        }
         if let Some(url) = &raw.media_public_url
             && !(url.starts_with("https://") || url.starts_with("http://"))
         {
@@ -171,9 +261,9 @@ impl Config {
         )?;
         Ok(Config {
             homeserver,
-            user: raw.user,
+            user,
             credentials,
-            device_name: raw.device_name,
+            device_name: raw.device_name.unwrap_or_else(default_device_name),
             rooms: raw.rooms,
             invite_from: raw.invite_from,
             relay_reactions: raw.relay_reactions,
@@ -184,6 +274,7 @@ impl Config {
             media_max_bytes: raw.media_max_bytes,
             media_keep: std::time::Duration::from_secs(raw.media_keep_days.saturating_mul(86_400)),
             store_passphrase,
+            per_message_profiles: raw.per_message_profiles.unwrap_or(false),
         })
     }
 }

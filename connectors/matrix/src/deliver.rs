@@ -71,6 +71,7 @@ pub async fn deliver(shared: &Shared, delivery: Delivery) -> Result<Delivered, D
     };
     let options = RenderOptions {
         reactions_as_text: shared.config.reactions_as_text,
+        nick_in_body: true,
     };
     let outgoing = render(&delivery, options);
     if matches!(outgoing, Outgoing::Nothing) {
@@ -117,11 +118,15 @@ pub async fn deliver(shared: &Shared, delivery: Delivery) -> Result<Delivered, D
             if let Some(content) = content {
                 // An oversized text goes out in parts; the first part's id stands for it.
                 for (i, part) in fit(*content).into_iter().enumerate() {
-                    let result = room
-                        .send(part)
-                        .with_transaction_id(txn(&delivery, &format!("m{i}")))
-                        .await
-                        .map_err(|e| classify(&e))?;
+                    let txn_id = txn(&delivery, &format!("m{i}"));
+                    let result = if shared.config.per_message_profiles {
+                        room.send_raw("m.room.message", with_profile(&part, &delivery)?)
+                            .with_transaction_id(&txn_id)
+                            .await
+                    } else {
+                        room.send(part).with_transaction_id(txn_id).await
+                    };
+                    let result = result.map_err(|e| classify(&e))?;
                     first.get_or_insert(result.response.event_id);
                 }
             }
@@ -132,6 +137,24 @@ pub async fn deliver(shared: &Shared, delivery: Delivery) -> Result<Delivered, D
             Ok(first.map(delivered).unwrap_or_default())
         }
     }
+}
+
+/// The message with an MSC4144 per-message profile: clients that support it show the
+/// relayed author (by a stable id made from their network account and author id) instead of
+/// the bot; the nick stays in the body as the fallback for clients that do not.
+fn with_profile(
+    content: &matrix_sdk::ruma::events::room::message::RoomMessageEventContent,
+    delivery: &Delivery,
+) -> Result<serde_json::Value, DeliveryError> {
+    let mut value = serde_json::to_value(content)
+        .map_err(|e| DeliveryError::permanent(format!("cannot encode the message: {e}")))?;
+    let author = &delivery.event.author;
+    value["com.beeper.per_message_profile"] = serde_json::json!({
+        "id": format!("{}/{}", delivery.event.origin.account, author.id),
+        "displayname": delivery.nick,
+        "has_fallback": true,
+    });
+    Ok(value)
 }
 
 fn delivered(id: OwnedEventId) -> Delivered {

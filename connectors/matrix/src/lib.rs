@@ -1,6 +1,8 @@
-//! patchbay's Matrix connector: a bot account on a homeserver, over matrix-sdk.
+//! patchbay's Matrix connector: a bot account on a homeserver, over matrix-sdk, or (with
+//! `mode = "appservice"`) an application service whose ghosts stand for remote authors.
 //!
 //! - [`config`]: the `[matrix.NAME]` table.
+//! - [`appservice`]: appservice mode (its own layout is in its module doc).
 //! - [`html`]: Matrix HTML ↔ rich text (pure).
 //! - [`parse`]: room events → gateway events (pure).
 //! - [`render`]: deliveries → room messages, relations, redactions (pure).
@@ -14,6 +16,7 @@
 //! it.
 #![recursion_limit = "256"]
 
+pub mod appservice;
 pub mod config;
 mod deliver;
 pub mod html;
@@ -31,8 +34,11 @@ use patchbay_sdk::{
     Delivered, Delivery, DeliveryError,
 };
 
-use crate::config::Config;
+use crate::appservice::AppService;
+use crate::config::AccountConfig;
 use crate::session::Shared;
+
+pub use crate::appservice::registration::{RegistrationError, write_registration};
 
 /// The factory for `[matrix.NAME]` tables.
 pub fn factory() -> Arc<dyn ConnectorFactory> {
@@ -51,9 +57,14 @@ impl ConnectorFactory for MatrixFactory {
         account: &AccountInfo,
         table: toml::Table,
     ) -> Result<Arc<dyn Connector>, ConfigError> {
-        let config = Config::from_table(account, table)?;
-        Ok(Arc::new(MatrixConnector {
-            shared: Arc::new(Shared::new(config, account.data_dir.clone())),
+        let data_dir = account.data_dir.clone();
+        Ok(Arc::new(match AccountConfig::from_table(account, table)? {
+            AccountConfig::Bot(config) => {
+                MatrixConnector::Bot(Arc::new(Shared::new(config, data_dir)))
+            }
+            AccountConfig::AppService(config) => {
+                MatrixConnector::AppService(Arc::new(AppService::new(config, data_dir)))
+            }
         }))
     }
 
@@ -62,28 +73,41 @@ impl ConnectorFactory for MatrixFactory {
     }
 }
 
-/// One bot account.
-struct MatrixConnector {
-    shared: Arc<Shared>,
+/// One account, in one of the two modes.
+enum MatrixConnector {
+    Bot(Arc<Shared>),
+    AppService(Arc<AppService>),
 }
 
 #[async_trait]
 impl Connector for MatrixConnector {
     async fn run(&self, ctx: ConnectorContext) -> Result<(), ConnectorError> {
-        session::run(self.shared.clone(), ctx).await
+        match self {
+            MatrixConnector::Bot(shared) => session::run(shared.clone(), ctx).await,
+            MatrixConnector::AppService(service) => appservice::run(service.clone(), ctx).await,
+        }
     }
 
     async fn deliver(&self, delivery: Delivery) -> Result<Delivered, DeliveryError> {
-        deliver::deliver(&self.shared, delivery).await
+        match self {
+            MatrixConnector::Bot(shared) => deliver::deliver(shared, delivery).await,
+            MatrixConnector::AppService(service) => {
+                appservice::deliver::deliver(service, delivery).await
+            }
+        }
     }
 
-    /// The `/media/...` links, served only when `media_public_url` says where they are
-    /// reachable (without it there is no use for them, and no listener is required).
+    /// Bot mode: the `/media/...` links, served only when `media_public_url` says where they
+    /// are reachable (without it there is no use for them, and no listener is required).
+    /// Appservice mode: the AS API, which the homeserver pushes events to.
     fn http_routes(&self) -> Option<axum::Router> {
-        self.shared
-            .config
-            .media_public_url
-            .is_some()
-            .then(|| media::routes(self.shared.clone()))
+        match self {
+            MatrixConnector::Bot(shared) => shared
+                .config
+                .media_public_url
+                .is_some()
+                .then(|| media::routes(shared.clone())),
+            MatrixConnector::AppService(service) => Some(appservice::api::routes(service.clone())),
+        }
     }
 }

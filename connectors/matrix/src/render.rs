@@ -40,6 +40,9 @@ pub enum Outgoing {
 #[derive(Clone, Copy, Debug)]
 pub struct RenderOptions {
     pub reactions_as_text: bool,
+    /// Put the author's nick in front of the text (bot mode). An application service sends
+    /// as the author's ghost, whose display name already says who it is.
+    pub nick_in_body: bool,
 }
 
 fn native(target: &MessageRef) -> Option<OwnedEventId> {
@@ -112,18 +115,28 @@ fn notice_line(nick: &str, rest: &str) -> Box<RoomMessageEventContent> {
 /// Turn a delivery into what to send.
 pub fn render(delivery: &Delivery, options: RenderOptions) -> Outgoing {
     let nick = delivery.nick.as_str();
+    let prefixed = |nick: &str, separator: &str, body: &RichText| {
+        if options.nick_in_body {
+            with_nick(nick, separator, body)
+        } else {
+            body.clone()
+        }
+    };
     let event = &delivery.event;
     let (msgtype, body, attachments) = match &event.kind {
         Kind::Message { body, attachments } => (MsgType::Text, body, attachments.clone()),
         Kind::Action { body } => (MsgType::Emote, body, Vec::new()),
         Kind::Notice { body } => (MsgType::Notice, body, Vec::new()),
         Kind::Edit { target, body } => {
-            let text = with_nick(nick, ": ", body);
+            let text = prefixed(nick, ": ", body);
             let edit = content(MsgType::Text, &text);
             let content = match native(target) {
                 Some(id) => edit.make_replacement(ReplacementMetadata::new(id, None)),
                 // The original never reached this room: send the corrected text.
-                None => content(MsgType::Text, &with_nick(&format!("* {nick}"), ": ", body)),
+                None if options.nick_in_body => {
+                    content(MsgType::Text, &with_nick(&format!("* {nick}"), ": ", body))
+                }
+                None => content(MsgType::Text, &with_nick("*", " ", body)),
             };
             return Outgoing::Message {
                 content: Some(Box::new(content)),
@@ -162,8 +175,8 @@ pub fn render(delivery: &Delivery, options: RenderOptions) -> Outgoing {
     };
     let reply_target = event.reply_to.as_ref().and_then(native);
     let mut text = match msgtype {
-        MsgType::Emote => with_nick(nick, " ", body),
-        _ => with_nick(nick, ": ", body),
+        MsgType::Emote => prefixed(nick, " ", body),
+        _ => prefixed(nick, ": ", body),
     };
     if reply_target.is_none()
         && event.reply_to.is_some()
@@ -181,7 +194,7 @@ pub fn render(delivery: &Delivery, options: RenderOptions) -> Outgoing {
         text.blocks.insert(0, quoted);
     }
     if !attachments.is_empty() {
-        let nick_only = with_nick(nick, "", &RichText::default());
+        let nick_only = prefixed(nick, "", &RichText::default());
         let attachments = attachments
             .into_iter()
             .enumerate()

@@ -6,6 +6,7 @@ use patchbay_sdk::{Author, Event, EventId, Inbound, Quote};
 
 const OPTIONS: RenderOptions = RenderOptions {
     reactions_as_text: true,
+    nick_in_body: true,
 };
 
 fn delivery(kind: Kind, reply_to: Option<MessageRef>) -> Delivery {
@@ -174,6 +175,7 @@ fn deletions_and_reactions() {
         ),
         RenderOptions {
             reactions_as_text: false,
+            nick_in_body: true,
         },
     );
     assert!(matches!(unknown, Outgoing::Message { content: None, .. }));
@@ -310,4 +312,17 @@ mod round_trip {
             prop_assert_eq!(parsed.inbound.kind.name(), kind.name());
         }
     }
+}
+
+#[test]
+fn an_appservice_message_carries_no_nick() {
+    let options = RenderOptions {
+        reactions_as_text: true,
+        nick_in_body: false,
+    };
+    let content = sent(render(&delivery(message("hi <you>"), None), options));
+    assert_eq!(
+        bodies(&content),
+        ("hi <you>".to_owned(), "hi &lt;you&gt;".to_owned())
+    );
 }

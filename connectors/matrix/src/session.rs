@@ -96,7 +96,7 @@ fn token_path(dir: &Path) -> PathBuf {
 }
 
 /// Write a file atomically (temp file + rename), readable by the owner only.
-fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
         use std::io::Write;

@@ -2,6 +2,7 @@
 //! (with E2EE), and the connector run with an in-test sink collecting what it emits.
 #![allow(dead_code)]
 
+pub mod appservice;
 pub mod synapse;
 
 use std::future::Future;

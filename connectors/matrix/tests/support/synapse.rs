@@ -29,7 +29,7 @@ pub struct Synapse {
     child: Mutex<Option<Child>>,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local addr").port()
 }
@@ -66,6 +66,13 @@ rc_federation: {window_size: 1000, sleep_limit: 10000, sleep_delay: 1, reject_li
 impl Synapse {
     /// Generate a config in a fresh directory under /dev/shm and start the server.
     pub fn start() -> Synapse {
+        Synapse::start_in(Synapse::new_dir(), free_port(), &[])
+    }
+
+    /// A fresh directory for a server (removed with it, and when the test process ends):
+    /// a test may keep files of its own in it before starting the server there, such as
+    /// application-service registrations and the bridge data they need.
+    pub fn new_dir() -> PathBuf {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let shm = Path::new("/dev/shm");
@@ -77,8 +84,22 @@ impl Synapse {
         let dir = base.join(format!("patchbay-synapse-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create the synapse dir");
-        let port = free_port();
+        dir
+    }
+
+    /// Start a server in `dir` (from [`Synapse::new_dir`]) on `port`, loading the given
+    /// application-service registration files.
+    pub fn start_in(dir: PathBuf, port: u16, app_services: &[PathBuf]) -> Synapse {
         let d = dir.display();
+        let app_services = if app_services.is_empty() {
+            String::new()
+        } else {
+            let files: Vec<String> = app_services
+                .iter()
+                .map(|p| format!("\"{}\"", p.display()))
+                .collect();
+            format!("app_service_config_files: [{}]\n", files.join(", "))
+        };
         let config = format!(
             r#"server_name: "localhost"
 public_baseurl: "http://127.0.0.1:{port}/"
@@ -111,7 +132,7 @@ presence:
   enabled: false
 url_preview_enabled: false
 max_upload_size: 50M
-{RATE_LIMITS}"#
+{app_services}{RATE_LIMITS}"#
         );
         std::fs::write(dir.join("homeserver.yaml"), config).expect("write the config");
         let log = format!(

@@ -1,0 +1,216 @@
+//! The `[matrix.NAME]` table with `mode = "appservice"`.
+//!
+//! ```toml
+//! [matrix.home]
+//! mode = "appservice"
+//! homeserver = "https://matrix.example.org"       # the client API the AS calls
+//! server_name = "example.org"                     # the part after `:` in user ids
+//! appservice_url = "http://127.0.0.1:8080"        # where the homeserver reaches [http] listen
+//! bot_localpart = "patchbay"                      # the bridge bot, @patchbay:example.org
+//! ghost_template = "_patchbay_{protocol}_{account}_{nick}"
+//! rooms = ["#general:example.org"]
+//! ```
+//!
+//! No password or access token: the tokens are random, made once and kept in the account's
+//! data directory (`appservice.json`), and `patchbay matrix-registration` writes them into the
+//! registration file the homeserver loads.
+
+use patchbay_sdk::{AccountInfo, ConfigError};
+
+use super::naming::GhostTemplate;
+use crate::config::{Raw, check_lists, http_url};
+
+/// The default ghost localpart: the protocol, the account and the author, each escaped.
+pub const DEFAULT_GHOST_TEMPLATE: &str = "_patchbay_{protocol}_{account}_{nick}";
+
+/// A validated appservice-mode account.
+#[derive(Clone, Debug)]
+pub struct AppServiceConfig {
+    /// The homeserver's client-server API base URL (no trailing slash).
+    pub homeserver: String,
+    /// The homeserver's server name: user ids are `@localpart:server_name`.
+    pub server_name: String,
+    /// The bridge bot's localpart (the registration's `sender_localpart`); default `patchbay`.
+    pub bot_localpart: String,
+    /// How a remote author's ghost localpart is made.
+    pub ghost_template: GhostTemplate,
+    /// The registration's `url`: patchbay's listener as the homeserver reaches it, plus this
+    /// account's path prefix (several appservice accounts can share one listener).
+    pub url: String,
+    /// The path prefix this account's AS API is served under on the listener.
+    pub path_prefix: String,
+    /// The registration's `id`; default `patchbay-NAME`.
+    pub id: String,
+    /// Rooms the bot joins at start, by id or alias, as routes name them.
+    pub rooms: Vec<String>,
+    /// Users whose invites the bot accepts.
+    pub invite_from: Vec<String>,
+    /// Relay Matrix reactions to other networks.
+    pub relay_reactions: bool,
+    /// Deliver reactions whose target is unknown here as a short line.
+    pub reactions_as_text: bool,
+    /// Attachments (and avatars) larger than this are sent as a link (not uploaded).
+    pub media_max_bytes: u64,
+}
+
+impl AppServiceConfig {
+    /// The bot's full user id.
+    pub fn bot_user(&self) -> String {
+        format!("@{}:{}", self.bot_localpart, self.server_name)
+    }
+
+    pub(crate) fn from_raw(account: &AccountInfo, raw: Raw) -> Result<Self, ConfigError> {
+        for (key, set) in [
+            ("user", raw.user_set()),
+            ("password", raw.password.is_some()),
+            ("password_file", raw.password_file.is_some()),
+            ("access_token", raw.access_token.is_some()),
+            ("access_token_file", raw.access_token_file.is_some()),
+            ("device_name", raw.device_name_set()),
+            ("store_passphrase", raw.store_passphrase.is_some()),
+            ("store_passphrase_file", raw.store_passphrase_file.is_some()),
+            ("per_message_profiles", raw.per_message_profiles.is_some()),
+            ("media_public_url", raw.media_public_url.is_some()),
+        ] {
+            if set {
+                return Err(ConfigError::at(
+                    &[key],
+                    format!("`{key}` is not used with mode = \"appservice\" (bot mode only)"),
+                ));
+            }
+        }
+        let homeserver = http_url(&raw.homeserver, "homeserver")?;
+        let server_name = raw.server_name.clone().ok_or_else(|| {
+            ConfigError::at(
+                &[],
+                "missing field `server_name` (the homeserver's name in user ids, e.g. example.org)",
+            )
+        })?;
+        if server_name.is_empty()
+            || server_name.contains(|c: char| c.is_whitespace() || c == '/' || c == '@')
+        {
+            return Err(ConfigError::at(
+                &["server_name"],
+                format!("`{server_name}` is not a server name (e.g. example.org)"),
+            ));
+        }
+        let bot_localpart = raw
+            .bot_localpart
+            .clone()
+            .unwrap_or_else(|| "patchbay".into());
+        if !super::naming::is_localpart(&bot_localpart) {
+            return Err(ConfigError::at(
+                &["bot_localpart"],
+                format!(
+                    "`{bot_localpart}` is not a Matrix localpart (lowercase a-z, 0-9 and ._=-/+)"
+                ),
+            ));
+        }
+        let template = raw
+            .ghost_template
+            .as_deref()
+            .unwrap_or(DEFAULT_GHOST_TEMPLATE);
+        let ghost_template = GhostTemplate::parse(template)
+            .map_err(|message| ConfigError::at(&["ghost_template"], message))?;
+        if ghost_template.matches_localpart(&bot_localpart) {
+            return Err(ConfigError::at(
+                &["bot_localpart"],
+                "the bot's localpart must not look like a ghost's (it starts with the template's prefix)",
+            ));
+        }
+        let base = raw.appservice_url.as_deref().ok_or_else(|| {
+            ConfigError::at(
+                &[],
+                "missing field `appservice_url` (patchbay's [http] listener as the homeserver \
+                 reaches it, e.g. http://127.0.0.1:8080)",
+            )
+        })?;
+        let base = http_url(base, "appservice_url")?;
+        let name = account
+            .account
+            .split_once('.')
+            .map_or(account.account.as_str(), |(_, name)| name);
+        let path_prefix = format!("/_patchbay/matrix/{name}");
+        check_lists(&raw)?;
+        Ok(AppServiceConfig {
+            homeserver,
+            server_name,
+            bot_localpart,
+            ghost_template,
+            url: format!("{base}{path_prefix}"),
+            path_prefix,
+            id: raw
+                .appservice_id
+                .clone()
+                .unwrap_or_else(|| format!("patchbay-{name}")),
+            rooms: raw.rooms,
+            invite_from: raw.invite_from,
+            relay_reactions: raw.relay_reactions,
+            reactions_as_text: raw.reactions_as_text,
+            media_max_bytes: raw.media_max_bytes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::config::AccountConfig;
+
+    fn parse(text: &str) -> Result<AppServiceConfig, ConfigError> {
+        let account = AccountInfo {
+            account: "matrix.home".into(),
+            config_dir: PathBuf::from("/nonexistent"),
+            data_dir: PathBuf::from("/nonexistent/data"),
+        };
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::at(&[], e.to_string()))?;
+        match AccountConfig::from_table(&account, table)? {
+            AccountConfig::AppService(config) => Ok(config),
+            AccountConfig::Bot(_) => panic!("bot mode"),
+        }
+    }
+
+    const MINIMAL: &str = "mode = \"appservice\"\nhomeserver = \"http://127.0.0.1:8008/\"\n\
+                           server_name = \"localhost\"\nappservice_url = \"http://127.0.0.1:9000/\"\n";
+
+    #[test]
+    fn a_minimal_appservice_table_gets_defaults() {
+        let config = parse(MINIMAL).expect("valid");
+        assert_eq!(config.bot_user(), "@patchbay:localhost");
+        assert_eq!(config.url, "http://127.0.0.1:9000/_patchbay/matrix/home");
+        assert_eq!(config.id, "patchbay-home");
+        assert_eq!(config.ghost_template.prefix(), "_patchbay_");
+    }
+
+    #[test]
+    fn bot_keys_are_refused_in_appservice_mode_and_the_reverse() {
+        let err = parse(&format!("{MINIMAL}password = \"x\"")).unwrap_err();
+        assert_eq!(err.path, ["password"]);
+        let err = parse(&format!("{MINIMAL}user = \"@a:b\"")).unwrap_err();
+        assert_eq!(err.path, ["user"]);
+        let err = parse(&format!("{MINIMAL}ghost_template = \"{{nick}}\"")).unwrap_err();
+        assert_eq!(err.path, ["ghost_template"]);
+        let err = parse(&format!("{MINIMAL}bot_localpart = \"Bot\"")).unwrap_err();
+        assert_eq!(err.path, ["bot_localpart"]);
+        let err = parse(&format!("{MINIMAL}bot_localpart = \"_patchbay_x\"")).unwrap_err();
+        assert_eq!(err.path, ["bot_localpart"]);
+        let err = parse(
+            "mode = \"appservice\"\nhomeserver = \"http://x\"\nappservice_url = \"http://y\"",
+        )
+        .unwrap_err();
+        assert!(err.message.contains("server_name"), "{}", err.message);
+        let bot = "homeserver = \"http://x\"\nuser = \"@b:x\"\npassword = \"p\"\n\
+                   server_name = \"x\"";
+        let account = AccountInfo {
+            account: "matrix.home".into(),
+            config_dir: PathBuf::from("/nonexistent"),
+            data_dir: PathBuf::from("/nonexistent/data"),
+        };
+        let table: toml::Table = toml::from_str(bot).expect("toml");
+        let err = AccountConfig::from_table(&account, table).unwrap_err();
+        assert_eq!(err.path, ["server_name"]);
+    }
+}

@@ -1,0 +1,260 @@
+//! Appservice mode: the account is a Matrix application service, and every remote author
+//! appears in Matrix rooms as a user of their own (a ghost).
+//!
+//! Guarantees:
+//! - **Nothing lost, nothing twice inbound**: a transaction from the homeserver is answered
+//!   200 only after every event of it was durably accepted by the gateway; any failure
+//!   answers 5xx and the homeserver sends the same transaction again. Done transaction ids
+//!   are kept on disk, so a repeated one (a lost 200, a restart) is acknowledged without
+//!   relaying its events again.
+//! - **Stable identities**: ghost ids come from the author alone (see [`naming`]) and what was
+//!   set up for them is kept on disk (see [`ghosts`]): a restart changes nothing.
+//! - **Idempotent outbound**: sends carry transaction ids made from the gateway's event id.
+//!
+//! Layout:
+//! - [`config`]: the table in this mode.
+//! - [`naming`]: ghost localparts, escaping, namespace regexes (pure).
+//! - [`registration`]: tokens and the registration file.
+//! - [`client`]: the calls to the homeserver (as the bot or masquerading as a ghost).
+//! - [`ghosts`]: the ghost table and setting ghosts up (register, profile, join).
+//! - [`mentions`]: mentions both ways (pure).
+//! - [`api`]: the AS API on patchbay's HTTP listener (transactions, queries, ping).
+//! - [`deliver`]: deliveries sent as ghosts.
+//!
+//! Encrypted rooms are not supported in this mode: the AS has no device or keys, so it
+//! neither reads nor writes encrypted events (they are skipped with a warning).
+
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod deliver;
+pub mod ghosts;
+pub mod mentions;
+pub mod naming;
+pub mod registration;
+mod txnlog;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock, RwLock};
+use std::time::Duration;
+
+use patchbay_sdk::{ConnectorContext, ConnectorError, DeliveryError, EventSink};
+use tracing::{info, warn};
+
+use self::client::AsClient;
+use self::config::AppServiceConfig;
+use self::ghosts::GhostStore;
+use self::registration::{Tokens, load_or_create_tokens};
+use self::txnlog::TxnLog;
+
+/// Configured room names ↔ room ids.
+#[derive(Default)]
+struct Rooms {
+    by_name: HashMap<String, String>,
+    by_id: HashMap<String, String>,
+}
+
+/// State shared by the AS API, deliveries and the run loop.
+pub struct AppService {
+    pub config: AppServiceConfig,
+    data_dir: PathBuf,
+    /// Made on first use (by the API or the run loop), once.
+    tokens: OnceLock<Tokens>,
+    tokens_init: Mutex<()>,
+    client: OnceLock<AsClient>,
+    /// Where inbound events go; set when the connector runs.
+    sink: OnceLock<EventSink>,
+    rooms: RwLock<Rooms>,
+    pub(crate) ghosts: tokio::sync::Mutex<GhostStore>,
+    txns: tokio::sync::Mutex<Option<TxnLog>>,
+    /// Display names of Matrix members, `(room id, user id)` → name, from member events.
+    members: Mutex<HashMap<(String, String), String>>,
+}
+
+impl AppService {
+    pub fn new(config: AppServiceConfig, data_dir: PathBuf) -> Self {
+        AppService {
+            ghosts: tokio::sync::Mutex::new(GhostStore::open(&data_dir)),
+            config,
+            data_dir,
+            tokens: OnceLock::new(),
+            tokens_init: Mutex::new(()),
+            client: OnceLock::new(),
+            sink: OnceLock::new(),
+            rooms: RwLock::new(Rooms::default()),
+            txns: tokio::sync::Mutex::new(None),
+            members: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The tokens, read or made on first use.
+    pub fn tokens(&self) -> Result<&Tokens, registration::RegistrationError> {
+        if let Some(tokens) = self.tokens.get() {
+            return Ok(tokens);
+        }
+        let _guard = self.tokens_init.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tokens) = self.tokens.get() {
+            return Ok(tokens);
+        }
+        let tokens = load_or_create_tokens(&self.data_dir)?;
+        Ok(self.tokens.get_or_init(|| tokens))
+    }
+
+    /// The homeserver client (needs the tokens).
+    pub fn client(&self) -> Result<&AsClient, DeliveryError> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
+        let tokens = self
+            .tokens()
+            .map_err(|e| DeliveryError::retryable(e.to_string()))?;
+        Ok(self
+            .client
+            .get_or_init(|| AsClient::new(&self.config.homeserver, &tokens.as_token)))
+    }
+
+    /// True for the bot and for every user of the ghost namespace: their events are ours.
+    pub fn is_own(&self, user: &str) -> bool {
+        let Some((local, server)) = user.strip_prefix('@').and_then(|u| u.split_once(':')) else {
+            return false;
+        };
+        server == self.config.server_name
+            && (local == self.config.bot_localpart
+                || self.config.ghost_template.matches_localpart(local))
+    }
+
+    /// The name routes use for a room: the configured name, else its id.
+    pub fn room_name(&self, id: &str) -> String {
+        let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
+        rooms
+            .by_id
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| id.to_owned())
+    }
+
+    fn remember_room(&self, name: &str, id: &str) {
+        let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
+        rooms.by_name.insert(name.to_owned(), id.to_owned());
+        rooms.by_id.insert(id.to_owned(), name.to_owned());
+    }
+
+    /// The room id of a room as routes name it, joining it as the bot if needed.
+    pub async fn room_id(&self, name: &str) -> Result<String, DeliveryError> {
+        if let Some(id) = self
+            .rooms
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_name
+            .get(name)
+        {
+            return Ok(id.clone());
+        }
+        let id = self
+            .client()?
+            .join(None, name)
+            .await
+            .map_err(|e| e.classify())?;
+        self.remember_room(name, &id);
+        Ok(id)
+    }
+
+    fn remember_member(&self, room: &str, user: &str, name: Option<&str>) {
+        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (room.to_owned(), user.to_owned());
+        match name {
+            Some(name) => members.insert(key, name.to_owned()),
+            None => members.remove(&key),
+        };
+    }
+
+    /// A Matrix member's display name, from the member events seen or asked of the server.
+    async fn member_name(&self, room: &str, user: &str) -> Option<String> {
+        let cached = self
+            .members
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(room.to_owned(), user.to_owned()))
+            .cloned();
+        if cached.is_some() {
+            return cached;
+        }
+        let name = self.client().ok()?.member_name(room, user).await.ok()??;
+        self.remember_member(room, user, Some(&name));
+        Some(name)
+    }
+}
+
+/// Run the account: check the homeserver knows us, join the configured rooms (retrying
+/// what fails), then serve until shutdown. Events arrive through [`api`], not from here.
+pub async fn run(
+    service: std::sync::Arc<AppService>,
+    ctx: ConnectorContext,
+) -> Result<(), ConnectorError> {
+    std::fs::create_dir_all(&ctx.data_dir)
+        .map_err(|e| ConnectorError(format!("cannot create {}: {e}", ctx.data_dir.display())))?;
+    service
+        .tokens()
+        .map_err(|e| ConnectorError(e.to_string()))?;
+    let _ = service.sink.set(ctx.sink.clone());
+    let mut pending: Vec<String> = service.config.rooms.clone();
+    let mut attempt = 0u32;
+    loop {
+        let ok = match service.client() {
+            Ok(client) => match client.whoami().await {
+                Ok(user) if user == service.config.bot_user() => true,
+                Ok(user) => {
+                    let reason = format!(
+                        "the as_token belongs to {user}, not {}",
+                        service.config.bot_user()
+                    );
+                    ctx.state.down(reason.clone());
+                    return Err(ConnectorError(reason));
+                }
+                Err(e) if e.errcode() == Some("M_UNKNOWN_TOKEN") => {
+                    let reason = format!(
+                        "the homeserver does not know this application service ({e}): add the \
+                         file `patchbay matrix-registration` writes to its app_service_config_files"
+                    );
+                    warn!(account = %ctx.account, %reason);
+                    ctx.state.down(reason);
+                    false
+                }
+                Err(e) => {
+                    ctx.state.down(format!("homeserver unreachable: {e}"));
+                    false
+                }
+            },
+            Err(e) => {
+                ctx.state.down(e.to_string());
+                false
+            }
+        };
+        if ok {
+            let mut still = Vec::new();
+            for name in pending {
+                match service.room_id(&name).await {
+                    Ok(id) => info!(room = %name, %id, "joined"),
+                    Err(e) => {
+                        warn!(room = %name, error = %e, "cannot join the room yet");
+                        still.push(name);
+                    }
+                }
+            }
+            pending = still;
+            ctx.state.up();
+            attempt = 0;
+        }
+        let delay = if ok && pending.is_empty() {
+            Duration::from_secs(60)
+        } else {
+            attempt += 1;
+            Duration::from_millis(500u64 << attempt.min(6))
+        };
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! Appservice mode against a real Synapse that loaded the bridges' registration files: ghosts
+//! for remote authors, the transactions API (authorised, idempotent), restarts.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
+use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
+use matrix_sdk::ruma::{OwnedRoomId, OwnedUserId};
+use patchbay_sdk::{Author, Delivery, Event, Inbound, Kind, MessageRef, RichText};
+use serde_json::{Value, json};
+use support::appservice::{Bridge, Slot, fixture, start_bridge};
+use support::{User, unique, within};
+
+fn message(room: &str, author: &str, body: &str) -> Delivery {
+    let inbound = Inbound::message("#rust", Author::named(author), RichText::plain(body));
+    Delivery {
+        room: room.to_owned(),
+        event: Event::from_inbound("irc.libera", inbound),
+        nick: format!("[irc] {author}"),
+        route: "main".into(),
+        quote: None,
+    }
+}
+
+fn ghost(slot: &Slot, nick_localpart: &str) -> String {
+    format!("@{}irc_libera_{nick_localpart}:localhost", slot.prefix)
+}
+
+async fn deliver(bridge: &Bridge, delivery: Delivery) -> String {
+    within("a delivery", bridge.running.connector.deliver(delivery))
+        .await
+        .expect("delivered")
+        .remote_id
+        .expect("a remote id")
+}
+
+/// Alice, a running bridge whose bot she trusts, and a private room of hers the bot joined.
+async fn setup(slot: &Slot) -> (User, Bridge, OwnedRoomId) {
+    let synapse = &fixture().synapse;
+    let alice = User::register(synapse, &unique("alice")).await;
+    let mut bridge = start_bridge(slot, synapse, &format!("invite_from = [\"{}\"]", alice.id));
+    bridge.running.wait_up().await;
+    let mut request = CreateRoom::new();
+    request.preset = Some(RoomPreset::PrivateChat);
+    request.invite = vec![OwnedUserId::try_from(slot.bot.as_str()).expect("user id")];
+    let room_id = alice
+        .client
+        .create_room(request)
+        .await
+        .expect("create room")
+        .room_id()
+        .to_owned();
+    alice
+        .wait_for(&room_id, "the bot to accept the invite", |e| {
+            e["type"] == "m.room.member"
+                && e["state_key"] == slot.bot.as_str()
+                && e["content"]["membership"] == "join"
+        })
+        .await;
+    (alice, bridge, room_id)
+}
+
+fn is_message_from(event: &Value, sender: &str, body: &str) -> bool {
+    event["type"] == "m.room.message"
+        && event["sender"] == sender
+        && event["content"]["body"] == body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_author_appears_as_their_own_ghost_with_their_name() {
+    let slot = &fixture().slots[0];
+    let (alice, bridge, room_id) = setup(slot).await;
+    let room = room_id.to_string();
+    let bob = ghost(slot, "_bob");
+
+    let first = deliver(&bridge, message(&room, "Bob", "hello from irc")).await;
+    let joined = alice
+        .wait_for(&room_id, "bob's ghost to join", |e| {
+            e["type"] == "m.room.member"
+                && e["state_key"] == bob.as_str()
+                && e["content"]["membership"] == "join"
+        })
+        .await;
+    assert_eq!(joined["content"]["displayname"], "[irc] Bob");
+    let seen = alice
+        .wait_for(&room_id, "bob's message", |e| {
+            is_message_from(e, &bob, "hello from irc")
+        })
+        .await;
+    assert_eq!(seen["event_id"], first.as_str());
+
+    // An edit comes from the same ghost, as a replacement.
+    let mut edit = message(&room, "Bob", "");
+    edit.event.kind = Kind::Edit {
+        target: MessageRef::Native(first.clone()),
+        body: RichText::plain("hello from IRC"),
+    };
+    deliver(&bridge, edit).await;
+    let replaced = alice
+        .wait_for(&room_id, "the edit", |e| {
+            e["sender"] == bob.as_str() && e["content"]["m.relates_to"]["rel_type"] == "m.replace"
+        })
+        .await;
+    assert_eq!(
+        replaced["content"]["m.new_content"]["body"],
+        "hello from IRC"
+    );
+    assert_eq!(
+        replaced["content"]["m.relates_to"]["event_id"],
+        first.as_str()
+    );
+
+    // Another author naming Bob mentions Bob's ghost.
+    let carol = ghost(slot, "carol");
+    deliver(&bridge, message(&room, "carol", "Bob: are you there?")).await;
+    let mention = alice
+        .wait_for(&room_id, "carol's mention", |e| {
+            e["type"] == "m.room.message" && e["sender"] == carol.as_str()
+        })
+        .await;
+    let html = mention["content"]["formatted_body"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        html.contains(&format!("https://matrix.to/#/{bob}")),
+        "{html}"
+    );
+    assert_eq!(
+        mention["content"]["m.mentions"]["user_ids"],
+        json!([bob.as_str()])
+    );
+
+    // A Matrix pill of the ghost reaches the other side as the plain nick.
+    let mut running = bridge.running;
+    alice
+        .room(&room_id)
+        .send(RoomMessageEventContent::text_html(
+            "[irc] Bob: thanks",
+            format!("<a href=\"https://matrix.to/#/{bob}\">[irc] Bob</a>: thanks"),
+        ))
+        .await
+        .expect("send");
+    let inbound = running
+        .next_matching("alice's reply", |e| e.author.id == alice.id)
+        .await;
+    match &inbound.kind {
+        Kind::Message { body, .. } => assert_eq!(body.to_plain(), "Bob: thanks"),
+        other => panic!("not a message: {other:?}"),
+    }
+    assert_eq!(inbound.room, room);
+
+    // A deletion is a redaction by the ghost.
+    let mut delete = message(&room, "Bob", "");
+    delete.event.kind = Kind::Delete {
+        target: MessageRef::Native(first.clone()),
+    };
+    within("the deletion", running.connector.deliver(delete))
+        .await
+        .expect("delivered");
+    let redaction = alice
+        .wait_for(&room_id, "the redaction", |e| {
+            e["type"] == "m.room.redaction"
+        })
+        .await;
+    assert_eq!(redaction["sender"], bob.as_str());
+    running.stop().await;
+}
+
+/// PUT a transaction to the bridge; returns the status.
+async fn put_transaction(slot: &Slot, txn: &str, token: Option<&str>, query: &str) -> u16 {
+    let http = matrix_sdk::reqwest::Client::new();
+    let body = json!({"events": [{
+        "type": "m.room.message", "room_id": "!nowhere:localhost", "sender": "@zed:localhost",
+        "event_id": format!("$once-{txn}"), "origin_server_ts": 1, "content": {"msgtype": "m.text", "body": "once"}
+    }]});
+    let mut request = http
+        .put(format!("{}/transactions/{txn}{query}", slot.api()))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request
+        .send()
+        .await
+        .expect("the bridge answers")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_are_authorised_and_relayed_once() {
+    let fx = fixture();
+    let slot = &fx.slots[1];
+    let mut bridge = start_bridge(slot, &fx.synapse, "");
+    bridge.running.wait_up().await;
+    let tokens = slot.tokens();
+    let hs_token = tokens["hs_token"].as_str().expect("hs_token").to_owned();
+    let as_token = tokens["as_token"].as_str().expect("as_token").to_owned();
+
+    // Synapse loaded the registration: it pings the bridge with the hs_token on our asking.
+    let ping = matrix_sdk::reqwest::Client::new()
+        .post(format!(
+            "{}/_matrix/client/v1/appservice/{}/ping",
+            fx.synapse.url(),
+            slot.id
+        ))
+        .bearer_auth(&as_token)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .expect("ping");
+    let status = ping.status().as_u16();
+    let answer = ping.text().await.unwrap_or_default();
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("duration_ms"), "{answer}");
+
+    assert_eq!(put_transaction(slot, "t1", Some("wrong"), "").await, 403);
+    assert_eq!(put_transaction(slot, "t1", None, "").await, 401);
+    assert!(
+        bridge.running.inbound.try_recv().is_err(),
+        "nothing relayed"
+    );
+
+    assert_eq!(put_transaction(slot, "t1", Some(&hs_token), "").await, 200);
+    let once = bridge.running.inbound.try_recv().expect("relayed");
+    assert_eq!(once.remote_id.as_deref(), Some("$once-t1"));
+    // Repeated (with the legacy query token): acknowledged, not relayed again.
+    let query = format!("?access_token={hs_token}");
+    assert_eq!(put_transaction(slot, "t1", None, &query).await, 200);
+    assert!(bridge.running.inbound.try_recv().is_err(), "relayed twice");
+
+    // The done ids outlive a restart.
+    bridge.stop().await;
+    let mut bridge = start_bridge(slot, &fx.synapse, "");
+    bridge.running.wait_up().await;
+    assert_eq!(put_transaction(slot, "t1", Some(&hs_token), "").await, 200);
+    assert!(
+        bridge.running.inbound.try_recv().is_err(),
+        "relayed after a restart"
+    );
+    assert_eq!(put_transaction(slot, "t2", Some(&hs_token), "").await, 200);
+    assert!(
+        bridge.running.inbound.try_recv().is_ok(),
+        "a new one is relayed"
+    );
+    bridge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_the_same_ghost() {
+    let fx = fixture();
+    let slot = &fx.slots[2];
+    let (alice, bridge, room_id) = setup(slot).await;
+    let room = room_id.to_string();
+    let dave = ghost(slot, "dave");
+    deliver(&bridge, message(&room, "dave", "before the restart")).await;
+    alice
+        .wait_for(&room_id, "dave's first message", |e| {
+            is_message_from(e, &dave, "before the restart")
+        })
+        .await;
+    let ghosts_before = std::fs::read(slot.data_dir.join("ghosts.json")).expect("ghost table");
+
+    bridge.stop().await;
+    let mut bridge = start_bridge(
+        slot,
+        &fx.synapse,
+        &format!("invite_from = [\"{}\"]", alice.id),
+    );
+    bridge.running.wait_up().await;
+    deliver(&bridge, message(&room, "dave", "after the restart")).await;
+    let member_events = AtomicUsize::new(0);
+    alice
+        .wait_for(&room_id, "dave's second message", |e| {
+            if e["type"] == "m.room.member" && e["state_key"] == dave.as_str() {
+                member_events.fetch_add(1, Ordering::SeqCst);
+            }
+            is_message_from(e, &dave, "after the restart")
+        })
+        .await;
+    assert_eq!(
+        member_events.load(Ordering::SeqCst),
+        0,
+        "the ghost joined again"
+    );
+    let ghosts_after = std::fs::read(slot.data_dir.join("ghosts.json")).expect("ghost table");
+    assert_eq!(ghosts_before, ghosts_after);
+
+    // Matrix to the bridge still works after the restart, once.
+    alice
+        .room(&room_id)
+        .send(RoomMessageEventContent::text_plain("welcome back"))
+        .await
+        .expect("send");
+    let inbound = bridge
+        .running
+        .next_matching("alice's message", |e| e.author.id == alice.id)
+        .await;
+    assert!(
+        matches!(&inbound.kind, Kind::Message { body, .. } if body.to_plain() == "welcome back")
+    );
+    bridge.stop().await;
+}

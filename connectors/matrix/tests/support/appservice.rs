@@ -1,0 +1,182 @@
+//! Appservice-mode bridges under test: one Synapse per test binary, started with the
+//! registrations of [`SLOTS`] bridges (each its own id, bot, ghost prefix, listener port and
+//! data directory), so that each test can run its own bridge against the same server.
+//!
+//! A slot's listening socket stays open for the whole run: a bridge that restarts serves on
+//! a clone of it, and the homeserver's requests meanwhile wait in the backlog.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use patchbay_sdk::{AccountInfo, EventSink, StateHandle};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Collect, Running, Synapse};
+
+pub const SLOTS: usize = 3;
+
+pub struct Slot {
+    pub index: usize,
+    pub port: u16,
+    listener: TcpListener,
+    pub data_dir: PathBuf,
+    /// The bot's user id.
+    pub bot: String,
+    /// Every ghost's localpart starts with this.
+    pub prefix: String,
+    pub id: String,
+}
+
+pub struct Fixture {
+    pub synapse: Synapse,
+    pub slots: Vec<Slot>,
+}
+
+impl Slot {
+    fn account(&self) -> AccountInfo {
+        AccountInfo {
+            account: format!("matrix.test{}", self.index),
+            config_dir: self.data_dir.clone(),
+            data_dir: self.data_dir.clone(),
+        }
+    }
+
+    /// The bridge's table; `extra` adds lines (rooms, invite_from).
+    pub fn table(&self, homeserver_port: u16, extra: &str) -> String {
+        format!(
+            "mode = \"appservice\"\nhomeserver = \"http://127.0.0.1:{homeserver_port}\"\n\
+             server_name = \"localhost\"\nappservice_url = \"http://127.0.0.1:{port}\"\n\
+             bot_localpart = \"pbbot{i}\"\nghost_template = \"{prefix}{{protocol}}_{{account}}_{{nick}}\"\n\
+             appservice_id = \"{id}\"\n{extra}\n",
+            port = self.port,
+            i = self.index,
+            prefix = self.prefix,
+            id = self.id,
+        )
+    }
+
+    /// The AS's tokens, as the bridge keeps them.
+    pub fn tokens(&self) -> Value {
+        let bytes = std::fs::read(self.data_dir.join("appservice.json")).expect("tokens file");
+        serde_json::from_slice(&bytes).expect("tokens json")
+    }
+
+    /// The AS API's base URL on the bridge's listener.
+    pub fn api(&self) -> String {
+        format!(
+            "http://127.0.0.1:{}/_patchbay/matrix/test{}/_matrix/app/v1",
+            self.port, self.index
+        )
+    }
+}
+
+/// The shared server with every slot's registration loaded.
+pub fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let dir = Synapse::new_dir();
+        let homeserver_port = super::synapse::free_port();
+        let mut slots = Vec::new();
+        let mut files = Vec::new();
+        for index in 0..SLOTS {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind a bridge port");
+            let port = listener.local_addr().expect("addr").port();
+            let slot = Slot {
+                index,
+                port,
+                listener,
+                data_dir: dir.join(format!("bridge-{index}")),
+                bot: format!("@pbbot{index}:localhost"),
+                prefix: format!("_pb{index}_"),
+                id: format!("patchbay-test-{index}"),
+            };
+            let table: toml::Table =
+                toml::from_str(&slot.table(homeserver_port, "")).expect("table");
+            let yaml = patchbay_matrix::appservice::registration::registration_for_table(
+                &slot.account(),
+                table,
+            )
+            .expect("registration");
+            let file = dir.join(format!("registration-{index}.yaml"));
+            std::fs::write(&file, yaml).expect("write the registration");
+            files.push(file);
+            slots.push(slot);
+        }
+        let synapse = Synapse::start_in(dir, homeserver_port, &files);
+        Fixture { synapse, slots }
+    })
+}
+
+/// A running bridge: the connector, and its routes served on the slot's port.
+pub struct Bridge {
+    pub running: Running,
+    server: tokio::task::JoinHandle<()>,
+    stop_server: CancellationToken,
+}
+
+/// Build the slot's connector from its table and run it, serving its routes.
+pub fn start_bridge(slot: &Slot, synapse: &Synapse, extra: &str) -> Bridge {
+    let table: toml::Table = toml::from_str(&slot.table(synapse.port, extra)).expect("table");
+    let account = slot.account();
+    let connector = patchbay_matrix::factory()
+        .build(&account, table)
+        .expect("valid config");
+    let router = connector.http_routes().expect("the AS API routes");
+    let listener = slot.listener.try_clone().expect("clone the listener");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+    let stop_server = CancellationToken::new();
+    let stopping = stop_server.clone();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stopping.cancelled().await })
+            .await;
+    });
+    let (tx, inbound) = mpsc::unbounded_channel();
+    let (state_handle, state) = StateHandle::new();
+    let shutdown = CancellationToken::new();
+    let ctx = patchbay_sdk::ConnectorContext {
+        account: account.account.clone(),
+        sink: EventSink::new(account.account.clone(), Arc::new(Collect { tx })),
+        state: state_handle,
+        shutdown: shutdown.clone(),
+        data_dir: slot.data_dir.clone(),
+    };
+    let running = connector.clone();
+    let task = tokio::spawn(async move {
+        if let Err(e) = running.run(ctx).await {
+            panic!("the connector failed: {e}");
+        }
+    });
+    Bridge {
+        running: Running {
+            connector,
+            inbound,
+            state,
+            shutdown,
+            task,
+        },
+        server,
+        stop_server,
+    }
+}
+
+impl Bridge {
+    /// Stop the connector and its server.
+    pub async fn stop(self) {
+        self.running.stop().await;
+        // Graceful: kept-alive connections are closed too, so no request reaches the old
+        // connector once a new one runs.
+        self.stop_server.cancel();
+        let mut server = self.server;
+        if tokio::time::timeout(std::time::Duration::from_secs(10), &mut server)
+            .await
+            .is_err()
+        {
+            server.abort();
+        }
+    }
+}
