@@ -9,6 +9,8 @@
 //! - [`intake`]: from an emitted event to a durable one.
 //! - [`store`]: events, outbox, message-id map, dead letters (SQLite).
 //! - [`delivery`]: one lane per destination room, in order, with backoff.
+//! - [`ownership`]: which accounts this instance runs (all of them, or those it holds a
+//!   lease on when instances share JetStream).
 //! - [`gateway`]: wiring it all and stopping in order.
 //! - [`http`]: the shared listener: connectors' routes, `/healthz`, `/metrics`.
 
@@ -19,5 +21,6 @@ pub mod gateway;
 pub mod http;
 pub mod intake;
 pub mod metrics;
+pub mod ownership;
 pub mod router;
 pub mod store;

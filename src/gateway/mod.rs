@@ -10,9 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use patchbay_sdk::{
-    Connector, ConnectorContext, ConnectorState, EventSink, StateHandle, Timestamp,
-};
+use patchbay_sdk::{Connector, ConnectorState, EventSink, StateHandle, Timestamp};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,8 +20,12 @@ use crate::delivery::{DeliveryPolicy, Destination, Outbox};
 use crate::http;
 use crate::intake::Intake;
 use crate::metrics::Metrics;
+use crate::ownership::{Ownership, Sole};
 use crate::router::Router;
 use crate::store::{SqliteStore, Store};
+use account::AccountRun;
+
+mod account;
 
 /// How often old mappings and delivered events are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -36,6 +38,12 @@ pub struct AccountSpec {
     pub data_dir: PathBuf,
 }
 
+/// What the gateway keeps its state in and learns its accounts from: the engine.
+pub struct Backend {
+    pub store: Arc<dyn Store>,
+    pub ownership: Arc<dyn Ownership>,
+}
+
 /// A running gateway.
 pub struct Engine {
     pub store: Arc<dyn Store>,
@@ -44,16 +52,17 @@ pub struct Engine {
     pub intake: Arc<Intake>,
     /// Each account's connector state.
     pub states: BTreeMap<String, watch::Receiver<ConnectorState>>,
-    sqlite: Option<Arc<SqliteStore>>,
+    /// Kept for as long as the engine runs: the accounts follow it.
+    pub ownership: Arc<dyn Ownership>,
     outbox: Arc<Outbox>,
-    connectors_stop: CancellationToken,
-    deliveries_stop: CancellationToken,
+    stop: CancellationToken,
     intake_closed: CancellationToken,
     tasks: TaskTracker,
 }
 
 impl Engine {
-    /// Open the store in `data_dir`, resume its outbox, and start every account's connector.
+    /// The embedded engine: open the store in `data_dir`, resume its outbox, and start every
+    /// account's connector.
     pub async fn start(
         data_dir: &std::path::Path,
         router: Router,
@@ -62,15 +71,28 @@ impl Engine {
         http: Option<SocketAddr>,
     ) -> anyhow::Result<Engine> {
         let db_path = data_dir.join("patchbay.db");
-        let sqlite = Arc::new(
-            SqliteStore::open(&db_path)
-                .with_context(|| format!("opening the store {}", db_path.display()))?,
-        );
-        let store: Arc<dyn Store> = sqlite.clone();
+        let store = SqliteStore::open_with(&db_path, policy.lane_queue)
+            .with_context(|| format!("opening the store {}", db_path.display()))?;
+        let backend = Backend {
+            store: Arc::new(store),
+            ownership: Arc::new(Sole::new(accounts.iter().map(|a| a.name.clone()))),
+        };
+        Self::start_with(backend, router, accounts, policy, http).await
+    }
+
+    /// Start on any engine: the accounts run while `backend.ownership` gives them to this
+    /// instance.
+    pub async fn start_with(
+        backend: Backend,
+        router: Router,
+        accounts: Vec<AccountSpec>,
+        policy: DeliveryPolicy,
+        http: Option<SocketAddr>,
+    ) -> anyhow::Result<Engine> {
+        let Backend { store, ownership } = backend;
         let router = Arc::new(router);
         let metrics = Arc::new(Metrics::default());
-        let connectors_stop = CancellationToken::new();
-        let deliveries_stop = CancellationToken::new();
+        let stop = CancellationToken::new();
         let intake_closed = CancellationToken::new();
 
         let mut destinations = HashMap::new();
@@ -94,15 +116,17 @@ impl Engine {
             destinations,
             policy,
             Arc::clone(&metrics),
-            deliveries_stop.clone(),
         ));
-        let intake = Arc::new(Intake {
-            store: Arc::clone(&store),
-            router: Arc::clone(&router),
-            metrics: Arc::clone(&metrics),
-            closed: intake_closed.clone(),
-        });
-        outbox.start().await.context("reading the outbox")?;
+        let intake = Arc::new(Intake::new(
+            Arc::clone(&store),
+            Arc::clone(&router),
+            Arc::clone(&metrics),
+            intake_closed.clone(),
+        ));
+        outbox
+            .report_orphans()
+            .await
+            .context("reading the outbox")?;
 
         let tasks = TaskTracker::new();
         let mut routes = Vec::new();
@@ -119,7 +143,7 @@ impl Engine {
                     store: Arc::clone(&store),
                 };
                 let app = http::router(status, routes.into_iter().map(|(_, r)| r).collect());
-                tasks.spawn(http::serve(listen, app, connectors_stop.clone()).await?);
+                tasks.spawn(http::serve(listen, app, stop.clone()).await?);
             }
             (None, false) => {
                 let names: Vec<String> = routes.into_iter().map(|(name, _)| name).collect();
@@ -134,21 +158,14 @@ impl Engine {
         for (account, state) in accounts.into_iter().zip(handles) {
             std::fs::create_dir_all(&account.data_dir)
                 .with_context(|| format!("creating {}", account.data_dir.display()))?;
-            let ctx = ConnectorContext {
-                account: account.name.clone(),
+            let run = AccountRun {
                 sink: EventSink::new(account.name.as_str(), intake.clone()),
-                state: state.clone(),
-                shutdown: connectors_stop.clone(),
-                data_dir: account.data_dir.clone(),
+                name: account.name,
+                connector: account.connector,
+                data_dir: account.data_dir,
+                state,
             };
-            let connector = account.connector;
-            let name = account.name;
-            tasks.spawn(async move {
-                if let Err(err) = connector.run(ctx).await {
-                    tracing::error!(account = %name, "the connector stopped: {err}");
-                    state.down(err.to_string());
-                }
-            });
+            tasks.spawn(run.supervise(Arc::clone(&outbox), ownership.owned(), stop.clone()));
         }
         Ok(Engine {
             store,
@@ -156,10 +173,9 @@ impl Engine {
             metrics,
             intake,
             states,
-            sqlite: Some(sqlite),
+            ownership,
             outbox,
-            connectors_stop,
-            deliveries_stop,
+            stop,
             intake_closed,
             tasks,
         })
@@ -173,7 +189,7 @@ impl Engine {
     /// Prune the store every hour, until the engine stops.
     pub fn prune_every_hour(&self, retention: Duration) {
         let store = Arc::clone(&self.store);
-        let stop = self.connectors_stop.clone();
+        let stop = self.stop.clone();
         self.tasks.spawn(async move {
             loop {
                 let before = Timestamp(Timestamp::now().0 - retention.as_millis() as i64);
@@ -190,12 +206,11 @@ impl Engine {
         });
     }
 
-    /// Stop in order: no new events; connectors told to stop; in-flight deliveries finished
-    /// within `timeout` (the rest stay in the outbox); the store closed cleanly.
-    pub async fn stop(mut self, timeout: Duration) {
+    /// Stop in order: no new events; connectors and lanes told to stop; in-flight deliveries
+    /// finished within `timeout` (the rest stay in the outbox); the store closed cleanly.
+    pub async fn stop(self, timeout: Duration) {
         self.intake_closed.cancel();
-        self.connectors_stop.cancel();
-        self.deliveries_stop.cancel();
+        self.stop.cancel();
         if !self.outbox.drain(timeout).await {
             tracing::warn!(
                 "some deliveries were still in flight at the shutdown timeout; they stay in the outbox"
@@ -208,9 +223,7 @@ impl Engine {
         {
             tracing::warn!("some connectors did not stop within 5s");
         }
-        if let Some(sqlite) = self.sqlite.take() {
-            sqlite.close().await;
-        }
+        self.store.close().await;
     }
 }
 
