@@ -12,6 +12,7 @@
 //! - [`ownership`]: which accounts this instance runs (all of them, or those it holds a
 //!   lease on when instances share JetStream).
 //! - [`gateway`]: wiring it all and stopping in order.
+//! - [`status`]: the `patchbay status` report, for either engine.
 //! - [`http`]: the shared listener: connectors' routes, `/healthz`, `/metrics`.
 
 pub mod config;
@@ -23,4 +24,5 @@ pub mod intake;
 pub mod metrics;
 pub mod ownership;
 pub mod router;
+pub mod status;
 pub mod store;

@@ -15,14 +15,15 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{Bus, Config};
 use crate::delivery::{DeliveryPolicy, Destination, Outbox};
 use crate::http;
 use crate::intake::Intake;
 use crate::metrics::Metrics;
+use crate::ownership::leases::{LeaseSettings, Leases};
 use crate::ownership::{Ownership, Sole};
 use crate::router::Router;
-use crate::store::{SqliteStore, Store};
+use crate::store::{JetStreamStore, SqliteStore, Store};
 use account::AccountRun;
 
 mod account;
@@ -230,7 +231,8 @@ impl Engine {
 /// Run the gateway a config describes until `stop` is cancelled.
 pub async fn run(config: Config, stop: CancellationToken) -> anyhow::Result<()> {
     let router = Router::new(config.general.gateway_id.clone(), config.routes);
-    let accounts = config
+    let names: Vec<String> = config.accounts.iter().map(|a| a.name.clone()).collect();
+    let accounts: Vec<AccountSpec> = config
         .accounts
         .into_iter()
         .map(|a| AccountSpec {
@@ -239,14 +241,35 @@ pub async fn run(config: Config, stop: CancellationToken) -> anyhow::Result<()> 
             data_dir: a.data_dir,
         })
         .collect();
-    let engine = Engine::start(
-        &config.general.data_dir,
-        router,
-        accounts,
-        DeliveryPolicy::default(),
-        config.http.map(|h| h.listen),
-    )
-    .await?;
+    let policy = DeliveryPolicy::default();
+    let http = config.http.map(|h| h.listen);
+    let leases_stop = CancellationToken::new();
+    let mut leases_task = None;
+    let engine = match &config.bus {
+        Bus::Embedded => {
+            Engine::start(&config.general.data_dir, router, accounts, policy, http).await?
+        }
+        Bus::Nats(nats) => {
+            let instance = instance_id(nats.instance.as_deref());
+            let bus = patchbay_nats::Bus::connect(&bus_options(nats, &instance, &config.general))
+                .await
+                .context("starting the nats engine ([bus])")?;
+            let settings = LeaseSettings {
+                instance: instance.clone(),
+                accounts: names,
+                lease: nats.lease,
+                prefer: nats.prefer.clone(),
+            };
+            let (leases, task) = Leases::start(bus.clone(), settings, leases_stop.clone());
+            leases_task = Some(task);
+            tracing::info!(%instance, servers = ?nats.servers, "nats engine: accounts follow their leases");
+            let backend = Backend {
+                store: Arc::new(JetStreamStore::new(bus)),
+                ownership: leases,
+            };
+            Engine::start_with(backend, router, accounts, policy, http).await?
+        }
+    };
     engine.prune_every_hour(config.general.retention);
     tracing::info!(
         accounts = engine.states.len(),
@@ -257,6 +280,50 @@ pub async fn run(config: Config, stop: CancellationToken) -> anyhow::Result<()> 
     stop.cancelled().await;
     tracing::info!("stopping: no new events; finishing deliveries in flight");
     engine.stop(config.general.shutdown_timeout).await;
+    // Only now that no account runs here may another instance take them.
+    leases_stop.cancel();
+    if let Some(task) = leases_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// This instance's id: the config's or command line's, else `PATCHBAY_INSTANCE`, else host
+/// name and process id.
+pub fn instance_id(configured: Option<&str>) -> String {
+    if let Some(id) = configured.filter(|id| !id.is_empty()) {
+        return id.to_owned();
+    }
+    if let Ok(id) = std::env::var("PATCHBAY_INSTANCE")
+        && !id.is_empty()
+    {
+        return id;
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// The nats crate's options from the validated `[bus]` table.
+pub fn bus_options(
+    nats: &crate::config::NatsBus,
+    instance: &str,
+    general: &crate::config::General,
+) -> patchbay_nats::BusOptions {
+    patchbay_nats::BusOptions {
+        servers: nats.servers.clone(),
+        creds_file: nats.creds_file.clone(),
+        token: nats.token.clone(),
+        user: nats.user.clone(),
+        password: nats.password.clone(),
+        tls_ca_file: nats.tls_ca_file.clone(),
+        tls_cert_file: nats.tls_cert_file.clone(),
+        tls_key_file: nats.tls_key_file.clone(),
+        prefix: nats.prefix.clone(),
+        name: format!("patchbay {instance}"),
+        lease: nats.lease,
+        retention: general.retention,
+    }
 }

@@ -7,6 +7,8 @@
 //! [`Ownership::owned`] is the set this instance holds right now, and an account leaves it
 //! before another instance can take it.
 
+pub mod leases;
+
 use std::collections::BTreeSet;
 
 use tokio::sync::watch;

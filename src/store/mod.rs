@@ -6,8 +6,10 @@
 //! ([`SqliteStore`]); the scale-out engine is NATS JetStream ([`JetStreamStore`]), shared by
 //! several instances.
 
+mod jetstream;
 mod sqlite;
 
+pub use jetstream::JetStreamStore;
 pub use sqlite::{LANE_QUEUE, SqliteStore};
 
 use std::collections::BTreeMap;
