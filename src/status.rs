@@ -47,7 +47,9 @@ pub async fn report(config: &Config) -> anyhow::Result<String> {
     };
     match &holders {
         Some((instances, _)) => {
-            let _ = writeln!(out, "instances: {}", list(instances));
+            let mut instances = instances.clone();
+            instances.sort();
+            let _ = writeln!(out, "instances: {}", list(&instances));
         }
         None => {
             let _ = writeln!(out, "instances: this host (one process)");
