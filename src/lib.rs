@@ -14,12 +14,14 @@
 //! - [`gateway`]: wiring it all and stopping in order.
 //! - [`status`]: the `patchbay status` report, for either engine.
 //! - [`http`]: the shared listener: connectors' routes, `/healthz`, `/metrics`.
+//! - [`import`]: a matterbridge config turned into a patchbay one.
 
 pub mod config;
 pub mod connectors;
 pub mod delivery;
 pub mod gateway;
 pub mod http;
+pub mod import;
 pub mod intake;
 pub mod metrics;
 pub mod ownership;

@@ -43,6 +43,12 @@ enum Command {
         #[arg(long, short, env = "PATCHBAY_CONFIG")]
         config: PathBuf,
     },
+    /// Print a patchbay config equivalent to a matterbridge one; what cannot be carried over
+    /// is listed on standard error.
+    ImportMatterbridge {
+        /// The matterbridge.toml file.
+        file: PathBuf,
+    },
 }
 
 /// What one instance sets over the shared config file.
@@ -91,6 +97,9 @@ fn main() -> std::process::ExitCode {
         Command::Check { config } => check(&config, &registry),
         Command::Run { config, instance } => run(&config, &instance.overrides(), &registry),
         Command::Status { config, instance } => status(&config, &instance.overrides(), &registry),
+        Command::ImportMatterbridge { file } => {
+            patchbay::import::run(&file, &registry).map_err(anyhow::Error::from)
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -7,10 +7,11 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use patchbay_sdk::{EmitError, Event, EventId, EventSink};
+use patchbay_webhook::{Refusal, read_body};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use tokio::sync::{broadcast, watch};
@@ -48,29 +49,13 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (
-        status,
-        axum::Json(serde_json::json!({ "error": message.into() })),
-    )
-        .into_response()
-}
-
-fn unavailable(message: impl Into<String>) -> Response {
-    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, message);
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-    response
-}
-
 /// Check the bearer token (header, or `?token=` for clients that cannot set headers, such as
 /// browsers opening a WebSocket).
 pub fn authorize(
     config: &ApiConfig,
     headers: &HeaderMap,
     query_token: Option<&str>,
-) -> Result<(), Box<Response>> {
+) -> Result<(), Refusal> {
     let from_header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -79,27 +64,20 @@ pub fn authorize(
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
     match from_header.or(query_token) {
-        None => {
-            let mut response = error(StatusCode::UNAUTHORIZED, "a bearer token is required");
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"patchbay\""),
-            );
-            Err(Box::new(response))
-        }
+        None => Err(Refusal::Unauthenticated("a bearer token is required")),
         Some(given) if bool::from(given.as_bytes().ct_eq(config.token.as_bytes())) => Ok(()),
-        Some(_) => Err(Box::new(error(StatusCode::FORBIDDEN, "the token is wrong"))),
+        Some(_) => Err(Refusal::Forbidden("the token is wrong")),
     }
 }
 
 /// The sink and log, waiting up to the configured time for `run` to provide them.
-pub async fn ready(shared: &Shared) -> Result<Ready, Box<Response>> {
+pub async fn ready(shared: &Shared) -> Result<Ready, Refusal> {
     let mut rx = shared.ready.subscribe();
     match tokio::time::timeout(shared.config.start_wait, rx.wait_for(Option::is_some)).await {
         Ok(Ok(ready)) => ready
             .clone()
-            .ok_or_else(|| Box::new(unavailable("the gateway is starting"))),
-        _ => Err(Box::new(unavailable("the gateway is starting"))),
+            .ok_or_else(|| Refusal::unavailable("the gateway is starting")),
+        _ => Err(Refusal::unavailable("the gateway is starting")),
     }
 }
 
@@ -109,25 +87,15 @@ pub struct Sent {
     pub event_id: Option<EventId>,
 }
 
-/// Why a send was refused.
-pub enum SendError {
-    Bad(String),
-    Unavailable(String),
-}
-
-/// Relay a client's send into `room`'s route and log it.
-pub async fn send(
-    shared: &Shared,
-    ready: &Ready,
-    room: &str,
-    send: Send,
-) -> Result<Sent, SendError> {
+/// Relay a client's send into `room`'s route and log it: 400 for a send that cannot be an
+/// event, 503 when the gateway cannot record it.
+pub async fn send(shared: &Shared, ready: &Ready, room: &str, send: Send) -> Result<Sent, Refusal> {
     if !shared.config.serves(room) {
-        return Err(SendError::Bad(format!(
+        return Err(Refusal::BadRequest(format!(
             "this API does not serve room `{room}`"
         )));
     }
-    let inbound = send.into_inbound(room).map_err(SendError::Bad)?;
+    let inbound = send.into_inbound(room).map_err(Refusal::BadRequest)?;
     let nick = inbound.author.name.clone();
     let copy = inbound.clone();
     let event_id = match ready.sink.emit(inbound).await {
@@ -139,11 +107,11 @@ pub async fn send(
             });
         }
         Err(EmitError::Closed) => {
-            return Err(SendError::Unavailable("the gateway is stopping".into()));
+            return Err(Refusal::unavailable("the gateway is stopping"));
         }
         Err(err @ EmitError::Store(_)) => {
             tracing::error!(account = %ready.sink.account(), %room, "a send could not be recorded: {err}");
-            return Err(SendError::Unavailable(err.to_string()));
+            return Err(Refusal::unavailable(err.to_string()));
         }
     };
     let mut event = Event::from_inbound(ready.sink.account(), copy);
@@ -181,61 +149,30 @@ async fn post_message(
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    if let Err(response) = authorize(&shared.config, &headers, query.token.as_deref()) {
-        return *response;
-    }
-    let limit = shared.config.max_body_bytes;
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => bytes,
-        Err(err) => {
-            let err = err.into_inner();
-            return if err.is::<http_body_util::LengthLimitError>() {
-                error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the body is over the limit of {limit} bytes"),
-                )
-            } else {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    format!("the body could not be read: {err}"),
-                )
-            };
-        }
-    };
-    let message: Send = match serde_json::from_slice(&bytes) {
-        Ok(message) => message,
-        Err(err) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("the body is not a message: {err}"),
-            );
-        }
-    };
-    let ready = match ready(&shared).await {
-        Ok(ready) => ready,
-        Err(response) => return *response,
-    };
-    match send(&shared, &ready, &room, message).await {
-        Ok(Sent {
+) -> Result<Response, Refusal> {
+    authorize(&shared.config, &headers, query.token.as_deref())?;
+    let bytes = read_body(&headers, body, shared.config.max_body_bytes).await?;
+    let message: Send = serde_json::from_slice(&bytes)
+        .map_err(|err| Refusal::BadRequest(format!("the body is not a message: {err}")))?;
+    let ready = ready(&shared).await?;
+    Ok(match send(&shared, &ready, &room, message).await? {
+        Sent {
             id,
             event_id: Some(event_id),
-        }) => (
+        } => (
             StatusCode::ACCEPTED,
             axum::Json(serde_json::json!({ "id": id, "event_id": event_id.to_string() })),
         )
             .into_response(),
-        Ok(Sent { event_id: None, .. }) => (
+        Sent { event_id: None, .. } => (
             StatusCode::OK,
             axum::Json(serde_json::json!({ "duplicate": true })),
         )
             .into_response(),
-        Err(SendError::Bad(why)) => error(StatusCode::BAD_REQUEST, why),
-        Err(SendError::Unavailable(why)) => unavailable(why),
-    }
+    })
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 struct HistoryQuery {
     token: Option<String>,
     after: Option<String>,
@@ -249,66 +186,128 @@ async fn history(
     Path(room): Path<String>,
     Query(query): Query<HistoryQuery>,
     headers: HeaderMap,
-) -> Response {
-    if let Err(response) = authorize(&shared.config, &headers, query.token.as_deref()) {
-        return *response;
-    }
+) -> Result<Response, Refusal> {
+    authorize(&shared.config, &headers, query.token.as_deref())?;
     if !shared.config.serves(&room) {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("this API does not serve room `{room}`"),
-        );
+        return Err(Refusal::NotFound(format!(
+            "this API does not serve room `{room}`"
+        )));
     }
-    let after = match query.after.as_deref().map(str::parse::<i64>) {
-        None => 0,
-        Some(Ok(after)) if after >= 0 => after,
-        Some(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "`after` must be an entry id (a whole number, 0 or more)",
-            );
-        }
-    };
-    let limit = match query.limit.as_deref().map(str::parse::<usize>) {
-        None => shared.config.page_size,
-        Some(Ok(limit)) if (1..=MAX_PAGE).contains(&limit) => limit,
-        Some(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("`limit` must be between 1 and {MAX_PAGE}"),
-            );
-        }
-    };
-    let ready = match ready(&shared).await {
-        Ok(ready) => ready,
-        Err(response) => return *response,
-    };
-    let last = match query.last.as_deref().map(str::parse::<usize>) {
-        None => None,
-        Some(Ok(last)) if (1..=MAX_PAGE).contains(&last) && query.after.is_none() => Some(last),
-        Some(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("`last` must be between 1 and {MAX_PAGE}, without `after`"),
-            );
-        }
-    };
-    let read = log::blocking(&ready.log, move |log| match last {
+    let page = Page::from_query(&query, shared.config.page_size)?;
+    let ready = ready(&shared).await?;
+    let after = page.after;
+    let read = log::blocking(&ready.log, move |log| match page.last {
         Some(count) => log.last(&room, count),
-        None => log.after(Some(&room), after, limit),
+        None => log.after(Some(&room), page.after, page.limit),
     })
     .await;
     match read {
         Ok(entries) => {
             let next = entries.last().map(|e| e.id).unwrap_or(after);
-            axum::Json(serde_json::json!({ "entries": entries, "next": next })).into_response()
+            Ok(axum::Json(serde_json::json!({ "entries": entries, "next": next })).into_response())
         }
         Err(err) => {
             tracing::error!("reading the API log: {err}");
-            unavailable(err.to_string())
+            Err(Refusal::unavailable(err.to_string()))
         }
+    }
+}
+
+/// A history request's paging, checked (pure).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Page {
+    pub after: i64,
+    pub limit: usize,
+    /// The newest N entries instead of a page after `after`.
+    pub last: Option<usize>,
+}
+
+impl Page {
+    fn from_query(query: &HistoryQuery, page_size: usize) -> Result<Page, Refusal> {
+        let after = match query.after.as_deref().map(str::parse::<i64>) {
+            None => 0,
+            Some(Ok(after)) if after >= 0 => after,
+            Some(_) => {
+                return Err(Refusal::BadRequest(
+                    "`after` must be an entry id (a whole number, 0 or more)".into(),
+                ));
+            }
+        };
+        let limit = match query.limit.as_deref().map(str::parse::<usize>) {
+            None => page_size,
+            Some(Ok(limit)) if (1..=MAX_PAGE).contains(&limit) => limit,
+            Some(_) => {
+                return Err(Refusal::BadRequest(format!(
+                    "`limit` must be between 1 and {MAX_PAGE}"
+                )));
+            }
+        };
+        let last = match query.last.as_deref().map(str::parse::<usize>) {
+            None => None,
+            Some(Ok(last)) if (1..=MAX_PAGE).contains(&last) && query.after.is_none() => Some(last),
+            Some(_) => {
+                return Err(Refusal::BadRequest(format!(
+                    "`last` must be between 1 and {MAX_PAGE}, without `after`"
+                )));
+            }
+        };
+        Ok(Page { after, limit, last })
     }
 }
 
 /// How often the log is pruned.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn query(after: Option<String>, limit: Option<String>, last: Option<String>) -> HistoryQuery {
+        HistoryQuery {
+            after,
+            limit,
+            last,
+            ..HistoryQuery::default()
+        }
+    }
+
+    proptest! {
+        /// Any query string values give a page inside the bounds or a 400 naming the field.
+        #[test]
+        fn history_paging_is_in_bounds_or_refused(
+            after in prop::option::of(prop_oneof!["-?[0-9]{1,20}", "[ -~]{0,8}"]),
+            limit in prop::option::of(prop_oneof!["[0-9]{1,5}", "[ -~]{0,8}"]),
+            last in prop::option::of(prop_oneof!["[0-9]{1,5}", "[ -~]{0,8}"]),
+        ) {
+            match Page::from_query(&query(after.clone(), limit, last.clone()), 100) {
+                Ok(page) => {
+                    prop_assert!(page.after >= 0);
+                    prop_assert!((1..=MAX_PAGE).contains(&page.limit));
+                    if let Some(last) = page.last {
+                        prop_assert!((1..=MAX_PAGE).contains(&last));
+                        prop_assert!(after.is_none());
+                    }
+                }
+                Err(refusal) => {
+                    prop_assert_eq!(refusal.status(), StatusCode::BAD_REQUEST);
+                    let why = refusal.to_string();
+                    prop_assert!(why.starts_with('`'), "{}", why);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn history_defaults_to_the_configured_page() {
+        assert_eq!(
+            Page::from_query(&query(None, None, None), 100),
+            Ok(Page {
+                after: 0,
+                limit: 100,
+                last: None
+            })
+        );
+    }
+}

@@ -12,15 +12,16 @@ use std::time::Duration;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
+use patchbay_webhook::Refusal;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
 use crate::log;
-use crate::server::{self, Ready, SendError, Sent, Shared, authorize, error};
+use crate::server::{self, Ready, Sent, Shared, authorize};
 use crate::wire::{ClientFrame, Entry, ServerFrame};
 
 /// Entries read from the log per catch-up query.
@@ -39,23 +40,20 @@ pub async fn upgrade(
     Query(query): Query<StreamQuery>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Response {
+) -> Result<Response, Refusal> {
     // The token first: a client without it learns nothing else.
-    if let Err(response) = authorize(&shared.config, &headers, query.token.as_deref()) {
-        return *response;
-    }
+    authorize(&shared.config, &headers, query.token.as_deref())?;
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
-        Err(rejection) => return rejection.into_response(),
+        Err(rejection) => return Ok(rejection.into_response()),
     };
     let after = match query.after.as_deref().map(str::parse::<i64>) {
         None => None,
         Some(Ok(after)) if after >= 0 => Some(after),
         Some(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "`after` must be an entry id (a whole number, 0 or more)",
-            );
+            return Err(Refusal::BadRequest(
+                "`after` must be an entry id (a whole number, 0 or more)".into(),
+            ));
         }
     };
     let rooms: Option<Vec<String>> = query.rooms.map(|r| {
@@ -64,13 +62,20 @@ pub async fn upgrade(
             .filter(|s| !s.is_empty())
             .collect()
     });
-    let ready = match server::ready(&shared).await {
-        Ok(ready) => ready,
-        Err(response) => return *response,
+    let ready = server::ready(&shared).await?;
+    // Live only: from the log's end as it is before the handshake is answered, so whatever is
+    // appended once the client holds its 101 reaches it (from the catch-up if not live).
+    let after = match after {
+        Some(after) => after,
+        None => log::blocking(&ready.log, |log| log.last_id())
+            .await
+            .map_err(|err| Refusal::unavailable(err.to_string()))?,
     };
-    // A client frame is a send: it gets the same size limit as a POSTed one.
+    // A client message is a send: it gets the same size limit as a POSTed one, and so does
+    // each frame of it. What we send a client that does not read is bounded by `send_frame`'s
+    // timeout rather than by a buffer size.
     let limit = shared.config.max_body_bytes;
-    upgrade
+    Ok(upgrade
         .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| async move {
@@ -83,8 +88,24 @@ pub async fn upgrade(
             if let Err(reason) = session.run(socket, after).await {
                 tracing::debug!("an API stream ended: {reason}");
             }
-        })
-        .into_response()
+        }))
+}
+
+/// The close frame for a read error: 1009 for a frame or message over the size limit (so the
+/// client learns why), none for a connection that is already broken.
+fn close_for(err: &axum::Error, limit: usize) -> Option<CloseFrame> {
+    let inner = std::error::Error::source(err)?;
+    match inner.downcast_ref::<tungstenite::Error>()? {
+        tungstenite::Error::Capacity(_) => Some(CloseFrame {
+            code: close_code::SIZE,
+            reason: format!("a message or frame is over the limit of {limit} bytes").into(),
+        }),
+        tungstenite::Error::Protocol(_) => Some(CloseFrame {
+            code: close_code::PROTOCOL,
+            reason: "a WebSocket protocol error".into(),
+        }),
+        _ => None,
+    }
 }
 
 struct Session {
@@ -106,15 +127,9 @@ impl Session {
                 .is_none_or(|rooms| rooms.contains(&entry.room))
     }
 
-    async fn run(&mut self, socket: WebSocket, after: Option<i64>) -> Result<(), String> {
-        // Live only: from the log's end as it is now. Read before subscribing, and anything
-        // appended in between comes from the catch-up below, so nothing falls in the gap.
-        self.last = match after {
-            Some(after) => after,
-            None => log::blocking(&self.ready.log, |log| log.last_id())
-                .await
-                .map_err(|e| e.to_string())?,
-        };
+    /// Stream what comes after entry `after`.
+    async fn run(&mut self, socket: WebSocket, after: i64) -> Result<(), String> {
+        self.last = after;
         // Subscribe before reading the backlog; what both hold is sent once (ids only grow).
         let mut live = self.shared.live.subscribe();
         let (mut tx, mut rx) = socket.split();
@@ -141,8 +156,18 @@ impl Session {
                     Err(RecvError::Closed) => return Ok(()),
                 },
                 message = rx.next() => {
-                    let Some(Ok(message)) = message else {
-                        return Ok(());
+                    let message = match message {
+                        Some(Ok(message)) => message,
+                        Some(Err(err)) => {
+                            if let Some(close) = close_for(&err, self.shared.config.max_body_bytes) {
+                                let _ = tokio::time::timeout(
+                                    Duration::from_secs(5),
+                                    tx.send(Message::Close(Some(close))),
+                                ).await;
+                            }
+                            return Err(format!("reading from the client: {err}"));
+                        }
+                        None => return Ok(()),
                     };
                     heard = Instant::now();
                     match message {
@@ -229,9 +254,10 @@ impl Session {
                         id,
                         event_id: event_id.map(|id| id.to_string()),
                     },
-                    Err(SendError::Bad(error) | SendError::Unavailable(error)) => {
-                        ServerFrame::Error { reference, error }
-                    }
+                    Err(refusal) => ServerFrame::Error {
+                        reference,
+                        error: refusal.to_string(),
+                    },
                 };
                 send_frame(tx, &answer).await
             }

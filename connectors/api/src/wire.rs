@@ -80,6 +80,18 @@ pub struct Send {
     pub id: Option<String>,
 }
 
+/// Markdown, unless it renders to nothing (`#`, `>`): then the text as typed, so that
+/// what the client said is what the route shows, never an empty line. Found by the property
+/// tests (`proptest-regressions/wire_props.txt`).
+fn markdown_or_plain(text: &str) -> RichText {
+    let rich = from_markdown(text);
+    if rich.is_empty() {
+        RichText::plain(text.trim())
+    } else {
+        rich
+    }
+}
+
 fn event_id(value: &str, field: &str) -> Result<EventId, String> {
     EventId::from_str(value.trim())
         .map_err(|_| format!("`{field}` must be a gateway event id (26 characters, ULID)"))
@@ -98,7 +110,7 @@ impl Send {
             if text.trim().is_empty() {
                 return Err(format!("`text` is required for a {kind_name}"));
             }
-            Ok(from_markdown(text))
+            Ok(markdown_or_plain(text))
         };
         let target = || -> Result<MessageRef, String> {
             let target = self
@@ -120,7 +132,7 @@ impl Send {
         let kind = match kind_name {
             "message" if !self.attachments.is_empty() => Kind::Message {
                 body: match self.text.as_deref() {
-                    Some(text) => from_markdown(text),
+                    Some(text) => markdown_or_plain(text),
                     None => RichText::default(),
                 },
                 attachments: self.attachments.clone(),
@@ -236,6 +248,18 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // Markdown that renders to nothing is sent as typed (a property-test find).
+        let hash: Send =
+            serde_json::from_str(r##"{"username": "A", "text": "#"}"##).expect("parse");
+        assert_eq!(
+            hash.into_inbound("r")
+                .expect("valid")
+                .kind
+                .body()
+                .map(RichText::to_plain)
+                .as_deref(),
+            Some("#")
+        );
         let cases = [
             (
                 r#"{"username": "b", "attachments": [{"url": "file:///etc/passwd"}]}"#,
@@ -261,3 +285,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "wire_props.rs"]
+mod props;

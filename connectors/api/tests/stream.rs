@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 use support::{TOKEN, deliver, delivery, start};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -346,8 +348,26 @@ async fn fan_out_latency() {
     api.stop().await;
 }
 
+/// Read until the server closes; its close frame, if it sent one.
+async fn close_of(ws: &mut Ws) -> Option<(u16, String)> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("an end within 10 s")
+        {
+            Some(Ok(Message::Close(frame))) => {
+                return frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+            }
+            None | Some(Err(_)) => return None,
+            Some(Ok(Message::Text(text))) => panic!("the oversized send was taken: {text}"),
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
 #[tokio::test]
-async fn a_frame_over_the_size_limit_closes_the_stream() {
+async fn a_frame_or_a_message_over_the_size_limit_closes_the_stream_with_1009() {
     let dir = tempfile::tempdir().expect("tempdir");
     let api = start(
         "bots",
@@ -355,21 +375,49 @@ async fn a_frame_over_the_size_limit_closes_the_stream() {
         dir.path(),
     )
     .await;
+    let why = Some((
+        1009,
+        "a message or frame is over the limit of 1024 bytes".to_owned(),
+    ));
+
+    // One frame over the limit.
     let mut ws = connect(&api.ws).await;
     let big = json!({"op": "send", "room": "lobby", "username": "b", "text": "x".repeat(4096)});
     // The server may close before the whole frame is written.
     let _ = ws.send(Message::Text(big.to_string().into())).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match tokio::time::timeout_at(deadline, ws.next())
-            .await
-            .expect("an end within 10 s")
-        {
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-            Some(Ok(Message::Text(text))) => panic!("the oversized send was taken: {text}"),
-            Some(Ok(_)) => {}
-        }
+    assert_eq!(close_of(&mut ws).await, why);
+
+    // A message of three frames under the limit each, over it together.
+    let mut ws = connect(&api.ws).await;
+    let part = "y".repeat(600);
+    for (opcode, fin) in [
+        (OpCode::Data(Data::Text), false),
+        (OpCode::Data(Data::Continue), false),
+        (OpCode::Data(Data::Continue), true),
+    ] {
+        let _ = ws
+            .send(Message::Frame(Frame::message(
+                part.clone().into_bytes(),
+                opcode,
+                fin,
+            )))
+            .await;
     }
-    assert!(api.sink.events.lock().expect("lock").is_empty());
+    assert_eq!(close_of(&mut ws).await, why);
+
+    // Just under the limit is a send like any other.
+    let mut ws = connect(&api.ws).await;
+    let fits = json!({"op": "send", "ref": "r1", "room": "lobby", "username": "b", "text": "z".repeat(900)});
+    assert!(fits.to_string().len() < 1024);
+    ws.send(Message::Text(fits.to_string().into()))
+        .await
+        .expect("send");
+    let ack = next(&mut ws).await;
+    assert_eq!(ack["op"], "ack", "{ack}");
+    assert_eq!(
+        api.sink.events.lock().expect("lock").len(),
+        1,
+        "only the send that fits"
+    );
     api.stop().await;
 }

@@ -124,6 +124,8 @@ struct RawConfig {
     charset: String,
     #[serde(default = "default_true")]
     catch_up: bool,
+    #[serde(default = "default_catch_up_max_age")]
+    catch_up_max_age_secs: f64,
     #[serde(default = "default_echo_timeout")]
     echo_timeout_secs: f64,
     #[serde(default = "default_regain")]
@@ -168,6 +170,9 @@ fn default_quote_chars() -> usize {
 }
 fn default_charset() -> String {
     "latin1".into()
+}
+fn default_catch_up_max_age() -> f64 {
+    86_400.0
 }
 fn default_echo_timeout() -> f64 {
     10.0
@@ -256,6 +261,10 @@ pub struct IrcConfig {
     /// Decoder for lines that are not UTF-8.
     pub charset: &'static encoding_rs::Encoding,
     pub catch_up: bool,
+    /// How far back catch-up after an outage reaches (`catch_up_max_age_secs`, default one
+    /// day): after a longer outage only the last day is relayed, so a bridge that was down for
+    /// a week does not flood its rooms with a week of old talk.
+    pub catch_up_max_age: Duration,
     /// How long to wait for echo-message to give a sent message its id.
     pub echo_timeout: Duration,
     /// While on an alternative nick, how often to try the configured one again.
@@ -452,6 +461,7 @@ impl IrcConfig {
             },
             charset,
             catch_up: raw.catch_up,
+            catch_up_max_age: secs(raw.catch_up_max_age_secs, "catch_up_max_age_secs")?,
             echo_timeout: secs(raw.echo_timeout_secs, "echo_timeout_secs")?,
             regain_nick: secs(raw.regain_nick_secs, "regain_nick_secs")?
                 .max(Duration::from_millis(100)),
@@ -495,6 +505,7 @@ mod tests {
         assert!(c.flood.enabled);
         assert_eq!(c.nick_candidates(), vec!["pb", "pb_", "pb__"]);
         assert_eq!(c.render.anti_highlight, "\u{200B}");
+        assert_eq!(c.catch_up_max_age, Duration::from_secs(86_400));
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! - [`render`]: delivery → lines, split at the protocol's byte limit (pure).
 //! - [`mirc`]: mIRC formatting codes ↔ rich text (pure).
 //! - [`time`]: IRCv3 server-time parsing and formatting.
-//! - [`history`]: catching up after a reconnect without duplicates.
+//! - [`history`]: the marks that keep catch-up free of duplicates.
+//! - [`catchup`]: paging `CHATHISTORY` to the present in order; what a replay must not relay (pure).
 //!
 //! The `irc` crate provides the protocol types (message parsing and serialisation); the
 //! connection itself is driven here, because its client stops at the first malformed line.
@@ -19,6 +20,7 @@
 /// The charset decoders `charset` names, re-exported for callers of [`parse::parse_line`].
 pub use encoding_rs;
 
+pub mod catchup;
 pub mod config;
 pub mod history;
 pub mod link;
@@ -43,7 +45,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::config::{IrcConfig, is_channel};
-use crate::link::{Paced, Shared, lock};
+use crate::link::{EchoError, Link, Paced, Shared, lock};
 use crate::parse::fold_case;
 
 /// Builds IRC connectors from `[irc.NAME]` tables.
@@ -105,6 +107,71 @@ impl IrcConnector {
 /// How long a delivery to a channel we are not in waits before the gateway retries.
 const JOIN_RETRY: Duration = Duration::from_secs(2);
 
+/// How long a delivery waits for the join of its channel before answering retryable. A join
+/// takes a round trip; this only runs out when the server does not answer the JOIN at all.
+pub const JOIN_WAIT: Duration = Duration::from_secs(5);
+
+/// The gateway's view of a refused line: a channel we are not in is retried after the rejoin,
+/// anything else refused is permanent.
+fn classify(error: EchoError) -> DeliveryError {
+    match error {
+        EchoError::NotJoined { .. } => DeliveryError::Retryable {
+            reason: error.to_string(),
+            retry_after: Some(JOIN_RETRY),
+        },
+        EchoError::Refused { .. } => DeliveryError::permanent(error.to_string()),
+    }
+}
+
+/// Wait until the connection is in `target` (asking to join it, at most once per
+/// `5 × JOIN_RETRY`), for at most [`JOIN_WAIT`]. A delivery made just after a (re)connect
+/// thus goes out as soon as the join completes instead of after the gateway's backoff.
+async fn wait_joined(link: &Link, target: &str, folded: &str) -> Result<(), DeliveryError> {
+    let deadline = Instant::now() + JOIN_WAIT;
+    loop {
+        let notified = link.joins.notified();
+        tokio::pin!(notified);
+        // Registered before looking, so a join between the look and the wait is not missed.
+        notified.as_mut().enable();
+        {
+            let mut state = lock(&link.state);
+            if state.joined.contains_key(folded) {
+                return Ok(());
+            }
+            let now = Instant::now();
+            let recent = state
+                .join_requested
+                .get(folded)
+                .is_some_and(|t| now.duration_since(*t) < JOIN_RETRY * 5);
+            if let Some(reason) = state.join_refused.get(folded) {
+                if recent {
+                    return Err(DeliveryError::Retryable {
+                        reason: format!("cannot join {target}: {reason}"),
+                        retry_after: Some(JOIN_RETRY),
+                    });
+                }
+                state.join_refused.remove(folded);
+            }
+            if !recent {
+                state.join_requested.insert(folded.to_owned(), now);
+                let _ = link.urgent.send(format!("JOIN {target}"));
+            }
+        }
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = link.paced.closed() => {
+                return Err(DeliveryError::retryable("the connection closed"));
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(DeliveryError::Retryable {
+                    reason: format!("not in {target} yet"),
+                    retry_after: Some(JOIN_RETRY),
+                });
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl Connector for IrcConnector {
     async fn run(&self, ctx: ConnectorContext) -> Result<(), ConnectorError> {
@@ -121,43 +188,24 @@ impl Connector for IrcConnector {
             lock(&self.shared.rooms)
                 .entry(folded.clone())
                 .or_insert_with(|| target.clone());
+            wait_joined(&link, &target, &folded).await?;
         }
         let (rendered, echo) = {
             let mut state = lock(&link.state);
-            if is_channel(&target) && !state.joined.contains_key(&folded) {
-                // Join on demand (once per retry interval) and let the gateway retry.
-                let now = Instant::now();
-                let recent = state
-                    .join_requested
-                    .get(&folded)
-                    .is_some_and(|t| now.duration_since(*t) < JOIN_RETRY * 5);
-                if !recent {
-                    state.join_requested.insert(folded.clone(), now);
-                    let _ = link.urgent.send(format!("JOIN {target}"));
-                }
-                return Err(DeliveryError::Retryable {
-                    reason: format!("not in {target} yet"),
-                    retry_after: Some(JOIN_RETRY),
-                });
-            }
             let Some(rendered) = render::render(&delivery, &self.shared.cfg.render, &state.me)
             else {
                 return Ok(Delivered::default());
             };
-            let echo = if state.caps.contains("echo-message") {
-                let (tx, rx) = oneshot::channel();
-                state
-                    .echo_waiters
-                    .entry((folded.clone(), rendered.payloads[0].clone()))
-                    .or_default()
-                    .push_back(tx);
-                Some(rx)
-            } else {
-                None
-            };
+            let echo = state
+                .caps
+                .contains("echo-message")
+                .then(|| state.expect_echo(&folded, &rendered.payloads[0]));
             (rendered, echo)
         };
-        let lines = rendered.lines();
+        let mut lines = rendered.lines();
+        if let (Some((_, Some(label))), Some(first)) = (&echo, lines.first_mut()) {
+            *first = format!("@label={label} {first}");
+        }
         let count = lines.len();
         let (done_tx, done_rx) = oneshot::channel();
         let mut done_tx = Some(done_tx);
@@ -173,19 +221,19 @@ impl Connector for IrcConnector {
             ));
         }
         let remote_id = match echo {
-            Some(rx) => match tokio::time::timeout(self.shared.cfg.echo_timeout, rx).await {
-                Ok(Ok(Ok(id))) => id,
-                Ok(Ok(Err((reason, true)))) => {
-                    return Err(DeliveryError::Retryable {
-                        reason,
-                        retry_after: Some(JOIN_RETRY),
-                    });
+            Some((rx, label)) => {
+                let answer = tokio::time::timeout(self.shared.cfg.echo_timeout, rx).await;
+                if let Some(label) = &label {
+                    lock(&link.state).forget_label(label);
                 }
-                Ok(Ok(Err((reason, false)))) => return Err(DeliveryError::permanent(reason)),
-                // Sent, but no echo in time (or the connection ended after sending): the line
-                // went out, so it is delivered without an id rather than sent twice.
-                Ok(Err(_)) | Err(_) => None,
-            },
+                match answer {
+                    Ok(Ok(Ok(id))) => id,
+                    Ok(Ok(Err(error))) => return Err(classify(error)),
+                    // Sent, but no echo in time (or the connection ended after sending): the
+                    // line went out, so it is delivered without an id rather than sent twice.
+                    Ok(Err(_)) | Err(_) => None,
+                }
+            }
             None => None,
         };
         Ok(Delivered { remote_id })

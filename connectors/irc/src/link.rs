@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncWrite, AsyncWriteExt, WriteHalf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::trace;
 
@@ -31,12 +31,27 @@ pub struct Paced {
     pub done: Option<oneshot::Sender<()>>,
 }
 
-/// What a delivery learns from the server: its msgid (echo-message), or why it was refused
-/// (`Err((reason, retryable))`).
-pub type EchoResult = Result<Option<String>, (String, bool)>;
+/// Why the server refused a sent line (a numeric answering it).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EchoError {
+    /// Refused while we are in the channel (moderated, colours forbidden, no such nick):
+    /// sending again will not help.
+    #[error("{target}: {reason}")]
+    Refused { target: String, reason: String },
+    /// Refused because we are not in the channel (any more): worth retrying after the rejoin.
+    #[error("{target}: {reason}")]
+    NotJoined { target: String, reason: String },
+}
 
-/// Who waits for echo-message to give a sent line its id, by (folded target, first line's text).
-type EchoWaiters = HashMap<(String, String), VecDeque<oneshot::Sender<EchoResult>>>;
+/// What a delivery learns from the server: its msgid (echo-message), if any, or why it was
+/// refused.
+pub type EchoResult = Result<Option<String>, EchoError>;
+
+type Waiter = oneshot::Sender<EchoResult>;
+
+/// Who waits for echo-message to give a sent line its id, by (folded target, first line's
+/// text): the fallback for servers without labeled-response.
+type EchoWaiters = HashMap<(String, String), VecDeque<Waiter>>;
 
 /// Handles to the registered connection.
 #[derive(Clone)]
@@ -44,6 +59,8 @@ pub struct Link {
     pub urgent: mpsc::UnboundedSender<String>,
     pub paced: mpsc::UnboundedSender<Paced>,
     pub state: Arc<Mutex<LinkState>>,
+    /// Woken whenever `joined` or `join_refused` changes, for deliveries waiting for a join.
+    pub joins: Arc<Notify>,
 }
 
 /// What `deliver` needs to know about the live connection.
@@ -54,7 +71,125 @@ pub struct LinkState {
     pub joined: HashMap<String, String>,
     /// Channels a delivery asked to join, and when.
     pub join_requested: HashMap<String, Instant>,
+    /// Channels the server would not let us join (full, banned, bad key), and why; cleared
+    /// when we join or ask again.
+    pub join_refused: HashMap<String, String>,
     pub echo_waiters: EchoWaiters,
+    /// labeled-response: who waits for the answer to each label, with the folded target.
+    pub label_waiters: HashMap<String, (String, Waiter)>,
+    /// The number in the next label; labels are unique per connection.
+    pub next_label: u64,
+}
+
+impl LinkState {
+    pub fn new(me: SelfPrefix) -> Self {
+        LinkState {
+            me,
+            caps: HashSet::new(),
+            joined: HashMap::new(),
+            join_requested: HashMap::new(),
+            join_refused: HashMap::new(),
+            echo_waiters: HashMap::new(),
+            label_waiters: HashMap::new(),
+            next_label: 1,
+        }
+    }
+
+    /// Whether sends are matched to their echoes by label.
+    pub fn labels(&self) -> bool {
+        self.caps.contains("labeled-response") && self.caps.contains("echo-message")
+    }
+
+    /// Wait for the echo of a line to `folded` whose text is `text`: returns the receiver and,
+    /// where the server offers labeled-response, the label to tag the line with.
+    pub fn expect_echo(
+        &mut self,
+        folded: &str,
+        text: &str,
+    ) -> (oneshot::Receiver<EchoResult>, Option<String>) {
+        let (tx, rx) = oneshot::channel();
+        if self.labels() {
+            let label = format!("pb{}", self.next_label);
+            self.next_label += 1;
+            self.label_waiters
+                .insert(label.clone(), (folded.to_owned(), tx));
+            (rx, Some(label))
+        } else {
+            self.echo_waiters
+                .entry((folded.to_owned(), text.to_owned()))
+                .or_default()
+                .push_back(tx);
+            (rx, None)
+        }
+    }
+
+    /// Forget a label whose delivery stopped waiting.
+    pub fn forget_label(&mut self, label: &str) {
+        self.label_waiters.remove(label);
+    }
+
+    /// An answer to our line: by its label where it has one we wait for, else by target and
+    /// text (the oldest living waiter: deliveries that gave up are skipped). Returns whether a
+    /// waiter was found.
+    pub fn answer(
+        &mut self,
+        label: Option<&str>,
+        folded: &str,
+        text: Option<&str>,
+        result: EchoResult,
+    ) -> bool {
+        if let Some((_, waiter)) = label.and_then(|l| self.label_waiters.remove(l)) {
+            let _ = waiter.send(result);
+            return true;
+        }
+        let Some(text) = text else { return false };
+        let key = (folded.to_owned(), text.to_owned());
+        let mut found = false;
+        if let Some(queue) = self.echo_waiters.get_mut(&key) {
+            while let Some(waiter) = queue.pop_front() {
+                if !waiter.is_closed() {
+                    let _ = waiter.send(result);
+                    found = true;
+                    break;
+                }
+            }
+            if queue.is_empty() {
+                self.echo_waiters.remove(&key);
+            }
+        }
+        found
+    }
+
+    /// A refusal of a line to `folded`: the labeled waiter it names, or else every waiter for
+    /// that target (a server without labels does not say which line it refused).
+    pub fn refuse(&mut self, label: Option<&str>, folded: &str, error: EchoError) {
+        if let Some((_, waiter)) = label.and_then(|l| self.label_waiters.remove(l)) {
+            let _ = waiter.send(Err(error));
+            return;
+        }
+        let keys: Vec<_> = self
+            .echo_waiters
+            .keys()
+            .filter(|(t, _)| t == folded)
+            .cloned()
+            .collect();
+        for key in keys {
+            for waiter in self.echo_waiters.remove(&key).into_iter().flatten() {
+                let _ = waiter.send(Err(error.clone()));
+            }
+        }
+        let labels: Vec<_> = self
+            .label_waiters
+            .iter()
+            .filter(|(_, (t, _))| t == folded)
+            .map(|(l, _)| l.clone())
+            .collect();
+        for l in labels {
+            if let Some((_, waiter)) = self.label_waiters.remove(&l) {
+                let _ = waiter.send(Err(error.clone()));
+            }
+        }
+    }
 }
 
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -96,4 +231,67 @@ pub async fn writer_task<W: AsyncWrite>(
     wr.flush().await?;
     let _ = wr.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(caps: &[&str]) -> LinkState {
+        let mut s = LinkState::new(SelfPrefix {
+            nick: "pb".into(),
+            user: "pb".into(),
+            host: None,
+        });
+        s.caps = caps.iter().map(|c| (*c).to_owned()).collect();
+        s
+    }
+
+    #[test]
+    fn labels_find_an_echo_whatever_its_text() {
+        let mut s = state(&["echo-message", "labeled-response"]);
+        let (mut rx1, l1) = s.expect_echo("#c", "<bob> colour");
+        let (mut rx2, l2) = s.expect_echo("#c", "<bob> colour");
+        let (l1, l2) = (l1.expect("label"), l2.expect("label"));
+        assert_ne!(l1, l2);
+        // The server rewrote the text; the label still names the delivery, out of order too.
+        assert!(s.answer(Some(&l2), "#c", Some("<bob> color"), Ok(Some("id2".into()))));
+        assert_eq!(rx2.try_recv(), Ok(Ok(Some("id2".into()))));
+        assert!(rx1.try_recv().is_err());
+        s.refuse(
+            Some(&l1),
+            "#c",
+            EchoError::Refused {
+                target: "#c".into(),
+                reason: "moderated".into(),
+            },
+        );
+        assert!(matches!(rx1.try_recv(), Ok(Err(EchoError::Refused { .. }))));
+        assert!(s.label_waiters.is_empty());
+    }
+
+    #[test]
+    fn without_labels_echoes_match_by_text_oldest_first() {
+        let mut s = state(&["echo-message"]);
+        let (mut rx1, l1) = s.expect_echo("#c", "hi");
+        let (mut rx2, _) = s.expect_echo("#c", "hi");
+        assert_eq!(l1, None);
+        assert!(!s.answer(None, "#c", Some("other"), Ok(None)));
+        assert!(s.answer(None, "#c", Some("hi"), Ok(Some("a".into()))));
+        assert_eq!(rx1.try_recv(), Ok(Ok(Some("a".into()))));
+        // A refusal without a label fails every waiter for that target.
+        s.refuse(
+            None,
+            "#c",
+            EchoError::NotJoined {
+                target: "#c".into(),
+                reason: "not on channel".into(),
+            },
+        );
+        assert!(matches!(
+            rx2.try_recv(),
+            Ok(Err(EchoError::NotJoined { .. }))
+        ));
+        assert!(s.echo_waiters.is_empty());
+    }
 }

@@ -35,6 +35,10 @@ pub struct MsgTags {
     pub reply_to: Option<String>,
     /// `bot`: sent by a bot.
     pub bot: bool,
+    /// `label` (labeled-response): the label of our command this line answers.
+    pub label: Option<String>,
+    /// `draft/chathistory-end` on a `BATCH` start: the last page of a history pagination.
+    pub history_end: bool,
 }
 
 /// Who sent a line.
@@ -121,6 +125,8 @@ fn read_tags(message: &Message) -> MsgTags {
             "batch" => tags.batch = value,
             "+draft/reply" | "+reply" => tags.reply_to = value,
             "bot" | "draft/bot" => tags.bot = true,
+            "label" => tags.label = value,
+            "draft/chathistory-end" | "chathistory-end" => tags.history_end = true,
             _ => {}
         }
     }

@@ -13,8 +13,11 @@ use base64::Engine;
 
 use crate::config::{IrcConfig, Sasl};
 
-/// The capabilities a bridge asks for when offered.
-pub const WANTED_CAPS: [&str; 10] = [
+/// The capabilities a bridge asks for when offered. `draft/event-playback` makes a history
+/// replay carry joins, parts and quits as themselves instead of as HistServ messages;
+/// `labeled-response` lets a delivery find its echo by label, whatever the server did to the
+/// text.
+pub const WANTED_CAPS: [&str; 12] = [
     "server-time",
     "message-tags",
     "echo-message",
@@ -25,6 +28,8 @@ pub const WANTED_CAPS: [&str; 10] = [
     "draft/chathistory",
     "chathistory",
     "cap-notify",
+    "draft/event-playback",
+    "labeled-response",
 ];
 
 /// What to do after a line.

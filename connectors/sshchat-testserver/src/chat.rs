@@ -18,6 +18,9 @@ pub enum Out {
 
 pub struct User {
     pub name: String,
+    /// The name the user logged in with: ssh-chat's prompt keeps showing it when the user was
+    /// named `Guest<N>` because it was taken (as the real server does).
+    pub asked: String,
     pub room: String,
     pub out: mpsc::UnboundedSender<Out>,
     pub width: usize,
@@ -39,14 +42,14 @@ impl User {
     pub fn prompt(&self, dialect: Dialect) -> String {
         match dialect {
             Dialect::Devzat => format!("{}: {}", format::colour_name(&self.name), self.input),
-            Dialect::SshChat => format!("[{}] {}", self.name, self.input),
+            Dialect::SshChat => format!("[{}] {}", self.asked, self.input),
         }
     }
 
     pub fn prompt_width(&self, dialect: Dialect) -> usize {
         match dialect {
             Dialect::Devzat => self.name.chars().count() + 2 + self.input.chars().count(),
-            Dialect::SshChat => self.name.chars().count() + 3 + self.input.chars().count(),
+            Dialect::SshChat => self.asked.chars().count() + 3 + self.input.chars().count(),
         }
     }
 

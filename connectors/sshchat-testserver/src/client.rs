@@ -33,11 +33,15 @@ pub struct TestUser {
 }
 
 impl TestUser {
-    /// Log in with a fresh key: a pty for Devzat, TERM=bot for ssh-chat.
+    /// Log in with a fresh key: a pty for Devzat; for ssh-chat TERM=bot and a pty of type
+    /// `bot` (the real ssh-chat needs a pty of non-zero size from every client).
     pub async fn connect(addr: &str, name: &str, dialect: Dialect) -> std::io::Result<TestUser> {
         let key = PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519)
             .map_err(std::io::Error::other)?;
-        TestUser::connect_with_key(addr, name, &key, dialect == Dialect::Devzat).await
+        match dialect {
+            Dialect::Devzat => TestUser::connect_with_key(addr, name, &key, true).await,
+            Dialect::SshChat => TestUser::connect_as(addr, name, &key, Some("bot")).await,
+        }
     }
 
     /// Log in with a given key; with a pty, or else without one and with TERM=bot.
@@ -46,6 +50,17 @@ impl TestUser {
         name: &str,
         key: &PrivateKey,
         pty: bool,
+    ) -> std::io::Result<TestUser> {
+        TestUser::connect_as(addr, name, key, pty.then_some("xterm-256color")).await
+    }
+
+    /// Log in with a given key and a pty of terminal type `pty` (`bot`: ssh-chat's bot mode,
+    /// 1100 columns so that no echo wraps), or without a pty and with TERM=bot.
+    pub async fn connect_as(
+        addr: &str,
+        name: &str,
+        key: &PrivateKey,
+        pty: Option<&str>,
     ) -> std::io::Result<TestUser> {
         let io = |e: russh::Error| std::io::Error::other(e.to_string());
         let key = key.clone();
@@ -59,13 +74,18 @@ impl TestUser {
             return Err(std::io::Error::other("login refused"));
         }
         let channel = handle.channel_open_session().await.map_err(io)?;
-        if pty {
-            channel
-                .request_pty(false, "xterm-256color", 200, 50, 0, 0, &[])
-                .await
-                .map_err(io)?;
-        } else {
-            channel.set_env(false, "TERM", "bot").await.map_err(io)?;
+        match pty {
+            Some(term) => {
+                if term == "bot" {
+                    channel.set_env(false, "TERM", "bot").await.map_err(io)?;
+                }
+                let width = if term == "bot" { 1100 } else { 200 };
+                channel
+                    .request_pty(false, term, width, 50, 0, 0, &[])
+                    .await
+                    .map_err(io)?;
+            }
+            None => channel.set_env(false, "TERM", "bot").await.map_err(io)?,
         }
         channel.request_shell(false).await.map_err(io)?;
         let (mut read, write) = channel.split();

@@ -329,6 +329,7 @@ impl Terminal {
     fn new_user(&self, name: &str) -> User {
         User {
             name: name.to_owned(),
+            asked: self.who.user.clone(),
             room: "#main".into(),
             out: self.out.clone(),
             width: self.width,

@@ -1,6 +1,9 @@
 //! A test server for patchbay's sshchat connector, reproducing what the Devzat and ssh-chat
-//! servers do that a bridge must handle (see shared/protocols/sshchat.md): neither server can be
-//! installed on the project's machines.
+//! servers do that a bridge must handle (see shared/protocols/sshchat.md), for the faults and
+//! timings the real servers cannot be made to show on demand (a timestamp before every line,
+//! fast keepalives, narrow terminals, several plugin tokens). The real builds in
+//! `../shared/peers/` are right where the two disagree: the connector's tests of bursts,
+//! anti-spam, join bans and its own commands run against them (`connectors/sshchat/tests/real_*.rs`).
 //!
 //! One [`TestServer`] speaks one dialect on a loopback SSH port (russh) and, for Devzat, serves
 //! the gRPC plugin API on a second port (tonic). Tests observe it through its transcript (every

@@ -13,6 +13,9 @@ const DEVZAT_COMMANDS: &[&str] = &[
     "bio", "emojis", "theme", "color", "rest", "tic", "pronouns", "id", "kick", "ban",
 ];
 
+/// What Devzat broadcasts for `shrug`.
+const SHRUG: &str = "¯\\(ツ)/¯";
+
 impl Terminal {
     pub(crate) fn devzat_line(&mut self, line: String) -> bool {
         let Some(id) = self.id else { return true };
@@ -90,10 +93,13 @@ impl Terminal {
         }
         // Everything else is broadcast, and run too when its first word names a command.
         let first = text.split_whitespace().next().unwrap_or("");
-        // These run without being shown; every other line is broadcast (and run when its first
-        // word names a command).
-        let silent = matches!(first, "cd" | "hang" | "shrug" | "mute" | "clear");
-        if !silent {
+        // As the real Devzat does: every line is broadcast (and run when its first word names
+        // a command), `cd #room`, `cd ..` and `hang` included; `shrug` is shown as the shrug
+        // itself; only `clear` and `mute` run without being shown.
+        let silent = matches!(first, "mute" | "clear");
+        if first == "shrug" {
+            chat.message(&opts, &room, &name, SHRUG, Some(id), None);
+        } else if !silent {
             chat.message(&opts, &room, &name, &text, Some(id), None);
         }
         let mut keep = true;
@@ -157,14 +163,15 @@ impl Terminal {
             return true;
         };
         let name = user.name.clone();
-        // The line editor's echo: `[name] text` and a lone carriage return, broken onto a new
-        // row at the terminal's width (80 columns without a pty).
-        let echo: Vec<char> = format!("[{name}] {line}").chars().collect();
+        // The line editor's echo: `[name] text` and a line break, broken onto a new row at the
+        // terminal's width (80 columns without a pty).
+        let echo: Vec<char> = format!("[{}] {line}", user.asked).chars().collect();
         let rows: Vec<String> = echo
             .chunks(user.width.max(1))
             .map(|row| row.iter().collect())
             .collect();
-        user.send(format!("{}\r", rows.join("\r\n")));
+        // The real server ends the echo with the Enter's line break: the line was read.
+        user.send(format!("{}\r\n", rows.join("\r\n")));
         // Every entered line counts against 3 lines per 3 s (fixed windows), even an empty or
         // over-long one; then the length is checked; empty lines are ignored.
         if user.window_start.elapsed() > Duration::from_secs(3) {
@@ -213,6 +220,7 @@ impl Terminal {
                     } else {
                         if let Some(user) = chat.users.get_mut(&id) {
                             user.name = new.clone();
+                            user.asked = new.clone();
                         }
                         chat.system(
                             &opts,

@@ -84,7 +84,9 @@ fn default_reconnect_max() -> u64 {
 /// The validated account config.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// `host:port`.
+    /// `host:port` of the SSH server. Required in plugin mode too: it names the server in
+    /// [`Config::network`], so a plugin account and an SSH account of the same Devzat server
+    /// recognise each other's lines.
     pub server: String,
     pub dialect: Dialect,
     pub nick: String,
@@ -123,6 +125,17 @@ impl std::fmt::Debug for PluginConfig {
 }
 
 impl Config {
+    /// The server as every account of a gateway names it, whichever way it connects:
+    /// `devzat@HOST:PORT` or `ssh-chat@HOST:PORT`, from `server` (the SSH address, also in
+    /// plugin mode), the host in lower case. Accounts announce their own names under it.
+    pub fn network(&self) -> String {
+        let software = match self.dialect {
+            Dialect::Devzat => "devzat",
+            Dialect::SshChat => "ssh-chat",
+        };
+        format!("{software}@{}", self.server.to_ascii_lowercase())
+    }
+
     pub fn from_table(account: &AccountInfo, table: toml::Table) -> Result<Config, ConfigError> {
         let raw: Raw = parse_table(table)?;
         if !valid_server(&raw.server) {

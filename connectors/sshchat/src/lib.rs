@@ -2,14 +2,31 @@
 //!
 //! - With a plugin token (Devzat only), one gRPC session serves every room: a listener stream
 //!   brings each room broadcast in, and `SendMessage` posts relayed messages under the relayed
-//!   author's own name ([`plugin`]).
+//!   author's own name (`plugin`).
 //! - Without one, the bot logs in over SSH like a person: one session per mirrored room, the
-//!   screen parsed back into lines ([`screen`], [`parse`]), its sends paced under the servers'
-//!   anti-spam limits ([`pacing`]) and merged rather than dropped when a burst comes ([`ssh`]).
+//!   screen parsed back into lines, its sends paced under the servers' anti-spam limits and
+//!   merged rather than dropped when a burst comes, each delivery answered only once the server
+//!   showed its line (`ssh`, `session`).
 //!
-//! Building validates the `[sshchat.NAME]` table ([`config`]) and never connects.
+//! Every account announces the names it speaks as under its server's network name
+//! ([`Config::network`]), so the gateway never relays the bot's own lines (its `cd #room`,
+//! its relays) through another account on the same server. Devzat's `devbot` comes in as
+//! notices from a bot.
+//!
+//! Layout (pure modules marked *pure*):
+//! - [`config`]: the `[sshchat.NAME]` table, validated once; building never connects.
+//! - [`converse`] (*pure*): one session's conversation as a state machine, bytes in, steps out.
+//! - `session`: one room's SSH session, the thin I/O loop around [`converse`] and [`send`].
+//! - [`send`] (*pure*): a room's send queue, what to write next, who is answered when.
+//! - `ssh`: SSH mode, its rooms and own names, `deliver_run`.
+//! - `plugin`: Devzat's plugin API mode.
+//! - [`screen`] (*pure*): terminal output into lines; [`parse`] (*pure*): lines into meanings.
+//! - [`render`] (*pure*): deliveries into typed lines; [`hops`] (*pure*): the invisible hop trace.
+//! - [`pacing`]: send window, join gate, reconnect backoff; [`keys`]: client and host keys;
+//!   `login`: connect and authenticate; `emitter`: hands events over without pausing reads.
 
 pub mod config;
+pub mod converse;
 mod emitter;
 pub mod hops;
 pub mod keys;
@@ -19,6 +36,8 @@ pub mod parse;
 mod plugin;
 pub mod render;
 pub mod screen;
+pub mod send;
+mod session;
 mod ssh;
 
 /// Devzat's plugin API, compiled from `proto/plugin.proto`.
@@ -94,7 +113,36 @@ impl Connector for SshChat {
     async fn deliver(&self, delivery: Delivery) -> Result<Delivered, DeliveryError> {
         match &self.mode {
             Mode::Plugin(plugin) => plugin.deliver(delivery).await,
-            Mode::Ssh(ssh) => ssh.deliver(delivery).await,
+            Mode::Ssh(ssh) => ssh
+                .deliver_run(vec![delivery])
+                .await
+                .pop()
+                .unwrap_or_else(|| Err(DeliveryError::retryable("the delivery was not taken"))),
+        }
+    }
+
+    fn run_limit(&self) -> usize {
+        match &self.mode {
+            Mode::Plugin(_) => 1,
+            Mode::Ssh(_) => ssh::RUN_LIMIT,
+        }
+    }
+
+    async fn deliver_run(&self, run: Vec<Delivery>) -> Vec<Result<Delivered, DeliveryError>> {
+        match &self.mode {
+            Mode::Plugin(plugin) => {
+                let mut results = Vec::with_capacity(run.len());
+                for delivery in run {
+                    let result = plugin.deliver(delivery).await;
+                    let failed = result.is_err();
+                    results.push(result);
+                    if failed {
+                        break;
+                    }
+                }
+                results
+            }
+            Mode::Ssh(ssh) => ssh.deliver_run(run).await,
         }
     }
 }

@@ -16,6 +16,10 @@ pub enum Line {
         from: String,
         text: String,
     },
+    /// A line from Devzat's own bot (`devbot`): server news, game moves, anti-spam warnings.
+    Devbot {
+        text: String,
+    },
     /// An emote (`/me`), ssh-chat only.
     Emote {
         from: String,
@@ -62,14 +66,41 @@ pub enum Line {
     System {
         text: String,
     },
-    /// Our own message coming back (the session uses it to confirm a command took effect).
-    /// `redraw` is set for the server's formatted copy that replaces the typed echo.
+    /// Our own line coming back. `redraw` is set for the copy that confirms it: Devzat's
+    /// broadcast that replaces the typed echo, and on ssh-chat (which sends no copy of our
+    /// messages in bot mode) the line editor's echo of the Enter. One per line written, in
+    /// order, so the session takes it as the confirmation of the oldest line not confirmed.
     Own {
         text: String,
         redraw: bool,
     },
     /// Nothing (a blank line, a prompt).
     Blank,
+}
+
+/// The name Devzat's own bot speaks under (no user can take it).
+pub const DEVBOT: &str = "devbot";
+
+/// A finished Devzat message: from a person, or from the server's bot.
+fn devzat_message(from: String, text: String) -> Line {
+    if from == DEVBOT {
+        Line::Devbot { text }
+    } else {
+        Line::Message { from, text }
+    }
+}
+
+/// A Devzat line that moves its author to another room (`cd`, `cd ..`, `cd #room`). Devzat
+/// broadcasts it like any line; the move itself arrives as a leave and a join, so the line is
+/// bookkeeping and never emitted as chat (the bot's own `cd #room` least of all).
+pub fn is_room_command(text: &str) -> bool {
+    let mut words = text.split_whitespace();
+    words.next() == Some("cd")
+        && match (words.next(), words.next()) {
+            (None, _) => true,
+            (Some(arg), None) => arg == ".." || arg.starts_with('#'),
+            _ => false,
+        }
 }
 
 /// Devzat's longest user name.
@@ -298,11 +329,16 @@ pub struct LineParser {
     dialect: Dialect,
     /// The name we asked for, then the one the server gave us.
     name: String,
+    /// The name we asked for (ssh-chat's prompt keeps showing it).
+    asked: String,
     /// ssh-chat may rename us on a clash (`Guest<N>`): true once the join told us our name.
     name_known: bool,
     phase: Phase,
     /// A Devzat message waiting for possible continuation lines (wrapped or multi-line).
     pending: Option<(String, String)>,
+    /// Devzat drew a timestamp over our typed echo: the next own line is the server's copy
+    /// (after a minute of silence it writes `ESC[A ESC[2K`, the timestamp, then the line).
+    redraw_next: bool,
 }
 
 impl LineParser {
@@ -310,9 +346,11 @@ impl LineParser {
         LineParser {
             dialect,
             name: name.to_owned(),
+            asked: name.to_owned(),
             name_known: dialect == Dialect::Devzat,
             phase: Phase::Replay,
             pending: None,
+            redraw_next: false,
         }
     }
 
@@ -345,7 +383,7 @@ impl LineParser {
     pub fn flush(&mut self) -> Vec<Line> {
         self.pending
             .take()
-            .map(|(from, text)| Line::Message { from, text })
+            .map(|(from, text)| devzat_message(from, text))
             .into_iter()
             .collect()
     }
@@ -375,10 +413,10 @@ impl LineParser {
         match parsed {
             Line::Message { from, text } => {
                 if from == self.name {
-                    out.push(Line::Own {
-                        text,
-                        redraw: screen.replaces_previous,
-                    });
+                    let redraw = screen.replaces_previous || std::mem::take(&mut self.redraw_next);
+                    out.push(Line::Own { text, redraw });
+                } else if is_room_command(&text) {
+                    // Someone moving rooms: the leave or join that follows says so.
                 } else {
                     self.pending = Some((from, text));
                 }
@@ -388,7 +426,8 @@ impl LineParser {
             } else {
                 Line::Join { name }
             }),
-            Line::DirectOut { .. } | Line::Timestamp | Line::Blank => {}
+            Line::Timestamp => self.redraw_next = screen.replaces_previous,
+            Line::DirectOut { .. } | Line::Blank => {}
             Line::Join { ref name } | Line::Part { ref name } if *name == self.name => {}
             other => out.push(other),
         }
@@ -404,6 +443,27 @@ impl LineParser {
             }
             self.phase = Phase::Live;
         }
+        // The line editor's echo of a line we typed, `[name] text`, ended by the Enter: the
+        // server read the line, and handles it before reading the next one. In bot mode
+        // ssh-chat sends no copy of our own messages, so this is the confirmation. The prompt
+        // shows the name asked for even when the server gave `Guest<N>`.
+        let echoed = |name: &str| {
+            screen
+                .text
+                .strip_prefix('[')
+                .and_then(|r| r.strip_prefix(name))
+                .and_then(|r| r.strip_prefix("] "))
+                .filter(|rest| !rest.trim().is_empty())
+        };
+        if self.name_known
+            && let Some(rest) = echoed(&self.asked).or_else(|| echoed(&self.name))
+        {
+            let rest = rest.to_owned();
+            return vec![Line::Own {
+                text: rest.trim_start().to_owned(),
+                redraw: true,
+            }];
+        }
         if !self.name_known
             && let Line::Join { name } = &parsed
             && (*name == self.name || name.starts_with("Guest"))
@@ -414,9 +474,9 @@ impl LineParser {
             return Vec::new();
         }
         match parsed {
-            Line::Message { ref from, .. } | Line::Emote { ref from, .. } if *from == self.name => {
-                Vec::new()
-            }
+            // No copy of our own messages comes in bot mode, so a message under our name is
+            // someone else's: the one whose name was taken, when we are `Guest<N>` and took
+            // their join for ours.
             Line::Join { ref name } | Line::Part { ref name } if *name == self.name => Vec::new(),
             Line::Nick { ref old, ref new } if *old == self.name => {
                 self.name = new.clone();
@@ -429,194 +489,5 @@ impl LineParser {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::screen::Screen;
-    use proptest::prelude::*;
-
-    fn run(dialect: Dialect, name: &str, bytes: &[u8]) -> (Vec<Line>, LineParser) {
-        let mut screen = Screen::new();
-        let mut parser = LineParser::new(dialect, name);
-        let mut out = Vec::new();
-        for line in screen.feed(bytes) {
-            out.extend(parser.push(&line));
-        }
-        out.extend(parser.flush());
-        (out, parser)
-    }
-
-    fn msg(from: &str, text: &str) -> Line {
-        Line::Message {
-            from: from.into(),
-            text: text.into(),
-        }
-    }
-
-    #[test]
-    fn devzat_classifies_each_format() {
-        assert_eq!(
-            classify_devzat("alice: hi: there"),
-            msg("alice", "hi: there")
-        );
-        assert_eq!(
-            classify_devzat(" --> alice has joined the chat"),
-            Line::Join {
-                name: "alice".into()
-            }
-        );
-        assert_eq!(
-            classify_devzat(" <-- bob has left the chat"),
-            Line::Part { name: "bob".into() }
-        );
-        assert_eq!(
-            classify_devzat("alice -> psst"),
-            Line::DirectIn {
-                from: "alice".into(),
-                text: "psst".into()
-            }
-        );
-        assert_eq!(
-            classify_devzat("                    3:04pm"),
-            Line::Timestamp
-        );
-        assert_eq!(
-            classify_devzat("Your username is already in use. Pick a different one:"),
-            Line::NamePrompt
-        );
-        assert!(matches!(
-            classify_devzat("Welcome to the chat. There are 2 more users"),
-            Line::System { .. }
-        ));
-    }
-
-    #[test]
-    fn devzat_skips_history_and_own_lines_and_joins_wrapped_lines() {
-        let bytes = concat!(
-            "\x1b[H\x1b[2Jcarol: old news\r\n",
-            "Welcome to the chat. There are 1 more users\r\n",
-            " --> bot has joined the chat\r\n",
-            "bot: \x1b[4D\x1b[K\x1b[38;5;3malice\x1b[39m: a long\r\n",
-            "       wrapped line\r\n",
-            "bot: hello\r\n\x1b[A\x1b[2Kbot: hello\r\n",
-            "\x1b[4D\x1b[K --> dave has joined the chat\r\n",
-            "                                   12:01pm\r\nbot: "
-        )
-        .as_bytes();
-        let (lines, parser) = run(Dialect::Devzat, "bot", bytes);
-        assert!(parser.is_live());
-        let lines: Vec<Line> = lines
-            .into_iter()
-            .filter(|l| !matches!(l, Line::Own { .. }))
-            .collect();
-        assert_eq!(
-            lines,
-            vec![
-                msg("alice", "a long\nwrapped line"),
-                Line::Join {
-                    name: "dave".into()
-                }
-            ]
-        );
-    }
-
-    #[test]
-    fn devzat_own_arrival_after_cd_is_reported_and_others_arrivals_are_joins() {
-        let bytes = concat!(
-            " --> bot has joined the chat\r\nbot: ",
-            "\x1b[5D\x1b[K --> bot has joined #dev\r\nbot: ",
-            "\x1b[5D\x1b[K --> eve has joined #dev\r\nbot: "
-        )
-        .as_bytes();
-        let (lines, _) = run(Dialect::Devzat, "bot", bytes);
-        assert_eq!(
-            lines,
-            vec![
-                Line::Entered {
-                    room: "#dev".into()
-                },
-                Line::Join { name: "eve".into() }
-            ]
-        );
-    }
-
-    #[test]
-    fn devzat_name_prompt_is_reported_during_join() {
-        let (lines, _) = run(
-            Dialect::Devzat,
-            "bot",
-            b"Your username is already in use. Pick a different one:\r\n> ",
-        );
-        assert_eq!(lines, vec![Line::NamePrompt]);
-    }
-
-    #[test]
-    fn ssh_chat_learns_guest_name_and_skips_history() {
-        let bytes = b"alice: from history\r\r\n * bot joined. (Connected: 2)\r\r\n\
-[Guest3] \x1b[8D\x1b[K * Guest3 joined. (Connected: 3)\r\r\n[Guest3] \x1b[8D\x1b[Kalice: hi\r\r\n\
-[Guest3] \x1b[8D\x1b[K** alice waves\r\r\n[Guest3] \x1b[8D\x1b[K-> Message rejected: Rate limiting is in effect.\r\r\n\
-[Guest3] \x1b[8D\x1b[K[PM from alice] psst\r\r\n[Guest3] \x1b[8D\x1b[K * alice left. (After 7 seconds)\r\r\n[Guest3] ";
-        let (lines, parser) = run(Dialect::SshChat, "bot", bytes);
-        assert_eq!(parser.name(), "Guest3");
-        assert_eq!(
-            lines,
-            vec![
-                msg("alice", "hi"),
-                Line::Emote {
-                    from: "alice".into(),
-                    text: "waves".into()
-                },
-                Line::RateLimited,
-                Line::DirectIn {
-                    from: "alice".into(),
-                    text: "psst".into()
-                },
-                Line::Part {
-                    name: "alice".into()
-                },
-            ]
-        );
-    }
-
-    #[test]
-    fn ssh_chat_someone_elses_join_before_ours_is_not_taken_for_ours() {
-        let bytes =
-            b"\x1b[K * carol joined. (Connected: 2)\r\r\n\x1b[K * bot joined. (Connected: 3)\r\r\n";
-        let (lines, parser) = run(Dialect::SshChat, "bot", bytes);
-        assert_eq!(parser.name(), "bot");
-        assert!(parser.is_live());
-        assert_eq!(
-            lines,
-            vec![Line::Join {
-                name: "carol".into()
-            }]
-        );
-    }
-
-    #[test]
-    fn ssh_chat_nick_change_of_others_and_of_us() {
-        assert_eq!(
-            classify_ssh_chat(" * old is now known as new."),
-            Line::Nick {
-                old: "old".into(),
-                new: "new".into()
-            }
-        );
-    }
-
-    proptest! {
-        #[test]
-        fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
-            for dialect in [Dialect::Devzat, Dialect::SshChat] {
-                let _ = run(dialect, "bot", &bytes);
-            }
-        }
-
-        #[test]
-        fn parsers_never_panic_on_text(lines in proptest::collection::vec("\\PC{0,60}", 0..12)) {
-            for line in &lines {
-                let _ = classify_devzat(line);
-                let _ = classify_ssh_chat(line);
-            }
-        }
-    }
-}
+#[path = "parse_tests.rs"]
+mod tests;

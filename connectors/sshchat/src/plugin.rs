@@ -22,7 +22,7 @@ use tonic::{Code, Request, Status};
 
 use crate::config::{Config, PluginConfig};
 use crate::pacing::Backoff;
-use crate::parse::{Line, classify_devzat};
+use crate::parse::{DEVBOT, Line, classify_devzat};
 use crate::proto::plugin_client::PluginClient;
 use crate::proto::{self, ListenerClientData, listener_client_data};
 use crate::render;
@@ -53,7 +53,16 @@ pub struct PluginMode {
     target: Result<(Endpoint, Auth), String>,
     client: std::sync::OnceLock<Client>,
     sent: Mutex<VecDeque<(String, String, String, Instant)>>,
+    /// Where the names we speak as are announced (set when `run` starts).
+    sink: std::sync::OnceLock<patchbay_sdk::EventSink>,
+    /// The names relayed messages were sent under, newest last: the account's own names on
+    /// the server, announced so that another account of the gateway on the same server (an
+    /// SSH session) never relays them again.
+    speaking_as: Mutex<VecDeque<String>>,
 }
+
+/// Relay names announced at most (the oldest are forgotten first).
+const SPEAKING_AS_LEN: usize = 256;
 
 fn make_target(plugin: &PluginConfig) -> Result<(Endpoint, Auth), String> {
     let endpoint = Endpoint::from_shared(plugin.address.clone())
@@ -79,6 +88,8 @@ impl PluginMode {
             target,
             client: std::sync::OnceLock::new(),
             sent: Mutex::new(VecDeque::new()),
+            sink: std::sync::OnceLock::new(),
+            speaking_as: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -94,6 +105,8 @@ impl PluginMode {
 
     pub async fn run(&self, ctx: ConnectorContext) -> Result<(), ConnectorError> {
         let client = self.client().map_err(ConnectorError)?;
+        let _ = self.sink.set(ctx.sink.clone());
+        self.announce();
         let emitter = crate::emitter::Emitter::spawn(ctx.sink.clone());
         let mut backoff = Backoff::new(Duration::from_secs(1), self.config.reconnect_max);
         loop {
@@ -152,12 +165,33 @@ impl PluginMode {
         tx.send(first)
             .await
             .map_err(|_| Status::internal("listener request stream closed"))?;
-        let mut events = client
-            .register_listener(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await?
-            .into_inner();
+        let mut probe_client = client.clone();
+        let register = client.register_listener(tokio_stream::wrappers::ReceiverStream::new(rx));
+        tokio::pin!(register);
+        // Devzat answers a listener's registration with its first event only: in a quiet room
+        // the answer waits until someone speaks. A call that can only be refused (a message to
+        // a room that cannot exist) proves the connection and the token meanwhile.
+        let probe = probe_client.send_message(proto::Message {
+            room: String::new(),
+            from: None,
+            msg: String::new(),
+            ephemeral_to: None,
+        });
+        let registered = tokio::select! {
+            registered = &mut register => Some(registered?),
+            probed = probe => match probed {
+                Ok(_) => None,
+                Err(status) if matches!(status.code(), Code::InvalidArgument | Code::NotFound) => None,
+                Err(status) => return Err(status),
+            },
+        };
         ctx.state.up();
         tracing::info!(account = %ctx.account, "listening on Devzat's plugin API");
+        let mut events = match registered {
+            Some(registered) => registered,
+            None => register.await?,
+        }
+        .into_inner();
         // `tx` stays alive for as long as we listen: closing it would end the registration.
         let _keep = tx;
         while let Some(event) = events.message().await? {
@@ -167,6 +201,43 @@ impl PluginMode {
             emitter.emit(inbound).await;
         }
         Ok(())
+    }
+
+    /// Tell the gateway the names this account speaks as on the server.
+    fn announce(&self) {
+        let Some(sink) = self.sink.get() else { return };
+        let names: Vec<String> = self
+            .speaking_as
+            .lock()
+            .map(|names| names.iter().cloned().collect())
+            .unwrap_or_default();
+        sink.announce(self.config.network(), names);
+    }
+
+    /// About to send as `name`: announce it first if it is new, so that the server's
+    /// broadcast of it is known as ours before any other account sees it.
+    fn speak_as(&self, name: &str) {
+        let new = match self.speaking_as.lock() {
+            Ok(mut names) => {
+                if let Some(at) = names.iter().position(|n| n == name) {
+                    // Keep the most recently used names.
+                    if let Some(n) = names.remove(at) {
+                        names.push_back(n);
+                    }
+                    false
+                } else {
+                    if names.len() >= SPEAKING_AS_LEN {
+                        names.pop_front();
+                    }
+                    names.push_back(name.to_owned());
+                    true
+                }
+            }
+            Err(_) => false,
+        };
+        if new {
+            self.announce();
+        }
     }
 
     /// An event from the listener as an inbound event, or `None` to skip it.
@@ -189,6 +260,23 @@ impl PluginMode {
         }
         if self.is_echo(&room, &from, &event.msg) {
             return None;
+        }
+        if crate::parse::is_room_command(&event.msg) {
+            // Someone moving rooms (the bot's own `cd #room` included): bookkeeping, told by
+            // the leave and join that follow.
+            return None;
+        }
+        if from == DEVBOT {
+            // The server's own bot (server news, games, anti-spam warnings): a notice from a
+            // bot, which routes relay only when asked to.
+            let text = crate::screen::strip_ansi(&event.msg);
+            let mut author = Author::named(DEVBOT);
+            author.is_bot = true;
+            let mut inbound = Inbound::message(room, author, Default::default());
+            inbound.kind = Kind::Notice {
+                body: patchbay_sdk::RichText::plain(text),
+            };
+            return Some(inbound);
         }
         let (msg, hops) = crate::hops::extract(&event.msg);
         let body = from_markdown(&msg);
@@ -242,6 +330,9 @@ impl PluginMode {
         };
         let msg = format!("{}{trailer}", render::neutralise_devzat(&out.text));
         let from = (!out.nick.is_empty()).then(|| out.nick.clone());
+        if let Some(from) = &from {
+            self.speak_as(from);
+        }
         self.remember(&delivery.room, &out.nick, &msg);
         let request = proto::Message {
             room: delivery.room.clone(),

@@ -1,4 +1,6 @@
-//! Devzat over SSH (no plugin token), against the test server.
+//! Devzat over SSH (no plugin token), against the test server: what the real Devzat cannot
+//! be made to show on demand (a squatter on the name, narrow terminals, timestamps before every
+//! line, another gateway's hop trace). Bursts under the real anti-spam are in `real_devzat.rs`.
 
 mod support;
 
@@ -101,72 +103,6 @@ async fn mirrors_two_rooms_skipping_history_and_own_echo() {
 }
 
 #[tokio::test]
-async fn a_burst_of_100_arrives_complete_without_warnings_or_bans() {
-    let server = TestServer::start(Options::devzat()).await.expect("server");
-    let mut bridge = start(&config(&server, "[\"#main\"]"));
-    assert!(bridge.wait_up(WAIT).await);
-    for i in 0..100 {
-        bridge
-            .deliver(delivery("#main", "[irc] flood", &format!("message {i}")))
-            .await
-            .expect("queued");
-    }
-    let all_there = server
-        .wait_until(Duration::from_secs(60), |s| {
-            // Merged lines carry several messages separated by Devzat's `\n` escape.
-            let all: Vec<String> = s
-                .transcript()
-                .iter()
-                .filter(|r| r.from.starts_with("bridge"))
-                .flat_map(|r| r.text.split("\\n").map(str::to_owned).collect::<Vec<_>>())
-                .collect();
-            (0..100).all(|i| all.contains(&format!("[irc] flood: message {i}")))
-        })
-        .await;
-    assert!(
-        all_there,
-        "every message arrived: {:?}",
-        server.transcript()
-    );
-    assert!(server.warnings().is_empty(), "{:?}", server.warnings());
-    assert!(server.bans().is_empty(), "{:?}", server.bans());
-    let lines = server
-        .transcript()
-        .iter()
-        .filter(|r| r.from.starts_with("bridge"))
-        .count();
-    assert!(lines < 30, "merged into few lines: {lines}");
-    bridge.stop().await.expect("stop");
-}
-
-#[tokio::test]
-async fn reconnects_after_a_restart_without_tripping_the_join_ban() {
-    let server = TestServer::start(Options::devzat()).await.expect("server");
-    let mut bridge = start(&config(&server, "[\"#main\", \"#ops\"]"));
-    assert!(bridge.wait_up(WAIT).await);
-    for _ in 0..2 {
-        server.restart().await.expect("restart");
-        assert!(
-            server
-                .wait_until(Duration::from_secs(90), |s| s.users().len() == 2)
-                .await,
-            "both sessions back: {:?}",
-            server.users()
-        );
-    }
-    assert!(server.bans().is_empty(), "{:?}", server.bans());
-    let alice = server.connect_user("alice").await.expect("alice");
-    alice.say("back again").await.expect("say");
-    bridge
-        .events
-        .wait(WAIT, |e| text(e) == "back again")
-        .await
-        .expect("resumed");
-    alice.close().await;
-    bridge.stop().await.expect("stop");
-}
-
-#[tokio::test]
 async fn wrapped_lines_timestamps_and_dms_on_a_narrow_terminal() {
     let mut opts = Options::devzat();
     // A timestamp line before every message, as after a minute of silence.
@@ -188,6 +124,18 @@ async fn wrapped_lines_timestamps_and_dms_on_a_narrow_terminal() {
         .expect("long message");
     assert!(text(&event).contains('\n'), "it was wrapped at 80 columns");
     assert_eq!(text(&event).replace('\n', " "), long, "reassembled whole");
+    // With a timestamp drawn over the typed echo before the server's copy (as after a minute
+    // of silence), the copy still confirms the line: the delivery is answered at once.
+    let started = std::time::Instant::now();
+    bridge
+        .deliver(delivery("#main", "[irc] bob", "after the silence"))
+        .await
+        .expect("delivered");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "confirmed without waiting for a timeout: {:?}",
+        started.elapsed()
+    );
     alice.say("=bridge a secret").await.expect("dm");
     alice.say("after the dm").await.expect("say");
     bridge

@@ -40,6 +40,21 @@ pub enum InboundKind {
     Notice,
 }
 
+/// How an inbound request's HMAC-SHA256 signature is read (with `secret`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureScheme {
+    /// `sha256=HEX` of the body in `signature_header`, as GitHub signs: no timestamp, so no
+    /// replay protection beyond the sender's delivery id.
+    Github,
+    /// Slack's signing secret: `X-Slack-Signature: v0=HEX` of `v0:{ts}:{body}` with
+    /// `X-Slack-Request-Timestamp: {ts}`; refused outside `signature_max_age_secs`.
+    Slack,
+    /// patchbay's own timed signature (what a patchbay `sign_secret` sends):
+    /// `X-Patchbay-Signature: v1=HEX` of `v1:{ts}:{body}` with `X-Patchbay-Timestamp: {ts}`.
+    Patchbay,
+}
+
 /// How a delivery is POSTed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -62,6 +77,9 @@ struct RawRoom {
     secret: Option<String>,
     secret_file: Option<PathBuf>,
     signature_header: Option<String>,
+    signature_scheme: Option<SignatureScheme>,
+    /// How far (seconds, either way) a timed signature's timestamp may be from our clock.
+    signature_max_age_secs: Option<f64>,
     format: Option<Format>,
     template: Option<String>,
     template_file: Option<PathBuf>,
@@ -112,6 +130,9 @@ const ACCOUNT_KEYS: &[&str] = &[
     "rooms",
 ];
 
+/// Slack's own advice: a signed request more than five minutes from our clock may be a replay.
+const DEFAULT_SIGNATURE_MAX_AGE_SECS: f64 = 300.0;
+
 fn default_max_body() -> usize {
     1024 * 1024
 }
@@ -131,6 +152,10 @@ pub struct InboundSettings {
     pub token: Option<String>,
     pub secret: Option<String>,
     pub signature_header: String,
+    pub signature_scheme: SignatureScheme,
+    /// How far a timed signature's timestamp may be from the gateway's clock, either way;
+    /// also how long an accepted signature is remembered to refuse its replays.
+    pub signature_max_age: Duration,
     pub format: Format,
     /// Name of the room's own template in the compiled templates, for `format = "template"`.
     pub template: Option<String>,
@@ -456,6 +481,20 @@ impl Resolver<'_> {
         let signature_header = pick(&raw.signature_header, |p| &p.signature_header)
             .unwrap_or_else(|| "X-Hub-Signature-256".to_owned());
         check_header_name(&signature_header).map_err(|m| self.error("signature_header", m))?;
+        let signature_scheme = raw
+            .signature_scheme
+            .or(parent.and_then(|p| p.signature_scheme))
+            .unwrap_or(SignatureScheme::Github);
+        let max_age = raw
+            .signature_max_age_secs
+            .or(parent.and_then(|p| p.signature_max_age_secs))
+            .unwrap_or(DEFAULT_SIGNATURE_MAX_AGE_SECS);
+        if !(max_age.is_finite() && max_age >= 1.0) {
+            return Err(self.error(
+                "signature_max_age_secs",
+                "must be a number of seconds, 1 or more",
+            ));
+        }
         let username = pick(&raw.username, |p| &p.username).unwrap_or_else(|| match format {
             Format::Github => "GitHub".to_owned(),
             Format::Gitlab => "GitLab".to_owned(),
@@ -467,6 +506,8 @@ impl Resolver<'_> {
             token,
             secret,
             signature_header,
+            signature_scheme,
+            signature_max_age: Duration::from_secs_f64(max_age),
             format,
             template,
             username,
@@ -477,101 +518,6 @@ impl Resolver<'_> {
                 .unwrap_or(InboundKind::Message),
             closed: false,
         })
-    }
-
-    fn outbound(
-        &self,
-        raw: &RawRoom,
-        templates: &mut Templates,
-        room: &str,
-    ) -> Result<Option<OutboundSettings>, ConfigError> {
-        let parent = self.parent;
-        let pick = |own: &Option<String>, get: fn(&RawRoom) -> &Option<String>| {
-            own.clone().or_else(|| parent.and_then(|p| get(p).clone()))
-        };
-        let Some(url) = pick(&raw.url, |p| &p.url) else {
-            return Ok(None);
-        };
-        match url.split_once("://") {
-            Some(("http" | "https", rest)) if !rest.is_empty() => {}
-            _ => {
-                return Err(self.error("url", format!("`{url}` is not an http:// or https:// URL")));
-            }
-        }
-        let payload = raw
-            .payload
-            .or(parent.and_then(|p| p.payload))
-            .unwrap_or(Payload::Json);
-        let template = self.compiled(
-            (&raw.payload_template, &raw.payload_template_file),
-            parent.map(|p| (&p.payload_template, &p.payload_template_file)),
-            "payload_template",
-            (payload == Payload::Template).then_some("payload = \"template\""),
-            format!("out:{room}"),
-            templates,
-        )?;
-        let sign_secret = self.secret(
-            &raw.sign_secret,
-            &raw.sign_secret_file,
-            |p| (p.sign_secret.clone(), p.sign_secret_file.clone()),
-            "sign_secret",
-        )?;
-        let sign_header = pick(&raw.sign_header, |p| &p.sign_header)
-            .unwrap_or_else(|| "X-Patchbay-Signature-256".to_owned());
-        check_header_name(&sign_header).map_err(|m| self.error("sign_header", m))?;
-        let timeout_secs = raw
-            .timeout_secs
-            .or(parent.and_then(|p| p.timeout_secs))
-            .unwrap_or(10.0);
-        if !(timeout_secs.is_finite() && timeout_secs > 0.0) {
-            return Err(self.error("timeout_secs", "must be a number of seconds above 0"));
-        }
-        let headers = raw
-            .headers
-            .clone()
-            .or_else(|| parent.and_then(|p| p.headers.clone()))
-            .unwrap_or_default();
-        for name in headers.keys() {
-            check_header_name(name).map_err(|m| self.error("headers", m))?;
-        }
-        let content_type = pick(&raw.content_type, |p| &p.content_type)
-            .unwrap_or_else(|| "application/json".to_owned());
-        let tls_ca = match raw
-            .tls_ca_file
-            .as_ref()
-            .or(parent.and_then(|p| p.tls_ca_file.as_ref()))
-        {
-            None => None,
-            Some(path) => {
-                let path = self.account.resolve(path);
-                let pem = std::fs::read(&path).map_err(|err| {
-                    self.error(
-                        "tls_ca_file",
-                        format!("cannot read {}: {err}", path.display()),
-                    )
-                })?;
-                match reqwest::Certificate::from_pem_bundle(&pem) {
-                    Ok(certs) if !certs.is_empty() => Some(pem),
-                    _ => {
-                        return Err(self.error(
-                            "tls_ca_file",
-                            format!("{} holds no PEM certificate", path.display()),
-                        ));
-                    }
-                }
-            }
-        };
-        Ok(Some(OutboundSettings {
-            url,
-            payload,
-            template,
-            content_type,
-            sign_secret,
-            sign_header,
-            timeout: Duration::from_secs_f64(timeout_secs),
-            headers,
-            tls_ca,
-        }))
     }
 }
 
@@ -585,6 +531,10 @@ fn check_header_name(name: &str) -> Result<(), String> {
 pub fn shipped() -> &'static [&'static str] {
     templates::SHIPPED
 }
+
+/// `Resolver::outbound`: the keys of a room that receives deliveries.
+#[path = "config_outbound.rs"]
+mod outbound;
 
 #[cfg(test)]
 #[path = "config_tests.rs"]

@@ -98,3 +98,54 @@ fn mistakes_are_located_and_explained() {
         "`bad header` is not a valid HTTP header name"
     );
 }
+
+#[test]
+fn signature_schemes_and_their_window() {
+    let config = build(
+        "token = \"t\"\nsignature_max_age_secs = 60\n[rooms.slack]\nsecret = \"s\"\nsignature_scheme = \"slack\"\n[rooms.own]\nsecret = \"s\"\nsignature_scheme = \"patchbay\"\nsignature_max_age_secs = 30\n",
+    )
+    .expect("valid");
+    assert_eq!(
+        config.inbound("slack").signature_scheme,
+        SignatureScheme::Slack
+    );
+    assert_eq!(
+        config.inbound("slack").signature_max_age,
+        Duration::from_secs(60)
+    );
+    assert_eq!(
+        config.inbound("own").signature_max_age,
+        Duration::from_secs(30)
+    );
+    assert_eq!(
+        config.inbound("other").signature_scheme,
+        SignatureScheme::Github
+    );
+    assert_eq!(
+        build("token = \"t\"")
+            .expect("valid")
+            .defaults
+            .signature_max_age,
+        Duration::from_secs(300)
+    );
+    assert_eq!(
+        error("token = \"t\"\n[rooms.a]\nsignature_max_age_secs = 0"),
+        (
+            vec!["rooms".into(), "a".into(), "signature_max_age_secs".into()],
+            "must be a number of seconds, 1 or more".into()
+        )
+    );
+    assert_eq!(
+        error("token = \"t\"\nsignature_scheme = \"hmac\"").0,
+        ["signature_scheme"]
+    );
+    assert_eq!(
+        error(
+            "token = \"t\"\n[rooms.a]\nurl = \"http://h\"\nsign_header = \"x-patchbay-timestamp\""
+        ),
+        (
+            vec!["rooms".into(), "a".into(), "sign_header".into()],
+            "`x-patchbay-timestamp` carries patchbay's timed signature; pick another name".into()
+        )
+    );
+}

@@ -8,7 +8,9 @@
 //! form; failures the receiver may recover from are retried by the gateway's outbox.
 //!
 //! - [`config`]: the `[webhook.NAME]` table.
-//! - `auth`: tokens and signatures. `ratelimit`: per-hook token buckets.
+//! - `auth`: tokens and signatures (GitHub, Slack, patchbay's timed one). `replay`: timed
+//!   signatures already accepted. `ratelimit`: per-hook token buckets.
+//! - [`refusal`]: the one HTTP failure type, which the API connector shares.
 //! - `parse`: bodies → messages. `templates`: the shipped and configured templates.
 //! - `server`: the inbound route. `render` + `send`: the outbound POST.
 
@@ -17,7 +19,9 @@ pub mod config;
 mod auth;
 mod parse;
 mod ratelimit;
+pub mod refusal;
 mod render;
+mod replay;
 mod send;
 mod server;
 mod templates;
@@ -32,8 +36,9 @@ use patchbay_sdk::{
 };
 use tokio::sync::watch;
 
-pub use auth::{sign, verify};
+pub use auth::{PATCHBAY_SIGNATURE, PATCHBAY_TIMESTAMP, sign, sign_timed, verify};
 pub use config::WebhookConfig;
+pub use refusal::{Refusal, read_body};
 
 use server::Shared;
 
@@ -113,6 +118,7 @@ impl Webhook {
             shared: Arc::new(Shared {
                 config,
                 limiter,
+                seen: replay::Seen::default(),
                 sink,
             }),
             client,

@@ -376,6 +376,8 @@ mod tests {
             token: None,
             secret: None,
             signature_header: "X-Hub-Signature-256".into(),
+            signature_scheme: crate::config::SignatureScheme::Github,
+            signature_max_age: std::time::Duration::from_secs(300),
             format: Format::Auto,
             template: None,
             username: "hook".into(),
@@ -447,3 +449,7 @@ mod tests {
         assert_eq!(slack_to_markdown("a < b > c"), "a < b > c");
     }
 }
+
+#[cfg(test)]
+#[path = "parse_props.rs"]
+mod props;

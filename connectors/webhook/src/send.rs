@@ -33,14 +33,7 @@ pub async fn post(
         .map_err(|_| DeliveryError::permanent("bad content_type"))?;
     headers.insert(CONTENT_TYPE, content_type);
     if let Some(secret) = &settings.sign_secret {
-        let signature = auth::sign(secret, &body);
-        let name = HeaderName::from_bytes(settings.sign_header.as_bytes())
-            .map_err(|_| DeliveryError::permanent("bad sign_header"))?;
-        headers.insert(
-            name,
-            HeaderValue::from_str(&signature)
-                .map_err(|_| DeliveryError::permanent("bad signature header value"))?,
-        );
+        sign(&mut headers, settings, secret, &body, SystemTime::now())?;
     }
     let response = client
         .post(&settings.url)
@@ -73,6 +66,37 @@ pub async fn post(
     let snippet: String = text.chars().take(200).collect();
     let reason = format!("POST {} answered {status}: {snippet}", settings.url);
     Err(classify(status, reason, retry_after))
+}
+
+/// Sign `body` twice: `sign_header` gets GitHub's `sha256=HEX` of the body (what receivers
+/// built for GitHub check), and [`auth::PATCHBAY_SIGNATURE`] gets the timed `v1` signature
+/// over [`auth::PATCHBAY_TIMESTAMP`] and the body, which a receiver can refuse once it is old
+/// (a patchbay hook with `signature_scheme = "patchbay"` does). Each retry is signed anew.
+fn sign(
+    headers: &mut HeaderMap,
+    settings: &OutboundSettings,
+    secret: &str,
+    body: &[u8],
+    now: SystemTime,
+) -> Result<(), DeliveryError> {
+    let name = HeaderName::from_bytes(settings.sign_header.as_bytes())
+        .map_err(|_| DeliveryError::permanent("bad sign_header"))?;
+    let timestamp = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    // Hex and digits only: these are always valid header values.
+    let value = |text: String| {
+        HeaderValue::from_str(&text)
+            .map_err(|_| DeliveryError::permanent("bad signature header value"))
+    };
+    headers.insert(name, value(auth::sign(secret, body))?);
+    headers.insert(auth::PATCHBAY_TIMESTAMP, value(timestamp.to_string())?);
+    headers.insert(
+        auth::PATCHBAY_SIGNATURE,
+        value(auth::sign_timed(secret, timestamp, body))?,
+    );
+    Ok(())
 }
 
 /// `Retry-After` as seconds or as an HTTP date, capped at [`MAX_RETRY_AFTER`].

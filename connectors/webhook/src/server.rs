@@ -1,4 +1,5 @@
-//! `POST /hooks/NAME/{room}`: size limit → authentication → rate limit → body → emit → 202.
+//! `POST /hooks/NAME/{room}`: size limit → authentication (and the replay check of a timed
+//! signature) → rate limit → body → emit → 202. Every refusal is a [`Refusal`].
 //!
 //! The 202 goes out only after the gateway said the event is durably recorded; until the
 //! connector runs (the sink arrives with `run`), requests wait a while and then get 503.
@@ -9,23 +10,27 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use patchbay_sdk::text::markdown::from_markdown;
-use patchbay_sdk::{Author, EmitError, EventSink, Inbound, Kind};
+use patchbay_sdk::{Author, EmitError, EventSink, Inbound, Kind, RichText};
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::auth::{self, Refusal};
-use crate::config::{InboundKind, WebhookConfig};
+use crate::auth::{self, Proof};
+use crate::config::{InboundKind, InboundSettings, WebhookConfig};
 use crate::parse::{self, Parsed};
 use crate::ratelimit::RateLimiter;
+use crate::refusal::{Refusal, read_body};
+use crate::replay::{Claim, Seen};
 
 /// What the HTTP side and the connector share.
 pub struct Shared {
     pub config: WebhookConfig,
     pub limiter: RateLimiter,
+    /// Timed signatures accepted inside their window.
+    pub seen: Seen,
     /// The gateway's sink, once `run` has been called.
     pub sink: watch::Sender<Option<EventSink>>,
 }
@@ -41,21 +46,18 @@ struct HookQuery {
     token: Option<String>,
 }
 
+/// A successful answer: `{key: message}` with `status`.
 fn answer(status: StatusCode, key: &str, message: impl Into<String>) -> Response {
     let body = serde_json::json!({ key: message.into() });
     (status, axum::Json(body)).into_response()
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    answer(status, "error", message)
-}
-
-fn retry_after(mut response: Response, wait: Duration) -> Response {
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    if let Ok(value) = HeaderValue::from_str(&secs.max(1).to_string()) {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    response
+/// The Unix time in seconds, what signature timestamps are compared with.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 async fn hook(
@@ -64,76 +66,73 @@ async fn hook(
     Query(query): Query<HookQuery>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
+) -> Result<Response, Refusal> {
     let config = &shared.config;
-    let limit = config.max_body_bytes;
-    let too_large = || {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is over the limit of {limit} bytes"),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return too_large();
-    }
-    let body = match axum::body::to_bytes(body, limit).await {
-        Ok(body) => body,
-        Err(err) => {
-            // to_bytes fails either on the limit or on a broken connection.
-            let err = err.into_inner();
-            return if err.is::<http_body_util::LengthLimitError>() {
-                too_large()
-            } else {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    format!("the body could not be read: {err}"),
-                )
-            };
-        }
-    };
+    let body = read_body(&headers, body, config.max_body_bytes).await?;
     let settings = config.inbound(&room);
-    match auth::check(settings, &headers, query.token.as_deref(), &body) {
-        Ok(()) => {}
-        Err(Refusal::Missing(why)) => {
-            let mut response = error(StatusCode::UNAUTHORIZED, why);
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"patchbay\""),
-            );
-            return response;
-        }
-        Err(Refusal::Wrong(why)) => return error(StatusCode::FORBIDDEN, why),
-    }
+    let now = unix_now();
+    let proof = auth::check(settings, &headers, query.token.as_deref(), &body, now)?;
     if let Err(wait) = shared.limiter.take(&room) {
-        return retry_after(
-            error(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "hook `{room}` takes at most {} requests a minute",
-                    config.rate_per_minute
-                ),
+        return Err(Refusal::TooMany {
+            message: format!(
+                "hook `{room}` takes at most {} requests a minute",
+                config.rate_per_minute
             ),
-            wait,
-        );
+            retry_after: wait,
+        });
     }
     let message = match parse::parse(settings, &config.templates, &headers, &body) {
         Ok(Parsed::Message(message)) => message,
-        Ok(Parsed::Ignored(why)) => return answer(StatusCode::OK, "ignored", why),
-        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+        Ok(Parsed::Ignored(why)) => return Ok(answer(StatusCode::OK, "ignored", why)),
+        Err(why) => return Err(Refusal::BadRequest(why)),
     };
-    let Some(sink) = wait_for_sink(&shared, config.start_wait).await else {
-        return retry_after(
-            error(StatusCode::SERVICE_UNAVAILABLE, "the gateway is starting"),
-            Duration::from_secs(5),
-        );
+    // A timed signature is claimed before the event is emitted, so that a copy racing this
+    // request is refused, and released if the event is not recorded.
+    let claimed = match &proof {
+        Proof::Timed { mac, timestamp } => {
+            match shared
+                .seen
+                .claim(&room, mac, *timestamp, settings.signature_max_age, now)
+            {
+                Claim::Fresh => Some(mac.as_slice()),
+                Claim::Replayed => return Err(Refusal::Replayed),
+                Claim::Full => {
+                    return Err(Refusal::unavailable(
+                        "too many signed requests inside the signature window",
+                    ));
+                }
+            }
+        }
+        _ => None,
     };
-    let body = from_markdown(&message.text);
+    let emitted = emit(&shared, &room, settings, &headers, message, claimed).await;
+    if emitted.is_err()
+        && let Some(mac) = claimed
+    {
+        shared.seen.release(&room, mac);
+    }
+    emitted
+}
+
+/// Hand the message to the gateway; 202 once it is recorded.
+async fn emit(
+    shared: &Shared,
+    room: &str,
+    settings: &InboundSettings,
+    headers: &HeaderMap,
+    message: parse::Message,
+    signature: Option<&[u8]>,
+) -> Result<Response, Refusal> {
+    let sink = wait_for_sink(shared, shared.config.start_wait)
+        .await
+        .ok_or_else(|| Refusal::unavailable("the gateway is starting"))?;
+    // Markdown that renders to nothing (`#`, an empty quote) is relayed as sent, never as an empty line.
+    let body = match from_markdown(&message.text) {
+        body if body.is_empty() => RichText::plain(message.text.trim()),
+        body => body,
+    };
     let mut inbound = Inbound::message(
-        room.clone(),
+        room.to_owned(),
         Author {
             id: message.username.clone(),
             name: message.username,
@@ -145,7 +144,8 @@ async fn hook(
     if settings.kind == InboundKind::Notice {
         inbound.kind = Kind::Notice { body };
     }
-    // A sender's delivery id makes its redeliveries duplicates the gateway drops.
+    // A sender's delivery id makes its redeliveries duplicates the gateway drops; a timed
+    // signature does the same for a replay the in-memory set forgot (after a restart).
     inbound.remote_id = [
         "idempotency-key",
         "x-github-delivery",
@@ -153,23 +153,18 @@ async fn hook(
     ]
     .iter()
     .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
-    .map(str::to_owned);
+    .map(str::to_owned)
+    .or_else(|| signature.map(|mac| format!("signature:{}", hex::encode(mac))));
     match sink.emit(inbound).await {
-        Ok(id) => answer(
+        Ok(id) => Ok(answer(
             StatusCode::ACCEPTED,
             "id",
             id.map(|id| id.to_string()).unwrap_or_default(),
-        ),
-        Err(EmitError::Closed) => retry_after(
-            error(StatusCode::SERVICE_UNAVAILABLE, "the gateway is stopping"),
-            Duration::from_secs(5),
-        ),
+        )),
+        Err(EmitError::Closed) => Err(Refusal::unavailable("the gateway is stopping")),
         Err(err @ EmitError::Store(_)) => {
             tracing::error!(account = %sink.account(), %room, "a hook could not be recorded: {err}");
-            retry_after(
-                error(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
-                Duration::from_secs(5),
-            )
+            Err(Refusal::unavailable(err.to_string()))
         }
     }
 }

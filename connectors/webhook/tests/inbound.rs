@@ -507,3 +507,21 @@ async fn form_bodies_curl_style_and_slack_payload_style() {
     assert_eq!(body_text(&events[0].kind), "deploy finished");
     assert_eq!(body_text(&events[1].kind), "from legacy slack");
 }
+
+#[tokio::test]
+async fn markdown_that_renders_to_nothing_is_relayed_as_sent() {
+    let hook = start("ci", CONFIG).await;
+    let client = reqwest::Client::new();
+    for (n, text) in ["#", "##", ">"].into_iter().enumerate() {
+        let response = client
+            .post(format!("{}/hooks/ci/builds", hook.base))
+            .bearer_auth("s3cret")
+            .json(&json!({ "text": text }))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status(), StatusCode::ACCEPTED, "{text}");
+        let events = hook.sink.wait_for(n + 1).await;
+        assert_eq!(body_text(&events[n].kind), text);
+    }
+}

@@ -1,4 +1,4 @@
-//! Test support: real IRC servers on loopback, a raw IRC client for the "users", and a
+//! Test support: real IRC servers on loopback (InspIRCd, ngircd, ergo), a raw IRC client for the "users", and a
 //! collecting sink that stands in for the gateway.
 //!
 //! Each server writes its config into its own temp dir, runs in the foreground on a free
@@ -25,7 +25,11 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
+mod ergo;
 mod servers;
+// Not every test binary starts ergo.
+#[allow(unused_imports)]
+pub use ergo::*;
 pub use servers::*;
 
 pub const TIMEOUT: Duration = Duration::from_secs(20);

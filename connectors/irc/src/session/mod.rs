@@ -12,18 +12,20 @@ use std::time::Duration;
 
 use patchbay_sdk::{ConnectorContext, ConnectorError, ConnectorState, Timestamp};
 use rand::Rng;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
-use tracing::{debug, error, info, trace, warn};
+use tracing::{error, info, trace, warn};
 
+use crate::catchup::{CatchUps, Isupport};
 use crate::history::History;
-use crate::link::{Link, LinkState, Shared, lock, writer_task};
+use crate::link::{EchoError, Link, LinkState, Shared, lock, writer_task};
 use crate::pacing::TokenBucket;
-use crate::parse::{self, IrcEvent, MsgTags, Parsed, Source, fold_case};
+use crate::parse::{self, IrcEvent, MsgTags, Source, fold_case};
 use crate::register::{Registration, Step};
 use crate::render::SelfPrefix;
-use crate::time::format_server_time;
 use crate::transport::{self, LineReader, Stream};
+
+mod events;
 
 /// How a connection ended.
 enum Ended {
@@ -88,6 +90,24 @@ pub async fn run(shared: Arc<Shared>, ctx: ConnectorContext) -> Result<(), Conne
     }
 }
 
+/// An open `BATCH`.
+struct OpenBatch {
+    /// The batch type, lowercased (`chathistory`, `labeled-response`, ...).
+    kind: String,
+    /// Its first parameter after the type (the channel, for history).
+    target: Option<String>,
+    /// The label it answers (labeled-response).
+    label: Option<String>,
+}
+
+/// A live line held while its channel is caught up.
+struct Held {
+    tags: MsgTags,
+    event: IrcEvent,
+    source: Source,
+    from_me: bool,
+}
+
 /// Per-connection state of the reader loop.
 struct Session<'a> {
     shared: &'a Shared,
@@ -96,8 +116,12 @@ struct Session<'a> {
     reg: Registration,
     link: Link,
     registered: bool,
-    /// Open batches: reference → type.
-    batches: HashMap<String, String>,
+    /// Open batches by reference.
+    batches: HashMap<String, OpenBatch>,
+    /// History catch-ups running, with the live lines they hold.
+    catchup: CatchUps<Held>,
+    /// What the server advertised in `005`.
+    isupport: Isupport,
     /// Channel members, for quits and nick changes: folded channel → folded nicks.
     members: HashMap<String, HashSet<String>>,
     rejoin_tx: mpsc::UnboundedSender<String>,
@@ -133,17 +157,12 @@ async fn connect_once(shared: &Shared, ctx: &ConnectorContext, history: &mut His
     let link = Link {
         urgent: urgent_tx,
         paced: paced_tx,
-        state: Arc::new(Mutex::new(LinkState {
-            me: SelfPrefix {
-                nick: cfg.nick.clone(),
-                user: cfg.username.clone(),
-                host: None,
-            },
-            caps: HashSet::new(),
-            joined: HashMap::new(),
-            join_requested: HashMap::new(),
-            echo_waiters: HashMap::new(),
-        })),
+        state: Arc::new(Mutex::new(LinkState::new(SelfPrefix {
+            nick: cfg.nick.clone(),
+            user: cfg.username.clone(),
+            host: None,
+        }))),
+        joins: Arc::new(Notify::new()),
     };
     let mut session = Session {
         shared,
@@ -153,6 +172,8 @@ async fn connect_once(shared: &Shared, ctx: &ConnectorContext, history: &mut His
         link,
         registered: false,
         batches: HashMap::new(),
+        catchup: CatchUps::default(),
+        isupport: Isupport::default(),
         members: HashMap::new(),
         rejoin_tx,
         error: None,
@@ -227,6 +248,10 @@ async fn connect_once(shared: &Shared, ctx: &ConnectorContext, history: &mut His
                 }
             }
             _ = save_tick.tick() => {
+                for end in session.catchup.expired(std::time::Instant::now()) {
+                    warn!(account = %ctx.account, "the server did not answer a history request in time");
+                    session.finish_catch_up(end).await;
+                }
                 if let Err(e) = session.history.save() {
                     warn!(account = %ctx.account, "cannot save history marks: {e}");
                 }
@@ -317,7 +342,32 @@ impl Session<'_> {
                 self.send(format!("PONG :{token}"));
             }
             "ERROR" => self.error = params.first().cloned(),
-            "BATCH" => self.on_batch(&params),
+            "BATCH" => self.on_batch(&params, &parsed.tags).await,
+            // RPL_ISUPPORT: nick, tokens..., "are supported by this server".
+            "005" if params.len() > 2 => self.isupport.apply(&params[1..params.len() - 1]),
+            // labeled-response: the server had nothing to say about one of our lines.
+            "ACK" => {
+                if let Some(label) = &parsed.tags.label {
+                    lock(&self.link.state).answer(Some(label), "", None, Ok(None));
+                }
+            }
+            // A history request failed: stop waiting for its pages.
+            "FAIL"
+                if params
+                    .first()
+                    .is_some_and(|c| c.eq_ignore_ascii_case("CHATHISTORY")) =>
+            {
+                warn!(account = %self.ctx.account, "history request failed: {}", params.join(" "));
+                let channels: Vec<String> = params
+                    .iter()
+                    .filter(|p| self.catchup.is_active(p))
+                    .cloned()
+                    .collect();
+                for channel in channels {
+                    let end = self.catchup.abort(&channel);
+                    self.finish_catch_up(end).await;
+                }
+            }
             // RPL_NAMREPLY: = #chan :@nick +nick nick
             "353" => {
                 if let (Some(channel), Some(names)) = (params.get(2), params.get(3)) {
@@ -332,7 +382,12 @@ impl Session<'_> {
             // Cannot join: full, invite-only, banned, bad key. Try again later.
             "471" | "473" | "474" | "475" | "477" => {
                 if let Some(channel) = params.get(1) {
-                    warn!(account = %self.ctx.account, "cannot join {channel}: {}", params.last().map_or("", String::as_str));
+                    let reason = params.last().cloned().unwrap_or_default();
+                    warn!(account = %self.ctx.account, "cannot join {channel}: {reason}");
+                    lock(&self.link.state)
+                        .join_refused
+                        .insert(fold_case(channel), reason);
+                    self.link.joins.notify_waiters();
                     self.schedule_rejoin(
                         channel.clone(),
                         self.shared.cfg.rejoin_delay.max(Duration::from_secs(30)),
@@ -343,23 +398,18 @@ impl Session<'_> {
             // fails now instead of timing out. Refused while joined (moderated, colours
             // forbidden) is permanent; not being in the channel is retried after the rejoin.
             "401" | "403" | "404" => {
-                if let Some(target) = params.get(1) {
-                    let folded = fold_case(target);
+                if let Some(target) = params.get(1).cloned() {
+                    let folded = fold_case(&target);
                     let reason = params.last().cloned().unwrap_or_default();
-                    let mut state = lock(&self.link.state);
-                    let retryable = command == "404" && !state.joined.contains_key(&folded);
-                    let keys: Vec<_> = state
-                        .echo_waiters
-                        .keys()
-                        .filter(|(t, _)| *t == folded)
-                        .cloned()
-                        .collect();
-                    for key in keys {
-                        for waiter in state.echo_waiters.remove(&key).into_iter().flatten() {
-                            let _ = waiter.send(Err((format!("{target}: {reason}"), retryable)));
-                        }
-                    }
                     warn!(account = %self.ctx.account, "the server refused a message to {target}: {reason}");
+                    let label = self.label_of(&parsed.tags);
+                    let mut state = lock(&self.link.state);
+                    let error = if command == "404" && !state.joined.contains_key(&folded) {
+                        EchoError::NotJoined { target, reason }
+                    } else {
+                        EchoError::Refused { target, reason }
+                    };
+                    state.refuse(label.as_deref(), &folded, error);
                 }
             }
             // RPL_HOSTHIDDEN: our displayed host changed.
@@ -418,227 +468,12 @@ impl Session<'_> {
         self.ctx.state.up();
     }
 
-    fn on_batch(&mut self, params: &[String]) {
-        let Some(reference) = params.first() else {
-            return;
-        };
-        if let Some(id) = reference.strip_prefix('+') {
-            let kind = params
-                .get(1)
-                .cloned()
-                .unwrap_or_default()
-                .to_ascii_lowercase();
-            self.batches.insert(id.to_owned(), kind);
-        } else if let Some(id) = reference.strip_prefix('-') {
-            self.batches.remove(id);
-        }
-    }
-
     fn schedule_rejoin(&self, channel: String, delay: Duration) {
         let tx = self.rejoin_tx.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let _ = tx.send(channel);
         });
-    }
-
-    async fn on_event(&mut self, parsed: &Parsed, event: IrcEvent) {
-        let Some(source) = parsed.source.clone() else {
-            return;
-        };
-        let from_me = self.is_me(&source.nick);
-        match &event {
-            IrcEvent::Join { channel, .. } if from_me => {
-                let folded = fold_case(channel);
-                {
-                    let mut state = lock(&self.link.state);
-                    state.joined.insert(folded.clone(), channel.clone());
-                    state.join_requested.remove(&folded);
-                    if let (Some(user), Some(host)) = (&source.user, &source.host) {
-                        state.me.user = user.clone();
-                        state.me.host = Some(host.clone());
-                    }
-                }
-                self.members.insert(folded, HashSet::new());
-                let had_mark = self.history.mark(channel).map(|m| m.time);
-                self.history.joined(channel, parsed.tags.time);
-                info!(account = %self.ctx.account, "joined {channel}");
-                self.request_history(channel, had_mark);
-                return;
-            }
-            IrcEvent::Part { channel, .. } if from_me => {
-                self.left(channel);
-                return;
-            }
-            IrcEvent::Kick {
-                channel,
-                nick,
-                reason,
-            } if self.is_me(nick) => {
-                warn!(account = %self.ctx.account, "kicked from {channel} by {}: {}", source.nick, reason.as_deref().unwrap_or(""));
-                self.left(channel);
-                self.schedule_rejoin(channel.clone(), self.shared.cfg.rejoin_delay);
-                return;
-            }
-            IrcEvent::Nick { new } if from_me => {
-                lock(&self.link.state).me.nick = new.clone();
-            }
-            _ => {}
-        }
-        self.track_members(&source, &event);
-        // The channels this event belongs to.
-        let channels: Vec<String> = match &event {
-            IrcEvent::Privmsg { target, .. }
-            | IrcEvent::Action { target, .. }
-            | IrcEvent::Notice { target, .. } => {
-                if from_me {
-                    self.resolve_echo(target, &parsed.message, &parsed.tags);
-                }
-                if crate::config::is_channel(target) {
-                    vec![target.clone()]
-                } else {
-                    debug!(account = %self.ctx.account, "ignored a private message from {}", source.nick);
-                    Vec::new()
-                }
-            }
-            IrcEvent::Ctcp { command, .. } => {
-                if command == "VERSION" && !from_me {
-                    self.send(format!("NOTICE {} :\x01VERSION patchbay\x01", source.nick));
-                }
-                Vec::new()
-            }
-            IrcEvent::Join { channel, .. }
-            | IrcEvent::Part { channel, .. }
-            | IrcEvent::Kick { channel, .. }
-            | IrcEvent::Topic { channel, .. } => vec![channel.clone()],
-            IrcEvent::Quit { .. } | IrcEvent::Nick { .. } => self.channels_of(&source, &event),
-        };
-        let in_history_batch = parsed
-            .tags
-            .batch
-            .as_ref()
-            .and_then(|b| self.batches.get(b))
-            .is_some_and(|kind| kind.contains("chathistory"));
-        for channel in channels {
-            if !self.history.is_new(&channel, &parsed.tags) {
-                debug!(account = %self.ctx.account, "skipped a replayed line in {channel} (already relayed)");
-                continue;
-            }
-            // Joins and parts replayed from history are stale; only messages are caught up.
-            if in_history_batch
-                && !matches!(
-                    event,
-                    IrcEvent::Privmsg { .. } | IrcEvent::Action { .. } | IrcEvent::Notice { .. }
-                )
-            {
-                continue;
-            }
-            let room = self.room_of(&channel);
-            let Some(mut inbound) = parse::to_inbound(
-                &room,
-                &event,
-                &source,
-                &parsed.tags,
-                self.shared.cfg.render.formatting,
-            ) else {
-                continue;
-            };
-            inbound.is_echo = from_me;
-            match self.ctx.sink.emit(inbound).await {
-                Ok(_) => self.history.relayed(&channel, &parsed.tags),
-                Err(e) => {
-                    warn!(account = %self.ctx.account, "could not hand an event to the gateway: {e}")
-                }
-            }
-        }
-    }
-
-    /// Ask for what was missed, where the server offers `draft/chathistory`.
-    fn request_history(&self, channel: &str, mark: Option<i64>) {
-        if !self.shared.cfg.catch_up {
-            return;
-        }
-        let caps = &lock(&self.link.state).caps;
-        let Some(mark) = mark else { return };
-        if caps.contains("draft/chathistory") || caps.contains("chathistory") {
-            let since = format_server_time(Timestamp(mark));
-            self.send(format!("CHATHISTORY AFTER {channel} timestamp={since} 100"));
-        }
-    }
-
-    fn left(&mut self, channel: &str) {
-        let folded = fold_case(channel);
-        lock(&self.link.state).joined.remove(&folded);
-        self.members.remove(&folded);
-    }
-
-    fn track_members(&mut self, source: &Source, event: &IrcEvent) {
-        let nick = fold_case(&source.nick);
-        match event {
-            IrcEvent::Join { channel, .. } => {
-                self.members
-                    .entry(fold_case(channel))
-                    .or_default()
-                    .insert(nick);
-            }
-            IrcEvent::Part { channel, .. } => {
-                if let Some(set) = self.members.get_mut(&fold_case(channel)) {
-                    set.remove(&nick);
-                }
-            }
-            IrcEvent::Kick {
-                channel,
-                nick: kicked,
-                ..
-            } => {
-                if let Some(set) = self.members.get_mut(&fold_case(channel)) {
-                    set.remove(&fold_case(kicked));
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Channels where `source` was, for quits and nick changes (updating membership).
-    fn channels_of(&mut self, source: &Source, event: &IrcEvent) -> Vec<String> {
-        let nick = fold_case(&source.nick);
-        let joined = lock(&self.link.state).joined.clone();
-        let mut out = Vec::new();
-        for (folded, set) in self.members.iter_mut() {
-            if set.remove(&nick) {
-                if let IrcEvent::Nick { new } = event {
-                    set.insert(fold_case(new));
-                }
-                out.push(
-                    joined
-                        .get(folded)
-                        .cloned()
-                        .unwrap_or_else(|| folded.clone()),
-                );
-            }
-        }
-        out
-    }
-
-    fn resolve_echo(&self, target: &str, message: &irc::proto::Message, tags: &MsgTags) {
-        let text = match &message.command {
-            irc::proto::Command::PRIVMSG(_, t) | irc::proto::Command::NOTICE(_, t) => t.clone(),
-            _ => return,
-        };
-        let mut state = lock(&self.link.state);
-        let key = (fold_case(target), text);
-        if let Some(queue) = state.echo_waiters.get_mut(&key) {
-            // Waiters whose delivery gave up (echo timeout) are skipped.
-            while let Some(waiter) = queue.pop_front() {
-                if !waiter.is_closed() {
-                    let _ = waiter.send(Ok(tags.msgid.clone()));
-                    break;
-                }
-            }
-            if queue.is_empty() {
-                state.echo_waiters.remove(&key);
-            }
-        }
     }
 }
 

@@ -1,0 +1,473 @@
+//! Against the real Devzat (`../shared/peers/devzat`): the bridge's own commands never come
+//! back through another account, bursts arrive whole under the real anti-spam, and a
+//! delivery is answered `Ok` only once its line was written.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use patchbay_sdk::{Delivery, Kind};
+use support::real::Devzat;
+use support::{Collect, WAIT, delivery, start, start_shared, text};
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn ssh_config(server: &Devzat, rooms: &str) -> String {
+    format!(
+        "server = \"{}\"\ndialect = \"devzat\"\nnick = \"bridge\"\nrooms = {rooms}\nreconnect_min_secs = 1\nreconnect_max_secs = 2\n",
+        server.ssh_addr(),
+    )
+}
+
+fn plugin_config(server: &Devzat) -> String {
+    format!(
+        "server = \"{}\"\ndialect = \"devzat\"\nnick = \"relay\"\nreconnect_min_secs = 1\nreconnect_max_secs = 2\nplugin = {{ address = \"{}\", token = \"{}\" }}\n",
+        server.ssh_addr(),
+        server.plugin_addr(),
+        server.token,
+    )
+}
+
+/// The numbers of `flood: message N` lines in the order a screen shows them.
+fn flood_numbers(lines: &[String]) -> Vec<usize> {
+    let mut seen = Vec::new();
+    for line in lines {
+        for (at, _) in line.match_indices("flood: message ") {
+            let digits: String = line[at + "flood: message ".len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if let Ok(n) = digits.parse() {
+                seen.push(n);
+            }
+        }
+    }
+    seen
+}
+
+fn burst(n: usize) -> Vec<Delivery> {
+    (0..n)
+        .map(|i| delivery("#main", "[irc] flood", &format!("message {i}")))
+        .collect()
+}
+
+/// An SSH account in `#dev` and a plugin account on the same server. Each connect of the SSH
+/// account types `cd #dev` in `#main`, where Devzat broadcasts it (a person there sees it) and
+/// the plugin API hears it: the plugin account never emits it. The SSH account's relays into
+/// `#dev` reach the plugin API too, under the bot's name: both accounts name the server alike,
+/// the SSH account announced that name before typing, and they are dropped as the gateway's own
+/// words. Three starts of the SSH account while the plugin listens, then a server restart both
+/// come back from.
+#[tokio::test]
+async fn the_bridges_cd_never_reaches_the_plugin_account_over_reconnects() {
+    let Some(mut server) = Devzat::start(false).await else {
+        return;
+    };
+    let shared = Arc::new(Collect::default());
+    let mut plugin = start_shared(
+        &plugin_config(&server),
+        "sshchat.plugin",
+        tempfile::tempdir().expect("dir"),
+        shared.clone(),
+    );
+    let network = format!("devzat@{}", server.ssh_addr());
+    for round in 0..4 {
+        assert!(plugin.wait_up(LONG).await, "{:?}", *plugin.state.borrow());
+        let alice = server.user(&format!("alice{round}")).await;
+        alice
+            .wait_line(WAIT, |l| l.contains(&format!("alice{round} has joined")))
+            .await
+            .expect("alice is in #main");
+        let mut ssh = start_shared(
+            &ssh_config(&server, "[\"#dev\"]"),
+            "sshchat.ssh",
+            tempfile::tempdir().expect("dir"),
+            shared.clone(),
+        );
+        assert!(ssh.wait_up(LONG).await, "{:?}", *ssh.state.borrow());
+        alice
+            .wait_line(WAIT, |l| {
+                l.starts_with("bridge") && l.ends_with(": cd #dev")
+            })
+            .await
+            .unwrap_or_else(|| panic!("round {round}: Devzat showed the cd: {:?}", alice.lines()));
+        if round == 3 {
+            // This time the server restarts under both accounts.
+            server.restart().await;
+            assert!(plugin.wait_up(LONG).await, "{:?}", *plugin.state.borrow());
+            assert!(ssh.wait_up(LONG).await, "{:?}", *ssh.state.borrow());
+        }
+        ssh.deliver(delivery("#dev", "[irc] bob", &format!("relay {round}")))
+            .await
+            .expect("relayed into #dev");
+        let dropped = shared
+            .wait_until(WAIT, |c| {
+                c.dropped().into_iter().find(|(account, e)| {
+                    account == "sshchat.plugin" && text(e).contains(&format!("relay {round}"))
+                })
+            })
+            .await
+            .unwrap_or_else(|| panic!("round {round}: the relay heard: {:?}", shared.events()));
+        assert!(dropped.1.author.id.starts_with("bridge"), "{dropped:?}");
+        let person = server.user(&format!("carol{round}")).await;
+        person.say(&format!("hello {round}")).await.expect("say");
+        shared
+            .wait(WAIT, |e| text(e) == format!("hello {round}"))
+            .await
+            .expect("people still get through");
+        person.close().await;
+        alice.close().await;
+        ssh.stop().await.expect("stop");
+    }
+    let leaked: Vec<_> = shared
+        .events()
+        .into_iter()
+        .filter(|e| text(e).contains("cd #") || e.author.id.starts_with("bridge"))
+        .collect();
+    assert!(leaked.is_empty(), "nothing of the bot relayed: {leaked:?}");
+    let announced = shared.announced();
+    for account in ["sshchat.ssh", "sshchat.plugin"] {
+        assert!(
+            announced
+                .iter()
+                .any(|(a, n, _)| a == account && *n == network),
+            "{account} announced {network}: {announced:?}"
+        );
+    }
+    plugin.stop().await.expect("stop");
+}
+
+/// One SSH account in `#main` and `#dev`: the `#main` session sees the `#dev` session arrive,
+/// type `cd #dev` and leave for `#dev`, all under the account's other name, and emits none of
+/// it. The test needs the `#main` session in its room before the other types `cd` (a person in
+/// `#main` sees the one join before the other's `cd`); the sessions start together, so it
+/// starts the account again until that order came (at most four times).
+#[tokio::test]
+async fn one_account_never_emits_its_other_sessions_arrival_or_commands() {
+    let Some(server) = Devzat::start(false).await else {
+        return;
+    };
+    let alice = server.user("alice").await;
+    let mut exercised = false;
+    for attempt in 0..4 {
+        let seen_before = alice.lines().len();
+        let mut bridge = start(&ssh_config(&server, "[\"#main\", \"#dev\"]"));
+        assert!(bridge.wait_up(LONG).await);
+        let cd = alice
+            .wait_line(WAIT, |l| {
+                l.starts_with("bridge") && l.ends_with(": cd #dev")
+            })
+            .await;
+        let lines: Vec<String> = alice.lines().into_iter().skip(seen_before).collect();
+        let mover = cd
+            .as_deref()
+            .and_then(|l| l.split(':').next())
+            .unwrap_or("");
+        let cd_at = lines.iter().position(|l| l.ends_with(": cd #dev"));
+        let main_join_at = lines
+            .iter()
+            .position(|l| l.starts_with(" --> bridge") && !l.contains(&format!(" {mover} ")));
+        exercised = matches!((main_join_at, cd_at), (Some(j), Some(c)) if j < c);
+        alice
+            .say(&format!("after the bridge {attempt}"))
+            .await
+            .expect("say");
+        bridge
+            .events
+            .wait(WAIT, |e| text(e) == format!("after the bridge {attempt}"))
+            .await
+            .expect("alice's line");
+        let events = bridge.events.events();
+        assert!(
+            events
+                .iter()
+                .all(|e| !e.author.id.starts_with("bridge") && !text(e).contains("cd #dev")),
+            "nothing of the account's own sessions: {events:?}"
+        );
+        let announced = bridge.events.announced();
+        let last = announced.last().expect("announced");
+        assert_eq!(last.1, format!("devzat@{}", server.ssh_addr()));
+        assert_eq!(last.2.len(), 2, "one name per session: {announced:?}");
+        bridge.stop().await.expect("stop");
+        if exercised {
+            break;
+        }
+    }
+    assert!(
+        exercised,
+        "the #main session was in its room before the other's cd"
+    );
+    alice.close().await;
+}
+
+/// A burst of 150 under the real anti-spam (on): every line once and in order, no warning.
+#[tokio::test]
+async fn a_burst_arrives_whole_in_order_and_without_a_warning() {
+    let Some(server) = Devzat::start(true).await else {
+        return;
+    };
+    let watcher = server.user("watcher").await;
+    let mut bridge = start(&ssh_config(&server, "[\"#main\"]"));
+    assert!(bridge.wait_up(LONG).await);
+    let n = 150;
+    let started = std::time::Instant::now();
+    let answers = bridge
+        .deliver_all(burst(n), bridge.connector.run_limit())
+        .await;
+    let elapsed = started.elapsed();
+    assert_eq!(answers.len(), n);
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    let seen = watcher
+        .wait_line(WAIT, |l| l.contains(&format!("flood: message {}", n - 1)))
+        .await;
+    assert!(seen.is_some(), "the last line arrived");
+    let numbers = flood_numbers(&watcher.lines());
+    assert_eq!(numbers, (0..n).collect::<Vec<_>>(), "each once, in order");
+    let lines = watcher.lines();
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.contains("stop spamming") && !l.contains("banned")),
+        "{lines:?}"
+    );
+    eprintln!("{n} deliveries written in {elapsed:?}");
+    let bridge_lines = watcher
+        .lines()
+        .iter()
+        .filter(|l| l.starts_with("bridge: "))
+        .count();
+    eprintln!("{n} deliveries in {bridge_lines} messages from the bridge");
+    watcher.close().await;
+    bridge.stop().await.expect("stop");
+}
+
+/// Shut the connector down in the middle of a burst: the deliveries answered `Ok` are exactly
+/// the lines the room shows, in order, and none of the others.
+#[tokio::test]
+async fn a_shutdown_mid_burst_answers_ok_for_exactly_the_lines_shown() {
+    let Some(server) = Devzat::start(true).await else {
+        return;
+    };
+    let watcher = server.user("watcher").await;
+    let mut bridge = start(&ssh_config(&server, "[\"#main\"]"));
+    assert!(bridge.wait_up(LONG).await);
+    // Long texts: a merged line holds few, so the burst takes many paced writes.
+    let n = 400;
+    let run: Vec<Delivery> = (0..n)
+        .map(|i| {
+            delivery(
+                "#main",
+                "[irc] flood",
+                &format!("message {i} {}", "x".repeat(100)),
+            )
+        })
+        .collect();
+    let connector = bridge.connector.clone();
+    let limit = connector.run_limit();
+    let runner = {
+        let bridge_connector = connector.clone();
+        tokio::spawn(async move {
+            let mut left: std::collections::VecDeque<Delivery> = run.into();
+            let mut oks = 0usize;
+            while !left.is_empty() {
+                let batch: Vec<Delivery> = left.iter().take(limit).cloned().collect();
+                let results = bridge_connector.deliver_run(batch).await;
+                let mut failed = results.is_empty();
+                for result in results {
+                    left.pop_front();
+                    if result.is_ok() {
+                        oks += 1;
+                    } else {
+                        failed = true;
+                        break;
+                    }
+                }
+                if failed {
+                    break;
+                }
+            }
+            oks
+        })
+    };
+    // Some lines are out: stop now.
+    if watcher
+        .wait_line(LONG, |l| l.contains("flood: message 30 "))
+        .await
+        .is_none()
+    {
+        panic!("the burst started: {:?}", watcher.lines());
+    }
+    bridge.shutdown.cancel();
+    let oks = tokio::time::timeout(LONG, runner)
+        .await
+        .expect("the run ends after the shutdown")
+        .expect("runner");
+    assert!(oks < n, "the shutdown came mid-burst ({oks} of {n})");
+    // The server shows the bridge leaving once it has read everything the bridge wrote.
+    watcher
+        .wait_line(LONG, |l| l.contains("bridge has left the chat"))
+        .await
+        .expect("the bridge left");
+    let numbers = flood_numbers(&watcher.lines());
+    assert_eq!(
+        numbers,
+        (0..oks).collect::<Vec<_>>(),
+        "Ok for exactly the lines shown"
+    );
+    eprintln!("{oks} of {n} answered Ok and shown before the shutdown");
+    let _ = tokio::time::timeout(WAIT, bridge.task).await;
+    watcher.close().await;
+}
+
+/// Devzat's own bot speaks as a bot, in notices: `Server going down!` is not a chat line.
+#[tokio::test]
+async fn devbot_lines_are_notices_from_a_bot() {
+    let Some(mut server) = Devzat::start(false).await else {
+        return;
+    };
+    // Separate collectors: each account must turn devbot's lines into notices on its own.
+    let mut ssh = start(&ssh_config(&server, "[\"#main\"]"));
+    let mut plugin = start(&plugin_config(&server));
+    assert!(ssh.wait_up(LONG).await && plugin.wait_up(LONG).await);
+    // A game's end is announced by devbot in the room.
+    let alice = server.user("alice").await;
+    alice.say("hang").await.expect("hang");
+    let devbot = |c: &Collect, needle: &str| {
+        let found: Vec<_> = c
+            .events()
+            .into_iter()
+            .filter(|e| e.author.id == "devbot" && text(e).contains(needle))
+            .collect();
+        (!found.is_empty()).then_some(found)
+    };
+    let mut notices = Vec::new();
+    for (mode, bridge) in [("ssh", &ssh), ("plugin", &plugin)] {
+        let game = bridge
+            .events
+            .wait_until(WAIT, |c| devbot(c, "game"))
+            .await
+            .unwrap_or_else(|| panic!("{mode}: devbot's answer: {:?}", bridge.events.events()));
+        notices.extend(game);
+    }
+    alice.close().await;
+    // `Server going down!` when the server stops.
+    server.terminate().await;
+    let mut heard_farewell = Vec::new();
+    for (mode, bridge) in [("ssh", &ssh), ("plugin", &plugin)] {
+        if let Some(going) = bridge
+            .events
+            .wait_until(WAIT, |c| devbot(c, "Server going down"))
+            .await
+        {
+            heard_farewell.push(mode);
+            notices.extend(going);
+        }
+    }
+    assert_eq!(
+        heard_farewell,
+        ["ssh", "plugin"],
+        "devbot's farewell heard by both"
+    );
+    for notice in &notices {
+        assert!(notice.author.is_bot, "{notice:?}");
+        assert!(matches!(notice.kind, Kind::Notice { .. }), "{notice:?}");
+    }
+    for bridge in [&ssh, &plugin] {
+        let chat_from_devbot: Vec<_> = bridge
+            .events
+            .events()
+            .into_iter()
+            .filter(|e| e.author.id == "devbot" && !matches!(e.kind, Kind::Notice { .. }))
+            .collect();
+        assert!(chat_from_devbot.is_empty(), "{chat_from_devbot:?}");
+    }
+    ssh.stop().await.expect("stop");
+    plugin.stop().await.expect("stop");
+}
+
+/// Two rooms, two server restarts, anti-spam on: the sessions come back without tripping the
+/// ban on more than 6 joins a minute from one key or address (every test client shares
+/// 127.0.0.1), and lines flow again.
+#[tokio::test]
+async fn reconnects_after_restarts_without_tripping_the_join_ban() {
+    let Some(mut server) = Devzat::start(true).await else {
+        return;
+    };
+    let mut bridge = start(&ssh_config(&server, "[\"#main\", \"#ops\"]"));
+    assert!(bridge.wait_up(LONG).await);
+    let connected = |server: &Devzat| server.log().matches("Connected bridge").count();
+    for round in 1..=2 {
+        server.restart().await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(150);
+        // Devzat logs each login; wait for both sessions of this round.
+        while connected(&server) < 2 * (round + 1) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "both sessions back after restart {round}: {}",
+                server.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert!(bridge.wait_up(LONG).await);
+    let alice = server.user("alice").await;
+    alice.say("back again").await.expect("say");
+    bridge
+        .events
+        .wait(WAIT, |e| text(e) == "back again")
+        .await
+        .unwrap_or_else(|| panic!("resumed: {:?}\n{}", alice.lines(), server.log()));
+    let log = server.log().to_lowercase();
+    assert!(!log.contains("banned"), "{log}");
+    alice.close().await;
+    bridge.stop().await.expect("stop");
+}
+
+/// Someone already goes by the bridge's name and spoke before the bridge came: the bot answers
+/// Devzat's name prompt, skips the history, and relays what the squatter says next as theirs.
+#[tokio::test]
+async fn a_taken_name_is_answered_and_history_is_not_relayed() {
+    let Some(server) = Devzat::start(true).await else {
+        return;
+    };
+    let squatter = server.user("bridge").await;
+    squatter.say("ancient history").await.expect("say");
+    squatter
+        .wait_line(WAIT, |l| l.ends_with("bridge: ancient history"))
+        .await
+        .expect("said");
+    let mut bridge = start(&ssh_config(&server, "[\"#main\"]"));
+    assert!(bridge.wait_up(LONG).await);
+    let announced = bridge.events.announced();
+    assert_eq!(
+        announced.last().map(|(_, _, names)| names.clone()),
+        Some(vec!["bridge1".to_owned()]),
+        "the name answered, not the one asked for: {announced:?}"
+    );
+    bridge
+        .deliver(delivery("#main", "[irc] bob", "hello squatter"))
+        .await
+        .expect("delivered");
+    squatter
+        .wait_line(WAIT, |l| l == "bridge1: [irc] bob: hello squatter")
+        .await
+        .unwrap_or_else(|| panic!("shown under the answered name: {:?}", squatter.lines()));
+    squatter.say("now").await.expect("say");
+    let event = bridge
+        .events
+        .wait(WAIT, |e| text(e) == "now")
+        .await
+        .expect("the squatter's line is relayed");
+    assert_eq!(event.author.name, "bridge");
+    assert!(
+        bridge
+            .events
+            .events()
+            .iter()
+            .all(|e| text(e) != "ancient history"),
+        "history skipped"
+    );
+    squatter.close().await;
+    bridge.stop().await.expect("stop");
+}

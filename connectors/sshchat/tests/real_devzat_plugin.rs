@@ -1,0 +1,184 @@
+//! Devzat through its gRPC plugin API, against the real Devzat (`../shared/peers/devzat`).
+
+mod support;
+
+use std::time::Duration;
+
+use patchbay_sdk::{DeliveryError, Kind};
+use support::real::Devzat;
+use support::{WAIT, delivery, start, text};
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn config(server: &Devzat, token: &str) -> String {
+    format!(
+        "server = \"{}\"\ndialect = \"devzat\"\nnick = \"relay\"\nreconnect_min_secs = 1\nreconnect_max_secs = 2\nplugin = {{ address = \"{}\", token = \"{token}\" }}\n",
+        server.ssh_addr(),
+        server.plugin_addr(),
+    )
+}
+
+#[tokio::test]
+async fn relays_both_ways_under_native_names_without_echo_or_commands() {
+    let Some(server) = Devzat::start(true).await else {
+        return;
+    };
+    let mut bridge = start(&config(&server, &server.token));
+    assert!(bridge.wait_up(LONG).await, "{:?}", *bridge.state.borrow());
+    let alice = server.user("alice").await;
+    bridge
+        .events
+        .wait(WAIT, |e| e.author.name == "alice" && e.kind == Kind::Join)
+        .await
+        .expect("her join, as a join");
+    alice.say("hello **world**").await.expect("say");
+    let event = bridge
+        .events
+        .wait(WAIT, |e| {
+            e.author.name == "alice" && matches!(e.kind, Kind::Message { .. })
+        })
+        .await
+        .expect("alice's message");
+    assert_eq!(event.room, "#main");
+    assert_eq!(text(&event), "hello world");
+
+    bridge
+        .deliver(delivery("#main", "[irc] bob", "hi from irc"))
+        .await
+        .expect("delivered");
+    alice
+        .wait_line(WAIT, |l| l.ends_with("[irc] bob: hi from irc"))
+        .await
+        .unwrap_or_else(|| panic!("alice sees bob under his own name: {:?}", alice.lines()));
+    // A relayed command word is shown, not run (`shrug` would show as the shrug).
+    bridge
+        .deliver(delivery("#main", "[irc] bob", "shrug"))
+        .await
+        .expect("delivered");
+    alice
+        .wait_line(WAIT, |l| l.ends_with("[irc] bob: shrug"))
+        .await
+        .unwrap_or_else(|| panic!("shown as typed: {:?}", alice.lines()));
+    alice.say("last").await.expect("say");
+    bridge
+        .events
+        .wait(WAIT, |e| text(e) == "last")
+        .await
+        .expect("alice's last line");
+    let events = bridge.events.events();
+    assert!(
+        events
+            .iter()
+            .all(|e| !e.author.name.contains("bob") && !text(e).contains("hi from irc")),
+        "own messages never emitted: {events:?}"
+    );
+    let announced = bridge.events.announced();
+    assert!(
+        announced.iter().any(|(_, network, names)| *network
+            == format!("devzat@{}", server.ssh_addr())
+            && names.contains(&"[irc] bob".to_owned())),
+        "the names it speaks as are announced: {announced:?}"
+    );
+    alice.close().await;
+    bridge.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn unknown_room_is_permanent_and_wrong_token_is_a_clear_error() {
+    let Some(server) = Devzat::start(true).await else {
+        return;
+    };
+    let mut bridge = start(&config(&server, &server.token));
+    assert!(bridge.wait_up(LONG).await);
+    let err = bridge
+        .deliver(delivery("#nowhere", "x", "hello"))
+        .await
+        .expect_err("no such room");
+    assert!(
+        matches!(&err, DeliveryError::Permanent { reason } if reason.contains("Room does not exist")),
+        "{err:?}"
+    );
+    bridge.stop().await.expect("stop");
+
+    let wrong = start(&config(&server, "dvz@wrong"));
+    let result = tokio::time::timeout(WAIT, wrong.task)
+        .await
+        .expect("stops by itself")
+        .expect("task");
+    let err = result.expect_err("a wrong token is fatal");
+    assert!(err.0.contains("refused the plugin token"), "{err}");
+    assert!(err.0.contains("Invalid authorization header"), "{err}");
+}
+
+#[tokio::test]
+async fn reconnects_after_a_server_restart_and_resumes() {
+    let Some(mut server) = Devzat::start(false).await else {
+        return;
+    };
+    let mut bridge = start(&config(&server, &server.token));
+    assert!(bridge.wait_up(LONG).await);
+    server.kill().await;
+    bridge
+        .state
+        .wait_for(|s| *s != patchbay_sdk::ConnectorState::Up)
+        .await
+        .expect("the listener noticed");
+    server.restart().await;
+    assert!(bridge.wait_up(LONG).await, "{:?}", *bridge.state.borrow());
+    let carol = server.user("carol").await;
+    carol.say("after the restart").await.expect("say");
+    bridge
+        .events
+        .wait(WAIT, |e| text(e) == "after the restart")
+        .await
+        .expect("events flow again");
+    bridge
+        .deliver(delivery("#main", "[irc] dan", "still here"))
+        .await
+        .expect("delivered after the restart");
+    carol
+        .wait_line(WAIT, |l| l.ends_with("[irc] dan: still here"))
+        .await
+        .unwrap_or_else(|| panic!("arrived: {:?}", carol.lines()));
+    carol.close().await;
+    bridge.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn room_moves_are_joins_and_parts_of_their_rooms() {
+    let Some(server) = Devzat::start(true).await else {
+        return;
+    };
+    let mut bridge = start(&config(&server, &server.token));
+    assert!(bridge.wait_up(LONG).await);
+    let ann = server.user("ann").await;
+    ann.say("cd #dev").await.expect("cd");
+    bridge
+        .events
+        .wait(WAIT, |e| {
+            e.room == "#dev" && e.author.name == "ann" && e.kind == Kind::Join
+        })
+        .await
+        .unwrap_or_else(|| panic!("ann joined #dev: {:?}", bridge.events.events()));
+    bridge
+        .events
+        .wait(WAIT, |e| {
+            e.room == "#main" && e.author.name == "ann" && matches!(e.kind, Kind::Part { .. })
+        })
+        .await
+        .unwrap_or_else(|| panic!("ann left #main: {:?}", bridge.events.events()));
+    ann.say("hello dev").await.expect("say");
+    let event = bridge
+        .events
+        .wait(WAIT, |e| text(e) == "hello dev")
+        .await
+        .expect("her message in #dev");
+    assert_eq!(event.room, "#dev");
+    let events = bridge.events.events();
+    assert!(
+        events.iter().all(|e| !text(e).starts_with("cd ")),
+        "her `cd #dev` is not chat: {events:?}"
+    );
+    ann.close().await;
+    bridge.stop().await.expect("stop");
+}

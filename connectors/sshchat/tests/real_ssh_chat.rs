@@ -1,0 +1,230 @@
+//! Against the real ssh-chat (`../shared/peers/ssh-chat`, 3 messages per 3 s per user):
+//! bursts arrive whole and in order, and a delivery is answered `Ok` only once shown.
+
+mod support;
+
+use std::time::Duration;
+
+use patchbay_sdk::Delivery;
+use support::real::SshChat;
+use support::{WAIT, delivery, start, text};
+
+const LONG: Duration = Duration::from_secs(90);
+
+fn config(server: &SshChat) -> String {
+    format!(
+        "server = \"{}\"\ndialect = \"ssh-chat\"\nnick = \"bridge\"\nreconnect_min_secs = 1\n",
+        server.ssh_addr(),
+    )
+}
+
+/// The numbers of `flood: message N` items in the order a screen shows them.
+fn flood_numbers(lines: &[String]) -> Vec<usize> {
+    let mut seen = Vec::new();
+    for line in lines {
+        for (at, _) in line.match_indices("flood: message ") {
+            let digits: String = line[at + "flood: message ".len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if let Ok(n) = digits.parse() {
+                seen.push(n);
+            }
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn relays_both_ways_and_never_emits_its_own_lines() {
+    let Some(server) = SshChat::start().await else {
+        return;
+    };
+    let alice = server.user("alice").await;
+    let mut bridge = start(&config(&server));
+    assert!(bridge.wait_up(WAIT).await);
+    alice.say("hello bridge").await.expect("say");
+    let event = bridge
+        .events
+        .wait(WAIT, |e| text(e) == "hello bridge")
+        .await
+        .expect("alice's line");
+    assert_eq!(event.author.name, "alice");
+    bridge
+        .deliver(delivery("#main", "[irc] bob", "hi from irc"))
+        .await
+        .expect("delivered");
+    alice
+        .wait_line(WAIT, |l| l.ends_with("bridge: [irc] bob: hi from irc"))
+        .await
+        .unwrap_or_else(|| panic!("alice sees it: {:?}", alice.lines()));
+    alice.say("after").await.expect("say");
+    bridge
+        .events
+        .wait(WAIT, |e| text(e) == "after")
+        .await
+        .expect("alice's second line");
+    let events = bridge.events.events();
+    assert!(
+        events.iter().all(|e| e.author.name != "bridge"),
+        "{events:?}"
+    );
+    let announced = bridge.events.announced();
+    assert_eq!(
+        announced
+            .last()
+            .map(|(_, n, names)| (n.clone(), names.clone())),
+        Some((
+            format!("ssh-chat@{}", server.ssh_addr()),
+            vec!["bridge".to_owned()]
+        ))
+    );
+    alice.close().await;
+    bridge.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn a_burst_arrives_whole_and_in_order_under_the_rate_limit() {
+    let Some(server) = SshChat::start().await else {
+        return;
+    };
+    let watcher = server.user("watcher").await;
+    let mut bridge = start(&config(&server));
+    assert!(bridge.wait_up(WAIT).await);
+    let n = 150;
+    let run: Vec<Delivery> = (0..n)
+        .map(|i| delivery("#main", "[irc] flood", &format!("message {i}")))
+        .collect();
+    let started = std::time::Instant::now();
+    let answers = bridge.deliver_all(run, bridge.connector.run_limit()).await;
+    let elapsed = started.elapsed();
+    assert_eq!(answers.len(), n);
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    watcher
+        .wait_line(WAIT, |l| l.contains(&format!("flood: message {}", n - 1)))
+        .await
+        .unwrap_or_else(|| panic!("the last line arrived: {:?}", watcher.lines()));
+    let numbers = flood_numbers(&watcher.lines());
+    assert_eq!(numbers, (0..n).collect::<Vec<_>>(), "each once, in order");
+    eprintln!("{n} deliveries shown in {elapsed:?}");
+    let bridge_lines = watcher
+        .lines()
+        .iter()
+        .filter(|l| l.starts_with("bridge: "))
+        .count();
+    eprintln!("{n} deliveries in {bridge_lines} messages from the bridge");
+    watcher.close().await;
+    bridge.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn a_shutdown_mid_burst_answers_ok_for_exactly_the_lines_shown() {
+    let Some(server) = SshChat::start().await else {
+        return;
+    };
+    let watcher = server.user("watcher").await;
+    let mut bridge = start(&config(&server));
+    assert!(bridge.wait_up(WAIT).await);
+    // Long texts: a merged line holds few, so the burst takes many paced writes.
+    let n = 200;
+    let run: Vec<Delivery> = (0..n)
+        .map(|i| {
+            delivery(
+                "#main",
+                "[irc] flood",
+                &format!("message {i} {}", "x".repeat(200)),
+            )
+        })
+        .collect();
+    let connector = bridge.connector.clone();
+    let limit = connector.run_limit();
+    let runner = tokio::spawn(async move {
+        let mut left: std::collections::VecDeque<Delivery> = run.into();
+        let mut oks = 0usize;
+        while !left.is_empty() {
+            let batch: Vec<Delivery> = left.iter().take(limit).cloned().collect();
+            let results = connector.deliver_run(batch).await;
+            let mut failed = results.is_empty();
+            for result in results {
+                left.pop_front();
+                if result.is_ok() {
+                    oks += 1;
+                } else {
+                    failed = true;
+                    break;
+                }
+            }
+            if failed {
+                break;
+            }
+        }
+        oks
+    });
+    if watcher
+        .wait_line(LONG, |l| l.contains("flood: message 12 "))
+        .await
+        .is_none()
+    {
+        panic!("the burst started: {:?}", watcher.lines());
+    }
+    bridge.shutdown.cancel();
+    let oks = tokio::time::timeout(LONG, runner)
+        .await
+        .expect("the run ends after the shutdown")
+        .expect("runner");
+    assert!(oks < n, "the shutdown came mid-burst ({oks} of {n})");
+    watcher
+        .wait_line(LONG, |l| l.contains("bridge left"))
+        .await
+        .unwrap_or_else(|| panic!("the bridge left: {:?}", watcher.lines()));
+    let numbers = flood_numbers(&watcher.lines());
+    assert_eq!(
+        numbers,
+        (0..oks).collect::<Vec<_>>(),
+        "Ok for exactly the lines shown"
+    );
+    eprintln!("{oks} of {n} answered Ok and shown before the shutdown");
+    let _ = tokio::time::timeout(WAIT, bridge.task).await;
+    watcher.close().await;
+}
+
+/// Someone already goes by the bridge's name: ssh-chat names the bot `Guest<N>` and keeps
+/// showing the name asked for in its prompt. The bot's lines are still confirmed (by the echo
+/// under the prompt's name), and the squatter's lines are relayed, never taken for the bot's.
+#[tokio::test]
+async fn a_taken_name_neither_stalls_the_bot_nor_silences_the_squatter() {
+    let Some(server) = SshChat::start().await else {
+        return;
+    };
+    let squatter = server.user("bridge").await;
+    squatter
+        .wait_line(WAIT, |l| l.contains("bridge joined"))
+        .await
+        .unwrap_or_else(|| panic!("the squatter joined: {:?}", squatter.lines()));
+    let mut bridge = start(&config(&server));
+    assert!(bridge.wait_up(WAIT).await, "{:?}", *bridge.state.borrow());
+    let started = std::time::Instant::now();
+    bridge
+        .deliver(delivery("#main", "[irc] bob", "from a guest"))
+        .await
+        .expect("delivered");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "confirmed at once: {:?}",
+        started.elapsed()
+    );
+    let seen = squatter
+        .wait_line(WAIT, |l| l.ends_with("[irc] bob: from a guest"))
+        .await
+        .unwrap_or_else(|| panic!("shown: {:?}", squatter.lines()));
+    assert!(seen.starts_with("Guest"), "{seen}");
+    squatter.say("squatting").await.expect("say");
+    let event = bridge
+        .events
+        .wait(WAIT, |e| text(e) == "squatting")
+        .await
+        .expect("the squatter's line is relayed");
+    assert_eq!(event.author.name, "bridge");
+    squatter.close().await;
+    bridge.stop().await.expect("stop");
+}

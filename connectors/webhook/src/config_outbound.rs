@@ -1,0 +1,117 @@
+//! The outbound half of a room's keys: where and how its deliveries are POSTed.
+
+use std::time::Duration;
+
+use patchbay_sdk::ConfigError;
+
+use super::{OutboundSettings, Payload, RawRoom, Resolver, check_header_name};
+use crate::templates::Templates;
+
+impl Resolver<'_> {
+    pub(super) fn outbound(
+        &self,
+        raw: &RawRoom,
+        templates: &mut Templates,
+        room: &str,
+    ) -> Result<Option<OutboundSettings>, ConfigError> {
+        let parent = self.parent;
+        let pick = |own: &Option<String>, get: fn(&RawRoom) -> &Option<String>| {
+            own.clone().or_else(|| parent.and_then(|p| get(p).clone()))
+        };
+        let Some(url) = pick(&raw.url, |p| &p.url) else {
+            return Ok(None);
+        };
+        match url.split_once("://") {
+            Some(("http" | "https", rest)) if !rest.is_empty() => {}
+            _ => {
+                return Err(self.error("url", format!("`{url}` is not an http:// or https:// URL")));
+            }
+        }
+        let payload = raw
+            .payload
+            .or(parent.and_then(|p| p.payload))
+            .unwrap_or(Payload::Json);
+        let template = self.compiled(
+            (&raw.payload_template, &raw.payload_template_file),
+            parent.map(|p| (&p.payload_template, &p.payload_template_file)),
+            "payload_template",
+            (payload == Payload::Template).then_some("payload = \"template\""),
+            format!("out:{room}"),
+            templates,
+        )?;
+        let sign_secret = self.secret(
+            &raw.sign_secret,
+            &raw.sign_secret_file,
+            |p| (p.sign_secret.clone(), p.sign_secret_file.clone()),
+            "sign_secret",
+        )?;
+        let sign_header = pick(&raw.sign_header, |p| &p.sign_header)
+            .unwrap_or_else(|| "X-Patchbay-Signature-256".to_owned());
+        check_header_name(&sign_header).map_err(|m| self.error("sign_header", m))?;
+        if [
+            crate::auth::PATCHBAY_SIGNATURE,
+            crate::auth::PATCHBAY_TIMESTAMP,
+        ]
+        .iter()
+        .any(|fixed| fixed.eq_ignore_ascii_case(&sign_header))
+        {
+            return Err(self.error(
+                "sign_header",
+                format!("`{sign_header}` carries patchbay's timed signature; pick another name"),
+            ));
+        }
+        let timeout_secs = raw
+            .timeout_secs
+            .or(parent.and_then(|p| p.timeout_secs))
+            .unwrap_or(10.0);
+        if !(timeout_secs.is_finite() && timeout_secs > 0.0) {
+            return Err(self.error("timeout_secs", "must be a number of seconds above 0"));
+        }
+        let headers = raw
+            .headers
+            .clone()
+            .or_else(|| parent.and_then(|p| p.headers.clone()))
+            .unwrap_or_default();
+        for name in headers.keys() {
+            check_header_name(name).map_err(|m| self.error("headers", m))?;
+        }
+        let content_type = pick(&raw.content_type, |p| &p.content_type)
+            .unwrap_or_else(|| "application/json".to_owned());
+        let tls_ca = match raw
+            .tls_ca_file
+            .as_ref()
+            .or(parent.and_then(|p| p.tls_ca_file.as_ref()))
+        {
+            None => None,
+            Some(path) => {
+                let path = self.account.resolve(path);
+                let pem = std::fs::read(&path).map_err(|err| {
+                    self.error(
+                        "tls_ca_file",
+                        format!("cannot read {}: {err}", path.display()),
+                    )
+                })?;
+                match reqwest::Certificate::from_pem_bundle(&pem) {
+                    Ok(certs) if !certs.is_empty() => Some(pem),
+                    _ => {
+                        return Err(self.error(
+                            "tls_ca_file",
+                            format!("{} holds no PEM certificate", path.display()),
+                        ));
+                    }
+                }
+            }
+        };
+        Ok(Some(OutboundSettings {
+            url,
+            payload,
+            template,
+            content_type,
+            sign_secret,
+            sign_header,
+            timeout: Duration::from_secs_f64(timeout_secs),
+            headers,
+            tls_ca,
+        }))
+    }
+}
