@@ -52,7 +52,7 @@ pub struct BusTable {
 #[derive(Clone, Debug)]
 pub enum Bus {
     Embedded,
-    Nats(NatsBus),
+    Nats(Box<NatsBus>),
 }
 
 /// `engine = "nats"`, validated.
@@ -166,7 +166,7 @@ impl BusTable {
                 "`tls_cert_file` and `tls_key_file` go together",
             );
         }
-        Bus::Nats(NatsBus {
+        Bus::Nats(Box::new(NatsBus {
             servers: self.servers,
             creds_file: resolve(self.creds_file),
             token,
@@ -179,6 +179,6 @@ impl BusTable {
             instance: self.instance,
             lease: self.lease.map_or(DEFAULT_LEASE, |d| d.0),
             prefer: self.prefer,
-        })
+        }))
     }
 }

@@ -14,10 +14,12 @@ use patchbay_sdk::{Event, EventId, Quote, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
+mod checkpoint;
 mod outbox;
 
 use super::{Accepted, NewDelivery, Pending, RoomOutbox, Store, StoreError, StoreStats};
 use crate::router::RoomKey;
+use checkpoint::Checkpointer;
 use outbox::{Lanes, SqliteRoom};
 
 /// The most commands one transaction takes.
@@ -58,6 +60,7 @@ pub struct SqliteStore {
     reader: Arc<Mutex<Connection>>,
     lanes: Arc<Lanes>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+    checkpointer: Arc<Mutex<Option<Checkpointer>>>,
 }
 
 impl SqliteStore {
@@ -74,6 +77,9 @@ impl SqliteStore {
         }
         let writer_conn = open_connection(path)?;
         writer_conn.execute_batch(include_str!("schema.sql"))?;
+        // Checkpoints run on their own thread (see `checkpoint`), never inside a commit.
+        writer_conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpointer = Checkpointer::start(path)?;
         let reader = open_connection(path)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let lanes = Arc::new(Lanes::default());
@@ -90,6 +96,7 @@ impl SqliteStore {
             reader: Arc::new(Mutex::new(reader)),
             lanes,
             thread: Arc::new(Mutex::new(Some(thread))),
+            checkpointer: Arc::new(Mutex::new(Some(checkpointer))),
         })
     }
 
@@ -584,6 +591,14 @@ impl Store for SqliteStore {
     /// Write out everything queued, checkpoint the WAL and stop the writer. Later writes fail
     /// with [`StoreError::Closed`].
     async fn close(&self) {
+        let checkpointer = self
+            .checkpointer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(mut checkpointer) = checkpointer {
+            let _ = tokio::task::spawn_blocking(move || checkpointer.stop()).await;
+        }
         let (reply, done) = oneshot::channel();
         if self.writer.send(Command::Close { reply }).is_ok() {
             let _ = done.await;
