@@ -3,6 +3,9 @@
 //!
 //! `cargo bench --bench pipeline` runs the criterion throughput group (1, 100 and 10,000
 //! routes) and then prints p50/p99 latency measured on an idle gateway.
+//!
+//! With `PATCHBAY_BENCH_NATS=nats://127.0.0.1:4222` (a `nats-server -js`), the same runs go
+//! through the JetStream engine instead (one instance; 1 and 100 routes).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,13 +15,22 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use patchbay::delivery::DeliveryPolicy;
-use patchbay::gateway::{AccountSpec, Engine};
+use patchbay::gateway::{AccountSpec, Backend, Engine};
+use patchbay::ownership::Sole;
 use patchbay::router::{Direction, RoomKey, Route, Router, Settings};
+use patchbay::store::JetStreamStore;
 use patchbay_sdk::{
     Author, Connector, ConnectorContext, ConnectorError, Delivered, Delivery, DeliveryError,
     Inbound, RichText,
 };
 use tokio::sync::Notify;
+
+/// The NATS server to bench the JetStream engine against, if one is given.
+fn nats_url() -> Option<String> {
+    std::env::var("PATCHBAY_BENCH_NATS")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
 
 /// A destination that only counts, and notes when each delivery call came.
 #[derive(Default)]
@@ -108,14 +120,38 @@ async fn start(routes: usize, record_arrivals: bool) -> Bench {
             data_dir: dir.path().join("dst"),
         },
     ];
-    let engine = Engine::start(
-        dir.path(),
-        Router::new("bench", table),
-        accounts,
-        DeliveryPolicy::default(),
-        None,
-    )
-    .await
+    let router = Router::new("bench", table);
+    let engine = match nats_url() {
+        None => {
+            Engine::start(
+                dir.path(),
+                router,
+                accounts,
+                DeliveryPolicy::default(),
+                None,
+            )
+            .await
+        }
+        Some(url) => {
+            let options = patchbay_nats::BusOptions {
+                servers: vec![url],
+                // A fresh prefix per run: nothing left over from the last one.
+                prefix: format!("bench{}", std::process::id() ^ routes as u32),
+                name: "bench".into(),
+                lease: Duration::from_secs(5),
+                retention: Duration::from_secs(3600),
+                ..Default::default()
+            };
+            let bus = patchbay_nats::Bus::connect(&options)
+                .await
+                .expect("connect to nats");
+            let backend = Backend {
+                store: Arc::new(JetStreamStore::new(bus)),
+                ownership: Arc::new(Sole::new(accounts.iter().map(|a| a.name.clone()))),
+            };
+            Engine::start_with(backend, router, accounts, DeliveryPolicy::default(), None).await
+        }
+    }
     .expect("start the engine");
     Bench {
         engine,
@@ -164,7 +200,12 @@ fn throughput(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(10));
     group.throughput(Throughput::Elements(1));
-    for routes in [1usize, 100, 10_000] {
+    let tables: &[usize] = if nats_url().is_some() {
+        &[1, 100]
+    } else {
+        &[1, 100, 10_000]
+    };
+    for &routes in tables {
         let bench = runtime.block_on(start(routes, false));
         group.bench_function(BenchmarkId::new("routes", routes), |b| {
             b.to_async(runtime)

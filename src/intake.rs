@@ -4,11 +4,12 @@
 //! ids into gateway ids; ask the router where the event goes; record the event and its
 //! deliveries in one transaction. The store's feed hands them to the outbox from there.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use patchbay_sdk::{Emit, EmitError, Event, EventId, Inbound, MessageRef, Timestamp};
+use patchbay_sdk::{Author, Emit, EmitError, Event, EventId, Inbound, MessageRef, Timestamp};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -16,11 +17,63 @@ use crate::router::{RoomKey, Router};
 use crate::store::{Accepted, NewDelivery, Store};
 
 pub struct Intake {
-    pub store: Arc<dyn Store>,
-    pub router: Arc<Router>,
-    pub metrics: Arc<Metrics>,
+    store: Arc<dyn Store>,
+    router: Arc<Router>,
+    metrics: Arc<Metrics>,
     /// Cancelled when the gateway stops taking events.
-    pub closed: CancellationToken,
+    closed: CancellationToken,
+    /// Who each account is on its network, as it announced.
+    own: OwnNames,
+}
+
+impl Intake {
+    pub fn new(
+        store: Arc<dyn Store>,
+        router: Arc<Router>,
+        metrics: Arc<Metrics>,
+        closed: CancellationToken,
+    ) -> Self {
+        Intake {
+            store,
+            router,
+            metrics,
+            closed,
+            own: OwnNames::default(),
+        }
+    }
+}
+
+/// The names this gateway's accounts speak as, per network (see [`EventSink::announce`]):
+/// what one account says must not come back as a relayed message through another account on
+/// the same network.
+///
+/// [`EventSink::announce`]: patchbay_sdk::EventSink::announce
+#[derive(Default)]
+struct OwnNames {
+    /// account -> (network, names)
+    accounts: Mutex<HashMap<String, (String, Vec<String>)>>,
+}
+
+impl OwnNames {
+    fn announce(&self, account: &str, network: &str, names: Vec<String>) {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        accounts.insert(account.to_owned(), (network.to_owned(), names));
+    }
+
+    /// Whether `author`, seen by `account`, is one of this gateway's accounts on the network
+    /// `account` is on.
+    fn is_own(&self, account: &str, author: &Author) -> bool {
+        let accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((network, _)) = accounts.get(account) else {
+            return false;
+        };
+        accounts.values().any(|(other, names)| {
+            other == network
+                && names
+                    .iter()
+                    .any(|name| *name == author.id || *name == author.name)
+        })
+    }
 }
 
 #[async_trait]
@@ -30,6 +83,10 @@ impl Emit for Intake {
             return Err(EmitError::Closed);
         }
         if inbound.is_echo {
+            return Ok(None);
+        }
+        if self.own.is_own(account, &inbound.author) {
+            tracing::debug!(account, author = %inbound.author.name, "not relayed: said by one of this gateway's own accounts");
             return Ok(None);
         }
         let mut event = Event::from_inbound(account, inbound);
@@ -63,6 +120,11 @@ impl Emit for Intake {
             Ok(Accepted::Duplicate) => Ok(None),
             Err(err) => Err(EmitError::Store(err.to_string())),
         }
+    }
+
+    fn announce(&self, account: &str, network: &str, names: Vec<String>) {
+        tracing::debug!(account, network, ?names, "account announced its names");
+        self.own.announce(account, network, names);
     }
 }
 

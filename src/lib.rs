@@ -9,7 +9,10 @@
 //! - [`intake`]: from an emitted event to a durable one.
 //! - [`store`]: events, outbox, message-id map, dead letters (SQLite).
 //! - [`delivery`]: one lane per destination room, in order, with backoff.
+//! - [`ownership`]: which accounts this instance runs (all of them, or those it holds a
+//!   lease on when instances share JetStream).
 //! - [`gateway`]: wiring it all and stopping in order.
+//! - [`status`]: the `patchbay status` report, for either engine.
 //! - [`http`]: the shared listener: connectors' routes, `/healthz`, `/metrics`.
 //! - [`import`]: a matterbridge config turned into a patchbay one.
 
@@ -21,5 +24,7 @@ pub mod http;
 pub mod import;
 pub mod intake;
 pub mod metrics;
+pub mod ownership;
 pub mod router;
+pub mod status;
 pub mod store;

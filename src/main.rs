@@ -39,6 +39,16 @@ enum Command {
         /// The config file.
         #[arg(long, short, env = "PATCHBAY_CONFIG")]
         config: PathBuf,
+        #[command(flatten)]
+        instance: InstanceArgs,
+    },
+    /// Show the instances, who runs which account, and what waits in the outbox.
+    Status {
+        /// The config file.
+        #[arg(long, short, env = "PATCHBAY_CONFIG")]
+        config: PathBuf,
+        #[command(flatten)]
+        instance: InstanceArgs,
     },
     /// Validate a config file and show which rooms mirror which.
     Check {
@@ -52,6 +62,30 @@ enum Command {
         /// The matterbridge.toml file.
         file: PathBuf,
     },
+}
+
+/// What one instance sets over the shared config file.
+#[derive(clap::Args)]
+struct InstanceArgs {
+    /// This instance's id (the nats engine); default: `[bus] instance`, else host name + pid.
+    #[arg(long, env = "PATCHBAY_INSTANCE")]
+    instance: Option<String>,
+    /// The data directory, over `[general] data_dir`.
+    #[arg(long, env = "PATCHBAY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The HTTP listen address, over `[http] listen`.
+    #[arg(long, env = "PATCHBAY_HTTP_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+}
+
+impl InstanceArgs {
+    fn overrides(&self) -> config::Overrides {
+        config::Overrides {
+            data_dir: self.data_dir.clone(),
+            listen: self.listen,
+            instance: self.instance.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -80,7 +114,8 @@ fn main() -> std::process::ExitCode {
             out,
         } => matrix_registration(&config, &account, out.as_deref(), &registry),
         Command::Check { config } => check(&config, &registry),
-        Command::Run { config } => run(&config, &registry),
+        Command::Run { config, instance } => run(&config, &instance.overrides(), &registry),
+        Command::Status { config, instance } => status(&config, &instance.overrides(), &registry),
         Command::ImportMatterbridge { file } => {
             patchbay::import::run(&file, &registry).map_err(anyhow::Error::from)
         }
@@ -95,7 +130,30 @@ fn main() -> std::process::ExitCode {
 }
 
 fn load(path: &std::path::Path, registry: &Registry) -> anyhow::Result<Config> {
-    config::load(path, registry).map_err(|diagnostics| anyhow::anyhow!("{diagnostics}"))
+    load_with(path, &config::Overrides::default(), registry)
+}
+
+fn load_with(
+    path: &std::path::Path,
+    overrides: &config::Overrides,
+    registry: &Registry,
+) -> anyhow::Result<Config> {
+    config::load_with(path, registry, overrides)
+        .map_err(|diagnostics| anyhow::anyhow!("{diagnostics}"))
+}
+
+fn status(
+    path: &std::path::Path,
+    overrides: &config::Overrides,
+    registry: &Registry,
+) -> anyhow::Result<()> {
+    let config = load_with(path, overrides, registry)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    print!("{}", runtime.block_on(patchbay::status::report(&config))?);
+    Ok(())
 }
 
 fn check(path: &std::path::Path, registry: &Registry) -> anyhow::Result<()> {
@@ -128,8 +186,12 @@ fn matrix_registration(
     Ok(())
 }
 
-fn run(path: &std::path::Path, registry: &Registry) -> anyhow::Result<()> {
-    let config = load(path, registry)?;
+fn run(
+    path: &std::path::Path,
+    overrides: &config::Overrides,
+    registry: &Registry,
+) -> anyhow::Result<()> {
+    let config = load_with(path, overrides, registry)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

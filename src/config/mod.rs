@@ -5,6 +5,7 @@
 //! protocol's connector factory; routes are `[[route]]` tables; `[general]` and `[http]` are
 //! the gateway's own.
 
+mod bus;
 mod diagnostic;
 mod expand;
 mod schema;
@@ -26,6 +27,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use crate::connectors::Registry;
 use crate::router::{Direction, KindSet, NickFormat, RateLimit, RoomKey, Route, Settings};
+pub use bus::{Bus, NatsBus};
 use diagnostic::{Collector, closest};
 use expand::join;
 use schema::{GeneralTable, HttpTable, RouteTable, SettingsTable};
@@ -35,6 +37,8 @@ pub struct Config {
     pub file: PathBuf,
     pub general: General,
     pub http: Option<Http>,
+    /// The engine: embedded unless `[bus]` says otherwise.
+    pub bus: Bus,
     pub accounts: Vec<Account>,
     pub routes: Vec<Route>,
 }
@@ -62,8 +66,27 @@ pub struct Account {
     pub data_dir: PathBuf,
 }
 
+/// What the command line or the environment sets over the file, so that several instances
+/// can share one config file (see `patchbay run --help`).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<std::net::SocketAddr>,
+    /// This instance's id (the nats engine).
+    pub instance: Option<String>,
+}
+
 /// Read and validate a config file.
 pub fn load(path: &Path, registry: &Registry) -> Result<Config, Diagnostics> {
+    load_with(path, registry, &Overrides::default())
+}
+
+/// Read and validate a config file, with `overrides` over what it says.
+pub fn load_with(
+    path: &Path,
+    registry: &Registry,
+    overrides: &Overrides,
+) -> Result<Config, Diagnostics> {
     let source = std::fs::read_to_string(path).map_err(|err| {
         Diagnostics(vec![Diagnostic {
             file: path.to_owned(),
@@ -73,11 +96,20 @@ pub fn load(path: &Path, registry: &Registry) -> Result<Config, Diagnostics> {
             message: format!("cannot read the config file: {err}"),
         }])
     })?;
-    parse(path, &source, registry)
+    parse_with(path, &source, registry, overrides)
 }
 
 /// Validate config text as if read from `path`.
 pub fn parse(path: &Path, source: &str, registry: &Registry) -> Result<Config, Diagnostics> {
+    parse_with(path, source, registry, &Overrides::default())
+}
+
+fn parse_with(
+    path: &Path,
+    source: &str,
+    registry: &Registry,
+    overrides: &Overrides,
+) -> Result<Config, Diagnostics> {
     let mut errors = Collector::new(path, source);
     let mut root = match DeTable::parse(source) {
         Ok(root) => root.into_inner(),
@@ -95,6 +127,7 @@ pub fn parse(path: &Path, source: &str, registry: &Registry) -> Result<Config, D
 
     let mut general_table = GeneralTable::default();
     let mut http = None;
+    let mut bus = Bus::Embedded;
     let mut route_tables = Vec::new();
     let mut account_tables = Vec::new();
     for (key, value) in root {
@@ -109,6 +142,11 @@ pub fn parse(path: &Path, source: &str, registry: &Registry) -> Result<Config, D
             "http" => {
                 http = deserialize::<HttpTable>(value, "http", &mut errors)
                     .map(|t| Http { listen: t.listen });
+            }
+            "bus" => {
+                if let Some(table) = deserialize::<bus::BusTable>(value, "bus", &mut errors) {
+                    bus = table.validate(&config_dir, &mut errors);
+                }
             }
             "route" => {
                 let span = value.span();
@@ -145,14 +183,14 @@ pub fn parse(path: &Path, source: &str, registry: &Registry) -> Result<Config, D
                 }
             }
             other => {
-                let known: Vec<&str> = ["general", "http", "route"]
+                let known: Vec<&str> = ["general", "http", "bus", "route"]
                     .into_iter()
                     .chain(registry.protocols())
                     .collect();
                 let hint = match closest(other, known.iter().copied()) {
                     Some(best) => format!("; did you mean `{best}`?"),
                     None => format!(
-                        "; the tables are [general], [http], [[route]] and accounts as [PROTOCOL.NAME] with PROTOCOL one of: {}",
+                        "; the tables are [general], [http], [bus], [[route]] and accounts as [PROTOCOL.NAME] with PROTOCOL one of: {}",
                         registry.protocols().collect::<Vec<_>>().join(", ")
                     ),
                 };
@@ -165,7 +203,16 @@ pub fn parse(path: &Path, source: &str, registry: &Registry) -> Result<Config, D
         }
     }
 
-    let general = general_settings(&general_table, &config_dir);
+    let mut general = general_settings(&general_table, &config_dir);
+    if let Some(dir) = &overrides.data_dir {
+        general.data_dir = dir.clone();
+    }
+    if let Some(listen) = overrides.listen {
+        http = Some(Http { listen });
+    }
+    if let (Bus::Nats(nats), Some(instance)) = (&mut bus, &overrides.instance) {
+        nats.instance = Some(instance.clone());
+    }
     let mut base = Settings::default();
     if let Some(kinds) = &general_table.kinds {
         base.kinds = compile_kinds(kinds, "general.kinds", &mut errors);
@@ -218,6 +265,7 @@ pub fn parse(path: &Path, source: &str, registry: &Registry) -> Result<Config, D
         file: path.to_owned(),
         general,
         http,
+        bus,
         accounts,
         routes,
     })

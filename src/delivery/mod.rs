@@ -1,29 +1,35 @@
 //! Delivery: draining the outbox into the connectors.
 //!
-//! One lane per destination room pulls that room's deliveries from the store in order and hands
-//! them to the room's connector one at a time. A lane whose network is down waits with
-//! backoff (or until the connector reports it is up again) while every other lane goes on, so
-//! one slow or dead destination never delays the others. A permanent failure moves the
-//! delivery to the dead-letter table; nothing is dropped silently.
+//! One lane per destination room takes that room's deliveries from its [`RoomOutbox`] in order
+//! and hands them to the room's connector, one run at a time (one delivery, or up to the
+//! connector's [`run_limit`](patchbay_sdk::Connector::run_limit) for connectors that merge a
+//! burst). A lane whose network is down waits with backoff (or until the connector reports it
+//! is up again) while every other lane goes on, so one slow or dead destination never delays
+//! the others. A delivery leaves the outbox only when the connector said it was sent, or when
+//! it failed for good and moved to the dead letters; nothing is dropped silently.
+//!
+//! Lanes run per account: [`Outbox::run_account`] starts an account's lanes and stops them
+//! with its token, so an engine that moves accounts between instances (JetStream) starts and
+//! stops them as it takes and loses an account.
 
 mod backoff;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
-use patchbay_sdk::{Connector, ConnectorState, Delivery, DeliveryError, MessageRef, Timestamp};
-use tokio::sync::{Notify, watch};
+use patchbay_sdk::{
+    Connector, ConnectorState, Delivered, Delivery, DeliveryError, MessageRef, Timestamp,
+};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::metrics::Metrics;
 use crate::router::{RoomKey, Router};
-use crate::store::{Pending, Store};
-use backoff::Backoff;
+use crate::store::{Pending, RoomOutbox, Store};
+pub use backoff::Backoff;
 
-/// How many deliveries a lane reads from the store at a time.
-const BATCH: usize = 256;
 /// How long one delivery attempt may take before it counts as a retryable failure.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -41,7 +47,8 @@ pub struct DeliveryPolicy {
     pub retry_first: Duration,
     /// The longest wait between two attempts.
     pub retry_max: Duration,
-    /// How many deliveries a lane holds in memory before it goes back to reading the store.
+    /// How many committed deliveries a room's lane holds in memory before it goes back to
+    /// reading the store (embedded engine).
     pub lane_queue: usize,
 }
 
@@ -50,7 +57,7 @@ impl Default for DeliveryPolicy {
         DeliveryPolicy {
             retry_first: Duration::from_millis(500),
             retry_max: Duration::from_secs(60),
-            lane_queue: 4096,
+            lane_queue: crate::store::LANE_QUEUE,
         }
     }
 }
@@ -58,7 +65,6 @@ impl Default for DeliveryPolicy {
 /// The delivery side of the gateway.
 pub struct Outbox {
     shared: Arc<Shared>,
-    lanes: Mutex<HashMap<RoomKey, Arc<Lane>>>,
 }
 
 struct Shared {
@@ -67,39 +73,7 @@ struct Shared {
     destinations: HashMap<String, Destination>,
     policy: DeliveryPolicy,
     metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
     tracker: TaskTracker,
-}
-
-/// One destination room's queue.
-///
-/// A lane is fed in one of two ways. Normally the outbox pushes each committed delivery into
-/// its in-memory queue straight from the store's feed, so steady-state delivery never reads the
-/// store. At start, and whenever its queue overflowed (a room whose network is down while
-/// traffic keeps coming), the lane instead reads its deliveries from the store in order until
-/// it has caught up, then switches back. The switch happens under the lane's lock, so nothing
-/// committed in between is missed, and deliveries seen twice are skipped by their seq.
-struct Lane {
-    state: tokio::sync::Mutex<LaneState>,
-    notify: Notify,
-}
-
-struct LaneState {
-    /// True while the lane reads the store; the outbox leaves deliveries there meanwhile.
-    reading_store: bool,
-    queue: std::collections::VecDeque<Pending>,
-}
-
-impl Lane {
-    fn new() -> Self {
-        Lane {
-            state: tokio::sync::Mutex::new(LaneState {
-                reading_store: true,
-                queue: Default::default(),
-            }),
-            notify: Notify::new(),
-        }
-    }
 }
 
 impl Outbox {
@@ -109,7 +83,6 @@ impl Outbox {
         destinations: HashMap<String, Destination>,
         policy: DeliveryPolicy,
         metrics: Arc<Metrics>,
-        shutdown: CancellationToken,
     ) -> Self {
         Outbox {
             shared: Arc::new(Shared {
@@ -118,71 +91,52 @@ impl Outbox {
                 destinations,
                 policy,
                 metrics,
-                shutdown,
                 tracker: TaskTracker::new(),
             }),
-            lanes: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Start delivering: a lane for every room with deliveries waiting from before, and the
-    /// dispatcher that hands newly committed deliveries to their lanes.
-    pub async fn start(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
-        let feed = self.shared.store.take_feed();
+    /// Start the lanes of `account`: one for every room of it the routes deliver to, and one
+    /// for every room of it with deliveries waiting from before. They run until `stop`.
+    pub async fn run_account(
+        &self,
+        account: &str,
+        stop: CancellationToken,
+    ) -> Result<(), crate::store::StoreError> {
+        let Some(destination) = self.shared.destinations.get(account).cloned() else {
+            return Ok(());
+        };
+        let mut rooms: Vec<RoomKey> = self
+            .shared
+            .router
+            .destination_rooms()
+            .filter(|room| room.account == account)
+            .cloned()
+            .collect();
         for room in self.shared.store.rooms_with_pending().await? {
-            self.lane(&room);
+            if room.account == account && !rooms.contains(&room) {
+                rooms.push(room);
+            }
         }
-        if let Some(mut feed) = feed {
-            let outbox = Arc::clone(self);
-            let shutdown = self.shared.shutdown.clone();
-            self.shared.tracker.spawn(async move {
-                loop {
-                    let batch = tokio::select! {
-                        batch = feed.recv() => batch,
-                        _ = shutdown.cancelled() => return,
-                    };
-                    let Some(batch) = batch else { return };
-                    for pending in batch {
-                        outbox.dispatch(pending).await;
-                    }
-                }
-            });
+        for room in rooms {
+            let shared = Arc::clone(&self.shared);
+            let destination = destination.clone();
+            let stop = stop.clone();
+            self.shared
+                .tracker
+                .spawn(async move { run_lane(shared, room, destination, stop).await });
         }
         Ok(())
     }
 
-    /// Hand one committed delivery to its lane.
-    async fn dispatch(&self, pending: Pending) {
-        let lane = self.lane(&pending.room);
-        let mut state = lane.state.lock().await;
-        if state.reading_store {
-            // The lane will read it from the store.
-        } else if state.queue.len() >= self.shared.policy.lane_queue {
-            tracing::debug!(room = %pending.room, "lane queue full; the lane reads the store until it catches up");
-            state.queue.clear();
-            state.reading_store = true;
-        } else {
-            state.queue.push_back(pending);
+    /// Rooms whose deliveries wait for an account that is not configured: said once at start.
+    pub async fn report_orphans(&self) -> Result<(), crate::store::StoreError> {
+        for room in self.shared.store.rooms_with_pending().await? {
+            if !self.shared.destinations.contains_key(&room.account) {
+                tracing::warn!(room = %room, "deliveries wait for an account that is not configured; they stay in the outbox");
+            }
         }
-        drop(state);
-        lane.notify.notify_one();
-    }
-
-    /// The lane of `room`, started if it was not running.
-    fn lane(&self, room: &RoomKey) -> Arc<Lane> {
-        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(lane) = lanes.get(room) {
-            return Arc::clone(lane);
-        }
-        let lane = Arc::new(Lane::new());
-        lanes.insert(room.clone(), Arc::clone(&lane));
-        let shared = Arc::clone(&self.shared);
-        let room = room.clone();
-        let running = Arc::clone(&lane);
-        self.shared
-            .tracker
-            .spawn(async move { run_lane(shared, room, running).await });
-        lane
+        Ok(())
     }
 
     /// Wait for every lane to finish its in-flight delivery and stop, up to `timeout`.
@@ -195,153 +149,198 @@ impl Outbox {
     }
 }
 
-async fn run_lane(shared: Arc<Shared>, room: RoomKey, lane: Arc<Lane>) {
-    let Some(destination) = shared.destinations.get(&room.account).cloned() else {
-        tracing::warn!(room = %room, "deliveries wait for an account that is not configured; they stay in the outbox");
-        return;
-    };
-    // The seq of the last delivery done (or given up on); everything at or below it is done.
-    let mut cursor = 0;
+/// One room's lane: open its outbox, then deliver what it hands out, run by run, until `stop`.
+async fn run_lane(
+    shared: Arc<Shared>,
+    room: RoomKey,
+    destination: Destination,
+    stop: CancellationToken,
+) {
     let mut backoff = Backoff::new(shared.policy.retry_first, shared.policy.retry_max);
-    loop {
-        if shared.shutdown.is_cancelled() {
-            return;
-        }
-        let next = {
-            let mut state = lane.state.lock().await;
-            if state.reading_store {
-                // Catch up from the store; switch to the queue once nothing is left, deciding
-                // under the lock so the dispatcher cannot slip a delivery in between.
-                match shared.store.pending(&room, cursor, BATCH).await {
-                    Ok(batch) if batch.is_empty() => {
-                        state.reading_store = false;
-                        state.queue.clear();
-                        continue;
-                    }
-                    Ok(batch) => Next::Batch(batch),
-                    Err(err) => {
-                        tracing::error!(room = %room, "cannot read the outbox: {err}");
-                        Next::Pause
-                    }
-                }
-            } else {
-                // Take everything queued: one lock per burst, not per delivery.
-                if state.queue.is_empty() {
-                    Next::Wait
-                } else {
-                    Next::Batch(state.queue.drain(..).collect())
-                }
-            }
-        };
-        match next {
-            Next::Batch(batch) => {
-                for pending in batch {
-                    if pending.seq <= cursor {
-                        continue;
-                    }
-                    if shared.shutdown.is_cancelled()
-                        || !deliver_one(&shared, &destination, &pending, &mut backoff).await
-                    {
-                        return;
-                    }
-                    cursor = pending.seq;
-                }
-            }
-            Next::Wait => {
-                tokio::select! {
-                    _ = lane.notify.notified() => {}
-                    _ = shared.shutdown.cancelled() => return,
-                }
-            }
-            Next::Pause => {
-                if !pause(&shared.shutdown, backoff.next_wait()).await {
+    let mut outbox = loop {
+        match shared.store.open_room(&room).await {
+            Ok(outbox) => break outbox,
+            Err(err) => {
+                tracing::error!(room = %room, "cannot open the outbox: {err}");
+                if !pause(&stop, backoff.next_wait()).await {
                     return;
                 }
             }
         }
-    }
-}
-
-enum Next {
-    Batch(Vec<Pending>),
-    Wait,
-    Pause,
-}
-
-/// Deliver one item, retrying until it succeeds or fails for good. Returns false when the
-/// gateway is shutting down and the item is left in the outbox.
-async fn deliver_one(
-    shared: &Shared,
-    destination: &Destination,
-    pending: &Pending,
-    backoff: &mut Backoff,
-) -> bool {
-    if let Some(not_before) = pending.not_before {
-        let wait = not_before.0 - Timestamp::now().0;
-        if wait > 0 && !pause(&shared.shutdown, Duration::from_millis(wait as u64)).await {
-            return false;
+    };
+    let limit = destination.connector.run_limit().max(1);
+    // Deliveries handed out by the outbox and not yet done, in order.
+    let mut held: VecDeque<Pending> = VecDeque::new();
+    loop {
+        if held.is_empty() {
+            let next = tokio::select! {
+                next = outbox.next(limit) => next,
+                _ = stop.cancelled() => return,
+            };
+            match next {
+                Ok(batch) => held.extend(batch),
+                Err(err) => {
+                    tracing::error!(room = %room, "cannot read the outbox: {err}");
+                    if !pause(&stop, backoff.next_wait()).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
+        // A rate limit's schedule: the run starts when its first delivery may go, and holds
+        // only deliveries already due.
+        if let Some(wait) = held.front().and_then(|p| due_in(p.not_before))
+            && !pause(&stop, wait).await
+        {
+            return;
+        }
+        let due = held
+            .iter()
+            .take(limit)
+            .take_while(|p| due_in(p.not_before).is_none())
+            .count()
+            .max(1);
+        let run: Vec<Pending> = held.drain(..due).collect();
+        let lane = Lane {
+            shared: &shared,
+            destination: &destination,
+            stop: &stop,
+        };
+        if !lane.deliver(outbox.as_mut(), run, &mut backoff).await {
+            return;
         }
     }
-    let delivery = prepare(shared, pending).await;
-    let mut attempts = 0u32;
-    loop {
-        attempts += 1;
-        let attempt = tokio::time::timeout(
-            ATTEMPT_TIMEOUT,
-            destination.connector.deliver(delivery.clone()),
-        );
-        let result = attempt.await.unwrap_or_else(|_| {
-            Err(DeliveryError::retryable(format!(
-                "no answer within {}s",
-                ATTEMPT_TIMEOUT.as_secs()
-            )))
-        });
-        match result {
-            Ok(delivered) => {
-                backoff.reset();
-                shared
-                    .metrics
-                    .delivered(&pending.room.account, &pending.route, pending.event.time);
-                if let Err(err) = shared.store.complete(pending, delivered.remote_id).await {
-                    tracing::error!(room = %pending.room, "cannot record a delivery as done: {err}");
-                }
-                return true;
+}
+
+/// How long until `not_before`, if it is still ahead.
+fn due_in(not_before: Option<Timestamp>) -> Option<Duration> {
+    let wait = not_before?.0 - Timestamp::now().0;
+    (wait > 0).then(|| Duration::from_millis(wait as u64))
+}
+
+/// What one lane delivers with.
+struct Lane<'a> {
+    shared: &'a Shared,
+    destination: &'a Destination,
+    stop: &'a CancellationToken,
+}
+
+impl Lane<'_> {
+    /// Deliver a run, retrying what is left of it until every delivery succeeded or failed
+    /// for good. Returns false when the lane is stopping; what is not done stays in the outbox.
+    async fn deliver(
+        &self,
+        outbox: &mut dyn RoomOutbox,
+        run: Vec<Pending>,
+        backoff: &mut Backoff,
+    ) -> bool {
+        let mut left: VecDeque<(Pending, Delivery)> = VecDeque::with_capacity(run.len());
+        for pending in run {
+            let delivery = prepare(self.shared, &pending).await;
+            left.push_back((pending, delivery));
+        }
+        let mut attempts = 0u32;
+        while !left.is_empty() {
+            if self.stop.is_cancelled() {
+                return false;
             }
-            Err(DeliveryError::Permanent { reason }) => {
-                tracing::error!(
-                    room = %pending.room, event = %pending.event.id, route = %pending.route,
-                    "delivery failed for good, moved to the dead letters: {reason}"
-                );
-                shared.metrics.failed(&pending.room.account, &pending.route);
-                if let Err(err) = shared.store.dead_letter(pending, &reason).await {
-                    tracing::error!(room = %pending.room, "cannot record a dead letter; it stays in the outbox: {err}");
-                    return false;
+            attempts += 1;
+            let deliveries: Vec<Delivery> = left.iter().map(|(_, d)| d.clone()).collect();
+            let attempt = tokio::time::timeout(
+                ATTEMPT_TIMEOUT,
+                self.destination.connector.deliver_run(deliveries),
+            );
+            let results = attempt.await.unwrap_or_else(|_| {
+                vec![Err(DeliveryError::retryable(format!(
+                    "no answer within {}s",
+                    ATTEMPT_TIMEOUT.as_secs()
+                )))]
+            });
+            let answered = results.len();
+            let mut retry = None;
+            for result in results {
+                let Some(entry) = left.pop_front() else {
+                    break;
+                };
+                match result {
+                    Ok(delivered) => {
+                        backoff.reset();
+                        attempts = 0;
+                        self.completed(outbox, &entry.0, delivered).await;
+                    }
+                    Err(DeliveryError::Permanent { reason }) => {
+                        if !self.dead_letter(outbox, &entry.0, &reason).await {
+                            return false;
+                        }
+                    }
+                    Err(DeliveryError::Retryable {
+                        reason,
+                        retry_after,
+                    }) => {
+                        left.push_front(entry);
+                        retry = Some((reason, retry_after));
+                        break;
+                    }
                 }
-                return true;
             }
-            Err(DeliveryError::Retryable {
-                reason,
-                retry_after,
-            }) => {
+            if retry.is_none() && answered == 0 && !left.is_empty() {
+                retry = Some(("the connector answered nothing".into(), None));
+            }
+            if let Some((reason, retry_after)) = retry {
+                let Some((pending, _)) = left.front() else {
+                    break;
+                };
                 let wait = retry_after.unwrap_or_else(|| backoff.next_wait());
-                if attempts == 1 || attempts.is_power_of_two() {
+                if attempts <= 1 || attempts.is_power_of_two() {
                     tracing::warn!(
                         room = %pending.room, event = %pending.event.id, attempts,
                         "delivery failed, retrying in {:.1}s: {reason}", wait.as_secs_f64()
                     );
                 }
-                if !wait_for_retry(&shared.shutdown, destination.state.clone(), wait).await {
+                if !wait_for_retry(self.stop, self.destination.state.clone(), wait).await {
                     return false;
                 }
             }
         }
+        true
+    }
+
+    async fn completed(&self, outbox: &mut dyn RoomOutbox, pending: &Pending, done: Delivered) {
+        self.shared
+            .metrics
+            .delivered(&pending.room.account, &pending.route, pending.event.time);
+        if let Err(err) = outbox.complete(pending, done.remote_id).await {
+            tracing::error!(room = %pending.room, "cannot record a delivery as done: {err}");
+        }
+    }
+
+    /// Returns false if the dead letter could not be recorded (the delivery stays).
+    async fn dead_letter(
+        &self,
+        outbox: &mut dyn RoomOutbox,
+        pending: &Pending,
+        reason: &str,
+    ) -> bool {
+        tracing::error!(
+            room = %pending.room, event = %pending.event.id, route = %pending.route,
+            "delivery failed for good, moved to the dead letters: {reason}"
+        );
+        self.shared
+            .metrics
+            .failed(&pending.room.account, &pending.route);
+        if let Err(err) = outbox.dead_letter(pending, reason).await {
+            tracing::error!(room = %pending.room, "cannot record a dead letter; it stays in the outbox: {err}");
+            return false;
+        }
+        true
     }
 }
 
 /// Shape a pending delivery for its connector: translate message references into the
 /// destination's ids, look up the quoted message of a reply, format the nick.
 async fn prepare(shared: &Shared, pending: &Pending) -> Delivery {
-    let mut event = pending.event.clone();
+    let mut event = (*pending.event).clone();
     let mut quote = None;
     if let Some(MessageRef::Gateway(id)) = event.reply_to.clone() {
         quote = shared.store.quote(id).await.ok().flatten();
@@ -371,17 +370,17 @@ async fn native(shared: &Shared, id: patchbay_sdk::EventId, room: &RoomKey) -> M
     }
 }
 
-/// Sleep for `wait`; false if shutdown came first.
-async fn pause(shutdown: &CancellationToken, wait: Duration) -> bool {
+/// Sleep for `wait`; false if `stop` came first.
+async fn pause(stop: &CancellationToken, wait: Duration) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(wait) => true,
-        _ = shutdown.cancelled() => false,
+        _ = stop.cancelled() => false,
     }
 }
 
 /// Wait before retrying: `wait`, or less if the connector comes back up in the meantime.
 async fn wait_for_retry(
-    shutdown: &CancellationToken,
+    stop: &CancellationToken,
     mut state: watch::Receiver<ConnectorState>,
     wait: Duration,
 ) -> bool {
@@ -400,7 +399,7 @@ async fn wait_for_retry(
     tokio::select! {
         _ = tokio::time::sleep(wait) => true,
         _ = back_up => true,
-        _ = shutdown.cancelled() => false,
+        _ = stop.cancelled() => false,
     }
 }
 

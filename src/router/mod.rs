@@ -72,6 +72,17 @@ impl Router {
         &self.routes
     }
 
+    /// Every room some route delivers to, once each.
+    pub fn destination_rooms(&self) -> impl Iterator<Item = &RoomKey> {
+        let mut seen = std::collections::HashSet::new();
+        self.routes
+            .iter()
+            .flat_map(|route| route.members.iter())
+            .filter(|(_, direction)| direction.receives())
+            .map(|(room, _)| room)
+            .filter(move |room| seen.insert(*room))
+    }
+
     /// The rooms `event` must be delivered to.
     pub fn route(&self, event: &Event) -> Vec<Target> {
         let origin = RoomKey::new(&event.origin.account, &event.origin.room);

@@ -1,53 +1,13 @@
 //! A route's compiled settings: which kinds pass, who is ignored, how nicks look, what is
 //! rewritten, how fast a room may be fed.
 
-use std::fmt;
 use std::time::Duration;
 
+pub use patchbay_sdk::RoomKey;
 use patchbay_sdk::event::Kind;
+use patchbay_sdk::room::protocol_of;
 use patchbay_sdk::{Event, RichText};
 use regex::Regex;
-
-/// A room as routes name it: `ACCOUNT/ROOM`, split at the first `/`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RoomKey {
-    pub account: String,
-    pub room: String,
-}
-
-impl RoomKey {
-    pub fn new(account: impl Into<String>, room: impl Into<String>) -> Self {
-        RoomKey {
-            account: account.into(),
-            room: room.into(),
-        }
-    }
-
-    /// Split `ACCOUNT/ROOM` at the first `/`.
-    pub fn parse(text: &str) -> Option<Self> {
-        let (account, room) = text.split_once('/')?;
-        if account.is_empty() || room.is_empty() {
-            return None;
-        }
-        Some(RoomKey::new(account, room))
-    }
-
-    /// The protocol part of the account (`irc` of `irc.libera`).
-    pub fn protocol(&self) -> &str {
-        protocol_of(&self.account)
-    }
-}
-
-impl fmt::Display for RoomKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.account, self.room)
-    }
-}
-
-/// The protocol part of an account name (`irc` of `irc.libera`).
-fn protocol_of(account: &str) -> &str {
-    account.split('.').next().unwrap_or(account)
-}
 
 /// How a room takes part in a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

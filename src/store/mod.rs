@@ -1,11 +1,19 @@
 //! The store: events, the durable outbox, the message-id map and the dead letters.
 //!
-//! Behind a small trait so the embedded SQLite store can be swapped for a shared one (NATS
-//! JetStream) when several gateway instances share one routing table.
+//! [`Store`] is the seam between the gateway and its engine: intake records through it, each
+//! delivery lane reads and completes its room through a [`RoomOutbox`], and the gateway knows
+//! nothing else of where things are kept. The embedded engine is one SQLite file
+//! ([`SqliteStore`]); the scale-out engine is NATS JetStream ([`JetStreamStore`]), shared by
+//! several instances.
 
+mod jetstream;
 mod sqlite;
 
-pub use sqlite::SqliteStore;
+pub use jetstream::JetStreamStore;
+pub use sqlite::{LANE_QUEUE, SqliteStore};
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use patchbay_sdk::{Event, EventId, Quote, Timestamp};
@@ -39,7 +47,8 @@ pub struct Pending {
     pub room: RoomKey,
     pub route: String,
     pub not_before: Option<Timestamp>,
-    pub event: Event,
+    /// Shared by every delivery of the event: a fan-out to many rooms holds one copy.
+    pub event: Arc<Event>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,21 +63,28 @@ pub enum StoreError {
     Open(String),
     #[error("the store could not commit: {0}")]
     Commit(String),
+    /// A shared store (JetStream) did not answer; the operation may be retried.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
 }
 
+/// Where the gateway keeps what it has accepted: events, the outbox, the message-id map and
+/// the dead letters. Two engines implement it: [`SqliteStore`] (one process, one file) and
+/// [`JetStreamStore`] (several instances sharing NATS JetStream).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Record an event and its deliveries in one transaction, unless its origin remote id is
-    /// already in the message-id map.
+    /// Record an event and its deliveries atomically, unless its origin remote id is already
+    /// in the message-id map. Returns once they are durable.
     async fn accept(
         &self,
         event: Event,
         deliveries: Vec<NewDelivery>,
     ) -> Result<Accepted, StoreError>;
 
-    /// The feed of committed deliveries, in commit order: the bus from intake to the outbox.
-    /// Deliveries reach it only once they are durable; it can be taken once.
-    fn take_feed(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Vec<Pending>>>;
+    /// The outbox of one destination room: its waiting deliveries in order, and where their
+    /// outcomes are recorded. The delivery lane of `room` opens it once and is its only
+    /// reader; deliveries committed later reach it without asking the store again.
+    async fn open_room(&self, room: &RoomKey) -> Result<Box<dyn RoomOutbox>, StoreError>;
 
     /// The gateway id of the message a network knows as `remote_id` in `room`.
     async fn resolve(&self, room: &RoomKey, remote_id: &str)
@@ -80,38 +96,52 @@ pub trait Store: Send + Sync + 'static {
     /// Author and text of a recorded event, for replies shown as quotes.
     async fn quote(&self, id: EventId) -> Result<Option<Quote>, StoreError>;
 
-    /// Up to `limit` deliveries into `room` after `after_seq`, in order.
-    async fn pending(
-        &self,
-        room: &RoomKey,
-        after_seq: i64,
-        limit: usize,
-    ) -> Result<Vec<Pending>, StoreError>;
-
     /// Every room with deliveries waiting.
     async fn rooms_with_pending(&self) -> Result<Vec<RoomKey>, StoreError>;
-
-    /// A delivery succeeded: remove it from the outbox and map the network's id, if any.
-    /// Completions are recorded in order but may return before they are durable, so a worker
-    /// never waits on the disk between two sends; a crash in that window sends the delivery
-    /// once more, and nothing recorded as delivered is ever sent again.
-    async fn complete(
-        &self,
-        pending: &Pending,
-        remote_id: Option<String>,
-    ) -> Result<(), StoreError>;
-
-    /// A delivery failed for good: move it to the dead-letter table.
-    async fn dead_letter(&self, pending: &Pending, reason: &str) -> Result<(), StoreError>;
 
     /// Forget mappings and delivered events older than `before`. Returns how many events went.
     async fn prune(&self, before: Timestamp) -> Result<usize, StoreError>;
 
+    /// Deliveries waiting, by destination room.
+    async fn room_depths(&self) -> Result<BTreeMap<RoomKey, u64>, StoreError>;
+
     /// Deliveries waiting, by destination account.
-    async fn outbox_depths(&self) -> Result<std::collections::BTreeMap<String, u64>, StoreError>;
+    async fn outbox_depths(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let mut depths = BTreeMap::new();
+        for (room, depth) in self.room_depths().await? {
+            *depths.entry(room.account).or_default() += depth;
+        }
+        Ok(depths)
+    }
 
     /// Counts, for metrics and tests.
     async fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    /// Write out what is queued and release the store; later writes fail with
+    /// [`StoreError::Closed`].
+    async fn close(&self);
+}
+
+/// One destination room's outbox, as its delivery lane sees it.
+#[async_trait]
+pub trait RoomOutbox: Send {
+    /// Up to `max` waiting deliveries, in order, starting after the last one this outbox
+    /// handed out; waits until there is at least one. Cancel-safe: nothing is lost if the
+    /// future is dropped.
+    async fn next(&mut self, max: usize) -> Result<Vec<Pending>, StoreError>;
+
+    /// A delivery succeeded: remove it from the outbox and map the network's id, if any.
+    /// May return before the record is durable, so a lane never waits on the disk between two
+    /// sends; a crash in that window sends the delivery once more, and nothing recorded as
+    /// delivered is ever sent again.
+    async fn complete(
+        &mut self,
+        pending: &Pending,
+        remote_id: Option<String>,
+    ) -> Result<(), StoreError>;
+
+    /// A delivery failed for good: move it to the dead letters.
+    async fn dead_letter(&mut self, pending: &Pending, reason: &str) -> Result<(), StoreError>;
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

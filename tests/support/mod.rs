@@ -41,6 +41,12 @@ impl Gateway {
 
     /// Start `patchbay run` on an existing config file.
     pub fn start_with(dir: &Path, config: &Path) -> Gateway {
+        Self::start_args(dir, config, &[])
+    }
+
+    /// Start `patchbay run` on an existing config file with more arguments (an instance's
+    /// `--instance`, `--data-dir`, `--listen`); its log is `dir/patchbay.log`.
+    pub fn start_args(dir: &Path, config: &Path, args: &[&str]) -> Gateway {
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -49,6 +55,7 @@ impl Gateway {
         let mut child = Command::new(binary())
             .args(["run", "--config"])
             .arg(config)
+            .args(args)
             .env("RUST_LOG", "info,patchbay=debug")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -119,6 +126,11 @@ impl Gateway {
     pub fn stop(mut self) -> bool {
         self.signal("TERM");
         self.wait(Duration::from_secs(20))
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL: no chance to clean up.
@@ -201,3 +213,4 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
 }
+pub mod nats;

@@ -164,6 +164,11 @@ impl Connector for Webhook {
         Ok(Delivered::default())
     }
 
+    /// Inbound HTTP holds no connection: every instance serves it.
+    fn holds_connection(&self) -> bool {
+        false
+    }
+
     fn http_routes(&self) -> Option<axum::Router> {
         Some(server::router(Arc::clone(&self.shared)))
     }

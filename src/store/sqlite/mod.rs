@@ -14,8 +14,13 @@ use patchbay_sdk::{Event, EventId, Quote, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Accepted, NewDelivery, Pending, Store, StoreError, StoreStats};
+mod checkpoint;
+mod outbox;
+
+use super::{Accepted, NewDelivery, Pending, RoomOutbox, Store, StoreError, StoreStats};
 use crate::router::RoomKey;
+use checkpoint::Checkpointer;
+use outbox::{Lanes, SqliteRoom};
 
 /// The most commands one transaction takes.
 const MAX_BATCH: usize = 4096;
@@ -44,49 +49,122 @@ enum Command {
     Close { reply: oneshot::Sender<()> },
 }
 
-/// SQLite-backed [`Store`].
+/// How many committed deliveries a room's lane queue holds before the lane reads the
+/// database instead.
+pub const LANE_QUEUE: usize = 4096;
+
+/// SQLite-backed [`Store`]. Cheap to clone: every clone is the same store.
+#[derive(Clone)]
 pub struct SqliteStore {
     writer: mpsc::UnboundedSender<Command>,
-    feed: Mutex<Option<mpsc::UnboundedReceiver<Vec<Pending>>>>,
     reader: Arc<Mutex<Connection>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    lanes: Arc<Lanes>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+    checkpointer: Arc<Mutex<Option<Checkpointer>>>,
 }
 
 impl SqliteStore {
     /// Open (creating if needed) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, LANE_QUEUE)
+    }
+
+    /// Open the store with lane queues of `lane_queue` deliveries (see [`LANE_QUEUE`]).
+    pub fn open_with(path: &Path, lane_queue: usize) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(|err| StoreError::Open(format!("{}: {err}", dir.display())))?;
         }
         let writer_conn = open_connection(path)?;
         writer_conn.execute_batch(include_str!("schema.sql"))?;
+        // Checkpoints run on their own thread (see `checkpoint`), never inside a commit.
+        writer_conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpointer = Checkpointer::start(path)?;
         let reader = open_connection(path)?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let (feed_tx, feed_rx) = mpsc::unbounded_channel();
+        let lanes = Arc::new(Lanes::default());
+        let feed = Feed {
+            lanes: Arc::clone(&lanes),
+            capacity: lane_queue.max(1),
+        };
         let thread = std::thread::Builder::new()
             .name("patchbay-store".into())
-            .spawn(move || run_writer(writer_conn, rx, feed_tx))
+            .spawn(move || run_writer(writer_conn, rx, feed))
             .map_err(|err| StoreError::Open(format!("cannot start the writer thread: {err}")))?;
         Ok(SqliteStore {
             writer: tx,
-            feed: Mutex::new(Some(feed_rx)),
             reader: Arc::new(Mutex::new(reader)),
-            thread: Mutex::new(Some(thread)),
+            lanes,
+            thread: Arc::new(Mutex::new(Some(thread))),
+            checkpointer: Arc::new(Mutex::new(Some(checkpointer))),
         })
     }
 
-    /// Write out everything queued, checkpoint the WAL and stop the writer. Later writes fail
-    /// with [`StoreError::Closed`].
-    pub async fn close(&self) {
-        let (reply, done) = oneshot::channel();
-        if self.writer.send(Command::Close { reply }).is_ok() {
-            let _ = done.await;
-        }
-        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(handle) = handle {
-            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
-        }
+    /// Up to `limit` deliveries into `room` after `after_seq`, in order.
+    pub async fn pending(
+        &self,
+        room: &RoomKey,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<Pending>, StoreError> {
+        let key = room.clone();
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT d.seq, d.route, d.not_before, e.json FROM deliveries d \
+                 JOIN events e ON e.seq = d.event_seq \
+                 WHERE d.account = ?1 AND d.room = ?2 AND d.seq > ?3 ORDER BY d.seq LIMIT ?4",
+            )?;
+            let rows = statement.query_map(
+                params![key.account, key.room, after_seq, limit as i64],
+                |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, Option<i64>>(2)?,
+                        row.get::<_, String>(3)?,
+                    ))
+                },
+            )?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (seq, route, not_before, json) = row?;
+                out.push(Pending {
+                    seq,
+                    room: key.clone(),
+                    route,
+                    not_before: not_before.map(Timestamp),
+                    event: Arc::new(serde_json::from_str(&json)?),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// A delivery succeeded: remove it from the outbox and map the network's id, if any.
+    /// Recorded in order, but returns before it is durable (see [`RoomOutbox::complete`]).
+    pub async fn complete(
+        &self,
+        pending: &Pending,
+        remote_id: Option<String>,
+    ) -> Result<(), StoreError> {
+        let mapping =
+            remote_id.map(|remote| (pending.event.id.to_string(), pending.room.clone(), remote));
+        self.send(Command::Complete {
+            seq: pending.seq,
+            mapping,
+        })
+    }
+
+    /// A delivery failed for good: move it to the dead-letter table.
+    pub async fn dead_letter(&self, pending: &Pending, reason: &str) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::DeadLetter {
+            pending: Box::new(pending.clone()),
+            reason: reason.to_owned(),
+            reply,
+        })?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     fn send(&self, command: Command) -> Result<(), StoreError> {
@@ -121,12 +199,14 @@ fn now_ms() -> i64 {
     Timestamp::now().0
 }
 
+/// Where the writer hands what it committed: the open rooms' lane queues.
+struct Feed {
+    lanes: Arc<Lanes>,
+    capacity: usize,
+}
+
 /// The writer thread: take what has queued, run it in one transaction, answer.
-fn run_writer(
-    mut conn: Connection,
-    mut rx: mpsc::UnboundedReceiver<Command>,
-    feed: mpsc::UnboundedSender<Vec<Pending>>,
-) {
+fn run_writer(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Command>, feed: Feed) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -164,11 +244,7 @@ enum Reply {
 }
 
 /// Run one batch; returns true when the batch asked the writer to stop.
-fn write_batch(
-    conn: &mut Connection,
-    batch: &mut Vec<Command>,
-    feed: &mpsc::UnboundedSender<Vec<Pending>>,
-) -> bool {
+fn write_batch(conn: &mut Connection, batch: &mut Vec<Command>, feed: &Feed) -> bool {
     let mut replies = Vec::with_capacity(batch.len());
     let mut committed = Vec::new();
     let mut closing = false;
@@ -187,13 +263,14 @@ fn write_batch(
                     let result = match result {
                         Ok(Some(seqs)) => {
                             sp.commit()?;
+                            let event: Arc<Event> = Arc::from(event);
                             for (seq, delivery) in seqs.into_iter().zip(deliveries) {
                                 committed.push(Pending {
                                     seq,
                                     room: delivery.room,
                                     route: delivery.route,
                                     not_before: delivery.not_before,
-                                    event: (*event).clone(),
+                                    event: Arc::clone(&event),
                                 });
                             }
                             Ok(Accepted::Recorded)
@@ -238,9 +315,9 @@ fn write_batch(
     if let Some(err) = &failure {
         tracing::error!("the store could not commit a batch: {err}");
     } else if !committed.is_empty() {
-        // In commit order, which is seq order: the outbox relies on it. Nobody listening is
-        // fine: the deliveries are in the store.
-        let _ = feed.send(committed);
+        // In commit order, which is seq order: the lanes rely on it. A room nobody has open
+        // reads its deliveries from the database when it is opened.
+        feed.lanes.push(committed, feed.capacity);
     }
     let failed = || StoreError::Commit(failure.clone().unwrap_or_default());
     for reply in replies {
@@ -356,7 +433,7 @@ fn complete(
 }
 
 fn dead_letter(conn: &Connection, pending: &Pending, reason: &str) -> Result<(), rusqlite::Error> {
-    let json = serde_json::to_string(&pending.event).unwrap_or_default();
+    let json = serde_json::to_string(&*pending.event).unwrap_or_default();
     conn.prepare_cached(
         "INSERT INTO dead_letters (event_id, account, room, route, reason, time, json) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -403,8 +480,8 @@ impl Store for SqliteStore {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    fn take_feed(&self) -> Option<mpsc::UnboundedReceiver<Vec<Pending>>> {
-        self.feed.lock().unwrap_or_else(|p| p.into_inner()).take()
+    async fn open_room(&self, room: &RoomKey) -> Result<Box<dyn RoomOutbox>, StoreError> {
+        Ok(Box::new(SqliteRoom::open(self.clone(), room)))
     }
 
     async fn resolve(
@@ -459,46 +536,6 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn pending(
-        &self,
-        room: &RoomKey,
-        after_seq: i64,
-        limit: usize,
-    ) -> Result<Vec<Pending>, StoreError> {
-        let key = room.clone();
-        self.read(move |conn| {
-            let mut statement = conn.prepare_cached(
-                "SELECT d.seq, d.route, d.not_before, e.json FROM deliveries d \
-                 JOIN events e ON e.seq = d.event_seq \
-                 WHERE d.account = ?1 AND d.room = ?2 AND d.seq > ?3 ORDER BY d.seq LIMIT ?4",
-            )?;
-            let rows = statement.query_map(
-                params![key.account, key.room, after_seq, limit as i64],
-                |row| {
-                    Ok((
-                        row.get::<_, i64>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, Option<i64>>(2)?,
-                        row.get::<_, String>(3)?,
-                    ))
-                },
-            )?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (seq, route, not_before, json) = row?;
-                out.push(Pending {
-                    seq,
-                    room: key.clone(),
-                    route,
-                    not_before: not_before.map(Timestamp),
-                    event: serde_json::from_str(&json)?,
-                });
-            }
-            Ok(out)
-        })
-        .await
-    }
-
     async fn rooms_with_pending(&self) -> Result<Vec<RoomKey>, StoreError> {
         self.read(|conn| {
             let mut statement =
@@ -514,41 +551,22 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn complete(
-        &self,
-        pending: &Pending,
-        remote_id: Option<String>,
-    ) -> Result<(), StoreError> {
-        let mapping =
-            remote_id.map(|remote| (pending.event.id.to_string(), pending.room.clone(), remote));
-        self.send(Command::Complete {
-            seq: pending.seq,
-            mapping,
-        })
-    }
-
-    async fn dead_letter(&self, pending: &Pending, reason: &str) -> Result<(), StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::DeadLetter {
-            pending: Box::new(pending.clone()),
-            reason: reason.to_owned(),
-            reply,
-        })?;
-        answer.await.map_err(|_| StoreError::Closed)?
-    }
-
     async fn prune(&self, before: Timestamp) -> Result<usize, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Prune { before, reply })?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    async fn outbox_depths(&self) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+    async fn room_depths(&self) -> Result<std::collections::BTreeMap<RoomKey, u64>, StoreError> {
         self.read(|conn| {
-            let mut statement =
-                conn.prepare_cached("SELECT account, COUNT(*) FROM deliveries GROUP BY account")?;
+            let mut statement = conn.prepare_cached(
+                "SELECT account, room, COUNT(*) FROM deliveries GROUP BY account, room",
+            )?;
             let rows = statement.query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
+                Ok((
+                    RoomKey::new(row.get::<_, String>(0)?, row.get::<_, String>(1)?),
+                    row.get::<_, i64>(2)? as u64,
+                ))
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
@@ -568,5 +586,26 @@ impl Store for SqliteStore {
             })
         })
         .await
+    }
+
+    /// Write out everything queued, checkpoint the WAL and stop the writer. Later writes fail
+    /// with [`StoreError::Closed`].
+    async fn close(&self) {
+        let checkpointer = self
+            .checkpointer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(mut checkpointer) = checkpointer {
+            let _ = tokio::task::spawn_blocking(move || checkpointer.stop()).await;
+        }
+        let (reply, done) = oneshot::channel();
+        if self.writer.send(Command::Close { reply }).is_ok() {
+            let _ = done.await;
+        }
+        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
     }
 }

@@ -10,20 +10,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use patchbay_sdk::{
-    Connector, ConnectorContext, ConnectorState, EventSink, StateHandle, Timestamp,
-};
+use patchbay_sdk::{Connector, ConnectorState, EventSink, StateHandle, Timestamp};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{Bus, Config};
 use crate::delivery::{DeliveryPolicy, Destination, Outbox};
 use crate::http;
 use crate::intake::Intake;
 use crate::metrics::Metrics;
+use crate::ownership::leases::{LeaseSettings, Leases};
+use crate::ownership::{Ownership, Sole};
 use crate::router::Router;
-use crate::store::{SqliteStore, Store};
+use crate::store::{JetStreamStore, SqliteStore, Store};
+use account::AccountRun;
+
+mod account;
 
 /// How often old mappings and delivered events are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -36,6 +39,12 @@ pub struct AccountSpec {
     pub data_dir: PathBuf,
 }
 
+/// What the gateway keeps its state in and learns its accounts from: the engine.
+pub struct Backend {
+    pub store: Arc<dyn Store>,
+    pub ownership: Arc<dyn Ownership>,
+}
+
 /// A running gateway.
 pub struct Engine {
     pub store: Arc<dyn Store>,
@@ -44,16 +53,17 @@ pub struct Engine {
     pub intake: Arc<Intake>,
     /// Each account's connector state.
     pub states: BTreeMap<String, watch::Receiver<ConnectorState>>,
-    sqlite: Option<Arc<SqliteStore>>,
+    /// Kept for as long as the engine runs: the accounts follow it.
+    pub ownership: Arc<dyn Ownership>,
     outbox: Arc<Outbox>,
-    connectors_stop: CancellationToken,
-    deliveries_stop: CancellationToken,
+    stop: CancellationToken,
     intake_closed: CancellationToken,
     tasks: TaskTracker,
 }
 
 impl Engine {
-    /// Open the store in `data_dir`, resume its outbox, and start every account's connector.
+    /// The embedded engine: open the store in `data_dir`, resume its outbox, and start every
+    /// account's connector.
     pub async fn start(
         data_dir: &std::path::Path,
         router: Router,
@@ -62,15 +72,28 @@ impl Engine {
         http: Option<SocketAddr>,
     ) -> anyhow::Result<Engine> {
         let db_path = data_dir.join("patchbay.db");
-        let sqlite = Arc::new(
-            SqliteStore::open(&db_path)
-                .with_context(|| format!("opening the store {}", db_path.display()))?,
-        );
-        let store: Arc<dyn Store> = sqlite.clone();
+        let store = SqliteStore::open_with(&db_path, policy.lane_queue)
+            .with_context(|| format!("opening the store {}", db_path.display()))?;
+        let backend = Backend {
+            store: Arc::new(store),
+            ownership: Arc::new(Sole::new(accounts.iter().map(|a| a.name.clone()))),
+        };
+        Self::start_with(backend, router, accounts, policy, http).await
+    }
+
+    /// Start on any engine: the accounts run while `backend.ownership` gives them to this
+    /// instance.
+    pub async fn start_with(
+        backend: Backend,
+        router: Router,
+        accounts: Vec<AccountSpec>,
+        policy: DeliveryPolicy,
+        http: Option<SocketAddr>,
+    ) -> anyhow::Result<Engine> {
+        let Backend { store, ownership } = backend;
         let router = Arc::new(router);
         let metrics = Arc::new(Metrics::default());
-        let connectors_stop = CancellationToken::new();
-        let deliveries_stop = CancellationToken::new();
+        let stop = CancellationToken::new();
         let intake_closed = CancellationToken::new();
 
         let mut destinations = HashMap::new();
@@ -94,15 +117,17 @@ impl Engine {
             destinations,
             policy,
             Arc::clone(&metrics),
-            deliveries_stop.clone(),
         ));
-        let intake = Arc::new(Intake {
-            store: Arc::clone(&store),
-            router: Arc::clone(&router),
-            metrics: Arc::clone(&metrics),
-            closed: intake_closed.clone(),
-        });
-        outbox.start().await.context("reading the outbox")?;
+        let intake = Arc::new(Intake::new(
+            Arc::clone(&store),
+            Arc::clone(&router),
+            Arc::clone(&metrics),
+            intake_closed.clone(),
+        ));
+        outbox
+            .report_orphans()
+            .await
+            .context("reading the outbox")?;
 
         let tasks = TaskTracker::new();
         let mut routes = Vec::new();
@@ -119,7 +144,7 @@ impl Engine {
                     store: Arc::clone(&store),
                 };
                 let app = http::router(status, routes.into_iter().map(|(_, r)| r).collect());
-                tasks.spawn(http::serve(listen, app, connectors_stop.clone()).await?);
+                tasks.spawn(http::serve(listen, app, stop.clone()).await?);
             }
             (None, false) => {
                 let names: Vec<String> = routes.into_iter().map(|(name, _)| name).collect();
@@ -134,21 +159,14 @@ impl Engine {
         for (account, state) in accounts.into_iter().zip(handles) {
             std::fs::create_dir_all(&account.data_dir)
                 .with_context(|| format!("creating {}", account.data_dir.display()))?;
-            let ctx = ConnectorContext {
-                account: account.name.clone(),
+            let run = AccountRun {
                 sink: EventSink::new(account.name.as_str(), intake.clone()),
-                state: state.clone(),
-                shutdown: connectors_stop.clone(),
-                data_dir: account.data_dir.clone(),
+                name: account.name,
+                connector: account.connector,
+                data_dir: account.data_dir,
+                state,
             };
-            let connector = account.connector;
-            let name = account.name;
-            tasks.spawn(async move {
-                if let Err(err) = connector.run(ctx).await {
-                    tracing::error!(account = %name, "the connector stopped: {err}");
-                    state.down(err.to_string());
-                }
-            });
+            tasks.spawn(run.supervise(Arc::clone(&outbox), ownership.owned(), stop.clone()));
         }
         Ok(Engine {
             store,
@@ -156,10 +174,9 @@ impl Engine {
             metrics,
             intake,
             states,
-            sqlite: Some(sqlite),
+            ownership,
             outbox,
-            connectors_stop,
-            deliveries_stop,
+            stop,
             intake_closed,
             tasks,
         })
@@ -173,7 +190,7 @@ impl Engine {
     /// Prune the store every hour, until the engine stops.
     pub fn prune_every_hour(&self, retention: Duration) {
         let store = Arc::clone(&self.store);
-        let stop = self.connectors_stop.clone();
+        let stop = self.stop.clone();
         self.tasks.spawn(async move {
             loop {
                 let before = Timestamp(Timestamp::now().0 - retention.as_millis() as i64);
@@ -190,12 +207,11 @@ impl Engine {
         });
     }
 
-    /// Stop in order: no new events; connectors told to stop; in-flight deliveries finished
-    /// within `timeout` (the rest stay in the outbox); the store closed cleanly.
-    pub async fn stop(mut self, timeout: Duration) {
+    /// Stop in order: no new events; connectors and lanes told to stop; in-flight deliveries
+    /// finished within `timeout` (the rest stay in the outbox); the store closed cleanly.
+    pub async fn stop(self, timeout: Duration) {
         self.intake_closed.cancel();
-        self.connectors_stop.cancel();
-        self.deliveries_stop.cancel();
+        self.stop.cancel();
         if !self.outbox.drain(timeout).await {
             tracing::warn!(
                 "some deliveries were still in flight at the shutdown timeout; they stay in the outbox"
@@ -208,16 +224,15 @@ impl Engine {
         {
             tracing::warn!("some connectors did not stop within 5s");
         }
-        if let Some(sqlite) = self.sqlite.take() {
-            sqlite.close().await;
-        }
+        self.store.close().await;
     }
 }
 
 /// Run the gateway a config describes until `stop` is cancelled.
 pub async fn run(config: Config, stop: CancellationToken) -> anyhow::Result<()> {
     let router = Router::new(config.general.gateway_id.clone(), config.routes);
-    let accounts = config
+    let names: Vec<String> = config.accounts.iter().map(|a| a.name.clone()).collect();
+    let accounts: Vec<AccountSpec> = config
         .accounts
         .into_iter()
         .map(|a| AccountSpec {
@@ -226,14 +241,35 @@ pub async fn run(config: Config, stop: CancellationToken) -> anyhow::Result<()> 
             data_dir: a.data_dir,
         })
         .collect();
-    let engine = Engine::start(
-        &config.general.data_dir,
-        router,
-        accounts,
-        DeliveryPolicy::default(),
-        config.http.map(|h| h.listen),
-    )
-    .await?;
+    let policy = DeliveryPolicy::default();
+    let http = config.http.map(|h| h.listen);
+    let leases_stop = CancellationToken::new();
+    let mut leases_task = None;
+    let engine = match &config.bus {
+        Bus::Embedded => {
+            Engine::start(&config.general.data_dir, router, accounts, policy, http).await?
+        }
+        Bus::Nats(nats) => {
+            let instance = instance_id(nats.instance.as_deref());
+            let bus = patchbay_nats::Bus::connect(&bus_options(nats, &instance, &config.general))
+                .await
+                .context("starting the nats engine ([bus])")?;
+            let settings = LeaseSettings {
+                instance: instance.clone(),
+                accounts: names,
+                lease: nats.lease,
+                prefer: nats.prefer.clone(),
+            };
+            let (leases, task) = Leases::start(bus.clone(), settings, leases_stop.clone());
+            leases_task = Some(task);
+            tracing::info!(%instance, servers = ?nats.servers, "nats engine: accounts follow their leases");
+            let backend = Backend {
+                store: Arc::new(JetStreamStore::new(bus)),
+                ownership: leases,
+            };
+            Engine::start_with(backend, router, accounts, policy, http).await?
+        }
+    };
     engine.prune_every_hour(config.general.retention);
     tracing::info!(
         accounts = engine.states.len(),
@@ -244,6 +280,50 @@ pub async fn run(config: Config, stop: CancellationToken) -> anyhow::Result<()> 
     stop.cancelled().await;
     tracing::info!("stopping: no new events; finishing deliveries in flight");
     engine.stop(config.general.shutdown_timeout).await;
+    // Only now that no account runs here may another instance take them.
+    leases_stop.cancel();
+    if let Some(task) = leases_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// This instance's id: the config's or command line's, else `PATCHBAY_INSTANCE`, else host
+/// name and process id.
+pub fn instance_id(configured: Option<&str>) -> String {
+    if let Some(id) = configured.filter(|id| !id.is_empty()) {
+        return id.to_owned();
+    }
+    if let Ok(id) = std::env::var("PATCHBAY_INSTANCE")
+        && !id.is_empty()
+    {
+        return id;
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// The nats crate's options from the validated `[bus]` table.
+pub fn bus_options(
+    nats: &crate::config::NatsBus,
+    instance: &str,
+    general: &crate::config::General,
+) -> patchbay_nats::BusOptions {
+    patchbay_nats::BusOptions {
+        servers: nats.servers.clone(),
+        creds_file: nats.creds_file.clone(),
+        token: nats.token.clone(),
+        user: nats.user.clone(),
+        password: nats.password.clone(),
+        tls_ca_file: nats.tls_ca_file.clone(),
+        tls_cert_file: nats.tls_cert_file.clone(),
+        tls_key_file: nats.tls_key_file.clone(),
+        prefix: nats.prefix.clone(),
+        name: format!("patchbay {instance}"),
+        lease: nats.lease,
+        retention: general.retention,
+    }
 }

@@ -1,0 +1,364 @@
+//! The streams and buckets patchbay keeps in JetStream, and the calls the gateway makes on
+//! them.
+//!
+//! Under a prefix `P` (`patchbay`), on file storage:
+//! - stream `P_outbox`, subjects `P.out.<account>.<room>`, work-queue retention: one message
+//!   per delivery still to make; acknowledging it removes it;
+//! - stream `P_dead`, subjects `P.dead.<account>.<room>`: deliveries that failed for good;
+//! - bucket `P_map`, entries aged out after the retention: the message-id map;
+//! - bucket `P_leases`, entries aged out after the lease time: who runs which account, and
+//!   which instances are alive.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream};
+use bytes::Bytes;
+use futures::StreamExt;
+
+use crate::options::BusOptions;
+use crate::room::RoomConsumer;
+use crate::token::{token, untoken};
+
+/// Why a bus call failed. Every failure is worth retrying once the servers are reachable.
+#[derive(Debug, thiserror::Error)]
+#[error("NATS: {what}: {source}")]
+pub struct BusError {
+    what: String,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl BusError {
+    pub(crate) fn new(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        BusError {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// The names under one prefix.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    prefix: String,
+}
+
+impl Layout {
+    pub fn new(prefix: &str) -> Self {
+        Layout {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// The subject of `room`'s outbox in `account`.
+    pub fn outbox_subject(&self, account: &str, room: &str) -> String {
+        format!("{}.out.{}.{}", self.prefix, token(account), token(room))
+    }
+
+    fn dead_subject(&self, account: &str, room: &str) -> String {
+        format!("{}.dead.{}.{}", self.prefix, token(account), token(room))
+    }
+
+    /// The (account, room) of an outbox subject.
+    pub fn parse_outbox_subject(&self, subject: &str) -> Option<(String, String)> {
+        let rest = subject.strip_prefix(&format!("{}.out.", self.prefix))?;
+        let (account, room) = rest.split_once('.')?;
+        Some((untoken(account)?, untoken(room)?))
+    }
+
+    pub(crate) fn outbox_stream(&self) -> String {
+        format!("{}_outbox", self.prefix)
+    }
+
+    fn dead_stream(&self) -> String {
+        format!("{}_dead", self.prefix)
+    }
+}
+
+/// One message to publish.
+#[derive(Clone, Debug)]
+pub struct Publish {
+    pub subject: String,
+    /// Sent as `Nats-Msg-Id`: a retried publish with the same id is stored once (within the
+    /// stream's duplicate window).
+    pub msg_id: Option<String>,
+    pub payload: Bytes,
+}
+
+/// A connection to the JetStream of one site, with patchbay's streams and buckets in place.
+#[derive(Clone)]
+pub struct Bus {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    layout: Layout,
+    map: kv::Store,
+    leases: kv::Store,
+}
+
+impl Bus {
+    /// Connect and make sure the streams and buckets exist (creating them the first time).
+    /// Keeps reconnecting in the background after a server restart.
+    pub async fn connect(options: &BusOptions) -> Result<Bus, BusError> {
+        let connect = options
+            .connect_options()
+            .await
+            .map_err(|err| BusError::new("reading the credentials", err))?;
+        let client = connect
+            .connect(options.servers.clone())
+            .await
+            .map_err(|err| BusError::new(format!("connecting to {:?}", options.servers), err))?;
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(Duration::from_secs(10));
+        let layout = Layout::new(&options.prefix);
+        let prefix = &options.prefix;
+        js.get_or_create_stream(stream::Config {
+            name: layout.outbox_stream(),
+            subjects: vec![format!("{prefix}.out.>")],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|err| BusError::new("creating the outbox stream", err))?;
+        js.get_or_create_stream(stream::Config {
+            name: layout.dead_stream(),
+            subjects: vec![format!("{prefix}.dead.>")],
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|err| BusError::new("creating the dead-letter stream", err))?;
+        let map = bucket(&js, format!("{prefix}_map"), options.retention).await?;
+        let leases = bucket(&js, format!("{prefix}_leases"), options.lease).await?;
+        Ok(Bus {
+            client,
+            js,
+            layout,
+            map,
+            leases,
+        })
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Publish every message and wait until JetStream has stored each. Returns their stream
+    /// sequences, in order.
+    pub async fn publish_all(&self, messages: Vec<Publish>) -> Result<Vec<u64>, BusError> {
+        let mut acks = Vec::with_capacity(messages.len());
+        for message in messages {
+            let mut headers = async_nats::HeaderMap::new();
+            if let Some(id) = &message.msg_id {
+                headers.insert("Nats-Msg-Id", id.as_str());
+            }
+            let ack = self
+                .js
+                .publish_with_headers(message.subject, headers, message.payload)
+                .await
+                .map_err(|err| BusError::new("publishing", err))?;
+            acks.push(ack);
+        }
+        let mut seqs = Vec::with_capacity(acks.len());
+        for ack in acks {
+            let ack = ack
+                .await
+                .map_err(|err| BusError::new("waiting for a publish acknowledgement", err))?;
+            seqs.push(ack.sequence);
+        }
+        Ok(seqs)
+    }
+
+    /// Record a delivery that failed for good, with why.
+    pub async fn dead_letter(
+        &self,
+        account: &str,
+        room: &str,
+        reason: &str,
+        payload: Bytes,
+    ) -> Result<(), BusError> {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            "Patchbay-Reason",
+            reason.replace(['\r', '\n'], " ").as_str(),
+        );
+        self.js
+            .publish_with_headers(self.layout.dead_subject(account, room), headers, payload)
+            .await
+            .map_err(|err| BusError::new("publishing a dead letter", err))?
+            .await
+            .map_err(|err| BusError::new("storing a dead letter", err))?;
+        Ok(())
+    }
+
+    /// The outbox of one room, as a durable consumer that starts from the oldest delivery
+    /// still waiting. Any earlier consumer of the room (an instance that died holding it) is
+    /// replaced, so what it had in flight is handed out again at once.
+    pub async fn room_consumer(
+        &self,
+        account: &str,
+        room: &str,
+        max: usize,
+    ) -> Result<RoomConsumer, BusError> {
+        RoomConsumer::open(&self.js, &self.layout, account, room, max).await
+    }
+
+    /// Deliveries waiting, per outbox subject's (account, room).
+    pub async fn outbox_depths(&self) -> Result<Vec<((String, String), u64)>, BusError> {
+        let stream = self
+            .js
+            .get_stream(self.layout.outbox_stream())
+            .await
+            .map_err(|err| BusError::new("reading the outbox stream", err))?;
+        let mut subjects = stream
+            .info_with_subjects(format!("{}.out.>", self.layout.prefix))
+            .await
+            .map_err(|err| BusError::new("reading the outbox subjects", err))?;
+        let mut depths = Vec::new();
+        while let Some(entry) = subjects.next().await {
+            let (subject, count) =
+                entry.map_err(|err| BusError::new("reading the outbox subjects", err))?;
+            if let Some(room) = self.layout.parse_outbox_subject(&subject) {
+                depths.push((room, count as u64));
+            }
+        }
+        Ok(depths)
+    }
+
+    /// Messages in the outbox and dead-letter streams.
+    pub async fn counts(&self) -> Result<(u64, u64), BusError> {
+        let mut counts = [0; 2];
+        for (i, name) in [self.layout.outbox_stream(), self.layout.dead_stream()]
+            .into_iter()
+            .enumerate()
+        {
+            let mut stream = self
+                .js
+                .get_stream(&name)
+                .await
+                .map_err(|err| BusError::new(format!("reading {name}"), err))?;
+            let info = stream
+                .info()
+                .await
+                .map_err(|err| BusError::new(format!("reading {name}"), err))?;
+            counts[i] = info.state.messages;
+        }
+        Ok((counts[0], counts[1]))
+    }
+
+    pub async fn map_get(&self, key: &str) -> Result<Option<Bytes>, BusError> {
+        self.map
+            .get(key)
+            .await
+            .map_err(|err| BusError::new("reading the message-id map", err))
+    }
+
+    pub async fn map_put(&self, key: &str, value: Bytes) -> Result<(), BusError> {
+        self.map
+            .put(key, value)
+            .await
+            .map(|_| ())
+            .map_err(|err| BusError::new("writing the message-id map", err))
+    }
+
+    /// Take `key` if nobody holds it: its revision, or `None` when it is held.
+    pub async fn lease_take(&self, key: &str, value: Bytes) -> Result<Option<u64>, BusError> {
+        match self.leases.create(key, value).await {
+            Ok(revision) => Ok(Some(revision)),
+            Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
+            Err(err) => Err(BusError::new("taking a lease", err)),
+        }
+    }
+
+    /// Renew `key` held at `revision`: the new revision, or `None` when it was lost (expired
+    /// and taken, or deleted).
+    pub async fn lease_renew(
+        &self,
+        key: &str,
+        value: Bytes,
+        revision: u64,
+    ) -> Result<Option<u64>, BusError> {
+        match self.leases.update(key, value, revision).await {
+            Ok(revision) => Ok(Some(revision)),
+            Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(None),
+            Err(err) => Err(BusError::new("renewing a lease", err)),
+        }
+    }
+
+    /// Write `key` whatever it held (an instance's heartbeat).
+    pub async fn lease_put(&self, key: &str, value: Bytes) -> Result<(), BusError> {
+        self.leases
+            .put(key, value)
+            .await
+            .map(|_| ())
+            .map_err(|err| BusError::new("writing a heartbeat", err))
+    }
+
+    pub async fn lease_release(&self, key: &str) -> Result<(), BusError> {
+        self.leases
+            .delete(key)
+            .await
+            .map_err(|err| BusError::new("releasing a lease", err))
+    }
+
+    /// Every live entry of the leases bucket whose key starts with `prefix`.
+    pub async fn lease_entries(&self, prefix: &str) -> Result<Vec<(String, Bytes)>, BusError> {
+        let mut keys = self
+            .leases
+            .keys()
+            .await
+            .map_err(|err| BusError::new("listing leases", err))?;
+        let mut names = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(|err| BusError::new("listing leases", err))?;
+            if key.starts_with(prefix) {
+                names.push(key);
+            }
+        }
+        let mut entries = Vec::with_capacity(names.len());
+        for key in names {
+            if let Some(value) = self
+                .leases
+                .get(&key)
+                .await
+                .map_err(|err| BusError::new("reading a lease", err))?
+            {
+                entries.push((key, value));
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Whether the connection to the servers is up now.
+    pub fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Flush what is buffered; used at stop.
+    pub async fn flush(&self) {
+        let _ = self.client.flush().await;
+    }
+}
+
+async fn bucket(
+    js: &jetstream::Context,
+    name: String,
+    max_age: Duration,
+) -> Result<kv::Store, BusError> {
+    match js.get_key_value(&name).await {
+        Ok(store) => Ok(store),
+        Err(_) => js
+            .create_key_value(kv::Config {
+                bucket: name.clone(),
+                history: 1,
+                max_age,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|err| BusError::new(format!("creating the bucket {name}"), err)),
+    }
+}

@@ -1,0 +1,20 @@
+//! NATS JetStream access for patchbay's scale-out engine.
+//!
+//! The gateway's JetStream store and its account leases are written against this crate's few
+//! non-generic calls, so async-nats compiles here once and never in the gateway crate. It knows
+//! nothing of events or routes: it moves bytes between subjects, streams and buckets named
+//! under one prefix.
+//!
+//! - [`options`]: connecting (servers, credentials, TLS) and naming (the prefix).
+//! - [`bus`]: the streams and buckets, publishing with acknowledgements, the key-value calls.
+//! - [`room`]: one destination room's outbox as a durable pull consumer.
+//! - [`token`]: room and account names as subject tokens and bucket keys.
+
+pub mod bus;
+pub mod options;
+pub mod room;
+pub mod token;
+
+pub use bus::{Bus, BusError, Layout, Publish};
+pub use options::BusOptions;
+pub use room::RoomConsumer;

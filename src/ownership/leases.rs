@@ -1,0 +1,186 @@
+//! Ownership by leases in a JetStream key-value bucket.
+//!
+//! Each account has a key `a.<account>` in the bucket `P_leases`, whose entries age out after
+//! the lease time. An instance takes an account by creating its key (which fails while anyone
+//! holds it) and keeps it by updating it at its revision every quarter lease. It gives the
+//! account up (stops it here) as soon as a renewal is refused, and also when it could not
+//! renew for half a lease — before the entry can age out and another instance create it —
+//! so two instances never run one account at once. A stopping instance deletes its keys, so
+//! the others take over at once; a killed one is taken over within a lease and a quarter.
+//!
+//! Instances also write a heartbeat `i.<instance>` every round: `prefer` lists of instances
+//! for an account are honoured while one of them is alive.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use patchbay_nats::Bus;
+use patchbay_nats::token::{token, untoken};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::Ownership;
+
+/// Accounts held through leases.
+pub struct Leases {
+    owned: watch::Sender<BTreeSet<String>>,
+}
+
+/// What the leases keep.
+pub struct LeaseSettings {
+    pub instance: String,
+    pub accounts: Vec<String>,
+    pub lease: Duration,
+    pub prefer: BTreeMap<String, Vec<String>>,
+}
+
+struct Held {
+    revision: u64,
+    renewed: Instant,
+}
+
+impl Leases {
+    /// Start taking and renewing leases until `stop`; then release them. The handle ends
+    /// once they are released.
+    pub fn start(
+        bus: Bus,
+        settings: LeaseSettings,
+        stop: CancellationToken,
+    ) -> (Arc<Leases>, tokio::task::JoinHandle<()>) {
+        let (owned, _) = watch::channel(BTreeSet::new());
+        let leases = Arc::new(Leases { owned });
+        let running = Arc::clone(&leases);
+        let handle = tokio::spawn(async move { running.run(bus, settings, stop).await });
+        (leases, handle)
+    }
+
+    async fn run(&self, bus: Bus, settings: LeaseSettings, stop: CancellationToken) {
+        let round = settings.lease / 4;
+        let value = bytes_of(&settings.instance);
+        let heartbeat = format!("i.{}", token(&settings.instance));
+        let mut held: HashMap<String, Held> = HashMap::new();
+        loop {
+            let started = Instant::now();
+            if let Ok(Err(err)) =
+                tokio::time::timeout(round, bus.lease_put(&heartbeat, value.clone())).await
+            {
+                tracing::debug!("instance heartbeat: {err}");
+            }
+            let alive = match tokio::time::timeout(round, bus.lease_entries("i.")).await {
+                Ok(Ok(entries)) => entries
+                    .into_iter()
+                    .filter_map(|(key, _)| untoken(key.strip_prefix("i.")?))
+                    .collect(),
+                _ => BTreeSet::from([settings.instance.clone()]),
+            };
+            for account in &settings.accounts {
+                let key = format!("a.{}", token(account));
+                if let Some(h) = held.get_mut(account) {
+                    match tokio::time::timeout(
+                        round,
+                        bus.lease_renew(&key, value.clone(), h.revision),
+                    )
+                    .await
+                    {
+                        Ok(Ok(Some(revision))) => {
+                            h.revision = revision;
+                            h.renewed = started;
+                        }
+                        Ok(Ok(None)) => {
+                            tracing::warn!(account, "lost the account's lease to another instance");
+                            held.remove(account);
+                        }
+                        Ok(Err(err)) => tracing::warn!(account, "cannot renew the lease: {err}"),
+                        Err(_) => tracing::warn!(account, "renewing the lease timed out"),
+                    }
+                } else if eligible(account, &settings, &alive)
+                    && let Ok(Ok(Some(revision))) =
+                        tokio::time::timeout(round, bus.lease_take(&key, value.clone())).await
+                {
+                    held.insert(
+                        account.clone(),
+                        Held {
+                            revision,
+                            renewed: started,
+                        },
+                    );
+                }
+            }
+            // Give up what could not be renewed for half a lease: it may age out soon.
+            held.retain(|account, h| {
+                let keep = h.renewed.elapsed() < settings.lease / 2;
+                if !keep {
+                    tracing::warn!(
+                        account,
+                        "no lease renewal for half a lease; stopping the account here"
+                    );
+                }
+                keep
+            });
+            let now: BTreeSet<String> = held.keys().cloned().collect();
+            self.owned.send_if_modified(|owned| {
+                let changed = *owned != now;
+                *owned = now;
+                changed
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(round.saturating_sub(started.elapsed())) => {}
+                _ = stop.cancelled() => break,
+            }
+        }
+        self.owned.send_replace(BTreeSet::new());
+        for account in held.keys() {
+            let key = format!("a.{}", token(account));
+            if let Err(err) = bus.lease_release(&key).await {
+                tracing::warn!(account, "cannot release the lease: {err}");
+            }
+        }
+        let _ = bus.lease_release(&heartbeat).await;
+    }
+}
+
+/// Whether this instance may take `account` now: it has no preferred instances, this is one,
+/// or none of them is alive.
+fn eligible(account: &str, settings: &LeaseSettings, alive: &BTreeSet<String>) -> bool {
+    match settings.prefer.get(account) {
+        None => true,
+        Some(preferred) => {
+            preferred.contains(&settings.instance) || !preferred.iter().any(|p| alive.contains(p))
+        }
+    }
+}
+
+fn bytes_of(text: &str) -> bytes::Bytes {
+    bytes::Bytes::copy_from_slice(text.as_bytes())
+}
+
+impl Ownership for Leases {
+    fn owned(&self) -> watch::Receiver<BTreeSet<String>> {
+        self.owned.subscribe()
+    }
+}
+
+/// Who runs what, as the leases bucket says (for `patchbay status`).
+pub async fn holders(
+    bus: &Bus,
+) -> Result<(Vec<String>, BTreeMap<String, String>), patchbay_nats::BusError> {
+    let instances = bus
+        .lease_entries("i.")
+        .await?
+        .into_iter()
+        .filter_map(|(key, _)| untoken(key.strip_prefix("i.")?))
+        .collect();
+    let accounts = bus
+        .lease_entries("a.")
+        .await?
+        .into_iter()
+        .filter_map(|(key, value)| {
+            Some((
+                untoken(key.strip_prefix("a.")?)?,
+                String::from_utf8(value.to_vec()).ok()?,
+            ))
+        })
+        .collect();
+    Ok((instances, accounts))
+}

@@ -1,0 +1,271 @@
+//! The scale-out store: NATS JetStream, shared by every instance on one config.
+//!
+//! - accept: one outbox message per delivery (subject of the destination room, carrying the
+//!   event), then the event's quote and its origin id in the message-id map; only when
+//!   JetStream has acknowledged all of them is the event accepted. A failure part way leaves
+//!   the source unacknowledged, so it sends again; when the origin has a network id the
+//!   messages carry a `Nats-Msg-Id` derived from it, so a resend within JetStream's duplicate
+//!   window stores nothing twice, and a resend after the origin id was recorded is a duplicate.
+//! - deliver: each room's lane reads its subject through a durable consumer
+//!   ([`patchbay_nats::RoomConsumer`]); complete records the destination's id in the map, then
+//!   acknowledges (removes) the delivery, confirmed by the server. A holder killed between a
+//!   send and its acknowledgement leaves that delivery to be sent once more by the next holder:
+//!   at most one per room per kill with the default run limit (a connector's `run_limit` with
+//!   runs).
+//! - map: bucket `P_map`, aged out by the bucket after the retention: `r.<acct>.<room>.<id>`
+//!   (a network id to the gateway id, for origins and deliveries alike), `n.<event>.<acct>.
+//!   <room>` (the id a delivery got), `q.<event>` (author and text, for quotes).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use patchbay_nats::token::token;
+use patchbay_nats::{Bus, BusError, Publish, RoomConsumer};
+use patchbay_sdk::{Event, EventId, Quote, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use super::{Accepted, NewDelivery, Pending, RoomOutbox, Store, StoreError, StoreStats};
+use crate::router::RoomKey;
+
+/// How many deliveries a room's consumer hands out ahead of the lane.
+const PULL_AHEAD: usize = 64;
+
+/// One delivery as it travels in the outbox stream.
+#[derive(Serialize, Deserialize)]
+struct OutboxMessage {
+    route: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    not_before: Option<Timestamp>,
+    event: Event,
+}
+
+/// [`Store`] on JetStream.
+pub struct JetStreamStore {
+    bus: Bus,
+}
+
+impl From<BusError> for StoreError {
+    fn from(err: BusError) -> Self {
+        StoreError::Unavailable(err.to_string())
+    }
+}
+
+fn remote_key(room: &RoomKey, remote_id: &str) -> String {
+    format!(
+        "r.{}.{}.{}",
+        token(&room.account),
+        token(&room.room),
+        token(remote_id)
+    )
+}
+
+fn native_key(id: EventId, room: &RoomKey) -> String {
+    format!("n.{id}.{}.{}", token(&room.account), token(&room.room))
+}
+
+fn quote_key(id: EventId) -> String {
+    format!("q.{id}")
+}
+
+impl JetStreamStore {
+    pub fn new(bus: Bus) -> Self {
+        JetStreamStore { bus }
+    }
+
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+}
+
+#[async_trait]
+impl Store for JetStreamStore {
+    async fn accept(
+        &self,
+        event: Event,
+        deliveries: Vec<NewDelivery>,
+    ) -> Result<Accepted, StoreError> {
+        let origin = RoomKey::new(&event.origin.account, &event.origin.room);
+        let origin_key = event
+            .origin
+            .remote_id
+            .as_deref()
+            .map(|remote| remote_key(&origin, remote));
+        if let Some(key) = &origin_key
+            && self.bus.map_get(key).await?.is_some()
+        {
+            return Ok(Accepted::Duplicate);
+        }
+        let layout = self.bus.layout();
+        let mut messages = Vec::with_capacity(deliveries.len());
+        for (i, delivery) in deliveries.into_iter().enumerate() {
+            let payload = serde_json::to_vec(&OutboxMessage {
+                route: delivery.route,
+                not_before: delivery.not_before,
+                event: event.clone(),
+            })?;
+            messages.push(Publish {
+                subject: layout.outbox_subject(&delivery.room.account, &delivery.room.room),
+                msg_id: Some(match &origin_key {
+                    Some(key) => format!("{key}#{i}"),
+                    None => format!("{}#{i}", event.id),
+                }),
+                payload: payload.into(),
+            });
+        }
+        self.bus.publish_all(messages).await?;
+        let quote = Quote {
+            author: event.author.name.clone(),
+            text: event.kind.body().map(|b| b.to_plain()).unwrap_or_default(),
+        };
+        self.bus
+            .map_put(&quote_key(event.id), serde_json::to_vec(&quote)?.into())
+            .await?;
+        if let Some(key) = &origin_key {
+            self.bus
+                .map_put(key, event.id.to_string().into_bytes().into())
+                .await?;
+        }
+        Ok(Accepted::Recorded)
+    }
+
+    async fn open_room(&self, room: &RoomKey) -> Result<Box<dyn RoomOutbox>, StoreError> {
+        let consumer = self
+            .bus
+            .room_consumer(&room.account, &room.room, PULL_AHEAD)
+            .await?;
+        Ok(Box::new(JetStreamRoom {
+            bus: self.bus.clone(),
+            room: room.clone(),
+            consumer,
+        }))
+    }
+
+    async fn resolve(
+        &self,
+        room: &RoomKey,
+        remote_id: &str,
+    ) -> Result<Option<EventId>, StoreError> {
+        let value = self.bus.map_get(&remote_key(room, remote_id)).await?;
+        Ok(value.and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok()))
+    }
+
+    async fn native_id(&self, id: EventId, room: &RoomKey) -> Result<Option<String>, StoreError> {
+        let value = self.bus.map_get(&native_key(id, room)).await?;
+        Ok(value.and_then(|v| String::from_utf8(v.to_vec()).ok()))
+    }
+
+    async fn quote(&self, id: EventId) -> Result<Option<Quote>, StoreError> {
+        match self.bus.map_get(&quote_key(id)).await? {
+            Some(value) => Ok(Some(serde_json::from_slice(&value)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn rooms_with_pending(&self) -> Result<Vec<RoomKey>, StoreError> {
+        Ok(self.room_depths().await?.into_keys().collect())
+    }
+
+    async fn prune(&self, _before: Timestamp) -> Result<usize, StoreError> {
+        // The map bucket ages its entries out by itself; acknowledged deliveries are gone.
+        Ok(0)
+    }
+
+    async fn room_depths(&self) -> Result<BTreeMap<RoomKey, u64>, StoreError> {
+        Ok(self
+            .bus
+            .outbox_depths()
+            .await?
+            .into_iter()
+            .filter(|(_, depth)| *depth > 0)
+            .map(|((account, room), depth)| (RoomKey::new(account, room), depth))
+            .collect())
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let (pending, dead_letters) = self.bus.counts().await?;
+        Ok(StoreStats {
+            // Events live only inside their deliveries and the map: not counted here.
+            events: 0,
+            pending,
+            dead_letters,
+        })
+    }
+
+    async fn close(&self) {
+        self.bus.flush().await;
+    }
+}
+
+/// One room's outbox on JetStream.
+struct JetStreamRoom {
+    bus: Bus,
+    room: RoomKey,
+    consumer: RoomConsumer,
+}
+
+#[async_trait]
+impl RoomOutbox for JetStreamRoom {
+    async fn next(&mut self, max: usize) -> Result<Vec<Pending>, StoreError> {
+        loop {
+            let mut out = Vec::new();
+            for (seq, payload) in self.consumer.next(max).await? {
+                match serde_json::from_slice::<OutboxMessage>(&payload) {
+                    Ok(message) => out.push(Pending {
+                        seq: seq as i64,
+                        room: self.room.clone(),
+                        route: message.route,
+                        not_before: message.not_before,
+                        event: Arc::new(message.event),
+                    }),
+                    Err(err) => {
+                        // Unreadable (written by a newer version?): kept as a dead letter.
+                        let reason = format!("unreadable outbox message: {err}");
+                        tracing::error!(room = %self.room, "{reason}");
+                        self.bus
+                            .dead_letter(&self.room.account, &self.room.room, &reason, payload)
+                            .await?;
+                        self.consumer.ack(seq).await?;
+                    }
+                }
+            }
+            if !out.is_empty() {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn complete(
+        &mut self,
+        pending: &Pending,
+        remote_id: Option<String>,
+    ) -> Result<(), StoreError> {
+        if let Some(remote) = remote_id {
+            let id = pending.event.id;
+            self.bus
+                .map_put(
+                    &remote_key(&self.room, &remote),
+                    id.to_string().into_bytes().into(),
+                )
+                .await?;
+            self.bus
+                .map_put(&native_key(id, &self.room), remote.into_bytes().into())
+                .await?;
+        }
+        self.consumer.ack(pending.seq as u64).await?;
+        Ok(())
+    }
+
+    async fn dead_letter(&mut self, pending: &Pending, reason: &str) -> Result<(), StoreError> {
+        let payload = serde_json::to_vec(&OutboxMessage {
+            route: pending.route.clone(),
+            not_before: pending.not_before,
+            event: (*pending.event).clone(),
+        })?;
+        self.bus
+            .dead_letter(&self.room.account, &self.room.room, reason, payload.into())
+            .await?;
+        self.consumer.ack(pending.seq as u64).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,276 @@
+//! The nats engine through the binary, against a real nats-server: several instances on one
+//! config, an instance killed, the server killed. Every message is counted.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::nats::NatsServer;
+use support::{Gateway, binary, free_port, wait_for_port, wait_until};
+
+/// One gateway instance of the shared config.
+struct Instance {
+    id: String,
+    port: u16,
+    gateway: Option<Gateway>,
+}
+
+fn config(dir: &Path, nats: &NatsServer) -> PathBuf {
+    let text = format!(
+        r#"
+[general]
+gateway_id = "gw"
+
+[bus]
+engine = "nats"
+servers = ["{url}"]
+prefix = "t"
+lease = "2s"
+
+[webhook.in]
+token = "tok"
+rate_limit_per_minute = 0
+
+[console.out]
+input = "none"
+output = "{out}"
+
+[[route]]
+name = "notify"
+in = ["webhook.in/hook"]
+out = ["console.out/lobby"]
+"#,
+        url = nats.url(),
+        out = dir.join("out.log").display(),
+    );
+    let path = dir.join("patchbay.toml");
+    std::fs::write(&path, text).expect("write the config");
+    path
+}
+
+fn start(dir: &Path, config: &Path, id: &str) -> Instance {
+    let own = dir.join(id);
+    std::fs::create_dir_all(&own).expect("instance dir");
+    let port = free_port();
+    let data = own.join("data");
+    let listen = format!("127.0.0.1:{port}");
+    let gateway = Gateway::start_args(
+        &own,
+        config,
+        &[
+            "--instance",
+            id,
+            "--data-dir",
+            data.to_str().expect("utf-8 path"),
+            "--listen",
+            &listen,
+        ],
+    );
+    wait_for_port(port, Duration::from_secs(30));
+    Instance {
+        id: id.to_owned(),
+        port,
+        gateway: Some(gateway),
+    }
+}
+
+/// POST one message to an instance's hook; the HTTP status (0 when the connection failed).
+fn post(rt: &tokio::runtime::Runtime, port: u16, text: &str) -> u16 {
+    rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/hooks/in/hook"))
+            .bearer_auth("tok")
+            .json(&serde_json::json!({"text": text, "username": "bot"}))
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    })
+}
+
+/// POST until the gateway accepts (202): a client retrying while the engine is unavailable.
+fn post_until_accepted(rt: &tokio::runtime::Runtime, port: u16, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if post(rt, port, text) == 202 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "`{text}` was never accepted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What the console account printed, message text -> times seen, and in order.
+fn printed(dir: &Path) -> (Vec<String>, BTreeMap<String, usize>) {
+    let text = std::fs::read_to_string(dir.join("out.log")).unwrap_or_default();
+    let lines: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("[console.out/lobby] <bot> "))
+        .map(str::to_owned)
+        .collect();
+    let mut counts = BTreeMap::new();
+    for line in &lines {
+        *counts.entry(line.clone()).or_insert(0) += 1;
+    }
+    (lines, counts)
+}
+
+fn status(config: &Path) -> String {
+    let out = Command::new(binary())
+        .args(["status", "--config"])
+        .arg(config)
+        .output()
+        .expect("run patchbay status");
+    assert!(
+        out.status.success(),
+        "status failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The instance `patchbay status` says runs `account`.
+fn owner(config: &Path, account: &str) -> Option<String> {
+    let report = status(config);
+    report.lines().find_map(|line| {
+        line.trim()
+            .strip_prefix(&format!("{account}: run by "))
+            .and_then(|rest| rest.split(';').next())
+            .map(str::to_owned)
+    })
+}
+
+fn texts(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("m{i:04}")).collect()
+}
+
+#[test]
+fn three_instances_relay_every_event_exactly_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = NatsServer::start(dir.path());
+    let config = config(dir.path(), &nats);
+    let instances: Vec<Instance> = ["i1", "i2", "i3"]
+        .iter()
+        .map(|id| start(dir.path(), &config, id))
+        .collect();
+    wait_until(Duration::from_secs(30), "an owner for console.out", || {
+        owner(&config, "console.out").is_some()
+    });
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let sent = texts(0..300);
+    for (i, text) in sent.iter().enumerate() {
+        // Spread over the instances, as a load balancer would.
+        let port = instances[i % 3].port;
+        assert_eq!(post(&rt, port, text), 202, "instance {} refused", i % 3);
+    }
+    wait_until(Duration::from_secs(60), "300 lines printed", || {
+        printed(dir.path()).0.len() >= 300
+    });
+    let (lines, counts) = printed(dir.path());
+    assert_eq!(lines, sent, "every message once, in the order sent");
+    assert!(counts.values().all(|&n| n == 1));
+
+    // Each account is run by exactly one instance.
+    let report = status(&config);
+    let runners: Vec<&str> = instances
+        .iter()
+        .filter(|i| {
+            i.gateway.as_ref().is_some_and(|g| {
+                g.log().lines().any(|l| {
+                    l.contains("running the account on this instance") && l.contains("console.out")
+                })
+            })
+        })
+        .map(|i| i.id.as_str())
+        .collect();
+    assert_eq!(runners.len(), 1, "console.out ran on {runners:?}");
+    assert!(report.contains("instances: i1, i2, i3"), "{report}");
+    let owner = owner(&config, "console.out").expect("an owner");
+    assert_eq!(runners, [owner.as_str()], "{report}");
+    assert!(report.contains("outbox:\n  empty"), "{report}");
+    for instance in instances {
+        assert!(instance.gateway.expect("running").stop(), "clean stop");
+    }
+}
+
+#[test]
+fn a_killed_owner_is_taken_over_within_the_lease_and_nothing_accepted_is_lost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = NatsServer::start(dir.path());
+    let config = config(dir.path(), &nats);
+    let mut instances: Vec<Instance> = ["i1", "i2"]
+        .iter()
+        .map(|id| start(dir.path(), &config, id))
+        .collect();
+    wait_until(Duration::from_secs(30), "an owner for console.out", || {
+        owner(&config, "console.out").is_some()
+    });
+    let first = owner(&config, "console.out").expect("owner");
+    let (owner_at, other_at) = if first == "i1" { (0, 1) } else { (1, 0) };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let port = instances[other_at].port;
+    for text in texts(0..100) {
+        assert_eq!(post(&rt, port, &text), 202);
+    }
+    wait_until(Duration::from_secs(30), "the first half printed", || {
+        printed(dir.path()).0.len() >= 100
+    });
+    let killed_at = Instant::now();
+    instances[owner_at].gateway.take().expect("running").kill();
+    for text in texts(100..200) {
+        assert_eq!(post(&rt, port, &text), 202);
+    }
+    wait_until(Duration::from_secs(30), "the second half printed", || {
+        printed(dir.path()).1.len() >= 200
+    });
+    let takeover = killed_at.elapsed();
+    let (_, counts) = printed(dir.path());
+    let expected = texts(0..200);
+    for text in &expected {
+        assert!(counts.contains_key(text), "{text} was lost");
+    }
+    let doubled: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    // A kill can leave the one delivery in flight to be sent again; nothing else.
+    assert!(doubled.len() <= 1, "delivered twice: {doubled:?}");
+    assert!(
+        takeover < Duration::from_secs(15),
+        "takeover took {takeover:?}"
+    );
+    assert_eq!(
+        owner(&config, "console.out").as_deref(),
+        Some(instances[other_at].id.as_str())
+    );
+}
+
+#[test]
+fn a_nats_server_restart_loses_nothing_accepted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nats = NatsServer::start(dir.path());
+    let config = config(dir.path(), &nats);
+    let instance = start(dir.path(), &config, "i1");
+    wait_until(Duration::from_secs(30), "an owner for console.out", || {
+        owner(&config, "console.out").is_some()
+    });
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    for text in texts(0..50) {
+        assert_eq!(post(&rt, instance.port, &text), 202);
+    }
+    nats.kill_and_restart();
+    for text in texts(50..100) {
+        post_until_accepted(&rt, instance.port, &text);
+    }
+    wait_until(
+        Duration::from_secs(60),
+        "every accepted line printed",
+        || printed(dir.path()).1.len() >= 100,
+    );
+    let (_, counts) = printed(dir.path());
+    for text in texts(0..100) {
+        assert!(counts.contains_key(&text), "{text} was lost");
+    }
+    assert!(instance.gateway.expect("running").stop(), "clean stop");
+}
