@@ -218,6 +218,11 @@ async fn handle_event(service: &Shared, raw: &Value) -> Option<patchbay_sdk::Inb
             return None;
         }
         if service.is_own(subject) {
+            // A ghost kicked or banned by a moderator: joined again (or refused) on its
+            // next message.
+            if subject != bot && matches!(membership, "leave" | "ban") {
+                super::ghosts::forget_room(service, subject, &room_id).await;
+            }
             return None;
         }
         let name = (membership == "join")

@@ -99,6 +99,14 @@ impl GhostStore {
     }
 }
 
+/// Homeservers refuse longer display names (Synapse: 256 characters).
+const MAX_DISPLAY_NAME_CHARS: usize = 256;
+
+/// A display name the homeserver takes: cut to its limit.
+pub fn fit_display_name(name: &str) -> String {
+    name.chars().take(MAX_DISPLAY_NAME_CHARS).collect()
+}
+
 /// The key of a delivery's author.
 pub fn key(account: &str, author_id: &str) -> String {
     format!("{account}|{author_id}")
@@ -132,6 +140,8 @@ pub async fn ensure(
     room_id: Option<&str>,
 ) -> Result<String, DeliveryError> {
     let client = service.client()?;
+    let display_name = fit_display_name(display_name);
+    let display_name = display_name.as_str();
     let mut store = service.ghosts.lock().await;
     let user = user_for(service, &store, delivery);
     let event = &delivery.event;
@@ -258,11 +268,13 @@ pub async fn rename(
         // No ghost yet: the first message under the new name makes one.
         return Ok(());
     };
-    let display = if delivery.nick.contains(old) && !delivery.nick.contains(new) {
-        delivery.nick.replace(old, new)
-    } else {
-        delivery.nick.clone()
-    };
+    let display = fit_display_name(
+        &if delivery.nick.contains(old) && !delivery.nick.contains(new) {
+            delivery.nick.replace(old, new)
+        } else {
+            delivery.nick.clone()
+        },
+    );
     store.alias(key(account, new), &user)?;
     store.alias(key(account, &event.author.id), &user)?;
     let current = store.get(&user).and_then(|g| g.display_name.clone());
