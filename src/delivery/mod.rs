@@ -12,8 +12,6 @@
 //! with its token, so an engine that moves accounts between instances (JetStream) starts and
 //! stops them as it takes and loses an account.
 
-mod backoff;
-
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +26,7 @@ use tokio_util::task::TaskTracker;
 use crate::metrics::Metrics;
 use crate::router::{RoomKey, Router};
 use crate::store::{Pending, RoomOutbox, Store};
-pub use backoff::Backoff;
+pub use patchbay_sdk::Backoff;
 
 /// How long one delivery attempt may take before it counts as a retryable failure.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);

@@ -11,13 +11,19 @@
 //!   their typed errors, connector state.
 //! - [`room`]: addressing — [`RoomKey`], a room of an account.
 //! - [`factory`]: how a connector is built from its `[PROTOCOL.NAME]` config table.
+//! - [`backoff`] (pure): exponential backoff with jitter, shared by the gateway and connectors.
+//! - [`supervise`]: staying connected — a connector writes one [`Connection`], the
+//!   [`Supervisor`] reconnects it with backoff, reports its state and logs each end.
 
+pub mod backoff;
 pub mod connector;
 pub mod event;
 pub mod factory;
 pub mod room;
+pub mod supervise;
 pub mod text;
 
+pub use backoff::Backoff;
 pub use connector::{
     Connector, ConnectorContext, ConnectorError, ConnectorState, Delivered, Delivery,
     DeliveryError, Emit, EmitError, EventSink, Quote, StateHandle,
@@ -27,4 +33,5 @@ pub use event::{
 };
 pub use factory::{AccountInfo, ConfigError, ConnectorFactory, parse_table, read_secret};
 pub use room::RoomKey;
+pub use supervise::{Connection, Ended, Supervisor};
 pub use text::RichText;
