@@ -10,7 +10,7 @@ use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
 use matrix_sdk::ruma::{OwnedRoomId, OwnedUserId};
 use patchbay_sdk::{Author, Delivery, Event, Inbound, Kind, MessageRef, RichText};
 use serde_json::{Value, json};
-use support::appservice::{Bridge, Slot, fixture, start_bridge};
+use support::appservice::{Bridge, Slot, fixture, start_bridge, start_bridge_refusing};
 use support::{User, unique, within};
 
 fn message(room: &str, author: &str, body: &str) -> Delivery {
@@ -38,9 +38,15 @@ async fn deliver(bridge: &Bridge, delivery: Delivery) -> String {
 
 /// Alice, a running bridge whose bot she trusts, and a private room of hers the bot joined.
 async fn setup(slot: &Slot) -> (User, Bridge, OwnedRoomId) {
+    setup_refusing(slot, None).await
+}
+
+/// [`setup`] with a gateway that refuses the first event reading `refuse` once.
+async fn setup_refusing(slot: &Slot, refuse: Option<&str>) -> (User, Bridge, OwnedRoomId) {
     let synapse = &fixture().synapse;
     let alice = User::register(synapse, &unique("alice")).await;
-    let mut bridge = start_bridge(slot, synapse, &format!("invite_from = [\"{}\"]", alice.id));
+    let trust = format!("invite_from = [\"{}\"]", alice.id);
+    let mut bridge = start_bridge_refusing(slot, synapse, &trust, refuse);
     bridge.running.wait_up().await;
     let mut request = CreateRoom::new();
     request.preset = Some(RoomPreset::PrivateChat);
@@ -303,5 +309,73 @@ async fn a_restart_keeps_the_same_ghost() {
     assert!(
         matches!(&inbound.kind, Kind::Message { body, .. } if body.to_plain() == "welcome back")
     );
+    bridge.stop().await;
+}
+
+fn text_of(inbound: &Inbound) -> String {
+    inbound
+        .kind
+        .body()
+        .map(RichText::to_plain)
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_refused_by_the_gateway_or_pushed_while_it_is_down_are_relayed_once() {
+    let fx = fixture();
+    let slot = &fx.slots[3];
+    let (alice, mut bridge, room_id) = setup_refusing(slot, Some("refused once")).await;
+    let alice_room = alice.room(&room_id);
+    let say = |text: &str| RoomMessageEventContent::text_plain(text);
+
+    // The gateway refuses the event: the transaction gets a 500 and Synapse sends it again.
+    alice_room.send(say("refused once")).await.expect("send");
+    alice_room.send(say("marker 1")).await.expect("send");
+    let mut seen = Vec::new();
+    within("the refused event and the marker", async {
+        while !seen.iter().any(|t| t == "marker 1") {
+            let inbound = bridge
+                .running
+                .inbound
+                .recv()
+                .await
+                .expect("the connector stopped");
+            seen.push(text_of(&inbound));
+        }
+    })
+    .await;
+    assert_eq!(seen, ["refused once", "marker 1"]);
+    bridge.stop().await;
+
+    // The bridge is down while Alice talks: Synapse holds the transactions and delivers them
+    // to the restarted bridge, each event once, in order.
+    for n in 0..5 {
+        alice_room
+            .send(say(&format!("while down {n}")))
+            .await
+            .expect("send");
+    }
+    let trust = format!("invite_from = [\"{}\"]", alice.id);
+    let mut bridge = start_bridge(slot, &fx.synapse, &trust);
+    bridge.running.wait_up().await;
+    alice_room.send(say("marker 2")).await.expect("send");
+    let mut seen = Vec::new();
+    within("the events said while down", async {
+        while !seen.iter().any(|t| t == "marker 2") {
+            let inbound = bridge
+                .running
+                .inbound
+                .recv()
+                .await
+                .expect("the connector stopped");
+            seen.push(text_of(&inbound));
+        }
+    })
+    .await;
+    let expected: Vec<String> = (0..5)
+        .map(|n| format!("while down {n}"))
+        .chain(["marker 2".to_owned()])
+        .collect();
+    assert_eq!(seen, expected);
     bridge.stop().await;
 }

@@ -171,7 +171,11 @@ async fn transaction(
 ) -> Answer {
     authorise(&service, &headers, &query)?;
     let body: Value = serde_json::from_slice(&body).map_err(|e| Refusal::BadJson(e.to_string()))?;
-    let sink = service.sink.get().ok_or(Refusal::NotReady)?;
+    let sink = service
+        .sink
+        .get()
+        .filter(|_| service.is_running())
+        .ok_or(Refusal::NotReady)?;
     // One transaction at a time: the homeserver sends them in order, and the done-ids must
     // be checked and recorded without another request in between.
     let mut txns = service.txns.lock().await;

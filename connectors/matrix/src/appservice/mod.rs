@@ -65,6 +65,9 @@ pub struct AppService {
     client: OnceLock<AsClient>,
     /// Where inbound events go; set when the connector runs.
     sink: OnceLock<EventSink>,
+    /// True while [`run`] runs: transactions are refused (and so retried by the homeserver)
+    /// before and after, never taken by a connector that has stopped.
+    running: std::sync::atomic::AtomicBool,
     rooms: RwLock<Rooms>,
     pub(crate) ghosts: tokio::sync::Mutex<GhostStore>,
     txns: tokio::sync::Mutex<Option<TxnLog>>,
@@ -82,6 +85,7 @@ impl AppService {
             tokens_init: Mutex::new(()),
             client: OnceLock::new(),
             sink: OnceLock::new(),
+            running: std::sync::atomic::AtomicBool::new(false),
             rooms: RwLock::new(Rooms::default()),
             txns: tokio::sync::Mutex::new(None),
             members: Mutex::new(HashMap::new()),
@@ -112,6 +116,11 @@ impl AppService {
         Ok(self
             .client
             .get_or_init(|| AsClient::new(&self.config.homeserver, &tokens.as_token)))
+    }
+
+    /// Whether the connector runs (see the `running` field).
+    pub(crate) fn is_running(&self) -> bool {
+        self.running.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// True for the bot and for every user of the ghost namespace: their events are ours.
@@ -198,6 +207,17 @@ pub async fn run(
         .tokens()
         .map_err(|e| ConnectorError(e.to_string()))?;
     let _ = service.sink.set(ctx.sink.clone());
+    service
+        .running
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let result = serve(&service, &ctx).await;
+    service
+        .running
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    result
+}
+
+async fn serve(service: &AppService, ctx: &ConnectorContext) -> Result<(), ConnectorError> {
     let mut pending: Vec<String> = service.config.rooms.clone();
     let mut attempt = 0u32;
     loop {

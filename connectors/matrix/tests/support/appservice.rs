@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Collect, Running, Synapse};
 
-pub const SLOTS: usize = 3;
+pub const SLOTS: usize = 4;
 
 pub struct Slot {
     pub index: usize,
@@ -119,6 +119,41 @@ pub struct Bridge {
 
 /// Build the slot's connector from its table and run it, serving its routes.
 pub fn start_bridge(slot: &Slot, synapse: &Synapse, extra: &str) -> Bridge {
+    start_bridge_refusing(slot, synapse, extra, None)
+}
+
+/// Like a [`Collect`], but the first event whose text is `refuse` is refused once, as a
+/// gateway whose store failed would.
+struct Refusing {
+    tx: mpsc::UnboundedSender<patchbay_sdk::Inbound>,
+    refuse: std::sync::Mutex<Option<String>>,
+}
+
+#[async_trait::async_trait]
+impl patchbay_sdk::Emit for Refusing {
+    async fn emit(
+        &self,
+        _account: &str,
+        inbound: patchbay_sdk::Inbound,
+    ) -> Result<Option<patchbay_sdk::EventId>, patchbay_sdk::EmitError> {
+        let text = inbound.kind.body().map(|b| b.to_plain());
+        let mut refuse = self.refuse.lock().unwrap_or_else(|e| e.into_inner());
+        if refuse.is_some() && *refuse == text {
+            *refuse = None;
+            return Err(patchbay_sdk::EmitError::Store("the disk is full".into()));
+        }
+        let _ = self.tx.send(inbound);
+        Ok(Some(patchbay_sdk::EventId::new()))
+    }
+}
+
+/// [`start_bridge`] with a gateway that refuses the first event reading `refuse` once.
+pub fn start_bridge_refusing(
+    slot: &Slot,
+    synapse: &Synapse,
+    extra: &str,
+    refuse: Option<&str>,
+) -> Bridge {
     let table: toml::Table = toml::from_str(&slot.table(synapse.port, extra)).expect("table");
     let account = slot.account();
     let connector = patchbay_matrix::factory()
@@ -140,7 +175,16 @@ pub fn start_bridge(slot: &Slot, synapse: &Synapse, extra: &str) -> Bridge {
     let shutdown = CancellationToken::new();
     let ctx = patchbay_sdk::ConnectorContext {
         account: account.account.clone(),
-        sink: EventSink::new(account.account.clone(), Arc::new(Collect { tx })),
+        sink: EventSink::new(
+            account.account.clone(),
+            match refuse {
+                Some(text) => Arc::new(Refusing {
+                    tx,
+                    refuse: std::sync::Mutex::new(Some(text.to_owned())),
+                }) as Arc<dyn patchbay_sdk::Emit>,
+                None => Arc::new(Collect { tx }),
+            },
+        ),
         state: state_handle,
         shutdown: shutdown.clone(),
         data_dir: slot.data_dir.clone(),
