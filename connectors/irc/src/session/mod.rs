@@ -1,6 +1,6 @@
 //! One account's connection: connect, register (CAP, SASL, nick), join, keep alive, reconnect.
 //!
-//! [`run`] loops over connections with exponential backoff and jitter. Each connection is a
+//! [`run`] hands one connection to the sdk's reconnect supervisor. Each connection is a
 //! reader loop (this file, with registration in [`crate::register`]) and a writer task that
 //! sends protocol lines at once and deliveries through the flood-control bucket. While a
 //! connection is registered, [`Link`] is published in [`Shared`] for `deliver` to use; while
@@ -12,11 +12,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use patchbay_sdk::{ConnectorContext, ConnectorError, ConnectorState, Timestamp};
-use rand::Rng;
+use patchbay_sdk::{
+    Backoff, Connection, ConnectorContext, ConnectorError, Ended, Supervisor, Timestamp,
+};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
-use tracing::{error, info, trace, warn};
+use tracing::{info, trace, warn};
 
 use crate::catchup::{CatchUps, Isupport};
 use crate::history::History;
@@ -29,66 +30,42 @@ use crate::transport::{self, LineReader, Stream};
 
 mod events;
 
-/// How a connection ended.
-enum Ended {
-    Shutdown,
-    /// Retrying cannot help (bad credentials): the account stays down.
-    Fatal(String),
-    Lost {
-        reason: String,
-        registered: bool,
-    },
-}
-
-/// The delay before reconnect attempt `attempt` (0-based): doubling from `min` up to `max`,
-/// with jitter between half and all of it so many bridges do not reconnect in step.
-pub fn backoff(attempt: u32, min: Duration, max: Duration) -> Duration {
-    let base = min
-        .checked_mul(1u32 << attempt.min(20))
-        .unwrap_or(max)
-        .min(max);
-    let jitter = rand::rng().random_range(0.5..=1.0);
-    base.mul_f64(jitter)
-}
-
-/// Stay connected until shutdown.
+/// Stay connected until shutdown: the sdk's [`Supervisor`] runs [`OneConnection`] again and
+/// again, with backoff started over after every connection that registered.
 pub async fn run(shared: Arc<Shared>, ctx: ConnectorContext) -> Result<(), ConnectorError> {
-    let mut history = History::load(Some(ctx.data_dir.join("irc-history.tsv")));
-    let mut attempt = 0u32;
-    loop {
-        if ctx.shutdown.is_cancelled() {
-            return Ok(());
+    let backoff = Backoff::new(shared.cfg.reconnect_min, shared.cfg.reconnect_max);
+    let mut connection = OneConnection {
+        shared: &shared,
+        ctx: &ctx,
+        history: History::load(Some(ctx.data_dir.join("irc-history.tsv"))),
+    };
+    Supervisor::new(&ctx, backoff).run(&mut connection).await
+}
+
+/// One connection of the account, and what outlives it: the history marks.
+struct OneConnection<'a> {
+    shared: &'a Shared,
+    ctx: &'a ConnectorContext,
+    history: History,
+}
+
+impl Connection for OneConnection<'_> {
+    async fn connect_once(&mut self) -> Ended {
+        let ended = connect_once(self.shared, self.ctx, &mut self.history).await;
+        *lock(&self.shared.link) = None;
+        if let Err(e) = self.history.save() {
+            warn!(account = %self.ctx.account, "cannot save history marks: {e}");
         }
-        ctx.state.set(ConnectorState::Connecting);
-        let ended = connect_once(&shared, &ctx, &mut history).await;
-        *lock(&shared.link) = None;
-        if let Err(e) = history.save() {
-            warn!(account = %ctx.account, "cannot save history marks: {e}");
-        }
-        match ended {
-            Ended::Shutdown => {
-                ctx.state.down("shut down");
-                return Ok(());
-            }
-            Ended::Fatal(reason) => {
-                error!(account = %ctx.account, "{reason}; not reconnecting");
-                ctx.state.down(reason.clone());
-                return Err(ConnectorError(reason));
-            }
-            Ended::Lost { reason, registered } => {
-                if registered {
-                    attempt = 0;
-                }
-                let delay = backoff(attempt, shared.cfg.reconnect_min, shared.cfg.reconnect_max);
-                attempt = attempt.saturating_add(1);
-                warn!(account = %ctx.account, "disconnected: {reason}; reconnecting in {delay:.1?}");
-                ctx.state.down(reason);
-                tokio::select! {
-                    _ = ctx.shutdown.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
-        }
+        ended
+    }
+}
+
+/// A connection lost for `reason`: [`Ended::Lost`] once registered, else [`Ended::Failed`].
+fn lost(reason: String, registered: bool) -> Ended {
+    if registered {
+        Ended::Lost(reason)
+    } else {
+        Ended::Failed(reason)
     }
 }
 
@@ -142,8 +119,8 @@ async fn connect_once(shared: &Shared, ctx: &ConnectorContext, history: &mut His
     let stream: Stream = tokio::select! {
         _ = ctx.shutdown.cancelled() => return Ended::Shutdown,
         r = connect => match r {
-            Err(_) => return Ended::Lost { reason: format!("connecting to {}:{} timed out", cfg.server, cfg.port), registered: false },
-            Ok(Err(e)) => return Ended::Lost { reason: e.to_string(), registered: false },
+            Err(_) => return Ended::Failed(format!("connecting to {}:{} timed out", cfg.server, cfg.port)),
+            Ok(Err(e)) => return Ended::Failed(e.to_string()),
             Ok(Ok(s)) => s,
         },
     };
@@ -211,17 +188,17 @@ async fn connect_once(shared: &Shared, ctx: &ConnectorContext, history: &mut His
                     Ok(Err(e)) => format!("write failed: {e}"),
                     Err(e) => format!("writer task failed: {e}"),
                 };
-                break Ended::Lost { reason, registered: session.registered };
+                break lost(reason, session.registered);
             }
             line = reader.next_line() => {
                 match line {
-                    Err(e) => break Ended::Lost { reason: format!("read failed: {e}"), registered: session.registered },
+                    Err(e) => break lost(format!("read failed: {e}"), session.registered),
                     Ok(None) => {
                         let reason = session.error.take().map_or_else(
                             || "the server closed the connection".to_owned(),
                             |e| format!("the server closed the connection: {e}"),
                         );
-                        break Ended::Lost { reason, registered: session.registered };
+                        break lost(reason, session.registered);
                     }
                     Ok(Some(None)) => warn!(account = %ctx.account, "skipped a line longer than {} bytes", transport::MAX_READ_LINE),
                     Ok(Some(Some(bytes))) => {
@@ -235,13 +212,10 @@ async fn connect_once(shared: &Shared, ctx: &ConnectorContext, history: &mut His
             }
             _ = tokio::time::sleep_until(deadline) => {
                 if !session.registered {
-                    break Ended::Lost { reason: "registration timed out".into(), registered: false };
+                    break Ended::Failed("registration timed out".into());
                 }
                 if ping_sent {
-                    break Ended::Lost {
-                        reason: format!("ping timeout: no reply in {:.0?}", cfg.ping_timeout),
-                        registered: true,
-                    };
+                    break Ended::Lost(format!("ping timeout: no reply in {:.0?}", cfg.ping_timeout));
                 }
                 session.send(format!("PING :{}", Timestamp::now().0));
                 ping_sent = true;
@@ -484,24 +458,5 @@ impl Session<'_> {
             tokio::time::sleep(delay).await;
             let _ = tx.send(channel);
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap_with_jitter() {
-        let min = Duration::from_secs(1);
-        let max = Duration::from_secs(60);
-        for attempt in 0..12u32 {
-            let step = min.saturating_mul(1 << attempt).min(max);
-            for _ in 0..20 {
-                let d = backoff(attempt, min, max);
-                assert!(d >= step / 2 && d <= step, "attempt {attempt}: {d:?}");
-            }
-        }
-        assert!(backoff(u32::MAX, min, max) <= max);
     }
 }
