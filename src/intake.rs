@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use patchbay_sdk::{Author, Emit, EmitError, Event, EventId, Inbound, MessageRef, Timestamp};
+use patchbay_sdk::{Author, Emit, EmitError, Event, EventId, Inbound, MessageRef, Seen, Timestamp};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -120,6 +120,13 @@ impl Emit for Intake {
             Ok(Accepted::Duplicate) => Ok(None),
             Err(err) => Err(EmitError::Store(err.to_string())),
         }
+    }
+
+    async fn last_seen(&self, account: &str, room: &str) -> Result<Option<Seen>, EmitError> {
+        self.store
+            .last_origin(&RoomKey::new(account, room))
+            .await
+            .map_err(|err| EmitError::Store(err.to_string()))
     }
 
     fn announce(&self, account: &str, network: &str, names: Vec<String>) {

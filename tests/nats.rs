@@ -5,18 +5,10 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::nats::NatsServer;
-use support::{Gateway, binary, free_port, wait_for_port, wait_until};
-
-/// One gateway instance of the shared config.
-struct Instance {
-    id: String,
-    port: u16,
-    gateway: Option<Gateway>,
-}
+use support::nats::{Instance, NatsServer, owner, printed as printed_by, start, status};
+use support::wait_until;
 
 fn config(dir: &Path, nats: &NatsServer) -> PathBuf {
     let text = format!(
@@ -51,32 +43,6 @@ out = ["console.out/lobby"]
     path
 }
 
-fn start(dir: &Path, config: &Path, id: &str) -> Instance {
-    let own = dir.join(id);
-    std::fs::create_dir_all(&own).expect("instance dir");
-    let port = free_port();
-    let data = own.join("data");
-    let listen = format!("127.0.0.1:{port}");
-    let gateway = Gateway::start_args(
-        &own,
-        config,
-        &[
-            "--instance",
-            id,
-            "--data-dir",
-            data.to_str().expect("utf-8 path"),
-            "--listen",
-            &listen,
-        ],
-    );
-    wait_for_port(port, Duration::from_secs(30));
-    Instance {
-        id: id.to_owned(),
-        port,
-        gateway: Some(gateway),
-    }
-}
-
 /// POST one message to an instance's hook; the HTTP status (0 when the connection failed).
 fn post(rt: &tokio::runtime::Runtime, port: u16, text: &str) -> u16 {
     rt.block_on(async {
@@ -104,44 +70,8 @@ fn post_until_accepted(rt: &tokio::runtime::Runtime, port: u16, text: &str) {
     }
 }
 
-/// What the console account printed, message text -> times seen, and in order.
 fn printed(dir: &Path) -> (Vec<String>, BTreeMap<String, usize>) {
-    let text = std::fs::read_to_string(dir.join("out.log")).unwrap_or_default();
-    let lines: Vec<String> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("[console.out/lobby] <bot> "))
-        .map(str::to_owned)
-        .collect();
-    let mut counts = BTreeMap::new();
-    for line in &lines {
-        *counts.entry(line.clone()).or_insert(0) += 1;
-    }
-    (lines, counts)
-}
-
-fn status(config: &Path) -> String {
-    let out = Command::new(binary())
-        .args(["status", "--config"])
-        .arg(config)
-        .output()
-        .expect("run patchbay status");
-    assert!(
-        out.status.success(),
-        "status failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The instance `patchbay status` says runs `account`.
-fn owner(config: &Path, account: &str) -> Option<String> {
-    let report = status(config);
-    report.lines().find_map(|line| {
-        line.trim()
-            .strip_prefix(&format!("{account}: run by "))
-            .and_then(|rest| rest.split(';').next())
-            .map(str::to_owned)
-    })
+    printed_by(dir, "bot")
 }
 
 fn texts(range: std::ops::Range<usize>) -> Vec<String> {

@@ -14,7 +14,8 @@
 //!   runs).
 //! - map: bucket `P_map`, aged out by the bucket after the retention: `r.<acct>.<room>.<id>`
 //!   (a network id to the gateway id, for origins and deliveries alike), `n.<event>.<acct>.
-//!   <room>` (the id a delivery got), `q.<event>` (author and text, for quotes).
+//!   <room>` (the id a delivery got), `q.<event>` (author and text, for quotes), `l.<acct>.
+//!   <room>` (the newest event accepted from a room, where a new holder's catch-up starts).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use patchbay_nats::token::token;
 use patchbay_nats::{Bus, BusError, Publish, RoomConsumer};
-use patchbay_sdk::{Event, EventId, Quote, Timestamp};
+use patchbay_sdk::{Event, EventId, Quote, Seen, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::{Accepted, NewDelivery, Pending, RoomOutbox, Store, StoreError, StoreStats};
@@ -62,6 +63,18 @@ fn remote_key(room: &RoomKey, remote_id: &str) -> String {
 
 fn native_key(id: EventId, room: &RoomKey) -> String {
     format!("n.{id}.{}.{}", token(&room.account), token(&room.room))
+}
+
+/// The newest event accepted from a room (see [`Store::last_origin`]).
+fn last_key(room: &RoomKey) -> String {
+    format!("l.{}.{}", token(&room.account), token(&room.room))
+}
+
+#[derive(Serialize, Deserialize)]
+struct SeenRecord {
+    time: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    remote_id: Option<String>,
 }
 
 fn quote_key(id: EventId) -> String {
@@ -118,9 +131,19 @@ impl Store for JetStreamStore {
             author: event.author.name.clone(),
             text: event.kind.body().map(|b| b.to_plain()).unwrap_or_default(),
         };
-        self.bus
-            .map_put(&quote_key(event.id), serde_json::to_vec(&quote)?.into())
-            .await?;
+        let seen = serde_json::to_vec(&SeenRecord {
+            time: event.time,
+            remote_id: event.origin.remote_id.clone(),
+        })?;
+        let (quote_key, last_key) = (quote_key(event.id), last_key(&origin));
+        let quote = serde_json::to_vec(&quote)?;
+        let (quoted, last) = futures::join!(
+            self.bus.map_put(&quote_key, quote.into()),
+            self.bus.map_put(&last_key, seen.into()),
+        );
+        quoted?;
+        last?;
+        // Last: until it is written, a resend is not yet a duplicate.
         if let Some(key) = &origin_key {
             self.bus
                 .map_put(key, event.id.to_string().into_bytes().into())
@@ -158,6 +181,19 @@ impl Store for JetStreamStore {
     async fn quote(&self, id: EventId) -> Result<Option<Quote>, StoreError> {
         match self.bus.map_get(&quote_key(id)).await? {
             Some(value) => Ok(Some(serde_json::from_slice(&value)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn last_origin(&self, room: &RoomKey) -> Result<Option<Seen>, StoreError> {
+        match self.bus.map_get(&last_key(room)).await? {
+            Some(value) => {
+                let record: SeenRecord = serde_json::from_slice(&value)?;
+                Ok(Some(Seen {
+                    time: record.time,
+                    remote_id: record.remote_id,
+                }))
+            }
             None => Ok(None),
         }
     }

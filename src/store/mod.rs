@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use patchbay_sdk::{Event, EventId, Quote, Timestamp};
+use patchbay_sdk::{Event, EventId, Quote, Seen, Timestamp};
 
 use crate::router::RoomKey;
 
@@ -95,6 +95,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Author and text of a recorded event, for replies shown as quotes.
     async fn quote(&self, id: EventId) -> Result<Option<Quote>, StoreError>;
+
+    /// When the newest event from `room` was accepted, and its network id.
+    async fn last_origin(&self, room: &RoomKey) -> Result<Option<Seen>, StoreError>;
 
     /// Every room with deliveries waiting.
     async fn rooms_with_pending(&self) -> Result<Vec<RoomKey>, StoreError>;

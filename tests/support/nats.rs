@@ -1,10 +1,11 @@
 //! A real nats-server with JetStream on a free loopback port and a store dir of its own.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::{free_port, wait_for_port};
+use super::{Gateway, binary, free_port, wait_for_port};
 
 /// Where `tests/install-deps.sh` puts nats-server, or `PATCHBAY_NATS_SERVER`, or the PATH.
 pub fn nats_server_binary() -> PathBuf {
@@ -79,4 +80,82 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// One gateway instance of the shared config.
+pub struct Instance {
+    pub id: String,
+    /// Its HTTP listener.
+    pub port: u16,
+    pub gateway: Option<Gateway>,
+}
+
+/// Start instance `id` of `config`, with its own directory under `dir`, data dir and listener.
+pub fn start(dir: &Path, config: &Path, id: &str) -> Instance {
+    let own = dir.join(id);
+    std::fs::create_dir_all(&own).expect("instance dir");
+    let port = free_port();
+    let data = own.join("data");
+    let listen = format!("127.0.0.1:{port}");
+    let gateway = Gateway::start_args(
+        &own,
+        config,
+        &[
+            "--instance",
+            id,
+            "--data-dir",
+            data.to_str().expect("utf-8 path"),
+            "--listen",
+            &listen,
+        ],
+    );
+    wait_for_port(port, Duration::from_secs(30));
+    Instance {
+        id: id.to_owned(),
+        port,
+        gateway: Some(gateway),
+    }
+}
+
+/// What the console account `console.out` printed into `dir/out.log` from `author`: the texts
+/// in order, and how often each was seen.
+pub fn printed(dir: &Path, author: &str) -> (Vec<String>, BTreeMap<String, usize>) {
+    let text = std::fs::read_to_string(dir.join("out.log")).unwrap_or_default();
+    let prefix = format!("[console.out/lobby] <{author}> ");
+    let lines: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(prefix.as_str()))
+        .map(str::to_owned)
+        .collect();
+    let mut counts = BTreeMap::new();
+    for line in &lines {
+        *counts.entry(line.clone()).or_insert(0) += 1;
+    }
+    (lines, counts)
+}
+
+/// `patchbay status` on `config`.
+pub fn status(config: &Path) -> String {
+    let out = Command::new(binary())
+        .args(["status", "--config"])
+        .arg(config)
+        .output()
+        .expect("run patchbay status");
+    assert!(
+        out.status.success(),
+        "status failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The instance `patchbay status` says runs `account`.
+pub fn owner(config: &Path, account: &str) -> Option<String> {
+    let report = status(config);
+    report.lines().find_map(|line| {
+        line.trim()
+            .strip_prefix(&format!("{account}: run by "))
+            .and_then(|rest| rest.split(';').next())
+            .map(str::to_owned)
+    })
 }

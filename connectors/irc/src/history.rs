@@ -74,6 +74,21 @@ impl History {
         self.marks.get(&fold_case(channel))
     }
 
+    /// Give `channel` a mark from what the gateway last accepted from it, if it has none of
+    /// its own (a fresh data dir: another instance ran the account until now). Catch-up then
+    /// starts where the gateway's record stops rather than at our join.
+    pub fn seed(&mut self, channel: &str, time: Timestamp, id: Option<String>) {
+        if let std::collections::hash_map::Entry::Vacant(entry) =
+            self.marks.entry(fold_case(channel))
+        {
+            entry.insert(Mark {
+                time: time.0,
+                ids: id.into_iter().collect(),
+            });
+            self.dirty = true;
+        }
+    }
+
     /// We joined `channel` at server-time `time`: a channel without a mark starts there.
     pub fn joined(&mut self, channel: &str, time: Option<Timestamp>) {
         let Some(time) = time else { return };

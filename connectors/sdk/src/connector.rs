@@ -218,10 +218,23 @@ pub trait Emit: Send + Sync + 'static {
     /// dropped on purpose (an echo of our own message).
     async fn emit(&self, account: &str, inbound: Inbound) -> Result<Option<EventId>, EmitError>;
 
+    /// The newest event the gateway accepted from `room` of `account`, on any instance.
+    async fn last_seen(&self, account: &str, room: &str) -> Result<Option<Seen>, EmitError> {
+        let _ = (account, room);
+        Ok(None)
+    }
+
     /// `account` is connected to `network` as `names` (see [`EventSink::announce`]).
     fn announce(&self, account: &str, network: &str, names: Vec<String>) {
         let _ = (account, network, names);
     }
+}
+
+/// The newest event accepted from a room: when, and the network's id for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub time: crate::event::Timestamp,
+    pub remote_id: Option<String>,
 }
 
 /// Where a connector sends what it sees.
@@ -254,6 +267,14 @@ impl EventSink {
     /// counts.
     pub fn announce(&self, network: impl Into<String>, names: Vec<String>) {
         self.inner.announce(&self.account, &network.into(), names);
+    }
+
+    /// The newest event the gateway accepted from `room` of this account, whichever instance
+    /// accepted it. A connector that catches up from its network's history and keeps its own
+    /// mark in its data dir starts from this when it has no mark: after a restart on another
+    /// machine (another instance took the account over), or with a fresh data dir.
+    pub async fn last_seen(&self, room: &str) -> Result<Option<Seen>, EmitError> {
+        self.inner.last_seen(&self.account, room).await
     }
 
     pub fn account(&self) -> &str {

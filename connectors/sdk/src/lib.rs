@@ -26,7 +26,7 @@ pub mod text;
 pub use backoff::Backoff;
 pub use connector::{
     Connector, ConnectorContext, ConnectorError, ConnectorState, Delivered, Delivery,
-    DeliveryError, Emit, EmitError, EventSink, Quote, StateHandle,
+    DeliveryError, Emit, EmitError, EventSink, Quote, Seen, StateHandle,
 };
 pub use event::{
     Attachment, Author, Event, EventId, Hop, Inbound, Kind, MessageRef, Origin, Timestamp,

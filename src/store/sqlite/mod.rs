@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
-use patchbay_sdk::{Event, EventId, Quote, Timestamp};
+use patchbay_sdk::{Event, EventId, Quote, Seen, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
@@ -531,6 +531,25 @@ impl Store for SqliteStore {
             Ok(Some(Quote {
                 author: event.author.name.clone(),
                 text: event.kind.body().map(|b| b.to_plain()).unwrap_or_default(),
+            }))
+        })
+        .await
+    }
+
+    async fn last_origin(&self, room: &RoomKey) -> Result<Option<Seen>, StoreError> {
+        let (account, room) = (room.account.clone(), room.room.clone());
+        self.read(move |conn| {
+            let json: Option<String> = conn
+                .prepare_cached(
+                    "SELECT json FROM events WHERE account = ?1 AND room = ?2 ORDER BY seq DESC LIMIT 1",
+                )?
+                .query_row(params![account, room], |row| row.get(0))
+                .optional()?;
+            let Some(json) = json else { return Ok(None) };
+            let event: Event = serde_json::from_str(&json)?;
+            Ok(Some(Seen {
+                time: event.time,
+                remote_id: event.origin.remote_id,
             }))
         })
         .await

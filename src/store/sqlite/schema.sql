@@ -10,6 +10,8 @@ CREATE TABLE IF NOT EXISTS events (
     json    TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_time ON events (time);
+-- The newest event of a room, where a connector without a history mark starts.
+CREATE INDEX IF NOT EXISTS events_by_room ON events (account, room, seq);
 
 -- The outbox: one row per delivery still to make. A row is deleted when its delivery succeeds.
 CREATE TABLE IF NOT EXISTS deliveries (

@@ -34,10 +34,18 @@ mod events;
 /// again, with backoff started over after every connection that registered.
 pub async fn run(shared: Arc<Shared>, ctx: ConnectorContext) -> Result<(), ConnectorError> {
     let backoff = Backoff::new(shared.cfg.reconnect_min, shared.cfg.reconnect_max);
+    let mut history = History::load(Some(ctx.data_dir.join("irc-history.tsv")));
+    for channel in &shared.cfg.channels {
+        if history.mark(&channel.name).is_none()
+            && let Ok(Some(seen)) = ctx.sink.last_seen(&channel.name).await
+        {
+            history.seed(&channel.name, seen.time, seen.remote_id);
+        }
+    }
     let mut connection = OneConnection {
         shared: &shared,
         ctx: &ctx,
-        history: History::load(Some(ctx.data_dir.join("irc-history.tsv"))),
+        history,
     };
     Supervisor::new(&ctx, backoff).run(&mut connection).await
 }

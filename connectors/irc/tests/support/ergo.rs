@@ -20,9 +20,13 @@ pub fn ergo_binary() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("PATCHBAY_ERGO") {
         return Some(PathBuf::from(p));
     }
-    let peers = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peers/ergo");
-    if peers.is_file() {
-        return Some(peers);
+    // From the IRC crate (connectors/irc) or from the workspace root, whichever compiles this.
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    for relative in ["../../../shared/peers/ergo", "../shared/peers/ergo"] {
+        let peers = manifest.join(relative);
+        if peers.is_file() {
+            return Some(peers);
+        }
     }
     super::have("ergo").then(|| PathBuf::from("ergo"))
 }

@@ -1,0 +1,151 @@
+//! The nats engine with a real IRC server: the account that holds an IRC connection is run
+//! once, and when its instance is SIGKILLed another takes it over and the server's history
+//! (ergo, `draft/chathistory`) fills the gap. Every line is counted.
+
+mod support;
+
+#[path = "../connectors/irc/tests/support/mod.rs"]
+mod irc;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use support::nats::{NatsServer, owner, printed, start, status};
+use support::wait_until;
+
+fn config(dir: &Path, nats: &NatsServer, irc_port: u16) -> PathBuf {
+    let text = format!(
+        r##"
+[general]
+gateway_id = "gw"
+
+[bus]
+engine = "nats"
+servers = ["{url}"]
+prefix = "irc"
+lease = "2s"
+
+[irc.a]
+server = "127.0.0.1"
+port = {irc_port}
+nick = "pba"
+channels = ["#one"]
+reconnect_min_secs = 0.5
+reconnect_max_secs = 2
+
+[console.out]
+input = "none"
+output = "{out}"
+
+[[route]]
+name = "mirror"
+in = ["irc.a/#one"]
+out = ["console.out/lobby"]
+"##,
+        url = nats.url(),
+        out = dir.join("out.log").display(),
+    );
+    let path = dir.join("patchbay.toml");
+    std::fs::write(&path, text).expect("write the config");
+    path
+}
+
+/// How many members of `#one` are the bridge (nicks starting with `pba`).
+async fn bridges_in_channel(client: &mut irc::TestClient) -> usize {
+    client.send("NAMES #one").await;
+    let names = client
+        .expect("NAMES #one", |cmd, params, _| {
+            cmd == "353" && params.get(2).is_some_and(|c| c == "#one")
+        })
+        .await;
+    let (_, params) = patchbay_irc::parse::command_params(&names.message);
+    params.get(3).map_or(0, |list| {
+        list.split(' ')
+            .filter(|n| {
+                n.trim_start_matches(['@', '+', '%', '~', '&'])
+                    .starts_with("pba")
+            })
+            .count()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_irc_holder_is_taken_over_and_history_fills_the_gap() {
+    if !irc::ergo_available() {
+        return;
+    }
+    let ergo = irc::Ergo::start(100).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = NatsServer::start(dir.path());
+    let config = config(dir.path(), &nats, ergo.port);
+    let mut instances = tokio::task::block_in_place(|| {
+        vec![
+            start(dir.path(), &config, "i1"),
+            start(dir.path(), &config, "i2"),
+        ]
+    });
+    let mut alice = irc::TestClient::connect_with_caps(ergo.port, "alice", &[]).await;
+    alice.join("#one").await;
+    alice.wait_member("#one", "pba").await;
+    assert_eq!(
+        bridges_in_channel(&mut alice).await,
+        1,
+        "the bridge joined twice"
+    );
+
+    let say = |i: usize| format!("PRIVMSG #one :m{i:04}");
+    for i in 0..100 {
+        alice.send(&say(i)).await;
+    }
+    let sent: Vec<String> = (0..200).map(|i| format!("m{i:04}")).collect();
+    tokio::task::block_in_place(|| {
+        wait_until(
+            Duration::from_secs(60),
+            "the first 100 lines printed",
+            || printed(dir.path(), "alice").1.len() >= 100,
+        )
+    });
+    let holder = tokio::task::block_in_place(|| owner(&config, "irc.a")).expect("a holder");
+    let at = instances
+        .iter()
+        .position(|i| i.id == holder)
+        .expect("a known instance");
+    let killed_at = Instant::now();
+    instances[at].gateway.take().expect("running").kill();
+    // Said while no instance holds the account: only the server's history has them.
+    for i in 100..200 {
+        alice.send(&say(i)).await;
+    }
+    tokio::task::block_in_place(|| {
+        wait_until(Duration::from_secs(60), "all 200 lines printed", || {
+            printed(dir.path(), "alice").1.len() >= 200
+        })
+    });
+    let took = killed_at.elapsed();
+    let (lines, counts) = printed(dir.path(), "alice");
+    let mut first_seen: Vec<String> = Vec::new();
+    for line in &lines {
+        if !first_seen.contains(line) {
+            first_seen.push(line.clone());
+        }
+    }
+    assert_eq!(first_seen, sent, "every line, in the order said");
+    let doubled: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(doubled.len() <= 1, "delivered twice: {doubled:?}");
+    assert!(
+        took < Duration::from_secs(20),
+        "takeover and catch-up took {took:?}"
+    );
+    alice.wait_member("#one", "pba").await;
+    assert_eq!(
+        bridges_in_channel(&mut alice).await,
+        1,
+        "the bridge joined twice"
+    );
+    let report = tokio::task::block_in_place(|| status(&config));
+    let other = &instances[1 - at].id;
+    assert!(
+        report.contains(&format!("irc.a: run by {other}")),
+        "{report}"
+    );
+}
