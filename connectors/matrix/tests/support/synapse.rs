@@ -91,6 +91,12 @@ impl Synapse {
     /// application-service registration files.
     pub fn start_in(dir: PathBuf, port: u16, app_services: &[PathBuf]) -> Synapse {
         let d = dir.display();
+        // Benchmarks can ask for Synapse's default rate limits instead of the raised ones.
+        let rate_limits = if std::env::var_os("PATCHBAY_SYNAPSE_DEFAULT_LIMITS").is_some() {
+            ""
+        } else {
+            RATE_LIMITS
+        };
         let app_services = if app_services.is_empty() {
             String::new()
         } else {
@@ -132,7 +138,7 @@ presence:
   enabled: false
 url_preview_enabled: false
 max_upload_size: 50M
-{app_services}{RATE_LIMITS}"#
+{app_services}{rate_limits}"#
         );
         std::fs::write(dir.join("homeserver.yaml"), config).expect("write the config");
         let log = format!(
