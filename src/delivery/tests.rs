@@ -245,3 +245,51 @@ async fn permanent_failures_become_dead_letters_and_the_lane_goes_on() {
     assert_eq!(stats.dead_letters, 1);
     engine.stop(Duration::from_secs(5)).await;
 }
+
+/// The CI-safe guard of the hot path (issue 12): in steady state a delivery never reads the
+/// store back, and a burst from many sources is committed in far fewer transactions than it
+/// has events (group commit), completions included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_reads_nothing_back_and_commits_in_fewer_transactions_than_events() {
+    const EVENTS: usize = 1000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dest = Arc::new(Recorder::default());
+    let engine = Arc::new(
+        engine(
+            dir.path(),
+            vec![route("r", "test.src/a", "test.dst/b")],
+            dest.clone(),
+            4096,
+        )
+        .await,
+    );
+    // Warm up: the lane has read the store once, caught up, and now takes from memory.
+    say(&engine, "a", "warm-up").await;
+    dest.wait_for(1).await;
+    let before = engine.store.stats().await.expect("stats");
+    let mut tasks = Vec::new();
+    for t in 0..50 {
+        let engine = Arc::clone(&engine);
+        tasks.push(tokio::spawn(async move {
+            for i in (t..EVENTS).step_by(50) {
+                say(&engine, "a", &format!("m{i}")).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("source");
+    }
+    assert_eq!(dest.wait_for(EVENTS + 1).await.len(), EVENTS + 1);
+    let after = engine.store.stats().await.expect("stats");
+    // The only read in between is `before` itself.
+    assert_eq!(after.reads, before.reads + 1, "the hot path read the store");
+    let commits = after.commits - before.commits;
+    assert!(
+        (commits as usize) < EVENTS,
+        "{commits} transactions for {EVENTS} events and their completions"
+    );
+    match Arc::try_unwrap(engine) {
+        Ok(engine) => engine.stop(Duration::from_secs(5)).await,
+        Err(_) => panic!("the engine is still shared"),
+    }
+}

@@ -225,6 +225,7 @@ impl Store for JetStreamStore {
             events: 0,
             pending,
             dead_letters,
+            ..StoreStats::default()
         })
     }
 

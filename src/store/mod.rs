@@ -152,6 +152,10 @@ pub struct StoreStats {
     pub events: u64,
     pub pending: u64,
     pub dead_letters: u64,
+    /// Transactions committed since the store was opened (embedded engine; 0 otherwise).
+    pub commits: u64,
+    /// Reads made since the store was opened, not counting this one (embedded engine).
+    pub reads: u64,
 }
 
 #[cfg(test)]

@@ -61,6 +61,14 @@ pub struct SqliteStore {
     lanes: Arc<Lanes>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
     checkpointer: Arc<Mutex<Option<Checkpointer>>>,
+    /// Counts for [`StoreStats`]: what the hot path costs the database.
+    counters: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    commits: std::sync::atomic::AtomicU64,
+    reads: std::sync::atomic::AtomicU64,
 }
 
 impl SqliteStore {
@@ -83,9 +91,11 @@ impl SqliteStore {
         let reader = open_connection(path)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let lanes = Arc::new(Lanes::default());
+        let counters = Arc::new(Counters::default());
         let feed = Feed {
             lanes: Arc::clone(&lanes),
             capacity: lane_queue.max(1),
+            counters: Arc::clone(&counters),
         };
         let thread = std::thread::Builder::new()
             .name("patchbay-store".into())
@@ -97,6 +107,7 @@ impl SqliteStore {
             lanes,
             thread: Arc::new(Mutex::new(Some(thread))),
             checkpointer: Arc::new(Mutex::new(Some(checkpointer))),
+            counters,
         })
     }
 
@@ -175,6 +186,9 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.counters
+            .reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let reader = Arc::clone(&self.reader);
         tokio::task::spawn_blocking(move || {
             let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
@@ -203,6 +217,7 @@ fn now_ms() -> i64 {
 struct Feed {
     lanes: Arc<Lanes>,
     capacity: usize,
+    counters: Arc<Counters>,
 }
 
 /// The writer thread: take what has queued, run it in one transaction, answer.
@@ -314,7 +329,12 @@ fn write_batch(conn: &mut Connection, batch: &mut Vec<Command>, feed: &Feed) -> 
     let failure = result.err().map(|err| err.to_string());
     if let Some(err) = &failure {
         tracing::error!("the store could not commit a batch: {err}");
-    } else if !committed.is_empty() {
+    } else {
+        feed.counters
+            .commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    if failure.is_none() && !committed.is_empty() {
         // In commit order, which is seq order: the lanes rely on it. A room nobody has open
         // reads its deliveries from the database when it is opened.
         feed.lanes.push(committed, feed.capacity);
@@ -593,7 +613,12 @@ impl Store for SqliteStore {
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
-        self.read(|conn| {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (commits, reads) = (
+            self.counters.commits.load(Relaxed),
+            self.counters.reads.load(Relaxed),
+        );
+        self.read(move |conn| {
             let count = |sql: &str| -> Result<u64, rusqlite::Error> {
                 conn.query_row(sql, [], |row| row.get::<_, i64>(0))
                     .map(|n| n as u64)
@@ -602,6 +627,8 @@ impl Store for SqliteStore {
                 events: count("SELECT COUNT(*) FROM events")?,
                 pending: count("SELECT COUNT(*) FROM deliveries")?,
                 dead_letters: count("SELECT COUNT(*) FROM dead_letters")?,
+                commits,
+                reads,
             })
         })
         .await
