@@ -22,8 +22,9 @@
 //! - `plugin`: Devzat's plugin API mode.
 //! - [`screen`] (*pure*): terminal output into lines; [`parse`] (*pure*): lines into meanings.
 //! - [`render`] (*pure*): deliveries into typed lines; [`hops`] (*pure*): the invisible hop trace.
-//! - [`pacing`]: send window, join gate, reconnect backoff; [`keys`]: client and host keys;
-//!   `login`: connect and authenticate; `emitter`: hands events over without pausing reads.
+//! - [`pacing`]: send window, join gate; [`keys`]: client and host keys; `login`: connect and
+//!   authenticate; `emitter`: hands events over without pausing reads. Reconnecting with
+//!   backoff is the sdk's [`Supervisor`](patchbay_sdk::Supervisor).
 
 pub mod config;
 pub mod converse;

@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use patchbay_sdk::Ended;
 use russh::client;
 use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 
@@ -38,24 +39,14 @@ impl client::Handler for Client {
     }
 }
 
-/// Why a session ended.
-pub enum End {
-    /// Shut down on request.
-    Shutdown,
-    /// Try again later.
-    Retry(String),
-    /// Stop the account.
-    Fatal(String),
-}
-
 /// Connect and authenticate: with the key, or (ssh-chat) anonymously with keyboard-interactive
 /// and no answers. A host key that fails the check or a refused login is fatal; anything else
-/// is retried.
+/// is retried ([`Ended::Failed`]).
 pub async fn login(
     config: &Config,
     key: Option<Arc<PrivateKey>>,
     policy: &HostKeyPolicy,
-) -> Result<client::Handle<Client>, End> {
+) -> Result<client::Handle<Client>, Ended> {
     let mut ssh_config = client::Config {
         keepalive_interval: Some(Duration::from_secs(30)),
         keepalive_max: 3,
@@ -73,12 +64,15 @@ pub async fn login(
         Ok(Ok(handle)) => handle,
         Ok(Err(err)) => {
             if let Some(key_err) = key_error.lock().ok().and_then(|mut e| e.take()) {
-                return Err(End::Fatal(key_err.to_string()));
+                return Err(Ended::Fatal(key_err.to_string()));
             }
-            return Err(End::Retry(format!("connect to {}: {err}", config.server)));
+            return Err(Ended::Failed(format!(
+                "connect to {}: {err}",
+                config.server
+            )));
         }
         Err(_) => {
-            return Err(End::Retry(format!(
+            return Err(Ended::Failed(format!(
                 "connect to {} timed out",
                 config.server
             )));
@@ -118,10 +112,10 @@ pub async fn login(
     };
     match authenticated {
         Ok(true) => Ok(handle),
-        Ok(false) => Err(End::Fatal(format!(
+        Ok(false) => Err(Ended::Fatal(format!(
             "{} refused the bot's login (key or anonymous login not accepted)",
             config.server
         ))),
-        Err(err) => Err(End::Retry(format!("authentication: {err}"))),
+        Err(err) => Err(Ended::Failed(format!("authentication: {err}"))),
     }
 }

@@ -1,10 +1,10 @@
-//! Staying under the servers' limits: send pacing, join pacing, reconnect backoff.
+//! Staying under the servers' limits: send pacing and join pacing (reconnect backoff is the
+//! sdk's [`patchbay_sdk::Backoff`]).
 //!
 //! - ssh-chat rejects a fourth line within 3 s; Devzat warns at 30 lines in ~15 s and bans at
 //!   50. [`Window`] is a sliding window of send times with margin below both.
 //! - Devzat bans a key that joins more than 6 times a minute, and a bridge of several rooms
 //!   opens one session per room: all sessions of an account share one [`JoinGate`].
-//! - [`Backoff`] doubles the reconnect delay up to a ceiling, with a little jitter.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -122,38 +122,6 @@ impl JoinGate {
     }
 }
 
-/// Exponential reconnect delay.
-#[derive(Debug)]
-pub struct Backoff {
-    min: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    pub fn new(min: Duration, max: Duration) -> Self {
-        Backoff {
-            min,
-            max: max.max(min),
-            next: min,
-        }
-    }
-
-    /// The delay before the next attempt; doubles each call.
-    pub fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(self.max);
-        // Up to 10% jitter so several bridges do not reconnect in step.
-        let jitter_ms = (delay.as_millis() as u64 / 10).max(1);
-        delay + Duration::from_millis(rand::random::<u64>() % jitter_ms)
-    }
-
-    /// A connection held: start again from the minimum.
-    pub fn reset(&mut self) {
-        self.next = self.min;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,19 +137,6 @@ mod tests {
         assert_eq!(w.free(t0 + Duration::from_millis(100)), 0);
         assert_eq!(w.wait(t0 + Duration::from_secs(1)), Duration::from_secs(2));
         assert_eq!(w.wait(t0 + Duration::from_secs(3)), Duration::ZERO);
-    }
-
-    #[test]
-    fn backoff_doubles_to_the_ceiling_and_resets() {
-        let mut b = Backoff::new(Duration::from_secs(10), Duration::from_secs(35));
-        let d1 = b.next_delay();
-        let d2 = b.next_delay();
-        let d3 = b.next_delay();
-        assert!(d1 >= Duration::from_secs(10) && d1 < Duration::from_secs(11));
-        assert!(d2 >= Duration::from_secs(20) && d2 < Duration::from_secs(22));
-        assert!(d3 >= Duration::from_secs(35) && d3 < Duration::from_millis(38500));
-        b.reset();
-        assert!(b.next_delay() < Duration::from_secs(11));
     }
 
     #[tokio::test(start_paused = true)]

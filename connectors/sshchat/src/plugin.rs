@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use patchbay_sdk::text::markdown::from_markdown;
 use patchbay_sdk::{
-    Author, ConnectorContext, ConnectorError, Delivered, Delivery, DeliveryError, Inbound, Kind,
+    Author, Backoff, Connection, ConnectorContext, ConnectorError, ConnectorState, Delivered,
+    Delivery, DeliveryError, Ended, Inbound, Kind, Supervisor,
 };
 use tokio::time::Instant;
 use tonic::service::interceptor::InterceptedService;
@@ -21,7 +22,6 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
 use crate::config::{Config, PluginConfig};
-use crate::pacing::Backoff;
 use crate::parse::{DEVBOT, Line, classify_devzat};
 use crate::proto::plugin_client::PluginClient;
 use crate::proto::{self, ListenerClientData, listener_client_data};
@@ -77,6 +77,40 @@ fn make_target(plugin: &PluginConfig) -> Result<(Endpoint, Auth), String> {
     Ok((endpoint, Auth(header)))
 }
 
+/// One listener stream of the account, for the sdk's [`Supervisor`] to keep up.
+struct Listener<'a> {
+    mode: &'a PluginMode,
+    client: Client,
+    ctx: &'a ConnectorContext,
+    emitter: crate::emitter::Emitter,
+}
+
+impl Connection for Listener<'_> {
+    async fn connect_once(&mut self) -> Ended {
+        let result = tokio::select! {
+            result = self.mode.listen(self.client.clone(), self.ctx, &self.emitter) => result,
+            () = self.ctx.shutdown.cancelled() => return Ended::Shutdown,
+        };
+        let reason = match result {
+            Err(status) if status.code() == Code::Unauthenticated => {
+                return Ended::Fatal(format!(
+                    "Devzat refused the plugin token ({}): ask the server's admin for a \
+                     token (`grant`) and set plugin.token",
+                    status.message()
+                ));
+            }
+            Err(status) => format!("plugin API: {}", status.message()),
+            Ok(()) => "the plugin listener stream ended".to_owned(),
+        };
+        // `listen` reports `Up` once the token is proven; the supervisor set `Connecting`.
+        if self.ctx.state.get() == ConnectorState::Up {
+            Ended::Lost(reason)
+        } else {
+            Ended::Failed(reason)
+        }
+    }
+}
+
 impl PluginMode {
     pub fn new(config: Arc<Config>) -> Self {
         let target = match &config.plugin {
@@ -108,41 +142,17 @@ impl PluginMode {
         let _ = self.sink.set(ctx.sink.clone());
         self.announce();
         let emitter = crate::emitter::Emitter::spawn(ctx.sink.clone());
-        let mut backoff = Backoff::new(Duration::from_secs(1), self.config.reconnect_max);
-        loop {
-            let started = Instant::now();
-            let result = tokio::select! {
-                result = self.listen(client.clone(), &ctx, &emitter) => result,
-                () = ctx.shutdown.cancelled() => return Ok(()),
-            };
-            match result {
-                Err(status) if status.code() == Code::Unauthenticated => {
-                    let reason = format!(
-                        "Devzat refused the plugin token ({}): ask the server's admin for a \
-                         token (`grant`) and set plugin.token",
-                        status.message()
-                    );
-                    ctx.state.down(reason.clone());
-                    return Err(ConnectorError(reason));
-                }
-                Err(status) => {
-                    ctx.state.down(format!("plugin API: {}", status.message()));
-                    tracing::warn!(account = %ctx.account, code = ?status.code(), message = %status.message(), "plugin listener failed");
-                }
-                Ok(()) => {
-                    ctx.state.down("the plugin listener stream ended");
-                    tracing::warn!(account = %ctx.account, "plugin listener stream ended");
-                }
-            }
-            if started.elapsed() > Duration::from_secs(60) {
-                backoff.reset();
-            }
-            let delay = backoff.next_delay();
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = ctx.shutdown.cancelled() => return Ok(()),
-            }
-        }
+        let backoff = Backoff::new(Duration::from_secs(1), self.config.reconnect_max);
+        let mut listener = Listener {
+            mode: self,
+            client,
+            ctx: &ctx,
+            emitter,
+        };
+        Supervisor::new(&ctx, backoff)
+            .held(Duration::from_secs(60))
+            .run(&mut listener)
+            .await
     }
 
     /// One listener stream, until it fails.

@@ -17,7 +17,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use patchbay_sdk::{Author, ConnectorContext, ConnectorError, Inbound, Kind, RichText};
+use patchbay_sdk::{
+    Author, Backoff, Connection, ConnectorContext, ConnectorError, Ended, Inbound, Kind, RichText,
+    Supervisor,
+};
 use russh::client;
 use russh::keys::PrivateKey;
 use russh::{ChannelMsg, Disconnect};
@@ -26,8 +29,8 @@ use tokio::time::Instant;
 use crate::config::{Config, Dialect};
 use crate::converse::{Conversation, Step};
 use crate::keys::HostKeyPolicy;
-use crate::login::{Client, End, login};
-use crate::pacing::{Backoff, JoinGate, Window};
+use crate::login::{Client, login};
+use crate::pacing::{JoinGate, Window};
 use crate::parse::{DEVBOT, Line};
 use crate::send::{Merge, Write};
 use crate::ssh::{OwnNames, RoomQueue};
@@ -63,41 +66,15 @@ pub struct RoomSession {
 }
 
 impl RoomSession {
-    pub async fn run_forever(self) -> Result<(), ConnectorError> {
-        let mut backoff = Backoff::new(self.config.reconnect_min, self.config.reconnect_max);
-        loop {
-            tokio::select! {
-                () = self.gate.acquire() => {}
-                () = self.ctx.shutdown.cancelled() => return Ok(()),
-            }
-            let started = Instant::now();
-            let end = self.session().await;
-            let reason = match &end {
-                End::Shutdown => "the connector is stopping".to_owned(),
-                End::Fatal(reason) | End::Retry(reason) => reason.clone(),
-            };
-            self.set_live(false, &reason);
-            match end {
-                End::Shutdown => return Ok(()),
-                End::Fatal(reason) => {
-                    tracing::error!(account = %self.ctx.account, room = %self.room, %reason, "giving up");
-                    return Err(ConnectorError(reason));
-                }
-                End::Retry(reason) => {
-                    tracing::warn!(account = %self.ctx.account, room = %self.room, %reason, "session ended");
-                    self.ctx.state.down(format!("{}: {reason}", self.room));
-                }
-            }
-            if started.elapsed() > HELD {
-                backoff.reset();
-            }
-            let delay = backoff.next_delay();
-            tracing::info!(room = %self.room, ?delay, "reconnecting");
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = self.ctx.shutdown.cancelled() => return Ok(()),
-            }
-        }
+    /// Stay connected until shutdown: the sdk's [`Supervisor`] runs the session again and
+    /// again, as one part of the account (the account is up once every room is).
+    pub async fn run_forever(mut self) -> Result<(), ConnectorError> {
+        let backoff = Backoff::new(self.config.reconnect_min, self.config.reconnect_max);
+        Supervisor::new(&self.ctx, backoff)
+            .part(self.room.clone())
+            .held(HELD)
+            .run(&mut self)
+            .await
     }
 
     /// Open the room's queue for deliveries, or close it (answering what waits with `reason`).
@@ -126,7 +103,7 @@ impl RoomSession {
         }
     }
 
-    async fn session(&self) -> End {
+    async fn session(&self) -> Ended {
         // The server announces our arrival to everyone as we log in: our name must be known
         // as ours before (a name prompt's answer is announced before it is typed).
         self.names
@@ -136,7 +113,7 @@ impl RoomSession {
                 Ok(handle) => handle,
                 Err(end) => return end,
             },
-            () = self.ctx.shutdown.cancelled() => return End::Shutdown,
+            () = self.ctx.shutdown.cancelled() => return Ended::Shutdown,
         };
         let end = self.converse(&handle).await;
         let _ = handle
@@ -199,10 +176,10 @@ impl RoomSession {
         }
     }
 
-    async fn converse(&self, handle: &client::Handle<Client>) -> End {
+    async fn converse(&self, handle: &client::Handle<Client>) -> Ended {
         let channel = match self.open_channel(handle).await {
             Ok(channel) => channel,
-            Err(reason) => return End::Retry(reason),
+            Err(reason) => return Ended::Failed(reason),
         };
         let (mut read, write) = channel.split();
         let mut talk = Conversation::new(self.config.dialect, &self.room, &self.config.nick);
@@ -233,7 +210,7 @@ impl RoomSession {
                     }
                     Some(ChannelMsg::Eof) | Some(ChannelMsg::Close) | None => {
                         let last = talk.partial();
-                        return End::Retry(if last.trim().is_empty() {
+                        return Ended::Failed(if last.trim().is_empty() {
                             "the server closed the session".to_owned()
                         } else {
                             format!("the server closed the session: {}", last.trim())
@@ -254,7 +231,7 @@ impl RoomSession {
                     talk.on_entry_timeout()
                 }
                 () = sleep_until(unconfirmed.front().map(|(at, _)| *at + SHOW_WAIT)) => {
-                    return End::Retry(format!(
+                    return Ended::Failed(format!(
                         "the server did not show our line within {}s",
                         SHOW_WAIT.as_secs()
                     ));
@@ -267,7 +244,7 @@ impl RoomSession {
                     if let Err(err) = write.data(format!("{}\r", next.text).as_bytes()).await {
                         let reason = format!("write: {err}");
                         next.failed(&reason);
-                        return End::Retry(reason);
+                        return Ended::Failed(reason);
                     }
                     window.record(now);
                     tracing::debug!(room = %self.room, pieces = next.pieces, "wrote a line");
@@ -280,21 +257,21 @@ impl RoomSession {
                 }
                 () = sleep_until(draining) => {
                     tracing::info!(room = %self.room, unshown = unconfirmed.len(), "stopping before the server showed every line written");
-                    return End::Shutdown;
+                    return Ended::Shutdown;
                 }
             };
             for step in steps {
                 match step {
                     Step::Type(line) => {
                         if let Err(err) = write.data(format!("{line}\r").as_bytes()).await {
-                            return End::Retry(format!("write: {err}"));
+                            return Ended::Failed(format!("write: {err}"));
                         }
                         window.record(Instant::now());
                         unconfirmed.push_back((Instant::now(), None));
                     }
                     Step::Answer(name) => {
                         if let Err(err) = write.data(format!("{name}\r").as_bytes()).await {
-                            return End::Retry(format!("write: {err}"));
+                            return Ended::Failed(format!("write: {err}"));
                         }
                     }
                     Step::Shown => match unconfirmed.pop_front() {
@@ -335,11 +312,11 @@ impl RoomSession {
                             refused.refused("the server refused the line as too long");
                         }
                     }
-                    Step::Retry(reason) => return End::Retry(reason),
+                    Step::Retry(reason) => return Ended::Failed(reason),
                 }
             }
             if draining.is_some() && unconfirmed.iter().all(|(_, w)| w.is_none()) {
-                return End::Shutdown;
+                return Ended::Shutdown;
             }
         }
     }
@@ -403,6 +380,28 @@ impl RoomSession {
             inbound.hops = hops;
         }
         self.emitter.emit(inbound).await;
+    }
+}
+
+impl Connection for RoomSession {
+    /// One session, after the account's join gate lets it in. The session's own ends say
+    /// `Failed`; it counts as `Lost` when the room was live (the session had entered it).
+    async fn connect_once(&mut self) -> Ended {
+        tokio::select! {
+            () = self.gate.acquire() => {}
+            () = self.ctx.shutdown.cancelled() => return Ended::Shutdown,
+        }
+        let end = self.session().await;
+        let was_up = self.queue.lock().is_live();
+        let reason = match &end {
+            Ended::Shutdown => "the connector is stopping",
+            Ended::Fatal(reason) | Ended::Failed(reason) | Ended::Lost(reason) => reason,
+        };
+        self.set_live(false, reason);
+        match end {
+            Ended::Failed(reason) if was_up => Ended::Lost(reason),
+            end => end,
+        }
     }
 }
 
