@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::nats::{Instance, NatsServer, owner, printed as printed_by, start, status};
+use support::nats::{
+    Instance, NatsServer, owner, post, post_until_accepted, printed as printed_by, start, status,
+};
 use support::wait_until;
 
 fn config(dir: &Path, nats: &NatsServer) -> PathBuf {
@@ -41,33 +43,6 @@ out = ["console.out/lobby"]
     let path = dir.join("patchbay.toml");
     std::fs::write(&path, text).expect("write the config");
     path
-}
-
-/// POST one message to an instance's hook; the HTTP status (0 when the connection failed).
-fn post(rt: &tokio::runtime::Runtime, port: u16, text: &str) -> u16 {
-    rt.block_on(async {
-        reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{port}/hooks/in/hook"))
-            .bearer_auth("tok")
-            .json(&serde_json::json!({"text": text, "username": "bot"}))
-            .timeout(Duration::from_secs(15))
-            .send()
-            .await
-            .map(|r| r.status().as_u16())
-            .unwrap_or(0)
-    })
-}
-
-/// POST until the gateway accepts (202): a client retrying while the engine is unavailable.
-fn post_until_accepted(rt: &tokio::runtime::Runtime, port: u16, text: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if post(rt, port, text) == 202 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "`{text}` was never accepted");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn printed(dir: &Path) -> (Vec<String>, BTreeMap<String, usize>) {

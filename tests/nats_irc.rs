@@ -10,7 +10,7 @@ mod irc;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::nats::{NatsServer, owner, printed, start, status};
+use support::nats::{NatsServer, owner, post, printed, start, status};
 use support::wait_until;
 
 fn config(dir: &Path, nats: &NatsServer, irc_port: u16) -> PathBuf {
@@ -148,4 +148,96 @@ async fn a_killed_irc_holder_is_taken_over_and_history_fills_the_gap() {
         report.contains(&format!("irc.a: run by {other}")),
         "{report}"
     );
+}
+
+/// Three instances on one config with webhook, console and IRC (InspIRCd) accounts: the IRC
+/// server sees the bridge once, and every notification reaches the channel and the console
+/// exactly once, whichever instance it was posted to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_run_the_irc_account_once_and_relay_each_event_once() {
+    if !irc::available("inspircd") {
+        return;
+    }
+    let server = irc::IrcServer::inspircd().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = NatsServer::start(dir.path());
+    let text = format!(
+        r##"
+[bus]
+engine = "nats"
+servers = ["{url}"]
+prefix = "three"
+lease = "2s"
+
+[webhook.in]
+token = "tok"
+rate_limit_per_minute = 0
+
+[irc.a]
+server = "127.0.0.1"
+port = {port}
+nick = "pba"
+channels = ["#one"]
+flood_control = false
+
+[console.out]
+input = "none"
+output = "{out}"
+
+[[route]]
+name = "notify"
+in = ["webhook.in/hook"]
+out = ["irc.a/#one", "console.out/lobby"]
+nick_format = "{{nick}}"
+"##,
+        url = nats.url(),
+        port = server.port,
+        out = dir.path().join("out.log").display(),
+    );
+    let config = dir.path().join("patchbay.toml");
+    std::fs::write(&config, text).expect("write the config");
+    let mut alice = irc::TestClient::connect(server.port, "alice").await;
+    alice.join("#one").await;
+    let instances = tokio::task::block_in_place(|| {
+        ["i1", "i2", "i3"]
+            .iter()
+            .map(|id| start(dir.path(), &config, id))
+            .collect::<Vec<_>>()
+    });
+    alice.wait_member("#one", "pba").await;
+    let rt_ports: Vec<u16> = instances.iter().map(|i| i.port).collect();
+    const N: usize = 150;
+    tokio::task::block_in_place(|| {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        for i in 0..N {
+            let status = post(&rt, rt_ports[i % 3], &format!("n{i:04}"));
+            assert_eq!(status, 202, "instance {} refused", i % 3);
+        }
+    });
+    let seen = alice
+        .collect_privmsgs("#one", &format!("<b\u{200B}ot> n{:04}", N - 1))
+        .await;
+    let expected: Vec<String> = (0..N).map(|i| format!("<b\u{200B}ot> n{i:04}")).collect();
+    assert_eq!(
+        seen, expected,
+        "each notification once, in order, in the channel"
+    );
+    tokio::task::block_in_place(|| {
+        wait_until(Duration::from_secs(30), "the console printed all", || {
+            printed(dir.path(), "bot").0.len() >= N
+        })
+    });
+    let (lines, _) = printed(dir.path(), "bot");
+    let expected: Vec<String> = (0..N).map(|i| format!("n{i:04}")).collect();
+    assert_eq!(lines, expected, "each notification once on the console");
+    assert_eq!(
+        bridges_in_channel(&mut alice).await,
+        1,
+        "the bridge joined twice"
+    );
+    let report = tokio::task::block_in_place(|| status(&config));
+    assert_eq!(report.matches("irc.a: run by").count(), 1, "{report}");
+    for instance in instances {
+        assert!(instance.gateway.expect("running").stop(), "clean stop");
+    }
 }

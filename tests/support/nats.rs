@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{Gateway, binary, free_port, wait_for_port};
 
@@ -158,4 +158,31 @@ pub fn owner(config: &Path, account: &str) -> Option<String> {
             .and_then(|rest| rest.split(';').next())
             .map(str::to_owned)
     })
+}
+
+/// POST one message to an instance's hook; the HTTP status (0 when the connection failed).
+pub fn post(rt: &tokio::runtime::Runtime, port: u16, text: &str) -> u16 {
+    rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/hooks/in/hook"))
+            .bearer_auth("tok")
+            .json(&serde_json::json!({"text": text, "username": "bot"}))
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    })
+}
+
+/// POST until the gateway accepts (202): a client retrying while the engine is unavailable.
+pub fn post_until_accepted(rt: &tokio::runtime::Runtime, port: u16, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if post(rt, port, text) == 202 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "`{text}` was never accepted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
