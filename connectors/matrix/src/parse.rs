@@ -67,6 +67,7 @@ pub fn parse_event(event: &AnySyncTimelineEvent, ctx: &Context<'_>) -> Option<Pa
         id: sender.clone(),
         avatar: None,
         is_bot: false,
+        is_system: false,
     };
     let base = Inbound {
         room: ctx.room.to_owned(),
@@ -158,6 +159,7 @@ fn parse_state(event: &AnySyncStateEvent, ctx: &Context<'_>) -> Option<Inbound> 
                 .map_or_else(|| localpart(subject).to_owned(), str::to_owned),
             avatar: None,
             is_bot: false,
+            is_system: false,
         },
         time: Timestamp(i64::from(event.origin_server_ts().0)),
         reply_to: None,

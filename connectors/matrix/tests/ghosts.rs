@@ -257,6 +257,7 @@ async fn a_webhook_author_appears_with_their_avatar() {
         name: "CI".into(),
         avatar: Some(serve_avatar().await),
         is_bot: true,
+        is_system: false,
     };
     deliver(
         &bridge,

@@ -65,9 +65,12 @@ pub struct AppService {
     client: OnceLock<AsClient>,
     /// Where inbound events go; set when the connector runs.
     sink: OnceLock<EventSink>,
-    /// True while [`run`] runs: transactions are refused (and so retried by the homeserver)
-    /// before and after, never taken by a connector that has stopped.
+    /// True while [`run`] runs, from its first round of joins: transactions are refused (and
+    /// so retried by the homeserver) before and after, never taken by a connector that has
+    /// stopped nor before the configured rooms are resolved to their ids.
     running: std::sync::atomic::AtomicBool,
+    /// Kept in `<data>/rooms.json` too, so that after a restart events are named by the
+    /// configured room (alias) from the first transaction on.
     rooms: RwLock<Rooms>,
     pub(crate) ghosts: tokio::sync::Mutex<GhostStore>,
     txns: tokio::sync::Mutex<Option<TxnLog>>,
@@ -75,8 +78,23 @@ pub struct AppService {
     members: Mutex<HashMap<(String, String), String>>,
 }
 
+impl Rooms {
+    fn load(data_dir: &std::path::Path) -> Self {
+        let by_name: HashMap<String, String> = std::fs::read(data_dir.join("rooms.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        let by_id = by_name
+            .iter()
+            .map(|(name, id)| (id.clone(), name.clone()))
+            .collect();
+        Rooms { by_name, by_id }
+    }
+}
+
 impl AppService {
     pub fn new(config: AppServiceConfig, data_dir: PathBuf) -> Self {
+        let rooms = RwLock::new(Rooms::load(&data_dir));
         AppService {
             ghosts: tokio::sync::Mutex::new(GhostStore::open(&data_dir)),
             config,
@@ -86,7 +104,7 @@ impl AppService {
             client: OnceLock::new(),
             sink: OnceLock::new(),
             running: std::sync::atomic::AtomicBool::new(false),
-            rooms: RwLock::new(Rooms::default()),
+            rooms,
             txns: tokio::sync::Mutex::new(None),
             members: Mutex::new(HashMap::new()),
         }
@@ -145,8 +163,26 @@ impl AppService {
 
     fn remember_room(&self, name: &str, id: &str) {
         let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
+        if rooms.by_name.get(name).map(String::as_str) == Some(id) {
+            return;
+        }
         rooms.by_name.insert(name.to_owned(), id.to_owned());
         rooms.by_id.insert(id.to_owned(), name.to_owned());
+        let json = serde_json::to_vec(&rooms.by_name).unwrap_or_default();
+        if let Err(e) = crate::session::write_private(&self.data_dir.join("rooms.json"), &json) {
+            warn!(error = %e, "cannot save the room table");
+        }
+    }
+
+    /// Join a room as the bot (again: a kicked bot comes back) and remember its id.
+    async fn join_room(&self, name: &str) -> Result<String, DeliveryError> {
+        let id = self
+            .client()?
+            .join(None, name)
+            .await
+            .map_err(|e| e.classify())?;
+        self.remember_room(name, &id);
+        Ok(id)
     }
 
     /// The room id of a room as routes name it, joining it as the bot if needed.
@@ -160,13 +196,7 @@ impl AppService {
         {
             return Ok(id.clone());
         }
-        let id = self
-            .client()?
-            .join(None, name)
-            .await
-            .map_err(|e| e.classify())?;
-        self.remember_room(name, &id);
-        Ok(id)
+        self.join_room(name).await
     }
 
     fn remember_member(&self, room: &str, user: &str, name: Option<&str>) {
@@ -207,9 +237,6 @@ pub async fn run(
         .tokens()
         .map_err(|e| ConnectorError(e.to_string()))?;
     let _ = service.sink.set(ctx.sink.clone());
-    service
-        .running
-        .store(true, std::sync::atomic::Ordering::SeqCst);
     let result = serve(&service, &ctx).await;
     service
         .running
@@ -254,7 +281,7 @@ async fn serve(service: &AppService, ctx: &ConnectorContext) -> Result<(), Conne
         if ok {
             let mut still = Vec::new();
             for name in pending {
-                match service.room_id(&name).await {
+                match service.join_room(&name).await {
                     Ok(id) => info!(room = %name, %id, "joined"),
                     Err(e) => {
                         warn!(room = %name, error = %e, "cannot join the room yet");
@@ -263,6 +290,9 @@ async fn serve(service: &AppService, ctx: &ConnectorContext) -> Result<(), Conne
                 }
             }
             pending = still;
+            service
+                .running
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             ctx.state.up();
             attempt = 0;
         }
