@@ -560,7 +560,7 @@ fn compile_kinds(kinds: &[Spanned<String>], path: &str, errors: &mut Collector<'
                 Some(kind.span()),
                 path,
                 format!(
-                    "`{name}` is not a kind of event; {hint}the kinds are {}",
+                    "`{name}` is not a kind of event; {hint}the kinds are {}, and `system` (a server's own messages)",
                     Kind::NAMES.join(", ")
                 ),
             );

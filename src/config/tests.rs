@@ -62,7 +62,7 @@ fn broken_configs_name_file_line_key_and_the_fix() {
         (
             "[[route]]\nname = \"r\"\ninout = [\"console.a/x\", \"console.b/y\"]\nkinds = [\"mesage\"]\nnick_format = \"{name}\"\nignore_text = [\"(\"]\n",
             &[
-                "patchbay.toml:4:10: `route \"r\".kinds`: `mesage` is not a kind of event; did you mean `message`? the kinds are message, action, notice, edit, delete, reaction, join, part, topic, nick",
+                "patchbay.toml:4:10: `route \"r\".kinds`: `mesage` is not a kind of event; did you mean `message`? the kinds are message, action, notice, edit, delete, reaction, join, part, topic, nick, and `system` (a server's own messages)",
                 "patchbay.toml:5:15: `route \"r\".nick_format`: unknown variable `{name}`; the variables are {nick}, {account}, {protocol}, {room}, {route}",
                 "patchbay.toml:6:16: `route \"r\".ignore_text`: `(` is not a valid regex: error: unclosed group",
             ],

@@ -104,7 +104,7 @@ impl Router {
             for ((room, direction), settings) in route.members.iter().zip(&route.settings) {
                 if !direction.receives()
                     || *room == origin
-                    || !settings.kinds.contains(&event.kind)
+                    || !settings.kinds.admits(event)
                     || targets.iter().any(|t| t.room == *room)
                 {
                     continue;

@@ -50,8 +50,17 @@ impl KindSet {
         KindSet(0)
     }
 
-    /// Add a kind by name; false when the name is not a kind.
+    /// The pseudo-kind `system`: events in the network's own voice (a server's bot), relayed
+    /// only by routes that name it.
+    pub const SYSTEM: &'static str = "system";
+    const SYSTEM_BIT: u16 = 1 << 15;
+
+    /// Add a kind by name (or `system`); false when the name is not a kind.
     pub fn insert(&mut self, name: &str) -> bool {
+        if name == Self::SYSTEM {
+            self.0 |= Self::SYSTEM_BIT;
+            return true;
+        }
         match Kind::NAMES.iter().position(|n| *n == name) {
             Some(i) => {
                 self.0 |= 1 << i;
@@ -59,6 +68,12 @@ impl KindSet {
             }
             None => false,
         }
+    }
+
+    /// Whether `event` passes: its kind is in the set, and, if it is in the network's own
+    /// voice, so is `system`.
+    pub fn admits(&self, event: &Event) -> bool {
+        (!event.author.is_system || self.0 & Self::SYSTEM_BIT != 0) && self.contains(&event.kind)
     }
 
     pub fn contains(&self, kind: &Kind) -> bool {

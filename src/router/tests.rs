@@ -188,3 +188,31 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_servers_own_voice_is_relayed_only_where_a_route_names_system() {
+    let from = RoomKey::new("sshchat.a", "main");
+    let to = RoomKey::new("sshchat.b", "main");
+    let members = vec![
+        (from.clone(), Direction::InOut),
+        (to.clone(), Direction::InOut),
+    ];
+    let mut notice = event_from(&from, Vec::new());
+    notice.kind = patchbay_sdk::Kind::Notice {
+        body: patchbay_sdk::RichText::plain("Server going down!"),
+    };
+    notice.author.is_bot = true;
+    notice.author.is_system = true;
+    let default = Router::new("gw", vec![route("r", members.clone())]);
+    assert!(default.route(&notice).is_empty(), "relayed by default");
+    let mut asked = route("r", members);
+    for settings in &mut asked.settings {
+        settings.kinds.insert("system");
+    }
+    let asked = Router::new("gw", vec![asked]);
+    let rooms: Vec<RoomKey> = asked.route(&notice).into_iter().map(|t| t.room).collect();
+    assert_eq!(rooms, vec![to]);
+    // A bot that is not the server (a CI webhook) is relayed as before.
+    notice.author.is_system = false;
+    assert_eq!(default.route(&notice).len(), 1);
+}

@@ -174,6 +174,7 @@ impl Send {
                 name: username,
                 avatar: self.avatar,
                 is_bot: false,
+                is_system: false,
             },
             time: Timestamp::now(),
             reply_to,

@@ -316,6 +316,7 @@ pub fn to_inbound(
             name,
             avatar: None,
             is_bot: tags.bot,
+            is_system: false,
         },
         time: tags.time.unwrap_or_else(Timestamp::now),
         reply_to: tags.reply_to.clone().map(MessageRef::Native),

@@ -110,6 +110,10 @@ pub struct Author {
     /// A bot or a service rather than a person.
     #[serde(default)]
     pub is_bot: bool,
+    /// The network's own voice, not a user's: a server's bot (Devzat's `devbot`) or its
+    /// bookkeeping. Routes relay such events only where their `kinds` name `system`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_system: bool,
 }
 
 impl Author {
@@ -120,6 +124,7 @@ impl Author {
             name,
             avatar: None,
             is_bot: false,
+            is_system: false,
         }
     }
 }

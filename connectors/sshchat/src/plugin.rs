@@ -282,6 +282,7 @@ impl PluginMode {
             let text = crate::screen::strip_ansi(&event.msg);
             let mut author = Author::named(DEVBOT);
             author.is_bot = true;
+            author.is_system = true;
             let mut inbound = Inbound::message(room, author, Default::default());
             inbound.kind = Kind::Notice {
                 body: patchbay_sdk::RichText::plain(text),

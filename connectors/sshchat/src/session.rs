@@ -348,6 +348,7 @@ impl RoomSession {
                 // The server's own bot: a notice from a bot, which routes relay only when asked.
                 let mut author = Author::named(DEVBOT);
                 author.is_bot = true;
+                author.is_system = true;
                 (
                     author,
                     Kind::Notice {

@@ -138,6 +138,7 @@ async fn emit(
             name: message.username,
             avatar: message.avatar_url,
             is_bot: true,
+            is_system: false,
         },
         body.clone(),
     );
