@@ -28,6 +28,8 @@ pub mod link;
 pub mod mirc;
 pub mod pacing;
 pub mod parse;
+#[cfg(test)]
+mod parse_props;
 pub mod register;
 pub mod render;
 pub mod session;

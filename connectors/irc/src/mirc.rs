@@ -303,7 +303,17 @@ fn render_blocks(blocks: &[Block], prefix: &str, lines: &mut Vec<String>) {
                         if piece.is_empty() {
                             continue;
                         }
-                        transition(&mut line, &mut state, want);
+                        let coloured = transition(&mut line, &mut state, want);
+                        // `^C04` then `,5` would read as a background: keep the comma text.
+                        let mut rest = piece.bytes();
+                        if coloured
+                            && state.style.background.is_none()
+                            && rest.next() == Some(b',')
+                            && rest.next().is_some_and(|b| b.is_ascii_digit())
+                        {
+                            line.push(BOLD);
+                            line.push(BOLD);
+                        }
                         line.push_str(piece);
                     }
                 }
@@ -342,10 +352,10 @@ fn render_blocks(blocks: &[Block], prefix: &str, lines: &mut Vec<String>) {
     }
 }
 
-/// Emit the codes that move `state` to `want`.
-fn transition(line: &mut String, state: &mut State, want: State) {
+/// Emit the codes that move `state` to `want`; true when they end with a colour code.
+fn transition(line: &mut String, state: &mut State, want: State) -> bool {
     if *state == want {
-        return;
+        return false;
     }
     let colors_dropped = (state.style.color.is_some() && want.style.color.is_none())
         || (state.style.background.is_some() && want.style.background.is_none());
@@ -377,8 +387,11 @@ fn transition(line: &mut String, state: &mut State, want: State) {
             monospace: false,
         };
         line.push_str(&only_colors.codes());
+        *state = want;
+        return true;
     }
     *state = want;
+    false
 }
 
 #[cfg(test)]
@@ -437,6 +450,21 @@ mod tests {
         let out = render(&rt, true);
         assert_eq!(out, "\x02hi\x0f\n> quoted\n\x11x = 1\x11");
         assert_eq!(render(&rt, false), "hi\n> quoted\nx = 1");
+    }
+
+    #[test]
+    fn render_keeps_comma_text_after_a_foreground_colour() {
+        // Found by `parse_props`: `^C00` then `,0` was read back as a background colour.
+        let rt = RichText::from_spans(vec![Span::styled(
+            ",0 left",
+            Style {
+                color: palette_color(0),
+                ..Style::default()
+            },
+        )]);
+        let rendered = render(&rt, true);
+        assert_eq!(strip(&rendered), ",0 left");
+        assert_eq!(parse(&rendered), rt);
     }
 
     proptest! {
