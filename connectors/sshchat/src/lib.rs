@@ -34,6 +34,8 @@ pub mod keys;
 mod login;
 pub mod pacing;
 pub mod parse;
+#[cfg(test)]
+mod parse_props;
 mod plugin;
 pub mod render;
 pub mod screen;

@@ -159,6 +159,16 @@ pub fn classify_devzat(line: &str) -> Line {
     if line.trim().is_empty() {
         return Line::Blank;
     }
+    // A message first: its text may look like any other line (`alice: -> hi` is not a private
+    // message from `alice:`). No other format has a name then `: ` at the start of the line.
+    if let Some((name, text)) = line.split_once(": ")
+        && is_devzat_name(name)
+    {
+        return Line::Message {
+            from: name.to_owned(),
+            text: text.to_owned(),
+        };
+    }
     if line.contains("Pick a different one:")
         && (line.contains("already in use") || line.contains("invalid"))
     {
@@ -216,14 +226,6 @@ pub fn classify_devzat(line: &str) -> Line {
             text: text.to_owned(),
         };
     }
-    if let Some((name, text)) = line.split_once(": ")
-        && is_devzat_name(name)
-    {
-        return Line::Message {
-            from: name.to_owned(),
-            text: text.to_owned(),
-        };
-    }
     if let Some(name) = line.strip_suffix(':')
         && is_devzat_name(name)
     {
@@ -277,9 +279,6 @@ pub fn classify_ssh_chat(line: &str) -> Line {
             text: rest.to_owned(),
         };
     }
-    if line.contains("Input too long.") {
-        return Line::TooLong;
-    }
     if let Some(rest) = line.strip_prefix("[PM from ")
         && let Some((name, text)) = rest.split_once("] ")
     {
@@ -304,6 +303,10 @@ pub fn classify_ssh_chat(line: &str) -> Line {
             from: name.to_owned(),
             text: text.to_owned(),
         };
+    }
+    // After the chat formats: a person may write these words too.
+    if line.contains("Input too long.") {
+        return Line::TooLong;
     }
     if line.starts_with('[') && line.ends_with(']') {
         // A bare prompt left on a line.
