@@ -385,6 +385,12 @@ proptest! {
         prop_assert_eq!(run(Dialect::SshChat, bytes.as_bytes(), &cuts), want, "screen {:?}", bytes);
     }
 
+}
+
+proptest! {
+    // Fewer cases: one in eight splices is a 60 000-byte line.
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
     #[test]
     fn real_screens_with_noise_spliced_in_never_panic(
         devzat in vec(devzat_event(1..300), 0..8),
