@@ -9,7 +9,8 @@
 //! - a rendered line parses back to the same command and parameters, and tag values to the
 //!   values before escaping;
 //! - a PRIVMSG keeps its target and text through the event and the inbound message;
-//! - `mirc::render` then `mirc::parse` keeps the plain text, for any styles and colours.
+//! - `mirc::render` then `mirc::parse` keeps the plain text, for any styles and colours;
+//! - registration (CAP, SASL, nick-in-use) and ISUPPORT take any sequence of such lines.
 
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -17,9 +18,11 @@ use proptest::prelude::*;
 use patchbay_sdk::RichText;
 use patchbay_sdk::text::{Color, Span, SpanKind, Style};
 
-use crate::config::Formatting;
+use crate::catchup::Isupport;
+use crate::config::{Formatting, IrcConfig};
 use crate::mirc;
 use crate::parse::{IrcEvent, command_params, parse_line, to_inbound};
+use crate::register::Registration;
 
 fn latin1() -> &'static encoding_rs::Encoding {
     encoding_rs::WINDOWS_1252
@@ -243,6 +246,35 @@ fn exercise(bytes: &[u8]) {
     }
 }
 
+/// A config with SASL PLAIN, so every registration branch is reachable.
+fn sasl_config() -> IrcConfig {
+    let info = patchbay_sdk::AccountInfo {
+        account: "irc.t".into(),
+        config_dir: "/nonexistent".into(),
+        data_dir: "/nonexistent".into(),
+    };
+    let table = toml::from_str(
+        "server = \"s\"\nnick = \"pb\"\n[sasl]\nmechanism = \"plain\"\nusername = \"a\"\npassword = \"p\"",
+    )
+    .expect("toml");
+    IrcConfig::from_table(&info, table).expect("config")
+}
+
+/// A line of the registration dialogue, as servers write it, with random parameters.
+fn registration_line() -> impl Strategy<Value = String> {
+    let caps = "(sasl(=PLAIN,EXTERNAL)?|server-time|message-tags|batch|draft/chathistory|[a-z/=,.-]{1,12}) ?";
+    prop_oneof![
+        (prop::sample::select(vec!["LS", "LS *", "ACK", "NAK", "NEW", "DEL", "LIST", "XX"]), vec(caps, 0..6))
+            .prop_map(|(sub, caps)| format!(":srv CAP pb {sub} :{}", caps.concat())),
+        "AUTHENTICATE [+A-Za-z0-9=]{0,10}",
+        (prop::sample::select(vec!["001", "433", "432", "900", "903", "904", "905", "906", "907", "908", "005", "376", "422", "465", "ERROR"]),
+            vec(middle(), 0..4), trailing())
+            .prop_map(|(cmd, m, t)| format!(":srv {cmd} {} :{t}", m.join(" "))),
+        vec("(CHATHISTORY|draft/CHATHISTORY|MSGREFTYPES|NETWORK|[A-Z]{1,6})(=[^\\x00\\r\\n :]{0,10})?", 0..6)
+            .prop_map(|t| format!(":srv 005 pb {} :are supported by this server", t.join(" "))),
+    ]
+}
+
 fn color() -> impl Strategy<Value = Option<Color>> {
     prop_oneof![
         Just(None),
@@ -378,6 +410,29 @@ proptest! {
     ) {
         exercise(seed.as_bytes());
         exercise(&mutate(seed.as_bytes(), &ops));
+    }
+
+    #[test]
+    fn registration_and_isupport_take_any_server_dialogue(
+        lines in vec(prop_oneof![
+            4 => registration_line().prop_map(String::into_bytes),
+            1 => (prop::sample::select(REAL_LINES), vec((any::<u8>(), any::<usize>(), vec(any::<u8>(), 0..6)), 1..3))
+                .prop_map(|(seed, ops)| mutate(seed.as_bytes(), &ops)),
+        ], 1..16),
+        late_from in 0usize..16,
+    ) {
+        let mut reg = Registration::new(&sasl_config());
+        let _ = reg.start();
+        let mut isupport = Isupport::default();
+        for (i, raw) in lines.iter().enumerate() {
+            let Ok(p) = parse_line(raw, latin1()) else { continue };
+            let (command, params) = command_params(&p.message);
+            if command == "005" && params.len() > 2 {
+                isupport.apply(&params[1..params.len() - 1]);
+            }
+            let _ = if i >= late_from { reg.handle_late(&command, &params) } else { reg.handle(&command, &params) };
+        }
+        let _ = (isupport.page_size(), isupport.takes_msgid(), reg.enabled_caps().len());
     }
 
     #[test]
