@@ -46,8 +46,8 @@ pub async fn report(config: &Config) -> anyhow::Result<String> {
         }
     };
     match &holders {
-        Some((instances, _)) => {
-            let mut instances = instances.clone();
+        Some(holders) => {
+            let mut instances = holders.instances.clone();
             instances.sort();
             let _ = writeln!(out, "instances: {}", list(&instances));
         }
@@ -59,8 +59,11 @@ pub async fn report(config: &Config) -> anyhow::Result<String> {
     let _ = writeln!(out, "accounts:");
     for account in &config.accounts {
         let state = match &holders {
-            Some((_, held)) => match held.get(&account.name) {
-                Some(instance) => format!("run by {instance}"),
+            Some(holders) => match holders.accounts.get(&account.name) {
+                Some(instance) => match holders.states.get(&account.name) {
+                    Some(state) => format!("run by {instance} ({state})"),
+                    None => format!("run by {instance}"),
+                },
                 None => "not run by any instance".to_owned(),
             },
             None => "run by the gateway when it runs".to_owned(),

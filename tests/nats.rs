@@ -97,6 +97,10 @@ fn three_instances_relay_every_event_exactly_once() {
     let owner = owner(&config, "console.out").expect("an owner");
     assert_eq!(runners, [owner.as_str()], "{report}");
     assert!(report.contains("outbox:\n  empty"), "{report}");
+    // The holder writes its accounts' connection state where status reads it.
+    wait_until(Duration::from_secs(20), "console.out reported up", || {
+        status(&config).contains(&format!("console.out: run by {owner} (up); 0 waiting"))
+    });
     for instance in instances {
         assert!(instance.gateway.expect("running").stop(), "clean stop");
     }

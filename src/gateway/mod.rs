@@ -264,10 +264,18 @@ pub async fn run(config: Config, stop: CancellationToken) -> anyhow::Result<()> 
             leases_task = Some(task);
             tracing::info!(%instance, servers = ?nats.servers, "nats engine: accounts follow their leases");
             let backend = Backend {
-                store: Arc::new(JetStreamStore::new(bus)),
+                store: Arc::new(JetStreamStore::new(bus.clone())),
                 ownership: leases,
             };
-            Engine::start_with(backend, router, accounts, policy, http).await?
+            let engine = Engine::start_with(backend, router, accounts, policy, http).await?;
+            crate::ownership::leases::publish_states(
+                bus,
+                engine.states.clone(),
+                engine.ownership.owned(),
+                nats.lease / 4,
+                leases_stop.clone(),
+            );
+            engine
         }
     };
     engine.prune_every_hour(config.general.retention);

@@ -161,17 +161,51 @@ impl Ownership for Leases {
     }
 }
 
+/// Write the state of each account this instance runs into the leases bucket (`s.<account>`,
+/// aged out with the leases) every `every`, until `stop`: `patchbay status` reads it.
+pub fn publish_states(
+    bus: Bus,
+    states: BTreeMap<String, watch::Receiver<patchbay_sdk::ConnectorState>>,
+    owned: watch::Receiver<BTreeSet<String>>,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    tokio::spawn(async move {
+        loop {
+            let held: Vec<String> = owned.borrow().iter().cloned().collect();
+            for account in held {
+                let Some(state) = states.get(&account) else {
+                    continue;
+                };
+                let text = match &*state.borrow() {
+                    patchbay_sdk::ConnectorState::Up => "up".to_owned(),
+                    patchbay_sdk::ConnectorState::Connecting => "connecting".to_owned(),
+                    patchbay_sdk::ConnectorState::Down { reason } => format!("down: {reason}"),
+                };
+                let key = format!("s.{}", token(&account));
+                if let Ok(Err(err)) =
+                    tokio::time::timeout(every, bus.lease_put(&key, bytes_of(&text))).await
+                {
+                    tracing::debug!(account, "cannot publish the account's state: {err}");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.cancelled() => return,
+            }
+        }
+    });
+}
+
 /// Who runs what, as the leases bucket says (for `patchbay status`).
-pub async fn holders(
-    bus: &Bus,
-) -> Result<(Vec<String>, BTreeMap<String, String>), patchbay_nats::BusError> {
+pub async fn holders(bus: &Bus) -> Result<Holders, patchbay_nats::BusError> {
     let instances = bus
         .lease_entries("i.")
         .await?
         .into_iter()
         .filter_map(|(key, _)| untoken(key.strip_prefix("i.")?))
         .collect();
-    let accounts = bus
+    let accounts: BTreeMap<String, String> = bus
         .lease_entries("a.")
         .await?
         .into_iter()
@@ -182,5 +216,30 @@ pub async fn holders(
             ))
         })
         .collect();
-    Ok((instances, accounts))
+    let states = bus
+        .lease_entries("s.")
+        .await?
+        .into_iter()
+        .filter_map(|(key, value)| {
+            Some((
+                untoken(key.strip_prefix("s.")?)?,
+                String::from_utf8(value.to_vec()).ok()?,
+            ))
+        })
+        .collect();
+    Ok(Holders {
+        instances,
+        accounts,
+        states,
+    })
+}
+
+/// What the leases bucket says of the instances.
+pub struct Holders {
+    /// The instances alive (with a fresh heartbeat).
+    pub instances: Vec<String>,
+    /// account -> the instance holding it.
+    pub accounts: BTreeMap<String, String>,
+    /// account -> its connection state, as its holder last wrote it.
+    pub states: BTreeMap<String, String>,
 }

@@ -155,7 +155,7 @@ pub fn owner(config: &Path, account: &str) -> Option<String> {
     report.lines().find_map(|line| {
         line.trim()
             .strip_prefix(&format!("{account}: run by "))
-            .and_then(|rest| rest.split(';').next())
+            .and_then(|rest| rest.split([';', ' ']).next())
             .map(str::to_owned)
     })
 }
