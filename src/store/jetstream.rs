@@ -85,10 +85,6 @@ impl JetStreamStore {
     pub fn new(bus: Bus) -> Self {
         JetStreamStore { bus }
     }
-
-    pub fn bus(&self) -> &Bus {
-        &self.bus
-    }
 }
 
 #[async_trait]

@@ -201,18 +201,7 @@ async fn send_attachment(
         .or(header_mime)
         .and_then(|m| m.parse().ok())
         .unwrap_or(mime::APPLICATION_OCTET_STREAM);
-    let name = attachment
-        .name
-        .clone()
-        .or_else(|| {
-            attachment
-                .url
-                .rsplit('/')
-                .next()
-                .map(|s| s.split('?').next().unwrap_or(s).to_owned())
-        })
-        .map(|n| crate::parse::sanitize_file_name(&n))
-        .unwrap_or_else(|| "file".into());
+    let name = crate::parse::attachment_file_name(attachment);
     let caption = TextMessageEventContent::html(caption.to_plain(), to_html(caption));
     let config = AttachmentConfig::new()
         .caption(Some(caption))

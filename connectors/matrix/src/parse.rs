@@ -405,6 +405,23 @@ fn media_message(
     )
 }
 
+/// The file name to upload an attachment under: its own name, else the last part of its URL
+/// (without a query), made safe; `file` when neither gives one.
+pub(crate) fn attachment_file_name(attachment: &patchbay_sdk::Attachment) -> String {
+    attachment
+        .name
+        .clone()
+        .or_else(|| {
+            attachment
+                .url
+                .rsplit('/')
+                .next()
+                .map(|s| s.split('?').next().unwrap_or(s).to_owned())
+        })
+        .map(|n| sanitize_file_name(&n))
+        .unwrap_or_else(|| "file".into())
+}
+
 /// A file name safe to put in a URL path segment and a Content-Disposition header.
 pub fn sanitize_file_name(name: &str) -> String {
     let cleaned: String = name

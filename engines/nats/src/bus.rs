@@ -332,11 +332,6 @@ impl Bus {
         Ok(entries)
     }
 
-    /// Whether the connection to the servers is up now.
-    pub fn connected(&self) -> bool {
-        self.client.connection_state() == async_nats::connection::State::Connected
-    }
-
     /// Flush what is buffered; used at stop.
     pub async fn flush(&self) {
         let _ = self.client.flush().await;

@@ -188,18 +188,7 @@ async fn send_attachment(
     caption: &RichText,
 ) -> Result<String, DeliveryError> {
     let client = service.client()?;
-    let name = attachment
-        .name
-        .clone()
-        .or_else(|| {
-            attachment
-                .url
-                .rsplit('/')
-                .next()
-                .map(|s| s.split('?').next().unwrap_or(s).to_owned())
-        })
-        .map(|n| crate::parse::sanitize_file_name(&n))
-        .unwrap_or_else(|| "file".into());
+    let name = crate::parse::attachment_file_name(attachment);
     let fetched = client
         .fetch(&attachment.url, service.config.media_max_bytes)
         .await
