@@ -229,8 +229,13 @@ impl Config {
                 "ssh-chat has a single room: call it \"#main\"",
             ));
         }
-        let mut rooms = raw.rooms;
-        rooms.dedup();
+        // One session per room, in the order given (the order they log in).
+        let mut rooms: Vec<String> = Vec::with_capacity(raw.rooms.len());
+        for room in raw.rooms {
+            if !rooms.contains(&room) {
+                rooms.push(room);
+            }
+        }
         Ok(Config {
             rooms,
             hop_trace: raw.hop_trace,

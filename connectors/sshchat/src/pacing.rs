@@ -5,6 +5,10 @@
 //!   50. [`Window`] is a sliding window of send times with margin below both.
 //! - Devzat bans a key that joins more than 6 times a minute, and a bridge of several rooms
 //!   opens one session per room: all sessions of an account share one [`JoinGate`].
+//! - Devzat checks a name is free and then takes it in two steps, so two sessions logging in
+//!   at once under one name may both get it (and neither can then tell its own lines from the
+//!   other's). The gate also lets one session log in at a time per server: the next one starts
+//!   once the one before is in its room or gave up.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -79,14 +83,21 @@ impl Window {
 /// Joins to one server shared by every session in this process: at most 5 per minute. Devzat
 /// bans a key *or an address* above 6, so two accounts on the same server share the gate too.
 #[derive(Clone, Debug)]
-pub struct JoinGate(Arc<Mutex<Window>>);
+pub struct JoinGate {
+    joins: Arc<Mutex<Window>>,
+    /// Held by the session logging in now (tokio's mutex is first come, first served).
+    turn: Arc<Mutex<()>>,
+}
+
+/// A session's turn to log in: the next session's starts when this is dropped.
+pub type LoginTurn = tokio::sync::OwnedMutexGuard<()>;
 
 impl Default for JoinGate {
     fn default() -> Self {
-        JoinGate(Arc::new(Mutex::new(Window::new(
-            5,
-            Duration::from_secs(60),
-        ))))
+        JoinGate {
+            joins: Arc::new(Mutex::new(Window::new(5, Duration::from_secs(60)))),
+            turn: Arc::new(Mutex::new(())),
+        }
     }
 }
 
@@ -103,16 +114,17 @@ impl JoinGate {
             .clone()
     }
 
-    /// Wait until one more join is allowed, and count it.
-    pub async fn acquire(&self) {
+    /// Wait for this session's turn to log in and until one more join is allowed; count it.
+    pub async fn acquire(&self) -> LoginTurn {
+        let turn = self.turn.clone().lock_owned().await;
         loop {
             let wait = {
-                let mut window = self.0.lock().await;
+                let mut window = self.joins.lock().await;
                 let now = Instant::now();
                 let wait = window.wait(now);
                 if wait.is_zero() {
                     window.record(now);
-                    return;
+                    return turn;
                 }
                 wait
             };
@@ -125,6 +137,17 @@ impl JoinGate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn one_session_logs_in_at_a_time() {
+        let gate = JoinGate::default();
+        let first = gate.acquire().await;
+        let second = tokio::time::timeout(Duration::from_millis(50), gate.acquire()).await;
+        assert!(second.is_err(), "the second login waits for the first");
+        drop(first);
+        let second = tokio::time::timeout(Duration::from_secs(5), gate.acquire()).await;
+        assert!(second.is_ok(), "and starts once the first is in its room");
+    }
 
     #[test]
     fn window_allows_max_then_waits_for_the_oldest_to_expire() {

@@ -30,7 +30,7 @@ use crate::config::{Config, Dialect};
 use crate::converse::{Conversation, Step};
 use crate::keys::HostKeyPolicy;
 use crate::login::{Client, login};
-use crate::pacing::{JoinGate, Window};
+use crate::pacing::{JoinGate, LoginTurn, Window};
 use crate::parse::{DEVBOT, Line};
 use crate::send::{Merge, Write};
 use crate::ssh::{OwnNames, RoomQueue};
@@ -42,6 +42,9 @@ const FLUSH_AFTER: Duration = Duration::from_millis(60);
 const SSH_CHAT_PTY_WIDTH: u32 = 1100;
 /// How long to wait for our arrival after `cd #room` before assuming we are in the room.
 const ROOM_ENTRY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest one session holds the account's login turn before the next may log in (a
+/// server that never announces our arrival must not keep the other rooms out).
+const LOGIN_TURN_MAX: Duration = Duration::from_secs(15);
 /// A session that held this long starts the reconnect backoff again from its minimum.
 const HELD: Duration = Duration::from_secs(120);
 /// How long the server may take to show a line we wrote before the session is given up as
@@ -103,7 +106,7 @@ impl RoomSession {
         }
     }
 
-    async fn session(&self) -> Ended {
+    async fn session(&self, turn: LoginTurn) -> Ended {
         // The server announces our arrival to everyone as we log in: our name must be known
         // as ours before (a name prompt's answer is announced before it is typed).
         self.names
@@ -115,7 +118,7 @@ impl RoomSession {
             },
             () = self.ctx.shutdown.cancelled() => return Ended::Shutdown,
         };
-        let end = self.converse(&handle).await;
+        let end = self.converse(&handle, turn).await;
         let _ = handle
             .disconnect(Disconnect::ByApplication, "bye", "en")
             .await;
@@ -176,7 +179,10 @@ impl RoomSession {
         }
     }
 
-    async fn converse(&self, handle: &client::Handle<Client>) -> Ended {
+    /// `turn` is the account's login turn on the server, given back once we are in the room.
+    async fn converse(&self, handle: &client::Handle<Client>, turn: LoginTurn) -> Ended {
+        let mut turn = Some(turn);
+        let turn_until = Instant::now() + LOGIN_TURN_MAX;
         let channel = match self.open_channel(handle).await {
             Ok(channel) => channel,
             Err(reason) => return Ended::Failed(reason),
@@ -229,6 +235,11 @@ impl RoomSession {
                 () = sleep_until(entry_deadline) => {
                     entry_deadline = None;
                     talk.on_entry_timeout()
+                }
+                () = tokio::time::sleep_until(turn_until), if turn.is_some() => {
+                    tracing::warn!(room = %self.room, "not in the room after {}s; letting the next session log in", LOGIN_TURN_MAX.as_secs());
+                    drop(turn.take());
+                    Vec::new()
                 }
                 () = sleep_until(unconfirmed.front().map(|(at, _)| *at + SHOW_WAIT)) => {
                     return Ended::Failed(format!(
@@ -287,6 +298,7 @@ impl RoomSession {
                     Step::Named(name) => self.names.set(&self.room, &name, &self.ctx.sink),
                     Step::InRoom => {
                         entry_deadline = None;
+                        drop(turn.take());
                         self.set_live(true, "");
                         tracing::info!(account = %self.ctx.account, room = %self.room, name = %talk.name(), "in the room");
                     }
@@ -388,11 +400,11 @@ impl Connection for RoomSession {
     /// One session, after the account's join gate lets it in. The session's own ends say
     /// `Failed`; it counts as `Lost` when the room was live (the session had entered it).
     async fn connect_once(&mut self) -> Ended {
-        tokio::select! {
-            () = self.gate.acquire() => {}
+        let turn = tokio::select! {
+            turn = self.gate.acquire() => turn,
             () = self.ctx.shutdown.cancelled() => return Ended::Shutdown,
-        }
-        let end = self.session().await;
+        };
+        let end = self.session(turn).await;
         let was_up = self.queue.lock().is_live();
         let reason = match &end {
             Ended::Shutdown => "the connector is stopping",

@@ -134,7 +134,11 @@ impl SshMode {
         let live_rooms = Arc::new(AtomicUsize::new(0));
         let emitter = crate::emitter::Emitter::spawn(ctx.sink.clone());
         let mut tasks = tokio::task::JoinSet::new();
-        for (room, queue) in &self.rooms {
+        // In the config's order: the sessions log in one at a time, first come first served.
+        for room in &self.config.rooms {
+            let Some(queue) = self.rooms.get(room) else {
+                continue;
+            };
             let session = RoomSession {
                 config: self.config.clone(),
                 room: room.clone(),
