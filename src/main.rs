@@ -199,7 +199,9 @@ fn run(
     let result = runtime.block_on(async move {
         let stop = CancellationToken::new();
         tokio::spawn(stop_on_signal(stop.clone()));
-        patchbay::gateway::run(config, stop).await
+        let reload = patchbay::gateway::Reload::new(overrides.clone(), registry.clone());
+        tokio::spawn(reload_on_hangup(reload.reloader.clone(), stop.clone()));
+        patchbay::gateway::run(config, stop, Some(reload)).await
     });
     // A blocking read of standard input (the console connector) cannot be cancelled; do not
     // wait for it.
@@ -230,6 +232,34 @@ async fn stop_on_signal(stop: CancellationToken) {
     #[cfg(not(unix))]
     let _ = interrupt.await;
     stop.cancel();
+}
+
+/// Reload the config file on each SIGHUP until `stop`; the outcome is logged by the gateway.
+async fn reload_on_hangup(reloader: patchbay::gateway::Reloader, stop: CancellationToken) {
+    #[cfg(unix)]
+    {
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            Ok(signal) => signal,
+            Err(err) => {
+                tracing::warn!("cannot listen for SIGHUP; reload through the admin API: {err}");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                got = hangup.recv() => if got.is_none() { return },
+            }
+            tracing::info!("SIGHUP: reloading the config file");
+            // The gateway logs what changed or why the file was refused.
+            let _ = reloader.reload().await;
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (reloader, stop);
+    }
 }
 
 fn init_logging(format: LogFormat) {

@@ -25,8 +25,10 @@ use crate::ownership::{Ownership, Sole};
 use crate::router::Router;
 use crate::store::{JetStreamStore, SqliteStore, Store};
 use account::AccountRun;
+pub use reload::{Reload, ReloadRefused, ReloadReport, ReloadRequests, Reloader};
 
 mod account;
+mod reload;
 
 /// How often old mappings and delivered events are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -45,6 +47,23 @@ pub struct Backend {
     pub ownership: Arc<dyn Ownership>,
 }
 
+impl Backend {
+    /// The embedded engine's: the SQLite store in `data_dir`, and every account owned here.
+    fn embedded(
+        data_dir: &std::path::Path,
+        accounts: &[AccountSpec],
+        policy: DeliveryPolicy,
+    ) -> anyhow::Result<Backend> {
+        let db_path = data_dir.join("patchbay.db");
+        let store = SqliteStore::open_with(&db_path, policy.lane_queue)
+            .with_context(|| format!("opening the store {}", db_path.display()))?;
+        Ok(Backend {
+            store: Arc::new(store),
+            ownership: Arc::new(Sole::new(accounts.iter().map(|a| a.name.clone()))),
+        })
+    }
+}
+
 /// A running gateway.
 pub struct Engine {
     pub store: Arc<dyn Store>,
@@ -59,6 +78,9 @@ pub struct Engine {
     stop: CancellationToken,
     intake_closed: CancellationToken,
     tasks: TaskTracker,
+    /// How the admin API asks for a reload; None for engines started without a config file
+    /// (tests, benches).
+    reloader: Option<Reloader>,
 }
 
 impl Engine {
@@ -71,13 +93,7 @@ impl Engine {
         policy: DeliveryPolicy,
         http: Option<SocketAddr>,
     ) -> anyhow::Result<Engine> {
-        let db_path = data_dir.join("patchbay.db");
-        let store = SqliteStore::open_with(&db_path, policy.lane_queue)
-            .with_context(|| format!("opening the store {}", db_path.display()))?;
-        let backend = Backend {
-            store: Arc::new(store),
-            ownership: Arc::new(Sole::new(accounts.iter().map(|a| a.name.clone()))),
-        };
+        let backend = Backend::embedded(data_dir, &accounts, policy)?;
         Self::start_with(backend, router, accounts, policy, http).await
     }
 
@@ -89,6 +105,18 @@ impl Engine {
         accounts: Vec<AccountSpec>,
         policy: DeliveryPolicy,
         http: Option<SocketAddr>,
+    ) -> anyhow::Result<Engine> {
+        Self::start_inner(backend, router, accounts, policy, http, None).await
+    }
+
+    /// [`Engine::start_with`], with the reloader the admin API offers.
+    async fn start_inner(
+        backend: Backend,
+        router: Router,
+        accounts: Vec<AccountSpec>,
+        policy: DeliveryPolicy,
+        http: Option<SocketAddr>,
+        reloader: Option<Reloader>,
     ) -> anyhow::Result<Engine> {
         let Backend { store, ownership } = backend;
         let router = Arc::new(router);
@@ -179,7 +207,13 @@ impl Engine {
             stop,
             intake_closed,
             tasks,
+            reloader,
         })
+    }
+
+    /// How to ask this engine to reload its config file, if it was started from one.
+    pub fn reloader(&self) -> Option<Reloader> {
+        self.reloader.clone()
     }
 
     /// Where events for `account` can be emitted from outside a connector (tests, benches).
@@ -228,8 +262,20 @@ impl Engine {
     }
 }
 
-/// Run the gateway a config describes until `stop` is cancelled.
-pub async fn run(config: Config, stop: CancellationToken) -> anyhow::Result<()> {
+/// Run the gateway a config describes until `stop` is cancelled, reloading the file when
+/// `reload`'s reloader asks.
+pub async fn run(
+    config: Config,
+    stop: CancellationToken,
+    reload: Option<Reload>,
+) -> anyhow::Result<()> {
+    let (reloader, mut requests) = match reload {
+        Some(r) => (
+            Some(r.reloader),
+            Some((r.requests, r.overrides, r.registry)),
+        ),
+        None => (None, None),
+    };
     let router = Router::new(config.general.gateway_id.clone(), config.routes);
     let names: Vec<String> = config.accounts.iter().map(|a| a.name.clone()).collect();
     let accounts: Vec<AccountSpec> = config
@@ -247,7 +293,8 @@ pub async fn run(config: Config, stop: CancellationToken) -> anyhow::Result<()> 
     let mut leases_task = None;
     let engine = match &config.bus {
         Bus::Embedded => {
-            Engine::start(&config.general.data_dir, router, accounts, policy, http).await?
+            let backend = Backend::embedded(&config.general.data_dir, &accounts, policy)?;
+            Engine::start_inner(backend, router, accounts, policy, http, reloader).await?
         }
         Bus::Nats(nats) => {
             let instance = instance_id(nats.instance.as_deref());
@@ -267,7 +314,8 @@ pub async fn run(config: Config, stop: CancellationToken) -> anyhow::Result<()> 
                 store: Arc::new(JetStreamStore::new(bus.clone())),
                 ownership: leases,
             };
-            let engine = Engine::start_with(backend, router, accounts, policy, http).await?;
+            let engine =
+                Engine::start_inner(backend, router, accounts, policy, http, reloader).await?;
             crate::ownership::leases::publish_states(
                 bus,
                 engine.states.clone(),
@@ -285,7 +333,20 @@ pub async fn run(config: Config, stop: CancellationToken) -> anyhow::Result<()> 
         data_dir = %config.general.data_dir.display(),
         "patchbay is running"
     );
-    stop.cancelled().await;
+    match requests.as_mut() {
+        Some((requests, _overrides, _registry)) => loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                request = requests.next() => match request {
+                    Some(reply) => {
+                        let _ = reply.send(Err(ReloadRefused { errors: "reload is not done yet".into() }));
+                    }
+                    None => { stop.cancelled().await; break; }
+                },
+            }
+        },
+        None => stop.cancelled().await,
+    }
     tracing::info!("stopping: no new events; finishing deliveries in flight");
     engine.stop(config.general.shutdown_timeout).await;
     // Only now that no account runs here may another instance take them.
