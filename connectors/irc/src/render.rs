@@ -119,7 +119,8 @@ fn cut_chars(text: &str, max: usize) -> String {
 /// Render one delivery for `target`, or `None` when IRC has nothing to show for it (deletes).
 pub fn render(delivery: &Delivery, cfg: &RenderConfig, me: &SelfPrefix) -> Option<Rendered> {
     let keep = cfg.formatting == Formatting::Keep;
-    let nick = decorate_nick(&delivery.nick, cfg);
+    // A relayed name is another network's text: a line break in it would end the IRC line.
+    let nick = decorate_nick(&delivery.nick.replace(['\r', '\n', '\0'], " "), cfg);
     let event = &delivery.event;
     let (command, action, lead, text) = match &event.kind {
         Kind::Message { body, attachments } => {
@@ -219,6 +220,14 @@ pub fn render(delivery: &Delivery, cfg: &RenderConfig, me: &SelfPrefix) -> Optio
         + 2
         + if action { ACTION_OVERHEAD } else { 0 };
     let budget = MAX_LINE.saturating_sub(overhead);
+    // Other networks allow names of any length: one longer than half the line is cut, so that
+    // every line still fits and holds text.
+    let lead = if lead.len() > budget / 2 {
+        let cut = split_line(&lead, (budget / 2).saturating_sub(4).max(1));
+        format!("{}… ", cut.first().map_or("", String::as_str))
+    } else {
+        lead
+    };
     let mut payloads = Vec::new();
     for line in text.split('\n') {
         if line.trim().is_empty() {
