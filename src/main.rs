@@ -70,6 +70,9 @@ struct InstanceArgs {
     /// This instance's id (the nats engine); default: `[bus] instance`, else host name + pid.
     #[arg(long, env = "PATCHBAY_INSTANCE")]
     instance: Option<String>,
+    /// This instance's site (the nats engine with `[bus.sites]`); default: `[bus] site`.
+    #[arg(long, env = "PATCHBAY_SITE")]
+    site: Option<String>,
     /// The data directory, over `[general] data_dir`.
     #[arg(long, env = "PATCHBAY_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -84,6 +87,7 @@ impl InstanceArgs {
             data_dir: self.data_dir.clone(),
             listen: self.listen,
             instance: self.instance.clone(),
+            site: self.site.clone(),
         }
     }
 }

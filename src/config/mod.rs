@@ -27,7 +27,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use crate::connectors::Registry;
 use crate::router::{Direction, KindSet, NickFormat, RateLimit, RoomKey, Route, Settings};
-pub use bus::{Bus, NatsBus};
+pub use bus::{Bus, NatsBus, Site};
 use diagnostic::{Collector, closest};
 use expand::join;
 use schema::{GeneralTable, HttpTable, RouteTable, SettingsTable};
@@ -74,6 +74,8 @@ pub struct Overrides {
     pub listen: Option<std::net::SocketAddr>,
     /// This instance's id (the nats engine).
     pub instance: Option<String>,
+    /// This instance's site (the nats engine with `[bus.sites]`).
+    pub site: Option<String>,
 }
 
 /// Read and validate a config file.
@@ -210,8 +212,13 @@ fn parse_with(
     if let Some(listen) = overrides.listen {
         http = Some(Http { listen });
     }
-    if let (Bus::Nats(nats), Some(instance)) = (&mut bus, &overrides.instance) {
-        nats.instance = Some(instance.clone());
+    if let Bus::Nats(nats) = &mut bus {
+        if let Some(instance) = &overrides.instance {
+            nats.instance = Some(instance.clone());
+        }
+        if let Some(site) = &overrides.site {
+            nats.site = Some(site.clone());
+        }
     }
     let mut base = Settings::default();
     if let Some(kinds) = &general_table.kinds {
@@ -227,6 +234,13 @@ fn parse_with(
         .iter()
         .map(|(protocol, name, _)| format!("{protocol}.{}", name.get_ref()))
         .collect();
+    if let Bus::Nats(nats) = &bus {
+        let spans: Vec<(String, std::ops::Range<usize>)> = account_tables
+            .iter()
+            .map(|(protocol, name, _)| (format!("{protocol}.{}", name.get_ref()), name.span()))
+            .collect();
+        bus::check_sites(nats, &spans, &mut errors);
+    }
     let mut accounts = Vec::new();
     for (protocol, name, table) in account_tables {
         if let Some(account) = build_account(

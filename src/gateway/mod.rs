@@ -303,7 +303,7 @@ pub async fn run(
                 .context("starting the nats engine ([bus])")?;
             let settings = LeaseSettings {
                 instance: instance.clone(),
-                accounts: names,
+                accounts: site_accounts(nats, names),
                 lease: nats.lease,
                 prefer: nats.prefer.clone(),
             };
@@ -382,7 +382,7 @@ pub fn bus_options(
     general: &crate::config::General,
 ) -> patchbay_nats::BusOptions {
     patchbay_nats::BusOptions {
-        servers: nats.servers.clone(),
+        servers: nats.servers().to_vec(),
         creds_file: nats.creds_file.clone(),
         token: nats.token.clone(),
         user: nats.user.clone(),
@@ -394,5 +394,40 @@ pub fn bus_options(
         name: format!("patchbay {instance}"),
         lease: nats.lease,
         retention: general.retention,
+        site: site_options(nats),
+    }
+}
+
+/// This instance's site among `[bus.sites]`, as the nats crate takes it.
+fn site_options(nats: &crate::config::NatsBus) -> Option<patchbay_nats::SiteOptions> {
+    let name = nats.site.clone().filter(|_| !nats.sites.is_empty())?;
+    nats.sites.get(&name)?;
+    Some(patchbay_nats::SiteOptions {
+        peers: nats
+            .sites
+            .iter()
+            .filter(|(peer, _)| **peer != name)
+            .map(|(peer, site)| patchbay_nats::PeerSite {
+                name: peer.clone(),
+                domain: Some(site.domain.clone()),
+            })
+            .collect(),
+        accounts: nats
+            .sites
+            .iter()
+            .flat_map(|(site, s)| s.accounts.iter().map(move |a| (a.clone(), site.clone())))
+            .collect(),
+        name,
+    })
+}
+
+/// The accounts this instance may run: its site's, or all of them without sites.
+fn site_accounts(nats: &crate::config::NatsBus, names: Vec<String>) -> Vec<String> {
+    match nats.site.as_ref().and_then(|site| nats.sites.get(site)) {
+        Some(site) => names
+            .into_iter()
+            .filter(|name| site.accounts.contains(name))
+            .collect(),
+        None => names,
     }
 }

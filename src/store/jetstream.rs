@@ -81,6 +81,13 @@ fn quote_key(id: EventId) -> String {
     format!("q.{id}")
 }
 
+fn quote_of(event: &Event) -> Quote {
+    Quote {
+        author: event.author.name.clone(),
+        text: event.kind.body().map(|b| b.to_plain()).unwrap_or_default(),
+    }
+}
+
 impl JetStreamStore {
     pub fn new(bus: Bus) -> Self {
         JetStreamStore { bus }
@@ -114,7 +121,7 @@ impl Store for JetStreamStore {
                 event: event.clone(),
             })?;
             messages.push(Publish {
-                subject: layout.outbox_subject(&delivery.room.account, &delivery.room.room),
+                subject: layout.delivery_subject(&delivery.room.account, &delivery.room.room),
                 msg_id: Some(match &origin_key {
                     Some(key) => format!("{key}#{i}"),
                     None => format!("{}#{i}", event.id),
@@ -123,10 +130,7 @@ impl Store for JetStreamStore {
             });
         }
         self.bus.publish_all(messages).await?;
-        let quote = Quote {
-            author: event.author.name.clone(),
-            text: event.kind.body().map(|b| b.to_plain()).unwrap_or_default(),
-        };
+        let quote = quote_of(&event);
         let seen = serde_json::to_vec(&SeenRecord {
             time: event.time,
             remote_id: event.origin.remote_id.clone(),
@@ -139,6 +143,15 @@ impl Store for JetStreamStore {
         );
         quoted?;
         last?;
+        // The origin room's own id of the event, for a reply or an edit delivered back there.
+        if let Some(remote) = &event.origin.remote_id {
+            self.bus
+                .map_put(
+                    &native_key(event.id, &origin),
+                    remote.clone().into_bytes().into(),
+                )
+                .await?;
+        }
         // Last: until it is written, a resend is not yet a duplicate.
         if let Some(key) = &origin_key {
             self.bus
@@ -273,8 +286,19 @@ impl RoomOutbox for JetStreamRoom {
         pending: &Pending,
         remote_id: Option<String>,
     ) -> Result<(), StoreError> {
+        let id = pending.event.id;
+        if self
+            .bus
+            .layout()
+            .remote_site(&pending.event.origin.account)
+            .is_some()
+        {
+            // Accepted at another site, whose map this one does not read: keep what a reply
+            // here quotes (the ids are recorded below, as for any delivery).
+            let quote = serde_json::to_vec(&quote_of(&pending.event))?;
+            self.bus.map_put(&quote_key(id), quote.into()).await?;
+        }
         if let Some(remote) = remote_id {
-            let id = pending.event.id;
             self.bus
                 .map_put(
                     &remote_key(&self.room, &remote),

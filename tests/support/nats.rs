@@ -92,6 +92,11 @@ pub struct Instance {
 
 /// Start instance `id` of `config`, with its own directory under `dir`, data dir and listener.
 pub fn start(dir: &Path, config: &Path, id: &str) -> Instance {
+    start_with(dir, config, id, &[])
+}
+
+/// [`start`] with more command-line arguments (`--site eu`).
+pub fn start_with(dir: &Path, config: &Path, id: &str, more: &[&str]) -> Instance {
     let own = dir.join(id);
     std::fs::create_dir_all(&own).expect("instance dir");
     let port = free_port();
@@ -107,7 +112,10 @@ pub fn start(dir: &Path, config: &Path, id: &str) -> Instance {
             data.to_str().expect("utf-8 path"),
             "--listen",
             &listen,
-        ],
+        ]
+        .into_iter()
+        .chain(more.iter().copied())
+        .collect::<Vec<_>>(),
     );
     wait_for_port(port, Duration::from_secs(30));
     Instance {
@@ -184,5 +192,96 @@ pub fn post_until_accepted(rt: &tokio::runtime::Runtime, port: u16, text: &str) 
         }
         assert!(Instant::now() < deadline, "`{text}` was never accepted");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A nats-server run from a config file (leaf nodes, hubs), on a port of its own; killed on
+/// drop, restartable on the same port.
+pub struct ConfServer {
+    pub port: u16,
+    config: PathBuf,
+    child: Option<Child>,
+}
+
+impl ConfServer {
+    /// Start a server listening on `port` with the rest of its config `body`.
+    pub fn start(dir: &Path, name: &str, port: u16, body: &str) -> ConfServer {
+        let config = dir.join(format!("{name}.conf"));
+        std::fs::write(&config, format!("listen: 127.0.0.1:{port}\n{body}"))
+            .expect("nats-server config");
+        let mut server = ConfServer {
+            port,
+            config,
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    pub fn spawn(&mut self) {
+        let child = Command::new(nats_server_binary())
+            .arg("-c")
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts: run tests/install-deps.sh");
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(20));
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for ConfServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Sites joined as leaf nodes of a hub: a hub without JetStream, and one server per site with
+/// a JetStream domain named after the site.
+pub struct LeafSites {
+    pub hub: ConfServer,
+    pub sites: BTreeMap<String, ConfServer>,
+}
+
+impl LeafSites {
+    pub fn start(dir: &Path, names: &[&str]) -> LeafSites {
+        let leaf_port = free_port();
+        let hub = ConfServer::start(
+            dir,
+            "hub",
+            free_port(),
+            &format!("leafnodes {{ listen: 127.0.0.1:{leaf_port} }}\n"),
+        );
+        let sites = names
+            .iter()
+            .map(|name| {
+                let body = format!(
+                    "jetstream {{ store_dir: \"{}\", domain: {name} }}\n\
+                     leafnodes {{ remotes: [ {{ url: \"nats-leaf://127.0.0.1:{leaf_port}\" }} ], reconnect: 1 }}\n",
+                    dir.join(format!("js-{name}")).display()
+                );
+                (name.to_string(), ConfServer::start(dir, name, free_port(), &body))
+            })
+            .collect();
+        LeafSites { hub, sites }
+    }
+
+    pub fn url(&self, site: &str) -> String {
+        self.sites
+            .get(site)
+            .map(ConfServer::url)
+            .expect("a site of the test")
     }
 }

@@ -16,6 +16,7 @@ mod conn;
 pub mod format;
 mod lines;
 mod plugin;
+pub mod real;
 
 /// Devzat's plugin API, compiled from the connector's `proto/plugin.proto`.
 pub mod proto {

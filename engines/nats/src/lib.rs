@@ -6,15 +6,18 @@
 //! under one prefix.
 //!
 //! - [`options`]: connecting (servers, credentials, TLS) and naming (the prefix).
+//! - [`layout`]: the names of subjects, streams and buckets, for one site or several.
 //! - [`bus`]: the streams and buckets, publishing with acknowledgements, the key-value calls.
 //! - [`room`]: one destination room's outbox as a durable pull consumer.
 //! - [`token`]: room and account names as subject tokens and bucket keys.
 
 pub mod bus;
+pub mod layout;
 pub mod options;
 pub mod room;
 pub mod token;
 
-pub use bus::{Bus, BusError, Layout, Publish};
-pub use options::BusOptions;
+pub use bus::{Bus, BusError, Publish};
+pub use layout::Layout;
+pub use options::{BusOptions, PeerSite, SiteOptions};
 pub use room::RoomConsumer;

@@ -1,5 +1,6 @@
 //! How to reach the NATS servers, and under which names.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -26,6 +27,28 @@ pub struct BusOptions {
     pub lease: Duration,
     /// How long the message-id map keeps an entry.
     pub retention: Duration,
+    /// Several sites, each with its own servers and JetStream; `None`: one JetStream for all.
+    pub site: Option<SiteOptions>,
+}
+
+/// This instance's site among several (see [`crate::layout`] for what crosses between them).
+#[derive(Clone, Debug, Default)]
+pub struct SiteOptions {
+    /// This site's name: part of every subject, stream and bucket name it owns.
+    pub name: String,
+    /// The other sites, whose exports this site's outbox takes in.
+    pub peers: Vec<PeerSite>,
+    /// Every account of every site, and its site.
+    pub accounts: BTreeMap<String, String>,
+}
+
+/// Another site, as this one reaches it.
+#[derive(Clone, Debug, Default)]
+pub struct PeerSite {
+    pub name: String,
+    /// Its JetStream domain (sites joined as leaf nodes of a hub); `None` when the sites share
+    /// one JetStream.
+    pub domain: Option<String>,
 }
 
 impl BusOptions {

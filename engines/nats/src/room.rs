@@ -12,7 +12,8 @@ use async_nats::jetstream::{self, consumer::pull};
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 
-use crate::bus::{BusError, Layout};
+use crate::bus::BusError;
+use crate::layout::Layout;
 use crate::token::short_hash;
 
 /// How long a handed-out delivery stays ours before JetStream offers it again. Long: a lane

@@ -1,0 +1,123 @@
+//! The real Devzat build from `../shared/peers/` (`run-devzat.sh`), on free loopback ports with
+//! its state in a directory of its own, killed when dropped. For tests outside the sshchat
+//! crate (the gateway's end-to-end tests) that need the real server rather than this crate's
+//! stand-in; users connect to it with [`crate::TestUser`].
+//!
+//! A test that needs it and cannot find it gets `None` (the reason printed) and is skipped,
+//! never passed by pretending. `PATCHBAY_PEERS` overrides where the builds are.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Where the peer builds are: `PATCHBAY_PEERS`, else `shared/peers` beside the project.
+pub fn peers_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PATCHBAY_PEERS") {
+        return PathBuf::from(dir);
+    }
+    // connectors/sshchat-testserver → the project root → its parent holds `shared/`.
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peers")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+async fn wait_port(port: u16, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// A running real Devzat.
+pub struct RealDevzat {
+    child: Option<Child>,
+    state: PathBuf,
+    pub port: u16,
+    pub plugin_port: u16,
+    /// A plugin token the server granted.
+    pub token: String,
+}
+
+impl RealDevzat {
+    /// Start Devzat with its state under `dir`, anti-spam on or off; `None` when the build is
+    /// not here.
+    pub async fn start(dir: &std::path::Path, antispam: bool) -> Option<RealDevzat> {
+        let script = peers_dir().join("run-devzat.sh");
+        if !script.exists() || !peers_dir().join("devzat").exists() {
+            eprintln!("skipped: no real Devzat at {}", peers_dir().display());
+            return None;
+        }
+        let mut command = Command::new(script);
+        let (port, plugin_port, state) = (free_port(), free_port(), dir.join("devzat-state"));
+        command
+            .arg(port.to_string())
+            .arg(plugin_port.to_string())
+            .arg(&state)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        if antispam {
+            command.env_remove("DEVZAT_NO_ANTISPAM");
+        } else {
+            command.env("DEVZAT_NO_ANTISPAM", "1");
+        }
+        let mut child = command.spawn().expect("run-devzat.sh starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let token = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("the token within 20 s")
+            .expect("stdout readable")
+            .expect("a token line");
+        assert!(
+            wait_port(port, Duration::from_secs(20)).await,
+            "Devzat listens"
+        );
+        assert!(
+            wait_port(plugin_port, Duration::from_secs(20)).await,
+            "Devzat's plugin API listens"
+        );
+        Some(RealDevzat {
+            child: Some(child),
+            state,
+            port,
+            plugin_port,
+            token: token.trim().to_owned(),
+        })
+    }
+
+    pub fn ssh_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn plugin_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.plugin_port)
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.state.join("devzat.log")).unwrap_or_default()
+    }
+
+    /// Kill the server (as a crash would).
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The names of everything patchbay keeps in JetStream, for one site or several.
+//!
+//! One JetStream (no sites): under a prefix `P`, the subjects are `P.out.<account>.<room>` and
+//! `P.dead.<account>.<room>`, the streams `P_outbox` and `P_dead`, the buckets `P_map` and
+//! `P_leases`.
+//!
+//! Several sites: each site `S` owns `P.S.…` subjects and `P_S_…` streams and buckets, so the
+//! names never meet: the sites are JetStream domains of their own joined by leaf nodes, where a
+//! stream in one domain would otherwise capture another domain's subjects (and the names stay
+//! apart should the sites ever share one JetStream). A delivery into a room whose account
+//! runs at another site `T` is published at the accepting site, to its own export stream
+//! `P_S_export` under `P.S.x.T.<account>.<room>`: that publish needs nothing but the local
+//! servers, so a site cut off from the others goes on accepting. Site `T`'s outbox sources
+//! `P.S.x.T.>` from every other site's export, renamed to `P.T.out.>` on the way in:
+//! JetStream's sourcing remembers how far it read, so what waited while the link was down
+//! crosses once, in the order it was published, when the link is back.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::options::SiteOptions;
+use crate::token::{token, untoken};
+
+/// The names under one prefix, and this site's among the sites.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    prefix: String,
+    site: Option<String>,
+    /// Account -> its site, for every account of every site.
+    account_sites: Arc<BTreeMap<String, String>>,
+}
+
+impl Layout {
+    pub fn new(prefix: &str) -> Self {
+        Layout {
+            prefix: prefix.to_owned(),
+            site: None,
+            account_sites: Arc::default(),
+        }
+    }
+
+    pub fn with_site(prefix: &str, site: &SiteOptions) -> Self {
+        Layout {
+            prefix: prefix.to_owned(),
+            site: Some(site.name.clone()),
+            account_sites: Arc::new(site.accounts.clone()),
+        }
+    }
+
+    /// This site's name, when there are several.
+    pub fn site(&self) -> Option<&str> {
+        self.site.as_deref()
+    }
+
+    /// The first tokens of this site's subjects.
+    fn root(&self) -> String {
+        Self::root_of(&self.prefix, self.site.as_deref())
+    }
+
+    fn root_of(prefix: &str, site: Option<&str>) -> String {
+        match site {
+            Some(site) => format!("{prefix}.{site}"),
+            None => prefix.to_owned(),
+        }
+    }
+
+    /// A stream or bucket name of `site` (this one's when `None` and there are no sites).
+    pub(crate) fn name_of(&self, site: Option<&str>, kind: &str) -> String {
+        match site {
+            Some(site) => format!("{}_{site}_{kind}", self.prefix),
+            None => format!("{}_{kind}", self.prefix),
+        }
+    }
+
+    pub(crate) fn name(&self, kind: &str) -> String {
+        self.name_of(self.site.as_deref(), kind)
+    }
+
+    /// The subject of `room`'s outbox in `account`, at this site.
+    pub fn outbox_subject(&self, account: &str, room: &str) -> String {
+        format!("{}.out.{}.{}", self.root(), token(account), token(room))
+    }
+
+    /// Where a new delivery into `room` of `account` is published: the room's outbox when the
+    /// account runs at this site (or there are no sites), else this site's export to the
+    /// account's site.
+    pub fn delivery_subject(&self, account: &str, room: &str) -> String {
+        match self.remote_site(account) {
+            Some(site) => format!(
+                "{}.x.{site}.{}.{}",
+                self.root(),
+                token(account),
+                token(room)
+            ),
+            None => self.outbox_subject(account, room),
+        }
+    }
+
+    /// The site `account` runs at when that is not this one.
+    pub fn remote_site(&self, account: &str) -> Option<&str> {
+        let local = self.site.as_deref()?;
+        self.account_sites
+            .get(account)
+            .map(String::as_str)
+            .filter(|site| *site != local)
+    }
+
+    pub(crate) fn dead_subject(&self, account: &str, room: &str) -> String {
+        format!("{}.dead.{}.{}", self.root(), token(account), token(room))
+    }
+
+    /// The (account, room) of an outbox subject.
+    pub fn parse_outbox_subject(&self, subject: &str) -> Option<(String, String)> {
+        let rest = subject.strip_prefix(&format!("{}.out.", self.root()))?;
+        let (account, room) = rest.split_once('.')?;
+        Some((untoken(account)?, untoken(room)?))
+    }
+
+    pub(crate) fn outbox_subjects(&self) -> String {
+        format!("{}.out.>", self.root())
+    }
+
+    pub(crate) fn dead_subjects(&self) -> String {
+        format!("{}.dead.>", self.root())
+    }
+
+    pub(crate) fn export_subjects(&self) -> String {
+        format!("{}.x.>", self.root())
+    }
+
+    /// What this site takes in from `peer`'s export: (filter, renamed to).
+    pub(crate) fn import_from(&self, peer: &str) -> Option<(String, String)> {
+        let local = self.site.as_deref()?;
+        let from = format!("{}.x.{local}.>", Self::root_of(&self.prefix, Some(peer)));
+        Some((from, self.outbox_subjects()))
+    }
+
+    pub(crate) fn outbox_stream(&self) -> String {
+        self.name("outbox")
+    }
+
+    pub(crate) fn dead_stream(&self) -> String {
+        self.name("dead")
+    }
+
+    pub(crate) fn export_stream(&self) -> String {
+        self.name("export")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sites() -> Layout {
+        Layout::with_site(
+            "pb",
+            &SiteOptions {
+                name: "eu".into(),
+                accounts: [("irc.eu", "eu"), ("devzat.us", "us")]
+                    .into_iter()
+                    .map(|(a, s)| (a.to_owned(), s.to_owned()))
+                    .collect(),
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn one_jetstream_keeps_the_plain_names() {
+        let layout = Layout::new("pb");
+        assert_eq!(layout.outbox_stream(), "pb_outbox");
+        assert_eq!(
+            layout.delivery_subject("irc.a", "#x"),
+            layout.outbox_subject("irc.a", "#x")
+        );
+        assert!(layout.outbox_subject("irc.a", "#x").starts_with("pb.out."));
+        assert_eq!(layout.import_from("us"), None);
+    }
+
+    #[test]
+    fn a_remote_account_s_deliveries_go_to_the_export_and_arrive_in_its_outbox() {
+        let eu = sites();
+        assert_eq!(eu.outbox_stream(), "pb_eu_outbox");
+        assert_eq!(eu.export_stream(), "pb_eu_export");
+        let local = eu.delivery_subject("irc.eu", "#x");
+        assert_eq!(local, eu.outbox_subject("irc.eu", "#x"));
+        assert!(local.starts_with("pb.eu.out."));
+        let remote = eu.delivery_subject("devzat.us", "#main");
+        assert!(remote.starts_with("pb.eu.x.us."), "{remote}");
+        // At the US site, the EU export's subject renamed by the import is the room's outbox.
+        let us = Layout::with_site(
+            "pb",
+            &SiteOptions {
+                name: "us".into(),
+                ..Default::default()
+            },
+        );
+        let (filter, into) = us.import_from("eu").expect("sites");
+        assert_eq!(filter, "pb.eu.x.us.>");
+        assert_eq!(into, "pb.us.out.>");
+        let renamed = format!(
+            "pb.us.out.{}",
+            remote.strip_prefix("pb.eu.x.us.").expect("prefix")
+        );
+        assert_eq!(renamed, us.outbox_subject("devzat.us", "#main"));
+        assert_eq!(
+            us.parse_outbox_subject(&renamed),
+            Some(("devzat.us".into(), "#main".into()))
+        );
+    }
+
+    #[test]
+    fn an_account_of_no_site_stays_local() {
+        assert_eq!(
+            sites().delivery_subject("webhook.any", "out"),
+            sites().outbox_subject("webhook.any", "out")
+        );
+    }
+}

@@ -1,0 +1,281 @@
+//! Two sites, each a nats-server with a JetStream domain of its own, joined as leaf nodes of a
+//! hub (a third server without JetStream), as `[bus.sites]` runs them. Real nats-server on
+//! free loopback ports (`tests/install-deps.sh` installs it).
+//!
+//! What it shows: a delivery published at one site into the other site's room reaches that
+//! room's outbox; with the hub stopped each site still takes deliveries into its own rooms;
+//! what was published for the other site meanwhile crosses once, in order, when the hub is
+//! back. Counted, not sampled.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use patchbay_nats::{Bus, BusOptions, PeerSite, Publish, RoomConsumer, SiteOptions};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn nats_server() -> PathBuf {
+    if let Ok(path) = std::env::var("PATCHBAY_NATS_SERVER") {
+        return PathBuf::from(path);
+    }
+    let venv = PathBuf::from("/opt/patchbay-nats-venv/bin/nats-server");
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("nats-server")
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A nats-server run from a config file; killed on drop.
+struct Server {
+    config: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Server {
+    fn start(dir: &Path, name: &str, port: u16, body: &str) -> Server {
+        let config = dir.join(format!("{name}.conf"));
+        std::fs::write(&config, format!("listen: 127.0.0.1:{port}\n{body}")).expect("config");
+        let mut server = Server {
+            config,
+            port,
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(nats_server())
+            .arg("-c")
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server: run tests/install-deps.sh");
+        self.child = Some(child);
+        let deadline = Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Sites {
+    _dir: tempdir::Dir,
+    hub: Server,
+    leaf_port: u16,
+    eu: Server,
+    us: Server,
+}
+
+mod tempdir {
+    /// A directory removed on drop.
+    pub struct Dir(pub std::path::PathBuf);
+    impl Dir {
+        pub fn new(name: &str) -> Dir {
+            let path = std::env::temp_dir().join(format!(
+                "patchbay-nats-{name}-{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0)
+            ));
+            std::fs::create_dir_all(&path).expect("temp dir");
+            Dir(path)
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn leaf(dir: &Path, name: &str, leaf_port: u16) -> Server {
+    let store = dir.join(name);
+    Server::start(
+        dir,
+        name,
+        free_port(),
+        &format!(
+            "jetstream {{ store_dir: \"{}\", domain: {name} }}\n\
+             leafnodes {{ remotes: [ {{ url: \"nats-leaf://127.0.0.1:{leaf_port}\" }} ], reconnect: 1 }}\n",
+            store.display()
+        ),
+    )
+}
+
+fn hub(dir: &Path, port: u16, leaf_port: u16) -> Server {
+    Server::start(
+        dir,
+        "hub",
+        port,
+        &format!("leafnodes {{ listen: 127.0.0.1:{leaf_port} }}\n"),
+    )
+}
+
+fn start_sites() -> Sites {
+    let dir = tempdir::Dir::new("sites");
+    let leaf_port = free_port();
+    let hub = hub(&dir.0, free_port(), leaf_port);
+    let eu = leaf(&dir.0, "eu", leaf_port);
+    let us = leaf(&dir.0, "us", leaf_port);
+    Sites {
+        _dir: dir,
+        hub,
+        leaf_port,
+        eu,
+        us,
+    }
+}
+
+fn options(server: &Server, site: &str, peer: &str) -> BusOptions {
+    let accounts: BTreeMap<String, String> = [("devzat.eu", "eu"), ("devzat.us", "us")]
+        .into_iter()
+        .map(|(a, s)| (a.to_owned(), s.to_owned()))
+        .collect();
+    BusOptions {
+        servers: vec![server.url()],
+        prefix: "pb".into(),
+        name: format!("test {site}"),
+        lease: Duration::from_secs(5),
+        retention: Duration::from_secs(3600),
+        site: Some(SiteOptions {
+            name: site.into(),
+            peers: vec![PeerSite {
+                name: peer.into(),
+                domain: Some(peer.into()),
+            }],
+            accounts,
+        }),
+        ..Default::default()
+    }
+}
+
+async fn publish(bus: &Bus, account: &str, texts: &[String]) {
+    let messages = texts
+        .iter()
+        .map(|text| Publish {
+            subject: bus.layout().delivery_subject(account, "#main"),
+            msg_id: Some(format!("{account}/{text}")),
+            payload: text.clone().into_bytes().into(),
+        })
+        .collect();
+    bus.publish_all(messages).await.expect("published");
+}
+
+/// Take deliveries from `room` until `last` came; every text in order of arrival, acked.
+async fn take_until(room: &mut RoomConsumer, last: &str) -> Vec<String> {
+    let mut texts = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let batch = tokio::time::timeout_at(deadline, room.next(64))
+            .await
+            .unwrap_or_else(|_| panic!("`{last}` never came; got {texts:?}"))
+            .expect("pulled");
+        for (seq, payload) in batch {
+            room.ack(seq).await.expect("acked");
+            texts.push(String::from_utf8_lossy(&payload).into_owned());
+        }
+        if texts.iter().any(|t| t == last) {
+            return texts;
+        }
+    }
+}
+
+fn numbered(site: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|n| format!("{site} {n}")).collect()
+}
+
+/// The sites' servers connect to the hub a moment after they start: retry the first
+/// cross-site publish's effect rather than guess when the leaf link is up.
+async fn connect(server: &Server, site: &str, peer: &str) -> Bus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match Bus::connect(&options(server, site, peer)).await {
+            Ok(bus) => return bus,
+            Err(err) => {
+                assert!(Instant::now() < deadline, "{site}: {err}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_link_keeps_each_site_going_and_what_waited_crosses_once_in_order() {
+    let mut sites = start_sites();
+    let eu = connect(&sites.eu, "eu", "us").await;
+    let us = connect(&sites.us, "us", "eu").await;
+    let mut eu_room = eu
+        .room_consumer("devzat.eu", "#main", 64)
+        .await
+        .expect("eu room");
+    let mut us_room = us
+        .room_consumer("devzat.us", "#main", 64)
+        .await
+        .expect("us room");
+
+    // Linked: eu -> us crosses, us -> eu crosses.
+    let first = numbered("eu", 0..20);
+    publish(&eu, "devzat.us", &first).await;
+    assert_eq!(take_until(&mut us_room, "eu 19").await, first);
+    let first_back = numbered("us", 0..20);
+    publish(&us, "devzat.eu", &first_back).await;
+    assert_eq!(take_until(&mut eu_room, "us 19").await, first_back);
+
+    // Cut: each site goes on with its own rooms, and accepts for the other.
+    sites.hub.stop();
+    let eu_local = numbered("eu-local", 0..30);
+    publish(&eu, "devzat.eu", &eu_local).await;
+    assert_eq!(take_until(&mut eu_room, "eu-local 29").await, eu_local);
+    let us_local = numbered("us-local", 0..30);
+    publish(&us, "devzat.us", &us_local).await;
+    assert_eq!(take_until(&mut us_room, "us-local 29").await, us_local);
+    let waited_for_us = numbered("eu", 20..70);
+    publish(&eu, "devzat.us", &waited_for_us).await;
+    let waited_for_eu = numbered("us", 20..70);
+    publish(&us, "devzat.eu", &waited_for_eu).await;
+
+    // Back: what waited crosses once, in order, and nothing else comes with it (a marker
+    // published after it is the last thing to arrive).
+    sites.hub = hub(&sites._dir.0, sites.hub.port, sites.leaf_port);
+    publish(&eu, "devzat.us", &["eu marker".to_owned()]).await;
+    publish(&us, "devzat.eu", &["us marker".to_owned()]).await;
+    let mut expected = waited_for_us.clone();
+    expected.push("eu marker".into());
+    assert_eq!(take_until(&mut us_room, "eu marker").await, expected);
+    let mut expected = waited_for_eu.clone();
+    expected.push("us marker".into());
+    assert_eq!(take_until(&mut eu_room, "us marker").await, expected);
+}
