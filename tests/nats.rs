@@ -183,3 +183,116 @@ fn a_nats_server_restart_loses_nothing_accepted() {
     }
     assert!(instance.gateway.expect("running").stop(), "clean stop");
 }
+
+/// POST to the API account `api.bots` at `port`; the gateway event id it answers with.
+fn api_send(rt: &tokio::runtime::Runtime, port: u16, body: serde_json::Value) -> String {
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let response = reqwest::Client::new()
+                .post(format!("http://127.0.0.1:{port}/api/bots/lobby/messages"))
+                .bearer_auth("api-token-1234")
+                .json(&body)
+                .timeout(Duration::from_secs(15))
+                .send()
+                .await;
+            if let Ok(response) = response
+                && response.status().as_u16() == 202
+            {
+                let answer: serde_json::Value = response.json().await.expect("json answer");
+                return answer["event_id"].as_str().expect("an event id").to_owned();
+            }
+            assert!(Instant::now() < deadline, "{body} never accepted");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// The message-id map is shared: a message relayed by one instance, that instance killed, then
+/// the message edited and replied to through another instance: the new holder relays the edit
+/// as an edit of the id the first holder's delivery got, and the reply quoting the message.
+#[test]
+fn edits_and_replies_resolve_after_a_failover() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = NatsServer::start(dir.path());
+    let config = dir.path().join("patchbay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[bus]
+engine = "nats"
+servers = ["{url}"]
+prefix = "t"
+lease = "2s"
+
+[api.bots]
+token = "api-token-1234"
+
+[console.out]
+input = "none"
+output = "{out}"
+
+[[route]]
+name = "lobby"
+in = ["api.bots/lobby"]
+out = ["console.out/lobby"]
+"#,
+            url = nats.url(),
+            out = dir.path().join("out.log").display(),
+        ),
+    )
+    .expect("write the config");
+    let mut instances: Vec<Instance> = ["i1", "i2"]
+        .iter()
+        .map(|id| start(dir.path(), &config, id))
+        .collect();
+    wait_until(Duration::from_secs(30), "an owner for console.out", || {
+        owner(&config, "console.out").is_some()
+    });
+    let first = owner(&config, "console.out").expect("owner");
+    let (owner_at, other_at) = if first == "i1" { (0, 1) } else { (1, 0) };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let other = instances[other_at].port;
+    let id = api_send(
+        &rt,
+        other,
+        serde_json::json!({"username": "bob", "text": "hello"}),
+    );
+    wait_until(Duration::from_secs(30), "the message printed", || {
+        printed_by(dir.path(), "bob").0 == ["hello"]
+    });
+    // The id the first holder's console delivery got, recorded in the shared map.
+    instances[owner_at].gateway.take().expect("running").kill();
+    wait_until(
+        Duration::from_secs(30),
+        "the other instance holds console.out",
+        || owner(&config, "console.out").as_deref() == Some(instances[other_at].id.as_str()),
+    );
+    api_send(
+        &rt,
+        other,
+        serde_json::json!({"username": "bob", "type": "edit", "target": id, "text": "hello, all"}),
+    );
+    api_send(
+        &rt,
+        other,
+        serde_json::json!({"username": "ann", "text": "hi bob", "reply_to": id}),
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "the edit and the reply printed",
+        || printed_by(dir.path(), "ann").0.len() == 1,
+    );
+    let (bob, _) = printed_by(dir.path(), "bob");
+    let edit = format!("(edit of {id}-");
+    assert!(
+        bob.len() == 2 && bob[1].starts_with(&edit) && bob[1].ends_with(" hello, all"),
+        "the edit names the first delivery's id ({edit}…): {bob:?}"
+    );
+    assert_eq!(
+        printed_by(dir.path(), "ann").0,
+        ["hi bob (re bob: hello)"],
+        "the reply quotes the message"
+    );
+}

@@ -14,8 +14,13 @@
 //!   runs).
 //! - map: bucket `P_map`, aged out by the bucket after the retention: `r.<acct>.<room>.<id>`
 //!   (a network id to the gateway id, for origins and deliveries alike), `n.<event>.<acct>.
-//!   <room>` (the id a delivery got), `q.<event>` (author and text, for quotes), `l.<acct>.
-//!   <room>` (the newest event accepted from a room, where a new holder's catch-up starts).
+//!   <room>` (the id the event has in a room: its origin's, or what a delivery got),
+//!   `q.<event>` (author and text, for quotes), `l.<acct>.<room>` (the newest event accepted
+//!   from a room, where a new holder's catch-up starts).
+//! - sites: each site has its own map. A delivery into another site's room is published to
+//!   this site's export (see [`patchbay_nats::layout`]); the site that delivers it records the
+//!   ids it got and the event's quote in its own map, so edits, deletes and replies resolve at
+//!   the site that handles them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
