@@ -296,3 +296,68 @@ out = ["console.out/lobby"]
         "the reply quotes the message"
     );
 }
+
+/// Failover time, for the README (run by hand: `cargo test --release --test nats -- --ignored
+/// failover_time --nocapture`, `PATCHBAY_FAILOVER_LEASE=5s` for another lease): three
+/// instances, notifications posted every 20 ms through an instance that does not hold the
+/// console account; the holder SIGKILLed ten times (and started again each time), each time
+/// measured from the kill to the first notification posted after it being printed by the new
+/// holder.
+#[test]
+#[ignore]
+fn failover_time() {
+    let lease = std::env::var("PATCHBAY_FAILOVER_LEASE").unwrap_or_else(|_| "2s".into());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = NatsServer::start(dir.path());
+    let config = config(dir.path(), &nats);
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace("lease = \"2s\"", &format!("lease = \"{lease}\"")),
+    )
+    .expect("config");
+    let ids = ["i1", "i2", "i3"];
+    let mut instances: Vec<Instance> = ids
+        .iter()
+        .map(|id| start(dir.path(), &config, id))
+        .collect();
+    wait_until(Duration::from_secs(30), "an owner for console.out", || {
+        owner(&config, "console.out").is_some()
+    });
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let mut times = Vec::new();
+    for kill in 0..10 {
+        let holder = owner(&config, "console.out").expect("owner");
+        let at = ids
+            .iter()
+            .position(|id| *id == holder)
+            .expect("a known instance");
+        let via = (at + 1) % 3;
+        let port = instances[via].port;
+        let killed = Instant::now();
+        instances[at].gateway.take().expect("running").kill();
+        let mut n = 0;
+        let first = loop {
+            let text = format!("k{kill}-{n}");
+            post_until_accepted(&rt, port, &text);
+            n += 1;
+            let (lines, _) = printed(dir.path());
+            if let Some(line) = lines.iter().find(|l| l.starts_with(&format!("k{kill}-"))) {
+                break line.clone();
+            }
+            assert!(killed.elapsed() < Duration::from_secs(60), "no takeover");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let took = killed.elapsed();
+        println!("kill {kill}: {holder} killed, first delivery `{first}` after {took:?}");
+        times.push(took);
+        instances[at] = start(dir.path(), &config, ids[at]);
+    }
+    times.sort();
+    println!(
+        "failover over {} kills (lease {lease}): p50 {:?}, max {:?}",
+        times.len(),
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
+}

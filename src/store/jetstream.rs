@@ -14,13 +14,8 @@
 //!   runs).
 //! - map: bucket `P_map`, aged out by the bucket after the retention: `r.<acct>.<room>.<id>`
 //!   (a network id to the gateway id, for origins and deliveries alike), `n.<event>.<acct>.
-//!   <room>` (the id the event has in a room: its origin's, or what a delivery got),
-//!   `q.<event>` (author and text, for quotes), `l.<acct>.<room>` (the newest event accepted
-//!   from a room, where a new holder's catch-up starts).
-//! - sites: each site has its own map. A delivery into another site's room is published to
-//!   this site's export (see [`patchbay_nats::layout`]); the site that delivers it records the
-//!   ids it got and the event's quote in its own map, so edits, deletes and replies resolve at
-//!   the site that handles them.
+//!   <room>` (the id a delivery got), `q.<event>` (author and text, for quotes), `l.<acct>.
+//!   <room>` (the newest event accepted from a room, where a new holder's catch-up starts).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,7 +26,10 @@ use patchbay_nats::{Bus, BusError, Publish, RoomConsumer};
 use patchbay_sdk::{Event, EventId, Quote, Seen, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use super::{Accepted, NewDelivery, Pending, RoomOutbox, Store, StoreError, StoreStats};
+use super::{
+    Accepted, DeadLetter, NewDelivery, Pending, RoomBacklog, RoomOutbox, Store, StoreError,
+    StoreStats,
+};
 use crate::router::RoomKey;
 
 /// How many deliveries a room's consumer hands out ahead of the lane.
@@ -86,13 +84,6 @@ fn quote_key(id: EventId) -> String {
     format!("q.{id}")
 }
 
-fn quote_of(event: &Event) -> Quote {
-    Quote {
-        author: event.author.name.clone(),
-        text: event.kind.body().map(|b| b.to_plain()).unwrap_or_default(),
-    }
-}
-
 impl JetStreamStore {
     pub fn new(bus: Bus) -> Self {
         JetStreamStore { bus }
@@ -126,7 +117,7 @@ impl Store for JetStreamStore {
                 event: event.clone(),
             })?;
             messages.push(Publish {
-                subject: layout.delivery_subject(&delivery.room.account, &delivery.room.room),
+                subject: layout.outbox_subject(&delivery.room.account, &delivery.room.room),
                 msg_id: Some(match &origin_key {
                     Some(key) => format!("{key}#{i}"),
                     None => format!("{}#{i}", event.id),
@@ -135,7 +126,10 @@ impl Store for JetStreamStore {
             });
         }
         self.bus.publish_all(messages).await?;
-        let quote = quote_of(&event);
+        let quote = Quote {
+            author: event.author.name.clone(),
+            text: event.kind.body().map(|b| b.to_plain()).unwrap_or_default(),
+        };
         let seen = serde_json::to_vec(&SeenRecord {
             time: event.time,
             remote_id: event.origin.remote_id.clone(),
@@ -148,15 +142,6 @@ impl Store for JetStreamStore {
         );
         quoted?;
         last?;
-        // The origin room's own id of the event, for a reply or an edit delivered back there.
-        if let Some(remote) = &event.origin.remote_id {
-            self.bus
-                .map_put(
-                    &native_key(event.id, &origin),
-                    remote.clone().into_bytes().into(),
-                )
-                .await?;
-        }
         // Last: until it is written, a resend is not yet a duplicate.
         if let Some(key) = &origin_key {
             self.bus
@@ -232,6 +217,58 @@ impl Store for JetStreamStore {
             .collect())
     }
 
+    fn engine(&self) -> &'static str {
+        "nats"
+    }
+
+    async fn room_backlogs(&self) -> Result<Vec<RoomBacklog>, StoreError> {
+        let mut out = Vec::new();
+        for (room, depth) in self.room_depths().await? {
+            let oldest = self
+                .bus
+                .outbox_oldest(&room.account, &room.room)
+                .await?
+                .map(Timestamp);
+            out.push(RoomBacklog {
+                room,
+                depth,
+                oldest,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut out = Vec::new();
+        for dead in self.bus.dead_letters(limit).await? {
+            // One unreadable (written by a newer version?) is left in the stream, unlisted.
+            let (route, event) = match serde_json::from_slice::<OutboxMessage>(&dead.payload) {
+                Ok(message) => (message.route, message.event),
+                Err(err) => {
+                    tracing::warn!(dead_letter = dead.seq, "a dead letter is unreadable: {err}");
+                    continue;
+                }
+            };
+            out.push(DeadLetter {
+                id: dead.seq,
+                room: RoomKey::new(dead.account, dead.room),
+                route,
+                reason: dead.reason,
+                failed_at: Timestamp(dead.time_ms),
+                event,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn retry_dead_letter(&self, id: u64) -> Result<bool, StoreError> {
+        Ok(self.bus.dead_letter_retry(id).await?)
+    }
+
+    async fn discard_dead_letter(&self, id: u64) -> Result<bool, StoreError> {
+        Ok(self.bus.dead_letter_discard(id).await?)
+    }
+
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         let (pending, dead_letters) = self.bus.counts().await?;
         Ok(StoreStats {
@@ -291,19 +328,8 @@ impl RoomOutbox for JetStreamRoom {
         pending: &Pending,
         remote_id: Option<String>,
     ) -> Result<(), StoreError> {
-        let id = pending.event.id;
-        if self
-            .bus
-            .layout()
-            .remote_site(&pending.event.origin.account)
-            .is_some()
-        {
-            // Accepted at another site, whose map this one does not read: keep what a reply
-            // here quotes (the ids are recorded below, as for any delivery).
-            let quote = serde_json::to_vec(&quote_of(&pending.event))?;
-            self.bus.map_put(&quote_key(id), quote.into()).await?;
-        }
         if let Some(remote) = remote_id {
+            let id = pending.event.id;
             self.bus
                 .map_put(
                     &remote_key(&self.room, &remote),

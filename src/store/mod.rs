@@ -117,8 +117,26 @@ pub trait Store: Send + Sync + 'static {
         Ok(depths)
     }
 
+    /// Each destination room with deliveries waiting: how many, and when the oldest of them
+    /// was accepted (what an operator looks at first: a room stuck for an hour).
+    async fn room_backlogs(&self) -> Result<Vec<RoomBacklog>, StoreError>;
+
+    /// Up to `limit` dead letters, oldest first, each with why it failed.
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError>;
+
+    /// Put dead letter `id` back at the end of its room's outbox (its room's lane delivers it
+    /// like any other, in the order of the outbox) and remove it from the dead letters.
+    /// `false` when there is no such dead letter.
+    async fn retry_dead_letter(&self, id: u64) -> Result<bool, StoreError>;
+
+    /// Drop dead letter `id` for good. `false` when there is no such dead letter.
+    async fn discard_dead_letter(&self, id: u64) -> Result<bool, StoreError>;
+
     /// Counts, for metrics and tests.
     async fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    /// The engine's name, as the admin API reports it: `embedded` or `nats`.
+    fn engine(&self) -> &'static str;
 
     /// Write out what is queued and release the store; later writes fail with
     /// [`StoreError::Closed`].
@@ -147,6 +165,31 @@ pub trait RoomOutbox: Send {
     async fn dead_letter(&mut self, pending: &Pending, reason: &str) -> Result<(), StoreError>;
 }
 
+/// One destination room's waiting deliveries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomBacklog {
+    pub room: RoomKey,
+    pub depth: u64,
+    /// When the oldest waiting delivery's event was accepted (the embedded engine: the
+    /// event's own time), if known.
+    pub oldest: Option<Timestamp>,
+}
+
+/// A delivery that failed for good, kept for an operator to retry or discard.
+#[derive(Clone, Debug)]
+pub struct DeadLetter {
+    /// Its id in the dead letters (the embedded engine's row, JetStream's stream sequence):
+    /// what retry and discard take.
+    pub id: u64,
+    pub room: RoomKey,
+    pub route: String,
+    /// Why the destination refused it, as the connector said.
+    pub reason: String,
+    /// When it was moved to the dead letters.
+    pub failed_at: Timestamp,
+    pub event: Event,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StoreStats {
     pub events: u64,
@@ -158,5 +201,7 @@ pub struct StoreStats {
     pub reads: u64,
 }
 
+#[cfg(test)]
+mod dead_tests;
 #[cfg(test)]
 mod tests;

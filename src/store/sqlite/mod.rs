@@ -15,9 +15,13 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 mod checkpoint;
+mod dead;
 mod outbox;
 
-use super::{Accepted, NewDelivery, Pending, RoomOutbox, Store, StoreError, StoreStats};
+use super::{
+    Accepted, DeadLetter, NewDelivery, Pending, RoomBacklog, RoomOutbox, Store, StoreError,
+    StoreStats,
+};
 use crate::router::RoomKey;
 use checkpoint::Checkpointer;
 use outbox::{Lanes, SqliteRoom};
@@ -43,6 +47,15 @@ enum Command {
     },
     Prune {
         before: Timestamp,
+        reply: oneshot::Sender<Result<usize, StoreError>>,
+    },
+    /// Dead letter `id` back into its room's outbox (see [`dead::retry`]); answers 1 if done.
+    RetryDead {
+        id: u64,
+        reply: oneshot::Sender<Result<usize, StoreError>>,
+    },
+    DiscardDead {
+        id: u64,
         reply: oneshot::Sender<Result<usize, StoreError>>,
     },
     /// Commit what came before, checkpoint, and stop.
@@ -316,6 +329,20 @@ fn write_batch(conn: &mut Connection, batch: &mut Vec<Command>, feed: &Feed) -> 
                 }
                 Command::Prune { before, reply } => {
                     let result = prune(&tx, before).map_err(StoreError::from);
+                    replies.push(Reply::Count(reply, result));
+                }
+                Command::RetryDead { id, reply } => {
+                    let result = dead::retry(&mut tx, id).map(|retried| match retried {
+                        Some(pending) => {
+                            committed.push(pending);
+                            1
+                        }
+                        None => 0,
+                    });
+                    replies.push(Reply::Count(reply, result));
+                }
+                Command::DiscardDead { id, reply } => {
+                    let result = dead::discard(&tx, id).map(usize::from);
                     replies.push(Reply::Count(reply, result));
                 }
                 Command::Close { reply } => {
@@ -610,6 +637,30 @@ impl Store for SqliteStore {
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
+    }
+
+    fn engine(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn room_backlogs(&self) -> Result<Vec<RoomBacklog>, StoreError> {
+        self.read(|conn| dead::backlogs(conn)).await
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        self.read(move |conn| dead::list(conn, limit)).await
+    }
+
+    async fn retry_dead_letter(&self, id: u64) -> Result<bool, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::RetryDead { id, reply })?;
+        Ok(answer.await.map_err(|_| StoreError::Closed)?? > 0)
+    }
+
+    async fn discard_dead_letter(&self, id: u64) -> Result<bool, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::DiscardDead { id, reply })?;
+        Ok(answer.await.map_err(|_| StoreError::Closed)?? > 0)
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
