@@ -14,8 +14,13 @@
 //!   runs).
 //! - map: bucket `P_map`, aged out by the bucket after the retention: `r.<acct>.<room>.<id>`
 //!   (a network id to the gateway id, for origins and deliveries alike), `n.<event>.<acct>.
-//!   <room>` (the id a delivery got), `q.<event>` (author and text, for quotes), `l.<acct>.
-//!   <room>` (the newest event accepted from a room, where a new holder's catch-up starts).
+//!   <room>` (the id the event has in a room: its origin's, or what a delivery got),
+//!   `q.<event>` (author and text, for quotes), `l.<acct>.<room>` (the newest event accepted
+//!   from a room, where a new holder's catch-up starts).
+//! - sites: each site has its own map. A delivery into another site's room is published to
+//!   this site's export (see [`patchbay_nats::layout`]); the site that delivers it records the
+//!   ids it got and the event's quote in its own map, so edits, deletes and replies resolve at
+//!   the site that handles them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -84,6 +89,13 @@ fn quote_key(id: EventId) -> String {
     format!("q.{id}")
 }
 
+fn quote_of(event: &Event) -> Quote {
+    Quote {
+        author: event.author.name.clone(),
+        text: event.kind.body().map(|b| b.to_plain()).unwrap_or_default(),
+    }
+}
+
 impl JetStreamStore {
     pub fn new(bus: Bus) -> Self {
         JetStreamStore { bus }
@@ -117,7 +129,7 @@ impl Store for JetStreamStore {
                 event: event.clone(),
             })?;
             messages.push(Publish {
-                subject: layout.outbox_subject(&delivery.room.account, &delivery.room.room),
+                subject: layout.delivery_subject(&delivery.room.account, &delivery.room.room),
                 msg_id: Some(match &origin_key {
                     Some(key) => format!("{key}#{i}"),
                     None => format!("{}#{i}", event.id),
@@ -126,10 +138,7 @@ impl Store for JetStreamStore {
             });
         }
         self.bus.publish_all(messages).await?;
-        let quote = Quote {
-            author: event.author.name.clone(),
-            text: event.kind.body().map(|b| b.to_plain()).unwrap_or_default(),
-        };
+        let quote = quote_of(&event);
         let seen = serde_json::to_vec(&SeenRecord {
             time: event.time,
             remote_id: event.origin.remote_id.clone(),
@@ -142,6 +151,15 @@ impl Store for JetStreamStore {
         );
         quoted?;
         last?;
+        // The origin room's own id of the event, for a reply or an edit delivered back there.
+        if let Some(remote) = &event.origin.remote_id {
+            self.bus
+                .map_put(
+                    &native_key(event.id, &origin),
+                    remote.clone().into_bytes().into(),
+                )
+                .await?;
+        }
         // Last: until it is written, a resend is not yet a duplicate.
         if let Some(key) = &origin_key {
             self.bus
@@ -328,8 +346,19 @@ impl RoomOutbox for JetStreamRoom {
         pending: &Pending,
         remote_id: Option<String>,
     ) -> Result<(), StoreError> {
+        let id = pending.event.id;
+        if self
+            .bus
+            .layout()
+            .remote_site(&pending.event.origin.account)
+            .is_some()
+        {
+            // Accepted at another site, whose map this one does not read: keep what a reply
+            // here quotes (the ids are recorded below, as for any delivery).
+            let quote = serde_json::to_vec(&quote_of(&pending.event))?;
+            self.bus.map_put(&quote_key(id), quote.into()).await?;
+        }
         if let Some(remote) = remote_id {
-            let id = pending.event.id;
             self.bus
                 .map_put(
                     &remote_key(&self.room, &remote),

@@ -17,9 +17,9 @@ use async_nats::jetstream::{self, kv, stream};
 use bytes::Bytes;
 use futures::StreamExt;
 
+use crate::layout::Layout;
 use crate::options::BusOptions;
 use crate::room::RoomConsumer;
-use crate::token::{token, untoken};
 
 /// Why a bus call failed. Every failure is worth retrying once the servers are reachable.
 #[derive(Debug, thiserror::Error)]
@@ -39,44 +39,6 @@ impl BusError {
             what: what.into(),
             source: source.into(),
         }
-    }
-}
-
-/// The names under one prefix.
-#[derive(Clone, Debug)]
-pub struct Layout {
-    prefix: String,
-}
-
-impl Layout {
-    pub fn new(prefix: &str) -> Self {
-        Layout {
-            prefix: prefix.to_owned(),
-        }
-    }
-
-    /// The subject of `room`'s outbox in `account`.
-    pub fn outbox_subject(&self, account: &str, room: &str) -> String {
-        format!("{}.out.{}.{}", self.prefix, token(account), token(room))
-    }
-
-    fn dead_subject(&self, account: &str, room: &str) -> String {
-        format!("{}.dead.{}.{}", self.prefix, token(account), token(room))
-    }
-
-    /// The (account, room) of an outbox subject.
-    pub fn parse_outbox_subject(&self, subject: &str) -> Option<(String, String)> {
-        let rest = subject.strip_prefix(&format!("{}.out.", self.prefix))?;
-        let (account, room) = rest.split_once('.')?;
-        Some((untoken(account)?, untoken(room)?))
-    }
-
-    pub(crate) fn outbox_stream(&self) -> String {
-        format!("{}_outbox", self.prefix)
-    }
-
-    fn dead_stream(&self) -> String {
-        format!("{}_dead", self.prefix)
     }
 }
 
@@ -114,27 +76,43 @@ impl Bus {
             .map_err(|err| BusError::new(format!("connecting to {:?}", options.servers), err))?;
         let mut js = jetstream::new(client.clone());
         js.set_timeout(Duration::from_secs(10));
-        let layout = Layout::new(&options.prefix);
-        let prefix = &options.prefix;
-        js.get_or_create_stream(stream::Config {
+        let layout = match &options.site {
+            Some(site) => Layout::with_site(&options.prefix, site),
+            None => Layout::new(&options.prefix),
+        };
+        js.create_or_update_stream(stream::Config {
             name: layout.outbox_stream(),
-            subjects: vec![format!("{prefix}.out.>")],
+            subjects: vec![layout.outbox_subjects()],
             retention: stream::RetentionPolicy::WorkQueue,
             storage: stream::StorageType::File,
+            sources: imports(&layout, options),
             ..Default::default()
         })
         .await
         .map_err(|err| BusError::new("creating the outbox stream", err))?;
         js.get_or_create_stream(stream::Config {
             name: layout.dead_stream(),
-            subjects: vec![format!("{prefix}.dead.>")],
+            subjects: vec![layout.dead_subjects()],
             storage: stream::StorageType::File,
             ..Default::default()
         })
         .await
         .map_err(|err| BusError::new("creating the dead-letter stream", err))?;
-        let map = bucket(&js, format!("{prefix}_map"), options.retention).await?;
-        let leases = bucket(&js, format!("{prefix}_leases"), options.lease).await?;
+        if options.site.is_some() {
+            // Kept for the retention, like the map: a site cut off for longer than that
+            // loses what waited for it (said in the README).
+            js.get_or_create_stream(stream::Config {
+                name: layout.export_stream(),
+                subjects: vec![layout.export_subjects()],
+                storage: stream::StorageType::File,
+                max_age: options.retention,
+                ..Default::default()
+            })
+            .await
+            .map_err(|err| BusError::new("creating the export stream", err))?;
+        }
+        let map = bucket(&js, layout.name("map"), options.retention).await?;
+        let leases = bucket(&js, layout.name("leases"), options.lease).await?;
         Ok(Bus {
             client,
             js,
@@ -216,7 +194,7 @@ impl Bus {
             .await
             .map_err(|err| BusError::new("reading the outbox stream", err))?;
         let mut subjects = stream
-            .info_with_subjects(format!("{}.out.>", self.layout.prefix))
+            .info_with_subjects(self.layout.outbox_subjects())
             .await
             .map_err(|err| BusError::new("reading the outbox subjects", err))?;
         let mut depths = Vec::new();
@@ -338,6 +316,33 @@ impl Bus {
     pub async fn flush(&self) {
         let _ = self.client.flush().await;
     }
+}
+
+/// What this site's outbox takes in from the other sites' exports (none without sites).
+fn imports(layout: &Layout, options: &BusOptions) -> Option<Vec<stream::Source>> {
+    let site = options.site.as_ref()?;
+    let sources = site
+        .peers
+        .iter()
+        .filter_map(|peer| {
+            let (filter, into) = layout.import_from(&peer.name)?;
+            Some(stream::Source {
+                name: layout.name_of(Some(&peer.name), "export"),
+                filter_subject: None,
+                subject_transforms: vec![stream::SubjectTransform {
+                    source: filter,
+                    destination: into,
+                }],
+                // Another domain's stream is reached through its API prefix (leaf nodes).
+                external: peer.domain.as_ref().map(|domain| stream::External {
+                    api_prefix: format!("$JS.{domain}.API"),
+                    delivery_prefix: None,
+                }),
+                ..Default::default()
+            })
+        })
+        .collect();
+    Some(sources)
 }
 
 async fn bucket(
