@@ -5,7 +5,8 @@
 //! routes) and then prints p50/p99 latency measured on an idle gateway.
 //!
 //! With `PATCHBAY_BENCH_NATS=nats://127.0.0.1:4222` (a `nats-server -js`), the same runs go
-//! through the JetStream engine instead (one instance; 1 and 100 routes).
+//! through the JetStream engine instead, with `PATCHBAY_BENCH_INSTANCES=3` through three
+//! instances sharing it (each accepts; each delivers a third of the destination rooms).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +25,16 @@ use patchbay_sdk::{
     Inbound, RichText,
 };
 use tokio::sync::Notify;
+
+/// How many instances share the JetStream engine (`PATCHBAY_BENCH_INSTANCES`, default 1):
+/// each delivers the destination rooms of its own destination account, all accept.
+fn instances() -> usize {
+    std::env::var("PATCHBAY_BENCH_INSTANCES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(1)
+}
 
 /// The NATS server to bench the JetStream engine against, if one is given.
 fn nats_url() -> Option<String> {
@@ -80,7 +91,9 @@ impl Counter {
 }
 
 struct Bench {
-    engine: Engine,
+    /// One engine per instance (one without `PATCHBAY_BENCH_INSTANCES`); events are emitted
+    /// into all of them in turn.
+    engines: Vec<Engine>,
     counter: Arc<Counter>,
     routes: usize,
     _dir: tempfile::TempDir,
@@ -88,7 +101,9 @@ struct Bench {
 
 async fn start(routes: usize, record_arrivals: bool) -> Bench {
     let dir = tempfile::tempdir().expect("tempdir");
-    let table = (0..routes)
+    let instances = if nats_url().is_some() { instances() } else { 1 };
+    let dst = |i: usize| format!("bench.dst{}", i % instances);
+    let table: Vec<Route> = (0..routes)
         .map(|i| Route {
             name: format!("r{i}"),
             members: vec![
@@ -96,10 +111,7 @@ async fn start(routes: usize, record_arrivals: bool) -> Bench {
                     RoomKey::new("bench.src", format!("room{i}")),
                     Direction::InOut,
                 ),
-                (
-                    RoomKey::new("bench.dst", format!("room{i}")),
-                    Direction::InOut,
-                ),
+                (RoomKey::new(dst(i), format!("room{i}")), Direction::InOut),
             ],
             settings: vec![Settings::default(); 2],
         })
@@ -108,53 +120,68 @@ async fn start(routes: usize, record_arrivals: bool) -> Bench {
         record_arrivals,
         ..Counter::default()
     });
-    let accounts = vec![
-        AccountSpec {
+    let accounts = |instance: usize| -> Vec<AccountSpec> {
+        let own = dir.path().join(format!("i{instance}"));
+        std::iter::once(AccountSpec {
             name: "bench.src".into(),
             connector: Arc::new(Counter::default()),
-            data_dir: dir.path().join("src"),
-        },
-        AccountSpec {
-            name: "bench.dst".into(),
+            data_dir: own.join("src"),
+        })
+        .chain((0..instances).map(|k| AccountSpec {
+            name: dst(k),
             connector: counter.clone(),
-            data_dir: dir.path().join("dst"),
-        },
-    ];
-    let router = Router::new("bench", table);
-    let engine = match nats_url() {
-        None => {
+            data_dir: own.join(dst(k)),
+        }))
+        .collect()
+    };
+    let mut engines = Vec::new();
+    match nats_url() {
+        None => engines.push(
             Engine::start(
                 dir.path(),
-                router,
-                accounts,
+                Router::new("bench", table),
+                accounts(0),
                 DeliveryPolicy::default(),
                 None,
             )
             .await
-        }
+            .expect("start the engine"),
+        ),
         Some(url) => {
-            let options = patchbay_nats::BusOptions {
-                servers: vec![url],
-                // A fresh prefix per run: nothing left over from the last one.
-                prefix: format!("bench{}", std::process::id() ^ routes as u32),
-                name: "bench".into(),
-                lease: Duration::from_secs(5),
-                retention: Duration::from_secs(3600),
-                ..Default::default()
-            };
-            let bus = patchbay_nats::Bus::connect(&options)
+            // A fresh prefix per run: nothing left over from the last one.
+            let prefix = format!("bench{}", std::process::id() ^ routes as u32);
+            for instance in 0..instances {
+                let options = patchbay_nats::BusOptions {
+                    servers: vec![url.clone()],
+                    prefix: prefix.clone(),
+                    name: format!("bench {instance}"),
+                    lease: Duration::from_secs(5),
+                    retention: Duration::from_secs(3600),
+                    ..Default::default()
+                };
+                let bus = patchbay_nats::Bus::connect(&options)
+                    .await
+                    .expect("connect to nats");
+                // Every instance accepts; each delivers its own destination account.
+                let backend = Backend {
+                    store: Arc::new(JetStreamStore::new(bus)),
+                    ownership: Arc::new(Sole::new(["bench.src".to_owned(), dst(instance)])),
+                };
+                let engine = Engine::start_with(
+                    backend,
+                    Router::new("bench", table.clone()),
+                    accounts(instance),
+                    DeliveryPolicy::default(),
+                    None,
+                )
                 .await
-                .expect("connect to nats");
-            let backend = Backend {
-                store: Arc::new(JetStreamStore::new(bus)),
-                ownership: Arc::new(Sole::new(accounts.iter().map(|a| a.name.clone()))),
-            };
-            Engine::start_with(backend, router, accounts, DeliveryPolicy::default(), None).await
+                .expect("start the engine");
+                engines.push(engine);
+            }
         }
     }
-    .expect("start the engine");
     Bench {
-        engine,
+        engines,
         counter,
         routes,
         _dir: dir,
@@ -175,7 +202,7 @@ async fn burst(bench: &Bench, count: u64, tasks: u64) -> Duration {
     let target = bench.counter.delivered.load(Ordering::Relaxed) + count;
     let mut handles = Vec::new();
     for t in 0..tasks {
-        let sink = bench.engine.sink("bench.src");
+        let sink = bench.engines[t as usize % bench.engines.len()].sink("bench.src");
         let routes = bench.routes as u64;
         handles.push(tokio::spawn(async move {
             let mut i = t;
@@ -200,18 +227,14 @@ fn throughput(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(10));
     group.throughput(Throughput::Elements(1));
-    let tables: &[usize] = if nats_url().is_some() {
-        &[1, 100]
-    } else {
-        &[1, 100, 10_000]
-    };
+    let tables: &[usize] = &[1, 100, 10_000];
     for &routes in tables {
         let bench = runtime.block_on(start(routes, false));
         group.bench_function(BenchmarkId::new("routes", routes), |b| {
             b.to_async(runtime)
                 .iter_custom(|iters| burst(&bench, iters, 64));
         });
-        runtime.block_on(bench.engine.stop(Duration::from_secs(5)));
+        runtime.block_on(stop(bench));
     }
     group.finish();
 }
@@ -221,7 +244,7 @@ fn latency(runtime: &tokio::runtime::Runtime) {
     const EVENTS: usize = 2000;
     runtime.block_on(async {
         let bench = start(1, true).await;
-        let sink = bench.engine.sink("bench.src");
+        let sink = bench.engines[0].sink("bench.src");
         let mut samples = Vec::with_capacity(EVENTS);
         for i in 0..EVENTS {
             let text = format!("lat{i}");
@@ -245,8 +268,14 @@ fn latency(runtime: &tokio::runtime::Runtime) {
             pick(0.99),
             samples[samples.len() - 1]
         );
-        bench.engine.stop(Duration::from_secs(5)).await;
+        stop(bench).await;
     });
+}
+
+async fn stop(bench: Bench) {
+    for engine in bench.engines {
+        engine.stop(Duration::from_secs(5)).await;
+    }
 }
 
 fn main() {

@@ -644,7 +644,7 @@ impl Store for SqliteStore {
     }
 
     async fn room_backlogs(&self) -> Result<Vec<RoomBacklog>, StoreError> {
-        self.read(|conn| dead::backlogs(conn)).await
+        self.read(dead::backlogs).await
     }
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
