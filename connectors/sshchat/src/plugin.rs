@@ -268,6 +268,12 @@ impl PluginMode {
             inbound.kind = kind;
             return Some(inbound);
         }
+        // A name is visible text on one line, but another plugin may send any `from`.
+        let from: String = from.chars().filter(|c| !c.is_control()).collect();
+        if from.trim().is_empty() {
+            tracing::debug!(%room, "skipping a plugin event whose author has no visible name");
+            return None;
+        }
         if self.is_echo(&room, &from, &event.msg) {
             return None;
         }
@@ -368,3 +374,7 @@ impl PluginMode {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "plugin_props.rs"]
+mod props;
