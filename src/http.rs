@@ -90,11 +90,15 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// persistent failure does not spin.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
-/// The gateway's own routes, merged with the connectors'.
+/// The gateway's own routes (method, path), all GET; the OpenAPI test reads this list.
+pub const OWN_ROUTES: [(&str, &str); 2] = [("GET", "/healthz"), ("GET", "/metrics")];
+
+/// The gateway's own routes, merged with the connectors' (and the admin API's, when it shares
+/// this listener).
 pub fn router(status: Status, connector_routes: Vec<Router>) -> Router {
     let own = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+        .route(OWN_ROUTES[0].1, get(healthz))
+        .route(OWN_ROUTES[1].1, get(metrics))
         .with_state(status);
     connector_routes.into_iter().fold(own, Router::merge)
 }

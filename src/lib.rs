@@ -4,6 +4,7 @@
 //! the gateway records each event with one delivery per destination room its routes name, in
 //! one transaction, and drains those deliveries into the destination connectors with retries.
 //!
+//! - [`admin`]: the admin API (token-protected JSON) and the commands that use it.
 //! - [`config`]: the config file, validated with errors that point at file, line and key.
 //! - [`router`]: routes, directions, filters, nick formats, rate limits.
 //! - [`intake`]: from an emitted event to a durable one.
@@ -16,6 +17,7 @@
 //! - [`http`]: the shared listener: connectors' routes, `/healthz`, `/metrics`.
 //! - [`import`]: a matterbridge config turned into a patchbay one.
 
+pub mod admin;
 pub mod config;
 pub mod connectors;
 pub mod delivery;

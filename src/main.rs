@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use patchbay::admin::cli::DeadAction;
 use patchbay::config::{self, Config};
 use patchbay::connectors::Registry;
 use tokio_util::sync::CancellationToken;
@@ -42,13 +43,31 @@ enum Command {
         #[command(flatten)]
         instance: InstanceArgs,
     },
-    /// Show the instances, who runs which account, and what waits in the outbox.
+    /// Show the instances, who runs which account, and what waits in the outbox: asked of the
+    /// running gateway through the admin API when `[admin]` has a token, else read from the
+    /// store.
     Status {
         /// The config file.
         #[arg(long, short, env = "PATCHBAY_CONFIG")]
         config: PathBuf,
         #[command(flatten)]
         instance: InstanceArgs,
+    },
+    /// List, retry or discard the deliveries that failed for good (through the admin API
+    /// while the gateway runs, else in the store).
+    DeadLetters {
+        /// The config file.
+        #[arg(long, short, env = "PATCHBAY_CONFIG")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: DeadLettersAction,
+    },
+    /// Ask the running gateway to re-read its config file (through the admin API); a config
+    /// with errors is refused and they are printed.
+    Reload {
+        /// The config file.
+        #[arg(long, short, env = "PATCHBAY_CONFIG")]
+        config: PathBuf,
     },
     /// Validate a config file and show which rooms mirror which.
     Check {
@@ -62,6 +81,16 @@ enum Command {
         /// The matterbridge.toml file.
         file: PathBuf,
     },
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum DeadLettersAction {
+    /// Each dead letter with its id, destination, and why it failed.
+    List,
+    /// Put one back at the end of its room's outbox.
+    Retry { id: u64 },
+    /// Drop one for good.
+    Discard { id: u64 },
 }
 
 /// What one instance sets over the shared config file.
@@ -120,6 +149,19 @@ fn main() -> std::process::ExitCode {
         Command::Check { config } => check(&config, &registry),
         Command::Run { config, instance } => run(&config, &instance.overrides(), &registry),
         Command::Status { config, instance } => status(&config, &instance.overrides(), &registry),
+        Command::DeadLetters { config, action } => {
+            let action = match action {
+                DeadLettersAction::List => DeadAction::List,
+                DeadLettersAction::Retry { id } => DeadAction::Retry(id),
+                DeadLettersAction::Discard { id } => DeadAction::Discard(id),
+            };
+            admin_command(&config, &registry, |config| async move {
+                patchbay::admin::cli::dead_letters(&config, action).await
+            })
+        }
+        Command::Reload { config } => admin_command(&config, &registry, |config| async move {
+            patchbay::admin::cli::reload(&config).await
+        }),
         Command::ImportMatterbridge { file } => {
             patchbay::import::run(&file, &registry).map_err(anyhow::Error::from)
         }
@@ -156,7 +198,29 @@ fn status(
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    print!("{}", runtime.block_on(patchbay::status::report(&config))?);
+    print!(
+        "{}",
+        runtime.block_on(patchbay::admin::cli::status(&config))?
+    );
+    Ok(())
+}
+
+/// Run one of the admin commands on the config at `path` and print what it says.
+fn admin_command<F, Fut>(
+    path: &std::path::Path,
+    registry: &Registry,
+    command: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<String>>,
+{
+    let config = load(path, registry)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    print!("{}", runtime.block_on(command(config))?);
     Ok(())
 }
 

@@ -1,17 +1,28 @@
-//! `patchbay status`: who runs which account and what waits in the outbox, read from the
-//! engine's store directly (the gateway need not be running).
+//! `patchbay status`: who runs which account and what waits in the outbox. Asked of the
+//! running gateway through the admin API when the config has one ([`crate::admin::cli`]);
+//! otherwise read from the engine's store directly (the gateway need not be running).
 
 use std::fmt::Write as _;
 
 use anyhow::Context;
 
 use crate::config::{Bus, Config};
+use crate::ownership::leases::Holders;
 use crate::store::{JetStreamStore, SqliteStore, Store};
 
-/// The report `patchbay status` prints.
-pub async fn report(config: &Config) -> anyhow::Result<String> {
-    let mut out = String::new();
-    let (store, holders): (Box<dyn Store>, Option<_>) = match &config.bus {
+/// The engine's store, opened from outside the gateway.
+pub struct Opened {
+    pub store: Box<dyn Store>,
+    /// Who holds which account (the nats engine).
+    pub holders: Option<Holders>,
+    /// `engine: ...`, the report's first line.
+    pub engine: String,
+}
+
+/// Open the store a config's gateway uses, from outside it. The embedded store must exist
+/// already (the gateway has run): opening it would otherwise create an empty one.
+pub async fn open(config: &Config) -> anyhow::Result<Opened> {
+    match &config.bus {
         Bus::Embedded => {
             let path = config.general.data_dir.join("patchbay.db");
             if !path.exists() {
@@ -20,10 +31,13 @@ pub async fn report(config: &Config) -> anyhow::Result<String> {
                     path.display()
                 );
             }
-            let _ = writeln!(out, "engine: embedded ({})", path.display());
             let store = SqliteStore::open(&path)
                 .with_context(|| format!("opening the store {}", path.display()))?;
-            (Box::new(store), None)
+            Ok(Opened {
+                store: Box::new(store),
+                holders: None,
+                engine: format!("engine: embedded ({})", path.display()),
+            })
         }
         Bus::Nats(nats) => {
             let instance = crate::gateway::instance_id(Some("patchbay-status"));
@@ -36,15 +50,28 @@ pub async fn report(config: &Config) -> anyhow::Result<String> {
             .context("no answer from the nats servers within 10s")?
             .context("reading the nats engine")?;
             let holders = crate::ownership::leases::holders(&bus).await?;
-            let _ = writeln!(
-                out,
-                "engine: nats ({}, prefix {})",
-                nats.servers.join(", "),
-                nats.prefix
-            );
-            (Box::new(JetStreamStore::new(bus)), Some(holders))
+            Ok(Opened {
+                store: Box::new(JetStreamStore::new(bus)),
+                holders: Some(holders),
+                engine: format!(
+                    "engine: nats ({}, prefix {})",
+                    nats.servers.join(", "),
+                    nats.prefix
+                ),
+            })
         }
-    };
+    }
+}
+
+/// The report `patchbay status` prints, read from the store.
+pub async fn report(config: &Config) -> anyhow::Result<String> {
+    let mut out = String::new();
+    let Opened {
+        store,
+        holders,
+        engine,
+    } = open(config).await?;
+    let _ = writeln!(out, "{engine}");
     match &holders {
         Some(holders) => {
             let mut instances = holders.instances.clone();

@@ -5,6 +5,7 @@
 //! protocol's connector factory; routes are `[[route]]` tables; `[general]` and `[http]` are
 //! the gateway's own.
 
+mod admin;
 mod bus;
 mod diagnostic;
 mod expand;
@@ -27,6 +28,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use crate::connectors::Registry;
 use crate::router::{Direction, KindSet, NickFormat, RateLimit, RoomKey, Route, Settings};
+pub use admin::Admin;
 pub use bus::{Bus, NatsBus, Site};
 use diagnostic::{Collector, closest};
 use expand::join;
@@ -39,6 +41,8 @@ pub struct Config {
     pub http: Option<Http>,
     /// The engine: embedded unless `[bus]` says otherwise.
     pub bus: Bus,
+    /// The admin API: `None` when `[admin]` sets no token (the API is off).
+    pub admin: Option<Admin>,
     pub accounts: Vec<Account>,
     pub routes: Vec<Route>,
 }
@@ -130,6 +134,7 @@ fn parse_with(
     let mut general_table = GeneralTable::default();
     let mut http = None;
     let mut bus = Bus::Embedded;
+    let mut admin = None;
     let mut route_tables = Vec::new();
     let mut account_tables = Vec::new();
     for (key, value) in root {
@@ -148,6 +153,11 @@ fn parse_with(
             "bus" => {
                 if let Some(table) = deserialize::<bus::BusTable>(value, "bus", &mut errors) {
                     bus = table.validate(&config_dir, &mut errors);
+                }
+            }
+            "admin" => {
+                if let Some(table) = deserialize::<admin::AdminTable>(value, "admin", &mut errors) {
+                    admin = table.validate(&config_dir, &mut errors);
                 }
             }
             "route" => {
@@ -185,14 +195,14 @@ fn parse_with(
                 }
             }
             other => {
-                let known: Vec<&str> = ["general", "http", "bus", "route"]
+                let known: Vec<&str> = ["general", "http", "bus", "admin", "route"]
                     .into_iter()
                     .chain(registry.protocols())
                     .collect();
                 let hint = match closest(other, known.iter().copied()) {
                     Some(best) => format!("; did you mean `{best}`?"),
                     None => format!(
-                        "; the tables are [general], [http], [bus], [[route]] and accounts as [PROTOCOL.NAME] with PROTOCOL one of: {}",
+                        "; the tables are [general], [http], [bus], [admin], [[route]] and accounts as [PROTOCOL.NAME] with PROTOCOL one of: {}",
                         registry.protocols().collect::<Vec<_>>().join(", ")
                     ),
                 };
@@ -280,6 +290,7 @@ fn parse_with(
         general,
         http,
         bus,
+        admin,
         accounts,
         routes,
     })

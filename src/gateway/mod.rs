@@ -106,7 +106,7 @@ impl Engine {
         policy: DeliveryPolicy,
         http: Option<SocketAddr>,
     ) -> anyhow::Result<Engine> {
-        Self::start_inner(backend, router, accounts, policy, http, None).await
+        Self::start_inner(backend, router, accounts, policy, http, None, None).await
     }
 
     /// [`Engine::start_with`], with the reloader the admin API offers.
@@ -117,6 +117,7 @@ impl Engine {
         policy: DeliveryPolicy,
         http: Option<SocketAddr>,
         reloader: Option<Reloader>,
+        admin: Option<crate::config::Admin>,
     ) -> anyhow::Result<Engine> {
         let Backend { store, ownership } = backend;
         let router = Arc::new(router);
@@ -163,6 +164,21 @@ impl Engine {
             if let Some(r) = account.connector.http_routes() {
                 routes.push((account.name.clone(), r));
             }
+        }
+        let admin_api = || {
+            let engine = store.engine();
+            crate::admin::AdminApi::new(
+                store.clone(),
+                router.clone(),
+                &states,
+                reloader.clone(),
+                engine,
+            )
+        };
+        if let Some(r) =
+            crate::admin::start(admin.as_ref(), admin_api, http.is_some(), &tasks, &stop).await?
+        {
+            routes.push(("admin".to_owned(), r));
         }
         match (http, routes.is_empty()) {
             (Some(listen), _) => {
@@ -289,12 +305,13 @@ pub async fn run(
         .collect();
     let policy = DeliveryPolicy::default();
     let http = config.http.map(|h| h.listen);
+    let admin = config.admin.clone();
     let leases_stop = CancellationToken::new();
     let mut leases_task = None;
     let engine = match &config.bus {
         Bus::Embedded => {
             let backend = Backend::embedded(&config.general.data_dir, &accounts, policy)?;
-            Engine::start_inner(backend, router, accounts, policy, http, reloader).await?
+            Engine::start_inner(backend, router, accounts, policy, http, reloader, admin).await?
         }
         Bus::Nats(nats) => {
             let instance = instance_id(nats.instance.as_deref());
@@ -315,7 +332,8 @@ pub async fn run(
                 ownership: leases,
             };
             let engine =
-                Engine::start_inner(backend, router, accounts, policy, http, reloader).await?;
+                Engine::start_inner(backend, router, accounts, policy, http, reloader, admin)
+                    .await?;
             crate::ownership::leases::publish_states(
                 bus,
                 engine.states.clone(),

@@ -33,7 +33,9 @@ async fn a_dead_letter_is_listed_retried_into_its_open_room_and_discarded() {
     let pending = room.next(10).await.expect("next");
     assert_eq!(pending.len(), 2);
     for p in &pending {
-        room.dead_letter(p, "answered 410 Gone").await.expect("dead");
+        room.dead_letter(p, "answered 410 Gone")
+            .await
+            .expect("dead");
     }
     assert!(store.room_backlogs().await.expect("backlogs").is_empty());
 
@@ -43,7 +45,10 @@ async fn a_dead_letter_is_listed_retried_into_its_open_room_and_discarded() {
         .filter_map(|d| d.event.kind.body().map(RichText::to_plain))
         .collect();
     assert_eq!(texts, ["one", "two"]);
-    assert!(dead.iter().all(|d| d.reason == "answered 410 Gone" && d.room == dest));
+    assert!(
+        dead.iter()
+            .all(|d| d.reason == "answered 410 Gone" && d.room == dest)
+    );
     assert!(dead[0].failed_at.0 <= Timestamp::now().0);
 
     // Retried: back in the outbox, and handed to the open room's lane from memory.
@@ -58,9 +63,24 @@ async fn a_dead_letter_is_listed_retried_into_its_open_room_and_discarded() {
     assert_eq!(backlogs.len(), 1);
     assert_eq!((backlogs[0].depth, backlogs[0].oldest.is_some()), (1, true));
 
-    assert!(store.discard_dead_letter(dead[1].id).await.expect("discard"));
-    assert!(!store.discard_dead_letter(dead[1].id).await.expect("discard"));
-    assert!(!store.retry_dead_letter(dead[0].id).await.expect("retry gone"));
+    assert!(
+        store
+            .discard_dead_letter(dead[1].id)
+            .await
+            .expect("discard")
+    );
+    assert!(
+        !store
+            .discard_dead_letter(dead[1].id)
+            .await
+            .expect("discard")
+    );
+    assert!(
+        !store
+            .retry_dead_letter(dead[0].id)
+            .await
+            .expect("retry gone")
+    );
     let stats = store.stats().await.expect("stats");
     assert_eq!((stats.pending, stats.dead_letters), (1, 0));
 }
@@ -75,7 +95,10 @@ async fn a_dead_letter_whose_event_was_pruned_is_retried_from_its_own_copy() {
         .await
         .expect("accept");
     let pending = store.pending(&dest, 0, 10).await.expect("pending");
-    store.dead_letter(&pending[0], "refused").await.expect("dead");
+    store
+        .dead_letter(&pending[0], "refused")
+        .await
+        .expect("dead");
     let pruned = store
         .prune(Timestamp(Timestamp::now().0 + 1000))
         .await

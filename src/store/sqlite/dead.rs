@@ -37,7 +37,10 @@ pub(super) fn list(conn: &Connection, limit: usize) -> Result<Vec<DeadLetter>, S
         let event: Event = match serde_json::from_str(&json) {
             Ok(event) => event,
             Err(err) => {
-                tracing::warn!(dead_letter = seq, "a dead letter's event is unreadable: {err}");
+                tracing::warn!(
+                    dead_letter = seq,
+                    "a dead letter's event is unreadable: {err}"
+                );
                 continue;
             }
         };
@@ -71,14 +74,23 @@ pub(super) fn backlogs(conn: &Connection) -> Result<Vec<RoomBacklog>, StoreError
 
 /// Move dead letter `id` back into the outbox; the new delivery, or `None` if there is no
 /// such dead letter. Runs in a savepoint: on an error nothing changed.
-pub(super) fn retry(conn: &mut rusqlite::Transaction<'_>, id: u64) -> Result<Option<Pending>, StoreError> {
+pub(super) fn retry(
+    conn: &mut rusqlite::Transaction<'_>,
+    id: u64,
+) -> Result<Option<Pending>, StoreError> {
     let sp = conn.savepoint()?;
     let row: Option<(String, String, String, String, String)> = sp
         .prepare_cached(
             "SELECT event_id, account, room, route, json FROM dead_letters WHERE seq = ?1",
         )?
         .query_row(params![id as i64], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ))
         })
         .optional()?;
     let Some((event_id, account, room, route, json)) = row else {
