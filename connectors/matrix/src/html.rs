@@ -378,11 +378,11 @@ fn inline(node: &NodeRef, style: Style, kind: &SpanKind, para: &mut Para) {
     for child in node.children() {
         inline(&child, style, &kind, para);
     }
-    // An empty link still shows its target.
-    if let SpanKind::Link { url } = &kind
+    // An empty link still shows its target, an empty pill the user it names.
+    if let SpanKind::Link { url: shown } | SpanKind::Mention { id: shown } = &kind
         && written(para) == before
     {
-        para.push(url, style, &kind, false);
+        para.push(shown, style, &kind, false);
     }
 }
 

@@ -309,19 +309,16 @@ fn strip_reply_fallback(body: &str) -> &str {
         return body;
     }
     let mut rest = body;
-    while let Some(line_end) = rest.find('\n') {
-        if rest.starts_with("> ") || rest.starts_with(">\n") {
-            rest = &rest[line_end + 1..];
-        } else {
-            break;
-        }
+    // A fallback may be all there is (an empty reply): its last line then has no `\n`.
+    while rest.starts_with("> ") || rest.starts_with(">\n") || rest == ">" {
+        rest = rest.find('\n').map_or("", |line_end| &rest[line_end + 1..]);
     }
     rest.strip_prefix('\n').unwrap_or(rest)
 }
 
 /// The four media message types share their field names but not their types.
 macro_rules! media {
-    ($c:expr) => {
+    ($c:expr, $is_reply:expr) => {
         media_message(
             &$c.body,
             $c.filename.as_deref(),
@@ -329,6 +326,7 @@ macro_rules! media {
             &$c.source,
             $c.info.as_ref().and_then(|i| i.mimetype.clone()),
             $c.info.as_ref().and_then(|i| i.size).map(u64::from),
+            $is_reply,
         )
     };
 }
@@ -356,13 +354,21 @@ fn message_kind(msgtype: &MessageType, is_reply: bool) -> Option<(Kind, Option<M
             },
             None,
         ),
-        MessageType::Image(c) => media!(c),
-        MessageType::File(c) => media!(c),
-        MessageType::Video(c) => media!(c),
-        MessageType::Audio(c) => media!(c),
-        MessageType::Location(location) => (message(RichText::plain(location.body.clone())), None),
+        MessageType::Image(c) => media!(c, is_reply),
+        MessageType::File(c) => media!(c, is_reply),
+        MessageType::Video(c) => media!(c, is_reply),
+        MessageType::Audio(c) => media!(c, is_reply),
+        MessageType::Location(location) => (
+            message(rich_text(&location.body, None, is_reply)),
+            None,
+        ),
         other => {
             let body = other.body();
+            let body = if is_reply {
+                strip_reply_fallback(body)
+            } else {
+                body
+            };
             if body.trim().is_empty() {
                 return None;
             }
@@ -380,9 +386,10 @@ fn media_message(
     source: &MediaSource,
     mime: Option<String>,
     size: Option<u64>,
+    is_reply: bool,
 ) -> (Kind, Option<Media>) {
     let (name, caption) = match filename {
-        Some(name) if name != body => (name.to_owned(), rich_text(body, formatted, false)),
+        Some(name) if name != body => (name.to_owned(), rich_text(body, formatted, is_reply)),
         _ => (body.to_owned(), RichText::default()),
     };
     let media = Media {
@@ -449,3 +456,7 @@ pub fn sanitize_file_name(name: &str) -> String {
 #[cfg(test)]
 #[path = "parse_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "parse_props.rs"]
+mod props;
