@@ -12,8 +12,8 @@
 //! with its token, so an engine that moves accounts between instances (JetStream) starts and
 //! stops them as it takes and loses an account.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use patchbay_sdk::{
@@ -68,9 +68,21 @@ pub struct Outbox {
 struct Shared {
     store: Arc<dyn Store>,
     router: Arc<Router>,
-    destinations: HashMap<String, Destination>,
+    /// The accounts that take deliveries; a reload adds and removes them.
+    destinations: RwLock<HashMap<String, Destination>>,
     policy: DeliveryPolicy,
     metrics: Arc<Metrics>,
+    tracker: TaskTracker,
+    /// Each account's running lanes, so that a reload can start lanes for rooms a new route
+    /// names, and wait for an account's lanes to stop before it runs again: one lane per room
+    /// at any time, or a room could get a delivery twice.
+    running: Mutex<HashMap<String, AccountLanes>>,
+}
+
+/// One account's lanes while it runs.
+struct AccountLanes {
+    stop: CancellationToken,
+    rooms: HashSet<RoomKey>,
     tracker: TaskTracker,
 }
 
@@ -86,10 +98,11 @@ impl Outbox {
             shared: Arc::new(Shared {
                 store,
                 router,
-                destinations,
+                destinations: RwLock::new(destinations),
                 policy,
                 metrics,
                 tracker: TaskTracker::new(),
+                running: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -101,36 +114,134 @@ impl Outbox {
         account: &str,
         stop: CancellationToken,
     ) -> Result<(), crate::store::StoreError> {
-        let Some(destination) = self.shared.destinations.get(account).cloned() else {
+        let Some(destination) = self.destination(account) else {
             return Ok(());
         };
         let mut rooms: Vec<RoomKey> = self
             .shared
             .router
             .destination_rooms()
+            .into_iter()
             .filter(|room| room.account == account)
-            .cloned()
             .collect();
         for room in self.shared.store.rooms_with_pending().await? {
             if room.account == account && !rooms.contains(&room) {
                 rooms.push(room);
             }
         }
+        let mut running = self
+            .shared
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let lanes = running
+            .entry(account.to_owned())
+            .or_insert_with(|| AccountLanes {
+                stop: stop.clone(),
+                rooms: HashSet::new(),
+                tracker: TaskTracker::new(),
+            });
+        if lanes.stop.is_cancelled() {
+            // The lanes of an earlier run were told to stop; they finish on their own tracker.
+            *lanes = AccountLanes {
+                stop: stop.clone(),
+                rooms: HashSet::new(),
+                tracker: TaskTracker::new(),
+            };
+        }
         for room in rooms {
-            let shared = Arc::clone(&self.shared);
-            let destination = destination.clone();
-            let stop = stop.clone();
-            self.shared
-                .tracker
-                .spawn(async move { run_lane(shared, room, destination, stop).await });
+            self.spawn_lane(lanes, room, &destination);
         }
         Ok(())
+    }
+
+    /// Start a lane for every room the routes now deliver to that has none yet, in every
+    /// running account (after a reload put new routes in force).
+    pub fn routes_changed(&self) {
+        let rooms = self.shared.router.destination_rooms();
+        let mut running = self
+            .shared
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (account, lanes) in running.iter_mut() {
+            if lanes.stop.is_cancelled() {
+                continue;
+            }
+            let Some(destination) = self.destination(account) else {
+                continue;
+            };
+            for room in rooms.iter().filter(|room| room.account == *account) {
+                self.spawn_lane(lanes, room.clone(), &destination);
+            }
+        }
+    }
+
+    /// Take deliveries for `account` from now on (an account a reload added or restarted).
+    pub fn add_destination(&self, account: &str, destination: Destination) {
+        let mut destinations = self
+            .shared
+            .destinations
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        destinations.insert(account.to_owned(), destination);
+    }
+
+    /// Take no more deliveries for `account` (a reload removed it); what waits stays in the
+    /// outbox.
+    pub fn remove_destination(&self, account: &str) {
+        let mut destinations = self
+            .shared
+            .destinations
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        destinations.remove(account);
+    }
+
+    /// Wait until the lanes of `account`, told to stop, have finished their delivery in hand,
+    /// up to `timeout`. Returns false if some lane was still busy.
+    pub async fn account_stopped(&self, account: &str, timeout: Duration) -> bool {
+        let tracker = {
+            let mut running = self
+                .shared
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            match running.remove(account) {
+                Some(lanes) => lanes.tracker,
+                None => return true,
+            }
+        };
+        tracker.close();
+        tokio::time::timeout(timeout, tracker.wait()).await.is_ok()
+    }
+
+    fn destination(&self, account: &str) -> Option<Destination> {
+        let destinations = self
+            .shared
+            .destinations
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        destinations.get(account).cloned()
+    }
+
+    fn spawn_lane(&self, lanes: &mut AccountLanes, room: RoomKey, destination: &Destination) {
+        if !lanes.rooms.insert(room.clone()) {
+            return;
+        }
+        let shared = Arc::clone(&self.shared);
+        let destination = destination.clone();
+        let stop = lanes.stop.clone();
+        let lane = lanes
+            .tracker
+            .track_future(async move { run_lane(shared, room, destination, stop).await });
+        self.shared.tracker.spawn(lane);
     }
 
     /// Rooms whose deliveries wait for an account that is not configured: said once at start.
     pub async fn report_orphans(&self) -> Result<(), crate::store::StoreError> {
         for room in self.shared.store.rooms_with_pending().await? {
-            if !self.shared.destinations.contains_key(&room.account) {
+            if self.destination(&room.account).is_none() {
                 tracing::warn!(room = %room, "deliveries wait for an account that is not configured; they stay in the outbox");
             }
         }

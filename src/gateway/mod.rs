@@ -81,6 +81,17 @@ pub struct Engine {
     /// How the admin API asks for a reload; None for engines started without a config file
     /// (tests, benches).
     reloader: Option<Reloader>,
+    /// Each account's supervisor, so that a reload can stop or restart one account alone.
+    running: HashMap<String, Running>,
+}
+
+/// One account's supervisor task.
+struct Running {
+    /// Stops this account alone (a child of the engine's stop).
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    /// Kept across a restart, so that whoever watches the account's state goes on seeing it.
+    state: StateHandle,
 }
 
 impl Engine {
@@ -159,6 +170,7 @@ impl Engine {
             .context("reading the outbox")?;
 
         let tasks = TaskTracker::new();
+        let mut running_accounts = HashMap::new();
         let mut routes = Vec::new();
         for account in &accounts {
             if let Some(r) = account.connector.http_routes() {
@@ -205,12 +217,23 @@ impl Engine {
                 .with_context(|| format!("creating {}", account.data_dir.display()))?;
             let run = AccountRun {
                 sink: EventSink::new(account.name.as_str(), intake.clone()),
-                name: account.name,
+                name: account.name.clone(),
                 connector: account.connector,
                 data_dir: account.data_dir,
+                state: state.clone(),
+            };
+            let own_stop = stop.child_token();
+            let task = tasks.spawn(run.supervise(
+                Arc::clone(&outbox),
+                ownership.owned(),
+                own_stop.clone(),
+            ));
+            let running = Running {
+                stop: own_stop,
+                task,
                 state,
             };
-            tasks.spawn(run.supervise(Arc::clone(&outbox), ownership.owned(), stop.clone()));
+            running_accounts.insert(account.name, running);
         }
         Ok(Engine {
             store,
@@ -224,12 +247,74 @@ impl Engine {
             intake_closed,
             tasks,
             reloader,
+            running: running_accounts,
         })
     }
 
     /// How to ask this engine to reload its config file, if it was started from one.
     pub fn reloader(&self) -> Option<Reloader> {
         self.reloader.clone()
+    }
+
+    /// Stop one account alone (a reload removed or changed it): its connector, then its lanes
+    /// once they finish the delivery in hand, within `timeout`; what waits stays in the outbox.
+    /// Returns its state handle, for the account to go on with when it starts again.
+    async fn stop_account(&mut self, name: &str, timeout: Duration) -> Option<StateHandle> {
+        let running = self.running.remove(name)?;
+        tracing::info!(account = %name, "stopping the account (reload)");
+        running.stop.cancel();
+        if tokio::time::timeout(timeout, running.task).await.is_err() {
+            tracing::warn!(account = %name, "the account did not stop within {timeout:?}");
+        }
+        if !self.outbox.account_stopped(name, timeout).await {
+            tracing::warn!(account = %name, "a delivery was still in flight at the timeout");
+        }
+        self.outbox.remove_destination(name);
+        running.state.down("stopped by a reload");
+        Some(running.state)
+    }
+
+    /// Start one account (a reload added or changed it): it is owned here all along (the
+    /// embedded engine), and an account started before goes on with its state handle.
+    fn start_account(
+        &mut self,
+        account: AccountSpec,
+        state: Option<StateHandle>,
+    ) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&account.data_dir)
+            .with_context(|| format!("creating {}", account.data_dir.display()))?;
+        let (state, watch) = match (state, self.states.get(&account.name)) {
+            (Some(state), Some(watch)) => (state, watch.clone()),
+            _ => StateHandle::new(),
+        };
+        self.states.insert(account.name.clone(), watch.clone());
+        self.outbox.add_destination(
+            &account.name,
+            Destination {
+                connector: Arc::clone(&account.connector),
+                state: watch,
+            },
+        );
+        let run = AccountRun {
+            sink: EventSink::new(account.name.as_str(), self.intake.clone()),
+            name: account.name.clone(),
+            connector: account.connector,
+            data_dir: account.data_dir,
+            state: state.clone(),
+        };
+        // Only the embedded engine starts accounts on reload: this instance owns it, always.
+        let (_, owned) = watch::channel(std::collections::BTreeSet::from([account.name.clone()]));
+        let own_stop = self.stop.child_token();
+        let task =
+            self.tasks
+                .spawn(run.supervise(Arc::clone(&self.outbox), owned, own_stop.clone()));
+        let running = Running {
+            stop: own_stop,
+            task,
+            state,
+        };
+        self.running.insert(account.name, running);
+        Ok(())
     }
 
     /// Where events for `account` can be emitted from outside a connector (tests, benches).
@@ -285,11 +370,17 @@ pub async fn run(
     stop: CancellationToken,
     reload: Option<Reload>,
 ) -> anyhow::Result<()> {
-    let (reloader, mut requests) = match reload {
-        Some(r) => (
-            Some(r.reloader),
-            Some((r.requests, r.overrides, r.registry)),
-        ),
+    let current = reload::Current::of(&config);
+    let (reloader, requests) = match reload {
+        Some(r) => {
+            let source = reload::Source {
+                file: config.file.clone(),
+                overrides: r.overrides,
+                registry: r.registry,
+                stop_timeout: config.general.shutdown_timeout,
+            };
+            (Some(r.reloader), Some((r.requests, source)))
+        }
         None => (None, None),
     };
     let router = Router::new(config.general.gateway_id.clone(), config.routes);
@@ -351,18 +442,11 @@ pub async fn run(
         data_dir = %config.general.data_dir.display(),
         "patchbay is running"
     );
-    match requests.as_mut() {
-        Some((requests, _overrides, _registry)) => loop {
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                request = requests.next() => match request {
-                    Some(reply) => {
-                        let _ = reply.send(Err(ReloadRefused { errors: "reload is not done yet".into() }));
-                    }
-                    None => { stop.cancelled().await; break; }
-                },
-            }
-        },
+    let mut engine = engine;
+    match requests {
+        Some((requests, source)) => {
+            reload::serve(&mut engine, requests, source, current, &stop).await
+        }
         None => stop.cancelled().await,
     }
     tracing::info!("stopping: no new events; finishing deliveries in flight");

@@ -2,11 +2,38 @@
 //!
 //! A [`Reloader`] is the handle SIGHUP and the admin API ask through; the gateway's run loop
 //! serves the requests one at a time, so two reloads never interleave.
+//!
+//! What a reload does, in order:
+//! 1. Read and validate the whole file, as `patchbay check` does. Any error refuses the
+//!    reload whole: nothing changes, and the errors are logged and returned exactly as `check`
+//!    prints them.
+//! 2. Stop the accounts the file no longer names and those whose table changed, each alone:
+//!    its connector stops, its lanes finish the delivery in hand, and what waits stays in the
+//!    outbox. Every other account keeps its connection.
+//! 3. Put the new routes in force (filters, nick formats, rate limits with them): an event is
+//!    routed wholly by the old table or wholly by the new one, at its accept. Events accepted
+//!    before keep the deliveries computed then — the outbox holds them — but take the nick
+//!    format and rewrites in force when they are delivered. Rooms the new routes deliver to
+//!    get their lanes in the running accounts.
+//! 4. Start the added accounts and the changed ones again; their lanes take what waits.
+//!
+//! Nothing is lost or sent twice across a reload: the intake stays open all along, and a
+//! room's lane stops before the restarted account opens it again, so each room has one lane
+//! at a time. `[general]`, `[http]` and `[bus]` are read at start only; a change to them is
+//! reported as needing a restart. The nats engine reloads routes only: its instances compete
+//! for leases on a fixed set of accounts, so a file that adds, removes or changes an account
+//! is refused there. An account serving HTTP (webhook, API, Matrix appservice) cannot be
+//! added or changed by a reload either (the listener's routes are fixed at start).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
-use crate::config::Overrides;
+use super::{AccountSpec, Engine};
+use crate::config::{self, Bus, Config, Overrides};
 use crate::connectors::Registry;
 
 /// What [`super::run`] needs to reload: the handle it hands out, the requests it serves, and
@@ -45,6 +72,9 @@ pub struct ReloadReport {
     /// Deliveries left waiting in the removed accounts' outboxes; they stay there, and are
     /// delivered should the account come back.
     pub waiting_in_removed: u64,
+    /// Settings that changed in the file but apply only at the next start (`[general]`,
+    /// `[http]`, `[bus]`), by table.
+    pub needs_restart: Vec<String>,
 }
 
 /// A config that was not applied: the running one stays. `errors` is exactly what
@@ -89,7 +119,216 @@ impl Reloader {
 
 impl ReloadRequests {
     /// The next request, or None once every [`Reloader`] is gone.
-    pub(super) async fn next(&mut self) -> Option<Reply> {
+    async fn next(&mut self) -> Option<Reply> {
         self.requests.recv().await
     }
+}
+
+/// What the running gateway was started from (or last reloaded), to compare a file with.
+pub(super) struct Current {
+    general: String,
+    http: String,
+    bus: String,
+    nats: bool,
+    accounts: BTreeMap<String, AccountKey>,
+}
+
+/// What makes an account "the same": its table as written in the file, and its data dir.
+#[derive(PartialEq)]
+struct AccountKey {
+    table: Option<toml::Value>,
+    data_dir: PathBuf,
+}
+
+impl Current {
+    /// The state of `config`, whose file is read again for the accounts' tables as written
+    /// (a secret read from a file is compared by the file's name, not its contents).
+    pub(super) fn of(config: &Config) -> Current {
+        let raw: Option<toml::Table> = std::fs::read_to_string(&config.file)
+            .ok()
+            .and_then(|text| text.parse().ok());
+        let table_of = |name: &str| {
+            let (protocol, account) = name.split_once('.')?;
+            raw.as_ref()?.get(protocol)?.get(account).cloned()
+        };
+        Current {
+            general: format!("{:?}", config.general),
+            http: format!("{:?}", config.http),
+            bus: format!("{:?}", config.bus),
+            nats: matches!(config.bus, Bus::Nats(_)),
+            accounts: config
+                .accounts
+                .iter()
+                .map(|a| {
+                    let key = AccountKey {
+                        table: table_of(&a.name),
+                        data_dir: a.data_dir.clone(),
+                    };
+                    (a.name.clone(), key)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// How the file is read again.
+pub(super) struct Source {
+    pub file: PathBuf,
+    pub overrides: Overrides,
+    pub registry: Registry,
+    /// How long a stopping account's lanes may take to finish the delivery in hand.
+    pub stop_timeout: std::time::Duration,
+}
+
+/// Serve reload requests until `stop`.
+pub(super) async fn serve(
+    engine: &mut Engine,
+    mut requests: ReloadRequests,
+    source: Source,
+    mut current: Current,
+    stop: &CancellationToken,
+) {
+    loop {
+        let reply = tokio::select! {
+            _ = stop.cancelled() => return,
+            request = requests.next() => match request {
+                Some(reply) => reply,
+                None => return stop.cancelled().await,
+            },
+        };
+        let result = reload(engine, &source, &mut current).await;
+        match &result {
+            Ok(report) => tracing::info!(
+                added = ?report.accounts_added,
+                removed = ?report.accounts_removed,
+                restarted = ?report.accounts_restarted,
+                routes_changed = report.routes_changed,
+                waiting_in_removed = report.waiting_in_removed,
+                needs_restart = ?report.needs_restart,
+                "config reloaded"
+            ),
+            Err(refused) => tracing::error!(
+                "config reload refused; the running config stays:\n{}",
+                refused.errors
+            ),
+        }
+        // The asker may have gone (a timed-out API call); the log has the outcome.
+        let _ = reply.send(result);
+    }
+}
+
+async fn reload(
+    engine: &mut Engine,
+    source: &Source,
+    current: &mut Current,
+) -> Result<ReloadReport, ReloadRefused> {
+    let config = config::load_with(&source.file, &source.registry, &source.overrides).map_err(
+        |diagnostics| ReloadRefused {
+            errors: diagnostics.to_string(),
+        },
+    )?;
+    let new = Current::of(&config);
+    let removed: Vec<String> = current
+        .accounts
+        .keys()
+        .filter(|name| !new.accounts.contains_key(*name))
+        .cloned()
+        .collect();
+    let added: Vec<String> = new
+        .accounts
+        .keys()
+        .filter(|name| !current.accounts.contains_key(*name))
+        .cloned()
+        .collect();
+    let restarted: Vec<String> = new
+        .accounts
+        .iter()
+        .filter(|(name, key)| current.accounts.get(*name).is_some_and(|old| old != *key))
+        .map(|(name, _)| name.clone())
+        .collect();
+    let starting: Vec<&String> = added.iter().chain(&restarted).collect();
+    if current.nats && !(removed.is_empty() && starting.is_empty()) {
+        return Err(ReloadRefused {
+            errors: format!(
+                "the nats engine reloads routes only; restart the instances to add, remove or \
+                 change accounts (added: {added:?}, removed: {removed:?}, changed: {restarted:?})"
+            ),
+        });
+    }
+    let serving: Vec<&String> = config
+        .accounts
+        .iter()
+        .filter(|a| starting.contains(&&a.name) && a.connector.http_routes().is_some())
+        .map(|a| &a.name)
+        .collect();
+    if !serving.is_empty() {
+        return Err(ReloadRefused {
+            errors: format!(
+                "{serving:?} serve HTTP, and the listener's routes are fixed at start: restart \
+                 patchbay to add or change such an account"
+            ),
+        });
+    }
+    let mut needs_restart = Vec::new();
+    for (table, old, now) in [
+        ("[general]", &current.general, &new.general),
+        ("[http]", &current.http, &new.http),
+        ("[bus]", &current.bus, &new.bus),
+    ] {
+        if old != now {
+            needs_restart.push(table.to_owned());
+        }
+    }
+    if !needs_restart.is_empty() {
+        tracing::warn!(
+            ?needs_restart,
+            "these tables changed and apply at the next start only"
+        );
+    }
+
+    for name in &removed {
+        engine.stop_account(name, source.stop_timeout).await;
+    }
+    let mut states = BTreeMap::new();
+    for name in &restarted {
+        if let Some(state) = engine.stop_account(name, source.stop_timeout).await {
+            states.insert(name.clone(), state);
+        }
+    }
+    let depths = engine.store.room_depths().await.unwrap_or_default();
+    let waiting_in_removed = depths
+        .iter()
+        .filter(|(room, _)| removed.contains(&room.account))
+        .map(|(_, depth)| depth)
+        .sum();
+    if waiting_in_removed > 0 {
+        tracing::warn!(
+            waiting_in_removed,
+            "deliveries wait for removed accounts; they stay in the outbox"
+        );
+    }
+    let routes_changed = engine.router.replace(config.routes);
+    engine.outbox.routes_changed();
+    for account in config.accounts {
+        if starting.contains(&&account.name) {
+            let spec = AccountSpec {
+                name: account.name,
+                connector: account.connector,
+                data_dir: account.data_dir,
+            };
+            let state = states.remove(&spec.name);
+            if let Err(err) = engine.start_account(spec, state) {
+                tracing::error!("{err:#}");
+            }
+        }
+    }
+    *current = new;
+    Ok(ReloadReport {
+        accounts_added: added,
+        accounts_removed: removed,
+        accounts_restarted: restarted,
+        routes_changed,
+        waiting_in_removed,
+        needs_restart,
+    })
 }

@@ -10,6 +10,7 @@ mod rules;
 pub use rules::{Direction, KindSet, NickFormat, NickVars, RateLimit, RoomKey, Route, Settings};
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use patchbay_sdk::{Event, Hop};
@@ -26,19 +27,26 @@ pub struct Target {
     pub not_before: Option<Instant>,
 }
 
-/// The routing table.
+/// The routing table, replaceable while the gateway runs (a reload): every call reads one
+/// consistent table, so an event is routed wholly by the old routes or wholly by the new.
 pub struct Router {
     gateway_id: String,
-    routes: Vec<Route>,
+    table: RwLock<Arc<Table>>,
+    /// Kept across reloads: a room's rate limit goes on counting what it already admitted.
+    limiter: Limiter,
+}
+
+/// One version of the routes, with the indexes built from them.
+struct Table {
+    routes: Arc<Vec<Route>>,
     /// For each room, the routes it feeds (index into `routes`).
     feeds: HashMap<RoomKey, Vec<usize>>,
     /// Each route's index by name, for shaping deliveries.
     by_name: HashMap<String, usize>,
-    limiter: Limiter,
 }
 
-impl Router {
-    pub fn new(gateway_id: impl Into<String>, routes: Vec<Route>) -> Self {
+impl Table {
+    fn new(routes: Vec<Route>) -> Self {
         let mut feeds: HashMap<RoomKey, Vec<usize>> = HashMap::new();
         for (i, route) in routes.iter().enumerate() {
             for (room, direction) in &route.members {
@@ -55,11 +63,19 @@ impl Router {
             .enumerate()
             .map(|(i, route)| (route.name.clone(), i))
             .collect();
-        Router {
-            gateway_id: gateway_id.into(),
-            routes,
+        Table {
+            routes: Arc::new(routes),
             feeds,
             by_name,
+        }
+    }
+}
+
+impl Router {
+    pub fn new(gateway_id: impl Into<String>, routes: Vec<Route>) -> Self {
+        Router {
+            gateway_id: gateway_id.into(),
+            table: RwLock::new(Arc::new(Table::new(routes))),
             limiter: Limiter::default(),
         }
     }
@@ -68,30 +84,47 @@ impl Router {
         &self.gateway_id
     }
 
-    pub fn routes(&self) -> &[Route] {
-        &self.routes
+    /// The routes in force now.
+    pub fn routes(&self) -> Arc<Vec<Route>> {
+        Arc::clone(&self.table().routes)
+    }
+
+    /// Put `routes` in force from the next event on; returns whether they differ from the
+    /// routes they replace (names, rooms, directions or any setting).
+    pub fn replace(&self, routes: Vec<Route>) -> bool {
+        let changed = format!("{routes:?}") != format!("{:?}", self.routes());
+        let table = Arc::new(Table::new(routes));
+        *self.table.write().unwrap_or_else(|p| p.into_inner()) = table;
+        changed
+    }
+
+    fn table(&self) -> Arc<Table> {
+        Arc::clone(&self.table.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Every room some route delivers to, once each.
-    pub fn destination_rooms(&self) -> impl Iterator<Item = &RoomKey> {
+    pub fn destination_rooms(&self) -> Vec<RoomKey> {
         let mut seen = std::collections::HashSet::new();
-        self.routes
+        self.routes()
             .iter()
             .flat_map(|route| route.members.iter())
             .filter(|(_, direction)| direction.receives())
             .map(|(room, _)| room)
-            .filter(move |room| seen.insert(*room))
+            .filter(|room| seen.insert(*room))
+            .cloned()
+            .collect()
     }
 
     /// The rooms `event` must be delivered to.
     pub fn route(&self, event: &Event) -> Vec<Target> {
         let origin = RoomKey::new(&event.origin.account, &event.origin.room);
-        let Some(route_ids) = self.feeds.get(&origin) else {
+        let table = self.table();
+        let Some(route_ids) = table.feeds.get(&origin) else {
             return Vec::new();
         };
         let mut targets: Vec<Target> = Vec::new();
         for &i in route_ids {
-            let route = &self.routes[i];
+            let route = &table.routes[i];
             if self.already_passed(event, &route.name) {
                 continue;
             }
@@ -123,12 +156,15 @@ impl Router {
     }
 
     /// Shape `event` for delivery into `room` along `route`: apply the room's rewrite rules,
-    /// add this gateway's hop, and format the author's nick.
+    /// add this gateway's hop, and format the author's nick. The settings are those in force
+    /// now, so a reload's nick format applies to deliveries still waiting too; a route that a
+    /// reload removed shapes its waiting deliveries with the default settings.
     pub fn prepare(&self, route: &str, room: &RoomKey, event: &mut Event) -> String {
-        let settings = self
+        let table = self.table();
+        let settings = table
             .by_name
             .get(route)
-            .and_then(|&i| self.routes.get(i))
+            .and_then(|&i| table.routes.get(i))
             .and_then(|r| r.settings_for(room));
         event.hops.push(Hop {
             gateway: self.gateway_id.clone(),

@@ -214,3 +214,10 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
     });
 }
 pub mod nats;
+
+impl Gateway {
+    /// SIGHUP: the gateway re-reads its config file.
+    pub fn hangup(&self) {
+        self.signal("HUP");
+    }
+}

@@ -1,0 +1,295 @@
+//! Hot reload through the binary (SIGHUP), with a real InspIRCd: routes added, changed and
+//! removed while an IRC user keeps talking; accounts added, changed and removed beside an
+//! IRC account that must never reconnect; a broken file refused with `check`'s own words.
+
+mod support;
+
+#[path = "../connectors/irc/tests/support/mod.rs"]
+mod irc;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use irc::{IrcServer, TestClient, available};
+use support::{Gateway, binary, wait_until};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The file at each step. `copy` (#a → #b) and `irc.other` come and go; `screen`'s nick
+/// format changes; `irc.net` and `console.screen` stay as they are.
+fn config(port: u16, copy: bool, screen_format: &str, other: Option<&str>, extra: &str) -> String {
+    let mut text = format!(
+        "[general]\ndata_dir = \"data\"\n\n\
+         [console.screen]\ninput = \"none\"\noutput = \"stdout\"\n\n\
+         [irc.net]\nserver = \"127.0.0.1\"\nport = {port}\nnick = \"pb\"\n\
+         channels = [\"#a\", \"#b\"]\nflood_control = false\n\
+         reconnect_min_secs = 0.5\nreconnect_max_secs = 2\n\n"
+    );
+    if let Some(nick) = other {
+        text.push_str(&format!(
+            "[irc.other]\nserver = \"127.0.0.1\"\nport = {port}\nnick = \"{nick}\"\n\
+             channels = [\"#b\"]\nflood_control = false\n\n"
+        ));
+    }
+    text.push_str(&format!(
+        "[[route]]\nname = \"screen\"\nin = [\"irc.net/#a\"]\nout = [\"console.screen/lobby\"]\n\
+         nick_format = \"{screen_format}\"\n{extra}\n"
+    ));
+    if copy {
+        text.push_str(
+            "[[route]]\nname = \"copy\"\nin = [\"irc.net/#a\"]\nout = [\"irc.net/#b\"]\n\
+             nick_format = \"{nick}\"\n",
+        );
+    }
+    text
+}
+
+/// How many times the gateway has logged `needle` so far.
+fn logged(gateway: &Gateway, needle: &str) -> usize {
+    gateway.log().matches(needle).count()
+}
+
+/// Write `text` as the config, SIGHUP, and wait for the gateway to log the outcome (the
+/// `n`-th reload); returns how many messages had been sent when the reload was done.
+fn reload(gateway: &Gateway, text: &str, n: usize, sent: &AtomicU64) -> u64 {
+    std::fs::write(&gateway.config, text).expect("write the config");
+    gateway.hangup();
+    wait_until(WAIT, "the reload's outcome in the log", || {
+        logged(gateway, "config reloaded") + logged(gateway, "config reload refused") >= n
+    });
+    sent.load(Ordering::SeqCst)
+}
+
+/// What `patchbay check` says about `path`, without its `error: ` prefix.
+fn check_errors(path: &Path) -> String {
+    let out = Command::new(binary())
+        .args(["check", "--config"])
+        .arg(path)
+        .output()
+        .expect("run patchbay check");
+    assert!(!out.status.success(), "check accepted the broken file");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    stderr
+        .strip_prefix("error: ")
+        .unwrap_or(&stderr)
+        .trim_end()
+        .to_owned()
+}
+
+/// The number in a relayed line ending in `m<N>`.
+fn number(line: &str) -> Option<u64> {
+    line.rsplit_once(" m")?.1.trim().parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_and_accounts_reload_while_messages_flow_and_irc_net_never_reconnects() {
+    if !available("inspircd") {
+        return;
+    }
+    let server = IrcServer::inspircd().await;
+    let dir = irc::tempdir();
+    let mut alice = TestClient::connect(server.port, "alice").await;
+    alice.join("#a").await;
+    // bob only watches #b, from before the bridge comes to the end; carol waits for joins.
+    let mut bob = TestClient::connect(server.port, "bob").await;
+    bob.join("#b").await;
+    let mut carol = TestClient::connect(server.port, "carol").await;
+    carol.join("#b").await;
+
+    let v1 = config(server.port, false, "{nick}", None, "");
+    let mut gateway = Gateway::start(dir.path(), &v1);
+    carol.expect_join("pb", "#b").await;
+    alice.expect_join("pb", "#a").await;
+    // The bridge is in #a before alice starts: nothing she says is missed.
+    alice.wait_member("#a", "pb").await;
+
+    // alice talks all along: m0, m1, ... every 20 ms, until told to stop.
+    let sent = Arc::new(AtomicU64::new(0));
+    let quiet = Arc::new(AtomicBool::new(false));
+    let talker = {
+        let (sent, quiet) = (Arc::clone(&sent), Arc::clone(&quiet));
+        tokio::spawn(async move {
+            while !quiet.load(Ordering::SeqCst) {
+                let n = sent.load(Ordering::SeqCst);
+                alice.send(&format!("PRIVMSG #a :m{n}")).await;
+                sent.store(n + 1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            alice
+        })
+    };
+    let until_sent = |n: u64| {
+        let sent = Arc::clone(&sent);
+        move || sent.load(Ordering::SeqCst) >= n
+    };
+    let block = |f: &mut dyn FnMut()| tokio::task::block_in_place(f);
+
+    // (a) Route `copy` added, and account irc.other with it.
+    block(&mut || wait_until(WAIT, "20 messages sent", until_sent(20)));
+    let v2 = config(server.port, true, "{nick}", Some("pbo"), "");
+    let after_add = block_ret(|| reload(&gateway, &v2, 1, &sent));
+    carol.expect_join("pbo", "#b").await;
+    // (b) `screen`'s nick format changed; irc.other changed (its nick): it restarts alone.
+    block(&mut || wait_until(WAIT, "20 more sent", until_sent(after_add + 20)));
+    let v3 = config(server.port, true, "v2-{nick}", Some("pbn"), "");
+    let after_change = block_ret(|| reload(&gateway, &v3, 2, &sent));
+    carol.expect_join("pbn", "#b").await;
+    // (c) Route `copy` and irc.other removed.
+    block(&mut || wait_until(WAIT, "20 more sent", until_sent(after_change + 20)));
+    let v4 = config(server.port, false, "v2-{nick}", None, "");
+    // Everything up to the last message sent has reached #b before `copy` goes.
+    let before_remove = sent.load(Ordering::SeqCst);
+    carol
+        .expect_privmsg("#b", &format!(" m{}", before_remove - 1))
+        .await;
+    let after_remove = block_ret(|| reload(&gateway, &v4, 3, &sent));
+    // A broken file (an unknown key in a route) is refused whole.
+    block(&mut || wait_until(WAIT, "20 more sent", until_sent(after_remove + 20)));
+    let broken = config(server.port, true, "{nick}", None, "nick_fromat = \"x\"\n");
+    std::fs::write(&gateway.config, &broken).expect("write the broken config");
+    let expected = check_errors(&gateway.config);
+    assert!(expected.contains("nick_fromat"), "{expected}");
+    let after_broken = block_ret(|| reload(&gateway, &broken, 4, &sent));
+    block(&mut || wait_until(WAIT, "20 more sent", until_sent(after_broken + 20)));
+    quiet.store(true, Ordering::SeqCst);
+    let mut alice = talker.await.expect("the talker");
+    let total = sent.load(Ordering::SeqCst);
+    alice.send("PRIVMSG #a :m-end").await;
+
+    // The console got every message once, in order; the nick format changed once, for good,
+    // and every message sent after that reload shows it — the broken file changed nothing.
+    let mut screen = Vec::new();
+    block(&mut || {
+        loop {
+            let line = gateway.expect_line(WAIT, |l| l.starts_with("[console.screen/lobby]"));
+            if line.ends_with("m-end") {
+                break;
+            }
+            screen.push(line);
+        }
+    });
+    let numbers: Vec<u64> = screen.iter().filter_map(|l| number(l)).collect();
+    assert_eq!(numbers, (0..total).collect::<Vec<_>>(), "{screen:#?}");
+    let first_new = screen
+        .iter()
+        .position(|l| l.contains("<v2-alice>"))
+        .expect("the new nick format was used");
+    assert!(
+        screen[first_new..].iter().all(|l| l.contains("<v2-alice>"))
+            && screen[..first_new].iter().all(|l| l.contains("<alice>")),
+        "the format changed more than once: {screen:#?}"
+    );
+    assert!(
+        first_new as u64 <= after_change,
+        "{first_new} > {after_change}"
+    );
+
+    // #b got one unbroken run of messages, each once: those accepted while `copy` was in
+    // force, which holds every one sent between its reloads and none sent after its removal.
+    bob.send("PING :end-of-test").await;
+    let seen = std::sync::Mutex::new((Vec::new(), Vec::new()));
+    bob.expect("the end of the test", |cmd, params, p| {
+        let nick = p
+            .source
+            .as_ref()
+            .map(|s| s.nick.clone())
+            .unwrap_or_default();
+        let mut seen = seen.lock().expect("not poisoned");
+        match cmd {
+            "PRIVMSG" => seen.0.push(params.get(1).cloned().unwrap_or_default()),
+            "JOIN" | "QUIT" | "PART" => seen.1.push(format!("{cmd} {nick}")),
+            _ => {}
+        }
+        cmd == "PONG" && params.iter().any(|p| p == "end-of-test")
+    })
+    .await;
+    let (seen_b, mut joins_quits) = seen.into_inner().expect("not poisoned");
+    let copied: Vec<u64> = seen_b.iter().filter_map(|l| number(l)).collect();
+    let (lo, hi) = (
+        *copied.first().expect("#b got messages"),
+        *copied.last().expect("#b got messages"),
+    );
+    assert_eq!(copied, (lo..=hi).collect::<Vec<_>>(), "{seen_b:#?}");
+    assert!(
+        lo <= after_add,
+        "#b missed messages sent after `copy` was added: {lo}"
+    );
+    assert!(
+        hi + 1 >= before_remove,
+        "#b missed messages before `copy` went: {hi}"
+    );
+    // (Those in between were in transit during the reload: either side is right.)
+    assert!(
+        hi < after_remove + 1,
+        "#b got messages after `copy` went: {hi}"
+    );
+    // irc.net never left or came back; irc.other came, restarted with its new nick, went.
+    joins_quits.retain(|e| !e.ends_with(" carol"));
+    assert_eq!(
+        joins_quits,
+        ["JOIN pb", "JOIN pbo", "QUIT pbo", "JOIN pbn", "QUIT pbn"],
+        "irc.net must join once and never leave; irc.other comes, restarts alone, goes"
+    );
+
+    // The reports, and the refusal in check's words.
+    let log = strip_ansi(&gateway.log());
+    let reports: BTreeMap<usize, &str> = log
+        .lines()
+        .filter(|l| l.contains("config reloaded"))
+        .enumerate()
+        .collect();
+    assert_eq!(reports.len(), 3, "{log}");
+    assert!(
+        reports[&0].contains("added=[\"irc.other\"]"),
+        "{}",
+        reports[&0]
+    );
+    assert!(
+        reports[&1].contains("restarted=[\"irc.other\"]"),
+        "{}",
+        reports[&1]
+    );
+    assert!(
+        reports[&2].contains("removed=[\"irc.other\"]"),
+        "{}",
+        reports[&2]
+    );
+    assert!(
+        reports.values().all(|r| r.contains("routes_changed=true")),
+        "{reports:#?}"
+    );
+    assert!(
+        log.contains(&format!(
+            "config reload refused; the running config stays:\n{expected}"
+        )),
+        "the refusal differs from check's:\n{expected}\nlog:\n{log}"
+    );
+    assert!(gateway.stop(), "patchbay did not stop cleanly");
+}
+
+/// The log without terminal colours.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Run a blocking closure on this worker without stalling the runtime.
+fn block_ret<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
