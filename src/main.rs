@@ -227,6 +227,12 @@ where
 fn check(path: &std::path::Path, registry: &Registry) -> anyhow::Result<()> {
     let config = load(path, registry)?;
     print!("{}", patchbay::config::describe(&config));
+    // What valid settings still do not do, from each connector (an appservice's encryption).
+    for account in &config.accounts {
+        for note in account.connector.check_notes() {
+            println!("note: {}: {note}", account.name);
+        }
+    }
     Ok(())
 }
 
@@ -332,7 +338,18 @@ async fn reload_on_hangup(reloader: patchbay::gateway::Reloader, stop: Cancellat
 
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    #[allow(unused_mut)]
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Dependencies' lines repeated at every sync (matrix-sdk's key backup) stay quiet unless
+    // RUST_LOG names their target.
+    #[cfg(feature = "matrix")]
+    for directive in patchbay_matrix::QUIET_LOG_DIRECTIVES {
+        let target = directive.split('=').next().unwrap_or_default();
+        let named = std::env::var("RUST_LOG").is_ok_and(|v| v.contains(target));
+        if let (false, Ok(directive)) = (named, directive.parse()) {
+            filter = filter.add_directive(directive);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

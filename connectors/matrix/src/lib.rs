@@ -40,6 +40,12 @@ use crate::session::Shared;
 
 pub use crate::appservice::registration::{RegistrationError, write_registration};
 
+/// Log directives the gateway adds to its filter (unless `RUST_LOG` names the target).
+/// matrix-sdk's room-key backup task warns "Trying to backup room keys but no backup key was
+/// found" after every sync: the bot keeps no server-side key backup (its keys live in its own
+/// store), so the line says nothing an operator can act on, and it came ~140 times in minutes.
+pub const QUIET_LOG_DIRECTIVES: &[&str] = &["matrix_sdk_crypto::backups=error"];
+
 /// The factory for `[matrix.NAME]` tables.
 pub fn factory() -> Arc<dyn ConnectorFactory> {
     Arc::new(MatrixFactory)
@@ -108,6 +114,13 @@ impl Connector for MatrixConnector {
                 .is_some()
                 .then(|| media::routes(shared.clone())),
             MatrixConnector::AppService(service) => Some(appservice::api::routes(service.clone())),
+        }
+    }
+
+    fn check_notes(&self) -> Vec<String> {
+        match self {
+            MatrixConnector::Bot(_) => Vec::new(),
+            MatrixConnector::AppService(service) => appservice::check_notes(&service.config),
         }
     }
 }

@@ -23,11 +23,11 @@ use crate::session::Shared;
 
 /// What a token stands for.
 #[derive(Serialize, Deserialize)]
-struct Record {
-    source: MediaSource,
-    name: String,
-    mime: Option<String>,
-    size: Option<u64>,
+pub(crate) struct Record {
+    pub(crate) source: MediaSource,
+    pub(crate) name: String,
+    pub(crate) mime: Option<String>,
+    pub(crate) size: Option<u64>,
 }
 
 /// Token → media records, one small JSON file each.
@@ -84,7 +84,8 @@ impl MediaStore {
         removed
     }
 
-    fn load(&self, token: &str) -> Option<Record> {
+    /// The record of a token; `None` for a malformed, unknown or forgotten one.
+    pub(crate) fn load(&self, token: &str) -> Option<Record> {
         if token.len() != 32 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
@@ -123,7 +124,7 @@ async fn serve(
             .into_response();
     };
     let request = MediaRequestParameters {
-        source: record.source,
+        source: record.source.clone(),
         format: MediaFormat::File,
     };
     let data = match client.media().get_media_content(&request, true).await {
@@ -140,6 +141,11 @@ async fn serve(
         )
             .into_response();
     }
+    file_response(&record, data)
+}
+
+/// The file as served: its type, its name, and headers that keep a browser from running it.
+pub(crate) fn file_response(record: &Record, data: Vec<u8>) -> Response {
     let mime = record
         .mime
         .as_deref()

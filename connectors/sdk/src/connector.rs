@@ -71,6 +71,14 @@ pub trait Connector: Send + Sync + 'static {
     fn http_routes(&self) -> Option<axum::Router> {
         None
     }
+
+    /// What `patchbay check` should tell the operator about this account beyond "valid": one
+    /// plain sentence each about what the chosen settings do not do (a mode that cannot read
+    /// encrypted rooms, say), so that it is learnt before users find out. The default says
+    /// nothing.
+    fn check_notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// What a connector gets to run with.

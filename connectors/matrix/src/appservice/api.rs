@@ -98,6 +98,10 @@ pub fn routes(service: Shared) -> Router {
     }
     router
         .route(&format!("{prefix}/_matrix/app/v1/ping"), post(ping))
+        .route(
+            &format!("{prefix}/media/{{token}}/{{name}}"),
+            get(super::media::serve),
+        )
         .with_state(service)
 }
 
@@ -262,11 +266,14 @@ async fn handle_event(service: &Shared, raw: &Value) -> Option<patchbay_sdk::Inb
     let parsed = parse_event(&event, &context)?;
     let mut inbound = parsed.inbound;
     if let Some(media) = parsed.media
-        && let Kind::Message { body, .. } = &mut inbound.kind
-        && body.is_empty()
+        && let Kind::Message { body, attachments } = &mut inbound.kind
     {
-        // No media links in this mode: say what was sent.
-        *body = RichText::plain(format!("[{}]", media.name));
+        match super::media::link(service, &media) {
+            Some(attachment) => attachments.push(attachment),
+            // No link to give (no media_public_url): at least say what was sent.
+            None if body.is_empty() => *body = RichText::plain(format!("[{}]", media.name)),
+            None => {}
+        }
     }
     let ghosts = service.ghosts.lock().await;
     let nick_of = |id: &str| ghosts.get(id).map(|g| g.nick.clone());

@@ -314,6 +314,34 @@ impl AsClient {
         Ok(value["displayname"].as_str().map(str::to_owned))
     }
 
+    /// Download a file of the homeserver (`mxc://SERVER/ID`) through the authenticated media
+    /// API, as the bot, at most `cap` bytes; `None` when it is larger.
+    pub async fn download(
+        &self,
+        mxc: &str,
+        cap: u64,
+    ) -> Result<Option<(Vec<u8>, Option<String>)>, ApiError> {
+        let Some((server, id)) = mxc.strip_prefix("mxc://").and_then(|r| r.split_once('/')) else {
+            return Err(ApiError::Transport(format!("`{mxc}` is not an mxc:// URI")));
+        };
+        let url = format!(
+            "{}/_matrix/client/v1/media/download/{}/{}",
+            self.homeserver,
+            encode(server),
+            encode(id)
+        );
+        let response = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.as_token)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| ApiError::Transport(format!("cannot download {mxc}: {e}")))?;
+        read_capped(response, cap, mxc).await
+    }
+
     /// Fetch a file another network links to, at most `cap` bytes; `None` when it is larger.
     pub async fn fetch(
         &self,
@@ -328,23 +356,32 @@ impl AsClient {
             .await
             .and_then(|r| r.error_for_status())
             .map_err(|e| ApiError::Transport(format!("cannot fetch {url}: {e}")))?;
-        if response.content_length().is_some_and(|len| len > cap) {
-            return Ok(None);
-        }
-        let mime = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let data = response
-            .bytes()
-            .await
-            .map_err(|e| ApiError::Transport(format!("cannot fetch {url}: {e}")))?;
-        if data.len() as u64 > cap {
-            return Ok(None);
-        }
-        Ok(Some((data.to_vec(), mime)))
+        read_capped(response, cap, url).await
     }
+}
+
+/// A response's body and type, unless it is over `cap` bytes (`None`).
+async fn read_capped(
+    response: reqwest::Response,
+    cap: u64,
+    what: &str,
+) -> Result<Option<(Vec<u8>, Option<String>)>, ApiError> {
+    if response.content_length().is_some_and(|len| len > cap) {
+        return Ok(None);
+    }
+    let mime = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let data = response
+        .bytes()
+        .await
+        .map_err(|e| ApiError::Transport(format!("cannot fetch {what}: {e}")))?;
+    if data.len() as u64 > cap {
+        return Ok(None);
+    }
+    Ok(Some((data.to_vec(), mime)))
 }
 
 #[cfg(test)]

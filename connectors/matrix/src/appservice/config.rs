@@ -49,8 +49,15 @@ pub struct AppServiceConfig {
     pub relay_reactions: bool,
     /// Deliver reactions whose target is unknown here as a short line.
     pub reactions_as_text: bool,
-    /// Attachments (and avatars) larger than this are sent as a link (not uploaded).
+    /// Attachments (and avatars) larger than this are sent as a link (not uploaded); Matrix
+    /// files larger than this are not served.
     pub media_max_bytes: u64,
+    /// Where patchbay's listener is reached by people on other networks (no trailing `/`):
+    /// Matrix attachments become links `<this><path_prefix>/media/TOKEN/NAME`. Without it
+    /// they are only named in the text (`[cat.png]`).
+    pub media_public_url: Option<String>,
+    /// Media links older than this are forgotten (`media_keep_days`).
+    pub media_keep: std::time::Duration,
 }
 
 impl AppServiceConfig {
@@ -70,7 +77,6 @@ impl AppServiceConfig {
             ("store_passphrase", raw.store_passphrase.is_some()),
             ("store_passphrase_file", raw.store_passphrase_file.is_some()),
             ("per_message_profiles", raw.per_message_profiles.is_some()),
-            ("media_public_url", raw.media_public_url.is_some()),
         ] {
             if set {
                 return Err(ConfigError::at(
@@ -126,6 +132,11 @@ impl AppServiceConfig {
             )
         })?;
         let base = http_url(base, "appservice_url")?;
+        let media_public_url = raw
+            .media_public_url
+            .as_deref()
+            .map(|url| http_url(url, "media_public_url"))
+            .transpose()?;
         let name = account
             .account
             .split_once('.')
@@ -148,6 +159,8 @@ impl AppServiceConfig {
             relay_reactions: raw.relay_reactions,
             reactions_as_text: raw.reactions_as_text,
             media_max_bytes: raw.media_max_bytes,
+            media_public_url,
+            media_keep: std::time::Duration::from_secs(raw.media_keep_days.saturating_mul(86_400)),
         })
     }
 }
@@ -183,6 +196,34 @@ mod tests {
         assert_eq!(config.url, "http://127.0.0.1:9000/_patchbay/matrix/home");
         assert_eq!(config.id, "patchbay-home");
         assert_eq!(config.ghost_template.prefix(), "_patchbay_");
+    }
+
+    #[test]
+    fn media_links_are_optional_and_check_says_what_the_mode_does_not_do() {
+        let config = parse(MINIMAL).expect("valid");
+        assert_eq!(config.media_public_url, None);
+        let notes = crate::appservice::check_notes(&config);
+        assert!(
+            notes[0].contains("does not bridge encrypted rooms"),
+            "{notes:?}"
+        );
+        assert!(
+            notes.iter().any(|n| n.contains("media_public_url")),
+            "{notes:?}"
+        );
+
+        let config = parse(&format!(
+            "{MINIMAL}media_public_url = \"https://b.example/\""
+        ))
+        .expect("valid");
+        assert_eq!(
+            config.media_public_url.as_deref(),
+            Some("https://b.example")
+        );
+        let notes = crate::appservice::check_notes(&config);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        let err = parse(&format!("{MINIMAL}media_public_url = \"b.example\"")).unwrap_err();
+        assert_eq!(err.path, ["media_public_url"]);
     }
 
     #[test]

@@ -20,15 +20,18 @@
 //! - [`mentions`]: mentions both ways (pure).
 //! - [`api`]: the AS API on patchbay's HTTP listener (transactions, queries, ping).
 //! - [`deliver`]: deliveries sent as ghosts.
+//! - `media`: Matrix attachments as `/media/...` links for other networks.
 //!
 //! Encrypted rooms are not supported in this mode: the AS has no device or keys, so it
-//! neither reads nor writes encrypted events (they are skipped with a warning).
+//! cannot read encrypted events (they are skipped with a warning), and what it sends into an
+//! encrypted room goes unencrypted. [`check_notes`] says so for `patchbay check`.
 
 pub mod api;
 pub mod client;
 pub mod config;
 pub mod deliver;
 pub mod ghosts;
+mod media;
 pub mod mentions;
 pub mod naming;
 pub mod registration;
@@ -76,6 +79,8 @@ pub struct AppService {
     txns: tokio::sync::Mutex<Option<TxnLog>>,
     /// Display names of Matrix members, `(room id, user id)` → name, from member events.
     members: Mutex<HashMap<(String, String), String>>,
+    /// Tokens of Matrix attachments served as links (see `media`).
+    pub(crate) media: crate::media::MediaStore,
 }
 
 impl Rooms {
@@ -98,7 +103,6 @@ impl AppService {
         AppService {
             ghosts: tokio::sync::Mutex::new(GhostStore::open(&data_dir)),
             config,
-            data_dir,
             tokens: OnceLock::new(),
             tokens_init: Mutex::new(()),
             client: OnceLock::new(),
@@ -107,6 +111,8 @@ impl AppService {
             rooms,
             txns: tokio::sync::Mutex::new(None),
             members: Mutex::new(HashMap::new()),
+            media: crate::media::MediaStore::new(data_dir.join("media")),
+            data_dir,
         }
     }
 
@@ -227,6 +233,25 @@ impl AppService {
 
 /// Run the account: check the homeserver knows us, join the configured rooms (retrying
 /// what fails), then serve until shutdown. Events arrive through [`api`], not from here.
+/// What `patchbay check` says about an account in this mode: what it does not do, plainly,
+/// so an operator learns it before the users do.
+pub fn check_notes(config: &AppServiceConfig) -> Vec<String> {
+    let mut notes = vec![
+        "appservice mode does not bridge encrypted rooms: the application service has no \
+         device or keys, so encrypted messages there are skipped (a warning each) and what it \
+         sends into them goes unencrypted; use a bot-mode account for encrypted rooms"
+            .to_owned(),
+    ];
+    if config.media_public_url.is_none() {
+        notes.push(
+            "Matrix attachments reach other networks by name only (`[cat.png]`): set \
+             `media_public_url` to patchbay's listener as people reach it to send links"
+                .to_owned(),
+        );
+    }
+    notes
+}
+
 pub async fn run(
     service: std::sync::Arc<AppService>,
     ctx: ConnectorContext,
@@ -237,6 +262,10 @@ pub async fn run(
         .tokens()
         .map_err(|e| ConnectorError(e.to_string()))?;
     let _ = service.sink.set(ctx.sink.clone());
+    let pruned = service.media.prune(service.config.media_keep);
+    if pruned > 0 {
+        info!(links = pruned, "expired media links forgotten");
+    }
     let result = serve(&service, &ctx).await;
     service
         .running
