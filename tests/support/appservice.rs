@@ -1,0 +1,255 @@
+//! Appservice-mode gateways under test through the binary: one Synapse per test binary,
+//! started with the registration files that `patchbay matrix-registration` wrote for
+//! [`SLOTS`] gateways. Each slot has its own directory (config and data), HTTP port, bot and
+//! ghost prefix, so the tests of the binary run side by side against the same server.
+//!
+//! The registration names the gateway's URL, so a slot's port is chosen before Synapse
+//! starts and every gateway of that slot listens on it. The helpers below are what the tests
+//! share: rooms, member and ghost predicates, a local image server.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use matrix_sdk::ruma::api::client::room::Visibility;
+use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
+use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
+use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, RoomId};
+use serde_json::Value;
+
+use crate::mx::{Synapse, User, unique};
+use crate::support::Gateway;
+
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub const SLOTS: usize = 4;
+
+pub struct Slot {
+    pub index: usize,
+    /// The gateway's working directory: `patchbay.toml` and `data/`.
+    pub dir: PathBuf,
+    /// The gateway's `[http]` port, where Synapse pushes transactions.
+    pub port: u16,
+    /// The bridge bot's user id.
+    pub bot: String,
+    /// Every ghost's localpart starts with this.
+    pub prefix: String,
+}
+
+pub struct Fixture {
+    pub synapse: Synapse,
+    pub slots: Vec<Slot>,
+}
+
+impl Slot {
+    /// The `[http]` and `[matrix.home]` tables; `rooms` are aliases the bot joins at start.
+    pub fn tables(&self, homeserver_port: u16, rooms: &[&str]) -> String {
+        let rooms: Vec<String> = rooms.iter().map(|r| format!("\"{r}\"")).collect();
+        format!(
+            "[http]\nlisten = \"127.0.0.1:{port}\"\n\n\
+             [matrix.home]\nmode = \"appservice\"\nhomeserver = \"http://127.0.0.1:{homeserver_port}\"\n\
+             server_name = \"localhost\"\nappservice_url = \"http://127.0.0.1:{port}\"\n\
+             bot_localpart = \"pbgw{i}\"\nghost_template = \"{prefix}{{protocol}}_{{account}}_{{nick}}\"\n\
+             appservice_id = \"patchbay-gw-{i}\"\nrooms = [{rooms}]\n\
+             media_public_url = \"http://127.0.0.1:{port}\"\n\n",
+            port = self.port,
+            i = self.index,
+            prefix = self.prefix,
+            rooms = rooms.join(", "),
+        )
+    }
+
+    /// A whole config: `[general]`, the slot's tables, then `rest` (accounts and routes).
+    pub fn config(&self, homeserver_port: u16, rooms: &[&str], rest: &str) -> String {
+        format!(
+            "[general]\ndata_dir = \"data\"\n\n{}{rest}",
+            self.tables(homeserver_port, rooms)
+        )
+    }
+
+    /// The AS tokens the gateway keeps in its data directory.
+    pub fn tokens(&self) -> serde_json::Value {
+        let path = self.dir.join("data/accounts/matrix.home/appservice.json");
+        let bytes = std::fs::read(&path).expect("the tokens file");
+        serde_json::from_slice(&bytes).expect("tokens json")
+    }
+
+    /// The AS API's base URL on the gateway's listener.
+    pub fn api(&self) -> String {
+        format!(
+            "http://127.0.0.1:{}/_patchbay/matrix/home/_matrix/app/v1",
+            self.port
+        )
+    }
+}
+
+/// The shared server, with every slot's registration (written by the binary) loaded.
+pub fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let dir = Synapse::new_dir();
+        let homeserver_port = crate::support::free_port();
+        let mut slots = Vec::new();
+        let mut files = Vec::new();
+        for index in 0..SLOTS {
+            let slot = Slot {
+                index,
+                dir: dir.join(format!("gateway-{index}")),
+                port: crate::support::free_port(),
+                bot: format!("@pbgw{index}:localhost"),
+                prefix: format!("_gw{index}_"),
+            };
+            std::fs::create_dir_all(&slot.dir).expect("the gateway dir");
+            let config = slot.dir.join("patchbay.toml");
+            let table = slot.config(
+                homeserver_port,
+                &[],
+                "[console.term]\ninput = \"none\"\noutput = \"stdout\"\n\n\
+                 [[route]]\nname = \"r\"\ninout = [\"console.term/lobby\", \"matrix.home/#x:localhost\"]\n",
+            );
+            std::fs::write(&config, table).expect("write the config");
+            let file = dir.join(format!("registration-{index}.yaml"));
+            let output = Command::new(crate::support::binary())
+                .args(["matrix-registration", "--config"])
+                .arg(&config)
+                .args(["--account", "matrix.home", "--out"])
+                .arg(&file)
+                .output()
+                .expect("run patchbay matrix-registration");
+            assert!(
+                output.status.success(),
+                "matrix-registration failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            files.push(file);
+            slots.push(slot);
+        }
+        let synapse = Synapse::start_in(dir, homeserver_port, &files);
+        Fixture { synapse, slots }
+    })
+}
+
+/// Bytes of the first TCP connection to `port` that arrived and were not read yet: how a test
+/// sees that Synapse has a request outstanding at a stopped gateway.
+pub fn unread_bytes_at(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address, rem_address, st (01 = established), tx_queue:rx_queue
+            let (laddr, state, queues) = (fields.get(1)?, fields.get(3)?, fields.get(4)?);
+            if !laddr.ends_with(&local) || *state != "01" {
+                return None;
+            }
+            let rx = queues.split(':').nth(1)?;
+            usize::from_str_radix(rx, 16).ok()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// A public room with an alias; returns its id and the alias.
+pub async fn public_room(owner: &User, name: &str) -> (OwnedRoomId, String) {
+    let alias = unique(name);
+    let mut request = CreateRoom::new();
+    request.room_alias_name = Some(alias.clone());
+    request.preset = Some(RoomPreset::PublicChat);
+    request.visibility = Visibility::Public;
+    let room = owner
+        .client
+        .create_room(request)
+        .await
+        .expect("create room")
+        .room_id()
+        .to_owned();
+    (room, format!("#{alias}:localhost"))
+}
+
+pub async fn send(user: &User, room: &RoomId, content: RoomMessageEventContent) -> OwnedEventId {
+    user.room(room)
+        .send(content)
+        .await
+        .expect("send")
+        .response
+        .event_id
+}
+
+pub fn is_member(e: &Value, user: &str) -> bool {
+    e["type"] == "m.room.member" && e["state_key"] == user
+}
+
+pub fn joined(e: &Value, user: &str) -> bool {
+    is_member(e, user) && e["content"]["membership"] == "join"
+}
+
+/// A message whose body is `body`, sent by a ghost of the slot; returns the event.
+pub fn ghost_says<'a>(slot: &'a Slot, body: &'a str) -> impl Fn(&Value) -> bool + 'a {
+    move |e: &Value| {
+        e["type"] == "m.room.message"
+            && e["content"]["body"] == body
+            && e["sender"]
+                .as_str()
+                .is_some_and(|s| s.starts_with(&format!("@{}", slot.prefix)))
+    }
+}
+
+/// The room's member events of `user`, as the server holds them (not as a sync saw them).
+pub async fn member_events(user: &User, room: &RoomId, of: &str) -> usize {
+    let token = user.client.access_token().expect("a logged-in user");
+    let url = format!(
+        "{}/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=1000",
+        fixture().synapse.url()
+    );
+    let body: Value = matrix_sdk::reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("messages")
+        .json()
+        .await
+        .expect("messages json");
+    body["chunk"]
+        .as_array()
+        .map(|events| events.iter().filter(|e| is_member(e, of)).count())
+        .unwrap_or(0)
+}
+
+pub fn irc_account(port: u16) -> String {
+    format!(
+        "[irc.net]\nserver = \"127.0.0.1\"\nport = {port}\nnick = \"pb\"\nchannels = [\"#x\"]\n\
+         anti_highlight = \"\"\nreconnect_min_secs = 0.5\nreconnect_max_secs = 2\n\n"
+    )
+}
+
+/// Wait for a stdout line of the gateway (blocking the test thread, not the runtime).
+pub fn console_line(gateway: &mut Gateway, want: impl Fn(&str) -> bool) -> String {
+    tokio::task::block_in_place(|| gateway.expect_line(WAIT, want))
+}
+
+/// A one-file HTTP server for images; returns the URL of `name`.
+pub async fn serve_png(name: &'static str) -> (String, Vec<u8>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mut png = vec![0x89u8, b'P', b'N', b'G', 13, 10, 26, 10];
+    png.extend((0..2000u32).map(|i| (i % 251) as u8));
+    let bytes = png.clone();
+    let app = axum::Router::new().route(
+        &format!("/{name}"),
+        axum::routing::get(move || {
+            let bytes = bytes.clone();
+            async move { ([(axum::http::header::CONTENT_TYPE, "image/png")], bytes) }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://127.0.0.1:{port}/{name}"), png)
+}
