@@ -70,12 +70,21 @@ impl Source {
 
     /// Say an uncounted line (`warm <side> <k>`), for readiness probes; it does not wait
     /// for the side's turn (a probe runs while the side is paused).
-    pub async fn say_warm(&self, k: usize) -> String {
+    pub async fn say_warm(&self, k: usize) -> (String, bool) {
         let text = format!("warm {} {k} end", self.side);
-        self.voice
+        let said = self
+            .voice
             .say(&format!("warm-{}-{k}", self.side), &text)
             .await;
-        text
+        (text, said)
+    }
+
+    /// A terminal whose session ended logs in again, as a person would.
+    async fn revive(&self) {
+        if let Voice::Chat(user) = &self.voice {
+            eprintln!("soak: {}'s session ended; logging in again", user.name);
+            user.reconnect().await;
+        }
     }
 
     /// Send `soak <side> <n>` for n = 0, 1, ... until `stop`; `outage` marks lines said while
@@ -189,7 +198,10 @@ pub async fn probe(witness: &Dest, source: &Source, timeout: Duration) {
     static PROBES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let text = source.say_warm(PROBES.fetch_add(1, Ordering::SeqCst)).await;
+        let (text, said) = source.say_warm(PROBES.fetch_add(1, Ordering::SeqCst)).await;
+        if !said {
+            source.revive().await;
+        }
         let round = tokio::time::Instant::now() + Duration::from_secs(4);
         while tokio::time::Instant::now() < round {
             if witness
@@ -205,9 +217,15 @@ pub async fn probe(witness: &Dest, source: &Source, timeout: Duration) {
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{} never got through to {} within {timeout:?}",
+            "{} never got through to {} within {timeout:?} (its last line {}; \
+             PATCHBAY_SOAK_KEEP=1 keeps the gateway's log)",
             source.side,
-            witness.name
+            witness.name,
+            if said {
+                "was written"
+            } else {
+                "could not be written"
+            }
         );
     }
 }

@@ -48,6 +48,7 @@ pub struct World {
     pub dests: Vec<Dest>,
     pub outage: Arc<AtomicBool>,
     faults: Faults,
+    began: std::time::Instant,
 }
 
 struct Gates {
@@ -122,7 +123,9 @@ impl World {
         let http = Arc::new(Http::new(ports.http));
         let api_seen = http.watch_api();
 
-        let every = Duration::from_millis(700);
+        // ssh-chat shows the bridge 3 lines per 3.5 s; under mixed traffic its room took about
+        // 4 deliveries a second (merged), so the seven other sides together stay under that.
+        let every = Duration::from_millis(2000);
         let sources = vec![
             Source::new("ergo", Voice::Irc(eve.clone()), every),
             Source::new("insp", Voice::Irc(ian.clone()), every),
@@ -181,7 +184,13 @@ impl World {
             dests,
             outage: Arc::default(),
             faults: Faults::default(),
+            began: std::time::Instant::now(),
         }
+    }
+
+    /// A line of the fault log, with the time since the world started.
+    fn note(&self, what: &str) {
+        eprintln!("soak: [{:6.1}s] {what}", self.began.elapsed().as_secs_f64());
     }
 
     fn source(&self, side: &str) -> Arc<Source> {
@@ -220,26 +229,27 @@ impl World {
     }
 
     pub async fn round(&mut self) {
-        self.traffic(Duration::from_secs(5)).await;
-        self.receiver_fails(Duration::from_secs(5)).await;
+        let spell = Duration::from_secs(2);
         self.traffic(Duration::from_secs(3)).await;
+        self.receiver_fails(Duration::from_secs(4)).await;
+        self.traffic(spell).await;
         self.kill_gateway().await;
-        self.traffic(Duration::from_secs(4)).await;
-        self.stall_inspircd(Duration::from_secs(4)).await;
-        self.traffic(Duration::from_secs(3)).await;
+        self.traffic(spell).await;
+        self.stall_inspircd(Duration::from_secs(3)).await;
+        self.traffic(spell).await;
         self.restart_ergo().await;
-        self.traffic(Duration::from_secs(3)).await;
+        self.traffic(spell).await;
         self.restart_synapse().await;
-        self.traffic(Duration::from_secs(3)).await;
+        self.traffic(spell).await;
         self.restart_devzat().await;
-        self.traffic(Duration::from_secs(3)).await;
+        self.traffic(spell).await;
         self.restart_ssh_chat().await;
-        self.traffic(Duration::from_secs(3)).await;
+        self.traffic(spell).await;
         self.restart_inspircd().await;
     }
 
     async fn receiver_fails(&mut self, span: Duration) {
-        eprintln!("soak: the outbound receiver answers 500 for {span:?}");
+        self.note(&format!("the outbound receiver answers 500 for {span:?}"));
         self.receiver.failing.store(true, Ordering::SeqCst);
         tokio::time::sleep(span).await;
         self.receiver.failing.store(false, Ordering::SeqCst);
@@ -248,7 +258,7 @@ impl World {
     }
 
     async fn kill_gateway(&mut self) {
-        eprintln!("soak: SIGKILL the gateway");
+        self.note("SIGKILL the gateway");
         let quiet = ["dzp", "dzs", "chat"].map(|s| self.source(s));
         let mut held = Guards::new();
         for source in &quiet {
@@ -272,7 +282,7 @@ impl World {
     }
 
     async fn stall_inspircd(&mut self, span: Duration) {
-        eprintln!("soak: SIGSTOP InspIRCd for {span:?}");
+        self.note(&format!("SIGSTOP InspIRCd for {span:?}"));
         self.insp.signal("STOP");
         tokio::time::sleep(span).await;
         self.insp.signal("CONT");
@@ -311,7 +321,7 @@ impl World {
     }
 
     async fn restart_ergo(&mut self) {
-        eprintln!("soak: restart ergo");
+        self.note("restart ergo");
         let (mine, others) = self.quiesce(&["ergo"], &["ergo"]).await;
         self.gates.ergo.set_open(false);
         self.ergo.kill().await;
@@ -323,7 +333,7 @@ impl World {
     }
 
     async fn restart_inspircd(&mut self) {
-        eprintln!("soak: restart InspIRCd");
+        self.note("restart InspIRCd");
         let (mine, others) = self.quiesce(&["insp"], &["insp"]).await;
         self.gates.insp.set_open(false);
         self.insp.stop();
@@ -337,7 +347,7 @@ impl World {
     /// Synapse keeps its timeline: nobody pauses; the Matrix user retries its transaction
     /// until stored, the reader pages on from its token.
     async fn restart_synapse(&mut self) {
-        eprintln!("soak: restart Synapse");
+        self.note("restart Synapse");
         let synapse = self.synapse.clone();
         tokio::task::spawn_blocking(move || {
             synapse.stop();
@@ -350,7 +360,7 @@ impl World {
     }
 
     async fn restart_devzat(&mut self) {
-        eprintln!("soak: restart Devzat");
+        self.note("restart Devzat");
         let own = ["dzp", "dzs"];
         let (mine, others) = self.quiesce(&own, &own).await;
         self.gates.dz.set_open(false);
@@ -366,7 +376,7 @@ impl World {
     }
 
     async fn restart_ssh_chat(&mut self) {
-        eprintln!("soak: restart ssh-chat");
+        self.note("restart ssh-chat");
         let (mine, others) = self.quiesce(&["chat"], &["chat"]).await;
         self.gates.chat.set_open(false);
         self.chat.kill().await;
