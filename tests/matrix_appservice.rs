@@ -288,7 +288,10 @@ async fn a_gateway_killed_with_a_transaction_outstanding_relays_each_event_once(
         shown.remove(0);
     }
     let expected: Vec<String> = (1..=6).map(|n| format!("<{local}> m{n}")).collect();
-    assert_eq!(shown, expected, "each event of the transaction once, in order");
+    assert_eq!(
+        shown, expected,
+        "each event of the transaction once, in order"
+    );
     assert!(tokio::task::block_in_place(|| gateway.stop()));
 }
 
