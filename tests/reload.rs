@@ -293,3 +293,78 @@ fn strip_ansi(text: &str) -> String {
 fn block_ret<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
+
+/// An account removed while its network is down keeps its waiting deliveries (the reload
+/// reports them) and delivers them once a reload brings it back; an account serving HTTP
+/// cannot be added by a reload, and the refusal says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_account_keeps_its_waiting_deliveries_until_it_comes_back() {
+    if !available("inspircd") {
+        return;
+    }
+    let server = IrcServer::inspircd().await;
+    let nobody = irc::free_port();
+    let http = irc::free_port();
+    let dir = irc::tempdir();
+    let text = |port: Option<u16>, extra: &str| {
+        let mut text = format!(
+            "[general]\ndata_dir = \"data\"\n\n[http]\nlisten = \"127.0.0.1:{http}\"\n\n\
+             [console.you]\ninput = \"stdin\"\noutput = \"you.log\"\nroom = \"lobby\"\nnick = \"you\"\n\n\
+             [console.screen]\ninput = \"none\"\noutput = \"stdout\"\n\n{extra}\
+             [[route]]\nname = \"screen\"\nin = [\"console.you/lobby\"]\nout = [\"console.screen/lobby\"]\n\n"
+        );
+        if let Some(port) = port {
+            text.push_str(&format!(
+                "[irc.late]\nserver = \"127.0.0.1\"\nport = {port}\nnick = \"late\"\n\
+                 channels = [\"#x\"]\nflood_control = false\n\
+                 reconnect_min_secs = 0.5\nreconnect_max_secs = 1\n\n\
+                 [[route]]\nname = \"late\"\nin = [\"console.you/lobby\"]\nout = [\"irc.late/#x\"]\n\
+                 nick_format = \"{{nick}}\"\n"
+            ));
+        }
+        text
+    };
+    // irc.late points at a port where nothing listens: its deliveries wait.
+    let mut gateway = Gateway::start(dir.path(), &text(Some(nobody), ""));
+    let sent = AtomicU64::new(0);
+    block_ret(|| {
+        for i in 0..3 {
+            gateway.type_line(&format!("waiting m{i}"));
+            gateway.expect(&format!("[console.screen/lobby] <you> waiting m{i}"));
+        }
+    });
+    block_ret(|| reload(&gateway, &text(None, ""), 1, &sent));
+    let log = strip_ansi(&gateway.log());
+    let report = log
+        .lines()
+        .find(|l| l.contains("config reloaded"))
+        .expect("a report");
+    assert!(report.contains("removed=[\"irc.late\"]"), "{report}");
+    assert!(report.contains("waiting_in_removed=3"), "{report}");
+
+    // A webhook account (it serves HTTP) cannot be added by a reload.
+    let hook = "[webhook.ci]\ntoken = \"hook-token\"\n\n";
+    block_ret(|| reload(&gateway, &text(None, hook), 2, &sent));
+    let log = strip_ansi(&gateway.log());
+    assert!(
+        log.contains("[\"webhook.ci\"] serve HTTP, and the listener's routes are fixed at start"),
+        "{log}"
+    );
+
+    // Back, on a real server: what waited arrives, once each, in order.
+    let mut carol = TestClient::connect(server.port, "carol").await;
+    carol.join("#x").await;
+    block_ret(|| reload(&gateway, &text(Some(server.port), ""), 3, &sent));
+    let got = carol
+        .collect_privmsgs("#x", "<y\u{200B}ou> waiting m2")
+        .await;
+    assert_eq!(
+        got,
+        [
+            "<y\u{200B}ou> waiting m0",
+            "<y\u{200B}ou> waiting m1",
+            "<y\u{200B}ou> waiting m2"
+        ]
+    );
+    assert!(gateway.stop(), "patchbay did not stop cleanly");
+}
