@@ -57,8 +57,8 @@ enum Command {
     /// while the gateway runs, else in the store).
     DeadLetters {
         /// The config file.
-        #[arg(long, short, env = "PATCHBAY_CONFIG")]
-        config: PathBuf,
+        #[arg(long, short, env = "PATCHBAY_CONFIG", global = true)]
+        config: Option<PathBuf>,
         #[command(subcommand)]
         action: DeadLettersAction,
     },
@@ -155,9 +155,14 @@ fn main() -> std::process::ExitCode {
                 DeadLettersAction::Retry { id } => DeadAction::Retry(id),
                 DeadLettersAction::Discard { id } => DeadAction::Discard(id),
             };
-            admin_command(&config, &registry, |config| async move {
-                patchbay::admin::cli::dead_letters(&config, action).await
-            })
+            match config {
+                Some(config) => admin_command(&config, &registry, |config| async move {
+                    patchbay::admin::cli::dead_letters(&config, action).await
+                }),
+                None => Err(anyhow::anyhow!(
+                    "which config? give --config FILE (or set PATCHBAY_CONFIG)"
+                )),
+            }
         }
         Command::Reload { config } => admin_command(&config, &registry, |config| async move {
             patchbay::admin::cli::reload(&config).await
