@@ -241,7 +241,11 @@ async fn handle_event(service: &Shared, raw: &Value) -> Option<patchbay_sdk::Inb
         return None;
     }
     if kind == "m.room.encrypted" {
-        warn!(room = %room_id, "an encrypted event: appservice mode cannot read encrypted rooms");
+        warn!(
+            room = %room_id,
+            "an encrypted event skipped: appservice mode cannot read encrypted rooms; bridge this \
+             room with a bot-mode account (which keeps E2EE) instead"
+        );
         return None;
     }
     let event: AnySyncTimelineEvent = match serde_json::from_value(raw.clone()) {
