@@ -18,6 +18,10 @@ mod irc;
 #[path = "support/appservice.rs"]
 mod appservice;
 
+/// The benchmarks (ignored tests), beside the tests so they share this binary's Synapse.
+#[path = "support/appservice_bench.rs"]
+mod bench;
+
 use appservice::{
     WAIT, console_line, fixture, ghost_says, irc_account, joined, member_events, public_room, send,
     serve_png, unread_bytes_at,
@@ -486,91 +490,4 @@ async fn bot_mode_syncs_do_not_repeat_the_key_backup_warning() {
     assert!(tokio::task::block_in_place(|| gateway.stop()));
     let log = std::fs::read_to_string(dir.path().join("patchbay.log")).unwrap_or_default();
     assert!(!log.contains("no backup key was found"), "{log}");
-}
-
-/// Benchmark (ignored; `--ignored --nocapture`): the steady relay latency IRC -> Matrix
-/// through the binary, appservice mode beside bot mode. One IRC channel is routed to two rooms,
-/// one through each mode, and each line's latency is the time from carol's send until the
-/// homeserver stamped the relayed event (`origin_server_ts`, same machine clock).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn bench_irc_to_matrix_latency_appservice_beside_bot_mode() {
-    if !irc::have("inspircd") {
-        eprintln!("skipped: inspircd is not installed (run tests/install-deps.sh)");
-        return;
-    }
-    let fixture = fixture();
-    let slot = &fixture.slots[3];
-    let alice = User::register(&fixture.synapse, &unique("alice")).await;
-    let bot = fixture.synapse.register(&unique("bot"), "password").await;
-    let (as_room, as_alias) = public_room(&alice, "as").await;
-    let (bot_room, bot_alias) = public_room(&alice, "bot").await;
-    let server = irc::IrcServer::inspircd().await;
-    let config = slot.config(
-        fixture.synapse.port,
-        &[&as_alias],
-        &format!(
-            "{}[matrix.bot]\nhomeserver = \"{}\"\nuser = \"{bot}\"\npassword = \"password\"\n\
-             rooms = [\"{bot_alias}\"]\n\n\
-             [[route]]\nname = \"bench\"\n\
-             inout = [\"irc.net/#x\", \"matrix.home/{as_alias}\", \"matrix.bot/{bot_alias}\"]\n\
-             nick_format = \"{{nick}}\"\n",
-            irc_account(server.port),
-            fixture.synapse.url()
-        ),
-    );
-    let mut carol = irc::TestClient::connect(server.port, "carol").await;
-    carol.join("#x").await;
-    let gateway = Gateway::start(&slot.dir, &config);
-    carol.expect_join("pb", "#x").await;
-    alice
-        .wait_for(&as_room, "the AS bot", |e| joined(e, &slot.bot))
-        .await;
-    alice
-        .wait_for(&bot_room, "the bot", |e| joined(e, &bot))
-        .await;
-    // A first line sets the ghost up; it is not measured.
-    carol.send("PRIVMSG #x :warm up").await;
-    for room in [&as_room, &bot_room] {
-        alice
-            .wait_for(room, "the warm-up line", |e| {
-                e["content"]["body"]
-                    .as_str()
-                    .is_some_and(|b| b.ends_with("warm up"))
-            })
-            .await;
-    }
-    let now_ms = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or_default()
-    };
-    let (mut as_ms, mut bot_ms) = (Vec::new(), Vec::new());
-    for n in 0..20 {
-        let text = format!("line {n}");
-        let sent = now_ms();
-        carol.send(&format!("PRIVMSG #x :{text}")).await;
-        for (room, out) in [(&as_room, &mut as_ms), (&bot_room, &mut bot_ms)] {
-            let event = alice
-                .wait_for(room, "a measured line", |e| {
-                    e["content"]["body"]
-                        .as_str()
-                        .is_some_and(|b| b.ends_with(&text))
-                })
-                .await;
-            out.push(event["origin_server_ts"].as_i64().unwrap_or_default() - sent);
-        }
-    }
-    as_ms.sort_unstable();
-    bot_ms.sort_unstable();
-    println!(
-        "IRC -> Matrix through the binary, 20 lines: appservice median {} ms (max {}), \
-         bot mode median {} ms (max {})",
-        as_ms[as_ms.len() / 2],
-        as_ms[as_ms.len() - 1],
-        bot_ms[bot_ms.len() / 2],
-        bot_ms[bot_ms.len() - 1]
-    );
-    assert!(tokio::task::block_in_place(|| gateway.stop()));
 }

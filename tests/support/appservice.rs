@@ -24,7 +24,7 @@ use crate::support::Gateway;
 
 pub const WAIT: Duration = Duration::from_secs(60);
 
-pub const SLOTS: usize = 4;
+pub const SLOTS: usize = 5;
 
 pub struct Slot {
     pub index: usize,
