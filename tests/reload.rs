@@ -295,8 +295,7 @@ fn block_ret<T>(f: impl FnOnce() -> T) -> T {
 }
 
 /// An account removed while its network is down keeps its waiting deliveries (the reload
-/// reports them) and delivers them once a reload brings it back; an account serving HTTP
-/// cannot be added by a reload, and the refusal says why.
+/// reports them) and delivers them once a reload brings it back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_account_keeps_its_waiting_deliveries_until_it_comes_back() {
     if !available("inspircd") {
@@ -342,19 +341,10 @@ async fn a_removed_account_keeps_its_waiting_deliveries_until_it_comes_back() {
     assert!(report.contains("removed=[\"irc.late\"]"), "{report}");
     assert!(report.contains("waiting_in_removed=3"), "{report}");
 
-    // A webhook account (it serves HTTP) cannot be added by a reload.
-    let hook = "[webhook.ci]\ntoken = \"hook-token\"\n\n";
-    block_ret(|| reload(&gateway, &text(None, hook), 2, &sent));
-    let log = strip_ansi(&gateway.log());
-    assert!(
-        log.contains("[\"webhook.ci\"] serve HTTP, and the listener's routes are fixed at start"),
-        "{log}"
-    );
-
     // Back, on a real server: what waited arrives, once each, in order.
     let mut carol = TestClient::connect(server.port, "carol").await;
     carol.join("#x").await;
-    block_ret(|| reload(&gateway, &text(Some(server.port), ""), 3, &sent));
+    block_ret(|| reload(&gateway, &text(Some(server.port), ""), 2, &sent));
     let got = carol
         .collect_privmsgs("#x", "<y\u{200B}ou> waiting m2")
         .await;
@@ -365,6 +355,68 @@ async fn a_removed_account_keeps_its_waiting_deliveries_until_it_comes_back() {
             "<y\u{200B}ou> waiting m1",
             "<y\u{200B}ou> waiting m2"
         ]
+    );
+    assert!(gateway.stop(), "patchbay did not stop cleanly");
+}
+
+/// A webhook account added, changed (its token) and removed by reloads: the listener keeps
+/// running, and each request is answered by the account as the file says at that moment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_account_is_added_changed_and_removed_on_the_running_listener() {
+    let port = irc::free_port();
+    let dir = irc::tempdir();
+    let text = |token: Option<&str>| {
+        let mut text = format!(
+            "[general]\ndata_dir = \"data\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n\
+             [console.screen]\ninput = \"none\"\noutput = \"stdout\"\n\n"
+        );
+        if let Some(token) = token {
+            text.push_str(&format!(
+                "[webhook.ci]\ntoken = \"{token}\"\n\n[[route]]\nname = \"ci\"\n\
+                 in = [\"webhook.ci/builds\"]\nout = [\"console.screen/alerts\"]\n"
+            ));
+        }
+        text
+    };
+    let mut gateway = Gateway::start(dir.path(), &text(None));
+    support::wait_for_port(port, WAIT);
+    let client = reqwest::Client::new();
+    let post = |token: &str, n: u32| {
+        client
+            .post(format!("http://127.0.0.1:{port}/hooks/ci/builds"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"text": format!("build {n}"), "username": "ci"}))
+            .send()
+    };
+    let status = |r: reqwest::Result<reqwest::Response>| r.expect("an answer").status().as_u16();
+    assert_eq!(status(post("one", 0).await), 404);
+
+    let sent = AtomicU64::new(0);
+    block_ret(|| reload(&gateway, &text(Some("one")), 1, &sent));
+    assert_eq!(status(post("one", 1).await), 202);
+    block_ret(|| gateway.expect("[console.screen/alerts] <ci> build 1"));
+
+    block_ret(|| reload(&gateway, &text(Some("two")), 2, &sent));
+    assert_eq!(
+        status(post("one", 2).await),
+        403,
+        "the old token still works"
+    );
+    assert_eq!(status(post("two", 3).await), 202);
+    block_ret(|| gateway.expect("[console.screen/alerts] <ci> build 3"));
+
+    block_ret(|| reload(&gateway, &text(None), 3, &sent));
+    assert_eq!(status(post("two", 4).await), 404);
+    assert_eq!(support::http_get(port, "/healthz").0, 200);
+    let log = strip_ansi(&gateway.log());
+    assert_eq!(log.matches("HTTP listener up").count(), 1, "{log}");
+    assert!(
+        !gateway
+            .seen
+            .iter()
+            .any(|l| l.contains("build 2") || l.contains("build 4")),
+        "{:?}",
+        gateway.seen
     );
     assert!(gateway.stop(), "patchbay did not stop cleanly");
 }

@@ -29,6 +29,7 @@ pub use reload::{Reload, ReloadRefused, ReloadReport, ReloadRequests, Reloader};
 
 mod account;
 mod reload;
+mod served;
 
 /// How often old mappings and delivered events are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -83,6 +84,8 @@ pub struct Engine {
     reloader: Option<Reloader>,
     /// Each account's supervisor, so that a reload can stop or restart one account alone.
     running: HashMap<String, Running>,
+    /// The connectors' HTTP routes on the listener, if there is one.
+    served: Option<served::Served>,
 }
 
 /// One account's supervisor task.
@@ -172,9 +175,13 @@ impl Engine {
         let tasks = TaskTracker::new();
         let mut running_accounts = HashMap::new();
         let mut routes = Vec::new();
+        // The connectors' routes sit behind one fallback, so that a reload can change them.
+        let served = served::Served::default();
+        let mut serving = HashMap::new();
         for account in &accounts {
             if let Some(r) = account.connector.http_routes() {
-                routes.push((account.name.clone(), r));
+                routes.push((account.name.clone(), r.clone()));
+                serving.insert(account.name.clone(), r);
             }
         }
         let admin_api = || {
@@ -199,7 +206,17 @@ impl Engine {
                     metrics: Arc::clone(&metrics),
                     store: Arc::clone(&store),
                 };
-                let app = http::router(status, routes.into_iter().map(|(_, r)| r).collect());
+                for (name, r) in &serving {
+                    served.insert(name, r.clone());
+                }
+                let own = routes
+                    .into_iter()
+                    .filter(|(name, _)| !serving.contains_key(name))
+                    .map(|(_, r)| r);
+                let app = http::router(
+                    status,
+                    std::iter::once(served.router()).chain(own).collect(),
+                );
                 tasks.spawn(http::serve(listen, app, stop.clone()).await?);
             }
             (None, false) => {
@@ -248,6 +265,7 @@ impl Engine {
             tasks,
             reloader,
             running: running_accounts,
+            served: http.map(|_| served),
         })
     }
 
@@ -270,6 +288,9 @@ impl Engine {
             tracing::warn!(account = %name, "a delivery was still in flight at the timeout");
         }
         self.outbox.remove_destination(name);
+        if let Some(served) = &self.served {
+            served.remove(name);
+        }
         running.state.down("stopped by a reload");
         Some(running.state)
     }
@@ -281,6 +302,15 @@ impl Engine {
         account: AccountSpec,
         state: Option<StateHandle>,
     ) -> anyhow::Result<()> {
+        let routes = account.connector.http_routes();
+        match (&routes, &self.served) {
+            (Some(routes), Some(served)) => served.insert(&account.name, routes.clone()),
+            (Some(_), None) => anyhow::bail!(
+                "{} serves HTTP but no listener is configured: add `[http] listen` and restart",
+                account.name
+            ),
+            (None, _) => {}
+        }
         std::fs::create_dir_all(&account.data_dir)
             .with_context(|| format!("creating {}", account.data_dir.display()))?;
         let (state, watch) = match (state, self.states.get(&account.name)) {
@@ -315,6 +345,11 @@ impl Engine {
         };
         self.running.insert(account.name, running);
         Ok(())
+    }
+
+    /// Whether the HTTP listener runs (accounts that serve HTTP can be added).
+    fn serves_http(&self) -> bool {
+        self.served.is_some()
     }
 
     /// Where events for `account` can be emitted from outside a connector (tests, benches).

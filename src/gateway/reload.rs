@@ -22,8 +22,9 @@
 //! at a time. `[general]`, `[http]` and `[bus]` are read at start only; a change to them is
 //! reported as needing a restart. The nats engine reloads routes only: its instances compete
 //! for leases on a fixed set of accounts, so a file that adds, removes or changes an account
-//! is refused there. An account serving HTTP (webhook, API, Matrix appservice) cannot be
-//! added or changed by a reload either (the listener's routes are fixed at start).
+//! is refused there. An account serving HTTP (webhook, API, Matrix appservice) has its routes
+//! swapped on the running listener; without a listener (`[http]` is read at start only) such
+//! an account cannot be added.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -261,11 +262,11 @@ async fn reload(
         .filter(|a| starting.contains(&&a.name) && a.connector.http_routes().is_some())
         .map(|a| &a.name)
         .collect();
-    if !serving.is_empty() {
+    if !serving.is_empty() && !engine.serves_http() {
         return Err(ReloadRefused {
             errors: format!(
-                "{serving:?} serve HTTP, and the listener's routes are fixed at start: restart \
-                 patchbay to add or change such an account"
+                "{serving:?} serve HTTP but no listener runs: add `[http] listen` to the \
+                 config and restart patchbay"
             ),
         });
     }
