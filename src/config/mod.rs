@@ -268,13 +268,14 @@ fn parse_with(
 
     let mut routes: Vec<Route> = Vec::new();
     for (path, table) in route_tables {
+        let name_span = table.name.span();
         if let Some(route) =
             compile_route(path, table, &base, &account_names, registry, &mut errors)
         {
             if routes.iter().any(|r| r.name == route.name) {
                 errors.error(
-                    None,
-                    "route.name",
+                    Some(name_span),
+                    format!("route \"{}\".name", route.name),
                     format!("two routes are named `{}`", route.name),
                 );
             }
@@ -556,9 +557,10 @@ fn compile_settings(
             .collect();
     }
     if let Some(limit) = &table.rate_limit {
+        let (span, limit) = (limit.span(), limit.get_ref());
         if limit.messages == 0 || limit.per.0.is_zero() {
             errors.error(
-                None,
+                Some(span),
                 join(path, "rate_limit"),
                 "a rate limit needs `messages` and `per` above zero",
             );

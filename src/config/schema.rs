@@ -57,7 +57,7 @@ pub struct RouteTable {
     pub ignore_text: Vec<Spanned<String>>,
     #[serde(default)]
     pub rewrite: Vec<RewriteTable>,
-    pub rate_limit: Option<RateLimitTable>,
+    pub rate_limit: Option<Spanned<RateLimitTable>>,
     /// Per-room overrides, keyed by `ACCOUNT/ROOM`.
     #[serde(default)]
     pub room: BTreeMap<Spanned<String>, SettingsTable>,
@@ -95,7 +95,7 @@ pub struct SettingsTable {
     #[serde(default)]
     pub rewrite: Vec<RewriteTable>,
     /// At most `messages` deliveries per `per` into each room; more wait their turn.
-    pub rate_limit: Option<RateLimitTable>,
+    pub rate_limit: Option<Spanned<RateLimitTable>>,
 }
 
 #[derive(Debug, Deserialize)]
