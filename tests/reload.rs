@@ -420,3 +420,67 @@ async fn a_webhook_account_is_added_changed_and_removed_on_the_running_listener(
     );
     assert!(gateway.stop(), "patchbay did not stop cleanly");
 }
+
+/// The nats engine reloads routes (a nick format here) at once, and refuses a file that
+/// changes its accounts, saying to restart the instances.
+#[test]
+fn the_nats_engine_reloads_routes_and_refuses_account_changes() {
+    use support::nats::{NatsServer, owner, post, post_until_accepted, printed};
+    if !Path::new(&support::nats::nats_server_binary()).exists()
+        && !available(&support::nats::nats_server_binary().to_string_lossy())
+    {
+        return;
+    }
+    let dir = irc::tempdir();
+    let nats = NatsServer::start(dir.path());
+    let out = dir.path().join("out.log");
+    let text = |format: &str, extra: &str| {
+        "[general]\ngateway_id = \"gw\"\n\n[bus]\nengine = \"nats\"\nservers = [\"URL\"]\n\
+         prefix = \"t\"\nlease = \"2s\"\n\n[webhook.in]\ntoken = \"tok\"\nrate_limit_per_minute = 0\n\n\
+         [console.out]\ninput = \"none\"\noutput = \"OUT\"\n\nEXTRA\
+         [[route]]\nname = \"notify\"\nin = [\"webhook.in/hook\"]\nout = [\"console.out/lobby\"]\n\
+         nick_format = \"FORMAT\"\n"
+            .replace("URL", &nats.url())
+            .replace("OUT", &out.display().to_string())
+            .replace("EXTRA", extra)
+            .replace("FORMAT", format)
+    };
+    let path = dir.path().join("patchbay.toml");
+    std::fs::write(&path, text("{nick}", "")).expect("write the config");
+    let instance = support::nats::start(dir.path(), &path, "i1");
+    wait_until(WAIT, "an owner for console.out", || {
+        owner(&path, "console.out").is_some()
+    });
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    post_until_accepted(&rt, instance.port, "m0");
+    wait_until(WAIT, "m0 printed", || {
+        printed(dir.path(), "bot").0 == ["m0"]
+    });
+    let gateway = instance.gateway.as_ref().expect("running");
+    let sent = AtomicU64::new(0);
+
+    let extra = "[console.extra]\ninput = \"none\"\noutput = \"stdout\"\n\n";
+    reload(gateway, &text("{nick}", extra), 1, &sent);
+    let log = strip_ansi(&gateway.log());
+    assert!(
+        log.contains("the nats engine reloads routes only; restart the instances"),
+        "{log}"
+    );
+
+    reload(gateway, &text("nats-{nick}", ""), 2, &sent);
+    let log = strip_ansi(&gateway.log());
+    let report = log
+        .lines()
+        .find(|l| l.contains("config reloaded"))
+        .expect("a report");
+    assert!(report.contains("routes_changed=true"), "{report}");
+    assert_eq!(post(&rt, instance.port, "m1"), 202);
+    wait_until(WAIT, "m1 printed with the new format", || {
+        printed(dir.path(), "nats-bot").0 == ["m1"]
+    });
+    assert_eq!(
+        printed(dir.path(), "bot").0,
+        ["m0"],
+        "m0 once, m1 not as before"
+    );
+}
