@@ -3,6 +3,10 @@
 //! Drop the connector's own echoes; resolve the message references it names by its network's
 //! ids into gateway ids; ask the router where the event goes; record the event and its
 //! deliveries in one transaction. The store's feed hands them to the outbox from there.
+//!
+//! The routes are read once per event, at accept: a reload that replaces them while events
+//! arrive routes each event wholly by the old table or wholly by the new one, and an accepted
+//! event keeps the deliveries computed then (see [`crate::gateway`]'s reload).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
