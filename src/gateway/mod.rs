@@ -452,7 +452,7 @@ pub async fn run(
             };
             let (leases, task) = Leases::start(bus.clone(), settings, leases_stop.clone());
             leases_task = Some(task);
-            tracing::info!(%instance, servers = ?nats.servers, "nats engine: accounts follow their leases");
+            tracing::info!(%instance, site = ?nats.site, servers = ?nats.servers(), "nats engine: accounts follow their leases");
             let backend = Backend {
                 store: Arc::new(JetStreamStore::new(bus.clone())),
                 ownership: leases,

@@ -358,10 +358,9 @@ fn message_kind(msgtype: &MessageType, is_reply: bool) -> Option<(Kind, Option<M
         MessageType::File(c) => media!(c, is_reply),
         MessageType::Video(c) => media!(c, is_reply),
         MessageType::Audio(c) => media!(c, is_reply),
-        MessageType::Location(location) => (
-            message(rich_text(&location.body, None, is_reply)),
-            None,
-        ),
+        MessageType::Location(location) => {
+            (message(rich_text(&location.body, None, is_reply)), None)
+        }
         other => {
             let body = other.body();
             let body = if is_reply {
