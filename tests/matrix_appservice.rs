@@ -113,14 +113,24 @@ async fn an_irc_user_is_a_ghost_in_matrix_and_matrix_relations_reach_irc() {
     let seen = carol.expect_privmsg("#x", "the color").await;
     assert!(seen.ends_with("fixed: the color"), "{seen:?}");
 
-    // A redaction reaches the gateway (the console shows it); IRC has no way to delete a line,
-    // so carol is shown nothing for it: the next line she sees is the one said after it.
+    // A redaction reaches the gateway (the console shows it) and IRC, which cannot take a
+    // line back: carol is told it was deleted, and the next line she sees is the one said
+    // after it.
     alice
         .room(&room)
         .redact(&original, None, None)
         .await
         .expect("redact");
     console_line(&mut gateway, |l| l.contains("deleted"));
+    carol
+        .expect("a NOTICE that the line was deleted", |cmd, params, _| {
+            cmd == "NOTICE"
+                && params.first().is_some_and(|t| t == "#x")
+                && params
+                    .get(1)
+                    .is_some_and(|t| t.ends_with("deleted a message"))
+        })
+        .await;
     send(
         &alice,
         &room,

@@ -154,7 +154,14 @@ pub fn render(delivery: &Delivery, cfg: &RenderConfig, me: &SelfPrefix) -> Optio
             format!("<{nick}> "),
             format!("{}{}", cfg.edit_prefix, mirc::render(body, keep)),
         ),
-        Kind::Delete { .. } => return None,
+        // IRC cannot take a line back: say it was deleted, without repeating it (a line
+        // deleted as spam is not posted again).
+        Kind::Delete { .. } => (
+            Command::Notice,
+            false,
+            String::new(),
+            format!("*** {nick} deleted a message"),
+        ),
         Kind::Reaction { emoji, .. } => (
             Command::Privmsg,
             true,
@@ -425,7 +432,12 @@ mod tests {
         let delete = Kind::Delete {
             target: MessageRef::Native("x".into()),
         };
-        assert!(render(&delivery(delete), &cfg, &me()).is_none());
+        assert_eq!(
+            render(&delivery(delete), &cfg, &me())
+                .expect("delete")
+                .payloads,
+            vec!["*** alice deleted a message"]
+        );
     }
 
     #[test]
