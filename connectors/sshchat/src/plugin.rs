@@ -56,8 +56,8 @@ pub struct PluginMode {
     /// Where the names we speak as are announced (set when `run` starts).
     sink: std::sync::OnceLock<patchbay_sdk::EventSink>,
     /// The names relayed messages were sent under, newest last: the account's own names on
-    /// the server, announced so that another account of the gateway on the same server (an
-    /// SSH session) never relays them again.
+    /// the server, announced (when the hop trace is off) so that another account of the
+    /// gateway on the same server (an SSH session) never relays them again.
     speaking_as: Mutex<VecDeque<String>>,
 }
 
@@ -347,7 +347,12 @@ impl PluginMode {
         };
         let msg = format!("{}{trailer}", render::neutralise_devzat(&out.text));
         let from = (!out.nick.is_empty()).then(|| out.nick.clone());
-        if let Some(from) = &from {
+        // Without the trace, the name is all that marks a relayed line as ours on the server.
+        // With it, the trace does, and announcing relay names would make a real user who goes
+        // by one of them (in another room, over an SSH account) count as us.
+        if let Some(from) = &from
+            && !self.config.hop_trace
+        {
             self.speak_as(from);
         }
         self.remember(&delivery.room, &out.nick, &msg);
