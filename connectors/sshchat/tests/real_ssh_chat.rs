@@ -11,6 +11,10 @@ use support::{WAIT, delivery, start, text};
 
 const LONG: Duration = Duration::from_secs(90);
 
+/// How long the bridge may take to log in and enter the room: generous, because the tests of
+/// this file run at once, each with its own ssh-chat, on a machine that may be busy.
+const UP: std::time::Duration = std::time::Duration::from_secs(60);
+
 fn config(server: &SshChat) -> String {
     format!(
         "server = \"{}\"\ndialect = \"ssh-chat\"\nnick = \"bridge\"\nreconnect_min_secs = 1\n",
@@ -42,7 +46,7 @@ async fn relays_both_ways_and_never_emits_its_own_lines() {
     };
     let alice = server.user("alice").await;
     let mut bridge = start(&config(&server));
-    assert!(bridge.wait_up(WAIT).await);
+    assert!(bridge.wait_up(UP).await);
     alice.say("hello bridge").await.expect("say");
     let event = bridge
         .events
@@ -90,7 +94,7 @@ async fn a_burst_arrives_whole_and_in_order_under_the_rate_limit() {
     };
     let watcher = server.user("watcher").await;
     let mut bridge = start(&config(&server));
-    assert!(bridge.wait_up(WAIT).await);
+    assert!(bridge.wait_up(UP).await);
     let n = 150;
     let run: Vec<Delivery> = (0..n)
         .map(|i| delivery("#main", "[irc] flood", &format!("message {i}")))
@@ -124,7 +128,7 @@ async fn a_shutdown_mid_burst_answers_ok_for_exactly_the_lines_shown() {
     };
     let watcher = server.user("watcher").await;
     let mut bridge = start(&config(&server));
-    assert!(bridge.wait_up(WAIT).await);
+    assert!(bridge.wait_up(UP).await);
     // Long texts: a merged line holds few, so the burst takes many paced writes.
     let n = 200;
     let run: Vec<Delivery> = (0..n)
@@ -202,7 +206,7 @@ async fn a_taken_name_neither_stalls_the_bot_nor_silences_the_squatter() {
         .await
         .unwrap_or_else(|| panic!("the squatter joined: {:?}", squatter.lines()));
     let mut bridge = start(&config(&server));
-    assert!(bridge.wait_up(WAIT).await, "{:?}", *bridge.state.borrow());
+    assert!(bridge.wait_up(UP).await, "{:?}", *bridge.state.borrow());
     let started = std::time::Instant::now();
     bridge
         .deliver(delivery("#main", "[irc] bob", "from a guest"))
