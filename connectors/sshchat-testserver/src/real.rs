@@ -22,14 +22,16 @@ pub fn peers_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peers")
 }
 
-fn free_port() -> u16 {
+/// A free loopback port (bound and released; the server binds it right after).
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free loopback port")
 }
 
-async fn wait_port(port: u16, timeout: Duration) -> bool {
+/// Wait until `port` accepts connections.
+pub async fn wait_port(port: u16, timeout: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
     while tokio::time::Instant::now() < deadline {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))

@@ -4,7 +4,6 @@
 //! A test that needs one and cannot find it prints why and returns: it is skipped, never
 //! passed by pretending. `PATCHBAY_PEERS` overrides where the builds are.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -13,37 +12,9 @@ use russh::keys::{Algorithm, PrivateKey};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// Where the peer builds are: `PATCHBAY_PEERS`, else `shared/peers` beside the project.
-pub fn peers_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("PATCHBAY_PEERS") {
-        return PathBuf::from(dir);
-    }
-    // connectors/sshchat → the project root → its parent holds `shared/`.
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peers")
-}
-
-/// A free loopback port (bound and released; the server binds it right after).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-/// Wait until `port` accepts connections.
-async fn wait_port(port: u16, timeout: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while tokio::time::Instant::now() < deadline {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
+// Where the builds are, free ports and waiting for a listener: shared with the gateway's
+// end-to-end tests through the test server crate.
+pub use patchbay_sshchat_testserver::real::{free_port, peers_dir, wait_port};
 
 /// A fresh user key: Devzat knows a user by its key.
 pub fn user_key() -> PrivateKey {
