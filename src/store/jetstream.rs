@@ -145,21 +145,27 @@ impl Store for JetStreamStore {
         })?;
         let (quote_key, last_key) = (quote_key(event.id), last_key(&origin));
         let quote = serde_json::to_vec(&quote)?;
-        let (quoted, last) = futures::join!(
+        // The origin room's own id of the event, for a reply or an edit delivered back there:
+        // written beside the quote and the last-seen mark, in one round trip.
+        let native = async {
+            match &event.origin.remote_id {
+                Some(remote) => {
+                    let key = native_key(event.id, &origin);
+                    self.bus
+                        .map_put(&key, remote.clone().into_bytes().into())
+                        .await
+                }
+                None => Ok(()),
+            }
+        };
+        let (quoted, last, native) = futures::join!(
             self.bus.map_put(&quote_key, quote.into()),
             self.bus.map_put(&last_key, seen.into()),
+            native,
         );
         quoted?;
         last?;
-        // The origin room's own id of the event, for a reply or an edit delivered back there.
-        if let Some(remote) = &event.origin.remote_id {
-            self.bus
-                .map_put(
-                    &native_key(event.id, &origin),
-                    remote.clone().into_bytes().into(),
-                )
-                .await?;
-        }
+        native?;
         // Last: until it is written, a resend is not yet a duplicate.
         if let Some(key) = &origin_key {
             self.bus
