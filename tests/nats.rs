@@ -262,7 +262,12 @@ out = ["console.out/lobby"]
     wait_until(Duration::from_secs(30), "the message printed", || {
         printed_by(dir.path(), "bob").0 == ["hello"]
     });
-    // The id the first holder's console delivery got, recorded in the shared map.
+    // The id the first holder's console delivery got is recorded in the shared map before the
+    // delivery is acknowledged: once the outbox is empty, kill the holder (killed earlier, it
+    // would leave the delivery in flight, to be sent again by the next holder).
+    wait_until(Duration::from_secs(30), "the delivery acknowledged", || {
+        status(&config).contains("outbox:\n  empty")
+    });
     instances[owner_at].gateway.take().expect("running").kill();
     wait_until(
         Duration::from_secs(30),
