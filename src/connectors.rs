@@ -33,6 +33,13 @@ impl Registry {
         self.factories.get(protocol)
     }
 
+    /// Every factory's [`ConnectorFactory::quiet_log_directives`].
+    pub fn quiet_log_directives(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.factories
+            .values()
+            .flat_map(|factory| factory.quiet_log_directives().iter().copied())
+    }
+
     pub fn protocols(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.factories.keys().copied()
     }

@@ -343,12 +343,10 @@ async fn reload_on_hangup(reloader: patchbay::gateway::Reloader, stop: Cancellat
 
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    #[allow(unused_mut)]
     let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Dependencies' lines repeated at every sync (matrix-sdk's key backup) stay quiet unless
+    // Dependencies' lines the connectors say repeat in steady state stay quiet unless
     // RUST_LOG names their target.
-    #[cfg(feature = "matrix")]
-    for directive in patchbay_matrix::QUIET_LOG_DIRECTIVES {
+    for directive in Registry::builtin().quiet_log_directives() {
         let target = directive.split('=').next().unwrap_or_default();
         let named = std::env::var("RUST_LOG").is_ok_and(|v| v.contains(target));
         if let (false, Ok(directive)) = (named, directive.parse()) {

@@ -58,6 +58,10 @@ impl ConnectorFactory for MatrixFactory {
         "matrix"
     }
 
+    fn quiet_log_directives(&self) -> &'static [&'static str] {
+        QUIET_LOG_DIRECTIVES
+    }
+
     fn build(
         &self,
         account: &AccountInfo,

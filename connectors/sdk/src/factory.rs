@@ -32,6 +32,13 @@ pub trait ConnectorFactory: Send + Sync + 'static {
             Ok(())
         }
     }
+
+    /// `tracing` directives (`target=level`) that keep a dependency's lines quiet when they
+    /// repeat in steady state and tell an operator nothing; the binary applies them unless
+    /// `RUST_LOG` names the target. The default keeps everything.
+    fn quiet_log_directives(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// Facts about the account being built.
