@@ -4,7 +4,6 @@
 //!
 //! Every server binds free 127.0.0.1 ports, keeps its state in a temp dir and is killed on drop.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -12,28 +11,9 @@ use std::process::{Child, Command};
 
 use super::free_port;
 
-/// `PATCHBAY_PEERS`, else `../shared/peers` beside the project root.
-pub fn peers_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("PATCHBAY_PEERS") {
-        return PathBuf::from(dir);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/peers")
-}
-
-/// Wait until something accepts TCP connections on `port`.
-pub async fn wait_port(port: u16, timeout: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while tokio::time::Instant::now() < deadline {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
+// Where the builds are and waiting for a listener: the test server crate's, shared with the
+// other end-to-end tests.
+pub use patchbay_sshchat_testserver::real::{peers_dir, wait_port};
 
 /// ergo with in-memory history, restartable on the same port (history is lost with the
 /// process, as it is for this build).
