@@ -90,35 +90,11 @@ impl Drop for Server {
 }
 
 struct Sites {
-    _dir: tempdir::Dir,
+    dir: tempfile::TempDir,
     hub: Server,
     leaf_port: u16,
     eu: Server,
     us: Server,
-}
-
-mod tempdir {
-    /// A directory removed on drop.
-    pub struct Dir(pub std::path::PathBuf);
-    impl Dir {
-        pub fn new(name: &str) -> Dir {
-            let path = std::env::temp_dir().join(format!(
-                "patchbay-nats-{name}-{}-{}",
-                std::process::id(),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos())
-                    .unwrap_or(0)
-            ));
-            std::fs::create_dir_all(&path).expect("temp dir");
-            Dir(path)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 fn leaf(dir: &Path, name: &str, leaf_port: u16) -> Server {
@@ -145,13 +121,13 @@ fn hub(dir: &Path, port: u16, leaf_port: u16) -> Server {
 }
 
 fn start_sites() -> Sites {
-    let dir = tempdir::Dir::new("sites");
+    let dir = tempfile::tempdir().expect("a temp dir");
     let leaf_port = free_port();
-    let hub = hub(&dir.0, free_port(), leaf_port);
-    let eu = leaf(&dir.0, "eu", leaf_port);
-    let us = leaf(&dir.0, "us", leaf_port);
+    let hub = hub(dir.path(), free_port(), leaf_port);
+    let eu = leaf(dir.path(), "eu", leaf_port);
+    let us = leaf(dir.path(), "us", leaf_port);
     Sites {
-        _dir: dir,
+        dir,
         hub,
         leaf_port,
         eu,
@@ -269,7 +245,7 @@ async fn a_cut_link_keeps_each_site_going_and_what_waited_crosses_once_in_order(
 
     // Back: what waited crosses once, in order, and nothing else comes with it (a marker
     // published after it is the last thing to arrive).
-    sites.hub = hub(&sites._dir.0, sites.hub.port, sites.leaf_port);
+    sites.hub = hub(sites.dir.path(), sites.hub.port, sites.leaf_port);
     publish(&eu, "devzat.us", &["eu marker".to_owned()]).await;
     publish(&us, "devzat.eu", &["us marker".to_owned()]).await;
     let mut expected = waited_for_us.clone();
