@@ -10,8 +10,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use patchbay_sdk::http::{Refusal, read_body, until_running};
 use patchbay_sdk::{EmitError, Event, EventId, EventSink};
-use patchbay_webhook::{Refusal, read_body};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use tokio::sync::{broadcast, watch};
@@ -72,13 +72,7 @@ pub fn authorize(
 
 /// The sink and log, waiting up to the configured time for `run` to provide them.
 pub async fn ready(shared: &Shared) -> Result<Ready, Refusal> {
-    let mut rx = shared.ready.subscribe();
-    match tokio::time::timeout(shared.config.start_wait, rx.wait_for(Option::is_some)).await {
-        Ok(Ok(ready)) => ready
-            .clone()
-            .ok_or_else(|| Refusal::unavailable("the gateway is starting")),
-        _ => Err(Refusal::unavailable("the gateway is starting")),
-    }
+    until_running(&shared.ready, shared.config.start_wait).await
 }
 
 /// What a send became.
@@ -98,21 +92,16 @@ pub async fn send(shared: &Shared, ready: &Ready, room: &str, send: Send) -> Res
     let inbound = send.into_inbound(room).map_err(Refusal::BadRequest)?;
     let nick = inbound.author.name.clone();
     let copy = inbound.clone();
-    let event_id = match ready.sink.emit(inbound).await {
-        Ok(Some(id)) => id,
-        Ok(None) => {
-            return Ok(Sent {
-                id: None,
-                event_id: None,
-            });
-        }
-        Err(EmitError::Closed) => {
-            return Err(Refusal::unavailable("the gateway is stopping"));
-        }
-        Err(err @ EmitError::Store(_)) => {
+    let emitted = ready.sink.emit(inbound).await.inspect_err(|err| {
+        if let EmitError::Store(_) = err {
             tracing::error!(account = %ready.sink.account(), %room, "a send could not be recorded: {err}");
-            return Err(Refusal::unavailable(err.to_string()));
         }
+    })?;
+    let Some(event_id) = emitted else {
+        return Ok(Sent {
+            id: None,
+            event_id: None,
+        });
     };
     let mut event = Event::from_inbound(ready.sink.account(), copy);
     event.id = event_id;

@@ -11,6 +11,8 @@
 //!   their typed errors, connector state.
 //! - [`room`]: addressing — [`RoomKey`], a room of an account.
 //! - [`factory`]: how a connector is built from its `[PROTOCOL.NAME]` config table.
+//! - `http` (feature `http`): `Refusal`, why an HTTP request was not accepted, answering
+//!   for itself — shared by every connector that serves HTTP.
 //! - [`backoff`] (pure): exponential backoff with jitter, shared by the gateway and connectors.
 //! - [`supervise`]: staying connected — a connector writes one [`Connection`], the
 //!   [`Supervisor`] reconnects it with backoff, reports its state and logs each end.
@@ -19,6 +21,8 @@ pub mod backoff;
 pub mod connector;
 pub mod event;
 pub mod factory;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod room;
 pub mod supervise;
 pub mod text;
@@ -32,6 +36,8 @@ pub use event::{
     Attachment, Author, Event, EventId, Hop, Inbound, Kind, MessageRef, Origin, Timestamp,
 };
 pub use factory::{AccountInfo, ConfigError, ConnectorFactory, parse_table, read_secret};
+#[cfg(feature = "http")]
+pub use http::Refusal;
 pub use room::RoomKey;
 pub use supervise::{Connection, Ended, Supervisor};
 pub use text::RichText;

@@ -15,7 +15,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::config::{InboundSettings, SignatureScheme};
-use crate::refusal::Refusal;
+use patchbay_sdk::Refusal;
 
 /// Where patchbay's outbound timed signature goes: `v1=HEX` of `v1:{ts}:{body}`.
 pub const PATCHBAY_SIGNATURE: &str = "X-Patchbay-Signature";

@@ -10,7 +10,6 @@
 //! - [`config`]: the `[webhook.NAME]` table.
 //! - `auth`: tokens and signatures (GitHub, Slack, patchbay's timed one). `replay`: timed
 //!   signatures already accepted. `ratelimit`: per-hook token buckets.
-//! - [`refusal`]: the one HTTP failure type, which the API connector shares.
 //! - `parse`: bodies → messages. `templates`: the shipped and configured templates.
 //! - `server`: the inbound route. `render` + `send`: the outbound POST.
 
@@ -19,7 +18,6 @@ pub mod config;
 mod auth;
 mod parse;
 mod ratelimit;
-pub mod refusal;
 mod render;
 mod replay;
 mod send;
@@ -38,7 +36,6 @@ use tokio::sync::watch;
 
 pub use auth::{PATCHBAY_SIGNATURE, PATCHBAY_TIMESTAMP, sign, sign_timed, verify};
 pub use config::WebhookConfig;
-pub use refusal::{Refusal, read_body};
 
 use server::Shared;
 

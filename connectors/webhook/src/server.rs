@@ -5,7 +5,6 @@
 //! connector runs (the sink arrives with `run`), requests wait a while and then get 503.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -13,6 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use patchbay_sdk::http::{Refusal, read_body, until_running};
 use patchbay_sdk::text::markdown::from_markdown;
 use patchbay_sdk::{Author, EmitError, EventSink, Inbound, Kind, RichText};
 use serde::Deserialize;
@@ -22,7 +22,6 @@ use crate::auth::{self, Proof};
 use crate::config::{InboundKind, InboundSettings, WebhookConfig};
 use crate::parse::{self, Parsed};
 use crate::ratelimit::RateLimiter;
-use crate::refusal::{Refusal, read_body};
 use crate::replay::{Claim, Seen};
 
 /// What the HTTP side and the connector share.
@@ -123,9 +122,7 @@ async fn emit(
     message: parse::Message,
     signature: Option<&[u8]>,
 ) -> Result<Response, Refusal> {
-    let sink = wait_for_sink(shared, shared.config.start_wait)
-        .await
-        .ok_or_else(|| Refusal::unavailable("the gateway is starting"))?;
+    let sink = until_running(&shared.sink, shared.config.start_wait).await?;
     // Markdown that renders to nothing (`#`, an empty quote) is relayed as sent, never as an empty line.
     let body = match from_markdown(&message.text) {
         body if body.is_empty() => RichText::plain(message.text.trim()),
@@ -156,26 +153,11 @@ async fn emit(
     .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
     .map(str::to_owned)
     .or_else(|| signature.map(|mac| format!("signature:{}", hex::encode(mac))));
-    match sink.emit(inbound).await {
-        Ok(id) => Ok(answer(
-            StatusCode::ACCEPTED,
-            "id",
-            id.map(|id| id.to_string()).unwrap_or_default(),
-        )),
-        Err(EmitError::Closed) => Err(Refusal::unavailable("the gateway is stopping")),
-        Err(err @ EmitError::Store(_)) => {
+    let id = sink.emit(inbound).await.inspect_err(|err| {
+        if let EmitError::Store(_) = err {
             tracing::error!(account = %sink.account(), %room, "a hook could not be recorded: {err}");
-            Err(Refusal::unavailable(err.to_string()))
         }
-    }
-}
-
-/// The sink, waiting up to `wait` for `run` to hand it over.
-async fn wait_for_sink(shared: &Shared, wait: Duration) -> Option<EventSink> {
-    let mut rx = shared.sink.subscribe();
-    let ready = tokio::time::timeout(wait, rx.wait_for(|sink| sink.is_some())).await;
-    match ready {
-        Ok(Ok(sink)) => sink.clone(),
-        _ => None,
-    }
+    })?;
+    let id = id.map(|id| id.to_string()).unwrap_or_default();
+    Ok(answer(StatusCode::ACCEPTED, "id", id))
 }

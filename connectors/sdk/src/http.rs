@@ -1,16 +1,21 @@
-//! Why an HTTP request was not accepted, as one type that answers for itself.
+//! Why an HTTP request was not accepted, as one type that answers for itself (feature `http`).
 //!
 //! Each variant is one kind of refusal with its status; [`IntoResponse`] renders every one the
 //! same way — `{"error": "<what is wrong>"}` with the status, `WWW-Authenticate` on 401 and
-//! `Retry-After` where waiting helps — so a handler is a line of `?` per step. The API
-//! connector uses it too; it belongs in the SDK next to `DeliveryError` once the SDK takes
-//! HTTP types.
+//! `Retry-After` where waiting helps — so a handler is a line of `?` per step. Every connector
+//! that serves HTTP on the gateway's listener (webhooks, the API) answers through it, so a
+//! client reads the same shape from each, and the failures they share are mapped once here:
+//! the gateway not running yet ([`until_running`]), not recording (`From<EmitError>`), a body
+//! too large or too slow ([`read_body`]).
 
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use tokio::sync::watch;
+
+use crate::connector::EmitError;
 
 /// Why a request was refused; its `Display` is the sentence the client reads.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -95,6 +100,16 @@ impl Refusal {
     }
 }
 
+/// The gateway's answer to an emit, as the client hears it: both are worth retrying later.
+impl From<EmitError> for Refusal {
+    fn from(err: EmitError) -> Self {
+        match err {
+            EmitError::Closed => Refusal::unavailable("the gateway is stopping"),
+            err @ EmitError::Store(_) => Refusal::unavailable(err.to_string()),
+        }
+    }
+}
+
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -137,6 +152,21 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
             Refusal::BadRequest(format!("the body could not be read: {err}"))
         }
     })
+}
+
+/// What `run` hands the HTTP side (the sink, an open log), waiting up to `wait` for the
+/// connector to be run: routes are served from the moment the listener is up, which may be
+/// before the gateway has started the account. 503 "starting" when it does not come in time.
+pub async fn until_running<T: Clone>(
+    ready: &watch::Sender<Option<T>>,
+    wait: Duration,
+) -> Result<T, Refusal> {
+    let mut rx = ready.subscribe();
+    match tokio::time::timeout(wait, rx.wait_for(Option::is_some)).await {
+        Ok(Ok(ready)) => ready.clone(),
+        _ => None,
+    }
+    .ok_or_else(|| Refusal::unavailable("the gateway is starting"))
 }
 
 /// Whether an error, or one of its sources, is a timeout (how the listener's body deadline
@@ -184,6 +214,27 @@ mod tests {
             .to_string(),
             "the request's timestamp is 600 s away from the gateway's clock; signed requests are accepted for 300 s (signature_max_age_secs)"
         );
+    }
+
+    #[test]
+    fn a_gateway_that_cannot_record_is_a_503_to_retry() {
+        let refusal = Refusal::from(EmitError::Closed);
+        assert_eq!(refusal.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refusal.to_string(), "the gateway is stopping");
+        let refusal = Refusal::from(EmitError::Store("disk full".into()));
+        assert_eq!(refusal.retry_after(), Some(UNAVAILABLE_RETRY));
+        assert!(refusal.to_string().contains("disk full"), "{refusal}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn routes_served_before_run_wait_then_answer_starting() {
+        let (ready, _) = watch::channel::<Option<u32>>(None);
+        let refusal = until_running(&ready, Duration::from_secs(3))
+            .await
+            .expect_err("never run");
+        assert_eq!(refusal.to_string(), "the gateway is starting");
+        ready.send_replace(Some(7));
+        assert_eq!(until_running(&ready, Duration::ZERO).await, Ok(7));
     }
 
     #[test]
