@@ -10,12 +10,14 @@
 //!
 //! - [`config`]: the `[api.NAME]` table. `wire`: the JSON shapes.
 //! - `log`: the SQLite log and its live broadcast.
+//! - `state`: what the connector and both HTTP sides share (the sink, the log, sending).
 //! - `server`: the REST routes. `stream`: the WebSocket.
 
 pub mod config;
 
 mod log;
 mod server;
+mod state;
 mod stream;
 mod wire;
 
@@ -31,7 +33,7 @@ use tokio::sync::{broadcast, watch};
 pub use config::ApiConfig;
 pub use wire::{Direction, Entry};
 
-use server::{Ready, Shared};
+use state::{Ready, Shared};
 
 /// How many entries a stream may fall behind before it catches up from the log instead.
 const LIVE_BUFFER: usize = 1024;

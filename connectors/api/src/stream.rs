@@ -21,7 +21,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
 use crate::log;
-use crate::server::{self, Ready, Sent, Shared, authorize};
+use crate::state::{self, Ready, Sent, Shared, authorize};
 use crate::wire::{ClientFrame, Entry, ServerFrame};
 
 /// Entries read from the log per catch-up query.
@@ -62,7 +62,7 @@ pub async fn upgrade(
             .filter(|s| !s.is_empty())
             .collect()
     });
-    let ready = server::ready(&shared).await?;
+    let ready = state::ready(&shared).await?;
     // Live only: from the log's end as it is before the handshake is answered, so whatever is
     // appended once the client holds its 101 reaches it (from the catch-up if not live).
     let after = match after {
@@ -247,7 +247,7 @@ impl Session {
                     )
                     .await;
                 };
-                let answer = match server::send(&self.shared, &self.ready, &room, message).await {
+                let answer = match state::send(&self.shared, &self.ready, &room, message).await {
                     Ok(Sent { id, event_id }) => ServerFrame::Ack {
                         reference,
                         duplicate: event_id.is_none(),
