@@ -1,10 +1,33 @@
-//! Counters and the delivery-latency histogram, rendered in the Prometheus text format.
+//! Counters and the delivery-latency histogram, rendered in the Prometheus text format; and
+//! what the status page shows of the recent past: each route edge's traffic over the last
+//! [`TRAFFIC_MINUTES`], each account's last event in and out, and a feed of recent activity.
+//!
+//! Everything here is bounded and never waits for a reader. The feed keeps the last
+//! [`FEED_KEEP`] activities for a page that opens, and hands new ones to live readers through
+//! a broadcast channel of [`FEED_LAG`] slots: a reader that falls behind (a slow browser on an
+//! SSE stream) loses the oldest and is told how many it skipped; the gateway never blocks on
+//! it and holds no more for it. Edge traffic is kept per minute, and edges idle for the whole
+//! window are dropped, so memory follows the routes in use, not the traffic.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use patchbay_sdk::Timestamp;
+use patchbay_sdk::{Event, RoomKey, Timestamp};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+/// How many recent activities the feed keeps for a reader that starts now.
+pub const FEED_KEEP: usize = 200;
+
+/// How many activities a live reader may fall behind before it skips ahead.
+pub const FEED_LAG: usize = 256;
+
+/// How far back edge traffic is counted, in whole minutes.
+pub const TRAFFIC_MINUTES: usize = 15;
+
+/// The longest text preview an activity carries, in characters.
+const PREVIEW_CHARS: usize = 140;
 
 /// Upper bounds of the latency histogram's buckets, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -14,6 +37,8 @@ const BUCKETS: [f64; 12] = [
 #[derive(Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    /// Recent activity, for the status page's live feed.
+    pub feed: Feed,
 }
 
 #[derive(Default)]
@@ -24,6 +49,13 @@ struct Inner {
     latency_buckets: [u64; BUCKETS.len()],
     latency_count: u64,
     latency_sum: f64,
+    /// Per (route, origin room, destination room).
+    edges: HashMap<EdgeKey, EdgeTraffic>,
+    /// The minute edges were last pruned in.
+    pruned_minute: i64,
+    /// When each account last had an event recorded, and last took a delivery (ms).
+    last_in: BTreeMap<String, i64>,
+    last_out: BTreeMap<String, i64>,
 }
 
 impl Metrics {
@@ -33,31 +65,88 @@ impl Metrics {
 
     /// An event from `account` was recorded.
     pub fn accepted(&self, account: &str) {
-        *self.inner().accepted.entry(account.to_owned()).or_default() += 1;
-    }
-
-    /// A delivery into `account` along `route` succeeded; `since` is when the event happened.
-    pub fn delivered(&self, account: &str, route: &str, since: Timestamp) {
-        let seconds = ((Timestamp::now().0 - since.0).max(0) as f64) / 1000.0;
+        let now = Timestamp::now().0;
         let mut inner = self.inner();
-        *inner
-            .delivered
-            .entry((account.to_owned(), route.to_owned()))
-            .or_default() += 1;
-        if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
-            inner.latency_buckets[i] += 1;
-        }
-        inner.latency_count += 1;
-        inner.latency_sum += seconds;
+        *inner.accepted.entry(account.to_owned()).or_default() += 1;
+        inner.last_in.insert(account.to_owned(), now);
     }
 
-    /// A delivery into `account` along `route` failed for good.
-    pub fn failed(&self, account: &str, route: &str) {
-        *self
-            .inner()
-            .failed
-            .entry((account.to_owned(), route.to_owned()))
-            .or_default() += 1;
+    /// `event`, along `route`, was delivered into `room`.
+    pub fn delivered(&self, room: &RoomKey, route: &str, event: &Event) {
+        let now = Timestamp::now().0;
+        let latency_ms = (now - event.time.0).max(0);
+        let seconds = latency_ms as f64 / 1000.0;
+        {
+            let mut inner = self.inner();
+            *inner
+                .delivered
+                .entry((room.account.clone(), route.to_owned()))
+                .or_default() += 1;
+            if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
+                inner.latency_buckets[i] += 1;
+            }
+            inner.latency_count += 1;
+            inner.latency_sum += seconds;
+            inner.last_out.insert(room.account.clone(), now);
+            inner.count_edge(edge_key(room, route, event), now, true);
+        }
+        let relay = Relay::of(room, route, event);
+        self.feed.push(now, What::Delivered { relay, latency_ms });
+    }
+
+    /// `event`, along `route`, failed for good in `room` (it is now a dead letter).
+    pub fn failed(&self, room: &RoomKey, route: &str, event: &Event, reason: &str) {
+        let now = Timestamp::now().0;
+        {
+            let mut inner = self.inner();
+            *inner
+                .failed
+                .entry((room.account.clone(), route.to_owned()))
+                .or_default() += 1;
+            inner.count_edge(edge_key(room, route, event), now, false);
+        }
+        let relay = Relay::of(room, route, event);
+        let reason = preview(reason, 4 * PREVIEW_CHARS);
+        self.feed.push(now, What::DeadLettered { relay, reason });
+    }
+
+    /// Each edge with traffic in the last [`TRAFFIC_MINUTES`], by route, origin, destination.
+    pub fn traffic(&self) -> Vec<EdgeCount> {
+        let now = Timestamp::now().0;
+        let minute = now / 60_000;
+        let inner = self.inner();
+        let mut edges: Vec<EdgeCount> = inner
+            .edges
+            .iter()
+            .filter_map(|((route, from, to), traffic)| {
+                let (delivered, failed) = traffic.window(minute);
+                let per_minute = delivered.to_vec();
+                let (delivered, failed): (u64, u64) = (
+                    delivered.iter().map(|n| u64::from(*n)).sum(),
+                    failed.iter().map(|n| u64::from(*n)).sum(),
+                );
+                (delivered + failed > 0).then(|| EdgeCount {
+                    route: route.clone(),
+                    from: from.clone(),
+                    to: to.clone(),
+                    delivered,
+                    failed,
+                    per_minute,
+                    last_ms: traffic.last_ms,
+                })
+            })
+            .collect();
+        edges.sort_by(|a, b| (&a.route, &a.from, &a.to).cmp(&(&b.route, &b.from, &b.to)));
+        edges
+    }
+
+    /// When `account` last had an event recorded and last took a delivery (ms since the epoch).
+    pub fn last_in_out(&self, account: &str) -> (Option<i64>, Option<i64>) {
+        let inner = self.inner();
+        (
+            inner.last_in.get(account).copied(),
+            inner.last_out.get(account).copied(),
+        )
     }
 
     /// The text exposition, with the gauges the caller read at scrape time.
@@ -156,9 +245,379 @@ impl Metrics {
     }
 }
 
+impl Inner {
+    /// Count one delivery (or failure) on an edge in minute `now`; once a minute, drop the
+    /// edges idle for the whole window.
+    fn count_edge(&mut self, key: EdgeKey, now_ms: i64, delivered: bool) {
+        let minute = now_ms / 60_000;
+        if minute != self.pruned_minute {
+            self.pruned_minute = minute;
+            let horizon = now_ms - (TRAFFIC_MINUTES as i64) * 60_000;
+            self.edges.retain(|_, edge| edge.last_ms >= horizon);
+        }
+        let edge = self.edges.entry(key).or_insert_with(|| EdgeTraffic {
+            newest_minute: minute,
+            delivered: [0; TRAFFIC_MINUTES],
+            failed: [0; TRAFFIC_MINUTES],
+            last_ms: now_ms,
+        });
+        edge.advance(minute);
+        let slot = if delivered {
+            &mut edge.delivered[TRAFFIC_MINUTES - 1]
+        } else {
+            &mut edge.failed[TRAFFIC_MINUTES - 1]
+        };
+        *slot = slot.saturating_add(1);
+        edge.last_ms = edge.last_ms.max(now_ms);
+    }
+}
+
+/// (route, origin `ACCOUNT/ROOM`, destination `ACCOUNT/ROOM`).
+type EdgeKey = (String, String, String);
+
+fn edge_key(room: &RoomKey, route: &str, event: &Event) -> EdgeKey {
+    (
+        route.to_owned(),
+        format!("{}/{}", event.origin.account, event.origin.room),
+        room.to_string(),
+    )
+}
+
+/// One edge's counts per minute; the last slot is `newest_minute`, the first the oldest.
+#[derive(Clone, Copy)]
+struct EdgeTraffic {
+    newest_minute: i64,
+    delivered: [u32; TRAFFIC_MINUTES],
+    failed: [u32; TRAFFIC_MINUTES],
+    last_ms: i64,
+}
+
+impl EdgeTraffic {
+    /// Move the window so that its last slot is `minute`, emptying the minutes passed.
+    fn advance(&mut self, minute: i64) {
+        let passed = (minute - self.newest_minute).clamp(0, TRAFFIC_MINUTES as i64) as usize;
+        if passed > 0 {
+            for counts in [&mut self.delivered, &mut self.failed] {
+                counts.rotate_left(passed);
+                counts[TRAFFIC_MINUTES - passed..].fill(0);
+            }
+            self.newest_minute = minute;
+        }
+    }
+
+    /// The window as of `minute` (delivered, failed), without changing it.
+    fn window(&self, minute: i64) -> ([u32; TRAFFIC_MINUTES], [u32; TRAFFIC_MINUTES]) {
+        let mut copy = *self;
+        copy.advance(minute);
+        (copy.delivered, copy.failed)
+    }
+}
+
+/// One edge in [`Metrics::traffic`].
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct EdgeCount {
+    pub route: String,
+    /// Where the events came from, `ACCOUNT/ROOM`.
+    pub from: String,
+    /// Where they were delivered, `ACCOUNT/ROOM`.
+    pub to: String,
+    /// Deliveries in the window.
+    pub delivered: u64,
+    /// Dead letters in the window.
+    pub failed: u64,
+    /// Deliveries per minute, oldest first; the last is the current minute.
+    pub per_minute: Vec<u32>,
+    /// The last delivery or failure, in ms since the epoch.
+    pub last_ms: i64,
+}
+
+/// One thing that happened, as the live feed shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Activity {
+    /// Increases by one per activity, from 1: a reader that saw `seq` asks for what follows.
+    pub seq: u64,
+    pub at_ms: i64,
+    #[serde(flatten)]
+    pub what: What,
+}
+
+/// What an [`Activity`] is; `kind` in JSON.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum What {
+    /// An event reached a destination room.
+    Delivered {
+        #[serde(flatten)]
+        relay: Relay,
+        /// From the event to its delivery.
+        latency_ms: i64,
+    },
+    /// A destination refused an event for good.
+    DeadLettered {
+        #[serde(flatten)]
+        relay: Relay,
+        reason: String,
+    },
+    /// An account's connector changed state.
+    State {
+        account: String,
+        /// `connecting`, `up` or `down`.
+        state: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+}
+
+/// The event of a delivery activity, in short.
+#[derive(Clone, Debug, Serialize)]
+pub struct Relay {
+    pub route: String,
+    /// `ACCOUNT/ROOM` it came from.
+    pub origin: String,
+    /// `ACCOUNT/ROOM` it went to.
+    pub room: String,
+    pub author: String,
+    /// `message`, `join`, ...
+    pub event_kind: &'static str,
+    /// The start of its text as plain text, at most [`PREVIEW_CHARS`] characters.
+    pub preview: String,
+}
+
+impl Relay {
+    fn of(room: &RoomKey, route: &str, event: &Event) -> Relay {
+        Relay {
+            route: route.to_owned(),
+            origin: format!("{}/{}", event.origin.account, event.origin.room),
+            room: room.to_string(),
+            author: preview(&event.author.name, 64),
+            event_kind: event.kind.name(),
+            preview: event
+                .kind
+                .body()
+                .map(|body| preview(&body.to_plain(), PREVIEW_CHARS))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// `text` on one line, cut to `max` characters with an ellipsis.
+fn preview(text: &str, max: usize) -> String {
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let line = line.trim();
+    match line.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line.to_owned(),
+    }
+}
+
+/// The recent activities and the live readers.
+pub struct Feed {
+    ring: Mutex<Ring>,
+    live: broadcast::Sender<Arc<Activity>>,
+}
+
+#[derive(Default)]
+struct Ring {
+    recent: VecDeque<Arc<Activity>>,
+    last_seq: u64,
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        Feed {
+            ring: Mutex::default(),
+            live: broadcast::channel(FEED_LAG).0,
+        }
+    }
+}
+
+impl Feed {
+    fn ring(&self) -> std::sync::MutexGuard<'_, Ring> {
+        self.ring.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Record an activity and hand it to the live readers. Never waits: the broadcast
+    /// channel overwrites what a slow reader has not taken.
+    pub fn push(&self, at_ms: i64, what: What) {
+        let mut ring = self.ring();
+        ring.last_seq += 1;
+        let activity = Arc::new(Activity {
+            seq: ring.last_seq,
+            at_ms,
+            what,
+        });
+        if ring.recent.len() == FEED_KEEP {
+            ring.recent.pop_front();
+        }
+        ring.recent.push_back(Arc::clone(&activity));
+        // Sent under the ring's lock, so that readers see activities in `seq` order and a
+        // new reader's backlog ends exactly where its live part begins. An error only means
+        // that nobody listens.
+        let _ = self.live.send(activity);
+    }
+
+    /// The kept activities after `after` (all of them if `None`), oldest first.
+    pub fn recent(&self, after: Option<u64>) -> Vec<Arc<Activity>> {
+        let ring = self.ring();
+        let after = after.unwrap_or(0);
+        ring.recent
+            .iter()
+            .filter(|a| a.seq > after)
+            .cloned()
+            .collect()
+    }
+
+    /// The kept activities after `after` and a receiver for every later one, with no gap
+    /// and no overlap between the two.
+    pub fn subscribe(
+        &self,
+        after: Option<u64>,
+    ) -> (Vec<Arc<Activity>>, broadcast::Receiver<Arc<Activity>>) {
+        let ring = self.ring();
+        let receiver = self.live.subscribe();
+        let after = after.unwrap_or(0);
+        let backlog = ring
+            .recent
+            .iter()
+            .filter(|a| a.seq > after)
+            .cloned()
+            .collect();
+        (backlog, receiver)
+    }
+
+    /// The `seq` of the newest activity (0 before the first).
+    pub fn last_seq(&self) -> u64 {
+        self.ring().last_seq
+    }
+}
+
 fn escape(label: &str) -> String {
     label
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use patchbay_sdk::{Author, EventId, Kind, Origin, RichText};
+
+    fn event(text: &str) -> Event {
+        Event {
+            id: EventId::new(),
+            origin: Origin {
+                account: "irc.net".into(),
+                room: "#lobby".into(),
+                remote_id: None,
+            },
+            author: Author::named("alice"),
+            time: Timestamp::now(),
+            reply_to: None,
+            hops: Vec::new(),
+            kind: Kind::Message {
+                body: RichText::plain(text),
+                attachments: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_delivery_counts_on_its_edge_and_reaches_the_feed() {
+        let metrics = Metrics::default();
+        let room = RoomKey::new("console.you", "lobby");
+        let (_, mut live) = metrics.feed.subscribe(None);
+        metrics.delivered(&room, "lobby", &event("hello\nthere"));
+        metrics.delivered(&room, "lobby", &event("again"));
+        metrics.failed(&room, "lobby", &event("nope"), "answered 400");
+        let traffic = metrics.traffic();
+        assert_eq!(traffic.len(), 1);
+        let edge = &traffic[0];
+        assert_eq!(
+            (
+                edge.from.as_str(),
+                edge.to.as_str(),
+                edge.delivered,
+                edge.failed
+            ),
+            ("irc.net/#lobby", "console.you/lobby", 2, 1)
+        );
+        assert_eq!(edge.per_minute.len(), TRAFFIC_MINUTES);
+        assert_eq!(edge.per_minute.last(), Some(&2));
+        let first = live.try_recv().expect("the first activity");
+        let json = serde_json::to_value(&*first).expect("json");
+        assert_eq!(json["kind"], "delivered");
+        assert_eq!(json["preview"], "hello there");
+        assert_eq!(json["room"], "console.you/lobby");
+        assert_eq!(json["author"], "alice");
+        assert!(metrics.last_in_out("console.you").1.is_some());
+    }
+
+    #[test]
+    fn a_reader_that_never_reads_costs_a_bounded_buffer_and_learns_what_it_skipped() {
+        let feed = Feed::default();
+        let (_, mut slow) = feed.subscribe(None);
+        for n in 0..10 * FEED_LAG {
+            feed.push(
+                n as i64,
+                What::State {
+                    account: "irc.net".into(),
+                    state: "up",
+                    reason: None,
+                },
+            );
+        }
+        assert_eq!(feed.recent(None).len(), FEED_KEEP);
+        match slow.try_recv() {
+            Err(broadcast::error::TryRecvError::Lagged(skipped)) => {
+                assert_eq!(skipped as usize, 10 * FEED_LAG - FEED_LAG)
+            }
+            other => panic!("expected a lag, got {other:?}"),
+        }
+        // It goes on from the oldest activity still held.
+        let next = slow.try_recv().expect("next");
+        assert_eq!(next.seq as usize, 10 * FEED_LAG - FEED_LAG + 1);
+    }
+
+    #[test]
+    fn a_new_reader_gets_the_backlog_then_the_rest_without_a_gap() {
+        let feed = Feed::default();
+        let state = || What::State {
+            account: "a".into(),
+            state: "down",
+            reason: Some("gone".into()),
+        };
+        feed.push(1, state());
+        feed.push(2, state());
+        let (backlog, mut live) = feed.subscribe(Some(1));
+        feed.push(3, state());
+        let seqs: Vec<u64> = backlog.iter().map(|a| a.seq).collect();
+        assert_eq!(seqs, [2]);
+        assert_eq!(live.try_recv().expect("live").seq, 3);
+    }
+
+    #[test]
+    fn edge_windows_forget_old_minutes() {
+        let mut edge = EdgeTraffic {
+            newest_minute: 100,
+            delivered: [1; TRAFFIC_MINUTES],
+            failed: [0; TRAFFIC_MINUTES],
+            last_ms: 0,
+        };
+        let (delivered, _) = edge.window(103);
+        assert_eq!(delivered.iter().sum::<u32>(), (TRAFFIC_MINUTES - 3) as u32);
+        assert_eq!(delivered[TRAFFIC_MINUTES - 1], 0);
+        edge.advance(100 + TRAFFIC_MINUTES as i64 + 5);
+        assert_eq!(edge.delivered, [0; TRAFFIC_MINUTES]);
+    }
+
+    #[test]
+    fn previews_are_one_line_and_cut() {
+        assert_eq!(preview("a\nb", 10), "a b");
+        assert_eq!(preview("abcdef", 3), "abc…");
+        assert_eq!(preview("é😀x", 2), "é😀…");
+    }
 }

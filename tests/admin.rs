@@ -172,7 +172,7 @@ fn the_admin_api_shows_the_gateway_and_retries_and_discards_dead_letters() {
 
     // Every endpoint wants the token: none is 401 (saying what to send), a wrong one 403.
     let endpoints = patchbay::admin::endpoints();
-    assert_eq!(endpoints.len(), 8);
+    assert_eq!(endpoints.len(), 11);
     for (method, path) in &endpoints {
         let path = path.replace("{id}", "1");
         let (status, body, headers) = call(&rt, method, port, &path, None);

@@ -27,6 +27,9 @@ pub struct Status {
     /// Deliveries waiting in the outbox, every room together.
     pub pending: u64,
     pub dead_letters: u64,
+    /// Events the store holds (the message-id map's history, until pruned).
+    #[serde(default)]
+    pub events: u64,
 }
 
 pub async fn status(State(api): State<AdminApi>) -> Result<Json<Status>, AdminError> {
@@ -41,6 +44,7 @@ pub async fn status(State(api): State<AdminApi>) -> Result<Json<Status>, AdminEr
         routes: api.router.routes().len(),
         pending: stats.pending,
         dead_letters: stats.dead_letters,
+        events: stats.events,
     }))
 }
 
@@ -51,6 +55,10 @@ pub struct Account {
     pub state: AccountState,
     /// Deliveries waiting for this account, every room together.
     pub waiting: u64,
+    /// When an event from it was last recorded, since the gateway started.
+    pub last_in_ms: Option<i64>,
+    /// When it last took a delivery, since the gateway started.
+    pub last_out_ms: Option<i64>,
 }
 
 pub async fn accounts(State(api): State<AdminApi>) -> Result<Json<Vec<Account>>, AdminError> {
@@ -59,9 +67,14 @@ pub async fn accounts(State(api): State<AdminApi>) -> Result<Json<Vec<Account>>,
         api.board
             .snapshot()
             .into_iter()
-            .map(|state| Account {
-                waiting: depths.get(&state.name).copied().unwrap_or(0),
-                state,
+            .map(|state| {
+                let (last_in_ms, last_out_ms) = api.metrics.last_in_out(&state.name);
+                Account {
+                    waiting: depths.get(&state.name).copied().unwrap_or(0),
+                    last_in_ms,
+                    last_out_ms,
+                    state,
+                }
             })
             .collect(),
     ))

@@ -13,6 +13,8 @@ use patchbay_sdk::{ConnectorState, Timestamp};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::metrics::{Metrics, What};
+
 /// One account's state.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct AccountState {
@@ -45,7 +47,11 @@ fn describe(state: &ConnectorState) -> (&'static str, Option<String>) {
 
 impl Board {
     /// Start watching `states`; each watcher ends when its account's state channel closes.
-    pub fn watch(states: &BTreeMap<String, watch::Receiver<ConnectorState>>) -> Arc<Board> {
+    /// Each change also goes to the live feed of `metrics`.
+    pub fn watch(
+        states: &BTreeMap<String, watch::Receiver<ConnectorState>>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Board> {
         let board = Arc::new(Board::default());
         let now = Timestamp::now().0;
         for (name, receiver) in states {
@@ -63,17 +69,34 @@ impl Board {
             let mut receiver = receiver.clone();
             let board = Arc::clone(&board);
             let name = name.clone();
+            let metrics = Arc::clone(&metrics);
             tokio::spawn(async move {
                 while receiver.changed().await.is_ok() {
                     let (state, reason) = describe(&receiver.borrow_and_update());
-                    let mut accounts = board.lock();
-                    if let Some(record) = accounts.get_mut(&name)
-                        && (record.state != state || record.reason != reason)
-                    {
-                        record.state = state;
-                        record.reason = reason;
-                        record.since_ms = Timestamp::now().0;
-                        record.changes += 1;
+                    let now = Timestamp::now().0;
+                    let changed = {
+                        let mut accounts = board.lock();
+                        match accounts.get_mut(&name) {
+                            Some(record) if record.state != state || record.reason != reason => {
+                                record.state = state;
+                                record.reason = reason.clone();
+                                record.since_ms = now;
+                                record.changes += 1;
+                                true
+                            }
+                            _ => false,
+                        }
+                    };
+                    if changed {
+                        let account = name.clone();
+                        metrics.feed.push(
+                            now,
+                            What::State {
+                                account,
+                                state,
+                                reason,
+                            },
+                        );
                     }
                 }
             });

@@ -7,9 +7,17 @@
 //! nothing the gateway would not do itself: a retried dead letter goes to the end of its
 //! room's outbox and is delivered by that room's lane, in order, like any other delivery.
 //!
+//! The status page (`GET /admin/`) is served beside it: the page itself holds no data and is
+//! served without the token; it asks the operator for the token once, keeps it in the tab's
+//! `sessionStorage` and sends it as `Authorization: Bearer` on each of its calls, the live
+//! feed included (read with `fetch`, not `EventSource`, which cannot send the header, and not
+//! with the token in a query string, where access logs and proxies would keep it).
+//!
 //! - [`auth`]: the token check (constant time).
 //! - [`api`]: the handlers and their JSON shapes.
+//! - [`live`]: edge traffic, recent activity and the live feed (server-sent events).
 //! - [`board`]: each account's state with since when and how many times it changed.
+//! - [`page`]: the status page's files, embedded in the binary.
 //! - [`client`]: the few HTTP calls the `patchbay` command makes to a running gateway.
 //! - [`cli`]: `patchbay status`, `dead-letters` and `reload`, through the API or the store.
 
@@ -18,6 +26,8 @@ pub mod auth;
 pub mod board;
 pub mod cli;
 pub mod client;
+pub mod live;
+pub mod page;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,8 +39,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
 use patchbay_sdk::ConnectorState;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::gateway::Reloader;
+use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::store::{Store, StoreError};
 
@@ -45,6 +57,11 @@ pub struct AdminApi {
     pub(crate) started: Instant,
     /// `embedded` or `nats`.
     pub(crate) engine: &'static str,
+    /// Edge traffic, last event in and out, the live feed.
+    pub(crate) metrics: Arc<Metrics>,
+    /// Ends the live feed's streams when the gateway stops, so that they do not hold the
+    /// listener's drain.
+    pub(crate) stop: CancellationToken,
 }
 
 impl AdminApi {
@@ -55,14 +72,17 @@ impl AdminApi {
         states: &BTreeMap<String, watch::Receiver<ConnectorState>>,
         reloader: Option<Reloader>,
         engine: &'static str,
+        metrics: Arc<Metrics>,
     ) -> AdminApi {
         AdminApi {
             store,
             router,
-            board: board::Board::watch(states),
+            board: board::Board::watch(states, Arc::clone(&metrics)),
             reloader,
             started: Instant::now(),
             engine,
+            metrics,
+            stop: CancellationToken::new(),
         }
     }
 }
@@ -87,6 +107,9 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<AdminApi>)> {
             delete(api::discard_dead_letter),
         ),
         ("POST", "/admin/reload", post(api::reload)),
+        ("GET", "/admin/traffic", get(live::traffic)),
+        ("GET", "/admin/activity", get(live::activity)),
+        ("GET", "/admin/events", get(live::events)),
     ]
 }
 
@@ -95,7 +118,8 @@ pub fn endpoints() -> Vec<(&'static str, &'static str)> {
     table().into_iter().map(|(m, p, _)| (m, p)).collect()
 }
 
-/// The admin API's routes, each behind the token.
+/// The admin API's routes, each behind the token and never cached; and the status page's
+/// files, which hold no data, without it.
 pub fn router(api: AdminApi, token: &str) -> axum::Router {
     let routes = table()
         .into_iter()
@@ -107,7 +131,18 @@ pub fn router(api: AdminApi, token: &str) -> axum::Router {
             auth::Token::new(token),
             auth::require,
         ))
+        .layer(axum::middleware::map_response(no_store))
         .with_state(api)
+        .merge(page::router())
+}
+
+/// What the API answers is live and behind a token: no cache may keep it.
+async fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(header::HeaderValue::from_static("no-store"));
+    response
 }
 
 /// Why an admin request was not served; each answers for itself as `{"error": "..."}`.
@@ -171,18 +206,20 @@ pub async fn start(
         tracing::info!("admin API off: [admin] sets no token");
         return Ok(None);
     };
-    let routes = router(api(), &admin.token);
+    let mut api = api();
+    api.stop = stop.clone();
+    let routes = router(api, &admin.token);
     match admin.listen {
         Some(listen) => {
             let serve = crate::http::serve(listen, routes, stop.clone())
                 .await
                 .map_err(|err| anyhow::anyhow!("{err:#} (the admin listener, [admin] listen)"))?;
             tasks.spawn(serve);
-            tracing::info!(%listen, "admin API on its own listener");
+            tracing::info!(%listen, "admin API on its own listener; the status page at http://{listen}/admin/");
             Ok(None)
         }
         None if shared_listener => {
-            tracing::info!("admin API on the [http] listener, under /admin/");
+            tracing::info!("admin API on the [http] listener, under /admin/ (the status page too)");
             Ok(Some(routes))
         }
         None => {

@@ -418,7 +418,7 @@ impl Lane<'_> {
     async fn completed(&self, outbox: &mut dyn RoomOutbox, pending: &Pending, done: Delivered) {
         self.shared
             .metrics
-            .delivered(&pending.room.account, &pending.route, pending.event.time);
+            .delivered(&pending.room, &pending.route, &pending.event);
         if let Err(err) = outbox.complete(pending, done.remote_id).await {
             tracing::error!(room = %pending.room, "cannot record a delivery as done: {err}");
         }
@@ -437,7 +437,7 @@ impl Lane<'_> {
         );
         self.shared
             .metrics
-            .failed(&pending.room.account, &pending.route);
+            .failed(&pending.room, &pending.route, &pending.event, reason);
         if let Err(err) = outbox.dead_letter(pending, reason).await {
             tracing::error!(room = %pending.room, "cannot record a dead letter; it stays in the outbox: {err}");
             return false;

@@ -192,6 +192,7 @@ impl Engine {
                 &states,
                 reloader.clone(),
                 engine,
+                Arc::clone(&metrics),
             )
         };
         if let Some(r) =
