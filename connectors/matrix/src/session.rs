@@ -4,6 +4,10 @@
 //! The sync position is our own file, written only after every event of a sync response was
 //! durably accepted by the gateway, so what was said while patchbay was down is relayed after a
 //! restart, and a crash mid-batch replays that batch rather than losing it.
+//!
+//! Staying connected is the sdk's [`Supervisor`]: a failed login or sync ends one connection
+//! and it waits with the shared backoff before the next; the logged-in client outlives a
+//! failed sync, so only a refused session logs in again.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,7 +22,9 @@ use matrix_sdk::ruma::api::error::ErrorKind;
 use matrix_sdk::ruma::{OwnedRoomId, OwnedRoomOrAliasId, RoomAliasId, RoomId, UInt};
 use matrix_sdk::store::RoomLoadSettings;
 use matrix_sdk::{AuthSession, Client, RoomState, SessionMeta, SessionTokens};
-use patchbay_sdk::{ConnectorContext, ConnectorError, EmitError};
+use patchbay_sdk::{
+    Backoff, Connection, ConnectorContext, ConnectorError, EmitError, Ended, Supervisor,
+};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -79,12 +85,14 @@ impl Shared {
     }
 }
 
-/// Why the sync loop stopped early.
+/// Why the sync loop stopped.
 enum Stop {
     Shutdown,
     Fatal(String),
     /// The homeserver no longer accepts the session.
     Relogin(String),
+    /// A sync failed, or its events could not be recorded: sync again from the same position.
+    Retry(String),
 }
 
 fn session_path(dir: &Path) -> PathBuf {
@@ -114,7 +122,13 @@ pub(crate) fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()>
     std::fs::rename(&tmp, path)
 }
 
-/// Run the account until shutdown.
+/// The first wait before connecting again; it doubles after every failed attempt.
+const RECONNECT_FIRST: Duration = Duration::from_millis(500);
+/// The longest wait between attempts.
+const RECONNECT_MAX: Duration = Duration::from_secs(32);
+
+/// Stay connected until shutdown: the sdk's [`Supervisor`] runs [`OneConnection`] again and
+/// again, with its backoff started over after every connection that synced.
 pub async fn run(shared: Arc<Shared>, ctx: ConnectorContext) -> Result<(), ConnectorError> {
     let dir = ctx.data_dir.clone();
     std::fs::create_dir_all(&dir)
@@ -123,45 +137,89 @@ pub async fn run(shared: Arc<Shared>, ctx: ConnectorContext) -> Result<(), Conne
     if pruned > 0 {
         info!(links = pruned, "expired media links forgotten");
     }
-    let mut backoff = Backoff::default();
-    loop {
-        let client = loop {
-            match tokio::select! {
-                _ = ctx.shutdown.cancelled() => return Ok(()),
-                result = login(&shared, &dir) => result,
-            } {
-                Ok(client) => break client,
-                Err(LoginError::Fatal(reason)) => {
-                    ctx.state.down(reason.clone());
-                    return Err(ConnectorError(reason));
-                }
-                Err(LoginError::Transient(reason)) => {
-                    warn!(account = %ctx.account, %reason, "matrix login failed, retrying");
-                    ctx.state.down(reason);
-                    if backoff.wait(&ctx).await.is_err() {
-                        return Ok(());
-                    }
-                }
+    let mut connection = OneConnection {
+        shared: &shared,
+        ctx: &ctx,
+        client: None,
+        sync: SyncPosition::default(),
+    };
+    let backoff = Backoff::new(RECONNECT_FIRST, RECONNECT_MAX);
+    let result = Supervisor::new(&ctx, backoff).run(&mut connection).await;
+    shared.client.send_replace(None);
+    result
+}
+
+/// One connection of the account, and what outlives it: the logged-in client (a failed sync
+/// is retried on the same session) and where the sync stands.
+struct OneConnection<'a> {
+    shared: &'a Shared,
+    ctx: &'a ConnectorContext,
+    client: Option<Client>,
+    sync: SyncPosition,
+}
+
+/// Where the sync loop of a session stands; made afresh at each login.
+#[derive(Default)]
+struct SyncPosition {
+    /// The saved `next_batch`; `None` before the very first sync of the account.
+    token: Option<String>,
+    /// Configured rooms not joined yet (tried again every round).
+    pending_joins: Vec<String>,
+    /// No sync of this session has succeeded yet.
+    first: bool,
+}
+
+impl Connection for OneConnection<'_> {
+    async fn connect_once(&mut self) -> Ended {
+        let client = match &self.client {
+            Some(client) => client.clone(),
+            None => {
+                let login = tokio::select! {
+                    _ = self.ctx.shutdown.cancelled() => return Ended::Shutdown,
+                    result = login(self.shared, &self.ctx.data_dir) => result,
+                };
+                let client = match login {
+                    Ok(client) => client,
+                    Err(LoginError::Fatal(reason)) => return Ended::Fatal(reason),
+                    Err(LoginError::Transient(reason)) => return Ended::Failed(reason),
+                };
+                self.sync = SyncPosition {
+                    token: std::fs::read_to_string(token_path(&self.ctx.data_dir))
+                        .ok()
+                        .map(|t| t.trim().to_owned())
+                        .filter(|t| !t.is_empty()),
+                    pending_joins: self.shared.config.rooms.clone(),
+                    first: true,
+                };
+                self.shared.client.send_replace(Some(client.clone()));
+                self.client = Some(client.clone());
+                client
             }
         };
-        shared.client.send_replace(Some(client.clone()));
-        let result = sync_loop(&shared, &client, &ctx).await;
-        shared.client.send_replace(None);
-        match result {
-            Stop::Shutdown => return Ok(()),
-            Stop::Fatal(reason) => {
-                ctx.state.down(reason.clone());
-                return Err(ConnectorError(reason));
+        let mut up = false;
+        let stop = sync_loop(self.shared, &client, self.ctx, &mut self.sync, &mut up).await;
+        let lost = |reason| {
+            if up {
+                Ended::Lost(reason)
+            } else {
+                Ended::Failed(reason)
             }
+        };
+        match stop {
+            Stop::Shutdown => Ended::Shutdown,
+            Stop::Fatal(reason) => Ended::Fatal(reason),
+            Stop::Retry(reason) => lost(reason),
             Stop::Relogin(reason) => {
                 // The session is gone (logged out elsewhere, token revoked): a password
                 // account logs in again on a new device; the sync position is kept, so
                 // nothing said meanwhile is skipped.
-                warn!(account = %ctx.account, %reason, "session refused, logging in again");
-                ctx.state.down(reason);
+                self.shared.client.send_replace(None);
+                self.client = None;
                 drop(client);
-                let _ = std::fs::remove_file(session_path(&dir));
+                let dir = &self.ctx.data_dir;
+                let _ = std::fs::remove_file(session_path(dir));
                 let _ = std::fs::remove_dir_all(dir.join("store"));
+                lost(reason)
             }
         }
     }
@@ -323,15 +381,21 @@ fn sync_filter() -> Filter {
     Filter::FilterDefinition(definition)
 }
 
-async fn sync_loop(shared: &Shared, client: &Client, ctx: &ConnectorContext) -> Stop {
+/// Sync round after round from `position` until a sync fails or shutdown; `up` is set once a
+/// sync succeeded.
+async fn sync_loop(
+    shared: &Shared,
+    client: &Client,
+    ctx: &ConnectorContext,
+    position: &mut SyncPosition,
+    up: &mut bool,
+) -> Stop {
     let dir = &ctx.data_dir;
-    let mut token = std::fs::read_to_string(token_path(dir))
-        .ok()
-        .map(|t| t.trim().to_owned())
-        .filter(|t| !t.is_empty());
-    let mut backoff = Backoff::default();
-    let mut pending_joins: Vec<String> = shared.config.rooms.clone();
-    let mut first = true;
+    let SyncPosition {
+        token,
+        pending_joins,
+        first,
+    } = position;
     loop {
         // Join what is not joined yet (retried on every round until it works). On a first
         // start, only after the initial sync has marked where relaying begins, so nothing said
@@ -340,24 +404,24 @@ async fn sync_loop(shared: &Shared, client: &Client, ctx: &ConnectorContext) -> 
         let joins = if token.is_none() {
             Vec::new()
         } else {
-            std::mem::take(&mut pending_joins)
+            std::mem::take(pending_joins)
         };
-        still_pending.append(&mut pending_joins);
+        still_pending.append(pending_joins);
         for name in joins {
             if let Err(e) = join_room(shared, client, &name).await {
                 warn!(room = %name, error = %e, "cannot join the room yet");
                 still_pending.push(name);
             }
         }
-        pending_joins = still_pending;
+        *pending_joins = still_pending;
 
         let mut settings = SyncSettings::default().filter(sync_filter());
         settings = match &token {
             Some(token) => settings.token(token.clone()),
             None => settings,
         };
-        if !first || token.is_none() {
-            settings = settings.timeout(Duration::from_secs(if first { 0 } else { 30 }));
+        if !*first || token.is_none() {
+            settings = settings.timeout(Duration::from_secs(if *first { 0 } else { 30 }));
         }
         let response = tokio::select! {
             _ = ctx.shutdown.cancelled() => return Stop::Shutdown,
@@ -375,15 +439,10 @@ async fn sync_loop(shared: &Shared, client: &Client, ctx: &ConnectorContext) -> 
                         session_path(dir).display()
                     ));
                 }
-                warn!(account = %ctx.account, error = %e, "matrix sync failed");
-                ctx.state.down(format!("sync failed: {e}"));
-                if backoff.wait(ctx).await.is_err() {
-                    return Stop::Shutdown;
-                }
-                continue;
+                return Stop::Retry(format!("sync failed: {e}"));
             }
         };
-        backoff.reset();
+        *up = true;
         ctx.state.up();
         if token.is_none() {
             // First start: history from before the bot existed is not relayed.
@@ -394,11 +453,9 @@ async fn sync_loop(shared: &Shared, client: &Client, ctx: &ConnectorContext) -> 
                 Err(EmitError::Closed) => return Stop::Shutdown,
                 Err(EmitError::Store(reason)) => {
                     // Not acknowledged: keep the old position and sync it again.
-                    warn!(%reason, "the gateway could not record events; retrying the batch");
-                    if backoff.wait(ctx).await.is_err() {
-                        return Stop::Shutdown;
-                    }
-                    continue;
+                    return Stop::Retry(format!(
+                        "the gateway could not record events; retrying the batch: {reason}"
+                    ));
                 }
             }
         }
@@ -418,28 +475,7 @@ async fn sync_loop(shared: &Shared, client: &Client, ctx: &ConnectorContext) -> 
         if let Err(e) = write_private(&token_path(dir), response.next_batch.as_bytes()) {
             warn!(error = %e, "cannot save the sync position");
         }
-        token = Some(response.next_batch.clone());
-        first = false;
-    }
-}
-
-/// Exponential backoff between retries, cut short by shutdown.
-#[derive(Default)]
-struct Backoff {
-    attempt: u32,
-}
-
-impl Backoff {
-    async fn wait(&mut self, ctx: &ConnectorContext) -> Result<(), ()> {
-        let delay = Duration::from_millis(500u64 << self.attempt.min(6));
-        self.attempt += 1;
-        tokio::select! {
-            _ = ctx.shutdown.cancelled() => Err(()),
-            _ = tokio::time::sleep(delay) => Ok(()),
-        }
-    }
-
-    fn reset(&mut self) {
-        self.attempt = 0;
+        *token = Some(response.next_batch.clone());
+        *first = false;
     }
 }

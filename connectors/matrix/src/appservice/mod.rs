@@ -42,7 +42,10 @@ use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
-use patchbay_sdk::{ConnectorContext, ConnectorError, DeliveryError, EventSink};
+use patchbay_sdk::{
+    Backoff, Connection, ConnectorContext, ConnectorError, DeliveryError, Ended, EventSink,
+    Supervisor,
+};
 use tracing::{info, warn};
 
 use self::client::AsClient;
@@ -231,8 +234,6 @@ impl AppService {
     }
 }
 
-/// Run the account: check the homeserver knows us, join the configured rooms (retrying
-/// what fails), then serve until shutdown. Events arrive through [`api`], not from here.
 /// What `patchbay check` says about an account in this mode: what it does not do, plainly,
 /// so an operator learns it before the users do.
 pub fn check_notes(config: &AppServiceConfig) -> Vec<String> {
@@ -252,6 +253,8 @@ pub fn check_notes(config: &AppServiceConfig) -> Vec<String> {
     notes
 }
 
+/// Run the account: check the homeserver knows us, join the configured rooms (retrying
+/// what fails), then serve until shutdown. Events arrive through [`api`], not from here.
 pub async fn run(
     service: std::sync::Arc<AppService>,
     ctx: ConnectorContext,
@@ -273,44 +276,46 @@ pub async fn run(
     result
 }
 
+/// How often a running account asks whether the homeserver still knows it.
+const RECHECK: Duration = Duration::from_secs(60);
+/// How soon configured rooms that could not be joined are tried again.
+const JOIN_RETRY: Duration = Duration::from_secs(1);
+/// The first wait after the homeserver did not answer; it doubles after every failure.
+const RECONNECT_FIRST: Duration = Duration::from_millis(500);
+/// The longest wait between attempts.
+const RECONNECT_MAX: Duration = Duration::from_secs(32);
+
+/// Stay "connected" until shutdown: the sdk's [`Supervisor`] runs [`Serving`] again whenever
+/// the homeserver stops answering or forgets the application service.
 async fn serve(service: &AppService, ctx: &ConnectorContext) -> Result<(), ConnectorError> {
-    let mut pending: Vec<String> = service.config.rooms.clone();
-    let mut attempt = 0u32;
-    loop {
-        let ok = match service.client() {
-            Ok(client) => match client.whoami().await {
-                Ok(user) if user == service.config.bot_user() => true,
-                Ok(user) => {
-                    let reason = format!(
-                        "the as_token belongs to {user}, not {}",
-                        service.config.bot_user()
-                    );
-                    ctx.state.down(reason.clone());
-                    return Err(ConnectorError(reason));
-                }
-                Err(e) if e.errcode() == Some("M_UNKNOWN_TOKEN") => {
-                    let reason = format!(
-                        "the homeserver does not know this application service ({e}): add the \
-                         file `patchbay matrix-registration` writes to its app_service_config_files"
-                    );
-                    warn!(account = %ctx.account, %reason);
-                    ctx.state.down(reason);
-                    false
-                }
-                Err(e) => {
-                    ctx.state.down(format!("homeserver unreachable: {e}"));
-                    false
-                }
-            },
-            Err(e) => {
-                ctx.state.down(e.to_string());
-                false
+    let mut serving = Serving {
+        service,
+        ctx,
+        pending: service.config.rooms.clone(),
+    };
+    let backoff = Backoff::new(RECONNECT_FIRST, RECONNECT_MAX);
+    Supervisor::new(ctx, backoff).run(&mut serving).await
+}
+
+/// One stretch of the homeserver answering: events arrive through [`api`]; this checks the
+/// registration now and then, and joins the configured rooms not joined yet.
+struct Serving<'a> {
+    service: &'a AppService,
+    ctx: &'a ConnectorContext,
+    /// Configured rooms not joined yet; kept across connections.
+    pending: Vec<String>,
+}
+
+impl Connection for Serving<'_> {
+    async fn connect_once(&mut self) -> Ended {
+        let mut up = false;
+        loop {
+            if let Err(ended) = self.check(up).await {
+                return ended;
             }
-        };
-        if ok {
             let mut still = Vec::new();
-            for name in pending {
-                match service.join_room(&name).await {
+            for name in std::mem::take(&mut self.pending) {
+                match self.service.join_room(&name).await {
                     Ok(id) => info!(room = %name, %id, "joined"),
                     Err(e) => {
                         warn!(room = %name, error = %e, "cannot join the room yet");
@@ -318,22 +323,48 @@ async fn serve(service: &AppService, ctx: &ConnectorContext) -> Result<(), Conne
                     }
                 }
             }
-            pending = still;
-            service
+            self.pending = still;
+            self.service
                 .running
                 .store(true, std::sync::atomic::Ordering::SeqCst);
-            ctx.state.up();
-            attempt = 0;
+            self.ctx.state.up();
+            up = true;
+            let wait = if self.pending.is_empty() {
+                RECHECK
+            } else {
+                JOIN_RETRY
+            };
+            tokio::select! {
+                _ = self.ctx.shutdown.cancelled() => return Ended::Shutdown,
+                _ = tokio::time::sleep(wait) => {}
+            }
         }
-        let delay = if ok && pending.is_empty() {
-            Duration::from_secs(60)
-        } else {
-            attempt += 1;
-            Duration::from_millis(500u64 << attempt.min(6))
+    }
+}
+
+impl Serving<'_> {
+    /// Whether the homeserver answers and knows the `as_token` as our bot; how the connection
+    /// ended when not.
+    async fn check(&self, up: bool) -> Result<(), Ended> {
+        let ended = |reason| {
+            if up {
+                Ended::Lost(reason)
+            } else {
+                Ended::Failed(reason)
+            }
         };
-        tokio::select! {
-            _ = ctx.shutdown.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(delay) => {}
+        let client = self.service.client().map_err(|e| ended(e.to_string()))?;
+        let bot = self.service.config.bot_user();
+        match client.whoami().await {
+            Ok(user) if user == bot => Ok(()),
+            Ok(user) => Err(Ended::Fatal(format!(
+                "the as_token belongs to {user}, not {bot}"
+            ))),
+            Err(e) if e.errcode() == Some("M_UNKNOWN_TOKEN") => Err(ended(format!(
+                "the homeserver does not know this application service ({e}): add the \
+                 file `patchbay matrix-registration` writes to its app_service_config_files"
+            ))),
+            Err(e) => Err(ended(format!("homeserver unreachable: {e}"))),
         }
     }
 }
