@@ -17,7 +17,7 @@ use patchbay_sdk::{Attachment, Delivered, Delivery, DeliveryError, RichText};
 
 use crate::html::to_html;
 use crate::render::{Outgoing, RenderOptions, fit, render};
-use crate::session::{Shared, join_room};
+use crate::state::{Shared, join_room};
 
 fn txn(delivery: &Delivery, part: &str) -> OwnedTransactionId {
     OwnedTransactionId::from(format!("pb{}{part}", delivery.event.id))

@@ -1,15 +1,18 @@
 //! patchbay's Matrix connector: a bot account on a homeserver, over matrix-sdk, or (with
 //! `mode = "appservice"`) an application service whose ghosts stand for remote authors.
 //!
-//! - [`config`]: the `[matrix.NAME]` table.
+//! - `table`: the `[matrix.NAME]` table as written, its defaults and shared checks.
+//! - [`config`]: the table validated in bot mode, or dispatched to the appservice's.
 //! - [`appservice`]: appservice mode (its own layout is in its module doc).
 //! - [`html`]: Matrix HTML ↔ rich text (pure).
 //! - [`parse`]: room events → gateway events (pure).
 //! - [`render`]: deliveries → room messages, relations, redactions (pure).
+//! - `state`: what the bot-mode parts share (config, client, room ids, media links).
 //! - `session`: login with a persisted device, joins, the sync loop.
 //! - `deliver`: sending, with idempotent transaction ids and rate-limit handling.
 //! - `timeline`: sync responses → emitted events, gap filling, invites.
-//! - `media`: `/media/...` links to Matrix attachments on patchbay's HTTP listener.
+//! - `media`: the records of `/media/...` links to Matrix attachments (both modes).
+//! - `media_route`: bot mode's `/media/...` route on patchbay's HTTP listener.
 //!
 //! The crate's entry point is [`factory`], which returns a boxed, non-generic factory: the
 //! gateway binary never instantiates matrix-sdk code itself, so changes there do not recompile
@@ -21,9 +24,12 @@ pub mod config;
 mod deliver;
 pub mod html;
 mod media;
+mod media_route;
 pub mod parse;
 pub mod render;
 mod session;
+mod state;
+mod table;
 mod timeline;
 
 use std::sync::Arc;
@@ -36,7 +42,7 @@ use patchbay_sdk::{
 
 use crate::appservice::AppService;
 use crate::config::AccountConfig;
-use crate::session::Shared;
+use crate::state::Shared;
 
 pub use crate::appservice::registration::{RegistrationError, write_registration};
 
@@ -116,7 +122,7 @@ impl Connector for MatrixConnector {
                 .config
                 .media_public_url
                 .is_some()
-                .then(|| media::routes(shared.clone())),
+                .then(|| media_route::routes(shared.clone())),
             MatrixConnector::AppService(service) => Some(appservice::api::routes(service.clone())),
         }
     }

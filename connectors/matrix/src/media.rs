@@ -1,25 +1,20 @@
-//! Matrix media served as plain links on patchbay's HTTP listener.
+//! Matrix media served as plain links on patchbay's HTTP listener: the links' records, for
+//! both modes.
 //!
 //! Homeserver media needs authentication, so a link to it is useless on other networks. Each
 //! attachment seen on Matrix gets an unguessable token (128 random bits) recorded in the data
-//! directory; `GET /media/TOKEN/NAME` fetches it through the bot's session (decrypting it when
-//! it came from an encrypted room) and serves it, up to the configured size cap.
+//! directory; `GET /media/TOKEN/NAME` (bot mode: `media_route`; appservice mode:
+//! `appservice::media`) fetches it and serves it with [`file_response`].
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use matrix_sdk::media::{MediaFormat, MediaRequestParameters};
 use matrix_sdk::ruma::events::room::MediaSource;
 use patchbay_sdk::Attachment;
 use serde::{Deserialize, Serialize};
-use tracing::warn;
 
 use crate::parse::Media;
-use crate::session::Shared;
 
 /// What a token stands for.
 #[derive(Serialize, Deserialize)]
@@ -92,56 +87,6 @@ impl MediaStore {
         let bytes = std::fs::read(self.dir.join(format!("{token}.json"))).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
-}
-
-/// The `/media/...` routes.
-pub fn routes(shared: Arc<Shared>) -> axum::Router {
-    axum::Router::new()
-        .route("/media/{token}/{name}", get(serve))
-        .with_state(shared)
-}
-
-async fn serve(
-    State(shared): State<Arc<Shared>>,
-    Path((token, _name)): Path<(String, String)>,
-) -> Response {
-    let Some(record) = shared.media.load(&token) else {
-        return (StatusCode::NOT_FOUND, "no such media").into_response();
-    };
-    let cap = shared.config.media_max_bytes;
-    if record.size.is_some_and(|size| size > cap) {
-        return (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "the file is over the size cap",
-        )
-            .into_response();
-    }
-    let Some(client) = shared.client() else {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not connected to the homeserver",
-        )
-            .into_response();
-    };
-    let request = MediaRequestParameters {
-        source: record.source.clone(),
-        format: MediaFormat::File,
-    };
-    let data = match client.media().get_media_content(&request, true).await {
-        Ok(data) => data,
-        Err(e) => {
-            warn!(error = %e, "cannot fetch media from the homeserver");
-            return (StatusCode::BAD_GATEWAY, "cannot fetch the file").into_response();
-        }
-    };
-    if data.len() as u64 > cap {
-        return (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "the file is over the size cap",
-        )
-            .into_response();
-    }
-    file_response(&record, data)
 }
 
 /// The file as served: its type, its name, and headers that keep a browser from running it.

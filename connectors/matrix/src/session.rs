@@ -9,81 +9,26 @@
 //! and it waits with the shared backoff before the next; the logged-in client outlives a
 //! failed sync, so only a refused session logs in again.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use matrix_sdk::authentication::matrix::MatrixSession;
 use matrix_sdk::config::{RequestConfig, SyncSettings};
+use matrix_sdk::ruma::UInt;
 use matrix_sdk::ruma::api::client::filter::{FilterDefinition, RoomEventFilter, RoomFilter};
 use matrix_sdk::ruma::api::client::sync::sync_events::v3::Filter;
 use matrix_sdk::ruma::api::error::ErrorKind;
-use matrix_sdk::ruma::{OwnedRoomId, OwnedRoomOrAliasId, RoomAliasId, RoomId, UInt};
 use matrix_sdk::store::RoomLoadSettings;
-use matrix_sdk::{AuthSession, Client, RoomState, SessionMeta, SessionTokens};
+use matrix_sdk::{AuthSession, Client, SessionMeta, SessionTokens};
 use patchbay_sdk::{
     Backoff, Connection, ConnectorContext, ConnectorError, EmitError, Ended, Supervisor,
 };
-use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::config::{Config, Credentials};
-use crate::media::MediaStore;
+use crate::config::Credentials;
+use crate::state::{Shared, join_room, write_private};
 use crate::timeline;
-
-/// State shared by the sync loop, deliveries and the media route.
-pub struct Shared {
-    pub config: Config,
-    /// The logged-in client, once there is one.
-    pub client: watch::Sender<Option<Client>>,
-    pub rooms: RwLock<Rooms>,
-    pub media: MediaStore,
-}
-
-/// Configured room names ↔ room ids.
-#[derive(Default)]
-pub struct Rooms {
-    pub by_name: HashMap<String, OwnedRoomId>,
-    pub by_id: HashMap<OwnedRoomId, String>,
-}
-
-impl Shared {
-    pub fn new(config: Config, data_dir: PathBuf) -> Self {
-        let media = MediaStore::new(data_dir.join("media"));
-        Shared {
-            config,
-            client: watch::channel(None).0,
-            rooms: RwLock::new(Rooms::default()),
-            media,
-        }
-    }
-
-    pub fn client(&self) -> Option<Client> {
-        self.client.borrow().clone()
-    }
-
-    /// The name routes use for a room: the configured name, else its id.
-    pub fn room_name(&self, id: &RoomId) -> String {
-        let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
-        rooms
-            .by_id
-            .get(id)
-            .cloned()
-            .unwrap_or_else(|| id.to_string())
-    }
-
-    pub fn remember_room(&self, name: &str, id: OwnedRoomId) {
-        let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
-        rooms.by_name.insert(name.to_owned(), id.clone());
-        rooms.by_id.insert(id, name.to_owned());
-    }
-
-    pub fn known_room(&self, name: &str) -> Option<OwnedRoomId> {
-        let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
-        rooms.by_name.get(name).cloned()
-    }
-}
 
 /// Why the sync loop stopped.
 enum Stop {
@@ -101,25 +46,6 @@ fn session_path(dir: &Path) -> PathBuf {
 
 fn token_path(dir: &Path) -> PathBuf {
     dir.join("sync-token")
-}
-
-/// Write a file atomically (temp file + rename), readable by the owner only.
-pub(crate) fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        use std::io::Write;
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&tmp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
 }
 
 /// The first wait before connecting again; it doubles after every failed attempt.
@@ -339,36 +265,6 @@ async fn login(shared: &Shared, dir: &Path) -> Result<Client, LoginError> {
         .map_err(|e| LoginError::Fatal(format!("cannot save the session: {e}")))?;
     info!(user = %config.user, device = %session.meta.device_id, "matrix login, new device");
     Ok(client)
-}
-
-/// Resolve a configured room to its id, joining it if the bot is not in it yet.
-pub async fn join_room(
-    shared: &Shared,
-    client: &Client,
-    name: &str,
-) -> Result<OwnedRoomId, matrix_sdk::Error> {
-    if let Some(id) = shared.known_room(name)
-        && client
-            .get_room(&id)
-            .is_some_and(|room| room.state() == RoomState::Joined)
-    {
-        return Ok(id);
-    }
-    let id: OwnedRoomId = if let Ok(alias) = <&RoomAliasId>::try_from(name) {
-        client.resolve_room_alias(alias).await?.room_id
-    } else {
-        OwnedRoomId::try_from(name).map_err(|e| matrix_sdk::Error::UnknownError(Box::new(e)))?
-    };
-    if !client
-        .get_room(&id)
-        .is_some_and(|room| room.state() == RoomState::Joined)
-    {
-        let target = OwnedRoomOrAliasId::from(id.clone());
-        client.join_room_by_id_or_alias(&target, &[]).await?;
-        info!(room = name, "joined");
-    }
-    shared.remember_room(name, id.clone());
-    Ok(id)
 }
 
 fn sync_filter() -> Filter {

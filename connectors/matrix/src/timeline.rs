@@ -13,7 +13,7 @@ use patchbay_sdk::{ConnectorContext, EmitError, RichText};
 use tracing::{debug, info, warn};
 
 use crate::parse::{Context, parse_event};
-use crate::session::Shared;
+use crate::state::Shared;
 
 /// The events between `to` (our previous sync position) and `from` (the start of a limited
 /// timeline), oldest first: what a long downtime pushed out of the sync's timeline.

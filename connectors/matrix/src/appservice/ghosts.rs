@@ -6,98 +6,11 @@
 //! Ghosts are keyed by the author's network account and stable author id; a nick change adds
 //! the new id as another key of the same ghost, so the renamed author keeps their Matrix user.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-
 use patchbay_sdk::{Delivery, DeliveryError};
-use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::AppService;
-
-/// One ghost.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Ghost {
-    /// The remote author's plain name (what a Matrix pill of this ghost becomes elsewhere).
-    pub nick: String,
-    /// The display name set on Matrix (the route's nick format).
-    #[serde(default)]
-    pub display_name: Option<String>,
-    /// The avatar URL the source gave, once uploaded and set.
-    #[serde(default)]
-    pub avatar_source: Option<String>,
-    /// Rooms (ids) the ghost has joined.
-    #[serde(default)]
-    pub rooms: BTreeSet<String>,
-}
-
-/// The persisted table.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct File {
-    /// User id → ghost.
-    ghosts: BTreeMap<String, Ghost>,
-    /// `account|author id` → user id.
-    keys: BTreeMap<String, String>,
-}
-
-/// All ghosts of one account.
-pub struct GhostStore {
-    path: PathBuf,
-    file: File,
-}
-
-impl GhostStore {
-    /// Read the table (an unreadable one is logged and started afresh: ghosts that exist are
-    /// found again, registration of an existing user is not an error).
-    pub fn open(data_dir: &Path) -> Self {
-        let path = data_dir.join("ghosts.json");
-        let file = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                warn!(path = %path.display(), error = %e, "unreadable ghost table; starting afresh");
-                File::default()
-            }),
-            Err(_) => File::default(),
-        };
-        GhostStore { path, file }
-    }
-
-    fn save(&self) -> Result<(), DeliveryError> {
-        let json = serde_json::to_vec(&self.file)
-            .map_err(|e| DeliveryError::retryable(format!("cannot encode the ghosts: {e}")))?;
-        crate::session::write_private(&self.path, &json).map_err(|e| {
-            DeliveryError::retryable(format!("cannot save {}: {e}", self.path.display()))
-        })
-    }
-
-    pub fn user_for_key(&self, key: &str) -> Option<&str> {
-        self.file.keys.get(key).map(String::as_str)
-    }
-
-    pub fn get(&self, user: &str) -> Option<&Ghost> {
-        self.file.ghosts.get(user)
-    }
-
-    /// Every ghost, by user id.
-    pub fn all(&self) -> impl Iterator<Item = (&String, &Ghost)> {
-        self.file.ghosts.iter()
-    }
-
-    /// Let `key` name the ghost `user` too (a renamed author).
-    pub fn alias(&mut self, key: String, user: &str) -> Result<(), DeliveryError> {
-        if self.file.keys.get(&key).map(String::as_str) != Some(user) {
-            self.file.keys.insert(key, user.to_owned());
-            self.save()?;
-        }
-        Ok(())
-    }
-
-    fn update(&mut self, user: &str, f: impl FnOnce(&mut Ghost)) -> Result<(), DeliveryError> {
-        if let Some(ghost) = self.file.ghosts.get_mut(user) {
-            f(ghost);
-        }
-        self.save()
-    }
-}
+pub use super::ghost_store::{Ghost, GhostStore};
 
 /// Homeservers refuse longer display names (Synapse: 256 characters).
 const MAX_DISPLAY_NAME_CHARS: usize = 256;
@@ -152,18 +65,11 @@ pub async fn ensure(
             .map_or(user.as_str(), |(l, _)| l);
         client.register(local).await.map_err(|e| e.classify())?;
         info!(%user, "registered a ghost");
-        store.file.ghosts.insert(
-            user.clone(),
-            Ghost {
-                nick: event.author.name.clone(),
-                ..Ghost::default()
-            },
-        );
-        store
-            .file
-            .keys
-            .insert(key(&event.origin.account, &event.author.id), user.clone());
-        store.save()?;
+        let ghost = Ghost {
+            nick: event.author.name.clone(),
+            ..Ghost::default()
+        };
+        store.add(&user, ghost, key(&event.origin.account, &event.author.id))?;
     }
     let ghost = store.get(&user).cloned().unwrap_or_default();
     if ghost.display_name.as_deref() != Some(display_name) {

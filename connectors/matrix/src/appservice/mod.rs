@@ -30,6 +30,7 @@ pub mod api;
 pub mod client;
 pub mod config;
 pub mod deliver;
+mod ghost_store;
 pub mod ghosts;
 mod media;
 pub mod mentions;
@@ -50,7 +51,7 @@ use tracing::{info, warn};
 
 use self::client::AsClient;
 use self::config::AppServiceConfig;
-use self::ghosts::GhostStore;
+use self::ghost_store::GhostStore;
 use self::registration::{Tokens, load_or_create_tokens};
 use self::txnlog::TxnLog;
 
@@ -178,7 +179,7 @@ impl AppService {
         rooms.by_name.insert(name.to_owned(), id.to_owned());
         rooms.by_id.insert(id.to_owned(), name.to_owned());
         let json = serde_json::to_vec(&rooms.by_name).unwrap_or_default();
-        if let Err(e) = crate::session::write_private(&self.data_dir.join("rooms.json"), &json) {
+        if let Err(e) = crate::state::write_private(&self.data_dir.join("rooms.json"), &json) {
             warn!(error = %e, "cannot save the room table");
         }
     }

@@ -79,7 +79,7 @@ pub fn load_or_create_tokens(data_dir: &Path) -> Result<Tokens, RegistrationErro
         hs_token: random_token(),
     };
     let json = serde_json::to_vec_pretty(&tokens).map_err(|e| error(std::io::Error::other(e)))?;
-    crate::session::write_private(&path, &json).map_err(error)?;
+    crate::state::write_private(&path, &json).map_err(error)?;
     Ok(tokens)
 }
 

@@ -71,7 +71,7 @@ impl TxnLog {
         self.lines += 1;
         if self.lines > 2 * KEEP {
             let text: String = self.order.iter().map(|id| format!("{id}\n")).collect();
-            crate::session::write_private(&self.path, text.as_bytes())?;
+            crate::state::write_private(&self.path, text.as_bytes())?;
             self.lines = self.order.len();
         }
         Ok(())
