@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::router::{RoomKey, Router};
-use crate::store::{Accepted, NewDelivery, Store};
+use crate::store::{Accepted, NewDelivery, NewEvent, Store};
 
 pub struct Intake {
     store: Arc<dyn Store>,
@@ -83,47 +83,43 @@ impl OwnNames {
 #[async_trait]
 impl Emit for Intake {
     async fn emit(&self, account: &str, inbound: Inbound) -> Result<Option<EventId>, EmitError> {
+        Ok(self
+            .emit_many(account, vec![inbound])
+            .await?
+            .pop()
+            .flatten())
+    }
+
+    async fn emit_many(
+        &self,
+        account: &str,
+        inbounds: Vec<Inbound>,
+    ) -> Result<Vec<Option<EventId>>, EmitError> {
         if self.closed.is_cancelled() {
             return Err(EmitError::Closed);
         }
-        if inbound.is_echo {
-            return Ok(None);
-        }
-        if self.own.is_own(account, &inbound.author) {
-            tracing::debug!(account, author = %inbound.author.name, "not relayed: said by one of this gateway's own accounts");
-            return Ok(None);
-        }
-        let mut event = Event::from_inbound(account, inbound);
-        let origin = RoomKey::new(&event.origin.account, &event.origin.room);
-        let routable = self.resolve_references(&origin, &mut event).await?;
-        let targets = if routable {
-            self.router.route(&event)
-        } else {
-            tracing::debug!(room = %origin, event = %event.id, "not relayed: it refers to a message the gateway does not know");
-            Vec::new()
-        };
-        let now = Instant::now();
-        let deliveries: Vec<NewDelivery> = targets
-            .iter()
-            .map(|target| NewDelivery {
-                room: target.room.clone(),
-                route: target.route.clone(),
-                not_before: target.not_before.map(|at| {
-                    Timestamp(
-                        Timestamp::now().0 + at.saturating_duration_since(now).as_millis() as i64,
-                    )
-                }),
-            })
-            .collect();
-        let id = event.id;
-        match self.store.accept(event, deliveries).await {
-            Ok(Accepted::Recorded) => {
-                self.metrics.accepted(account);
-                Ok(Some(id))
+        let mut run = Run::with_capacity(inbounds.len());
+        for inbound in inbounds {
+            if inbound.is_echo {
+                run.dropped();
+                continue;
             }
-            Ok(Accepted::Duplicate) => Ok(None),
-            Err(err) => Err(EmitError::Store(err.to_string())),
+            if self.own.is_own(account, &inbound.author) {
+                tracing::debug!(account, author = %inbound.author.name, "not relayed: said by one of this gateway's own accounts");
+                run.dropped();
+                continue;
+            }
+            let mut event = Event::from_inbound(account, inbound);
+            if refers_by_network_id(&event) {
+                // It may refer to a message earlier in this run, which must be recorded before
+                // its id can be resolved.
+                self.record(account, &mut run).await?;
+            }
+            let deliveries = self.route(&mut event).await?;
+            run.push(NewEvent { event, deliveries });
         }
+        self.record(account, &mut run).await?;
+        Ok(run.answers)
     }
 
     async fn last_seen(&self, account: &str, room: &str) -> Result<Option<Seen>, EmitError> {
@@ -139,7 +135,86 @@ impl Emit for Intake {
     }
 }
 
+/// A run of emitted events on its way into the store: the answers so far, and the events
+/// not yet recorded with where their answers go.
+struct Run {
+    answers: Vec<Option<EventId>>,
+    waiting: Vec<NewEvent>,
+    slots: Vec<usize>,
+}
+
+impl Run {
+    fn with_capacity(n: usize) -> Self {
+        Run {
+            answers: Vec::with_capacity(n),
+            waiting: Vec::new(),
+            slots: Vec::new(),
+        }
+    }
+
+    /// An event dropped on purpose (an echo, the gateway's own words).
+    fn dropped(&mut self) {
+        self.answers.push(None);
+    }
+
+    fn push(&mut self, new: NewEvent) {
+        self.slots.push(self.answers.len());
+        self.answers.push(Some(new.event.id));
+        self.waiting.push(new);
+    }
+}
+
+/// Whether the event names a message by its network's id (a reply, an edit, a deletion, a
+/// reaction), which intake must resolve against what is recorded.
+fn refers_by_network_id(event: &Event) -> bool {
+    matches!(event.reply_to, Some(MessageRef::Native(_)))
+        || matches!(event.kind.target(), Some(MessageRef::Native(_)))
+}
+
 impl Intake {
+    /// Record the run's waiting events in one go; a duplicate's answer becomes `None`.
+    async fn record(&self, account: &str, run: &mut Run) -> Result<(), EmitError> {
+        if run.waiting.is_empty() {
+            return Ok(());
+        }
+        let accepted = self
+            .store
+            .accept_many(std::mem::take(&mut run.waiting))
+            .await
+            .map_err(|err| EmitError::Store(err.to_string()))?;
+        for (slot, accepted) in run.slots.drain(..).zip(accepted) {
+            match accepted {
+                Accepted::Recorded => self.metrics.accepted(account),
+                Accepted::Duplicate => run.answers[slot] = None,
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolve the event's references and compute its deliveries with the current routes.
+    async fn route(&self, event: &mut Event) -> Result<Vec<NewDelivery>, EmitError> {
+        let origin = RoomKey::new(&event.origin.account, &event.origin.room);
+        let targets = if self.resolve_references(&origin, event).await? {
+            self.router.route(event)
+        } else {
+            tracing::debug!(room = %origin, event = %event.id, "not relayed: it refers to a message the gateway does not know");
+            Vec::new()
+        };
+        let now = Instant::now();
+        Ok(targets
+            .iter()
+            .map(|target| NewDelivery {
+                room: target.room.clone(),
+                route: target.route.clone(),
+                not_before: target.not_before.map(|at| {
+                    Timestamp(
+                        Timestamp::now().0 + at.saturating_duration_since(now).as_millis() as i64,
+                    )
+                }),
+            })
+            .collect())
+    }
+
     /// Replace network ids by gateway ids. A reply to an unknown message is relayed as a plain
     /// message; an edit, deletion or reaction of an unknown message is not relayed (returns
     /// false).
@@ -173,3 +248,7 @@ impl Intake {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+#[path = "intake_tests.rs"]
+mod tests;

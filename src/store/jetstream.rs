@@ -32,8 +32,7 @@ use patchbay_sdk::{Event, EventId, Quote, Seen, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Accepted, DeadLetter, NewDelivery, Pending, RoomBacklog, RoomOutbox, Store, StoreError,
-    StoreStats,
+    Accepted, DeadLetter, NewEvent, Pending, RoomBacklog, RoomOutbox, Store, StoreError, StoreStats,
 };
 use crate::router::RoomKey;
 
@@ -47,6 +46,15 @@ struct OutboxMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     not_before: Option<Timestamp>,
     event: Event,
+}
+
+/// An [`OutboxMessage`] to write, borrowing the event a fan-out shares.
+#[derive(Serialize)]
+struct OutboxMessageRef<'a> {
+    route: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_before: Option<Timestamp>,
+    event: &'a Event,
 }
 
 /// [`Store`] on JetStream.
@@ -100,79 +108,109 @@ impl JetStreamStore {
     pub fn new(bus: Bus) -> Self {
         JetStreamStore { bus }
     }
+
+    /// Write map entries concurrently: one round trip for all of them.
+    async fn put_all(&self, entries: Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {
+        futures::future::try_join_all(
+            entries
+                .into_iter()
+                .map(|(key, value)| async move { self.bus.map_put(&key, value.into()).await }),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// The map key of an event's origin network id, when it has one.
+fn origin_key(new: &NewEvent) -> Option<String> {
+    let origin = &new.event.origin;
+    let room = RoomKey::new(&origin.account, &origin.room);
+    origin
+        .remote_id
+        .as_deref()
+        .map(|remote| remote_key(&room, remote))
 }
 
 #[async_trait]
 impl Store for JetStreamStore {
-    async fn accept(
-        &self,
-        event: Event,
-        deliveries: Vec<NewDelivery>,
-    ) -> Result<Accepted, StoreError> {
-        let origin = RoomKey::new(&event.origin.account, &event.origin.room);
-        let origin_key = event
-            .origin
-            .remote_id
-            .as_deref()
-            .map(|remote| remote_key(&origin, remote));
-        if let Some(key) = &origin_key
-            && self.bus.map_get(key).await?.is_some()
-        {
-            return Ok(Accepted::Duplicate);
+    async fn accept_many(&self, run: Vec<NewEvent>) -> Result<Vec<Accepted>, StoreError> {
+        // Four round trips for the whole run, whatever its length: the duplicate checks, the
+        // outbox messages, the quotes and marks, and last the origin ids. Each step's requests
+        // go out together; the server keeps their order within a subject.
+        let origin_keys: Vec<Option<String>> = run.iter().map(origin_key).collect();
+        let known = futures::future::try_join_all(origin_keys.iter().map(|key| async move {
+            match key {
+                Some(key) => Ok::<_, StoreError>(self.bus.map_get(key).await?.is_some()),
+                None => Ok(false),
+            }
+        }))
+        .await?;
+        let mut answers = Vec::with_capacity(run.len());
+        let mut seen_in_run = std::collections::HashSet::new();
+        let mut recorded = Vec::new();
+        for ((new, key), known) in run.into_iter().zip(origin_keys).zip(known) {
+            // A run may carry the same network message twice (a replayed history): the second
+            // is a duplicate as if the first had been recorded alone.
+            let repeated = key
+                .as_ref()
+                .is_some_and(|key| !seen_in_run.insert(key.clone()));
+            if known || repeated {
+                answers.push(Accepted::Duplicate);
+            } else {
+                answers.push(Accepted::Recorded);
+                recorded.push((new, key));
+            }
+        }
+        if recorded.is_empty() {
+            return Ok(answers);
         }
         let layout = self.bus.layout();
-        let mut messages = Vec::with_capacity(deliveries.len());
-        for (i, delivery) in deliveries.into_iter().enumerate() {
-            let payload = serde_json::to_vec(&OutboxMessage {
-                route: delivery.route,
-                not_before: delivery.not_before,
-                event: event.clone(),
-            })?;
-            messages.push(Publish {
-                subject: layout.delivery_subject(&delivery.room.account, &delivery.room.room),
-                msg_id: Some(match &origin_key {
-                    Some(key) => format!("{key}#{i}"),
-                    None => format!("{}#{i}", event.id),
-                }),
-                payload: payload.into(),
-            });
+        let mut messages = Vec::new();
+        for (NewEvent { event, deliveries }, key) in &recorded {
+            for (i, delivery) in deliveries.iter().enumerate() {
+                let payload = serde_json::to_vec(&OutboxMessageRef {
+                    route: &delivery.route,
+                    not_before: delivery.not_before,
+                    event,
+                })?;
+                messages.push(Publish {
+                    subject: layout.delivery_subject(&delivery.room.account, &delivery.room.room),
+                    msg_id: Some(match key {
+                        Some(key) => format!("{key}#{i}"),
+                        None => format!("{}#{i}", event.id),
+                    }),
+                    payload: payload.into(),
+                });
+            }
         }
         self.bus.publish_all(messages).await?;
-        let quote = quote_of(&event);
-        let seen = serde_json::to_vec(&SeenRecord {
-            time: event.time,
-            remote_id: event.origin.remote_id.clone(),
-        })?;
-        let (quote_key, last_key) = (quote_key(event.id), last_key(&origin));
-        let quote = serde_json::to_vec(&quote)?;
-        // The origin room's own id of the event, for a reply or an edit delivered back there:
-        // written beside the quote and the last-seen mark, in one round trip.
-        let native = async {
-            match &event.origin.remote_id {
-                Some(remote) => {
-                    let key = native_key(event.id, &origin);
-                    self.bus
-                        .map_put(&key, remote.clone().into_bytes().into())
-                        .await
-                }
-                None => Ok(()),
+        // Quotes, the origin room's own id of each event (for a reply or an edit delivered
+        // back there) and the newest event per origin room (only the run's last counts).
+        let mut puts: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut newest: BTreeMap<RoomKey, &Event> = BTreeMap::new();
+        for (NewEvent { event, .. }, _) in &recorded {
+            let origin = RoomKey::new(&event.origin.account, &event.origin.room);
+            puts.push((quote_key(event.id), serde_json::to_vec(&quote_of(event))?));
+            if let Some(remote) = &event.origin.remote_id {
+                puts.push((native_key(event.id, &origin), remote.clone().into_bytes()));
             }
-        };
-        let (quoted, last, native) = futures::join!(
-            self.bus.map_put(&quote_key, quote.into()),
-            self.bus.map_put(&last_key, seen.into()),
-            native,
-        );
-        quoted?;
-        last?;
-        native?;
-        // Last: until it is written, a resend is not yet a duplicate.
-        if let Some(key) = &origin_key {
-            self.bus
-                .map_put(key, event.id.to_string().into_bytes().into())
-                .await?;
+            newest.insert(origin, event);
         }
-        Ok(Accepted::Recorded)
+        for (origin, event) in newest {
+            let seen = SeenRecord {
+                time: event.time,
+                remote_id: event.origin.remote_id.clone(),
+            };
+            puts.push((last_key(&origin), serde_json::to_vec(&seen)?));
+        }
+        self.put_all(puts).await?;
+        // Last: until they are written, a resend is not yet a duplicate.
+        let ids = recorded
+            .iter()
+            .filter_map(|(new, key)| Some((key.clone()?, new.event.id.to_string().into_bytes())))
+            .collect();
+        self.put_all(ids).await?;
+        Ok(answers)
     }
 
     async fn open_room(&self, room: &RoomKey) -> Result<Box<dyn RoomOutbox>, StoreError> {

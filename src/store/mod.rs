@@ -29,6 +29,13 @@ pub struct NewDelivery {
     pub not_before: Option<Timestamp>,
 }
 
+/// An event to record, with its deliveries.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub event: Event,
+    pub deliveries: Vec<NewDelivery>,
+}
+
 /// What became of an accepted event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Accepted {
@@ -73,13 +80,26 @@ pub enum StoreError {
 /// [`JetStreamStore`] (several instances sharing NATS JetStream).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Record a run of events, each with its deliveries, as if each were accepted in turn
+    /// ([`Store::accept`]), in as few commits or round trips as the engine can: a burst from
+    /// one room costs about what one event does. One answer per event, in order; deliveries
+    /// into one room keep the run's order. Returns once all of them are durable. On an error
+    /// some of the run may be recorded already; a resend is safe, since an event whose origin
+    /// remote id is recorded is a duplicate the second time.
+    async fn accept_many(&self, run: Vec<NewEvent>) -> Result<Vec<Accepted>, StoreError>;
+
     /// Record an event and its deliveries atomically, unless its origin remote id is already
     /// in the message-id map. Returns once they are durable.
     async fn accept(
         &self,
         event: Event,
         deliveries: Vec<NewDelivery>,
-    ) -> Result<Accepted, StoreError>;
+    ) -> Result<Accepted, StoreError> {
+        self.accept_many(vec![NewEvent { event, deliveries }])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Commit("the engine answered nothing".to_owned()))
+    }
 
     /// The outbox of one destination room: its waiting deliveries in order, and where their
     /// outcomes are recorded. The delivery lane of `room` opens it once and is its only

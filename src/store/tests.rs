@@ -127,3 +127,35 @@ async fn pruning_keeps_events_still_waiting_for_delivery() {
     assert_eq!(pruned, 1);
     assert_eq!(store.pending(&dest, 0, 10).await.expect("pending").len(), 1);
 }
+
+#[tokio::test]
+async fn a_run_is_recorded_in_order_in_fewer_commits_than_events() {
+    let (_dir, store) = open();
+    let dest = RoomKey::new("irc.b", "#y");
+    let before = store.stats().await.expect("stats").commits;
+    let run: Vec<NewEvent> = (0..50)
+        .map(|i| NewEvent {
+            event: event("irc.a", "#x", Some(&format!("m{i}")), &format!("line {i}")),
+            deliveries: vec![to(&dest)],
+        })
+        .chain(std::iter::once(NewEvent {
+            // The same network message twice in one run (a replayed history).
+            event: event("irc.a", "#x", Some("m7"), "line 7 again"),
+            deliveries: vec![to(&dest)],
+        }))
+        .collect();
+    let answers = store.accept_many(run).await.expect("accept run");
+    assert_eq!(answers.len(), 51);
+    assert!(answers[..50].iter().all(|a| *a == Accepted::Recorded));
+    assert_eq!(answers[50], Accepted::Duplicate);
+    let commits = store.stats().await.expect("stats").commits - before;
+    assert!(commits < 10, "a run of 51 took {commits} commits");
+
+    let pending = store.pending(&dest, 0, 100).await.expect("pending");
+    let texts: Vec<String> = pending
+        .iter()
+        .filter_map(|p| p.event.kind.body().map(RichText::to_plain))
+        .collect();
+    let expected: Vec<String> = (0..50).map(|i| format!("line {i}")).collect();
+    assert_eq!(texts, expected);
+}

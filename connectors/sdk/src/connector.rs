@@ -226,6 +226,23 @@ pub trait Emit: Send + Sync + 'static {
     /// dropped on purpose (an echo of our own message).
     async fn emit(&self, account: &str, inbound: Inbound) -> Result<Option<EventId>, EmitError>;
 
+    /// Record a run of events seen by `account`, in the order given, with one answer per
+    /// event in that order. Returns once all of them are durable; the gateway may group them
+    /// into one commit, which is what makes a burst cheap. On an error, some of the run may
+    /// be recorded already: a source that resends it all is safe, since an event whose
+    /// network id is recorded is a duplicate the second time.
+    async fn emit_many(
+        &self,
+        account: &str,
+        inbounds: Vec<Inbound>,
+    ) -> Result<Vec<Option<EventId>>, EmitError> {
+        let mut ids = Vec::with_capacity(inbounds.len());
+        for inbound in inbounds {
+            ids.push(self.emit(account, inbound).await?);
+        }
+        Ok(ids)
+    }
+
     /// The newest event the gateway accepted from `room` of `account`, on any instance.
     async fn last_seen(&self, account: &str, room: &str) -> Result<Option<Seen>, EmitError> {
         let _ = (account, room);
@@ -264,6 +281,16 @@ impl EventSink {
     /// that acknowledges messages (a webhook's 202, a sync position) may acknowledge it now.
     pub async fn emit(&self, inbound: Inbound) -> Result<Option<EventId>, EmitError> {
         self.inner.emit(&self.account, inbound).await
+    }
+
+    /// Hand a run of events to the gateway at once, in order (a burst read from one socket):
+    /// one answer per event, and when this returns `Ok` all of them are durable. Cheaper than
+    /// emitting them one by one, which waits for a commit per event.
+    pub async fn emit_many(
+        &self,
+        inbounds: Vec<Inbound>,
+    ) -> Result<Vec<Option<EventId>>, EmitError> {
+        self.inner.emit_many(&self.account, inbounds).await
     }
 
     /// Tell the gateway who this account is on its network: `network` names the server in a

@@ -19,8 +19,8 @@ mod dead;
 mod outbox;
 
 use super::{
-    Accepted, DeadLetter, NewDelivery, Pending, RoomBacklog, RoomOutbox, Store, StoreError,
-    StoreStats,
+    Accepted, DeadLetter, NewDelivery, NewEvent, Pending, RoomBacklog, RoomOutbox, Store,
+    StoreError, StoreStats,
 };
 use crate::router::RoomKey;
 use checkpoint::Checkpointer;
@@ -511,20 +511,26 @@ fn prune(conn: &Connection, before: Timestamp) -> Result<usize, rusqlite::Error>
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn accept(
-        &self,
-        event: Event,
-        deliveries: Vec<NewDelivery>,
-    ) -> Result<Accepted, StoreError> {
-        let json = serde_json::to_string(&event)?;
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Accept {
-            event: Box::new(event),
-            json,
-            deliveries,
-            reply,
-        })?;
-        answer.await.map_err(|_| StoreError::Closed)?
+    async fn accept_many(&self, run: Vec<NewEvent>) -> Result<Vec<Accepted>, StoreError> {
+        // Queued back to back, the run lands in one writer batch (one transaction) unless it
+        // is longer than a batch; the writer keeps the queue's order.
+        let mut answers = Vec::with_capacity(run.len());
+        for NewEvent { event, deliveries } in run {
+            let json = serde_json::to_string(&event)?;
+            let (reply, answer) = oneshot::channel();
+            self.send(Command::Accept {
+                event: Box::new(event),
+                json,
+                deliveries,
+                reply,
+            })?;
+            answers.push(answer);
+        }
+        let mut accepted = Vec::with_capacity(answers.len());
+        for answer in answers {
+            accepted.push(answer.await.map_err(|_| StoreError::Closed)??);
+        }
+        Ok(accepted)
     }
 
     async fn open_room(&self, room: &RoomKey) -> Result<Box<dyn RoomOutbox>, StoreError> {

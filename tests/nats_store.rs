@@ -1,0 +1,102 @@
+//! The JetStream store behind the `Store` seam, against a real nats-server: what the gateway
+//! relies on from it, without the binary around it.
+
+mod support;
+
+use std::time::Duration;
+
+use patchbay::router::RoomKey;
+use patchbay::store::{Accepted, JetStreamStore, NewDelivery, NewEvent, Store};
+use patchbay_sdk::{Author, Event, Inbound, RichText};
+use support::nats::NatsServer;
+
+async fn store(nats: &NatsServer, prefix: &str) -> JetStreamStore {
+    let options = patchbay_nats::BusOptions {
+        servers: vec![nats.url()],
+        prefix: prefix.to_owned(),
+        name: "store test".to_owned(),
+        lease: Duration::from_secs(5),
+        retention: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let bus = patchbay_nats::Bus::connect(&options)
+        .await
+        .expect("connect to nats-server");
+    JetStreamStore::new(bus)
+}
+
+fn message(room: &str, remote_id: &str, text: &str, to: &RoomKey) -> NewEvent {
+    let mut inbound = Inbound::message(room, Author::named("alice"), RichText::plain(text));
+    inbound.remote_id = Some(remote_id.to_owned());
+    NewEvent {
+        event: Event::from_inbound("irc.a", inbound),
+        deliveries: vec![NewDelivery {
+            room: to.clone(),
+            route: "r".to_owned(),
+            not_before: None,
+        }],
+    }
+}
+
+fn texts(pending: &[patchbay::store::Pending]) -> Vec<String> {
+    pending
+        .iter()
+        .filter_map(|p| p.event.kind.body().map(RichText::to_plain))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_run_is_recorded_in_order_once_with_duplicates_answered_as_such() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = NatsServer::start(dir.path());
+    let store = store(&nats, "run").await;
+    let dest = RoomKey::new("irc.b", "#y");
+
+    let first = store
+        .accept_many(vec![message("#x", "m0", "line 0", &dest)])
+        .await
+        .expect("accept");
+    assert_eq!(first, [Accepted::Recorded]);
+
+    // A run: one already recorded, 30 new, and one of the new twice.
+    let mut run = vec![message("#x", "m0", "line 0 again", &dest)];
+    run.extend((1..=30).map(|i| message("#x", &format!("m{i}"), &format!("line {i}"), &dest)));
+    run.push(message("#x", "m5", "line 5 again", &dest));
+    let answers = store.accept_many(run).await.expect("accept run");
+    assert_eq!(answers.len(), 32);
+    assert_eq!(answers[0], Accepted::Duplicate);
+    assert!(answers[1..31].iter().all(|a| *a == Accepted::Recorded));
+    assert_eq!(answers[31], Accepted::Duplicate);
+
+    let mut outbox = store.open_room(&dest).await.expect("open room");
+    let mut got = Vec::new();
+    while got.len() < 31 {
+        let batch = tokio::time::timeout(Duration::from_secs(10), outbox.next(64))
+            .await
+            .expect("deliveries within 10 s")
+            .expect("next");
+        got.extend(batch);
+    }
+    let expected: Vec<String> = (0..=30).map(|i| format!("line {i}")).collect();
+    assert_eq!(texts(&got), expected);
+
+    // Each origin id resolves to its event, and the room's newest is the run's last new one.
+    let origin = RoomKey::new("irc.a", "#x");
+    for (i, pending) in got.iter().enumerate() {
+        let id = store
+            .resolve(&origin, &format!("m{i}"))
+            .await
+            .expect("resolve");
+        assert_eq!(id, Some(pending.event.id), "m{i}");
+    }
+    let last = store
+        .last_origin(&origin)
+        .await
+        .expect("last")
+        .expect("seen");
+    assert_eq!(last.remote_id.as_deref(), Some("m30"));
+    assert_eq!(
+        store.room_depths().await.expect("depths").get(&dest),
+        Some(&31)
+    );
+}
