@@ -102,16 +102,15 @@ impl Connector for Api {
             let path = path.clone();
             tokio::task::spawn_blocking(move || log::Log::open(&path, live)).await
         };
-        let log = match open {
-            Ok(Ok(log)) => Arc::new(log),
-            Ok(Err(err)) => {
-                return Err(ConnectorError(format!(
-                    "cannot open the API log {}: {err}",
-                    path.display()
-                )));
-            }
-            Err(_) => return Err(ConnectorError("the API log could not be opened".into())),
-        };
+        let log = open
+            .unwrap_or(Err(log::LogError::Join))
+            .map(Arc::new)
+            .map_err(|err| {
+                ConnectorError::with_source(
+                    format_args!("cannot open the API log {}", path.display()),
+                    err,
+                )
+            })?;
         // Ready stays set after shutdown: sends then get the gateway's `Closed`, a prompt 503.
         self.shared.ready.send_replace(Some(Ready {
             sink: ctx.sink.clone(),

@@ -108,6 +108,27 @@ fn close_for(err: &axum::Error, limit: usize) -> Option<CloseFrame> {
     }
 }
 
+/// Why a stream ended other than by a close, the client leaving or shutdown.
+#[derive(Debug, thiserror::Error)]
+enum StreamError {
+    #[error("reading from the client: {0}")]
+    Read(#[source] axum::Error),
+    #[error("writing to the client: {0}")]
+    Write(#[source] axum::Error),
+    /// A frame waited [`SEND_TIMEOUT`] for a client that does not read.
+    #[error("the client does not read")]
+    Slow,
+    #[error("the client stopped answering pings")]
+    Silent,
+    #[error(transparent)]
+    Log(#[from] log::LogError),
+    #[error("a frame could not be encoded: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// How long one frame may wait for a client to read it.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
 struct Session {
     shared: Arc<Shared>,
     ready: Ready,
@@ -128,7 +149,7 @@ impl Session {
     }
 
     /// Stream what comes after entry `after`.
-    async fn run(&mut self, socket: WebSocket, after: i64) -> Result<(), String> {
+    async fn run(&mut self, socket: WebSocket, after: i64) -> Result<(), StreamError> {
         self.last = after;
         // Subscribe before reading the backlog; what both hold is sent once (ids only grow).
         let mut live = self.shared.live.subscribe();
@@ -165,7 +186,7 @@ impl Session {
                                     tx.send(Message::Close(Some(close))),
                                 ).await;
                             }
-                            return Err(format!("reading from the client: {err}"));
+                            return Err(StreamError::Read(err));
                         }
                         None => return Ok(()),
                     };
@@ -186,23 +207,22 @@ impl Session {
                 _ = ping.tick() => {
                     if heard.elapsed() > interval * 2 {
                         let _ = tx.send(Message::Close(None)).await;
-                        return Err("the client stopped answering pings".into());
+                        return Err(StreamError::Silent);
                     }
-                    tx.send(Message::Ping(Default::default())).await.map_err(|e| e.to_string())?;
+                    tx.send(Message::Ping(Default::default())).await.map_err(StreamError::Write)?;
                 }
             }
         }
     }
 
     /// Send what the log holds after `self.last`.
-    async fn catch_up(&mut self, tx: &mut Sink) -> Result<(), String> {
+    async fn catch_up(&mut self, tx: &mut Sink) -> Result<(), StreamError> {
         loop {
             let after = self.last;
             let page = log::blocking(&self.ready.log, move |log| {
                 log.after(None, after, CATCH_UP_PAGE)
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
             let Some(last) = page.last().map(|e| e.id) else {
                 return Ok(());
             };
@@ -218,7 +238,7 @@ impl Session {
         }
     }
 
-    async fn on_text(&mut self, tx: &mut Sink, text: &str) -> Result<(), String> {
+    async fn on_text(&mut self, tx: &mut Sink, text: &str) -> Result<(), StreamError> {
         let frame: ClientFrame = match serde_json::from_str(text) {
             Ok(frame) => frame,
             Err(err) => {
@@ -265,13 +285,10 @@ impl Session {
     }
 }
 
-async fn send_frame(tx: &mut Sink, frame: &ServerFrame<'_>) -> Result<(), String> {
-    let json = serde_json::to_string(frame).map_err(|e| e.to_string())?;
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        tx.send(Message::Text(Utf8Bytes::from(json))),
-    )
-    .await
-    .map_err(|_| "the client does not read".to_owned())?
-    .map_err(|e| e.to_string())
+async fn send_frame(tx: &mut Sink, frame: &ServerFrame<'_>) -> Result<(), StreamError> {
+    let json = serde_json::to_string(frame)?;
+    tokio::time::timeout(SEND_TIMEOUT, tx.send(Message::Text(Utf8Bytes::from(json))))
+        .await
+        .map_err(|_| StreamError::Slow)?
+        .map_err(StreamError::Write)
 }

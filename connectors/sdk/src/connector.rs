@@ -97,9 +97,83 @@ pub struct ConnectorContext {
 }
 
 /// A fatal connector error: the account stays down until the gateway restarts.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConnectorError(pub String);
+///
+/// Its `Display` is the whole sentence an operator reads — what failed, then `: ` and the
+/// cause when there is one — because the gateway shows it as the account's one-line `Down`
+/// reason; the cause is also kept typed as its [`source`](std::error::Error::source), for code
+/// that needs to tell causes apart.
+#[derive(Debug)]
+pub struct ConnectorError {
+    /// The sentence, cause included.
+    message: Message,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl ConnectorError {
+    /// A failure with nothing beneath it (the server said no, a task stopped).
+    pub fn new(what: impl Into<String>) -> Self {
+        ConnectorError {
+            message: Message(what.into()),
+            source: None,
+        }
+    }
+
+    /// `what` failed because of `source`.
+    pub fn with_source(
+        what: impl std::fmt::Display,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        let source = source.into();
+        ConnectorError {
+            message: Message(format!("{what}: {source}")),
+            source: Some(source),
+        }
+    }
+}
+
+impl std::fmt::Display for ConnectorError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message.0)
+    }
+}
+
+impl std::error::Error for ConnectorError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|s| s as _)
+    }
+}
+
+impl From<String> for ConnectorError {
+    fn from(what: String) -> Self {
+        ConnectorError::new(what)
+    }
+}
+
+/// Transitional, with [`ConnectorError()`](fn@ConnectorError): the tuple struct
+/// `ConnectorError(pub String)` this type was. The constructor function keeps
+/// `ConnectorError(format!(..))`, `ConnectorError("..".into())` and `.map_err(ConnectorError)`
+/// compiling, and `Deref` to this keeps `err.0` (the sentence), where call sites are not yet
+/// [`ConnectorError::new`], [`ConnectorError::with_source`] and `to_string()` (the gateway, SSH
+/// chat, Matrix, the console). Remove both once no call site is left.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Message(pub String);
+
+/// See [`Message`]: the tuple struct's constructor. It takes a `String`, as the field did, so
+/// that `ConnectorError("..".into())` still infers.
+#[doc(hidden)]
+#[allow(non_snake_case)]
+pub fn ConnectorError(what: String) -> ConnectorError {
+    ConnectorError::new(what)
+}
+
+impl std::ops::Deref for ConnectorError {
+    type Target = Message;
+
+    fn deref(&self) -> &Message {
+        &self.message
+    }
+}
 
 /// An event routed to one of the connector's rooms.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -314,5 +388,31 @@ impl EventSink {
 
     pub fn account(&self) -> &str {
         &self.account
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn a_connector_error_reads_as_one_line_and_keeps_its_cause() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let err = ConnectorError::with_source("cannot open /x/api.db", io);
+        assert_eq!(err.to_string(), "cannot open /x/api.db: denied");
+        let cause = err
+            .source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(
+            cause.map(std::io::Error::kind),
+            Some(std::io::ErrorKind::PermissionDenied)
+        );
+        // The tuple-struct spelling still builds and reads one, without a cause.
+        let old = ConnectorError(format!("room session crashed: {}", 3));
+        assert_eq!(old.to_string(), "room session crashed: 3");
+        assert_eq!(old.0, "room session crashed: 3");
+        assert!(old.source().is_none());
     }
 }

@@ -109,7 +109,7 @@ impl Supervisor {
                 Ended::Fatal(reason) => {
                     tracing::error!(account = %self.account, part = ?self.part, %reason, "connection failed for good; not reconnecting");
                     self.state.down(self.labelled(&reason));
-                    return Err(ConnectorError(reason));
+                    return Err(ConnectorError::new(reason));
                 }
                 Ended::Failed(reason) => (reason, false),
                 Ended::Lost(reason) => (reason, true),

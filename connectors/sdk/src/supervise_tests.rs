@@ -202,7 +202,7 @@ async fn a_fatal_end_is_returned_without_a_retry() {
         .run(&mut fake)
         .await;
     let err = result.expect_err("a fatal end is an error");
-    assert_eq!(err.0, "bad password");
+    assert_eq!(err.to_string(), "bad password");
     assert_eq!(fake.starts.len(), 2, "no attempt after the fatal one");
     assert_eq!(fake.script.len(), 1);
     assert_eq!(

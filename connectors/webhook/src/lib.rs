@@ -78,17 +78,16 @@ pub struct Webhook {
     pinned: HashMap<String, reqwest::Client>,
 }
 
-fn make_client(tls_ca: Option<&[u8]>) -> Result<reqwest::Client, String> {
+fn make_client(tls_ca: Option<&[u8]>) -> Result<reqwest::Client, reqwest::Error> {
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("patchbay/", env!("CARGO_PKG_VERSION")))
         // A redirected POST turns into a GET on most servers: a hook URL that redirects is
         // a configuration mistake, reported as a permanent failure naming the status.
         .redirect(reqwest::redirect::Policy::none());
     if let Some(pem) = tls_ca {
-        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|err| err.to_string())?;
-        builder = builder.tls_certs_only(certs);
+        builder = builder.tls_certs_only(reqwest::Certificate::from_pem_bundle(pem)?);
     }
-    builder.build().map_err(|err| err.to_string())
+    builder.build()
 }
 
 impl Webhook {
