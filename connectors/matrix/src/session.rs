@@ -30,14 +30,82 @@ use crate::config::Credentials;
 use crate::state::{Shared, join_room, write_private};
 use crate::timeline;
 
-/// Why the sync loop stopped.
-enum Stop {
-    Shutdown,
-    Fatal(String),
-    /// The homeserver no longer accepts the session.
-    Relogin(String),
-    /// A sync failed, or its events could not be recorded: sync again from the same position.
-    Retry(String),
+/// Why logging in, or staying logged in, failed.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("cannot open the client store: {0}")]
+    Store(#[source] matrix_sdk::ClientBuildError),
+    #[error("cannot restore the saved session: {0}")]
+    Restore(#[source] matrix_sdk::Error),
+    #[error("login refused for {user}: {source}")]
+    Refused {
+        user: String,
+        source: matrix_sdk::Error,
+    },
+    #[error("login failed: {0}")]
+    Login(#[source] matrix_sdk::Error),
+    #[error("bad user id: {0}")]
+    UserId(#[source] matrix_sdk::ruma::IdParseError),
+    /// The client that asks who an access token belongs to could not be made.
+    #[error("cannot ask who the access token is: {0}")]
+    ProbeBuild(#[source] matrix_sdk::ClientBuildError),
+    #[error("cannot ask who the access token is: {0}")]
+    ProbeSession(#[source] matrix_sdk::Error),
+    #[error("the access token was refused: {0}")]
+    TokenRefused(#[source] matrix_sdk::HttpError),
+    #[error("whoami failed: {0}")]
+    Whoami(#[source] matrix_sdk::HttpError),
+    #[error("the access token has no device; log in with a password")]
+    NoDevice,
+    #[error("cannot use the access token: {0}")]
+    UseToken(#[source] matrix_sdk::Error),
+    #[error("cannot encode the session: {0}")]
+    Encode(#[source] serde_json::Error),
+    #[error("cannot save the session: {0}")]
+    Save(#[source] std::io::Error),
+    /// A password account's session is gone (logged out elsewhere, token revoked): it logs
+    /// in again on a new device.
+    #[error("the session was refused: {0}")]
+    SessionRefused(#[source] matrix_sdk::Error),
+    /// An access-token account's session is gone: only the operator can give a new token.
+    #[error("the homeserver no longer accepts the session ({source}); remove {} to log in again", path.display())]
+    SessionGone {
+        path: PathBuf,
+        source: matrix_sdk::Error,
+    },
+    #[error("sync failed: {0}")]
+    Sync(#[source] matrix_sdk::Error),
+    /// Not acknowledged: the batch is synced again from the old position.
+    #[error("the gateway could not record events; retrying the batch: {0}")]
+    Record(#[source] EmitError),
+}
+
+impl SessionError {
+    /// How the connection ended: for good when trying again cannot help, else lost (it had
+    /// synced: `up`) or failed (it had not).
+    fn ended(&self, up: bool) -> Ended {
+        use SessionError::*;
+        let reason = self.to_string();
+        match self {
+            Restore(_)
+            | Refused { .. }
+            | UserId(_)
+            | TokenRefused(_)
+            | NoDevice
+            | UseToken(_)
+            | Encode(_)
+            | Save(_)
+            | SessionGone { .. } => Ended::Fatal(reason),
+            Store(_) | Login(_) | ProbeBuild(_) | ProbeSession(_) | Whoami(_)
+            | SessionRefused(_) | Sync(_) | Record(_) => {
+                if up {
+                    Ended::Lost(reason)
+                } else {
+                    Ended::Failed(reason)
+                }
+            }
+        }
+    }
 }
 
 fn session_path(dir: &Path) -> PathBuf {
@@ -106,8 +174,7 @@ impl Connection for OneConnection<'_> {
                 };
                 let client = match login {
                     Ok(client) => client,
-                    Err(LoginError::Fatal(reason)) => return Ended::Fatal(reason),
-                    Err(LoginError::Transient(reason)) => return Ended::Failed(reason),
+                    Err(e) => return e.ended(false),
                 };
                 self.sync = SyncPosition {
                     token: std::fs::read_to_string(token_path(&self.ctx.data_dir))
@@ -123,42 +190,27 @@ impl Connection for OneConnection<'_> {
             }
         };
         let mut up = false;
-        let stop = sync_loop(self.shared, &client, self.ctx, &mut self.sync, &mut up).await;
-        let lost = |reason| {
-            if up {
-                Ended::Lost(reason)
-            } else {
-                Ended::Failed(reason)
-            }
+        let Err(e) = sync_loop(self.shared, &client, self.ctx, &mut self.sync, &mut up).await
+        else {
+            return Ended::Shutdown;
         };
-        match stop {
-            Stop::Shutdown => Ended::Shutdown,
-            Stop::Fatal(reason) => Ended::Fatal(reason),
-            Stop::Retry(reason) => lost(reason),
-            Stop::Relogin(reason) => {
-                // The session is gone (logged out elsewhere, token revoked): a password
-                // account logs in again on a new device; the sync position is kept, so
-                // nothing said meanwhile is skipped.
-                self.shared.client.send_replace(None);
-                self.client = None;
-                drop(client);
-                let dir = &self.ctx.data_dir;
-                let _ = std::fs::remove_file(session_path(dir));
-                let _ = std::fs::remove_dir_all(dir.join("store"));
-                lost(reason)
-            }
+        if let SessionError::SessionRefused(_) = e {
+            // A password account logs in again on a new device; the sync position is kept,
+            // so nothing said meanwhile is skipped.
+            self.shared.client.send_replace(None);
+            self.client = None;
+            drop(client);
+            let dir = &self.ctx.data_dir;
+            let _ = std::fs::remove_file(session_path(dir));
+            let _ = std::fs::remove_dir_all(dir.join("store"));
         }
+        e.ended(up)
     }
-}
-
-enum LoginError {
-    Fatal(String),
-    Transient(String),
 }
 
 /// Build the client on the persisted stores and restore the saved session, or log in and save
 /// it.
-async fn login(shared: &Shared, dir: &Path) -> Result<Client, LoginError> {
+async fn login(shared: &Shared, dir: &Path) -> Result<Client, SessionError> {
     let config = &shared.config;
     let saved: Option<MatrixSession> = std::fs::read(session_path(dir))
         .ok()
@@ -178,13 +230,13 @@ async fn login(shared: &Shared, dir: &Path) -> Result<Client, LoginError> {
         )
         .build()
         .await
-        .map_err(|e| LoginError::Transient(format!("cannot open the client store: {e}")))?;
+        .map_err(SessionError::Store)?;
     if let Some(session) = saved {
         client
             .matrix_auth()
             .restore_session(session, RoomLoadSettings::default())
             .await
-            .map_err(|e| LoginError::Fatal(format!("cannot restore the saved session: {e}")))?;
+            .map_err(SessionError::Restore)?;
         info!(user = %config.user, "matrix session restored");
         return Ok(client);
     }
@@ -198,9 +250,12 @@ async fn login(shared: &Shared, dir: &Path) -> Result<Client, LoginError> {
                 .await
                 .map_err(|e| match e.client_api_error_kind() {
                     Some(ErrorKind::Forbidden) | Some(ErrorKind::InvalidUsername) => {
-                        LoginError::Fatal(format!("login refused for {}: {e}", config.user))
+                        SessionError::Refused {
+                            user: config.user.clone(),
+                            source: e,
+                        }
                     }
-                    _ => LoginError::Transient(format!("login failed: {e}")),
+                    _ => SessionError::Login(e),
                 })?;
             MatrixSession::from(&response)
         }
@@ -209,7 +264,7 @@ async fn login(shared: &Shared, dir: &Path) -> Result<Client, LoginError> {
                 .homeserver_url(&config.homeserver)
                 .build()
                 .await
-                .map_err(|e| LoginError::Transient(e.to_string()))?;
+                .map_err(SessionError::ProbeBuild)?;
             let tokens = SessionTokens {
                 access_token: token.clone(),
                 refresh_token: None,
@@ -224,7 +279,7 @@ async fn login(shared: &Shared, dir: &Path) -> Result<Client, LoginError> {
                                 .user
                                 .as_str()
                                 .try_into()
-                                .map_err(|e| LoginError::Fatal(format!("bad user id: {e}")))?,
+                                .map_err(SessionError::UserId)?,
                             device_id: "PROBE".into(),
                         },
                         tokens: tokens.clone(),
@@ -232,20 +287,16 @@ async fn login(shared: &Shared, dir: &Path) -> Result<Client, LoginError> {
                     RoomLoadSettings::default(),
                 )
                 .await
-                .map_err(|e| LoginError::Transient(e.to_string()));
+                .map_err(SessionError::ProbeSession);
             whoami?;
             let who = probe
                 .whoami()
                 .await
                 .map_err(|e| match e.client_api_error_kind() {
-                    Some(ErrorKind::UnknownToken(_)) => {
-                        LoginError::Fatal(format!("the access token was refused: {e}"))
-                    }
-                    _ => LoginError::Transient(format!("whoami failed: {e}")),
+                    Some(ErrorKind::UnknownToken(_)) => SessionError::TokenRefused(e),
+                    _ => SessionError::Whoami(e),
                 })?;
-            let device_id = who.device_id.ok_or_else(|| {
-                LoginError::Fatal("the access token has no device; log in with a password".into())
-            })?;
+            let device_id = who.device_id.ok_or(SessionError::NoDevice)?;
             let session = MatrixSession {
                 meta: SessionMeta {
                     user_id: who.user_id,
@@ -256,13 +307,12 @@ async fn login(shared: &Shared, dir: &Path) -> Result<Client, LoginError> {
             client
                 .restore_session(AuthSession::Matrix(session.clone()))
                 .await
-                .map_err(|e| LoginError::Fatal(format!("cannot use the access token: {e}")))?;
+                .map_err(SessionError::UseToken)?;
             session
         }
     };
-    let json = serde_json::to_vec(&session).map_err(|e| LoginError::Fatal(e.to_string()))?;
-    write_private(&session_path(dir), &json)
-        .map_err(|e| LoginError::Fatal(format!("cannot save the session: {e}")))?;
+    let json = serde_json::to_vec(&session).map_err(SessionError::Encode)?;
+    write_private(&session_path(dir), &json).map_err(SessionError::Save)?;
     info!(user = %config.user, device = %session.meta.device_id, "matrix login, new device");
     Ok(client)
 }
@@ -277,15 +327,15 @@ fn sync_filter() -> Filter {
     Filter::FilterDefinition(definition)
 }
 
-/// Sync round after round from `position` until a sync fails or shutdown; `up` is set once a
-/// sync succeeded.
+/// Sync round after round from `position` until a sync fails (`Err`) or shutdown (`Ok`); `up`
+/// is set once a sync succeeded.
 async fn sync_loop(
     shared: &Shared,
     client: &Client,
     ctx: &ConnectorContext,
     position: &mut SyncPosition,
     up: &mut bool,
-) -> Stop {
+) -> Result<(), SessionError> {
     let dir = &ctx.data_dir;
     let SyncPosition {
         token,
@@ -320,7 +370,7 @@ async fn sync_loop(
             settings = settings.timeout(Duration::from_secs(if *first { 0 } else { 30 }));
         }
         let response = tokio::select! {
-            _ = ctx.shutdown.cancelled() => return Stop::Shutdown,
+            _ = ctx.shutdown.cancelled() => return Ok(()),
             response = client.sync_once(settings) => response,
         };
         let response = match response {
@@ -328,14 +378,14 @@ async fn sync_loop(
             Err(e) => {
                 if let Some(ErrorKind::UnknownToken(_)) = e.client_api_error_kind() {
                     if matches!(shared.config.credentials, Credentials::Password(_)) {
-                        return Stop::Relogin(format!("the session was refused: {e}"));
+                        return Err(SessionError::SessionRefused(e));
                     }
-                    return Stop::Fatal(format!(
-                        "the homeserver no longer accepts the session ({e}); remove {} to log in again",
-                        session_path(dir).display()
-                    ));
+                    return Err(SessionError::SessionGone {
+                        path: session_path(dir),
+                        source: e,
+                    });
                 }
-                return Stop::Retry(format!("sync failed: {e}"));
+                return Err(SessionError::Sync(e));
             }
         };
         *up = true;
@@ -346,13 +396,8 @@ async fn sync_loop(
         } else {
             match timeline::process(shared, client, ctx, &response, token.as_deref()).await {
                 Ok(()) => {}
-                Err(EmitError::Closed) => return Stop::Shutdown,
-                Err(EmitError::Store(reason)) => {
-                    // Not acknowledged: keep the old position and sync it again.
-                    return Stop::Retry(format!(
-                        "the gateway could not record events; retrying the batch: {reason}"
-                    ));
-                }
+                Err(EmitError::Closed) => return Ok(()),
+                Err(e) => return Err(SessionError::Record(e)),
             }
         }
         timeline::accept_invites(shared, client, &response).await;

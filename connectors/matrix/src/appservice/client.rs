@@ -21,16 +21,30 @@ pub enum ApiError {
         message: String,
         retry_after: Option<Duration>,
     },
-    /// No answer (connection refused, timeout) or one that is not JSON.
+    /// No answer (connection refused, timeout), or an error status where a file was fetched.
+    #[error("cannot {doing}: {source}")]
+    Unreachable {
+        /// What the call was doing: "reach the homeserver", "download mxc://…".
+        doing: String,
+        source: reqwest::Error,
+    },
+    /// An answer without what the call needs from it.
     #[error("the homeserver did not answer: {0}")]
     Transport(String),
 }
 
 impl ApiError {
+    fn unreachable(doing: impl Into<String>, source: reqwest::Error) -> Self {
+        ApiError::Unreachable {
+            doing: doing.into(),
+            source,
+        }
+    }
+
     pub fn errcode(&self) -> Option<&str> {
         match self {
             ApiError::Matrix { errcode, .. } => Some(errcode),
-            ApiError::Transport(_) => None,
+            ApiError::Unreachable { .. } | ApiError::Transport(_) => None,
         }
     }
 
@@ -122,12 +136,12 @@ impl AsClient {
         let response = request
             .send()
             .await
-            .map_err(|e| ApiError::Transport(e.to_string()))?;
+            .map_err(|source| ApiError::unreachable("reach the homeserver", source))?;
         let status = response.status();
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| ApiError::Transport(e.to_string()))?;
+            .map_err(|source| ApiError::unreachable("reach the homeserver", source))?;
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if status.is_success() {
             return Ok(value);
@@ -338,7 +352,7 @@ impl AsClient {
             .send()
             .await
             .and_then(|r| r.error_for_status())
-            .map_err(|e| ApiError::Transport(format!("cannot download {mxc}: {e}")))?;
+            .map_err(|source| ApiError::unreachable(format!("download {mxc}"), source))?;
         read_capped(response, cap, mxc).await
     }
 
@@ -355,7 +369,7 @@ impl AsClient {
             .send()
             .await
             .and_then(|r| r.error_for_status())
-            .map_err(|e| ApiError::Transport(format!("cannot fetch {url}: {e}")))?;
+            .map_err(|source| ApiError::unreachable(format!("fetch {url}"), source))?;
         read_capped(response, cap, url).await
     }
 }
@@ -377,7 +391,7 @@ async fn read_capped(
     let data = response
         .bytes()
         .await
-        .map_err(|e| ApiError::Transport(format!("cannot fetch {what}: {e}")))?;
+        .map_err(|source| ApiError::unreachable(format!("fetch {what}"), source))?;
     if data.len() as u64 > cap {
         return Ok(None);
     }

@@ -117,7 +117,7 @@ impl AppServiceConfig {
             .as_deref()
             .unwrap_or(DEFAULT_GHOST_TEMPLATE);
         let ghost_template = GhostTemplate::parse(template)
-            .map_err(|message| ConfigError::at(&["ghost_template"], message))?;
+            .map_err(|e| ConfigError::at(&["ghost_template"], e.to_string()))?;
         if ghost_template.matches_localpart(&bot_localpart) {
             return Err(ConfigError::at(
                 &["bot_localpart"],

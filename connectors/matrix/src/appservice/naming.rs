@@ -37,50 +37,71 @@ pub fn is_localpart(text: &str) -> bool {
     !text.is_empty() && text.chars().all(is_localpart_char)
 }
 
+/// A `ghost_template` that cannot be used, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{template}`: {problem}")]
+pub struct TemplateError {
+    /// The template as written.
+    pub template: String,
+    pub problem: TemplateProblem,
+}
+
+/// What is wrong with a template.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateProblem {
+    #[error("a `{{` without its `}}`")]
+    Unclosed,
+    #[error("unknown placeholder `{{{0}}}` (use {{protocol}}, {{account}}, {{nick}})")]
+    Placeholder(String),
+    #[error("`{0}` cannot be in a Matrix localpart (lowercase a-z, 0-9 and ._=-/+)")]
+    Character(char),
+    #[error(
+        "it must start with a fixed prefix (e.g. `_patchbay_`): the homeserver gives the bridge \
+         every user id that starts with it"
+    )]
+    NoPrefix,
+    #[error("it must contain {{nick}}, or every author would share one ghost")]
+    NoNick,
+}
+
 impl GhostTemplate {
     /// Parse a template. It must start with a literal prefix (the namespace the registration
     /// claims exclusively: without one the bridge would claim every user of the server) and
     /// name `{nick}` (without it every author of a network would share one ghost).
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, TemplateError> {
+        let error = |problem| TemplateError {
+            template: text.to_owned(),
+            problem,
+        };
         let mut parts = Vec::new();
         let mut rest = text;
         while !rest.is_empty() {
             if let Some(after) = rest.strip_prefix('{') {
                 let Some((name, tail)) = after.split_once('}') else {
-                    return Err(format!("`{text}`: a `{{` without its `}}`"));
+                    return Err(error(TemplateProblem::Unclosed));
                 };
                 parts.push(match name {
                     "protocol" => Part::Protocol,
                     "account" => Part::Account,
                     "nick" => Part::Nick,
-                    other => {
-                        return Err(format!(
-                            "`{text}`: unknown placeholder `{{{other}}}` (use {{protocol}}, {{account}}, {{nick}})"
-                        ));
-                    }
+                    other => return Err(error(TemplateProblem::Placeholder(other.to_owned()))),
                 });
                 rest = tail;
             } else {
                 let end = rest.find('{').unwrap_or(rest.len());
                 let literal = &rest[..end];
                 if let Some(bad) = literal.chars().find(|c| !is_localpart_char(*c)) {
-                    return Err(format!(
-                        "`{text}`: `{bad}` cannot be in a Matrix localpart (lowercase a-z, 0-9 and ._=-/+)"
-                    ));
+                    return Err(error(TemplateProblem::Character(bad)));
                 }
                 parts.push(Part::Literal(literal.to_owned()));
                 rest = &rest[end..];
             }
         }
         if !matches!(parts.first(), Some(Part::Literal(_))) {
-            return Err(format!(
-                "`{text}` must start with a fixed prefix (e.g. `_patchbay_`): the homeserver gives the bridge every user id that starts with it"
-            ));
+            return Err(error(TemplateProblem::NoPrefix));
         }
         if !parts.contains(&Part::Nick) {
-            return Err(format!(
-                "`{text}` must contain {{nick}}, or every author would share one ghost"
-            ));
+            return Err(error(TemplateProblem::NoNick));
         }
         Ok(GhostTemplate { parts })
     }

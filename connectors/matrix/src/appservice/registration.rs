@@ -31,12 +31,18 @@ pub enum RegistrationError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} is not valid TOML: {message}")]
-    Toml { path: PathBuf, message: String },
+    #[error("{path} is not valid TOML: {source}")]
+    Toml {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("there is no [{0}] table in the config")]
     NoAccount(String),
-    #[error("[{account}] {message}")]
-    Config { account: String, message: String },
+    #[error("[{account}] {source}")]
+    Config {
+        account: String,
+        source: patchbay_sdk::ConfigError,
+    },
     #[error("[{0}] is not an application service: set mode = \"appservice\"")]
     NotAppService(String),
     #[error("cannot keep the tokens in {path}: {source}")]
@@ -134,10 +140,10 @@ pub fn registration_for_table(
         Ok(AccountConfig::Bot(_)) => {
             return Err(RegistrationError::NotAppService(account.account.clone()));
         }
-        Err(e) => {
+        Err(source) => {
             return Err(RegistrationError::Config {
                 account: account.account.clone(),
-                message: e.to_string(),
+                source,
             });
         }
     };
@@ -158,9 +164,9 @@ pub fn write_registration(
         path: config_file.to_owned(),
         source,
     })?;
-    let root: toml::Table = toml::from_str(&text).map_err(|e| RegistrationError::Toml {
+    let root: toml::Table = toml::from_str(&text).map_err(|source| RegistrationError::Toml {
         path: config_file.to_owned(),
-        message: e.to_string(),
+        source,
     })?;
     let name = account.strip_prefix("matrix.").unwrap_or(account);
     let table = root
