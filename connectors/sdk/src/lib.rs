@@ -13,6 +13,8 @@
 //! - [`factory`]: how a connector is built from its `[PROTOCOL.NAME]` config table.
 //! - `http` (feature `http`): `Refusal`, why an HTTP request was not accepted, answering
 //!   for itself — shared by every connector that serves HTTP.
+//! - `testkit` (feature `testkit`, tests only): a recording sink, building from a config
+//!   snippet, waiting with timeouts, and the contract checks every connector runs.
 //! - [`backoff`] (pure): exponential backoff with jitter, shared by the gateway and connectors.
 //! - [`supervise`]: staying connected — a connector writes one [`Connection`], the
 //!   [`Supervisor`] reconnects it with backoff, reports its state and logs each end.
@@ -25,6 +27,8 @@ pub mod factory;
 pub mod http;
 pub mod room;
 pub mod supervise;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod text;
 
 pub use backoff::Backoff;

@@ -1,0 +1,33 @@
+//! The contract every connector keeps (IRC), checked by the sdk's test kit: building
+//! does not connect, a delivery before `run` is answered retryable, and shutdown returns `Ok`
+//! promptly, here with the server a silent port that accepts and never registers us.
+
+use patchbay_sdk::testkit::Contract;
+
+fn table(port: u16) -> String {
+    format!("server = \"127.0.0.1\"\nport = {port}\nnick = \"pb\"\nchannels = [\"#test\"]\n")
+}
+
+fn contract() -> Contract<'static> {
+    Contract {
+        factory: &patchbay_irc::IrcFactory,
+        account: "irc.contract",
+        room: "#test",
+        table: &table,
+    }
+}
+
+#[test]
+fn building_does_not_connect() {
+    contract().building_does_not_connect();
+}
+
+#[tokio::test]
+async fn a_delivery_before_run_is_retryable() {
+    contract().deliver_before_up_is_retryable().await;
+}
+
+#[tokio::test]
+async fn shutdown_returns_cleanly() {
+    contract().shutdown_returns_cleanly().await;
+}

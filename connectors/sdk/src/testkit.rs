@@ -1,0 +1,382 @@
+//! The connector test kit (feature `testkit`, for dev-dependencies only): what every
+//! connector's tests need from a gateway, written once.
+//!
+//! - [`Recorder`]: the gateway's side of an [`EventSink`]; it records what a connector emits
+//!   and announces, and waits for an event with a timeout (never a sleep).
+//! - [`build`]: a connector from a config snippet, as `[PROTOCOL.NAME]` would hold it, with its
+//!   own temporary config and data directories. [`Built::start`] runs it: [`Running`].
+//! - [`Listener`]: a loopback port the test controls, which counts who connected to it.
+//! - [`Contract`]: the checks every connector passes — building does not connect, a delivery
+//!   before the connector is up is answered retryable, shutdown returns `Ok` promptly.
+
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::connector::{
+    Connector, ConnectorContext, ConnectorError, ConnectorState, Delivery, DeliveryError, Emit,
+    EmitError, EventSink, StateHandle,
+};
+use crate::event::{Author, Event, EventId, Inbound};
+use crate::factory::{AccountInfo, ConfigError, ConnectorFactory};
+use crate::text::RichText;
+
+/// How long the contract gives a connector to answer a delivery or to stop.
+pub const CONTRACT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Stands in for the gateway behind a connector's [`EventSink`]: accepts every event, in
+/// order, and keeps it and every `announce` call for the test to read.
+#[derive(Default)]
+pub struct Recorder {
+    events: Mutex<Vec<(String, Inbound)>>,
+    /// Every announce call in order: (account, network, names).
+    announced: Mutex<Vec<(String, String, Vec<String>)>>,
+    changed: Notify,
+}
+
+#[async_trait]
+impl Emit for Recorder {
+    async fn emit(&self, account: &str, inbound: Inbound) -> Result<Option<EventId>, EmitError> {
+        lock(&self.events).push((account.to_owned(), inbound));
+        self.changed.notify_waiters();
+        Ok(Some(EventId::new()))
+    }
+
+    fn announce(&self, account: &str, network: &str, names: Vec<String>) {
+        lock(&self.announced).push((account.to_owned(), network.to_owned(), names));
+        self.changed.notify_waiters();
+    }
+}
+
+impl Recorder {
+    /// A sink for `account` that records into this recorder.
+    pub fn sink(self: &Arc<Self>, account: &str) -> EventSink {
+        EventSink::new(account, Arc::clone(self) as Arc<dyn Emit>)
+    }
+
+    /// Every event emitted so far, in order.
+    pub fn events(&self) -> Vec<Inbound> {
+        lock(&self.events).iter().map(|(_, e)| e.clone()).collect()
+    }
+
+    /// Every announce call so far: (account, network, names).
+    pub fn announced(&self) -> Vec<(String, String, Vec<String>)> {
+        lock(&self.announced).clone()
+    }
+
+    /// The first emitted event matching `pred`, waiting up to `timeout` for it.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&Inbound) -> bool,
+    ) -> Option<Inbound> {
+        self.wait_until(timeout, |r| r.events().into_iter().find(|e| pred(e)))
+            .await
+    }
+
+    /// What `check` finds in the recorder, waiting up to `timeout` for it to find something.
+    pub async fn wait_until<T>(
+        &self,
+        timeout: Duration,
+        check: impl Fn(&Recorder) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // Registered before looking, so an event between the look and the wait wakes us.
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(found) = check(self) {
+                return Some(found);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return check(self);
+            }
+        }
+    }
+}
+
+/// A connector built from a config snippet, not running yet.
+pub struct Built {
+    pub connector: Arc<dyn Connector>,
+    pub account: AccountInfo,
+    /// Holds the config and data directories; they are removed when this is dropped.
+    pub dir: tempfile::TempDir,
+}
+
+/// Build `account` (`PROTOCOL.NAME`) with `factory` from `table`, the TOML body of its
+/// `[PROTOCOL.NAME]` table. Needs no runtime, as `patchbay check` builds without one.
+pub fn build(
+    factory: &dyn ConnectorFactory,
+    account: &str,
+    table: &str,
+) -> Result<Built, ConfigError> {
+    let dir = tempfile::tempdir()
+        .map_err(|err| ConfigError::at(&[], format!("cannot make a temp dir: {err}")))?;
+    let table: toml::Table = table
+        .parse()
+        .map_err(|err| ConfigError::at(&[], format!("the snippet is not TOML: {err}")))?;
+    let account = AccountInfo {
+        account: account.to_owned(),
+        config_dir: dir.path().to_owned(),
+        data_dir: dir.path().join("data"),
+    };
+    let connector = factory.build(&account, table)?;
+    Ok(Built {
+        connector,
+        account,
+        dir,
+    })
+}
+
+impl Built {
+    /// Run the connector as the gateway does: its data dir created, its events recorded.
+    pub fn start(self) -> Running {
+        let recorder = Arc::new(Recorder::default());
+        let (state, rx) = StateHandle::new();
+        let shutdown = CancellationToken::new();
+        // A data dir that cannot be made shows up as the connector's own error on `run`.
+        let _ = std::fs::create_dir_all(&self.account.data_dir);
+        let ctx = ConnectorContext {
+            account: self.account.account.clone(),
+            sink: recorder.sink(&self.account.account),
+            state,
+            shutdown: shutdown.clone(),
+            data_dir: self.account.data_dir.clone(),
+        };
+        let connector = Arc::clone(&self.connector);
+        let task = tokio::spawn(async move { connector.run(ctx).await });
+        Running {
+            connector: self.connector,
+            recorder,
+            state: rx,
+            shutdown,
+            task,
+            dir: self.dir,
+        }
+    }
+}
+
+/// Why a connector did not stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    #[error("the connector did not stop within {0:?} of shutdown")]
+    TimedOut(Duration),
+    #[error("the connector's run panicked: {0}")]
+    Panicked(#[source] tokio::task::JoinError),
+    #[error("the connector's run failed: {0}")]
+    Failed(#[source] ConnectorError),
+}
+
+/// A running connector under test.
+pub struct Running {
+    pub connector: Arc<dyn Connector>,
+    pub recorder: Arc<Recorder>,
+    pub state: watch::Receiver<ConnectorState>,
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<Result<(), ConnectorError>>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Running {
+    /// Whether the connector's state satisfies `pred` within `timeout`.
+    pub async fn wait_state(
+        &mut self,
+        timeout: Duration,
+        pred: impl FnMut(&ConnectorState) -> bool,
+    ) -> bool {
+        tokio::time::timeout(timeout, self.state.wait_for(pred))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Whether the connector reports `Up` within `timeout`.
+    pub async fn wait_up(&mut self, timeout: Duration) -> bool {
+        self.wait_state(timeout, |s| *s == ConnectorState::Up).await
+    }
+
+    /// Cancel the shutdown token and wait up to `timeout` for `run` to return `Ok`.
+    pub async fn stop(self, timeout: Duration) -> Result<(), StopError> {
+        self.shutdown.cancel();
+        match tokio::time::timeout(timeout, self.task).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(err))) => Err(StopError::Failed(err)),
+            Ok(Err(err)) => Err(StopError::Panicked(err)),
+            Err(_) => Err(StopError::TimedOut(timeout)),
+        }
+    }
+}
+
+/// A plain message from `nick` for `room`, as the gateway would route it.
+pub fn delivery(room: &str, nick: &str, text: &str) -> Delivery {
+    let inbound = Inbound::message(room, Author::named(nick), RichText::plain(text));
+    Delivery {
+        room: room.to_owned(),
+        event: Event::from_inbound("testkit.source", inbound),
+        nick: nick.to_owned(),
+        route: "testkit".into(),
+        quote: None,
+    }
+}
+
+/// A loopback port the test controls: anything that connects is counted, and held open
+/// without a word, so a connector pointed at it is stuck mid-connect (the worst case for a
+/// prompt shutdown).
+pub struct Listener {
+    listener: TcpListener,
+    held: Mutex<Vec<TcpStream>>,
+}
+
+impl Listener {
+    pub fn bind() -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        Ok(Listener {
+            listener,
+            held: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Whether a connection reaches the port within `timeout` (it is then held open, and
+    /// counted).
+    pub async fn wait_connection(&self, timeout: Duration) -> bool {
+        if self.connections() > 0 {
+            return true;
+        }
+        let Ok(listener) = self
+            .listener
+            .try_clone()
+            .and_then(tokio::net::TcpListener::from_std)
+        else {
+            return false;
+        };
+        match tokio::time::timeout(timeout, listener.accept()).await {
+            Ok(Ok((stream, _))) => match stream.into_std() {
+                Ok(stream) => {
+                    lock(&self.held).push(stream);
+                    true
+                }
+                Err(_) => false,
+            },
+            _ => false,
+        }
+    }
+
+    /// How many connections have reached the port so far (the kernel completes them before
+    /// anyone accepts, so a connection made and dropped is counted too).
+    pub fn connections(&self) -> usize {
+        let mut held = lock(&self.held);
+        while let Ok((stream, _)) = self.listener.accept() {
+            held.push(stream);
+        }
+        held.len()
+    }
+}
+
+/// The contract every connector keeps, checked against one connector's config.
+///
+/// `table` writes the account's config snippet given a port on 127.0.0.1 that the test
+/// controls: the connector's server (or outbound URL) should point at it, so that a connection
+/// made too early is seen. `room` is a room the account may be delivered to.
+pub struct Contract<'a> {
+    pub factory: &'a dyn ConnectorFactory,
+    /// `PROTOCOL.NAME`.
+    pub account: &'a str,
+    pub room: &'a str,
+    pub table: &'a dyn Fn(u16) -> String,
+}
+
+impl Contract<'_> {
+    fn build(&self, port: u16) -> Built {
+        match build(self.factory, self.account, &(self.table)(port)) {
+            Ok(built) => built,
+            Err(err) => panic!("{} does not build: {err} (at {:?})", self.account, err.path),
+        }
+    }
+
+    fn listener() -> Listener {
+        match Listener::bind() {
+            Ok(listener) => listener,
+            Err(err) => panic!("cannot listen on 127.0.0.1: {err}"),
+        }
+    }
+
+    /// Building needs no runtime (call this outside one) and opens no connection: building
+    /// also runs for `patchbay check`, and an account runs on one instance only.
+    pub fn building_does_not_connect(&self) {
+        let listener = Self::listener();
+        let built = self.build(listener.port());
+        drop(built);
+        assert_eq!(
+            listener.connections(),
+            0,
+            "building {} connected to its server",
+            self.account
+        );
+    }
+
+    /// A delivery before `run` is answered, within [`CONTRACT_TIMEOUT`], with a retryable
+    /// error: the gateway's outbox keeps it and tries again once the connector is up.
+    pub async fn deliver_before_up_is_retryable(&self) {
+        let listener = Self::listener();
+        let built = self.build(listener.port());
+        let answer = tokio::time::timeout(
+            CONTRACT_TIMEOUT,
+            built
+                .connector
+                .deliver(delivery(self.room, "alice", "early")),
+        )
+        .await;
+        match answer {
+            Ok(Err(DeliveryError::Retryable { .. })) => {}
+            Ok(other) => panic!(
+                "{}: a delivery before run was answered {other:?}, not a retryable error",
+                self.account
+            ),
+            Err(_) => panic!(
+                "{}: a delivery before run got no answer within {CONTRACT_TIMEOUT:?}",
+                self.account
+            ),
+        }
+        assert_eq!(
+            listener.connections(),
+            0,
+            "{}: a delivery before run connected to the server",
+            self.account
+        );
+    }
+
+    /// Shutdown while the connector is mid-connect (its server accepts and says nothing)
+    /// makes `run` return `Ok` within [`CONTRACT_TIMEOUT`].
+    pub async fn shutdown_returns_cleanly(&self) {
+        let listener = Self::listener();
+        let running = self.build(listener.port()).start();
+        // Let it get somewhere first: up (an HTTP-only account), down (it failed), or connected
+        // to our silent port and waiting for an answer. Getting nowhere in time is no failure
+        // of this check, which is about what shutdown does next.
+        let mut state = running.state.clone();
+        tokio::select! {
+            _ = tokio::time::timeout(
+                CONTRACT_TIMEOUT,
+                state.wait_for(|s| !matches!(s, ConnectorState::Connecting)),
+            ) => {}
+            _ = listener.wait_connection(CONTRACT_TIMEOUT) => {}
+        }
+        if let Err(err) = running.stop(CONTRACT_TIMEOUT).await {
+            panic!("{}: {err}", self.account);
+        }
+    }
+}

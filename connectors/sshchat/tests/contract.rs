@@ -1,0 +1,35 @@
+//! The contract every connector keeps (SSH chat), checked by the sdk's test kit: building
+//! does not connect, a delivery before `run` is answered retryable, and shutdown returns `Ok`
+//! promptly, here with the server a silent port that never answers the SSH handshake.
+
+use patchbay_sdk::testkit::Contract;
+
+fn table(port: u16) -> String {
+    format!(
+        "server = \"127.0.0.1:{port}\"\ndialect = \"devzat\"\nnick = \"bridge\"\nrooms = [\"#main\"]\n"
+    )
+}
+
+fn contract() -> Contract<'static> {
+    Contract {
+        factory: &patchbay_sshchat::SshChatFactory,
+        account: "sshchat.contract",
+        room: "#main",
+        table: &table,
+    }
+}
+
+#[test]
+fn building_does_not_connect() {
+    contract().building_does_not_connect();
+}
+
+#[tokio::test]
+async fn a_delivery_before_run_is_retryable() {
+    contract().deliver_before_up_is_retryable().await;
+}
+
+#[tokio::test]
+async fn shutdown_returns_cleanly() {
+    contract().shutdown_returns_cleanly().await;
+}
