@@ -19,12 +19,14 @@ use std::path::PathBuf;
 use patchbay_sdk::{AccountInfo, ConfigError, parse_table, read_secret};
 
 pub use crate::table::check_room;
-use crate::table::{ModeName, Raw, check_lists, default_device_name, http_url, is_user_id};
+use crate::table::{DEFAULT_DEVICE_NAME, ModeName, Raw, check_lists, http_url, is_user_id};
 
 /// How the bot proves who it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Credentials {
+    /// Logs in once and keeps the device it made (`password`, `password_file`).
     Password(String),
+    /// Uses the token's own device (`access_token`, `access_token_file`).
     AccessToken(String),
 }
 
@@ -35,22 +37,25 @@ pub struct Config {
     pub homeserver: String,
     /// The bot's full user id, `@name:server`.
     pub user: String,
+    /// The password or the access token.
     pub credentials: Credentials,
-    /// The display name of the device created on first login.
+    /// The display name of the device created on first login; default `patchbay`.
     pub device_name: String,
     /// Rooms to join and relay, by id (`!x`) or alias (`#x:server`), as routes name them.
     pub rooms: Vec<String>,
     /// Users whose invites the bot accepts.
     pub invite_from: Vec<String>,
-    /// Relay Matrix reactions to other networks.
+    /// Relay Matrix reactions to other networks; default on.
     pub relay_reactions: bool,
-    /// Deliver reactions whose target is unknown here (or cannot be annotated) as a short line.
+    /// Deliver reactions whose target is unknown here (or cannot be annotated) as a short
+    /// line; default on.
     pub reactions_as_text: bool,
-    /// The base URL under which patchbay's HTTP listener is reachable, for `/media/...` links.
+    /// The base URL under which patchbay's HTTP listener is reachable, for `/media/...` links
+    /// (no trailing `/`); without it attachments are only named and no route is served.
     pub media_public_url: Option<String>,
-    /// Attachments larger than this are not served or uploaded.
+    /// Bytes: attachments larger than this are not served or uploaded; default 50 MiB.
     pub media_max_bytes: u64,
-    /// How long a `/media/...` link keeps working.
+    /// How long a `/media/...` link keeps working; default 30 days.
     pub media_keep: std::time::Duration,
     /// Encrypts the local state and crypto stores when set.
     pub store_passphrase: Option<String>,
@@ -108,6 +113,7 @@ impl Config {
             ));
         };
         let homeserver = http_url(&raw.homeserver, "homeserver")?;
+        let media_keep = raw.media_keep();
         check_lists(&raw)?;
         if !is_user_id(&user) {
             return Err(ConfigError::at(
@@ -144,14 +150,11 @@ impl Config {
                 ));
             }
         };
-        if let Some(url) = &raw.media_public_url
-            && !(url.starts_with("https://") || url.starts_with("http://"))
-        {
-            return Err(ConfigError::at(
-                &["media_public_url"],
-                format!("`{url}` is not an http(s) URL"),
-            ));
-        }
+        let media_public_url = raw
+            .media_public_url
+            .as_deref()
+            .map(|url| http_url(url, "media_public_url"))
+            .transpose()?;
         let store_passphrase = read_secret(
             account,
             raw.store_passphrase,
@@ -162,16 +165,16 @@ impl Config {
             homeserver,
             user,
             credentials,
-            device_name: raw.device_name.unwrap_or_else(default_device_name),
+            device_name: raw
+                .device_name
+                .unwrap_or_else(|| DEFAULT_DEVICE_NAME.to_owned()),
             rooms: raw.rooms,
             invite_from: raw.invite_from,
             relay_reactions: raw.relay_reactions,
             reactions_as_text: raw.reactions_as_text,
-            media_public_url: raw
-                .media_public_url
-                .map(|u| u.trim_end_matches('/').to_owned()),
+            media_public_url,
             media_max_bytes: raw.media_max_bytes,
-            media_keep: std::time::Duration::from_secs(raw.media_keep_days.saturating_mul(86_400)),
+            media_keep,
             store_passphrase,
             per_message_profiles: raw.per_message_profiles.unwrap_or(false),
         })

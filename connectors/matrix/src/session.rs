@@ -116,6 +116,15 @@ fn token_path(dir: &Path) -> PathBuf {
     dir.join("sync-token")
 }
 
+/// How often matrix-sdk retries a request itself before the error reaches us.
+const REQUEST_RETRIES: usize = 2;
+/// How long one request may take; above [`SYNC_WAIT`], so a long poll is not cut short.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the homeserver may hold a sync open when nothing happens (the long poll).
+const SYNC_WAIT: Duration = Duration::from_secs(30);
+/// Events per room in a sync's timeline; older ones are fetched as a gap (see `timeline`).
+const TIMELINE_LIMIT: u32 = 100;
+
 /// The first wait before connecting again; it doubles after every failed attempt.
 const RECONNECT_FIRST: Duration = Duration::from_millis(500);
 /// The longest wait between attempts.
@@ -225,8 +234,8 @@ async fn login(shared: &Shared, dir: &Path) -> Result<Client, SessionError> {
         .sqlite_store(&store, config.store_passphrase.as_deref())
         .request_config(
             RequestConfig::new()
-                .retry_limit(2)
-                .timeout(Duration::from_secs(60)),
+                .retry_limit(REQUEST_RETRIES)
+                .timeout(REQUEST_TIMEOUT),
         )
         .build()
         .await
@@ -319,7 +328,7 @@ async fn login(shared: &Shared, dir: &Path) -> Result<Client, SessionError> {
 
 fn sync_filter() -> Filter {
     let mut timeline = RoomEventFilter::default();
-    timeline.limit = Some(UInt::from(100u32));
+    timeline.limit = Some(UInt::from(TIMELINE_LIMIT));
     let mut room = RoomFilter::default();
     room.timeline = timeline;
     let mut definition = FilterDefinition::default();
@@ -367,7 +376,7 @@ async fn sync_loop(
             None => settings,
         };
         if !*first || token.is_none() {
-            settings = settings.timeout(Duration::from_secs(if *first { 0 } else { 30 }));
+            settings = settings.timeout(if *first { Duration::ZERO } else { SYNC_WAIT });
         }
         let response = tokio::select! {
             _ = ctx.shutdown.cancelled() => return Ok(()),

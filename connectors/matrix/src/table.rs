@@ -18,58 +18,100 @@ pub(crate) enum ModeName {
     Appservice,
 }
 
-/// The table as written (both modes; each mode refuses the other's keys).
+/// The table as written (both modes; each mode refuses the other's keys). The README's
+/// config section shows the same keys; what each means and its default is here.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Raw {
+    /// `bot` (the default) or `appservice`.
     #[serde(default)]
     pub(crate) mode: ModeName,
+    /// The homeserver's client-server API base URL, http(s); a trailing `/` is dropped.
     pub(crate) homeserver: String,
+    /// Bot mode, required: the bot's full user id, `@name:server`.
     pub(crate) user: Option<String>,
+    /// Bot mode: the bot's password (or `password_file`, the file holding it); exactly one
+    /// of the password and the access token is given.
     pub(crate) password: Option<String>,
     pub(crate) password_file: Option<PathBuf>,
+    /// Bot mode: an access token with a device (or `access_token_file`), instead of a
+    /// password.
     pub(crate) access_token: Option<String>,
     pub(crate) access_token_file: Option<PathBuf>,
+    /// Bot mode: the display name of the device made at the first login; default
+    /// [`DEFAULT_DEVICE_NAME`].
     pub(crate) device_name: Option<String>,
+    /// Rooms to join and relay, by id (`!x`) or alias (`#x:server`), as routes name them;
+    /// default none.
     #[serde(default)]
     pub(crate) rooms: Vec<String>,
+    /// Full user ids whose invites the bot accepts; default none (configured rooms only).
     #[serde(default)]
     pub(crate) invite_from: Vec<String>,
+    /// Relay Matrix reactions to other networks; default on.
     #[serde(default = "yes")]
     pub(crate) relay_reactions: bool,
+    /// Deliver reactions whose target is unknown here (or cannot be annotated) as a short
+    /// line; default on.
     #[serde(default = "yes")]
     pub(crate) reactions_as_text: bool,
+    /// patchbay's HTTP listener as people on other networks reach it: Matrix attachments
+    /// become `/media/...` links under it. Default none: attachments are only named.
     pub(crate) media_public_url: Option<String>,
+    /// Bytes: larger attachments are relayed as a link instead of uploaded, and larger
+    /// Matrix files are not served; default [`DEFAULT_MEDIA_MAX_BYTES`].
     #[serde(default = "default_media_max_bytes")]
     pub(crate) media_max_bytes: u64,
+    /// Days a `/media/...` link keeps working; default [`DEFAULT_MEDIA_KEEP_DAYS`].
     #[serde(default = "default_media_keep_days")]
     pub(crate) media_keep_days: u64,
+    /// Bot mode: encrypts the local state and crypto stores (or `store_passphrase_file`);
+    /// default none (not encrypted).
     pub(crate) store_passphrase: Option<String>,
     pub(crate) store_passphrase_file: Option<PathBuf>,
-    /// Bot mode: MSC4144 per-message profiles (see [`Config::per_message_profiles`]).
+    /// Bot mode: send MSC4144 per-message profiles (the author's name and avatar); default
+    /// off.
     pub(crate) per_message_profiles: Option<bool>,
-    // Appservice mode only (see `appservice::config`).
+    /// Appservice mode, required: the homeserver's name in user ids (`example.org`).
     pub(crate) server_name: Option<String>,
+    /// Appservice mode: the bridge bot's localpart; default `DEFAULT_BOT_LOCALPART`
+    /// (`appservice::config`).
     pub(crate) bot_localpart: Option<String>,
+    /// Appservice mode: how ghost localparts are made; default `DEFAULT_GHOST_TEMPLATE`
+    /// (`appservice::config`).
     pub(crate) ghost_template: Option<String>,
+    /// Appservice mode, required: patchbay's HTTP listener as the homeserver reaches it.
     pub(crate) appservice_url: Option<String>,
+    /// Appservice mode: the registration's `id`; default `patchbay-NAME`.
     pub(crate) appservice_id: Option<String>,
 }
 
-pub(crate) fn default_device_name() -> String {
-    "patchbay".into()
-}
+/// `device_name` when it is not set.
+pub(crate) const DEFAULT_DEVICE_NAME: &str = "patchbay";
+/// `media_max_bytes` when it is not set: 50 MiB.
+pub(crate) const DEFAULT_MEDIA_MAX_BYTES: u64 = 50 * 1024 * 1024;
+/// `media_keep_days` when it is not set.
+pub(crate) const DEFAULT_MEDIA_KEEP_DAYS: u64 = 30;
+/// Seconds in a day, for `media_keep_days`.
+const DAY_SECS: u64 = 86_400;
 
 fn yes() -> bool {
     true
 }
 
 fn default_media_keep_days() -> u64 {
-    30
+    DEFAULT_MEDIA_KEEP_DAYS
 }
 
 fn default_media_max_bytes() -> u64 {
-    50 * 1024 * 1024
+    DEFAULT_MEDIA_MAX_BYTES
+}
+
+impl Raw {
+    /// How long a media link keeps working (`media_keep_days`).
+    pub(crate) fn media_keep(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.media_keep_days.saturating_mul(DAY_SECS))
+    }
 }
 
 /// The URL without a trailing slash, or an error at `key` when it is not http(s).

@@ -22,6 +22,10 @@ use crate::table::{Raw, check_lists, http_url};
 
 /// The default ghost localpart: the protocol, the account and the author, each escaped.
 pub const DEFAULT_GHOST_TEMPLATE: &str = "_patchbay_{protocol}_{account}_{nick}";
+/// The default bridge bot's localpart.
+pub const DEFAULT_BOT_LOCALPART: &str = "patchbay";
+/// Where an account's AS API is served on the listener: this, then the account's name.
+const PATH_PREFIX: &str = "/_patchbay/matrix/";
 
 /// A validated appservice-mode account.
 #[derive(Clone, Debug)]
@@ -30,9 +34,10 @@ pub struct AppServiceConfig {
     pub homeserver: String,
     /// The homeserver's server name: user ids are `@localpart:server_name`.
     pub server_name: String,
-    /// The bridge bot's localpart (the registration's `sender_localpart`); default `patchbay`.
+    /// The bridge bot's localpart (the registration's `sender_localpart`); default
+    /// [`DEFAULT_BOT_LOCALPART`].
     pub bot_localpart: String,
-    /// How a remote author's ghost localpart is made.
+    /// How a remote author's ghost localpart is made; default [`DEFAULT_GHOST_TEMPLATE`].
     pub ghost_template: GhostTemplate,
     /// The registration's `url`: patchbay's listener as the homeserver reaches it, plus this
     /// account's path prefix (several appservice accounts can share one listener).
@@ -45,18 +50,18 @@ pub struct AppServiceConfig {
     pub rooms: Vec<String>,
     /// Users whose invites the bot accepts.
     pub invite_from: Vec<String>,
-    /// Relay Matrix reactions to other networks.
+    /// Relay Matrix reactions to other networks; default on.
     pub relay_reactions: bool,
-    /// Deliver reactions whose target is unknown here as a short line.
+    /// Deliver reactions whose target is unknown here as a short line; default on.
     pub reactions_as_text: bool,
     /// Attachments (and avatars) larger than this are sent as a link (not uploaded); Matrix
-    /// files larger than this are not served.
+    /// files larger than this are not served. Bytes; default 50 MiB.
     pub media_max_bytes: u64,
     /// Where patchbay's listener is reached by people on other networks (no trailing `/`):
     /// Matrix attachments become links `<this><path_prefix>/media/TOKEN/NAME`. Without it
     /// they are only named in the text (`[cat.png]`).
     pub media_public_url: Option<String>,
-    /// Media links older than this are forgotten (`media_keep_days`).
+    /// Media links older than this are forgotten (`media_keep_days`; default 30 days).
     pub media_keep: std::time::Duration,
 }
 
@@ -103,7 +108,7 @@ impl AppServiceConfig {
         let bot_localpart = raw
             .bot_localpart
             .clone()
-            .unwrap_or_else(|| "patchbay".into());
+            .unwrap_or_else(|| DEFAULT_BOT_LOCALPART.to_owned());
         if !super::naming::is_localpart(&bot_localpart) {
             return Err(ConfigError::at(
                 &["bot_localpart"],
@@ -141,8 +146,9 @@ impl AppServiceConfig {
             .account
             .split_once('.')
             .map_or(account.account.as_str(), |(_, name)| name);
-        let path_prefix = format!("/_patchbay/matrix/{name}");
+        let path_prefix = format!("{PATH_PREFIX}{name}");
         check_lists(&raw)?;
+        let media_keep = raw.media_keep();
         Ok(AppServiceConfig {
             homeserver,
             server_name,
@@ -160,7 +166,7 @@ impl AppServiceConfig {
             reactions_as_text: raw.reactions_as_text,
             media_max_bytes: raw.media_max_bytes,
             media_public_url,
-            media_keep: std::time::Duration::from_secs(raw.media_keep_days.saturating_mul(86_400)),
+            media_keep,
         })
     }
 }
