@@ -8,11 +8,12 @@
 
 use std::path::PathBuf;
 
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use matrix_sdk::ruma::events::room::MediaSource;
 use patchbay_sdk::Attachment;
 use serde::{Deserialize, Serialize};
+use tracing::warn;
 
 use crate::parse::Media;
 
@@ -86,6 +87,46 @@ impl MediaStore {
         }
         let bytes = std::fs::read(self.dir.join(format!("{token}.json"))).ok()?;
         serde_json::from_slice(&bytes).ok()
+    }
+}
+
+/// Why a media link is answered without its file (both modes); each answers for itself.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refusal {
+    /// A malformed, unknown or forgotten token.
+    #[error("no such media")]
+    Unknown,
+    /// Appservice mode reads no encrypted rooms, so it cannot decrypt their files.
+    #[error("an encrypted file")]
+    Encrypted,
+    #[error("the file is over the size cap")]
+    TooLarge,
+    /// Bot mode: no logged-in client right now.
+    #[error("not connected to the homeserver")]
+    NotConnected,
+    /// Appservice mode: the client cannot be made yet (the tokens).
+    #[error("not ready")]
+    NotReady(#[source] patchbay_sdk::DeliveryError),
+    #[error("cannot fetch the file")]
+    Fetch(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Refusal::Unknown | Refusal::Encrypted => StatusCode::NOT_FOUND,
+            Refusal::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::NotConnected => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::NotReady(e) => {
+                warn!(error = %e, "cannot serve media");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Refusal::Fetch(e) => {
+                warn!(error = %e, "cannot fetch media from the homeserver");
+                StatusCode::BAD_GATEWAY
+            }
+        };
+        (status, self.to_string()).into_response()
     }
 }
 

@@ -5,13 +5,11 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use matrix_sdk::media::{MediaFormat, MediaRequestParameters};
-use tracing::warn;
 
-use crate::media::file_response;
+use crate::media::{Refusal, file_response};
 use crate::state::Shared;
 
 /// The `/media/...` routes.
@@ -24,42 +22,24 @@ pub fn routes(shared: Arc<Shared>) -> axum::Router {
 async fn serve(
     State(shared): State<Arc<Shared>>,
     Path((token, _name)): Path<(String, String)>,
-) -> Response {
-    let Some(record) = shared.media.load(&token) else {
-        return (StatusCode::NOT_FOUND, "no such media").into_response();
-    };
+) -> Result<Response, Refusal> {
+    let record = shared.media.load(&token).ok_or(Refusal::Unknown)?;
     let cap = shared.config.media_max_bytes;
     if record.size.is_some_and(|size| size > cap) {
-        return (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "the file is over the size cap",
-        )
-            .into_response();
+        return Err(Refusal::TooLarge);
     }
-    let Some(client) = shared.client() else {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not connected to the homeserver",
-        )
-            .into_response();
-    };
+    let client = shared.client().ok_or(Refusal::NotConnected)?;
     let request = MediaRequestParameters {
         source: record.source.clone(),
         format: MediaFormat::File,
     };
-    let data = match client.media().get_media_content(&request, true).await {
-        Ok(data) => data,
-        Err(e) => {
-            warn!(error = %e, "cannot fetch media from the homeserver");
-            return (StatusCode::BAD_GATEWAY, "cannot fetch the file").into_response();
-        }
-    };
+    let data = client
+        .media()
+        .get_media_content(&request, true)
+        .await
+        .map_err(|e| Refusal::Fetch(e.into()))?;
     if data.len() as u64 > cap {
-        return (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "the file is over the size cap",
-        )
-            .into_response();
+        return Err(Refusal::TooLarge);
     }
-    file_response(&record, data)
+    Ok(file_response(&record, data))
 }

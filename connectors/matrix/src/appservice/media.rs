@@ -7,13 +7,13 @@
 //! share the listener. There is no decryption: appservice mode reads no encrypted rooms.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use matrix_sdk::ruma::events::room::MediaSource;
 use patchbay_sdk::Attachment;
 use tracing::warn;
 
 use super::AppService;
+use crate::media::{Refusal, file_response};
 use crate::parse::Media;
 
 type Shared = std::sync::Arc<AppService>;
@@ -33,34 +33,19 @@ pub(crate) fn link(service: &AppService, media: &Media) -> Option<Attachment> {
 pub(crate) async fn serve(
     State(service): State<Shared>,
     Path((token, _name)): Path<(String, String)>,
-) -> Response {
-    let Some(record) = service.media.load(&token) else {
-        return (StatusCode::NOT_FOUND, "no such media").into_response();
-    };
+) -> Result<Response, Refusal> {
+    let record = service.media.load(&token).ok_or(Refusal::Unknown)?;
     let cap = service.config.media_max_bytes;
-    let too_large = (
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "the file is over the size cap",
-    );
     if record.size.is_some_and(|size| size > cap) {
-        return too_large.into_response();
+        return Err(Refusal::TooLarge);
     }
     let MediaSource::Plain(mxc) = &record.source else {
-        return (StatusCode::NOT_FOUND, "an encrypted file").into_response();
+        return Err(Refusal::Encrypted);
     };
-    let client = match service.client() {
-        Ok(client) => client,
-        Err(e) => {
-            warn!(error = %e, "cannot serve media");
-            return (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response();
-        }
-    };
+    let client = service.client().map_err(Refusal::NotReady)?;
     match client.download(mxc.as_str(), cap).await {
-        Ok(Some((data, _))) => crate::media::file_response(&record, data),
-        Ok(None) => too_large.into_response(),
-        Err(e) => {
-            warn!(error = %e, "cannot fetch media from the homeserver");
-            (StatusCode::BAD_GATEWAY, "cannot fetch the file").into_response()
-        }
+        Ok(Some((data, _))) => Ok(file_response(&record, data)),
+        Ok(None) => Err(Refusal::TooLarge),
+        Err(e) => Err(Refusal::Fetch(e.into())),
     }
 }

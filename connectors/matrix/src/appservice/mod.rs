@@ -16,7 +16,8 @@
 //! - [`naming`]: ghost localparts, escaping, namespace regexes (pure).
 //! - [`registration`]: tokens and the registration file.
 //! - [`client`]: the calls to the homeserver (as the bot or masquerading as a ghost).
-//! - [`ghosts`]: the ghost table and setting ghosts up (register, profile, join).
+//! - `ghost_store`: the ghost table, kept on disk.
+//! - [`ghosts`]: setting ghosts up (register, profile, join).
 //! - [`mentions`]: mentions both ways (pure).
 //! - [`api`]: the AS API on patchbay's HTTP listener (transactions, queries, ping).
 //! - [`deliver`]: deliveries sent as ghosts.
