@@ -1,0 +1,41 @@
+//! The contract every connector keeps (Matrix), checked by the sdk's test kit: building
+//! does not connect, a delivery before `run` is answered retryable, and shutdown returns `Ok`
+//! promptly, here with the homeserver a silent port that never answers HTTP.
+
+use std::sync::{Arc, LazyLock};
+
+use patchbay_sdk::ConnectorFactory;
+use patchbay_sdk::testkit::Contract;
+
+/// The crate exposes its factory only boxed (it keeps the matrix code out of the binary crate).
+static FACTORY: LazyLock<Arc<dyn ConnectorFactory>> = LazyLock::new(patchbay_matrix::factory);
+
+fn table(port: u16) -> String {
+    format!(
+        "homeserver = \"http://127.0.0.1:{port}\"\nuser = \"@bot:localhost\"\npassword = \"password\"\nrooms = [\"#room:localhost\"]\n"
+    )
+}
+
+fn contract() -> Contract<'static> {
+    Contract {
+        factory: &**FACTORY,
+        account: "matrix.contract",
+        room: "#room:localhost",
+        table: &table,
+    }
+}
+
+#[test]
+fn building_does_not_connect() {
+    contract().building_does_not_connect();
+}
+
+#[tokio::test]
+async fn a_delivery_before_run_is_retryable() {
+    contract().deliver_before_up_is_retryable().await;
+}
+
+#[tokio::test]
+async fn shutdown_returns_cleanly() {
+    contract().shutdown_returns_cleanly().await;
+}
