@@ -380,3 +380,7 @@ impl Contract<'_> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "testkit_tests.rs"]
+mod tests;
