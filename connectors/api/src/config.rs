@@ -112,11 +112,7 @@ pub fn parse(account: &AccountInfo, table: toml::Table) -> Result<ApiConfig, Con
             format!("must be between 1 and {MAX_PAGE}"),
         ));
     }
-    let name = account
-        .account
-        .split_once('.')
-        .map(|(_, name)| name.to_owned())
-        .unwrap_or_else(|| account.account.clone());
+    let name = patchbay_sdk::room::name_of(&account.account).to_owned();
     Ok(ApiConfig {
         name,
         token,

@@ -9,7 +9,8 @@
 //! - [`text`]: the rich-text model and its plain-text and Markdown converters.
 //! - [`connector`]: the [`Connector`] trait, the sink a connector emits into, deliveries and
 //!   their typed errors, connector state.
-//! - [`room`]: addressing — [`RoomKey`], a room of an account.
+//! - [`room`]: addressing — [`RoomKey`], a room of an account; the protocol and name parts
+//!   of an account name.
 //! - [`factory`]: how a connector is built from its `[PROTOCOL.NAME]` config table.
 //! - `http` (feature `http`): `Refusal`, why an HTTP request was not accepted, answering
 //!   for itself — shared by every connector that serves HTTP.

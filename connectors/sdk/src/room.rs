@@ -1,4 +1,4 @@
-//! Addressing: which room of which account.
+//! Addressing: which room of which account, and the parts of an account's name.
 
 use std::fmt;
 
@@ -50,6 +50,12 @@ pub fn protocol_of(account: &str) -> &str {
     account.split('.').next().unwrap_or(account)
 }
 
+/// The name part of an account name (`libera` of `irc.libera`), as the account's own paths
+/// spell it (`/hooks/NAME/ROOM`); the whole of a name without a protocol.
+pub fn name_of(account: &str) -> &str {
+    account.split_once('.').map_or(account, |(_, name)| name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,5 +69,12 @@ mod tests {
         assert_eq!(key.to_string(), "matrix.home/#a/b:example.org");
         assert_eq!(RoomKey::parse("/x"), None);
         assert_eq!(RoomKey::parse("irc.a/"), None);
+    }
+
+    #[test]
+    fn an_account_splits_into_protocol_and_name_at_the_first_dot() {
+        assert_eq!(protocol_of("webhook.ci.eu"), "webhook");
+        assert_eq!(name_of("webhook.ci.eu"), "ci.eu");
+        assert_eq!(name_of("console"), "console");
     }
 }

@@ -224,11 +224,7 @@ pub fn parse(account: &AccountInfo, table: toml::Table) -> Result<WebhookConfig,
     }
     let raw: RawAccount = patchbay_sdk::parse_table(own)?;
     let account_room: RawRoom = patchbay_sdk::parse_table(table)?;
-    let name = account
-        .account
-        .split_once('.')
-        .map(|(_, name)| name.to_owned())
-        .unwrap_or_else(|| account.account.clone());
+    let name = patchbay_sdk::room::name_of(&account.account).to_owned();
     let mut templates = Templates::new();
     let base = Resolver {
         account,
