@@ -100,3 +100,53 @@ async fn a_run_is_recorded_in_order_once_with_duplicates_answered_as_such() {
         Some(&31)
     );
 }
+
+/// nats-server 2.15 allows 1,000 consumers per stream unless the stream says otherwise, and
+/// creating thousands at once times its API out: a gateway with more destination rooms than
+/// that must still deliver into every one. `PATCHBAY_TEST_ROOMS` raises the count (10,000 by
+/// hand), and the test prints how long each step took.
+#[tokio::test]
+async fn more_rooms_than_a_stream_s_default_consumer_limit_all_get_their_deliveries() {
+    let rooms: usize = std::env::var("PATCHBAY_TEST_ROOMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_200);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = NatsServer::start(dir.path());
+    let store = std::sync::Arc::new(store(&nats, "many").await);
+    let room = |i: usize| RoomKey::new("irc.b", format!("#r{i}"));
+    // Every lane opens its room first, with nothing waiting (as at an account's start).
+    let started = std::time::Instant::now();
+    let mut lanes = Vec::new();
+    for i in 0..rooms {
+        let outbox = store.open_room(&room(i)).await.expect("open room");
+        lanes.push(tokio::spawn(async move {
+            let mut outbox = outbox;
+            let got = tokio::time::timeout(Duration::from_secs(300), outbox.next(8))
+                .await
+                .expect("a delivery within 300 s")
+                .expect("next");
+            outbox.complete(&got[0], None).await.expect("complete");
+            got.iter()
+                .filter_map(|p| p.event.kind.body().map(RichText::to_plain))
+                .collect::<Vec<_>>()
+        }));
+    }
+    let opened = started.elapsed();
+    let run: Vec<NewEvent> = (0..rooms)
+        .map(|i| message("#x", &format!("m{i}"), &format!("to {i}"), &room(i)))
+        .collect();
+    for chunk in run.chunks(100) {
+        store.accept_many(chunk.to_vec()).await.expect("accept");
+    }
+    let accepted = started.elapsed();
+    for (i, lane) in lanes.into_iter().enumerate() {
+        let texts = lane.await.expect("lane");
+        assert_eq!(texts, [format!("to {i}")], "room {i}");
+    }
+    println!(
+        "{rooms} rooms: opened in {opened:?}, accepted after {accepted:?}, all delivered after {:?}",
+        started.elapsed()
+    );
+    assert!(store.room_depths().await.expect("depths").is_empty());
+}

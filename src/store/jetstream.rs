@@ -184,6 +184,14 @@ impl Store for JetStreamStore {
             }
         }
         self.bus.publish_all(messages).await?;
+        // Stored: wake the lanes of rooms that were idle.
+        let rooms: std::collections::BTreeSet<&RoomKey> = recorded
+            .iter()
+            .flat_map(|(new, _)| new.deliveries.iter().map(|d| &d.room))
+            .collect();
+        for room in rooms {
+            self.bus.ring(&room.account, &room.room).await;
+        }
         // Quotes, the origin room's own id of each event (for a reply or an edit delivered
         // back there) and the newest event per origin room (only the run's last counts).
         let mut puts: Vec<(String, Vec<u8>)> = Vec::new();

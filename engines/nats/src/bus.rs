@@ -11,12 +11,14 @@
 
 pub mod dead;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, stream};
 use bytes::Bytes;
 use futures::StreamExt;
 
+use crate::doorbell::Doorbell;
 use crate::layout::Layout;
 use crate::options::BusOptions;
 use crate::room::RoomConsumer;
@@ -60,7 +62,17 @@ pub struct Bus {
     layout: Layout,
     map: kv::Store,
     leases: kv::Store,
+    doorbell: Arc<Doorbell>,
+    /// Turns for creating rooms' consumers (see [`RoomConsumer`]).
+    attaching: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many rooms' consumers an instance creates at once.
+const ATTACHING_AT_ONCE: usize = 32;
+
+/// The most consumers the outbox stream may have: rooms with deliveries waiting, at once
+/// (idle rooms hold none). nats-server 2.15 defaults to 1,000 per stream.
+const MAX_ROOM_CONSUMERS: i32 = 100_000;
 
 impl Bus {
     /// Connect and make sure the streams and buckets exist (creating them the first time).
@@ -86,6 +98,7 @@ impl Bus {
             retention: stream::RetentionPolicy::WorkQueue,
             storage: stream::StorageType::File,
             sources: imports(&layout, options),
+            max_consumers: MAX_ROOM_CONSUMERS,
             ..Default::default()
         })
         .await
@@ -113,7 +126,10 @@ impl Bus {
         }
         let map = bucket(&js, layout.name("map"), options.retention).await?;
         let leases = bucket(&js, layout.name("leases"), options.lease).await?;
+        let doorbell = Doorbell::start(&client, &js, &layout).await?;
         Ok(Bus {
+            doorbell,
+            attaching: Arc::new(tokio::sync::Semaphore::new(ATTACHING_AT_ONCE)),
             client,
             js,
             layout,
@@ -152,6 +168,16 @@ impl Bus {
         Ok(seqs)
     }
 
+    /// Wake the lane of `room`, just given a delivery (at this site), without waiting for an
+    /// answer: a bell lost on the way is made up for by the doorbell's poll.
+    pub async fn ring(&self, account: &str, room: &str) {
+        if let Some(subject) = self.layout.bell_subject(account, room)
+            && let Err(err) = self.client.publish(subject, Bytes::new()).await
+        {
+            tracing::debug!("ringing a room's bell: {err}");
+        }
+    }
+
     /// Record a delivery that failed for good, with why.
     pub async fn dead_letter(
         &self,
@@ -183,7 +209,16 @@ impl Bus {
         room: &str,
         max: usize,
     ) -> Result<RoomConsumer, BusError> {
-        RoomConsumer::open(&self.js, &self.layout, account, room, max).await
+        RoomConsumer::open(
+            &self.js,
+            &self.layout,
+            &self.doorbell,
+            &self.attaching,
+            account,
+            room,
+            max,
+        )
+        .await
     }
 
     /// Deliveries waiting, per outbox subject's (account, room).

@@ -120,6 +120,31 @@ impl Layout {
         format!("{}.out.>", self.root())
     }
 
+    /// The core subject that wakes the lane of `room` when a delivery into it is stored, for
+    /// a room of this site (see [`crate::doorbell`]); `None` for another site's room, whose
+    /// site finds the delivery when its outbox has sourced it.
+    pub fn bell_subject(&self, account: &str, room: &str) -> Option<String> {
+        if self.remote_site(account).is_some() {
+            return None;
+        }
+        Some(format!(
+            "{}.bell.{}.{}",
+            self.root(),
+            token(account),
+            token(room)
+        ))
+    }
+
+    pub(crate) fn bell_subjects(&self) -> String {
+        format!("{}.bell.>", self.root())
+    }
+
+    /// The outbox subject of the room a bell subject is for.
+    pub(crate) fn outbox_of_bell(&self, bell: &str) -> Option<String> {
+        let rest = bell.strip_prefix(&format!("{}.bell.", self.root()))?;
+        Some(format!("{}.out.{rest}", self.root()))
+    }
+
     pub(crate) fn dead_subjects(&self) -> String {
         format!("{}.dead.>", self.root())
     }
@@ -176,6 +201,21 @@ mod tests {
         );
         assert!(layout.outbox_subject("irc.a", "#x").starts_with("pb.out."));
         assert_eq!(layout.import_from("us"), None);
+    }
+
+    #[test]
+    fn a_bell_names_a_local_room_s_outbox_and_a_remote_room_has_none() {
+        let eu = sites();
+        let bell = eu
+            .bell_subject("irc.eu", "#x.y")
+            .expect("a local room has a bell");
+        assert!(bell.starts_with("pb.eu.bell."), "{bell}");
+        assert_eq!(
+            eu.outbox_of_bell(&bell),
+            Some(eu.outbox_subject("irc.eu", "#x.y"))
+        );
+        assert_eq!(eu.bell_subject("devzat.us", "#main"), None);
+        assert_eq!(eu.outbox_of_bell("pb.us.bell.a.b"), None);
     }
 
     #[test]

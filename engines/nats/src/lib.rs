@@ -8,10 +8,12 @@
 //! - [`options`]: connecting (servers, credentials, TLS) and naming (the prefix).
 //! - [`layout`]: the names of subjects, streams and buckets, for one site or several.
 //! - [`bus`]: the streams and buckets, publishing with acknowledgements, the key-value calls.
-//! - [`room`]: one destination room's outbox as a durable pull consumer.
+//! - [`room`]: one destination room's outbox as a durable pull consumer, held while it has
+//!   deliveries waiting; `doorbell` wakes an idle room when one is stored.
 //! - [`token`]: room and account names as subject tokens and bucket keys.
 
 pub mod bus;
+mod doorbell;
 pub mod layout;
 pub mod options;
 pub mod room;

@@ -1,18 +1,26 @@
-//! One destination room's outbox as a durable pull consumer of its subject.
+//! One destination room's outbox as a durable pull consumer of its subject, held only while
+//! the room has deliveries waiting.
 //!
 //! The work-queue stream keeps a delivery until it is acknowledged, so the consumer's state is
 //! only "what is handed out and not yet acknowledged". A new holder of the room replaces the
 //! consumer: JetStream then hands everything still waiting out again from the oldest, in stream
 //! order, without waiting for the dead holder's acknowledgement timeout.
+//!
+//! A room with nothing waiting and nothing held gives its consumer back after [`IDLE`] and
+//! waits on its bell ([`crate::doorbell`]) instead, so a gateway with ten thousand quiet rooms
+//! keeps consumers only for the busy ones: JetStream limits the consumers of a stream.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::pull};
+use async_nats::jetstream::{self, consumer::pull, stream::LastRawMessageErrorKind};
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
+use tokio::sync::{Notify, Semaphore};
 
 use crate::bus::BusError;
+use crate::doorbell::Doorbell;
 use crate::layout::Layout;
 use crate::token::short_hash;
 
@@ -20,39 +28,115 @@ use crate::token::short_hash;
 /// retrying a down network keeps its delivery; redeliveries that come anyway are skipped.
 const ACK_WAIT: Duration = Duration::from_secs(600);
 
+/// How long a room keeps its consumer with nothing to hand out.
+pub const IDLE: Duration = Duration::from_secs(30);
+
 /// A room's waiting deliveries, in order.
 pub struct RoomConsumer {
-    messages: pull::Stream,
+    js: jetstream::Context,
+    stream_name: String,
+    subject: String,
+    /// The durable consumer's name, one per room, whichever instance holds it.
+    name: String,
+    max: usize,
+    doorbell: Arc<Doorbell>,
+    bell: Arc<Notify>,
+    /// Shared by every room of the instance: how many consumers may be created at once.
+    attaching: Arc<Semaphore>,
+    /// The consumer's message stream, while the room has one.
+    messages: Option<pull::Stream>,
     /// Handed out and not yet acknowledged, by stream sequence.
     held: HashMap<u64, jetstream::Message>,
     /// The highest stream sequence handed out.
     cursor: u64,
+    /// Whether an earlier holder's consumer was replaced already: only the first attach
+    /// must, later ones follow this holder's own detach.
+    replaced: bool,
+}
+
+impl Drop for RoomConsumer {
+    fn drop(&mut self) {
+        self.doorbell.unregister(&self.subject);
+    }
 }
 
 impl RoomConsumer {
+    /// The room's outbox. Opens its consumer at once when deliveries wait, so that a takeover
+    /// replaces a dead holder's consumer (and gets its unacknowledged deliveries) right away.
     pub(crate) async fn open(
         js: &jetstream::Context,
         layout: &Layout,
+        doorbell: &Arc<Doorbell>,
+        attaching: &Arc<Semaphore>,
         account: &str,
         room: &str,
         max: usize,
     ) -> Result<Self, BusError> {
         let subject = layout.outbox_subject(account, room);
-        let name = format!("room_{}", short_hash(&subject));
-        let stream = js
-            .get_stream(layout.outbox_stream())
+        let mut consumer = RoomConsumer {
+            js: js.clone(),
+            stream_name: layout.outbox_stream(),
+            name: format!("room_{}", short_hash(&subject)),
+            bell: doorbell.register(&subject),
+            doorbell: Arc::clone(doorbell),
+            attaching: Arc::clone(attaching),
+            subject,
+            max,
+            messages: None,
+            held: HashMap::new(),
+            cursor: 0,
+            replaced: false,
+        };
+        if consumer.has_waiting().await? {
+            consumer.attach().await?;
+        }
+        Ok(consumer)
+    }
+
+    /// Whether a delivery for the room is in the stream (handed out or not).
+    async fn has_waiting(&self) -> Result<bool, BusError> {
+        let stream = self.stream().await?;
+        match stream.get_last_raw_message_by_subject(&self.subject).await {
+            Ok(_) => Ok(true),
+            Err(err) if err.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(false),
+            Err(err) => Err(BusError::new("looking for a room's deliveries", err)),
+        }
+    }
+
+    async fn stream(&self) -> Result<jetstream::stream::Stream<()>, BusError> {
+        self.js
+            .get_stream_no_info(&self.stream_name)
             .await
-            .map_err(|err| BusError::new("reading the outbox stream", err))?;
-        // Replacing it is what makes a takeover immediate; a missing one is fine.
-        let _ = stream.delete_consumer(&name).await;
+            .map_err(|err| BusError::new("reading the outbox stream", err))
+    }
+
+    /// Create the room's consumer, replacing any earlier one: that is what makes a takeover
+    /// immediate; a missing one is fine.
+    async fn attach(&mut self) -> Result<(), BusError> {
+        // Thousands of rooms waking at once would time the server's API out.
+        let _turn = self
+            .attaching
+            .acquire()
+            .await
+            .map_err(|err| BusError::new("creating a room's consumer", err))?;
+        let stream = self.stream().await?;
+        if !self.replaced {
+            let _ = stream.delete_consumer(&self.name).await;
+            self.replaced = true;
+        }
         let consumer = stream
             .create_consumer(pull::Config {
-                durable_name: Some(name),
-                filter_subject: subject,
+                durable_name: Some(self.name.clone()),
+                filter_subject: self.subject.clone(),
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ack_wait: ACK_WAIT,
-                max_ack_pending: (max.max(1) as i64) * 4,
+                max_ack_pending: (self.max.max(1) as i64) * 4,
                 deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                // Its state is only what is handed out: lost with a server restart, that is
+                // handed out again, as at a takeover. Memory makes creating one cheap.
+                memory_storage: true,
+                // Left behind by an instance that died, it goes by itself.
+                inactive_threshold: ACK_WAIT,
                 ..Default::default()
             })
             .await
@@ -61,22 +145,50 @@ impl RoomConsumer {
             .messages()
             .await
             .map_err(|err| BusError::new("pulling a room's deliveries", err))?;
-        Ok(RoomConsumer {
-            messages,
-            held: HashMap::new(),
-            cursor: 0,
-        })
+        self.messages = Some(messages);
+        Ok(())
+    }
+
+    /// Give the consumer back: nothing is held, so nothing is handed out again.
+    async fn detach(&mut self) {
+        self.messages = None;
+        if let Ok(stream) = self.stream().await {
+            let _ = stream.delete_consumer(&self.name).await;
+        }
     }
 
     /// Up to `max` deliveries after those handed out before, as (stream sequence, payload);
     /// waits for at least one. Cancel-safe.
     pub async fn next(&mut self, max: usize) -> Result<Vec<(u64, Bytes)>, BusError> {
+        loop {
+            if self.messages.is_none() {
+                // A ring while we looked is kept for the wait below.
+                while !self.has_waiting().await? {
+                    self.bell.notified().await;
+                }
+                self.attach().await?;
+            }
+            if !self.held.is_empty() {
+                return self.pull(max).await;
+            }
+            match tokio::time::timeout(IDLE, self.pull(max)).await {
+                Ok(pulled) => return pulled,
+                Err(_) => self.detach().await,
+            }
+        }
+    }
+
+    /// Up to `max` deliveries from the consumer; waits for at least one. Cancel-safe.
+    async fn pull(&mut self, max: usize) -> Result<Vec<(u64, Bytes)>, BusError> {
+        let Some(messages) = self.messages.as_mut() else {
+            return Ok(Vec::new());
+        };
         let mut out = Vec::new();
         loop {
             let message = if out.is_empty() {
-                self.messages.next().await
+                messages.next().await
             } else {
-                match self.messages.next().now_or_never() {
+                match messages.next().now_or_never() {
                     Some(message) => message,
                     None => return Ok(out),
                 }
@@ -93,6 +205,8 @@ impl RoomConsumer {
                     return Ok(out);
                 }
                 None => {
+                    // Opened again on the next call.
+                    self.messages = None;
                     return Err(BusError::new(
                         "pulling a room's deliveries",
                         "the consumer's stream ended",

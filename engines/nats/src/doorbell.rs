@@ -1,0 +1,138 @@
+//! Waking a room's lane when a delivery for it is stored, without a consumer per room.
+//!
+//! A durable consumer per destination room is what keeps a room's deliveries in order and
+//! hands them over at a takeover, but JetStream caps the consumers of a stream (1,000 by
+//! default since nats-server 2.15), and creating thousands at once times out. So a room holds
+//! its consumer only while it has deliveries waiting ([`crate::RoomConsumer`]); an idle room
+//! waits on its bell here. A work-queue stream admits no second consumer over the same
+//! subjects, so the bell is rung two ways:
+//! - the instance that stored a delivery publishes on the room's bell subject (core NATS,
+//!   no acknowledgement; see [`Layout::bell_subject`]), which every instance of the site
+//!   listens to: that is the fast path;
+//! - every [`POLL`], one request lists the outbox subjects that hold deliveries, and their
+//!   rooms' bells are rung: what a lost bell, a delivery sourced from another site, or a
+//!   server restart left waiting is found within that time.
+//!
+//! A bell is a [`Notify`] permit: a ring while nobody waits is kept for the next wait, so a
+//! room that checks the stream, finds nothing, then waits, cannot miss a delivery stored in
+//! between.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use futures::StreamExt;
+use tokio::sync::Notify;
+
+use crate::bus::BusError;
+use crate::layout::Layout;
+
+/// How often the outbox is searched for rooms with deliveries waiting.
+pub const POLL: Duration = Duration::from_secs(1);
+
+/// The bells of the rooms this instance delivers to, by outbox subject.
+#[derive(Default)]
+pub(crate) struct Doorbell {
+    bells: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl Doorbell {
+    /// Listen for the site's bells and start the poll; both run until the bus is dropped.
+    pub(crate) async fn start(
+        client: &async_nats::Client,
+        js: &jetstream::Context,
+        layout: &Layout,
+    ) -> Result<Arc<Doorbell>, BusError> {
+        let doorbell = Arc::new(Doorbell::default());
+        let mut bells = client
+            .subscribe(layout.bell_subjects())
+            .await
+            .map_err(|err| BusError::new("listening for the rooms' bells", err))?;
+        let (weak, listen_layout) = (Arc::downgrade(&doorbell), layout.clone());
+        tokio::spawn(async move {
+            // The subscription outlives a server restart: the client subscribes again.
+            while let Some(message) = bells.next().await {
+                let Some(doorbell) = weak.upgrade() else {
+                    return;
+                };
+                if let Some(subject) = listen_layout.outbox_of_bell(message.subject.as_str()) {
+                    doorbell.ring(&subject);
+                }
+            }
+        });
+        tokio::spawn(poll(Arc::downgrade(&doorbell), js.clone(), layout.clone()));
+        Ok(doorbell)
+    }
+
+    /// The bell of the room whose outbox subject is `subject`.
+    pub(crate) fn register(&self, subject: &str) -> Arc<Notify> {
+        let mut bells = self.bells.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(bells.entry(subject.to_owned()).or_default())
+    }
+
+    /// The room's lane is gone.
+    pub(crate) fn unregister(&self, subject: &str) {
+        let mut bells = self.bells.lock().unwrap_or_else(|p| p.into_inner());
+        bells.remove(subject);
+    }
+
+    fn ring(&self, subject: &str) {
+        let bells = self.bells.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(bell) = bells.get(subject) {
+            bell.notify_one();
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.bells
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+}
+
+/// Every [`POLL`], ring the bells of the rooms whose outbox subjects hold deliveries.
+async fn poll(doorbell: Weak<Doorbell>, js: jetstream::Context, layout: Layout) {
+    let mut ticks = tokio::time::interval(POLL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(bells) = doorbell.upgrade() else {
+            return;
+        };
+        if bells.is_empty() {
+            continue;
+        }
+        match waiting_subjects(&js, &layout).await {
+            Ok(subjects) => {
+                for subject in subjects {
+                    bells.ring(&subject);
+                }
+            }
+            Err(err) => tracing::debug!("searching the outbox for waiting rooms: {err}"),
+        }
+    }
+}
+
+/// The outbox subjects that hold at least one delivery.
+async fn waiting_subjects(
+    js: &jetstream::Context,
+    layout: &Layout,
+) -> Result<Vec<String>, BusError> {
+    let stream = js
+        .get_stream_no_info(layout.outbox_stream())
+        .await
+        .map_err(|err| BusError::new("reading the outbox stream", err))?;
+    let mut subjects = stream
+        .info_with_subjects(layout.outbox_subjects())
+        .await
+        .map_err(|err| BusError::new("reading the outbox subjects", err))?;
+    let mut out = Vec::new();
+    while let Some(entry) = subjects.next().await {
+        let (subject, _count) =
+            entry.map_err(|err| BusError::new("reading the outbox subjects", err))?;
+        out.push(subject);
+    }
+    Ok(out)
+}
