@@ -19,7 +19,9 @@ use std::path::PathBuf;
 use patchbay_sdk::{AccountInfo, ConfigError, parse_table, read_secret};
 
 pub use crate::table::check_room;
-use crate::table::{DEFAULT_DEVICE_NAME, ModeName, Raw, check_lists, http_url, is_user_id};
+use crate::table::{
+    DEFAULT_DEVICE_NAME, ModeName, Raw, check_lists, http_url, is_user_id, refuse_set,
+};
 
 /// How the bot proves who it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,20 +94,16 @@ impl Config {
     }
 
     fn from_raw(account: &AccountInfo, raw: Raw) -> Result<Self, ConfigError> {
-        for (key, set) in [
-            ("server_name", raw.server_name.is_some()),
-            ("bot_localpart", raw.bot_localpart.is_some()),
-            ("ghost_template", raw.ghost_template.is_some()),
-            ("appservice_url", raw.appservice_url.is_some()),
-            ("appservice_id", raw.appservice_id.is_some()),
-        ] {
-            if set {
-                return Err(ConfigError::at(
-                    &[key],
-                    format!("`{key}` is only used with mode = \"appservice\""),
-                ));
-            }
-        }
+        refuse_set(
+            &[
+                ("server_name", raw.server_name.is_some()),
+                ("bot_localpart", raw.bot_localpart.is_some()),
+                ("ghost_template", raw.ghost_template.is_some()),
+                ("appservice_url", raw.appservice_url.is_some()),
+                ("appservice_id", raw.appservice_id.is_some()),
+            ],
+            "is only used with mode = \"appservice\"",
+        )?;
         let Some(user) = raw.user.clone() else {
             return Err(ConfigError::at(
                 &[],

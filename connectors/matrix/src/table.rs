@@ -114,6 +114,14 @@ impl Raw {
     }
 }
 
+/// An error at the first of `keys` that is set (`true`): `why` says which mode uses it.
+pub(crate) fn refuse_set(keys: &[(&str, bool)], why: &str) -> Result<(), ConfigError> {
+    match keys.iter().find(|(_, set)| *set) {
+        Some((key, _)) => Err(ConfigError::at(&[key], format!("`{key}` {why}"))),
+        None => Ok(()),
+    }
+}
+
 /// The URL without a trailing slash, or an error at `key` when it is not http(s).
 pub(crate) fn http_url(url: &str, key: &str) -> Result<String, ConfigError> {
     let url = url.trim_end_matches('/').to_owned();

@@ -18,7 +18,7 @@
 use patchbay_sdk::{AccountInfo, ConfigError};
 
 use super::naming::GhostTemplate;
-use crate::table::{Raw, check_lists, http_url};
+use crate::table::{Raw, check_lists, http_url, refuse_set};
 
 /// The default ghost localpart: the protocol, the account and the author, each escaped.
 pub const DEFAULT_GHOST_TEMPLATE: &str = "_patchbay_{protocol}_{account}_{nick}";
@@ -72,24 +72,20 @@ impl AppServiceConfig {
     }
 
     pub(crate) fn from_raw(account: &AccountInfo, raw: Raw) -> Result<Self, ConfigError> {
-        for (key, set) in [
-            ("user", raw.user.is_some()),
-            ("password", raw.password.is_some()),
-            ("password_file", raw.password_file.is_some()),
-            ("access_token", raw.access_token.is_some()),
-            ("access_token_file", raw.access_token_file.is_some()),
-            ("device_name", raw.device_name.is_some()),
-            ("store_passphrase", raw.store_passphrase.is_some()),
-            ("store_passphrase_file", raw.store_passphrase_file.is_some()),
-            ("per_message_profiles", raw.per_message_profiles.is_some()),
-        ] {
-            if set {
-                return Err(ConfigError::at(
-                    &[key],
-                    format!("`{key}` is not used with mode = \"appservice\" (bot mode only)"),
-                ));
-            }
-        }
+        refuse_set(
+            &[
+                ("user", raw.user.is_some()),
+                ("password", raw.password.is_some()),
+                ("password_file", raw.password_file.is_some()),
+                ("access_token", raw.access_token.is_some()),
+                ("access_token_file", raw.access_token_file.is_some()),
+                ("device_name", raw.device_name.is_some()),
+                ("store_passphrase", raw.store_passphrase.is_some()),
+                ("store_passphrase_file", raw.store_passphrase_file.is_some()),
+                ("per_message_profiles", raw.per_message_profiles.is_some()),
+            ],
+            "is not used with mode = \"appservice\" (bot mode only)",
+        )?;
         let homeserver = http_url(&raw.homeserver, "homeserver")?;
         let server_name = raw.server_name.clone().ok_or_else(|| {
             ConfigError::at(
