@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::router::{RoomKey, Router};
-use crate::store::{Accepted, NewDelivery, NewEvent, Store};
+use crate::store::{Accepted, AccountNames, NewDelivery, NewEvent, Store};
 
 pub struct Intake {
     store: Arc<dyn Store>,
@@ -26,8 +26,9 @@ pub struct Intake {
     metrics: Arc<Metrics>,
     /// Cancelled when the gateway stops taking events.
     closed: CancellationToken,
-    /// Who each account is on its network, as it announced.
-    own: OwnNames,
+    /// Who each account is on its network, as it (or, with a shared store, an account on
+    /// another instance) announced.
+    own: Arc<OwnNames>,
 }
 
 impl Intake {
@@ -42,8 +43,25 @@ impl Intake {
             router,
             metrics,
             closed,
-            own: OwnNames::default(),
+            own: Arc::default(),
         }
+    }
+}
+
+impl Intake {
+    /// Learn the names the accounts of the other instances announce (a shared store), from
+    /// now on and for as long as the gateway runs.
+    pub async fn hear_other_instances(&self) -> Result<(), crate::store::StoreError> {
+        let Some(mut shared) = self.store.shared_names().await? else {
+            return Ok(());
+        };
+        let own = Arc::clone(&self.own);
+        tokio::spawn(async move {
+            while let Some((account, names)) = shared.recv().await {
+                own.announce(&account, &names.network, names.names);
+            }
+        });
+        Ok(())
     }
 }
 
@@ -131,7 +149,20 @@ impl Emit for Intake {
 
     fn announce(&self, account: &str, network: &str, names: Vec<String>) {
         tracing::debug!(account, network, ?names, "account announced its names");
-        self.own.announce(account, network, names);
+        self.own.announce(account, network, names.clone());
+        let (store, account) = (Arc::clone(&self.store), account.to_owned());
+        let names = AccountNames {
+            network: network.to_owned(),
+            names,
+        };
+        tokio::spawn(async move {
+            if let Err(err) = store.share_names(&account, &names).await {
+                tracing::warn!(
+                    account,
+                    "cannot tell the other instances this account's names: {err}"
+                );
+            }
+        });
     }
 }
 

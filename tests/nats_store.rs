@@ -150,3 +150,75 @@ async fn more_rooms_than_a_stream_s_default_consumer_limit_all_get_their_deliver
     );
     assert!(store.room_depths().await.expect("depths").is_empty());
 }
+
+/// What one instance's account announced it speaks as reaches every instance: a line by that
+/// name, seen by an account on another instance on the same network, is the gateway's own.
+#[tokio::test]
+async fn names_announced_on_one_instance_keep_their_lines_out_on_another() {
+    use patchbay::intake::Intake;
+    use patchbay::metrics::Metrics;
+    use patchbay::router::{Direction, Route, Router, Settings};
+    use patchbay_sdk::Emit;
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = NatsServer::start(dir.path());
+    let route = Route {
+        name: "mirror".to_owned(),
+        members: vec![
+            (RoomKey::new("ssh.dev", "#dev"), Direction::InOut),
+            (RoomKey::new("irc.b", "#y"), Direction::InOut),
+        ],
+        settings: vec![Settings::default(); 2],
+    };
+    let intake = |store: Arc<JetStreamStore>| {
+        Intake::new(
+            store,
+            Arc::new(Router::new("gw", vec![route.clone()])),
+            Arc::new(Metrics::default()),
+            tokio_util::sync::CancellationToken::new(),
+        )
+    };
+    let first = intake(Arc::new(store(&nats, "names").await));
+    let second = intake(Arc::new(store(&nats, "names").await));
+    second.hear_other_instances().await.expect("hear");
+
+    // The plugin account on the first instance relays as "bridge" on the Devzat server.
+    first.announce(
+        "devzat.main",
+        "devzat@127.0.0.1:2222",
+        vec!["bridge".to_owned()],
+    );
+    // The SSH account on the second instance, on the same server, sees "bridge" speak.
+    second.announce(
+        "ssh.dev",
+        "devzat@127.0.0.1:2222",
+        vec!["bridge-ssh".to_owned()],
+    );
+    let line =
+        |text: &str| Inbound::message("#dev", Author::named("bridge"), RichText::plain(text));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        // Until the announcement has crossed, the line is relayed (and counted below).
+        if second
+            .emit("ssh.dev", line("cd #dev"))
+            .await
+            .expect("emit")
+            .is_none()
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the announcement never reached the other instance"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // From then on, every such line stays out, and other people's lines still go.
+    assert_eq!(
+        second.emit("ssh.dev", line("cd ..")).await.expect("emit"),
+        None
+    );
+    let alice = Inbound::message("#dev", Author::named("alice"), RichText::plain("hi"));
+    assert!(second.emit("ssh.dev", alice).await.expect("emit").is_some());
+}

@@ -167,6 +167,7 @@ impl Engine {
             Arc::clone(&metrics),
             intake_closed.clone(),
         ));
+        intake.hear_other_instances().await?;
         outbox
             .report_orphans()
             .await

@@ -32,7 +32,8 @@ use patchbay_sdk::{Event, EventId, Quote, Seen, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Accepted, DeadLetter, NewEvent, Pending, RoomBacklog, RoomOutbox, Store, StoreError, StoreStats,
+    Accepted, AccountNames, DeadLetter, NewEvent, Pending, RoomBacklog, RoomOutbox, Store,
+    StoreError, StoreStats,
 };
 use crate::router::RoomKey;
 
@@ -337,6 +338,33 @@ impl Store for JetStreamStore {
 
     async fn discard_dead_letter(&self, id: u64) -> Result<bool, StoreError> {
         Ok(self.bus.dead_letter_discard(id).await?)
+    }
+
+    async fn share_names(&self, account: &str, names: &AccountNames) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(names)?;
+        Ok(self.bus.names_put(account, value.into()).await?)
+    }
+
+    async fn shared_names(
+        &self,
+    ) -> Result<Option<tokio::sync::mpsc::Receiver<(String, AccountNames)>>, StoreError> {
+        let mut raw = self.bus.names_watch().await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            while let Some((account, value)) = raw.recv().await {
+                match serde_json::from_slice::<AccountNames>(&value) {
+                    Ok(names) => {
+                        if tx.send((account, names)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(account, "an account's shared names are unreadable: {err}")
+                    }
+                }
+            }
+        });
+        Ok(Some(rx))
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {

@@ -36,6 +36,15 @@ pub struct NewEvent {
     pub deliveries: Vec<NewDelivery>,
 }
 
+/// Who an account is on its network, as it announced (see `EventSink::announce`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AccountNames {
+    /// The network, spelt alike by every account of the protocol.
+    pub network: String,
+    /// The author ids the account speaks as there.
+    pub names: Vec<String>,
+}
+
 /// What became of an accepted event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Accepted {
@@ -151,6 +160,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Drop dead letter `id` for good. `false` when there is no such dead letter.
     async fn discard_dead_letter(&self, id: u64) -> Result<bool, StoreError>;
+
+    /// Tell the other instances who `account` is on its network. The embedded engine has no
+    /// other instance to tell.
+    async fn share_names(&self, account: &str, names: &AccountNames) -> Result<(), StoreError> {
+        let _ = (account, names);
+        Ok(())
+    }
+
+    /// What the accounts of every instance announced, the last of each first and then each
+    /// new announcement, as (account, names); `None` when there are no other instances.
+    async fn shared_names(
+        &self,
+    ) -> Result<Option<tokio::sync::mpsc::Receiver<(String, AccountNames)>>, StoreError> {
+        Ok(None)
+    }
 
     /// Counts, for metrics and tests.
     async fn stats(&self) -> Result<StoreStats, StoreError>;

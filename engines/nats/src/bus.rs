@@ -7,9 +7,11 @@
 //! - stream `P_dead`, subjects `P.dead.<account>.<room>`: deliveries that failed for good;
 //! - bucket `P_map`, entries aged out after the retention: the message-id map;
 //! - bucket `P_leases`, entries aged out after the lease time: who runs which account, and
-//!   which instances are alive.
+//!   which instances are alive;
+//! - bucket `P_names`: who each account is on its network (see [`names`]).
 
 pub mod dead;
+mod names;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,6 +64,7 @@ pub struct Bus {
     layout: Layout,
     map: kv::Store,
     leases: kv::Store,
+    names: kv::Store,
     doorbell: Arc<Doorbell>,
     /// Turns for creating rooms' consumers (see [`RoomConsumer`]).
     attaching: Arc<tokio::sync::Semaphore>,
@@ -126,6 +129,7 @@ impl Bus {
         }
         let map = bucket(&js, layout.name("map"), options.retention).await?;
         let leases = bucket(&js, layout.name("leases"), options.lease).await?;
+        let names = bucket(&js, layout.name("names"), Duration::ZERO).await?;
         let doorbell = Doorbell::start(&client, &js, &layout).await?;
         Ok(Bus {
             doorbell,
@@ -135,6 +139,7 @@ impl Bus {
             layout,
             map,
             leases,
+            names,
         })
     }
 
