@@ -96,7 +96,7 @@ impl Connector for Console {
             Input::Stdin => Box::new(tokio::io::stdin()),
             Input::File(path) => {
                 Box::new(tokio::fs::File::open(path).await.map_err(|err| {
-                    ConnectorError(format!("cannot open {}: {err}", path.display()))
+                    ConnectorError::with_source(format!("cannot open {}", path.display()), err)
                 })?)
             }
         };

@@ -135,7 +135,7 @@ const RECONNECT_MAX: Duration = Duration::from_secs(32);
 pub async fn run(shared: Arc<Shared>, ctx: ConnectorContext) -> Result<(), ConnectorError> {
     let dir = ctx.data_dir.clone();
     std::fs::create_dir_all(&dir)
-        .map_err(|e| ConnectorError(format!("cannot create {}: {e}", dir.display())))?;
+        .map_err(|e| ConnectorError::with_source(format!("cannot create {}", dir.display()), e))?;
     let pruned = shared.media.prune(shared.config.media_keep);
     if pruned > 0 {
         info!(links = pruned, "expired media links forgotten");

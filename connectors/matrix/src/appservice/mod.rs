@@ -262,10 +262,12 @@ pub async fn run(
     ctx: ConnectorContext,
 ) -> Result<(), ConnectorError> {
     std::fs::create_dir_all(&ctx.data_dir)
-        .map_err(|e| ConnectorError(format!("cannot create {}: {e}", ctx.data_dir.display())))?;
+        .map_err(|e| {
+            ConnectorError::with_source(format!("cannot create {}", ctx.data_dir.display()), e)
+        })?;
     service
         .tokens()
-        .map_err(|e| ConnectorError(e.to_string()))?;
+        .map_err(|e| ConnectorError::new(e.to_string()))?;
     let _ = service.sink.set(ctx.sink.clone());
     let pruned = service.media.prune(service.config.media_keep);
     if pruned > 0 {
