@@ -19,17 +19,4 @@ fn contract() -> Contract<'static> {
     }
 }
 
-#[test]
-fn building_does_not_connect() {
-    contract().building_does_not_connect();
-}
-
-#[tokio::test]
-async fn a_delivery_before_run_is_retryable() {
-    contract().deliver_before_up_is_retryable().await;
-}
-
-#[tokio::test]
-async fn shutdown_returns_cleanly() {
-    contract().shutdown_returns_cleanly().await;
-}
+patchbay_sdk::contract_tests!(contract());

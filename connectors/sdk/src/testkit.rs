@@ -390,3 +390,25 @@ impl Contract<'_> {
 #[cfg(test)]
 #[path = "testkit_tests.rs"]
 mod tests;
+
+/// The three contract checks as tests, for a crate's `tests/contract.rs`:
+/// `patchbay_sdk::contract_tests!(contract());` where `contract()` builds its [`Contract`].
+#[macro_export]
+macro_rules! contract_tests {
+    ($contract:expr) => {
+        #[test]
+        fn building_does_not_connect() {
+            $contract.building_does_not_connect();
+        }
+
+        #[tokio::test]
+        async fn a_delivery_before_run_is_retryable() {
+            $contract.deliver_before_up_is_retryable().await;
+        }
+
+        #[tokio::test]
+        async fn shutdown_returns_cleanly() {
+            $contract.shutdown_returns_cleanly().await;
+        }
+    };
+}

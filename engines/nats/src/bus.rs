@@ -228,24 +228,13 @@ impl Bus {
 
     /// Deliveries waiting, per outbox subject's (account, room).
     pub async fn outbox_depths(&self) -> Result<Vec<((String, String), u64)>, BusError> {
-        let stream = self
-            .js
-            .get_stream(self.layout.outbox_stream())
-            .await
-            .map_err(|err| BusError::new("reading the outbox stream", err))?;
-        let mut subjects = stream
-            .info_with_subjects(self.layout.outbox_subjects())
-            .await
-            .map_err(|err| BusError::new("reading the outbox subjects", err))?;
-        let mut depths = Vec::new();
-        while let Some(entry) = subjects.next().await {
-            let (subject, count) =
-                entry.map_err(|err| BusError::new("reading the outbox subjects", err))?;
-            if let Some(room) = self.layout.parse_outbox_subject(&subject) {
-                depths.push((room, count as u64));
-            }
-        }
-        Ok(depths)
+        let subjects = crate::doorbell::waiting_subjects(&self.js, &self.layout).await?;
+        Ok(subjects
+            .into_iter()
+            .filter_map(|(subject, count)| {
+                Some((self.layout.parse_outbox_subject(&subject)?, count))
+            })
+            .collect())
     }
 
     /// Messages in the outbox and dead-letter streams.

@@ -106,7 +106,7 @@ async fn poll(doorbell: Weak<Doorbell>, js: jetstream::Context, layout: Layout) 
         }
         match waiting_subjects(&js, &layout).await {
             Ok(subjects) => {
-                for subject in subjects {
+                for (subject, _) in subjects {
                     bells.ring(&subject);
                 }
             }
@@ -115,11 +115,11 @@ async fn poll(doorbell: Weak<Doorbell>, js: jetstream::Context, layout: Layout) 
     }
 }
 
-/// The outbox subjects that hold at least one delivery.
-async fn waiting_subjects(
+/// The outbox subjects that hold at least one delivery, with how many.
+pub(crate) async fn waiting_subjects(
     js: &jetstream::Context,
     layout: &Layout,
-) -> Result<Vec<String>, BusError> {
+) -> Result<Vec<(String, u64)>, BusError> {
     let stream = js
         .get_stream_no_info(layout.outbox_stream())
         .await
@@ -130,9 +130,9 @@ async fn waiting_subjects(
         .map_err(|err| BusError::new("reading the outbox subjects", err))?;
     let mut out = Vec::new();
     while let Some(entry) = subjects.next().await {
-        let (subject, _count) =
+        let (subject, count) =
             entry.map_err(|err| BusError::new("reading the outbox subjects", err))?;
-        out.push(subject);
+        out.push((subject, count as u64));
     }
     Ok(out)
 }
