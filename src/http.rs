@@ -156,7 +156,7 @@ pub async fn serve_listener(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => stream,
                 Err(err) => {
-                    tracing::warn!("the HTTP listener could not accept a connection: {err}");
+                    tracing::warn!("the HTTP listener could not accept a connection: {err}; it keeps listening (if the error is about open files, raise the process's file limit, e.g. LimitNOFILE)");
                     tokio::select! {
                         _ = stop.cancelled() => break,
                         _ = tokio::time::sleep(ACCEPT_PAUSE) => continue,
@@ -392,7 +392,9 @@ async fn metrics(State(status): State<Status>) -> Response {
     let depths = match status.store.outbox_depths().await {
         Ok(depths) => depths,
         Err(err) => {
-            tracing::warn!("cannot read outbox depths for /metrics: {err}");
+            tracing::warn!(
+                "cannot read outbox depths for /metrics: {err}; this scrape has no outbox gauges (check the store)"
+            );
             BTreeMap::new()
         }
     };

@@ -159,7 +159,7 @@ impl Emit for Intake {
             if let Err(err) = store.share_names(&account, &names).await {
                 tracing::warn!(
                     account,
-                    "cannot tell the other instances this account's names: {err}"
+                    "cannot tell the other instances this account's names: {err}; until it announces again (at its next connect) they may relay its lines back: check the link to NATS"
                 );
             }
         });

@@ -242,7 +242,7 @@ impl Outbox {
     pub async fn report_orphans(&self) -> Result<(), crate::store::StoreError> {
         for room in self.shared.store.rooms_with_pending().await? {
             if self.destination(&room.account).is_none() {
-                tracing::warn!(room = %room, "deliveries wait for an account that is not configured; they stay in the outbox");
+                tracing::warn!(room = %room, "deliveries wait for an account that is not configured; they stay in the outbox: add the account back to deliver them (`patchbay status` lists the rooms)");
             }
         }
         Ok(())

@@ -369,7 +369,7 @@ impl Engine {
                 match store.prune(before).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!("pruned {n} events older than the retention"),
-                    Err(err) => tracing::warn!("pruning the store failed: {err}"),
+                    Err(err) => tracing::warn!("pruning the store failed: {err}; it is tried again at the next prune (check the data dir's disk)"),
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(PRUNE_EVERY) => {}

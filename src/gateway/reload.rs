@@ -283,7 +283,7 @@ async fn reload(
     if !needs_restart.is_empty() {
         tracing::warn!(
             ?needs_restart,
-            "these tables changed and apply at the next start only"
+            "these tables changed and apply at the next start only: restart patchbay to use them"
         );
     }
 
@@ -305,7 +305,7 @@ async fn reload(
     if waiting_in_removed > 0 {
         tracing::warn!(
             waiting_in_removed,
-            "deliveries wait for removed accounts; they stay in the outbox"
+            "deliveries wait for removed accounts; they stay in the outbox: add the accounts back and reload to deliver them (`patchbay status` lists the rooms)"
         );
     }
     let routes_changed = engine.router.replace(config.routes);

@@ -88,11 +88,20 @@ impl Leases {
                             h.renewed = started;
                         }
                         Ok(Ok(None)) => {
-                            tracing::warn!(account, "lost the account's lease to another instance");
+                            tracing::warn!(
+                                account,
+                                "lost the account's lease to another instance, which runs it now; if this repeats, check this instance's link to NATS and that `lease` is longer than a renewal takes"
+                            );
                             held.remove(account);
                         }
-                        Ok(Err(err)) => tracing::warn!(account, "cannot renew the lease: {err}"),
-                        Err(_) => tracing::warn!(account, "renewing the lease timed out"),
+                        Ok(Err(err)) => tracing::warn!(
+                            account,
+                            "cannot renew the lease: {err}; check the link to NATS (the account stops here after half a lease without renewal)"
+                        ),
+                        Err(_) => tracing::warn!(
+                            account,
+                            "renewing the lease timed out; check the link to NATS (the account stops here after half a lease without renewal)"
+                        ),
                     }
                 } else if eligible(account, &settings, &alive)
                     && let Ok(Ok(Some(revision))) =
@@ -113,7 +122,7 @@ impl Leases {
                 if !keep {
                     tracing::warn!(
                         account,
-                        "no lease renewal for half a lease; stopping the account here"
+                        "no lease renewal for half a lease; stopping the account here so that another instance can take it over: check this instance's link to NATS"
                     );
                 }
                 keep

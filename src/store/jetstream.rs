@@ -316,7 +316,10 @@ impl Store for JetStreamStore {
             let (route, event) = match serde_json::from_slice::<OutboxMessage>(&dead.payload) {
                 Ok(message) => (message.route, message.event),
                 Err(err) => {
-                    tracing::warn!(dead_letter = dead.seq, "a dead letter is unreadable: {err}");
+                    tracing::warn!(
+                        dead_letter = dead.seq,
+                        "a dead letter is unreadable (written by a newer patchbay?): {err}; it stays in the stream, unlisted"
+                    );
                     continue;
                 }
             };

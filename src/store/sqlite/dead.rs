@@ -39,7 +39,7 @@ pub(super) fn list(conn: &Connection, limit: usize) -> Result<Vec<DeadLetter>, S
             Err(err) => {
                 tracing::warn!(
                     dead_letter = seq,
-                    "a dead letter's event is unreadable: {err}"
+                    "a dead letter's event is unreadable (written by a newer patchbay?): {err}; it stays in the store, unlisted"
                 );
                 continue;
             }
