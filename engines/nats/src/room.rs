@@ -132,9 +132,8 @@ impl RoomConsumer {
                 ack_wait: ACK_WAIT,
                 max_ack_pending: (self.max.max(1) as i64) * 4,
                 deliver_policy: jetstream::consumer::DeliverPolicy::All,
-                // Its state is only what is handed out: lost with a server restart, that is
-                // handed out again, as at a takeover. Memory makes creating one cheap.
-                memory_storage: true,
+                // On file, like the stream: a consumer kept in memory is gone after a server
+                // restart, and its lane's pull would wait on it for ever.
                 // Left behind by an instance that died, it goes by itself.
                 inactive_threshold: ACK_WAIT,
                 ..Default::default()
