@@ -20,7 +20,7 @@ struct Asset {
 }
 
 /// The page and what it loads, under `/admin/page/` (the page itself at `/admin/`).
-const ASSETS: [Asset; 4] = [
+const ASSETS: [Asset; 5] = [
     Asset {
         name: "index.html",
         content_type: "text/html; charset=utf-8",
@@ -30,6 +30,11 @@ const ASSETS: [Asset; 4] = [
         name: "app.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("page/app.js"),
+    },
+    Asset {
+        name: "graph.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("page/graph.js"),
     },
     Asset {
         name: "style.css",
@@ -58,13 +63,13 @@ pub fn router() -> axum::Router {
         .route("/admin/page/{file}", get(file))
 }
 
-async fn index(request: HeaderMap) -> Response {
-    serve(&ASSETS[0], &request)
+async fn index(headers: HeaderMap) -> Response {
+    serve(&ASSETS[0], &headers)
 }
 
-async fn file(Path(name): Path<String>, request: HeaderMap) -> Response {
+async fn file(Path(name): Path<String>, headers: HeaderMap) -> Response {
     match ASSETS.iter().find(|asset| asset.name == name) {
-        Some(asset) => serve(asset, &request),
+        Some(asset) => serve(asset, &headers),
         None => (StatusCode::NOT_FOUND, "no such file").into_response(),
     }
 }
