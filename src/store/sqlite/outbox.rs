@@ -5,8 +5,8 @@
 //! that room is open, in commit order (which is seq order). A lane normally takes its work
 //! from that queue, so steady-state delivery never reads the database. At start, and whenever
 //! its queue overflowed (a room whose network is down while traffic keeps coming), the lane
-//! reads the database in seq order instead, until a read finds nothing new with no overflow
-//! meanwhile; deliveries seen both ways are skipped by their seq. Nothing committed is missed:
+//! reads the database in seq order instead, until a read comes back short (it saw all there
+//! was) with no overflow meanwhile; deliveries seen both ways are skipped by their seq. Nothing committed is missed:
 //! what the read did not see was committed after it, so it is in the queue (or the overflow
 //! flag is up and the lane reads again).
 
@@ -85,7 +85,11 @@ pub(super) struct SqliteRoom {
     queue: Arc<LaneQueue>,
     /// True while the lane reads the database rather than its queue.
     reading_store: bool,
-    /// The seq of the last delivery handed out; everything at or below it is the lane's.
+    /// Read from the database and not handed out yet (a lane may take fewer at a time than a
+    /// read brings), oldest first.
+    ahead: VecDeque<Pending>,
+    /// The seq of the last delivery read or taken from the queue; everything at or below it
+    /// is the lane's.
     cursor: i64,
 }
 
@@ -97,15 +101,21 @@ impl SqliteRoom {
             room: room.clone(),
             queue,
             reading_store: true,
+            ahead: VecDeque::new(),
             cursor: 0,
         }
     }
 
     fn hand_out(&mut self, batch: Vec<Pending>) -> Vec<Pending> {
         if let Some(last) = batch.last() {
-            self.cursor = last.seq;
+            self.cursor = self.cursor.max(last.seq);
         }
         batch
+    }
+
+    fn take_ahead(&mut self, max: usize) -> Vec<Pending> {
+        let take = self.ahead.len().min(max);
+        self.ahead.drain(..take).collect()
     }
 }
 
@@ -114,22 +124,35 @@ impl RoomOutbox for SqliteRoom {
     async fn next(&mut self, max: usize) -> Result<Vec<Pending>, StoreError> {
         let max = max.max(1);
         loop {
+            if !self.ahead.is_empty() {
+                return Ok(self.take_ahead(max));
+            }
             if self.reading_store {
-                let batch = self
-                    .store
-                    .pending(&self.room, self.cursor, max.min(READ_BATCH))
-                    .await?;
-                if !batch.is_empty() {
-                    return Ok(self.hand_out(batch));
+                let limit = READ_BATCH;
+                let batch = self.store.pending(&self.room, self.cursor, limit).await?;
+                {
+                    let mut state = self.queue.state.lock().unwrap_or_else(|p| p.into_inner());
+                    if state.overflowed {
+                        // More came than the queue holds while we read: the database has it
+                        // all, and the queue starts afresh for the next read to catch up with.
+                        state.overflowed = false;
+                        state.queue.clear();
+                    } else if batch.len() < limit {
+                        // A short read saw everything committed before it, and the queue,
+                        // which did not overflow, holds everything committed since: go on
+                        // from the queue. Waiting for an empty read instead could keep a
+                        // lane reading the database for as long as traffic keeps coming.
+                        self.reading_store = false;
+                    }
                 }
-                let mut state = self.queue.state.lock().unwrap_or_else(|p| p.into_inner());
-                if state.overflowed {
-                    // More came than the queue holds while we read: read again.
-                    state.overflowed = false;
-                    state.queue.clear();
+                if !batch.is_empty() {
+                    let read = self.hand_out(batch);
+                    self.ahead.extend(read);
+                    return Ok(self.take_ahead(max));
+                }
+                if self.reading_store {
                     continue;
                 }
-                self.reading_store = false;
             }
             let queue = Arc::clone(&self.queue);
             // Register for a wake-up before looking, so a push in between is not missed.
