@@ -33,18 +33,20 @@ use hyper_util::service::TowerToHyperService;
 use patchbay_sdk::ConnectorState;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::account_states::AccountStates;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// What `/healthz` and `/metrics` read.
 #[derive(Clone)]
 pub struct Status {
-    pub states: BTreeMap<String, watch::Receiver<ConnectorState>>,
+    /// The accounts configured now (a reload changes them).
+    pub states: AccountStates,
     pub metrics: Arc<Metrics>,
     pub store: Arc<dyn Store>,
 }
@@ -362,7 +364,7 @@ impl AsyncWrite for Guarded {
 /// 200 when every connector is up; 503 naming those that are not.
 async fn healthz(State(status): State<Status>) -> Response {
     let mut down = serde_json::Map::new();
-    for (account, state) in &status.states {
+    for (account, state) in &status.states.current() {
         match &*state.borrow() {
             ConnectorState::Up => {}
             ConnectorState::Connecting => {
@@ -400,6 +402,7 @@ async fn metrics(State(status): State<Status>) -> Response {
     };
     let up: BTreeMap<String, bool> = status
         .states
+        .current()
         .iter()
         .map(|(account, state)| (account.clone(), *state.borrow() == ConnectorState::Up))
         .collect();

@@ -14,9 +14,11 @@
 //!   lease on when instances share JetStream).
 //! - [`gateway`]: wiring it all and stopping in order.
 //! - [`status`]: the `patchbay status` report, for either engine.
+//! - [`account_states`]: the accounts running now and their states, for every reader.
 //! - [`http`]: the shared listener: connectors' routes, `/healthz`, `/metrics`.
 //! - [`import`]: a matterbridge config turned into a patchbay one.
 
+pub mod account_states;
 pub mod admin;
 pub mod config;
 pub mod connectors;

@@ -392,9 +392,15 @@ async fn a_webhook_account_is_added_changed_and_removed_on_the_running_listener(
     assert_eq!(status(post("one", 0).await), 404);
 
     let sent = AtomicU64::new(0);
+    let up_metric = "patchbay_connector_up{account=\"webhook.ci\"} 1";
+    assert!(!support::http_get(port, "/metrics").1.contains(up_metric));
     block_ret(|| reload(&gateway, &text(Some("one")), 1, &sent));
     assert_eq!(status(post("one", 1).await), 202);
     block_ret(|| gateway.expect("[console.screen/alerts] <ci> build 1"));
+    assert!(
+        support::http_get(port, "/metrics").1.contains(up_metric),
+        "/metrics does not list the added account"
+    );
 
     block_ret(|| reload(&gateway, &text(Some("two")), 2, &sent));
     assert_eq!(
@@ -405,26 +411,59 @@ async fn a_webhook_account_is_added_changed_and_removed_on_the_running_listener(
     assert_eq!(status(post("two", 3).await), 202);
     block_ret(|| gateway.expect("[console.screen/alerts] <ci> build 3"));
 
-    block_ret(|| reload(&gateway, &text(None), 3, &sent));
-    assert_eq!(status(post("two", 4).await), 404);
+    // A token read from a file: the file's new contents count as a change of the account.
+    let token_file = dir.path().join("ci.token");
+    std::fs::write(&token_file, "three").expect("write the token file");
+    let from_file = text(None).replace(
+        "[console.screen]",
+        &format!(
+            "[webhook.ci]\ntoken_file = \"{}\"\n\n[[route]]\nname = \"ci\"\n\
+             in = [\"webhook.ci/builds\"]\nout = [\"console.screen/alerts\"]\n\n[console.screen]",
+            token_file.display()
+        ),
+    );
+    block_ret(|| reload(&gateway, &from_file, 3, &sent));
+    assert_eq!(status(post("three", 5).await), 202);
+    block_ret(|| gateway.expect("[console.screen/alerts] <ci> build 5"));
+    std::fs::write(&token_file, "four").expect("write the token file");
+    block_ret(|| reload(&gateway, &from_file, 4, &sent));
+    assert_eq!(
+        status(post("three", 6).await),
+        403,
+        "the old file's token still works"
+    );
+    assert_eq!(status(post("four", 7).await), 202);
+    block_ret(|| gateway.expect("[console.screen/alerts] <ci> build 7"));
+
+    block_ret(|| reload(&gateway, &text(None), 5, &sent));
+    assert_eq!(status(post("four", 8).await), 404);
     assert_eq!(support::http_get(port, "/healthz").0, 200);
+    assert!(
+        !support::http_get(port, "/metrics")
+            .1
+            .contains("patchbay_connector_up{account=\"webhook.ci\"}"),
+        "/metrics still lists the removed account"
+    );
     let log = strip_ansi(&gateway.log());
     assert_eq!(log.matches("HTTP listener up").count(), 1, "{log}");
     assert!(
         !gateway
             .seen
             .iter()
-            .any(|l| l.contains("build 2") || l.contains("build 4")),
+            .any(|l| ["build 2", "build 4", "build 6", "build 8"]
+                .iter()
+                .any(|n| l.contains(n))),
         "{:?}",
         gateway.seen
     );
     assert!(gateway.stop(), "patchbay did not stop cleanly");
 }
 
-/// The nats engine reloads routes (a nick format here) at once, and refuses a file that
-/// changes its accounts, saying to restart the instances.
+/// The nats engine reloads accounts and routes: an added account is taken by a lease and
+/// runs, a changed one restarts where it is held, a removed one stops and gives its lease up,
+/// and a route's nick format applies at once.
 #[test]
-fn the_nats_engine_reloads_routes_and_refuses_account_changes() {
+fn the_nats_engine_reloads_accounts_and_routes() {
     use support::nats::{NatsServer, owner, post, post_until_accepted, printed};
     if !Path::new(&support::nats::nats_server_binary()).exists()
         && !available(&support::nats::nats_server_binary().to_string_lossy())
@@ -445,6 +484,23 @@ fn the_nats_engine_reloads_routes_and_refuses_account_changes() {
             .replace("EXTRA", extra)
             .replace("FORMAT", format)
     };
+    // A second console account and a route into it, writing to `file`.
+    let extra = |file: &str| {
+        format!(
+            "[console.extra]\ninput = \"none\"\noutput = \"{}\"\n\n\
+             [[route]]\nname = \"extra\"\nin = [\"webhook.in/hook\"]\n\
+             out = [\"console.extra/lobby\"]\nnick_format = \"{{nick}}\"\n\n",
+            dir.path().join(file).display()
+        )
+    };
+    let lines_in = |file: &str| -> Vec<String> {
+        std::fs::read_to_string(dir.path().join(file))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.strip_prefix("[console.extra/lobby] <bot> "))
+            .map(str::to_owned)
+            .collect()
+    };
     let path = dir.path().join("patchbay.toml");
     std::fs::write(&path, text("{nick}", "")).expect("write the config");
     let instance = support::nats::start(dir.path(), &path, "i1");
@@ -459,28 +515,45 @@ fn the_nats_engine_reloads_routes_and_refuses_account_changes() {
     let gateway = instance.gateway.as_ref().expect("running");
     let sent = AtomicU64::new(0);
 
-    let extra = "[console.extra]\ninput = \"none\"\noutput = \"stdout\"\n\n";
-    reload(gateway, &text("{nick}", extra), 1, &sent);
-    let log = strip_ansi(&gateway.log());
-    assert!(
-        log.contains("the nats engine reloads routes only; restart the instances"),
-        "{log}"
-    );
+    // Added: the instance takes its lease and runs it.
+    reload(gateway, &text("{nick}", &extra("extra1.log")), 1, &sent);
+    wait_until(WAIT, "i1 holds console.extra", || {
+        owner(&path, "console.extra").as_deref() == Some("i1")
+    });
+    assert_eq!(post(&rt, instance.port, "m1"), 202);
+    wait_until(WAIT, "m1 in the added account", || {
+        lines_in("extra1.log") == ["m1"]
+    });
 
-    reload(gateway, &text("nats-{nick}", ""), 2, &sent);
+    // Changed: it restarts here, writing where the file says now.
+    reload(gateway, &text("{nick}", &extra("extra2.log")), 2, &sent);
+    assert_eq!(post(&rt, instance.port, "m2"), 202);
+    wait_until(WAIT, "m2 in the changed account's new file", || {
+        lines_in("extra2.log") == ["m2"]
+    });
+    assert_eq!(lines_in("extra1.log"), ["m1"], "the old output got m2");
+
+    // Removed: it stops and its lease is released.
+    reload(gateway, &text("nats-{nick}", ""), 3, &sent);
     let log = strip_ansi(&gateway.log());
     let report = log
         .lines()
-        .find(|l| l.contains("config reloaded"))
-        .expect("a report");
+        .filter(|l| l.contains("config reloaded"))
+        .nth(2)
+        .expect("a third report");
     assert!(report.contains("routes_changed=true"), "{report}");
-    assert_eq!(post(&rt, instance.port, "m1"), 202);
-    wait_until(WAIT, "m1 printed with the new format", || {
-        printed(dir.path(), "nats-bot").0 == ["m1"]
+    assert!(report.contains("removed=[\"console.extra\"]"), "{report}");
+    wait_until(WAIT, "the removed account's lease released", || {
+        logged(gateway, "releasing its lease") == 1
+    });
+    assert_eq!(post(&rt, instance.port, "m3"), 202);
+    wait_until(WAIT, "m3 printed with the new format", || {
+        printed(dir.path(), "nats-bot").0 == ["m3"]
     });
     assert_eq!(
         printed(dir.path(), "bot").0,
-        ["m0"],
-        "m0 once, m1 not as before"
+        ["m0", "m1", "m2"],
+        "each message once, in the format of its moment"
     );
+    assert_eq!(lines_in("extra2.log"), ["m2"], "the removed account got m3");
 }

@@ -2,17 +2,20 @@
 //! often it changed (a flapping network shows as many changes in little time).
 //!
 //! The gateway's state channels only hold the current state; the board watches each one from
-//! the start and keeps the time of the last change. It never blocks a connector: it reads the
-//! watch channels, and its lock is held only to copy a record.
+//! the start (or from when a reload added the account) and keeps the time of the last change.
+//! It never blocks a connector: it reads the watch channels, and its lock is held only to copy
+//! a record.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::Mutex;
 
 use patchbay_sdk::{ConnectorState, Timestamp};
 use serde::Serialize;
 use tokio::sync::watch;
+use tokio::task::AbortHandle;
 
+use crate::account_states::{AccountStates, StateMap};
 use crate::metrics::{Metrics, What};
 
 /// One account's state.
@@ -46,17 +49,47 @@ fn describe(state: &ConnectorState) -> (&'static str, Option<String>) {
 }
 
 impl Board {
-    /// Start watching `states`; each watcher ends when its account's state channel closes.
-    /// Each change also goes to the live feed of `metrics`.
-    pub fn watch(
-        states: &BTreeMap<String, watch::Receiver<ConnectorState>>,
-        metrics: Arc<Metrics>,
-    ) -> Arc<Board> {
+    /// Start following `states`: a record and a watcher for each account configured, added
+    /// and dropped as reloads add and remove accounts. Each change also goes to the live feed
+    /// of `metrics`.
+    pub fn watch(states: &AccountStates, metrics: Arc<Metrics>) -> Arc<Board> {
         let board = Arc::new(Board::default());
+        let mut set = states.subscribe();
+        let mut watchers = HashMap::new();
+        board.follow(&set.borrow_and_update(), &mut watchers, &metrics);
+        let following = Arc::clone(&board);
+        tokio::spawn(async move {
+            while set.changed().await.is_ok() {
+                let now = set.borrow_and_update().clone();
+                following.follow(&now, &mut watchers, &metrics);
+            }
+        });
+        board
+    }
+
+    /// Bring the records in line with `accounts`: drop those no longer configured, and start
+    /// watching the new ones.
+    fn follow(
+        self: &Arc<Self>,
+        accounts: &StateMap,
+        watchers: &mut HashMap<String, AbortHandle>,
+        metrics: &Arc<Metrics>,
+    ) {
+        watchers.retain(|name, watcher| {
+            let keep = accounts.contains_key(name);
+            if !keep {
+                watcher.abort();
+                self.lock().remove(name);
+            }
+            keep
+        });
         let now = Timestamp::now().0;
-        for (name, receiver) in states {
+        for (name, receiver) in accounts {
+            if watchers.contains_key(name) {
+                continue;
+            }
             let (state, reason) = describe(&receiver.borrow());
-            board.lock().insert(
+            self.lock().insert(
                 name.clone(),
                 AccountState {
                     name: name.clone(),
@@ -66,42 +99,50 @@ impl Board {
                     changes: 0,
                 },
             );
-            let mut receiver = receiver.clone();
-            let board = Arc::clone(&board);
-            let name = name.clone();
-            let metrics = Arc::clone(&metrics);
-            tokio::spawn(async move {
-                while receiver.changed().await.is_ok() {
-                    let (state, reason) = describe(&receiver.borrow_and_update());
-                    let now = Timestamp::now().0;
-                    let changed = {
-                        let mut accounts = board.lock();
-                        match accounts.get_mut(&name) {
-                            Some(record) if record.state != state || record.reason != reason => {
-                                record.state = state;
-                                record.reason = reason.clone();
-                                record.since_ms = now;
-                                record.changes += 1;
-                                true
-                            }
-                            _ => false,
-                        }
-                    };
-                    if changed {
-                        let account = name.clone();
-                        metrics.feed.push(
-                            now,
-                            What::State {
-                                account,
-                                state,
-                                reason,
-                            },
-                        );
-                    }
-                }
-            });
+            let watcher = tokio::spawn(Arc::clone(self).watch_one(
+                name.clone(),
+                receiver.clone(),
+                Arc::clone(metrics),
+            ));
+            watchers.insert(name.clone(), watcher.abort_handle());
         }
-        board
+    }
+
+    /// Keep one account's record current until its state channel closes.
+    async fn watch_one(
+        self: Arc<Self>,
+        name: String,
+        mut receiver: watch::Receiver<ConnectorState>,
+        metrics: Arc<Metrics>,
+    ) {
+        while receiver.changed().await.is_ok() {
+            let (state, reason) = describe(&receiver.borrow_and_update());
+            let now = Timestamp::now().0;
+            let changed = {
+                let mut accounts = self.lock();
+                match accounts.get_mut(&name) {
+                    Some(record) if record.state != state || record.reason != reason => {
+                        record.state = state;
+                        record.reason = reason.clone();
+                        record.since_ms = now;
+                        record.changes += 1;
+                        true
+                    }
+                    _ => false,
+                }
+            };
+            if changed {
+                let account = name.clone();
+                metrics.feed.push(
+                    now,
+                    What::State {
+                        account,
+                        state,
+                        reason,
+                    },
+                );
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, AccountState>> {

@@ -29,7 +29,6 @@ pub mod client;
 pub mod live;
 pub mod page;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -37,10 +36,9 @@ use axum::Json;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
-use patchbay_sdk::ConnectorState;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::account_states::AccountStates;
 use crate::gateway::Reloader;
 use crate::metrics::Metrics;
 use crate::router::Router;
@@ -69,7 +67,7 @@ impl AdminApi {
     pub fn new(
         store: Arc<dyn Store>,
         router: Arc<Router>,
-        states: &BTreeMap<String, watch::Receiver<ConnectorState>>,
+        states: &AccountStates,
         reloader: Option<Reloader>,
         engine: &'static str,
         metrics: Arc<Metrics>,

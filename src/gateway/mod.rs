@@ -3,18 +3,18 @@
 //! [`Engine`] wires the parts for any set of connectors (the binary, tests and benches use it);
 //! [`run`] starts one from a config file's contents and stops it on a signal.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use patchbay_sdk::{Connector, ConnectorState, EventSink, StateHandle, Timestamp};
-use tokio::sync::watch;
+use patchbay_sdk::{Connector, EventSink, StateHandle, Timestamp};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::account_states::{AccountStates, StateMap};
 use crate::config::{Bus, Config};
 use crate::delivery::{DeliveryPolicy, Destination, Outbox};
 use crate::http;
@@ -71,8 +71,8 @@ pub struct Engine {
     pub router: Arc<Router>,
     pub metrics: Arc<Metrics>,
     pub intake: Arc<Intake>,
-    /// Each account's connector state.
-    pub states: BTreeMap<String, watch::Receiver<ConnectorState>>,
+    /// The accounts configured now and their connector states.
+    pub states: AccountStates,
     /// Kept for as long as the engine runs: the accounts follow it.
     pub ownership: Arc<dyn Ownership>,
     outbox: Arc<Outbox>,
@@ -140,7 +140,7 @@ impl Engine {
         let intake_closed = CancellationToken::new();
 
         let mut destinations = HashMap::new();
-        let mut states = BTreeMap::new();
+        let mut states = StateMap::new();
         let mut handles = Vec::new();
         for account in &accounts {
             let (handle, state) = StateHandle::new();
@@ -154,6 +154,7 @@ impl Engine {
             states.insert(account.name.clone(), state);
             handles.push(handle);
         }
+        let states = AccountStates::new(states);
         let outbox = Arc::new(Outbox::new(
             Arc::clone(&store),
             Arc::clone(&router),
@@ -297,8 +298,8 @@ impl Engine {
         Some(running.state)
     }
 
-    /// Start one account (a reload added or changed it): it is owned here all along (the
-    /// embedded engine), and an account started before goes on with its state handle.
+    /// Start one account (a reload added or changed it); it runs while the ownership gives it
+    /// to this instance, and an account started before goes on with its state handle.
     fn start_account(
         &mut self,
         account: AccountSpec,
@@ -316,10 +317,10 @@ impl Engine {
         std::fs::create_dir_all(&account.data_dir)
             .with_context(|| format!("creating {}", account.data_dir.display()))?;
         let (state, watch) = match (state, self.states.get(&account.name)) {
-            (Some(state), Some(watch)) => (state, watch.clone()),
+            (Some(state), Some(watch)) => (state, watch),
             _ => StateHandle::new(),
         };
-        self.states.insert(account.name.clone(), watch.clone());
+        self.states.insert(&account.name, watch.clone());
         self.outbox.add_destination(
             &account.name,
             Destination {
@@ -334,12 +335,14 @@ impl Engine {
             data_dir: account.data_dir,
             state: state.clone(),
         };
-        // Only the embedded engine starts accounts on reload: this instance owns it, always.
-        let (_, owned) = watch::channel(std::collections::BTreeSet::from([account.name.clone()]));
+        // It runs once the ownership gives it to this instance: at once on the embedded
+        // engine, when its lease is taken (or still held, for a restart) on the nats engine.
         let own_stop = self.stop.child_token();
-        let task =
-            self.tasks
-                .spawn(run.supervise(Arc::clone(&self.outbox), owned, own_stop.clone()));
+        let task = self.tasks.spawn(run.supervise(
+            Arc::clone(&self.outbox),
+            self.ownership.owned(),
+            own_stop.clone(),
+        ));
         let running = Running {
             stop: own_stop,
             task,
@@ -448,7 +451,8 @@ pub async fn run(
                 .context("starting the nats engine ([bus])")?;
             let settings = LeaseSettings {
                 instance: instance.clone(),
-                accounts: site_accounts(nats, names),
+                accounts: names,
+                site_accounts: site_accounts(nats),
                 lease: nats.lease,
                 prefer: nats.prefer.clone(),
             };
@@ -560,13 +564,8 @@ fn site_options(nats: &crate::config::NatsBus) -> Option<patchbay_nats::SiteOpti
     })
 }
 
-/// The accounts this instance may run: its site's, or all of them without sites.
-fn site_accounts(nats: &crate::config::NatsBus, names: Vec<String>) -> Vec<String> {
-    match nats.site.as_ref().and_then(|site| nats.sites.get(site)) {
-        Some(site) => names
-            .into_iter()
-            .filter(|name| site.accounts.contains(name))
-            .collect(),
-        None => names,
-    }
+/// The accounts this instance's site runs; None without sites (it may run any).
+fn site_accounts(nats: &crate::config::NatsBus) -> Option<std::collections::BTreeSet<String>> {
+    let site = nats.sites.get(nats.site.as_ref()?)?;
+    Some(site.accounts.iter().cloned().collect())
 }

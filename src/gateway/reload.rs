@@ -20,21 +20,23 @@
 //! Nothing is lost or sent twice across a reload: the intake stays open all along, and a
 //! room's lane stops before the restarted account opens it again, so each room has one lane
 //! at a time. `[general]`, `[http]` and `[bus]` are read at start only; a change to them is
-//! reported as needing a restart. The nats engine reloads routes only: its instances compete
-//! for leases on a fixed set of accounts, so a file that adds, removes or changes an account
-//! is refused there. An account serving HTTP (webhook, API, Matrix appservice) has its routes
+//! reported as needing a restart. On the nats engine each instance reloads its own file: an
+//! added account is competed for once an instance names it, a removed one's lease is released
+//! once it stopped here, and a changed one restarts on the instance that holds it (its lease
+//! stays held meanwhile, so no other instance takes it). An account serving HTTP (webhook, API, Matrix appservice) has its routes
 //! swapped on the running listener; without a listener (`[http]` is read at start only) such
 //! an account cannot be added.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{AccountSpec, Engine};
-use crate::config::{self, Bus, Config, Overrides};
+use crate::config::{self, Config, Overrides};
 use crate::connectors::Registry;
 
 /// What [`super::run`] needs to reload: the handle it hands out, the requests it serves, and
@@ -130,21 +132,65 @@ pub(super) struct Current {
     general: String,
     http: String,
     bus: String,
-    nats: bool,
     accounts: BTreeMap<String, AccountKey>,
 }
 
-/// What makes an account "the same": its table as written in the file, and its data dir.
+/// What makes an account "the same": its table as written in the file, its data dir, and
+/// the contents of the files its table reads secrets from.
 #[derive(PartialEq)]
 struct AccountKey {
     table: Option<toml::Value>,
     data_dir: PathBuf,
+    secret_files: Vec<FileDigest>,
+}
+
+/// A file an account's table names (a `*_file` key), by path and a digest of its contents
+/// (None: unreadable now; the account's build said so, or will).
+#[derive(PartialEq)]
+struct FileDigest {
+    path: PathBuf,
+    digest: Option<u64>,
+}
+
+/// The files `table` names in `*_file` keys, at any depth, resolved as the connectors resolve
+/// them (relative to the config file's directory).
+fn secret_files(table: Option<&toml::Value>, config_dir: &Path) -> Vec<FileDigest> {
+    fn walk(value: &toml::Value, key: &str, config_dir: &Path, out: &mut Vec<FileDigest>) {
+        match value {
+            toml::Value::String(path) if key.ends_with("_file") => {
+                let path = config_dir.join(path);
+                let digest = std::fs::read(&path).ok().map(|bytes| {
+                    let mut hasher = std::hash::DefaultHasher::new();
+                    bytes.hash(&mut hasher);
+                    hasher.finish()
+                });
+                out.push(FileDigest { path, digest });
+            }
+            toml::Value::Table(table) => {
+                for (key, value) in table {
+                    walk(value, key, config_dir, out);
+                }
+            }
+            toml::Value::Array(items) => {
+                for item in items {
+                    walk(item, key, config_dir, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(table) = table {
+        walk(table, "", config_dir, &mut out);
+    }
+    out
 }
 
 impl Current {
-    /// The state of `config`, whose file is read again for the accounts' tables as written
-    /// (a secret read from a file is compared by the file's name, not its contents).
+    /// The state of `config`, whose file is read again for the accounts' tables as written,
+    /// and the secret files they name for their contents.
     pub(super) fn of(config: &Config) -> Current {
+        let config_dir = config.file.parent().unwrap_or(Path::new("."));
         let raw: Option<toml::Table> = std::fs::read_to_string(&config.file)
             .ok()
             .and_then(|text| text.parse().ok());
@@ -156,13 +202,14 @@ impl Current {
             general: format!("{:?}", config.general),
             http: format!("{:?}", config.http),
             bus: format!("{:?}", config.bus),
-            nats: matches!(config.bus, Bus::Nats(_)),
             accounts: config
                 .accounts
                 .iter()
                 .map(|a| {
+                    let table = table_of(&a.name);
                     let key = AccountKey {
-                        table: table_of(&a.name),
+                        secret_files: secret_files(table.as_ref(), config_dir),
+                        table,
                         data_dir: a.data_dir.clone(),
                     };
                     (a.name.clone(), key)
@@ -248,14 +295,6 @@ async fn reload(
         .map(|(name, _)| name.clone())
         .collect();
     let starting: Vec<&String> = added.iter().chain(&restarted).collect();
-    if current.nats && !(removed.is_empty() && starting.is_empty()) {
-        return Err(ReloadRefused {
-            errors: format!(
-                "the nats engine reloads routes only; restart the instances to add, remove or \
-                 change accounts (added: {added:?}, removed: {removed:?}, changed: {restarted:?})"
-            ),
-        });
-    }
     let serving: Vec<&String> = config
         .accounts
         .iter()
@@ -289,6 +328,7 @@ async fn reload(
 
     for name in &removed {
         engine.stop_account(name, source.stop_timeout).await;
+        engine.states.remove(name);
     }
     let mut states = BTreeMap::new();
     for name in &restarted {
@@ -323,6 +363,10 @@ async fn reload(
             }
         }
     }
+    // Only now that the removed accounts stopped here may their leases go to another instance.
+    engine
+        .ownership
+        .configure(new.accounts.keys().cloned().collect());
     *current = new;
     Ok(ReloadReport {
         accounts_added: added,

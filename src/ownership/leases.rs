@@ -8,6 +8,9 @@
 //! so two instances never run one account at once. A stopping instance deletes its keys, so
 //! the others take over at once; a killed one is taken over within a lease and a quarter.
 //!
+//! A reload changes the accounts competed for: an added one is taken at once where it is free,
+//! and a removed one's lease is released once the gateway stopped it here.
+//!
 //! Instances also write a heartbeat `i.<instance>` every round: `prefer` lists of instances
 //! for an account are honoured while one of them is alive.
 
@@ -21,16 +24,24 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::Ownership;
+use crate::account_states::AccountStates;
 
 /// Accounts held through leases.
 pub struct Leases {
     owned: watch::Sender<BTreeSet<String>>,
+    /// The accounts competed for: those the config names now that this instance may run.
+    wanted: watch::Sender<BTreeSet<String>>,
+    /// The accounts this instance's site runs, when instances are grouped by site.
+    site: Option<BTreeSet<String>>,
 }
 
 /// What the leases keep.
 pub struct LeaseSettings {
     pub instance: String,
+    /// The accounts the config names.
     pub accounts: Vec<String>,
+    /// With sites, the accounts of this instance's site: only those are run here.
+    pub site_accounts: Option<BTreeSet<String>>,
     pub lease: Duration,
     pub prefer: BTreeMap<String, Vec<String>>,
 }
@@ -49,7 +60,13 @@ impl Leases {
         stop: CancellationToken,
     ) -> (Arc<Leases>, tokio::task::JoinHandle<()>) {
         let (owned, _) = watch::channel(BTreeSet::new());
-        let leases = Arc::new(Leases { owned });
+        let (wanted, _) = watch::channel(BTreeSet::new());
+        let leases = Arc::new(Leases {
+            owned,
+            wanted,
+            site: settings.site_accounts.clone(),
+        });
+        leases.configure(settings.accounts.clone());
         let running = Arc::clone(&leases);
         let handle = tokio::spawn(async move { running.run(bus, settings, stop).await });
         (leases, handle)
@@ -60,8 +77,11 @@ impl Leases {
         let value = bytes_of(&settings.instance);
         let heartbeat = format!("i.{}", token(&settings.instance));
         let mut held: HashMap<String, Held> = HashMap::new();
+        let mut wanted = self.wanted.subscribe();
         loop {
             let started = Instant::now();
+            let accounts = wanted.borrow_and_update().clone();
+            self.give_up_unwanted(&bus, &mut held, &accounts).await;
             if let Ok(Err(err)) =
                 tokio::time::timeout(round, bus.lease_put(&heartbeat, value.clone())).await
             {
@@ -74,7 +94,7 @@ impl Leases {
                     .collect(),
                 _ => BTreeSet::from([settings.instance.clone()]),
             };
-            for account in &settings.accounts {
+            for account in &accounts {
                 let key = format!("a.{}", token(account));
                 if let Some(h) = held.get_mut(account) {
                     match tokio::time::timeout(
@@ -135,6 +155,8 @@ impl Leases {
             });
             tokio::select! {
                 _ = tokio::time::sleep(round.saturating_sub(started.elapsed())) => {}
+                // A reload changed the accounts: take the added ones now, not a round later.
+                _ = wanted.changed() => {}
                 _ = stop.cancelled() => break,
             }
         }
@@ -164,9 +186,59 @@ fn bytes_of(text: &str) -> bytes::Bytes {
     bytes::Bytes::copy_from_slice(text.as_bytes())
 }
 
+impl Leases {
+    /// Release the leases of accounts the config no longer names: they leave the owned set
+    /// first (the gateway stopped them already), then their keys are deleted, so that an
+    /// instance that still names them takes them at once.
+    async fn give_up_unwanted(
+        &self,
+        bus: &Bus,
+        held: &mut HashMap<String, Held>,
+        wanted: &BTreeSet<String>,
+    ) {
+        let unwanted: Vec<String> = held
+            .keys()
+            .filter(|account| !wanted.contains(*account))
+            .cloned()
+            .collect();
+        if unwanted.is_empty() {
+            return;
+        }
+        for account in &unwanted {
+            held.remove(account);
+        }
+        self.owned
+            .send_modify(|owned| owned.retain(|a| wanted.contains(a)));
+        for account in unwanted {
+            tracing::info!(
+                account,
+                "the config no longer names the account; releasing its lease"
+            );
+            if let Err(err) = bus.lease_release(&format!("a.{}", token(&account))).await {
+                tracing::warn!(
+                    account,
+                    "cannot release the lease: {err}; it ages out within a lease"
+                );
+            }
+        }
+    }
+}
+
 impl Ownership for Leases {
     fn owned(&self) -> watch::Receiver<BTreeSet<String>> {
         self.owned.subscribe()
+    }
+
+    fn configure(&self, accounts: Vec<String>) {
+        let wanted: BTreeSet<String> = accounts
+            .into_iter()
+            .filter(|a| self.site.as_ref().is_none_or(|site| site.contains(a)))
+            .collect();
+        self.wanted.send_if_modified(|now| {
+            let changed = *now != wanted;
+            *now = wanted;
+            changed
+        });
     }
 }
 
@@ -174,7 +246,7 @@ impl Ownership for Leases {
 /// aged out with the leases) every `every`, until `stop`: `patchbay status` reads it.
 pub fn publish_states(
     bus: Bus,
-    states: BTreeMap<String, watch::Receiver<patchbay_sdk::ConnectorState>>,
+    states: AccountStates,
     owned: watch::Receiver<BTreeSet<String>>,
     every: Duration,
     stop: CancellationToken,

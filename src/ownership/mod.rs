@@ -17,6 +17,11 @@ use tokio::sync::watch;
 pub trait Ownership: Send + Sync + 'static {
     /// The accounts this instance holds now; changes as leases are taken and lost.
     fn owned(&self) -> watch::Receiver<BTreeSet<String>>;
+
+    /// The accounts the config names now (a reload changed them). An account that is no
+    /// longer named leaves [`Ownership::owned`]; call this only once it has stopped here, so
+    /// that no other instance can take it while it still runs.
+    fn configure(&self, accounts: Vec<String>);
 }
 
 /// One instance owns every account.
@@ -34,5 +39,14 @@ impl Sole {
 impl Ownership for Sole {
     fn owned(&self) -> watch::Receiver<BTreeSet<String>> {
         self.owned.subscribe()
+    }
+
+    fn configure(&self, accounts: Vec<String>) {
+        let accounts: BTreeSet<String> = accounts.into_iter().collect();
+        self.owned.send_if_modified(|owned| {
+            let changed = *owned != accounts;
+            *owned = accounts;
+            changed
+        });
     }
 }
