@@ -123,7 +123,9 @@ impl Connector for Api {
             match log::blocking(&log, move |log| log.prune(keep)).await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(account = %ctx.account, "pruned {n} API log entries"),
-                Err(err) => tracing::warn!(account = %ctx.account, "pruning the API log: {err}"),
+                Err(err) => {
+                    tracing::warn!(account = %ctx.account, "pruning the API log: {err}; tried again at the next prune: check the account's data dir (writable, disk space)")
+                }
             }
             tokio::select! {
                 _ = ctx.shutdown.cancelled() => break,

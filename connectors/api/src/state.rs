@@ -98,7 +98,7 @@ pub async fn send(shared: &Shared, ready: &Ready, room: &str, send: Send) -> Res
     let id = match log::blocking(&ready.log, move |log| log.append(entry)).await {
         Ok(id) => Some(id),
         Err(err) => {
-            tracing::warn!(%room, "a sent message is missing from the API log: {err}");
+            tracing::warn!(%room, "a sent message is missing from the API log: {err}; it was relayed, but the sender's client will not see its own echo: check the account's data dir (writable, disk space)");
             None
         }
     };

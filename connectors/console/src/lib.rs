@@ -94,11 +94,9 @@ impl Connector for Console {
                 return Ok(());
             }
             Input::Stdin => Box::new(tokio::io::stdin()),
-            Input::File(path) => {
-                Box::new(tokio::fs::File::open(path).await.map_err(|err| {
-                    ConnectorError::with_source(format!("cannot open {}", path.display()), err)
-                })?)
-            }
+            Input::File(path) => Box::new(tokio::fs::File::open(path).await.map_err(|err| {
+                ConnectorError::with_source(format!("cannot open {}", path.display()), err)
+            })?),
         };
         let mut lines = BufReader::new(reader).lines();
         loop {
@@ -114,7 +112,7 @@ impl Connector for Console {
                     return Ok(());
                 }
                 Err(err) => {
-                    tracing::warn!(account = %self.account, "console input is not readable: {err}");
+                    tracing::warn!(account = %self.account, "console input is not readable: {err}; this account stops reading input (its output still works): set `input = \"none\"` where no terminal is attached");
                     ctx.shutdown.cancelled().await;
                     return Ok(());
                 }

@@ -118,11 +118,11 @@ impl IntoResponse for Refusal {
             Refusal::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::NotConnected => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::NotReady(e) => {
-                warn!(error = %e, "cannot serve media");
+                warn!(error = %e, "cannot serve media; the link answers 503 until it can: check the account's data dir");
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Refusal::Fetch(e) => {
-                warn!(error = %e, "cannot fetch media from the homeserver");
+                warn!(error = %e, "cannot fetch media from the homeserver; the link answers 502 until it can: check the homeserver's media repository");
                 StatusCode::BAD_GATEWAY
             }
         };

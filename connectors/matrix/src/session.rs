@@ -364,7 +364,7 @@ async fn sync_loop(
         still_pending.append(pending_joins);
         for name in joins {
             if let Err(e) = join_room(shared, client, &name).await {
-                warn!(room = %name, error = %e, "cannot join the room yet");
+                warn!(room = %name, error = %e, "cannot join the room yet; trying again: check that the room exists and lets the bot in (an invite, or a public room)");
                 still_pending.push(name);
             }
         }
@@ -418,12 +418,12 @@ async fn sync_loop(
                 && shared.config.rooms.contains(name)
                 && !pending_joins.contains(name)
             {
-                warn!(room = %name, "removed from a configured room; joining again");
+                warn!(room = %name, "removed from a configured room; joining again (take the room out of `rooms` to leave it for good)");
                 pending_joins.push(name.clone());
             }
         }
         if let Err(e) = write_private(&token_path(dir), response.next_batch.as_bytes()) {
-            warn!(error = %e, "cannot save the sync position");
+            warn!(error = %e, "cannot save the sync position; check the account's data dir (writable, disk space): after a restart the sync starts from the last saved one, and events seen twice are skipped by their ids");
         }
         *token = Some(response.next_batch.clone());
         *first = false;

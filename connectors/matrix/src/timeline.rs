@@ -34,7 +34,7 @@ async fn backfill(room: &Room, from: &str, to: &str) -> Vec<TimelineEvent> {
                 }
             }
             Err(e) => {
-                warn!(room = %room.room_id(), error = %e, "cannot fill a sync gap; older messages are skipped");
+                warn!(room = %room.room_id(), error = %e, "cannot fill a sync gap; the messages in it are not relayed: if this repeats, check the homeserver's health and its rate limits for the bot");
                 break;
             }
         }
@@ -88,7 +88,7 @@ pub async fn process(
                 matrix_sdk::ruma::events::AnySyncMessageLikeEvent::RoomEncrypted(_),
             ) = event
             {
-                warn!(room = %room_name, event = %event.event_id(), "could not decrypt an event");
+                warn!(room = %room_name, event = %event.event_id(), "could not decrypt an event; it is not relayed: the sender's client has not shared the room key with the bot's device (verify the bot's device, or ask the sender to re-share keys)");
                 continue;
             }
             let member = room.get_member_no_sync(event.sender()).await.ok().flatten();
@@ -110,7 +110,7 @@ pub async fn process(
                     Some(base) => shared
                         .media
                         .register(&media, base)
-                        .map_err(|e| warn!(error = %e, "cannot register a media link"))
+                        .map_err(|e| warn!(error = %e, "cannot register a media link; the message is relayed without it: check the account's data dir (writable, disk space)"))
                         .ok(),
                     None => None,
                 };
@@ -162,7 +162,9 @@ pub async fn accept_invites(shared: &Shared, client: &Client, response: &SyncRes
         if configured || shared.config.invite_from.contains(&inviter) {
             match room.join().await {
                 Ok(()) => info!(room = %room_id, %inviter, "accepted an invite"),
-                Err(e) => warn!(room = %room_id, error = %e, "cannot accept the invite"),
+                Err(e) => {
+                    warn!(room = %room_id, error = %e, "cannot accept the invite; invite the bot again, or add the room to `rooms`")
+                }
             }
         } else {
             debug!(room = %room_id, %inviter, "ignoring an invite from an untrusted user");

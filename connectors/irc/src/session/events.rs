@@ -102,7 +102,7 @@ impl Session<'_> {
                 nick,
                 reason,
             } if self.is_me(nick) => {
-                warn!(account = %self.ctx.account, "kicked from {channel} by {}: {}", source.nick, reason.as_deref().unwrap_or(""));
+                warn!(account = %self.ctx.account, "kicked from {channel} by {}: {}; rejoining after `rejoin_delay`: if it repeats, ask the channel's operators to let the bridge stay, or take the channel out of `channels`", source.nick, reason.as_deref().unwrap_or(""));
                 self.left(channel);
                 self.schedule_rejoin(channel.clone(), self.shared.cfg.rejoin_delay);
                 return;
@@ -262,7 +262,7 @@ impl Session<'_> {
                 true
             }
             Err(e) => {
-                warn!(account = %self.ctx.account, "could not hand an event to the gateway: {e}");
+                warn!(account = %self.ctx.account, "could not hand an event to the gateway: {e}; this line is not relayed (the gateway is stopping, or its store failed: see its errors)");
                 false
             }
         }

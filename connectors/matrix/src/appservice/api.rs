@@ -307,9 +307,13 @@ fn accept_invite(service: &Shared, room_id: &str, inviter: &str) {
         match service.client() {
             Ok(client) => match client.join(None, &room_id).await {
                 Ok(_) => info!(room = %room_id, %inviter, "accepted an invite"),
-                Err(e) => warn!(room = %room_id, error = %e, "cannot accept the invite"),
+                Err(e) => {
+                    warn!(room = %room_id, error = %e, "cannot accept the invite; invite the bot again, or add the room to `rooms`")
+                }
             },
-            Err(e) => warn!(error = %e, "cannot accept an invite"),
+            Err(e) => {
+                warn!(error = %e, "cannot accept an invite; invite the bot again, or add the room to `rooms`")
+            }
         }
     });
 }

@@ -46,7 +46,7 @@ impl GhostStore {
         let path = data_dir.join("ghosts.json");
         let file = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                warn!(path = %path.display(), error = %e, "unreadable ghost table; starting afresh");
+                warn!(path = %path.display(), error = %e, "unreadable ghost table; starting afresh: ghosts are found again by their user ids and get their names and avatars again as they speak (move the file aside to keep it for a bug report)");
                 File::default()
             }),
             Err(_) => File::default(),

@@ -89,7 +89,9 @@ pub async fn ensure(
         // An avatar that cannot be fetched is not worth failing the message for.
         match set_avatar(service, &user, avatar).await {
             Ok(()) => store.update(&user, |g| g.avatar_source = Some(avatar.clone()))?,
-            Err(e) => warn!(%user, %avatar, error = %e, "cannot set the ghost's avatar"),
+            Err(e) => {
+                warn!(%user, %avatar, error = %e, "cannot set the ghost's avatar; it keeps its old one: check that the avatar URL is reachable from the homeserver and its media size limit")
+            }
         }
     }
     if let Some(room_id) = room_id
@@ -151,7 +153,7 @@ pub async fn forget_room(service: &AppService, user: &str, room_id: &str) {
     if let Err(e) = store.update(user, |g| {
         g.rooms.remove(room_id);
     }) {
-        warn!(%user, error = %e, "cannot save the ghost table");
+        warn!(%user, error = %e, "cannot save the ghost table; check the account's data dir (writable, disk space): until then ghosts are found again by their user ids");
     }
 }
 

@@ -25,7 +25,7 @@ pub(crate) fn link(service: &AppService, media: &Media) -> Option<Attachment> {
     service
         .media
         .register(media, &base)
-        .map_err(|e| warn!(error = %e, "cannot register a media link"))
+        .map_err(|e| warn!(error = %e, "cannot register a media link; the message is relayed without it: check the account's data dir (writable, disk space)"))
         .ok()
 }
 

@@ -181,7 +181,7 @@ impl AppService {
         rooms.by_id.insert(id.to_owned(), name.to_owned());
         let json = serde_json::to_vec(&rooms.by_name).unwrap_or_default();
         if let Err(e) = crate::state::write_private(&self.data_dir.join("rooms.json"), &json) {
-            warn!(error = %e, "cannot save the room table");
+            warn!(error = %e, "cannot save the room table; check the account's data dir (writable, disk space): until then the bot looks its rooms up again at the next start");
         }
     }
 
@@ -261,10 +261,9 @@ pub async fn run(
     service: std::sync::Arc<AppService>,
     ctx: ConnectorContext,
 ) -> Result<(), ConnectorError> {
-    std::fs::create_dir_all(&ctx.data_dir)
-        .map_err(|e| {
-            ConnectorError::with_source(format!("cannot create {}", ctx.data_dir.display()), e)
-        })?;
+    std::fs::create_dir_all(&ctx.data_dir).map_err(|e| {
+        ConnectorError::with_source(format!("cannot create {}", ctx.data_dir.display()), e)
+    })?;
     service
         .tokens()
         .map_err(|e| ConnectorError::new(e.to_string()))?;
@@ -322,7 +321,7 @@ impl Connection for Serving<'_> {
                 match self.service.join_room(&name).await {
                     Ok(id) => info!(room = %name, %id, "joined"),
                     Err(e) => {
-                        warn!(room = %name, error = %e, "cannot join the room yet");
+                        warn!(room = %name, error = %e, "cannot join the room yet; trying again: check that the room exists and lets the bot in (an invite, or a public room)");
                         still.push(name);
                     }
                 }
