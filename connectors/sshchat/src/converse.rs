@@ -8,7 +8,7 @@
 //! Devzat's name prompt, `cd #room`) is a [`Step::Type`] and never a delivery; the server's
 //! broadcast of it comes back from one of our own names and is never emitted.
 
-use crate::config::Dialect;
+use crate::dialect::{DEVZAT_NAME_MAX, Dialect};
 use crate::parse::{Line, LineParser};
 use crate::screen::Screen;
 
@@ -191,7 +191,7 @@ impl Conversation {
 /// The name to offer when `nick` is taken: `nick1`, `nick2`, ... cut to Devzat's 27 characters.
 fn alternative_name(nick: &str, attempt: u32) -> String {
     let suffix = attempt.to_string();
-    let keep = crate::parse::DEVZAT_NAME_MAX.saturating_sub(suffix.len());
+    let keep = DEVZAT_NAME_MAX.saturating_sub(suffix.len());
     let base: String = nick.chars().take(keep).collect();
     format!("{base}{suffix}")
 }

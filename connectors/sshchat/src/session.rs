@@ -26,14 +26,15 @@ use russh::keys::PrivateKey;
 use russh::{ChannelMsg, Disconnect};
 use tokio::time::Instant;
 
-use crate::config::{Config, Dialect};
+use crate::config::Config;
 use crate::converse::{Conversation, Step};
+use crate::dialect::Dialect;
 use crate::keys::HostKeyPolicy;
 use crate::login::{Client, login};
 use crate::pacing::{JoinGate, LoginTurn, Window};
 use crate::parse::{DEVBOT, Line};
 use crate::send::{Merge, Write};
-use crate::ssh::{OwnNames, RoomQueue};
+use crate::state::{OwnNames, RoomQueue};
 
 /// A held-back Devzat message is released after this much quiet (continuation lines come in
 /// the same write as the line they continue).
