@@ -66,8 +66,8 @@ impl SshMode {
             let path = self.config.key_file.clone();
             let key = tokio::task::spawn_blocking(move || keys::load_or_generate(&path))
                 .await
-                .map_err(|err| ConnectorError(format!("key task failed: {err}")))?
-                .map_err(|err| ConnectorError(err.to_string()))?;
+                .map_err(|err| ConnectorError::with_source("key task failed", err))?
+                .map_err(|err| ConnectorError::new(err.to_string()))?;
             Some(Arc::new(key))
         };
         let policy = match &self.config.host_key {
@@ -102,14 +102,14 @@ impl SshMode {
             match result {
                 Ok(Ok(())) => {}
                 Ok(Err(err)) => {
-                    ctx.state.down(err.0.clone());
+                    ctx.state.down(err.to_string());
                     tasks.abort_all();
                     return Err(err);
                 }
                 Err(err) if err.is_cancelled() => {}
                 Err(err) => {
                     tasks.abort_all();
-                    return Err(ConnectorError(format!("room session crashed: {err}")));
+                    return Err(ConnectorError::with_source("room session crashed", err));
                 }
             }
         }
