@@ -16,7 +16,8 @@
 //! Layout (pure modules marked *pure*):
 //! - [`config`]: the `[sshchat.NAME]` table, validated once; building never connects.
 //! - [`dialect`] (*pure*): which server software, and its name limits.
-//! - [`converse`] (*pure*): one session's conversation as a state machine, bytes in, steps out.
+//! - [`converse`] (*pure*): one session's conversation as a state machine, bytes in, steps out;
+//!   its lines written and not yet shown.
 //! - `session`: one room's SSH session, the thin I/O loop around [`converse`] and [`send`].
 //! - [`send`] (*pure*): a room's send queue, what to write next, who is answered when.
 //! - `state`: what SSH mode's parts share: each room's queue and the account's own names.
@@ -34,7 +35,7 @@
 //! - `session` → `converse`, `state`, `send`, `login`, `pacing`, `render`, `hops`, `parse`,
 //!   `keys`, `emitter`, `config`
 //! - `plugin` → `render`, `hops`, `parse`, `screen`, `emitter`, `config`, `proto`
-//! - `converse` → `parse`, `screen`; `state` → `send`; `login` → `config`, `keys`;
+//! - `converse` → `parse`, `screen`, `send`; `state` → `send`; `login` → `config`, `keys`;
 //!   `render` → `hops`
 //! - `config`, `parse`, `converse`, `pacing`, `session` and `ssh` → `dialect`
 //! - `dialect`, `hops`, `screen`, `send`, `keys` and `emitter` use no other module.
