@@ -149,23 +149,12 @@ impl From<String> for ConnectorError {
     }
 }
 
-/// Transitional, with [`ConnectorError()`](fn@ConnectorError): the tuple struct
-/// `ConnectorError(pub String)` this type was. The constructor function keeps
-/// `ConnectorError(format!(..))`, `ConnectorError("..".into())` and `.map_err(ConnectorError)`
-/// compiling, and `Deref` to this keeps `err.0` (the sentence), where call sites are not yet
-/// [`ConnectorError::new`], [`ConnectorError::with_source`] and `to_string()` (the gateway, SSH
-/// chat, Matrix, the console). Remove both once no call site is left.
+/// Transitional: `Deref` to this keeps `err.0` (the sentence) reading as it did when this type
+/// was the tuple struct `ConnectorError(pub String)`. Code reads `to_string()` now; the one
+/// reader left is an SSH chat test (`tests/real_devzat_plugin.rs`). Remove both with it.
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct Message(pub String);
-
-/// See [`Message`]: the tuple struct's constructor. It takes a `String`, as the field did, so
-/// that `ConnectorError("..".into())` still infers.
-#[doc(hidden)]
-#[allow(non_snake_case)]
-pub fn ConnectorError(what: String) -> ConnectorError {
-    ConnectorError::new(what)
-}
 
 impl std::ops::Deref for ConnectorError {
     type Target = Message;
@@ -409,10 +398,5 @@ mod tests {
             cause.map(std::io::Error::kind),
             Some(std::io::ErrorKind::PermissionDenied)
         );
-        // The tuple-struct spelling still builds and reads one, without a cause.
-        let old = ConnectorError(format!("room session crashed: {}", 3));
-        assert_eq!(old.to_string(), "room session crashed: 3");
-        assert_eq!(old.0, "room session crashed: 3");
-        assert!(old.source().is_none());
     }
 }

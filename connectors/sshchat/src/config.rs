@@ -17,14 +17,7 @@ use std::time::Duration;
 use patchbay_sdk::{AccountInfo, ConfigError, parse_table, read_secret};
 use serde::Deserialize;
 
-/// Which server software is on the other end.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-pub enum Dialect {
-    #[serde(rename = "devzat")]
-    Devzat,
-    #[serde(rename = "ssh-chat")]
-    SshChat,
-}
+use crate::dialect::{DEVZAT_NAME_MAX, Dialect, SSH_CHAT_NAME_MAX};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -265,12 +258,12 @@ fn check_nick(dialect: Dialect, nick: &str) -> Result<(), ConfigError> {
     let ok = match dialect {
         Dialect::Devzat => {
             !nick.is_empty()
-                && nick.len() <= crate::parse::DEVZAT_NAME_MAX
+                && nick.len() <= DEVZAT_NAME_MAX
                 && nick.bytes().all(|b| (33..=126).contains(&b))
         }
         Dialect::SshChat => {
             !nick.is_empty()
-                && nick.len() <= crate::parse::SSH_CHAT_NAME_MAX
+                && nick.len() <= SSH_CHAT_NAME_MAX
                 && nick
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))

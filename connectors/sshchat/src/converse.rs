@@ -1,5 +1,5 @@
-//! One room session's conversation with the server, as a state machine. Pure: no I/O, no
-//! clock.
+//! One room session's conversation with the server, as a state machine. Pure: no I/O, and no
+//! clock of its own (the session passes in when it wrote a line).
 //!
 //! The session's loop hands it what it reads ([`Conversation::on_data`]) and the timers it
 //! asked for ([`Conversation::on_quiet`], [`Conversation::on_entry_timeout`]), and acts on
@@ -7,10 +7,19 @@
 //! an event, end the session. Everything the session types of its own accord (the answer to
 //! Devzat's name prompt, `cd #room`) is a [`Step::Type`] and never a delivery; the server's
 //! broadcast of it comes back from one of our own names and is never emitted.
+//!
+//! What the session wrote and the server has not shown yet is an [`Unshown`]: the server's
+//! [`Step::Shown`], [`Step::TooLong`] and [`Step::RateLimited`] are each about its oldest line.
 
-use crate::config::Dialect;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::dialect::{DEVZAT_NAME_MAX, Dialect};
 use crate::parse::{Line, LineParser};
 use crate::screen::Screen;
+use crate::send::Write;
 
 /// What the session must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,9 +106,15 @@ impl Conversation {
         self.parser.name()
     }
 
-    /// The unfinished last line (a prompt, or the server's last words before closing).
-    pub fn partial(&self) -> String {
-        self.screen.partial()
+    /// Why the session ended when the server closed it: with the server's last words, when
+    /// the unfinished last line holds any.
+    pub fn closed_reason(&self) -> String {
+        let last = self.screen.partial();
+        if last.trim().is_empty() {
+            "the server closed the session".to_owned()
+        } else {
+            format!("the server closed the session: {}", last.trim())
+        }
     }
 
     /// Bytes from the server.
@@ -188,17 +203,97 @@ impl Conversation {
     }
 }
 
+/// How long the server may take to show a line we wrote before the session is given up as
+/// stuck (its deliveries go back to the outbox).
+pub const SHOW_WAIT: Duration = Duration::from_secs(20);
+
+/// The lines a session wrote that the server has not shown yet, oldest first.
+///
+/// Both servers show our lines back one copy per line and in order ([`Step::Shown`]), so each
+/// copy confirms the oldest line here: a write of deliveries is answered then
+/// ([`Write::written`]), a command of our own is only counted. Lines not shown when the
+/// session ends are dropped with it, and their deliveries go back to the outbox (see
+/// [`Write`]).
+#[derive(Default)]
+pub struct Unshown {
+    /// When each line was written, and the deliveries it carries (`None`: a command of ours).
+    lines: VecDeque<(Instant, Option<Write>)>,
+    /// ssh-chat: the text of the line confirmed last, which its rate-limit refusal is about.
+    last_shown: Option<String>,
+}
+
+impl Unshown {
+    /// A command of our own ([`Step::Type`]) was written at `at`.
+    pub fn typed(&mut self, at: Instant) {
+        self.lines.push_back((at, None));
+    }
+
+    /// A write of deliveries was written at `at`.
+    pub fn wrote(&mut self, at: Instant, write: Write) {
+        self.lines.push_back((at, Some(write)));
+    }
+
+    /// [`Step::Shown`]: the oldest line was shown, and its deliveries are answered. False when
+    /// no line waits (the server showed one this session did not write).
+    pub fn shown(&mut self) -> bool {
+        match self.lines.pop_front() {
+            Some((_, Some(done))) => {
+                self.last_shown = Some(done.text.clone());
+                done.written();
+                true
+            }
+            Some((_, None)) => true,
+            None => false,
+        }
+    }
+
+    /// [`Step::TooLong`]: the server refused the oldest line for good; its deliveries are dead
+    /// letters.
+    pub fn too_long(&mut self) {
+        if let Some((_, Some(refused))) = self.lines.pop_front() {
+            refused.refused("the server refused the line as too long");
+        }
+    }
+
+    /// [`Step::RateLimited`]: the line to write again, if any. ssh-chat refuses after the echo
+    /// that confirmed the line, so it is the one shown last, and its delivery was answered: the
+    /// one case where a line lives only in memory (the pacing keeps it rare).
+    pub fn rate_limited(&mut self) -> Option<String> {
+        self.last_shown.take()
+    }
+
+    /// When the oldest line has waited [`SHOW_WAIT`]: the session is stuck then.
+    pub fn overdue_at(&self) -> Option<Instant> {
+        self.lines.front().map(|(at, _)| *at + SHOW_WAIT)
+    }
+
+    /// True when no delivery waits to be shown (commands of ours may): a stopping session
+    /// may disconnect without sending anything twice.
+    pub fn settled(&self) -> bool {
+        self.lines.iter().all(|(_, write)| write.is_none())
+    }
+
+    /// How many lines wait to be shown (for logs).
+    pub fn waiting(&self) -> usize {
+        self.lines.len()
+    }
+}
+
 /// The name to offer when `nick` is taken: `nick1`, `nick2`, ... cut to Devzat's 27 characters.
 fn alternative_name(nick: &str, attempt: u32) -> String {
     let suffix = attempt.to_string();
-    let keep = crate::parse::DEVZAT_NAME_MAX.saturating_sub(suffix.len());
+    let keep = DEVZAT_NAME_MAX.saturating_sub(suffix.len());
     let base: String = nick.chars().take(keep).collect();
     format!("{base}{suffix}")
 }
 
 #[cfg(test)]
 mod tests {
+    use patchbay_sdk::DeliveryError;
+    use tokio::sync::oneshot;
+
     use super::*;
+    use crate::send::{Answer, Merge, SendQueue};
 
     #[test]
     fn alternative_names_stay_within_the_limit() {
@@ -270,5 +365,108 @@ mod tests {
             );
         }
         assert!(matches!(c.on_data(prompt).last(), Some(Step::Retry(_))));
+    }
+    #[test]
+    fn a_closed_session_says_the_servers_last_words() {
+        let mut c = Conversation::new(Dialect::SshChat, "#main", "bridge");
+        assert_eq!(c.closed_reason(), "the server closed the session");
+        c.on_data(b"welcome\r\n  Kicked: flooding ");
+        assert_eq!(
+            c.closed_reason(),
+            "the server closed the session: Kicked: flooding"
+        );
+    }
+
+    /// Writes of the deliveries `texts`, one line each, and what each delivery waits for.
+    fn writes(texts: &[&str]) -> (Vec<Write>, Vec<oneshot::Receiver<Answer>>) {
+        let mut queue = SendQueue::default();
+        queue.open();
+        let run = texts.iter().map(|t| vec![t.to_string()]).collect();
+        let (_, waits) = queue.push("#main", run).expect("queued");
+        let merge = Merge {
+            separator: " | ",
+            budget: 100,
+        };
+        let writes = texts
+            .iter()
+            .map(|_| queue.take(texts.len(), merge).expect("a write"))
+            .collect();
+        (writes, waits.into_iter().flatten().collect())
+    }
+
+    #[test]
+    fn each_line_shown_answers_the_oldest_write_and_own_commands_answer_nothing() {
+        let (writes, mut waits) = writes(&["one", "two"]);
+        let t0 = Instant::now();
+        let mut unshown = Unshown::default();
+        unshown.typed(t0);
+        for (i, write) in writes.into_iter().enumerate() {
+            unshown.wrote(t0 + Duration::from_secs(i as u64 + 1), write);
+        }
+        assert_eq!(unshown.overdue_at(), Some(t0 + SHOW_WAIT));
+        assert!(unshown.shown(), "our `cd` shown");
+        assert!(
+            waits[0].try_recv().is_err(),
+            "a command answers no delivery"
+        );
+        assert_eq!(
+            unshown.overdue_at(),
+            Some(t0 + Duration::from_secs(1) + SHOW_WAIT)
+        );
+        assert!(unshown.shown());
+        assert_eq!(waits[0].try_recv().expect("answered"), Ok(()));
+        assert!(waits[1].try_recv().is_err(), "`two` is not shown yet");
+        assert!(!unshown.settled());
+        assert!(unshown.shown());
+        assert_eq!(waits[1].try_recv().expect("answered"), Ok(()));
+        assert!(unshown.settled());
+        assert_eq!(unshown.overdue_at(), None);
+        assert!(!unshown.shown(), "nothing left to show");
+    }
+
+    #[test]
+    fn a_line_refused_as_too_long_is_a_dead_letter_and_the_next_still_waits() {
+        let (writes, mut waits) = writes(&["long", "short"]);
+        let mut unshown = Unshown::default();
+        for write in writes {
+            unshown.wrote(Instant::now(), write);
+        }
+        unshown.too_long();
+        assert!(matches!(
+            waits[0].try_recv(),
+            Ok(Err(DeliveryError::Permanent { .. }))
+        ));
+        assert!(waits[1].try_recv().is_err());
+        assert_eq!(unshown.waiting(), 1);
+    }
+
+    #[test]
+    fn a_rate_limit_refusal_resends_the_line_shown_last_once() {
+        let (writes, _waits) = writes(&["hello"]);
+        let mut unshown = Unshown::default();
+        assert_eq!(unshown.rate_limited(), None);
+        for write in writes {
+            unshown.wrote(Instant::now(), write);
+        }
+        unshown.shown();
+        assert_eq!(unshown.rate_limited().as_deref(), Some("hello"));
+        assert_eq!(unshown.rate_limited(), None);
+    }
+
+    #[test]
+    fn a_stopping_session_waits_only_for_deliveries_and_unanswered_ones_retry() {
+        let (writes, mut waits) = writes(&["one"]);
+        let mut unshown = Unshown::default();
+        unshown.typed(Instant::now());
+        assert!(unshown.settled(), "only our own command is unshown");
+        for write in writes {
+            unshown.wrote(Instant::now(), write);
+        }
+        assert!(!unshown.settled());
+        drop(unshown);
+        assert!(matches!(
+            waits[0].try_recv(),
+            Ok(Err(DeliveryError::Retryable { .. }))
+        ));
     }
 }

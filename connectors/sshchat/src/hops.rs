@@ -9,8 +9,15 @@
 //!
 //! People see nothing; clients that render zero-width characters visibly see a short smear at
 //! the end of relayed lines, which `hop_trace = false` turns off.
+//!
+//! The other invisible mark, [`ZWSP`] in front of a relayed line that starts with a command
+//! word (written by [`crate::render`]), is defined here too: [`extract`] removes both on the
+//! way in, and `render` builds on this module, never the other way round.
 
 use patchbay_sdk::Hop;
+
+/// Zero-width space: invisible, but it stops a first word from matching a command.
+pub const ZWSP: char = '\u{200B}';
 
 const START: char = '\u{2063}';
 const END: char = '\u{2064}';
@@ -76,7 +83,7 @@ pub fn extract(text: &str) -> (String, Vec<Hop>) {
     clean.push_str(rest);
     // A leading zero-width space is the mark of a neutralised command word (ours or another
     // bridge's): not part of the text.
-    if let Some(stripped) = clean.strip_prefix(crate::render::ZWSP) {
+    if let Some(stripped) = clean.strip_prefix(ZWSP) {
         clean = stripped.to_owned();
     }
     let mut unique: Vec<Hop> = Vec::new();

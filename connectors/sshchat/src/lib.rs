@@ -15,19 +15,34 @@
 //!
 //! Layout (pure modules marked *pure*):
 //! - [`config`]: the `[sshchat.NAME]` table, validated once; building never connects.
-//! - [`converse`] (*pure*): one session's conversation as a state machine, bytes in, steps out.
+//! - [`dialect`] (*pure*): which server software, and its name limits.
+//! - [`converse`] (*pure*): one session's conversation as a state machine, bytes in, steps out;
+//!   its lines written and not yet shown.
 //! - `session`: one room's SSH session, the thin I/O loop around [`converse`] and [`send`].
 //! - [`send`] (*pure*): a room's send queue, what to write next, who is answered when.
-//! - `ssh`: SSH mode, its rooms and own names, `deliver_run`.
+//! - `state`: what SSH mode's parts share: each room's queue and the account's own names.
+//! - `ssh`: SSH mode, its rooms, `deliver_run`.
 //! - `plugin`: Devzat's plugin API mode.
 //! - [`screen`] (*pure*): terminal output into lines; [`parse`] (*pure*): lines into meanings.
-//! - [`render`] (*pure*): deliveries into typed lines; [`hops`] (*pure*): the invisible hop trace.
+//! - [`render`] (*pure*): deliveries into typed lines; [`hops`] (*pure*): the invisible marks
+//!   (hop trace, command-word guard).
 //! - [`pacing`]: send window, join gate; [`keys`]: client and host keys; `login`: connect and
 //!   authenticate; `emitter`: hands events over without pausing reads. Reconnecting with
 //!   backoff is the sdk's [`Supervisor`](patchbay_sdk::Supervisor).
+//!
+//! Who uses whom (no two modules import each other; lower lines never use upper ones):
+//! - `ssh` → `session`, `state`, `render`, `pacing`, `keys`, `emitter`, `send`, `config`
+//! - `session` → `converse`, `state`, `send`, `login`, `pacing`, `render`, `hops`, `parse`,
+//!   `keys`, `emitter`, `config`
+//! - `plugin` → `render`, `hops`, `parse`, `screen`, `emitter`, `config`, `proto`
+//! - `converse` → `parse`, `screen`, `send`; `state` → `send`; `login` → `config`, `keys`;
+//!   `render` → `hops`
+//! - `config`, `parse`, `converse`, `pacing`, `session` and `ssh` → `dialect`
+//! - `dialect`, `hops`, `screen`, `send`, `keys` and `emitter` use no other module.
 
 pub mod config;
 pub mod converse;
+pub mod dialect;
 mod emitter;
 pub mod hops;
 pub mod keys;
@@ -42,6 +57,7 @@ pub mod screen;
 pub mod send;
 mod session;
 mod ssh;
+mod state;
 
 /// Devzat's plugin API, compiled from `proto/plugin.proto`.
 pub mod proto {
@@ -57,7 +73,8 @@ use patchbay_sdk::{
     Delivered, Delivery, DeliveryError,
 };
 
-pub use config::{Config, Dialect};
+pub use config::Config;
+pub use dialect::Dialect;
 
 /// Registers the `sshchat` protocol.
 #[derive(Debug, Default)]

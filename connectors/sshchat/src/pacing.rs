@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::config::Dialect;
+use crate::dialect::Dialect;
 
 /// At most `max` events in any `per`-long span.
 #[derive(Debug)]

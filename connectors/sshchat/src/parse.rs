@@ -5,7 +5,7 @@
 //! wrapped continuation lines to the message they continue, learning the name ssh-chat actually
 //! gave us, and dropping our own echoes.
 
-use crate::config::Dialect;
+use crate::dialect::{DEVZAT_NAME_MAX, Dialect, SSH_CHAT_NAME_MAX};
 use crate::screen::ScreenLine;
 
 /// What one line means.
@@ -102,11 +102,6 @@ pub fn is_room_command(text: &str) -> bool {
             _ => false,
         }
 }
-
-/// Devzat's longest user name.
-pub const DEVZAT_NAME_MAX: usize = 27;
-/// ssh-chat's longest user name.
-pub const SSH_CHAT_NAME_MAX: usize = 16;
 
 fn is_devzat_name(name: &str) -> bool {
     !name.is_empty()

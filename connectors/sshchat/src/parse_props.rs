@@ -16,7 +16,7 @@ use proptest::prelude::*;
 
 use patchbay_sshchat_testserver::format;
 
-use crate::config::Dialect;
+use crate::dialect::Dialect;
 use crate::parse::{Line, LineParser, classify_devzat, classify_ssh_chat, is_room_command};
 use crate::screen::{Screen, strip_ansi};
 

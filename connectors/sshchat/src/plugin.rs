@@ -138,7 +138,7 @@ impl PluginMode {
     }
 
     pub async fn run(&self, ctx: ConnectorContext) -> Result<(), ConnectorError> {
-        let client = self.client().map_err(ConnectorError)?;
+        let client = self.client().map_err(ConnectorError::new)?;
         let _ = self.sink.set(ctx.sink.clone());
         self.announce();
         let emitter = crate::emitter::Emitter::spawn(ctx.sink.clone());

@@ -8,8 +8,7 @@
 use patchbay_sdk::text::markdown::to_markdown;
 use patchbay_sdk::{Delivery, Kind};
 
-/// Zero-width space: invisible, but it stops a first word from matching a command.
-pub const ZWSP: char = '\u{200B}';
+use crate::hops::{self, ZWSP};
 
 /// ssh-chat's longest accepted input line, in bytes.
 pub const SSH_CHAT_MAX_LINE: usize = 1024;
@@ -116,7 +115,7 @@ pub fn outgoing(delivery: &Delivery, markdown: bool) -> Option<Outgoing> {
     Some(Outgoing {
         nick,
         text,
-        trailer: crate::hops::trailer(&delivery.event.hops),
+        trailer: hops::trailer(&delivery.event.hops),
     })
 }
 

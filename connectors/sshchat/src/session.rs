@@ -1,18 +1,16 @@
 //! One room's SSH session: connect, converse, write deliveries, reconnect. The I/O loop only:
-//! what the lines mean and what to answer is [`crate::converse`]'s, what to write next is
-//! [`crate::send`]'s.
+//! what the lines mean and what to answer is [`crate::converse`]'s, which written line the
+//! server showed is its [`Unshown`]'s, what to write next is [`crate::send`]'s.
 //!
 //! The loop reads the channel, hands the bytes to the conversation and acts on its steps;
 //! when the room's queue holds lines and the rate limit allows, it takes the next write. A
-//! write's deliveries are answered when the server shows the line: both servers broadcast our
-//! own lines back to us, one copy per line and in order, so each copy confirms the oldest line
-//! not yet confirmed. When the session ends for any reason, the room's queue is closed and the
-//! unconfirmed writes are dropped, so every delivery not shown goes back to the outbox.
+//! write's deliveries are answered when the server shows the line. When the session ends for
+//! any reason, the room's queue is closed and the writes not shown are dropped, so every
+//! delivery not shown goes back to the outbox.
 //!
 //! Stopping: on shutdown nothing more is written, the loop keeps reading until the lines
 //! already written are shown (at most [`DRAIN_WAIT`]), then the session disconnects.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -26,14 +24,15 @@ use russh::keys::PrivateKey;
 use russh::{ChannelMsg, Disconnect};
 use tokio::time::Instant;
 
-use crate::config::{Config, Dialect};
-use crate::converse::{Conversation, Step};
+use crate::config::Config;
+use crate::converse::{Conversation, SHOW_WAIT, Step, Unshown};
+use crate::dialect::Dialect;
 use crate::keys::HostKeyPolicy;
 use crate::login::{Client, login};
 use crate::pacing::{JoinGate, LoginTurn, Window};
 use crate::parse::{DEVBOT, Line};
-use crate::send::{Merge, Write};
-use crate::ssh::{OwnNames, RoomQueue};
+use crate::send::Merge;
+use crate::state::{OwnNames, RoomQueue};
 
 /// A held-back Devzat message is released after this much quiet (continuation lines come in
 /// the same write as the line they continue).
@@ -47,9 +46,6 @@ const ROOM_ENTRY_TIMEOUT: Duration = Duration::from_secs(5);
 const LOGIN_TURN_MAX: Duration = Duration::from_secs(15);
 /// A session that held this long starts the reconnect backoff again from its minimum.
 const HELD: Duration = Duration::from_secs(120);
-/// How long the server may take to show a line we wrote before the session is given up as
-/// stuck (its deliveries go back to the outbox).
-const SHOW_WAIT: Duration = Duration::from_secs(20);
 /// On shutdown, how long to wait for the server to show the lines already written (so their
 /// deliveries are answered `Ok` rather than sent again after the restart).
 const DRAIN_WAIT: Duration = Duration::from_secs(5);
@@ -192,11 +188,8 @@ impl RoomSession {
         let mut window = Window::for_lines(self.config.dialect);
         let mut quiet_at: Option<Instant> = None;
         let mut entry_deadline: Option<Instant> = None;
-        // Lines written and not yet shown, oldest first (`None`: a command of our own).
-        let mut unconfirmed: VecDeque<(Instant, Option<Write>)> = VecDeque::new();
+        let mut unshown = Unshown::default();
         let merge = self.merge();
-        // ssh-chat: the text of the line confirmed last, which its rejection would be about.
-        let mut last_shown: Option<String> = None;
         // Set on shutdown: the moment to stop waiting for lines already written.
         let mut draining: Option<Instant> = None;
         loop {
@@ -215,12 +208,7 @@ impl RoomSession {
                         Vec::new()
                     }
                     Some(ChannelMsg::Eof) | Some(ChannelMsg::Close) | None => {
-                        let last = talk.partial();
-                        return Ended::Failed(if last.trim().is_empty() {
-                            "the server closed the session".to_owned()
-                        } else {
-                            format!("the server closed the session: {}", last.trim())
-                        });
+                        return Ended::Failed(talk.closed_reason());
                     }
                     Some(ChannelMsg::ExitStatus { exit_status }) => {
                         tracing::debug!(room = %self.room, exit_status, "exit status");
@@ -241,7 +229,7 @@ impl RoomSession {
                     drop(turn.take());
                     Vec::new()
                 }
-                () = sleep_until(unconfirmed.front().map(|(at, _)| *at + SHOW_WAIT)) => {
+                () = sleep_until(unshown.overdue_at()) => {
                     return Ended::Failed(format!(
                         "the server did not show our line within {}s",
                         SHOW_WAIT.as_secs()
@@ -259,7 +247,7 @@ impl RoomSession {
                     }
                     window.record(now);
                     tracing::debug!(room = %self.room, pieces = next.pieces, "wrote a line");
-                    unconfirmed.push_back((now, Some(next)));
+                    unshown.wrote(now, next);
                     Vec::new()
                 }
                 () = self.ctx.shutdown.cancelled(), if draining.is_none() => {
@@ -267,7 +255,7 @@ impl RoomSession {
                     Vec::new()
                 }
                 () = sleep_until(draining) => {
-                    tracing::info!(room = %self.room, unshown = unconfirmed.len(), "stopping before the server showed every line written");
+                    tracing::info!(room = %self.room, unshown = unshown.waiting(), "stopping before the server showed every line written");
                     return Ended::Shutdown;
                 }
             };
@@ -278,23 +266,18 @@ impl RoomSession {
                             return Ended::Failed(format!("write: {err}"));
                         }
                         window.record(Instant::now());
-                        unconfirmed.push_back((Instant::now(), None));
+                        unshown.typed(Instant::now());
                     }
                     Step::Answer(name) => {
                         if let Err(err) = write.data(format!("{name}\r").as_bytes()).await {
                             return Ended::Failed(format!("write: {err}"));
                         }
                     }
-                    Step::Shown => match unconfirmed.pop_front() {
-                        Some((_, Some(done))) => {
-                            last_shown = Some(done.text.clone());
-                            done.written();
-                        }
-                        Some((_, None)) => {}
-                        None => {
+                    Step::Shown => {
+                        if !unshown.shown() {
                             tracing::debug!(room = %self.room, "a line of ours shown that this session did not write")
                         }
-                    },
+                    }
                     Step::Named(name) => self.names.set(&self.room, &name, &self.ctx.sink),
                     Step::InRoom => {
                         entry_deadline = None;
@@ -308,10 +291,7 @@ impl RoomSession {
                         // The server refused a line: send it again rather than lose it, and
                         // slow down for a full window.
                         tracing::warn!(room = %self.room, "the server rate-limited a line; resending it");
-                        // ssh-chat refuses after the echo that confirmed the line: its
-                        // delivery was answered, so the line is resent from here (the one
-                        // case where a line lives only in memory; the pacing keeps it rare).
-                        if let Some(text) = last_shown.take() {
+                        if let Some(text) = unshown.rate_limited() {
                             self.queue.lock().resend_text(text);
                         }
                         for _ in 0..3 {
@@ -320,14 +300,12 @@ impl RoomSession {
                     }
                     Step::TooLong => {
                         tracing::warn!(room = %self.room, "the server refused a line as too long");
-                        if let Some((_, Some(refused))) = unconfirmed.pop_front() {
-                            refused.refused("the server refused the line as too long");
-                        }
+                        unshown.too_long();
                     }
                     Step::Retry(reason) => return Ended::Failed(reason),
                 }
             }
-            if draining.is_some() && unconfirmed.iter().all(|(_, w)| w.is_none()) {
+            if draining.is_some() && unshown.settled() {
                 return Ended::Shutdown;
             }
         }

@@ -19,80 +19,24 @@
 //! plugin API) drops them too: the bot's `cd #room`, broadcast by Devzat like any line, is
 //! never relayed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex, MutexGuard};
 
-use patchbay_sdk::{
-    ConnectorContext, ConnectorError, Delivered, Delivery, DeliveryError, EventSink,
-};
-use tokio::sync::Notify;
+use patchbay_sdk::{ConnectorContext, ConnectorError, Delivered, Delivery, DeliveryError};
 
-use crate::config::{Config, Dialect};
+use crate::config::Config;
+use crate::dialect::Dialect;
 use crate::keys::{self, HostKeyPolicy};
 use crate::pacing::JoinGate;
 use crate::render;
-use crate::send::{Answer, SendQueue};
+use crate::send::Answer;
 use crate::session::RoomSession;
+use crate::state::{OwnNames, RoomQueue};
 
 /// Most deliveries taken in one run: a burst this long merges into a few lines on either
 /// server, and an outbox that holds more hands them over in the next run.
 pub const RUN_LIMIT: usize = 64;
-
-/// A room's send queue, shared between `deliver_run` and the room's session.
-#[derive(Default)]
-pub struct RoomQueue {
-    queue: Mutex<SendQueue>,
-    /// Woken when a run is queued or the session entered its room.
-    pub notify: Notify,
-}
-
-impl RoomQueue {
-    pub fn lock(&self) -> MutexGuard<'_, SendQueue> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// The names the account's sessions go by now, one per room session.
-pub struct OwnNames {
-    network: String,
-    by_room: Mutex<BTreeMap<String, String>>,
-}
-
-impl OwnNames {
-    pub fn new(network: String) -> Self {
-        OwnNames {
-            network,
-            by_room: Mutex::new(BTreeMap::new()),
-        }
-    }
-
-    /// The session for `room` goes by `name` now: remember it and tell the gateway, before
-    /// anything is typed under it.
-    pub fn set(&self, room: &str, name: &str, sink: &EventSink) {
-        let names = {
-            let mut by_room = self.by_room.lock().unwrap_or_else(|p| p.into_inner());
-            if by_room.get(room).is_some_and(|n| n == name) {
-                return;
-            }
-            by_room.insert(room.to_owned(), name.to_owned());
-            let mut names: Vec<String> = by_room.values().cloned().collect();
-            names.sort();
-            names.dedup();
-            names
-        };
-        tracing::debug!(account = %sink.account(), network = %self.network, ?names, "announcing own names");
-        sink.announce(self.network.clone(), names);
-    }
-
-    pub fn contains(&self, name: &str) -> bool {
-        self.by_room
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .any(|n| n == name)
-    }
-}
 
 pub struct SshMode {
     config: Arc<Config>,
@@ -122,8 +66,8 @@ impl SshMode {
             let path = self.config.key_file.clone();
             let key = tokio::task::spawn_blocking(move || keys::load_or_generate(&path))
                 .await
-                .map_err(|err| ConnectorError(format!("key task failed: {err}")))?
-                .map_err(|err| ConnectorError(err.to_string()))?;
+                .map_err(|err| ConnectorError::with_source("key task failed", err))?
+                .map_err(|err| ConnectorError::new(err.to_string()))?;
             Some(Arc::new(key))
         };
         let policy = match &self.config.host_key {
@@ -158,14 +102,14 @@ impl SshMode {
             match result {
                 Ok(Ok(())) => {}
                 Ok(Err(err)) => {
-                    ctx.state.down(err.0.clone());
+                    ctx.state.down(err.to_string());
                     tasks.abort_all();
                     return Err(err);
                 }
                 Err(err) if err.is_cancelled() => {}
                 Err(err) => {
                     tasks.abort_all();
-                    return Err(ConnectorError(format!("room session crashed: {err}")));
+                    return Err(ConnectorError::with_source("room session crashed", err));
                 }
             }
         }

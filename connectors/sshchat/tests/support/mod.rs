@@ -186,8 +186,8 @@ impl Running {
         self.shutdown.cancel();
         match tokio::time::timeout(Duration::from_secs(10), self.task).await {
             Ok(Ok(result)) => result,
-            Ok(Err(err)) => Err(ConnectorError(format!("task: {err}"))),
-            Err(_) => Err(ConnectorError("did not stop within 10 s".into())),
+            Ok(Err(err)) => Err(ConnectorError::with_source("task", err)),
+            Err(_) => Err(ConnectorError::new("did not stop within 10 s")),
         }
     }
 }
