@@ -105,7 +105,7 @@ pub struct ConnectorContext {
 #[derive(Debug)]
 pub struct ConnectorError {
     /// The sentence, cause included.
-    message: Message,
+    message: String,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -113,7 +113,7 @@ impl ConnectorError {
     /// A failure with nothing beneath it (the server said no, a task stopped).
     pub fn new(what: impl Into<String>) -> Self {
         ConnectorError {
-            message: Message(what.into()),
+            message: what.into(),
             source: None,
         }
     }
@@ -125,7 +125,7 @@ impl ConnectorError {
     ) -> Self {
         let source = source.into();
         ConnectorError {
-            message: Message(format!("{what}: {source}")),
+            message: format!("{what}: {source}"),
             source: Some(source),
         }
     }
@@ -133,7 +133,7 @@ impl ConnectorError {
 
 impl std::fmt::Display for ConnectorError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -146,21 +146,6 @@ impl std::error::Error for ConnectorError {
 impl From<String> for ConnectorError {
     fn from(what: String) -> Self {
         ConnectorError::new(what)
-    }
-}
-
-/// Transitional: `Deref` to this keeps `err.0` (the sentence) reading as it did when this type
-/// was the tuple struct `ConnectorError(pub String)`. Code reads `to_string()` now; the one
-/// reader left is an SSH chat test (`tests/real_devzat_plugin.rs`). Remove both with it.
-#[doc(hidden)]
-#[derive(Debug)]
-pub struct Message(pub String);
-
-impl std::ops::Deref for ConnectorError {
-    type Target = Message;
-
-    fn deref(&self) -> &Message {
-        &self.message
     }
 }
 

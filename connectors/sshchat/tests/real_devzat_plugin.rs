@@ -108,8 +108,9 @@ async fn unknown_room_is_permanent_and_wrong_token_is_a_clear_error() {
         .expect("stops by itself")
         .expect("task");
     let err = result.expect_err("a wrong token is fatal");
-    assert!(err.0.contains("refused the plugin token"), "{err}");
-    assert!(err.0.contains("Invalid authorization header"), "{err}");
+    let said = err.to_string();
+    assert!(said.contains("refused the plugin token"), "{said}");
+    assert!(said.contains("Invalid authorization header"), "{said}");
 }
 
 #[tokio::test]
