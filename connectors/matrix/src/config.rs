@@ -182,6 +182,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::appservice::config::AppServiceConfig;
 
     fn account() -> AccountInfo {
         AccountInfo {
@@ -237,5 +238,82 @@ mod tests {
         assert!(check_room("#general").is_err());
         assert!(check_room("general").is_err());
         assert!(check_room("").is_err());
+    }
+
+    // Appservice mode, read through the same dispatch on `mode`.
+
+    fn parse_appservice(text: &str) -> Result<AppServiceConfig, ConfigError> {
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::at(&[], e.to_string()))?;
+        match AccountConfig::from_table(&account(), table)? {
+            AccountConfig::AppService(config) => Ok(config),
+            AccountConfig::Bot(_) => panic!("bot mode"),
+        }
+    }
+
+    const MINIMAL: &str = "mode = \"appservice\"\nhomeserver = \"http://127.0.0.1:8008/\"\n\
+                           server_name = \"localhost\"\nappservice_url = \"http://127.0.0.1:9000/\"\n";
+
+    #[test]
+    fn a_minimal_appservice_table_gets_defaults() {
+        let config = parse_appservice(MINIMAL).expect("valid");
+        assert_eq!(config.bot_user(), "@patchbay:localhost");
+        assert_eq!(config.url, "http://127.0.0.1:9000/_patchbay/matrix/home");
+        assert_eq!(config.id, "patchbay-home");
+        assert_eq!(config.ghost_template.prefix(), "_patchbay_");
+    }
+
+    #[test]
+    fn media_links_are_optional_and_check_says_what_the_mode_does_not_do() {
+        let config = parse_appservice(MINIMAL).expect("valid");
+        assert_eq!(config.media_public_url, None);
+        let notes = crate::appservice::check_notes(&config);
+        assert!(
+            notes[0].contains("does not bridge encrypted rooms"),
+            "{notes:?}"
+        );
+        assert!(
+            notes.iter().any(|n| n.contains("media_public_url")),
+            "{notes:?}"
+        );
+
+        let config = parse_appservice(&format!(
+            "{MINIMAL}media_public_url = \"https://b.example/\""
+        ))
+        .expect("valid");
+        assert_eq!(
+            config.media_public_url.as_deref(),
+            Some("https://b.example")
+        );
+        let notes = crate::appservice::check_notes(&config);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        let err =
+            parse_appservice(&format!("{MINIMAL}media_public_url = \"b.example\"")).unwrap_err();
+        assert_eq!(err.path, ["media_public_url"]);
+    }
+
+    #[test]
+    fn bot_keys_are_refused_in_appservice_mode_and_the_reverse() {
+        let err = parse_appservice(&format!("{MINIMAL}password = \"x\"")).unwrap_err();
+        assert_eq!(err.path, ["password"]);
+        let err = parse_appservice(&format!("{MINIMAL}user = \"@a:b\"")).unwrap_err();
+        assert_eq!(err.path, ["user"]);
+        let err = parse_appservice(&format!("{MINIMAL}ghost_template = \"{{nick}}\"")).unwrap_err();
+        assert_eq!(err.path, ["ghost_template"]);
+        let err = parse_appservice(&format!("{MINIMAL}bot_localpart = \"Bot\"")).unwrap_err();
+        assert_eq!(err.path, ["bot_localpart"]);
+        let err =
+            parse_appservice(&format!("{MINIMAL}bot_localpart = \"_patchbay_x\"")).unwrap_err();
+        assert_eq!(err.path, ["bot_localpart"]);
+        let err = parse_appservice(
+            "mode = \"appservice\"\nhomeserver = \"http://x\"\nappservice_url = \"http://y\"",
+        )
+        .unwrap_err();
+        assert!(err.message.contains("server_name"), "{}", err.message);
+        let bot = "homeserver = \"http://x\"\nuser = \"@b:x\"\npassword = \"p\"\n\
+                   server_name = \"x\"";
+        let table: toml::Table = toml::from_str(bot).expect("toml");
+        let err = AccountConfig::from_table(&account(), table).unwrap_err();
+        assert_eq!(err.path, ["server_name"]);
     }
 }

@@ -32,6 +32,9 @@ mod state;
 mod table;
 mod timeline;
 
+#[cfg(test)]
+mod parse_props;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
