@@ -128,7 +128,10 @@ async fn sasl_failure_is_a_clear_error_without_a_reconnect_storm() {
         .expect("run() returns instead of reconnecting")
         .expect("task");
     let err = result.expect_err("run() reports the failure");
-    assert!(err.to_string().contains("SASL authentication failed"), "{err}");
+    assert!(
+        err.to_string().contains("SASL authentication failed"),
+        "{err}"
+    );
     // Nothing is delivered, and the delivery says why instead of hanging.
     assert!(
         bridge
