@@ -261,10 +261,9 @@ pub async fn run(
     service: std::sync::Arc<AppService>,
     ctx: ConnectorContext,
 ) -> Result<(), ConnectorError> {
-    std::fs::create_dir_all(&ctx.data_dir)
-        .map_err(|e| {
-            ConnectorError::with_source(format!("cannot create {}", ctx.data_dir.display()), e)
-        })?;
+    std::fs::create_dir_all(&ctx.data_dir).map_err(|e| {
+        ConnectorError::with_source(format!("cannot create {}", ctx.data_dir.display()), e)
+    })?;
     service
         .tokens()
         .map_err(|e| ConnectorError::new(e.to_string()))?;
