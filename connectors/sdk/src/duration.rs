@@ -1,17 +1,18 @@
 //! The one way a config file writes a span of time, for the gateway and every connector.
 //!
-//! A duration is a string such as `"90s"`, `"1m 30s"`, `"250ms"` or `"7d"`, or a plain number
-//! of seconds (`0.5`). The number is there so that a value of an old `*_secs` key can move to
-//! its new key unchanged (see [`Renamed`](crate::factory::Renamed)).
+//! A duration is a string such as `"90s"`, `"1m 30s"`, `"250ms"` or `"7d"`: always with its
+//! unit, so that no reader has to guess whether `30` meant seconds or minutes. The numbers of
+//! the old `*_secs` keys still read: [`Renamed`](crate::factory::Renamed) turns them into such
+//! a string as it moves them to the new key.
 
 use std::fmt;
 use std::time::Duration;
 
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
-/// A duration read from a config file: `"90s"`, `"1m 30s"`, `"250ms"`, `"7d"`, or a number of
-/// seconds. Bounds are the reading connector's to check; this only refuses what is no duration
-/// (a negative or non-finite number, a string humantime cannot read).
+/// A duration read from a config file: `"90s"`, `"1m 30s"`, `"250ms"`, `"7d"`. Bounds are the
+/// reader's to check; this only refuses what is no duration (a number without a unit, a string
+/// humantime cannot read), saying how to write one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConfigDuration(pub Duration);
 
@@ -47,10 +48,10 @@ impl<'de> Deserialize<'de> for ConfigDuration {
 
 struct DurationVisitor;
 
-/// Why a number is not a duration, in the words a user can act on.
-fn negative<E: de::Error>(value: impl fmt::Display) -> E {
+/// A bare number is no duration: say how to write one with its unit.
+fn unitless<E: de::Error>(value: impl fmt::Display) -> E {
     E::custom(format!(
-        "`{value}` is not a duration: a number of seconds is 0 or more; or write it like \"30s\", \"5m\" or \"7d\""
+        "`{value}` is not a duration: give its unit, like \"30s\", \"5m\" or \"7d\""
     ))
 }
 
@@ -58,7 +59,7 @@ impl<'de> Visitor<'de> for DurationVisitor {
     type Value = ConfigDuration;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a duration like \"30s\", \"5m\" or \"7d\", or a number of seconds")
+        f.write_str("a duration like \"30s\", \"5m\" or \"7d\"")
     }
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
@@ -72,20 +73,16 @@ impl<'de> Visitor<'de> for DurationVisitor {
             })
     }
 
-    fn visit_u64<E: de::Error>(self, secs: u64) -> Result<Self::Value, E> {
-        Ok(ConfigDuration::secs(secs))
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Self::Value, E> {
+        Err(unitless(value))
     }
 
-    fn visit_i64<E: de::Error>(self, secs: i64) -> Result<Self::Value, E> {
-        u64::try_from(secs)
-            .map(ConfigDuration::secs)
-            .map_err(|_| negative(secs))
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Self::Value, E> {
+        Err(unitless(value))
     }
 
-    fn visit_f64<E: de::Error>(self, secs: f64) -> Result<Self::Value, E> {
-        Duration::try_from_secs_f64(secs)
-            .map(ConfigDuration)
-            .map_err(|_| negative(secs))
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Self::Value, E> {
+        Err(unitless(value))
     }
 }
 
@@ -113,13 +110,6 @@ mod tests {
     }
 
     #[test]
-    fn numbers_are_seconds_as_the_old_secs_keys_wrote_them() {
-        assert_eq!(read("90"), Ok(Duration::from_secs(90)));
-        assert_eq!(read("0.5"), Ok(Duration::from_millis(500)));
-        assert_eq!(read("0"), Ok(Duration::ZERO));
-    }
-
-    #[test]
     fn what_is_no_duration_says_how_to_write_one() {
         assert_eq!(
             read("\"soon\""),
@@ -129,23 +119,17 @@ mod tests {
             )
         );
         assert_eq!(
-            read("-1"),
-            Err(
-                "`-1` is not a duration: a number of seconds is 0 or more; or write it like \"30s\", \"5m\" or \"7d\""
-                    .into()
-            )
+            read("90"),
+            Err("`90` is not a duration: give its unit, like \"30s\", \"5m\" or \"7d\"".into())
         );
         assert_eq!(
-            read("nan"),
-            Err(
-                "`NaN` is not a duration: a number of seconds is 0 or more; or write it like \"30s\", \"5m\" or \"7d\""
-                    .into()
-            )
+            read("0.5"),
+            Err("`0.5` is not a duration: give its unit, like \"30s\", \"5m\" or \"7d\"".into())
         );
         assert_eq!(
             read("true"),
             Err(
-                "invalid type: boolean `true`, expected a duration like \"30s\", \"5m\" or \"7d\", or a number of seconds"
+                "invalid type: boolean `true`, expected a duration like \"30s\", \"5m\" or \"7d\""
                     .into()
             )
         );

@@ -144,8 +144,9 @@ pub fn read_secret(
     }
 }
 
-/// A key given a new name. The old spelling keeps working: its number moves to the new key in
-/// seconds, the new key's unit, so a file written for an older patchbay reads the same.
+/// A key given a new name. The old spelling keeps working: its number moves to the new key as
+/// the duration it meant (`90` seconds becomes `"1m 30s"`), so a file written for an older
+/// patchbay reads the same.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Renamed {
     /// The tables the key lives in, a dotted path from the account's table where `*` is any
@@ -181,16 +182,23 @@ impl Renamed {
         Renamed { under, ..self }
     }
 
-    /// The old key's number in seconds, as the new key reads it; anything else unchanged.
+    /// The duration the old key's number meant; `None` for a negative or non-finite number,
+    /// or anything else.
+    fn duration(&self, value: &toml::Value) -> Option<Duration> {
+        let secs = match value {
+            toml::Value::Integer(n) => *n as f64,
+            toml::Value::Float(x) => *x,
+            _ => return None,
+        };
+        Duration::try_from_secs_f64(secs * f64::from(self.unit_secs)).ok()
+    }
+
+    /// The old key's value as the new key reads it: its number as a duration string; what is
+    /// no duration stays, for the new key's reader to refuse at the old key's line.
     fn convert(&self, value: toml::Value) -> toml::Value {
-        let unit = i64::from(self.unit_secs);
-        match value {
-            toml::Value::Integer(n) => match n.checked_mul(unit) {
-                Some(secs) => toml::Value::Integer(secs),
-                None => toml::Value::Float(n as f64 * f64::from(self.unit_secs)),
-            },
-            toml::Value::Float(x) => toml::Value::Float(x * f64::from(self.unit_secs)),
-            other => other,
+        match self.duration(&value) {
+            Some(duration) => toml::Value::String(humantime::format_duration(duration).to_string()),
+            None => value,
         }
     }
 }
@@ -229,15 +237,10 @@ pub fn deprecated_keys(table: &toml::Table, renamed: &[Renamed]) -> Vec<Deprecat
     for rename in renamed {
         for (path, table) in tables_under(&mut table, rename.under) {
             if let Some(value) = table.get(rename.old) {
-                let value = match rename.convert(value.clone()) {
-                    toml::Value::Integer(secs) => u64::try_from(secs).ok().map(Duration::from_secs),
-                    toml::Value::Float(secs) => Duration::try_from_secs_f64(secs).ok(),
-                    _ => None,
-                };
                 found.push(Deprecated {
                     path: path_to(&path, rename.old),
                     renamed: *rename,
-                    value,
+                    value: rename.duration(value),
                 });
             }
         }
@@ -246,7 +249,7 @@ pub fn deprecated_keys(table: &toml::Table, renamed: &[Renamed]) -> Vec<Deprecat
 }
 
 /// [`parse_table`] for a connector that renamed keys, then `check` on what it read. Each old
-/// key of `renamed` moves to its new name first (its number in seconds); an error about a moved
+/// key of `renamed` moves to its new name first (its number as a duration); an error about a moved
 /// key names the key as the file spells it, so the gateway points at the line that holds it.
 /// The old and the new name together are an error naming both.
 pub fn parse_renamed<T: DeserializeOwned, C>(

@@ -14,7 +14,7 @@
 //! - [`factory`]: how a connector is built from its `[PROTOCOL.NAME]` config table, and how
 //!   a renamed key keeps reading under its old name.
 //! - [`duration`] (pure): [`ConfigDuration`], the one way every config file writes a span of
-//!   time (`"90s"`, `"1m 30s"`, or a number of seconds).
+//!   time (`"90s"`, `"1m 30s"`, `"7d"`: always with its unit).
 //! - `http` (feature `http`): `Refusal`, why an HTTP request was not accepted, answering
 //!   for itself — shared by every connector that serves HTTP.
 //! - `testkit` (feature `testkit`, tests only): a recording sink, building from a config

@@ -63,7 +63,7 @@ impl Resolver<'_> {
             .or(parent.and_then(|p| p.timeout))
             .map_or(DEFAULT_TIMEOUT, ConfigDuration::get);
         if timeout.is_zero() {
-            return Err(self.error("timeout", "must be a number of seconds above 0"));
+            return Err(self.error("timeout", "must be above 0s"));
         }
         let headers = raw
             .headers

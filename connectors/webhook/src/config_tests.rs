@@ -173,7 +173,7 @@ fn durations_read_as_strings_and_under_their_old_secs_names() {
         error("token = \"t\"\n[rooms.a]\nurl = \"http://h/a\"\ntimeout = \"0s\""),
         (
             vec!["rooms".into(), "a".into(), "timeout".into()],
-            "must be a number of seconds above 0".into()
+            "must be above 0s".into()
         )
     );
     assert_eq!(
