@@ -76,8 +76,8 @@ impl<'a> Collector<'a> {
         key: impl Into<String>,
         message: impl Into<String>,
     ) {
-        let diagnostic = self.at(span, key.into(), message.into());
-        self.diagnostics.push(diagnostic);
+        self.diagnostics
+            .push(self.at(span, key.into(), message.into()));
     }
 
     pub fn warning(
@@ -86,8 +86,8 @@ impl<'a> Collector<'a> {
         key: impl Into<String>,
         message: impl Into<String>,
     ) {
-        let diagnostic = self.at(span, key.into(), message.into());
-        self.warnings.push(diagnostic);
+        self.warnings
+            .push(self.at(span, key.into(), message.into()));
     }
 
     fn at(&self, span: Option<Range<usize>>, key: String, message: String) -> Diagnostic {

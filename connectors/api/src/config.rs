@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use patchbay_sdk::duration::default_secs;
 use patchbay_sdk::{AccountInfo, ConfigDuration, ConfigError, Renamed, parse_renamed, read_secret};
 use serde::Deserialize;
 
@@ -18,16 +19,16 @@ struct Raw {
     max_body_bytes: usize,
     /// How often the server pings a WebSocket client; a client silent for two intervals is
     /// closed. At least 50 ms; default 30 s.
-    #[serde(default = "default_ping")]
+    #[serde(default = "default_secs::<30>")]
     ping_interval: ConfigDuration,
     /// How long the log keeps entries for catching up. Default 7 days.
-    #[serde(default = "default_history")]
+    #[serde(default = "default_secs::<604800>")]
     history: ConfigDuration,
     /// Entries per `GET .../messages` page when the client does not say.
     #[serde(default = "default_page")]
     page_size: usize,
     /// How long a request waits for the gateway to start before 503. Default 10 s.
-    #[serde(default = "default_start_wait")]
+    #[serde(default = "default_secs::<10>")]
     start_wait: ConfigDuration,
 }
 
@@ -42,17 +43,8 @@ pub const RENAMED: &[Renamed] = &[
 fn default_max_body() -> usize {
     64 * 1024
 }
-fn default_ping() -> ConfigDuration {
-    ConfigDuration::secs(30)
-}
-fn default_history() -> ConfigDuration {
-    ConfigDuration::secs(7 * 86_400)
-}
 fn default_page() -> usize {
     100
-}
-fn default_start_wait() -> ConfigDuration {
-    ConfigDuration::secs(10)
 }
 
 /// The most entries one page may hold.

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use patchbay_sdk::duration::default_secs;
 use patchbay_sdk::{AccountInfo, ConfigDuration, ConfigError, Renamed, parse_renamed, read_secret};
 use serde::Deserialize;
 
@@ -92,22 +93,22 @@ struct RawConfig {
     channels: Vec<RawChannel>,
     /// How long to wait before rejoining after a kick (30 s at least after "cannot join").
     /// Default 5 s.
-    #[serde(default = "default_rejoin")]
+    #[serde(default = "default_secs::<5>")]
     rejoin_delay: ConfigDuration,
     /// Silence after which the connector sends a PING. Default 60 s.
-    #[serde(default = "default_ping_interval")]
+    #[serde(default = "default_secs::<60>")]
     ping_interval: ConfigDuration,
     /// Silence after which the connection counts as dead and is dropped. Default 120 s.
-    #[serde(default = "default_ping_timeout")]
+    #[serde(default = "default_secs::<120>")]
     ping_timeout: ConfigDuration,
     /// How long TCP and TLS may take to connect; registration gets twice this. Default 30 s.
-    #[serde(default = "default_connect_timeout")]
+    #[serde(default = "default_secs::<30>")]
     connect_timeout: ConfigDuration,
     /// The first wait before reconnecting; each failure doubles it. Default 1 s.
-    #[serde(default = "default_backoff_min")]
+    #[serde(default = "default_secs::<1>")]
     reconnect_min: ConfigDuration,
     /// The longest wait before reconnecting. Default 300 s.
-    #[serde(default = "default_backoff_max")]
+    #[serde(default = "default_secs::<300>")]
     reconnect_max: ConfigDuration,
     #[serde(default = "default_true")]
     flood_control: bool,
@@ -132,14 +133,14 @@ struct RawConfig {
     #[serde(default = "default_true")]
     catch_up: bool,
     /// How far back catch-up after an outage reaches. Default one day.
-    #[serde(default = "default_catch_up_max_age")]
+    #[serde(default = "default_secs::<86400>")]
     catch_up_max_age: ConfigDuration,
     /// How long a delivery waits for echo-message to learn its msgid. Default 10 s.
-    #[serde(default = "default_echo_timeout")]
+    #[serde(default = "default_secs::<10>")]
     echo_timeout: ConfigDuration,
     /// While on an alternative nick, how often to try the configured one (100 ms at least).
     /// Default 60 s.
-    #[serde(default = "default_regain")]
+    #[serde(default = "default_secs::<60>")]
     regain_nick: ConfigDuration,
 }
 
@@ -157,24 +158,6 @@ pub const RENAMED: &[Renamed] = &[
     Renamed::secs("regain_nick_secs", "regain_nick"),
 ];
 
-fn default_rejoin() -> ConfigDuration {
-    ConfigDuration::secs(5)
-}
-fn default_ping_interval() -> ConfigDuration {
-    ConfigDuration::secs(60)
-}
-fn default_ping_timeout() -> ConfigDuration {
-    ConfigDuration::secs(120)
-}
-fn default_connect_timeout() -> ConfigDuration {
-    ConfigDuration::secs(30)
-}
-fn default_backoff_min() -> ConfigDuration {
-    ConfigDuration::secs(1)
-}
-fn default_backoff_max() -> ConfigDuration {
-    ConfigDuration::secs(300)
-}
 fn default_flood_burst() -> u32 {
     5
 }
@@ -195,15 +178,6 @@ fn default_quote_chars() -> usize {
 }
 fn default_charset() -> String {
     "latin1".into()
-}
-fn default_catch_up_max_age() -> ConfigDuration {
-    ConfigDuration::secs(86_400)
-}
-fn default_echo_timeout() -> ConfigDuration {
-    ConfigDuration::secs(10)
-}
-fn default_regain() -> ConfigDuration {
-    ConfigDuration::secs(60)
 }
 
 /// SASL credentials, checked.

@@ -27,6 +27,12 @@ impl ConfigDuration {
     }
 }
 
+/// `SECS` whole seconds, as a serde default beside the field it is for:
+/// `#[serde(default = "default_secs::<60>")]`.
+pub fn default_secs<const SECS: u64>() -> ConfigDuration {
+    ConfigDuration::secs(SECS)
+}
+
 impl From<ConfigDuration> for Duration {
     fn from(value: ConfigDuration) -> Self {
         value.0

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use patchbay_sdk::duration::default_secs;
 use patchbay_sdk::{AccountInfo, ConfigDuration, ConfigError, Renamed, parse_renamed, read_secret};
 use serde::Deserialize;
 
@@ -116,7 +117,7 @@ struct RawAccount {
     #[serde(default = "default_burst")]
     rate_limit_burst: u32,
     /// How long a request waits for the gateway to start before 503. Default 10 s.
-    #[serde(default = "default_start_wait")]
+    #[serde(default = "default_secs::<10>")]
     start_wait: ConfigDuration,
     #[serde(default)]
     rooms: BTreeMap<String, RawRoom>,
@@ -155,9 +156,6 @@ fn default_rate() -> u32 {
 }
 fn default_burst() -> u32 {
     20
-}
-fn default_start_wait() -> ConfigDuration {
-    ConfigDuration::secs(10)
 }
 
 /// How one hook (room) is authenticated and read.
