@@ -232,6 +232,8 @@ impl Deprecated {
 
 /// Every old key name of `renamed` that `table` uses, in the order of `renamed`.
 pub fn deprecated_keys(table: &toml::Table, renamed: &[Renamed]) -> Vec<Deprecated> {
+    // A copy, so that one walk over the tables (it hands out `&mut`) serves here and in
+    // `parse_renamed`; an account's table is small.
     let mut table = table.clone();
     let mut found = Vec::new();
     for rename in renamed {
