@@ -68,6 +68,10 @@ impl ConnectorFactory for IrcFactory {
         Ok(Arc::new(IrcConnector::new(account, table)?))
     }
 
+    fn renamed_keys(&self) -> &'static [patchbay_sdk::Renamed] {
+        config::RENAMED
+    }
+
     fn check_room(&self, room: &str) -> Result<(), String> {
         if is_channel(room) {
             Ok(())

@@ -16,11 +16,11 @@
 #[cfg(test)]
 use std::path::PathBuf;
 
-use patchbay_sdk::{AccountInfo, ConfigError, parse_table, read_secret};
+use patchbay_sdk::{AccountInfo, ConfigError, parse_renamed, read_secret};
 
 pub use crate::table::check_room;
 use crate::table::{
-    DEFAULT_DEVICE_NAME, ModeName, Raw, check_lists, http_url, is_user_id, refuse_set,
+    DEFAULT_DEVICE_NAME, ModeName, RENAMED, Raw, check_lists, http_url, is_user_id, refuse_set,
 };
 
 /// How the bot proves who it is.
@@ -76,21 +76,20 @@ pub enum AccountConfig {
 
 impl AccountConfig {
     pub fn from_table(account: &AccountInfo, table: toml::Table) -> Result<Self, ConfigError> {
-        let raw: Raw = parse_table(table)?;
-        match raw.mode {
+        parse_renamed(table, RENAMED, |raw: Raw| match raw.mode {
             ModeName::Bot => Config::from_raw(account, raw).map(AccountConfig::Bot),
             ModeName::Appservice => {
                 crate::appservice::config::AppServiceConfig::from_raw(account, raw)
                     .map(AccountConfig::AppService)
             }
-        }
+        })
     }
 }
 
 impl Config {
     /// A bot-mode table.
     pub fn from_table(account: &AccountInfo, table: toml::Table) -> Result<Self, ConfigError> {
-        Self::from_raw(account, parse_table(table)?)
+        parse_renamed(table, RENAMED, |raw| Self::from_raw(account, raw))
     }
 
     fn from_raw(account: &AccountInfo, raw: Raw) -> Result<Self, ConfigError> {
@@ -181,6 +180,8 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::appservice::config::AppServiceConfig;
 
@@ -210,6 +211,16 @@ mod tests {
         assert_eq!(config.device_name, "patchbay");
         assert!(config.relay_reactions);
         assert_eq!(config.media_max_bytes, 50 * 1024 * 1024);
+        assert_eq!(config.media_keep, Duration::from_secs(30 * 86_400));
+    }
+
+    #[test]
+    fn media_keep_reads_as_a_duration_and_in_days_under_its_old_name() {
+        let minimal = "homeserver = \"http://x\"\nuser = \"@b:x\"\npassword = \"p\"\n";
+        let config = parse(&format!("{minimal}media_keep = \"12h\"")).expect("valid");
+        assert_eq!(config.media_keep, Duration::from_secs(12 * 3600));
+        let config = parse(&format!("{minimal}media_keep_days = 2")).expect("valid");
+        assert_eq!(config.media_keep, Duration::from_secs(2 * 86_400));
     }
 
     #[test]

@@ -71,6 +71,10 @@ impl ConnectorFactory for MatrixFactory {
         QUIET_LOG_DIRECTIVES
     }
 
+    fn renamed_keys(&self) -> &'static [patchbay_sdk::Renamed] {
+        table::RENAMED
+    }
+
     fn build(
         &self,
         account: &AccountInfo,

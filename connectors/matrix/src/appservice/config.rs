@@ -61,7 +61,7 @@ pub struct AppServiceConfig {
     /// Matrix attachments become links `<this><path_prefix>/media/TOKEN/NAME`. Without it
     /// they are only named in the text (`[cat.png]`).
     pub media_public_url: Option<String>,
-    /// Media links older than this are forgotten (`media_keep_days`; default 30 days).
+    /// Media links older than this are forgotten (`media_keep`; default 30 days).
     pub media_keep: std::time::Duration,
 }
 
