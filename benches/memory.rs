@@ -166,9 +166,8 @@ fn ms(d: Duration) -> f64 {
 async fn ten_idle_accounts() {
     let server = irc::IrcServer::inspircd().await;
     let port = irc::free_port();
-    let mut config = format!(
-        "[general]\ndata_dir = \"data\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n"
-    );
+    let mut config =
+        format!("[general]\ndata_dir = \"data\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n");
     for n in 1..=4 {
         config.push_str(&format!(
             "[irc.n{n}]\nserver = \"127.0.0.1\"\nport = {}\nnick = \"idle{n}\"\n\
@@ -218,7 +217,9 @@ async fn fan_out_and_backlog() {
     const BACKLOG: u64 = 100_000;
     let port = irc::free_port();
     let down = irc::free_port();
-    let rooms: Vec<String> = (0..ROOMS).map(|n| format!("\"console.fan/r{n}\"")).collect();
+    let rooms: Vec<String> = (0..ROOMS)
+        .map(|n| format!("\"console.fan/r{n}\""))
+        .collect();
     let config = format!(
         "[general]\ndata_dir = \"data\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n\
          [webhook.in]\ntoken = \"bench-token\"\nrate_limit_per_minute = 0\n\n\
@@ -373,4 +374,3 @@ fn main() {
         }
     });
 }
-
