@@ -240,13 +240,20 @@ impl Built {
     /// Run the connector recording into `recorder`, which other accounts may share (as they
     /// share the gateway) or which drops what the gateway drops ([`Recorder::gateway`]).
     pub fn start_recording(self, recorder: Arc<Recorder>) -> Running {
+        let emit = Arc::clone(&recorder) as Arc<dyn Emit>;
+        self.start_behind(emit, recorder)
+    }
+
+    /// Run the connector with `emit` as the gateway in front of `recorder`: a store that
+    /// fails or takes its time, which forwards to `recorder` what it accepts.
+    pub fn start_behind(self, emit: Arc<dyn Emit>, recorder: Arc<Recorder>) -> Running {
         let (state, rx) = StateHandle::new();
         let shutdown = CancellationToken::new();
         // A data dir that cannot be made shows up as the connector's own error on `run`.
         let _ = std::fs::create_dir_all(&self.account.data_dir);
         let ctx = ConnectorContext {
             account: self.account.account.clone(),
-            sink: recorder.sink(&self.account.account),
+            sink: EventSink::new(self.account.account.as_str(), emit),
             state,
             shutdown: shutdown.clone(),
             data_dir: self.account.data_dir.clone(),

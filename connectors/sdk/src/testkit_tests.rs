@@ -298,3 +298,64 @@ async fn get_ping(addr: SocketAddr) -> String {
     stream.read_to_string(&mut response).await.expect("read");
     response
 }
+
+/// A store that refuses the first event, then hands each to its recorder.
+struct RefusesFirst {
+    recorder: Arc<Recorder>,
+    refused: Mutex<bool>,
+}
+
+#[async_trait]
+impl Emit for RefusesFirst {
+    async fn emit(&self, account: &str, inbound: Inbound) -> Result<Option<EventId>, EmitError> {
+        if !std::mem::replace(&mut *lock(&self.refused), true) {
+            return Err(EmitError::Store("the disk is full".into()));
+        }
+        self.recorder.emit(account, inbound).await
+    }
+}
+
+/// Emits two messages once running, then waits for shutdown.
+struct TwoMessages;
+
+#[async_trait]
+impl Connector for TwoMessages {
+    async fn run(&self, ctx: ConnectorContext) -> Result<(), ConnectorError> {
+        for text in ["first", "second"] {
+            let inbound = Inbound::message("r", Author::named("bob"), RichText::plain(text));
+            let _ = ctx.sink.emit(inbound).await;
+        }
+        ctx.shutdown.cancelled().await;
+        Ok(())
+    }
+
+    async fn deliver(&self, _: Delivery) -> Result<Delivered, DeliveryError> {
+        Ok(Delivered::default())
+    }
+}
+
+#[tokio::test]
+async fn a_store_in_front_of_the_recorder_decides_what_reaches_it() {
+    let recorder = Arc::new(Recorder::default());
+    let store = Arc::new(RefusesFirst {
+        recorder: Arc::clone(&recorder),
+        refused: Mutex::new(false),
+    });
+    let built = Built {
+        connector: Arc::new(TwoMessages),
+        account: AccountInfo {
+            account: "fake.t".into(),
+            config_dir: std::env::temp_dir(),
+            data_dir: std::env::temp_dir(),
+        },
+        dir: None,
+    };
+    let running = built.start_behind(store, recorder);
+    let events = running.recorder.wait_events(CONTRACT_TIMEOUT, 1).await;
+    let texts: Option<Vec<String>> = events.map(|events| {
+        let bodies = events.iter().filter_map(|e| e.kind.body());
+        bodies.map(RichText::to_plain).collect()
+    });
+    assert_eq!(texts, Some(vec!["second".to_owned()]));
+    assert!(running.stop(CONTRACT_TIMEOUT).await.is_ok());
+}
