@@ -289,6 +289,12 @@ pub async fn serve(connector: &dyn Connector) -> std::io::Result<Served> {
     let routes = connector
         .http_routes()
         .ok_or_else(|| std::io::Error::other("the connector serves no HTTP routes"))?;
+    serve_routes(routes).await
+}
+
+/// Serve `routes` on a free port of 127.0.0.1: a connector's, or a peer's that the test
+/// plays (a webhook receiver).
+pub async fn serve_routes(routes: axum::Router) -> std::io::Result<Served> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let stop = CancellationToken::new();

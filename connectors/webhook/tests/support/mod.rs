@@ -2,19 +2,15 @@
 //! port and recording what it emits; and an HTTP receiver that records what is POSTed to it.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use patchbay_sdk::testkit::{self, Recorder, Running, Served};
-use patchbay_sdk::{
-    AccountInfo, Connector, ConnectorContext, Emit, EventSink, Inbound, StateHandle,
-};
+use patchbay_sdk::testkit::{self, Built, Recorder, Running, Served};
+use patchbay_sdk::{AccountInfo, Connector, Inbound};
 use patchbay_webhook::WebhookFactory;
-use tokio_util::sync::CancellationToken;
 
 /// How long a test waits for what the connector emits.
 const WAIT: Duration = Duration::from_secs(10);
@@ -60,12 +56,10 @@ pub fn build(dir: &Path, name: &str, config: &str) -> Arc<dyn Connector> {
 
 /// Build `[webhook.NAME]` from `config`, serve its routes and run it.
 pub async fn start(name: &str, config: &str) -> Hook {
-    let built = testkit::build(&WebhookFactory, &format!("webhook.{name}"), config)
-        .expect("a valid config");
-    let served = testkit::serve(&*built.connector).await.expect("routes");
+    let (base, built, served) = serve(name, config).await;
     let running = built.start();
     Hook {
-        base: format!("http://{}", served.addr),
+        base,
         connector: Arc::clone(&running.connector),
         recorder: Arc::clone(&running.recorder),
         running,
@@ -73,39 +67,13 @@ pub async fn start(name: &str, config: &str) -> Hook {
     }
 }
 
-/// Build and serve the account's routes without running it; returns the base URL. The
-/// routes are served until `stop` is cancelled.
-pub async fn serve(name: &str, config: &str) -> (String, Arc<dyn Connector>, CancellationToken) {
-    let connector = build(&std::env::temp_dir(), name, config);
-    let served = testkit::serve(&*connector).await.expect("routes");
-    let base = format!("http://{}", served.addr);
-    let stop = CancellationToken::new();
-    let stopped = stop.clone();
-    tokio::spawn(async move {
-        stopped.cancelled().await;
-        drop(served);
-    });
-    (base, connector, stop)
-}
-
-/// Run the connector with `emit` as the gateway: a store that is slow or fails, which the
-/// kit's [`Recorder`] never is.
-pub fn run(
-    connector: &Arc<dyn Connector>,
-    name: &str,
-    emit: Arc<dyn Emit>,
-    stop: &CancellationToken,
-) {
-    let (state, _) = StateHandle::new();
-    let ctx = ConnectorContext {
-        account: format!("webhook.{name}"),
-        sink: EventSink::new(format!("webhook.{name}"), emit),
-        state,
-        shutdown: stop.clone(),
-        data_dir: std::env::temp_dir().join("data"),
-    };
-    let running = Arc::clone(connector);
-    tokio::spawn(async move { running.run(ctx).await });
+/// Build and serve the account's routes without running it: the base URL, the connector to
+/// start, and the server (stopped when dropped).
+pub async fn serve(name: &str, config: &str) -> (String, Built, Served) {
+    let built = testkit::build(&WebhookFactory, &format!("webhook.{name}"), config)
+        .expect("a valid config");
+    let served = testkit::serve(&*built.connector).await.expect("routes");
+    (format!("http://{}", served.addr), built, served)
 }
 
 /// One request a receiver got.
@@ -120,7 +88,7 @@ pub struct Received {
 pub struct Receiver {
     pub url: String,
     pub got: Arc<ReceiverState>,
-    stop: CancellationToken,
+    _served: Served,
 }
 
 #[derive(Default)]
@@ -129,33 +97,17 @@ pub struct ReceiverState {
     pub failures: Mutex<(u32, u16)>,
 }
 
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
 impl Receiver {
     pub async fn start() -> Receiver {
         let got = Arc::new(ReceiverState::default());
         let app = axum::Router::new()
             .route("/in", axum::routing::post(receive))
             .with_state(Arc::clone(&got));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr: SocketAddr = listener.local_addr().expect("addr");
-        let stop = CancellationToken::new();
-        let server_stop = stop.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { server_stop.cancelled().await })
-                .await;
-        });
+        let served = testkit::serve_routes(app).await.expect("bind");
         Receiver {
-            url: format!("http://{addr}/in"),
+            url: format!("http://{}/in", served.addr),
             got,
-            stop,
+            _served: served,
         }
     }
 
