@@ -57,17 +57,22 @@ pub struct Recorder {
 #[async_trait]
 impl Emit for Recorder {
     async fn emit(&self, account: &str, inbound: Inbound) -> Result<Option<EventId>, EmitError> {
-        if self.as_gateway
-            && (self.seen_before(account, &inbound) || self.announced_by_another(account, &inbound))
-        {
+        let another_accounts = self.as_gateway && self.announced_by_another(account, &inbound);
+        let id = {
+            // Checked and kept under one lock, so a redelivery racing the first is seen.
+            let mut events = lock(&self.events);
+            let seen = self.as_gateway && seen_before(&events, account, &inbound);
+            (!seen && !another_accounts).then(|| {
+                let id = EventId::new();
+                events.push((account.to_owned(), id, inbound.clone()));
+                id
+            })
+        };
+        if id.is_none() {
             lock(&self.dropped).push((account.to_owned(), inbound));
-            self.changed.notify_waiters();
-            return Ok(None);
         }
-        let id = EventId::new();
-        lock(&self.events).push((account.to_owned(), id, inbound));
         self.changed.notify_waiters();
-        Ok(Some(id))
+        Ok(id)
     }
 
     fn announce(&self, account: &str, network: &str, names: Vec<String>) {
@@ -87,13 +92,6 @@ impl Recorder {
             as_gateway: true,
             ..Recorder::default()
         }
-    }
-
-    fn seen_before(&self, account: &str, inbound: &Inbound) -> bool {
-        inbound.remote_id.is_some()
-            && lock(&self.events).iter().any(|(who, _, e)| {
-                who == account && e.room == inbound.room && e.remote_id == inbound.remote_id
-            })
     }
 
     fn announced_by_another(&self, account: &str, inbound: &Inbound) -> bool {
@@ -180,6 +178,14 @@ impl Recorder {
             }
         }
     }
+}
+
+/// Whether `account` already emitted `inbound`'s remote id in its room: a redelivery.
+fn seen_before(events: &[(String, EventId, Inbound)], account: &str, inbound: &Inbound) -> bool {
+    inbound.remote_id.is_some()
+        && events.iter().any(|(who, _, e)| {
+            who == account && e.room == inbound.room && e.remote_id == inbound.remote_id
+        })
 }
 
 /// A connector built from a config snippet, not running yet.
