@@ -39,7 +39,7 @@ async fn a_client_sends_as_a_named_user_and_reads_the_room_since_an_id() {
     let event_id = sent["event_id"].as_str().expect("event id").to_owned();
 
     // The send went into the route as the named user.
-    let emitted = api.sink.wait_for(1).await;
+    let emitted = api.wait_emitted(1).await;
     let (id, inbound) = &emitted[0];
     assert_eq!(id.to_string(), event_id);
     assert_eq!(inbound.room, "lobby");
@@ -63,7 +63,7 @@ async fn a_client_sends_as_a_named_user_and_reads_the_room_since_an_id() {
         .await
         .expect("post");
     assert_eq!(reply.status(), StatusCode::ACCEPTED);
-    let emitted = api.sink.wait_for(2).await;
+    let emitted = api.wait_emitted(2).await;
     assert_eq!(emitted[1].1.reply_to, Some(MessageRef::Gateway(irc_id)));
     assert!(matches!(emitted[1].1.kind, Kind::Action { .. }));
 
@@ -280,6 +280,6 @@ async fn tokens_bodies_and_limits_are_checked() {
             .expect("post");
         assert_eq!(response.status(), expected);
     }
-    assert_eq!(api.sink.events.lock().expect("lock").len(), 1);
+    assert_eq!(api.recorder.events().len(), 1);
     api.stop().await;
 }

@@ -103,7 +103,7 @@ async fn every_client_gets_every_event_and_can_send() {
         assert_eq!(frame["event"]["id"], event_id.as_str());
         assert_eq!(frame["id"], ack["id"]);
     }
-    let emitted = api.sink.wait_for(1).await;
+    let emitted = api.wait_emitted(1).await;
     assert_eq!(emitted[0].1.author.name, "carol");
     assert_eq!(emitted[0].1.room, "lobby");
 
@@ -414,10 +414,6 @@ async fn a_frame_or_a_message_over_the_size_limit_closes_the_stream_with_1009() 
         .expect("send");
     let ack = next(&mut ws).await;
     assert_eq!(ack["op"], "ack", "{ack}");
-    assert_eq!(
-        api.sink.events.lock().expect("lock").len(),
-        1,
-        "only the send that fits"
-    );
+    assert_eq!(api.recorder.events().len(), 1, "only the send that fits");
     api.stop().await;
 }

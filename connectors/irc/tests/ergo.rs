@@ -35,11 +35,14 @@ async fn catch_up_after_a_restart_pages_to_the_present_exactly_once_in_order() {
     let mut carol = TestClient::connect(server.port, "carol").await;
     carol.join("#pages").await;
     let mut bridge = start_connector(&config(server.port, "#pages", ""), data.path());
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     alice.expect_join("pb", "#pages").await;
     alice.send("PRIVMSG #pages :before").await;
-    assert_eq!(bridge.events.wait_texts("#pages", 1).await, vec!["before"]);
-    bridge.stop().await;
+    assert_eq!(
+        wait_texts(&bridge.recorder, "#pages", 1).await,
+        vec!["before"]
+    );
+    let _ = bridge.stop(TIMEOUT).await;
 
     // Carol is the witness: what she is shown is what the bridge must relay.
     let witness = tokio::spawn(async move { carol.collect_privmsgs("#pages", "end").await });
@@ -61,20 +64,20 @@ async fn catch_up_after_a_restart_pages_to_the_present_exactly_once_in_order() {
         alice.send("PRIVMSG #pages :end").await;
         alice
     });
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     let _alice = talker.await.expect("talker");
     // This bridge's collector starts after "before".
     let mut expected = witness.await.expect("witness");
     expected.retain(|t| t != "before");
     assert_eq!(expected.len(), DOWN + LIVE + 1, "carol saw {expected:?}");
-    let texts = bridge.events.wait_texts("#pages", expected.len()).await;
+    let texts = wait_texts(&bridge.recorder, "#pages", expected.len()).await;
     let first_difference = texts.iter().zip(&expected).position(|(a, b)| a != b);
     assert_eq!(
         (texts.len(), first_difference),
         (expected.len(), None),
         "lines relayed after the restart: {texts:?}"
     );
-    bridge.stop().await;
+    let _ = bridge.stop(TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -85,11 +88,14 @@ async fn a_restart_relays_no_histserv_lines_and_only_others_joins_and_quits() {
     let mut alice = TestClient::connect(server.port, "alice").await;
     alice.join("#book").await;
     let mut bridge = start_connector(&config(server.port, "#book", ""), data.path());
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     alice.expect_join("pb", "#book").await;
     alice.send("PRIVMSG #book :first").await;
-    assert_eq!(bridge.events.wait_texts("#book", 1).await, vec!["first"]);
-    bridge.stop().await;
+    assert_eq!(
+        wait_texts(&bridge.recorder, "#book", 1).await,
+        vec!["first"]
+    );
+    let _ = bridge.stop(TIMEOUT).await;
 
     // While the bridge is away, carol comes, speaks and quits.
     let mut carol = TestClient::connect(server.port, "carol").await;
@@ -104,14 +110,14 @@ async fn a_restart_relays_no_histserv_lines_and_only_others_joins_and_quits() {
         .await;
 
     let mut bridge = start_connector(&config(server.port, "#book", ""), data.path());
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     alice.expect_join("pb", "#book").await;
     alice.send("PRIVMSG #book :after").await;
     assert_eq!(
-        bridge.events.wait_texts("#book", 2).await,
+        wait_texts(&bridge.recorder, "#book", 2).await,
         vec!["hi from carol", "after"]
     );
-    let events = bridge.events.all();
+    let events = bridge.recorder.events();
     for e in &events {
         assert!(
             !e.author.name.eq_ignore_ascii_case("HistServ"),
@@ -143,7 +149,7 @@ async fn a_restart_relays_no_histserv_lines_and_only_others_joins_and_quits() {
         ),
         "carol's events: {carol:?}"
     );
-    bridge.stop().await;
+    let _ = bridge.stop(TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -157,11 +163,11 @@ async fn without_event_playback_histserv_lines_are_dropped_from_the_replay() {
     let mut alice = TestClient::connect(server.port, "alice").await;
     alice.join("#hs").await;
     let mut bridge = start_connector(&config(hider.port, "#hs", ""), data.path());
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     alice.expect_join("pb", "#hs").await;
     alice.send("PRIVMSG #hs :first").await;
-    assert_eq!(bridge.events.wait_texts("#hs", 1).await, vec!["first"]);
-    bridge.stop().await;
+    assert_eq!(wait_texts(&bridge.recorder, "#hs", 1).await, vec!["first"]);
+    let _ = bridge.stop(TIMEOUT).await;
 
     let mut carol = TestClient::connect(server.port, "carol").await;
     carol.join("#hs").await;
@@ -193,14 +199,14 @@ async fn without_event_playback_histserv_lines_are_dropped_from_the_replay() {
         .await;
 
     let mut bridge = start_connector(&config(hider.port, "#hs", ""), data.path());
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     alice.expect_join("pb", "#hs").await;
     alice.send("PRIVMSG #hs :after").await;
     assert_eq!(
-        bridge.events.wait_texts("#hs", 2).await,
+        wait_texts(&bridge.recorder, "#hs", 2).await,
         vec!["hi from carol", "after"]
     );
-    for e in bridge.events.all() {
+    for e in bridge.recorder.events() {
         assert!(
             !e.author.name.eq_ignore_ascii_case("HistServ"),
             "a HistServ line was relayed: {e:?}"
@@ -210,7 +216,7 @@ async fn without_event_playback_histserv_lines_are_dropped_from_the_replay() {
             "unexpected event: {e:?}"
         );
     }
-    bridge.stop().await;
+    let _ = bridge.stop(TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -224,32 +230,35 @@ async fn catch_up_after_a_network_cut_recovers_every_line_once() {
     let mut carol = TestClient::connect(server.port, "carol").await;
     carol.join("#cut").await;
     let mut bridge = start_connector(&config(gate.port, "#cut", ""), data.path());
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     alice.expect_join("pb", "#cut").await;
     alice.send("PRIVMSG #cut :before").await;
-    bridge.events.wait_texts("#cut", 1).await;
+    wait_texts(&bridge.recorder, "#cut", 1).await;
 
     // The network fails: the bridge's connection is cut and it cannot reconnect for a while.
     gate.set_open(false);
     gate.cut();
-    bridge
-        .wait_state("down", |s| {
-            matches!(s, patchbay_sdk::ConnectorState::Down { .. })
-        })
-        .await;
+    assert!(
+        bridge
+            .wait_state(TIMEOUT, |s| {
+                matches!(s, patchbay_sdk::ConnectorState::Down { .. })
+            })
+            .await,
+        "down"
+    );
     let witness = tokio::spawn(async move { carol.collect_privmsgs("#cut", "end").await });
     const MISSED: usize = 230;
     for i in 0..MISSED {
         alice.send(&format!("PRIVMSG #cut :missed {i}")).await;
     }
     gate.set_open(true);
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     alice.send("PRIVMSG #cut :end").await;
     let expected = witness.await.expect("witness");
     assert_eq!(expected.len(), MISSED + 2, "carol saw {expected:?}");
-    let texts = bridge.events.wait_texts("#cut", expected.len()).await;
+    let texts = wait_texts(&bridge.recorder, "#cut", expected.len()).await;
     assert_eq!(texts, expected);
-    bridge.stop().await;
+    let _ = bridge.stop(TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -264,7 +273,7 @@ async fn deliveries_made_before_the_join_completes_wait_for_it() {
     // Up comes at registration, when the JOIN of #soon has just been sent (it may or may not
     // have completed by now); #later is not configured, so its delivery certainly comes before
     // its join, which the delivery itself asks for.
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     for (room, text) in [("#soon", "early bird"), ("#later", "joined on demand")] {
         let result = bridge
             .connector
@@ -276,7 +285,7 @@ async fn deliveries_made_before_the_join_completes_wait_for_it() {
         );
         alice.expect_privmsg(room, text).await;
     }
-    bridge.stop().await;
+    let _ = bridge.stop(TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -293,7 +302,7 @@ async fn echoes_are_matched_by_label_when_the_server_rewrites_the_text() {
         &config(rewriter.port, "#label", "echo_timeout_secs = 60"),
         data.path(),
     );
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     alice.expect_join("pb", "#label").await;
     let delivered = tokio::time::timeout(
         TIMEOUT,
@@ -313,7 +322,7 @@ async fn echoes_are_matched_by_label_when_the_server_rewrites_the_text() {
         .await;
     assert!(delivered.remote_id.is_some(), "no msgid from the echo");
     assert_eq!(delivered.remote_id, seen.tags.msgid);
-    bridge.stop().await;
+    let _ = bridge.stop(TIMEOUT).await;
 }
 
 /// Catch-up speed, for BENCH.md: `cargo test -p patchbay-irc --release --test ergo -- --ignored
@@ -331,11 +340,11 @@ async fn measure_catch_up_speed() {
         let mut carol = TestClient::connect(server.port, "carol").await;
         carol.join("#speed").await;
         let mut bridge = start_connector(&config(server.port, "#speed", ""), data.path());
-        bridge.wait_up().await;
+        assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
         alice.expect_join("pb", "#speed").await;
         alice.send("PRIVMSG #speed :before").await;
-        bridge.events.wait_texts("#speed", 1).await;
-        bridge.stop().await;
+        wait_texts(&bridge.recorder, "#speed", 1).await;
+        let _ = bridge.stop(TIMEOUT).await;
         const N: usize = 5000;
         for i in 0..N {
             alice.send(&format!("PRIVMSG #speed :missed {i}")).await;
@@ -345,7 +354,7 @@ async fn measure_catch_up_speed() {
             .await;
         let started = std::time::Instant::now();
         let bridge = start_connector(&config(server.port, "#speed", ""), data.path());
-        let texts = bridge.events.wait_texts("#speed", N).await;
+        let texts = wait_texts(&bridge.recorder, "#speed", N).await;
         let took = started.elapsed();
         assert_eq!(texts.len(), N);
         assert!(
@@ -359,6 +368,6 @@ async fn measure_catch_up_speed() {
             took.as_secs_f64(),
             N as f64 / took.as_secs_f64()
         );
-        bridge.stop().await;
+        let _ = bridge.stop(TIMEOUT).await;
     }
 }

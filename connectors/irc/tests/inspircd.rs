@@ -30,7 +30,7 @@ async fn ircv3_ids_times_accounts_and_echoes() {
     let mut alice = TestClient::connect_with_caps(server.port, "alice", CAPS).await;
     alice.join("#v3").await;
     let mut bridge = start_connector(&config(server.port, "#v3", ""), data.path());
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     alice.expect_join("pb", "#v3").await;
 
     // Inbound messages carry the server's msgid and time.
@@ -38,11 +38,10 @@ async fn ircv3_ids_times_accounts_and_echoes() {
     let seen = alice.expect_privmsg("#v3", "tagged").await;
     assert_eq!(seen, "tagged");
     let event = bridge
-        .events
-        .wait_for("alice's message", |e| {
-            matches!(e.kind, Kind::Message { .. })
-        })
-        .await;
+        .recorder
+        .wait_for(TIMEOUT, |e| matches!(e.kind, Kind::Message { .. }))
+        .await
+        .expect("alice's message");
     let id = event.remote_id.clone().expect("msgid from the server");
     let age = patchbay_sdk::Timestamp::now().0 - event.time.0;
     assert!((0..10_000).contains(&age), "server-time {:?}", event.time);
@@ -52,11 +51,12 @@ async fn ircv3_ids_times_accounts_and_echoes() {
         .send(&format!("@+draft/reply={id} PRIVMSG #v3 :a reply"))
         .await;
     let reply = bridge
-        .events
-        .wait_for("the reply", |e| {
+        .recorder
+        .wait_for(TIMEOUT, |e| {
             e.kind.body().is_some_and(|b| b.to_plain() == "a reply")
         })
-        .await;
+        .await
+        .expect("the reply");
     assert_eq!(reply.reply_to, Some(MessageRef::Native(id)));
 
     // echo-message confirms deliveries and gives their ids; the echo is marked as ours.
@@ -68,20 +68,19 @@ async fn ircv3_ids_times_accounts_and_echoes() {
     let remote_id = delivered.remote_id.expect("echo-message gives the id");
     alice.expect_privmsg("#v3", "from the bridge").await;
     let echo = bridge
-        .events
-        .wait_for("the echo", |e| {
+        .recorder
+        .wait_for(TIMEOUT, |e| {
             e.remote_id.as_deref() == Some(remote_id.as_str())
         })
-        .await;
+        .await
+        .expect("the echo");
     assert!(echo.is_echo);
     assert!(
-        bridge
-            .events
-            .texts("#v3")
+        texts(&bridge.recorder, "#v3")
             .iter()
             .all(|t| !t.contains("from the bridge"))
     );
-    bridge.stop().await;
+    let _ = bridge.stop(TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -94,16 +93,16 @@ async fn bridge_restart_catches_up_from_chanhistory_exactly_once() {
     alice.send("PRIVMSG #hist :before the bridge existed").await;
 
     let mut bridge = start_connector(&config(server.port, "#hist", ""), data.path());
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     alice.expect_join("pb", "#hist").await;
     for text in ["one", "two"] {
         alice.send(&format!("PRIVMSG #hist :{text}")).await;
     }
     assert_eq!(
-        bridge.events.wait_texts("#hist", 2).await,
+        wait_texts(&bridge.recorder, "#hist", 2).await,
         vec!["one", "two"]
     );
-    bridge.stop().await;
+    let _ = bridge.stop(TIMEOUT).await;
 
     // Users keep talking while the bridge is away.
     for text in ["three", "four", "five"] {
@@ -112,12 +111,12 @@ async fn bridge_restart_catches_up_from_chanhistory_exactly_once() {
     alice.expect_privmsg("#hist", "five").await;
 
     let mut bridge = start_connector(&config(server.port, "#hist", ""), data.path());
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     alice.expect_join("pb", "#hist").await;
     alice.send("PRIVMSG #hist :six").await;
-    let texts = bridge.events.wait_texts("#hist", 4).await;
+    let texts = wait_texts(&bridge.recorder, "#hist", 4).await;
     assert_eq!(texts, vec!["three", "four", "five", "six"]);
-    bridge.stop().await;
+    let _ = bridge.stop(TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -130,11 +129,11 @@ async fn first_join_does_not_replay_old_history() {
     alice.send("PRIVMSG #old :ancient").await;
     alice.expect_privmsg("#old", "ancient").await;
     let mut bridge = start_connector(&config(server.port, "#old", ""), data.path());
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     alice.expect_join("pb", "#old").await;
     alice.send("PRIVMSG #old :fresh").await;
-    assert_eq!(bridge.events.wait_texts("#old", 1).await, vec!["fresh"]);
-    bridge.stop().await;
+    assert_eq!(wait_texts(&bridge.recorder, "#old", 1).await, vec!["fresh"]);
+    let _ = bridge.stop(TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -147,7 +146,7 @@ async fn a_refused_message_fails_the_delivery_instead_of_hanging() {
     op.send("MODE #mod +m").await;
     op.expect("+m", |cmd, _, _| cmd == "MODE").await;
     let mut bridge = start_connector(&config(server.port, "#mod", ""), data.path());
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     op.expect_join("pb", "#mod").await;
     let refused = loop {
         match bridge
@@ -175,5 +174,5 @@ async fn a_refused_message_fails_the_delivery_instead_of_hanging() {
     )
     .await;
     op.expect_privmsg("#mod", "now it works").await;
-    bridge.stop().await;
+    let _ = bridge.stop(TIMEOUT).await;
 }

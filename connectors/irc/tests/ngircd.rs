@@ -36,17 +36,16 @@ async fn relays_messages_actions_and_membership_both_ways() {
     let mut alice = TestClient::connect(server.port, "alice").await;
     alice.join("#test").await;
     let mut bridge = start_connector(&config(server.port, ""), data.path());
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     alice.expect_join("pb", "#test").await;
 
     // IRC → gateway, with formatting.
     alice.send("PRIVMSG #test :hello \x02world\x02").await;
     let event = bridge
-        .events
-        .wait_for("alice's message", |e| {
-            matches!(e.kind, Kind::Message { .. })
-        })
-        .await;
+        .recorder
+        .wait_for(TIMEOUT, |e| matches!(e.kind, Kind::Message { .. }))
+        .await
+        .expect("alice's message");
     assert_eq!(event.room, "#test");
     assert_eq!(event.author.name, "alice");
     let body = event.kind.body().expect("body");
@@ -58,12 +57,13 @@ async fn relays_messages_actions_and_membership_both_ways() {
     );
     alice.send("PRIVMSG #test :\x01ACTION waves\x01").await;
     bridge
-        .events
+        .recorder
         .wait_for(
-            "alice's action",
+            TIMEOUT,
             |e| matches!(&e.kind, Kind::Action { body } if body.to_plain() == "waves"),
         )
-        .await;
+        .await
+        .expect("alice's action");
 
     // Gateway → IRC: anti-highlighted nick, formatting kept.
     let rich = RichText::from_spans(vec![
@@ -84,28 +84,31 @@ async fn relays_messages_actions_and_membership_both_ways() {
     let mut carol = TestClient::connect(server.port, "carol").await;
     carol.join("#test").await;
     bridge
-        .events
-        .wait_for("carol's join", |e| {
+        .recorder
+        .wait_for(TIMEOUT, |e| {
             e.kind == Kind::Join && e.author.name == "carol"
         })
-        .await;
+        .await
+        .expect("carol's join");
     carol.send("NICK carol2").await;
     bridge
-        .events
+        .recorder
         .wait_for(
-            "carol's nick change",
+            TIMEOUT,
             |e| matches!(&e.kind, Kind::Nick { old, new } if old == "carol" && new == "carol2"),
         )
-        .await;
+        .await
+        .expect("carol's nick change");
     carol.send("QUIT :bye").await;
     bridge
-        .events
-        .wait_for("carol's quit", |e| {
+        .recorder
+        .wait_for(TIMEOUT, |e| {
             matches!(&e.kind, Kind::Part { reason: Some(r) } if r.contains("bye"))
                 && e.author.name == "carol2"
         })
-        .await;
-    bridge.stop().await;
+        .await
+        .expect("carol's quit");
+    let _ = bridge.stop(TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -116,7 +119,7 @@ async fn nick_in_use_takes_the_alternative() {
     let mut squatter = TestClient::connect(server.port, "pb").await;
     squatter.join("#test").await;
     let mut bridge = start_connector(&config(server.port, "regain_nick_secs = 0.3"), data.path());
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     squatter.expect_join("pb_", "#test").await;
     // Once the nick is free the bridge takes it back.
     let mut watcher = TestClient::connect(server.port, "watcher").await;
@@ -138,7 +141,7 @@ async fn nick_in_use_takes_the_alternative() {
         .expect("the next message", |cmd, _, _| cmd == "PRIVMSG")
         .await;
     assert_eq!(line.source.map(|s| s.nick).as_deref(), Some("pb"));
-    bridge.stop().await;
+    let _ = bridge.stop(TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -149,7 +152,7 @@ async fn rejoins_after_a_kick() {
     let mut op = TestClient::connect(server.port, "op").await;
     op.join("#test").await;
     let mut bridge = start_connector(&config(server.port, ""), data.path());
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     op.expect_join("pb", "#test").await;
     op.send("KICK #test pb :go away").await;
     op.expect_join("pb", "#test").await;
@@ -160,7 +163,7 @@ async fn rejoins_after_a_kick() {
     )
     .await;
     op.expect_privmsg("#test", "back again").await;
-    bridge.stop().await;
+    let _ = bridge.stop(TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -172,7 +175,7 @@ async fn server_restart_mid_stream_delivers_everything_in_order_once() {
     // (ngircd keeps no history for her to catch up from).
     let gate = Gate::new(server.port).await;
     let mut bridge = start_connector(&config(gate.port, ""), data.path());
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     let mut alice = TestClient::connect(server.port, "alice").await;
     alice.join("#test").await;
     for i in 0..3 {
@@ -188,11 +191,14 @@ async fn server_restart_mid_stream_delivers_everything_in_order_once() {
 
     gate.set_open(false);
     server.stop();
-    bridge
-        .wait_state("down", |s| {
-            matches!(s, ConnectorState::Down { .. } | ConnectorState::Connecting)
-        })
-        .await;
+    assert!(
+        bridge
+            .wait_state(TIMEOUT, |s| {
+                matches!(s, ConnectorState::Down { .. } | ConnectorState::Connecting)
+            })
+            .await,
+        "down"
+    );
     // The gateway keeps delivering while the server is down; the connector refuses as
     // retryable and the worker retries in order.
     let connector = bridge.connector.clone();
@@ -210,7 +216,7 @@ async fn server_restart_mid_stream_delivers_everything_in_order_once() {
     let mut alice = TestClient::connect(server.port, "alice").await;
     alice.join("#test").await;
     gate.set_open(true);
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     sender.await.expect("sender");
     for i in 0..10 {
         alice.expect_privmsg("#test", &format!("during {i}")).await;
@@ -229,7 +235,7 @@ async fn server_restart_mid_stream_delivers_everything_in_order_once() {
         params[1].contains("end marker"),
         "unexpected extra line {params:?}"
     );
-    bridge.stop().await;
+    let _ = bridge.stop(TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -260,7 +266,7 @@ async fn long_multibyte_message_arrives_complete_and_in_order() {
         received.push_str(line.strip_prefix("<bob> ").expect("nick prefix"));
     }
     assert_eq!(received, text);
-    bridge.stop().await;
+    let _ = bridge.stop(TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -269,25 +275,27 @@ async fn latin1_lines_are_decoded() {
     let server = IrcServer::ngircd().await;
     let data = tempdir();
     let mut bridge = start_connector(&config(server.port, ""), data.path());
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     let mut alice = TestClient::connect(server.port, "alice").await;
     alice.join("#test").await;
     alice.wait_member("#test", "pb").await;
     alice.send_raw(b"PRIVMSG #test :caf\xe9 cr\xe8me\r\n").await;
     alice.send("PRIVMSG #test :still alive").await;
     bridge
-        .events
-        .wait_for("the latin-1 line", |e| {
+        .recorder
+        .wait_for(TIMEOUT, |e| {
             e.kind.body().is_some_and(|b| b.to_plain() == "café crème")
         })
-        .await;
+        .await
+        .expect("the latin-1 line");
     bridge
-        .events
-        .wait_for("the next line", |e| {
+        .recorder
+        .wait_for(TIMEOUT, |e| {
             e.kind.body().is_some_and(|b| b.to_plain() == "still alive")
         })
-        .await;
-    bridge.stop().await;
+        .await
+        .expect("the next line");
+    let _ = bridge.stop(TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -299,7 +307,7 @@ async fn flood_control_queues_and_never_drops() {
         &config(server.port, "flood_burst = 3\nflood_rate = 10.0"),
         data.path(),
     );
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     let mut alice = TestClient::connect(server.port, "alice").await;
     alice.join("#test").await;
     let started = Instant::now();
@@ -321,7 +329,7 @@ async fn flood_control_queues_and_never_drops() {
         "{:?}",
         started.elapsed()
     );
-    bridge.stop().await;
+    let _ = bridge.stop(TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -336,16 +344,19 @@ async fn ping_timeout_is_detected_and_the_bridge_reconnects() {
         ),
         data.path(),
     );
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     server.signal("STOP");
-    bridge
-        .wait_state(
-            "down on ping timeout",
-            |s| matches!(s, ConnectorState::Down { reason } if reason.contains("ping timeout")),
-        )
-        .await;
+    assert!(
+        bridge
+            .wait_state(
+                TIMEOUT,
+                |s| matches!(s, ConnectorState::Down { reason } if reason.contains("ping timeout"))
+            )
+            .await,
+        "down on ping timeout"
+    );
     server.signal("CONT");
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     let mut alice = TestClient::connect(server.port, "alice").await;
     alice.join("#test").await;
     deliver(
@@ -354,7 +365,7 @@ async fn ping_timeout_is_detected_and_the_bridge_reconnects() {
     )
     .await;
     alice.expect_privmsg("#test", "reconnected").await;
-    bridge.stop().await;
+    let _ = bridge.stop(TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -376,18 +387,19 @@ async fn keyed_channels_on_connect_commands_and_topics() {
         ),
         data.path(),
     );
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     op.expect_privmsg("op", "hello from pb").await;
     op.expect_join("pb", "#keyed").await;
     op.send("TOPIC #keyed :second topic").await;
     bridge
-        .events
-        .wait_for("the topic change", |e| {
+        .recorder
+        .wait_for(TIMEOUT, |e| {
             matches!(&e.kind, Kind::Topic { topic } if topic == "second topic")
                 && e.room == "#keyed"
         })
-        .await;
-    bridge.stop().await;
+        .await
+        .expect("the topic change");
+    let _ = bridge.stop(TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -396,15 +408,13 @@ async fn server_password_is_sent() {
     let server = IrcServer::ngircd_with_password("letmein").await;
     let data = tempdir();
     let mut bridge = start_connector(&config(server.port, "password = \"letmein\""), data.path());
-    bridge.wait_up().await;
-    bridge.stop().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
+    let _ = bridge.stop(TIMEOUT).await;
     let mut bridge = start_connector(&config(server.port, "password = \"wrong\""), data.path());
-    bridge
-        .wait_state("down with a password error", |s| {
+    assert!(bridge.wait_state(TIMEOUT, |s| {
             matches!(s, ConnectorState::Down { reason } if reason.contains("password") || reason.contains("closed"))
-        })
-        .await;
-    bridge.stop().await;
+        }).await, "down with a password error");
+    let _ = bridge.stop(TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -421,7 +431,7 @@ async fn channels_joined_for_deliveries_keep_the_route_spelling_and_are_rejoined
         ),
         data.path(),
     );
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     deliver(
         &bridge.connector,
         delivery("#Dyn", "bob", RichText::plain("joined on demand")),
@@ -430,18 +440,19 @@ async fn channels_joined_for_deliveries_keep_the_route_spelling_and_are_rejoined
     alice.expect_privmsg("#dyn", "joined on demand").await;
     alice.send("PRIVMSG #dyn :hello back").await;
     let event = bridge
-        .events
-        .wait_for("alice's line", |e| {
+        .recorder
+        .wait_for(TIMEOUT, |e| {
             e.kind.body().is_some_and(|b| b.to_plain() == "hello back")
         })
-        .await;
+        .await
+        .expect("alice's line");
     assert_eq!(event.room, "#Dyn");
     server.restart().await;
     // The bridge joins #dyn again by itself (it may be there before or after alice).
     let mut alice = TestClient::connect(server.port, "alice").await;
     alice.join("#dyn").await;
     alice.wait_member("#dyn", "pb").await;
-    bridge.stop().await;
+    let _ = bridge.stop(TIMEOUT).await;
 }
 
 trait AwaitUp {
@@ -450,7 +461,7 @@ trait AwaitUp {
 
 impl AwaitUp for Running {
     async fn await_up(mut self) -> Running {
-        self.wait_up().await;
+        assert!(self.wait_up(TIMEOUT).await, "the connector is up");
         self
     }
 }

@@ -66,12 +66,12 @@ async fn tls_with_a_named_ca_and_sasl_plain() {
         ),
         data.path(),
     );
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     assert_eq!(
         account_seen_by_alice(&server, &bridge).await.as_deref(),
         Some("pbacct")
     );
-    bridge.stop().await;
+    let _ = bridge.stop(TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -96,12 +96,12 @@ async fn sasl_external_with_a_client_certificate() {
         ),
         data.path(),
     );
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     assert_eq!(
         account_seen_by_alice(&server, &bridge).await.as_deref(),
         Some("certacct")
     );
-    bridge.stop().await;
+    let _ = bridge.stop(TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -117,13 +117,16 @@ async fn sasl_failure_is_a_clear_error_without_a_reconnect_storm() {
         ),
         data.path(),
     );
-    bridge
-        .wait_state(
-            "down after SASL failure",
-            |s| matches!(s, ConnectorState::Down { reason } if reason.contains("SASL")),
-        )
-        .await;
-    let result = tokio::time::timeout(Duration::from_secs(10), &mut bridge.handle)
+    assert!(
+        bridge
+            .wait_state(
+                TIMEOUT,
+                |s| matches!(s, ConnectorState::Down { reason } if reason.contains("SASL"))
+            )
+            .await,
+        "down after SASL failure"
+    );
+    let result = tokio::time::timeout(Duration::from_secs(10), &mut bridge.task)
         .await
         .expect("run() returns instead of reconnecting")
         .expect("task");
@@ -151,12 +154,10 @@ async fn tls_rejects_an_unknown_certificate() {
         &base(server.tls_port.expect("tls port"), "tls = true"),
         data.path(),
     );
-    bridge
-        .wait_state("down with a certificate error", |s| {
+    assert!(bridge.wait_state(TIMEOUT, |s| {
             matches!(s, ConnectorState::Down { reason } if reason.contains("TLS") || reason.contains("certificate"))
-        })
-        .await;
-    bridge.stop().await;
+        }).await, "down with a certificate error");
+    let _ = bridge.stop(TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -172,7 +173,7 @@ async fn without_sasl_it_identifies_to_nickserv() {
         ),
         data.path(),
     );
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     // IDENTIFY goes out right after registering; the account shows on the next messages.
     let mut alice = TestClient::connect_with_caps(server.port, "alice", &["account-tag"]).await;
     alice.join("#sec").await;
@@ -194,7 +195,7 @@ async fn without_sasl_it_identifies_to_nickserv() {
         assert!(tokio::time::Instant::now() < deadline, "never identified");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    bridge.stop().await;
+    let _ = bridge.stop(TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -203,7 +204,7 @@ async fn logged_in_users_are_identified_by_their_account() {
     let server = server(false, true, false).await;
     let data = tempdir();
     let mut bridge = start_connector(&base(server.port, ""), data.path());
-    bridge.wait_up().await;
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     // alice registers (which logs her in), then changes nick: the account stays.
     let mut alice = TestClient::connect(server.port, "alicacct").await;
     alice
@@ -214,21 +215,23 @@ async fn logged_in_users_are_identified_by_their_account() {
     alice.expect("nick change", |cmd, _, _| cmd == "NICK").await;
     alice.join("#sec").await;
     bridge
-        .events
-        .wait_for("alicia's join with her account", |e| {
+        .recorder
+        .wait_for(TIMEOUT, |e| {
             e.kind == patchbay_sdk::Kind::Join
                 && e.author.name == "alicia"
                 && e.author.id == "alicacct"
         })
-        .await;
+        .await
+        .expect("alicia's join with her account");
     alice.send("PRIVMSG #sec :hi").await;
     let event = bridge
-        .events
-        .wait_for("alicia's message", |e| {
+        .recorder
+        .wait_for(TIMEOUT, |e| {
             e.kind.body().is_some_and(|b| b.to_plain() == "hi")
         })
-        .await;
+        .await
+        .expect("alicia's message");
     assert_eq!(event.author.id, "alicacct");
     assert_eq!(event.author.name, "alicia");
-    bridge.stop().await;
+    let _ = bridge.stop(TIMEOUT).await;
 }

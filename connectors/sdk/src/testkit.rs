@@ -2,14 +2,18 @@
 //! connector's tests need from a gateway, written once.
 //!
 //! - [`Recorder`]: the gateway's side of an [`EventSink`]; it records what a connector emits
-//!   and announces, and waits for an event with a timeout (never a sleep).
+//!   and announces, and waits for an event with a timeout (never a sleep). [`Recorder::gateway`]
+//!   also drops what the gateway would drop, for tests that lean on it.
 //! - [`build`]: a connector from a config snippet, as `[PROTOCOL.NAME]` would hold it, with its
-//!   own temporary config and data directories. [`Built::start`] runs it: [`Running`].
+//!   own temporary config and data directories ([`build_in`]: in directories the test keeps,
+//!   for a restart). [`Built::start`] runs it: [`Running`]; [`serve`] serves its HTTP routes.
+//! - [`deliver_retrying`]: a delivery retried as the gateway's outbox retries it.
 //! - [`Listener`]: a loopback port the test controls, which counts who connected to it.
 //! - [`Contract`]: the checks every connector passes — building does not connect, a delivery
 //!   before the connector is up is answered retryable, shutdown returns `Ok` promptly.
 
-use std::net::{TcpListener, TcpStream};
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -19,8 +23,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::connector::{
-    Connector, ConnectorContext, ConnectorError, ConnectorState, Delivery, DeliveryError, Emit,
-    EmitError, EventSink, StateHandle,
+    Connector, ConnectorContext, ConnectorError, ConnectorState, Delivered, Delivery,
+    DeliveryError, Emit, EmitError, EventSink, StateHandle,
 };
 use crate::event::{Author, Event, EventId, Inbound};
 use crate::factory::{AccountInfo, ConfigError, ConnectorFactory};
@@ -34,21 +38,41 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Stands in for the gateway behind a connector's [`EventSink`]: accepts every event, in
-/// order, and keeps it and every `announce` call for the test to read.
+/// order, and keeps it and every `announce` call for the test to read. Several accounts may
+/// share one, as they share the gateway.
 #[derive(Default)]
 pub struct Recorder {
-    events: Mutex<Vec<(String, Inbound)>>,
+    /// Every event accepted, in order: (account, the id it was answered with, event).
+    events: Mutex<Vec<(String, EventId, Inbound)>>,
+    /// Every event dropped as the gateway would drop it (only [`Recorder::gateway`]):
+    /// (account, event).
+    dropped: Mutex<Vec<(String, Inbound)>>,
     /// Every announce call in order: (account, network, names).
     announced: Mutex<Vec<(String, String, Vec<String>)>>,
+    /// Whether to drop what the gateway drops (see [`Recorder::gateway`]).
+    as_gateway: bool,
     changed: Notify,
 }
 
 #[async_trait]
 impl Emit for Recorder {
     async fn emit(&self, account: &str, inbound: Inbound) -> Result<Option<EventId>, EmitError> {
-        lock(&self.events).push((account.to_owned(), inbound));
+        let another_accounts = self.as_gateway && self.announced_by_another(account, &inbound);
+        let id = {
+            // Checked and kept under one lock, so a redelivery racing the first is seen.
+            let mut events = lock(&self.events);
+            let seen = self.as_gateway && seen_before(&events, account, &inbound);
+            (!seen && !another_accounts).then(|| {
+                let id = EventId::new();
+                events.push((account.to_owned(), id, inbound.clone()));
+                id
+            })
+        };
+        if id.is_none() {
+            lock(&self.dropped).push((account.to_owned(), inbound));
+        }
         self.changed.notify_waiters();
-        Ok(Some(EventId::new()))
+        Ok(id)
     }
 
     fn announce(&self, account: &str, network: &str, names: Vec<String>) {
@@ -58,14 +82,56 @@ impl Emit for Recorder {
 }
 
 impl Recorder {
+    /// A recorder that drops what the gateway drops, answering `Ok(None)` as its store does:
+    /// an event whose remote id the same account already emitted in the same room (a
+    /// redelivery), and an event whose author another account announced as its own on the
+    /// same network (an account reading another's words). A connector that relies on those
+    /// answers, such as an idempotency key or two accounts in one room, is tested with this.
+    pub fn gateway() -> Self {
+        Recorder {
+            as_gateway: true,
+            ..Recorder::default()
+        }
+    }
+
+    fn announced_by_another(&self, account: &str, inbound: &Inbound) -> bool {
+        let announced = lock(&self.announced);
+        // The last call per account counts, as each replaces the account's names.
+        let mut latest: HashMap<&str, (&str, &Vec<String>)> = HashMap::new();
+        for (who, network, names) in announced.iter() {
+            latest.insert(who, (network, names));
+        }
+        let own_network = latest.get(account).map(|(network, _)| *network);
+        latest.iter().any(|(who, (network, names))| {
+            *who != account && Some(*network) == own_network && names.contains(&inbound.author.id)
+        })
+    }
+
     /// A sink for `account` that records into this recorder.
     pub fn sink(self: &Arc<Self>, account: &str) -> EventSink {
         EventSink::new(account, Arc::clone(self) as Arc<dyn Emit>)
     }
 
-    /// Every event emitted so far, in order.
+    /// Every event accepted so far, in order.
     pub fn events(&self) -> Vec<Inbound> {
-        lock(&self.events).iter().map(|(_, e)| e.clone()).collect()
+        lock(&self.events)
+            .iter()
+            .map(|(_, _, e)| e.clone())
+            .collect()
+    }
+
+    /// Every event accepted so far with the id the recorder answered it with, in order: what
+    /// a connector hands back to its own clients as the gateway's id.
+    pub fn emitted(&self) -> Vec<(EventId, Inbound)> {
+        lock(&self.events)
+            .iter()
+            .map(|(_, id, e)| (*id, e.clone()))
+            .collect()
+    }
+
+    /// Every event dropped so far as the gateway would drop it: (account, event).
+    pub fn dropped(&self) -> Vec<(String, Inbound)> {
+        lock(&self.dropped).clone()
     }
 
     /// Every announce call so far: (account, network, names).
@@ -73,7 +139,16 @@ impl Recorder {
         lock(&self.announced).clone()
     }
 
-    /// The first emitted event matching `pred`, waiting up to `timeout` for it.
+    /// The events accepted once there are at least `n`, waiting up to `timeout` for them.
+    pub async fn wait_events(&self, timeout: Duration, n: usize) -> Option<Vec<Inbound>> {
+        self.wait_until(timeout, |r| {
+            let events = r.events();
+            (events.len() >= n).then_some(events)
+        })
+        .await
+    }
+
+    /// The first accepted event matching `pred`, waiting up to `timeout` for it.
     pub async fn wait_for(
         &self,
         timeout: Duration,
@@ -105,16 +180,26 @@ impl Recorder {
     }
 }
 
+/// Whether `account` already emitted `inbound`'s remote id in its room: a redelivery.
+fn seen_before(events: &[(String, EventId, Inbound)], account: &str, inbound: &Inbound) -> bool {
+    inbound.remote_id.is_some()
+        && events.iter().any(|(who, _, e)| {
+            who == account && e.room == inbound.room && e.remote_id == inbound.remote_id
+        })
+}
+
 /// A connector built from a config snippet, not running yet.
 pub struct Built {
     pub connector: Arc<dyn Connector>,
     pub account: AccountInfo,
-    /// Holds the config and data directories; they are removed when this is dropped.
-    pub dir: tempfile::TempDir,
+    /// The config and data directories made by [`build`], removed when this is dropped; `None`
+    /// from [`build_in`], whose directories belong to the test.
+    pub dir: Option<tempfile::TempDir>,
 }
 
 /// Build `account` (`PROTOCOL.NAME`) with `factory` from `table`, the TOML body of its
-/// `[PROTOCOL.NAME]` table. Needs no runtime, as `patchbay check` builds without one.
+/// `[PROTOCOL.NAME]` table, in a new temporary directory (the data dir is its `data`).
+/// Needs no runtime, as `patchbay check` builds without one.
 pub fn build(
     factory: &dyn ConnectorFactory,
     account: &str,
@@ -122,33 +207,59 @@ pub fn build(
 ) -> Result<Built, ConfigError> {
     let dir = tempfile::tempdir()
         .map_err(|err| ConfigError::at(&[], format!("cannot make a temp dir: {err}")))?;
-    let table: toml::Table = table
-        .parse()
-        .map_err(|err| ConfigError::at(&[], format!("the snippet is not TOML: {err}")))?;
     let account = AccountInfo {
         account: account.to_owned(),
         config_dir: dir.path().to_owned(),
         data_dir: dir.path().join("data"),
     };
+    let built = build_in(factory, account, table)?;
+    Ok(Built {
+        dir: Some(dir),
+        ..built
+    })
+}
+
+/// Build as [`build`] does, with the directories `account` names: a test that restarts a
+/// connector on the same data, or reads what it wrote there, keeps them itself.
+pub fn build_in(
+    factory: &dyn ConnectorFactory,
+    account: AccountInfo,
+    table: &str,
+) -> Result<Built, ConfigError> {
+    let table: toml::Table = table
+        .parse()
+        .map_err(|err| ConfigError::at(&[], format!("the snippet is not TOML: {err}")))?;
     let connector = factory.build(&account, table)?;
     Ok(Built {
         connector,
         account,
-        dir,
+        dir: None,
     })
 }
 
 impl Built {
     /// Run the connector as the gateway does: its data dir created, its events recorded.
     pub fn start(self) -> Running {
-        let recorder = Arc::new(Recorder::default());
+        self.start_recording(Arc::new(Recorder::default()))
+    }
+
+    /// Run the connector recording into `recorder`, which other accounts may share (as they
+    /// share the gateway) or which drops what the gateway drops ([`Recorder::gateway`]).
+    pub fn start_recording(self, recorder: Arc<Recorder>) -> Running {
+        let emit = Arc::clone(&recorder) as Arc<dyn Emit>;
+        self.start_behind(emit, recorder)
+    }
+
+    /// Run the connector with `emit` as the gateway in front of `recorder`: a store that
+    /// fails or takes its time, which forwards to `recorder` what it accepts.
+    pub fn start_behind(self, emit: Arc<dyn Emit>, recorder: Arc<Recorder>) -> Running {
         let (state, rx) = StateHandle::new();
         let shutdown = CancellationToken::new();
         // A data dir that cannot be made shows up as the connector's own error on `run`.
         let _ = std::fs::create_dir_all(&self.account.data_dir);
         let ctx = ConnectorContext {
             account: self.account.account.clone(),
-            sink: recorder.sink(&self.account.account),
+            sink: EventSink::new(self.account.account.as_str(), emit),
             state,
             shutdown: shutdown.clone(),
             data_dir: self.account.data_dir.clone(),
@@ -162,6 +273,70 @@ impl Built {
             shutdown,
             task,
             dir: self.dir,
+        }
+    }
+}
+
+/// A connector's HTTP routes served on a loopback port, as the gateway's listener serves
+/// them (whether or not the connector runs yet); the server stops when this is dropped.
+pub struct Served {
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Serve `connector`'s [`Connector::http_routes`] on a free port of 127.0.0.1.
+pub async fn serve(connector: &dyn Connector) -> std::io::Result<Served> {
+    let routes = connector
+        .http_routes()
+        .ok_or_else(|| std::io::Error::other("the connector serves no HTTP routes"))?;
+    serve_routes(routes).await
+}
+
+/// Serve `routes` on a free port of 127.0.0.1: a connector's, or a peer's that the test
+/// plays (a webhook receiver).
+pub async fn serve_routes(routes: axum::Router) -> std::io::Result<Served> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, routes)
+            .with_graceful_shutdown(async move { stopped.cancelled().await })
+            .await;
+    });
+    Ok(Served { addr, stop })
+}
+
+/// How long [`Running::deliver`] retries a delivery the connector is not ready for.
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Deliver as the gateway's outbox does: a retryable error is tried again, after its
+/// `retry_after` (at most half a second, 100 ms without one: the outbox's backoff, shortened
+/// for tests) until `timeout` has passed. The answer is the first `Ok` or permanent error, or
+/// the last retryable error once time is up.
+pub async fn deliver_retrying(
+    connector: &dyn Connector,
+    delivery: Delivery,
+    timeout: Duration,
+) -> Result<Delivered, DeliveryError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match connector.deliver(delivery.clone()).await {
+            Err(DeliveryError::Retryable { retry_after, .. })
+                if tokio::time::Instant::now() < deadline =>
+            {
+                let pause = retry_after
+                    .unwrap_or(Duration::from_millis(100))
+                    .min(Duration::from_millis(500));
+                tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + pause)).await;
+            }
+            answer => return answer,
         }
     }
 }
@@ -184,7 +359,8 @@ pub struct Running {
     pub state: watch::Receiver<ConnectorState>,
     pub shutdown: CancellationToken,
     pub task: JoinHandle<Result<(), ConnectorError>>,
-    pub dir: tempfile::TempDir,
+    /// The directories [`build`] made, if it made them.
+    pub dir: Option<tempfile::TempDir>,
 }
 
 impl Running {
@@ -202,6 +378,11 @@ impl Running {
     /// Whether the connector reports `Up` within `timeout`.
     pub async fn wait_up(&mut self, timeout: Duration) -> bool {
         self.wait_state(timeout, |s| *s == ConnectorState::Up).await
+    }
+
+    /// Deliver with [`deliver_retrying`] for up to [`DELIVERY_TIMEOUT`].
+    pub async fn deliver(&self, delivery: Delivery) -> Result<Delivered, DeliveryError> {
+        deliver_retrying(&*self.connector, delivery, DELIVERY_TIMEOUT).await
     }
 
     /// Cancel the shutdown token and wait up to `timeout` for `run` to return `Ok`.

@@ -36,16 +36,16 @@ async fn a_second_token_sees_the_first_ones_messages_but_the_echo_filter_holds()
     one.deliver(delivery("#main", "[irc] erin", "from one"))
         .await
         .expect("delivered");
-    two.events
-        .wait(WAIT, |e| {
+    two.recorder
+        .wait_for(WAIT, |e| {
             e.author.name == "[irc] erin" && text(e) == "from one"
         })
         .await
         .expect("the other token's bridge sees it");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(one.events.events().iter().all(|e| text(e) != "from one"));
-    one.stop().await.expect("stop");
-    two.stop().await.expect("stop");
+    assert!(one.recorder.events().iter().all(|e| text(e) != "from one"));
+    one.stop(WAIT).await.expect("stop");
+    two.stop(WAIT).await.expect("stop");
 }
 
 #[tokio::test]
@@ -68,5 +68,5 @@ async fn measure_plugin_delivery_rate() {
         n as f64 / elapsed.as_secs_f64()
     );
     assert!(server.wait_until(WAIT, |s| s.transcript().len() >= n).await);
-    bridge.stop().await.expect("stop");
+    bridge.stop(WAIT).await.expect("stop");
 }

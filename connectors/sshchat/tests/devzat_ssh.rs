@@ -36,8 +36,8 @@ async fn mirrors_two_rooms_skipping_history_and_own_echo() {
 
     alice.say("hi **there** :tada:").await.expect("say");
     let event = bridge
-        .events
-        .wait(WAIT, |e| {
+        .recorder
+        .wait_for(WAIT, |e| {
             e.author.name == "alice" && matches!(e.kind, Kind::Message { .. })
         })
         .await
@@ -60,8 +60,8 @@ async fn mirrors_two_rooms_skipping_history_and_own_echo() {
     // dave's message in #dev arrives as a #dev event.
     dave.say("from dev").await.expect("say");
     let event = bridge
-        .events
-        .wait(WAIT, |e| text(e) == "from dev")
+        .recorder
+        .wait_for(WAIT, |e| text(e) == "from dev")
         .await
         .expect("dev message");
     assert_eq!(event.room, "#dev");
@@ -77,7 +77,7 @@ async fn mirrors_two_rooms_skipping_history_and_own_echo() {
         .expect("shown");
 
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let events = bridge.events.events();
+    let events = bridge.recorder.events();
     assert!(
         events.iter().all(|e| text(e) != "ancient history"),
         "history skipped"
@@ -99,7 +99,7 @@ async fn mirrors_two_rooms_skipping_history_and_own_echo() {
     squatter.close().await;
     alice.close().await;
     dave.close().await;
-    bridge.stop().await.expect("stop");
+    bridge.stop(WAIT).await.expect("stop");
 }
 
 #[tokio::test]
@@ -118,8 +118,8 @@ async fn wrapped_lines_timestamps_and_dms_on_a_narrow_terminal() {
     let long = long.join(" ");
     alice.say(&long).await.expect("say");
     let event = bridge
-        .events
-        .wait(WAIT, |e| text(e).starts_with("word0"))
+        .recorder
+        .wait_for(WAIT, |e| text(e).starts_with("word0"))
         .await
         .expect("long message");
     assert!(text(&event).contains('\n'), "it was wrapped at 80 columns");
@@ -139,11 +139,11 @@ async fn wrapped_lines_timestamps_and_dms_on_a_narrow_terminal() {
     alice.say("=bridge a secret").await.expect("dm");
     alice.say("after the dm").await.expect("say");
     bridge
-        .events
-        .wait(WAIT, |e| text(e) == "after the dm")
+        .recorder
+        .wait_for(WAIT, |e| text(e) == "after the dm")
         .await
         .expect("next message");
-    let events = bridge.events.events();
+    let events = bridge.recorder.events();
     assert!(
         events.iter().all(|e| !text(e).contains("secret")),
         "DMs are not relayed"
@@ -155,7 +155,7 @@ async fn wrapped_lines_timestamps_and_dms_on_a_narrow_terminal() {
         "no timestamp emitted: {events:?}"
     );
     alice.close().await;
-    bridge.stop().await.expect("stop");
+    bridge.stop(WAIT).await.expect("stop");
 }
 
 #[tokio::test]
@@ -202,11 +202,11 @@ async fn long_relays_on_a_narrow_terminal_never_echo_back_as_fake_messages() {
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
-        bridge.events.events().is_empty(),
+        bridge.recorder.events().is_empty(),
         "nothing of the bot's own typing came back: {:?}",
-        bridge.events.events()
+        bridge.recorder.events()
     );
-    bridge.stop().await.expect("stop");
+    bridge.stop(WAIT).await.expect("stop");
 }
 
 #[tokio::test]
@@ -229,8 +229,8 @@ async fn another_gateways_hop_trace_is_restored_and_its_marks_removed() {
     relayed.event.hops.push(hop.clone());
     sender.deliver(relayed).await.expect("delivered");
     let event = reader
-        .events
-        .wait(WAIT, |e| text(e).contains("hop along"))
+        .recorder
+        .wait_for(WAIT, |e| text(e).contains("hop along"))
         .await
         .expect("the other bot's relay");
     assert_eq!(event.author.name, "relay-a");
@@ -240,6 +240,6 @@ async fn another_gateways_hop_trace_is_restored_and_its_marks_removed() {
         "no invisible marks left"
     );
     assert_eq!(event.hops, vec![hop]);
-    sender.stop().await.expect("stop");
-    reader.stop().await.expect("stop");
+    sender.stop(WAIT).await.expect("stop");
+    reader.stop(WAIT).await.expect("stop");
 }

@@ -7,9 +7,10 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use patchbay_sdk::testkit::Recorder;
 use patchbay_sdk::{Delivery, Kind};
 use support::real::Devzat;
-use support::{Collect, WAIT, delivery, start, start_shared, text};
+use support::{WAIT, deliver_all, delivery, start, start_shared, text};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -64,7 +65,7 @@ async fn the_bridges_cd_never_reaches_the_plugin_account_over_reconnects() {
     let Some(mut server) = Devzat::start(false).await else {
         return;
     };
-    let shared = Arc::new(Collect::default());
+    let shared = Arc::new(Recorder::gateway());
     let mut plugin = start_shared(
         &plugin_config(&server),
         "sshchat.plugin",
@@ -113,12 +114,12 @@ async fn the_bridges_cd_never_reaches_the_plugin_account_over_reconnects() {
         let person = server.user(&format!("carol{round}")).await;
         person.say(&format!("hello {round}")).await.expect("say");
         shared
-            .wait(WAIT, |e| text(e) == format!("hello {round}"))
+            .wait_for(WAIT, |e| text(e) == format!("hello {round}"))
             .await
             .expect("people still get through");
         person.close().await;
         alice.close().await;
-        ssh.stop().await.expect("stop");
+        ssh.stop(WAIT).await.expect("stop");
     }
     let leaked: Vec<_> = shared
         .events()
@@ -135,7 +136,7 @@ async fn the_bridges_cd_never_reaches_the_plugin_account_over_reconnects() {
             "{account} announced {network}: {announced:?}"
         );
     }
-    plugin.stop().await.expect("stop");
+    plugin.stop(WAIT).await.expect("stop");
 }
 
 /// One SSH account in `#main` and `#dev`: the `#main` session sees the `#dev` session arrive,
@@ -174,22 +175,22 @@ async fn one_account_never_emits_its_other_sessions_arrival_or_commands() {
             .await
             .expect("say");
         bridge
-            .events
-            .wait(WAIT, |e| text(e) == format!("after the bridge {attempt}"))
+            .recorder
+            .wait_for(WAIT, |e| text(e) == format!("after the bridge {attempt}"))
             .await
             .expect("alice's line");
-        let events = bridge.events.events();
+        let events = bridge.recorder.events();
         assert!(
             events
                 .iter()
                 .all(|e| !e.author.id.starts_with("bridge") && !text(e).contains("cd #dev")),
             "nothing of the account's own sessions: {events:?}"
         );
-        let announced = bridge.events.announced();
+        let announced = bridge.recorder.announced();
         let last = announced.last().expect("announced");
         assert_eq!(last.1, format!("devzat@{}", server.ssh_addr()));
         assert_eq!(last.2.len(), 2, "one name per session: {announced:?}");
-        bridge.stop().await.expect("stop");
+        bridge.stop(WAIT).await.expect("stop");
         if exercised {
             break;
         }
@@ -212,9 +213,7 @@ async fn a_burst_arrives_whole_in_order_and_without_a_warning() {
     assert!(bridge.wait_up(LONG).await);
     let n = 150;
     let started = std::time::Instant::now();
-    let answers = bridge
-        .deliver_all(burst(n), bridge.connector.run_limit())
-        .await;
+    let answers = deliver_all(&bridge, burst(n), bridge.connector.run_limit()).await;
     let elapsed = started.elapsed();
     assert_eq!(answers.len(), n);
     assert!(answers.iter().all(Result::is_ok), "{answers:?}");
@@ -239,7 +238,7 @@ async fn a_burst_arrives_whole_in_order_and_without_a_warning() {
         .count();
     eprintln!("{n} deliveries in {bridge_lines} messages from the bridge");
     watcher.close().await;
-    bridge.stop().await.expect("stop");
+    bridge.stop(WAIT).await.expect("stop");
 }
 
 /// Shut the connector down in the middle of a burst: the deliveries answered `Ok` are exactly
@@ -333,7 +332,7 @@ async fn devbot_lines_are_notices_from_a_bot() {
     // A game's end is announced by devbot in the room.
     let alice = server.user("alice").await;
     alice.say("hang").await.expect("hang");
-    let devbot = |c: &Collect, needle: &str| {
+    let devbot = |c: &Recorder, needle: &str| {
         let found: Vec<_> = c
             .events()
             .into_iter()
@@ -344,10 +343,10 @@ async fn devbot_lines_are_notices_from_a_bot() {
     let mut notices = Vec::new();
     for (mode, bridge) in [("ssh", &ssh), ("plugin", &plugin)] {
         let game = bridge
-            .events
+            .recorder
             .wait_until(WAIT, |c| devbot(c, "game"))
             .await
-            .unwrap_or_else(|| panic!("{mode}: devbot's answer: {:?}", bridge.events.events()));
+            .unwrap_or_else(|| panic!("{mode}: devbot's answer: {:?}", bridge.recorder.events()));
         notices.extend(game);
     }
     alice.close().await;
@@ -356,7 +355,7 @@ async fn devbot_lines_are_notices_from_a_bot() {
     let mut heard_farewell = Vec::new();
     for (mode, bridge) in [("ssh", &ssh), ("plugin", &plugin)] {
         if let Some(going) = bridge
-            .events
+            .recorder
             .wait_until(WAIT, |c| devbot(c, "Server going down"))
             .await
         {
@@ -375,15 +374,15 @@ async fn devbot_lines_are_notices_from_a_bot() {
     }
     for bridge in [&ssh, &plugin] {
         let chat_from_devbot: Vec<_> = bridge
-            .events
+            .recorder
             .events()
             .into_iter()
             .filter(|e| e.author.id == "devbot" && !matches!(e.kind, Kind::Notice { .. }))
             .collect();
         assert!(chat_from_devbot.is_empty(), "{chat_from_devbot:?}");
     }
-    ssh.stop().await.expect("stop");
-    plugin.stop().await.expect("stop");
+    ssh.stop(WAIT).await.expect("stop");
+    plugin.stop(WAIT).await.expect("stop");
 }
 
 /// Two rooms, two server restarts, anti-spam on: the sessions come back without tripping the
@@ -414,14 +413,14 @@ async fn reconnects_after_restarts_without_tripping_the_join_ban() {
     let alice = server.user("alice").await;
     alice.say("back again").await.expect("say");
     bridge
-        .events
-        .wait(WAIT, |e| text(e) == "back again")
+        .recorder
+        .wait_for(WAIT, |e| text(e) == "back again")
         .await
         .unwrap_or_else(|| panic!("resumed: {:?}\n{}", alice.lines(), server.log()));
     let log = server.log().to_lowercase();
     assert!(!log.contains("banned"), "{log}");
     alice.close().await;
-    bridge.stop().await.expect("stop");
+    bridge.stop(WAIT).await.expect("stop");
 }
 
 /// Someone already goes by the bridge's name and spoke before the bridge came: the bot answers
@@ -439,7 +438,7 @@ async fn a_taken_name_is_answered_and_history_is_not_relayed() {
         .expect("said");
     let mut bridge = start(&ssh_config(&server, "[\"#main\"]"));
     assert!(bridge.wait_up(LONG).await);
-    let announced = bridge.events.announced();
+    let announced = bridge.recorder.announced();
     assert_eq!(
         announced.last().map(|(_, _, names)| names.clone()),
         Some(vec!["bridge1".to_owned()]),
@@ -455,19 +454,19 @@ async fn a_taken_name_is_answered_and_history_is_not_relayed() {
         .unwrap_or_else(|| panic!("shown under the answered name: {:?}", squatter.lines()));
     squatter.say("now").await.expect("say");
     let event = bridge
-        .events
-        .wait(WAIT, |e| text(e) == "now")
+        .recorder
+        .wait_for(WAIT, |e| text(e) == "now")
         .await
         .expect("the squatter's line is relayed");
     assert_eq!(event.author.name, "bridge");
     assert!(
         bridge
-            .events
+            .recorder
             .events()
             .iter()
             .all(|e| text(e) != "ancient history"),
         "history skipped"
     );
     squatter.close().await;
-    bridge.stop().await.expect("stop");
+    bridge.stop(WAIT).await.expect("stop");
 }

@@ -27,14 +27,14 @@ async fn relays_both_ways_under_native_names_without_echo_or_commands() {
     assert!(bridge.wait_up(LONG).await, "{:?}", *bridge.state.borrow());
     let alice = server.user("alice").await;
     bridge
-        .events
-        .wait(WAIT, |e| e.author.name == "alice" && e.kind == Kind::Join)
+        .recorder
+        .wait_for(WAIT, |e| e.author.name == "alice" && e.kind == Kind::Join)
         .await
         .expect("her join, as a join");
     alice.say("hello **world**").await.expect("say");
     let event = bridge
-        .events
-        .wait(WAIT, |e| {
+        .recorder
+        .wait_for(WAIT, |e| {
             e.author.name == "alice" && matches!(e.kind, Kind::Message { .. })
         })
         .await
@@ -61,11 +61,11 @@ async fn relays_both_ways_under_native_names_without_echo_or_commands() {
         .unwrap_or_else(|| panic!("shown as typed: {:?}", alice.lines()));
     alice.say("last").await.expect("say");
     bridge
-        .events
-        .wait(WAIT, |e| text(e) == "last")
+        .recorder
+        .wait_for(WAIT, |e| text(e) == "last")
         .await
         .expect("alice's last line");
-    let events = bridge.events.events();
+    let events = bridge.recorder.events();
     assert!(
         events
             .iter()
@@ -74,7 +74,7 @@ async fn relays_both_ways_under_native_names_without_echo_or_commands() {
     );
     // The hop trace marks the relayed lines as ours, so the names they go under are not
     // announced: a real user called `[irc] bob` elsewhere on the server stays a user.
-    let announced = bridge.events.announced();
+    let announced = bridge.recorder.announced();
     assert!(
         !announced
             .iter()
@@ -82,7 +82,7 @@ async fn relays_both_ways_under_native_names_without_echo_or_commands() {
         "relay names are not announced with the hop trace on: {announced:?}"
     );
     alice.close().await;
-    bridge.stop().await.expect("stop");
+    bridge.stop(WAIT).await.expect("stop");
 }
 
 #[tokio::test]
@@ -100,7 +100,7 @@ async fn unknown_room_is_permanent_and_wrong_token_is_a_clear_error() {
         matches!(&err, DeliveryError::Permanent { reason } if reason.contains("Room does not exist")),
         "{err:?}"
     );
-    bridge.stop().await.expect("stop");
+    bridge.stop(WAIT).await.expect("stop");
 
     let wrong = start(&config(&server, "dvz@wrong"));
     let result = tokio::time::timeout(WAIT, wrong.task)
@@ -131,8 +131,8 @@ async fn reconnects_after_a_server_restart_and_resumes() {
     let carol = server.user("carol").await;
     carol.say("after the restart").await.expect("say");
     bridge
-        .events
-        .wait(WAIT, |e| text(e) == "after the restart")
+        .recorder
+        .wait_for(WAIT, |e| text(e) == "after the restart")
         .await
         .expect("events flow again");
     bridge
@@ -144,7 +144,7 @@ async fn reconnects_after_a_server_restart_and_resumes() {
         .await
         .unwrap_or_else(|| panic!("arrived: {:?}", carol.lines()));
     carol.close().await;
-    bridge.stop().await.expect("stop");
+    bridge.stop(WAIT).await.expect("stop");
 }
 
 #[tokio::test]
@@ -157,31 +157,31 @@ async fn room_moves_are_joins_and_parts_of_their_rooms() {
     let ann = server.user("ann").await;
     ann.say("cd #dev").await.expect("cd");
     bridge
-        .events
-        .wait(WAIT, |e| {
+        .recorder
+        .wait_for(WAIT, |e| {
             e.room == "#dev" && e.author.name == "ann" && e.kind == Kind::Join
         })
         .await
-        .unwrap_or_else(|| panic!("ann joined #dev: {:?}", bridge.events.events()));
+        .unwrap_or_else(|| panic!("ann joined #dev: {:?}", bridge.recorder.events()));
     bridge
-        .events
-        .wait(WAIT, |e| {
+        .recorder
+        .wait_for(WAIT, |e| {
             e.room == "#main" && e.author.name == "ann" && matches!(e.kind, Kind::Part { .. })
         })
         .await
-        .unwrap_or_else(|| panic!("ann left #main: {:?}", bridge.events.events()));
+        .unwrap_or_else(|| panic!("ann left #main: {:?}", bridge.recorder.events()));
     ann.say("hello dev").await.expect("say");
     let event = bridge
-        .events
-        .wait(WAIT, |e| text(e) == "hello dev")
+        .recorder
+        .wait_for(WAIT, |e| text(e) == "hello dev")
         .await
         .expect("her message in #dev");
     assert_eq!(event.room, "#dev");
-    let events = bridge.events.events();
+    let events = bridge.recorder.events();
     assert!(
         events.iter().all(|e| !text(e).starts_with("cd ")),
         "her `cd #dev` is not chat: {events:?}"
     );
     ann.close().await;
-    bridge.stop().await.expect("stop");
+    bridge.stop(WAIT).await.expect("stop");
 }

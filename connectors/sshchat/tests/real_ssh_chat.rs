@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use patchbay_sdk::Delivery;
 use support::real::SshChat;
-use support::{WAIT, delivery, start, text};
+use support::{WAIT, deliver_all, delivery, start, text};
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -49,8 +49,8 @@ async fn relays_both_ways_and_never_emits_its_own_lines() {
     assert!(bridge.wait_up(UP).await);
     alice.say("hello bridge").await.expect("say");
     let event = bridge
-        .events
-        .wait(WAIT, |e| text(e) == "hello bridge")
+        .recorder
+        .wait_for(WAIT, |e| text(e) == "hello bridge")
         .await
         .expect("alice's line");
     assert_eq!(event.author.name, "alice");
@@ -64,16 +64,16 @@ async fn relays_both_ways_and_never_emits_its_own_lines() {
         .unwrap_or_else(|| panic!("alice sees it: {:?}", alice.lines()));
     alice.say("after").await.expect("say");
     bridge
-        .events
-        .wait(WAIT, |e| text(e) == "after")
+        .recorder
+        .wait_for(WAIT, |e| text(e) == "after")
         .await
         .expect("alice's second line");
-    let events = bridge.events.events();
+    let events = bridge.recorder.events();
     assert!(
         events.iter().all(|e| e.author.name != "bridge"),
         "{events:?}"
     );
-    let announced = bridge.events.announced();
+    let announced = bridge.recorder.announced();
     assert_eq!(
         announced
             .last()
@@ -84,7 +84,7 @@ async fn relays_both_ways_and_never_emits_its_own_lines() {
         ))
     );
     alice.close().await;
-    bridge.stop().await.expect("stop");
+    bridge.stop(WAIT).await.expect("stop");
 }
 
 #[tokio::test]
@@ -100,7 +100,7 @@ async fn a_burst_arrives_whole_and_in_order_under_the_rate_limit() {
         .map(|i| delivery("#main", "[irc] flood", &format!("message {i}")))
         .collect();
     let started = std::time::Instant::now();
-    let answers = bridge.deliver_all(run, bridge.connector.run_limit()).await;
+    let answers = deliver_all(&bridge, run, bridge.connector.run_limit()).await;
     let elapsed = started.elapsed();
     assert_eq!(answers.len(), n);
     assert!(answers.iter().all(Result::is_ok), "{answers:?}");
@@ -118,7 +118,7 @@ async fn a_burst_arrives_whole_and_in_order_under_the_rate_limit() {
         .count();
     eprintln!("{n} deliveries in {bridge_lines} messages from the bridge");
     watcher.close().await;
-    bridge.stop().await.expect("stop");
+    bridge.stop(WAIT).await.expect("stop");
 }
 
 #[tokio::test]
@@ -224,11 +224,11 @@ async fn a_taken_name_neither_stalls_the_bot_nor_silences_the_squatter() {
     assert!(seen.starts_with("Guest"), "{seen}");
     squatter.say("squatting").await.expect("say");
     let event = bridge
-        .events
-        .wait(WAIT, |e| text(e) == "squatting")
+        .recorder
+        .wait_for(WAIT, |e| text(e) == "squatting")
         .await
         .expect("the squatter's line is relayed");
     assert_eq!(event.author.name, "bridge");
     squatter.close().await;
-    bridge.stop().await.expect("stop");
+    bridge.stop(WAIT).await.expect("stop");
 }

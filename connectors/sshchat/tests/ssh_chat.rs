@@ -37,14 +37,14 @@ async fn learns_its_guest_name_and_relays_both_ways() {
     alice.say("hello bridge").await.expect("say");
     alice.say("/me waves").await.expect("emote");
     let event = bridge
-        .events
-        .wait(WAIT, |e| text(e) == "hello bridge")
+        .recorder
+        .wait_for(WAIT, |e| text(e) == "hello bridge")
         .await
         .expect("message");
     assert_eq!(event.author.name, "alice");
     bridge
-        .events
-        .wait(WAIT, |e| {
+        .recorder
+        .wait_for(WAIT, |e| {
             matches!(e.kind, Kind::Action { .. }) && text(e) == "waves"
         })
         .await
@@ -87,7 +87,7 @@ async fn learns_its_guest_name_and_relays_both_ways() {
     assert_eq!(server.rejections(), (0, 0), "nothing refused");
 
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let events = bridge.events.events();
+    let events = bridge.recorder.events();
     assert!(
         events.iter().all(|e| text(e) != "from history"),
         "history skipped"
@@ -98,7 +98,7 @@ async fn learns_its_guest_name_and_relays_both_ways() {
     );
     squatter.close().await;
     alice.close().await;
-    bridge.stop().await.expect("stop");
+    bridge.stop(WAIT).await.expect("stop");
 }
 
 #[tokio::test]
@@ -119,11 +119,11 @@ async fn answers_keepalives_and_survives_a_restart() {
     );
     server.say("#main", "carol", "welcome back");
     bridge
-        .events
-        .wait(WAIT, |e| text(e) == "welcome back")
+        .recorder
+        .wait_for(WAIT, |e| text(e) == "welcome back")
         .await
         .expect("resumed");
-    bridge.stop().await.expect("stop");
+    bridge.stop(WAIT).await.expect("stop");
 }
 
 #[tokio::test]
@@ -147,14 +147,14 @@ async fn the_line_editor_echo_of_a_long_relay_never_reads_as_a_message() {
     // A later line shows the session kept reading past the echo.
     server.say("#main", "carol", "after the echo");
     bridge
-        .events
-        .wait(WAIT, |e| text(e) == "after the echo")
+        .recorder
+        .wait_for(WAIT, |e| text(e) == "after the echo")
         .await
         .expect("carol's line");
-    let events = bridge.events.events();
+    let events = bridge.recorder.events();
     assert!(
         events.iter().all(|e| e.author.name != "mallory"),
         "no fake message from the echo: {events:?}"
     );
-    bridge.stop().await.expect("stop");
+    bridge.stop(WAIT).await.expect("stop");
 }

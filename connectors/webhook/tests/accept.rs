@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use patchbay_sdk::{Emit, EmitError, EventId, Inbound};
 use reqwest::StatusCode;
-use support::{run, serve};
+use support::serve;
 
 const CONFIG: &str = "token = \"t0ken\"\nstart_wait_secs = 0.5\n";
 
@@ -46,13 +46,13 @@ async fn post(base: &str) -> (reqwest::Response, Instant) {
 
 #[tokio::test]
 async fn the_202_comes_after_the_event_is_recorded() {
-    let (base, connector, stop) = serve("n", CONFIG).await;
+    let (base, built, _served) = serve("n", CONFIG).await;
     let store = Arc::new(SlowStore {
         delay: Duration::from_millis(300),
         fail: false,
         returned: Mutex::new(None),
     });
-    run(&connector, "n", store.clone(), &stop);
+    let running = built.start_behind(store.clone(), Default::default());
     let (response, answered) = post(&base).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let recorded = store.returned.lock().expect("lock").expect("emit returned");
@@ -60,29 +60,29 @@ async fn the_202_comes_after_the_event_is_recorded() {
         recorded <= answered,
         "answered before the event was recorded"
     );
-    stop.cancel();
+    running.shutdown.cancel();
 }
 
 #[tokio::test]
 async fn a_store_failure_is_not_acknowledged() {
-    let (base, connector, stop) = serve("n", CONFIG).await;
+    let (base, built, _served) = serve("n", CONFIG).await;
     let store = Arc::new(SlowStore {
         delay: Duration::ZERO,
         fail: true,
         returned: Mutex::new(None),
     });
-    run(&connector, "n", store, &stop);
+    let running = built.start_behind(store, Default::default());
     let (response, _) = post(&base).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().contains_key("retry-after"));
     let body: serde_json::Value = response.json().await.expect("json");
     assert_eq!(body["error"], "the event could not be recorded: disk full");
-    stop.cancel();
+    running.shutdown.cancel();
 }
 
 #[tokio::test]
 async fn before_the_connector_runs_requests_wait_then_get_503() {
-    let (base, connector, stop) = serve("n", CONFIG).await;
+    let (base, built, _served) = serve("n", CONFIG).await;
     let (response, _) = post(&base).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     // A request racing the start: it waits for the sink and is accepted.
@@ -95,7 +95,7 @@ async fn before_the_connector_runs_requests_wait_then_get_503() {
         let base = base.clone();
         async move { post(&base).await.0.status() }
     });
-    run(&connector, "n", store.clone(), &stop);
+    let running = built.start_behind(store.clone(), Default::default());
     assert_eq!(pending.await.expect("join"), StatusCode::ACCEPTED);
-    stop.cancel();
+    running.shutdown.cancel();
 }

@@ -86,7 +86,7 @@ async fn slack_discord_and_plain_bodies_become_messages_with_their_author() {
         .expect("post");
     assert_eq!(plain.status(), StatusCode::ACCEPTED);
 
-    let events = hook.sink.wait_for(3).await;
+    let events = hook.wait_events(3).await;
     assert!(events.iter().all(|e| e.room == "builds"));
     assert_eq!(events[0].author.name, "deploybot");
     assert_eq!(
@@ -136,7 +136,11 @@ async fn tokens_are_checked() {
         .await
         .expect("post");
     assert_eq!(wrong_query.status(), StatusCode::FORBIDDEN);
-    assert_eq!(hook.sink.count(), 0, "nothing refused was emitted");
+    assert_eq!(
+        hook.recorder.events().len(),
+        0,
+        "nothing refused was emitted"
+    );
 }
 
 #[tokio::test]
@@ -183,7 +187,7 @@ async fn hmac_signatures_are_checked_against_the_exact_body() {
         .await
         .expect("post");
     assert_eq!(token.status(), StatusCode::ACCEPTED);
-    let events = hook.sink.wait_for(2).await;
+    let events = hook.wait_events(2).await;
     assert_eq!(body_text(&events[0].kind), "signed");
 }
 
@@ -245,7 +249,7 @@ async fn bad_bodies_get_400_naming_the_problem() {
         error_of(github).await,
         "the body has no `repository.full_name`, which a github/push payload carries"
     );
-    assert_eq!(hook.sink.count(), 0);
+    assert_eq!(hook.recorder.events().len(), 0);
 }
 
 #[tokio::test]
@@ -317,7 +321,7 @@ async fn bodies_over_the_limit_get_413_and_bursts_get_429_with_retry_after() {
         .await
         .expect("post");
     assert_eq!(other.status(), StatusCode::ACCEPTED);
-    let events = hook.sink.wait_for(4).await;
+    let events = hook.wait_events(4).await;
     let texts: Vec<String> = events
         .iter()
         .filter(|e| e.room == "limited")
@@ -439,7 +443,7 @@ async fn shipped_templates_render_github_gitlab_alertmanager_and_grafana() {
         .expect("post");
     assert_eq!(custom.status(), StatusCode::ACCEPTED);
 
-    let events = hook.sink.wait_for(6).await;
+    let events = hook.wait_events(6).await;
     let texts: Vec<(String, String)> = events
         .iter()
         .map(|e| (e.author.name.clone(), body_text(&e.kind)))
@@ -481,7 +485,7 @@ async fn a_room_that_only_sends_out_refuses_inbound_requests() {
         error_of(response).await,
         "this hook takes no requests (it has neither `token` nor `secret`)"
     );
-    assert_eq!(hook.sink.count(), 0);
+    assert_eq!(hook.recorder.events().len(), 0);
 }
 
 #[tokio::test]
@@ -503,7 +507,7 @@ async fn form_bodies_curl_style_and_slack_payload_style() {
             .expect("post");
         assert_eq!(response.status(), StatusCode::ACCEPTED, "{body}");
     }
-    let events = hook.sink.wait_for(2).await;
+    let events = hook.wait_events(2).await;
     assert_eq!(body_text(&events[0].kind), "deploy finished");
     assert_eq!(body_text(&events[1].kind), "from legacy slack");
 }
@@ -521,7 +525,7 @@ async fn markdown_that_renders_to_nothing_is_relayed_as_sent() {
             .await
             .expect("post");
         assert_eq!(response.status(), StatusCode::ACCEPTED, "{text}");
-        let events = hook.sink.wait_for(n + 1).await;
+        let events = hook.wait_events(n + 1).await;
         assert_eq!(body_text(&events[n].kind), text);
     }
 }

@@ -75,7 +75,7 @@ async fn a_fresh_slack_request_is_relayed_once_and_a_stale_one_is_refused() {
 
     let fresh = post_slack(&client, &url, signed_at, body).await;
     assert_eq!(fresh.status(), StatusCode::ACCEPTED);
-    let events = hook.sink.wait_for(1).await;
+    let events = hook.wait_events(1).await;
     assert_eq!(
         events[0].kind.body().map(|b| b.to_plain()).as_deref(),
         Some("deploy done")
@@ -109,9 +109,9 @@ async fn a_fresh_slack_request_is_relayed_once_and_a_stale_one_is_refused() {
     // A new request (same text, new timestamp) is a new message.
     let again = post_slack(&client, &url, signed_at + 1, body).await;
     assert_eq!(again.status(), StatusCode::ACCEPTED);
-    hook.sink.wait_for(2).await;
+    hook.wait_events(2).await;
     assert_eq!(
-        hook.sink.count(),
+        hook.recorder.events().len(),
         2,
         "the replay and the stale request were not relayed"
     );
@@ -134,7 +134,7 @@ async fn a_fresh_slack_request_is_relayed_once_and_a_stale_one_is_refused() {
     );
     let unsigned = client.post(&url).body(body).send().await.expect("post");
     assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(hook.sink.count(), 2);
+    assert_eq!(hook.recorder.events().len(), 2);
 }
 
 fn delivery(room: &str, text: &str) -> Delivery {
@@ -204,7 +204,7 @@ async fn patchbays_own_signature_is_checked_by_a_patchbay_hook() {
         .await
         .expect("post");
     assert_eq!(first.status(), StatusCode::ACCEPTED);
-    let events = hook.sink.wait_for(1).await;
+    let events = hook.wait_events(1).await;
     assert_eq!(
         events[0].kind.body().map(|b| b.to_plain()).as_deref(),
         Some("from the other side")
@@ -226,5 +226,5 @@ async fn patchbays_own_signature_is_checked_by_a_patchbay_hook() {
         error_of(forged).await,
         "the signature does not match the timestamp and body"
     );
-    assert_eq!(hook.sink.count(), 1);
+    assert_eq!(hook.recorder.events().len(), 1);
 }

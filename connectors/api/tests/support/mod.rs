@@ -1,143 +1,73 @@
-//! Test support: an API account built from TOML, served on a loopback port, emitting into a
-//! collecting sink.
+//! Test support: an API account built from TOML by the sdk's test kit, served on a loopback
+//! port and recording into a [`Recorder::gateway`]: an idempotency key relies on the gateway
+//! answering a remote id it has seen with "already recorded".
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use patchbay_api::ApiFactory;
-use patchbay_sdk::{
-    AccountInfo, Author, Connector, ConnectorContext, ConnectorFactory, Delivery, Emit, EmitError,
-    Event, EventId, EventSink, Inbound, RichText, StateHandle,
-};
-use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
+use patchbay_sdk::testkit::{self, Recorder, Running, Served};
+use patchbay_sdk::{AccountInfo, Connector, Delivery, EventId, Inbound};
 
 pub const TOKEN: &str = "api-token-123";
 
-/// Collects what the connector emits, giving each a fresh id.
-#[derive(Default)]
-pub struct Collect {
-    pub events: Mutex<Vec<(EventId, Inbound)>>,
-    notify: Notify,
-}
+/// How long the support waits for the connector, and for what it emits.
+const WAIT: Duration = Duration::from_secs(10);
 
-#[async_trait]
-impl Emit for Collect {
-    async fn emit(&self, _account: &str, inbound: Inbound) -> Result<Option<EventId>, EmitError> {
-        let mut events = self.events.lock().expect("lock");
-        // Like the gateway's store: a remote id seen before is a duplicate.
-        if inbound.remote_id.is_some()
-            && events.iter().any(|(_, e)| e.remote_id == inbound.remote_id)
-        {
-            return Ok(None);
-        }
-        let id = EventId::new();
-        events.push((id, inbound));
-        self.notify.notify_waiters();
-        Ok(Some(id))
-    }
-}
-
-impl Collect {
-    pub async fn wait_for(&self, n: usize) -> Vec<(EventId, Inbound)> {
-        tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                let notified = self.notify.notified();
-                {
-                    let events = self.events.lock().expect("lock");
-                    if events.len() >= n {
-                        return events.clone();
-                    }
-                }
-                notified.await;
-            }
-        })
-        .await
-        .expect("the events within 10 s")
-    }
-}
-
-/// A running API account.
-pub struct Running {
+/// A running API account and the URLs its routes are served at.
+pub struct Api {
     pub base: String,
     pub ws: String,
     pub connector: Arc<dyn Connector>,
-    pub sink: Arc<Collect>,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    pub recorder: Arc<Recorder>,
+    running: Running,
+    _served: Served,
 }
 
-impl Running {
+impl Api {
     /// Stop the connector and its listener, and wait for the connector to return.
     pub async fn stop(self) {
-        self.stop.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+        let _ = self.running.stop(WAIT).await;
+    }
+
+    /// The events emitted, with the ids they were answered with, once there are `n`.
+    pub async fn wait_emitted(&self, n: usize) -> Vec<(EventId, Inbound)> {
+        self.recorder
+            .wait_until(WAIT, |r| Some(r.emitted()).filter(|e| e.len() >= n))
+            .await
+            .expect("the events within 10 s")
     }
 }
 
 /// Build `[api.NAME]` from `config`, serve its routes and run it with `data_dir`.
-pub async fn start(name: &str, config: &str, data_dir: &Path) -> Running {
-    let table: toml::Table = toml::from_str(config).expect("valid TOML");
-    let info = AccountInfo {
+pub async fn start(name: &str, config: &str, data_dir: &Path) -> Api {
+    let account = AccountInfo {
         account: format!("api.{name}"),
         config_dir: data_dir.to_owned(),
         data_dir: data_dir.to_owned(),
     };
-    let connector = ApiFactory.build(&info, table).expect("a valid config");
-    let routes = connector.http_routes().expect("routes");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let stop = CancellationToken::new();
-    let server_stop = stop.clone();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, routes)
-            .with_graceful_shutdown(async move { server_stop.cancelled().await })
-            .await;
-    });
-    let sink = Arc::new(Collect::default());
-    let (state, mut up) = StateHandle::new();
-    let ctx = ConnectorContext {
-        account: format!("api.{name}"),
-        sink: EventSink::new(format!("api.{name}"), sink.clone()),
-        state,
-        shutdown: stop.clone(),
-        data_dir: PathBuf::from(data_dir),
-    };
-    let running = Arc::clone(&connector);
-    let task = tokio::spawn(async move {
-        let _ = running.run(ctx).await;
-    });
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        up.wait_for(|s| *s == patchbay_sdk::ConnectorState::Up),
-    )
-    .await
-    .expect("the connector comes up")
-    .expect("state");
-    Running {
+    let built = testkit::build_in(&ApiFactory, account, config).expect("a valid config");
+    let served = testkit::serve(&*built.connector).await.expect("routes");
+    let addr = served.addr;
+    let mut running = built.start_recording(Arc::new(Recorder::gateway()));
+    assert!(running.wait_up(WAIT).await, "the connector comes up");
+    Api {
         base: format!("http://{addr}/api/{name}"),
         ws: format!("ws://{addr}/api/{name}/stream"),
-        connector,
-        sink,
-        stop,
-        task,
+        connector: Arc::clone(&running.connector),
+        recorder: Arc::clone(&running.recorder),
+        running,
+        _served: served,
     }
 }
 
-/// A delivery to `room` of a message from `who` on IRC.
+/// A delivery to `room` of a message from `who`, relayed with an IRC-style nick.
 pub fn delivery(room: &str, who: &str, text: &str) -> Delivery {
-    let inbound = Inbound::message("#rust", Author::named(who), RichText::plain(text));
     Delivery {
-        room: room.into(),
-        event: Event::from_inbound("irc.libera", inbound),
         nick: format!("[irc] {who}"),
-        route: "lobby".into(),
-        quote: None,
+        ..testkit::delivery(room, who, text)
     }
 }
 

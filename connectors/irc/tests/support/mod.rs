@@ -1,29 +1,23 @@
-//! Test support: real IRC servers on loopback (InspIRCd, ngircd, ergo), a raw IRC client for the "users", and a
-//! collecting sink that stands in for the gateway.
+//! Test support: real IRC servers on loopback (InspIRCd, ngircd, ergo), a raw IRC client for the
+//! "users", and the connector run by the sdk's test kit, recording into its `Recorder`.
 //!
 //! Each server writes its config into its own temp dir, runs in the foreground on a free
 //! 127.0.0.1 port (pid and log files stay in the temp dir) and is killed on drop.
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use patchbay_irc::parse::{self, Parsed};
 use patchbay_irc::transport::LineReader;
-use patchbay_sdk::{
-    AccountInfo, Author, Connector, ConnectorContext, ConnectorFactory, ConnectorState, Delivered,
-    Delivery, DeliveryError, Emit, EmitError, Event, EventId, EventSink, Inbound, RichText,
-    StateHandle,
-};
+pub use patchbay_sdk::testkit::{self, Recorder, Running};
+use patchbay_sdk::{AccountInfo, Connector, Delivered, Delivery, Kind, RichText};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{Notify, watch};
-use tokio_util::sync::CancellationToken;
 
 mod ergo;
 mod servers;
@@ -275,180 +269,60 @@ impl TestClient {
     }
 }
 
-/// Stands in for the gateway: records what the connector emits.
-#[derive(Default)]
-pub struct Collector {
-    events: Mutex<Vec<Inbound>>,
-    notify: Notify,
+/// Plain texts of messages (not echoes) in `room`, in order: what the gateway relays.
+pub fn texts(recorder: &Recorder, room: &str) -> Vec<String> {
+    recorder
+        .events()
+        .into_iter()
+        .filter(|e| e.room == room && !e.is_echo)
+        .filter_map(|e| match e.kind {
+            Kind::Message { body, .. } => Some(body.to_plain()),
+            _ => None,
+        })
+        .collect()
 }
 
-#[async_trait]
-impl Emit for Collector {
-    async fn emit(&self, _account: &str, inbound: Inbound) -> Result<Option<EventId>, EmitError> {
-        self.events.lock().expect("lock").push(inbound);
-        self.notify.notify_waiters();
-        Ok(Some(EventId::new()))
-    }
+/// Wait until `room` has at least `n` messages; their texts.
+pub async fn wait_texts(recorder: &Recorder, room: &str, n: usize) -> Vec<String> {
+    let texts = recorder
+        .wait_until(TIMEOUT * 3, |r| {
+            Some(texts(r, room)).filter(|t| t.len() >= n)
+        })
+        .await;
+    texts.unwrap_or_else(|| {
+        panic!(
+            "timed out waiting for {n} messages in {room}; got {:#?}",
+            self::texts(recorder, room)
+        )
+    })
 }
 
-impl Collector {
-    pub fn all(&self) -> Vec<Inbound> {
-        self.events.lock().expect("lock").clone()
-    }
-
-    /// Plain texts of messages (not echoes) in `room`, in order.
-    pub fn texts(&self, room: &str) -> Vec<String> {
-        self.all()
-            .into_iter()
-            .filter(|e| e.room == room && !e.is_echo)
-            .filter_map(|e| match e.kind {
-                patchbay_sdk::Kind::Message { body, .. } => Some(body.to_plain()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Wait until an emitted event satisfies `pred`.
-    pub async fn wait_for(&self, what: &str, pred: impl Fn(&Inbound) -> bool) -> Inbound {
-        let fut = async {
-            loop {
-                let notified = self.notify.notified();
-                if let Some(e) = self.all().into_iter().find(|e| pred(e)) {
-                    return e;
-                }
-                let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
-            }
-        };
-        tokio::time::timeout(TIMEOUT, fut)
-            .await
-            .unwrap_or_else(|_| panic!("timed out waiting for {what}; got {:#?}", self.all()))
-    }
-
-    /// Wait until `room` has at least `n` messages.
-    pub async fn wait_texts(&self, room: &str, n: usize) -> Vec<String> {
-        let fut = async {
-            loop {
-                let notified = self.notify.notified();
-                let texts = self.texts(room);
-                if texts.len() >= n {
-                    return texts;
-                }
-                let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
-            }
-        };
-        tokio::time::timeout(TIMEOUT * 3, fut)
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "timed out waiting for {n} messages in {room}; got {:#?}",
-                    self.texts(room)
-                )
-            })
-    }
-}
-
-/// A connector running against a test server, with its own collector.
-pub struct Running {
-    pub connector: Arc<dyn Connector>,
-    pub events: Arc<Collector>,
-    pub state: watch::Receiver<ConnectorState>,
-    pub shutdown: CancellationToken,
-    pub handle: tokio::task::JoinHandle<Result<(), patchbay_sdk::ConnectorError>>,
-}
-
-pub fn account(data_dir: &Path) -> AccountInfo {
-    AccountInfo {
+/// Build a connector from a TOML table body and run it as `irc.test`, with `data_dir` as its
+/// config and data directory.
+pub fn start_connector(toml_body: &str, data_dir: &Path) -> Running {
+    let account = AccountInfo {
         account: "irc.test".into(),
         config_dir: data_dir.to_path_buf(),
         data_dir: data_dir.to_path_buf(),
-    }
-}
-
-/// Build and run a connector from a TOML table body.
-pub fn start_connector(toml_body: &str, data_dir: &Path) -> Running {
-    let table: toml::Table = toml::from_str(toml_body).expect("test config parses");
-    let connector = patchbay_irc::IrcFactory
-        .build(&account(data_dir), table)
-        .expect("test config is valid");
-    let events = Arc::new(Collector::default());
-    let (state_handle, state) = StateHandle::new();
-    let shutdown = CancellationToken::new();
-    let ctx = ConnectorContext {
-        account: "irc.test".into(),
-        sink: EventSink::new("irc.test", events.clone()),
-        state: state_handle,
-        shutdown: shutdown.clone(),
-        data_dir: PathBuf::from(data_dir),
     };
-    let c = connector.clone();
-    let handle = tokio::spawn(async move { c.run(ctx).await });
-    Running {
-        connector,
-        events,
-        state,
-        shutdown,
-        handle,
-    }
+    testkit::build_in(&patchbay_irc::IrcFactory, account, toml_body)
+        .expect("test config is valid")
+        .start()
 }
 
-impl Running {
-    pub async fn wait_state(&mut self, what: &str, pred: impl Fn(&ConnectorState) -> bool) {
-        let fut = async {
-            loop {
-                if pred(&self.state.borrow_and_update()) {
-                    return;
-                }
-                if self.state.changed().await.is_err() {
-                    panic!("connector stopped while waiting for {what}");
-                }
-            }
-        };
-        tokio::time::timeout(TIMEOUT, fut)
-            .await
-            .unwrap_or_else(|_| panic!("timed out waiting for {what}: {:?}", self.state.borrow()));
-    }
-
-    pub async fn wait_up(&mut self) {
-        self.wait_state("up", |s| *s == ConnectorState::Up).await;
-    }
-
-    pub async fn stop(self) {
-        self.shutdown.cancel();
-        let _ = tokio::time::timeout(TIMEOUT, self.handle).await;
-    }
-}
-
-/// A delivery of `text` from `nick` into `room`, as the gateway would make it.
+/// A delivery of `body` from `nick` into `room`, as the gateway would make it.
 pub fn delivery(room: &str, nick: &str, body: RichText) -> Delivery {
-    let inbound = Inbound::message("#elsewhere", Author::named(nick), body);
-    Delivery {
-        room: room.into(),
-        event: Event::from_inbound("test.src", inbound),
-        nick: nick.into(),
-        route: "test".into(),
-        quote: None,
-    }
+    let mut delivery = testkit::delivery(room, nick, "");
+    delivery.event.kind = Kind::Message {
+        body,
+        attachments: Vec::new(),
+    };
+    delivery
 }
 
 /// Deliver like the gateway's worker: retry retryable errors until it succeeds.
 pub async fn deliver(connector: &Arc<dyn Connector>, d: Delivery) -> Delivered {
-    let fut = async {
-        loop {
-            match connector.deliver(d.clone()).await {
-                Ok(done) => return done,
-                Err(DeliveryError::Retryable { retry_after, .. }) => {
-                    tokio::time::sleep(
-                        retry_after
-                            .unwrap_or(Duration::from_millis(200))
-                            .min(Duration::from_millis(500)),
-                    )
-                    .await;
-                }
-                Err(e) => panic!("delivery failed permanently: {e}"),
-            }
-        }
-    };
-    tokio::time::timeout(TIMEOUT * 3, fut)
+    testkit::deliver_retrying(&**connector, d, TIMEOUT * 3)
         .await
-        .expect("delivered in time")
+        .unwrap_or_else(|e| panic!("not delivered: {e}"))
 }

@@ -9,12 +9,12 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use patchbay_sdk::{AccountInfo, EventSink, StateHandle};
+use patchbay_sdk::AccountInfo;
+use patchbay_sdk::testkit::{self, Recorder};
 use serde_json::Value;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Collect, Running, Synapse};
+use super::{Running, Synapse};
 
 pub const SLOTS: usize = 4;
 
@@ -122,10 +122,10 @@ pub fn start_bridge(slot: &Slot, synapse: &Synapse, extra: &str) -> Bridge {
     start_bridge_refusing(slot, synapse, extra, None)
 }
 
-/// Like a [`Collect`], but the first event whose text is `refuse` is refused once, as a
-/// gateway whose store failed would.
+/// A gateway whose store refuses the first event whose text is `refuse`, once, then hands
+/// every event to its recorder.
 struct Refusing {
-    tx: mpsc::UnboundedSender<patchbay_sdk::Inbound>,
+    recorder: Arc<Recorder>,
     refuse: std::sync::Mutex<Option<String>>,
 }
 
@@ -133,17 +133,18 @@ struct Refusing {
 impl patchbay_sdk::Emit for Refusing {
     async fn emit(
         &self,
-        _account: &str,
+        account: &str,
         inbound: patchbay_sdk::Inbound,
     ) -> Result<Option<patchbay_sdk::EventId>, patchbay_sdk::EmitError> {
         let text = inbound.kind.body().map(|b| b.to_plain());
-        let mut refuse = self.refuse.lock().unwrap_or_else(|e| e.into_inner());
-        if refuse.is_some() && *refuse == text {
-            *refuse = None;
-            return Err(patchbay_sdk::EmitError::Store("the disk is full".into()));
+        {
+            let mut refuse = self.refuse.lock().unwrap_or_else(|e| e.into_inner());
+            if refuse.is_some() && *refuse == text {
+                *refuse = None;
+                return Err(patchbay_sdk::EmitError::Store("the disk is full".into()));
+            }
         }
-        let _ = self.tx.send(inbound);
-        Ok(Some(patchbay_sdk::EventId::new()))
+        self.recorder.emit(account, inbound).await
     }
 }
 
@@ -154,12 +155,10 @@ pub fn start_bridge_refusing(
     extra: &str,
     refuse: Option<&str>,
 ) -> Bridge {
-    let table: toml::Table = toml::from_str(&slot.table(synapse.port, extra)).expect("table");
-    let account = slot.account();
-    let connector = patchbay_matrix::factory()
-        .build(&account, table)
+    let table = slot.table(synapse.port, extra);
+    let built = testkit::build_in(&*patchbay_matrix::factory(), slot.account(), &table)
         .expect("valid config");
-    let router = connector.http_routes().expect("the AS API routes");
+    let router = built.connector.http_routes().expect("the AS API routes");
     let listener = slot.listener.try_clone().expect("clone the listener");
     listener.set_nonblocking(true).expect("nonblocking");
     let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
@@ -170,39 +169,19 @@ pub fn start_bridge_refusing(
             .with_graceful_shutdown(async move { stopping.cancelled().await })
             .await;
     });
-    let (tx, inbound) = mpsc::unbounded_channel();
-    let (state_handle, state) = StateHandle::new();
-    let shutdown = CancellationToken::new();
-    let ctx = patchbay_sdk::ConnectorContext {
-        account: account.account.clone(),
-        sink: EventSink::new(
-            account.account.clone(),
-            match refuse {
-                Some(text) => Arc::new(Refusing {
-                    tx,
-                    refuse: std::sync::Mutex::new(Some(text.to_owned())),
-                }) as Arc<dyn patchbay_sdk::Emit>,
-                None => Arc::new(Collect { tx }),
-            },
-        ),
-        state: state_handle,
-        shutdown: shutdown.clone(),
-        data_dir: slot.data_dir.clone(),
-    };
-    let running = connector.clone();
-    let task = tokio::spawn(async move {
-        if let Err(e) = running.run(ctx).await {
-            panic!("the connector failed: {e}");
+    let recorder = Arc::new(Recorder::default());
+    let running = match refuse {
+        Some(text) => {
+            let store = Arc::new(Refusing {
+                recorder: Arc::clone(&recorder),
+                refuse: std::sync::Mutex::new(Some(text.to_owned())),
+            });
+            built.start_behind(store, recorder)
         }
-    });
+        None => built.start_recording(recorder),
+    };
     Bridge {
-        running: Running {
-            connector,
-            inbound,
-            state,
-            shutdown,
-            task,
-        },
+        running: running.into(),
         server,
         stop_server,
     }

@@ -1,5 +1,5 @@
 //! Test support: a shared Synapse per test binary, Matrix users driven by matrix-sdk clients
-//! (with E2EE), and the connector run with an in-test sink collecting what it emits.
+//! (with E2EE), and the connector run by the sdk's test kit, recording what it emits.
 #![allow(dead_code)]
 
 pub mod appservice;
@@ -11,14 +11,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use matrix_sdk::Client;
 use matrix_sdk::config::SyncSettings;
 use matrix_sdk::ruma::OwnedRoomId;
-use patchbay_sdk::{
-    AccountInfo, Connector, ConnectorContext, ConnectorState, Emit, EmitError, EventId, EventSink,
-    Inbound, StateHandle,
-};
+use patchbay_sdk::testkit;
+use patchbay_sdk::{AccountInfo, Connector, ConnectorState, Inbound};
 use serde_json::Value;
 use tokio::sync::{Mutex, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -172,100 +169,72 @@ impl User {
     }
 }
 
-/// Collects what the connector emits.
-pub struct Collect {
-    tx: mpsc::UnboundedSender<Inbound>,
-}
-
-#[async_trait]
-impl Emit for Collect {
-    async fn emit(&self, _account: &str, inbound: Inbound) -> Result<Option<EventId>, EmitError> {
-        let _ = self.tx.send(inbound);
-        Ok(Some(EventId::new()))
-    }
-}
-
-/// The connector under test, running.
+/// The connector under test, run by the sdk's test kit, and how far the test has read what it
+/// recorded: Matrix tests read the events in order, each once.
 pub struct Running {
     pub connector: Arc<dyn Connector>,
-    pub inbound: mpsc::UnboundedReceiver<Inbound>,
     pub state: watch::Receiver<ConnectorState>,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    run: testkit::Running,
+    read: usize,
+}
+
+impl From<testkit::Running> for Running {
+    fn from(run: testkit::Running) -> Self {
+        Running {
+            connector: Arc::clone(&run.connector),
+            state: run.state.clone(),
+            run,
+            read: 0,
+        }
+    }
 }
 
 /// Build the connector from a TOML table and run it with `data_dir`.
 pub fn start(table: &str, data_dir: &Path) -> Running {
-    let table: toml::Table = toml::from_str(table).expect("test config is TOML");
     let account = AccountInfo {
         account: "matrix.test".into(),
         config_dir: data_dir.to_owned(),
         data_dir: data_dir.to_owned(),
     };
-    let connector = patchbay_matrix::factory()
-        .build(&account, table)
-        .expect("valid config");
-    let (tx, inbound) = mpsc::unbounded_channel();
-    let (state_handle, state) = StateHandle::new();
-    let shutdown = CancellationToken::new();
-    let ctx = ConnectorContext {
-        account: "matrix.test".into(),
-        sink: EventSink::new("matrix.test", Arc::new(Collect { tx })),
-        state: state_handle,
-        shutdown: shutdown.clone(),
-        data_dir: data_dir.to_owned(),
-    };
-    let running = connector.clone();
-    let task = tokio::spawn(async move {
-        if let Err(e) = running.run(ctx).await {
-            panic!("the connector failed: {e}");
-        }
-    });
-    Running {
-        connector,
-        inbound,
-        state,
-        shutdown,
-        task,
-    }
+    let built = testkit::build_in(&*patchbay_matrix::factory(), account, table);
+    built.expect("valid config").start().into()
 }
 
 impl Running {
     pub async fn wait_up(&mut self) {
-        within("the connector to be up", async {
-            loop {
-                if *self.state.borrow_and_update() == ConnectorState::Up {
-                    return;
-                }
-                self.state.changed().await.expect("state channel");
-            }
-        })
-        .await
+        let up = self.run.wait_up(TIMEOUT).await;
+        assert!(up, "timed out waiting for the connector to be up");
     }
 
-    /// The next emitted event that is not an echo of the bot's own messages and matches.
+    /// The next event recorded that matches (those before it are read too).
     pub async fn next_matching(
         &mut self,
         what: &str,
         predicate: impl Fn(&Inbound) -> bool,
     ) -> Inbound {
-        within(what, async {
-            loop {
-                let event = self.inbound.recv().await.expect("the connector stopped");
-                if predicate(&event) {
-                    return event;
-                }
-            }
-        })
-        .await
+        let read = self.read;
+        let found = self.run.recorder.wait_until(TIMEOUT, |r| {
+            let events = r.events().into_iter().enumerate().skip(read);
+            events.into_iter().find(|(_, e)| predicate(e))
+        });
+        let Some((at, event)) = found.await else {
+            panic!("timed out waiting for {what}");
+        };
+        self.read = at + 1;
+        event
     }
 
-    /// Stop the connector and wait until it has returned.
+    /// The next event recorded, if there is one yet.
+    pub fn try_next(&mut self) -> Option<Inbound> {
+        let next = self.run.recorder.events().into_iter().nth(self.read);
+        self.read += usize::from(next.is_some());
+        next
+    }
+
+    /// Stop the connector and wait until it has returned `Ok`.
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        within("the connector to stop", self.task)
-            .await
-            .expect("connector task");
+        let stopped = self.run.stop(TIMEOUT).await;
+        stopped.expect("the connector stops cleanly");
     }
 }
 

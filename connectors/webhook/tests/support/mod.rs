@@ -1,136 +1,79 @@
-//! Test support: a webhook account built from TOML, served on a loopback port, emitting into a
-//! collecting sink; and an HTTP receiver that records what is POSTed to it.
+//! Test support: a webhook account built from TOML by the sdk's test kit, served on a loopback
+//! port and recording what it emits; and an HTTP receiver that records what is POSTed to it.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use patchbay_sdk::{
-    AccountInfo, Connector, ConnectorContext, ConnectorFactory, Emit, EmitError, EventId,
-    EventSink, Inbound, StateHandle,
-};
+use patchbay_sdk::testkit::{self, Built, Recorder, Running, Served};
+use patchbay_sdk::{AccountInfo, Connector, Inbound};
 use patchbay_webhook::WebhookFactory;
-use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
-/// Collects what the connector emits.
-#[derive(Default)]
-pub struct Collect {
-    pub events: Mutex<Vec<Inbound>>,
-    notify: Notify,
-}
+/// How long a test waits for what the connector emits.
+const WAIT: Duration = Duration::from_secs(10);
 
-#[async_trait]
-impl Emit for Collect {
-    async fn emit(&self, _account: &str, inbound: Inbound) -> Result<Option<EventId>, EmitError> {
-        self.events.lock().expect("lock").push(inbound);
-        self.notify.notify_waiters();
-        Ok(Some(EventId::new()))
-    }
-}
-
-impl Collect {
-    /// Wait until `n` events were emitted; return them.
-    pub async fn wait_for(&self, n: usize) -> Vec<Inbound> {
-        tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                let notified = self.notify.notified();
-                {
-                    let events = self.events.lock().expect("lock");
-                    if events.len() >= n {
-                        return events.clone();
-                    }
-                }
-                notified.await;
-            }
-        })
-        .await
-        .expect("the events within 10 s")
-    }
-
-    pub fn count(&self) -> usize {
-        self.events.lock().expect("lock").len()
-    }
-}
-
-/// A running webhook account.
+/// A running webhook account; it stops when dropped.
 pub struct Hook {
     pub base: String,
     pub connector: Arc<dyn Connector>,
-    pub sink: Arc<Collect>,
-    stop: CancellationToken,
+    pub recorder: Arc<Recorder>,
+    running: Running,
+    _served: Served,
 }
 
 impl Drop for Hook {
     fn drop(&mut self) {
-        self.stop.cancel();
+        self.running.shutdown.cancel();
+    }
+}
+
+impl Hook {
+    /// The events emitted once there are `n`.
+    pub async fn wait_events(&self, n: usize) -> Vec<Inbound> {
+        self.recorder
+            .wait_events(WAIT, n)
+            .await
+            .expect("the events within 10 s")
+    }
+}
+
+fn account(dir: &Path, name: &str) -> AccountInfo {
+    AccountInfo {
+        account: format!("webhook.{name}"),
+        config_dir: dir.to_owned(),
+        data_dir: dir.join("data"),
     }
 }
 
 pub fn build(dir: &Path, name: &str, config: &str) -> Arc<dyn Connector> {
-    let table: toml::Table = toml::from_str(config).expect("valid TOML");
-    let info = AccountInfo {
-        account: format!("webhook.{name}"),
-        config_dir: dir.to_owned(),
-        data_dir: dir.join("data"),
-    };
-    WebhookFactory.build(&info, table).expect("a valid config")
+    testkit::build_in(&WebhookFactory, account(dir, name), config)
+        .expect("a valid config")
+        .connector
 }
 
 /// Build `[webhook.NAME]` from `config`, serve its routes and run it.
 pub async fn start(name: &str, config: &str) -> Hook {
-    let sink = Arc::new(Collect::default());
-    let (base, connector, stop) = serve(name, config).await;
-    run(&connector, name, sink.clone(), &stop);
+    let (base, built, served) = serve(name, config).await;
+    let running = built.start();
     Hook {
         base,
-        connector,
-        sink,
-        stop,
+        connector: Arc::clone(&running.connector),
+        recorder: Arc::clone(&running.recorder),
+        running,
+        _served: served,
     }
 }
 
-/// Build and serve the account's routes without running it; returns the base URL.
-pub async fn serve(name: &str, config: &str) -> (String, Arc<dyn Connector>, CancellationToken) {
-    let dir = std::env::temp_dir();
-    let connector = build(&dir, name, config);
-    let routes = connector.http_routes().expect("routes");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let stop = CancellationToken::new();
-    let server_stop = stop.clone();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, routes)
-            .with_graceful_shutdown(async move { server_stop.cancelled().await })
-            .await;
-    });
-    (format!("http://{addr}"), connector, stop)
-}
-
-/// Run the connector with `emit` as the gateway.
-pub fn run(
-    connector: &Arc<dyn Connector>,
-    name: &str,
-    emit: Arc<dyn Emit>,
-    stop: &CancellationToken,
-) {
-    let (state, _) = StateHandle::new();
-    let ctx = ConnectorContext {
-        account: format!("webhook.{name}"),
-        sink: EventSink::new(format!("webhook.{name}"), emit),
-        state,
-        shutdown: stop.clone(),
-        data_dir: std::env::temp_dir().join("data"),
-    };
-    let running = Arc::clone(connector);
-    tokio::spawn(async move { running.run(ctx).await });
+/// Build and serve the account's routes without running it: the base URL, the connector to
+/// start, and the server (stopped when dropped).
+pub async fn serve(name: &str, config: &str) -> (String, Built, Served) {
+    let built = testkit::build(&WebhookFactory, &format!("webhook.{name}"), config)
+        .expect("a valid config");
+    let served = testkit::serve(&*built.connector).await.expect("routes");
+    (format!("http://{}", served.addr), built, served)
 }
 
 /// One request a receiver got.
@@ -145,7 +88,7 @@ pub struct Received {
 pub struct Receiver {
     pub url: String,
     pub got: Arc<ReceiverState>,
-    stop: CancellationToken,
+    _served: Served,
 }
 
 #[derive(Default)]
@@ -154,33 +97,17 @@ pub struct ReceiverState {
     pub failures: Mutex<(u32, u16)>,
 }
 
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
 impl Receiver {
     pub async fn start() -> Receiver {
         let got = Arc::new(ReceiverState::default());
         let app = axum::Router::new()
             .route("/in", axum::routing::post(receive))
             .with_state(Arc::clone(&got));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr: SocketAddr = listener.local_addr().expect("addr");
-        let stop = CancellationToken::new();
-        let server_stop = stop.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { server_stop.cancelled().await })
-                .await;
-        });
+        let served = testkit::serve_routes(app).await.expect("bind");
         Receiver {
-            url: format!("http://{addr}/in"),
+            url: format!("http://{}/in", served.addr),
             got,
-            stop,
+            _served: served,
         }
     }
 
