@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::Mutex;
 
-use patchbay_sdk::{Event, RoomKey, Timestamp};
+use patchbay_sdk::{Event, RoomKey, Signal, Timestamp};
 use serde::Serialize;
 
 mod feed;
@@ -49,6 +49,8 @@ struct Inner {
     /// When each account last had an event recorded, and last took a delivery (ms).
     last_in: BTreeMap<String, i64>,
     last_out: BTreeMap<String, i64>,
+    /// Connectors' health events (reconnects, rate limits, ...), per account and signal.
+    connector_events: BTreeMap<(String, Signal), u64>,
 }
 
 impl Metrics {
@@ -62,6 +64,16 @@ impl Metrics {
         let mut inner = self.inner();
         *inner.accepted.entry(account.to_owned()).or_default() += 1;
         inner.last_in.insert(account.to_owned(), now);
+    }
+
+    /// `account`'s connector went through `signal` (it logged it already: see
+    /// [`patchbay_sdk::health`]).
+    pub fn connector_event(&self, account: &str, signal: Signal) {
+        *self
+            .inner()
+            .connector_events
+            .entry((account.to_owned(), signal))
+            .or_default() += 1;
     }
 
     /// `event`, along `route`, was delivered into `room`.
@@ -234,6 +246,18 @@ impl Metrics {
                 u8::from(*is_up)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP patchbay_connector_events_total What connectors went through (reconnects, rate limits, refusals), by account and event."
+        );
+        let _ = writeln!(out, "# TYPE patchbay_connector_events_total counter");
+        for ((account, signal), n) in &inner.connector_events {
+            let _ = writeln!(
+                out,
+                "patchbay_connector_events_total{{account=\"{}\",event=\"{signal}\"}} {n}",
+                escape(account)
+            );
+        }
         out
     }
 }
@@ -384,6 +408,28 @@ mod tests {
         assert_eq!(json["room"], "console.you/lobby");
         assert_eq!(json["author"], "alice");
         assert!(metrics.last_in_out("console.you").1.is_some());
+    }
+
+    #[test]
+    fn connector_events_render_as_one_counter_family_by_account_and_event() {
+        let metrics = Metrics::default();
+        metrics.connector_event("irc.net", Signal::Reconnect);
+        metrics.connector_event("irc.net", Signal::Reconnect);
+        metrics.connector_event("sshchat.dz", Signal::RateLimited);
+        let text = metrics.render(&BTreeMap::new(), &BTreeMap::new());
+        let family: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("patchbay_connector_events_total"))
+            .collect();
+        assert_eq!(
+            family,
+            [
+                "# HELP patchbay_connector_events_total What connectors went through (reconnects, rate limits, refusals), by account and event.",
+                "# TYPE patchbay_connector_events_total counter",
+                "patchbay_connector_events_total{account=\"irc.net\",event=\"reconnect\"} 2",
+                "patchbay_connector_events_total{account=\"sshchat.dz\",event=\"rate_limited\"} 1",
+            ]
+        );
     }
 
     #[test]
