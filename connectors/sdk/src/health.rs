@@ -9,11 +9,13 @@
 //!   name each has in `/metrics` (`patchbay_connector_events_total{event="reconnect"}`), so
 //!   IRC's reconnect and SSH chat's are one series, and a dashboard written for one connector
 //!   reads every other.
-//! - **The words stay with the connector.** Each event type lives where it happens (the
-//!   supervisor's [`Reconnecting`](crate::supervise::Reconnecting), IRC's refused join in the
-//!   IRC crate) and writes its log line there, in the words, level and fields the call site
-//!   always used: the line keeps its target (`patchbay_irc::session`), so `RUST_LOG`
-//!   filters and whatever reads the log by its text keep working.
+//! - **The words stay with the connector.** Each event type lives beside the code that
+//!   emits it (the supervisor's [`Reconnecting`](crate::supervise::Reconnecting) in
+//!   `supervise.rs`, IRC's refused join in the IRC crate's session) and writes its log line
+//!   there, in the words, level and fields the call site always used. A line written by one
+//!   shared type here would read `patchbay_sdk::…` as its target, and `RUST_LOG` filters
+//!   naming the connector's crate would lose it; written by the connector, it keeps its
+//!   crate's target, and whatever reads the log by its text keeps working.
 //!
 //! ## Why the count travels through the [`EventSink`]
 //!
