@@ -64,11 +64,14 @@ pub enum Signal {
     Undecryptable,
     /// The connector could not save its own state (marks, sync position) to its data dir.
     SaveFailed,
+    /// A connector that serves HTTP refused a request (bad token or signature, over the rate
+    /// limit, a body it cannot read).
+    RequestRefused,
 }
 
 impl Signal {
     /// Every signal, in the order `/metrics` and the README list them.
-    pub const ALL: [Signal; 11] = [
+    pub const ALL: [Signal; 12] = [
         Signal::Reconnect,
         Signal::RateLimited,
         Signal::Paced,
@@ -80,6 +83,7 @@ impl Signal {
         Signal::HistoryGap,
         Signal::Undecryptable,
         Signal::SaveFailed,
+        Signal::RequestRefused,
     ];
 
     /// The `event` label value: snake case, stable (dashboards and alerts name it).
@@ -96,6 +100,7 @@ impl Signal {
             Signal::HistoryGap => "history_gap",
             Signal::Undecryptable => "undecryptable",
             Signal::SaveFailed => "save_failed",
+            Signal::RequestRefused => "request_refused",
         }
     }
 }
