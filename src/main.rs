@@ -231,6 +231,10 @@ where
 
 fn check(path: &std::path::Path, registry: &Registry) -> anyhow::Result<()> {
     let config = load(path, registry)?;
+    // Warnings alone leave the file valid: check still succeeds.
+    for warning in &config.warnings {
+        println!("warning: {warning}");
+    }
     print!("{}", patchbay::config::describe(&config));
     // What valid settings still do not do, from each connector (an appservice's encryption).
     for account in &config.accounts {

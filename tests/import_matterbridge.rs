@@ -179,7 +179,7 @@ const CASES: &[Case] = &[
         facts: &[
             (&["irc", "a", "flood_burst"], "1"),
             (&["irc", "a", "flood_rate"], "0.769"),
-            (&["irc", "a", "ping_interval_secs"], "90.0"),
+            (&["irc", "a", "ping_interval"], r#""1m 30s""#),
             (&["irc", "a", "formatting"], r#""strip""#),
             // `#tg` went with its gateway: only the same-channel gateway's rooms are joined.
             (&["irc", "a", "channels"], r##"["#one", "#two"]"##),
@@ -470,6 +470,12 @@ fn each_matterbridge_config_of_the_table_imports_as_stated_and_passes_check() {
         });
         assert_eq!(config.accounts.len(), case.accounts, "{}", case.fixture);
         assert_eq!(config.routes.len(), case.routes, "{}", case.fixture);
+        let warnings: Vec<String> = config.warnings.iter().map(|w| w.to_string()).collect();
+        assert!(
+            warnings.is_empty(),
+            "{}: check warns about the output: {warnings:?}",
+            case.fixture
+        );
     }
 }
 

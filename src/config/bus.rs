@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use patchbay_sdk::ConfigDuration;
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::diagnostic::Collector;
-use super::schema::HumanDuration;
 
 /// The `[bus]` table as written.
 #[derive(Debug, Deserialize)]
@@ -41,7 +41,7 @@ pub struct BusTable {
     pub instance: Option<String>,
     /// How long an account stays with an instance that stopped renewing its lease; another
     /// instance takes it over after that. Default: 5 s.
-    pub lease: Option<HumanDuration>,
+    pub lease: Option<ConfigDuration>,
     /// Instances preferred for an account, in order: `prefer = { "irc.libera" = ["eu-1"] }`.
     /// Another instance takes the account only while none of them is alive.
     #[serde(default)]

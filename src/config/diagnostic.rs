@@ -54,7 +54,10 @@ impl fmt::Display for Diagnostics {
 pub struct Collector<'a> {
     file: &'a Path,
     source: &'a str,
+    /// Errors: the file is not loaded.
     pub diagnostics: Vec<Diagnostic>,
+    /// What loads but should change; reported beside a loaded config, never instead of it.
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl<'a> Collector<'a> {
@@ -63,6 +66,7 @@ impl<'a> Collector<'a> {
             file,
             source,
             diagnostics: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -72,17 +76,32 @@ impl<'a> Collector<'a> {
         key: impl Into<String>,
         message: impl Into<String>,
     ) {
+        self.diagnostics
+            .push(self.at(span, key.into(), message.into()));
+    }
+
+    pub fn warning(
+        &mut self,
+        span: Option<Range<usize>>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        self.warnings
+            .push(self.at(span, key.into(), message.into()));
+    }
+
+    fn at(&self, span: Option<Range<usize>>, key: String, message: String) -> Diagnostic {
         let (line, column) = match span {
             Some(span) => line_column(self.source, span.start),
             None => (0, 0),
         };
-        self.diagnostics.push(Diagnostic {
+        Diagnostic {
             file: self.file.to_owned(),
             line,
             column,
-            key: key.into(),
-            message: message.into(),
-        });
+            key,
+            message,
+        }
     }
 
     /// Record a serde/toml error, adding a did-you-mean to unknown-key errors.

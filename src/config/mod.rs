@@ -5,6 +5,7 @@
 //! protocol's connector factory; routes are `[[route]]` tables; `[general]` and `[http]` are
 //! the gateway's own.
 
+mod account;
 mod admin;
 mod bus;
 mod diagnostic;
@@ -14,13 +15,10 @@ mod schema;
 pub use diagnostic::{Diagnostic, Diagnostics};
 
 use std::collections::BTreeSet;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use patchbay_sdk::factory::AccountInfo;
-use patchbay_sdk::{Connector, Kind};
+use patchbay_sdk::Kind;
 use regex::Regex;
 use serde::Deserialize;
 use toml::Spanned;
@@ -28,6 +26,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use crate::connectors::Registry;
 use crate::router::{Direction, KindSet, NickFormat, RateLimit, RoomKey, Route, Settings};
+pub use account::Account;
 pub use admin::Admin;
 pub use bus::{Bus, NatsBus, Site};
 use diagnostic::{Collector, closest};
@@ -45,6 +44,19 @@ pub struct Config {
     pub admin: Option<Admin>,
     pub accounts: Vec<Account>,
     pub routes: Vec<Route>,
+    /// What still works but should change (a key spelled by its old name): `patchbay check`
+    /// prints these, the gateway logs them when it starts.
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Config {
+    /// Log each warning, for a gateway starting or reloading on this config: the operator
+    /// who never runs `check` learns from the log what to change.
+    pub fn log_warnings(&self) {
+        for warning in &self.warnings {
+            tracing::warn!("{warning}");
+        }
+    }
 }
 
 /// Gateway-wide settings.
@@ -60,14 +72,6 @@ pub struct General {
 #[derive(Clone, Debug)]
 pub struct Http {
     pub listen: std::net::SocketAddr,
-}
-
-/// One configured account and its (not yet running) connector.
-pub struct Account {
-    /// `PROTOCOL.NAME`.
-    pub name: String,
-    pub connector: Arc<dyn Connector>,
-    pub data_dir: PathBuf,
 }
 
 /// What the command line or the environment sets over the file, so that several instances
@@ -253,12 +257,12 @@ fn parse_with(
     }
     let mut accounts = Vec::new();
     for (protocol, name, table) in account_tables {
-        if let Some(account) = build_account(
+        if let Some(account) = account::build(
             registry,
             &protocol,
             name,
             table,
-            &general,
+            &general.data_dir,
             &config_dir,
             &mut errors,
         ) {
@@ -294,6 +298,7 @@ fn parse_with(
         admin,
         accounts,
         routes,
+        warnings: errors.warnings,
     })
 }
 
@@ -326,82 +331,6 @@ fn general_settings(table: &GeneralTable, config_dir: &Path) -> General {
         shutdown_timeout: table
             .shutdown_timeout
             .map_or(Duration::from_secs(10), |d| d.0),
-    }
-}
-
-fn build_account(
-    registry: &Registry,
-    protocol: &str,
-    name: Spanned<std::borrow::Cow<'_, str>>,
-    table: Spanned<DeValue<'_>>,
-    general: &General,
-    config_dir: &Path,
-    errors: &mut Collector<'_>,
-) -> Option<Account> {
-    let name_span = name.span();
-    let name = name.into_inner();
-    let account = format!("{protocol}.{name}");
-    if name.is_empty() || name.contains(['/', '.']) || name.chars().any(char::is_whitespace) {
-        errors.error(
-            Some(name_span),
-            &account,
-            "an account name is a plain word: no `/`, `.` or spaces",
-        );
-        return None;
-    }
-    let factory = registry.get(protocol)?;
-    let table_span = table.span();
-    let spanned = table.clone();
-    let table = match toml::Table::deserialize(ValueDeserializer::from(table)) {
-        Ok(table) => table,
-        Err(_) => {
-            errors.error(
-                Some(table_span),
-                &account,
-                format!("an account is a table: write `[{account}]`"),
-            );
-            return None;
-        }
-    };
-    let info = AccountInfo {
-        account: account.clone(),
-        config_dir: config_dir.to_owned(),
-        data_dir: general.data_dir.join("accounts").join(&account),
-    };
-    match factory.build(&info, table) {
-        Ok(connector) => Some(Account {
-            name: account,
-            connector,
-            data_dir: info.data_dir,
-        }),
-        Err(err) => {
-            let segments: Vec<&str> = err.path.iter().map(String::as_str).collect();
-            let span = span_at(&spanned, &segments).unwrap_or(table_span);
-            let key = segments
-                .iter()
-                .fold(account.clone(), |acc, s| join(&acc, s));
-            errors.error(Some(span), key, diagnostic::with_suggestion(&err.message));
-            None
-        }
-    }
-}
-
-/// The span of the value at `path` inside a table, or of the deepest part of it that exists.
-fn span_at(value: &Spanned<DeValue<'_>>, path: &[&str]) -> Option<Range<usize>> {
-    let Some((first, rest)) = path.split_first() else {
-        return Some(value.span());
-    };
-    let child = match value.get_ref() {
-        DeValue::Table(table) => table
-            .iter()
-            .find(|(k, _)| k.get_ref() == first)
-            .map(|(_, v)| v),
-        DeValue::Array(items) => first.parse::<usize>().ok().and_then(|i| items.get(i)),
-        _ => None,
-    };
-    match child {
-        Some(child) => span_at(child, rest),
-        None => Some(value.span()),
     }
 }
 

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use patchbay_sdk::ConfigDuration;
+use serde::Deserialize;
 use toml::Spanned;
 
 /// `[general]`: gateway-wide settings and the defaults routes inherit.
@@ -21,9 +21,9 @@ pub struct GeneralTable {
     /// Default relayed kinds for every route.
     pub kinds: Option<Vec<Spanned<String>>>,
     /// How long the message-id map keeps a message. Default: 30 days.
-    pub retention: Option<HumanDuration>,
+    pub retention: Option<ConfigDuration>,
     /// How long shutdown waits for in-flight deliveries. Default: 10 s.
-    pub shutdown_timeout: Option<HumanDuration>,
+    pub shutdown_timeout: Option<ConfigDuration>,
 }
 
 /// `[http]`: the shared listener for webhooks, the API, metrics and health.
@@ -109,22 +109,5 @@ pub struct RewriteTable {
 #[serde(deny_unknown_fields)]
 pub struct RateLimitTable {
     pub messages: u32,
-    pub per: HumanDuration,
-}
-
-/// A duration written like `30s`, `5m`, `1h 30m`, `30d`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HumanDuration(pub Duration);
-
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        humantime::parse_duration(&text)
-            .map(HumanDuration)
-            .map_err(|err| {
-                serde::de::Error::custom(format!(
-                    "`{text}` is not a duration ({err}); write it like \"30s\", \"5m\" or \"7d\""
-                ))
-            })
-    }
+    pub per: ConfigDuration,
 }

@@ -163,3 +163,25 @@ fn per_room_settings_override_the_route() {
     assert_eq!(route.settings[0].nick_format.render(&vars), "<al>");
     assert_eq!(route.settings[1].nick_format.render(&vars), "[irc] al");
 }
+
+#[test]
+fn an_old_key_name_still_reads_with_a_warning_at_its_line() {
+    let irc = "[irc.net]\nserver = \"irc.example\"\nnick = \"pb\"\nping_interval_secs = 90\n";
+    let config = parse(Path::new("patchbay.toml"), irc, &Registry::builtin()).expect("valid");
+    let warnings: Vec<String> = config.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "patchbay.toml:4:22: `irc.net.ping_interval_secs`: `ping_interval_secs` is deprecated: write `ping_interval = \"1m 30s\"`"
+        ]
+    );
+    assert_eq!(
+        errors(&format!("{irc}ping_interval = \"90s\"\n")),
+        [
+            "patchbay.toml:4:22: `irc.net.ping_interval_secs`: `ping_interval_secs` is the old name of `ping_interval`: give only `ping_interval`"
+        ]
+    );
+    let new = "[irc.net]\nserver = \"irc.example\"\nnick = \"pb\"\nping_interval = \"90s\"\n";
+    let config = parse(Path::new("patchbay.toml"), new, &Registry::builtin()).expect("valid");
+    assert!(config.warnings.is_empty());
+}

@@ -410,6 +410,7 @@ pub async fn run(
     stop: CancellationToken,
     reload: Option<Reload>,
 ) -> anyhow::Result<()> {
+    config.log_warnings();
     let current = reload::Current::of(&config);
     let (reloader, requests) = match reload {
         Some(r) => {

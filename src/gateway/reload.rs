@@ -289,6 +289,7 @@ async fn reload(
             errors: diagnostics.to_string(),
         },
     )?;
+    config.log_warnings();
     let new = Current::of(&config);
     let removed: Vec<String> = current
         .accounts

@@ -141,14 +141,22 @@ fn irc(
         p.set("flood_rate", Val::Float(rate.max(0.001)), &from);
     }
     if let Some((delay, from)) = view.int("RejoinDelay", findings) {
-        p.set("rejoin_delay_secs", Val::Float(delay.max(0) as f64), &from);
+        p.set(
+            "rejoin_delay",
+            Val::Str(format!("{}s", delay.max(0))),
+            &from,
+        );
     }
     if let (true, Some(from)) = view.flag("ColorNicks", findings) {
         p.set("nick_colors", Val::Bool(true), &from);
     }
     if let Some((delay, from)) = view.text("PingDelay", findings) {
         match humantime::parse_duration(&delay) {
-            Ok(d) => p.set("ping_interval_secs", Val::Float(d.as_secs_f64()), &from),
+            Ok(d) => p.set(
+                "ping_interval",
+                Val::Str(humantime::format_duration(d).to_string()),
+                &from,
+            ),
             Err(err) => findings.skip(&from, format!("`{delay}` is not a duration: {err}")),
         }
     }

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use patchbay_sdk::{AccountInfo, ConfigError, read_secret};
+use patchbay_sdk::duration::default_secs;
+use patchbay_sdk::{AccountInfo, ConfigDuration, ConfigError, Renamed, parse_renamed, read_secret};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -16,33 +17,34 @@ struct Raw {
     rooms: Vec<String>,
     #[serde(default = "default_max_body")]
     max_body_bytes: usize,
-    #[serde(default = "default_ping")]
-    ping_interval_secs: f64,
-    /// How long the log keeps entries for catching up.
-    #[serde(default = "default_history_days")]
-    history_days: f64,
+    /// How often the server pings a WebSocket client; a client silent for two intervals is
+    /// closed. At least 50 ms; default 30 s.
+    #[serde(default = "default_secs::<30>")]
+    ping_interval: ConfigDuration,
+    /// How long the log keeps entries for catching up. Default 7 days.
+    #[serde(default = "default_secs::<604800>")]
+    history: ConfigDuration,
     /// Entries per `GET .../messages` page when the client does not say.
     #[serde(default = "default_page")]
     page_size: usize,
-    /// How long a request waits for the gateway to start before 503.
-    #[serde(default = "default_start_wait")]
-    start_wait_secs: f64,
+    /// How long a request waits for the gateway to start before 503. Default 10 s.
+    #[serde(default = "default_secs::<10>")]
+    start_wait: ConfigDuration,
 }
+
+/// The durations were numbers, `*_secs` and `history_days`, until every config wrote them one
+/// way; the old names still read.
+pub const RENAMED: &[Renamed] = &[
+    Renamed::secs("ping_interval_secs", "ping_interval"),
+    Renamed::days("history_days", "history"),
+    Renamed::secs("start_wait_secs", "start_wait"),
+];
 
 fn default_max_body() -> usize {
     64 * 1024
 }
-fn default_ping() -> f64 {
-    30.0
-}
-fn default_history_days() -> f64 {
-    7.0
-}
 fn default_page() -> usize {
     100
-}
-fn default_start_wait() -> f64 {
-    10.0
 }
 
 /// The most entries one page may hold.
@@ -69,19 +71,14 @@ impl ApiConfig {
     }
 }
 
-fn seconds(value: f64, key: &str, min: f64) -> Result<Duration, ConfigError> {
-    if value.is_finite() && value >= min {
-        Ok(Duration::from_secs_f64(value))
-    } else {
-        Err(ConfigError::at(
-            &[key],
-            format!("must be a number, at least {min}"),
-        ))
-    }
-}
+/// The shortest ping interval: a faster one would be most of the traffic.
+const MIN_PING: Duration = Duration::from_millis(50);
 
 pub fn parse(account: &AccountInfo, table: toml::Table) -> Result<ApiConfig, ConfigError> {
-    let raw: Raw = patchbay_sdk::parse_table(table)?;
+    parse_renamed(table, RENAMED, |raw| check(account, raw))
+}
+
+fn check(account: &AccountInfo, raw: Raw) -> Result<ApiConfig, ConfigError> {
     let token =
         read_secret(account, raw.token, raw.token_file.as_deref(), "token")?.ok_or_else(|| {
             ConfigError::at(
@@ -112,16 +109,22 @@ pub fn parse(account: &AccountInfo, table: toml::Table) -> Result<ApiConfig, Con
             format!("must be between 1 and {MAX_PAGE}"),
         ));
     }
+    if raw.ping_interval.get() < MIN_PING {
+        return Err(ConfigError::at(
+            &["ping_interval"],
+            format!("must be at least {}", ConfigDuration(MIN_PING)),
+        ));
+    }
     let name = patchbay_sdk::room::name_of(&account.account).to_owned();
     Ok(ApiConfig {
         name,
         token,
         rooms: raw.rooms,
         max_body_bytes: raw.max_body_bytes,
-        ping_interval: seconds(raw.ping_interval_secs, "ping_interval_secs", 0.05)?,
-        history: seconds(raw.history_days * 86_400.0, "history_days", 0.0)?,
+        ping_interval: raw.ping_interval.get(),
+        history: raw.history.get(),
         page_size: raw.page_size,
-        start_wait: seconds(raw.start_wait_secs, "start_wait_secs", 0.0)?,
+        start_wait: raw.start_wait.get(),
     })
 }
 
@@ -175,5 +178,20 @@ mod tests {
             ["ping_interval_secs"]
         );
         assert_eq!(error("token = \"long-enough\"\nbogus = 1").0, ["bogus"]);
+        assert_eq!(
+            error("token = \"long-enough\"\nping_interval = \"10ms\""),
+            (vec!["ping_interval".into()], "must be at least 50ms".into())
+        );
+    }
+
+    #[test]
+    fn durations_read_as_strings_and_under_their_old_names() {
+        let config = build("token = \"long-enough\"\nhistory_days = 2\nping_interval = \"1m\"")
+            .expect("valid");
+        assert_eq!(config.history, Duration::from_secs(2 * 86_400));
+        assert_eq!(config.ping_interval, Duration::from_secs(60));
+        let config = build("token = \"long-enough\"").expect("valid");
+        assert_eq!(config.history, Duration::from_secs(7 * 86_400));
+        assert_eq!(config.start_wait, Duration::from_secs(10));
     }
 }

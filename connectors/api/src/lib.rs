@@ -55,6 +55,10 @@ impl ConnectorFactory for ApiFactory {
         Ok(Arc::new(Api::new(config)))
     }
 
+    fn renamed_keys(&self) -> &'static [patchbay_sdk::Renamed] {
+        config::RENAMED
+    }
+
     fn check_room(&self, room: &str) -> Result<(), String> {
         if room.is_empty() || room.contains(['/', '?', '#']) {
             Err(format!(

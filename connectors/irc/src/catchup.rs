@@ -2,7 +2,7 @@
 //!
 //! After our own JOIN of a channel with a history mark, the session asks the server for what
 //! was said after the mark, one page at a time: the first page from the mark's server-time (or
-//! from `catch_up_max_age_secs` ago, if the mark is older), each next page from the newest
+//! from `catch_up_max_age` ago, if the mark is older), each next page from the newest
 //! replayed message (by msgid where the server takes msgid references, which is exact, else
 //! by its time; a time reference starts a millisecond early, see [`first_reference`]), until
 //! the server ends the pagination (an empty batch, or ergo's `draft/chathistory-end`).

@@ -7,7 +7,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use patchbay_sdk::{AccountInfo, ConfigError, parse_table, read_secret};
+use patchbay_sdk::duration::default_secs;
+use patchbay_sdk::{AccountInfo, ConfigDuration, ConfigError, Renamed, parse_renamed, read_secret};
 use serde::Deserialize;
 
 /// How formatting codes are treated in both directions.
@@ -90,18 +91,25 @@ struct RawConfig {
     on_connect: Vec<String>,
     #[serde(default)]
     channels: Vec<RawChannel>,
-    #[serde(default = "default_rejoin")]
-    rejoin_delay_secs: f64,
-    #[serde(default = "default_ping_interval")]
-    ping_interval_secs: f64,
-    #[serde(default = "default_ping_timeout")]
-    ping_timeout_secs: f64,
-    #[serde(default = "default_connect_timeout")]
-    connect_timeout_secs: f64,
-    #[serde(default = "default_backoff_min")]
-    reconnect_min_secs: f64,
-    #[serde(default = "default_backoff_max")]
-    reconnect_max_secs: f64,
+    /// How long to wait before rejoining after a kick (30 s at least after "cannot join").
+    /// Default 5 s.
+    #[serde(default = "default_secs::<5>")]
+    rejoin_delay: ConfigDuration,
+    /// Silence after which the connector sends a PING. Default 60 s.
+    #[serde(default = "default_secs::<60>")]
+    ping_interval: ConfigDuration,
+    /// Silence after which the connection counts as dead and is dropped. Default 120 s.
+    #[serde(default = "default_secs::<120>")]
+    ping_timeout: ConfigDuration,
+    /// How long TCP and TLS may take to connect; registration gets twice this. Default 30 s.
+    #[serde(default = "default_secs::<30>")]
+    connect_timeout: ConfigDuration,
+    /// The first wait before reconnecting; each failure doubles it. Default 1 s.
+    #[serde(default = "default_secs::<1>")]
+    reconnect_min: ConfigDuration,
+    /// The longest wait before reconnecting. Default 300 s.
+    #[serde(default = "default_secs::<300>")]
+    reconnect_max: ConfigDuration,
     #[serde(default = "default_true")]
     flood_control: bool,
     #[serde(default = "default_flood_burst")]
@@ -124,32 +132,32 @@ struct RawConfig {
     charset: String,
     #[serde(default = "default_true")]
     catch_up: bool,
-    #[serde(default = "default_catch_up_max_age")]
-    catch_up_max_age_secs: f64,
-    #[serde(default = "default_echo_timeout")]
-    echo_timeout_secs: f64,
-    #[serde(default = "default_regain")]
-    regain_nick_secs: f64,
+    /// How far back catch-up after an outage reaches. Default one day.
+    #[serde(default = "default_secs::<86400>")]
+    catch_up_max_age: ConfigDuration,
+    /// How long a delivery waits for echo-message to learn its msgid. Default 10 s.
+    #[serde(default = "default_secs::<10>")]
+    echo_timeout: ConfigDuration,
+    /// While on an alternative nick, how often to try the configured one (100 ms at least).
+    /// Default 60 s.
+    #[serde(default = "default_secs::<60>")]
+    regain_nick: ConfigDuration,
 }
 
-fn default_rejoin() -> f64 {
-    5.0
-}
-fn default_ping_interval() -> f64 {
-    60.0
-}
-fn default_ping_timeout() -> f64 {
-    120.0
-}
-fn default_connect_timeout() -> f64 {
-    30.0
-}
-fn default_backoff_min() -> f64 {
-    1.0
-}
-fn default_backoff_max() -> f64 {
-    300.0
-}
+/// The duration keys were numbers of seconds named `*_secs` until every config wrote
+/// durations one way; the old names still read.
+pub const RENAMED: &[Renamed] = &[
+    Renamed::secs("rejoin_delay_secs", "rejoin_delay"),
+    Renamed::secs("ping_interval_secs", "ping_interval"),
+    Renamed::secs("ping_timeout_secs", "ping_timeout"),
+    Renamed::secs("connect_timeout_secs", "connect_timeout"),
+    Renamed::secs("reconnect_min_secs", "reconnect_min"),
+    Renamed::secs("reconnect_max_secs", "reconnect_max"),
+    Renamed::secs("catch_up_max_age_secs", "catch_up_max_age"),
+    Renamed::secs("echo_timeout_secs", "echo_timeout"),
+    Renamed::secs("regain_nick_secs", "regain_nick"),
+];
+
 fn default_flood_burst() -> u32 {
     5
 }
@@ -170,15 +178,6 @@ fn default_quote_chars() -> usize {
 }
 fn default_charset() -> String {
     "latin1".into()
-}
-fn default_catch_up_max_age() -> f64 {
-    86_400.0
-}
-fn default_echo_timeout() -> f64 {
-    10.0
-}
-fn default_regain() -> f64 {
-    60.0
 }
 
 /// SASL credentials, checked.
@@ -261,7 +260,7 @@ pub struct IrcConfig {
     /// Decoder for lines that are not UTF-8.
     pub charset: &'static encoding_rs::Encoding,
     pub catch_up: bool,
-    /// How far back catch-up after an outage reaches (`catch_up_max_age_secs`, default one
+    /// How far back catch-up after an outage reaches (`catch_up_max_age`, default one
     /// day): after a longer outage only the last day is relayed, so a bridge that was down for
     /// a week does not flood its rooms with a week of old talk.
     pub catch_up_max_age: Duration,
@@ -271,13 +270,17 @@ pub struct IrcConfig {
     pub regain_nick: Duration,
 }
 
-fn secs(value: f64, key: &str) -> Result<Duration, ConfigError> {
-    if (0.0..1e9).contains(&value) {
-        Ok(Duration::from_secs_f64(value))
+/// The longest duration a key takes: far beyond any sensible wait, and far from overflowing
+/// a deadline computed from it.
+const MAX_DURATION: Duration = Duration::from_secs(1_000_000_000);
+
+fn secs(value: ConfigDuration, key: &str) -> Result<Duration, ConfigError> {
+    if value.get() < MAX_DURATION {
+        Ok(value.get())
     } else {
         Err(ConfigError::at(
             &[key],
-            format!("`{key}` must be a number of seconds >= 0, not {value}"),
+            format!("`{key}` must be under 1000000000 seconds (about 31 years), not {value}"),
         ))
     }
 }
@@ -306,7 +309,10 @@ fn check_nick(nick: &str, key: &str) -> Result<(), ConfigError> {
 impl IrcConfig {
     /// Read and check an account's table. Reads secret files; never connects.
     pub fn from_table(account: &AccountInfo, table: toml::Table) -> Result<Self, ConfigError> {
-        let raw: RawConfig = parse_table(table)?;
+        parse_renamed(table, RENAMED, |raw| Self::check(account, raw))
+    }
+
+    fn check(account: &AccountInfo, raw: RawConfig) -> Result<Self, ConfigError> {
         if raw.server.trim().is_empty() {
             return Err(ConfigError::at(&["server"], "`server` is empty"));
         }
@@ -417,12 +423,12 @@ impl IrcConfig {
                     ),
                 )
             })?;
-        let reconnect_min = secs(raw.reconnect_min_secs, "reconnect_min_secs")?;
-        let reconnect_max = secs(raw.reconnect_max_secs, "reconnect_max_secs")?;
+        let reconnect_min = secs(raw.reconnect_min, "reconnect_min")?;
+        let reconnect_max = secs(raw.reconnect_max, "reconnect_max")?;
         if reconnect_max < reconnect_min {
             return Err(ConfigError::at(
-                &["reconnect_max_secs"],
-                "`reconnect_max_secs` is less than `reconnect_min_secs`",
+                &["reconnect_max"],
+                "`reconnect_max` is less than `reconnect_min`",
             ));
         }
         Ok(IrcConfig {
@@ -440,10 +446,10 @@ impl IrcConfig {
             nickserv_password,
             on_connect: raw.on_connect,
             channels,
-            rejoin_delay: secs(raw.rejoin_delay_secs, "rejoin_delay_secs")?,
-            ping_interval: secs(raw.ping_interval_secs, "ping_interval_secs")?,
-            ping_timeout: secs(raw.ping_timeout_secs, "ping_timeout_secs")?,
-            connect_timeout: secs(raw.connect_timeout_secs, "connect_timeout_secs")?,
+            rejoin_delay: secs(raw.rejoin_delay, "rejoin_delay")?,
+            ping_interval: secs(raw.ping_interval, "ping_interval")?,
+            ping_timeout: secs(raw.ping_timeout, "ping_timeout")?,
+            connect_timeout: secs(raw.connect_timeout, "connect_timeout")?,
             reconnect_min,
             reconnect_max,
             flood: Flood {
@@ -461,10 +467,9 @@ impl IrcConfig {
             },
             charset,
             catch_up: raw.catch_up,
-            catch_up_max_age: secs(raw.catch_up_max_age_secs, "catch_up_max_age_secs")?,
-            echo_timeout: secs(raw.echo_timeout_secs, "echo_timeout_secs")?,
-            regain_nick: secs(raw.regain_nick_secs, "regain_nick_secs")?
-                .max(Duration::from_millis(100)),
+            catch_up_max_age: secs(raw.catch_up_max_age, "catch_up_max_age")?,
+            echo_timeout: secs(raw.echo_timeout, "echo_timeout")?,
+            regain_nick: secs(raw.regain_nick, "regain_nick")?.max(Duration::from_millis(100)),
         })
     }
 
@@ -506,6 +511,28 @@ mod tests {
         assert_eq!(c.nick_candidates(), vec!["pb", "pb_", "pb__"]);
         assert_eq!(c.render.anti_highlight, "\u{200B}");
         assert_eq!(c.catch_up_max_age, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn durations_read_as_strings_and_under_their_old_secs_names() {
+        let c = IrcConfig::from_table(
+            &info(),
+            table(
+                "server = \"s\"\nnick = \"pb\"\nping_interval = \"1m 30s\"\nreconnect_min_secs = 0.5",
+            ),
+        )
+        .expect("valid");
+        assert_eq!(c.ping_interval, Duration::from_secs(90));
+        assert_eq!(c.reconnect_min, Duration::from_millis(500));
+        let err = IrcConfig::from_table(
+            &info(),
+            table(
+                "server = \"s\"\nnick = \"pb\"\nreconnect_max_secs = 0.1\nreconnect_min = \"1s\"",
+            ),
+        )
+        .expect_err("max below min");
+        assert_eq!(err.path, ["reconnect_max_secs"]);
+        assert_eq!(err.message, "`reconnect_max` is less than `reconnect_min`");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //!   each line means for the bridge (`session/events.rs`).
 //! - [`pacing`]: flood control (token bucket that queues, never drops).
 //! - [`parse`]: line → event (pure, property-tested on arbitrary bytes).
+//! - [`numeric`]: the numeric replies acted on, by name (pure).
 //! - [`render`]: delivery → lines, split at the protocol's byte limit (pure).
 //! - [`mirc`]: mIRC formatting codes ↔ rich text (pure).
 //! - [`time`]: IRCv3 server-time parsing and formatting.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod history;
 pub mod link;
 pub mod mirc;
+pub mod numeric;
 pub mod pacing;
 pub mod parse;
 #[cfg(test)]
@@ -66,6 +68,10 @@ impl ConnectorFactory for IrcFactory {
         table: toml::Table,
     ) -> Result<Arc<dyn Connector>, ConfigError> {
         Ok(Arc::new(IrcConnector::new(account, table)?))
+    }
+
+    fn renamed_keys(&self) -> &'static [patchbay_sdk::Renamed] {
+        config::RENAMED
     }
 
     fn check_room(&self, room: &str) -> Result<(), String> {

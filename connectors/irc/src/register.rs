@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use base64::Engine;
 
 use crate::config::{IrcConfig, Sasl};
+use crate::numeric::Numeric;
 
 /// The capabilities a bridge asks for when offered. `draft/event-playback` makes a history
 /// replay carry joins, parts and quits as themselves instead of as HistServ messages;
@@ -139,27 +140,39 @@ impl Registration {
     /// Handle a line before registration completes.
     pub fn handle(&mut self, command: &str, params: &[String]) -> Step {
         match command {
-            "CAP" => self.handle_cap(params),
+            "CAP" => return self.handle_cap(params),
             "AUTHENTICATE" if params.first().map(String::as_str) == Some("+") => {
-                Step::Send(self.sasl_payload())
+                return Step::Send(self.sasl_payload());
             }
-            // RPL_SASLSUCCESS, ERR_SASLALREADY
-            "903" | "907" => {
+            _ => {}
+        }
+        let Some(numeric) = Numeric::of(command) else {
+            return Step::Nothing;
+        };
+        let last = || params.last().map_or("", String::as_str);
+        match numeric {
+            Numeric::SaslSuccess | Numeric::SaslAlready => {
                 self.sasl_done = true;
                 Step::Send(self.end_caps())
             }
-            // RPL_LOGGEDIN comes before 903; nothing to do.
-            "900" | "908" => Step::Nothing,
-            "902" | "904" | "905" | "906" => Step::Fatal(format!(
+            // Logged in comes before the success; the mechanisms list needs no answer.
+            Numeric::LoggedIn | Numeric::SaslMechs => Step::Nothing,
+            Numeric::NickLocked
+            | Numeric::SaslFail
+            | Numeric::SaslTooLong
+            | Numeric::SaslAborted => Step::Fatal(format!(
                 "SASL authentication failed ({command}): {}",
-                params.last().map_or("", String::as_str)
+                last()
             )),
-            "464" => Step::Fatal(format!(
+            Numeric::PasswdMismatch => Step::Fatal(format!(
                 "the server rejected the connection password: {}",
-                params.last().map_or("", String::as_str)
+                last()
             )),
             // Nick in use / erroneous / unavailable: try the next candidate.
-            "432" | "433" | "436" | "437" => {
+            Numeric::ErroneousNickname
+            | Numeric::NicknameInUse
+            | Numeric::NickCollision
+            | Numeric::UnavailResource => {
                 let nick = match self.nicks.get(self.next_nick) {
                     Some(n) => n.clone(),
                     None => {
@@ -170,7 +183,7 @@ impl Registration {
                 self.next_nick += 1;
                 Step::Send(vec![format!("NICK {nick}")])
             }
-            "001" => Step::Registered {
+            Numeric::Welcome => Step::Registered {
                 nick: params
                     .first()
                     .cloned()

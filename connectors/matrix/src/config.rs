@@ -16,11 +16,11 @@
 #[cfg(test)]
 use std::path::PathBuf;
 
-use patchbay_sdk::{AccountInfo, ConfigError, parse_table, read_secret};
+use patchbay_sdk::{AccountInfo, ConfigError, parse_renamed, read_secret};
 
 pub use crate::table::check_room;
 use crate::table::{
-    DEFAULT_DEVICE_NAME, ModeName, Raw, check_lists, http_url, is_user_id, refuse_set,
+    DEFAULT_DEVICE_NAME, ModeName, RENAMED, Raw, check_lists, http_url, is_user_id, refuse_set,
 };
 
 /// How the bot proves who it is.
@@ -76,21 +76,20 @@ pub enum AccountConfig {
 
 impl AccountConfig {
     pub fn from_table(account: &AccountInfo, table: toml::Table) -> Result<Self, ConfigError> {
-        let raw: Raw = parse_table(table)?;
-        match raw.mode {
+        parse_renamed(table, RENAMED, |raw: Raw| match raw.mode {
             ModeName::Bot => Config::from_raw(account, raw).map(AccountConfig::Bot),
             ModeName::Appservice => {
                 crate::appservice::config::AppServiceConfig::from_raw(account, raw)
                     .map(AccountConfig::AppService)
             }
-        }
+        })
     }
 }
 
 impl Config {
     /// A bot-mode table.
     pub fn from_table(account: &AccountInfo, table: toml::Table) -> Result<Self, ConfigError> {
-        Self::from_raw(account, parse_table(table)?)
+        parse_renamed(table, RENAMED, |raw| Self::from_raw(account, raw))
     }
 
     fn from_raw(account: &AccountInfo, raw: Raw) -> Result<Self, ConfigError> {
@@ -181,7 +180,10 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::appservice::config::AppServiceConfig;
 
     fn account() -> AccountInfo {
         AccountInfo {
@@ -209,6 +211,16 @@ mod tests {
         assert_eq!(config.device_name, "patchbay");
         assert!(config.relay_reactions);
         assert_eq!(config.media_max_bytes, 50 * 1024 * 1024);
+        assert_eq!(config.media_keep, Duration::from_secs(30 * 86_400));
+    }
+
+    #[test]
+    fn media_keep_reads_as_a_duration_and_in_days_under_its_old_name() {
+        let minimal = "homeserver = \"http://x\"\nuser = \"@b:x\"\npassword = \"p\"\n";
+        let config = parse(&format!("{minimal}media_keep = \"12h\"")).expect("valid");
+        assert_eq!(config.media_keep, Duration::from_secs(12 * 3600));
+        let config = parse(&format!("{minimal}media_keep_days = 2")).expect("valid");
+        assert_eq!(config.media_keep, Duration::from_secs(2 * 86_400));
     }
 
     #[test]
@@ -237,5 +249,82 @@ mod tests {
         assert!(check_room("#general").is_err());
         assert!(check_room("general").is_err());
         assert!(check_room("").is_err());
+    }
+
+    // Appservice mode, read through the same dispatch on `mode`.
+
+    fn parse_appservice(text: &str) -> Result<AppServiceConfig, ConfigError> {
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::at(&[], e.to_string()))?;
+        match AccountConfig::from_table(&account(), table)? {
+            AccountConfig::AppService(config) => Ok(config),
+            AccountConfig::Bot(_) => panic!("bot mode"),
+        }
+    }
+
+    const MINIMAL: &str = "mode = \"appservice\"\nhomeserver = \"http://127.0.0.1:8008/\"\n\
+                           server_name = \"localhost\"\nappservice_url = \"http://127.0.0.1:9000/\"\n";
+
+    #[test]
+    fn a_minimal_appservice_table_gets_defaults() {
+        let config = parse_appservice(MINIMAL).expect("valid");
+        assert_eq!(config.bot_user(), "@patchbay:localhost");
+        assert_eq!(config.url, "http://127.0.0.1:9000/_patchbay/matrix/home");
+        assert_eq!(config.id, "patchbay-home");
+        assert_eq!(config.ghost_template.prefix(), "_patchbay_");
+    }
+
+    #[test]
+    fn media_links_are_optional_and_check_says_what_the_mode_does_not_do() {
+        let config = parse_appservice(MINIMAL).expect("valid");
+        assert_eq!(config.media_public_url, None);
+        let notes = crate::appservice::check_notes(&config);
+        assert!(
+            notes[0].contains("does not bridge encrypted rooms"),
+            "{notes:?}"
+        );
+        assert!(
+            notes.iter().any(|n| n.contains("media_public_url")),
+            "{notes:?}"
+        );
+
+        let config = parse_appservice(&format!(
+            "{MINIMAL}media_public_url = \"https://b.example/\""
+        ))
+        .expect("valid");
+        assert_eq!(
+            config.media_public_url.as_deref(),
+            Some("https://b.example")
+        );
+        let notes = crate::appservice::check_notes(&config);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        let err =
+            parse_appservice(&format!("{MINIMAL}media_public_url = \"b.example\"")).unwrap_err();
+        assert_eq!(err.path, ["media_public_url"]);
+    }
+
+    #[test]
+    fn bot_keys_are_refused_in_appservice_mode_and_the_reverse() {
+        let err = parse_appservice(&format!("{MINIMAL}password = \"x\"")).unwrap_err();
+        assert_eq!(err.path, ["password"]);
+        let err = parse_appservice(&format!("{MINIMAL}user = \"@a:b\"")).unwrap_err();
+        assert_eq!(err.path, ["user"]);
+        let err = parse_appservice(&format!("{MINIMAL}ghost_template = \"{{nick}}\"")).unwrap_err();
+        assert_eq!(err.path, ["ghost_template"]);
+        let err = parse_appservice(&format!("{MINIMAL}bot_localpart = \"Bot\"")).unwrap_err();
+        assert_eq!(err.path, ["bot_localpart"]);
+        let err =
+            parse_appservice(&format!("{MINIMAL}bot_localpart = \"_patchbay_x\"")).unwrap_err();
+        assert_eq!(err.path, ["bot_localpart"]);
+        let err = parse_appservice(
+            "mode = \"appservice\"\nhomeserver = \"http://x\"\nappservice_url = \"http://y\"",
+        )
+        .unwrap_err();
+        assert!(err.message.contains("server_name"), "{}", err.message);
+        let bot = "homeserver = \"http://x\"\nuser = \"@b:x\"\npassword = \"p\"\n\
+                   server_name = \"x\"";
+        let table: toml::Table = toml::from_str(bot).expect("toml");
+        let err = AccountConfig::from_table(&account(), table).unwrap_err();
+        assert_eq!(err.path, ["server_name"]);
     }
 }

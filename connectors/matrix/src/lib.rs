@@ -33,6 +33,9 @@ mod state;
 mod table;
 mod timeline;
 
+#[cfg(test)]
+mod parse_props;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -67,6 +70,10 @@ impl ConnectorFactory for MatrixFactory {
 
     fn quiet_log_directives(&self) -> &'static [&'static str] {
         QUIET_LOG_DIRECTIVES
+    }
+
+    fn renamed_keys(&self) -> &'static [patchbay_sdk::Renamed] {
+        table::RENAMED
     }
 
     fn build(

@@ -455,7 +455,3 @@ pub fn sanitize_file_name(name: &str) -> String {
 #[cfg(test)]
 #[path = "parse_tests.rs"]
 mod tests;
-
-#[cfg(test)]
-#[path = "parse_props.rs"]
-mod props;

@@ -1,6 +1,7 @@
 //! Property tests of what Matrix sends in: event JSON → [`parse_event`] → gateway events, with
 //! the formatted body through [`from_html`] and, in appservice mode, ghost pills through
-//! [`to_remote`].
+//! [`to_remote`]. The whole inbound path of both modes, so they sit at the crate's root rather
+//! than under `parse` (which `appservice` builds on).
 //!
 //! Both modes read events the same way: the sync timeline (bot mode) and the events of an
 //! application-service transaction (`PUT /_matrix/app/v1/transactions/{txnId}`) are
@@ -26,9 +27,9 @@ use serde_json::{Map, Value, json};
 use patchbay_sdk::text::{Block, SpanKind};
 use patchbay_sdk::{Kind, RichText};
 
-use super::{Context, Parsed, parse_event};
 use crate::appservice::mentions::to_remote;
 use crate::html::from_html;
+use crate::parse::{Context, Parsed, parse_event};
 
 /// Text only ever put inside a reply fallback (`mx-reply` or `> ` lines of a reply body).
 const QUOTED: &str = "QUOTEDMARK";

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use patchbay_sdk::ConfigError;
+use patchbay_sdk::{ConfigDuration, ConfigError, Renamed};
 use serde::Deserialize;
 
 /// How the account speaks to its homeserver.
@@ -62,9 +62,9 @@ pub(crate) struct Raw {
     /// Matrix files are not served; default [`DEFAULT_MEDIA_MAX_BYTES`].
     #[serde(default = "default_media_max_bytes")]
     pub(crate) media_max_bytes: u64,
-    /// Days a `/media/...` link keeps working; default [`DEFAULT_MEDIA_KEEP_DAYS`].
-    #[serde(default = "default_media_keep_days")]
-    pub(crate) media_keep_days: u64,
+    /// How long a `/media/...` link keeps working; default [`DEFAULT_MEDIA_KEEP`].
+    #[serde(default = "default_media_keep")]
+    pub(crate) media_keep: ConfigDuration,
     /// Bot mode: encrypts the local state and crypto stores (or `store_passphrase_file`);
     /// default none (not encrypted).
     pub(crate) store_passphrase: Option<String>,
@@ -90,17 +90,19 @@ pub(crate) struct Raw {
 pub(crate) const DEFAULT_DEVICE_NAME: &str = "patchbay";
 /// `media_max_bytes` when it is not set: 50 MiB.
 pub(crate) const DEFAULT_MEDIA_MAX_BYTES: u64 = 50 * 1024 * 1024;
-/// `media_keep_days` when it is not set.
-pub(crate) const DEFAULT_MEDIA_KEEP_DAYS: u64 = 30;
-/// Seconds in a day, for `media_keep_days`.
-const DAY_SECS: u64 = 86_400;
+/// `media_keep` when it is not set: 30 days.
+pub(crate) const DEFAULT_MEDIA_KEEP: ConfigDuration = ConfigDuration::secs(30 * 86_400);
+
+/// `media_keep` was a number of days, `media_keep_days`, until every config wrote durations
+/// one way; the old name still reads.
+pub(crate) const RENAMED: &[Renamed] = &[Renamed::days("media_keep_days", "media_keep")];
 
 fn yes() -> bool {
     true
 }
 
-fn default_media_keep_days() -> u64 {
-    DEFAULT_MEDIA_KEEP_DAYS
+fn default_media_keep() -> ConfigDuration {
+    DEFAULT_MEDIA_KEEP
 }
 
 fn default_media_max_bytes() -> u64 {
@@ -108,9 +110,9 @@ fn default_media_max_bytes() -> u64 {
 }
 
 impl Raw {
-    /// How long a media link keeps working (`media_keep_days`).
+    /// How long a media link keeps working (`media_keep`).
     pub(crate) fn media_keep(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(self.media_keep_days.saturating_mul(DAY_SECS))
+        self.media_keep.get()
     }
 }
 

@@ -11,7 +11,10 @@
 //!   their typed errors, connector state.
 //! - [`room`]: addressing — [`RoomKey`], a room of an account; the protocol and name parts
 //!   of an account name.
-//! - [`factory`]: how a connector is built from its `[PROTOCOL.NAME]` config table.
+//! - [`factory`]: how a connector is built from its `[PROTOCOL.NAME]` config table, and how
+//!   a renamed key keeps reading under its old name.
+//! - [`duration`] (pure): [`ConfigDuration`], the one way every config file writes a span of
+//!   time (`"90s"`, `"1m 30s"`, `"7d"`: always with its unit).
 //! - `http` (feature `http`): `Refusal`, why an HTTP request was not accepted, answering
 //!   for itself — shared by every connector that serves HTTP.
 //! - `testkit` (feature `testkit`, tests only): a recording sink, building from a config
@@ -24,6 +27,7 @@
 
 pub mod backoff;
 pub mod connector;
+pub mod duration;
 pub mod event;
 pub mod factory;
 pub mod health;
@@ -40,10 +44,14 @@ pub use connector::{
     Connector, ConnectorContext, ConnectorError, ConnectorState, Delivered, Delivery,
     DeliveryError, Emit, EmitError, EventSink, Quote, Seen, StateHandle,
 };
+pub use duration::ConfigDuration;
 pub use event::{
     Attachment, Author, Event, EventId, Hop, Inbound, Kind, MessageRef, Origin, Timestamp,
 };
-pub use factory::{AccountInfo, ConfigError, ConnectorFactory, parse_table, read_secret};
+pub use factory::{
+    AccountInfo, ConfigError, ConnectorFactory, Deprecated, Renamed, deprecated_keys,
+    parse_renamed, parse_table, read_secret,
+};
 pub use health::{HealthEvent, Signal};
 #[cfg(feature = "http")]
 pub use http::Refusal;

@@ -14,7 +14,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use patchbay_sdk::{AccountInfo, ConfigError, parse_table, read_secret};
+use patchbay_sdk::{AccountInfo, ConfigDuration, ConfigError, Renamed, parse_renamed, read_secret};
 use serde::Deserialize;
 
 use crate::dialect::{DEVZAT_NAME_MAX, Dialect, SSH_CHAT_NAME_MAX};
@@ -36,10 +36,14 @@ struct Raw {
     anonymous: bool,
     #[serde(default = "default_pty_width")]
     pty_width: u32,
+    /// The first wait before reconnecting, doubling after each failure; at least 1 s.
+    /// Default 10 s for Devzat (it bans a key that joins more than 6 times a minute), 5 s
+    /// for ssh-chat.
     #[serde(default)]
-    reconnect_min_secs: Option<u64>,
+    reconnect_min: Option<ConfigDuration>,
+    /// The longest wait before reconnecting. Default 300 s.
     #[serde(default = "default_reconnect_max")]
-    reconnect_max_secs: u64,
+    reconnect_max: ConfigDuration,
     /// Rooms to mirror over SSH (one session each); the plugin API sees every room.
     #[serde(default = "default_rooms")]
     rooms: Vec<String>,
@@ -70,9 +74,16 @@ fn default_pty_width() -> u32 {
     1000
 }
 
-fn default_reconnect_max() -> u64 {
-    300
+fn default_reconnect_max() -> ConfigDuration {
+    ConfigDuration::secs(300)
 }
+
+/// The reconnect waits were whole seconds named `*_secs` until every config wrote durations
+/// one way; the old names still read.
+pub const RENAMED: &[Renamed] = &[
+    Renamed::secs("reconnect_min_secs", "reconnect_min"),
+    Renamed::secs("reconnect_max_secs", "reconnect_max"),
+];
 
 /// The validated account config.
 #[derive(Clone, Debug)]
@@ -130,7 +141,10 @@ impl Config {
     }
 
     pub fn from_table(account: &AccountInfo, table: toml::Table) -> Result<Config, ConfigError> {
-        let raw: Raw = parse_table(table)?;
+        parse_renamed(table, RENAMED, |raw| Self::check(account, raw))
+    }
+
+    fn check(account: &AccountInfo, raw: Raw) -> Result<Config, ConfigError> {
         if !valid_server(&raw.server) {
             return Err(ConfigError::at(
                 &["server"],
@@ -191,14 +205,15 @@ impl Config {
         }
         // Devzat bans a key that joins more than 6 times a minute: start backoff at 10 s.
         let default_min = match raw.dialect {
-            Dialect::Devzat => 10,
-            Dialect::SshChat => 5,
+            Dialect::Devzat => ConfigDuration::secs(10),
+            Dialect::SshChat => ConfigDuration::secs(5),
         };
-        let reconnect_min = raw.reconnect_min_secs.unwrap_or(default_min);
-        if reconnect_min == 0 || reconnect_min > raw.reconnect_max_secs {
+        let reconnect_min = raw.reconnect_min.unwrap_or(default_min).get();
+        let reconnect_max = raw.reconnect_max.get();
+        if reconnect_min < Duration::from_secs(1) || reconnect_min > reconnect_max {
             return Err(ConfigError::at(
-                &["reconnect_min_secs"],
-                "reconnect_min_secs must be at least 1 and at most reconnect_max_secs",
+                &["reconnect_min"],
+                "reconnect_min must be at least 1s and at most reconnect_max",
             ));
         }
         let key_file = match raw.key_file {
@@ -241,8 +256,8 @@ impl Config {
             plugin,
             anonymous: raw.anonymous,
             pty_width: raw.pty_width,
-            reconnect_min: Duration::from_secs(reconnect_min),
-            reconnect_max: Duration::from_secs(raw.reconnect_max_secs),
+            reconnect_min,
+            reconnect_max,
         })
     }
 }

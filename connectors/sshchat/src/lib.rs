@@ -94,6 +94,10 @@ impl ConnectorFactory for SshChatFactory {
         Ok(Arc::new(SshChat::new(config)))
     }
 
+    fn renamed_keys(&self) -> &'static [patchbay_sdk::Renamed] {
+        config::RENAMED
+    }
+
     fn check_room(&self, room: &str) -> Result<(), String> {
         config::check_room(room)
     }

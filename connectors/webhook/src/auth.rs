@@ -4,7 +4,7 @@
 //! Three signature schemes are read (`signature_scheme`): GitHub's `sha256=HEX` of the body,
 //! which carries no time and so cannot expire; Slack's `v0` and patchbay's own `v1`, which sign
 //! a timestamp with the body. A timed signature is refused when its timestamp is more than
-//! `signature_max_age_secs` from the gateway's clock (either way: a replay, or a sender's clock
+//! `signature_max_age` from the gateway's clock (either way: a replay, or a sender's clock
 //! far off), and the server refuses a second use of one inside that window (`replay`).
 
 use std::time::Duration;

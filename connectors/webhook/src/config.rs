@@ -2,7 +2,7 @@
 //!
 //! Account-level keys are defaults for every hook (room) of the account; a room table overrides
 //! them for one room. Inbound keys shape how `POST /hooks/NAME/ROOM` is authenticated and read;
-//! outbound keys (`url`, `payload`, `sign_*`, `timeout_secs`, `headers`) shape how a delivery to
+//! outbound keys (`url`, `payload`, `sign_*`, `timeout`, `headers`) shape how a delivery to
 //! the room is POSTed. A room with no `url` cannot be a destination.
 
 use std::collections::BTreeMap;
@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use patchbay_sdk::{AccountInfo, ConfigError, read_secret};
+use patchbay_sdk::duration::default_secs;
+use patchbay_sdk::{AccountInfo, ConfigDuration, ConfigError, Renamed, parse_renamed, read_secret};
 use serde::Deserialize;
 
 use crate::templates::{self, Templates};
@@ -48,7 +49,7 @@ pub enum SignatureScheme {
     /// replay protection beyond the sender's delivery id.
     Github,
     /// Slack's signing secret: `X-Slack-Signature: v0=HEX` of `v0:{ts}:{body}` with
-    /// `X-Slack-Request-Timestamp: {ts}`; refused outside `signature_max_age_secs`.
+    /// `X-Slack-Request-Timestamp: {ts}`; refused outside `signature_max_age`.
     Slack,
     /// patchbay's own timed signature (what a patchbay `sign_secret` sends):
     /// `X-Patchbay-Signature: v1=HEX` of `v1:{ts}:{body}` with `X-Patchbay-Timestamp: {ts}`.
@@ -78,8 +79,9 @@ struct RawRoom {
     secret_file: Option<PathBuf>,
     signature_header: Option<String>,
     signature_scheme: Option<SignatureScheme>,
-    /// How far (seconds, either way) a timed signature's timestamp may be from our clock.
-    signature_max_age_secs: Option<f64>,
+    /// How far (either way) a timed signature's timestamp may be from our clock; 1 s at
+    /// least. Default [`DEFAULT_SIGNATURE_MAX_AGE`].
+    signature_max_age: Option<ConfigDuration>,
     format: Option<Format>,
     template: Option<String>,
     template_file: Option<PathBuf>,
@@ -94,7 +96,8 @@ struct RawRoom {
     sign_secret: Option<String>,
     sign_secret_file: Option<PathBuf>,
     sign_header: Option<String>,
-    timeout_secs: Option<f64>,
+    /// How long one outbound POST may take; above 0. Default [`DEFAULT_TIMEOUT`].
+    timeout: Option<ConfigDuration>,
     headers: Option<BTreeMap<String, String>>,
     /// Trust only these CA certificates (PEM) for the `url`: a self-hosted receiver.
     tls_ca_file: Option<PathBuf>,
@@ -113,9 +116,9 @@ struct RawAccount {
     rate_limit_per_minute: u32,
     #[serde(default = "default_burst")]
     rate_limit_burst: u32,
-    /// How long a request waits for the gateway to start before 503.
-    #[serde(default = "default_start_wait")]
-    start_wait_secs: f64,
+    /// How long a request waits for the gateway to start before 503. Default 10 s.
+    #[serde(default = "default_secs::<10>")]
+    start_wait: ConfigDuration,
     #[serde(default)]
     rooms: BTreeMap<String, RawRoom>,
 }
@@ -126,12 +129,24 @@ const ACCOUNT_KEYS: &[&str] = &[
     "max_body_bytes",
     "rate_limit_per_minute",
     "rate_limit_burst",
-    "start_wait_secs",
+    "start_wait",
     "rooms",
 ];
 
+/// The durations were numbers of seconds named `*_secs` until every config wrote durations
+/// one way; the old names still read, at account level and in each room.
+pub const RENAMED: &[Renamed] = &[
+    Renamed::secs("start_wait_secs", "start_wait"),
+    Renamed::secs("signature_max_age_secs", "signature_max_age"),
+    Renamed::secs("signature_max_age_secs", "signature_max_age").under("rooms.*"),
+    Renamed::secs("timeout_secs", "timeout"),
+    Renamed::secs("timeout_secs", "timeout").under("rooms.*"),
+];
+
 /// Slack's own advice: a signed request more than five minutes from our clock may be a replay.
-const DEFAULT_SIGNATURE_MAX_AGE_SECS: f64 = 300.0;
+const DEFAULT_SIGNATURE_MAX_AGE: Duration = Duration::from_secs(300);
+/// `timeout` when neither the room nor the account sets it.
+pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn default_max_body() -> usize {
     1024 * 1024
@@ -141,9 +156,6 @@ fn default_rate() -> u32 {
 }
 fn default_burst() -> u32 {
     20
-}
-fn default_start_wait() -> f64 {
-    10.0
 }
 
 /// How one hook (room) is authenticated and read.
@@ -214,8 +226,11 @@ impl WebhookConfig {
 
 /// Parse and validate an account's table.
 pub fn parse(account: &AccountInfo, table: toml::Table) -> Result<WebhookConfig, ConfigError> {
+    parse_renamed(table, RENAMED, |table| check(account, table))
+}
+
+fn check(account: &AccountInfo, mut table: toml::Table) -> Result<WebhookConfig, ConfigError> {
     // Account-only keys come out first; what is left must be room keys (the defaults).
-    let mut table = table;
     let mut own = toml::Table::new();
     for key in ACCOUNT_KEYS {
         if let Some(value) = table.remove(*key) {
@@ -278,12 +293,6 @@ pub fn parse(account: &AccountInfo, table: toml::Table) -> Result<WebhookConfig,
             "must be at least 1 when rate_limit_per_minute is set",
         ));
     }
-    if !(raw.start_wait_secs.is_finite() && raw.start_wait_secs >= 0.0) {
-        return Err(ConfigError::at(
-            &["start_wait_secs"],
-            "must be a number of seconds, 0 or more",
-        ));
-    }
     Ok(WebhookConfig {
         name,
         defaults,
@@ -294,7 +303,7 @@ pub fn parse(account: &AccountInfo, table: toml::Table) -> Result<WebhookConfig,
         max_body_bytes: raw.max_body_bytes,
         rate_per_minute: raw.rate_limit_per_minute,
         rate_burst: raw.rate_limit_burst,
-        start_wait: std::time::Duration::from_secs_f64(raw.start_wait_secs),
+        start_wait: raw.start_wait.get(),
         templates: Arc::new(templates),
     })
 }
@@ -482,12 +491,12 @@ impl Resolver<'_> {
             .or(parent.and_then(|p| p.signature_scheme))
             .unwrap_or(SignatureScheme::Github);
         let max_age = raw
-            .signature_max_age_secs
-            .or(parent.and_then(|p| p.signature_max_age_secs))
-            .unwrap_or(DEFAULT_SIGNATURE_MAX_AGE_SECS);
-        if !(max_age.is_finite() && max_age >= 1.0) {
+            .signature_max_age
+            .or(parent.and_then(|p| p.signature_max_age))
+            .map_or(DEFAULT_SIGNATURE_MAX_AGE, ConfigDuration::get);
+        if max_age < Duration::from_secs(1) {
             return Err(self.error(
-                "signature_max_age_secs",
+                "signature_max_age",
                 "must be a number of seconds, 1 or more",
             ));
         }
@@ -503,7 +512,7 @@ impl Resolver<'_> {
             secret,
             signature_header,
             signature_scheme,
-            signature_max_age: Duration::from_secs_f64(max_age),
+            signature_max_age: max_age,
             format,
             template,
             username,

@@ -1,10 +1,8 @@
 //! The outbound half of a room's keys: where and how its deliveries are POSTed.
 
-use std::time::Duration;
+use patchbay_sdk::{ConfigDuration, ConfigError};
 
-use patchbay_sdk::ConfigError;
-
-use super::{OutboundSettings, Payload, RawRoom, Resolver, check_header_name};
+use super::{DEFAULT_TIMEOUT, OutboundSettings, Payload, RawRoom, Resolver, check_header_name};
 use crate::templates::Templates;
 
 impl Resolver<'_> {
@@ -60,12 +58,12 @@ impl Resolver<'_> {
                 format!("`{sign_header}` carries patchbay's timed signature; pick another name"),
             ));
         }
-        let timeout_secs = raw
-            .timeout_secs
-            .or(parent.and_then(|p| p.timeout_secs))
-            .unwrap_or(10.0);
-        if !(timeout_secs.is_finite() && timeout_secs > 0.0) {
-            return Err(self.error("timeout_secs", "must be a number of seconds above 0"));
+        let timeout = raw
+            .timeout
+            .or(parent.and_then(|p| p.timeout))
+            .map_or(DEFAULT_TIMEOUT, ConfigDuration::get);
+        if timeout.is_zero() {
+            return Err(self.error("timeout", "must be above 0s"));
         }
         let headers = raw
             .headers
@@ -109,7 +107,7 @@ impl Resolver<'_> {
             content_type,
             sign_secret,
             sign_header,
-            timeout: Duration::from_secs_f64(timeout_secs),
+            timeout,
             headers,
             tls_ca,
         }))

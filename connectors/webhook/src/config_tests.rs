@@ -149,3 +149,38 @@ fn signature_schemes_and_their_window() {
         )
     );
 }
+
+#[test]
+fn durations_read_as_strings_and_under_their_old_secs_names() {
+    let config = build(
+        "token = \"t\"\nstart_wait = \"2s\"\ntimeout = \"1m\"\nurl = \"http://h/x\"\n[rooms.a]\nurl = \"http://h/a\"\ntimeout_secs = 0.5\nsignature_max_age = \"90s\"\n",
+    )
+    .expect("valid");
+    assert_eq!(config.start_wait, Duration::from_secs(2));
+    assert_eq!(
+        config.outbound("other").map(|o| o.timeout),
+        Some(Duration::from_secs(60))
+    );
+    assert_eq!(
+        config.outbound("a").map(|o| o.timeout),
+        Some(Duration::from_millis(500))
+    );
+    assert_eq!(
+        config.inbound("a").signature_max_age,
+        Duration::from_secs(90)
+    );
+    assert_eq!(
+        error("token = \"t\"\n[rooms.a]\nurl = \"http://h/a\"\ntimeout = \"0s\""),
+        (
+            vec!["rooms".into(), "a".into(), "timeout".into()],
+            "must be above 0s".into()
+        )
+    );
+    assert_eq!(
+        error("token = \"t\"\ntimeout = \"1s\"\ntimeout_secs = 1"),
+        (
+            vec!["timeout_secs".into()],
+            "`timeout_secs` is the old name of `timeout`: give only `timeout`".into()
+        )
+    );
+}

@@ -56,6 +56,10 @@ impl ConnectorFactory for WebhookFactory {
         Ok(Arc::new(Webhook::new(config)?))
     }
 
+    fn renamed_keys(&self) -> &'static [patchbay_sdk::Renamed] {
+        config::RENAMED
+    }
+
     fn check_room(&self, room: &str) -> Result<(), String> {
         if room.is_empty() {
             Err("the room name is empty".into())

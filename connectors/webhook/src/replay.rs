@@ -1,6 +1,6 @@
 //! Timed signatures already accepted, so that a copy replayed inside its window is refused.
 //!
-//! A timed signature (Slack `v0`, patchbay `v1`) outside `signature_max_age_secs` is refused
+//! A timed signature (Slack `v0`, patchbay `v1`) outside `signature_max_age` is refused
 //! as stale by `auth`; inside it, this set refuses a second use. A signature is claimed when
 //! it is verified — so two copies racing each other cannot both pass — and released again when
 //! the event could not be recorded, so the sender's retry of that same request still works.

@@ -61,7 +61,7 @@ pub struct AppServiceConfig {
     /// Matrix attachments become links `<this><path_prefix>/media/TOKEN/NAME`. Without it
     /// they are only named in the text (`[cat.png]`).
     pub media_public_url: Option<String>,
-    /// Media links older than this are forgotten (`media_keep_days`; default 30 days).
+    /// Media links older than this are forgotten (`media_keep`; default 30 days).
     pub media_keep: std::time::Duration,
 }
 
@@ -164,96 +164,5 @@ impl AppServiceConfig {
             media_public_url,
             media_keep,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::path::PathBuf;
-
-    use super::*;
-    use crate::config::AccountConfig;
-
-    fn parse(text: &str) -> Result<AppServiceConfig, ConfigError> {
-        let account = AccountInfo {
-            account: "matrix.home".into(),
-            config_dir: PathBuf::from("/nonexistent"),
-            data_dir: PathBuf::from("/nonexistent/data"),
-        };
-        let table: toml::Table =
-            toml::from_str(text).map_err(|e| ConfigError::at(&[], e.to_string()))?;
-        match AccountConfig::from_table(&account, table)? {
-            AccountConfig::AppService(config) => Ok(config),
-            AccountConfig::Bot(_) => panic!("bot mode"),
-        }
-    }
-
-    const MINIMAL: &str = "mode = \"appservice\"\nhomeserver = \"http://127.0.0.1:8008/\"\n\
-                           server_name = \"localhost\"\nappservice_url = \"http://127.0.0.1:9000/\"\n";
-
-    #[test]
-    fn a_minimal_appservice_table_gets_defaults() {
-        let config = parse(MINIMAL).expect("valid");
-        assert_eq!(config.bot_user(), "@patchbay:localhost");
-        assert_eq!(config.url, "http://127.0.0.1:9000/_patchbay/matrix/home");
-        assert_eq!(config.id, "patchbay-home");
-        assert_eq!(config.ghost_template.prefix(), "_patchbay_");
-    }
-
-    #[test]
-    fn media_links_are_optional_and_check_says_what_the_mode_does_not_do() {
-        let config = parse(MINIMAL).expect("valid");
-        assert_eq!(config.media_public_url, None);
-        let notes = crate::appservice::check_notes(&config);
-        assert!(
-            notes[0].contains("does not bridge encrypted rooms"),
-            "{notes:?}"
-        );
-        assert!(
-            notes.iter().any(|n| n.contains("media_public_url")),
-            "{notes:?}"
-        );
-
-        let config = parse(&format!(
-            "{MINIMAL}media_public_url = \"https://b.example/\""
-        ))
-        .expect("valid");
-        assert_eq!(
-            config.media_public_url.as_deref(),
-            Some("https://b.example")
-        );
-        let notes = crate::appservice::check_notes(&config);
-        assert_eq!(notes.len(), 1, "{notes:?}");
-        let err = parse(&format!("{MINIMAL}media_public_url = \"b.example\"")).unwrap_err();
-        assert_eq!(err.path, ["media_public_url"]);
-    }
-
-    #[test]
-    fn bot_keys_are_refused_in_appservice_mode_and_the_reverse() {
-        let err = parse(&format!("{MINIMAL}password = \"x\"")).unwrap_err();
-        assert_eq!(err.path, ["password"]);
-        let err = parse(&format!("{MINIMAL}user = \"@a:b\"")).unwrap_err();
-        assert_eq!(err.path, ["user"]);
-        let err = parse(&format!("{MINIMAL}ghost_template = \"{{nick}}\"")).unwrap_err();
-        assert_eq!(err.path, ["ghost_template"]);
-        let err = parse(&format!("{MINIMAL}bot_localpart = \"Bot\"")).unwrap_err();
-        assert_eq!(err.path, ["bot_localpart"]);
-        let err = parse(&format!("{MINIMAL}bot_localpart = \"_patchbay_x\"")).unwrap_err();
-        assert_eq!(err.path, ["bot_localpart"]);
-        let err = parse(
-            "mode = \"appservice\"\nhomeserver = \"http://x\"\nappservice_url = \"http://y\"",
-        )
-        .unwrap_err();
-        assert!(err.message.contains("server_name"), "{}", err.message);
-        let bot = "homeserver = \"http://x\"\nuser = \"@b:x\"\npassword = \"p\"\n\
-                   server_name = \"x\"";
-        let account = AccountInfo {
-            account: "matrix.home".into(),
-            config_dir: PathBuf::from("/nonexistent"),
-            data_dir: PathBuf::from("/nonexistent/data"),
-        };
-        let table: toml::Table = toml::from_str(bot).expect("toml");
-        let err = AccountConfig::from_table(&account, table).unwrap_err();
-        assert_eq!(err.path, ["server_name"]);
     }
 }
