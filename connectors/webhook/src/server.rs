@@ -80,10 +80,10 @@ async fn take(
 ) -> Result<Response, Refusal> {
     let config = &shared.config;
     let body = read_body(&headers, body, config.max_body_bytes).await?;
-    let settings = config.inbound(&room);
+    let settings = config.inbound(room);
     let now = unix_now();
     let proof = auth::check(settings, &headers, query.token.as_deref(), &body, now)?;
-    if let Err(wait) = shared.limiter.take(&room) {
+    if let Err(wait) = shared.limiter.take(room) {
         return Err(Refusal::TooMany {
             message: format!(
                 "hook `{room}` takes at most {} requests a minute",
@@ -103,7 +103,7 @@ async fn take(
         Proof::Timed { mac, timestamp } => {
             match shared
                 .seen
-                .claim(&room, mac, *timestamp, settings.signature_max_age, now)
+                .claim(room, mac, *timestamp, settings.signature_max_age, now)
             {
                 Claim::Fresh => Some(mac.as_slice()),
                 Claim::Replayed => return Err(Refusal::Replayed),
@@ -116,11 +116,11 @@ async fn take(
         }
         _ => None,
     };
-    let emitted = emit(shared, &room, settings, &headers, message, claimed).await;
+    let emitted = emit(shared, room, settings, &headers, message, claimed).await;
     if emitted.is_err()
         && let Some(mac) = claimed
     {
-        shared.seen.release(&room, mac);
+        shared.seen.release(room, mac);
     }
     emitted
 }
