@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use patchbay_sdk::{Author, Emit, EmitError, Event, EventId, Inbound, MessageRef, Seen, Timestamp};
+use patchbay_sdk::{
+    Author, Emit, EmitError, Event, EventId, Inbound, MessageRef, Seen, Signal, Timestamp,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -145,6 +147,11 @@ impl Emit for Intake {
             .last_origin(&RoomKey::new(account, room))
             .await
             .map_err(|err| EmitError::Store(err.to_string()))
+    }
+
+    /// A connector's health event, counted for `/metrics`; its log line is written already.
+    fn count(&self, account: &str, signal: Signal) {
+        self.metrics.connector_event(account, signal);
     }
 
     fn announce(&self, account: &str, network: &str, names: Vec<String>) {

@@ -13,11 +13,28 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::Mutex;
 
-use patchbay_sdk::{Event, RoomKey, Timestamp};
+use patchbay_sdk::{Event, RoomKey, Signal, Timestamp};
 use serde::Serialize;
 
 mod feed;
 pub use feed::{Activity, FEED_KEEP, FEED_LAG, Feed, Relay, What};
+
+/// Something the gateway itself went through that is both logged and counted (a delivery
+/// retried or dead-lettered, a reload applied or refused): its one [`emit`](GatewayEvent::emit)
+/// does both, as a connector's [`patchbay_sdk::HealthEvent`] does, so the log and `/metrics`
+/// cannot disagree. Each type lives beside the code it reports on, so its log line keeps
+/// that module's target.
+pub trait GatewayEvent {
+    /// Write the event's log line (or, for an event that repeats, the lines worth reading).
+    fn log(&self);
+    /// Add it to the metrics.
+    fn count(&self, metrics: &Metrics);
+
+    fn emit(&self, metrics: &Metrics) {
+        self.log();
+        self.count(metrics);
+    }
+}
 
 /// How far back edge traffic is counted, in whole minutes.
 pub const TRAFFIC_MINUTES: usize = 15;
@@ -49,6 +66,12 @@ struct Inner {
     /// When each account last had an event recorded, and last took a delivery (ms).
     last_in: BTreeMap<String, i64>,
     last_out: BTreeMap<String, i64>,
+    /// Delivery attempts that failed and are tried again, by destination account.
+    retried: BTreeMap<String, u64>,
+    /// Reloads by outcome: `applied`, `refused`.
+    reloads: BTreeMap<&'static str, u64>,
+    /// Connectors' health events (reconnects, rate limits, ...), per account and signal.
+    connector_events: BTreeMap<(String, Signal), u64>,
 }
 
 impl Metrics {
@@ -62,6 +85,27 @@ impl Metrics {
         let mut inner = self.inner();
         *inner.accepted.entry(account.to_owned()).or_default() += 1;
         inner.last_in.insert(account.to_owned(), now);
+    }
+
+    /// `account`'s connector went through `signal` (it logged it already: see
+    /// [`patchbay_sdk::health`]).
+    pub fn connector_event(&self, account: &str, signal: Signal) {
+        *self
+            .inner()
+            .connector_events
+            .entry((account.to_owned(), signal))
+            .or_default() += 1;
+    }
+
+    /// A delivery into one of `account`'s rooms failed and will be tried again.
+    pub fn retried(&self, account: &str) {
+        *self.inner().retried.entry(account.to_owned()).or_default() += 1;
+    }
+
+    /// A config reload was applied, or refused (the running config stayed).
+    pub fn reloaded(&self, applied: bool) {
+        let outcome = if applied { "applied" } else { "refused" };
+        *self.inner().reloads.entry(outcome).or_default() += 1;
     }
 
     /// `event`, along `route`, was delivered into `room`.
@@ -183,6 +227,18 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
+            "# HELP patchbay_delivery_retries_total Delivery attempts that failed and are tried again, by destination account."
+        );
+        let _ = writeln!(out, "# TYPE patchbay_delivery_retries_total counter");
+        for (account, n) in &inner.retried {
+            let _ = writeln!(
+                out,
+                "patchbay_delivery_retries_total{{account=\"{}\"}} {n}",
+                escape(account)
+            );
+        }
+        let _ = writeln!(
+            out,
             "# HELP patchbay_delivery_latency_seconds From the event to its delivery."
         );
         let _ = writeln!(out, "# TYPE patchbay_delivery_latency_seconds histogram");
@@ -232,6 +288,26 @@ impl Metrics {
                 "patchbay_connector_up{{account=\"{}\"}} {}",
                 escape(account),
                 u8::from(*is_up)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP patchbay_reloads_total Config reloads, by outcome (applied, refused)."
+        );
+        let _ = writeln!(out, "# TYPE patchbay_reloads_total counter");
+        for (outcome, n) in &inner.reloads {
+            let _ = writeln!(out, "patchbay_reloads_total{{outcome=\"{outcome}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP patchbay_connector_events_total What connectors went through (reconnects, rate limits, refusals), by account and event."
+        );
+        let _ = writeln!(out, "# TYPE patchbay_connector_events_total counter");
+        for ((account, signal), n) in &inner.connector_events {
+            let _ = writeln!(
+                out,
+                "patchbay_connector_events_total{{account=\"{}\",event=\"{signal}\"}} {n}",
+                escape(account)
             );
         }
         out
@@ -384,6 +460,51 @@ mod tests {
         assert_eq!(json["room"], "console.you/lobby");
         assert_eq!(json["author"], "alice");
         assert!(metrics.last_in_out("console.you").1.is_some());
+    }
+
+    #[test]
+    fn connector_events_render_as_one_counter_family_by_account_and_event() {
+        let metrics = Metrics::default();
+        metrics.connector_event("irc.net", Signal::Reconnect);
+        metrics.connector_event("irc.net", Signal::Reconnect);
+        metrics.connector_event("sshchat.dz", Signal::RateLimited);
+        let text = metrics.render(&BTreeMap::new(), &BTreeMap::new());
+        let family: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("patchbay_connector_events_total"))
+            .collect();
+        assert_eq!(
+            family,
+            [
+                "# HELP patchbay_connector_events_total What connectors went through (reconnects, rate limits, refusals), by account and event.",
+                "# TYPE patchbay_connector_events_total counter",
+                "patchbay_connector_events_total{account=\"irc.net\",event=\"reconnect\"} 2",
+                "patchbay_connector_events_total{account=\"sshchat.dz\",event=\"rate_limited\"} 1",
+            ]
+        );
+    }
+
+    #[test]
+    fn retries_and_reloads_are_counted_by_account_and_by_outcome() {
+        let metrics = Metrics::default();
+        metrics.retried("irc.net");
+        metrics.retried("irc.net");
+        metrics.reloaded(true);
+        metrics.reloaded(false);
+        metrics.reloaded(true);
+        let text = metrics.render(&BTreeMap::new(), &BTreeMap::new());
+        for line in [
+            "# TYPE patchbay_delivery_retries_total counter",
+            "patchbay_delivery_retries_total{account=\"irc.net\"} 2",
+            "# TYPE patchbay_reloads_total counter",
+            "patchbay_reloads_total{outcome=\"applied\"} 2",
+            "patchbay_reloads_total{outcome=\"refused\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in:\n{text}"
+            );
+        }
     }
 
     #[test]

@@ -216,3 +216,47 @@ async fn missed_lines_arrive_from_history_after_a_gateway_restart() {
     );
     drop(gateway);
 }
+
+/// The IRC server goes away and comes back: `/metrics` counts the account's reconnects (the
+/// sdk's supervisor emits them) next to its `patchbay_connector_up`, which follows it down
+/// and up again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_the_reconnects_of_an_irc_account_whose_server_restarted() {
+    require!("inspircd");
+    let mut server = IrcServer::inspircd().await;
+    let dir = irc::tempdir();
+    let http = support::free_port();
+    let config = format!(
+        "[general]\ndata_dir = \"data\"\n\n[http]\nlisten = \"127.0.0.1:{http}\"\n\n\
+         [console.screen]\ninput = \"none\"\noutput = \"screen.log\"\n\n{}\
+         [[route]]\nname = \"r\"\ninout = [\"irc.net/#x\", \"console.screen/lobby\"]\n",
+        account("net", server.port, "pb", "#x", ""),
+    );
+    let gateway = Gateway::start(dir.path(), &config);
+    let metric = |name: &str| {
+        let (_, body) = support::http_get(http, "/metrics");
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+    };
+    let up = "patchbay_connector_up{account=\"irc.net\"}";
+    let reconnects = "patchbay_connector_events_total{account=\"irc.net\",event=\"reconnect\"}";
+    tokio::task::block_in_place(|| {
+        support::wait_for_port(http, WAIT);
+        support::wait_until(WAIT, "irc.net up", || metric(up) == Some(1));
+    });
+    assert_eq!(metric(reconnects), None, "no reconnect before the restart");
+
+    server.stop();
+    tokio::task::block_in_place(|| {
+        support::wait_until(WAIT, "a reconnect counted", || {
+            metric(reconnects).is_some_and(|n| n >= 1)
+        });
+    });
+    assert_eq!(metric(up), Some(0));
+    server.start().await;
+    tokio::task::block_in_place(|| {
+        support::wait_until(WAIT, "irc.net up again", || metric(up) == Some(1));
+    });
+    assert!(metric(reconnects).is_some_and(|n| n >= 1));
+    drop(gateway);
+}

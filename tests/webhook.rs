@@ -96,6 +96,14 @@ out = ["console.screen/alerts"]
             .status()
     });
     assert_eq!(status, StatusCode::FORBIDDEN);
+    // ... and is counted for the account; the two 202s are not.
+    let (_, metrics) = support::http_get(port, "/metrics");
+    let refused =
+        "patchbay_connector_events_total{account=\"webhook.ci\",event=\"request_refused\"} 1";
+    assert!(
+        metrics.lines().any(|l| l == refused),
+        "missing {refused:?} in:\n{metrics}"
+    );
     assert!(gateway.stop(), "patchbay did not stop cleanly");
 }
 

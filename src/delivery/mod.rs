@@ -23,10 +23,13 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::metrics::Metrics;
+use crate::metrics::{GatewayEvent, Metrics};
 use crate::router::{RoomKey, Router};
 use crate::store::{Pending, RoomOutbox, Store};
 pub use patchbay_sdk::Backoff;
+
+mod outcomes;
+use outcomes::{DeadLettered, DeliveryRetried};
 
 /// How long one delivery attempt may take before it counts as a retryable failure.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -401,12 +404,13 @@ impl Lane<'_> {
                     break;
                 };
                 let wait = retry_after.unwrap_or_else(|| backoff.next_wait());
-                if attempts <= 1 || attempts.is_power_of_two() {
-                    tracing::warn!(
-                        room = %pending.room, event = %pending.event.id, attempts,
-                        "delivery failed, retrying in {:.1}s: {reason}", wait.as_secs_f64()
-                    );
+                DeliveryRetried {
+                    pending,
+                    attempts,
+                    wait,
+                    reason: &reason,
                 }
+                .emit(&self.shared.metrics);
                 if !wait_for_retry(self.stop, self.destination.state.clone(), wait).await {
                     return false;
                 }
@@ -431,13 +435,7 @@ impl Lane<'_> {
         pending: &Pending,
         reason: &str,
     ) -> bool {
-        tracing::error!(
-            room = %pending.room, event = %pending.event.id, route = %pending.route,
-            "delivery failed for good, moved to the dead letters: {reason}"
-        );
-        self.shared
-            .metrics
-            .failed(&pending.room, &pending.route, &pending.event, reason);
+        DeadLettered { pending, reason }.emit(&self.shared.metrics);
         if let Err(err) = outbox.dead_letter(pending, reason).await {
             tracing::error!(room = %pending.room, "cannot record a dead letter; it stays in the outbox: {err}");
             return false;

@@ -38,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use super::{AccountSpec, Engine};
 use crate::config::{self, Config, Overrides};
 use crate::connectors::Registry;
+use crate::metrics::{GatewayEvent, Metrics};
 
 /// What [`super::run`] needs to reload: the handle it hands out, the requests it serves, and
 /// how the file was read (the command line's overrides, the connectors known).
@@ -245,7 +246,18 @@ pub(super) async fn serve(
             },
         };
         let result = reload(engine, &source, &mut current).await;
-        match &result {
+        Reloaded(&result).emit(&engine.metrics);
+        // The asker may have gone (a timed-out API call); the log has the outcome.
+        let _ = reply.send(result);
+    }
+}
+
+/// A reload's outcome: logged, and counted in `patchbay_reloads_total` by outcome.
+struct Reloaded<'a>(&'a Result<ReloadReport, ReloadRefused>);
+
+impl GatewayEvent for Reloaded<'_> {
+    fn log(&self) {
+        match self.0 {
             Ok(report) => tracing::info!(
                 added = ?report.accounts_added,
                 removed = ?report.accounts_removed,
@@ -260,8 +272,10 @@ pub(super) async fn serve(
                 refused.errors
             ),
         }
-        // The asker may have gone (a timed-out API call); the log has the outcome.
-        let _ = reply.send(result);
+    }
+
+    fn count(&self, metrics: &Metrics) {
+        metrics.reloaded(self.0.is_ok());
     }
 }
 

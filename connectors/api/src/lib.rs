@@ -26,7 +26,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use patchbay_sdk::{
     AccountInfo, ConfigError, Connector, ConnectorContext, ConnectorError, ConnectorFactory,
-    Delivered, Delivery, DeliveryError,
+    Delivered, Delivery, DeliveryError, HealthEvent, Signal,
 };
 use tokio::sync::{broadcast, watch};
 
@@ -127,9 +127,7 @@ impl Connector for Api {
             match log::blocking(&log, move |log| log.prune(keep)).await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(account = %ctx.account, "pruned {n} API log entries"),
-                Err(err) => {
-                    tracing::warn!(account = %ctx.account, "pruning the API log: {err}; tried again at the next prune: check the account's data dir (writable, disk space)")
-                }
+                Err(err) => PruneFailed { error: &err }.emit(&ctx.sink),
             }
             tokio::select! {
                 _ = ctx.shutdown.cancelled() => break,
@@ -173,5 +171,19 @@ impl Connector for Api {
 
     fn http_routes(&self) -> Option<axum::Router> {
         Some(server::router(Arc::clone(&self.shared)))
+    }
+}
+
+/// The API log could not be pruned; tried again at the next prune.
+struct PruneFailed<'a> {
+    error: &'a dyn std::fmt::Display,
+}
+
+impl HealthEvent for PruneFailed<'_> {
+    const SIGNAL: Signal = Signal::SaveFailed;
+
+    fn log(&self, account: &str) {
+        let err = self.error;
+        tracing::warn!(account = %account, "pruning the API log: {err}; tried again at the next prune: check the account's data dir (writable, disk space)");
     }
 }

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::config::MAX_PAGE;
 use crate::log;
-use crate::state::{Sent, Shared, authorize, ready, send};
+use crate::state::{Sent, Shared, authorize, counted, ready, send};
 use crate::stream;
 use crate::wire::Send;
 
@@ -43,12 +43,23 @@ async fn post_message(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Refusal> {
+    let answer = take_message(&shared, &room, query, headers, body).await;
+    counted(&shared, &room, answer)
+}
+
+async fn take_message(
+    shared: &Shared,
+    room: &str,
+    query: TokenQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Refusal> {
     authorize(&shared.config, &headers, query.token.as_deref())?;
     let bytes = read_body(&headers, body, shared.config.max_body_bytes).await?;
     let message: Send = serde_json::from_slice(&bytes)
         .map_err(|err| Refusal::BadRequest(format!("the body is not a message: {err}")))?;
-    let ready = ready(&shared).await?;
-    Ok(match send(&shared, &ready, &room, message).await? {
+    let ready = ready(shared).await?;
+    Ok(match send(shared, &ready, room, message).await? {
         Sent {
             id,
             event_id: Some(event_id),
@@ -80,6 +91,16 @@ async fn history(
     Query(query): Query<HistoryQuery>,
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
+    let answer = read_history(&shared, room.clone(), query, headers).await;
+    counted(&shared, &room, answer)
+}
+
+async fn read_history(
+    shared: &Shared,
+    room: String,
+    query: HistoryQuery,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
     authorize(&shared.config, &headers, query.token.as_deref())?;
     if !shared.config.serves(&room) {
         return Err(Refusal::NotFound(format!(
@@ -87,7 +108,7 @@ async fn history(
         )));
     }
     let page = Page::from_query(&query, shared.config.page_size)?;
-    let ready = ready(&shared).await?;
+    let ready = ready(shared).await?;
     let after = page.after;
     let read = log::blocking(&ready.log, move |log| match page.last {
         Some(count) => log.last(&room, count),

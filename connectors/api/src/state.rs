@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::http::{HeaderMap, header};
 use patchbay_sdk::http::{Refusal, until_running};
-use patchbay_sdk::{EmitError, Event, EventId, EventSink};
+use patchbay_sdk::{EmitError, Event, EventId, EventSink, HealthEvent, Signal};
 use subtle::ConstantTimeEq;
 use tokio::sync::{broadcast, watch};
 
@@ -49,6 +49,28 @@ pub fn authorize(
         Some(given) if bool::from(given.as_bytes().ct_eq(config.token.as_bytes())) => Ok(()),
         Some(_) => Err(Refusal::Forbidden("the token is wrong")),
     }
+}
+
+/// A relayed send could not be appended to the API log.
+struct SentNotLogged<'a> {
+    room: &'a str,
+    error: &'a dyn std::fmt::Display,
+}
+
+impl HealthEvent for SentNotLogged<'_> {
+    const SIGNAL: Signal = Signal::SaveFailed;
+
+    fn log(&self, _: &str) {
+        let SentNotLogged { room, error: err } = self;
+        tracing::warn!(%room, "a sent message is missing from the API log: {err}; it was relayed, but the sender's client will not see its own echo: check the account's data dir (writable, disk space)");
+    }
+}
+
+/// `answer` as it was, its refusal, if it is one, counted for the account once the connector
+/// runs (see [`patchbay_sdk::http::counted`]): every handler answers through this.
+pub fn counted<T>(shared: &Shared, what: &str, answer: Result<T, Refusal>) -> Result<T, Refusal> {
+    let ready = shared.ready.borrow();
+    patchbay_sdk::http::counted(answer, ready.as_ref().map(|r| &r.sink), what)
 }
 
 /// The sink and log, waiting up to the configured time for `run` to provide them.
@@ -98,7 +120,7 @@ pub async fn send(shared: &Shared, ready: &Ready, room: &str, send: Send) -> Res
     let id = match log::blocking(&ready.log, move |log| log.append(entry)).await {
         Ok(id) => Some(id),
         Err(err) => {
-            tracing::warn!(%room, "a sent message is missing from the API log: {err}; it was relayed, but the sender's client will not see its own echo: check the account's data dir (writable, disk space)");
+            SentNotLogged { room, error: &err }.emit(&ready.sink);
             None
         }
     };

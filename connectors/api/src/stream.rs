@@ -41,6 +41,17 @@ pub async fn upgrade(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Refusal> {
+    let answer = open(Arc::clone(&shared), query, headers, upgrade).await;
+    state::counted(&shared, "stream", answer)
+}
+
+/// Check a stream request and answer it with the upgrade.
+async fn open(
+    shared: Arc<Shared>,
+    query: StreamQuery,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, Refusal> {
     // The token first: a client without it learns nothing else.
     authorize(&shared.config, &headers, query.token.as_deref())?;
     let upgrade = match upgrade {

@@ -6,13 +6,14 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use patchbay_sdk::{EventSink, HealthEvent};
 use tokio::io::{AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::trace;
 
 use crate::config::IrcConfig;
-use crate::pacing::TokenBucket;
+use crate::pacing::{LinePaced, TokenBucket};
 use crate::render::SelfPrefix;
 
 /// What the connector and its sessions share.
@@ -201,6 +202,7 @@ pub async fn writer_task<W: AsyncWrite>(
     mut urgent: mpsc::UnboundedReceiver<String>,
     mut paced: mpsc::UnboundedReceiver<Paced>,
     mut bucket: TokenBucket,
+    sink: EventSink,
 ) -> std::io::Result<()> {
     let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
     loop {
@@ -208,7 +210,10 @@ pub async fn writer_task<W: AsyncWrite>(
             biased;
             Some(line) = urgent.recv() => line,
             Some(p) = paced.recv() => {
-                bucket.take().await;
+                let wait = bucket.take().await;
+                if !wait.is_zero() {
+                    LinePaced { wait }.emit(&sink);
+                }
                 if let Some(done) = p.done {
                     acks.push(done);
                 }

@@ -7,9 +7,25 @@
 
 use std::time::Duration;
 
+use patchbay_sdk::{HealthEvent, Signal};
 use tokio::time::Instant;
 
 use crate::config::Flood;
+
+/// The bucket held a delivery's line for `wait` before it went out. Counted so that an
+/// account whose relay lags behind its flood limit shows it in `/metrics`; logged at debug,
+/// since a burst holds every line after the first few.
+pub struct LinePaced {
+    pub wait: Duration,
+}
+
+impl HealthEvent for LinePaced {
+    const SIGNAL: Signal = Signal::Paced;
+
+    fn log(&self, account: &str) {
+        tracing::debug!(account = %account, wait = ?self.wait, "held a line under the flood limit");
+    }
+}
 
 #[derive(Debug)]
 pub struct TokenBucket {
@@ -47,12 +63,14 @@ impl TokenBucket {
         }
     }
 
-    /// Wait until a line may go, then take its token.
-    pub async fn take(&mut self) {
+    /// Wait until a line may go, then take its token. Returns how long the line was held
+    /// (zero when a token was there), for the connector's `paced` count.
+    pub async fn take(&mut self) -> Duration {
+        let start = Instant::now();
         loop {
             let wait = self.try_take(Instant::now());
             if wait.is_zero() {
-                return;
+                return start.elapsed();
             }
             tokio::time::sleep(wait).await;
         }

@@ -22,6 +22,7 @@
 pub mod appservice;
 pub mod config;
 mod deliver;
+mod health;
 pub mod html;
 mod media;
 mod media_route;

@@ -22,11 +22,13 @@ use matrix_sdk::ruma::api::error::ErrorKind;
 use matrix_sdk::store::RoomLoadSettings;
 use matrix_sdk::{AuthSession, Client, SessionMeta, SessionTokens};
 use patchbay_sdk::{
-    Backoff, Connection, ConnectorContext, ConnectorError, EmitError, Ended, Supervisor,
+    Backoff, Connection, ConnectorContext, ConnectorError, EmitError, Ended, HealthEvent,
+    Supervisor,
 };
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::config::Credentials;
+use crate::health::{JoinFailed, RemovedFromRoom, SyncPositionNotSaved};
 use crate::state::{Shared, join_room, write_private};
 use crate::timeline;
 
@@ -364,7 +366,11 @@ async fn sync_loop(
         still_pending.append(pending_joins);
         for name in joins {
             if let Err(e) = join_room(shared, client, &name).await {
-                warn!(room = %name, error = %e, "cannot join the room yet; trying again: check that the room exists and lets the bot in (an invite, or a public room)");
+                JoinFailed {
+                    room: &name,
+                    error: &e,
+                }
+                .emit(&ctx.sink);
                 still_pending.push(name);
             }
         }
@@ -418,12 +424,12 @@ async fn sync_loop(
                 && shared.config.rooms.contains(name)
                 && !pending_joins.contains(name)
             {
-                warn!(room = %name, "removed from a configured room; joining again (take the room out of `rooms` to leave it for good)");
+                RemovedFromRoom { room: name }.emit(&ctx.sink);
                 pending_joins.push(name.clone());
             }
         }
         if let Err(e) = write_private(&token_path(dir), response.next_batch.as_bytes()) {
-            warn!(error = %e, "cannot save the sync position; check the account's data dir (writable, disk space): after a restart the sync starts from the last saved one, and events seen twice are skipped by their ids");
+            SyncPositionNotSaved { error: &e }.emit(&ctx.sink);
         }
         *token = Some(response.next_batch.clone());
         *first = false;

@@ -9,15 +9,16 @@ use matrix_sdk::ruma::events::room::member::MembershipState;
 use matrix_sdk::ruma::events::{AnySyncStateEvent, AnySyncTimelineEvent};
 use matrix_sdk::sync::SyncResponse;
 use matrix_sdk::{Client, Room};
-use patchbay_sdk::{ConnectorContext, EmitError, RichText};
+use patchbay_sdk::{ConnectorContext, EmitError, EventSink, HealthEvent, RichText};
 use tracing::{debug, info, warn};
 
+use crate::health::{GapNotFilled, Undecryptable};
 use crate::parse::{Context, parse_event};
 use crate::state::Shared;
 
 /// The events between `to` (our previous sync position) and `from` (the start of a limited
 /// timeline), oldest first: what a long downtime pushed out of the sync's timeline.
-async fn backfill(room: &Room, from: &str, to: &str) -> Vec<TimelineEvent> {
+async fn backfill(room: &Room, from: &str, to: &str, sink: &EventSink) -> Vec<TimelineEvent> {
     let mut newest_first = Vec::new();
     let mut from = from.to_owned();
     loop {
@@ -34,7 +35,11 @@ async fn backfill(room: &Room, from: &str, to: &str) -> Vec<TimelineEvent> {
                 }
             }
             Err(e) => {
-                warn!(room = %room.room_id(), error = %e, "cannot fill a sync gap; the messages in it are not relayed: if this repeats, check the homeserver's health and its rate limits for the bot");
+                GapNotFilled {
+                    room: &room.room_id(),
+                    error: &e,
+                }
+                .emit(sink);
                 break;
             }
         }
@@ -63,7 +68,7 @@ pub async fn process(
         if update.timeline.limited
             && let (Some(from), Some(to)) = (update.timeline.prev_batch.as_deref(), since)
         {
-            raw = backfill(&room, from, to).await;
+            raw = backfill(&room, from, to, &ctx.sink).await;
         }
         raw.extend(update.timeline.events.iter().cloned());
         let events: Vec<AnySyncTimelineEvent> = raw
@@ -88,7 +93,11 @@ pub async fn process(
                 matrix_sdk::ruma::events::AnySyncMessageLikeEvent::RoomEncrypted(_),
             ) = event
             {
-                warn!(room = %room_name, event = %event.event_id(), "could not decrypt an event; it is not relayed: the sender's client has not shared the room key with the bot's device (verify the bot's device, or ask the sender to re-share keys)");
+                Undecryptable {
+                    room: &room_name,
+                    event: &event.event_id(),
+                }
+                .emit(&ctx.sink);
                 continue;
             }
             let member = room.get_member_no_sync(event.sender()).await.ok().flatten();

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::event::{Event, EventId, Inbound};
+use crate::health::Signal;
 
 /// One account on one network.
 #[async_trait]
@@ -301,6 +302,14 @@ pub trait Emit: Send + Sync + 'static {
     fn announce(&self, account: &str, network: &str, names: Vec<String>) {
         let _ = (account, network, names);
     }
+
+    /// Count one health event of `account` (see [`crate::health`]): the gateway adds it to
+    /// the account's `patchbay_connector_events_total`. Called only by
+    /// [`HealthEvent::emit`](crate::health::HealthEvent::emit), right after the event's log
+    /// line. The default drops it: a test collector need not count.
+    fn count(&self, account: &str, signal: Signal) {
+        let _ = (account, signal);
+    }
 }
 
 /// The newest event accepted from a room: when, and the network's id for it.
@@ -362,6 +371,12 @@ impl EventSink {
 
     pub fn account(&self) -> &str {
         &self.account
+    }
+
+    /// Count a health event for this account. Crate-private: only
+    /// [`HealthEvent::emit`](crate::health::HealthEvent::emit) counts, after it logs.
+    pub(crate) fn count(&self, signal: Signal) {
+        self.inner.count(&self.account, signal);
     }
 }
 

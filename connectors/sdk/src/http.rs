@@ -15,7 +15,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::watch;
 
-use crate::connector::EmitError;
+use crate::connector::{EmitError, EventSink};
+use crate::health::{HealthEvent, Signal};
 
 /// Why a request was refused; its `Display` is the sentence the client reads.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -130,6 +131,39 @@ impl IntoResponse for Refusal {
         }
         response
     }
+}
+
+/// A request the connector refused: the account's [`Signal::RequestRefused`]. Its line is at
+/// debug: the sender reads the reason in its answer, and a sender that keeps getting it wrong
+/// would otherwise fill the log; the count is what shows an operator that one does.
+pub struct RequestRefused<'a> {
+    /// What was asked for, as the connector names it (a hook's room, `stream`).
+    pub what: &'a str,
+    pub refusal: &'a Refusal,
+}
+
+impl HealthEvent for RequestRefused<'_> {
+    const SIGNAL: Signal = Signal::RequestRefused;
+
+    fn log(&self, account: &str) {
+        let RequestRefused { what, refusal } = self;
+        tracing::debug!(account = %account, what = %what, status = refusal.status().as_u16(), "refused a request: {refusal}");
+    }
+}
+
+/// `answer` as it was, with its refusal, if it is one, emitted as [`RequestRefused`] for
+/// `sink`'s account: a handler passes its whole answer through this, so that every refusal it
+/// gives is counted once. Without a sink (the connector is not running yet, and the answer
+/// is the 503 "starting") there is no account to count for.
+pub fn counted<T>(
+    answer: Result<T, Refusal>,
+    sink: Option<&EventSink>,
+    what: &str,
+) -> Result<T, Refusal> {
+    if let (Err(refusal), Some(sink)) = (&answer, sink) {
+        RequestRefused { what, refusal }.emit(sink);
+    }
+    answer
 }
 
 /// Read a request body of at most `limit` bytes: 413 over it (at once when `Content-Length`

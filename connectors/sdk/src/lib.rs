@@ -19,6 +19,8 @@
 //!   for itself — shared by every connector that serves HTTP.
 //! - `testkit` (feature `testkit`, tests only): a recording sink, building from a config
 //!   snippet, waiting with timeouts, and the contract checks every connector runs.
+//! - [`health`]: health events — reconnects, rate limits, refusals — each a type whose
+//!   `emit` logs it and counts it for the account, in one [`Signal`] vocabulary.
 //! - [`backoff`] (pure): exponential backoff with jitter, shared by the gateway and connectors.
 //! - [`supervise`]: staying connected — a connector writes one [`Connection`], the
 //!   [`Supervisor`] reconnects it with backoff, reports its state and logs each end.
@@ -28,6 +30,7 @@ pub mod connector;
 pub mod duration;
 pub mod event;
 pub mod factory;
+pub mod health;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod room;
@@ -49,6 +52,7 @@ pub use factory::{
     AccountInfo, ConfigError, ConnectorFactory, Deprecated, Renamed, deprecated_keys,
     parse_renamed, parse_table, read_secret,
 };
+pub use health::{HealthEvent, Signal};
 #[cfg(feature = "http")]
 pub use http::Refusal;
 pub use room::RoomKey;

@@ -7,7 +7,9 @@
 //!
 //! - reports [`Connecting`](crate::ConnectorState::Connecting) before each attempt and
 //!   [`Down`](crate::ConnectorState::Down) with the reason after it;
-//! - logs each ended connection once, with its reason and the next wait;
+//! - logs each ended connection once, with its reason and the next wait, and counts it as the
+//!   account's [`Signal::Reconnect`] (the [`Reconnecting`] event): every connector that runs
+//!   under a supervisor has its reconnects in `/metrics` without a line of its own;
 //! - waits with the shared [`Backoff`], starting from its first wait again after a connection
 //!   that was up and lasted at least [`Supervisor::held`];
 //! - stops promptly when the shutdown token is cancelled: before connecting and while waiting.
@@ -27,7 +29,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::connector::{ConnectorContext, ConnectorError, ConnectorState, StateHandle};
+use crate::connector::{ConnectorContext, ConnectorError, ConnectorState, EventSink, StateHandle};
+use crate::health::{HealthEvent, Signal};
 
 /// How one connection ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +62,8 @@ pub struct Supervisor {
     /// The connection's name within the account, when the account has several.
     part: Option<String>,
     state: StateHandle,
+    /// Where the account's reconnects are counted.
+    sink: EventSink,
     shutdown: CancellationToken,
     backoff: Backoff,
     /// How long a connection that got up must have lasted (from the start of its attempt) for
@@ -73,6 +78,7 @@ impl Supervisor {
             account: ctx.account.clone(),
             part: None,
             state: ctx.state.clone(),
+            sink: ctx.sink.clone(),
             shutdown: ctx.shutdown.clone(),
             backoff,
             held: Duration::ZERO,
@@ -118,7 +124,12 @@ impl Supervisor {
                 self.backoff.reset();
             }
             let wait = self.backoff.next_wait();
-            tracing::warn!(account = %self.account, part = ?self.part, %reason, ?wait, "disconnected; reconnecting after the wait");
+            Reconnecting {
+                part: self.part.as_deref(),
+                reason: &reason,
+                wait,
+            }
+            .emit(&self.sink);
             self.state.down(self.labelled(&reason));
             tokio::select! {
                 () = self.shutdown.cancelled() => return self.stopped(),
@@ -140,6 +151,26 @@ impl Supervisor {
             Some(part) => format!("{part}: {reason}"),
             None => reason.to_owned(),
         }
+    }
+}
+
+/// A connection ended and is tried again after `wait`: the supervisor's log line, and the
+/// account's [`Signal::Reconnect`].
+pub struct Reconnecting<'a> {
+    /// The connection's name within the account, when it has several.
+    pub part: Option<&'a str>,
+    /// How the connection ended.
+    pub reason: &'a str,
+    /// The backoff's next wait before the next attempt.
+    pub wait: Duration,
+}
+
+impl HealthEvent for Reconnecting<'_> {
+    const SIGNAL: Signal = Signal::Reconnect;
+
+    fn log(&self, account: &str) {
+        let Reconnecting { part, reason, wait } = self;
+        tracing::warn!(account = %account, part = ?part, %reason, ?wait, "disconnected; reconnecting after the wait");
     }
 }
 

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use super::*;
 use crate::connector::{Emit, EmitError, EventSink};
 use crate::event::{EventId, Inbound};
+use crate::health::Signal;
 
 struct NoEmit;
 
@@ -269,5 +270,50 @@ async fn a_part_names_itself_in_down_reasons_and_leaves_connecting_alone() {
     // Shutting down is the connector's to report for the whole account.
     assert!(
         matches!(ctx.state.get(), ConnectorState::Down { reason } if reason.contains("refused"))
+    );
+}
+
+/// Counts what the supervisor counts, per (account, signal).
+#[derive(Default)]
+struct Counted(std::sync::Mutex<Vec<(String, Signal)>>);
+
+#[async_trait]
+impl Emit for Counted {
+    async fn emit(&self, _: &str, _: Inbound) -> Result<Option<EventId>, EmitError> {
+        Ok(None)
+    }
+
+    fn count(&self, account: &str, signal: Signal) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((account.to_owned(), signal));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_retried_end_counts_as_a_reconnect_of_the_account_and_a_fatal_one_does_not() {
+    let (mut ctx, _rx) = context();
+    let counted = Arc::new(Counted::default());
+    ctx.sink = EventSink::new("fake.test", Arc::clone(&counted) as Arc<dyn Emit>);
+    let mut fake = Fake::new(
+        &ctx,
+        vec![
+            attempt(false, 0, failed("refused")),
+            attempt(true, 10, lost("the server closed")),
+            attempt(false, 0, Ended::Fatal("bad password".into())),
+        ],
+    );
+    let result = Supervisor::new(&ctx, Backoff::exact(ms(100), ms(100)))
+        .run(&mut fake)
+        .await;
+    assert!(result.is_err());
+    let counted = counted.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert_eq!(
+        counted,
+        [
+            ("fake.test".to_owned(), Signal::Reconnect),
+            ("fake.test".to_owned(), Signal::Reconnect)
+        ]
     );
 }

@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use patchbay_sdk::{EventSink, HealthEvent, Signal};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -115,7 +116,8 @@ impl JoinGate {
     }
 
     /// Wait for this session's turn to log in and until one more join is allowed; count it.
-    pub async fn acquire(&self) -> LoginTurn {
+    /// A wait for the join limit is `sink`'s account's [`LoginPaced`].
+    pub async fn acquire(&self, sink: &EventSink) -> LoginTurn {
         let turn = self.turn.clone().lock_owned().await;
         loop {
             let wait = {
@@ -128,9 +130,22 @@ impl JoinGate {
                 }
                 wait
             };
-            tracing::info!(?wait, "pacing reconnects under the server's join limit");
+            LoginPaced { wait }.emit(sink);
             tokio::time::sleep(wait).await;
         }
+    }
+}
+
+/// A login held back by the [`JoinGate`] to stay under the server's join limit.
+pub struct LoginPaced {
+    pub wait: Duration,
+}
+
+impl HealthEvent for LoginPaced {
+    const SIGNAL: Signal = Signal::Paced;
+
+    fn log(&self, _: &str) {
+        tracing::info!(wait = ?self.wait, "pacing reconnects under the server's join limit");
     }
 }
 
@@ -138,14 +153,19 @@ impl JoinGate {
 mod tests {
     use super::*;
 
+    fn sink() -> EventSink {
+        std::sync::Arc::new(patchbay_sdk::testkit::Recorder::default()).sink("sshchat.test")
+    }
+
     #[tokio::test]
     async fn one_session_logs_in_at_a_time() {
         let gate = JoinGate::default();
-        let first = gate.acquire().await;
-        let second = tokio::time::timeout(Duration::from_millis(50), gate.acquire()).await;
+        let sink = sink();
+        let first = gate.acquire(&sink).await;
+        let second = tokio::time::timeout(Duration::from_millis(50), gate.acquire(&sink)).await;
         assert!(second.is_err(), "the second login waits for the first");
         drop(first);
-        let second = tokio::time::timeout(Duration::from_secs(5), gate.acquire()).await;
+        let second = tokio::time::timeout(Duration::from_secs(5), gate.acquire(&sink)).await;
         assert!(second.is_ok(), "and starts once the first is in its room");
     }
 
@@ -165,12 +185,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn join_gate_spaces_the_sixth_join_a_minute_after_the_first() {
         let gate = JoinGate::default();
+        let sink = sink();
         let start = Instant::now();
         for _ in 0..5 {
-            gate.acquire().await;
+            gate.acquire(&sink).await;
         }
         assert!(start.elapsed() < Duration::from_secs(1));
-        gate.acquire().await;
+        gate.acquire(&sink).await;
         assert!(start.elapsed() >= Duration::from_secs(60));
     }
 }

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use patchbay_sdk::{
-    Author, Backoff, Connection, ConnectorContext, ConnectorError, Ended, Inbound, Kind, RichText,
-    Supervisor,
+    Author, Backoff, Connection, ConnectorContext, ConnectorError, Ended, HealthEvent, Inbound,
+    Kind, RichText, Signal, Supervisor,
 };
 use russh::client;
 use russh::keys::PrivateKey;
@@ -247,6 +247,9 @@ impl RoomSession {
                     }
                     window.record(now);
                     tracing::debug!(room = %self.room, pieces = next.pieces, "wrote a line");
+                    if next.pieces > 1 {
+                        LinesMerged { room: &self.room, pieces: next.pieces }.emit(&self.ctx.sink);
+                    }
                     unshown.wrote(now, next);
                     Vec::new()
                 }
@@ -290,7 +293,7 @@ impl RoomSession {
                     Step::RateLimited => {
                         // The server refused a line: send it again rather than lose it, and
                         // slow down for a full window.
-                        tracing::warn!(room = %self.room, "the server rate-limited a line; resending it");
+                        LineRateLimited { room: &self.room }.emit(&self.ctx.sink);
                         if let Some(text) = unshown.rate_limited() {
                             self.queue.lock().resend_text(text);
                         }
@@ -299,7 +302,7 @@ impl RoomSession {
                         }
                     }
                     Step::TooLong => {
-                        tracing::warn!(room = %self.room, "the server refused a line as too long");
+                        LineTooLong { room: &self.room }.emit(&self.ctx.sink);
                         unshown.too_long();
                     }
                     Step::Retry(reason) => return Ended::Failed(reason),
@@ -379,7 +382,7 @@ impl Connection for RoomSession {
     /// `Failed`; it counts as `Lost` when the room was live (the session had entered it).
     async fn connect_once(&mut self) -> Ended {
         let turn = tokio::select! {
-            turn = self.gate.acquire() => turn,
+            turn = self.gate.acquire(&self.ctx.sink) => turn,
             () = self.ctx.shutdown.cancelled() => return Ended::Shutdown,
         };
         let end = self.session(turn).await;
@@ -393,6 +396,48 @@ impl Connection for RoomSession {
             Ended::Failed(reason) if was_up => Ended::Lost(reason),
             end => end,
         }
+    }
+}
+
+/// The server refused a line for going too fast; it is sent again after a full window.
+struct LineRateLimited<'a> {
+    room: &'a str,
+}
+
+impl HealthEvent for LineRateLimited<'_> {
+    const SIGNAL: Signal = Signal::RateLimited;
+
+    fn log(&self, _: &str) {
+        tracing::warn!(room = %self.room, "the server rate-limited a line; resending it");
+    }
+}
+
+/// The server refused a line as too long.
+struct LineTooLong<'a> {
+    room: &'a str,
+}
+
+impl HealthEvent for LineTooLong<'_> {
+    const SIGNAL: Signal = Signal::MessageRefused;
+
+    fn log(&self, _: &str) {
+        tracing::warn!(room = %self.room, "the server refused a line as too long");
+    }
+}
+
+/// More deliveries waited than the send window lets through: `pieces` of them went out as one
+/// line. Counted, so that an operator sees how often the anti-spam limit shapes the relay;
+/// its log line is at debug, beside "wrote a line".
+struct LinesMerged<'a> {
+    room: &'a str,
+    pieces: usize,
+}
+
+impl HealthEvent for LinesMerged<'_> {
+    const SIGNAL: Signal = Signal::LinesMerged;
+
+    fn log(&self, _: &str) {
+        tracing::debug!(room = %self.room, pieces = self.pieces, "merged waiting deliveries into one line");
     }
 }
 

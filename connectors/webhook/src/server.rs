@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use patchbay_sdk::http::{Refusal, read_body, until_running};
+use patchbay_sdk::http::{Refusal, counted, read_body, until_running};
 use patchbay_sdk::text::markdown::from_markdown;
 use patchbay_sdk::{Author, EmitError, EventSink, Inbound, Kind, RichText};
 use serde::Deserialize;
@@ -66,12 +66,24 @@ async fn hook(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Refusal> {
+    let answer = take(&shared, &room, query, headers, body).await;
+    counted(answer, shared.sink.borrow().as_ref(), &room)
+}
+
+/// Check, parse and emit one hook request.
+async fn take(
+    shared: &Shared,
+    room: &str,
+    query: HookQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Refusal> {
     let config = &shared.config;
     let body = read_body(&headers, body, config.max_body_bytes).await?;
-    let settings = config.inbound(&room);
+    let settings = config.inbound(room);
     let now = unix_now();
     let proof = auth::check(settings, &headers, query.token.as_deref(), &body, now)?;
-    if let Err(wait) = shared.limiter.take(&room) {
+    if let Err(wait) = shared.limiter.take(room) {
         return Err(Refusal::TooMany {
             message: format!(
                 "hook `{room}` takes at most {} requests a minute",
@@ -91,7 +103,7 @@ async fn hook(
         Proof::Timed { mac, timestamp } => {
             match shared
                 .seen
-                .claim(&room, mac, *timestamp, settings.signature_max_age, now)
+                .claim(room, mac, *timestamp, settings.signature_max_age, now)
             {
                 Claim::Fresh => Some(mac.as_slice()),
                 Claim::Replayed => return Err(Refusal::Replayed),
@@ -104,11 +116,11 @@ async fn hook(
         }
         _ => None,
     };
-    let emitted = emit(&shared, &room, settings, &headers, message, claimed).await;
+    let emitted = emit(shared, room, settings, &headers, message, claimed).await;
     if emitted.is_err()
         && let Some(mac) = claimed
     {
-        shared.seen.release(&room, mac);
+        shared.seen.release(room, mac);
     }
     emitted
 }

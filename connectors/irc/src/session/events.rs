@@ -10,6 +10,8 @@
 
 use std::collections::HashSet;
 
+use patchbay_sdk::HealthEvent;
+
 use tracing::{debug, info, warn};
 
 use super::{Held, OpenBatch, Session};
@@ -102,7 +104,12 @@ impl Session<'_> {
                 nick,
                 reason,
             } if self.is_me(nick) => {
-                warn!(account = %self.ctx.account, "kicked from {channel} by {}: {}; rejoining after `rejoin_delay`: if it repeats, ask the channel's operators to let the bridge stay, or take the channel out of `channels`", source.nick, reason.as_deref().unwrap_or(""));
+                super::health::Kicked {
+                    channel,
+                    by: &source.nick,
+                    reason: reason.as_deref(),
+                }
+                .emit(&self.ctx.sink);
                 self.left(channel);
                 self.schedule_rejoin(channel.clone(), self.shared.cfg.rejoin_delay);
                 return;

@@ -13,11 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use patchbay_sdk::{
-    Backoff, Connection, ConnectorContext, ConnectorError, Ended, Supervisor, Timestamp,
+    Backoff, Connection, ConnectorContext, ConnectorError, Ended, HealthEvent, Supervisor,
+    Timestamp,
 };
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
-use tracing::{info, trace, warn};
+use tracing::{info, trace};
 
 use crate::catchup::{CatchUps, Isupport};
 use crate::history::History;
@@ -29,6 +30,12 @@ use crate::render::SelfPrefix;
 use crate::transport::{self, LineReader, Stream};
 
 mod events;
+mod health;
+
+use health::{
+    HistoryRefused, HistoryTimedOut, JoinRefused, LongLineSkipped, MalformedLineSkipped,
+    MarksNotSaved, MessageRefused,
+};
 
 /// Stay connected until shutdown: the sdk's [`Supervisor`] runs [`OneConnection`] again and
 /// again, with backoff started over after every connection that registered.
@@ -62,7 +69,7 @@ impl Connection for OneConnection<'_> {
         let ended = connect_once(self.shared, self.ctx, &mut self.history).await;
         *lock(&self.shared.link) = None;
         if let Err(e) = self.history.save() {
-            warn!(account = %self.ctx.account, "cannot save history marks: {e}; check that the account's data dir is writable and its disk has room (until then a catch-up after a restart starts from an older mark, and lines it relayed already are skipped by their ids)");
+            MarksNotSaved { error: &e }.emit(&self.ctx.sink);
         }
         ended
     }
@@ -142,6 +149,7 @@ async fn connect_once(shared: &Shared, ctx: &ConnectorContext, history: &mut His
         urgent_rx,
         paced_rx,
         TokenBucket::new(cfg.flood),
+        ctx.sink.clone(),
     ));
     let (rejoin_tx, mut rejoin_rx) = mpsc::unbounded_channel::<String>();
     let link = Link {
@@ -208,7 +216,7 @@ async fn connect_once(shared: &Shared, ctx: &ConnectorContext, history: &mut His
                         );
                         break lost(reason, session.registered);
                     }
-                    Ok(Some(None)) => warn!(account = %ctx.account, "skipped a line longer than {} bytes; an IRC server sends none: if this repeats, check that `server`, `port` and `tls` name an IRC server as it listens", transport::MAX_READ_LINE),
+                    Ok(Some(None)) => LongLineSkipped.emit(&ctx.sink),
                     Ok(Some(Some(bytes))) => {
                         last_activity = Instant::now();
                         ping_sent = false;
@@ -237,11 +245,11 @@ async fn connect_once(shared: &Shared, ctx: &ConnectorContext, history: &mut His
             }
             _ = save_tick.tick() => {
                 for end in session.catchup.expired(std::time::Instant::now()) {
-                    warn!(account = %ctx.account, "the server did not answer a history request in time; this catch-up stops here, so lines said while the bridge was away may be missing: if it repeats, check the server's load and its CHATHISTORY limits");
+                    HistoryTimedOut.emit(&ctx.sink);
                     session.finish_catch_up(end).await;
                 }
                 if let Err(e) = session.history.save() {
-                    warn!(account = %ctx.account, "cannot save history marks: {e}; check that the account's data dir is writable and its disk has room (until then a catch-up after a restart starts from an older mark, and lines it relayed already are skipped by their ids)");
+                    MarksNotSaved { error: &e }.emit(&ctx.sink);
                 }
             }
         }
@@ -308,7 +316,7 @@ impl Session<'_> {
             Ok(p) => p,
             Err(parse::ParseError::Empty) => return None,
             Err(e) => {
-                warn!(account = %self.ctx.account, "skipped a malformed line from the server: {e}; nothing else is affected (if it repeats, the server's software and the line are worth a bug report)");
+                MalformedLineSkipped { error: &e }.emit(&self.ctx.sink);
                 return None;
             }
         };
@@ -349,7 +357,7 @@ impl Session<'_> {
                     .first()
                     .is_some_and(|c| c.eq_ignore_ascii_case("CHATHISTORY")) =>
             {
-                warn!(account = %self.ctx.account, "the server refused a history request: {}; this catch-up stops here, so lines said while the bridge was away may be missing: check that the server lets the bridge's account read CHATHISTORY", params.join(" "));
+                HistoryRefused { params: &params }.emit(&self.ctx.sink);
                 let channels: Vec<String> = params
                     .iter()
                     .filter(|p| self.catchup.is_active(p))
@@ -375,7 +383,11 @@ impl Session<'_> {
             "471" | "473" | "474" | "475" | "477" => {
                 if let Some(channel) = params.get(1) {
                     let reason = params.last().cloned().unwrap_or_default();
-                    warn!(account = %self.ctx.account, "cannot join {channel}: {reason}; trying again later: check the channel's modes (a key goes in `channels` as {{ name, key }}, invite-only needs an invite, a ban needs lifting)");
+                    JoinRefused {
+                        channel,
+                        reason: &reason,
+                    }
+                    .emit(&self.ctx.sink);
                     lock(&self.link.state)
                         .join_refused
                         .insert(fold_case(channel), reason);
@@ -393,7 +405,11 @@ impl Session<'_> {
                 if let Some(target) = params.get(1).cloned() {
                     let folded = fold_case(&target);
                     let reason = params.last().cloned().unwrap_or_default();
-                    warn!(account = %self.ctx.account, "the server refused a message to {target}: {reason}; a delivery refused while joined (moderated, colours forbidden) becomes a dead letter, one refused while not joined is retried after the rejoin: check the channel's modes");
+                    MessageRefused {
+                        target: &target,
+                        reason: &reason,
+                    }
+                    .emit(&self.ctx.sink);
                     let label = self.label_of(&parsed.tags);
                     let mut state = lock(&self.link.state);
                     let error = if command == "404" && !state.joined.contains_key(&folded) {

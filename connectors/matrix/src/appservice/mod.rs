@@ -46,7 +46,7 @@ use std::time::Duration;
 
 use patchbay_sdk::{
     Backoff, Connection, ConnectorContext, ConnectorError, DeliveryError, Ended, EventSink,
-    Supervisor,
+    HealthEvent, Supervisor,
 };
 use tracing::{info, warn};
 
@@ -321,7 +321,11 @@ impl Connection for Serving<'_> {
                 match self.service.join_room(&name).await {
                     Ok(id) => info!(room = %name, %id, "joined"),
                     Err(e) => {
-                        warn!(room = %name, error = %e, "cannot join the room yet; trying again: check that the room exists and lets the bot in (an invite, or a public room)");
+                        crate::health::JoinFailed {
+                            room: &name,
+                            error: &e,
+                        }
+                        .emit(&self.ctx.sink);
                         still.push(name);
                     }
                 }

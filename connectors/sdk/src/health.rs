@@ -1,0 +1,227 @@
+//! Health events: what a connector went through that an operator graphs — reconnects, rate
+//! limits, lines merged or skipped, refusals — each one a type whose one
+//! [`emit`](HealthEvent::emit) writes its log line and counts it for the account, so the log
+//! and `/metrics` can never tell two stories.
+//!
+//! Two halves, on purpose:
+//!
+//! - **The vocabulary is here.** [`Signal`] is the closed set of what is counted, with the one
+//!   name each has in `/metrics` (`patchbay_connector_events_total{event="reconnect"}`), so
+//!   IRC's reconnect and SSH chat's are one series, and a dashboard written for one connector
+//!   reads every other.
+//! - **The words stay with the connector.** Each event type lives beside the code that
+//!   emits it (the supervisor's [`Reconnecting`](crate::supervise::Reconnecting) in
+//!   `supervise.rs`, IRC's refused join in the IRC crate's session) and writes its log line
+//!   there, in the words, level and fields the call site always used. A line written by one
+//!   shared type here would read `patchbay_sdk::…` as its target, and `RUST_LOG` filters
+//!   naming the connector's crate would lose it; written by the connector, it keeps its
+//!   crate's target, and whatever reads the log by its text keeps working.
+//!
+//! ## Why the count travels through the [`EventSink`]
+//!
+//! The count must reach the gateway per account. The sink already does: the gateway builds one
+//! per account, bound to the account's name and to the gateway's [`Emit`], and every connector
+//! holds it wherever it emits from. So counting is one more [`Emit`] method,
+//! [`Emit::count`], with a default that drops the count: the gateway's intake implements it
+//! (into its metrics), and no [`ConnectorContext`](crate::ConnectorContext) literal, test
+//! collector or `StateHandle::new` caller changes. The [`StateHandle`](crate::StateHandle)
+//! would reach the gateway too, but only as a watch channel the gateway reads through
+//! `AccountStates`; counts hung on it would need a second registry beside that one, and the
+//! handle says whether the account is connected now, which a count of what happened is not.
+//! Through the sink, the account name is bound once, by the gateway: a connector cannot count
+//! for another account.
+
+use std::fmt;
+
+use crate::connector::EventSink;
+
+/// What a [`HealthEvent`] counts as: one label value of `patchbay_connector_events_total`.
+///
+/// The names distinguish who held back: [`RateLimited`](Signal::RateLimited) is the network
+/// refusing or slowing us, [`Paced`](Signal::Paced) is the connector's own flood control
+/// holding a line or a login before the network would.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Signal {
+    /// A connection ended and is tried again after a wait.
+    Reconnect,
+    /// The network refused or slowed a line for going too fast.
+    RateLimited,
+    /// The connector's own pacing held a line or a login.
+    Paced,
+    /// Several waiting deliveries went out as one network message.
+    LinesMerged,
+    /// A line from the network was dropped unread (malformed, too long).
+    LineSkipped,
+    /// The network refused a message the connector sent.
+    MessageRefused,
+    /// The network refused to let the account into a room (for now).
+    JoinRefused,
+    /// The account was put out of a room it is configured for (kicked, removed).
+    Kicked,
+    /// Messages from while the account was away could not all be fetched.
+    HistoryGap,
+    /// An event arrived that the account could not decrypt.
+    Undecryptable,
+    /// The connector could not save its own state (marks, sync position) to its data dir.
+    SaveFailed,
+    /// A connector that serves HTTP refused a request (bad token or signature, over the rate
+    /// limit, a body it cannot read).
+    RequestRefused,
+}
+
+impl Signal {
+    /// Every signal, in the order `/metrics` and the README list them.
+    pub const ALL: [Signal; 12] = [
+        Signal::Reconnect,
+        Signal::RateLimited,
+        Signal::Paced,
+        Signal::LinesMerged,
+        Signal::LineSkipped,
+        Signal::MessageRefused,
+        Signal::JoinRefused,
+        Signal::Kicked,
+        Signal::HistoryGap,
+        Signal::Undecryptable,
+        Signal::SaveFailed,
+        Signal::RequestRefused,
+    ];
+
+    /// The `event` label value: snake case, stable (dashboards and alerts name it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Reconnect => "reconnect",
+            Signal::RateLimited => "rate_limited",
+            Signal::Paced => "paced",
+            Signal::LinesMerged => "lines_merged",
+            Signal::LineSkipped => "line_skipped",
+            Signal::MessageRefused => "message_refused",
+            Signal::JoinRefused => "join_refused",
+            Signal::Kicked => "kicked",
+            Signal::HistoryGap => "history_gap",
+            Signal::Undecryptable => "undecryptable",
+            Signal::SaveFailed => "save_failed",
+            Signal::RequestRefused => "request_refused",
+        }
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One notable thing that happened to a connector's account (see the module doc).
+pub trait HealthEvent {
+    /// What it counts as.
+    const SIGNAL: Signal;
+
+    /// Write the event's log line, for `account`. Only [`emit`](HealthEvent::emit) calls it,
+    /// so that no line is written without its count.
+    fn log(&self, account: &str);
+
+    /// Log the event and count it for the sink's account.
+    fn emit(&self, sink: &EventSink) {
+        self.log(sink.account());
+        sink.count(Self::SIGNAL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::connector::{Emit, EmitError};
+    use crate::event::{EventId, Inbound};
+
+    /// Counts per (account, signal), as the gateway keeps them.
+    #[derive(Default)]
+    struct Counts(Mutex<BTreeMap<(String, Signal), u64>>);
+
+    #[async_trait]
+    impl Emit for Counts {
+        async fn emit(&self, _: &str, _: Inbound) -> Result<Option<EventId>, EmitError> {
+            Ok(None)
+        }
+
+        fn count(&self, account: &str, signal: Signal) {
+            let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            *counts.entry((account.to_owned(), signal)).or_default() += 1;
+        }
+    }
+
+    struct Skipped<'a> {
+        logged: &'a Mutex<Vec<String>>,
+    }
+
+    impl HealthEvent for Skipped<'_> {
+        const SIGNAL: Signal = Signal::LineSkipped;
+
+        fn log(&self, account: &str) {
+            self.logged
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(format!("{account}: skipped a line"));
+        }
+    }
+
+    #[test]
+    fn an_emitted_event_is_logged_and_counted_for_its_own_account() {
+        let counts = Arc::new(Counts::default());
+        let irc = EventSink::new("irc.net", Arc::clone(&counts) as Arc<dyn Emit>);
+        let ssh = EventSink::new("sshchat.dz", Arc::clone(&counts) as Arc<dyn Emit>);
+        let logged = Mutex::new(Vec::new());
+        let event = Skipped { logged: &logged };
+        event.emit(&irc);
+        event.emit(&irc);
+        event.emit(&ssh);
+        let counts = counts.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert_eq!(
+            counts,
+            BTreeMap::from([
+                (("irc.net".to_owned(), Signal::LineSkipped), 2),
+                (("sshchat.dz".to_owned(), Signal::LineSkipped), 1),
+            ])
+        );
+        assert_eq!(
+            *logged.lock().unwrap_or_else(|p| p.into_inner()),
+            [
+                "irc.net: skipped a line",
+                "irc.net: skipped a line",
+                "sshchat.dz: skipped a line"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_sink_whose_gateway_does_not_count_still_logs() {
+        struct Deaf;
+        #[async_trait]
+        impl Emit for Deaf {
+            async fn emit(&self, _: &str, _: Inbound) -> Result<Option<EventId>, EmitError> {
+                Ok(None)
+            }
+        }
+        let sink = EventSink::new("irc.net", Arc::new(Deaf));
+        let logged = Mutex::new(Vec::new());
+        Skipped { logged: &logged }.emit(&sink);
+        assert_eq!(logged.lock().unwrap_or_else(|p| p.into_inner()).len(), 1);
+    }
+
+    #[test]
+    fn every_signal_has_its_own_label() {
+        let mut names: Vec<&str> = Signal::ALL.iter().map(|s| s.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Signal::ALL.len());
+        assert!(
+            names
+                .iter()
+                .all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        );
+    }
+}
