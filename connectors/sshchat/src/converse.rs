@@ -146,7 +146,7 @@ impl Conversation {
         if self.phase != Phase::Entering {
             return Vec::new();
         }
-        tracing::warn!(room = %self.room, "no arrival announced after `cd`; assuming the room was entered");
+        tracing::warn!(room = %self.room, "no arrival announced after `cd`; assuming the room was entered (if lines from this room never arrive, check that `rooms` names a room the server has)");
         self.phase = Phase::InRoom;
         vec![Step::InRoom]
     }
@@ -190,7 +190,7 @@ impl Conversation {
                 Line::TooLong => steps.push(Step::TooLong),
                 Line::System { text } => {
                     if text.contains("spam") || text.contains("banned") {
-                        tracing::warn!(room = %self.room, %text, "anti-spam notice from the server");
+                        tracing::warn!(room = %self.room, %text, "anti-spam notice from the server; the bridge slows down on its own: if it repeats, lower the rate of the routes into this room or raise the server's limits");
                     } else {
                         tracing::debug!(room = %self.room, %text, "system line");
                     }

@@ -26,7 +26,7 @@ impl Emitter {
                     Ok(_) => {}
                     Err(EmitError::Closed) => break,
                     Err(err) => {
-                        tracing::warn!(account = %sink.account(), %err, "the gateway did not record an event");
+                        tracing::warn!(account = %sink.account(), %err, "the gateway did not record an event; it is not relayed (the gateway is stopping, or its store failed: see its errors)");
                     }
                 }
             }

@@ -225,7 +225,7 @@ impl RoomSession {
                     talk.on_entry_timeout()
                 }
                 () = tokio::time::sleep_until(turn_until), if turn.is_some() => {
-                    tracing::warn!(room = %self.room, "not in the room after {}s; letting the next session log in", LOGIN_TURN_MAX.as_secs());
+                    tracing::warn!(room = %self.room, "not in the room after {}s; letting the next session log in (a slow server or a join limit: this one keeps trying)", LOGIN_TURN_MAX.as_secs());
                     drop(turn.take());
                     Vec::new()
                 }
@@ -335,7 +335,7 @@ impl RoomSession {
                     && self.names.contains(text.split(',').next().unwrap_or(""))
                 {
                     // Devzat's anti-spam warning names us: bookkeeping for the log only.
-                    tracing::warn!(room = %self.room, %text, "Devzat's anti-spam warned the bot");
+                    tracing::warn!(room = %self.room, %text, "Devzat's anti-spam warned the bot; the bridge slows down on its own: if it repeats, lower the rate of the routes into this room or turn the server's anti-spam off for the bot");
                     return;
                 }
                 // The server's own bot: a notice from a bot, which routes relay only when asked.
@@ -408,7 +408,7 @@ impl HealthEvent for LineRateLimited<'_> {
     const SIGNAL: Signal = Signal::RateLimited;
 
     fn log(&self, _: &str) {
-        tracing::warn!(room = %self.room, "the server rate-limited a line; resending it");
+        tracing::warn!(room = %self.room, "the server rate-limited a line; resending it more slowly (if this repeats, lower the routes' rate into this room)");
     }
 }
 
@@ -421,7 +421,7 @@ impl HealthEvent for LineTooLong<'_> {
     const SIGNAL: Signal = Signal::MessageRefused;
 
     fn log(&self, _: &str) {
-        tracing::warn!(room = %self.room, "the server refused a line as too long");
+        tracing::warn!(room = %self.room, "the server refused a line as too long; its deliveries become dead letters (the status page and `patchbay dead-letters list` show them): shorten what the routes into this room send, e.g. with a rewrite");
     }
 }
 

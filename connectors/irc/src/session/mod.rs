@@ -23,6 +23,7 @@ use tracing::{info, trace};
 use crate::catchup::{CatchUps, Isupport};
 use crate::history::History;
 use crate::link::{EchoError, Link, LinkState, Shared, lock, writer_task};
+use crate::numeric::Numeric;
 use crate::pacing::TokenBucket;
 use crate::parse::{self, IrcEvent, MsgTags, Source, fold_case};
 use crate::register::{Registration, Step};
@@ -343,8 +344,6 @@ impl Session<'_> {
             }
             "ERROR" => self.error = params.first().cloned(),
             "BATCH" => self.on_batch(&params, &parsed.tags).await,
-            // RPL_ISUPPORT: nick, tokens..., "are supported by this server".
-            "005" if params.len() > 2 => self.isupport.apply(&params[1..params.len() - 1]),
             // labeled-response: the server had nothing to say about one of our lines.
             "ACK" => {
                 if let Some(label) = &parsed.tags.label {
@@ -368,8 +367,29 @@ impl Session<'_> {
                     self.finish_catch_up(end).await;
                 }
             }
-            // RPL_NAMREPLY: = #chan :@nick +nick nick
-            "353" => {
+            _ => {}
+        }
+        if let Some(numeric) = Numeric::of(&command) {
+            self.on_numeric(numeric, &params, &parsed.tags);
+        }
+        if self.registered
+            && let Some(event) = parsed.event.clone()
+        {
+            self.on_event(&parsed, event).await;
+        }
+        None
+    }
+
+    /// What a numeric reply means for the session once it is registered (registration's own
+    /// numerics are the [`Registration`]'s).
+    fn on_numeric(&mut self, numeric: Numeric, params: &[String], tags: &MsgTags) {
+        match numeric {
+            // nick, tokens..., "are supported by this server".
+            Numeric::ISupport if params.len() > 2 => {
+                self.isupport.apply(&params[1..params.len() - 1])
+            }
+            // = #chan :@nick +nick nick
+            Numeric::NamReply => {
                 if let (Some(channel), Some(names)) = (params.get(2), params.get(3)) {
                     let set = self.members.entry(fold_case(channel)).or_default();
                     for name in names.split(' ').filter(|n| !n.is_empty()) {
@@ -380,7 +400,11 @@ impl Session<'_> {
                 }
             }
             // Cannot join: full, invite-only, banned, bad key. Try again later.
-            "471" | "473" | "474" | "475" | "477" => {
+            Numeric::ChannelIsFull
+            | Numeric::InviteOnlyChan
+            | Numeric::BannedFromChan
+            | Numeric::BadChannelKey
+            | Numeric::NeedReggedNick => {
                 if let Some(channel) = params.get(1) {
                     let reason = params.last().cloned().unwrap_or_default();
                     JoinRefused {
@@ -401,7 +425,7 @@ impl Session<'_> {
             // No such nick / channel, cannot send to channel: the delivery waiting for its echo
             // fails now instead of timing out. Refused while joined (moderated, colours
             // forbidden) is permanent; not being in the channel is retried after the rejoin.
-            "401" | "403" | "404" => {
+            Numeric::NoSuchNick | Numeric::NoSuchChannel | Numeric::CannotSendToChan => {
                 if let Some(target) = params.get(1).cloned() {
                     let folded = fold_case(&target);
                     let reason = params.last().cloned().unwrap_or_default();
@@ -410,9 +434,11 @@ impl Session<'_> {
                         reason: &reason,
                     }
                     .emit(&self.ctx.sink);
-                    let label = self.label_of(&parsed.tags);
+                    let label = self.label_of(tags);
                     let mut state = lock(&self.link.state);
-                    let error = if command == "404" && !state.joined.contains_key(&folded) {
+                    let error = if numeric == Numeric::CannotSendToChan
+                        && !state.joined.contains_key(&folded)
+                    {
                         EchoError::NotJoined { target, reason }
                     } else {
                         EchoError::Refused { target, reason }
@@ -420,20 +446,14 @@ impl Session<'_> {
                     state.refuse(label.as_deref(), &folded, error);
                 }
             }
-            // RPL_HOSTHIDDEN: our displayed host changed.
-            "396" => {
+            // Our displayed host changed.
+            Numeric::HostHidden => {
                 if let Some(host) = params.get(1) {
                     lock(&self.link.state).me.host = Some(host.clone());
                 }
             }
             _ => {}
         }
-        if self.registered
-            && let Some(event) = parsed.event.clone()
-        {
-            self.on_event(&parsed, event).await;
-        }
-        None
     }
 
     fn on_registered(&mut self, nick: String, params: &[String]) {
