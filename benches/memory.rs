@@ -90,6 +90,16 @@ impl Running {
         memory_mib(self.pid(), "VmRSS:")
     }
 
+    /// The RSS as its parts: anonymous (heap, stacks) and file-backed (the binary's own pages
+    /// that ran or were read, shared with the page cache).
+    fn split(&self) -> String {
+        format!(
+            "{:.1} MiB anonymous + {:.1} MiB file-backed, mostly the binary's code",
+            memory_mib(self.pid(), "RssAnon:"),
+            memory_mib(self.pid(), "RssFile:")
+        )
+    }
+
     fn peak(&self) -> f64 {
         memory_mib(self.pid(), "VmHWM:")
     }
@@ -192,10 +202,11 @@ async fn ten_idle_accounts() {
     let up = gateway.rss();
     tokio::time::sleep(SETTLE).await;
     println!(
-        "ten idle accounts (4 IRC, 2 console, 2 webhook, 2 API): RSS {:.1} MiB once up, {:.1} MiB after {}s idle",
+        "ten idle accounts (4 IRC, 2 console, 2 webhook, 2 API): RSS {:.1} MiB once up, {:.1} MiB after {}s idle ({})",
         up,
         gateway.rss(),
-        SETTLE.as_secs()
+        SETTLE.as_secs(),
+        gateway.split()
     );
 }
 
@@ -282,12 +293,13 @@ async fn fan_out_and_backlog() {
     let took = started.elapsed();
     let waiting = metric(port, "patchbay_outbox_depth{account=\"irc.down\"}").unwrap_or(0.0);
     println!(
-        "backlog: {} of {BACKLOG} posts accepted in {:.1} s ({:.0}/s), {waiting} waiting for the down IRC account; RSS {:.1} MiB before, {:.1} MiB after, peak {:.1} MiB",
+        "backlog: {} of {BACKLOG} posts accepted in {:.1} s ({:.0}/s), {waiting} waiting for the down IRC account; RSS {:.1} MiB before, {:.1} MiB after ({}), peak {:.1} MiB",
         accepted.load(Ordering::Relaxed),
         took.as_secs_f64(),
         BACKLOG as f64 / took.as_secs_f64(),
         before,
         gateway.rss(),
+        gateway.split(),
         gateway.peak()
     );
 }
@@ -337,10 +349,11 @@ async fn one_matrix_account() {
     let up = gateway.rss();
     tokio::time::sleep(SETTLE * 2).await;
     println!(
-        "one Matrix account (bot mode, E2EE store) and a console, idle: RSS {:.1} MiB once up, {:.1} MiB after {}s",
+        "one Matrix account (bot mode, E2EE store) and a console, idle: RSS {:.1} MiB once up, {:.1} MiB after {}s ({})",
         up,
         gateway.rss(),
-        (SETTLE * 2).as_secs()
+        (SETTLE * 2).as_secs(),
+        gateway.split()
     );
 }
 

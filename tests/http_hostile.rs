@@ -8,16 +8,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::routing::get;
 use futures::{SinkExt, StreamExt};
 use patchbay::http::{Limits, serve_listener};
-use patchbay_sdk::{
-    AccountInfo, ConnectorContext, ConnectorFactory, ConnectorState, Emit, EmitError, EventId,
-    EventSink, Inbound, StateHandle,
-};
+use patchbay_sdk::testkit::Recorder;
+use patchbay_sdk::{AccountInfo, ConnectorContext, ConnectorFactory, ConnectorState, StateHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -203,20 +200,6 @@ async fn a_head_over_the_size_limit_gets_431() {
     assert!(said.starts_with("HTTP/1.1 431"), "{said}");
 }
 
-/// Collects what a connector emits.
-#[derive(Default)]
-struct Collect {
-    events: std::sync::Mutex<Vec<Inbound>>,
-}
-
-#[async_trait]
-impl Emit for Collect {
-    async fn emit(&self, _account: &str, inbound: Inbound) -> Result<Option<EventId>, EmitError> {
-        self.events.lock().expect("lock").push(inbound);
-        Ok(Some(EventId::new()))
-    }
-}
-
 fn account(protocol: &str, name: &str, dir: &Path) -> AccountInfo {
     AccountInfo {
         account: format!("{protocol}.{name}"),
@@ -227,7 +210,7 @@ fn account(protocol: &str, name: &str, dir: &Path) -> AccountInfo {
 
 /// The webhook and API connectors' real routes (`/hooks/ci/...`, `/api/bots/...`); the API
 /// connector runs (its stream needs the log), the webhook one need not for these tests.
-async fn connector_routes(dir: &Path, sink: Arc<Collect>, stop: &CancellationToken) -> Router {
+async fn connector_routes(dir: &Path, sink: Arc<Recorder>, stop: &CancellationToken) -> Router {
     let table = |source: &str| -> toml::Table { toml::from_str(source).expect("TOML") };
     let webhook = patchbay_webhook::WebhookFactory
         .build(
@@ -244,7 +227,7 @@ async fn connector_routes(dir: &Path, sink: Arc<Collect>, stop: &CancellationTok
     let (state, mut up) = StateHandle::new();
     let ctx = ConnectorContext {
         account: "api.bots".into(),
-        sink: EventSink::new("api.bots".to_owned(), sink),
+        sink: sink.sink("api.bots"),
         state,
         shutdown: stop.clone(),
         data_dir: dir.to_owned(),
@@ -269,7 +252,7 @@ async fn connector_routes(dir: &Path, sink: Arc<Collect>, stop: &CancellationTok
 async fn a_body_that_trickles_past_the_body_timeout_gets_408_from_webhooks_and_the_api() {
     let dir = tempfile::tempdir().expect("tempdir");
     let stop = CancellationToken::new();
-    let sink = Arc::new(Collect::default());
+    let sink = Arc::new(Recorder::default());
     let app = connector_routes(dir.path(), Arc::clone(&sink), &stop).await;
     let server = serve(app, limits()).await;
     for (path, token) in [
@@ -292,7 +275,7 @@ async fn a_body_that_trickles_past_the_body_timeout_gets_408_from_webhooks_and_t
         assert!(took >= Duration::from_millis(900), "{path}: {took:?}");
         eprintln!("{path}: a trickling body got 408 after {took:?} (body timeout 1 s)");
     }
-    assert!(sink.events.lock().expect("lock").is_empty());
+    assert!(sink.events().is_empty());
     stop.cancel();
 }
 
@@ -369,7 +352,7 @@ async fn websocket_streams_work_through_the_listener_and_oversize_messages_close
 
     let dir = tempfile::tempdir().expect("tempdir");
     let stop = CancellationToken::new();
-    let sink = Arc::new(Collect::default());
+    let sink = Arc::new(Recorder::default());
     let app = connector_routes(dir.path(), Arc::clone(&sink), &stop).await;
     let server = serve(app, limits()).await;
     let url = format!("ws://{}/api/bots/stream", server.addr);
@@ -425,11 +408,7 @@ async fn websocket_streams_work_through_the_listener_and_oversize_messages_close
         close.reason.as_str(),
         "a message or frame is over the limit of 1024 bytes"
     );
-    assert_eq!(
-        sink.events.lock().expect("lock").len(),
-        1,
-        "only the send that fit"
-    );
+    assert_eq!(sink.events().len(), 1, "only the send that fit");
     stop.cancel();
 }
 
