@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::event::{Event, EventId, Inbound};
-use crate::health::Signal;
+use crate::signal::Signal;
 
 /// One account on one network.
 #[async_trait]

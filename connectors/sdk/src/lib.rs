@@ -34,6 +34,7 @@ pub mod health;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod room;
+mod signal;
 pub mod supervise;
 #[cfg(feature = "testkit")]
 pub mod testkit;

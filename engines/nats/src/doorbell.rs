@@ -25,7 +25,7 @@ use async_nats::jetstream;
 use futures::StreamExt;
 use tokio::sync::Notify;
 
-use crate::bus::BusError;
+use crate::error::BusError;
 use crate::layout::Layout;
 
 /// How often the outbox is searched for rooms with deliveries waiting.

@@ -11,9 +11,12 @@
 //! - [`room`]: one destination room's outbox as a durable pull consumer, held while it has
 //!   deliveries waiting; `doorbell` wakes an idle room when one is stored.
 //! - [`token`]: room and account names as subject tokens and bucket keys.
+//! - `error`: [`BusError`], which every part returns (its own module, so that the parts
+//!   `bus` drives need not import `bus`).
 
 pub mod bus;
 mod doorbell;
+mod error;
 pub mod layout;
 pub mod options;
 pub mod room;

@@ -19,8 +19,8 @@ use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::{Notify, Semaphore};
 
-use crate::bus::BusError;
 use crate::doorbell::Doorbell;
+use crate::error::BusError;
 use crate::layout::Layout;
 use crate::token::short_hash;
 
