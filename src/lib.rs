@@ -12,7 +12,8 @@
 //! - [`delivery`]: one lane per destination room, in order, with backoff.
 //! - [`ownership`]: which accounts this instance runs (all of them, or those it holds a
 //!   lease on when instances share JetStream).
-//! - [`gateway`]: wiring it all and stopping in order.
+//! - [`gateway`]: wiring it all and stopping in order, and what a reload does.
+//! - [`reloader`]: how SIGHUP and the admin API ask for a reload.
 //! - [`status`]: the `patchbay status` report, for either engine.
 //! - [`account_states`]: the accounts running now and their states, for every reader.
 //! - [`http`]: the shared listener: connectors' routes, `/healthz`, `/metrics`.
@@ -29,6 +30,7 @@ pub mod import;
 pub mod intake;
 pub mod metrics;
 pub mod ownership;
+pub mod reloader;
 pub mod router;
 pub mod status;
 pub mod store;

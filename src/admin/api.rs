@@ -256,7 +256,7 @@ pub async fn discard_dead_letter(
 
 pub async fn reload(
     State(api): State<AdminApi>,
-) -> Result<Json<crate::gateway::ReloadReport>, AdminError> {
+) -> Result<Json<crate::reloader::ReloadReport>, AdminError> {
     let reloader = api.reloader.as_ref().ok_or(AdminError::NoReload)?;
     match reloader.reload().await {
         Ok(report) => Ok(Json(report)),

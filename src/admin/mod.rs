@@ -39,8 +39,8 @@ use axum::routing::{MethodRouter, delete, get, post};
 use tokio_util::sync::CancellationToken;
 
 use crate::account_states::AccountStates;
-use crate::gateway::Reloader;
 use crate::metrics::Metrics;
+use crate::reloader::Reloader;
 use crate::router::Router;
 use crate::store::{Store, StoreError};
 

@@ -22,10 +22,11 @@ use crate::intake::Intake;
 use crate::metrics::Metrics;
 use crate::ownership::leases::{LeaseSettings, Leases};
 use crate::ownership::{Ownership, Sole};
+pub use crate::reloader::{ReloadRefused, ReloadReport, ReloadRequests, Reloader};
 use crate::router::Router;
 use crate::store::{JetStreamStore, SqliteStore, Store};
 use account::AccountRun;
-pub use reload::{Reload, ReloadRefused, ReloadReport, ReloadRequests, Reloader};
+pub use reload::Reload;
 
 mod account;
 mod reload;
