@@ -56,7 +56,26 @@ struct Running {
 }
 
 impl Running {
+    /// Start the binary on `config` and wait until every account is up.
     fn start(config: &str, port: u16) -> Running {
+        let running = Running::spawn(config, port);
+        running.wait_healthy();
+        running
+    }
+
+    /// Start the binary on `config`; only its listener is waited for, as an account of it is
+    /// meant to stay down.
+    fn start_unhealthy(config: &str, port: u16) -> Running {
+        let running = Running::spawn(config, port);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while get(port, "/healthz").0 == 0 {
+            assert!(Instant::now() < deadline, "no listener in a minute");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        running
+    }
+
+    fn spawn(config: &str, port: u16) -> Running {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("patchbay.toml");
         std::fs::write(&path, config).expect("write the config");
@@ -72,14 +91,12 @@ impl Running {
             .spawn()
             .expect("start patchbay");
         let root = dir.path().to_owned();
-        let running = Running {
+        Running {
             child,
             port,
             _dir: dir,
             dir: root,
-        };
-        running.wait_healthy();
-        running
+        }
     }
 
     fn pid(&self) -> u32 {
@@ -241,7 +258,7 @@ async fn fan_out_and_backlog() {
         rooms.join(", ")
     );
     // The IRC account is down by design; wait for the listener rather than for health.
-    let gateway = start_unhealthy(&config, port);
+    let gateway = Running::start_unhealthy(&config, port);
     let client = reqwest::Client::new();
     let log = gateway.dir.join("fan.log");
 
@@ -302,36 +319,6 @@ async fn fan_out_and_backlog() {
         gateway.split(),
         gateway.peak()
     );
-}
-
-/// [`Running::start`] for a config with an account that is meant to stay down.
-fn start_unhealthy(config: &str, port: u16) -> Running {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("patchbay.toml");
-    std::fs::write(&path, config).expect("write the config");
-    let log = std::fs::File::create(dir.path().join("patchbay.log")).expect("log file");
-    let child = Command::new(binary())
-        .args(["run", "--config"])
-        .arg(&path)
-        .current_dir(dir.path())
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start patchbay");
-    let root = dir.path().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while get(port, "/healthz").0 == 0 {
-        assert!(Instant::now() < deadline, "no listener in a minute");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Running {
-        child,
-        port,
-        _dir: dir,
-        dir: root,
-    }
 }
 
 async fn one_matrix_account() {
