@@ -51,8 +51,9 @@ pub type EchoResult = Result<Option<String>, EchoError>;
 type Waiter = oneshot::Sender<EchoResult>;
 
 /// Who waits for echo-message to give a sent line its id, by (folded target, first line's
-/// text): the fallback for servers without labeled-response.
-type EchoWaiters = HashMap<(String, String), VecDeque<Waiter>>;
+/// text), oldest first, each with its place in the order lines were sent: the fallback for
+/// servers without labeled-response.
+type EchoWaiters = HashMap<(String, String), VecDeque<(u64, Waiter)>>;
 
 /// Handles to the registered connection.
 #[derive(Clone)]
@@ -76,10 +77,12 @@ pub struct LinkState {
     /// when we join or ask again.
     pub join_refused: HashMap<String, String>,
     pub echo_waiters: EchoWaiters,
-    /// labeled-response: who waits for the answer to each label, with the folded target.
-    pub label_waiters: HashMap<String, (String, Waiter)>,
-    /// The number in the next label; labels are unique per connection.
-    pub next_label: u64,
+    /// labeled-response: who waits for the answer to each label, with the folded target and
+    /// its place in the order lines were sent.
+    pub label_waiters: HashMap<String, (String, u64, Waiter)>,
+    /// The place of the next waiter in the order lines were sent; also the number in its
+    /// label, so labels are unique per connection.
+    pub next_waiter: u64,
 }
 
 impl LinkState {
@@ -92,7 +95,7 @@ impl LinkState {
             join_refused: HashMap::new(),
             echo_waiters: HashMap::new(),
             label_waiters: HashMap::new(),
-            next_label: 1,
+            next_waiter: 1,
         }
     }
 
@@ -109,17 +112,18 @@ impl LinkState {
         text: &str,
     ) -> (oneshot::Receiver<EchoResult>, Option<String>) {
         let (tx, rx) = oneshot::channel();
+        let seq = self.next_waiter;
+        self.next_waiter += 1;
         if self.labels() {
-            let label = format!("pb{}", self.next_label);
-            self.next_label += 1;
+            let label = format!("pb{seq}");
             self.label_waiters
-                .insert(label.clone(), (folded.to_owned(), tx));
+                .insert(label.clone(), (folded.to_owned(), seq, tx));
             (rx, Some(label))
         } else {
             self.echo_waiters
                 .entry((folded.to_owned(), text.to_owned()))
                 .or_default()
-                .push_back(tx);
+                .push_back((seq, tx));
             (rx, None)
         }
     }
@@ -139,7 +143,7 @@ impl LinkState {
         text: Option<&str>,
         result: EchoResult,
     ) -> bool {
-        if let Some((_, waiter)) = label.and_then(|l| self.label_waiters.remove(l)) {
+        if let Some((_, _, waiter)) = label.and_then(|l| self.label_waiters.remove(l)) {
             let _ = waiter.send(result);
             return true;
         }
@@ -147,7 +151,7 @@ impl LinkState {
         let key = (folded.to_owned(), text.to_owned());
         let mut found = false;
         if let Some(queue) = self.echo_waiters.get_mut(&key) {
-            while let Some(waiter) = queue.pop_front() {
+            while let Some((_, waiter)) = queue.pop_front() {
                 if !waiter.is_closed() {
                     let _ = waiter.send(result);
                     found = true;
@@ -161,34 +165,49 @@ impl LinkState {
         found
     }
 
-    /// A refusal of a line to `folded`: the labeled waiter it names, or else every waiter for
-    /// that target (a server without labels does not say which line it refused).
+    /// A refusal of a line to `folded`: the labeled waiter it names, or else the oldest living
+    /// waiter for that target. The server answers a client's lines in the order they came,
+    /// each with its echo or its refusal, so the oldest line to `folded` still unanswered is
+    /// the one refused, even with several lines in flight.
     pub fn refuse(&mut self, label: Option<&str>, folded: &str, error: EchoError) {
-        if let Some((_, waiter)) = label.and_then(|l| self.label_waiters.remove(l)) {
+        if let Some((_, _, waiter)) = label.and_then(|l| self.label_waiters.remove(l)) {
             let _ = waiter.send(Err(error));
             return;
         }
-        let keys: Vec<_> = self
-            .echo_waiters
-            .keys()
-            .filter(|(t, _)| t == folded)
-            .cloned()
-            .collect();
-        for key in keys {
-            for waiter in self.echo_waiters.remove(&key).into_iter().flatten() {
-                let _ = waiter.send(Err(error.clone()));
-            }
+        // Waiters whose delivery gave up (timed out) answer nothing: drop them first.
+        for queue in self.echo_waiters.values_mut() {
+            queue.retain(|(_, w)| !w.is_closed());
         }
-        let labels: Vec<_> = self
+        self.echo_waiters.retain(|_, queue| !queue.is_empty());
+        self.label_waiters.retain(|_, (_, _, w)| !w.is_closed());
+        let by_text = self
+            .echo_waiters
+            .iter()
+            .filter(|((t, _), _)| t == folded)
+            .filter_map(|(key, queue)| {
+                queue
+                    .front()
+                    .map(|(seq, _)| (*seq, Some(key.clone()), None))
+            });
+        let by_label = self
             .label_waiters
             .iter()
-            .filter(|(_, (t, _))| t == folded)
-            .map(|(l, _)| l.clone())
-            .collect();
-        for l in labels {
-            if let Some((_, waiter)) = self.label_waiters.remove(&l) {
-                let _ = waiter.send(Err(error.clone()));
+            .filter(|(_, (t, _, _))| t == folded)
+            .map(|(l, (_, seq, _))| (*seq, None, Some(l.clone())));
+        let oldest = by_text.chain(by_label).min_by_key(|(seq, _, _)| *seq);
+        let waiter = match oldest {
+            Some((_, Some(key), _)) => {
+                let waiter = self.echo_waiters.get_mut(&key).and_then(|q| q.pop_front());
+                if self.echo_waiters.get(&key).is_some_and(|q| q.is_empty()) {
+                    self.echo_waiters.remove(&key);
+                }
+                waiter.map(|(_, w)| w)
             }
+            Some((_, None, Some(label))) => self.label_waiters.remove(&label).map(|(_, _, w)| w),
+            _ => None,
+        };
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(Err(error));
         }
     }
 }
@@ -280,11 +299,13 @@ mod tests {
         let mut s = state(&["echo-message"]);
         let (mut rx1, l1) = s.expect_echo("#c", "hi");
         let (mut rx2, _) = s.expect_echo("#c", "hi");
+        let (mut rx3, _) = s.expect_echo("#c", "there");
         assert_eq!(l1, None);
         assert!(!s.answer(None, "#c", Some("other"), Ok(None)));
         assert!(s.answer(None, "#c", Some("hi"), Ok(Some("a".into()))));
         assert_eq!(rx1.try_recv(), Ok(Ok(Some("a".into()))));
-        // A refusal without a label fails every waiter for that target.
+        // A refusal without a label fails the oldest waiter for that target, whatever its
+        // text: the server answers lines in order.
         s.refuse(
             None,
             "#c",
@@ -297,6 +318,9 @@ mod tests {
             rx2.try_recv(),
             Ok(Err(EchoError::NotJoined { .. }))
         ));
+        assert!(rx3.try_recv().is_err());
+        assert!(s.answer(None, "#c", Some("there"), Ok(Some("b".into()))));
+        assert_eq!(rx3.try_recv(), Ok(Ok(Some("b".into()))));
         assert!(s.echo_waiters.is_empty());
     }
 }

@@ -2,7 +2,7 @@
 
 mod support;
 
-use patchbay_sdk::{DeliveryError, Kind, MessageRef, RichText};
+use patchbay_sdk::{Delivery, DeliveryError, Kind, MessageRef, RichText};
 use support::*;
 
 fn config(port: u16, channel: &str, extra: &str) -> String {
@@ -174,5 +174,94 @@ async fn a_refused_message_fails_the_delivery_instead_of_hanging() {
     )
     .await;
     op.expect_privmsg("#mod", "now it works").await;
+    let _ = bridge.stop(TIMEOUT).await;
+}
+
+/// With flood control off a run of deliveries is sent ahead of its echoes: every line arrives
+/// once, in order, each delivery gets its own msgid, and a line the server refuses fails alone
+/// (the lines after it in the run were sent and stay delivered).
+#[tokio::test]
+async fn a_pipelined_run_arrives_in_order_and_a_refusal_fails_only_its_line() {
+    require!("inspircd");
+    let server = IrcServer::inspircd().await;
+    let data = tempdir();
+    let mut op = TestClient::connect_with_caps(server.port, "op", CAPS).await;
+    op.join("#pipe").await;
+    // blockcaps: lines more than half capitals are refused (ERR_CANNOTSENDTOCHAN).
+    op.send("MODE #pipe +B").await;
+    op.expect("+B", |cmd, _, _| cmd == "MODE").await;
+    let config = config(server.port, "#pipe", "flood_control = false\n");
+    let mut bridge = start_connector(&config, data.path());
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
+    op.expect_join("pb", "#pipe").await;
+    assert!(
+        bridge.connector.run_limit() > 1,
+        "flood control off pipelines"
+    );
+
+    const LOUD: usize = 10;
+    let texts: Vec<String> = (0..40)
+        .map(|i| match i {
+            LOUD => "THIS LINE SHOUTS AND IS REFUSED".to_owned(),
+            _ => format!("line {i}"),
+        })
+        .collect();
+    let run: Vec<Delivery> = texts
+        .iter()
+        .map(|t| delivery("#pipe", "bob", RichText::plain(t)))
+        .collect();
+    let results = bridge.connector.deliver_run(run).await;
+    assert_eq!(results.len(), texts.len(), "one answer per delivery");
+    let mut ids = std::collections::HashSet::new();
+    for (i, result) in results.iter().enumerate() {
+        match (i, result) {
+            (LOUD, Err(DeliveryError::Permanent { reason })) => {
+                assert!(reason.contains("#pipe"), "{reason}")
+            }
+            (LOUD, other) => panic!("the loud line should be refused, got {other:?}"),
+            (_, Ok(delivered)) => {
+                let id = delivered
+                    .remote_id
+                    .clone()
+                    .expect("echo-message gives the id");
+                assert!(ids.insert(id), "each delivery has its own msgid");
+            }
+            (_, Err(err)) => panic!("line {i} failed: {err}"),
+        }
+    }
+
+    // What the channel saw: every line but the loud one, once each, in order.
+    deliver(
+        &bridge.connector,
+        delivery("#pipe", "bob", RichText::plain("end")),
+    )
+    .await;
+    let mut seen = Vec::new();
+    loop {
+        let p = op
+            .expect("a line in #pipe", |cmd, params, _| {
+                cmd == "PRIVMSG" && params.first().is_some_and(|t| t == "#pipe")
+            })
+            .await;
+        let (_, params) = patchbay_irc::parse::command_params(&p.message);
+        let text = params.get(1).cloned().unwrap_or_default();
+        if text.ends_with("end") {
+            break;
+        }
+        seen.push(text);
+    }
+    let expected: Vec<&String> = texts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != LOUD)
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(seen.len(), expected.len(), "{seen:?}");
+    for (line, text) in seen.iter().zip(&expected) {
+        assert!(
+            line.ends_with(text.as_str()),
+            "{line:?} in place of {text:?}: {seen:?}"
+        );
+    }
     let _ = bridge.stop(TIMEOUT).await;
 }

@@ -41,8 +41,11 @@ pub trait Connector: Send + Sync + 'static {
     /// Deliver a run of consecutive deliveries into one room, in order, and answer only once
     /// each answered one is really sent: the gateway removes an `Ok` from the outbox as soon as
     /// it gets it. Returns one result per delivery for a prefix of `run`: it stops at the first
-    /// `Err`, and the deliveries after the last result are retried later, from there, in order.
-    /// The default calls [`deliver`](Connector::deliver) for each.
+    /// retryable `Err` (or any `Err`, where later deliveries were not sent), and the deliveries
+    /// after the last result are retried later, from there, in order. A permanent `Err` may be
+    /// followed by more results when the deliveries after it were already sent (a pipelined
+    /// run): the gateway dead-letters that one and goes on. The default calls
+    /// [`deliver`](Connector::deliver) for each.
     async fn deliver_run(&self, run: Vec<Delivery>) -> Vec<Result<Delivered, DeliveryError>> {
         let mut results = Vec::with_capacity(run.len());
         for delivery in run {

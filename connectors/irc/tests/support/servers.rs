@@ -163,6 +163,8 @@ impl IrcServer {
 <module name="ircv3_capnotify">
 <module name="chanhistory">
 <chanhistory maxlines="100" notice="no" bots="yes">
+<module name="blockcaps">
+<blockcaps percent="50" minlen="5">
 "#
         );
         let mut tls_port = None;
