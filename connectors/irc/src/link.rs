@@ -216,6 +216,10 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// How many bytes of queued lines the writer gathers before it writes them even though more
+/// are waiting.
+const WRITE_AT: usize = 16 * 1024;
+
 pub async fn writer_task<W: AsyncWrite>(
     mut wr: WriteHalf<W>,
     mut urgent: mpsc::UnboundedReceiver<String>,
@@ -224,6 +228,9 @@ pub async fn writer_task<W: AsyncWrite>(
     sink: EventSink,
 ) -> std::io::Result<()> {
     let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
+    // Lines queued together go out in one write: a pipelined run is one syscall, not two per
+    // line.
+    let mut out: Vec<u8> = Vec::with_capacity(4096);
     loop {
         let line = tokio::select! {
             biased;
@@ -243,15 +250,21 @@ pub async fn writer_task<W: AsyncWrite>(
         // A line never carries CR, LF or NUL: cut there rather than send two commands.
         let clean = line.split(['\r', '\n', '\0']).next().unwrap_or("");
         trace!("> {clean}");
-        wr.write_all(clean.as_bytes()).await?;
-        wr.write_all(b"\r\n").await?;
-        if urgent.is_empty() && paced.is_empty() {
+        out.extend_from_slice(clean.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        let idle = urgent.is_empty() && paced.is_empty();
+        if idle || out.len() >= WRITE_AT {
+            wr.write_all(&out).await?;
+            out.clear();
+        }
+        if idle {
             wr.flush().await?;
             for ack in acks.drain(..) {
                 let _ = ack.send(());
             }
         }
     }
+    wr.write_all(&out).await?;
     wr.flush().await?;
     let _ = wr.shutdown().await;
     Ok(())

@@ -272,6 +272,12 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         }
     }
 
+    /// Whether a whole line is buffered already, so that [`next_line`](Self::next_line) will
+    /// not wait for the network.
+    pub fn has_line(&self) -> bool {
+        self.inner.buffer().contains(&b'\n')
+    }
+
     /// The next line without its terminator: `Ok(None)` at end of stream, `Ok(Some(None))` for
     /// a line that was too long. Cancel-safe: a partial line stays buffered.
     pub async fn next_line(&mut self) -> io::Result<Option<Option<Vec<u8>>>> {

@@ -265,3 +265,33 @@ async fn a_pipelined_run_arrives_in_order_and_a_refusal_fails_only_its_line() {
     }
     let _ = bridge.stop(TIMEOUT).await;
 }
+
+/// A burst read in one go reaches the gateway as runs, not line by line: every line once, in
+/// the channel's order, in fewer hand-overs than lines (each hand-over is one durable commit).
+#[tokio::test]
+async fn a_burst_is_handed_over_in_runs_in_order() {
+    require!("inspircd");
+    let server = IrcServer::inspircd().await;
+    let data = tempdir();
+    let mut alice = TestClient::connect_with_caps(server.port, "alice", CAPS).await;
+    alice.join("#burst").await;
+    let mut bridge = start_connector(&config(server.port, "#burst", ""), data.path());
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
+    alice.expect_join("pb", "#burst").await;
+    let before = bridge.recorder.calls();
+
+    const LINES: usize = 500;
+    let burst: String = (0..LINES)
+        .map(|i| format!("PRIVMSG #burst :burst {i}\r\n"))
+        .collect();
+    alice.send_raw(burst.as_bytes()).await;
+    let seen = wait_texts(&bridge.recorder, "#burst", LINES).await;
+    let expected: Vec<String> = (0..LINES).map(|i| format!("burst {i}")).collect();
+    assert_eq!(seen, expected, "every line once, in order");
+    let calls = bridge.recorder.calls() - before;
+    assert!(
+        calls < LINES / 2,
+        "{LINES} lines were handed over in {calls} calls"
+    );
+    let _ = bridge.stop(TIMEOUT).await;
+}

@@ -49,6 +49,9 @@ pub struct Recorder {
     dropped: Mutex<Vec<(String, Inbound)>>,
     /// Every announce call in order: (account, network, names).
     announced: Mutex<Vec<(String, String, Vec<String>)>>,
+    /// How many calls handed events over (`emit` and `emit_many` alike): a connector that
+    /// groups a burst makes fewer calls than events.
+    calls: std::sync::atomic::AtomicUsize,
     /// Whether to drop what the gateway drops (see [`Recorder::gateway`]).
     as_gateway: bool,
     changed: Notify,
@@ -57,6 +60,33 @@ pub struct Recorder {
 #[async_trait]
 impl Emit for Recorder {
     async fn emit(&self, account: &str, inbound: Inbound) -> Result<Option<EventId>, EmitError> {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(self.record(account, inbound))
+    }
+
+    async fn emit_many(
+        &self,
+        account: &str,
+        inbounds: Vec<Inbound>,
+    ) -> Result<Vec<Option<EventId>>, EmitError> {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(inbounds
+            .into_iter()
+            .map(|inbound| self.record(account, inbound))
+            .collect())
+    }
+
+    fn announce(&self, account: &str, network: &str, names: Vec<String>) {
+        lock(&self.announced).push((account.to_owned(), network.to_owned(), names));
+        self.changed.notify_waiters();
+    }
+}
+
+impl Recorder {
+    /// Keep one event as the gateway would: its id, or `None` where it is dropped.
+    fn record(&self, account: &str, inbound: Inbound) -> Option<EventId> {
         let another_accounts = self.as_gateway && self.announced_by_another(account, &inbound);
         let id = {
             // Checked and kept under one lock, so a redelivery racing the first is seen.
@@ -72,16 +102,14 @@ impl Emit for Recorder {
             lock(&self.dropped).push((account.to_owned(), inbound));
         }
         self.changed.notify_waiters();
-        Ok(id)
+        id
     }
 
-    fn announce(&self, account: &str, network: &str, names: Vec<String>) {
-        lock(&self.announced).push((account.to_owned(), network.to_owned(), names));
-        self.changed.notify_waiters();
+    /// How many calls handed events over so far (`emit` and `emit_many` alike).
+    pub fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
     }
-}
 
-impl Recorder {
     /// A recorder that drops what the gateway drops, answering `Ok(None)` as its store does:
     /// an event whose remote id the same account already emitted in the same room (a
     /// redelivery), and an event whose author another account announced as its own on the

@@ -263,6 +263,11 @@ impl Session<'_> {
             return true;
         };
         inbound.is_echo = from_me;
+        let Some(inbound) = self.gather(channel, tags, inbound) else {
+            return true;
+        };
+        // Whatever was gathered before this line goes first.
+        self.flush_burst().await;
         match self.ctx.sink.emit(inbound).await {
             Ok(_) => {
                 self.history.relayed(channel, tags);

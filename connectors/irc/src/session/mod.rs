@@ -29,7 +29,9 @@ use crate::parse::{self, IrcEvent, MsgTags, Source, fold_case};
 use crate::register::{Registration, Step};
 use crate::render::SelfPrefix;
 use crate::transport::{self, LineReader, Stream};
+use burst::{BURST_MAX, Burst};
 
+mod burst;
 mod events;
 mod health;
 
@@ -124,6 +126,8 @@ struct Session<'a> {
     members: HashMap<String, HashSet<String>>,
     rejoin_tx: mpsc::UnboundedSender<String>,
     error: Option<String>,
+    /// Live lines read in one go, relayed as one run.
+    burst: Burst,
 }
 
 async fn connect_once(shared: &Shared, ctx: &ConnectorContext, history: &mut History) -> Ended {
@@ -177,6 +181,7 @@ async fn connect_once(shared: &Shared, ctx: &ConnectorContext, history: &mut His
         members: HashMap::new(),
         rejoin_tx,
         error: None,
+        burst: Burst::default(),
     };
     for line in session.reg.start() {
         session.send(line);
@@ -221,7 +226,7 @@ async fn connect_once(shared: &Shared, ctx: &ConnectorContext, history: &mut His
                     Ok(Some(Some(bytes))) => {
                         last_activity = Instant::now();
                         ping_sent = false;
-                        if let Some(ended) = session.handle(&bytes).await {
+                        if let Some(ended) = session.handle_buffered(bytes, &mut reader).await {
                             break ended;
                         }
                     }
@@ -312,6 +317,31 @@ impl Session<'_> {
     }
 
     /// Handle one line; `Some` ends the connection.
+    /// Handle `first` and the whole lines already buffered behind it (up to [`BURST_MAX`]),
+    /// relaying what they carry as one run.
+    async fn handle_buffered<R>(
+        &mut self,
+        first: Vec<u8>,
+        reader: &mut LineReader<R>,
+    ) -> Option<Ended>
+    where
+        R: tokio::io::AsyncRead + Unpin,
+    {
+        self.burst.gathering = true;
+        let mut ended = self.handle(&first).await;
+        while ended.is_none() && self.burst.len() < BURST_MAX && reader.has_line() {
+            match reader.next_line().await {
+                Ok(Some(Some(bytes))) => ended = self.handle(&bytes).await,
+                Ok(Some(None)) => LongLineSkipped.emit(&self.ctx.sink),
+                // Not reached with a whole line buffered; the next read reports it.
+                Ok(None) | Err(_) => break,
+            }
+        }
+        self.burst.gathering = false;
+        self.flush_burst().await;
+        ended
+    }
+
     async fn handle(&mut self, bytes: &[u8]) -> Option<Ended> {
         let parsed = match parse::parse_line(bytes, self.shared.cfg.charset) {
             Ok(p) => p,
