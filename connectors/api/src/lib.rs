@@ -174,16 +174,8 @@ impl Connector for Api {
     }
 }
 
-/// The API log could not be pruned; tried again at the next prune.
-struct PruneFailed<'a> {
-    error: &'a dyn std::fmt::Display,
-}
-
-impl HealthEvent for PruneFailed<'_> {
-    const SIGNAL: Signal = Signal::SaveFailed;
-
-    fn log(&self, account: &str) {
-        let err = self.error;
-        tracing::warn!(account = %account, "pruning the API log: {err}; tried again at the next prune: check the account's data dir (writable, disk space)");
-    }
+patchbay_sdk::health_events! {
+    /// The API log could not be pruned; tried again at the next prune.
+    struct PruneFailed<'a> { error: &'a dyn std::fmt::Display }
+        => Signal::SaveFailed, |account| tracing::warn!(account = %account, "pruning the API log: {error}; tried again at the next prune: check the account's data dir (writable, disk space)");
 }

@@ -51,19 +51,10 @@ pub fn authorize(
     }
 }
 
-/// A relayed send could not be appended to the API log.
-struct SentNotLogged<'a> {
-    room: &'a str,
-    error: &'a dyn std::fmt::Display,
-}
-
-impl HealthEvent for SentNotLogged<'_> {
-    const SIGNAL: Signal = Signal::SaveFailed;
-
-    fn log(&self, _: &str) {
-        let SentNotLogged { room, error: err } = self;
-        tracing::warn!(%room, "a sent message is missing from the API log: {err}; it was relayed, but the sender's client will not see its own echo: check the account's data dir (writable, disk space)");
-    }
+patchbay_sdk::health_events! {
+    /// A relayed send could not be appended to the API log.
+    struct SentNotLogged<'a> { room: &'a str, error: &'a dyn std::fmt::Display }
+        => Signal::SaveFailed, |_| tracing::warn!(%room, "a sent message is missing from the API log: {error}; it was relayed, but the sender's client will not see its own echo: check the account's data dir (writable, disk space)");
 }
 
 /// `answer` as it was, its refusal, if it is one, counted for the account once the connector

@@ -7,24 +7,17 @@
 
 use std::time::Duration;
 
-use patchbay_sdk::{HealthEvent, Signal};
+use patchbay_sdk::{Signal, health_events};
 use tokio::time::Instant;
 
 use crate::config::Flood;
 
-/// The bucket held a delivery's line for `wait` before it went out. Counted so that an
-/// account whose relay lags behind its flood limit shows it in `/metrics`; logged at debug,
-/// since a burst holds every line after the first few.
-pub struct LinePaced {
-    pub wait: Duration,
-}
-
-impl HealthEvent for LinePaced {
-    const SIGNAL: Signal = Signal::Paced;
-
-    fn log(&self, account: &str) {
-        tracing::debug!(account = %account, wait = ?self.wait, "held a line under the flood limit");
-    }
+health_events! {
+    /// The bucket held a delivery's line for `wait` before it went out. Counted so that an
+    /// account whose relay lags behind its flood limit shows it in `/metrics`; logged at debug,
+    /// since a burst holds every line after the first few.
+    pub struct LinePaced { pub wait: Duration }
+        => Signal::Paced, |account| tracing::debug!(account = %account, wait = ?wait, "held a line under the flood limit");
 }
 
 #[derive(Debug)]

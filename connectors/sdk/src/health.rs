@@ -50,6 +50,53 @@ pub trait HealthEvent {
     }
 }
 
+/// Declare health events as a table: each entry is the event's struct, then the [`Signal`]
+/// it counts as and its log line, written as the tracing call it always was:
+///
+/// ```
+/// use patchbay_sdk::{Signal, health_events};
+///
+/// health_events! {
+///     /// The server refused a line as too long.
+///     pub struct LineTooLong<'a> { pub room: &'a str }
+///         => Signal::MessageRefused, |_account| tracing::warn!(%room, "refused as too long");
+/// }
+/// ```
+///
+/// The log line sees every field by name (bound by reference) and the account as the name
+/// given between the bars. Why a macro: every event is the same dozen lines of struct and
+/// `impl` around one line that differs, and written out by hand the line that matters is
+/// hard to find. The tracing call expands in the connector's own module, so its log line
+/// keeps the connector's target (see the module doc). A struct written without fields
+/// (`{}`) is declared as a unit struct.
+#[macro_export]
+macro_rules! health_events {
+    ($(
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident $(<$lt:lifetime>)? {
+            $($(#[$fmeta:meta])* $fvis:vis $field:ident: $ty:ty),* $(,)?
+        } => $signal:expr, |$account:pat_param| $log:expr;
+    )*) => {$(
+        $crate::health_events!(@struct [$(#[$meta])* $vis $name $(<$lt>)?]
+            { $($(#[$fmeta])* $fvis $field: $ty),* });
+
+        impl $(<$lt>)? $crate::HealthEvent for $name $(<$lt>)? {
+            const SIGNAL: $crate::Signal = $signal;
+
+            fn log(&self, $account: &str) {
+                let Self { $($field),* } = self;
+                $log;
+            }
+        }
+    )*};
+    (@struct [$(#[$meta:meta])* $vis:vis $name:ident] {}) => {
+        $(#[$meta])* $vis struct $name;
+    };
+    (@struct [$(#[$meta:meta])* $vis:vis $name:ident $(<$lt:lifetime>)?] { $($fields:tt)* }) => {
+        $(#[$meta])* $vis struct $name $(<$lt>)? { $($fields)* }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -77,19 +124,11 @@ mod tests {
         }
     }
 
-    struct Skipped<'a> {
-        logged: &'a Mutex<Vec<String>>,
-    }
-
-    impl HealthEvent for Skipped<'_> {
-        const SIGNAL: Signal = Signal::LineSkipped;
-
-        fn log(&self, account: &str) {
-            self.logged
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(format!("{account}: skipped a line"));
-        }
+    crate::health_events! {
+        struct Skipped<'a> { logged: &'a Mutex<Vec<String>> } => Signal::LineSkipped, |account| {
+            let mut logged = logged.lock().unwrap_or_else(|p| p.into_inner());
+            logged.push(format!("{account}: skipped a line"));
+        };
     }
 
     #[test]

@@ -133,22 +133,15 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// A request the connector refused: the account's [`Signal::RequestRefused`]. Its line is at
-/// debug: the sender reads the reason in its answer, and a sender that keeps getting it wrong
-/// would otherwise fill the log; the count is what shows an operator that one does.
-pub struct RequestRefused<'a> {
-    /// What was asked for, as the connector names it (a hook's room, `stream`).
-    pub what: &'a str,
-    pub refusal: &'a Refusal,
-}
-
-impl HealthEvent for RequestRefused<'_> {
-    const SIGNAL: Signal = Signal::RequestRefused;
-
-    fn log(&self, account: &str) {
-        let RequestRefused { what, refusal } = self;
-        tracing::debug!(account = %account, what = %what, status = refusal.status().as_u16(), "refused a request: {refusal}");
-    }
+crate::health_events! {
+    /// A request the connector refused: the account's [`Signal::RequestRefused`]. Its line is at
+    /// debug: the sender reads the reason in its answer, and a sender that keeps getting it wrong
+    /// would otherwise fill the log; the count is what shows an operator that one does.
+    pub struct RequestRefused<'a> {
+        /// What was asked for, as the connector names it (a hook's room, `stream`).
+        pub what: &'a str,
+        pub refusal: &'a Refusal,
+    } => Signal::RequestRefused, |account| tracing::debug!(account = %account, what = %what, status = refusal.status().as_u16(), "refused a request: {refusal}");
 }
 
 /// `answer` as it was, with its refusal, if it is one, emitted as [`RequestRefused`] for

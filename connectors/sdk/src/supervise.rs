@@ -154,24 +154,17 @@ impl Supervisor {
     }
 }
 
-/// A connection ended and is tried again after `wait`: the supervisor's log line, and the
-/// account's [`Signal::Reconnect`].
-pub struct Reconnecting<'a> {
-    /// The connection's name within the account, when it has several.
-    pub part: Option<&'a str>,
-    /// How the connection ended.
-    pub reason: &'a str,
-    /// The backoff's next wait before the next attempt.
-    pub wait: Duration,
-}
-
-impl HealthEvent for Reconnecting<'_> {
-    const SIGNAL: Signal = Signal::Reconnect;
-
-    fn log(&self, account: &str) {
-        let Reconnecting { part, reason, wait } = self;
-        tracing::warn!(account = %account, part = ?part, %reason, ?wait, "disconnected; reconnecting after the wait");
-    }
+crate::health_events! {
+    /// A connection ended and is tried again after `wait`: the supervisor's log line, and the
+    /// account's [`Signal::Reconnect`].
+    pub struct Reconnecting<'a> {
+        /// The connection's name within the account, when it has several.
+        pub part: Option<&'a str>,
+        /// How the connection ended.
+        pub reason: &'a str,
+        /// The backoff's next wait before the next attempt.
+        pub wait: Duration,
+    } => Signal::Reconnect, |account| tracing::warn!(account = %account, part = ?part, %reason, ?wait, "disconnected; reconnecting after the wait");
 }
 
 #[cfg(test)]

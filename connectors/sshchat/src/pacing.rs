@@ -136,17 +136,10 @@ impl JoinGate {
     }
 }
 
-/// A login held back by the [`JoinGate`] to stay under the server's join limit.
-pub struct LoginPaced {
-    pub wait: Duration,
-}
-
-impl HealthEvent for LoginPaced {
-    const SIGNAL: Signal = Signal::Paced;
-
-    fn log(&self, _: &str) {
-        tracing::info!(wait = ?self.wait, "pacing reconnects under the server's join limit");
-    }
+patchbay_sdk::health_events! {
+    /// A login held back by the [`JoinGate`] to stay under the server's join limit.
+    pub struct LoginPaced { pub wait: Duration }
+        => Signal::Paced, |_| tracing::info!(wait = ?wait, "pacing reconnects under the server's join limit");
 }
 
 #[cfg(test)]

@@ -399,46 +399,20 @@ impl Connection for RoomSession {
     }
 }
 
-/// The server refused a line for going too fast; it is sent again after a full window.
-struct LineRateLimited<'a> {
-    room: &'a str,
-}
+patchbay_sdk::health_events! {
+    /// The server refused a line for going too fast; it is sent again after a full window.
+    struct LineRateLimited<'a> { room: &'a str }
+        => Signal::RateLimited, |_| tracing::warn!(room = %room, "the server rate-limited a line; resending it more slowly (if this repeats, lower the routes' rate into this room)");
 
-impl HealthEvent for LineRateLimited<'_> {
-    const SIGNAL: Signal = Signal::RateLimited;
+    /// The server refused a line as too long.
+    struct LineTooLong<'a> { room: &'a str }
+        => Signal::MessageRefused, |_| tracing::warn!(room = %room, "the server refused a line as too long; its deliveries become dead letters (the status page and `patchbay dead-letters list` show them): shorten what the routes into this room send, e.g. with a rewrite");
 
-    fn log(&self, _: &str) {
-        tracing::warn!(room = %self.room, "the server rate-limited a line; resending it more slowly (if this repeats, lower the routes' rate into this room)");
-    }
-}
-
-/// The server refused a line as too long.
-struct LineTooLong<'a> {
-    room: &'a str,
-}
-
-impl HealthEvent for LineTooLong<'_> {
-    const SIGNAL: Signal = Signal::MessageRefused;
-
-    fn log(&self, _: &str) {
-        tracing::warn!(room = %self.room, "the server refused a line as too long; its deliveries become dead letters (the status page and `patchbay dead-letters list` show them): shorten what the routes into this room send, e.g. with a rewrite");
-    }
-}
-
-/// More deliveries waited than the send window lets through: `pieces` of them went out as one
-/// line. Counted, so that an operator sees how often the anti-spam limit shapes the relay;
-/// its log line is at debug, beside "wrote a line".
-struct LinesMerged<'a> {
-    room: &'a str,
-    pieces: usize,
-}
-
-impl HealthEvent for LinesMerged<'_> {
-    const SIGNAL: Signal = Signal::LinesMerged;
-
-    fn log(&self, _: &str) {
-        tracing::debug!(room = %self.room, pieces = self.pieces, "merged waiting deliveries into one line");
-    }
+    /// More deliveries waited than the send window lets through: `pieces` of them went out as
+    /// one line. Counted, so that an operator sees how often the anti-spam limit shapes the
+    /// relay; its log line is at debug, beside "wrote a line".
+    struct LinesMerged<'a> { room: &'a str, pieces: usize }
+        => Signal::LinesMerged, |_| tracing::debug!(room = %room, pieces = *pieces, "merged waiting deliveries into one line");
 }
 
 /// Sleep until `at`, or forever when there is nothing to wait for.
