@@ -16,55 +16,16 @@ mod irc;
 use std::time::Duration;
 
 use matrix_sdk::attachment::AttachmentConfig;
-use matrix_sdk::ruma::api::client::room::Visibility;
-use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
-use matrix_sdk::ruma::events::InitialStateEvent;
+use matrix_sdk::ruma::RoomId;
 use matrix_sdk::ruma::events::relation::{InReplyTo, Reply};
-use matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent;
 use matrix_sdk::ruma::events::room::message::{
     Relation, ReplacementMetadata, RoomMessageEventContent,
 };
-use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
 use mx::{User, synapse, unique};
 use serde_json::Value;
 use support::{Gateway, free_port, wait_for_port};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn create_room(owner: &User, alias: &str, invite: &[&str], encrypted: bool) -> OwnedRoomId {
-    let mut request = CreateRoom::new();
-    request.room_alias_name = Some(alias.to_owned());
-    request.preset = Some(RoomPreset::PublicChat);
-    request.visibility = Visibility::Public;
-    request.invite = invite
-        .iter()
-        .map(|id| OwnedUserId::try_from(*id).expect("user id"))
-        .collect();
-    if encrypted {
-        request.initial_state = vec![
-            InitialStateEvent::with_empty_state_key(
-                RoomEncryptionEventContent::with_recommended_defaults(),
-            )
-            .to_raw_any(),
-        ];
-    }
-    owner
-        .client
-        .create_room(request)
-        .await
-        .expect("create room")
-        .room_id()
-        .to_owned()
-}
-
-async fn send(user: &User, room: &RoomId, content: RoomMessageEventContent) -> OwnedEventId {
-    user.room(room)
-        .send(content)
-        .await
-        .expect("send")
-        .response
-        .event_id
-}
 
 fn config(bot: &str, rooms: &[&str], extra_account: &str, extra: &str) -> String {
     let quoted: Vec<String> = rooms.iter().map(|r| format!("\"{r}\"")).collect();
@@ -115,8 +76,8 @@ async fn two_rooms_and_the_console_mirror_with_relations_across_a_restart() {
     let alice = User::register(synapse, &unique("alice")).await;
     let bot = synapse.register(&unique("bot"), "password").await;
     let (a_name, b_name) = (unique("a"), unique("b"));
-    let room_a = create_room(&alice, &a_name, &[], false).await;
-    let room_b = create_room(&alice, &b_name, &[], false).await;
+    let room_a = alice.create_room(Some(&a_name), &[], false).await;
+    let room_b = alice.create_room(Some(&b_name), &[], false).await;
     let (a, b) = (
         format!("#{a_name}:localhost"),
         format!("#{b_name}:localhost"),
@@ -128,12 +89,12 @@ async fn two_rooms_and_the_console_mirror_with_relations_across_a_restart() {
     joined(&alice, &room_b, &bot).await;
 
     // Formatting: Matrix HTML -> Matrix HTML in the other room, and Markdown on the console.
-    let original = send(
-        &alice,
-        &room_a,
-        RoomMessageEventContent::text_html("hello bold", "hello <strong>bold</strong>"),
-    )
-    .await;
+    let original = alice
+        .send(
+            &room_a,
+            RoomMessageEventContent::text_html("hello bold", "hello <strong>bold</strong>"),
+        )
+        .await;
     let relayed = alice
         .wait_for(&room_b, "the relayed message", from_bot(&bot, "hello bold"))
         .await;
@@ -169,13 +130,13 @@ async fn two_rooms_and_the_console_mirror_with_relations_across_a_restart() {
     }
 
     // An edit in room A edits the relayed copy in room B.
-    send(
-        &alice,
-        &room_a,
-        RoomMessageEventContent::text_plain("hello again")
-            .make_replacement(ReplacementMetadata::new(original.clone(), None)),
-    )
-    .await;
+    alice
+        .send(
+            &room_a,
+            RoomMessageEventContent::text_plain("hello again")
+                .make_replacement(ReplacementMetadata::new(original.clone(), None)),
+        )
+        .await;
     let edit = alice
         .wait_for(&room_b, "the relayed edit", |e| {
             e["sender"] == bot.as_str() && e["content"]["m.relates_to"]["rel_type"] == "m.replace"
@@ -193,17 +154,12 @@ async fn two_rooms_and_the_console_mirror_with_relations_across_a_restart() {
     // The gateway restarts while alice keeps talking: each message is relayed once, and a
     // reply to a message from before the restart still finds its relayed copy.
     assert!(tokio::task::block_in_place(|| gateway.stop()));
-    send(
-        &alice,
-        &room_a,
-        RoomMessageEventContent::text_plain("while down"),
-    )
-    .await;
+    alice.say(&room_a, "while down").await;
     let mut reply = RoomMessageEventContent::text_plain("a reply");
     reply.relates_to = Some(Relation::Reply(Reply::new(InReplyTo::new(
         original.clone(),
     ))));
-    send(&alice, &room_a, reply).await;
+    alice.send(&room_a, reply).await;
     let mut gateway = Gateway::start(dir.path(), &config);
     alice
         .wait_for(
@@ -238,7 +194,7 @@ async fn two_rooms_and_the_console_mirror_with_relations_across_a_restart() {
 
     // Exactly once: the next thing relayed into B after the redaction is new, and nothing said
     // before the restart came back.
-    send(&alice, &room_a, RoomMessageEventContent::text_plain("last")).await;
+    alice.say(&room_a, "last").await;
     let next = alice
         .wait_for(&room_b, "the next relayed message", |e| {
             e["sender"] == bot.as_str() && e["type"] == "m.room.message"
@@ -259,8 +215,8 @@ async fn an_encrypted_room_mirrors_to_a_plain_one_and_images_become_served_links
     let alice = User::register(synapse, &unique("alice")).await;
     let bot = synapse.register(&unique("bot"), "password").await;
     let (s_name, p_name) = (unique("secret"), unique("plain"));
-    let secret = create_room(&alice, &s_name, &[&bot], true).await;
-    let plain = create_room(&alice, &p_name, &[], false).await;
+    let secret = alice.create_room(Some(&s_name), &[&bot], true).await;
+    let plain = alice.create_room(Some(&p_name), &[], false).await;
     let (s, p) = (
         format!("#{s_name}:localhost"),
         format!("#{p_name}:localhost"),
@@ -279,21 +235,11 @@ async fn an_encrypted_room_mirrors_to_a_plain_one_and_images_become_served_links
     joined(&alice, &plain, &bot).await;
 
     // Encrypted -> plain, and plain -> encrypted (alice's client decrypts the bot's message).
-    send(
-        &alice,
-        &secret,
-        RoomMessageEventContent::text_plain("whispered"),
-    )
-    .await;
+    alice.say(&secret, "whispered").await;
     alice
         .wait_for(&plain, "the decrypted relay", from_bot(&bot, "whispered"))
         .await;
-    send(
-        &alice,
-        &plain,
-        RoomMessageEventContent::text_plain("out loud"),
-    )
-    .await;
+    alice.say(&plain, "out loud").await;
     alice
         .wait_for(&secret, "the encrypted relay", from_bot(&bot, "out loud"))
         .await;
@@ -344,7 +290,7 @@ async fn a_matrix_room_and_an_irc_channel_mirror_with_formatting() {
     let alice = User::register(synapse, &unique("alice")).await;
     let bot = synapse.register(&unique("bot"), "password").await;
     let name = unique("irc");
-    let room = create_room(&alice, &name, &[], false).await;
+    let room = alice.create_room(Some(&name), &[], false).await;
     let alias = format!("#{name}:localhost");
     let dir = tempfile::tempdir().expect("tempdir");
     let config = format!(
@@ -371,12 +317,12 @@ async fn a_matrix_room_and_an_irc_channel_mirror_with_formatting() {
         .next()
         .unwrap_or_default()
         .to_owned();
-    send(
-        &alice,
-        &room,
-        RoomMessageEventContent::text_html("hi **carol**", "hi <strong>carol</strong>"),
-    )
-    .await;
+    alice
+        .send(
+            &room,
+            RoomMessageEventContent::text_html("hi **carol**", "hi <strong>carol</strong>"),
+        )
+        .await;
     let seen = carol.expect_privmsg("#x", "hi").await;
     assert_eq!(
         patchbay_irc::mirc::strip(&seen),
@@ -404,17 +350,7 @@ async fn a_synapse_crash_mid_stream_loses_nothing() {
     let alice = User::register(&synapse, &unique("alice")).await;
     let bot = synapse.register(&unique("bot"), "password").await;
     let name = unique("crash");
-    let mut request = CreateRoom::new();
-    request.room_alias_name = Some(name.clone());
-    request.preset = Some(RoomPreset::PublicChat);
-    request.visibility = Visibility::Public;
-    let room = alice
-        .client
-        .create_room(request)
-        .await
-        .expect("create room")
-        .room_id()
-        .to_owned();
+    let room = alice.create_room(Some(&name), &[], false).await;
     let alias = format!("#{name}:localhost");
     let dir = tempfile::tempdir().expect("tempdir");
     let config = format!(
@@ -429,14 +365,9 @@ async fn a_synapse_crash_mid_stream_loses_nothing() {
     let mut gateway = Gateway::start(dir.path(), &config);
     joined(&alice, &room, &bot).await;
 
-    send(&alice, &room, RoomMessageEventContent::text_plain("m1")).await;
+    alice.say(&room, "m1").await;
     console_line(&mut gateway, |l| l.ends_with("m1"));
-    send(
-        &alice,
-        &room,
-        RoomMessageEventContent::text_plain("m2 just before"),
-    )
-    .await;
+    alice.say(&room, "m2 just before").await;
     tokio::task::block_in_place(|| synapse.stop());
     for n in 1..=3 {
         tokio::task::block_in_place(|| gateway.type_line(&format!("c{n} while down")));
@@ -452,12 +383,7 @@ async fn a_synapse_crash_mid_stream_loses_nothing() {
             .await;
         assert_eq!(seen["content"]["body"], format!("you: c{n} while down"));
     }
-    send(
-        &alice,
-        &room,
-        RoomMessageEventContent::text_plain("m3 after"),
-    )
-    .await;
+    alice.say(&room, "m3 after").await;
     let next = console_line(&mut gateway, |l| l.contains(": ") || l.contains("> "));
     assert!(
         next.ends_with("m3 after"),

@@ -23,7 +23,7 @@ mod appservice;
 mod bench;
 
 use appservice::{
-    WAIT, console_line, fixture, ghost_says, irc_account, joined, member_events, public_room, send,
+    WAIT, console_line, fixture, ghost_says, irc_account, joined, member_events, public_room,
     serve_png, unread_bytes_at,
 };
 use matrix_sdk::attachment::AttachmentConfig;
@@ -88,7 +88,7 @@ async fn an_irc_user_is_a_ghost_in_matrix_and_matrix_relations_reach_irc() {
     // A Matrix reply to the ghost's message is a reply on IRC, quoting carol.
     let mut reply = RoomMessageEventContent::text_plain("a reply");
     reply.relates_to = Some(Relation::Reply(Reply::new(InReplyTo::new(hello_id))));
-    send(&alice, &room, reply).await;
+    alice.send(&room, reply).await;
     let seen = carol.expect_privmsg("#x", "a reply").await;
     assert!(
         seen.ends_with("[re carol: \"hello from irc\"] a reply"),
@@ -96,20 +96,15 @@ async fn an_irc_user_is_a_ghost_in_matrix_and_matrix_relations_reach_irc() {
     );
 
     // An edit made on Matrix reaches IRC as the edited line.
-    let original = send(
-        &alice,
-        &room,
-        RoomMessageEventContent::text_plain("the colour"),
-    )
-    .await;
+    let original = alice.say(&room, "the colour").await;
     carol.expect_privmsg("#x", "the colour").await;
-    send(
-        &alice,
-        &room,
-        RoomMessageEventContent::text_plain("the color")
-            .make_replacement(ReplacementMetadata::new(original.clone(), None)),
-    )
-    .await;
+    alice
+        .send(
+            &room,
+            RoomMessageEventContent::text_plain("the color")
+                .make_replacement(ReplacementMetadata::new(original.clone(), None)),
+        )
+        .await;
     let seen = carol.expect_privmsg("#x", "the color").await;
     assert!(seen.ends_with("fixed: the color"), "{seen:?}");
 
@@ -131,12 +126,7 @@ async fn an_irc_user_is_a_ghost_in_matrix_and_matrix_relations_reach_irc() {
                     .is_some_and(|t| t.ends_with("deleted a message"))
         })
         .await;
-    send(
-        &alice,
-        &room,
-        RoomMessageEventContent::text_plain("after the redaction"),
-    )
-    .await;
+    alice.say(&room, "after the redaction").await;
     let local = alice
         .id
         .trim_start_matches('@')
@@ -268,7 +258,7 @@ async fn a_gateway_killed_with_a_transaction_outstanding_relays_each_event_once(
         .split(':')
         .next()
         .unwrap_or_default();
-    send(&alice, &room, RoomMessageEventContent::text_plain("m0")).await;
+    alice.say(&room, "m0").await;
     carol.expect_privmsg("#x", "m0").await;
 
     // Stopped, the gateway takes no request: Synapse's transaction waits unread in its socket.
@@ -278,12 +268,7 @@ async fn a_gateway_killed_with_a_transaction_outstanding_relays_each_event_once(
         .expect("kill -STOP");
     assert!(stopped.success());
     for n in 1..=5 {
-        send(
-            &alice,
-            &room,
-            RoomMessageEventContent::text_plain(format!("m{n}")),
-        )
-        .await;
+        alice.say(&room, format!("m{n}")).await;
     }
     tokio::task::block_in_place(|| {
         wait_until(WAIT, "a transaction outstanding at the gateway", || {
@@ -293,7 +278,7 @@ async fn a_gateway_killed_with_a_transaction_outstanding_relays_each_event_once(
     tokio::task::block_in_place(|| gateway.kill());
 
     let gateway = Gateway::start(&slot.dir, &config);
-    send(&alice, &room, RoomMessageEventContent::text_plain("m6")).await;
+    alice.say(&room, "m6").await;
     let mut shown = carol.collect_privmsgs("#x", &format!("<{local}> m6")).await;
     // m0 was sent to IRC just before the stop, perhaps before its delivery was recorded as
     // done: the gateway sends that one again after a crash (at least once, README). It is
@@ -489,12 +474,7 @@ async fn bot_mode_syncs_do_not_repeat_the_key_backup_warning() {
         .wait_for(&room, "the bot to join", |e| joined(e, &bot))
         .await;
     for n in 0..5 {
-        send(
-            &alice,
-            &room,
-            RoomMessageEventContent::text_plain(format!("tick {n}")),
-        )
-        .await;
+        alice.say(&room, format!("tick {n}")).await;
         console_line(&mut gateway, |l| l.ends_with(&format!("tick {n}")));
     }
     assert!(tokio::task::block_in_place(|| gateway.stop()));

@@ -21,9 +21,10 @@ use patchbay_sshchat_testserver::Dialect;
 use tokio::sync::OwnedMutexGuard;
 
 use super::clients::{ChatUser, Http, IrcUser, MatrixUser, Receiver};
+use super::irc::Ergo;
 use super::irc::{Gate, IrcServer};
 use super::rig::{Dest, Shown, Source, Voice, accepted, drain, probe, sent_logs};
-use super::servers::{Devzat, Ergo, SshChat};
+use super::servers::{Devzat, SshChat};
 use super::support::{Gateway, free_port};
 use super::synapse::Synapse;
 use super::{Faults, Ports, SSH_RUN, WAIT, config, tally};
@@ -68,7 +69,7 @@ impl World {
                 .await
                 .expect("Synapse starts"),
         );
-        let ergo = Ergo::start().await;
+        let ergo = Ergo::start(100).await;
         let insp = IrcServer::inspircd().await;
         let devzat = Devzat::start().await;
         let chat = SshChat::start().await;
@@ -324,7 +325,7 @@ impl World {
         self.note("restart ergo");
         let (mine, others) = self.quiesce(&["ergo"], &["ergo"]).await;
         self.gates.ergo.set_open(false);
-        self.ergo.kill().await;
+        self.ergo.kill();
         drop(others);
         self.ergo.run().await;
         self.eve.reconnect().await;

@@ -13,10 +13,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use matrix_sdk::ruma::api::client::room::Visibility;
-use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
-use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
-use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, RoomId};
+use matrix_sdk::ruma::{OwnedRoomId, RoomId};
 use serde_json::Value;
 
 use crate::mx::{Synapse, User, unique};
@@ -156,27 +153,8 @@ pub fn unread_bytes_at(port: u16) -> usize {
 /// A public room with an alias; returns its id and the alias.
 pub async fn public_room(owner: &User, name: &str) -> (OwnedRoomId, String) {
     let alias = unique(name);
-    let mut request = CreateRoom::new();
-    request.room_alias_name = Some(alias.clone());
-    request.preset = Some(RoomPreset::PublicChat);
-    request.visibility = Visibility::Public;
-    let room = owner
-        .client
-        .create_room(request)
-        .await
-        .expect("create room")
-        .room_id()
-        .to_owned();
+    let room = owner.create_room(Some(&alias), &[], false).await;
     (room, format!("#{alias}:localhost"))
-}
-
-pub async fn send(user: &User, room: &RoomId, content: RoomMessageEventContent) -> OwnedEventId {
-    user.room(room)
-        .send(content)
-        .await
-        .expect("send")
-        .response
-        .event_id
 }
 
 pub fn is_member(e: &Value, user: &str) -> bool {

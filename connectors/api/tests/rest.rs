@@ -6,7 +6,7 @@ mod support;
 use patchbay_sdk::{Kind, MessageRef, RichText};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{TOKEN, deliver, delivery, start};
+use support::{TOKEN, deliver, delivery, get_json, start};
 
 const CONFIG: &str = r#"
 token = "api-token-123"
@@ -67,15 +67,7 @@ async fn a_client_sends_as_a_named_user_and_reads_the_room_since_an_id() {
     assert_eq!(emitted[1].1.reply_to, Some(MessageRef::Gateway(irc_id)));
     assert!(matches!(emitted[1].1.kind, Kind::Action { .. }));
 
-    let page: Value = client
-        .get(&url)
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let page: Value = get_json(&url).await;
     let entries = page["entries"].as_array().expect("entries");
     let summary: Vec<(String, String, String)> = entries
         .iter()
@@ -102,40 +94,16 @@ async fn a_client_sends_as_a_named_user_and_reads_the_room_since_an_id() {
 
     // Since the second entry, two at a time.
     let second = entries[1]["id"].as_i64().expect("id");
-    let page: Value = client
-        .get(format!("{url}?after={second}&limit=1"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let page: Value = get_json(format!("{url}?after={second}&limit=1")).await;
     assert_eq!(page["entries"].as_array().map(Vec::len), Some(1));
     assert_eq!(page["entries"][0]["event"]["author"]["name"], "bob");
     // A client without a cursor starts from the newest entries.
-    let tail: Value = client
-        .get(format!("{url}?last=2"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let tail: Value = get_json(format!("{url}?last=2")).await;
     assert_eq!(tail["entries"][0]["id"], entries[2]["id"]);
     assert_eq!(tail["entries"][1]["id"], entries[3]["id"]);
     assert_eq!(tail["next"], entries[3]["id"]);
     // Another room's log is its own.
-    let ops: Value = client
-        .get(format!("{}/ops/messages", api.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let ops: Value = get_json(format!("{}/ops/messages", api.base)).await;
     assert_eq!(ops["entries"], json!([]));
     assert_eq!(ops["next"], 0);
     api.stop().await;
@@ -153,15 +121,7 @@ async fn the_log_survives_a_restart() {
     api.stop().await;
     let api = start("bots", CONFIG, dir.path()).await;
     deliver(&api.connector, delivery("ops", "alice", "after")).await;
-    let page: Value = reqwest::Client::new()
-        .get(format!("{}/ops/messages", api.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let page: Value = get_json(format!("{}/ops/messages", api.base)).await;
     let texts: Vec<&str> = page["entries"]
         .as_array()
         .expect("entries")

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::{TOKEN, deliver, delivery, start};
+use support::{TOKEN, deliver, delivery, get_json, start};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
@@ -226,18 +226,11 @@ async fn a_client_that_reconnects_with_after_catches_up_exactly_once() {
         "no repeat between backlog and live"
     );
     // The REST log says the same.
-    let page: Value = reqwest::Client::new()
-        .get(format!(
-            "{}/lobby/messages?after={last}&limit=1000",
-            api.base
-        ))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let page: Value = get_json(format!(
+        "{}/lobby/messages?after={last}&limit=1000",
+        api.base
+    ))
+    .await;
     assert_eq!(page["entries"].as_array().map(Vec::len), Some(1000));
     api.stop().await;
 }

@@ -5,24 +5,12 @@ mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
+use matrix_sdk::ruma::OwnedRoomId;
 use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
-use matrix_sdk::ruma::{OwnedRoomId, OwnedUserId};
-use patchbay_sdk::{Author, Delivery, Event, Inbound, Kind, MessageRef, RichText};
+use patchbay_sdk::{Delivery, Inbound, Kind, MessageRef, RichText};
 use serde_json::{Value, json};
 use support::appservice::{Bridge, Slot, fixture, start_bridge, start_bridge_refusing};
-use support::{User, unique, within};
-
-fn message(room: &str, author: &str, body: &str) -> Delivery {
-    let inbound = Inbound::message("#rust", Author::named(author), RichText::plain(body));
-    Delivery {
-        room: room.to_owned(),
-        event: Event::from_inbound("irc.libera", inbound),
-        nick: format!("[irc] {author}"),
-        route: "main".into(),
-        quote: None,
-    }
-}
+use support::{User, message, unique, within};
 
 fn ghost(slot: &Slot, nick_localpart: &str) -> String {
     format!("@{}irc_libera_{nick_localpart}:localhost", slot.prefix)
@@ -48,16 +36,7 @@ async fn setup_refusing(slot: &Slot, refuse: Option<&str>) -> (User, Bridge, Own
     let trust = format!("invite_from = [\"{}\"]", alice.id);
     let mut bridge = start_bridge_refusing(slot, synapse, &trust, refuse);
     bridge.running.wait_up().await;
-    let mut request = CreateRoom::new();
-    request.preset = Some(RoomPreset::PrivateChat);
-    request.invite = vec![OwnedUserId::try_from(slot.bot.as_str()).expect("user id")];
-    let room_id = alice
-        .client
-        .create_room(request)
-        .await
-        .expect("create room")
-        .room_id()
-        .to_owned();
+    let room_id = alice.create_room(None, &[&slot.bot], false).await;
     alice
         .wait_for(&room_id, "the bot to accept the invite", |e| {
             e["type"] == "m.room.member"

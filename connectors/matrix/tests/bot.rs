@@ -3,51 +3,17 @@
 
 mod support;
 
-use matrix_sdk::ruma::api::client::room::Visibility;
-use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
 use matrix_sdk::ruma::events::reaction::ReactionEventContent;
 use matrix_sdk::ruma::events::relation::{Annotation, InReplyTo, Reply};
 use matrix_sdk::ruma::events::room::message::{
     Relation, ReplacementMetadata, RoomMessageEventContent,
 };
-use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
+use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 use patchbay_sdk::{
     Author, Delivered, Delivery, DeliveryError, Event, Inbound, Kind, MessageRef, RichText,
 };
 use serde_json::Value;
 use support::{Running, User, bot_table, start, synapse, unique};
-
-/// A room created by `owner`, with `invite` invited; public ones get an alias.
-async fn create_room(owner: &User, invite: &[&str], alias: Option<&str>) -> OwnedRoomId {
-    let mut request = CreateRoom::new();
-    request.invite = invite
-        .iter()
-        .map(|id| OwnedUserId::try_from(*id).expect("user id"))
-        .collect();
-    if let Some(alias) = alias {
-        request.room_alias_name = Some(alias.to_owned());
-        request.preset = Some(RoomPreset::PublicChat);
-        request.visibility = Visibility::Public;
-    } else {
-        request.preset = Some(RoomPreset::PrivateChat);
-    }
-    owner
-        .client
-        .create_room(request)
-        .await
-        .expect("create room")
-        .room_id()
-        .to_owned()
-}
-
-async fn send(user: &User, room: &RoomId, content: RoomMessageEventContent) -> OwnedEventId {
-    user.room(room)
-        .send(content)
-        .await
-        .expect("send")
-        .response
-        .event_id
-}
 
 fn delivery(room: &str, kind: Kind, reply_to: Option<MessageRef>) -> Delivery {
     let mut inbound = Inbound::message("#rust", Author::named("bob"), RichText::plain(""));
@@ -95,7 +61,7 @@ async fn setup() -> (
     let bot_name = unique("bot");
     let bot_id = synapse.register(&bot_name, "password").await;
     let alias_name = unique("room");
-    let room_id = create_room(&alice, &[], Some(&alias_name)).await;
+    let room_id = alice.create_room(Some(&alias_name), &[], false).await;
     let alias = format!("#{alias_name}:localhost");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut bot = start(
@@ -116,12 +82,12 @@ async fn relays_text_emote_and_notice_both_ways() {
     let (alice, bot_id, room_id, alias, _dir, mut bot) = setup().await;
 
     // Matrix -> gateway, formatting parsed.
-    let sent = send(
-        &alice,
-        &room_id,
-        RoomMessageEventContent::text_html("hello **world**", "hello <strong>world</strong>"),
-    )
-    .await;
+    let sent = alice
+        .send(
+            &room_id,
+            RoomMessageEventContent::text_html("hello **world**", "hello <strong>world</strong>"),
+        )
+        .await;
     let inbound = bot.next_matching("alice's message", |e| !e.is_echo).await;
     assert_eq!(inbound.room, alias);
     assert_eq!(inbound.remote_id.as_deref(), Some(sent.as_str()));
@@ -130,20 +96,14 @@ async fn relays_text_emote_and_notice_both_ways() {
     assert_eq!(body.to_plain(), "hello world");
     assert!(body.spans()[1].style.bold);
 
-    send(
-        &alice,
-        &room_id,
-        RoomMessageEventContent::emote_plain("waves"),
-    )
-    .await;
+    alice
+        .send(&room_id, RoomMessageEventContent::emote_plain("waves"))
+        .await;
     let inbound = bot.next_matching("the emote", |e| !e.is_echo).await;
     assert!(matches!(&inbound.kind, Kind::Action { body } if body.to_plain() == "waves"));
-    send(
-        &alice,
-        &room_id,
-        RoomMessageEventContent::notice_plain("build ok"),
-    )
-    .await;
+    alice
+        .send(&room_id, RoomMessageEventContent::notice_plain("build ok"))
+        .await;
     let inbound = bot.next_matching("the notice", |e| !e.is_echo).await;
     assert!(matches!(&inbound.kind, Kind::Notice { body } if body.to_plain() == "build ok"));
 
@@ -212,20 +172,15 @@ async fn edits_redactions_replies_and_reactions_both_ways() {
     let (alice, _bot_id, room_id, alias, _dir, mut bot) = setup().await;
 
     // Matrix -> gateway.
-    let original = send(
-        &alice,
-        &room_id,
-        RoomMessageEventContent::text_plain("tpyo"),
-    )
-    .await;
+    let original = alice.say(&room_id, "tpyo").await;
     bot.next_matching("the original", |e| !e.is_echo).await;
-    send(
-        &alice,
-        &room_id,
-        RoomMessageEventContent::text_plain("typo")
-            .make_replacement(ReplacementMetadata::new(original.clone(), None)),
-    )
-    .await;
+    alice
+        .send(
+            &room_id,
+            RoomMessageEventContent::text_plain("typo")
+                .make_replacement(ReplacementMetadata::new(original.clone(), None)),
+        )
+        .await;
     let edit = bot.next_matching("the edit", |e| !e.is_echo).await;
     match edit.kind {
         Kind::Edit { target, body } => {
@@ -238,7 +193,7 @@ async fn edits_redactions_replies_and_reactions_both_ways() {
     reply.relates_to = Some(Relation::Reply(Reply::new(InReplyTo::new(
         original.clone(),
     ))));
-    send(&alice, &room_id, reply).await;
+    alice.send(&room_id, reply).await;
     let reply = bot.next_matching("the reply", |e| !e.is_echo).await;
     assert_eq!(
         reply.reply_to,
@@ -353,12 +308,7 @@ async fn edits_redactions_replies_and_reactions_both_ways() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restart_relays_what_was_said_meanwhile_exactly_once_on_the_same_device() {
     let (alice, bot_id, room_id, alias, dir, mut bot) = setup().await;
-    send(
-        &alice,
-        &room_id,
-        RoomMessageEventContent::text_plain("before"),
-    )
-    .await;
+    alice.say(&room_id, "before").await;
     bot.next_matching("'before'", |e| !e.is_echo).await;
     let session = std::fs::read_to_string(dir.path().join("session.json")).expect("session");
     bot.stop().await;
@@ -379,12 +329,7 @@ async fn a_restart_relays_what_was_said_meanwhile_exactly_once_on_the_same_devic
     down.stop().await;
 
     for n in 1..=3 {
-        send(
-            &alice,
-            &room_id,
-            RoomMessageEventContent::text_plain(format!("while down {n}")),
-        )
-        .await;
+        alice.say(&room_id, format!("while down {n}")).await;
     }
     let mut bot = start(
         &bot_table(synapse(), &bot_id, std::slice::from_ref(&alias), ""),
@@ -401,12 +346,7 @@ async fn a_restart_relays_what_was_said_meanwhile_exactly_once_on_the_same_devic
         );
     }
     // Nothing is relayed twice: the next event is the one sent now.
-    send(
-        &alice,
-        &room_id,
-        RoomMessageEventContent::text_plain("after"),
-    )
-    .await;
+    alice.say(&room_id, "after").await;
     let next = bot.next_matching("'after'", |e| !e.is_echo).await;
     assert_eq!(next.kind.body().expect("body").to_plain(), "after");
 
@@ -451,8 +391,8 @@ async fn invites_are_accepted_only_from_configured_users() {
     let mut bot = start(&bot_table(synapse, &bot_id, &[], &extra), dir.path());
     bot.wait_up().await;
 
-    let untrusted = create_room(&mallory, &[&bot_id], None).await;
-    let trusted = create_room(&alice, &[&bot_id], None).await;
+    let untrusted = mallory.create_room(None, &[&bot_id], false).await;
+    let trusted = alice.create_room(None, &[&bot_id], false).await;
     alice
         .wait_for(&trusted, "the bot to accept alice's invite", |e| {
             e["type"] == "m.room.member"
@@ -461,12 +401,7 @@ async fn invites_are_accepted_only_from_configured_users() {
         })
         .await;
     // Rooms joined by invite are named by their id.
-    send(
-        &alice,
-        &trusted,
-        RoomMessageEventContent::text_plain("hi bot"),
-    )
-    .await;
+    alice.say(&trusted, "hi bot").await;
     let inbound = bot.next_matching("alice's message", |e| !e.is_echo).await;
     assert_eq!(inbound.room, trusted.as_str());
     // Mallory's invite was seen before alice's (same sync or earlier) and left alone.
@@ -486,12 +421,7 @@ async fn a_long_downtime_is_relayed_in_full_and_in_order() {
     // More than one sync timeline holds (100): the rest comes from the room's history.
     const COUNT: usize = 130;
     for n in 0..COUNT {
-        send(
-            &alice,
-            &room_id,
-            RoomMessageEventContent::text_plain(format!("backlog {n}")),
-        )
-        .await;
+        alice.say(&room_id, format!("backlog {n}")).await;
     }
     let mut bot = start(
         &bot_table(synapse(), &bot_id, std::slice::from_ref(&alias), ""),
@@ -504,12 +434,7 @@ async fn a_long_downtime_is_relayed_in_full_and_in_order() {
             format!("backlog {n}")
         );
     }
-    send(
-        &alice,
-        &room_id,
-        RoomMessageEventContent::text_plain("live"),
-    )
-    .await;
+    alice.say(&room_id, "live").await;
     let next = bot.next_matching("'live'", |e| !e.is_echo).await;
     assert_eq!(next.kind.body().expect("body").to_plain(), "live");
     bot.stop().await;
@@ -540,7 +465,7 @@ async fn an_access_token_logs_in_on_its_own_device() {
     let login: Value = serde_json::from_slice(&response).expect("login json");
     let token = login["access_token"].as_str().expect("token");
     let alias_name = unique("room");
-    let room_id = create_room(&alice, &[], Some(&alias_name)).await;
+    let room_id = alice.create_room(Some(&alias_name), &[], false).await;
     let alias = format!("#{alias_name}:localhost");
     let dir = tempfile::tempdir().expect("tempdir");
     let table = format!(
@@ -554,12 +479,7 @@ async fn an_access_token_logs_in_on_its_own_device() {
             e["type"] == "m.room.member" && e["state_key"] == bot_id.as_str()
         })
         .await;
-    send(
-        &alice,
-        &room_id,
-        RoomMessageEventContent::text_plain("token"),
-    )
-    .await;
+    alice.say(&room_id, "token").await;
     let inbound = bot.next_matching("alice's message", |e| !e.is_echo).await;
     assert_eq!(inbound.kind.body().expect("body").to_plain(), "token");
     let session: Value =
@@ -588,12 +508,7 @@ async fn a_revoked_session_logs_in_again_without_losing_messages() {
         .expect("logout")
         .status();
     assert!(status.is_success(), "{status}");
-    send(
-        &alice,
-        &room_id,
-        RoomMessageEventContent::text_plain("after the logout"),
-    )
-    .await;
+    alice.say(&room_id, "after the logout").await;
     let inbound = bot
         .next_matching("the message after the logout", |e| !e.is_echo)
         .await;
@@ -621,12 +536,7 @@ async fn a_kicked_bot_joins_its_configured_room_again() {
                 && e["content"]["membership"] == "join"
         })
         .await;
-    send(
-        &alice,
-        &room_id,
-        RoomMessageEventContent::text_plain("welcome back"),
-    )
-    .await;
+    alice.say(&room_id, "welcome back").await;
     let inbound = bot
         .next_matching("the message after the rejoin", |e| {
             !e.is_echo && matches!(e.kind, Kind::Message { .. })

@@ -8,26 +8,13 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use matrix_sdk::ruma::api::client::room::Visibility;
-use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
-use matrix_sdk::ruma::{OwnedRoomId, OwnedUserId};
-use patchbay_sdk::{Author, Connector, Delivery, DeliveryError, Event, Inbound, RichText};
+use matrix_sdk::ruma::OwnedRoomId;
+use patchbay_sdk::{Connector, Delivery, DeliveryError};
 use support::appservice::{fixture, start_bridge};
-use support::{User, bot_table, start, unique, within};
+use support::{User, bot_table, message, start, unique, within};
 
 const AUTHORS: usize = 200;
 const LATENCY_SAMPLES: usize = 20;
-
-fn message(room: &str, author: &str, body: &str) -> Delivery {
-    let inbound = Inbound::message("#rust", Author::named(author), RichText::plain(body));
-    Delivery {
-        room: room.to_owned(),
-        event: Event::from_inbound("irc.libera", inbound),
-        nick: format!("[irc] {author}"),
-        route: "main".into(),
-        quote: None,
-    }
-}
 
 /// Deliver as the gateway would: retry what is retryable, after the server's delay. Returns
 /// how many attempts were rate limited.
@@ -48,24 +35,6 @@ async fn deliver(connector: &dyn Connector, delivery: Delivery) -> usize {
             Err(e) => panic!("delivery failed: {e}"),
         }
     }
-}
-
-async fn public_room(owner: &User, invite: &[&str]) -> OwnedRoomId {
-    let mut request = CreateRoom::new();
-    request.preset = Some(RoomPreset::PublicChat);
-    request.visibility = Visibility::Public;
-    request.room_alias_name = Some(unique("burst"));
-    request.invite = invite
-        .iter()
-        .map(|u| OwnedUserId::try_from(*u).expect("user id"))
-        .collect();
-    owner
-        .client
-        .create_room(request)
-        .await
-        .expect("create room")
-        .room_id()
-        .to_owned()
 }
 
 /// The median of the time from handing a delivery over until Alice sees it.
@@ -101,7 +70,7 @@ async fn two_hundred_authors_in_a_burst_and_steady_latency() {
     let alice = User::register(&fx.synapse, &unique("alice")).await;
     let mut bridge = start_bridge(slot, &fx.synapse, "");
     bridge.running.wait_up().await;
-    let room_id = public_room(&alice, &[]).await;
+    let room_id = alice.create_room(Some(&unique("burst")), &[], false).await;
     let room = room_id.to_string();
     let connector = bridge.running.connector.clone();
 

@@ -5,11 +5,7 @@
 
 mod support;
 
-use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
-use matrix_sdk::ruma::events::InitialStateEvent;
-use matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent;
 use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
-use matrix_sdk::ruma::{OwnedRoomId, OwnedUserId};
 use patchbay_sdk::{Author, Delivery, Event, Inbound, Kind, RichText};
 use support::{User, bot_table, start, synapse, unique, within};
 
@@ -19,22 +15,7 @@ async fn an_encrypted_room_is_relayed_both_ways_across_a_restart() {
     let alice = User::register(synapse, &unique("alice")).await;
     let bot_id = synapse.register(&unique("bot"), "password").await;
 
-    let mut request = CreateRoom::new();
-    request.preset = Some(RoomPreset::PrivateChat);
-    request.invite = vec![OwnedUserId::try_from(bot_id.as_str()).expect("user id")];
-    request.initial_state = vec![
-        InitialStateEvent::with_empty_state_key(
-            RoomEncryptionEventContent::with_recommended_defaults(),
-        )
-        .to_raw_any(),
-    ];
-    let room_id: OwnedRoomId = alice
-        .client
-        .create_room(request)
-        .await
-        .expect("create room")
-        .room_id()
-        .to_owned();
+    let room_id = alice.create_room(None, &[&bot_id], true).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let table = bot_table(synapse, &bot_id, &[room_id.to_string()], "");

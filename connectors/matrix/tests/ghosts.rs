@@ -3,11 +3,10 @@
 
 mod support;
 
-use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
 use matrix_sdk::ruma::events::reaction::ReactionEventContent;
 use matrix_sdk::ruma::events::relation::{Annotation, InReplyTo, Reply};
 use matrix_sdk::ruma::events::room::message::{Relation, RoomMessageEventContent};
-use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
+use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId};
 use patchbay_sdk::{Author, Delivery, Event, Inbound, Kind, MessageRef, RichText};
 use serde_json::Value;
 use support::appservice::{Bridge, Slot, fixture, start_bridge};
@@ -50,16 +49,7 @@ async fn setup(slot: &Slot) -> (User, Bridge, OwnedRoomId) {
     let alice = User::register(synapse, &unique("alice")).await;
     let mut bridge = start_bridge(slot, synapse, &format!("invite_from = [\"{}\"]", alice.id));
     bridge.running.wait_up().await;
-    let mut request = CreateRoom::new();
-    request.preset = Some(RoomPreset::PrivateChat);
-    request.invite = vec![OwnedUserId::try_from(slot.bot.as_str()).expect("user id")];
-    let room_id = alice
-        .client
-        .create_room(request)
-        .await
-        .expect("create room")
-        .room_id()
-        .to_owned();
+    let room_id = alice.create_room(None, &[&slot.bot], false).await;
     alice
         .wait_for(&room_id, "the bot to join", |e| {
             is_member(e, &slot.bot, "join")

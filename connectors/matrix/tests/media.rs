@@ -7,11 +7,7 @@ mod support;
 
 use matrix_sdk::attachment::AttachmentConfig;
 use matrix_sdk::media::{MediaFormat, MediaRequestParameters};
-use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
-use matrix_sdk::ruma::events::InitialStateEvent;
 use matrix_sdk::ruma::events::room::MediaSource;
-use matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent;
-use matrix_sdk::ruma::{OwnedRoomId, OwnedUserId};
 use patchbay_sdk::{Attachment, Author, Delivery, Event, Inbound, Kind, RichText};
 use support::{User, bot_table, start, synapse, unique, within};
 
@@ -38,34 +34,13 @@ async fn get(url: &str) -> (u16, Option<String>, Vec<u8>) {
     (status, mime, body)
 }
 
-async fn room(owner: &User, bot_id: &str, encrypted: bool) -> OwnedRoomId {
-    let mut request = CreateRoom::new();
-    request.preset = Some(RoomPreset::PrivateChat);
-    request.invite = vec![OwnedUserId::try_from(bot_id).expect("user id")];
-    if encrypted {
-        request.initial_state = vec![
-            InitialStateEvent::with_empty_state_key(
-                RoomEncryptionEventContent::with_recommended_defaults(),
-            )
-            .to_raw_any(),
-        ];
-    }
-    owner
-        .client
-        .create_room(request)
-        .await
-        .expect("create room")
-        .room_id()
-        .to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn attachments_travel_both_ways_as_served_links_and_uploads() {
     let synapse = synapse();
     let alice = User::register(synapse, &unique("alice")).await;
     let bot_id = synapse.register(&unique("bot"), "password").await;
-    let plain = room(&alice, &bot_id, false).await;
-    let secret = room(&alice, &bot_id, true).await;
+    let plain = alice.create_room(None, &[&bot_id], false).await;
+    let secret = alice.create_room(None, &[&bot_id], true).await;
 
     // patchbay's HTTP listener, stood in for by a local server with the connector's routes
     // and a file that "another network" links to.

@@ -2,10 +2,7 @@
 
 mod support;
 
-use matrix_sdk::ruma::api::client::room::Visibility;
-use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
-use patchbay_sdk::{Author, Delivery, Event, Inbound, RichText};
-use support::{User, bot_table, start, synapse, unique, within};
+use support::{User, bot_table, message, start, synapse, unique, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relayed_message_carries_its_authors_profile_and_keeps_the_nick_fallback() {
@@ -13,17 +10,7 @@ async fn a_relayed_message_carries_its_authors_profile_and_keeps_the_nick_fallba
     let alice = User::register(synapse, &unique("alice")).await;
     let bot_id = synapse.register(&unique("bot"), "password").await;
     let alias_name = unique("room");
-    let mut request = CreateRoom::new();
-    request.room_alias_name = Some(alias_name.clone());
-    request.preset = Some(RoomPreset::PublicChat);
-    request.visibility = Visibility::Public;
-    let room_id = alice
-        .client
-        .create_room(request)
-        .await
-        .expect("create room")
-        .room_id()
-        .to_owned();
+    let room_id = alice.create_room(Some(&alias_name), &[], false).await;
     let alias = format!("#{alias_name}:localhost");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut bot = start(
@@ -36,17 +23,12 @@ async fn a_relayed_message_carries_its_authors_profile_and_keeps_the_nick_fallba
         dir.path(),
     );
     bot.wait_up().await;
-    let inbound = Inbound::message("#rust", Author::named("bob"), RichText::plain("hi"));
-    let delivery = Delivery {
-        room: alias.clone(),
-        event: Event::from_inbound("irc.libera", inbound),
-        nick: "[irc] bob".into(),
-        route: "main".into(),
-        quote: None,
-    };
-    within("the delivery", bot.connector.deliver(delivery))
-        .await
-        .expect("delivered");
+    within(
+        "the delivery",
+        bot.connector.deliver(message(&alias, "bob", "hi")),
+    )
+    .await
+    .expect("delivered");
     let seen = alice
         .wait_for(&room_id, "the relayed line", |e| {
             e["type"] == "m.room.message" && e["sender"] == bot_id.as_str()

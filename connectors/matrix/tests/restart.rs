@@ -4,8 +4,6 @@
 
 mod support;
 
-use matrix_sdk::ruma::api::client::room::Visibility;
-use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
 use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
 use patchbay_sdk::{
     Author, ConnectorState, Delivery, DeliveryError, Event, Inbound, Kind, RichText,
@@ -33,17 +31,7 @@ async fn a_homeserver_crash_loses_and_doubles_nothing() {
     let alice = User::register(&synapse, &unique("alice")).await;
     let bot_id = synapse.register(&unique("bot"), "password").await;
     let alias_name = unique("room");
-    let mut request = CreateRoom::new();
-    request.room_alias_name = Some(alias_name.clone());
-    request.preset = Some(RoomPreset::PublicChat);
-    request.visibility = Visibility::Public;
-    let room_id = alice
-        .client
-        .create_room(request)
-        .await
-        .expect("create room")
-        .room_id()
-        .to_owned();
+    let room_id = alice.create_room(Some(&alias_name), &[], false).await;
     let alias = format!("#{alias_name}:localhost");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut bot = start(

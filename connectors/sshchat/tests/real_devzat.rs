@@ -10,7 +10,9 @@ use std::time::Duration;
 use patchbay_sdk::testkit::Recorder;
 use patchbay_sdk::{Delivery, Kind};
 use support::real::Devzat;
-use support::{WAIT, deliver_all, delivery, start, start_shared, text};
+use support::{
+    WAIT, deliver_all, deliver_all_to, delivery, flood_numbers, start, start_shared, text,
+};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -28,23 +30,6 @@ fn plugin_config(server: &Devzat) -> String {
         server.plugin_addr(),
         server.token,
     )
-}
-
-/// The numbers of `flood: message N` lines in the order a screen shows them.
-fn flood_numbers(lines: &[String]) -> Vec<usize> {
-    let mut seen = Vec::new();
-    for line in lines {
-        for (at, _) in line.match_indices("flood: message ") {
-            let digits: String = line[at + "flood: message ".len()..]
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
-            if let Ok(n) = digits.parse() {
-                seen.push(n);
-            }
-        }
-    }
-    seen
 }
 
 fn burst(n: usize) -> Vec<Delivery> {
@@ -264,31 +249,10 @@ async fn a_shutdown_mid_burst_answers_ok_for_exactly_the_lines_shown() {
         .collect();
     let connector = bridge.connector.clone();
     let limit = connector.run_limit();
-    let runner = {
-        let bridge_connector = connector.clone();
-        tokio::spawn(async move {
-            let mut left: std::collections::VecDeque<Delivery> = run.into();
-            let mut oks = 0usize;
-            while !left.is_empty() {
-                let batch: Vec<Delivery> = left.iter().take(limit).cloned().collect();
-                let results = bridge_connector.deliver_run(batch).await;
-                let mut failed = results.is_empty();
-                for result in results {
-                    left.pop_front();
-                    if result.is_ok() {
-                        oks += 1;
-                    } else {
-                        failed = true;
-                        break;
-                    }
-                }
-                if failed {
-                    break;
-                }
-            }
-            oks
-        })
-    };
+    let runner = tokio::spawn(async move {
+        let answers = deliver_all_to(&*connector, run, limit).await;
+        answers.iter().filter(|a| a.is_ok()).count()
+    });
     // Some lines are out: stop now.
     if watcher
         .wait_line(LONG, |l| l.contains("flood: message 30 "))

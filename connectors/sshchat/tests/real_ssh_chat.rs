@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use patchbay_sdk::Delivery;
 use support::real::SshChat;
-use support::{WAIT, deliver_all, delivery, start, text};
+use support::{WAIT, deliver_all, deliver_all_to, delivery, flood_numbers, start, text};
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -20,23 +20,6 @@ fn config(server: &SshChat) -> String {
         "server = \"{}\"\ndialect = \"ssh-chat\"\nnick = \"bridge\"\nreconnect_min_secs = 1\n",
         server.ssh_addr(),
     )
-}
-
-/// The numbers of `flood: message N` items in the order a screen shows them.
-fn flood_numbers(lines: &[String]) -> Vec<usize> {
-    let mut seen = Vec::new();
-    for line in lines {
-        for (at, _) in line.match_indices("flood: message ") {
-            let digits: String = line[at + "flood: message ".len()..]
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
-            if let Ok(n) = digits.parse() {
-                seen.push(n);
-            }
-        }
-    }
-    seen
 }
 
 #[tokio::test]
@@ -143,26 +126,8 @@ async fn a_shutdown_mid_burst_answers_ok_for_exactly_the_lines_shown() {
     let connector = bridge.connector.clone();
     let limit = connector.run_limit();
     let runner = tokio::spawn(async move {
-        let mut left: std::collections::VecDeque<Delivery> = run.into();
-        let mut oks = 0usize;
-        while !left.is_empty() {
-            let batch: Vec<Delivery> = left.iter().take(limit).cloned().collect();
-            let results = connector.deliver_run(batch).await;
-            let mut failed = results.is_empty();
-            for result in results {
-                left.pop_front();
-                if result.is_ok() {
-                    oks += 1;
-                } else {
-                    failed = true;
-                    break;
-                }
-            }
-            if failed {
-                break;
-            }
-        }
-        oks
+        let answers = deliver_all_to(&*connector, run, limit).await;
+        answers.iter().filter(|a| a.is_ok()).count()
     });
     if watcher
         .wait_line(LONG, |l| l.contains("flood: message 12 "))

@@ -71,6 +71,18 @@ pub fn delivery(room: &str, who: &str, text: &str) -> Delivery {
     }
 }
 
+/// GET `url` with the token, and read the answer as JSON.
+pub async fn get_json(url: impl reqwest::IntoUrl) -> serde_json::Value {
+    let client = reqwest::Client::new();
+    let answer = client
+        .get(url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("get");
+    answer.json().await.expect("json")
+}
+
 /// Deliver one event.
 pub async fn deliver(connector: &Arc<dyn Connector>, delivery: Delivery) {
     connector.deliver(delivery).await.expect("delivered");

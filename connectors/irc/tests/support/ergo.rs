@@ -47,7 +47,8 @@ pub fn ergo_available() -> bool {
     false
 }
 
-/// A running ergo on a free loopback port, killed on drop.
+/// A running ergo on a free loopback port, killed on drop; [`Ergo::kill`] and [`Ergo::run`]
+/// restart it on the same port (its history goes with the process).
 pub struct Ergo {
     pub port: u16,
     pub dir: tempfile::TempDir,
@@ -160,8 +161,10 @@ logging:
         ergo
     }
 
-    async fn run(&mut self) {
+    /// Start the process (again, after [`Ergo::kill`]) and wait until it takes clients.
+    pub async fn run(&mut self) {
         let d = self.dir.path();
+        let before = self.log().len();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -181,7 +184,7 @@ logging:
         // The port was free when chosen, but another test may have bound it since: only a
         // listener ergo itself reports is ours (else a probe could reach someone else's server).
         let listening = format!("now listening on 127.0.0.1:{}", self.port);
-        while !self.log().contains(&listening) {
+        while !self.log()[before..].contains(&listening) {
             let exited = self
                 .child
                 .as_mut()
@@ -213,12 +216,19 @@ logging:
     }
 }
 
-impl Drop for Ergo {
-    fn drop(&mut self) {
+impl Ergo {
+    /// SIGKILL (history goes with it); [`Ergo::run`] starts it again on the same port.
+    pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+impl Drop for Ergo {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

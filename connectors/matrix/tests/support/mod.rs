@@ -13,9 +13,16 @@ use std::time::Duration;
 
 use matrix_sdk::Client;
 use matrix_sdk::config::SyncSettings;
-use matrix_sdk::ruma::OwnedRoomId;
+use matrix_sdk::ruma::api::client::room::Visibility;
+use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
+use matrix_sdk::ruma::events::InitialStateEvent;
+use matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent;
+use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
+use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
 use patchbay_sdk::testkit;
-use patchbay_sdk::{AccountInfo, Connector, ConnectorState, Inbound};
+use patchbay_sdk::{
+    AccountInfo, Author, Connector, ConnectorState, Delivery, Event, Inbound, RichText,
+};
 use serde_json::Value;
 use tokio::sync::{Mutex, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -128,7 +135,7 @@ impl User {
     /// dropped, other rooms' events are kept for later waits.
     pub async fn wait_for(
         &self,
-        room: &matrix_sdk::ruma::RoomId,
+        room: &RoomId,
         what: &str,
         predicate: impl Fn(&Value) -> bool,
     ) -> Value {
@@ -162,10 +169,51 @@ impl User {
         .await
     }
 
-    pub fn room(&self, id: &matrix_sdk::ruma::RoomId) -> matrix_sdk::Room {
+    pub fn room(&self, id: &RoomId) -> matrix_sdk::Room {
         self.client
             .get_room(id)
             .expect("the test user knows the room")
+    }
+
+    /// Send `content` into `room`; the id the homeserver gave it.
+    pub async fn send(&self, room: &RoomId, content: RoomMessageEventContent) -> OwnedEventId {
+        let sent = self.room(room).send(content).await.expect("send");
+        sent.response.event_id
+    }
+
+    /// A room made by this user with `invite` invited: public with the alias `alias` (a
+    /// localpart), private without one; `encrypted` turns on encryption from its creation.
+    pub async fn create_room(
+        &self,
+        alias: Option<&str>,
+        invite: &[&str],
+        encrypted: bool,
+    ) -> OwnedRoomId {
+        let mut request = CreateRoom::new();
+        request.invite = invite
+            .iter()
+            .map(|id| OwnedUserId::try_from(*id).expect("user id"))
+            .collect();
+        if let Some(alias) = alias {
+            request.room_alias_name = Some(alias.to_owned());
+            request.preset = Some(RoomPreset::PublicChat);
+            request.visibility = Visibility::Public;
+        } else {
+            request.preset = Some(RoomPreset::PrivateChat);
+        }
+        if encrypted {
+            let encryption = RoomEncryptionEventContent::with_recommended_defaults();
+            request.initial_state =
+                vec![InitialStateEvent::with_empty_state_key(encryption).to_raw_any()];
+        }
+        let created = self.client.create_room(request).await.expect("create room");
+        created.room_id().to_owned()
+    }
+
+    /// Say `text` (plain) in `room`.
+    pub async fn say(&self, room: &RoomId, text: impl Into<String>) -> OwnedEventId {
+        self.send(room, RoomMessageEventContent::text_plain(text))
+            .await
     }
 }
 
@@ -235,6 +283,18 @@ impl Running {
     pub async fn stop(self) {
         let stopped = self.run.stop(TIMEOUT).await;
         stopped.expect("the connector stops cleanly");
+    }
+}
+
+/// `body` said by `author` on IRC (`irc.libera/#rust`), as the gateway hands it over.
+pub fn message(room: &str, author: &str, body: &str) -> Delivery {
+    let inbound = Inbound::message("#rust", Author::named(author), RichText::plain(body));
+    Delivery {
+        room: room.to_owned(),
+        event: Event::from_inbound("irc.libera", inbound),
+        nick: format!("[irc] {author}"),
+        route: "main".into(),
+        quote: None,
     }
 }
 

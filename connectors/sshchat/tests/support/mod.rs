@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use patchbay_sdk::testkit::{self, Recorder, Running};
-use patchbay_sdk::{AccountInfo, Delivered, Delivery, DeliveryError, Inbound};
+use patchbay_sdk::{AccountInfo, Connector, Delivered, Delivery, DeliveryError, Inbound};
 use patchbay_sshchat::SshChatFactory;
 
 // Not every test binary delivers.
@@ -28,12 +28,21 @@ pub async fn deliver_all(
     run: Vec<Delivery>,
     limit: usize,
 ) -> Vec<Result<Delivered, DeliveryError>> {
+    deliver_all_to(&*running.connector, run, limit).await
+}
+
+/// [`deliver_all`] to a connector a test shares with a task of its own.
+pub async fn deliver_all_to(
+    connector: &dyn Connector,
+    run: Vec<Delivery>,
+    limit: usize,
+) -> Vec<Result<Delivered, DeliveryError>> {
     let mut left: std::collections::VecDeque<Delivery> = run.into();
     let mut answers = Vec::new();
     while !left.is_empty() {
         let take = left.len().min(limit);
         let batch: Vec<Delivery> = left.iter().take(take).cloned().collect();
-        let results = running.connector.deliver_run(batch).await;
+        let results = connector.deliver_run(batch).await;
         if results.is_empty() {
             break;
         }
@@ -76,6 +85,23 @@ pub fn start_shared(
 }
 
 pub const WAIT: Duration = Duration::from_secs(15);
+
+/// The numbers of `flood: message N` lines in the order a screen shows them.
+pub fn flood_numbers(lines: &[String]) -> Vec<usize> {
+    let mut seen = Vec::new();
+    for line in lines {
+        for (at, _) in line.match_indices("flood: message ") {
+            let digits: String = line[at + "flood: message ".len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if let Ok(n) = digits.parse() {
+                seen.push(n);
+            }
+        }
+    }
+    seen
+}
 
 /// Text as a person sees it: zero-width characters (hop trace, neutralised command words) removed.
 pub fn visible(text: &str) -> String {
