@@ -149,20 +149,13 @@ impl LinkState {
         }
         let Some(text) = text else { return false };
         let key = (folded.to_owned(), text.to_owned());
-        let mut found = false;
-        if let Some(queue) = self.echo_waiters.get_mut(&key) {
-            while let Some((_, waiter)) = queue.pop_front() {
-                if !waiter.is_closed() {
-                    let _ = waiter.send(result);
-                    found = true;
-                    break;
-                }
+        match self.take_by_text(&key) {
+            Some(waiter) => {
+                let _ = waiter.send(result);
+                true
             }
-            if queue.is_empty() {
-                self.echo_waiters.remove(&key);
-            }
+            None => false,
         }
-        found
     }
 
     /// A refusal of a line to `folded`: the labeled waiter it names, or else the oldest living
@@ -174,42 +167,52 @@ impl LinkState {
             let _ = waiter.send(Err(error));
             return;
         }
-        // Waiters whose delivery gave up (timed out) answer nothing: drop them first.
-        for queue in self.echo_waiters.values_mut() {
-            queue.retain(|(_, w)| !w.is_closed());
-        }
-        self.echo_waiters.retain(|_, queue| !queue.is_empty());
-        self.label_waiters.retain(|_, (_, _, w)| !w.is_closed());
+        // The oldest living waiter for `folded`, whichever map holds it (a delivery that gave
+        // up, timed out, answers nothing).
         let by_text = self
             .echo_waiters
             .iter()
             .filter(|((t, _), _)| t == folded)
             .filter_map(|(key, queue)| {
-                queue
-                    .front()
-                    .map(|(seq, _)| (*seq, Some(key.clone()), None))
+                let (seq, _) = queue.iter().find(|(_, w)| !w.is_closed())?;
+                Some((*seq, Oldest::Text(key.clone())))
             });
         let by_label = self
             .label_waiters
             .iter()
-            .filter(|(_, (t, _, _))| t == folded)
-            .map(|(l, (_, seq, _))| (*seq, None, Some(l.clone())));
-        let oldest = by_text.chain(by_label).min_by_key(|(seq, _, _)| *seq);
-        let waiter = match oldest {
-            Some((_, Some(key), _)) => {
-                let waiter = self.echo_waiters.get_mut(&key).and_then(|q| q.pop_front());
-                if self.echo_waiters.get(&key).is_some_and(|q| q.is_empty()) {
-                    self.echo_waiters.remove(&key);
-                }
-                waiter.map(|(_, w)| w)
-            }
-            Some((_, None, Some(label))) => self.label_waiters.remove(&label).map(|(_, _, w)| w),
-            _ => None,
+            .filter(|(_, (t, _, w))| t == folded && !w.is_closed())
+            .map(|(l, (_, seq, _))| (*seq, Oldest::Label(l.clone())));
+        let waiter = match by_text.chain(by_label).min_by_key(|(seq, _)| *seq) {
+            Some((_, Oldest::Text(key))) => self.take_by_text(&key),
+            Some((_, Oldest::Label(label))) => self.label_waiters.remove(&label).map(|(_, _, w)| w),
+            None => None,
         };
         if let Some(waiter) = waiter {
             let _ = waiter.send(Err(error));
         }
     }
+
+    /// The oldest living waiter for a (target, text), dropping the dead ones before it.
+    fn take_by_text(&mut self, key: &(String, String)) -> Option<Waiter> {
+        let queue = self.echo_waiters.get_mut(key)?;
+        let mut found = None;
+        while let Some((_, waiter)) = queue.pop_front() {
+            if !waiter.is_closed() {
+                found = Some(waiter);
+                break;
+            }
+        }
+        if queue.is_empty() {
+            self.echo_waiters.remove(key);
+        }
+        found
+    }
+}
+
+/// Where the oldest waiter of a refused line is kept.
+enum Oldest {
+    Text((String, String)),
+    Label(String),
 }
 
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

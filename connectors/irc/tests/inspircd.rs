@@ -12,6 +12,20 @@ fn config(port: u16, channel: &str, extra: &str) -> String {
     )
 }
 
+/// Start the connector in `channel` and wait until `watcher` sees it join.
+async fn start_joined(
+    port: u16,
+    channel: &str,
+    extra: &str,
+    data: &tempfile::TempDir,
+    watcher: &mut TestClient,
+) -> Running {
+    let mut bridge = start_connector(&config(port, channel, extra), data.path());
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
+    watcher.expect_join("pb", channel).await;
+    bridge
+}
+
 macro_rules! require {
     ($program:expr) => {
         if !available($program) {
@@ -29,9 +43,7 @@ async fn ircv3_ids_times_accounts_and_echoes() {
     let data = tempdir();
     let mut alice = TestClient::connect_with_caps(server.port, "alice", CAPS).await;
     alice.join("#v3").await;
-    let mut bridge = start_connector(&config(server.port, "#v3", ""), data.path());
-    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
-    alice.expect_join("pb", "#v3").await;
+    let bridge = start_joined(server.port, "#v3", "", &data, &mut alice).await;
 
     // Inbound messages carry the server's msgid and time.
     alice.send("PRIVMSG #v3 :tagged").await;
@@ -92,9 +104,7 @@ async fn bridge_restart_catches_up_from_chanhistory_exactly_once() {
     alice.join("#hist").await;
     alice.send("PRIVMSG #hist :before the bridge existed").await;
 
-    let mut bridge = start_connector(&config(server.port, "#hist", ""), data.path());
-    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
-    alice.expect_join("pb", "#hist").await;
+    let bridge = start_joined(server.port, "#hist", "", &data, &mut alice).await;
     for text in ["one", "two"] {
         alice.send(&format!("PRIVMSG #hist :{text}")).await;
     }
@@ -110,9 +120,7 @@ async fn bridge_restart_catches_up_from_chanhistory_exactly_once() {
     }
     alice.expect_privmsg("#hist", "five").await;
 
-    let mut bridge = start_connector(&config(server.port, "#hist", ""), data.path());
-    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
-    alice.expect_join("pb", "#hist").await;
+    let bridge = start_joined(server.port, "#hist", "", &data, &mut alice).await;
     alice.send("PRIVMSG #hist :six").await;
     let texts = wait_texts(&bridge.recorder, "#hist", 4).await;
     assert_eq!(texts, vec!["three", "four", "five", "six"]);
@@ -128,9 +136,7 @@ async fn first_join_does_not_replay_old_history() {
     alice.join("#old").await;
     alice.send("PRIVMSG #old :ancient").await;
     alice.expect_privmsg("#old", "ancient").await;
-    let mut bridge = start_connector(&config(server.port, "#old", ""), data.path());
-    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
-    alice.expect_join("pb", "#old").await;
+    let bridge = start_joined(server.port, "#old", "", &data, &mut alice).await;
     alice.send("PRIVMSG #old :fresh").await;
     assert_eq!(wait_texts(&bridge.recorder, "#old", 1).await, vec!["fresh"]);
     let _ = bridge.stop(TIMEOUT).await;
@@ -145,9 +151,7 @@ async fn a_refused_message_fails_the_delivery_instead_of_hanging() {
     op.join("#mod").await;
     op.send("MODE #mod +m").await;
     op.expect("+m", |cmd, _, _| cmd == "MODE").await;
-    let mut bridge = start_connector(&config(server.port, "#mod", ""), data.path());
-    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
-    op.expect_join("pb", "#mod").await;
+    let bridge = start_joined(server.port, "#mod", "", &data, &mut op).await;
     let refused = loop {
         match bridge
             .connector
@@ -190,10 +194,8 @@ async fn a_pipelined_run_arrives_in_order_and_a_refusal_fails_only_its_line() {
     // blockcaps: lines more than half capitals are refused (ERR_CANNOTSENDTOCHAN).
     op.send("MODE #pipe +B").await;
     op.expect("+B", |cmd, _, _| cmd == "MODE").await;
-    let config = config(server.port, "#pipe", "flood_control = false\n");
-    let mut bridge = start_connector(&config, data.path());
-    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
-    op.expect_join("pb", "#pipe").await;
+    let flood_off = "flood_control = false\n";
+    let bridge = start_joined(server.port, "#pipe", flood_off, &data, &mut op).await;
     assert!(
         bridge.connector.run_limit() > 1,
         "flood control off pipelines"
@@ -275,9 +277,7 @@ async fn a_burst_is_handed_over_in_runs_in_order() {
     let data = tempdir();
     let mut alice = TestClient::connect_with_caps(server.port, "alice", CAPS).await;
     alice.join("#burst").await;
-    let mut bridge = start_connector(&config(server.port, "#burst", ""), data.path());
-    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
-    alice.expect_join("pb", "#burst").await;
+    let bridge = start_joined(server.port, "#burst", "", &data, &mut alice).await;
     let before = bridge.recorder.calls();
 
     const LINES: usize = 500;

@@ -316,7 +316,6 @@ impl Session<'_> {
             .unwrap_or_else(|| channel.to_owned())
     }
 
-    /// Handle one line; `Some` ends the connection.
     /// Handle `first` and the whole lines already buffered behind it (up to [`BURST_MAX`]),
     /// relaying what they carry as one run.
     async fn handle_buffered<R>(
@@ -342,6 +341,7 @@ impl Session<'_> {
         ended
     }
 
+    /// Handle one line; `Some` ends the connection.
     async fn handle(&mut self, bytes: &[u8]) -> Option<Ended> {
         let parsed = match parse::parse_line(bytes, self.shared.cfg.charset) {
             Ok(p) => p,
