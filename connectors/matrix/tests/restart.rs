@@ -77,7 +77,7 @@ async fn a_homeserver_crash_loses_and_doubles_nothing() {
     );
 
     tokio::task::block_in_place(|| synapse.resume());
-    bot.wait_up().await;
+    bot.wait_up_after_outage().await;
     room.send(RoomMessageEventContent::text_plain("three"))
         .await
         .expect("send after the restart");

@@ -30,6 +30,8 @@ use tokio_util::sync::CancellationToken;
 pub use synapse::Synapse;
 
 pub const TIMEOUT: Duration = Duration::from_secs(30);
+/// The connector's longest wait between connection attempts, jitter included.
+const RECONNECT_LONGEST: Duration = Duration::from_millis(38_400);
 
 /// The Synapse shared by every test of this binary.
 pub fn synapse() -> &'static Synapse {
@@ -252,6 +254,13 @@ impl Running {
     pub async fn wait_up(&mut self) {
         let up = self.run.wait_up(TIMEOUT).await;
         assert!(up, "timed out waiting for the connector to be up");
+    }
+
+    /// Wait for `Up` after the homeserver was down: the connector's next attempt may be its
+    /// longest reconnect wait away (32 s, +20% jitter), so the wait is that beyond [`TIMEOUT`].
+    pub async fn wait_up_after_outage(&mut self) {
+        let up = self.run.wait_up(TIMEOUT + RECONNECT_LONGEST).await;
+        assert!(up, "timed out waiting for the connector to reconnect");
     }
 
     /// The next event recorded that matches (those before it are read too).
