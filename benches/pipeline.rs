@@ -2,7 +2,9 @@
 //! delivery call.
 //!
 //! `cargo bench --bench pipeline` runs the criterion throughput group (1, 100 and 10,000
-//! routes) and then prints p50/p99 latency measured on an idle gateway.
+//! routes), then prints p50/p99 latency measured on an idle gateway, then for each table the
+//! highest rate and the p50/p99 latency at half that rate (`PATCHBAY_BENCH_HALF_RATE_ROUTES`,
+//! default `1,100,10000`, picks the tables).
 //!
 //! With `PATCHBAY_BENCH_NATS=nats://127.0.0.1:4222` (a `nats-server -js`), the same runs go
 //! through the JetStream engine instead, with `PATCHBAY_BENCH_INSTANCES=3` through three
@@ -272,6 +274,79 @@ fn latency(runtime: &tokio::runtime::Runtime) {
     });
 }
 
+/// Accept -> delivery latency under load: the table's highest rate first (a burst from 64
+/// sources), then events paced at half that rate from 64 sources for [`PACED_FOR`], each
+/// event's emit call to its delivery call. The aim: p99 under 5 ms at half of
+/// 20,000/s with three instances.
+fn half_rate(runtime: &tokio::runtime::Runtime) {
+    const BURST: u64 = 5_000;
+    const SOURCES: u64 = 64;
+    const PACED_FOR: Duration = Duration::from_secs(5);
+    let tables: Vec<usize> = std::env::var("PATCHBAY_BENCH_HALF_RATE_ROUTES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 100, 10_000]);
+    for routes in tables {
+        runtime.block_on(async {
+            let bench = start(routes, true).await;
+            // Warm: every room's lane has seen a delivery.
+            burst(&bench, routes.max(SOURCES as usize) as u64, SOURCES).await;
+            let took = burst(&bench, BURST, SOURCES).await;
+            let max_rate = BURST as f64 / took.as_secs_f64();
+            let rate = max_rate / 2.0;
+            let total = (rate * PACED_FOR.as_secs_f64()) as u64;
+            let target = bench.counter.delivered.load(Ordering::Relaxed) + total;
+            // Source t emits events t, t + SOURCES, ... each at its slot of the schedule.
+            let every = Duration::from_secs_f64(SOURCES as f64 / rate);
+            let began = tokio::time::Instant::now();
+            let mut handles = Vec::new();
+            for t in 0..SOURCES {
+                let sink = bench.engines[t as usize % bench.engines.len()].sink("bench.src");
+                let slot = Duration::from_secs_f64(t as f64 / rate);
+                handles.push(tokio::spawn(async move {
+                    let mut sent = Vec::new();
+                    let (mut i, mut at) = (t, began + slot);
+                    while i < total {
+                        tokio::time::sleep_until(at).await;
+                        let text = format!("h{i}");
+                        let now = Instant::now();
+                        if let Err(err) = sink.emit(inbound((i % routes as u64) as usize, text.clone())).await {
+                            panic!("emit failed: {err}");
+                        }
+                        sent.push((text, now));
+                        i += SOURCES;
+                        at += every;
+                    }
+                    sent
+                }));
+            }
+            let mut sent = Vec::new();
+            for handle in handles {
+                sent.extend(handle.await.expect("paced source"));
+            }
+            bench.counter.wait_for(target).await;
+            let paced_took = began.elapsed();
+            let mut samples: Vec<Duration> = {
+                let arrivals = bench.counter.arrivals.lock().expect("arrivals");
+                sent.iter()
+                    .map(|(text, at)| arrivals.get(text).expect("arrival noted").duration_since(*at))
+                    .collect()
+            };
+            samples.sort();
+            let pick = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize];
+            println!(
+                "half rate, {routes} routes: highest {max_rate:.0} events/s; at {:.0} events/s ({total} events over {:.1} s) accept -> delivery call p50 {:?}, p99 {:?}, max {:?}",
+                total as f64 / paced_took.as_secs_f64(),
+                paced_took.as_secs_f64(),
+                pick(0.50),
+                pick(0.99),
+                samples[samples.len() - 1]
+            );
+            stop(bench).await;
+        });
+    }
+}
+
 async fn stop(bench: Bench) {
     for engine in bench.engines {
         engine.stop(Duration::from_secs(5)).await;
@@ -287,4 +362,5 @@ fn main() {
     throughput(&mut criterion, &runtime);
     criterion.final_summary();
     latency(&runtime);
+    half_rate(&runtime);
 }

@@ -143,8 +143,9 @@ fn a_killed_owner_is_taken_over_within_the_lease_and_nothing_accepted_is_lost() 
         assert!(counts.contains_key(text), "{text} was lost");
     }
     let doubled: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-    // A kill can leave the one delivery in flight to be sent again; nothing else.
-    assert!(doubled.len() <= 1, "delivered twice: {doubled:?}");
+    // A kill can leave the delivery in flight and the one before it (its acknowledgement not
+    // yet confirmed) to be sent again; nothing else.
+    assert!(doubled.len() <= 2, "delivered twice: {doubled:?}");
     assert!(
         takeover < Duration::from_secs(15),
         "takeover took {takeover:?}"

@@ -131,7 +131,8 @@ async fn a_killed_irc_holder_is_taken_over_and_history_fills_the_gap() {
     }
     assert_eq!(first_seen, sent, "every line, in the order said");
     let doubled: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(doubled.len() <= 1, "delivered twice: {doubled:?}");
+    // At most the delivery in flight and the one before it (see README, "In order, once").
+    assert!(doubled.len() <= 2, "delivered twice: {doubled:?}");
     assert!(
         took < Duration::from_secs(20),
         "takeover and catch-up took {took:?}"

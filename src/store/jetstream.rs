@@ -8,10 +8,11 @@
 //!   window stores nothing twice, and a resend after the origin id was recorded is a duplicate.
 //! - deliver: each room's lane reads its subject through a durable consumer
 //!   ([`patchbay_nats::RoomConsumer`]); complete records the destination's id in the map, then
-//!   acknowledges (removes) the delivery, confirmed by the server. A holder killed between a
-//!   send and its acknowledgement leaves that delivery to be sent once more by the next holder:
-//!   at most one per room per kill with the default run limit (a connector's `run_limit` with
-//!   runs).
+//!   acknowledges (removes) the delivery; the server's confirmation is waited for by the next
+//!   complete, so the lane sends the next delivery meanwhile. A holder killed leaves the
+//!   delivery in flight and the one before it (its acknowledgement unconfirmed) to be sent
+//!   once more by the next holder: at most two per room per kill with the default run limit
+//!   (two runs with a connector's `run_limit`).
 //! - map: bucket `P_map`, aged out by the bucket after the retention: `r.<acct>.<room>.<id>`
 //!   (a network id to the gateway id, for origins and deliveries alike), `n.<event>.<acct>.
 //!   <room>` (the id the event has in a room: its origin's, or what a delivery got),
@@ -110,16 +111,17 @@ impl JetStreamStore {
         JetStreamStore { bus }
     }
 
-    /// Write map entries concurrently: one round trip for all of them.
-    async fn put_all(&self, entries: Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {
-        futures::future::try_join_all(
-            entries
-                .into_iter()
-                .map(|(key, value)| async move { self.bus.map_put(&key, value.into()).await }),
-        )
-        .await?;
-        Ok(())
-    }
+}
+
+/// Write map entries concurrently: one round trip for all of them.
+async fn put_all(bus: &Bus, entries: Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {
+    futures::future::try_join_all(
+        entries
+            .into_iter()
+            .map(|(key, value)| async move { bus.map_put(&key, value.into()).await }),
+    )
+    .await?;
+    Ok(())
 }
 
 /// The map key of an event's origin network id, when it has one.
@@ -135,9 +137,10 @@ fn origin_key(new: &NewEvent) -> Option<String> {
 #[async_trait]
 impl Store for JetStreamStore {
     async fn accept_many(&self, run: Vec<NewEvent>) -> Result<Vec<Accepted>, StoreError> {
-        // Four round trips for the whole run, whatever its length: the duplicate checks, the
-        // outbox messages, the quotes and marks, and last the origin ids. Each step's requests
-        // go out together; the server keeps their order within a subject.
+        // Three round trips for the whole run, whatever its length (two without network ids):
+        // the duplicate checks; the outbox messages with the quotes; last the marks and the
+        // origin ids. Each step's requests go out together; the server keeps their order
+        // within a subject.
         let origin_keys: Vec<Option<String>> = run.iter().map(origin_key).collect();
         let known = futures::future::try_join_all(origin_keys.iter().map(|key| async move {
             match key {
@@ -184,7 +187,22 @@ impl Store for JetStreamStore {
                 });
             }
         }
-        self.bus.publish_all(messages).await?;
+        // With the outbox messages: quotes and the origin room's own id of each event (for a
+        // reply or an edit delivered back there). Written early they harm nothing: an event
+        // whose outbox publish fails is sent again under a new gateway id.
+        let mut early: Vec<(String, Vec<u8>)> = Vec::new();
+        for (NewEvent { event, .. }, _) in &recorded {
+            let origin = RoomKey::new(&event.origin.account, &event.origin.room);
+            early.push((quote_key(event.id), serde_json::to_vec(&quote_of(event))?));
+            if let Some(remote) = &event.origin.remote_id {
+                early.push((native_key(event.id, &origin), remote.clone().into_bytes()));
+            }
+        }
+        futures::future::try_join(
+            async { Ok::<_, StoreError>(self.bus.publish_all(messages).await?) },
+            put_all(&self.bus, early),
+        )
+        .await?;
         // Stored: wake the lanes of rooms that were idle.
         let rooms: std::collections::BTreeSet<&RoomKey> = recorded
             .iter()
@@ -193,32 +211,29 @@ impl Store for JetStreamStore {
         for room in rooms {
             self.bus.ring(&room.account, &room.room).await;
         }
-        // Quotes, the origin room's own id of each event (for a reply or an edit delivered
-        // back there) and the newest event per origin room (only the run's last counts).
-        let mut puts: Vec<(String, Vec<u8>)> = Vec::new();
+        // Only once the deliveries are stored: the newest event per origin room (where a new
+        // holder's catch-up starts, so it must not run ahead of what is stored; only the
+        // run's last counts) and the origin ids (until they are written, a resend is not yet
+        // a duplicate).
+        let mut late: Vec<(String, Vec<u8>)> = Vec::new();
         let mut newest: BTreeMap<RoomKey, &Event> = BTreeMap::new();
-        for (NewEvent { event, .. }, _) in &recorded {
-            let origin = RoomKey::new(&event.origin.account, &event.origin.room);
-            puts.push((quote_key(event.id), serde_json::to_vec(&quote_of(event))?));
-            if let Some(remote) = &event.origin.remote_id {
-                puts.push((native_key(event.id, &origin), remote.clone().into_bytes()));
+        for (NewEvent { event, .. }, key) in &recorded {
+            newest.insert(
+                RoomKey::new(&event.origin.account, &event.origin.room),
+                event,
+            );
+            if let Some(key) = key {
+                late.push((key.clone(), event.id.to_string().into_bytes()));
             }
-            newest.insert(origin, event);
         }
         for (origin, event) in newest {
             let seen = SeenRecord {
                 time: event.time,
                 remote_id: event.origin.remote_id.clone(),
             };
-            puts.push((last_key(&origin), serde_json::to_vec(&seen)?));
+            late.push((last_key(&origin), serde_json::to_vec(&seen)?));
         }
-        self.put_all(puts).await?;
-        // Last: until they are written, a resend is not yet a duplicate.
-        let ids = recorded
-            .iter()
-            .filter_map(|(new, key)| Some((key.clone()?, new.event.id.to_string().into_bytes())))
-            .collect();
-        self.put_all(ids).await?;
+        put_all(&self.bus, late).await?;
         Ok(answers)
     }
 
@@ -430,6 +445,10 @@ impl RoomOutbox for JetStreamRoom {
         remote_id: Option<String>,
     ) -> Result<(), StoreError> {
         let id = pending.event.id;
+        // Written together (one round trip), and before the acknowledgement: a delivery
+        // acknowledged has its ids in the map, and the lane prepares its next delivery (an
+        // edit of this one, say) only once they are.
+        let mut puts: Vec<(String, Vec<u8>)> = Vec::new();
         if self
             .bus
             .layout()
@@ -438,19 +457,14 @@ impl RoomOutbox for JetStreamRoom {
         {
             // Accepted at another site, whose map this one does not read: keep what a reply
             // here quotes (the ids are recorded below, as for any delivery).
-            let quote = serde_json::to_vec(&quote_of(&pending.event))?;
-            self.bus.map_put(&quote_key(id), quote.into()).await?;
+            puts.push((quote_key(id), serde_json::to_vec(&quote_of(&pending.event))?));
         }
         if let Some(remote) = remote_id {
-            self.bus
-                .map_put(
-                    &remote_key(&self.room, &remote),
-                    id.to_string().into_bytes().into(),
-                )
-                .await?;
-            self.bus
-                .map_put(&native_key(id, &self.room), remote.into_bytes().into())
-                .await?;
+            puts.push((remote_key(&self.room, &remote), id.to_string().into_bytes()));
+            puts.push((native_key(id, &self.room), remote.into_bytes()));
+        }
+        if !puts.is_empty() {
+            put_all(&self.bus, puts).await?;
         }
         self.consumer.ack(pending.seq as u64).await?;
         Ok(())

@@ -52,6 +52,14 @@ pub struct RoomConsumer {
     /// Whether an earlier holder's consumer was replaced already: only the first attach
     /// must, later ones follow this holder's own detach.
     replaced: bool,
+    /// The last acknowledgement sent, until the server confirms it (see [`RoomConsumer::ack`]).
+    confirming: Option<Confirming>,
+}
+
+/// An acknowledgement on its way: the delivery's stream sequence and the server's answer.
+struct Confirming {
+    seq: u64,
+    answer: tokio::task::JoinHandle<Result<async_nats::Message, async_nats::RequestError>>,
 }
 
 impl Drop for RoomConsumer {
@@ -86,6 +94,7 @@ impl RoomConsumer {
             held: HashMap::new(),
             cursor: 0,
             replaced: false,
+            confirming: None,
         };
         if consumer.has_waiting().await? {
             consumer.attach().await?;
@@ -167,12 +176,19 @@ impl RoomConsumer {
                 }
                 self.attach().await?;
             }
-            if !self.held.is_empty() {
+            // The acknowledgement still on its way holds no delivery back.
+            let unconfirmed = usize::from(self.confirming.is_some());
+            if self.held.len() > unconfirmed {
                 return self.pull(max).await;
             }
             match tokio::time::timeout(IDLE, self.pull(max)).await {
                 Ok(pulled) => return pulled,
-                Err(_) => self.detach().await,
+                Err(_) => {
+                    self.settle().await?;
+                    if self.held.is_empty() {
+                        self.detach().await;
+                    }
+                }
             }
         }
     }
@@ -235,15 +251,73 @@ impl RoomConsumer {
         }
     }
 
-    /// The delivery at `seq` is done: remove it from the stream, confirmed by the server.
+    /// The delivery at `seq` is done: remove it from the stream. Returns once the server
+    /// confirmed the acknowledgement before this one; this one's confirmation is waited for
+    /// by the next call (or [`RoomConsumer::settle`]), so the lane sends its next delivery
+    /// while the server answers. A kill therefore leaves at most two deliveries of a room
+    /// unconfirmed (this one, and the one the lane sends next), and those are handed out again
+    /// to the next holder; one confirmed is never handed out again.
     pub async fn ack(&mut self, seq: u64) -> Result<(), BusError> {
-        let Some(message) = self.held.get(&seq) else {
+        let previous = self.confirming.take();
+        if let Some(message) = self.held.get(&seq)
+            && let Some(reply) = message.reply.clone()
+        {
+            let client = self.js.client();
+            self.confirming = Some(Confirming {
+                seq,
+                answer: tokio::spawn(async move {
+                    client.request(reply, Bytes::from_static(b"+ACK")).await
+                }),
+            });
+        }
+        match previous {
+            Some(previous) => self.confirm(previous).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Wait until the server confirmed every acknowledgement sent. Cancel-safe.
+    pub async fn settle(&mut self) -> Result<(), BusError> {
+        let Some(confirming) = self.confirming.as_mut() else {
             return Ok(());
         };
-        message
-            .double_ack()
-            .await
-            .map_err(|err| BusError::new("acknowledging a delivery", err))?;
+        let answer = (&mut confirming.answer).await;
+        let seq = confirming.seq;
+        self.confirming = None;
+        self.confirmed(seq, answer).await
+    }
+
+    async fn confirm(&mut self, confirming: Confirming) -> Result<(), BusError> {
+        let answer = confirming.answer.await;
+        self.confirmed(confirming.seq, answer).await
+    }
+
+    /// The server's answer to the acknowledgement of `seq`; one that did not come (a server
+    /// restart) is sent once more and waited for, since an acknowledgement is idempotent. One
+    /// that fails twice leaves the delivery held: the next holder delivers it again.
+    async fn confirmed(
+        &mut self,
+        seq: u64,
+        answer: Result<
+            Result<async_nats::Message, async_nats::RequestError>,
+            tokio::task::JoinError,
+        >,
+    ) -> Result<(), BusError> {
+        let failed = match answer {
+            Ok(Ok(_)) => None,
+            Ok(Err(err)) => Some(err.to_string()),
+            Err(err) => Some(err.to_string()),
+        };
+        if let Some(err) = failed {
+            tracing::debug!("acknowledging a delivery, sending it again: {err}");
+            let Some(message) = self.held.get(&seq) else {
+                return Ok(());
+            };
+            message
+                .double_ack()
+                .await
+                .map_err(|err| BusError::new("acknowledging a delivery", err))?;
+        }
         self.held.remove(&seq);
         Ok(())
     }

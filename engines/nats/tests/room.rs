@@ -1,0 +1,169 @@
+//! A room's outbox against a real nats-server (JetStream on, a temp store dir, a free loopback
+//! port; `tests/install-deps.sh` installs it): what a new holder is handed again after the
+//! old one stopped mid-stream, counted.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use patchbay_nats::{Bus, BusOptions, Publish};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn nats_server() -> PathBuf {
+    if let Ok(path) = std::env::var("PATCHBAY_NATS_SERVER") {
+        return PathBuf::from(path);
+    }
+    let venv = PathBuf::from("/opt/patchbay-nats-venv/bin/nats-server");
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("nats-server")
+    }
+}
+
+/// nats-server with JetStream on a free port; killed on drop.
+struct Server {
+    url: String,
+    child: Child,
+}
+
+impl Server {
+    fn start(dir: &Path) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let child = Command::new(nats_server())
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server: run tests/install-deps.sh");
+        let deadline = Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Server {
+            url: format!("nats://127.0.0.1:{port}"),
+            child,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn connect(server: &Server, name: &str) -> Bus {
+    let options = BusOptions {
+        servers: vec![server.url.clone()],
+        prefix: "t".into(),
+        name: name.into(),
+        lease: Duration::from_secs(5),
+        retention: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match Bus::connect(&options).await {
+            Ok(bus) => return bus,
+            // JetStream answers a moment after the port is open.
+            Err(err) if Instant::now() < deadline => {
+                tracing::debug!("connecting: {err}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(err) => panic!("connecting to {}: {err}", server.url),
+        }
+    }
+}
+
+async fn publish(bus: &Bus, range: std::ops::Range<usize>) {
+    let messages = range
+        .map(|n| Publish {
+            subject: bus.layout().delivery_subject("irc.a", "#room"),
+            msg_id: None,
+            payload: format!("d{n}").into_bytes().into(),
+        })
+        .collect();
+    bus.publish_all(messages).await.expect("published");
+}
+
+fn text(payload: &[u8]) -> String {
+    String::from_utf8_lossy(payload).into_owned()
+}
+
+/// The first delivery a holder is handed.
+async fn first(bus: &Bus) -> String {
+    let mut room = bus
+        .room_consumer("irc.a", "#room", 64)
+        .await
+        .expect("room opened");
+    let batch = tokio::time::timeout(WAIT, room.next(1))
+        .await
+        .expect("a delivery came")
+        .expect("pulled");
+    text(&batch[0].1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_holder_gets_at_most_the_last_two_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    let old = connect(&server, "old").await;
+    publish(&old, 0..20).await;
+    let mut room = old
+        .room_consumer("irc.a", "#room", 64)
+        .await
+        .expect("room opened");
+    // Ten delivered and acknowledged one after the other, as a lane does; the eleventh
+    // handed out and not done when the holder stops.
+    let mut taken = Vec::new();
+    while taken.len() < 11 {
+        for (seq, payload) in room.next(1).await.expect("pulled") {
+            taken.push(text(&payload));
+            if taken.len() <= 10 {
+                room.ack(seq).await.expect("acked");
+            }
+        }
+    }
+    assert_eq!(taken, (0..11).map(|n| format!("d{n}")).collect::<Vec<_>>());
+    // A new holder replaces the consumer at once, whatever of the old one's last
+    // acknowledgement the server has seen: d9 (its acknowledgement unconfirmed) or d10 (in
+    // flight) comes first, nothing before.
+    let new = connect(&server, "new").await;
+    let again = first(&new).await;
+    assert!(
+        again == "d9" || again == "d10",
+        "the new holder started at {again}"
+    );
+    drop(room);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settled_acknowledgement_is_never_handed_out_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    let old = connect(&server, "old").await;
+    publish(&old, 0..5).await;
+    let mut room = old
+        .room_consumer("irc.a", "#room", 64)
+        .await
+        .expect("room opened");
+    let mut done = 0;
+    while done < 3 {
+        for (seq, _) in room.next(1).await.expect("pulled") {
+            room.ack(seq).await.expect("acked");
+            done += 1;
+        }
+    }
+    room.settle().await.expect("confirmed");
+    let new = connect(&server, "new").await;
+    assert_eq!(first(&new).await, "d3");
+    drop(room);
+}
