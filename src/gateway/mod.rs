@@ -540,6 +540,7 @@ pub fn bus_options(
         lease: nats.lease,
         retention: general.retention,
         site: site_options(nats),
+        poll: None,
     }
 }
 

@@ -110,7 +110,6 @@ impl JetStreamStore {
     pub fn new(bus: Bus) -> Self {
         JetStreamStore { bus }
     }
-
 }
 
 /// Write map entries concurrently: one round trip for all of them.
@@ -457,7 +456,10 @@ impl RoomOutbox for JetStreamRoom {
         {
             // Accepted at another site, whose map this one does not read: keep what a reply
             // here quotes (the ids are recorded below, as for any delivery).
-            puts.push((quote_key(id), serde_json::to_vec(&quote_of(&pending.event))?));
+            puts.push((
+                quote_key(id),
+                serde_json::to_vec(&quote_of(&pending.event))?,
+            ));
         }
         if let Some(remote) = remote_id {
             puts.push((remote_key(&self.room, &remote), id.to_string().into_bytes()));

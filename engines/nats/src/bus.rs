@@ -81,6 +81,7 @@ impl Bus {
             retention: stream::RetentionPolicy::WorkQueue,
             storage: stream::StorageType::File,
             sources: imports(&layout, options),
+            republish: bells_from_the_stream(&layout, options),
             max_consumers: MAX_ROOM_CONSUMERS,
             ..Default::default()
         })
@@ -110,7 +111,8 @@ impl Bus {
         let map = bucket(&js, layout.name("map"), options.retention).await?;
         let leases = bucket(&js, layout.name("leases"), options.lease).await?;
         let names = bucket(&js, layout.name("names"), Duration::ZERO).await?;
-        let doorbell = Doorbell::start(&client, &js, &layout).await?;
+        let poll = options.poll.unwrap_or(crate::doorbell::POLL);
+        let doorbell = Doorbell::start(&client, &js, &layout, poll).await?;
         Ok(Bus {
             doorbell,
             attaching: Arc::new(tokio::sync::Semaphore::new(ATTACHING_AT_ONCE)),
@@ -352,6 +354,23 @@ fn imports(layout: &Layout, options: &BusOptions) -> Option<Vec<stream::Source>>
         })
         .collect();
     Some(sources)
+}
+
+/// With other sites, the outbox stream rings a room's bell itself once it stored a delivery
+/// (republished, headers only): a delivery sourced from another site is stored by the server,
+/// not by an instance of this site, so no instance here could ring for it, and the other site's
+/// instance would ring before the delivery arrived. `None` on one site, whose accepting
+/// instance rings (one bell per room per run, not one per delivery).
+fn bells_from_the_stream(layout: &Layout, options: &BusOptions) -> Option<stream::Republish> {
+    let site = options.site.as_ref()?;
+    if site.peers.is_empty() {
+        return None;
+    }
+    Some(stream::Republish {
+        source: layout.outbox_subjects(),
+        destination: layout.bell_subjects(),
+        headers_only: true,
+    })
 }
 
 async fn bucket(

@@ -9,9 +9,12 @@
 //! - the instance that stored a delivery publishes on the room's bell subject (core NATS,
 //!   no acknowledgement; see [`Layout::bell_subject`]), which every instance of the site
 //!   listens to: that is the fast path;
+//! - with other sites, the outbox stream itself republishes each stored delivery's headers on
+//!   its room's bell subject: a delivery sourced from another site is stored by the server, so
+//!   only the server can ring for it once it is there;
 //! - every [`POLL`], one request lists the outbox subjects that hold deliveries, and their
-//!   rooms' bells are rung: what a lost bell, a delivery sourced from another site, or a
-//!   server restart left waiting is found within that time.
+//!   rooms' bells are rung: what a lost bell or a server restart left waiting is found within
+//!   that time.
 //!
 //! A bell is a [`Notify`] permit: a ring while nobody waits is kept for the next wait, so a
 //! room that checks the stream, finds nothing, then waits, cannot miss a delivery stored in
@@ -43,6 +46,7 @@ impl Doorbell {
         client: &async_nats::Client,
         js: &jetstream::Context,
         layout: &Layout,
+        every: Duration,
     ) -> Result<Arc<Doorbell>, BusError> {
         let doorbell = Arc::new(Doorbell::default());
         let mut bells = client
@@ -61,7 +65,12 @@ impl Doorbell {
                 }
             }
         });
-        tokio::spawn(poll(Arc::downgrade(&doorbell), js.clone(), layout.clone()));
+        tokio::spawn(poll(
+            Arc::downgrade(&doorbell),
+            js.clone(),
+            layout.clone(),
+            every,
+        ));
         Ok(doorbell)
     }
 
@@ -92,9 +101,10 @@ impl Doorbell {
     }
 }
 
-/// Every [`POLL`], ring the bells of the rooms whose outbox subjects hold deliveries.
-async fn poll(doorbell: Weak<Doorbell>, js: jetstream::Context, layout: Layout) {
-    let mut ticks = tokio::time::interval(POLL);
+/// Every `every` ([`POLL`] unless the options say), ring the bells of the rooms whose outbox
+/// subjects hold deliveries.
+async fn poll(doorbell: Weak<Doorbell>, js: jetstream::Context, layout: Layout, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;

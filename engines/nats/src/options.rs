@@ -29,6 +29,10 @@ pub struct BusOptions {
     pub retention: Duration,
     /// Several sites, each with its own servers and JetStream; `None`: one JetStream for all.
     pub site: Option<SiteOptions>,
+    /// How often the outbox is searched for rooms with deliveries waiting, behind the bells
+    /// (see [`crate::doorbell`]); `None`: [`crate::doorbell::POLL`]. Tests lengthen it to show
+    /// that a room is woken by its bell alone.
+    pub poll: Option<Duration>,
 }
 
 /// This instance's site among several (see [`crate::layout`] for what crosses between them).

@@ -196,9 +196,18 @@ fn numbered(site: &str, range: std::ops::Range<usize>) -> Vec<String> {
 /// The sites' servers connect to the hub a moment after they start: retry the first
 /// cross-site publish's effect rather than guess when the leaf link is up.
 async fn connect(server: &Server, site: &str, peer: &str) -> Bus {
+    connect_with(options(server, site, peer)).await
+}
+
+async fn connect_with(options: BusOptions) -> Bus {
+    let site = options
+        .site
+        .as_ref()
+        .map(|s| s.name.clone())
+        .unwrap_or_default();
     let deadline = Instant::now() + WAIT;
     loop {
-        match Bus::connect(&options(server, site, peer)).await {
+        match Bus::connect(&options).await {
             Ok(bus) => return bus,
             Err(err) => {
                 assert!(Instant::now() < deadline, "{site}: {err}");
@@ -254,4 +263,40 @@ async fn a_cut_link_keeps_each_site_going_and_what_waited_crosses_once_in_order(
     let mut expected = waited_for_eu.clone();
     expected.push("us marker".into());
     assert_eq!(take_until(&mut eu_room, "us marker").await, expected);
+}
+
+/// An idle room wakes for a delivery sourced from the other site by its bell alone: the
+/// outbox stream rings once it stored the delivery. The poll behind the bells is set far
+/// longer than the test waits, so only the bell can wake the room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_room_wakes_for_a_delivery_from_the_other_site_without_the_poll() {
+    let sites = start_sites();
+    let no_poll = Some(Duration::from_secs(24 * 3600));
+    let eu = connect_with(BusOptions {
+        poll: no_poll,
+        ..options(&sites.eu, "eu", "us")
+    })
+    .await;
+    let us = connect_with(BusOptions {
+        poll: no_poll,
+        ..options(&sites.us, "us", "eu")
+    })
+    .await;
+    // Nothing waits for either room: each holds no consumer and waits on its bell.
+    let mut us_room = us
+        .room_consumer("devzat.us", "#main", 64)
+        .await
+        .expect("us room");
+    let mut eu_room = eu
+        .room_consumer("devzat.eu", "#main", 64)
+        .await
+        .expect("eu room");
+
+    let crossing = numbered("eu", 0..5);
+    publish(&eu, "devzat.us", &crossing).await;
+    assert_eq!(take_until(&mut us_room, "eu 4").await, crossing);
+    // The site's own deliveries ring the same way (this publish rings no bell of its own).
+    let local = numbered("eu-local", 0..5);
+    publish(&eu, "devzat.eu", &local).await;
+    assert_eq!(take_until(&mut eu_room, "eu-local 4").await, local);
 }
