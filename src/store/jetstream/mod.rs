@@ -59,9 +59,13 @@ struct OutboxMessageRef<'a> {
     event: &'a Event,
 }
 
+mod gather;
+
 /// [`Store`] on JetStream.
 pub struct JetStreamStore {
     bus: Bus,
+    /// Accepts go through it, gathered (see [`gather`]).
+    gather: gather::Gather,
 }
 
 impl From<BusError> for StoreError {
@@ -108,7 +112,8 @@ fn quote_of(event: &Event) -> Quote {
 
 impl JetStreamStore {
     pub fn new(bus: Bus) -> Self {
-        JetStreamStore { bus }
+        let gather = gather::Gather::start(bus.clone());
+        JetStreamStore { bus, gather }
     }
 }
 
@@ -133,107 +138,112 @@ fn origin_key(new: &NewEvent) -> Option<String> {
         .map(|remote| remote_key(&room, remote))
 }
 
+/// Record a run (gathered from one or more sources; see [`gather`]) and answer for each event.
+async fn accept_now(bus: &Bus, run: Vec<NewEvent>) -> Result<Vec<Accepted>, StoreError> {
+    // Three round trips for the whole run, whatever its length (two without network ids):
+    // the duplicate checks; the outbox messages with the quotes; last the marks and the
+    // origin ids. Each step's requests go out together; the server keeps their order
+    // within a subject.
+    let origin_keys: Vec<Option<String>> = run.iter().map(origin_key).collect();
+    let known = futures::future::try_join_all(origin_keys.iter().map(|key| async move {
+        match key {
+            Some(key) => Ok::<_, StoreError>(bus.map_get(key).await?.is_some()),
+            None => Ok(false),
+        }
+    }))
+    .await?;
+    let mut answers = Vec::with_capacity(run.len());
+    let mut seen_in_run = std::collections::HashSet::new();
+    let mut recorded = Vec::new();
+    for ((new, key), known) in run.into_iter().zip(origin_keys).zip(known) {
+        // A run may carry the same network message twice (a replayed history): the second
+        // is a duplicate as if the first had been recorded alone.
+        let repeated = key
+            .as_ref()
+            .is_some_and(|key| !seen_in_run.insert(key.clone()));
+        if known || repeated {
+            answers.push(Accepted::Duplicate);
+        } else {
+            answers.push(Accepted::Recorded);
+            recorded.push((new, key));
+        }
+    }
+    if recorded.is_empty() {
+        return Ok(answers);
+    }
+    let layout = bus.layout();
+    let mut messages = Vec::new();
+    for (NewEvent { event, deliveries }, key) in &recorded {
+        for (i, delivery) in deliveries.iter().enumerate() {
+            let payload = serde_json::to_vec(&OutboxMessageRef {
+                route: &delivery.route,
+                not_before: delivery.not_before,
+                event,
+            })?;
+            messages.push(Publish {
+                subject: layout.delivery_subject(&delivery.room.account, &delivery.room.room),
+                msg_id: Some(match key {
+                    Some(key) => format!("{key}#{i}"),
+                    None => format!("{}#{i}", event.id),
+                }),
+                payload: payload.into(),
+            });
+        }
+    }
+    // With the outbox messages: quotes and the origin room's own id of each event (for a
+    // reply or an edit delivered back there). Written early they harm nothing: an event
+    // whose outbox publish fails is sent again under a new gateway id.
+    let mut early: Vec<(String, Vec<u8>)> = Vec::new();
+    for (NewEvent { event, .. }, _) in &recorded {
+        let origin = RoomKey::new(&event.origin.account, &event.origin.room);
+        early.push((quote_key(event.id), serde_json::to_vec(&quote_of(event))?));
+        if let Some(remote) = &event.origin.remote_id {
+            early.push((native_key(event.id, &origin), remote.clone().into_bytes()));
+        }
+    }
+    futures::future::try_join(
+        async { Ok::<_, StoreError>(bus.publish_all(messages).await?) },
+        put_all(bus, early),
+    )
+    .await?;
+    // Stored: wake the lanes of rooms that were idle.
+    let rooms: std::collections::BTreeSet<&RoomKey> = recorded
+        .iter()
+        .flat_map(|(new, _)| new.deliveries.iter().map(|d| &d.room))
+        .collect();
+    for room in rooms {
+        bus.ring(&room.account, &room.room).await;
+    }
+    // Only once the deliveries are stored: the newest event per origin room (where a new
+    // holder's catch-up starts, so it must not run ahead of what is stored; only the
+    // run's last counts) and the origin ids (until they are written, a resend is not yet
+    // a duplicate).
+    let mut late: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut newest: BTreeMap<RoomKey, &Event> = BTreeMap::new();
+    for (NewEvent { event, .. }, key) in &recorded {
+        newest.insert(
+            RoomKey::new(&event.origin.account, &event.origin.room),
+            event,
+        );
+        if let Some(key) = key {
+            late.push((key.clone(), event.id.to_string().into_bytes()));
+        }
+    }
+    for (origin, event) in newest {
+        let seen = SeenRecord {
+            time: event.time,
+            remote_id: event.origin.remote_id.clone(),
+        };
+        late.push((last_key(&origin), serde_json::to_vec(&seen)?));
+    }
+    put_all(bus, late).await?;
+    Ok(answers)
+}
+
 #[async_trait]
 impl Store for JetStreamStore {
     async fn accept_many(&self, run: Vec<NewEvent>) -> Result<Vec<Accepted>, StoreError> {
-        // Three round trips for the whole run, whatever its length (two without network ids):
-        // the duplicate checks; the outbox messages with the quotes; last the marks and the
-        // origin ids. Each step's requests go out together; the server keeps their order
-        // within a subject.
-        let origin_keys: Vec<Option<String>> = run.iter().map(origin_key).collect();
-        let known = futures::future::try_join_all(origin_keys.iter().map(|key| async move {
-            match key {
-                Some(key) => Ok::<_, StoreError>(self.bus.map_get(key).await?.is_some()),
-                None => Ok(false),
-            }
-        }))
-        .await?;
-        let mut answers = Vec::with_capacity(run.len());
-        let mut seen_in_run = std::collections::HashSet::new();
-        let mut recorded = Vec::new();
-        for ((new, key), known) in run.into_iter().zip(origin_keys).zip(known) {
-            // A run may carry the same network message twice (a replayed history): the second
-            // is a duplicate as if the first had been recorded alone.
-            let repeated = key
-                .as_ref()
-                .is_some_and(|key| !seen_in_run.insert(key.clone()));
-            if known || repeated {
-                answers.push(Accepted::Duplicate);
-            } else {
-                answers.push(Accepted::Recorded);
-                recorded.push((new, key));
-            }
-        }
-        if recorded.is_empty() {
-            return Ok(answers);
-        }
-        let layout = self.bus.layout();
-        let mut messages = Vec::new();
-        for (NewEvent { event, deliveries }, key) in &recorded {
-            for (i, delivery) in deliveries.iter().enumerate() {
-                let payload = serde_json::to_vec(&OutboxMessageRef {
-                    route: &delivery.route,
-                    not_before: delivery.not_before,
-                    event,
-                })?;
-                messages.push(Publish {
-                    subject: layout.delivery_subject(&delivery.room.account, &delivery.room.room),
-                    msg_id: Some(match key {
-                        Some(key) => format!("{key}#{i}"),
-                        None => format!("{}#{i}", event.id),
-                    }),
-                    payload: payload.into(),
-                });
-            }
-        }
-        // With the outbox messages: quotes and the origin room's own id of each event (for a
-        // reply or an edit delivered back there). Written early they harm nothing: an event
-        // whose outbox publish fails is sent again under a new gateway id.
-        let mut early: Vec<(String, Vec<u8>)> = Vec::new();
-        for (NewEvent { event, .. }, _) in &recorded {
-            let origin = RoomKey::new(&event.origin.account, &event.origin.room);
-            early.push((quote_key(event.id), serde_json::to_vec(&quote_of(event))?));
-            if let Some(remote) = &event.origin.remote_id {
-                early.push((native_key(event.id, &origin), remote.clone().into_bytes()));
-            }
-        }
-        futures::future::try_join(
-            async { Ok::<_, StoreError>(self.bus.publish_all(messages).await?) },
-            put_all(&self.bus, early),
-        )
-        .await?;
-        // Stored: wake the lanes of rooms that were idle.
-        let rooms: std::collections::BTreeSet<&RoomKey> = recorded
-            .iter()
-            .flat_map(|(new, _)| new.deliveries.iter().map(|d| &d.room))
-            .collect();
-        for room in rooms {
-            self.bus.ring(&room.account, &room.room).await;
-        }
-        // Only once the deliveries are stored: the newest event per origin room (where a new
-        // holder's catch-up starts, so it must not run ahead of what is stored; only the
-        // run's last counts) and the origin ids (until they are written, a resend is not yet
-        // a duplicate).
-        let mut late: Vec<(String, Vec<u8>)> = Vec::new();
-        let mut newest: BTreeMap<RoomKey, &Event> = BTreeMap::new();
-        for (NewEvent { event, .. }, key) in &recorded {
-            newest.insert(
-                RoomKey::new(&event.origin.account, &event.origin.room),
-                event,
-            );
-            if let Some(key) = key {
-                late.push((key.clone(), event.id.to_string().into_bytes()));
-            }
-        }
-        for (origin, event) in newest {
-            let seen = SeenRecord {
-                time: event.time,
-                remote_id: event.origin.remote_id.clone(),
-            };
-            late.push((last_key(&origin), serde_json::to_vec(&seen)?));
-        }
-        put_all(&self.bus, late).await?;
-        Ok(answers)
+        self.gather.accept(run).await
     }
 
     async fn open_room(&self, room: &RoomKey) -> Result<Box<dyn RoomOutbox>, StoreError> {
