@@ -17,6 +17,9 @@
 #[path = "../connectors/irc/tests/support/mod.rs"]
 mod irc;
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 #[path = "../connectors/matrix/tests/support/synapse.rs"]
 #[allow(dead_code)]
 mod synapse;
@@ -31,8 +34,12 @@ use std::time::{Duration, Instant};
 /// allocations to settle and the first keep-alives to pass.
 const SETTLE: Duration = Duration::from_secs(6);
 
+/// The binary measured: the one `cargo bench` built, or `PATCHBAY_BENCH_BINARY` (a build of
+/// another profile, such as `target/dist/patchbay`), so that profiles compare on one harness.
 fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_patchbay"))
+    std::env::var_os("PATCHBAY_BENCH_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_patchbay")))
 }
 
 /// `VmRSS` or `VmHWM` (peak) of a process, in MiB.
@@ -67,11 +74,7 @@ impl Running {
     /// meant to stay down.
     fn start_unhealthy(config: &str, port: u16) -> Running {
         let running = Running::spawn(config, port);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while get(port, "/healthz").0 == 0 {
-            assert!(Instant::now() < deadline, "no listener in a minute");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        support::wait_for_port(port, Duration::from_secs(60));
         running
     }
 
@@ -108,10 +111,17 @@ impl Running {
     }
 
     /// The RSS as its parts: anonymous (heap, stacks) and file-backed (the binary's own pages
-    /// that ran or were read, shared with the page cache).
+    /// that ran or were read, shared with the page cache), and the thread count, each thread
+    /// holding a stack.
     fn split(&self) -> String {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()));
+        let threads = status
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:").map(|n| n.trim().to_owned()))
+            .unwrap_or_default();
         format!(
-            "{:.1} MiB anonymous + {:.1} MiB file-backed, mostly the binary's code",
+            "{:.1} MiB anonymous + {:.1} MiB file-backed, mostly the binary's code; {threads} threads",
             memory_mib(self.pid(), "RssAnon:"),
             memory_mib(self.pid(), "RssFile:")
         )
@@ -123,18 +133,11 @@ impl Running {
 
     /// Until `/healthz` says every account is up (at most a minute).
     fn wait_healthy(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if get(self.port, "/healthz").0 == 200 {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not healthy in a minute; log in {}",
-                self.dir.display()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        support::wait_for_port(self.port, Duration::from_secs(60));
+        let what = format!("every account up (log in {})", self.dir.display());
+        support::wait_until(Duration::from_secs(60), &what, || {
+            support::http_get(self.port, "/healthz").0 == 200
+        });
     }
 }
 
@@ -145,33 +148,9 @@ impl Drop for Running {
     }
 }
 
-/// A blocking GET on loopback: status and body.
-fn get(port: u16, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
-    };
-    let _ = write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    );
-    let mut text = String::new();
-    let _ = stream.read_to_string(&mut text);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
 /// The value of one `/metrics` line that starts with `prefix`.
 fn metric(port: u16, prefix: &str) -> Option<f64> {
-    get(port, "/metrics")
+    support::http_get(port, "/metrics")
         .1
         .lines()
         .find(|l| l.starts_with(prefix))?
