@@ -5,18 +5,13 @@
 //! deliveries and its map entries. Sixty-four sources each accepting on their own send
 //! sixty-four times the small writes, and each writes the newest-event mark of its room again
 //! (`l.<acct>.<room>`) and rings its rooms' bells, which every instance of the site hears.
-//! Gathered, the marks and the bells go once per room per gathering. A run that finds nothing
-//! on its way goes at once, in its caller's task (an idle gateway pays no hand-over); while
-//! one is on its way, the others queue for the gathering task. Two accepts on their way at
-//! once never hold the same origin room: a room's events come from one source, whose runs
-//! follow one another (it waits for its answer), so its mark cannot land out of order.
+//! Gathered, the marks and the bells go once per room per gathering. One gathering is on its
+//! way at a time: the marks of two could otherwise land out of order, and a source's runs
+//! follow one another anyway (it waits for its answer).
 //!
 //! Nothing changes for a source: it is answered once its own events are stored, with the
 //! same answers, in order; a failure fails every run of the gathering, each of which its
 //! source sends again.
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -35,48 +30,19 @@ struct Waiting {
 
 /// The queue in front of the gathering task.
 pub(super) struct Gather {
-    bus: Bus,
     queue: mpsc::UnboundedSender<Waiting>,
-    /// Accepts on their way to JetStream, the gathering task's included.
-    accepting: Arc<AtomicUsize>,
-}
-
-/// One accept on its way, counted until it is answered or its caller gave up.
-struct OnItsWay(Arc<AtomicUsize>);
-
-impl OnItsWay {
-    fn start(accepting: &Arc<AtomicUsize>) -> (OnItsWay, usize) {
-        let before = accepting.fetch_add(1, Ordering::AcqRel);
-        (OnItsWay(Arc::clone(accepting)), before)
-    }
-}
-
-impl Drop for OnItsWay {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 impl Gather {
     /// Start the task that accepts what is queued; it ends when the `Gather` is dropped.
     pub(super) fn start(bus: Bus) -> Gather {
         let (queue, waiting) = mpsc::unbounded_channel();
-        let accepting = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(run(bus.clone(), waiting, Arc::clone(&accepting)));
-        Gather {
-            bus,
-            queue,
-            accepting,
-        }
+        tokio::spawn(run(bus, waiting));
+        Gather { queue }
     }
 
-    /// Accept `run`: at once when nothing else is on its way, else with whatever else waits.
+    /// Accept `run` with whatever else is waiting.
     pub(super) async fn accept(&self, run: Vec<NewEvent>) -> Result<Vec<Accepted>, StoreError> {
-        let (on_its_way, before) = OnItsWay::start(&self.accepting);
-        if before == 0 {
-            return accept_now(&self.bus, run).await;
-        }
-        drop(on_its_way);
         let (answer, answered) = oneshot::channel();
         self.queue
             .send(Waiting { run, answer })
@@ -85,7 +51,7 @@ impl Gather {
     }
 }
 
-async fn run(bus: Bus, mut queue: mpsc::UnboundedReceiver<Waiting>, accepting: Arc<AtomicUsize>) {
+async fn run(bus: Bus, mut queue: mpsc::UnboundedReceiver<Waiting>) {
     let mut next: Option<Waiting> = None;
     loop {
         let first = match next.take() {
@@ -117,10 +83,7 @@ async fn run(bus: Bus, mut queue: mpsc::UnboundedReceiver<Waiting>, accepting: A
             run.extend(waiting.run);
             answers.push(waiting.answer);
         }
-        let on_its_way = OnItsWay::start(&accepting);
-        let accepted = accept_now(&bus, run).await;
-        drop(on_its_way);
-        match accepted {
+        match accept_now(&bus, run).await {
             Ok(accepted) => {
                 let mut accepted = accepted.into_iter();
                 for (answer, length) in answers.into_iter().zip(lengths) {
