@@ -118,6 +118,8 @@ impl Emit for Intake {
         if self.closed.is_cancelled() {
             return Err(EmitError::Closed);
         }
+        // The hop's steps at trace level, as in the delivery lane (`patchbay::hop`).
+        tracing::trace!(target: "patchbay::hop", account, events = inbounds.len(), "emitted");
         let mut run = Run::with_capacity(inbounds.len());
         for inbound in inbounds {
             if inbound.is_echo {
@@ -139,6 +141,7 @@ impl Emit for Intake {
             run.push(NewEvent { event, deliveries });
         }
         self.record(account, &mut run).await?;
+        tracing::trace!(target: "patchbay::hop", account, "recorded");
         Ok(run.answers)
     }
 
@@ -215,6 +218,7 @@ impl Intake {
         if run.waiting.is_empty() {
             return Ok(());
         }
+        tracing::trace!(target: "patchbay::hop", account, events = run.waiting.len(), "routed");
         let accepted = self
             .store
             .accept_many(std::mem::take(&mut run.waiting))

@@ -347,6 +347,9 @@ impl Lane<'_> {
         run: Vec<Pending>,
         backoff: &mut Backoff,
     ) -> bool {
+        // The hop's steps at trace level (`RUST_LOG=patchbay::hop=trace`), for timing where a
+        // relay's time goes (connectors/irc/BENCH.md); free when the level is off.
+        tracing::trace!(target: "patchbay::hop", deliveries = run.len(), "lane took a run");
         let mut left: VecDeque<(Pending, Delivery)> = VecDeque::with_capacity(run.len());
         for pending in run {
             let delivery = prepare(self.shared, &pending).await;
@@ -359,6 +362,7 @@ impl Lane<'_> {
             }
             attempts += 1;
             let deliveries: Vec<Delivery> = left.iter().map(|(_, d)| d.clone()).collect();
+            tracing::trace!(target: "patchbay::hop", attempt = attempts, "delivery call");
             let attempt = tokio::time::timeout(
                 ATTEMPT_TIMEOUT,
                 self.destination.connector.deliver_run(deliveries),

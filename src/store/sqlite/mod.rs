@@ -237,6 +237,8 @@ struct Feed {
 fn run_writer(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Command>, feed: Feed) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
+        // The hop's steps at trace level, as in intake and the lanes (`patchbay::hop`).
+        tracing::trace!(target: "patchbay::hop", "writer woke");
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -245,6 +247,7 @@ fn run_writer(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Command>, fe
             }
         }
         let closing = write_batch(&mut conn, &mut batch, &feed);
+        tracing::trace!(target: "patchbay::hop", "writer committed");
         if closing {
             break;
         }

@@ -12,9 +12,12 @@
 //!   to the baseline of the same measure for two users in one channel (the server's own hop);
 //! - throughput: a burst of BURST (default 10000) messages sent at once in `#src`, timed until
 //!   the last arrives in `#dst` (lost or duplicated lines are counted);
-//! - the gateway's resident memory when idle and after the run.
+//! - the gateway's resident memory when idle and after the run;
+//! - with `PATCHBAY_BENCH_RUST_LOG` set, the time of each step of a relayed line inside the
+//!   gateway (see `steps.rs`).
 
-#[path = "../tests/support/mod.rs"]
+mod steps;
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use std::collections::HashMap;
@@ -129,11 +132,19 @@ nick_format = "{{nick}}"
     let mut bob = TestClient::connect(server.port, "bob").await;
     bob.join("#dst").await;
     bob.join("#src").await;
-    let log = std::fs::File::create(dir.path().join("patchbay.log")).expect("log");
+    // PATCHBAY_BENCH_RUST_LOG sets the gateway's log filter and keeps its log in
+    // ./irc_bench-gateway.log, e.g. `warn,patchbay::hop=trace,patchbay_irc::session=trace,
+    // patchbay_irc::link=trace` for the timestamps of each step of a relayed line.
+    let filter = std::env::var("PATCHBAY_BENCH_RUST_LOG").ok();
+    let log_path = match filter {
+        Some(_) => std::path::PathBuf::from("irc_bench-gateway.log"),
+        None => dir.path().join("patchbay.log"),
+    };
+    let log = std::fs::File::create(&log_path).expect("log");
     let mut gateway = Command::new(&binary)
         .args(["run", "--config"])
         .arg(&config_path)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", filter.as_deref().unwrap_or("warn"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -200,4 +211,14 @@ nick_format = "{{nick}}"
     );
     let _ = gateway.kill();
     let _ = gateway.wait();
+    if filter.is_some() {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        println!(
+            "where a relayed line's time goes (from {}):",
+            log_path.display()
+        );
+        for (step, times) in steps::step_times(&log, "relay ") {
+            println!("  → {}", summary(step, &times));
+        }
+    }
 }
