@@ -5,53 +5,17 @@
 
 mod support;
 
+#[path = "support/receiver.rs"]
+mod receiver;
+
 use std::collections::BTreeSet;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use serde_json::Value;
 use support::{Gateway, binary, free_port, wait_for_port, wait_until};
 
 const TOKEN: &str = "admin-test-token-0123456789";
-
-/// An outbound webhook receiver: 400 (a permanent refusal) while `broken`, else records the
-/// text of each delivery.
-#[derive(Default)]
-struct Receiver {
-    broken: AtomicBool,
-    got: Mutex<Vec<String>>,
-}
-
-async fn receive(
-    axum::extract::State(receiver): axum::extract::State<Arc<Receiver>>,
-    body: axum::body::Bytes,
-) -> (StatusCode, &'static str) {
-    if receiver.broken.load(Ordering::SeqCst) {
-        return (StatusCode::BAD_REQUEST, "channel_is_archived");
-    }
-    let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let text = json["text"].as_str().unwrap_or_default().to_owned();
-    receiver.got.lock().expect("lock").push(text);
-    (StatusCode::OK, "ok")
-}
-
-/// A broken receiver on a loopback port, served on `rt`.
-fn start_receiver(rt: &tokio::runtime::Runtime) -> (Arc<Receiver>, std::net::SocketAddr) {
-    let receiver = Arc::new(Receiver::default());
-    receiver.broken.store(true, Ordering::SeqCst);
-    let app = axum::Router::new()
-        .route("/in", axum::routing::post(receive))
-        .with_state(Arc::clone(&receiver));
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind the receiver");
-    let addr = listener.local_addr().expect("addr");
-    rt.spawn(async move { axum::serve(listener, app).await });
-    (receiver, addr)
-}
 
 /// Console input into a webhook room; with `down_port`, a second webhook room whose receiver
 /// never listens (its deliveries wait in the outbox, retried).
@@ -159,7 +123,7 @@ fn dead_letters(rt: &tokio::runtime::Runtime, port: u16) -> Vec<Value> {
 fn the_admin_api_shows_the_gateway_and_retries_and_discards_dead_letters() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let (receiver, receiver_addr) = start_receiver(&rt);
+    let (receiver, receiver_addr) = rt.block_on(receiver::start(true));
     let port = free_port();
     let down_port = free_port();
     let mut gateway = Gateway::start(dir.path(), &config(port, receiver_addr, Some(down_port)));
@@ -287,7 +251,7 @@ fn the_admin_api_shows_the_gateway_and_retries_and_discards_dead_letters() {
     assert!(report.contains("dead letters: 2"), "{report}");
 
     // Fixed receiver: the retried one is delivered, once; the discarded one never.
-    receiver.broken.store(false, Ordering::SeqCst);
+    receiver.set_broken(false);
     let retried = stdout_of(
         &patchbay(&["dead-letters", "retry", &first.to_string()], &config_path),
         "dead-letters retry",
@@ -297,7 +261,7 @@ fn the_admin_api_shows_the_gateway_and_retries_and_discards_dead_letters() {
         format!("dead letter {first}: back in its room's outbox\n")
     );
     wait_until(Duration::from_secs(30), "the retried delivery", || {
-        !receiver.got.lock().expect("lock").is_empty()
+        !receiver.got().is_empty()
     });
     let (status, body, _) = call(
         &rt,
@@ -370,10 +334,10 @@ fn the_admin_api_shows_the_gateway_and_retries_and_discards_dead_letters() {
 
     gateway.type_line("third");
     wait_until(Duration::from_secs(30), "the next message", || {
-        receiver.got.lock().expect("lock").len() >= 2
+        receiver.got().len() >= 2
     });
     assert_eq!(
-        *receiver.got.lock().expect("lock"),
+        receiver.got(),
         ["first", "third"],
         "the retried one once, the discarded one never"
     );
@@ -384,7 +348,7 @@ fn the_admin_api_shows_the_gateway_and_retries_and_discards_dead_letters() {
 fn with_the_gateway_stopped_the_commands_read_and_change_the_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let (receiver, receiver_addr) = start_receiver(&rt);
+    let (receiver, receiver_addr) = rt.block_on(receiver::start(true));
     let port = free_port();
     let text = config(port, receiver_addr, None);
     let mut gateway = Gateway::start(dir.path(), &text);
@@ -440,17 +404,17 @@ fn with_the_gateway_stopped_the_commands_read_and_change_the_store() {
     assert!(String::from_utf8_lossy(&reload.stderr).contains("the gateway is not running"));
 
     // Started again with the receiver fixed: the retried one arrives, once.
-    receiver.broken.store(false, Ordering::SeqCst);
+    receiver.set_broken(false);
     let gateway = Gateway::start_with(dir.path(), &config_path);
     wait_until(Duration::from_secs(30), "the retried delivery", || {
-        !receiver.got.lock().expect("lock").is_empty()
+        !receiver.got().is_empty()
     });
     wait_for_port(port, Duration::from_secs(30));
     // The receiver has it before the delivery is recorded as done.
     wait_until(Duration::from_secs(30), "nothing pending", || {
         get(&rt, port, "/admin/status")["pending"] == 0
     });
-    assert_eq!(*receiver.got.lock().expect("lock"), ["kept"]);
+    assert_eq!(receiver.got(), ["kept"]);
     assert!(gateway.stop(), "clean stop");
 }
 

@@ -5,36 +5,17 @@
 
 mod support;
 
+#[path = "support/receiver.rs"]
+mod receiver;
+
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use serde_json::Value;
 use support::nats::NatsServer;
 use support::{Gateway, binary, free_port, wait_for_port, wait_until};
 
 const TOKEN: &str = "admin-nats-token-0123456789";
-
-#[derive(Default)]
-struct Receiver {
-    broken: AtomicBool,
-    got: Mutex<Vec<String>>,
-}
-
-async fn receive(
-    axum::extract::State(receiver): axum::extract::State<Arc<Receiver>>,
-    body: axum::body::Bytes,
-) -> (StatusCode, &'static str) {
-    if receiver.broken.load(Ordering::SeqCst) {
-        return (StatusCode::BAD_REQUEST, "channel_is_archived");
-    }
-    let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let text = json["text"].as_str().unwrap_or_default().to_owned();
-    receiver.got.lock().expect("lock").push(text);
-    (StatusCode::OK, "ok")
-}
 
 fn get(rt: &tokio::runtime::Runtime, port: u16, path: &str) -> Value {
     rt.block_on(async {
@@ -82,16 +63,7 @@ fn dead_letters_on_the_nats_engine_are_listed_retried_and_discarded() {
     let dir = tempfile::tempdir().expect("tempdir");
     let nats = NatsServer::start(dir.path());
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let receiver = Arc::new(Receiver::default());
-    receiver.broken.store(true, Ordering::SeqCst);
-    let app = axum::Router::new()
-        .route("/in", axum::routing::post(receive))
-        .with_state(Arc::clone(&receiver));
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
-    let receiver_addr = listener.local_addr().expect("addr");
-    rt.spawn(async move { axum::serve(listener, app).await });
+    let (receiver, receiver_addr) = rt.block_on(receiver::start(true));
 
     let port = free_port();
     let down_port = free_port();
@@ -171,7 +143,7 @@ out = ["webhook.team/chat", "webhook.team/down"]
     assert!(outbox[0]["oldest_waiting_ms"].as_i64().unwrap_or(0) > 0);
 
     // Retried through the API: back on the room's outbox subject, delivered once.
-    receiver.broken.store(false, Ordering::SeqCst);
+    receiver.set_broken(false);
     let (first, second) = (
         letters[0]["id"].as_u64().expect("id"),
         letters[1]["id"].as_u64().expect("id"),
@@ -181,7 +153,7 @@ out = ["webhook.team/chat", "webhook.team/down"]
         200
     );
     wait_until(Duration::from_secs(30), "the retried delivery", || {
-        !receiver.got.lock().expect("lock").is_empty()
+        !receiver.got().is_empty()
     });
     assert_eq!(dead(&rt).len(), 1);
     let config_path = gateway.config.clone();
@@ -200,5 +172,5 @@ out = ["webhook.team/chat", "webhook.team/down"]
         run(&["dead-letters", "list"], &config_path),
         "no dead letters\n"
     );
-    assert_eq!(*receiver.got.lock().expect("lock"), ["one"]);
+    assert_eq!(receiver.got(), ["one"]);
 }

@@ -8,6 +8,19 @@ use super::emit::Val;
 use super::report::Findings;
 use super::source::{AccountView, MbAccount, Section};
 
+/// What one protocol's planner reads: the account's keys, its matterbridge id (`irc.libera`,
+/// where findings about the account as a whole go) and its matterbridge protocol.
+struct Account<'a> {
+    view: &'a AccountView<'a>,
+    id: &'a str,
+    protocol: &'a str,
+}
+
+/// One protocol's planner: fills the planned account's keys from the matterbridge ones, or
+/// reports why the account is left out (`None`). One signature for all, so that [`plan`]
+/// names each protocol's connector, room style and planner in one row.
+type Fill = fn(&Account<'_>, &mut Planned, &mut Findings) -> Option<()>;
+
 /// Plan one account, or report why it is left out.
 pub fn plan(
     account: &MbAccount,
@@ -20,37 +33,32 @@ pub fn plan(
         general,
     };
     let id = account.id();
-    let mut planned = match account.protocol.as_str() {
-        "irc" => irc(&view, &id, taken, &account.name, findings)?,
-        "matrix" => matrix(&view, &id, taken, &account.name, findings)?,
-        "sshchat" => sshchat(&view, &id, taken, &account.name, findings)?,
-        "api" => api(&view, &id, taken, &account.name, findings)?,
-        "slack" | "discord" | "mattermost" => webhook(
-            &view,
-            &id,
-            &account.protocol,
-            taken,
-            &account.name,
-            findings,
-        )?,
+    let protocol = account.protocol.as_str();
+    let (kind, style, fill): (_, _, Fill) = match protocol {
+        "irc" => ("irc", RoomStyle::IrcChannels, irc),
+        "matrix" => ("matrix", RoomStyle::MatrixRooms, matrix),
+        "sshchat" => ("sshchat", RoomStyle::SshChat, sshchat),
+        "api" => ("api", RoomStyle::Api, api),
+        "slack" | "discord" | "mattermost" => ("webhook", RoomStyle::Webhook, webhook),
         other => {
             findings.skip(&id, super::unsupported::protocol_reason(other));
             return None;
         }
     };
+    let pb = account_name(kind, protocol, &account.name, taken);
+    let mut planned = Planned::new(&id, pb, kind, style);
+    let source = Account {
+        view: &view,
+        id: &id,
+        protocol,
+    };
+    fill(&source, &mut planned, findings)?;
     planned.routing = routing(&view, findings);
     Some(planned)
 }
 
-fn irc(
-    view: &AccountView<'_>,
-    id: &str,
-    taken: &[String],
-    name: &str,
-    findings: &mut Findings,
-) -> Option<Planned> {
-    let pb = account_name("irc", "irc", name, taken);
-    let mut p = Planned::new(id, pb, "irc", RoomStyle::IrcChannels);
+fn irc(account: &Account<'_>, p: &mut Planned, findings: &mut Findings) -> Option<()> {
+    let Account { view, id, .. } = *account;
     p.required = &["server", "nick"];
     let (Some((server, server_key)), Some((nick, nick_key))) =
         (view.text("Server", findings), view.text("Nick", findings))
@@ -167,7 +175,7 @@ fn irc(
             "became `formatting = \"strip\"`: patchbay sends plain text to IRC, without Markdown and without mIRC formatting",
         );
     }
-    Some(p)
+    Some(())
 }
 
 /// `host:port`, `[v6]:port` or a bare host.
@@ -182,15 +190,8 @@ fn split_host_port(server: &str) -> (String, Option<u16>) {
     (server.to_owned(), None)
 }
 
-fn matrix(
-    view: &AccountView<'_>,
-    id: &str,
-    taken: &[String],
-    name: &str,
-    findings: &mut Findings,
-) -> Option<Planned> {
-    let pb = account_name("matrix", "matrix", name, taken);
-    let mut p = Planned::new(id, pb, "matrix", RoomStyle::MatrixRooms);
+fn matrix(account: &Account<'_>, p: &mut Planned, findings: &mut Findings) -> Option<()> {
+    let Account { view, id, .. } = *account;
     p.required = &["homeserver", "user", "password", "access_token"];
     let Some((server, server_key)) = view.text("Server", findings) else {
         findings.skip(id, "a Matrix account needs `Server`; it is left out");
@@ -274,18 +275,11 @@ fn matrix(
             return None;
         }
     }
-    Some(p)
+    Some(())
 }
 
-fn sshchat(
-    view: &AccountView<'_>,
-    id: &str,
-    taken: &[String],
-    name: &str,
-    findings: &mut Findings,
-) -> Option<Planned> {
-    let pb = account_name("sshchat", "sshchat", name, taken);
-    let mut p = Planned::new(id, pb, "sshchat", RoomStyle::SshChat);
+fn sshchat(account: &Account<'_>, p: &mut Planned, findings: &mut Findings) -> Option<()> {
+    let Account { view, id, .. } = *account;
     p.required = &["server", "nick", "dialect"];
     let (Some((server, server_key)), Some((nick, nick_key))) =
         (view.text("Server", findings), view.text("Nick", findings))
@@ -299,18 +293,11 @@ fn sshchat(
     p.set("server", Val::str(server), &server_key);
     p.set("dialect", Val::str("ssh-chat"), id);
     p.set("nick", Val::str(nick), &nick_key);
-    Some(p)
+    Some(())
 }
 
-fn api(
-    view: &AccountView<'_>,
-    id: &str,
-    taken: &[String],
-    name: &str,
-    findings: &mut Findings,
-) -> Option<Planned> {
-    let pb = account_name("api", "api", name, taken);
-    let mut p = Planned::new(id, pb.clone(), "api", RoomStyle::Api);
+fn api(account: &Account<'_>, p: &mut Planned, findings: &mut Findings) -> Option<()> {
+    let Account { view, id, .. } = *account;
     p.required = &["token"];
     let Some((token, token_key)) = view.text("Token", findings) else {
         findings.skip(
@@ -329,7 +316,7 @@ fn api(
             ),
         }
     }
-    Some(p)
+    Some(())
 }
 
 /// `127.0.0.1:4242`, `:4242` (every address) or `localhost:4242`.
@@ -346,16 +333,8 @@ fn parse_listen(address: &str) -> Option<SocketAddr> {
     }
 }
 
-fn webhook(
-    view: &AccountView<'_>,
-    id: &str,
-    protocol: &str,
-    taken: &[String],
-    name: &str,
-    findings: &mut Findings,
-) -> Option<Planned> {
-    let pb = account_name("webhook", protocol, name, taken);
-    let mut p = Planned::new(id, pb, "webhook", RoomStyle::Webhook);
+fn webhook(account: &Account<'_>, p: &mut Planned, findings: &mut Findings) -> Option<()> {
+    let Account { view, id, protocol } = *account;
     p.required = &["payload"];
     p.feeds = false;
     let title = match protocol {
@@ -382,7 +361,7 @@ fn webhook(
         }
     }
     p.set("payload", Val::str(protocol), id);
-    Some(p)
+    Some(())
 }
 
 #[cfg(test)]

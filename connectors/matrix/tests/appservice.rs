@@ -293,6 +293,22 @@ fn text_of(inbound: &Inbound) -> String {
         .unwrap_or_default()
 }
 
+/// The texts of the events the bridge emits, in order, up to and with `marker`.
+async fn texts_until(bridge: &mut Bridge, marker: &str, what: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    within(what, async {
+        while !seen.iter().any(|t| t == marker) {
+            let inbound = bridge
+                .running
+                .next_matching("the next event", |_| true)
+                .await;
+            seen.push(text_of(&inbound));
+        }
+    })
+    .await;
+    seen
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_refused_by_the_gateway_or_pushed_while_it_is_down_are_relayed_once() {
     let fx = fixture();
@@ -304,17 +320,7 @@ async fn events_refused_by_the_gateway_or_pushed_while_it_is_down_are_relayed_on
     // The gateway refuses the event: the transaction gets a 500 and Synapse sends it again.
     alice_room.send(say("refused once")).await.expect("send");
     alice_room.send(say("marker 1")).await.expect("send");
-    let mut seen = Vec::new();
-    within("the refused event and the marker", async {
-        while !seen.iter().any(|t| t == "marker 1") {
-            let inbound = bridge
-                .running
-                .next_matching("the next event", |_| true)
-                .await;
-            seen.push(text_of(&inbound));
-        }
-    })
-    .await;
+    let seen = texts_until(&mut bridge, "marker 1", "the refused event and the marker").await;
     assert_eq!(seen, ["refused once", "marker 1"]);
     bridge.stop().await;
 
@@ -330,17 +336,7 @@ async fn events_refused_by_the_gateway_or_pushed_while_it_is_down_are_relayed_on
     let mut bridge = start_bridge(slot, &fx.synapse, &trust);
     bridge.running.wait_up().await;
     alice_room.send(say("marker 2")).await.expect("send");
-    let mut seen = Vec::new();
-    within("the events said while down", async {
-        while !seen.iter().any(|t| t == "marker 2") {
-            let inbound = bridge
-                .running
-                .next_matching("the next event", |_| true)
-                .await;
-            seen.push(text_of(&inbound));
-        }
-    })
-    .await;
+    let seen = texts_until(&mut bridge, "marker 2", "the events said while down").await;
     let expected: Vec<String> = (0..5)
         .map(|n| format!("while down {n}"))
         .chain(["marker 2".to_owned()])

@@ -12,12 +12,21 @@ use crate::connector::{Emit, EmitError, EventSink};
 use crate::event::{EventId, Inbound};
 use crate::health::Signal;
 
-struct NoEmit;
+/// Counts what the supervisor counts, per (account, signal).
+#[derive(Default)]
+struct Counted(std::sync::Mutex<Vec<(String, Signal)>>);
 
 #[async_trait]
-impl Emit for NoEmit {
+impl Emit for Counted {
     async fn emit(&self, _: &str, _: Inbound) -> Result<Option<EventId>, EmitError> {
         Ok(None)
+    }
+
+    fn count(&self, account: &str, signal: Signal) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((account.to_owned(), signal));
     }
 }
 
@@ -25,7 +34,7 @@ fn context() -> (ConnectorContext, watch::Receiver<ConnectorState>) {
     let (state, rx) = StateHandle::new();
     let ctx = ConnectorContext {
         account: "fake.test".into(),
-        sink: EventSink::new("fake.test", Arc::new(NoEmit)),
+        sink: EventSink::new("fake.test", Arc::new(Counted::default())),
         state,
         shutdown: CancellationToken::new(),
         data_dir: std::env::temp_dir(),
@@ -89,6 +98,23 @@ impl Connection for Fake {
     }
 }
 
+/// Run `supervisor` over `fake` for `time` of the paused clock, then shut down: what the
+/// run returned, and the fake as the run left it.
+async fn run_for(
+    ctx: &ConnectorContext,
+    supervisor: Supervisor,
+    mut fake: Fake,
+    time: Duration,
+) -> (Result<(), ConnectorError>, Fake) {
+    let run = tokio::spawn(async move {
+        let result = supervisor.run(&mut fake).await;
+        (result, fake)
+    });
+    tokio::time::sleep(time).await;
+    ctx.shutdown.cancel();
+    run.await.expect("the supervisor task")
+}
+
 fn ms(ms: u64) -> Duration {
     Duration::from_millis(ms)
 }
@@ -104,21 +130,14 @@ fn lost(reason: &str) -> Ended {
 #[tokio::test(start_paused = true)]
 async fn failed_attempts_wait_doubling_up_to_the_ceiling() {
     let (ctx, _rx) = context();
-    let mut fake = Fake::new(
+    let fake = Fake::new(
         &ctx,
         (0..5)
             .map(|_| attempt(false, 0, failed("refused")))
             .collect(),
     );
     let supervisor = Supervisor::new(&ctx, Backoff::exact(ms(100), ms(400)));
-    let stop = ctx.shutdown.clone();
-    let run = tokio::spawn(async move {
-        let result = supervisor.run(&mut fake).await;
-        (result, fake)
-    });
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    stop.cancel();
-    let (result, fake) = run.await.expect("the supervisor task");
+    let (result, fake) = run_for(&ctx, supervisor, fake, Duration::from_secs(10)).await;
     assert!(result.is_ok());
     // Waits of 100, 200, 400, 400, 400 ms between the six attempts.
     assert_eq!(
@@ -159,7 +178,7 @@ async fn each_end_is_reported_down_with_its_reason() {
 #[tokio::test(start_paused = true)]
 async fn a_connection_that_held_starts_the_backoff_over() {
     let (ctx, _rx) = context();
-    let mut fake = Fake::new(
+    let fake = Fake::new(
         &ctx,
         vec![
             attempt(false, 0, failed("refused")),
@@ -171,14 +190,7 @@ async fn a_connection_that_held_starts_the_backoff_over() {
         ],
     );
     let supervisor = Supervisor::new(&ctx, Backoff::exact(ms(100), ms(10_000))).held(ms(1000));
-    let stop = ctx.shutdown.clone();
-    let run = tokio::spawn(async move {
-        let result = supervisor.run(&mut fake).await;
-        (result, fake)
-    });
-    tokio::time::sleep(Duration::from_secs(60)).await;
-    stop.cancel();
-    let (result, fake) = run.await.expect("the supervisor task");
+    let (result, fake) = run_for(&ctx, supervisor, fake, Duration::from_secs(60)).await;
     assert!(result.is_ok());
     // 0: fails, wait 100; 100: fails, wait 200; 300: up 100 ms, wait 400; 800: up 5 s, wait
     // 100 (reset); 5900.
@@ -271,24 +283,6 @@ async fn a_part_names_itself_in_down_reasons_and_leaves_connecting_alone() {
     assert!(
         matches!(ctx.state.get(), ConnectorState::Down { reason } if reason.contains("refused"))
     );
-}
-
-/// Counts what the supervisor counts, per (account, signal).
-#[derive(Default)]
-struct Counted(std::sync::Mutex<Vec<(String, Signal)>>);
-
-#[async_trait]
-impl Emit for Counted {
-    async fn emit(&self, _: &str, _: Inbound) -> Result<Option<EventId>, EmitError> {
-        Ok(None)
-    }
-
-    fn count(&self, account: &str, signal: Signal) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((account.to_owned(), signal));
-    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -7,11 +7,11 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use patchbay_sdk::Kind;
 use patchbay_sdk::testkit::Recorder;
-use patchbay_sdk::{Delivery, Kind};
 use support::real::Devzat;
 use support::{
-    WAIT, deliver_all, deliver_all_to, delivery, flood_numbers, start, start_shared, text,
+    WAIT, burst_whole_and_in_order, delivery, shutdown_mid_burst, start, start_shared, text,
 };
 
 const LONG: Duration = Duration::from_secs(60);
@@ -30,12 +30,6 @@ fn plugin_config(server: &Devzat) -> String {
         server.plugin_addr(),
         server.token,
     )
-}
-
-fn burst(n: usize) -> Vec<Delivery> {
-    (0..n)
-        .map(|i| delivery("#main", "[irc] flood", &format!("message {i}")))
-        .collect()
 }
 
 /// An SSH account in `#dev` and a plugin account on the same server. Each connect of the SSH
@@ -196,18 +190,7 @@ async fn a_burst_arrives_whole_in_order_and_without_a_warning() {
     let watcher = server.user("watcher").await;
     let mut bridge = start(&ssh_config(&server, "[\"#main\"]"));
     assert!(bridge.wait_up(LONG).await);
-    let n = 150;
-    let started = std::time::Instant::now();
-    let answers = deliver_all(&bridge, burst(n), bridge.connector.run_limit()).await;
-    let elapsed = started.elapsed();
-    assert_eq!(answers.len(), n);
-    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
-    let seen = watcher
-        .wait_line(WAIT, |l| l.contains(&format!("flood: message {}", n - 1)))
-        .await;
-    assert!(seen.is_some(), "the last line arrived");
-    let numbers = flood_numbers(&watcher.lines());
-    assert_eq!(numbers, (0..n).collect::<Vec<_>>(), "each once, in order");
+    burst_whole_and_in_order(&bridge, &watcher, 150).await;
     let lines = watcher.lines();
     assert!(
         lines
@@ -215,13 +198,6 @@ async fn a_burst_arrives_whole_in_order_and_without_a_warning() {
             .all(|l| !l.contains("stop spamming") && !l.contains("banned")),
         "{lines:?}"
     );
-    eprintln!("{n} deliveries written in {elapsed:?}");
-    let bridge_lines = watcher
-        .lines()
-        .iter()
-        .filter(|l| l.starts_with("bridge: "))
-        .count();
-    eprintln!("{n} deliveries in {bridge_lines} messages from the bridge");
     watcher.close().await;
     bridge.stop(WAIT).await.expect("stop");
 }
@@ -236,50 +212,14 @@ async fn a_shutdown_mid_burst_answers_ok_for_exactly_the_lines_shown() {
     let watcher = server.user("watcher").await;
     let mut bridge = start(&ssh_config(&server, "[\"#main\"]"));
     assert!(bridge.wait_up(LONG).await);
-    // Long texts: a merged line holds few, so the burst takes many paced writes.
-    let n = 400;
-    let run: Vec<Delivery> = (0..n)
-        .map(|i| {
-            delivery(
-                "#main",
-                "[irc] flood",
-                &format!("message {i} {}", "x".repeat(100)),
-            )
-        })
-        .collect();
-    let connector = bridge.connector.clone();
-    let limit = connector.run_limit();
-    let runner = tokio::spawn(async move {
-        let answers = deliver_all_to(&*connector, run, limit).await;
-        answers.iter().filter(|a| a.is_ok()).count()
-    });
-    // Some lines are out: stop now.
-    if watcher
-        .wait_line(LONG, |l| l.contains("flood: message 30 "))
-        .await
-        .is_none()
-    {
-        panic!("the burst started: {:?}", watcher.lines());
-    }
-    bridge.shutdown.cancel();
-    let oks = tokio::time::timeout(LONG, runner)
-        .await
-        .expect("the run ends after the shutdown")
-        .expect("runner");
-    assert!(oks < n, "the shutdown came mid-burst ({oks} of {n})");
-    // The server shows the bridge leaving once it has read everything the bridge wrote.
-    watcher
-        .wait_line(LONG, |l| l.contains("bridge has left the chat"))
-        .await
-        .expect("the bridge left");
-    let numbers = flood_numbers(&watcher.lines());
-    assert_eq!(
-        numbers,
-        (0..oks).collect::<Vec<_>>(),
-        "Ok for exactly the lines shown"
-    );
-    eprintln!("{oks} of {n} answered Ok and shown before the shutdown");
-    let _ = tokio::time::timeout(WAIT, bridge.task).await;
+    shutdown_mid_burst(
+        bridge,
+        &watcher,
+        (400, 100, 30),
+        "bridge has left the chat",
+        LONG,
+    )
+    .await;
     watcher.close().await;
 }
 

@@ -5,9 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use patchbay_sdk::Delivery;
 use support::real::SshChat;
-use support::{WAIT, deliver_all, deliver_all_to, delivery, flood_numbers, start, text};
+use support::{WAIT, burst_whole_and_in_order, delivery, shutdown_mid_burst, start, text};
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -78,28 +77,7 @@ async fn a_burst_arrives_whole_and_in_order_under_the_rate_limit() {
     let watcher = server.user("watcher").await;
     let mut bridge = start(&config(&server));
     assert!(bridge.wait_up(UP).await);
-    let n = 150;
-    let run: Vec<Delivery> = (0..n)
-        .map(|i| delivery("#main", "[irc] flood", &format!("message {i}")))
-        .collect();
-    let started = std::time::Instant::now();
-    let answers = deliver_all(&bridge, run, bridge.connector.run_limit()).await;
-    let elapsed = started.elapsed();
-    assert_eq!(answers.len(), n);
-    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
-    watcher
-        .wait_line(WAIT, |l| l.contains(&format!("flood: message {}", n - 1)))
-        .await
-        .unwrap_or_else(|| panic!("the last line arrived: {:?}", watcher.lines()));
-    let numbers = flood_numbers(&watcher.lines());
-    assert_eq!(numbers, (0..n).collect::<Vec<_>>(), "each once, in order");
-    eprintln!("{n} deliveries shown in {elapsed:?}");
-    let bridge_lines = watcher
-        .lines()
-        .iter()
-        .filter(|l| l.starts_with("bridge: "))
-        .count();
-    eprintln!("{n} deliveries in {bridge_lines} messages from the bridge");
+    burst_whole_and_in_order(&bridge, &watcher, 150).await;
     watcher.close().await;
     bridge.stop(WAIT).await.expect("stop");
 }
@@ -112,48 +90,7 @@ async fn a_shutdown_mid_burst_answers_ok_for_exactly_the_lines_shown() {
     let watcher = server.user("watcher").await;
     let mut bridge = start(&config(&server));
     assert!(bridge.wait_up(UP).await);
-    // Long texts: a merged line holds few, so the burst takes many paced writes.
-    let n = 200;
-    let run: Vec<Delivery> = (0..n)
-        .map(|i| {
-            delivery(
-                "#main",
-                "[irc] flood",
-                &format!("message {i} {}", "x".repeat(200)),
-            )
-        })
-        .collect();
-    let connector = bridge.connector.clone();
-    let limit = connector.run_limit();
-    let runner = tokio::spawn(async move {
-        let answers = deliver_all_to(&*connector, run, limit).await;
-        answers.iter().filter(|a| a.is_ok()).count()
-    });
-    if watcher
-        .wait_line(LONG, |l| l.contains("flood: message 12 "))
-        .await
-        .is_none()
-    {
-        panic!("the burst started: {:?}", watcher.lines());
-    }
-    bridge.shutdown.cancel();
-    let oks = tokio::time::timeout(LONG, runner)
-        .await
-        .expect("the run ends after the shutdown")
-        .expect("runner");
-    assert!(oks < n, "the shutdown came mid-burst ({oks} of {n})");
-    watcher
-        .wait_line(LONG, |l| l.contains("bridge left"))
-        .await
-        .unwrap_or_else(|| panic!("the bridge left: {:?}", watcher.lines()));
-    let numbers = flood_numbers(&watcher.lines());
-    assert_eq!(
-        numbers,
-        (0..oks).collect::<Vec<_>>(),
-        "Ok for exactly the lines shown"
-    );
-    eprintln!("{oks} of {n} answered Ok and shown before the shutdown");
-    let _ = tokio::time::timeout(WAIT, bridge.task).await;
+    shutdown_mid_burst(bridge, &watcher, (200, 200, 12), "bridge left", LONG).await;
     watcher.close().await;
 }
 

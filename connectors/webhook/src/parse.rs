@@ -206,21 +206,10 @@ fn slack_attachments(json: &serde_json::Value) -> Vec<String> {
 }
 
 fn slack(settings: &InboundSettings, json: &serde_json::Value) -> Result<Parsed, String> {
-    let mut parts: Vec<String> = string_field(json, "text")?.into_iter().collect();
-    parts.extend(slack_attachments(json));
-    let text = parts.join("\n");
-    if text.trim().is_empty() {
-        return Err(if json.get("text").is_some() {
-            "`text` is empty".into()
-        } else {
-            "the JSON body has no `text` and no `attachments` with text".into()
-        });
-    }
-    Ok(Parsed::Message(Message {
-        text: slack_to_markdown(&text),
-        username: string_field(json, "username")?.unwrap_or_else(|| settings.username.clone()),
-        avatar_url: string_field(json, "icon_url")?.or_else(|| settings.avatar_url.clone()),
-    }))
+    let extras = slack_attachments(json);
+    let mut message = chat_message(settings, json, ["text", "attachments", "icon_url"], extras)?;
+    message.text = slack_to_markdown(&message.text);
+    Ok(Parsed::Message(message))
 }
 
 /// Discord's `embeds` as Markdown lines: linked title, description.
@@ -252,21 +241,34 @@ fn discord_embeds(json: &serde_json::Value) -> Vec<String> {
 }
 
 fn discord(settings: &InboundSettings, json: &serde_json::Value) -> Result<Parsed, String> {
-    let mut parts: Vec<String> = string_field(json, "content")?.into_iter().collect();
-    parts.extend(discord_embeds(json));
+    let extras = discord_embeds(json);
+    chat_message(settings, json, ["content", "embeds", "avatar_url"], extras).map(Parsed::Message)
+}
+
+/// A chat service's own webhook body (Slack's, Discord's), read the one way both are: the
+/// text under `keys[0]` then the `extras` lines (from the list under `keys[1]`), refused when
+/// both are empty; `username`, and the avatar under `keys[2]`, else the hook's own.
+fn chat_message(
+    settings: &InboundSettings,
+    json: &serde_json::Value,
+    [text_key, extras_key, avatar_key]: [&str; 3],
+    extras: Vec<String>,
+) -> Result<Message, String> {
+    let mut parts: Vec<String> = string_field(json, text_key)?.into_iter().collect();
+    parts.extend(extras);
     let text = parts.join("\n");
     if text.trim().is_empty() {
-        return Err(if json.get("content").is_some() {
-            "`content` is empty".into()
+        return Err(if json.get(text_key).is_some() {
+            format!("`{text_key}` is empty")
         } else {
-            "the JSON body has no `content` and no `embeds` with text".into()
+            format!("the JSON body has no `{text_key}` and no `{extras_key}` with text")
         });
     }
-    Ok(Parsed::Message(Message {
+    Ok(Message {
         text,
         username: string_field(json, "username")?.unwrap_or_else(|| settings.username.clone()),
-        avatar_url: string_field(json, "avatar_url")?.or_else(|| settings.avatar_url.clone()),
-    }))
+        avatar_url: string_field(json, avatar_key)?.or_else(|| settings.avatar_url.clone()),
+    })
 }
 
 fn shipped(

@@ -44,6 +44,11 @@ fn body_text(kind: &Kind) -> String {
     kind.body().map(RichText::to_plain).unwrap_or_default()
 }
 
+/// Send `request` with the account's token, as a sender that holds it does.
+async fn authed(request: reqwest::RequestBuilder) -> reqwest::Response {
+    request.bearer_auth("s3cret").send().await.expect("post")
+}
+
 async fn error_of(response: reqwest::Response) -> String {
     let json: Value = response.json().await.expect("a JSON answer");
     json["error"].as_str().unwrap_or_default().to_owned()
@@ -54,13 +59,10 @@ async fn slack_discord_and_plain_bodies_become_messages_with_their_author() {
     let hook = start("ci", CONFIG).await;
     let client = reqwest::Client::new();
     let url = format!("{}/hooks/ci/builds", hook.base);
-    let slack = client
-        .post(&url)
-        .bearer_auth("s3cret")
-        .json(&json!({"text": "*deploy* <https://ci/1|#1> done", "username": "deploybot", "icon_url": "https://img/bot.png"}))
-        .send()
-        .await
-        .expect("post");
+    let slack = authed(client.post(&url).json(
+        &json!({"text": "*deploy* <https://ci/1|#1> done", "username": "deploybot", "icon_url": "https://img/bot.png"}),
+    ))
+    .await;
     assert_eq!(slack.status(), StatusCode::ACCEPTED);
     let answer: Value = slack.json().await.expect("json");
     assert!(
@@ -76,14 +78,13 @@ async fn slack_discord_and_plain_bodies_become_messages_with_their_author() {
         .expect("post");
     assert_eq!(discord.status(), StatusCode::ACCEPTED);
 
-    let plain = client
-        .post(&url)
-        .bearer_auth("s3cret")
-        .header("content-type", "text/plain")
-        .body("just text\n")
-        .send()
-        .await
-        .expect("post");
+    let plain = authed(
+        client
+            .post(&url)
+            .header("content-type", "text/plain")
+            .body("just text\n"),
+    )
+    .await;
     assert_eq!(plain.status(), StatusCode::ACCEPTED);
 
     let events = hook.wait_events(3).await;
@@ -179,13 +180,7 @@ async fn hmac_signatures_are_checked_against_the_exact_body() {
         .expect("post");
     assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
     // This room's secret replaces the account's token? No: either one is accepted.
-    let token = client
-        .post(&url)
-        .bearer_auth("s3cret")
-        .json(&json!({"text": "t"}))
-        .send()
-        .await
-        .expect("post");
+    let token = authed(client.post(&url).json(&json!({"text": "t"}))).await;
     assert_eq!(token.status(), StatusCode::ACCEPTED);
     let events = hook.wait_events(2).await;
     assert_eq!(body_text(&events[0].kind), "signed");
@@ -221,14 +216,13 @@ async fn bad_bodies_get_400_naming_the_problem() {
         ("text/plain", b"\xff\xfe", "the body is not UTF-8 text"),
     ];
     for (content_type, body, want) in cases {
-        let response = client
-            .post(&url)
-            .bearer_auth("s3cret")
-            .header("content-type", content_type)
-            .body(body.to_vec())
-            .send()
-            .await
-            .expect("post");
+        let response = authed(
+            client
+                .post(&url)
+                .header("content-type", content_type)
+                .body(body.to_vec()),
+        )
+        .await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{want}");
         let error = error_of(response).await;
         assert!(
@@ -236,14 +230,13 @@ async fn bad_bodies_get_400_naming_the_problem() {
             "{error:?} should start with {want:?}"
         );
     }
-    let github = client
-        .post(format!("{}/hooks/ci/github", hook.base))
-        .bearer_auth("s3cret")
-        .header("X-GitHub-Event", "push")
-        .json(&json!({"ref": "refs/heads/main"}))
-        .send()
-        .await
-        .expect("post");
+    let github = authed(
+        client
+            .post(format!("{}/hooks/ci/github", hook.base))
+            .header("X-GitHub-Event", "push")
+            .json(&json!({"ref": "refs/heads/main"})),
+    )
+    .await;
     assert_eq!(github.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
         error_of(github).await,
@@ -264,13 +257,7 @@ async fn bodies_over_the_limit_get_413_and_bursts_get_429_with_retry_after() {
     .await;
     let client = reqwest::Client::new();
     let url = format!("{}/hooks/ci/limited", hook.base);
-    let big = client
-        .post(&url)
-        .bearer_auth("s3cret")
-        .body("x".repeat(2049))
-        .send()
-        .await
-        .expect("post");
+    let big = authed(client.post(&url).body("x".repeat(2049))).await;
     assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(
         error_of(big).await,
@@ -278,32 +265,14 @@ async fn bodies_over_the_limit_get_413_and_bursts_get_429_with_retry_after() {
     );
     // A chunked body (no Content-Length) is cut off at the limit too.
     let stream = chunks("y".repeat(4096));
-    let chunked = client
-        .post(&url)
-        .bearer_auth("s3cret")
-        .body(reqwest::Body::wrap_stream(stream))
-        .send()
-        .await
-        .expect("post");
+    let chunked = authed(client.post(&url).body(reqwest::Body::wrap_stream(stream))).await;
     assert_eq!(chunked.status(), StatusCode::PAYLOAD_TOO_LARGE);
 
     for i in 0..3 {
-        let ok = client
-            .post(&url)
-            .bearer_auth("s3cret")
-            .body(format!("line {i}"))
-            .send()
-            .await
-            .expect("post");
+        let ok = authed(client.post(&url).body(format!("line {i}"))).await;
         assert_eq!(ok.status(), StatusCode::ACCEPTED);
     }
-    let limited = client
-        .post(&url)
-        .bearer_auth("s3cret")
-        .body("one too many")
-        .send()
-        .await
-        .expect("post");
+    let limited = authed(client.post(&url).body("one too many")).await;
     assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
     let retry_after: u64 = limited
         .headers()
@@ -313,13 +282,12 @@ async fn bodies_over_the_limit_get_413_and_bursts_get_429_with_retry_after() {
         .expect("a Retry-After in seconds");
     assert!((50..=60).contains(&retry_after), "{retry_after}");
     // Another hook of the same account has its own budget.
-    let other = client
-        .post(format!("{}/hooks/ci/builds", hook.base))
-        .bearer_auth("s3cret")
-        .body("x")
-        .send()
-        .await
-        .expect("post");
+    let other = authed(
+        client
+            .post(format!("{}/hooks/ci/builds", hook.base))
+            .body("x"),
+    )
+    .await;
     assert_eq!(other.status(), StatusCode::ACCEPTED);
     let events = hook.wait_events(4).await;
     let texts: Vec<String> = events
@@ -410,37 +378,30 @@ async fn shipped_templates_render_github_gitlab_alertmanager_and_grafana() {
         .expect("post");
     assert_eq!(gitlab.status(), StatusCode::ACCEPTED);
 
-    let alert = client
-        .post(format!("{}/hooks/ci/alerts", hook.base))
-        .bearer_auth("s3cret")
-        .json(&json!({"version": "4", "status": "firing", "groupLabels": {"alertname": "HighLoad"},
+    let alert = authed(client.post(format!("{}/hooks/ci/alerts", hook.base)).json(
+        &json!({"version": "4", "status": "firing", "groupLabels": {"alertname": "HighLoad"},
             "commonLabels": {"alertname": "HighLoad"}, "externalURL": "http://am",
             "alerts": [{"status": "firing", "labels": {"alertname": "HighLoad", "severity": "page"},
-                "annotations": {"summary": "load 12 on db1"}, "generatorURL": "http://prom/graph"}]}))
-        .send()
-        .await
-        .expect("post");
+                "annotations": {"summary": "load 12 on db1"}, "generatorURL": "http://prom/graph"}]}),
+    ))
+    .await;
     assert_eq!(alert.status(), StatusCode::ACCEPTED);
 
-    let grafana = client
-        .post(format!("{}/hooks/ci/grafana", hook.base))
-        .bearer_auth("s3cret")
-        .json(&json!({"title": "[FIRING:1] Disk full", "status": "firing", "message": "disk full on db1",
+    let grafana = authed(client.post(format!("{}/hooks/ci/grafana", hook.base)).json(
+        &json!({"title": "[FIRING:1] Disk full", "status": "firing", "message": "disk full on db1",
             "alerts": [{"status": "firing", "labels": {"alertname": "Disk full"}, "annotations": {"summary": "/ at 98%"},
-                "dashboardURL": "http://grafana/d/1"}]}))
-        .send()
-        .await
-        .expect("post");
+                "dashboardURL": "http://grafana/d/1"}]}),
+    ))
+    .await;
     assert_eq!(grafana.status(), StatusCode::ACCEPTED);
 
-    let custom = client
-        .post(format!("{}/hooks/ci/custom", hook.base))
-        .bearer_auth("s3cret")
-        .header("X-App", "builder")
-        .json(&json!({"build": {"status": "green", "id": 99}}))
-        .send()
-        .await
-        .expect("post");
+    let custom = authed(
+        client
+            .post(format!("{}/hooks/ci/custom", hook.base))
+            .header("X-App", "builder")
+            .json(&json!({"build": {"status": "green", "id": 99}})),
+    )
+    .await;
     assert_eq!(custom.status(), StatusCode::ACCEPTED);
 
     let events = hook.wait_events(6).await;
@@ -497,14 +458,13 @@ async fn form_bodies_curl_style_and_slack_payload_style() {
         "deploy finished",
         "payload=%7B%22text%22%3A%22from+*legacy*+slack%22%7D",
     ] {
-        let response = client
-            .post(&url)
-            .bearer_auth("s3cret")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .expect("post");
+        let response = authed(
+            client
+                .post(&url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body),
+        )
+        .await;
         assert_eq!(response.status(), StatusCode::ACCEPTED, "{body}");
     }
     let events = hook.wait_events(2).await;
@@ -517,13 +477,12 @@ async fn markdown_that_renders_to_nothing_is_relayed_as_sent() {
     let hook = start("ci", CONFIG).await;
     let client = reqwest::Client::new();
     for (n, text) in ["#", "##", ">"].into_iter().enumerate() {
-        let response = client
-            .post(format!("{}/hooks/ci/builds", hook.base))
-            .bearer_auth("s3cret")
-            .json(&json!({ "text": text }))
-            .send()
-            .await
-            .expect("post");
+        let response = authed(
+            client
+                .post(format!("{}/hooks/ci/builds", hook.base))
+                .json(&json!({ "text": text })),
+        )
+        .await;
         assert_eq!(response.status(), StatusCode::ACCEPTED, "{text}");
         let events = hook.wait_events(n + 1).await;
         assert_eq!(body_text(&events[n].kind), text);

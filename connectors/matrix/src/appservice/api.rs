@@ -281,12 +281,8 @@ async fn handle_event(service: &Shared, raw: &Value) -> Option<patchbay_sdk::Inb
     }
     let ghosts = service.ghosts.lock().await;
     let nick_of = |id: &str| ghosts.get(id).map(|g| g.nick.clone());
-    match &mut inbound.kind {
-        Kind::Message { body, .. }
-        | Kind::Action { body }
-        | Kind::Notice { body }
-        | Kind::Edit { body, .. } => mentions::to_remote(body, &nick_of),
-        _ => {}
+    if let Some(body) = inbound.kind.body_mut() {
+        mentions::to_remote(body, &nick_of);
     }
     Some(inbound)
 }

@@ -89,12 +89,8 @@ async fn pills(service: &AppService, delivery: &mut Delivery, room_id: &str) {
             display_name: g.display_name.as_deref().unwrap_or(&g.nick),
         })
         .collect();
-    match &mut delivery.event.kind {
-        Kind::Message { body, .. }
-        | Kind::Action { body }
-        | Kind::Notice { body }
-        | Kind::Edit { body, .. } => mentions::to_pills(body, &ghosts),
-        _ => {}
+    if let Some(body) = delivery.event.kind.body_mut() {
+        mentions::to_pills(body, &ghosts);
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use patchbay_sdk::testkit::{self, Recorder, Running};
 use patchbay_sdk::{AccountInfo, Connector, Delivered, Delivery, DeliveryError, Inbound};
 use patchbay_sshchat::SshChatFactory;
+use patchbay_sshchat_testserver::TestUser;
 
 // Not every test binary delivers.
 #[allow(unused_imports)]
@@ -101,6 +102,84 @@ pub fn flood_numbers(lines: &[String]) -> Vec<usize> {
         }
     }
     seen
+}
+
+/// `n` deliveries into `#main`, `flood: message 0` to `N-1`, each followed by `pad`.
+pub fn flood(n: usize, pad: &str) -> Vec<Delivery> {
+    (0..n)
+        .map(|i| delivery("#main", "[irc] flood", &format!("message {i}{pad}")))
+        .collect()
+}
+
+/// Deliver a burst of `n` short lines and check that `watcher` sees every one once and in
+/// order; returns how long the deliveries took. Written once because each real server's test
+/// asserts the same, under that server's own rate limit.
+pub async fn burst_whole_and_in_order(bridge: &Running, watcher: &TestUser, n: usize) -> Duration {
+    let started = std::time::Instant::now();
+    let answers = deliver_all(bridge, flood(n, ""), bridge.connector.run_limit()).await;
+    let elapsed = started.elapsed();
+    assert_eq!(answers.len(), n);
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    watcher
+        .wait_line(WAIT, |l| l.contains(&format!("flood: message {}", n - 1)))
+        .await
+        .unwrap_or_else(|| panic!("the last line arrived: {:?}", watcher.lines()));
+    let numbers = flood_numbers(&watcher.lines());
+    assert_eq!(numbers, (0..n).collect::<Vec<_>>(), "each once, in order");
+    let bridge_lines = watcher
+        .lines()
+        .iter()
+        .filter(|l| l.starts_with("bridge: "))
+        .count();
+    eprintln!("{n} deliveries in {elapsed:?}, in {bridge_lines} messages from the bridge");
+    elapsed
+}
+
+/// Shut `bridge` down in the middle of a burst of `n` long lines (padded to `pad` columns,
+/// so a merged line holds few and the burst takes many paced writes), once `watcher` sees
+/// line `cut_at`: the deliveries answered `Ok` must be exactly the lines shown, in order,
+/// once `watcher` sees the line containing `left` (the server shows the bridge leaving once it
+/// has read everything the bridge wrote). `long` bounds each wait.
+pub async fn shutdown_mid_burst(
+    bridge: Running,
+    watcher: &TestUser,
+    (n, pad, cut_at): (usize, usize, usize),
+    left: &str,
+    long: Duration,
+) {
+    let connector = bridge.connector.clone();
+    let limit = connector.run_limit();
+    let run = flood(n, &format!(" {}", "x".repeat(pad)));
+    let runner = tokio::spawn(async move {
+        let answers = deliver_all_to(&*connector, run, limit).await;
+        answers.iter().filter(|a| a.is_ok()).count()
+    });
+    let cut = format!("flood: message {cut_at} ");
+    if watcher
+        .wait_line(long, |l| l.contains(&cut))
+        .await
+        .is_none()
+    {
+        panic!("the burst started: {:?}", watcher.lines());
+    }
+    bridge.shutdown.cancel();
+    let oks = tokio::time::timeout(long, runner)
+        .await
+        .expect("the run ends after the shutdown")
+        .expect("runner");
+    assert!(oks < n, "the shutdown came mid-burst ({oks} of {n})");
+    watcher
+        .wait_line(long, |l| l.contains(left))
+        .await
+        .unwrap_or_else(|| panic!("the bridge left: {:?}", watcher.lines()));
+    let numbers = flood_numbers(&watcher.lines());
+    assert_eq!(
+        numbers,
+        (0..oks).collect::<Vec<_>>(),
+        "Ok for exactly the lines shown"
+    );
+    eprintln!("{oks} of {n} answered Ok and shown before the shutdown");
+    let _ = tokio::time::timeout(WAIT, bridge.task).await;
 }
 
 /// Text as a person sees it: zero-width characters (hop trace, neutralised command words) removed.
