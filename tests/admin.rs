@@ -9,11 +9,10 @@ mod support;
 mod receiver;
 
 use std::collections::BTreeSet;
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Gateway, binary, free_port, wait_for_port, wait_until};
+use support::{Gateway, free_port, run_failing, run_ok, wait_for_port, wait_until, write_config};
 
 const TOKEN: &str = "admin-test-token-0123456789";
 
@@ -91,25 +90,6 @@ fn get(rt: &tokio::runtime::Runtime, port: u16, path: &str) -> Value {
     let (status, body, _) = call(rt, "GET", port, path, Some(TOKEN));
     assert_eq!(status, 200, "GET {path}: {body}");
     body
-}
-
-fn patchbay(args: &[&str], config: &std::path::Path) -> Output {
-    Command::new(binary())
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .expect("run patchbay")
-}
-
-fn stdout_of(out: &Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn dead_letters(rt: &tokio::runtime::Runtime, port: u16) -> Vec<Value> {
@@ -224,10 +204,7 @@ fn the_admin_api_shows_the_gateway_and_retries_and_discards_dead_letters() {
 
     // The commands ask the running gateway.
     let config_path = gateway.config.clone();
-    let listed = stdout_of(
-        &patchbay(&["dead-letters", "list"], &config_path),
-        "dead-letters list",
-    );
+    let listed = run_ok(&["dead-letters", "list"], &config_path);
     assert!(listed.starts_with("2 dead letters:"), "{listed}");
     assert!(
         listed.contains(&format!(
@@ -236,7 +213,7 @@ fn the_admin_api_shows_the_gateway_and_retries_and_discards_dead_letters() {
         "{listed}"
     );
     assert!(listed.contains("     <alice> second"), "{listed}");
-    let report = stdout_of(&patchbay(&["status"], &config_path), "status");
+    let report = run_ok(&["status"], &config_path);
     assert!(
         report.starts_with(&format!(
             "engine: embedded (asked the running gateway on 127.0.0.1:{port})"
@@ -252,10 +229,7 @@ fn the_admin_api_shows_the_gateway_and_retries_and_discards_dead_letters() {
 
     // Fixed receiver: the retried one is delivered, once; the discarded one never.
     receiver.set_broken(false);
-    let retried = stdout_of(
-        &patchbay(&["dead-letters", "retry", &first.to_string()], &config_path),
-        "dead-letters retry",
-    );
+    let retried = run_ok(&["dead-letters", "retry", &first.to_string()], &config_path);
     assert_eq!(
         retried,
         format!("dead letter {first}: back in its room's outbox\n")
@@ -281,33 +255,19 @@ fn the_admin_api_shows_the_gateway_and_retries_and_discards_dead_letters() {
         assert_eq!(status, want, "{method} {path}: {body}");
         assert!(body["error"].is_string(), "{body}");
     }
-    let gone = patchbay(
+    let gone = run_failing(
         &["dead-letters", "discard", &second.to_string()],
         &config_path,
     );
-    assert!(!gone.status.success());
-    assert!(String::from_utf8_lossy(&gone.stderr).contains(&format!("no dead letter {second}")));
+    assert!(gone.contains(&format!("no dead letter {second}")));
 
     // Reload: an unchanged file is accepted (200 and what changed); a file with an error is
-    // refused (422) with what `patchbay check` says, and the gateway keeps running. Until the
-    // reload itself lands (src/gateway/reload.rs) the gateway refuses every reload, saying so.
-    const NOT_YET: &str = "reload is not done yet";
+    // refused (422) with what `patchbay check` says, and the gateway keeps running.
     let (status, body, _) = call(&rt, "POST", port, "/admin/reload", Some(TOKEN));
-    let reload_works = status == 200;
-    if reload_works {
-        assert!(body["routes_changed"].is_boolean(), "{body}");
-        let reloaded = stdout_of(&patchbay(&["reload"], &config_path), "reload");
-        assert!(reloaded.starts_with("reloaded\n"), "{reloaded}");
-    } else {
-        assert_eq!(
-            (status, body["errors"].as_str()),
-            (422, Some(NOT_YET)),
-            "{body}"
-        );
-        let refused = patchbay(&["reload"], &config_path);
-        assert!(!refused.status.success());
-        assert!(String::from_utf8_lossy(&refused.stderr).contains(NOT_YET));
-    }
+    assert_eq!(status, 200, "an unchanged reload: {body}");
+    assert!(body["routes_changed"].is_boolean(), "{body}");
+    let reloaded = run_ok(&["reload"], &config_path);
+    assert!(reloaded.starts_with("reloaded\n"), "{reloaded}");
     let good = std::fs::read_to_string(&config_path).expect("read the config");
     std::fs::write(
         &config_path,
@@ -320,15 +280,11 @@ fn the_admin_api_shows_the_gateway_and_retries_and_discards_dead_letters() {
     let (status, body, _) = call(&rt, "POST", port, "/admin/reload", Some(TOKEN));
     assert_eq!(status, 422, "a broken reload: {body}");
     let errors = body["errors"].as_str().unwrap_or_default();
-    if reload_works {
-        let check = patchbay(&["check"], &config_path);
-        assert!(!check.status.success());
-        let check_errors = String::from_utf8_lossy(&check.stderr).into_owned();
-        assert!(
-            !errors.is_empty() && check_errors.contains(errors.trim()),
-            "reload said {errors:?}; check said {check_errors:?}"
-        );
-    }
+    let check_errors = run_failing(&["check"], &config_path);
+    assert!(
+        !errors.is_empty() && check_errors.contains(errors.trim()),
+        "reload said {errors:?}; check said {check_errors:?}"
+    );
     std::fs::write(&config_path, &good).expect("restore the config");
     assert_eq!(get(&rt, port, "/admin/status")["dead_letters"], 0);
 
@@ -361,47 +317,36 @@ fn with_the_gateway_stopped_the_commands_read_and_change_the_store() {
     let config_path = gateway.config.clone();
     assert!(gateway.stop(), "clean stop");
 
-    let report = stdout_of(&patchbay(&["status"], &config_path), "status");
+    let report = run_ok(&["status"], &config_path);
     assert!(report.starts_with("engine: embedded ("), "{report}");
     assert!(report.contains("dead letters: 2"), "{report}");
-    let listed = stdout_of(
-        &patchbay(&["dead-letters", "list"], &config_path),
-        "dead-letters list",
-    );
+    let listed = run_ok(&["dead-letters", "list"], &config_path);
     let ids: Vec<u64> = listed
         .lines()
         .filter_map(|l| l.strip_prefix("  ")?.split(':').next()?.parse().ok())
         .collect();
     assert_eq!(ids.len(), 2, "{listed}");
     assert!(listed.contains("     <alice> dropped") && listed.contains("answered 400"));
-    let discarded = stdout_of(
-        &patchbay(
-            &["dead-letters", "discard", &ids[0].to_string()],
-            &config_path,
-        ),
-        "discard",
+    let discarded = run_ok(
+        &["dead-letters", "discard", &ids[0].to_string()],
+        &config_path,
     );
     assert_eq!(discarded, format!("dead letter {}: discarded\n", ids[0]));
-    let retried = stdout_of(
-        &patchbay(
-            &["dead-letters", "retry", &ids[1].to_string()],
-            &config_path,
-        ),
-        "retry",
+    let retried = run_ok(
+        &["dead-letters", "retry", &ids[1].to_string()],
+        &config_path,
     );
     assert!(retried.starts_with(&format!(
         "dead letter {}: back in its room's outbox",
         ids[1]
     )));
-    let report = stdout_of(&patchbay(&["status"], &config_path), "status");
+    let report = run_ok(&["status"], &config_path);
     assert!(
         report.contains("  webhook.team/chat: 1 waiting"),
         "{report}"
     );
     assert!(report.contains("dead letters: 0"), "{report}");
-    let reload = patchbay(&["reload"], &config_path);
-    assert!(!reload.status.success());
-    assert!(String::from_utf8_lossy(&reload.stderr).contains("the gateway is not running"));
+    assert!(run_failing(&["reload"], &config_path).contains("the gateway is not running"));
 
     // Started again with the receiver fixed: the retried one arrives, once.
     receiver.set_broken(false);
@@ -440,15 +385,11 @@ fn without_a_token_the_admin_api_is_off() {
 #[test]
 fn a_short_admin_token_is_a_config_error() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("patchbay.toml");
-    std::fs::write(
-        &path,
+    let path = write_config(
+        dir.path(),
         "[admin]\ntoken = \"short\"\n\n[console.you]\ninput = \"none\"\noutput = \"stdout\"\n",
-    )
-    .expect("write");
-    let out = patchbay(&["check"], &path);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    );
+    let stderr = run_failing(&["check"], &path);
     assert!(
         stderr.contains("admin.token") && stderr.contains("at least 16 characters"),
         "{stderr}"

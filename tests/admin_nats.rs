@@ -8,12 +8,11 @@ mod support;
 #[path = "support/receiver.rs"]
 mod receiver;
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 use support::nats::NatsServer;
-use support::{Gateway, binary, free_port, wait_for_port, wait_until};
+use support::{Gateway, free_port, run_ok, wait_for_port, wait_until};
 
 const TOKEN: &str = "admin-nats-token-0123456789";
 
@@ -41,21 +40,6 @@ fn post(rt: &tokio::runtime::Runtime, port: u16, path: &str) -> u16 {
             .status()
             .as_u16()
     })
-}
-
-fn run(args: &[&str], config: &std::path::Path) -> String {
-    let out = Command::new(binary())
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .expect("run patchbay");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -160,16 +144,16 @@ out = ["webhook.team/chat", "webhook.team/down"]
     assert!(gateway.stop(), "clean stop");
 
     // Stopped: the commands read and change JetStream directly.
-    let listed = run(&["dead-letters", "list"], &config_path);
+    let listed = run_ok(&["dead-letters", "list"], &config_path);
     assert!(listed.starts_with("1 dead letter:"), "{listed}");
     assert!(listed.contains(&format!("  {second}: to webhook.team/chat")));
-    let discarded = run(
+    let discarded = run_ok(
         &["dead-letters", "discard", &second.to_string()],
         &config_path,
     );
     assert_eq!(discarded, format!("dead letter {second}: discarded\n"));
     assert_eq!(
-        run(&["dead-letters", "list"], &config_path),
+        run_ok(&["dead-letters", "list"], &config_path),
         "no dead letters\n"
     );
     assert_eq!(receiver.got(), ["one"]);

@@ -5,7 +5,7 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Gateway, binary};
+use support::{Gateway, binary, run_failing, run_ok, write_config};
 
 const MIRROR: &str = r#"
 [console.you]
@@ -72,15 +72,7 @@ fn typed_lines_are_relayed_with_formatting_and_kinds() {
 #[test]
 fn check_prints_who_mirrors_whom() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("patchbay.toml");
-    std::fs::write(&path, MIRROR).expect("write");
-    let output = Command::new(binary())
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .expect("run check");
-    assert!(output.status.success());
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = run_ok(&["check"], &write_config(dir.path(), MIRROR));
     assert!(stdout.ends_with(
         ": OK, 3 accounts, 2 routes\nroute `lobby`:\n  console.you/lobby -> console.screen/lobby\n  console.screen/lobby -> console.you/lobby\nroute `notify`:\n  console.you/lobby -> console.ops/alerts\n"
     ), "{stdout}");
@@ -95,13 +87,7 @@ fn a_broken_config_fails_with_every_error_located() {
         "[console.a]\nimput = \"none\"\n\n[[route]]\nname = \"r\"\ninout = [\"console.a/x\", \"console.b/y\"]\n",
     )
     .expect("write");
-    let output = Command::new(binary())
-        .args(["run", "--config"])
-        .arg(&path)
-        .output()
-        .expect("run");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = run_failing(&["run"], &path);
     let file = path.display();
     assert!(stderr.contains("2 errors in the config:"), "{stderr}");
     assert!(
@@ -116,8 +102,7 @@ fn a_broken_config_fails_with_every_error_located() {
 #[test]
 fn the_config_can_come_from_the_environment() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("patchbay.toml");
-    std::fs::write(&path, MIRROR).expect("write");
+    let path = write_config(dir.path(), MIRROR);
     let output = Command::new(binary())
         .arg("check")
         .env("PATCHBAY_CONFIG", &path)

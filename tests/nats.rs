@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use support::nats::{
-    Instance, NatsServer, owner, post, post_until_accepted, printed as printed_by, start, status,
+    NatsServer, owner, post, post_until_accepted, printed as printed_by, start, start_held, status,
 };
-use support::wait_until;
+use support::{wait_until, write_config};
 
 fn config(dir: &Path, nats: &NatsServer) -> PathBuf {
     let text = format!(
@@ -40,9 +40,7 @@ out = ["console.out/lobby"]
         url = nats.url(),
         out = dir.join("out.log").display(),
     );
-    let path = dir.join("patchbay.toml");
-    std::fs::write(&path, text).expect("write the config");
-    path
+    write_config(dir, &text)
 }
 
 fn printed(dir: &Path) -> (Vec<String>, BTreeMap<String, usize>) {
@@ -58,13 +56,7 @@ fn three_instances_relay_every_event_exactly_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let nats = NatsServer::start(dir.path());
     let config = config(dir.path(), &nats);
-    let instances: Vec<Instance> = ["i1", "i2", "i3"]
-        .iter()
-        .map(|id| start(dir.path(), &config, id))
-        .collect();
-    wait_until(Duration::from_secs(30), "an owner for console.out", || {
-        owner(&config, "console.out").is_some()
-    });
+    let instances = start_held(dir.path(), &config, &["i1", "i2", "i3"], "console.out");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let sent = texts(0..300);
     for (i, text) in sent.iter().enumerate() {
@@ -111,13 +103,7 @@ fn a_killed_owner_is_taken_over_within_the_lease_and_nothing_accepted_is_lost() 
     let dir = tempfile::tempdir().expect("tempdir");
     let nats = NatsServer::start(dir.path());
     let config = config(dir.path(), &nats);
-    let mut instances: Vec<Instance> = ["i1", "i2"]
-        .iter()
-        .map(|id| start(dir.path(), &config, id))
-        .collect();
-    wait_until(Duration::from_secs(30), "an owner for console.out", || {
-        owner(&config, "console.out").is_some()
-    });
+    let mut instances = start_held(dir.path(), &config, &["i1", "i2"], "console.out");
     let first = owner(&config, "console.out").expect("owner");
     let (owner_at, other_at) = if first == "i1" { (0, 1) } else { (1, 0) };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -161,10 +147,7 @@ fn a_nats_server_restart_loses_nothing_accepted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut nats = NatsServer::start(dir.path());
     let config = config(dir.path(), &nats);
-    let instance = start(dir.path(), &config, "i1");
-    wait_until(Duration::from_secs(30), "an owner for console.out", || {
-        owner(&config, "console.out").is_some()
-    });
+    let instance = start_held(dir.path(), &config, &["i1"], "console.out").remove(0);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     for text in texts(0..50) {
         assert_eq!(post(&rt, instance.port, &text), 202);
@@ -216,10 +199,9 @@ fn api_send(rt: &tokio::runtime::Runtime, port: u16, body: serde_json::Value) ->
 fn edits_and_replies_resolve_after_a_failover() {
     let dir = tempfile::tempdir().expect("tempdir");
     let nats = NatsServer::start(dir.path());
-    let config = dir.path().join("patchbay.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = write_config(
+        dir.path(),
+        &format!(
             r#"
 [bus]
 engine = "nats"
@@ -242,15 +224,8 @@ out = ["console.out/lobby"]
             url = nats.url(),
             out = dir.path().join("out.log").display(),
         ),
-    )
-    .expect("write the config");
-    let mut instances: Vec<Instance> = ["i1", "i2"]
-        .iter()
-        .map(|id| start(dir.path(), &config, id))
-        .collect();
-    wait_until(Duration::from_secs(30), "an owner for console.out", || {
-        owner(&config, "console.out").is_some()
-    });
+    );
+    let mut instances = start_held(dir.path(), &config, &["i1", "i2"], "console.out");
     let first = owner(&config, "console.out").expect("owner");
     let (owner_at, other_at) = if first == "i1" { (0, 1) } else { (1, 0) };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -323,13 +298,7 @@ fn failover_time() {
     )
     .expect("config");
     let ids = ["i1", "i2", "i3"];
-    let mut instances: Vec<Instance> = ids
-        .iter()
-        .map(|id| start(dir.path(), &config, id))
-        .collect();
-    wait_until(Duration::from_secs(30), "an owner for console.out", || {
-        owner(&config, "console.out").is_some()
-    });
+    let mut instances = start_held(dir.path(), &config, &ids, "console.out");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let mut times = Vec::new();
     for kill in 0..10 {

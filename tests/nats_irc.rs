@@ -10,8 +10,8 @@ mod irc;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::nats::{NatsServer, owner, post, printed, start, status};
-use support::wait_until;
+use support::nats::{NatsServer, owner, post, printed, start_all, status};
+use support::{wait_until, write_config};
 
 fn config(dir: &Path, nats: &NatsServer, irc_port: u16) -> PathBuf {
     let text = format!(
@@ -45,9 +45,7 @@ out = ["console.out/lobby"]
         url = nats.url(),
         out = dir.join("out.log").display(),
     );
-    let path = dir.join("patchbay.toml");
-    std::fs::write(&path, text).expect("write the config");
-    path
+    write_config(dir, &text)
 }
 
 /// How many members of `#one` are the bridge (nicks starting with `pba`).
@@ -78,12 +76,8 @@ async fn a_killed_irc_holder_is_taken_over_and_history_fills_the_gap() {
     let dir = tempfile::tempdir().expect("tempdir");
     let nats = NatsServer::start(dir.path());
     let config = config(dir.path(), &nats, ergo.port);
-    let mut instances = tokio::task::block_in_place(|| {
-        vec![
-            start(dir.path(), &config, "i1"),
-            start(dir.path(), &config, "i2"),
-        ]
-    });
+    let mut instances =
+        tokio::task::block_in_place(|| start_all(dir.path(), &config, &["i1", "i2"]));
     let mut alice = irc::TestClient::connect_with_caps(ergo.port, "alice", &[]).await;
     alice.join("#one").await;
     alice.wait_member("#one", "pba").await;
@@ -195,16 +189,11 @@ nick_format = "{{nick}}"
         port = server.port,
         out = dir.path().join("out.log").display(),
     );
-    let config = dir.path().join("patchbay.toml");
-    std::fs::write(&config, text).expect("write the config");
+    let config = write_config(dir.path(), &text);
     let mut alice = irc::TestClient::connect(server.port, "alice").await;
     alice.join("#one").await;
-    let instances = tokio::task::block_in_place(|| {
-        ["i1", "i2", "i3"]
-            .iter()
-            .map(|id| start(dir.path(), &config, id))
-            .collect::<Vec<_>>()
-    });
+    let instances =
+        tokio::task::block_in_place(|| start_all(dir.path(), &config, &["i1", "i2", "i3"]));
     alice.wait_member("#one", "pba").await;
     let rt_ports: Vec<u16> = instances.iter().map(|i| i.port).collect();
     const N: usize = 150;

@@ -76,9 +76,7 @@ out = ["sshchat.eu/#main", "sshchat.us/#main"]
         eu_key = dir.join("eu.key").display(),
         us_key = dir.join("us.key").display(),
     );
-    let path = dir.join("patchbay.toml");
-    std::fs::write(&path, text).expect("write the config");
-    path
+    support::write_config(dir, &text)
 }
 
 /// POST a notification to an instance's webhook until it is accepted.

@@ -9,13 +9,12 @@ mod irc;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use irc::{IrcServer, TestClient, available};
-use support::{Gateway, binary, wait_until};
+use support::{Gateway, run_failing, wait_until, write_config};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -66,13 +65,7 @@ fn reload(gateway: &Gateway, text: &str, n: usize, sent: &AtomicU64) -> u64 {
 
 /// What `patchbay check` says about `path`, without its `error: ` prefix.
 fn check_errors(path: &Path) -> String {
-    let out = Command::new(binary())
-        .args(["check", "--config"])
-        .arg(path)
-        .output()
-        .expect("run patchbay check");
-    assert!(!out.status.success(), "check accepted the broken file");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stderr = run_failing(&["check"], path);
     stderr
         .strip_prefix("error: ")
         .unwrap_or(&stderr)
@@ -501,12 +494,8 @@ fn the_nats_engine_reloads_accounts_and_routes() {
             .map(str::to_owned)
             .collect()
     };
-    let path = dir.path().join("patchbay.toml");
-    std::fs::write(&path, text("{nick}", "")).expect("write the config");
-    let instance = support::nats::start(dir.path(), &path, "i1");
-    wait_until(WAIT, "an owner for console.out", || {
-        owner(&path, "console.out").is_some()
-    });
+    let path = write_config(dir.path(), &text("{nick}", ""));
+    let instance = support::nats::start_held(dir.path(), &path, &["i1"], "console.out").remove(0);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     post_until_accepted(&rt, instance.port, "m0");
     wait_until(WAIT, "m0 printed", || {

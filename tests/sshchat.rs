@@ -2,73 +2,41 @@
 //! API and a second Devzat server over SSH, all in one route. The chat servers are the sshchat
 //! connector's test server (neither real server can be installed here).
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::path::Path;
 use std::time::Duration;
 
 use patchbay_sshchat_testserver::format::is_zero_width;
 use patchbay_sshchat_testserver::{Options, TestServer};
+use support::Gateway;
 
 const WAIT: Duration = Duration::from_secs(30);
 const TOKEN: &str = "dvz@ZTJlLXRva2Vu";
 
-/// The gateway process; killed when dropped.
-struct Gateway {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Gateway {
-    fn start(config: &Path, dir: &Path) -> Gateway {
-        let log = dir.join("gateway.log");
-        let stderr = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_patchbay"))
-            .args(["run", "--config"])
-            .arg(config)
-            .env("DEVZAT_TOKEN", TOKEN)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("patchbay starts");
-        Gateway { child, log }
-    }
-
-    fn type_line(&mut self, line: &str) {
-        let stdin = self.child.stdin.as_mut().expect("stdin");
-        writeln!(stdin, "{line}").expect("write to the console");
-        stdin.flush().expect("flush");
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
+/// The secret the configs take from the environment, and the log level the tests read.
+const ENV: &[(&str, &str)] = &[("DEVZAT_TOKEN", TOKEN), ("RUST_LOG", "info")];
 
 /// Text as a person sees it: without the invisible hop trace.
 fn visible(text: &str) -> String {
     text.chars().filter(|c| !is_zero_width(*c)).collect()
 }
 
-/// Wait until the file holds a line containing `needle`.
-async fn wait_file(path: &Path, needle: &str) -> bool {
+/// Poll `condition` every 100 ms for up to [`WAIT`]; whether it came to hold.
+async fn eventually(mut condition: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + WAIT;
     while tokio::time::Instant::now() < deadline {
-        if std::fs::read_to_string(path).is_ok_and(|t| t.contains(needle)) {
+        if condition() {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false
+}
+
+/// Wait until the file holds a line containing `needle`.
+async fn wait_file(path: &Path, needle: &str) -> bool {
+    eventually(|| std::fs::read_to_string(path).is_ok_and(|t| t.contains(needle))).await
 }
 
 #[tokio::test]
@@ -81,10 +49,9 @@ async fn console_and_two_devzat_servers_in_one_route() {
         .expect("devzat two");
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("console.out");
-    let config = dir.path().join("patchbay.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let mut gateway = Gateway::start_env(
+        dir.path(),
+        &format!(
             r#"
 [general]
 data_dir = "data"
@@ -118,9 +85,8 @@ nick_format = "[{{account}}] {{nick}}"
             one_grpc = plugin_server.grpc_url().expect("grpc"),
             two_ssh = ssh_server.ssh_addr(),
         ),
-    )
-    .expect("config written");
-    let mut gateway = Gateway::start(&config, dir.path());
+        ENV,
+    );
     assert!(
         plugin_server.wait_until(WAIT, |s| s.listeners() == 1).await,
         "plugin listener registered; log:\n{}",
@@ -204,10 +170,9 @@ nick_format = "[{{account}}] {{nick}}"
 async fn devzat_over_ssh_survives_a_restart_and_takes_a_burst_of_100() {
     let server = TestServer::start(Options::devzat()).await.expect("devzat");
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("patchbay.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let mut gateway = Gateway::start_env(
+        dir.path(),
+        &format!(
             r#"
 [general]
 data_dir = "data"
@@ -231,9 +196,8 @@ inout = ["console.term/lobby", "sshchat.dvz/#main"]
             out = dir.path().join("console.out").display(),
             ssh = server.ssh_addr(),
         ),
-    )
-    .expect("config written");
-    let mut gateway = Gateway::start(&config, dir.path());
+        ENV,
+    );
     assert!(
         server.wait_until(WAIT, |s| s.users().len() == 1).await,
         "bot joined; log:\n{}",
@@ -242,10 +206,11 @@ inout = ["console.term/lobby", "sshchat.dvz/#main"]
 
     // The server goes away; a line typed meanwhile is kept and delivered after the reconnect.
     server.stop().await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !gateway.log().contains("session ended") && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert!(
+        eventually(|| gateway.log().contains("the server closed the session")).await,
+        "the bridge never saw its session end: {}",
+        gateway.log()
+    );
     gateway.type_line("typed while the server was down");
     server.restart().await.expect("restart");
     server
@@ -288,10 +253,9 @@ async fn two_devzat_servers_mirrored_room_by_room() {
     let east = TestServer::start(opts).await.expect("east");
     let west = TestServer::start(Options::devzat()).await.expect("west");
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("patchbay.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let gateway = Gateway::start_env(
+        dir.path(),
+        &format!(
             r##"
 [general]
 data_dir = "data"
@@ -322,9 +286,8 @@ inout = ["sshchat.east/#dev", "sshchat.west/#dev"]
             east_grpc = east.grpc_url().expect("grpc"),
             west_ssh = west.ssh_addr(),
         ),
-    )
-    .expect("config written");
-    let gateway = Gateway::start(&config, dir.path());
+        ENV,
+    );
     assert!(
         west.wait_until(WAIT, |s| s.users().len() == 2).await,
         "one SSH session per room; log:\n{}",
@@ -388,10 +351,9 @@ async fn a_wrong_token_is_reported_clearly() {
     opts.tokens = vec!["dvz@the-right-one".into()];
     let server = TestServer::start(opts).await.expect("devzat");
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("patchbay.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let gateway = Gateway::start_env(
+        dir.path(),
+        &format!(
             r##"
 [console.term]
 input = "none"
@@ -411,15 +373,9 @@ inout = ["console.term/lobby", "sshchat.dvz/#main"]
             ssh = server.ssh_addr(),
             grpc = server.grpc_url().expect("grpc"),
         ),
-    )
-    .expect("config written");
-    let gateway = Gateway::start(&config, dir.path());
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !gateway.log().contains("refused the plugin token")
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        ENV,
+    );
+    eventually(|| gateway.log().contains("refused the plugin token")).await;
     let log = gateway.log();
     assert!(log.contains("refused the plugin token"), "{log}");
     assert!(log.contains("Invalid authorization header"), "{log}");

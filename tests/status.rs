@@ -3,9 +3,7 @@
 
 mod support;
 
-use std::process::Command;
-
-use support::{Gateway, binary};
+use support::{Gateway, run_ok};
 
 const CONFIG: &str = r#"
 [console.you]
@@ -22,20 +20,6 @@ name = "lobby"
 inout = ["console.you/lobby", "console.screen/lobby"]
 "#;
 
-fn status(config: &std::path::Path) -> String {
-    let out = Command::new(binary())
-        .args(["status", "--config"])
-        .arg(config)
-        .output()
-        .expect("run patchbay status");
-    assert!(
-        out.status.success(),
-        "status failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn status_shows_the_embedded_engine_its_accounts_and_what_waits() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -45,7 +29,7 @@ fn status_shows_the_embedded_engine_its_accounts_and_what_waits() {
     let config = gateway.config.clone();
     assert!(gateway.stop(), "clean stop");
 
-    let report = status(&config);
+    let report = run_ok(&["status"], &config);
     assert!(report.starts_with("engine: embedded ("), "{report}");
     assert!(
         report.contains("instances: this host (one process)"),

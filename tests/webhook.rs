@@ -2,6 +2,7 @@
 
 mod support;
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,22 +11,22 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use support::{Gateway, free_port, wait_until};
 
-/// Wait until the gateway's listener takes connections.
-fn wait_for_listener(port: u16) {
+/// Start the gateway on `config` with its HTTP listener on a free port; once it takes
+/// connections, the gateway and the port.
+fn start(dir: &Path, config: &str) -> (Gateway, u16) {
+    let port = free_port();
+    let config = format!("[http]\nlisten = \"127.0.0.1:{port}\"\n{config}");
+    let gateway = Gateway::start(dir, &config);
     wait_until(Duration::from_secs(30), "the HTTP listener", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
+    (gateway, port)
 }
 
 #[test]
 fn a_notification_posted_to_a_hook_reaches_the_console() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let config = format!(
-        r#"
-[http]
-listen = "127.0.0.1:{port}"
-
+    let config = r#"
 [webhook.ci]
 token = "hook-token"
 
@@ -41,23 +42,17 @@ output = "stdout"
 name = "notify"
 in = ["webhook.ci/builds", "webhook.ci/github"]
 out = ["console.screen/alerts"]
-"#
-    );
-    let mut gateway = Gateway::start(dir.path(), &config);
-    wait_for_listener(port);
+"#;
+    let (mut gateway, port) = start(dir.path(), config);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}/hooks/ci");
-    let status = rt.block_on(async {
-        client
-            .post(format!("{base}/builds"))
-            .bearer_auth("hook-token")
-            .json(&json!({"text": "*build 42* passed", "username": "ci-bot"}))
-            .send()
-            .await
-            .expect("post")
-            .status()
-    });
+    let status = post_json(
+        &rt,
+        &client,
+        &format!("{base}/builds"),
+        json!({"text": "*build 42* passed", "username": "ci-bot"}),
+    );
     assert_eq!(status, StatusCode::ACCEPTED);
     gateway.expect("[console.screen/alerts] <ci-bot> **build 42** passed");
 
@@ -107,12 +102,61 @@ out = ["console.screen/alerts"]
     assert!(gateway.stop(), "patchbay did not stop cleanly");
 }
 
+/// POST `body` as JSON with the hook's token; the status it gets.
+fn post_json(
+    rt: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    url: &str,
+    body: Value,
+) -> StatusCode {
+    rt.block_on(async {
+        let request = client.post(url).bearer_auth("hook-token").json(&body);
+        request.send().await.expect("post").status()
+    })
+}
+
 /// An outbound receiver: 500 to the first `fail` requests, then records the rest.
 #[derive(Default)]
 struct Receiver {
     fail: Mutex<u32>,
     got: Mutex<Vec<(HeaderMap, Vec<u8>)>>,
     attempts: Mutex<u32>,
+}
+
+impl Receiver {
+    /// The `field` of each JSON body taken, in order; each must come from `username`.
+    fn fields(&self, field: &str, username: &str) -> Vec<String> {
+        let got = self.got.lock().expect("lock");
+        got.iter()
+            .map(|(_, body)| {
+                let json: Value = serde_json::from_slice(body).expect("JSON");
+                assert_eq!(json["username"], username);
+                json[field].as_str().unwrap_or_default().to_owned()
+            })
+            .collect()
+    }
+}
+
+/// A [`Receiver`] failing the first `fail` requests, at `http://ADDR/in` on `rt`, listening on
+/// `bind`.
+fn serve(
+    rt: &tokio::runtime::Runtime,
+    fail: u32,
+    bind: impl tokio::net::ToSocketAddrs,
+) -> (Arc<Receiver>, std::net::SocketAddr) {
+    let receiver = Arc::new(Receiver {
+        fail: Mutex::new(fail),
+        ..Receiver::default()
+    });
+    let app = axum::Router::new()
+        .route("/in", axum::routing::post(receive))
+        .with_state(Arc::clone(&receiver));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(bind))
+        .expect("bind the receiver's port");
+    let addr = listener.local_addr().expect("addr");
+    rt.spawn(async move { axum::serve(listener, app).await });
+    (receiver, addr)
 }
 
 async fn receive(
@@ -140,25 +184,10 @@ async fn receive(
 fn a_receiver_that_fails_for_a_while_gets_everything_once_in_order() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let receiver = Arc::new(Receiver {
-        fail: Mutex::new(3),
-        ..Receiver::default()
-    });
-    let app = axum::Router::new()
-        .route("/in", axum::routing::post(receive))
-        .with_state(Arc::clone(&receiver));
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
-    let receiver_addr = listener.local_addr().expect("addr");
-    rt.spawn(async move { axum::serve(listener, app).await });
+    let (receiver, receiver_addr) = serve(&rt, 3, "127.0.0.1:0");
 
-    let port = free_port();
     let config = format!(
         r#"
-[http]
-listen = "127.0.0.1:{port}"
-
 [console.you]
 input = "stdin"
 output = "you.log"
@@ -177,8 +206,7 @@ out = ["webhook.team/chat"]
 nick_format = "{{nick}} (console)"
 "#
     );
-    let mut gateway = Gateway::start(dir.path(), &config);
-    wait_for_listener(port);
+    let (mut gateway, _) = start(dir.path(), &config);
     for i in 1..=5 {
         gateway.type_line(&format!("message **{i}**"));
     }
@@ -187,23 +215,14 @@ nick_format = "{{nick}} (console)"
     // One more after recovery: anything repeated would have arrived before it.
     gateway.type_line("message **6**");
     wait_until(Duration::from_secs(30), "the sixth delivery", || got(6));
-    let received = receiver.got.lock().expect("lock").clone();
-    let texts: Vec<String> = received
-        .iter()
-        .map(|(_, body)| {
-            let json: Value = serde_json::from_slice(body).expect("JSON");
-            assert_eq!(json["username"], "alice (console)");
-            json["text"].as_str().unwrap_or_default().to_owned()
-        })
-        .collect();
     assert_eq!(
-        texts,
+        receiver.fields("text", "alice (console)"),
         (1..=6)
             .map(|i| format!("message *{i}*"))
             .collect::<Vec<_>>(),
         "each message once, in order, in Slack's mrkdwn"
     );
-    for (headers, body) in &received {
+    for (headers, body) in receiver.got.lock().expect("lock").iter() {
         let signature = headers
             .get("x-patchbay-signature-256")
             .and_then(|v| v.to_str().ok())
@@ -219,6 +238,12 @@ nick_format = "{{nick}} (console)"
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Open an API stream; `what` names it when that fails.
+async fn connect(url: &str, what: &str) -> Ws {
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect(what);
+    ws
+}
 
 async fn next_entry(ws: &mut Ws) -> Value {
     loop {
@@ -239,12 +264,7 @@ async fn next_entry(ws: &mut Ws) -> Value {
 #[test]
 fn api_clients_stream_send_and_catch_up_through_the_gateway() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let config = format!(
-        r#"
-[http]
-listen = "127.0.0.1:{port}"
-
+    let config = r#"
 [console.you]
 input = "stdin"
 output = "stdout"
@@ -257,20 +277,15 @@ token = "api-token-123"
 [[route]]
 name = "lobby"
 inout = ["console.you/lobby", "api.bots/lobby"]
-"#
-    );
-    let mut gateway = Gateway::start(dir.path(), &config);
-    wait_for_listener(port);
+"#;
+    let (mut gateway, port) = start(dir.path(), config);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let ws_url = format!("ws://127.0.0.1:{port}/api/bots/stream?token=api-token-123");
     let (mut a, mut b) = rt.block_on(async {
-        let (a, _) = tokio_tungstenite::connect_async(&ws_url)
-            .await
-            .expect("connect a");
-        let (b, _) = tokio_tungstenite::connect_async(&ws_url)
-            .await
-            .expect("connect b");
-        (a, b)
+        (
+            connect(&ws_url, "connect a").await,
+            connect(&ws_url, "connect b").await,
+        )
     });
     gateway.type_line("hello bots");
     let (fa, fb) = rt.block_on(async { (next_entry(&mut a).await, next_entry(&mut b).await) });
@@ -339,12 +354,7 @@ inout = ["console.you/lobby", "api.bots/lobby"]
             ("alice".to_owned(), "while you were out 2".to_owned()),
         ]
     );
-    let mut b = rt.block_on(async {
-        let (b, _) = tokio_tungstenite::connect_async(format!("{ws_url}&after={last}"))
-            .await
-            .expect("reconnect b");
-        b
-    });
+    let mut b = rt.block_on(connect(&format!("{ws_url}&after={last}"), "reconnect b"));
     let texts: Vec<Value> = rt.block_on(async {
         let mut texts = Vec::new();
         for _ in 0..3 {
@@ -370,12 +380,8 @@ fn hooks_accepted_while_the_receiver_is_down_reach_it_after_a_gateway_crash() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let receiver_port = free_port();
-    let port = free_port();
     let config = format!(
         r#"
-[http]
-listen = "127.0.0.1:{port}"
-
 [webhook.ci]
 token = "hook-token"
 
@@ -389,33 +395,18 @@ in = ["webhook.ci/builds"]
 out = ["webhook.team/chat"]
 "#
     );
-    let gateway = Gateway::start(dir.path(), &config);
-    wait_for_listener(port);
+    let (gateway, port) = start(dir.path(), &config);
     let client = reqwest::Client::new();
+    let hook = format!("http://127.0.0.1:{port}/hooks/ci/builds");
     for i in 1..=3 {
-        let status = rt.block_on(async {
-            client
-                .post(format!("http://127.0.0.1:{port}/hooks/ci/builds"))
-                .bearer_auth("hook-token")
-                .json(&json!({"content": format!("build {i} done"), "username": "ci"}))
-                .send()
-                .await
-                .expect("post")
-                .status()
-        });
+        let body = json!({"content": format!("build {i} done"), "username": "ci"});
+        let status = post_json(&rt, &client, &hook, body);
         // 202: durably recorded, whatever happens to the gateway next.
         assert_eq!(status, StatusCode::ACCEPTED);
     }
     gateway.kill();
 
-    let receiver = Arc::new(Receiver::default());
-    let app = axum::Router::new()
-        .route("/in", axum::routing::post(receive))
-        .with_state(Arc::clone(&receiver));
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind(("127.0.0.1", receiver_port)))
-        .expect("bind the receiver's port");
-    rt.spawn(async move { axum::serve(listener, app).await });
+    let (receiver, _) = serve(&rt, 0, ("127.0.0.1", receiver_port));
     let gateway = Gateway::start_with(dir.path(), &dir.path().join("patchbay.toml"));
     let got = |n: usize| receiver.got.lock().expect("lock").len() >= n;
     wait_until(
@@ -424,31 +415,11 @@ out = ["webhook.team/chat"]
         || got(3),
     );
     // One more, through the restarted gateway: anything repeated would arrive before it.
-    let status = rt.block_on(async {
-        client
-            .post(format!("http://127.0.0.1:{port}/hooks/ci/builds"))
-            .bearer_auth("hook-token")
-            .json(&json!({"content": "build 4 done", "username": "ci"}))
-            .send()
-            .await
-            .expect("post")
-            .status()
-    });
-    assert_eq!(status, StatusCode::ACCEPTED);
+    let body = json!({"content": "build 4 done", "username": "ci"});
+    assert_eq!(post_json(&rt, &client, &hook, body), StatusCode::ACCEPTED);
     wait_until(Duration::from_secs(30), "the fourth delivery", || got(4));
-    let contents: Vec<String> = receiver
-        .got
-        .lock()
-        .expect("lock")
-        .iter()
-        .map(|(_, body)| {
-            let json: Value = serde_json::from_slice(body).expect("JSON");
-            assert_eq!(json["username"], "ci");
-            json["content"].as_str().unwrap_or_default().to_owned()
-        })
-        .collect();
     assert_eq!(
-        contents,
+        receiver.fields("content", "ci"),
         (1..=4)
             .map(|i| format!("build {i} done"))
             .collect::<Vec<_>>()

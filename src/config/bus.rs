@@ -370,6 +370,7 @@ pub fn check_sites(
 mod tests {
     use std::path::Path;
 
+    use crate::config::tests::errors;
     use crate::config::{Bus, parse};
     use crate::connectors::Registry;
 
@@ -393,13 +394,6 @@ input = "none"
 [console.b]
 input = "none"
 "#;
-
-    fn errors(source: &str) -> Vec<String> {
-        match parse(Path::new("patchbay.toml"), source, &Registry::builtin()) {
-            Ok(_) => Vec::new(),
-            Err(diagnostics) => diagnostics.0.iter().map(ToString::to_string).collect(),
-        }
-    }
 
     #[test]
     fn sites_give_each_instance_its_site_s_servers() {

@@ -11,7 +11,8 @@ input = "none"
 input = "none"
 "#;
 
-fn errors(source: &str) -> Vec<String> {
+/// Every diagnostic `source` gets, as `check` prints it (none for a valid config).
+pub(super) fn errors(source: &str) -> Vec<String> {
     match parse(Path::new("patchbay.toml"), source, &Registry::builtin()) {
         Ok(_) => Vec::new(),
         Err(diagnostics) => diagnostics.0.iter().map(ToString::to_string).collect(),

@@ -1,31 +1,18 @@
 //! The embedded store's dead letters: listed with their reason, retried back into the
 //! outbox (reaching an open room's lane without a database read), discarded.
 
-use patchbay_sdk::{Author, Event, Inbound, RichText, Timestamp};
+use patchbay_sdk::{RichText, Timestamp};
 
+use super::tests::{event, open, to};
 use super::*;
-
-fn event(text: &str) -> Event {
-    let inbound = Inbound::message("#x", Author::named("alice"), RichText::plain(text));
-    Event::from_inbound("irc.a", inbound)
-}
-
-fn to(room: &RoomKey) -> NewDelivery {
-    NewDelivery {
-        room: room.clone(),
-        route: "r".into(),
-        not_before: None,
-    }
-}
 
 #[tokio::test]
 async fn a_dead_letter_is_listed_retried_into_its_open_room_and_discarded() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteStore::open(&dir.path().join("store.db")).expect("open");
+    let (_dir, store) = open();
     let dest = RoomKey::new("webhook.b", "chat");
     for text in ["one", "two"] {
         store
-            .accept(event(text), vec![to(&dest)])
+            .accept(event("irc.a", "#x", None, text), vec![to(&dest)])
             .await
             .expect("accept");
     }
@@ -87,11 +74,10 @@ async fn a_dead_letter_is_listed_retried_into_its_open_room_and_discarded() {
 
 #[tokio::test]
 async fn a_dead_letter_whose_event_was_pruned_is_retried_from_its_own_copy() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteStore::open(&dir.path().join("store.db")).expect("open");
+    let (_dir, store) = open();
     let dest = RoomKey::new("webhook.b", "chat");
     store
-        .accept(event("old"), vec![to(&dest)])
+        .accept(event("irc.a", "#x", None, "old"), vec![to(&dest)])
         .await
         .expect("accept");
     let pending = store.pending(&dest, 0, 10).await.expect("pending");

@@ -2,19 +2,19 @@ use patchbay_sdk::{Author, Event, Inbound, RichText, Timestamp};
 
 use super::*;
 
-fn open() -> (tempfile::TempDir, SqliteStore) {
+pub(super) fn open() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SqliteStore::open(&dir.path().join("store.db")).expect("open");
     (dir, store)
 }
 
-fn event(account: &str, room: &str, remote_id: Option<&str>, text: &str) -> Event {
+pub(super) fn event(account: &str, room: &str, remote_id: Option<&str>, text: &str) -> Event {
     let mut inbound = Inbound::message(room, Author::named("alice"), RichText::plain(text));
     inbound.remote_id = remote_id.map(str::to_owned);
     Event::from_inbound(account, inbound)
 }
 
-fn to(room: &RoomKey) -> NewDelivery {
+pub(super) fn to(room: &RoomKey) -> NewDelivery {
     NewDelivery {
         room: room.clone(),
         route: "r".into(),

@@ -3,13 +3,49 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 /// The binary under test.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_patchbay"))
+}
+
+/// `patchbay ARGS --config CONFIG`, run to its end.
+pub fn patchbay(args: &[&str], config: &Path) -> Output {
+    Command::new(binary())
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("run patchbay")
+}
+
+/// [`patchbay`] that must succeed; its standard output.
+pub fn run_ok(args: &[&str], config: &Path) -> String {
+    let out = patchbay(args, config);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// [`patchbay`] that must fail; its standard error.
+pub fn run_failing(args: &[&str], config: &Path) -> String {
+    let out = patchbay(args, config);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Write `config` into `dir/patchbay.toml`; its path.
+pub fn write_config(dir: &Path, config: &str) -> PathBuf {
+    let path = dir.join("patchbay.toml");
+    std::fs::write(&path, config).expect("write the config");
+    path
 }
 
 /// A free TCP port on 127.0.0.1 (bound, then released for the server under test).
@@ -34,9 +70,7 @@ pub struct Gateway {
 impl Gateway {
     /// Write `config` into `dir/patchbay.toml` and start `patchbay run` on it.
     pub fn start(dir: &Path, config: &str) -> Gateway {
-        let path = dir.join("patchbay.toml");
-        std::fs::write(&path, config).expect("write the config");
-        Self::start_with(dir, &path)
+        Self::start_env(dir, config, &[])
     }
 
     /// Start `patchbay run` on an existing config file.
@@ -47,6 +81,16 @@ impl Gateway {
     /// Start `patchbay run` on an existing config file with more arguments (an instance's
     /// `--instance`, `--data-dir`, `--listen`); its log is `dir/patchbay.log`.
     pub fn start_args(dir: &Path, config: &Path, args: &[&str]) -> Gateway {
+        Self::spawn(dir, config, args, &[])
+    }
+
+    /// [`Gateway::start`] with more environment variables (the secrets a config names), set
+    /// after the defaults (`RUST_LOG`), which they may replace.
+    pub fn start_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> Gateway {
+        Self::spawn(dir, &write_config(dir, config), &[], env)
+    }
+
+    fn spawn(dir: &Path, config: &Path, args: &[&str], env: &[(&str, &str)]) -> Gateway {
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -57,6 +101,7 @@ impl Gateway {
             .arg(config)
             .args(args)
             .env("RUST_LOG", "info,patchbay=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr)

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{Gateway, binary, free_port, wait_for_port};
+use super::{Gateway, free_port, wait_for_port};
 
 /// Where `tests/install-deps.sh` puts nats-server, or `PATCHBAY_NATS_SERVER`, or the PATH.
 pub fn nats_server_binary() -> PathBuf {
@@ -125,6 +125,21 @@ pub fn start_with(dir: &Path, config: &Path, id: &str, more: &[&str]) -> Instanc
     }
 }
 
+/// Start instances `ids` of `config` with [`start`], in order.
+pub fn start_all(dir: &Path, config: &Path, ids: &[&str]) -> Vec<Instance> {
+    ids.iter().map(|id| start(dir, config, id)).collect()
+}
+
+/// [`start_all`], then wait until one of the instances runs `account`.
+pub fn start_held(dir: &Path, config: &Path, ids: &[&str], account: &str) -> Vec<Instance> {
+    let instances = start_all(dir, config, ids);
+    let what = format!("an owner for {account}");
+    super::wait_until(Duration::from_secs(30), &what, || {
+        owner(config, account).is_some()
+    });
+    instances
+}
+
 /// What the console account `console.out` printed into `dir/out.log` from `author`: the texts
 /// in order, and how often each was seen.
 pub fn printed(dir: &Path, author: &str) -> (Vec<String>, BTreeMap<String, usize>) {
@@ -144,17 +159,7 @@ pub fn printed(dir: &Path, author: &str) -> (Vec<String>, BTreeMap<String, usize
 
 /// `patchbay status` on `config`.
 pub fn status(config: &Path) -> String {
-    let out = Command::new(binary())
-        .args(["status", "--config"])
-        .arg(config)
-        .output()
-        .expect("run patchbay status");
-    assert!(
-        out.status.success(),
-        "status failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    super::run_ok(&["status"], config)
 }
 
 /// The instance `patchbay status` says runs `account`.

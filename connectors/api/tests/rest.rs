@@ -26,7 +26,7 @@ async fn a_client_sends_as_a_named_user_and_reads_the_room_since_an_id() {
     let client = reqwest::Client::new();
     let url = format!("{}/lobby/messages", api.base);
 
-    deliver(&api.connector, delivery("lobby", "alice", "hello from irc")).await;
+    api.say("lobby", "alice", "hello from irc").await;
     let sent = client
         .post(&url)
         .bearer_auth(TOKEN)
@@ -113,14 +113,10 @@ async fn a_client_sends_as_a_named_user_and_reads_the_room_since_an_id() {
 async fn the_log_survives_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let api = start("bots", CONFIG, dir.path()).await;
-    deliver(
-        &api.connector,
-        delivery("ops", "alice", "before the restart"),
-    )
-    .await;
+    api.say("ops", "alice", "before the restart").await;
     api.stop().await;
     let api = start("bots", CONFIG, dir.path()).await;
-    deliver(&api.connector, delivery("ops", "alice", "after")).await;
+    api.say("ops", "alice", "after").await;
     let page: Value = get_json(format!("{}/ops/messages", api.base)).await;
     let texts: Vec<&str> = page["entries"]
         .as_array()

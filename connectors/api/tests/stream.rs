@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::{TOKEN, deliver, delivery, get_json, start};
+use support::{TOKEN, get_json, start};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
@@ -66,13 +66,9 @@ async fn every_client_gets_every_event_and_can_send() {
         .expect("connect with ?token=");
 
     for i in 0..20 {
-        deliver(
-            &api.connector,
-            delivery("lobby", "alice", &format!("line {i}")),
-        )
-        .await;
+        api.say("lobby", "alice", &format!("line {i}")).await;
     }
-    deliver(&api.connector, delivery("ops", "alice", "ops only")).await;
+    api.say("ops", "alice", "ops only").await;
     for ws in [&mut a, &mut b, &mut c] {
         for i in 0..20 {
             let frame = next(ws).await;
@@ -191,11 +187,7 @@ async fn a_client_that_reconnects_with_after_catches_up_exactly_once() {
     let api = start("bots", CONFIG, dir.path()).await;
     let mut ws = connect(&api.ws).await;
     for i in 0..3 {
-        deliver(
-            &api.connector,
-            delivery("lobby", "alice", &format!("before {i}")),
-        )
-        .await;
+        api.say("lobby", "alice", &format!("before {i}")).await;
     }
     let mut last = 0;
     for i in 0..3 {
@@ -207,18 +199,14 @@ async fn a_client_that_reconnects_with_after_catches_up_exactly_once() {
     // Missed while away, including more than the live buffer holds would not matter: the
     // backlog comes from the log.
     for i in 0..1500 {
-        deliver(
-            &api.connector,
-            delivery("lobby", "bob", &format!("missed {i}")),
-        )
-        .await;
+        api.say("lobby", "bob", &format!("missed {i}")).await;
     }
     let mut ws = connect(&format!("{}?after={last}", api.ws)).await;
     for i in 0..1500 {
         let frame = next(&mut ws).await;
         assert_eq!(text_of(&frame), format!("missed {i}"));
     }
-    deliver(&api.connector, delivery("lobby", "carol", "live again")).await;
+    api.say("lobby", "carol", "live again").await;
     let frame = next(&mut ws).await;
     assert_eq!(
         text_of(&frame),
@@ -251,11 +239,7 @@ async fn a_reader_that_falls_behind_still_gets_everything_in_order() {
     // from the log.
     let long = "x".repeat(6000);
     for i in 0..3000 {
-        deliver(
-            &api.connector,
-            delivery("lobby", "alice", &format!("{i} {long}")),
-        )
-        .await;
+        api.say("lobby", "alice", &format!("{i} {long}")).await;
     }
     let mut previous = 0;
     for i in 0..3000 {
@@ -319,11 +303,7 @@ async fn fan_out_latency() {
     let started = std::time::Instant::now();
     for i in 0..EVENTS {
         sent.push(std::time::Instant::now());
-        deliver(
-            &api.connector,
-            delivery("lobby", "alice", &format!("line {i}")),
-        )
-        .await;
+        api.say("lobby", "alice", &format!("line {i}")).await;
     }
     let mut latencies = Vec::new();
     for reader in readers {

@@ -34,8 +34,7 @@ async fn catch_up_after_a_restart_pages_to_the_present_exactly_once_in_order() {
     alice.join("#pages").await;
     let mut carol = TestClient::connect(server.port, "carol").await;
     carol.join("#pages").await;
-    let mut bridge = start_connector(&config(server.port, "#pages", ""), data.path());
-    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
+    let bridge = start_up(&config(server.port, "#pages", ""), data.path()).await;
     alice.expect_join("pb", "#pages").await;
     alice.send("PRIVMSG #pages :before").await;
     assert_eq!(
@@ -87,8 +86,7 @@ async fn a_restart_relays_no_histserv_lines_and_only_others_joins_and_quits() {
     let data = tempdir();
     let mut alice = TestClient::connect(server.port, "alice").await;
     alice.join("#book").await;
-    let mut bridge = start_connector(&config(server.port, "#book", ""), data.path());
-    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
+    let bridge = start_up(&config(server.port, "#book", ""), data.path()).await;
     alice.expect_join("pb", "#book").await;
     alice.send("PRIVMSG #book :first").await;
     assert_eq!(
@@ -109,8 +107,7 @@ async fn a_restart_relays_no_histserv_lines_and_only_others_joins_and_quits() {
         })
         .await;
 
-    let mut bridge = start_connector(&config(server.port, "#book", ""), data.path());
-    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
+    let bridge = start_up(&config(server.port, "#book", ""), data.path()).await;
     alice.expect_join("pb", "#book").await;
     alice.send("PRIVMSG #book :after").await;
     assert_eq!(
@@ -162,8 +159,7 @@ async fn without_event_playback_histserv_lines_are_dropped_from_the_replay() {
     let data = tempdir();
     let mut alice = TestClient::connect(server.port, "alice").await;
     alice.join("#hs").await;
-    let mut bridge = start_connector(&config(hider.port, "#hs", ""), data.path());
-    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
+    let bridge = start_up(&config(hider.port, "#hs", ""), data.path()).await;
     alice.expect_join("pb", "#hs").await;
     alice.send("PRIVMSG #hs :first").await;
     assert_eq!(wait_texts(&bridge.recorder, "#hs", 1).await, vec!["first"]);
@@ -198,8 +194,7 @@ async fn without_event_playback_histserv_lines_are_dropped_from_the_replay() {
         })
         .await;
 
-    let mut bridge = start_connector(&config(hider.port, "#hs", ""), data.path());
-    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
+    let bridge = start_up(&config(hider.port, "#hs", ""), data.path()).await;
     alice.expect_join("pb", "#hs").await;
     alice.send("PRIVMSG #hs :after").await;
     assert_eq!(
@@ -229,8 +224,7 @@ async fn catch_up_after_a_network_cut_recovers_every_line_once() {
     alice.join("#cut").await;
     let mut carol = TestClient::connect(server.port, "carol").await;
     carol.join("#cut").await;
-    let mut bridge = start_connector(&config(gate.port, "#cut", ""), data.path());
-    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
+    let mut bridge = start_up(&config(gate.port, "#cut", ""), data.path()).await;
     alice.expect_join("pb", "#cut").await;
     alice.send("PRIVMSG #cut :before").await;
     wait_texts(&bridge.recorder, "#cut", 1).await;
@@ -298,11 +292,11 @@ async fn echoes_are_matched_by_label_when_the_server_rewrites_the_text() {
     let mut alice = TestClient::connect_with_caps(server.port, "alice", &["message-tags"]).await;
     alice.join("#label").await;
     // Text matching alone would wait the whole minute for an echo that never matches.
-    let mut bridge = start_connector(
+    let bridge = start_up(
         &config(rewriter.port, "#label", "echo_timeout_secs = 60"),
         data.path(),
-    );
-    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
+    )
+    .await;
     alice.expect_join("pb", "#label").await;
     let delivered = tokio::time::timeout(
         TIMEOUT,
@@ -339,8 +333,7 @@ async fn measure_catch_up_speed() {
         alice.join("#speed").await;
         let mut carol = TestClient::connect(server.port, "carol").await;
         carol.join("#speed").await;
-        let mut bridge = start_connector(&config(server.port, "#speed", ""), data.path());
-        assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
+        let bridge = start_up(&config(server.port, "#speed", ""), data.path()).await;
         alice.expect_join("pb", "#speed").await;
         alice.send("PRIVMSG #speed :before").await;
         wait_texts(&bridge.recorder, "#speed", 1).await;

@@ -20,8 +20,7 @@ async fn start_joined(
     data: &tempfile::TempDir,
     watcher: &mut TestClient,
 ) -> Running {
-    let mut bridge = start_connector(&config(port, channel, extra), data.path());
-    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
+    let bridge = start_up(&config(port, channel, extra), data.path()).await;
     watcher.expect_join("pb", channel).await;
     bridge
 }

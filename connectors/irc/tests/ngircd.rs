@@ -35,8 +35,7 @@ async fn relays_messages_actions_and_membership_both_ways() {
     let data = tempdir();
     let mut alice = TestClient::connect(server.port, "alice").await;
     alice.join("#test").await;
-    let mut bridge = start_connector(&config(server.port, ""), data.path());
-    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
+    let bridge = start_up(&config(server.port, ""), data.path()).await;
     alice.expect_join("pb", "#test").await;
 
     // IRC → gateway, with formatting.
@@ -118,8 +117,7 @@ async fn nick_in_use_takes_the_alternative() {
     let data = tempdir();
     let mut squatter = TestClient::connect(server.port, "pb").await;
     squatter.join("#test").await;
-    let mut bridge = start_connector(&config(server.port, "regain_nick_secs = 0.3"), data.path());
-    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
+    let bridge = start_up(&config(server.port, "regain_nick_secs = 0.3"), data.path()).await;
     squatter.expect_join("pb_", "#test").await;
     // Once the nick is free the bridge takes it back.
     let mut watcher = TestClient::connect(server.port, "watcher").await;
@@ -151,8 +149,7 @@ async fn rejoins_after_a_kick() {
     let data = tempdir();
     let mut op = TestClient::connect(server.port, "op").await;
     op.join("#test").await;
-    let mut bridge = start_connector(&config(server.port, ""), data.path());
-    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
+    let bridge = start_up(&config(server.port, ""), data.path()).await;
     op.expect_join("pb", "#test").await;
     op.send("KICK #test pb :go away").await;
     op.expect_join("pb", "#test").await;
@@ -174,8 +171,7 @@ async fn server_restart_mid_stream_delivers_everything_in_order_once() {
     // The bridge goes through a gate so that alice is back in the channel before it is
     // (ngircd keeps no history for her to catch up from).
     let gate = Gate::new(server.port).await;
-    let mut bridge = start_connector(&config(gate.port, ""), data.path());
-    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
+    let mut bridge = start_up(&config(gate.port, ""), data.path()).await;
     let mut alice = TestClient::connect(server.port, "alice").await;
     alice.join("#test").await;
     for i in 0..3 {
@@ -243,14 +239,13 @@ async fn long_multibyte_message_arrives_complete_and_in_order() {
     require!("ngircd");
     let server = IrcServer::ngircd().await;
     let data = tempdir();
-    let bridge = start_connector(
+    let bridge = start_up(
         &config(
             server.port,
             "anti_highlight = \"\"\nflood_rate = 20.0\nflood_burst = 10",
         ),
         data.path(),
     )
-    .await_up()
     .await;
     let mut alice = TestClient::connect(server.port, "alice").await;
     alice.join("#test").await;
@@ -274,8 +269,7 @@ async fn latin1_lines_are_decoded() {
     require!("ngircd");
     let server = IrcServer::ngircd().await;
     let data = tempdir();
-    let mut bridge = start_connector(&config(server.port, ""), data.path());
-    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
+    let bridge = start_up(&config(server.port, ""), data.path()).await;
     let mut alice = TestClient::connect(server.port, "alice").await;
     alice.join("#test").await;
     alice.wait_member("#test", "pb").await;
@@ -303,11 +297,11 @@ async fn flood_control_queues_and_never_drops() {
     require!("ngircd");
     let server = IrcServer::ngircd().await;
     let data = tempdir();
-    let mut bridge = start_connector(
+    let bridge = start_up(
         &config(server.port, "flood_burst = 3\nflood_rate = 10.0"),
         data.path(),
-    );
-    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
+    )
+    .await;
     let mut alice = TestClient::connect(server.port, "alice").await;
     alice.join("#test").await;
     let started = Instant::now();
@@ -337,14 +331,14 @@ async fn ping_timeout_is_detected_and_the_bridge_reconnects() {
     require!("ngircd");
     let server = IrcServer::ngircd().await;
     let data = tempdir();
-    let mut bridge = start_connector(
+    let mut bridge = start_up(
         &config(
             server.port,
             "ping_interval_secs = 0.5\nping_timeout_secs = 1.5\nconnect_timeout_secs = 2",
         ),
         data.path(),
-    );
-    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
+    )
+    .await;
     server.signal("STOP");
     assert!(
         bridge
@@ -378,7 +372,7 @@ async fn keyed_channels_on_connect_commands_and_topics() {
     op.send("MODE #keyed +k s3cret").await;
     op.send("TOPIC #keyed :first topic").await;
     op.expect("the topic", |cmd, _, _| cmd == "TOPIC").await;
-    let mut bridge = start_connector(
+    let bridge = start_up(
         &format!(
             "server = \"127.0.0.1\"\nport = {}\nnick = \"pb\"\n\
              channels = [{{ name = \"#keyed\", key = \"s3cret\" }}]\n\
@@ -386,8 +380,8 @@ async fn keyed_channels_on_connect_commands_and_topics() {
             server.port
         ),
         data.path(),
-    );
-    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
+    )
+    .await;
     op.expect_privmsg("op", "hello from pb").await;
     op.expect_join("pb", "#keyed").await;
     op.send("TOPIC #keyed :second topic").await;
@@ -407,8 +401,7 @@ async fn server_password_is_sent() {
     require!("ngircd");
     let server = IrcServer::ngircd_with_password("letmein").await;
     let data = tempdir();
-    let mut bridge = start_connector(&config(server.port, "password = \"letmein\""), data.path());
-    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
+    let bridge = start_up(&config(server.port, "password = \"letmein\""), data.path()).await;
     let _ = bridge.stop(TIMEOUT).await;
     let mut bridge = start_connector(&config(server.port, "password = \"wrong\""), data.path());
     assert!(bridge.wait_state(TIMEOUT, |s| {
@@ -424,14 +417,13 @@ async fn channels_joined_for_deliveries_keep_the_route_spelling_and_are_rejoined
     let data = tempdir();
     let mut alice = TestClient::connect(server.port, "alice").await;
     alice.join("#dyn").await;
-    let mut bridge = start_connector(
+    let bridge = start_up(
         &format!(
             "server = \"127.0.0.1\"\nport = {}\nnick = \"pb\"\nreconnect_min_secs = 0.3\nreconnect_max_secs = 1",
             server.port
         ),
         data.path(),
-    );
-    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
+    ).await;
     deliver(
         &bridge.connector,
         delivery("#Dyn", "bob", RichText::plain("joined on demand")),
@@ -453,15 +445,4 @@ async fn channels_joined_for_deliveries_keep_the_route_spelling_and_are_rejoined
     alice.join("#dyn").await;
     alice.wait_member("#dyn", "pb").await;
     let _ = bridge.stop(TIMEOUT).await;
-}
-
-trait AwaitUp {
-    async fn await_up(self) -> Running;
-}
-
-impl AwaitUp for Running {
-    async fn await_up(mut self) -> Running {
-        assert!(self.wait_up(TIMEOUT).await, "the connector is up");
-        self
-    }
 }

@@ -31,10 +31,20 @@ fn base(port: u16, extra: &str) -> String {
     )
 }
 
-/// The account the bridge's messages carry, as a user with account-tag sees it.
-async fn account_seen_by_alice(server: &IrcServer, bridge: &Running) -> Option<String> {
+/// A user in `#sec` with account-tag.
+async fn alice(server: &IrcServer) -> TestClient {
     let mut alice = TestClient::connect_with_caps(server.port, "alice", &["account-tag"]).await;
     alice.join("#sec").await;
+    alice
+}
+
+/// The account the bridge's messages carry, as a user with account-tag sees it.
+async fn account_seen_by_alice(server: &IrcServer, bridge: &Running) -> Option<String> {
+    account_of_a_line(&mut alice(server).await, bridge).await
+}
+
+/// The account a line delivered through `bridge` carries, as `alice` sees it.
+async fn account_of_a_line(alice: &mut TestClient, bridge: &Running) -> Option<String> {
     deliver(
         &bridge.connector,
         delivery("#sec", "bob", RichText::plain("who am i")),
@@ -56,7 +66,7 @@ async fn tls_with_a_named_ca_and_sasl_plain() {
     let data = tempdir();
     let ca = server.dir.path().join("cert.pem");
     let tls_port = server.tls_port.expect("tls port");
-    let mut bridge = start_connector(
+    let bridge = start_up(
         &base(
             tls_port,
             &format!(
@@ -65,8 +75,7 @@ async fn tls_with_a_named_ca_and_sasl_plain() {
             ),
         ),
         data.path(),
-    );
-    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
+    ).await;
     assert_eq!(
         account_seen_by_alice(&server, &bridge).await.as_deref(),
         Some("pbacct")
@@ -84,7 +93,7 @@ async fn sasl_external_with_a_client_certificate() {
         .register_account("certacct", "unused-pw", Some(&fp))
         .await;
     let ca = server.dir.path().join("cert.pem");
-    let mut bridge = start_connector(
+    let bridge = start_up(
         &base(
             server.tls_port.expect("tls port"),
             &format!(
@@ -95,8 +104,7 @@ async fn sasl_external_with_a_client_certificate() {
             ),
         ),
         data.path(),
-    );
-    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
+    ).await;
     assert_eq!(
         account_seen_by_alice(&server, &bridge).await.as_deref(),
         Some("certacct")
@@ -166,30 +174,19 @@ async fn without_sasl_it_identifies_to_nickserv() {
     let server = server(false, true, true).await;
     server.register_account("pb", "s3cret", None).await;
     let data = tempdir();
-    let mut bridge = start_connector(
+    let bridge = start_up(
         &base(
             server.port,
             "[sasl]\nmechanism = \"plain\"\nusername = \"pb\"\npassword = \"s3cret\"",
         ),
         data.path(),
-    );
-    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
+    )
+    .await;
     // IDENTIFY goes out right after registering; the account shows on the next messages.
-    let mut alice = TestClient::connect_with_caps(server.port, "alice", &["account-tag"]).await;
-    alice.join("#sec").await;
+    let mut alice = alice(&server).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        deliver(
-            &bridge.connector,
-            delivery("#sec", "bob", RichText::plain("who am i")),
-        )
-        .await;
-        let p = alice
-            .expect("the bridge's message", |cmd, params, _| {
-                cmd == "PRIVMSG" && params.get(1).is_some_and(|t| t.contains("who am i"))
-            })
-            .await;
-        if p.tags.account.as_deref() == Some("pb") {
+        if account_of_a_line(&mut alice, &bridge).await.as_deref() == Some("pb") {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "never identified");
@@ -203,8 +200,7 @@ async fn logged_in_users_are_identified_by_their_account() {
     require!("inspircd", "atheme-services");
     let server = server(false, true, false).await;
     let data = tempdir();
-    let mut bridge = start_connector(&base(server.port, ""), data.path());
-    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
+    let bridge = start_up(&base(server.port, ""), data.path()).await;
     // alice registers (which logs her in), then changes nick: the account stays.
     let mut alice = TestClient::connect(server.port, "alicacct").await;
     alice

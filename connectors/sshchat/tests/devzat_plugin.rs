@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use patchbay_sshchat_testserver::{Options, TestServer};
-use support::{WAIT, delivery, start, text};
+use support::{WAIT, relay, start, text};
 
 const TOKEN: &str = "dvz@dGVzdC10b2tlbg==";
 
@@ -33,9 +33,7 @@ async fn a_second_token_sees_the_first_ones_messages_but_the_echo_filter_holds()
     let mut two = start(&config(&server, "dvz@other"));
     assert!(one.wait_up(WAIT).await && two.wait_up(WAIT).await);
     assert!(server.wait_until(WAIT, |s| s.listeners() == 2).await);
-    one.deliver(delivery("#main", "[irc] erin", "from one"))
-        .await
-        .expect("delivered");
+    relay(&one, "#main", "[irc] erin", "from one").await;
     two.recorder
         .wait_for(WAIT, |e| {
             e.author.name == "[irc] erin" && text(e) == "from one"
@@ -57,10 +55,7 @@ async fn measure_plugin_delivery_rate() {
     let n = 1000;
     let started = std::time::Instant::now();
     for i in 0..n {
-        bridge
-            .deliver(delivery("#main", "[irc] bench", &format!("message {i}")))
-            .await
-            .expect("delivered");
+        relay(&bridge, "#main", "[irc] bench", &format!("message {i}")).await;
     }
     let elapsed = started.elapsed();
     println!(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use patchbay_sdk::Kind;
 use patchbay_sshchat_testserver::{Options, TestServer};
-use support::{WAIT, delivery, start, text};
+use support::{WAIT, delivery, heard, relay, start, text};
 
 fn config(server: &TestServer, rooms: &str) -> String {
     format!(
@@ -48,10 +48,7 @@ async fn mirrors_two_rooms_skipping_history_and_own_echo() {
     // Relayed into #dev: a #dev user sees it, under the bot's name.
     let dave = server.connect_user("dave").await.expect("dave");
     dave.say("cd #dev").await.expect("cd");
-    bridge
-        .deliver(delivery("#dev", "[irc] bob", "hello dev"))
-        .await
-        .expect("delivered");
+    relay(&bridge, "#dev", "[irc] bob", "hello dev").await;
     let seen = dave
         .wait_line(WAIT, |l| l.ends_with("[irc] bob: hello dev"))
         .await
@@ -59,18 +56,11 @@ async fn mirrors_two_rooms_skipping_history_and_own_echo() {
     assert!(seen.starts_with("bridge"), "{seen}");
     // dave's message in #dev arrives as a #dev event.
     dave.say("from dev").await.expect("say");
-    let event = bridge
-        .recorder
-        .wait_for(WAIT, |e| text(e) == "from dev")
-        .await
-        .expect("dev message");
+    let event = heard(&bridge.recorder, "from dev", "dev message").await;
     assert_eq!(event.room, "#dev");
 
     // A relayed command word is neutralised.
-    bridge
-        .deliver(delivery("#main", "", "cd #elsewhere"))
-        .await
-        .expect("delivered");
+    relay(&bridge, "#main", "", "cd #elsewhere").await;
     alice
         .wait_line(WAIT, |l| l.contains("cd #elsewhere"))
         .await
@@ -127,10 +117,7 @@ async fn wrapped_lines_timestamps_and_dms_on_a_narrow_terminal() {
     // With a timestamp drawn over the typed echo before the server's copy (as after a minute
     // of silence), the copy still confirms the line: the delivery is answered at once.
     let started = std::time::Instant::now();
-    bridge
-        .deliver(delivery("#main", "[irc] bob", "after the silence"))
-        .await
-        .expect("delivered");
+    relay(&bridge, "#main", "[irc] bob", "after the silence").await;
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "confirmed without waiting for a timeout: {:?}",
@@ -138,11 +125,7 @@ async fn wrapped_lines_timestamps_and_dms_on_a_narrow_terminal() {
     );
     alice.say("=bridge a secret").await.expect("dm");
     alice.say("after the dm").await.expect("say");
-    bridge
-        .recorder
-        .wait_for(WAIT, |e| text(e) == "after the dm")
-        .await
-        .expect("next message");
+    heard(&bridge.recorder, "after the dm", "next message").await;
     let events = bridge.recorder.events();
     assert!(
         events.iter().all(|e| !text(e).contains("secret")),
@@ -170,10 +153,7 @@ async fn long_relays_on_a_narrow_terminal_never_echo_back_as_fake_messages() {
     // start its second row with `mallory: gotcha`: a fake message from mallory.
     let fakes: Vec<String> = (0..12).map(|i| format!("fake{i}")).collect();
     let text = format!("{} mallory: gotcha {}", "a".repeat(60), fakes.join(" "));
-    bridge
-        .deliver(delivery("#main", "[irc] bob", text.trim()))
-        .await
-        .expect("delivered");
+    relay(&bridge, "#main", "[irc] bob", text.trim()).await;
     let complete = server
         .wait_until(WAIT, |s| {
             let words: Vec<String> = s

@@ -11,7 +11,8 @@ use patchbay_sdk::Kind;
 use patchbay_sdk::testkit::Recorder;
 use support::real::Devzat;
 use support::{
-    WAIT, burst_whole_and_in_order, delivery, shutdown_mid_burst, start, start_shared, text,
+    WAIT, burst_whole_and_in_order, delivery, heard, relay, shutdown_mid_burst, start,
+    start_shared, text,
 };
 
 const LONG: Duration = Duration::from_secs(60);
@@ -92,10 +93,12 @@ async fn the_bridges_cd_never_reaches_the_plugin_account_over_reconnects() {
         assert!(dropped.1.author.id.starts_with("bridge"), "{dropped:?}");
         let person = server.user(&format!("carol{round}")).await;
         person.say(&format!("hello {round}")).await.expect("say");
-        shared
-            .wait_for(WAIT, |e| text(e) == format!("hello {round}"))
-            .await
-            .expect("people still get through");
+        heard(
+            &shared,
+            &format!("hello {round}"),
+            "people still get through",
+        )
+        .await;
         person.close().await;
         alice.close().await;
         ssh.stop(WAIT).await.expect("stop");
@@ -153,11 +156,12 @@ async fn one_account_never_emits_its_other_sessions_arrival_or_commands() {
             .say(&format!("after the bridge {attempt}"))
             .await
             .expect("say");
-        bridge
-            .recorder
-            .wait_for(WAIT, |e| text(e) == format!("after the bridge {attempt}"))
-            .await
-            .expect("alice's line");
+        heard(
+            &bridge.recorder,
+            &format!("after the bridge {attempt}"),
+            "alice's line",
+        )
+        .await;
         let events = bridge.recorder.events();
         assert!(
             events
@@ -348,20 +352,13 @@ async fn a_taken_name_is_answered_and_history_is_not_relayed() {
         Some(vec!["bridge1".to_owned()]),
         "the name answered, not the one asked for: {announced:?}"
     );
-    bridge
-        .deliver(delivery("#main", "[irc] bob", "hello squatter"))
-        .await
-        .expect("delivered");
+    relay(&bridge, "#main", "[irc] bob", "hello squatter").await;
     squatter
         .wait_line(WAIT, |l| l == "bridge1: [irc] bob: hello squatter")
         .await
         .unwrap_or_else(|| panic!("shown under the answered name: {:?}", squatter.lines()));
     squatter.say("now").await.expect("say");
-    let event = bridge
-        .recorder
-        .wait_for(WAIT, |e| text(e) == "now")
-        .await
-        .expect("the squatter's line is relayed");
+    let event = heard(&bridge.recorder, "now", "the squatter's line is relayed").await;
     assert_eq!(event.author.name, "bridge");
     assert!(
         bridge

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use patchbay_sdk::{DeliveryError, Kind};
 use support::real::Devzat;
-use support::{WAIT, delivery, start, text};
+use support::{WAIT, delivery, heard, relay, start, text};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -42,29 +42,19 @@ async fn relays_both_ways_under_native_names_without_echo_or_commands() {
     assert_eq!(event.room, "#main");
     assert_eq!(text(&event), "hello world");
 
-    bridge
-        .deliver(delivery("#main", "[irc] bob", "hi from irc"))
-        .await
-        .expect("delivered");
+    relay(&bridge, "#main", "[irc] bob", "hi from irc").await;
     alice
         .wait_line(WAIT, |l| l.ends_with("[irc] bob: hi from irc"))
         .await
         .unwrap_or_else(|| panic!("alice sees bob under his own name: {:?}", alice.lines()));
     // A relayed command word is shown, not run (`shrug` would show as the shrug).
-    bridge
-        .deliver(delivery("#main", "[irc] bob", "shrug"))
-        .await
-        .expect("delivered");
+    relay(&bridge, "#main", "[irc] bob", "shrug").await;
     alice
         .wait_line(WAIT, |l| l.ends_with("[irc] bob: shrug"))
         .await
         .unwrap_or_else(|| panic!("shown as typed: {:?}", alice.lines()));
     alice.say("last").await.expect("say");
-    bridge
-        .recorder
-        .wait_for(WAIT, |e| text(e) == "last")
-        .await
-        .expect("alice's last line");
+    heard(&bridge.recorder, "last", "alice's last line").await;
     let events = bridge.recorder.events();
     assert!(
         events
@@ -130,11 +120,7 @@ async fn reconnects_after_a_server_restart_and_resumes() {
     assert!(bridge.wait_up(LONG).await, "{:?}", *bridge.state.borrow());
     let carol = server.user("carol").await;
     carol.say("after the restart").await.expect("say");
-    bridge
-        .recorder
-        .wait_for(WAIT, |e| text(e) == "after the restart")
-        .await
-        .expect("events flow again");
+    heard(&bridge.recorder, "after the restart", "events flow again").await;
     bridge
         .deliver(delivery("#main", "[irc] dan", "still here"))
         .await
@@ -171,11 +157,7 @@ async fn room_moves_are_joins_and_parts_of_their_rooms() {
         .await
         .unwrap_or_else(|| panic!("ann left #main: {:?}", bridge.recorder.events()));
     ann.say("hello dev").await.expect("say");
-    let event = bridge
-        .recorder
-        .wait_for(WAIT, |e| text(e) == "hello dev")
-        .await
-        .expect("her message in #dev");
+    let event = heard(&bridge.recorder, "hello dev", "her message in #dev").await;
     assert_eq!(event.room, "#dev");
     let events = bridge.recorder.events();
     assert!(

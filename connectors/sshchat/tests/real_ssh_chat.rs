@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use support::real::SshChat;
-use support::{WAIT, burst_whole_and_in_order, delivery, shutdown_mid_burst, start, text};
+use support::{WAIT, burst_whole_and_in_order, heard, relay, shutdown_mid_burst, start};
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -30,26 +30,15 @@ async fn relays_both_ways_and_never_emits_its_own_lines() {
     let mut bridge = start(&config(&server));
     assert!(bridge.wait_up(UP).await);
     alice.say("hello bridge").await.expect("say");
-    let event = bridge
-        .recorder
-        .wait_for(WAIT, |e| text(e) == "hello bridge")
-        .await
-        .expect("alice's line");
+    let event = heard(&bridge.recorder, "hello bridge", "alice's line").await;
     assert_eq!(event.author.name, "alice");
-    bridge
-        .deliver(delivery("#main", "[irc] bob", "hi from irc"))
-        .await
-        .expect("delivered");
+    relay(&bridge, "#main", "[irc] bob", "hi from irc").await;
     alice
         .wait_line(WAIT, |l| l.ends_with("bridge: [irc] bob: hi from irc"))
         .await
         .unwrap_or_else(|| panic!("alice sees it: {:?}", alice.lines()));
     alice.say("after").await.expect("say");
-    bridge
-        .recorder
-        .wait_for(WAIT, |e| text(e) == "after")
-        .await
-        .expect("alice's second line");
+    heard(&bridge.recorder, "after", "alice's second line").await;
     let events = bridge.recorder.events();
     assert!(
         events.iter().all(|e| e.author.name != "bridge"),
@@ -110,10 +99,7 @@ async fn a_taken_name_neither_stalls_the_bot_nor_silences_the_squatter() {
     let mut bridge = start(&config(&server));
     assert!(bridge.wait_up(UP).await, "{:?}", *bridge.state.borrow());
     let started = std::time::Instant::now();
-    bridge
-        .deliver(delivery("#main", "[irc] bob", "from a guest"))
-        .await
-        .expect("delivered");
+    relay(&bridge, "#main", "[irc] bob", "from a guest").await;
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "confirmed at once: {:?}",
@@ -125,11 +111,12 @@ async fn a_taken_name_neither_stalls_the_bot_nor_silences_the_squatter() {
         .unwrap_or_else(|| panic!("shown: {:?}", squatter.lines()));
     assert!(seen.starts_with("Guest"), "{seen}");
     squatter.say("squatting").await.expect("say");
-    let event = bridge
-        .recorder
-        .wait_for(WAIT, |e| text(e) == "squatting")
-        .await
-        .expect("the squatter's line is relayed");
+    let event = heard(
+        &bridge.recorder,
+        "squatting",
+        "the squatter's line is relayed",
+    )
+    .await;
     assert_eq!(event.author.name, "bridge");
     squatter.close().await;
     bridge.stop(WAIT).await.expect("stop");

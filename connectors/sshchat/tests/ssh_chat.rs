@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use patchbay_sdk::Kind;
 use patchbay_sshchat_testserver::{Options, TestServer};
-use support::{WAIT, delivery, start, text};
+use support::{WAIT, heard, relay, start, text};
 
 fn config(server: &TestServer, extra: &str) -> String {
     format!(
@@ -36,11 +36,7 @@ async fn learns_its_guest_name_and_relays_both_ways() {
 
     alice.say("hello bridge").await.expect("say");
     alice.say("/me waves").await.expect("emote");
-    let event = bridge
-        .recorder
-        .wait_for(WAIT, |e| text(e) == "hello bridge")
-        .await
-        .expect("message");
+    let event = heard(&bridge.recorder, "hello bridge", "message").await;
     assert_eq!(event.author.name, "alice");
     bridge
         .recorder
@@ -50,10 +46,7 @@ async fn learns_its_guest_name_and_relays_both_ways() {
         .await
         .expect("emote as action");
 
-    bridge
-        .deliver(delivery("#main", "[irc] bob", "/nick evil"))
-        .await
-        .expect("delivered");
+    relay(&bridge, "#main", "[irc] bob", "/nick evil").await;
     let seen = alice
         .wait_line(WAIT, |l| l.contains("[irc] bob: /nick evil"))
         .await
@@ -63,10 +56,7 @@ async fn learns_its_guest_name_and_relays_both_ways() {
 
     // A 3000-byte message is split under the 1024-byte limit and arrives whole.
     let long: String = (0..600).map(|i| format!("w{i} ")).collect();
-    bridge
-        .deliver(delivery("#main", "[irc] bob", long.trim()))
-        .await
-        .expect("delivered");
+    relay(&bridge, "#main", "[irc] bob", long.trim()).await;
     let all_there = server
         .wait_until(WAIT, |s| {
             let words: Vec<String> = s
@@ -118,11 +108,7 @@ async fn answers_keepalives_and_survives_a_restart() {
             .await
     );
     server.say("#main", "carol", "welcome back");
-    bridge
-        .recorder
-        .wait_for(WAIT, |e| text(e) == "welcome back")
-        .await
-        .expect("resumed");
+    heard(&bridge.recorder, "welcome back", "resumed").await;
     bridge.stop(WAIT).await.expect("stop");
 }
 
@@ -136,21 +122,14 @@ async fn the_line_editor_echo_of_a_long_relay_never_reads_as_a_message() {
     // At ssh-chat's default 80 columns, the echo `[bridge] [irc] bob: aaa…` would wrap so that
     // its second row (ended by a line break, as every row but the last) reads `mallory: gotcha …`.
     let relayed = format!("{} mallory: gotcha {}", "a".repeat(59), "b".repeat(90));
-    bridge
-        .deliver(delivery("#main", "[irc] bob", &relayed))
-        .await
-        .expect("delivered");
+    relay(&bridge, "#main", "[irc] bob", &relayed).await;
     server
         .wait_for(WAIT, |r| r.from == "bridge" && r.text.contains("gotcha"))
         .await
         .expect("relayed");
     // A later line shows the session kept reading past the echo.
     server.say("#main", "carol", "after the echo");
-    bridge
-        .recorder
-        .wait_for(WAIT, |e| text(e) == "after the echo")
-        .await
-        .expect("carol's line");
+    heard(&bridge.recorder, "after the echo", "carol's line").await;
     let events = bridge.recorder.events();
     assert!(
         events.iter().all(|e| e.author.name != "mallory"),

@@ -32,6 +32,11 @@ impl Api {
         let _ = self.running.stop(WAIT).await;
     }
 
+    /// Deliver a message from `who` into `room`.
+    pub async fn say(&self, room: &str, who: &str, text: &str) {
+        deliver(&self.connector, delivery(room, who, text)).await;
+    }
+
     /// The events emitted, with the ids they were answered with, once there are `n`.
     pub async fn wait_emitted(&self, n: usize) -> Vec<(EventId, Inbound)> {
         self.recorder

@@ -310,6 +310,13 @@ pub fn start_connector(toml_body: &str, data_dir: &Path) -> Running {
         .start()
 }
 
+/// [`start_connector`], then wait until it is up.
+pub async fn start_up(toml_body: &str, data_dir: &Path) -> Running {
+    let mut bridge = start_connector(toml_body, data_dir);
+    assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
+    bridge
+}
+
 /// A delivery of `body` from `nick` into `room`, as the gateway would make it.
 pub fn delivery(room: &str, nick: &str, body: RichText) -> Delivery {
     let mut delivery = testkit::delivery(room, nick, "");

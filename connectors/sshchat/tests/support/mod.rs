@@ -22,6 +22,22 @@ pub fn text(event: &Inbound) -> String {
     event.kind.body().map(|b| b.to_plain()).unwrap_or_default()
 }
 
+/// Wait up to [`WAIT`] for the event whose plain text is `want`; `what` names it on timeout.
+pub async fn heard(recorder: &Recorder, want: &str, what: &str) -> Inbound {
+    recorder
+        .wait_for(WAIT, |e| text(e) == want)
+        .await
+        .expect(what)
+}
+
+/// Deliver `text` from `nick` into `room`, which must succeed.
+pub async fn relay(bridge: &Running, room: &str, nick: &str, text: &str) {
+    bridge
+        .deliver(delivery(room, nick, text))
+        .await
+        .expect("delivered");
+}
+
 /// Deliver a run as the gateway's lane does: hand the rest over again after each answer
 /// until every delivery is answered `Ok` or the connector fails one. Returns the answers.
 pub async fn deliver_all(
