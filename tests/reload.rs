@@ -134,10 +134,22 @@ async fn routes_and_accounts_reload_while_messages_flow_and_irc_net_never_reconn
     // (c) Route `copy` and irc.other removed.
     block(&mut || wait_until(WAIT, "20 more sent", until_sent(after_change + 20)));
     let v4 = config(server.port, false, "v2-{nick}", None, "");
-    // Everything up to the last message sent has reached #b before `copy` goes.
+    // Everything up to the last message sent has reached #b before `copy` goes: that one or
+    // a later one (carol may have read past it while she waited for pbn's join; #b gets its
+    // messages in order).
     let before_remove = sent.load(Ordering::SeqCst);
     carol
-        .expect_privmsg("#b", &format!(" m{}", before_remove - 1))
+        .expect(
+            &format!("PRIVMSG #b with m{} or later", before_remove - 1),
+            move |cmd, params, _| {
+                cmd == "PRIVMSG"
+                    && params.first().is_some_and(|t| t == "#b")
+                    && params
+                        .get(1)
+                        .and_then(|text| number(text))
+                        .is_some_and(|n| n + 1 >= before_remove)
+            },
+        )
         .await;
     let after_remove = block_ret(|| reload(&gateway, &v4, 3, &sent));
     // A broken file (an unknown key in a route) is refused whole.

@@ -211,6 +211,13 @@ impl Gateway {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // A failed test shows what the gateway said up to the failure.
+            eprintln!(
+                "--- gateway log ---\n{}\n--- end of gateway log ---",
+                self.log()
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -60,11 +60,15 @@ impl TokenBucket {
     /// (zero when a token was there), for the connector's `paced` count.
     pub async fn take(&mut self) -> Duration {
         let start = Instant::now();
+        let mut held = false;
         loop {
             let wait = self.try_take(Instant::now());
             if wait.is_zero() {
-                return start.elapsed();
+                // Not the time this call took: a line that found its token was not held,
+                // and counting it would make every line of an unpaced account "paced".
+                return if held { start.elapsed() } else { Duration::ZERO };
             }
+            held = true;
             tokio::time::sleep(wait).await;
         }
     }
@@ -121,11 +125,26 @@ mod tests {
             rate: 50.0,
         });
         let t0 = Instant::now();
+        let mut held = Vec::new();
         for _ in 0..12 {
-            bucket.take().await;
+            held.push(bucket.take().await);
         }
-        // Ten lines past the burst at 50 per second.
+        // Ten lines past the burst at 50 per second; the burst's two were not held.
         let elapsed = t0.elapsed();
         assert!(elapsed >= Duration::from_millis(195), "{elapsed:?}");
+        assert_eq!(held[..2], [Duration::ZERO; 2]);
+        assert!(held[2..].iter().all(|w| !w.is_zero()), "{held:?}");
+    }
+
+    #[tokio::test]
+    async fn an_unpaced_account_holds_no_line() {
+        let mut bucket = TokenBucket::new(Flood {
+            enabled: false,
+            burst: 1,
+            rate: 0.1,
+        });
+        for _ in 0..10 {
+            assert_eq!(bucket.take().await, Duration::ZERO);
+        }
     }
 }
