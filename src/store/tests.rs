@@ -159,3 +159,32 @@ async fn a_run_is_recorded_in_order_in_fewer_commits_than_events() {
     let expected: Vec<String> = (0..50).map(|i| format!("line {i}")).collect();
     assert_eq!(texts, expected);
 }
+
+/// A room's newest accepted event is where its catch-up starts, across a restart; a duplicate
+/// does not move it.
+#[tokio::test]
+async fn the_newest_event_of_each_room_is_its_mark() {
+    let (dir, store) = open();
+    let dest = RoomKey::new("irc.b", "#y");
+    let run = [("#x", "x1"), ("#z", "z1"), ("#x", "x2"), ("#x", "x1")]
+        .into_iter()
+        .map(|(room, remote)| NewEvent {
+            event: event("irc.a", room, Some(remote), remote),
+            deliveries: vec![to(&dest)],
+        })
+        .collect();
+    let answers = store.accept_many(run).await.expect("accept");
+    assert_eq!(answers[3], Accepted::Duplicate);
+    store.close().await;
+    let store = SqliteStore::open(&dir.path().join("store.db")).expect("reopen");
+    let mark = |room: &'static str| {
+        let store = store.clone();
+        async move {
+            let seen = store.last_origin(&RoomKey::new("irc.a", room)).await;
+            seen.expect("last_origin").and_then(|seen| seen.remote_id)
+        }
+    };
+    assert_eq!(mark("#x").await.as_deref(), Some("x2"));
+    assert_eq!(mark("#z").await.as_deref(), Some("z1"));
+    assert_eq!(mark("#none").await, None);
+}

@@ -66,7 +66,11 @@ impl TokenBucket {
             if wait.is_zero() {
                 // Not the time this call took: a line that found its token was not held,
                 // and counting it would make every line of an unpaced account "paced".
-                return if held { start.elapsed() } else { Duration::ZERO };
+                return if held {
+                    start.elapsed()
+                } else {
+                    Duration::ZERO
+                };
             }
             held = true;
             tokio::time::sleep(wait).await;

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 mod checkpoint;
 mod dead;
+mod marks;
 mod outbox;
 
 use super::{
@@ -23,7 +24,7 @@ use super::{
     StoreError, StoreStats,
 };
 use crate::router::RoomKey;
-use checkpoint::Checkpointer;
+use checkpoint::{Checkpointer, WalLimit};
 use outbox::{Lanes, SqliteRoom};
 
 /// The most commands one transaction takes.
@@ -98,9 +99,13 @@ impl SqliteStore {
         }
         let writer_conn = open_connection(path)?;
         writer_conn.execute_batch(include_str!("schema.sql"))?;
+        marks::migrate(&writer_conn)?;
         // Checkpoints run on their own thread (see `checkpoint`), never inside a commit.
         writer_conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        let checkpointer = Checkpointer::start(path)?;
+        let limit = WalLimit::default();
+        // The commit after the WAL starts over truncates it to the limit.
+        writer_conn.pragma_update(None, "journal_size_limit", limit.bytes())?;
+        let checkpointer = Checkpointer::start(path, limit)?;
         let reader = open_connection(path)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let lanes = Arc::new(Lanes::default());
@@ -278,6 +283,7 @@ enum Reply {
 fn write_batch(conn: &mut Connection, batch: &mut Vec<Command>, feed: &Feed) -> bool {
     let mut replies = Vec::with_capacity(batch.len());
     let mut committed = Vec::new();
+    let mut marks = marks::Marks::default();
     let mut closing = false;
     let result = (|| -> Result<(), rusqlite::Error> {
         let mut tx = conn.transaction()?;
@@ -294,6 +300,7 @@ fn write_batch(conn: &mut Connection, batch: &mut Vec<Command>, feed: &Feed) -> 
                     let result = match result {
                         Ok(Some(seqs)) => {
                             sp.commit()?;
+                            marks.note(&event);
                             let event: Arc<Event> = Arc::from(event);
                             for (seq, delivery) in seqs.into_iter().zip(deliveries) {
                                 committed.push(Pending {
@@ -354,6 +361,7 @@ fn write_batch(conn: &mut Connection, batch: &mut Vec<Command>, feed: &Feed) -> 
                 }
             }
         }
+        marks.write(&tx)?;
         tx.commit()
     })();
     let failure = result.err().map(|err| err.to_string());
@@ -505,6 +513,7 @@ fn dead_letter(conn: &Connection, pending: &Pending, reason: &str) -> Result<(),
 fn prune(conn: &Connection, before: Timestamp) -> Result<usize, rusqlite::Error> {
     conn.prepare_cached("DELETE FROM message_map WHERE time < ?1")?
         .execute(params![before.0])?;
+    marks::prune(conn, before)?;
     conn.prepare_cached(
         "DELETE FROM events WHERE time < ?1 \
          AND NOT EXISTS (SELECT 1 FROM deliveries WHERE deliveries.event_seq = events.seq)",
@@ -593,22 +602,8 @@ impl Store for SqliteStore {
     }
 
     async fn last_origin(&self, room: &RoomKey) -> Result<Option<Seen>, StoreError> {
-        let (account, room) = (room.account.clone(), room.room.clone());
-        self.read(move |conn| {
-            let json: Option<String> = conn
-                .prepare_cached(
-                    "SELECT json FROM events WHERE account = ?1 AND room = ?2 ORDER BY seq DESC LIMIT 1",
-                )?
-                .query_row(params![account, room], |row| row.get(0))
-                .optional()?;
-            let Some(json) = json else { return Ok(None) };
-            let event: Event = serde_json::from_str(&json)?;
-            Ok(Some(Seen {
-                time: event.time,
-                remote_id: event.origin.remote_id,
-            }))
-        })
-        .await
+        let room = room.clone();
+        self.read(move |conn| Ok(marks::read(conn, &room)?)).await
     }
 
     async fn rooms_with_pending(&self) -> Result<Vec<RoomKey>, StoreError> {

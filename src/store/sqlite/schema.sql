@@ -10,8 +10,16 @@ CREATE TABLE IF NOT EXISTS events (
     json    TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_time ON events (time);
--- The newest event of a room, where a connector without a history mark starts.
-CREATE INDEX IF NOT EXISTS events_by_room ON events (account, room, seq);
+
+-- The newest event accepted from each room, where a connector without a history mark starts
+-- (marks.rs: one row per room, rewritten by each commit that accepted from it).
+CREATE TABLE IF NOT EXISTS room_marks (
+    account   TEXT NOT NULL,
+    room      TEXT NOT NULL,
+    time      INTEGER NOT NULL,
+    remote_id TEXT,
+    PRIMARY KEY (account, room)
+) WITHOUT ROWID;
 
 -- The outbox: one row per delivery still to make. A row is deleted when its delivery succeeds.
 CREATE TABLE IF NOT EXISTS deliveries (
