@@ -66,7 +66,9 @@ pub(super) fn prune(conn: &Connection, before: Timestamp) -> Result<usize, rusql
 }
 
 /// A store from before `room_marks`: fill them from the newest event of each room, then drop
-/// the index that found it. Runs once; a store without the index is left alone.
+/// the index that found it. Runs once; a store without the index is left alone. A row whose
+/// JSON does not read (it cannot be relayed either) gives a mark without a network id rather
+/// than a store that does not open.
 pub(super) fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
     let old: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'events_by_room')",
@@ -79,7 +81,8 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.execute_batch(
         "BEGIN IMMEDIATE;
          INSERT OR REPLACE INTO room_marks (account, room, time, remote_id)
-             SELECT e.account, e.room, e.time, json_extract(e.json, '$.origin.remote_id')
+             SELECT e.account, e.room, e.time,
+                    CASE WHEN json_valid(e.json) THEN json_extract(e.json, '$.origin.remote_id') END
              FROM events e
              JOIN (SELECT MAX(seq) AS seq FROM events GROUP BY account, room) newest
                ON newest.seq = e.seq;
@@ -99,7 +102,7 @@ mod tests {
     }
 
     /// A store written by a version with the old index opens with each room's newest event
-    /// as its mark, and without the index.
+    /// as its mark (an unreadable one too), and without the index.
     #[test]
     fn an_old_store_gets_its_marks_from_its_newest_events() {
         let conn = Connection::open_in_memory().expect("open");
@@ -124,6 +127,11 @@ mod tests {
             params![serde_json::to_string(&event("#b", Some("b2"), 40)).expect("json")],
         )
         .expect("insert");
+        conn.execute(
+            "INSERT INTO events (id, account, room, time, json) VALUES ('e4', 'irc.net', '#bad', 50, 'not json')",
+            [],
+        )
+        .expect("insert");
 
         migrate(&conn).expect("migrate");
         let mark = |room: &str| read(&conn, &RoomKey::new("irc.net", room)).expect("read");
@@ -134,6 +142,10 @@ mod tests {
         assert_eq!(
             mark("#b").map(|s| (s.time, s.remote_id)),
             Some((Timestamp(40), Some("b2".into())))
+        );
+        assert_eq!(
+            mark("#bad").map(|s| (s.time, s.remote_id)),
+            Some((Timestamp(50), None))
         );
         assert_eq!(mark("#c").map(|s| s.time), None);
         let index: bool = conn
