@@ -1,12 +1,13 @@
 //! Webhooks and the API end to end through the binary, on its shared HTTP listener.
 
+#[path = "support/receiver.rs"]
+mod receiver;
 mod support;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use support::{Gateway, free_port, wait_until};
@@ -115,76 +116,11 @@ fn post_json(
     })
 }
 
-/// An outbound receiver: 500 to the first `fail` requests, then records the rest.
-#[derive(Default)]
-struct Receiver {
-    fail: Mutex<u32>,
-    got: Mutex<Vec<(HeaderMap, Vec<u8>)>>,
-    attempts: Mutex<u32>,
-}
-
-impl Receiver {
-    /// The `field` of each JSON body taken, in order; each must come from `username`.
-    fn fields(&self, field: &str, username: &str) -> Vec<String> {
-        let got = self.got.lock().expect("lock");
-        got.iter()
-            .map(|(_, body)| {
-                let json: Value = serde_json::from_slice(body).expect("JSON");
-                assert_eq!(json["username"], username);
-                json[field].as_str().unwrap_or_default().to_owned()
-            })
-            .collect()
-    }
-}
-
-/// A [`Receiver`] failing the first `fail` requests, at `http://ADDR/in` on `rt`, listening on
-/// `bind`.
-fn serve(
-    rt: &tokio::runtime::Runtime,
-    fail: u32,
-    bind: impl tokio::net::ToSocketAddrs,
-) -> (Arc<Receiver>, std::net::SocketAddr) {
-    let receiver = Arc::new(Receiver {
-        fail: Mutex::new(fail),
-        ..Receiver::default()
-    });
-    let app = axum::Router::new()
-        .route("/in", axum::routing::post(receive))
-        .with_state(Arc::clone(&receiver));
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind(bind))
-        .expect("bind the receiver's port");
-    let addr = listener.local_addr().expect("addr");
-    rt.spawn(async move { axum::serve(listener, app).await });
-    (receiver, addr)
-}
-
-async fn receive(
-    axum::extract::State(receiver): axum::extract::State<Arc<Receiver>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> StatusCode {
-    *receiver.attempts.lock().expect("lock") += 1;
-    {
-        let mut fail = receiver.fail.lock().expect("lock");
-        if *fail > 0 {
-            *fail -= 1;
-            return StatusCode::INTERNAL_SERVER_ERROR;
-        }
-    }
-    receiver
-        .got
-        .lock()
-        .expect("lock")
-        .push((headers, body.to_vec()));
-    StatusCode::OK
-}
-
 #[test]
 fn a_receiver_that_fails_for_a_while_gets_everything_once_in_order() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let (receiver, receiver_addr) = serve(&rt, 3, "127.0.0.1:0");
+    let (receiver, receiver_addr) = rt.block_on(receiver::start_failing(3, "127.0.0.1:0"));
 
     let config = format!(
         r#"
@@ -210,7 +146,7 @@ nick_format = "{{nick}} (console)"
     for i in 1..=5 {
         gateway.type_line(&format!("message **{i}**"));
     }
-    let got = |n: usize| receiver.got.lock().expect("lock").len() >= n;
+    let got = |n: usize| receiver.requests().len() >= n;
     wait_until(Duration::from_secs(60), "five deliveries", || got(5));
     // One more after recovery: anything repeated would have arrived before it.
     gateway.type_line("message **6**");
@@ -222,17 +158,14 @@ nick_format = "{{nick}} (console)"
             .collect::<Vec<_>>(),
         "each message once, in order, in Slack's mrkdwn"
     );
-    for (headers, body) in receiver.got.lock().expect("lock").iter() {
+    for (headers, body) in receiver.requests() {
         let signature = headers
             .get("x-patchbay-signature-256")
             .and_then(|v| v.to_str().ok())
             .expect("signed");
-        assert!(patchbay_webhook::verify("out-secret", body, signature));
+        assert!(patchbay_webhook::verify("out-secret", &body, signature));
     }
-    assert!(
-        *receiver.attempts.lock().expect("lock") >= 9,
-        "three failures were retried"
-    );
+    assert!(receiver.attempts() >= 9, "three failures were retried");
     assert!(gateway.stop());
 }
 
@@ -406,9 +339,9 @@ out = ["webhook.team/chat"]
     }
     gateway.kill();
 
-    let (receiver, _) = serve(&rt, 0, ("127.0.0.1", receiver_port));
+    let (receiver, _) = rt.block_on(receiver::start_failing(0, ("127.0.0.1", receiver_port)));
     let gateway = Gateway::start_with(dir.path(), &dir.path().join("patchbay.toml"));
-    let got = |n: usize| receiver.got.lock().expect("lock").len() >= n;
+    let got = |n: usize| receiver.requests().len() >= n;
     wait_until(
         Duration::from_secs(60),
         "three deliveries after the restart",
