@@ -350,18 +350,20 @@ impl Lane<'_> {
         // The hop's steps at trace level (`RUST_LOG=patchbay::hop=trace`), for timing where a
         // relay's time goes (connectors/irc/BENCH.md); free when the level is off.
         tracing::trace!(target: "patchbay::hop", deliveries = run.len(), "lane took a run");
-        let mut left: VecDeque<(Pending, Delivery)> = VecDeque::with_capacity(run.len());
-        for pending in run {
-            let delivery = prepare(self.shared, &pending).await;
-            left.push_back((pending, delivery));
-        }
+        let mut left: VecDeque<Pending> = run.into();
         let mut attempts = 0u32;
         while !left.is_empty() {
             if self.stop.is_cancelled() {
                 return false;
             }
             attempts += 1;
-            let deliveries: Vec<Delivery> = left.iter().map(|(_, d)| d.clone()).collect();
+            // Shaped afresh for each attempt rather than copied for a retry: a copy kept
+            // would cost every delivery an event's clone, and a retry is rare (it also sees
+            // ids recorded since the last attempt).
+            let mut deliveries = Vec::with_capacity(left.len());
+            for pending in &left {
+                deliveries.push(prepare(self.shared, pending).await);
+            }
             tracing::trace!(target: "patchbay::hop", attempt = attempts, "delivery call");
             let attempt = tokio::time::timeout(
                 ATTEMPT_TIMEOUT,
@@ -383,10 +385,10 @@ impl Lane<'_> {
                     Ok(delivered) => {
                         backoff.reset();
                         attempts = 0;
-                        self.completed(outbox, &entry.0, delivered).await;
+                        self.completed(outbox, &entry, delivered).await;
                     }
                     Err(DeliveryError::Permanent { reason }) => {
-                        if !self.dead_letter(outbox, &entry.0, &reason).await {
+                        if !self.dead_letter(outbox, &entry, &reason).await {
                             return false;
                         }
                     }
@@ -404,7 +406,7 @@ impl Lane<'_> {
                 retry = Some(("the connector answered nothing".into(), None));
             }
             if let Some((reason, retry_after)) = retry {
-                let Some((pending, _)) = left.front() else {
+                let Some(pending) = left.front() else {
                     break;
                 };
                 let wait = retry_after.unwrap_or_else(|| backoff.next_wait());
