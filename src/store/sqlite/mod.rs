@@ -24,7 +24,7 @@ use super::{
     StoreError, StoreStats,
 };
 use crate::router::RoomKey;
-use checkpoint::{Checkpointer, WalLimit};
+use checkpoint::{Checkpointer, RestartWanted, WalLimit};
 use outbox::{Lanes, SqliteRoom};
 
 /// The most commands one transaction takes.
@@ -105,7 +105,8 @@ impl SqliteStore {
         let limit = WalLimit::default();
         // The commit after the WAL starts over truncates it to the limit.
         writer_conn.pragma_update(None, "journal_size_limit", limit.bytes())?;
-        let checkpointer = Checkpointer::start(path, limit)?;
+        let restart = RestartWanted::default();
+        let checkpointer = Checkpointer::start(path, limit, restart.clone())?;
         let reader = open_connection(path)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let lanes = Arc::new(Lanes::default());
@@ -117,7 +118,7 @@ impl SqliteStore {
         };
         let thread = std::thread::Builder::new()
             .name("patchbay-store".into())
-            .spawn(move || run_writer(writer_conn, rx, feed))
+            .spawn(move || run_writer(writer_conn, rx, feed, restart))
             .map_err(|err| StoreError::Open(format!("cannot start the writer thread: {err}")))?;
         Ok(SqliteStore {
             writer: tx,
@@ -239,7 +240,12 @@ struct Feed {
 }
 
 /// The writer thread: take what has queued, run it in one transaction, answer.
-fn run_writer(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Command>, feed: Feed) {
+fn run_writer(
+    mut conn: Connection,
+    mut rx: mpsc::UnboundedReceiver<Command>,
+    feed: Feed,
+    restart: RestartWanted,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         // The hop's steps at trace level, as in intake and the lanes (`patchbay::hop`).
@@ -256,6 +262,7 @@ fn run_writer(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Command>, fe
         if closing {
             break;
         }
+        restart.serve(&conn);
     }
     if let Err(err) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
         tracing::warn!("store checkpoint at close failed: {err}");
