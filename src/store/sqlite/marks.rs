@@ -59,7 +59,7 @@ pub(super) fn read(conn: &Connection, room: &RoomKey) -> Result<Option<Seen>, ru
         .optional()
 }
 
-/// Marks go with the events they stood for: what [`prune`](super::prune) ages out.
+/// Marks go with the events they stood for: what the writer's prune ages out.
 pub(super) fn prune(conn: &Connection, before: Timestamp) -> Result<usize, rusqlite::Error> {
     conn.prepare_cached("DELETE FROM room_marks WHERE time < ?1")?
         .execute(params![before.0])
