@@ -60,20 +60,16 @@ impl TokenBucket {
     /// (zero when a token was there), for the connector's `paced` count.
     pub async fn take(&mut self) -> Duration {
         let start = Instant::now();
-        let mut held = false;
+        // Zero until the line has slept: one that found its token was not held, and the
+        // call's own time would count every line of an unpaced account as "paced".
+        let mut held = Duration::ZERO;
         loop {
             let wait = self.try_take(Instant::now());
             if wait.is_zero() {
-                // Not the time this call took: a line that found its token was not held,
-                // and counting it would make every line of an unpaced account "paced".
-                return if held {
-                    start.elapsed()
-                } else {
-                    Duration::ZERO
-                };
+                return held;
             }
-            held = true;
             tokio::time::sleep(wait).await;
+            held = start.elapsed();
         }
     }
 }
