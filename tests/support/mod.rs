@@ -234,19 +234,43 @@ pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> 
 }
 
 /// A plain HTTP/1.1 GET on loopback; returns the status code and the body.
+///
+/// A connection reset or refused is tried again (five times, 100 ms apart, each one printed):
+/// on a loaded machine another process's outgoing connection can briefly hold the port the
+/// test picked, and the request, not the gateway, is then what failed.
 pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut attempt = 1;
+    loop {
+        match try_http_get(port, path) {
+            Ok(answer) => return answer,
+            Err(err) if attempt < 5 && is_transient(&err) => {
+                eprintln!("GET {path} on port {port} failed ({err}); trying again");
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(err) => panic!("GET {path} on port {port}: {err}"),
+        }
+    }
+}
+
+fn is_transient(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        err.kind(),
+        ConnectionReset | ConnectionRefused | ConnectionAborted | BrokenPipe
+    )
+}
+
+fn try_http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     use std::io::Read;
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
+    )?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
+    stream.read_to_string(&mut response)?;
     let status = response
         .split(' ')
         .nth(1)
@@ -256,7 +280,7 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
         .split_once("\r\n\r\n")
         .map(|(_, body)| body.to_owned())
         .unwrap_or_default();
-    (status, body)
+    Ok((status, body))
 }
 
 /// Wait until something accepts TCP connections on `port`.
