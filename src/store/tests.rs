@@ -160,6 +160,39 @@ async fn a_run_is_recorded_in_order_in_fewer_commits_than_events() {
     assert_eq!(texts, expected);
 }
 
+/// The writer runs a batch without a savepoint per accept and runs it again with them when
+/// one fails: the failing accept (an event id taken already) is refused, the others of its run
+/// are recorded, in order.
+#[tokio::test]
+async fn a_failing_accept_is_refused_alone_and_the_rest_of_its_run_is_recorded() {
+    let (_dir, store) = open();
+    let dest = RoomKey::new("irc.b", "#y");
+    let taken = event("irc.a", "#x", None, "two");
+    let mut again = event("irc.a", "#x", None, "two again");
+    again.id = taken.id;
+    let run: Vec<NewEvent> = [
+        event("irc.a", "#x", Some("m1"), "one"),
+        taken,
+        event("irc.a", "#x", None, "three"),
+        again,
+        event("irc.a", "#x", Some("m4"), "four"),
+    ]
+    .into_iter()
+    .map(|event| NewEvent {
+        event,
+        deliveries: vec![to(&dest)],
+    })
+    .collect();
+    let refused = store.accept_many(run).await;
+    assert!(refused.is_err(), "the run's failing accept is reported");
+    let pending = store.pending(&dest, 0, 100).await.expect("pending");
+    let texts: Vec<String> = pending
+        .iter()
+        .filter_map(|p| p.event.kind.body().map(RichText::to_plain))
+        .collect();
+    assert_eq!(texts, ["one", "two", "three", "four"]);
+}
+
 /// A room's newest accepted event is where its catch-up starts, across a restart; a duplicate
 /// does not move it.
 #[tokio::test]
