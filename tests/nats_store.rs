@@ -235,3 +235,62 @@ async fn names_announced_on_one_instance_keep_their_lines_out_on_another() {
     let alice = Inbound::message("#dev", Author::named("alice"), RichText::plain("hi"));
     assert!(second.emit("ssh.dev", alice).await.expect("emit").is_some());
 }
+
+/// A room's newest-event mark, where a new holder's catch-up starts: the accepting instance
+/// reads its own at once; it is written behind, and another instance (the next holder) reads
+/// it once written; a later accept moves it, a duplicate does not; closing writes what is left.
+#[tokio::test]
+async fn the_newest_event_mark_is_read_at_once_here_and_soon_elsewhere() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = NatsServer::start(dir.path());
+    let here = store(&nats, "marks").await;
+    let elsewhere = store(&nats, "marks").await;
+    let origin = RoomKey::new("irc.a", "#x");
+    let to = RoomKey::new("irc.b", "#y");
+    let mark = |seen: Option<patchbay_sdk::Seen>| seen.and_then(|s| s.remote_id);
+    let answers = here
+        .accept_many(vec![
+            message("#x", "m1", "one", &to),
+            message("#x", "m2", "two", &to),
+        ])
+        .await
+        .expect("accept");
+    assert_eq!(answers, [Accepted::Recorded, Accepted::Recorded]);
+    let read = here.last_origin(&origin).await.expect("read here");
+    assert_eq!(mark(read).as_deref(), Some("m2"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let read = elsewhere
+            .last_origin(&origin)
+            .await
+            .expect("read elsewhere");
+        if mark(read).as_deref() == Some("m2") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the mark never reached the other instance"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answers = here
+        .accept_many(vec![message("#x", "m1", "one again", &to)])
+        .await
+        .expect("accept");
+    assert_eq!(answers, [Accepted::Duplicate]);
+    let answers = here
+        .accept_many(vec![message("#x", "m3", "three", &to)])
+        .await
+        .expect("accept");
+    assert_eq!(answers, [Accepted::Recorded]);
+    here.close().await;
+    let read = elsewhere
+        .last_origin(&origin)
+        .await
+        .expect("read elsewhere");
+    assert_eq!(
+        mark(read).as_deref(),
+        Some("m3"),
+        "closing writes the last mark"
+    );
+}

@@ -246,8 +246,8 @@ impl RoomConsumer {
             };
             if seq <= self.cursor {
                 // Offered again while we still hold it: answer on the newest offer.
-                if self.held.contains_key(&seq) {
-                    self.held.insert(seq, message);
+                if let Some(held) = self.held.get_mut(&seq) {
+                    *held = message;
                 } else if let Err(err) = message.double_ack().await {
                     // Done already, and its acknowledgement did not reach the server (or a
                     // restarted server lost it): acknowledged now; if that fails, the next

@@ -5,9 +5,10 @@
 //! deliveries and its map entries. Sixty-four sources each accepting on their own send
 //! sixty-four times the small writes, and each writes the newest-event mark of its room again
 //! (`l.<acct>.<room>`) and rings its rooms' bells, which every instance of the site hears.
-//! Gathered, the marks and the bells go once per room per gathering. One gathering is on its
-//! way at a time: the marks of two could otherwise land out of order, and a source's runs
-//! follow one another anyway (it waits for its answer).
+//! Gathered, the marks and the bells go once per room per gathering (and with many busy rooms,
+//! less often still: see [`super::behind`]). One gathering is on its way at a time: the marks
+//! of two could otherwise be noted out of order, and a source's runs follow one another anyway
+//! (it waits for its answer).
 //!
 //! Nothing changes for a source: it is answered once its own events are stored, with the
 //! same answers, in order; a failure fails every run of the gathering, each of which its
@@ -15,9 +16,8 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::accept_now;
+use super::{Accepting, accept_now};
 use crate::store::{Accepted, NewEvent, StoreError};
-use patchbay_nats::Bus;
 
 /// The most events one gathering takes; the rest wait for the next.
 const GATHER_MAX: usize = 1_024;
@@ -35,9 +35,9 @@ pub(super) struct Gather {
 
 impl Gather {
     /// Start the task that accepts what is queued; it ends when the `Gather` is dropped.
-    pub(super) fn start(bus: Bus) -> Gather {
+    pub(super) fn start(accepting: Accepting) -> Gather {
         let (queue, waiting) = mpsc::unbounded_channel();
-        tokio::spawn(run(bus, waiting));
+        tokio::spawn(run(accepting, waiting));
         Gather { queue }
     }
 
@@ -51,7 +51,7 @@ impl Gather {
     }
 }
 
-async fn run(bus: Bus, mut queue: mpsc::UnboundedReceiver<Waiting>) {
+async fn run(accepting: Accepting, mut queue: mpsc::UnboundedReceiver<Waiting>) {
     let mut next: Option<Waiting> = None;
     loop {
         let first = match next.take() {
@@ -83,7 +83,7 @@ async fn run(bus: Bus, mut queue: mpsc::UnboundedReceiver<Waiting>) {
             run.extend(waiting.run);
             answers.push(waiting.answer);
         }
-        match accept_now(&bus, run).await {
+        match accept_now(&accepting, run).await {
             Ok(accepted) => {
                 let mut accepted = accepted.into_iter();
                 for (answer, length) in answers.into_iter().zip(lengths) {

@@ -17,7 +17,7 @@
 //!   (a network id to the gateway id, for origins and deliveries alike), `n.<event>.<acct>.
 //!   <room>` (the id the event has in a room: its origin's, or what a delivery got),
 //!   `q.<event>` (author and text, for quotes), `l.<acct>.<room>` (the newest event accepted
-//!   from a room, where a new holder's catch-up starts).
+//!   from a room, where a new holder's catch-up starts; written behind, see [`behind`]).
 //! - sites: each site has its own map. A delivery into another site's room is published to
 //!   this site's export (see [`patchbay_nats::layout`]); the site that delivers it records the
 //!   ids it got and the event's quote in its own map, so edits, deletes and replies resolve at
@@ -59,6 +59,7 @@ struct OutboxMessageRef<'a> {
     event: &'a Event,
 }
 
+mod behind;
 mod gather;
 
 /// [`Store`] on JetStream.
@@ -66,6 +67,14 @@ pub struct JetStreamStore {
     bus: Bus,
     /// Accepts go through it, gathered (see [`gather`]).
     gather: gather::Gather,
+    marks: Arc<behind::Marks>,
+}
+
+/// What every accept uses.
+struct Accepting {
+    bus: Bus,
+    marks: Arc<behind::Marks>,
+    bells: behind::Bells,
 }
 
 impl From<BusError> for StoreError {
@@ -112,8 +121,13 @@ fn quote_of(event: &Event) -> Quote {
 
 impl JetStreamStore {
     pub fn new(bus: Bus) -> Self {
-        let gather = gather::Gather::start(bus.clone());
-        JetStreamStore { bus, gather }
+        let marks = behind::Marks::start(bus.clone());
+        let gather = gather::Gather::start(Accepting {
+            bus: bus.clone(),
+            marks: Arc::clone(&marks),
+            bells: behind::Bells::default(),
+        });
+        JetStreamStore { bus, gather, marks }
     }
 }
 
@@ -139,11 +153,15 @@ fn origin_key(new: &NewEvent) -> Option<String> {
 }
 
 /// Record a run (gathered from one or more sources; see [`gather`]) and answer for each event.
-async fn accept_now(bus: &Bus, run: Vec<NewEvent>) -> Result<Vec<Accepted>, StoreError> {
+async fn accept_now(
+    accepting: &Accepting,
+    run: Vec<NewEvent>,
+) -> Result<Vec<Accepted>, StoreError> {
     // Three round trips for the whole run, whatever its length (two without network ids):
-    // the duplicate checks; the outbox messages with the quotes; last the marks and the
-    // origin ids. Each step's requests go out together; the server keeps their order
-    // within a subject.
+    // the duplicate checks; the outbox messages with the quotes; last the origin ids. Each
+    // step's requests go out together; the server keeps their order within a subject. The
+    // marks and bells follow (see [`behind`]).
+    let bus = &accepting.bus;
     let origin_keys: Vec<Option<String>> = run.iter().map(origin_key).collect();
     let known = futures::future::try_join_all(origin_keys.iter().map(|key| async move {
         match key {
@@ -211,32 +229,40 @@ async fn accept_now(bus: &Bus, run: Vec<NewEvent>) -> Result<Vec<Accepted>, Stor
         .iter()
         .flat_map(|(new, _)| new.deliveries.iter().map(|d| &d.room))
         .collect();
-    for room in rooms {
-        bus.ring(&room.account, &room.room).await;
-    }
-    // Only once the deliveries are stored: the newest event per origin room (where a new
-    // holder's catch-up starts, so it must not run ahead of what is stored; only the
-    // run's last counts) and the origin ids (until they are written, a resend is not yet
-    // a duplicate).
-    let mut late: Vec<(String, Vec<u8>)> = Vec::new();
+    accepting.bells.ring(bus, rooms).await;
+    // Only once the deliveries are stored: the origin ids (until they are written, a resend
+    // is not yet a duplicate) and the newest event per origin room (where a new holder's
+    // catch-up starts, so it must not run ahead of what is stored; only the run's last
+    // counts; most are written behind, see [`behind`]).
+    let mut late: Vec<(String, Vec<u8>)> = recorded
+        .iter()
+        .filter_map(|(NewEvent { event, .. }, key)| {
+            Some((key.clone()?, event.id.to_string().into_bytes()))
+        })
+        .collect();
     let mut newest: BTreeMap<RoomKey, &Event> = BTreeMap::new();
-    for (NewEvent { event, .. }, key) in &recorded {
+    for (NewEvent { event, .. }, _) in &recorded {
         newest.insert(
             RoomKey::new(&event.origin.account, &event.origin.room),
             event,
         );
-        if let Some(key) = key {
-            late.push((key.clone(), event.id.to_string().into_bytes()));
-        }
     }
+    let mut first_marks = Vec::new();
     for (origin, event) in newest {
         let seen = SeenRecord {
             time: event.time,
             remote_id: event.origin.remote_id.clone(),
         };
-        late.push((last_key(&origin), serde_json::to_vec(&seen)?));
+        let value = serde_json::to_vec(&seen)?;
+        if let Some(first) = accepting.marks.note(last_key(&origin), value) {
+            first_marks.push(first);
+        }
     }
-    put_all(bus, late).await?;
+    late.extend(first_marks.iter().cloned());
+    if let Err(err) = put_all(bus, late).await {
+        accepting.marks.unwritten(first_marks);
+        return Err(err);
+    }
     Ok(answers)
 }
 
@@ -280,7 +306,12 @@ impl Store for JetStreamStore {
     }
 
     async fn last_origin(&self, room: &RoomKey) -> Result<Option<Seen>, StoreError> {
-        match self.bus.map_get(&last_key(room)).await? {
+        let key = last_key(room);
+        let value = match self.marks.noted(&key) {
+            Some(noted) => Some(noted.into()),
+            None => self.bus.map_get(&key).await?,
+        };
+        match value {
             Some(value) => {
                 let record: SeenRecord = serde_json::from_slice(&value)?;
                 Ok(Some(Seen {
@@ -406,6 +437,7 @@ impl Store for JetStreamStore {
     }
 
     async fn close(&self) {
+        self.marks.write().await;
         self.bus.flush().await;
     }
 }

@@ -1,0 +1,154 @@
+//! What an accept leaves to do after its answer: the rooms' newest-event marks, written
+//! behind, and the rooms' bells, rung at most once per [`BELL_GAP`].
+//!
+//! Both used to go with every gathering, and with many busy rooms a gathering holds events of
+//! as many rooms as events: a mark (a stored map entry) and a bell (a core message every
+//! instance of the site hears) per event, against one outbox message. nats-server spent as
+//! much on them as on the deliveries.
+//!
+//! - A mark is where a new holder of the room's account starts its catch-up
+//!   ([`crate::store::Store::last_origin`]). It must never run ahead of what is stored, and it
+//!   does not: it is noted once the run's deliveries are. A room's first mark on an instance is
+//!   written with the accept (a new holder that found none would not catch up at all); later
+//!   ones every [`MARKS_EVERY`] (and at close), the newest of each room. So after a crash it
+//!   can lag that much behind, and the new holder's catch-up reads that much again: what it
+//!   reads again carries its network id and is a duplicate (the origin ids are written with
+//!   the accept, not behind).
+//! - A bell wakes a room's lane that gave its consumer back (idle for
+//!   [`patchbay_nats::room::IDLE`]). A room rung less than [`BELL_GAP`] ago is awake or
+//!   waking: its lane attaches and pulls everything waiting, the new delivery included. A ring
+//!   lost anyway is made up for by the doorbell's poll.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use patchbay_nats::Bus;
+
+use crate::router::RoomKey;
+
+/// How often the marks noted since the last write are written.
+pub(super) const MARKS_EVERY: Duration = Duration::from_millis(250);
+
+/// How long after ringing a room's bell this instance does not ring it again.
+pub(super) const BELL_GAP: Duration = Duration::from_millis(50);
+
+/// Rooms rung at most before the oldest are forgotten (the map stays small).
+const BELLS_KEPT: usize = 4_096;
+
+/// The newest-event marks noted and not yet written, by map key.
+pub(super) struct Marks {
+    noted: Mutex<HashMap<String, Vec<u8>>>,
+    /// The keys this instance has written a mark of: a room's first mark is written with its
+    /// accept, so that a new holder never finds none where there was history to catch up.
+    written: Mutex<HashSet<String>>,
+    bus: Bus,
+}
+
+impl Marks {
+    /// Start writing the marks noted every [`MARKS_EVERY`], until the store is dropped.
+    pub(super) fn start(bus: Bus) -> Arc<Marks> {
+        let marks = Arc::new(Marks {
+            noted: Mutex::default(),
+            written: Mutex::default(),
+            bus,
+        });
+        tokio::spawn(write_every(Arc::downgrade(&marks)));
+        marks
+    }
+
+    /// `value` is the newest mark of the map key `key`: given back to write now when this
+    /// instance has written none of `key` yet, else noted to write behind.
+    pub(super) fn note(&self, key: String, value: Vec<u8>) -> Option<(String, Vec<u8>)> {
+        let first = self
+            .written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone());
+        if first {
+            return Some((key, value));
+        }
+        self.lock().insert(key, value);
+        None
+    }
+
+    /// The marks given back by [`Marks::note`] could not be written: write them behind.
+    pub(super) fn unwritten(&self, marks: Vec<(String, Vec<u8>)>) {
+        let mut noted = self.lock();
+        for (key, value) in marks {
+            noted.entry(key).or_insert(value);
+        }
+    }
+
+    /// The mark noted for `key` and not written yet.
+    pub(super) fn noted(&self, key: &str) -> Option<Vec<u8>> {
+        self.lock().get(key).cloned()
+    }
+
+    /// Write what is noted. On a failure the marks not noted again since stay noted, for the
+    /// next write.
+    pub(super) async fn write(&self) {
+        let noted = std::mem::take(&mut *self.lock());
+        if noted.is_empty() {
+            return;
+        }
+        let entries: Vec<(String, Vec<u8>)> = noted.into_iter().collect();
+        if let Err(err) = super::put_all(&self.bus, entries.clone()).await {
+            tracing::debug!("writing the rooms' newest-event marks, again later: {err}");
+            let mut noted = self.lock();
+            for (key, value) in entries {
+                noted.entry(key).or_insert(value);
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<u8>>> {
+        self.noted.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+async fn write_every(marks: Weak<Marks>) {
+    let mut ticks = tokio::time::interval(MARKS_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(marks) = marks.upgrade() else {
+            return;
+        };
+        marks.write().await;
+    }
+}
+
+/// When this instance last rang each room's bell.
+#[derive(Default)]
+pub(super) struct Bells {
+    rung: Mutex<HashMap<RoomKey, Instant>>,
+}
+
+impl Bells {
+    /// Ring the bells of `rooms` not rung in the last [`BELL_GAP`].
+    pub(super) async fn ring<'a>(&self, bus: &Bus, rooms: impl IntoIterator<Item = &'a RoomKey>) {
+        let now = Instant::now();
+        let due: Vec<&RoomKey> = {
+            let mut rung = self.rung.lock().unwrap_or_else(|p| p.into_inner());
+            if rung.len() > BELLS_KEPT {
+                rung.retain(|_, at| now.duration_since(*at) < BELL_GAP);
+            }
+            rooms
+                .into_iter()
+                .filter(|room| {
+                    let recent = rung
+                        .get(*room)
+                        .is_some_and(|at| now.duration_since(*at) < BELL_GAP);
+                    if !recent {
+                        rung.insert((*room).clone(), now);
+                    }
+                    !recent
+                })
+                .collect()
+        };
+        for room in due {
+            bus.ring(&room.account, &room.room).await;
+        }
+    }
+}
