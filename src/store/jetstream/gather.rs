@@ -5,8 +5,8 @@
 //! deliveries and its map entries. Sixty-four sources each accepting on their own send
 //! sixty-four times the small writes, and each writes the newest-event mark of its room again
 //! (`l.<acct>.<room>`) and rings its rooms' bells, which every instance of the site hears.
-//! Gathered, the marks and the bells go once per room per gathering (and with many busy rooms,
-//! less often still: see [`super::behind`]). One gathering is on its way at a time: the marks
+//! Gathered, the marks and the bells go once per room per gathering (and the marks, with many
+//! busy rooms, less often still: see [`super::marks`]). One gathering is on its way at a time: the marks
 //! of two could otherwise be noted out of order, and a source's runs follow one another anyway
 //! (it waits for its answer).
 //!

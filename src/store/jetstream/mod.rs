@@ -17,7 +17,7 @@
 //!   (a network id to the gateway id, for origins and deliveries alike), `n.<event>.<acct>.
 //!   <room>` (the id the event has in a room: its origin's, or what a delivery got),
 //!   `q.<event>` (author and text, for quotes), `l.<acct>.<room>` (the newest event accepted
-//!   from a room, where a new holder's catch-up starts; written behind, see [`behind`]).
+//!   from a room, where a new holder's catch-up starts; written behind, see [`marks`]).
 //! - sites: each site has its own map. A delivery into another site's room is published to
 //!   this site's export (see [`patchbay_nats::layout`]); the site that delivers it records the
 //!   ids it got and the event's quote in its own map, so edits, deletes and replies resolve at
@@ -59,22 +59,21 @@ struct OutboxMessageRef<'a> {
     event: &'a Event,
 }
 
-mod behind;
 mod gather;
+mod marks;
 
 /// [`Store`] on JetStream.
 pub struct JetStreamStore {
     bus: Bus,
     /// Accepts go through it, gathered (see [`gather`]).
     gather: gather::Gather,
-    marks: Arc<behind::Marks>,
+    marks: Arc<marks::Marks>,
 }
 
 /// What every accept uses.
 struct Accepting {
     bus: Bus,
-    marks: Arc<behind::Marks>,
-    bells: behind::Bells,
+    marks: Arc<marks::Marks>,
 }
 
 impl From<BusError> for StoreError {
@@ -121,11 +120,10 @@ fn quote_of(event: &Event) -> Quote {
 
 impl JetStreamStore {
     pub fn new(bus: Bus) -> Self {
-        let marks = behind::Marks::start(bus.clone());
+        let marks = marks::Marks::start(bus.clone());
         let gather = gather::Gather::start(Accepting {
             bus: bus.clone(),
             marks: Arc::clone(&marks),
-            bells: behind::Bells::default(),
         });
         JetStreamStore { bus, gather, marks }
     }
@@ -159,8 +157,8 @@ async fn accept_now(
 ) -> Result<Vec<Accepted>, StoreError> {
     // Three round trips for the whole run, whatever its length (two without network ids):
     // the duplicate checks; the outbox messages with the quotes; last the origin ids. Each
-    // step's requests go out together; the server keeps their order within a subject. The
-    // marks and bells follow (see [`behind`]).
+    // step's requests go out together; the server keeps their order within a subject. Most
+    // marks follow (see [`marks`]).
     let bus = &accepting.bus;
     let origin_keys: Vec<Option<String>> = run.iter().map(origin_key).collect();
     let known = futures::future::try_join_all(origin_keys.iter().map(|key| async move {
@@ -229,11 +227,13 @@ async fn accept_now(
         .iter()
         .flat_map(|(new, _)| new.deliveries.iter().map(|d| &d.room))
         .collect();
-    accepting.bells.ring(bus, rooms).await;
+    for room in rooms {
+        bus.ring(&room.account, &room.room).await;
+    }
     // Only once the deliveries are stored: the origin ids (until they are written, a resend
     // is not yet a duplicate) and the newest event per origin room (where a new holder's
     // catch-up starts, so it must not run ahead of what is stored; only the run's last
-    // counts; most are written behind, see [`behind`]).
+    // counts; most are written behind, see [`marks`]).
     let mut late: Vec<(String, Vec<u8>)> = recorded
         .iter()
         .filter_map(|(NewEvent { event, .. }, key)| {

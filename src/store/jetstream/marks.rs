@@ -1,40 +1,26 @@
-//! What an accept leaves to do after its answer: the rooms' newest-event marks, written
-//! behind, and the rooms' bells, rung at most once per [`BELL_GAP`].
+//! The rooms' newest-event marks, written behind the accepts.
 //!
-//! Both used to go with every gathering, and with many busy rooms a gathering holds events of
-//! as many rooms as events: a mark (a stored map entry) and a bell (a core message every
-//! instance of the site hears) per event, against one outbox message. nats-server spent as
-//! much on them as on the deliveries.
+//! Marks used to be written with every gathering, and with many busy rooms a gathering holds
+//! events of as many rooms as events: a stored map entry per event, beside its outbox message
+//! and its quote.
 //!
-//! - A mark is where a new holder of the room's account starts its catch-up
-//!   ([`crate::store::Store::last_origin`]). It must never run ahead of what is stored, and it
-//!   does not: it is noted once the run's deliveries are. A room's first mark on an instance is
-//!   written with the accept (a new holder that found none would not catch up at all); later
-//!   ones every [`MARKS_EVERY`] (and at close), the newest of each room. So after a crash it
-//!   can lag that much behind, and the new holder's catch-up reads that much again: what it
-//!   reads again carries its network id and is a duplicate (the origin ids are written with
-//!   the accept, not behind).
-//! - A bell wakes a room's lane that gave its consumer back (idle for
-//!   [`patchbay_nats::room::IDLE`]). A room rung less than [`BELL_GAP`] ago is awake or
-//!   waking: its lane attaches and pulls everything waiting, the new delivery included. A ring
-//!   lost anyway is made up for by the doorbell's poll.
+//! A mark is where a new holder of the room's account starts its catch-up
+//! ([`crate::store::Store::last_origin`]). It must never run ahead of what is stored, and it
+//! does not: it is noted once the run's deliveries are. A room's first mark on an instance is
+//! written with the accept (a new holder that found none would not catch up at all); later
+//! ones every [`MARKS_EVERY`] (and at close), the newest of each room. So after a crash it can
+//! lag that much behind, and the new holder's catch-up reads that much again: what it reads
+//! again carries its network id and is a duplicate (the origin ids are written with the
+//! accept, not behind).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use patchbay_nats::Bus;
 
-use crate::router::RoomKey;
-
 /// How often the marks noted since the last write are written.
 pub(super) const MARKS_EVERY: Duration = Duration::from_millis(250);
-
-/// How long after ringing a room's bell this instance does not ring it again.
-pub(super) const BELL_GAP: Duration = Duration::from_millis(50);
-
-/// Rooms rung at most before the oldest are forgotten (the map stays small).
-const BELLS_KEPT: usize = 4_096;
 
 /// The newest-event marks noted and not yet written, by map key.
 pub(super) struct Marks {
@@ -116,39 +102,5 @@ async fn write_every(marks: Weak<Marks>) {
             return;
         };
         marks.write().await;
-    }
-}
-
-/// When this instance last rang each room's bell.
-#[derive(Default)]
-pub(super) struct Bells {
-    rung: Mutex<HashMap<RoomKey, Instant>>,
-}
-
-impl Bells {
-    /// Ring the bells of `rooms` not rung in the last [`BELL_GAP`].
-    pub(super) async fn ring<'a>(&self, bus: &Bus, rooms: impl IntoIterator<Item = &'a RoomKey>) {
-        let now = Instant::now();
-        let due: Vec<&RoomKey> = {
-            let mut rung = self.rung.lock().unwrap_or_else(|p| p.into_inner());
-            if rung.len() > BELLS_KEPT {
-                rung.retain(|_, at| now.duration_since(*at) < BELL_GAP);
-            }
-            rooms
-                .into_iter()
-                .filter(|room| {
-                    let recent = rung
-                        .get(*room)
-                        .is_some_and(|at| now.duration_since(*at) < BELL_GAP);
-                    if !recent {
-                        rung.insert((*room).clone(), now);
-                    }
-                    !recent
-                })
-                .collect()
-        };
-        for room in due {
-            bus.ring(&room.account, &room.room).await;
-        }
     }
 }
