@@ -308,7 +308,8 @@ impl RoomConsumer {
 
     /// The server's answer to the acknowledgement of `seq`; one that did not come (a server
     /// restart) is sent once more and waited for, since an acknowledgement is idempotent. One
-    /// that fails twice leaves the delivery held: the next holder delivers it again.
+    /// that fails twice leaves the delivery in the stream, no longer held: acknowledged when a
+    /// consumer offers it again (see `pull`).
     async fn confirmed(
         &mut self,
         seq: u64,
@@ -322,20 +323,19 @@ impl RoomConsumer {
             Ok(Err(err)) => Some(err.to_string()),
             Err(err) => Some(err.to_string()),
         };
-        if let Some(err) = failed {
-            tracing::debug!("acknowledging a delivery, sending it again: {err}");
-            let Some(message) = self.held.remove(&seq) else {
-                return Ok(());
-            };
-            // On failure (the consumer it came from is gone: a server restart), it is
-            // acknowledged when the next consumer offers it again (see `pull`).
-            return message
-                .double_ack()
-                .await
-                .map_err(|err| BusError::new("acknowledging a delivery", err));
+        let message = self.held.remove(&seq);
+        match (failed, message) {
+            (Some(err), Some(message)) => {
+                tracing::debug!("acknowledging a delivery, sending it again: {err}");
+                // On failure (the consumer it came from is gone: a server restart), it is
+                // acknowledged when the next consumer offers it again (see `pull`).
+                message
+                    .double_ack()
+                    .await
+                    .map_err(|err| BusError::new("acknowledging a delivery", err))
+            }
+            _ => Ok(()),
         }
-        self.held.remove(&seq);
-        Ok(())
     }
 }
 

@@ -22,78 +22,70 @@ use patchbay_nats::Bus;
 /// How often the marks noted since the last write are written.
 pub(super) const MARKS_EVERY: Duration = Duration::from_millis(250);
 
-/// The newest-event marks noted and not yet written, by map key.
-pub(super) struct Marks {
-    noted: Mutex<HashMap<String, Vec<u8>>>,
+/// The newest-event marks noted and not yet written.
+#[derive(Default)]
+pub(super) struct Marks(Mutex<Noted>);
+
+#[derive(Default)]
+struct Noted {
+    /// By map key, the newest of each.
+    marks: HashMap<String, Vec<u8>>,
     /// The keys this instance has written a mark of: a room's first mark is written with its
     /// accept, so that a new holder never finds none where there was history to catch up.
-    written: Mutex<HashSet<String>>,
-    bus: Bus,
+    written: HashSet<String>,
 }
 
 impl Marks {
     /// Start writing the marks noted every [`MARKS_EVERY`], until the store is dropped.
     pub(super) fn start(bus: Bus) -> Arc<Marks> {
-        let marks = Arc::new(Marks {
-            noted: Mutex::default(),
-            written: Mutex::default(),
-            bus,
-        });
-        tokio::spawn(write_every(Arc::downgrade(&marks)));
+        let marks = Arc::new(Marks::default());
+        tokio::spawn(write_every(Arc::downgrade(&marks), bus));
         marks
     }
 
     /// `value` is the newest mark of the map key `key`: given back to write now when this
     /// instance has written none of `key` yet, else noted to write behind.
     pub(super) fn note(&self, key: String, value: Vec<u8>) -> Option<(String, Vec<u8>)> {
-        let first = self
-            .written
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.clone());
-        if first {
+        let mut noted = self.lock();
+        if noted.written.insert(key.clone()) {
             return Some((key, value));
         }
-        self.lock().insert(key, value);
+        noted.marks.insert(key, value);
         None
     }
 
-    /// The marks given back by [`Marks::note`] could not be written: write them behind.
+    /// These marks could not be written: write them behind, unless a newer one was noted.
     pub(super) fn unwritten(&self, marks: Vec<(String, Vec<u8>)>) {
         let mut noted = self.lock();
         for (key, value) in marks {
-            noted.entry(key).or_insert(value);
+            noted.marks.entry(key).or_insert(value);
         }
     }
 
     /// The mark noted for `key` and not written yet.
     pub(super) fn noted(&self, key: &str) -> Option<Vec<u8>> {
-        self.lock().get(key).cloned()
+        self.lock().marks.get(key).cloned()
     }
 
-    /// Write what is noted. On a failure the marks not noted again since stay noted, for the
-    /// next write.
-    pub(super) async fn write(&self) {
-        let noted = std::mem::take(&mut *self.lock());
-        if noted.is_empty() {
+    /// Write what is noted; on a failure it stays noted for the next write.
+    pub(super) async fn write(&self, bus: &Bus) {
+        let entries: Vec<(String, Vec<u8>)> =
+            std::mem::take(&mut self.lock().marks).into_iter().collect();
+        if entries.is_empty() {
             return;
         }
-        let entries: Vec<(String, Vec<u8>)> = noted.into_iter().collect();
-        if let Err(err) = super::put_all(&self.bus, entries.clone()).await {
+        if let Err(err) = super::put_all(bus, entries.clone()).await {
             tracing::debug!("writing the rooms' newest-event marks, again later: {err}");
-            let mut noted = self.lock();
-            for (key, value) in entries {
-                noted.entry(key).or_insert(value);
-            }
+            self.unwritten(entries);
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<u8>>> {
-        self.noted.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Noted> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-async fn write_every(marks: Weak<Marks>) {
+async fn write_every(marks: Weak<Marks>, bus: Bus) {
     let mut ticks = tokio::time::interval(MARKS_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -101,6 +93,6 @@ async fn write_every(marks: Weak<Marks>) {
         let Some(marks) = marks.upgrade() else {
             return;
         };
-        marks.write().await;
+        marks.write(&bus).await;
     }
 }

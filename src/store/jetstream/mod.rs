@@ -437,7 +437,7 @@ impl Store for JetStreamStore {
     }
 
     async fn close(&self) {
-        self.marks.write().await;
+        self.marks.write(&self.bus).await;
         self.bus.flush().await;
     }
 }
