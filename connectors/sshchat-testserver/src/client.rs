@@ -62,7 +62,11 @@ impl TestUser {
         key: &PrivateKey,
         pty: Option<&str>,
     ) -> std::io::Result<TestUser> {
-        let io = |e: russh::Error| std::io::Error::other(e.to_string());
+        // A transport error keeps its kind, so that a caller can tell a reset from a refusal.
+        let io = |e: russh::Error| match e {
+            russh::Error::IO(e) => e,
+            other => std::io::Error::other(other.to_string()),
+        };
         let key = key.clone();
         let config = Arc::new(client::Config::default());
         let mut handle = client::connect(config, addr, Trusting).await.map_err(io)?;

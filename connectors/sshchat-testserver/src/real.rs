@@ -30,6 +30,35 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// Log a person in to a real server that has just started listening, with a key of their own
+/// and a pty. On a loaded machine a fresh loopback connection is now and then reset or
+/// refused before the server's handshake runs; such a login is tried again, up to five times
+/// 100 ms apart, each retry printed, so that a server that keeps refusing still fails the test.
+pub async fn log_in(
+    addr: &str,
+    name: &str,
+    key: &russh::keys::PrivateKey,
+) -> std::io::Result<crate::TestUser> {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    let mut tries = 1;
+    loop {
+        match crate::TestUser::connect_with_key(addr, name, key, true).await {
+            Err(e)
+                if tries < 5
+                    && matches!(
+                        e.kind(),
+                        ConnectionReset | ConnectionRefused | ConnectionAborted
+                    ) =>
+            {
+                eprintln!("{name} logging in to {addr}: {e}; trying again (try {tries})");
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Wait until `port` accepts connections.
 pub async fn wait_port(port: u16, timeout: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;

@@ -14,7 +14,7 @@ use tokio::process::{Child, Command};
 
 // Where the builds are, free ports and waiting for a listener: shared with the gateway's
 // end-to-end tests through the test server crate.
-pub use patchbay_sshchat_testserver::real::{free_port, peers_dir, wait_port};
+pub use patchbay_sshchat_testserver::real::{free_port, log_in, peers_dir, wait_port};
 
 /// A fresh user key: Devzat knows a user by its key.
 pub fn user_key() -> PrivateKey {
@@ -132,7 +132,7 @@ impl Devzat {
 
     /// A person at a terminal, with a key of their own.
     pub async fn user(&self, name: &str) -> TestUser {
-        TestUser::connect_with_key(&self.ssh_addr(), name, &user_key(), true)
+        log_in(&self.ssh_addr(), name, &user_key())
             .await
             .expect("a user logs in")
     }
@@ -141,7 +141,7 @@ impl Devzat {
 /// The real ssh-chat.
 pub struct SshChat {
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     pub port: u16,
 }
 
@@ -161,12 +161,15 @@ impl SshChat {
             .expect("ssh-keygen runs");
         assert!(made.success(), "ssh-keygen made a host key");
         let port = free_port();
+        // Its verbose log, shown when a login fails.
+        let log = std::fs::File::create(dir.path().join("ssh-chat.log")).expect("a log file");
         let child = Command::new(&bin)
             .arg(format!("--bind=127.0.0.1:{port}"))
+            .arg("-v")
             .arg("-i")
             .arg(&key)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .kill_on_drop(true)
             .spawn()
             .expect("ssh-chat starts");
@@ -174,11 +177,7 @@ impl SshChat {
             wait_port(port, Duration::from_secs(20)).await,
             "ssh-chat listens on {port}"
         );
-        Some(SshChat {
-            child,
-            _dir: dir,
-            port,
-        })
+        Some(SshChat { child, dir, port })
     }
 
     pub fn ssh_addr(&self) -> String {
@@ -187,9 +186,15 @@ impl SshChat {
 
     /// A person at a terminal (ssh-chat needs a pty of non-zero size).
     pub async fn user(&self, name: &str) -> TestUser {
-        TestUser::connect_with_key(&self.ssh_addr(), name, &user_key(), true)
-            .await
-            .expect("a user logs in")
+        match log_in(&self.ssh_addr(), name, &user_key()).await {
+            Ok(user) => user,
+            Err(e) => panic!("{name} logs in: {e}; ssh-chat logged:\n{}", self.log()),
+        }
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("ssh-chat.log")).unwrap_or_default()
     }
 
     pub async fn kill(&mut self) {
