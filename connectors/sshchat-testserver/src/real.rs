@@ -78,6 +78,7 @@ pub async fn wait_port(port: u16, timeout: Duration) -> bool {
 pub struct RealDevzat {
     child: Option<Child>,
     state: PathBuf,
+    antispam: bool,
     pub port: u16,
     pub plugin_port: u16,
     /// A plugin token the server granted.
@@ -88,21 +89,33 @@ impl RealDevzat {
     /// Start Devzat with its state under `dir`, anti-spam on or off; `None` when the build is
     /// not here.
     pub async fn start(dir: &std::path::Path, antispam: bool) -> Option<RealDevzat> {
-        let script = peers_dir().join("run-devzat.sh");
-        if !script.exists() || !peers_dir().join("devzat").exists() {
+        if !peers_dir().join("run-devzat.sh").exists() || !peers_dir().join("devzat").exists() {
             eprintln!("skipped: no real Devzat at {}", peers_dir().display());
             return None;
         }
-        let mut command = Command::new(script);
-        let (port, plugin_port, state) = (free_port(), free_port(), dir.join("devzat-state"));
+        let mut server = RealDevzat {
+            child: None,
+            state: dir.join("devzat-state"),
+            antispam,
+            port: free_port(),
+            plugin_port: free_port(),
+            token: String::new(),
+        };
+        server.launch().await;
+        Some(server)
+    }
+
+    /// Run the server on its ports with its state, and wait until both ports listen.
+    async fn launch(&mut self) {
+        let mut command = Command::new(peers_dir().join("run-devzat.sh"));
         command
-            .arg(port.to_string())
-            .arg(plugin_port.to_string())
-            .arg(&state)
+            .arg(self.port.to_string())
+            .arg(self.plugin_port.to_string())
+            .arg(&self.state)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true);
-        if antispam {
+        if self.antispam {
             command.env_remove("DEVZAT_NO_ANTISPAM");
         } else {
             command.env("DEVZAT_NO_ANTISPAM", "1");
@@ -115,21 +128,18 @@ impl RealDevzat {
             .expect("the token within 20 s")
             .expect("stdout readable")
             .expect("a token line");
+        self.token = token.trim().to_owned();
+        self.child = Some(child);
         assert!(
-            wait_port(port, Duration::from_secs(20)).await,
-            "Devzat listens"
+            wait_port(self.port, Duration::from_secs(20)).await,
+            "Devzat listens on {}",
+            self.port
         );
         assert!(
-            wait_port(plugin_port, Duration::from_secs(20)).await,
-            "Devzat's plugin API listens"
+            wait_port(self.plugin_port, Duration::from_secs(20)).await,
+            "Devzat's plugin API listens on {}",
+            self.plugin_port
         );
-        Some(RealDevzat {
-            child: Some(child),
-            state,
-            port,
-            plugin_port,
-            token: token.trim().to_owned(),
-        })
     }
 
     pub fn ssh_addr(&self) -> String {
@@ -149,6 +159,40 @@ impl RealDevzat {
     pub async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill().await;
+        }
+    }
+
+    /// Stop the server as an admin would (SIGTERM): Devzat says `Server going down!` first.
+    pub async fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                let _ = std::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status();
+            }
+            if tokio::time::timeout(Duration::from_secs(10), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
+        }
+    }
+
+    /// Kill and start again on the same ports with the same state (host key, token).
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        self.launch().await;
+    }
+
+    /// A person at a terminal, with a key of their own (Devzat knows a user by its key).
+    pub async fn user(&self, name: &str) -> crate::TestUser {
+        let key =
+            russh::keys::PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519)
+                .expect("a key");
+        match log_in(&self.ssh_addr(), name, &key).await {
+            Ok(user) => user,
+            Err(e) => panic!("{name} logs in: {e}; Devzat logged:\n{}", self.log()),
         }
     }
 }

@@ -9,132 +9,43 @@ use std::time::Duration;
 
 use patchbay_sshchat_testserver::TestUser;
 use russh::keys::{Algorithm, PrivateKey};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 // Where the builds are, free ports and waiting for a listener: shared with the gateway's
 // end-to-end tests through the test server crate.
-pub use patchbay_sshchat_testserver::real::{free_port, log_in, peers_dir, wait_port};
+pub use patchbay_sshchat_testserver::real::{RealDevzat, free_port, log_in, peers_dir, wait_port};
 
-/// A fresh user key: Devzat knows a user by its key.
+/// A fresh user key: a server may know a user by its key.
 pub fn user_key() -> PrivateKey {
     PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).expect("key")
 }
 
-/// The real Devzat (`run-devzat.sh`), anti-spam on unless asked otherwise.
+/// The real Devzat (`run-devzat.sh`) with its state in a temporary directory of its own.
 pub struct Devzat {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    pub port: u16,
-    pub plugin_port: u16,
-    pub token: String,
-    antispam: bool,
+    server: RealDevzat,
+    _dir: tempfile::TempDir,
 }
 
 impl Devzat {
-    /// Start Devzat, or `None` (with the reason printed) when the build is not here.
+    /// Start Devzat, anti-spam on unless asked otherwise, or `None` (with the reason printed)
+    /// when the build is not here.
     pub async fn start(antispam: bool) -> Option<Devzat> {
-        let script = peers_dir().join("run-devzat.sh");
-        if !script.exists() || !peers_dir().join("devzat").exists() {
-            eprintln!("skipped: no real Devzat at {}", peers_dir().display());
-            return None;
-        }
-        let mut server = Devzat {
-            child: None,
-            dir: tempfile::tempdir().expect("tempdir"),
-            port: free_port(),
-            plugin_port: free_port(),
-            token: String::new(),
-            antispam,
-        };
-        server.launch().await;
-        Some(server)
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = RealDevzat::start(dir.path(), antispam).await?;
+        Some(Devzat { server, _dir: dir })
     }
+}
 
-    async fn launch(&mut self) {
-        let mut command = Command::new(peers_dir().join("run-devzat.sh"));
-        command
-            .arg(self.port.to_string())
-            .arg(self.plugin_port.to_string())
-            .arg(self.dir.path().join("state"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true);
-        if self.antispam {
-            command.env_remove("DEVZAT_NO_ANTISPAM");
-        } else {
-            command.env("DEVZAT_NO_ANTISPAM", "1");
-        }
-        let mut child = command.spawn().expect("run-devzat.sh starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let token = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("the token within 20 s")
-            .expect("stdout readable")
-            .expect("a token line");
-        self.token = token.trim().to_owned();
-        self.child = Some(child);
-        assert!(
-            wait_port(self.port, Duration::from_secs(20)).await,
-            "Devzat listens on {}",
-            self.port
-        );
-        assert!(
-            wait_port(self.plugin_port, Duration::from_secs(20)).await,
-            "Devzat's plugin API listens on {}",
-            self.plugin_port
-        );
+impl std::ops::Deref for Devzat {
+    type Target = RealDevzat;
+    fn deref(&self) -> &RealDevzat {
+        &self.server
     }
+}
 
-    pub fn ssh_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    pub fn plugin_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.plugin_port)
-    }
-
-    /// Kill the server (as a crash would).
-    pub async fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill().await;
-        }
-    }
-
-    /// Stop the server as an admin would (SIGTERM): Devzat says `Server going down!` first.
-    pub async fn terminate(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            if let Some(pid) = child.id() {
-                let _ = std::process::Command::new("kill")
-                    .args(["-TERM", &pid.to_string()])
-                    .status();
-            }
-            if tokio::time::timeout(Duration::from_secs(10), child.wait())
-                .await
-                .is_err()
-            {
-                let _ = child.kill().await;
-            }
-        }
-    }
-
-    /// Kill and start again on the same ports with the same state (host key, token).
-    pub async fn restart(&mut self) {
-        self.kill().await;
-        self.launch().await;
-    }
-
-    /// What the server logged so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("state/devzat.log")).unwrap_or_default()
-    }
-
-    /// A person at a terminal, with a key of their own.
-    pub async fn user(&self, name: &str) -> TestUser {
-        log_in(&self.ssh_addr(), name, &user_key())
-            .await
-            .expect("a user logs in")
+impl std::ops::DerefMut for Devzat {
+    fn deref_mut(&mut self) -> &mut RealDevzat {
+        &mut self.server
     }
 }
 
