@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use patchbay_sshchat_testserver::real::RealDevzat;
-use patchbay_sshchat_testserver::{Dialect, TestUser};
+use patchbay_sshchat_testserver::TestUser;
 use support::nats::{LeafSites, start_with};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -104,9 +104,7 @@ async fn notify(port: u16, text: &str) {
 }
 
 async fn join(server: &RealDevzat, name: &str, room: &str) -> TestUser {
-    let user = TestUser::connect(&server.ssh_addr(), name, Dialect::Devzat)
-        .await
-        .expect("a person logs in");
+    let user = server.user(name).await;
     if room != "#main" {
         user.say(&format!("cd {room}")).await.expect("cd");
     }
