@@ -10,8 +10,8 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use patchbay_sshchat_testserver::real::RealDevzat;
 use patchbay_sshchat_testserver::TestUser;
+use patchbay_sshchat_testserver::real::RealDevzat;
 use support::nats::{LeafSites, start_with};
 
 const WAIT: Duration = Duration::from_secs(60);
