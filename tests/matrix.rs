@@ -13,22 +13,23 @@ mod mx;
 #[path = "../connectors/irc/tests/support/mod.rs"]
 mod irc;
 
-use std::time::Duration;
+#[path = "support/matrix.rs"]
+mod matrix;
 
+use matrix::{
+    WAIT, alice_and_bot, assert_serves, bot_account, bot_joined, console_line, irc_account,
+    irc_with_carol, localpart, public_room,
+};
 use matrix_sdk::attachment::AttachmentConfig;
-use matrix_sdk::ruma::RoomId;
 use matrix_sdk::ruma::events::relation::{InReplyTo, Reply};
 use matrix_sdk::ruma::events::room::message::{
     Relation, ReplacementMetadata, RoomMessageEventContent,
 };
-use mx::{User, synapse, unique};
+use mx::{synapse, unique};
 use serde_json::Value;
 use support::{Gateway, free_port, wait_for_port};
 
-const WAIT: Duration = Duration::from_secs(30);
-
 fn config(bot: &str, rooms: &[&str], extra_account: &str, extra: &str) -> String {
-    let quoted: Vec<String> = rooms.iter().map(|r| format!("\"{r}\"")).collect();
     let mut route: Vec<String> = rooms
         .iter()
         .map(|r| format!("\"matrix.home/{r}\""))
@@ -36,28 +37,11 @@ fn config(bot: &str, rooms: &[&str], extra_account: &str, extra: &str) -> String
     route.push("\"console.term/lobby\"".into());
     format!(
         "[general]\ndata_dir = \"data\"\n{extra}\n\
-         [console.term]\ninput = \"stdin\"\noutput = \"stdout\"\nroom = \"lobby\"\nnick = \"you\"\n\n\
-         [matrix.home]\nhomeserver = \"{}\"\nuser = \"{bot}\"\npassword = \"password\"\n\
-         rooms = [{}]\n{extra_account}\n\n\
+         [console.term]\ninput = \"stdin\"\noutput = \"stdout\"\nroom = \"lobby\"\nnick = \"you\"\n\n{}\
          [[route]]\nname = \"mirror\"\ninout = [{}]\nnick_format = \"[{{protocol}}] {{nick}}\"\n",
-        synapse().url(),
-        quoted.join(", "),
+        bot_account("home", synapse(), bot, rooms, extra_account),
         route.join(", "),
     )
-}
-
-/// Wait for a console line (blocking the test thread, not the runtime).
-fn console_line(gateway: &mut Gateway, want: impl Fn(&str) -> bool) -> String {
-    tokio::task::block_in_place(|| gateway.expect_line(WAIT, want))
-}
-
-async fn joined(user: &User, room: &RoomId, bot: &str) {
-    user.wait_for(room, "the bot to join", |e| {
-        e["type"] == "m.room.member"
-            && e["state_key"] == bot
-            && e["content"]["membership"] == "join"
-    })
-    .await;
 }
 
 fn from_bot<'a>(bot: &'a str, text: &'a str) -> impl Fn(&Value) -> bool + 'a {
@@ -72,21 +56,14 @@ fn from_bot<'a>(bot: &'a str, text: &'a str) -> impl Fn(&Value) -> bool + 'a {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_rooms_and_the_console_mirror_with_relations_across_a_restart() {
-    let synapse = synapse();
-    let alice = User::register(synapse, &unique("alice")).await;
-    let bot = synapse.register(&unique("bot"), "password").await;
-    let (a_name, b_name) = (unique("a"), unique("b"));
-    let room_a = alice.create_room(Some(&a_name), &[], false).await;
-    let room_b = alice.create_room(Some(&b_name), &[], false).await;
-    let (a, b) = (
-        format!("#{a_name}:localhost"),
-        format!("#{b_name}:localhost"),
-    );
+    let (alice, bot) = alice_and_bot(synapse()).await;
+    let (room_a, a) = public_room(&alice, "a").await;
+    let (room_b, b) = public_room(&alice, "b").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(&bot, &[&a, &b], "", "");
     let mut gateway = Gateway::start(dir.path(), &config);
-    joined(&alice, &room_a, &bot).await;
-    joined(&alice, &room_b, &bot).await;
+    bot_joined(&alice, &room_a, &bot).await;
+    bot_joined(&alice, &room_b, &bot).await;
 
     // Formatting: Matrix HTML -> Matrix HTML in the other room, and Markdown on the console.
     let original = alice
@@ -98,13 +75,7 @@ async fn two_rooms_and_the_console_mirror_with_relations_across_a_restart() {
     let relayed = alice
         .wait_for(&room_b, "the relayed message", from_bot(&bot, "hello bold"))
         .await;
-    let local = alice
-        .id
-        .trim_start_matches('@')
-        .split(':')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let local = localpart(&alice);
     assert_eq!(
         relayed["content"]["body"],
         format!("[matrix] {local}: hello bold")
@@ -211,16 +182,11 @@ async fn two_rooms_and_the_console_mirror_with_relations_across_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_encrypted_room_mirrors_to_a_plain_one_and_images_become_served_links() {
-    let synapse = synapse();
-    let alice = User::register(synapse, &unique("alice")).await;
-    let bot = synapse.register(&unique("bot"), "password").await;
-    let (s_name, p_name) = (unique("secret"), unique("plain"));
+    let (alice, bot) = alice_and_bot(synapse()).await;
+    let s_name = unique("secret");
     let secret = alice.create_room(Some(&s_name), &[&bot], true).await;
-    let plain = alice.create_room(Some(&p_name), &[], false).await;
-    let (s, p) = (
-        format!("#{s_name}:localhost"),
-        format!("#{p_name}:localhost"),
-    );
+    let s = format!("#{s_name}:localhost");
+    let (plain, p) = public_room(&alice, "plain").await;
     let port = free_port();
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(
@@ -231,8 +197,8 @@ async fn an_encrypted_room_mirrors_to_a_plain_one_and_images_become_served_links
     );
     let mut gateway = Gateway::start(dir.path(), &config);
     wait_for_port(port, WAIT);
-    joined(&alice, &secret, &bot).await;
-    joined(&alice, &plain, &bot).await;
+    bot_joined(&alice, &secret, &bot).await;
+    bot_joined(&alice, &plain, &bot).await;
 
     // Encrypted -> plain, and plain -> encrypted (alice's client decrypts the bot's message).
     alice.say(&secret, "whispered").await;
@@ -263,17 +229,7 @@ async fn an_encrypted_room_mirrors_to_a_plain_one_and_images_become_served_links
         .find(|part| part.starts_with("http://") && part.contains("/media/"))
         .unwrap_or_else(|| panic!("no link in {line}"))
         .to_owned();
-    let response = matrix_sdk::reqwest::Client::new()
-        .get(&url)
-        .send()
-        .await
-        .expect("GET the link");
-    assert_eq!(response.status().as_u16(), 200, "{url}");
-    let body = response.bytes().await.expect("body");
-    assert!(
-        body.as_ref() == image.as_slice(),
-        "the link serves other bytes"
-    );
+    assert_serves(&url, &image).await;
     assert!(tokio::task::block_in_place(|| gateway.stop()));
 }
 
@@ -281,42 +237,24 @@ async fn an_encrypted_room_mirrors_to_a_plain_one_and_images_become_served_links
 /// HTML <-> mIRC codes), nicks are bold on the Matrix side, and nothing comes back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_matrix_room_and_an_irc_channel_mirror_with_formatting() {
-    if !irc::have("ngircd") {
-        eprintln!("skipped: ngircd is not installed (run tests/install-deps.sh)");
+    let (alice, bot) = alice_and_bot(synapse()).await;
+    let (room, alias) = public_room(&alice, "irc").await;
+    let Some((irc_server, mut carol)) = irc_with_carol("ngircd").await else {
         return;
-    }
-    let synapse = synapse();
-    let irc_server = irc::IrcServer::ngircd().await;
-    let alice = User::register(synapse, &unique("alice")).await;
-    let bot = synapse.register(&unique("bot"), "password").await;
-    let name = unique("irc");
-    let room = alice.create_room(Some(&name), &[], false).await;
-    let alias = format!("#{name}:localhost");
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let config = format!(
-        "[general]\ndata_dir = \"data\"\n\n\
-         [irc.net]\nserver = \"127.0.0.1\"\nport = {}\nnick = \"pb\"\nchannels = [\"#x\"]\n\
-         anti_highlight = \"\"\n\n\
-         [matrix.home]\nhomeserver = \"{}\"\nuser = \"{bot}\"\npassword = \"password\"\n\
-         rooms = [\"{alias}\"]\n\n\
+        "[general]\ndata_dir = \"data\"\n\n{}{}\
          [[route]]\nname = \"bridge\"\ninout = [\"matrix.home/{alias}\", \"irc.net/#x\"]\n\
          nick_format = \"{{nick}}\"\n",
-        irc_server.port,
-        synapse.url(),
+        irc_account(irc_server.port),
+        bot_account("home", synapse(), &bot, &[&alias], ""),
     );
-    let mut carol = irc::TestClient::connect(irc_server.port, "carol").await;
-    carol.join("#x").await;
     let gateway = Gateway::start(dir.path(), &config);
     carol.expect_join("pb", "#x").await;
-    joined(&alice, &room, &bot).await;
+    bot_joined(&alice, &room, &bot).await;
 
-    let local = alice
-        .id
-        .trim_start_matches('@')
-        .split(':')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let local = localpart(&alice);
     alice
         .send(
             &room,
@@ -347,23 +285,18 @@ async fn a_matrix_room_and_an_irc_channel_mirror_with_formatting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_synapse_crash_mid_stream_loses_nothing() {
     let synapse = tokio::task::block_in_place(mx::Synapse::start);
-    let alice = User::register(&synapse, &unique("alice")).await;
-    let bot = synapse.register(&unique("bot"), "password").await;
-    let name = unique("crash");
-    let room = alice.create_room(Some(&name), &[], false).await;
-    let alias = format!("#{name}:localhost");
+    let (alice, bot) = alice_and_bot(&synapse).await;
+    let (room, alias) = public_room(&alice, "crash").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = format!(
         "[general]\ndata_dir = \"data\"\n\n\
-         [console.term]\ninput = \"stdin\"\noutput = \"stdout\"\nroom = \"lobby\"\nnick = \"you\"\n\n\
-         [matrix.home]\nhomeserver = \"{}\"\nuser = \"{bot}\"\npassword = \"password\"\n\
-         rooms = [\"{alias}\"]\n\n\
+         [console.term]\ninput = \"stdin\"\noutput = \"stdout\"\nroom = \"lobby\"\nnick = \"you\"\n\n{}\
          [[route]]\nname = \"crash\"\ninout = [\"matrix.home/{alias}\", \"console.term/lobby\"]\n\
          nick_format = \"{{nick}}\"\n",
-        synapse.url()
+        bot_account("home", &synapse, &bot, &[&alias], "")
     );
     let mut gateway = Gateway::start(dir.path(), &config);
-    joined(&alice, &room, &bot).await;
+    bot_joined(&alice, &room, &bot).await;
 
     alice.say(&room, "m1").await;
     console_line(&mut gateway, |l| l.ends_with("m1"));

@@ -15,6 +15,9 @@ mod mx;
 #[path = "../connectors/irc/tests/support/mod.rs"]
 mod irc;
 
+#[path = "support/matrix.rs"]
+mod matrix;
+
 #[path = "support/appservice.rs"]
 mod appservice;
 
@@ -22,9 +25,10 @@ mod appservice;
 #[path = "support/appservice_bench.rs"]
 mod bench;
 
-use appservice::{
-    WAIT, console_line, fixture, ghost_says, irc_account, joined, member_events, public_room,
-    serve_png, unread_bytes_at,
+use appservice::{fixture, ghost_says, member_events, serve_png, slot_with_room, unread_bytes_at};
+use matrix::{
+    WAIT, alice_and_bot, assert_serves, bot_account, bot_joined, console_line, irc_account,
+    irc_with_carol, joined, localpart, public_room,
 };
 use matrix_sdk::attachment::AttachmentConfig;
 use matrix_sdk::ruma::OwnedEventId;
@@ -32,25 +36,18 @@ use matrix_sdk::ruma::events::relation::{InReplyTo, Reply};
 use matrix_sdk::ruma::events::room::message::{
     Relation, ReplacementMetadata, RoomMessageEventContent,
 };
-use mx::{User, unique};
-use support::{Gateway, wait_until};
+use support::{Gateway, run_ok, wait_until, write_config};
 
 /// IRC <-> Matrix: carol's lines come from her ghost with her name; a Matrix reply to the
 /// ghost's message, an edit and a redaction reach the other side; a nick change renames the
 /// ghost; after a restart the same ghost speaks, with no new membership and no registration.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_irc_user_is_a_ghost_in_matrix_and_matrix_relations_reach_irc() {
-    if !irc::have("inspircd") {
-        eprintln!("skipped: inspircd is not installed (run tests/install-deps.sh)");
+    let (slot, alice, room, alias) = slot_with_room(0, "irc").await;
+    let Some((server, mut carol)) = irc_with_carol("inspircd").await else {
         return;
-    }
-    let fixture = fixture();
-    let slot = &fixture.slots[0];
-    let alice = User::register(&fixture.synapse, &unique("alice")).await;
-    let (room, alias) = public_room(&alice, "irc").await;
-    let server = irc::IrcServer::inspircd().await;
+    };
     let config = slot.config(
-        fixture.synapse.port,
         &[&alias],
         &format!(
             "{}[console.term]\ninput = \"none\"\noutput = \"stdout\"\n\n\
@@ -61,13 +58,8 @@ async fn an_irc_user_is_a_ghost_in_matrix_and_matrix_relations_reach_irc() {
             irc_account(server.port)
         ),
     );
-    let mut carol = irc::TestClient::connect(server.port, "carol").await;
-    carol.join("#x").await;
-    let mut gateway = Gateway::start(&slot.dir, &config);
+    let mut gateway = slot.start(&config, &alice, &room).await;
     carol.expect_join("pb", "#x").await;
-    alice
-        .wait_for(&room, "the bot to join", |e| joined(e, &slot.bot))
-        .await;
 
     // An IRC line: from carol's own ghost, named carol, without the nick in the text.
     carol.send("PRIVMSG #x :hello from irc").await;
@@ -127,12 +119,7 @@ async fn an_irc_user_is_a_ghost_in_matrix_and_matrix_relations_reach_irc() {
         })
         .await;
     alice.say(&room, "after the redaction").await;
-    let local = alice
-        .id
-        .trim_start_matches('@')
-        .split(':')
-        .next()
-        .unwrap_or_default();
+    let local = localpart(&alice);
     let shown = carol
         .collect_privmsgs("#x", &format!("<{local}> after the redaction"))
         .await;
@@ -163,17 +150,7 @@ async fn an_irc_user_is_a_ghost_in_matrix_and_matrix_relations_reach_irc() {
         )),
         "{url}"
     );
-    let response = matrix_sdk::reqwest::Client::new()
-        .get(&url)
-        .send()
-        .await
-        .expect("GET the link");
-    assert_eq!(response.status().as_u16(), 200, "{url}");
-    let body = response.bytes().await.expect("body");
-    assert!(
-        body.as_ref() == png.as_slice(),
-        "the link serves other bytes"
-    );
+    assert_serves(&url, &png).await;
 
     // A nick change renames the ghost, and the new nick speaks as the same ghost.
     carol.send("NICK carol2").await;
@@ -215,17 +192,11 @@ async fn an_irc_user_is_a_ghost_in_matrix_and_matrix_relations_reach_irc() {
 /// The gateway's listener also refuses a wrong `hs_token`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_killed_with_a_transaction_outstanding_relays_each_event_once() {
-    if !irc::have("inspircd") {
-        eprintln!("skipped: inspircd is not installed (run tests/install-deps.sh)");
+    let (slot, alice, room, alias) = slot_with_room(1, "kill").await;
+    let Some((server, mut carol)) = irc_with_carol("inspircd").await else {
         return;
-    }
-    let fixture = fixture();
-    let slot = &fixture.slots[1];
-    let alice = User::register(&fixture.synapse, &unique("alice")).await;
-    let (room, alias) = public_room(&alice, "kill").await;
-    let server = irc::IrcServer::inspircd().await;
+    };
     let config = slot.config(
-        fixture.synapse.port,
         &[&alias],
         &format!(
             "{}[[route]]\nname = \"bridge\"\ninout = [\"matrix.home/{alias}\", \"irc.net/#x\"]\n\
@@ -233,13 +204,8 @@ async fn a_gateway_killed_with_a_transaction_outstanding_relays_each_event_once(
             irc_account(server.port)
         ),
     );
-    let mut carol = irc::TestClient::connect(server.port, "carol").await;
-    carol.join("#x").await;
-    let gateway = Gateway::start(&slot.dir, &config);
+    let gateway = slot.start(&config, &alice, &room).await;
     carol.expect_join("pb", "#x").await;
-    alice
-        .wait_for(&room, "the bot to join", |e| joined(e, &slot.bot))
-        .await;
 
     let http = matrix_sdk::reqwest::Client::new();
     let status = http
@@ -252,12 +218,7 @@ async fn a_gateway_killed_with_a_transaction_outstanding_relays_each_event_once(
         .status();
     assert_eq!(status.as_u16(), 403);
 
-    let local = alice
-        .id
-        .trim_start_matches('@')
-        .split(':')
-        .next()
-        .unwrap_or_default();
+    let local = localpart(&alice);
     alice.say(&room, "m0").await;
     carol.expect_privmsg("#x", "m0").await;
 
@@ -299,14 +260,10 @@ async fn a_gateway_killed_with_a_transaction_outstanding_relays_each_event_once(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devzat_users_and_webhook_posts_are_ghosts_the_webhook_with_its_avatar() {
     use patchbay_sshchat_testserver::{Options, TestServer};
-    let fixture = fixture();
-    let slot = &fixture.slots[2];
-    let alice = User::register(&fixture.synapse, &unique("alice")).await;
-    let (room, alias) = public_room(&alice, "dvz").await;
+    let (slot, alice, room, alias) = slot_with_room(2, "dvz").await;
     let devzat = TestServer::start(Options::devzat()).await.expect("devzat");
     let (avatar, _) = serve_png("avatar.png").await;
     let config = slot.config(
-        fixture.synapse.port,
         &[&alias],
         &format!(
             "[sshchat.dvz]\nserver = \"{ssh}\"\ndialect = \"devzat\"\nnick = \"bridge\"\n\
@@ -320,10 +277,7 @@ async fn devzat_users_and_webhook_posts_are_ghosts_the_webhook_with_its_avatar()
             ssh = devzat.ssh_addr(),
         ),
     );
-    let gateway = Gateway::start(&slot.dir, &config);
-    alice
-        .wait_for(&room, "the bot to join", |e| joined(e, &slot.bot))
-        .await;
+    let gateway = slot.start(&config, &alice, &room).await;
     assert!(
         devzat.wait_until(WAIT, |s| s.users().len() == 1).await,
         "the bridge joined Devzat; log:\n{}",
@@ -413,28 +367,16 @@ async fn devzat_users_and_webhook_posts_are_ghosts_the_webhook_with_its_avatar()
 #[test]
 fn check_says_what_appservice_mode_does_not_do() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("patchbay.toml");
-    std::fs::write(
-        &config,
+    let config = write_config(
+        dir.path(),
         "[http]\nlisten = \"127.0.0.1:8080\"\n\n\
          [matrix.home]\nmode = \"appservice\"\nhomeserver = \"http://127.0.0.1:8008\"\n\
          server_name = \"example.org\"\nappservice_url = \"http://127.0.0.1:8080\"\n\
          rooms = [\"#general:example.org\"]\n\n\
          [console.term]\ninput = \"none\"\noutput = \"stdout\"\n\n\
          [[route]]\nname = \"r\"\ninout = [\"matrix.home/#general:example.org\", \"console.term/lobby\"]\n",
-    )
-    .expect("write the config");
-    let output = std::process::Command::new(support::binary())
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .expect("run patchbay check");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
     );
+    let stdout = run_ok(&["check"], &config);
     let notes: Vec<&str> = stdout
         .lines()
         .filter(|l| l.starts_with("note: matrix.home: "))
@@ -456,23 +398,18 @@ fn check_says_what_appservice_mode_does_not_do() {
 /// comes with one), matrix-sdk's "no backup key was found" warning is not in the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bot_mode_syncs_do_not_repeat_the_key_backup_warning() {
-    let fixture = fixture();
-    let alice = User::register(&fixture.synapse, &unique("alice")).await;
-    let bot = fixture.synapse.register(&unique("bot"), "password").await;
+    let synapse = &fixture().synapse;
+    let (alice, bot) = alice_and_bot(synapse).await;
     let (room, alias) = public_room(&alice, "quiet").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = format!(
         "[general]\ndata_dir = \"data\"\n\n\
-         [console.term]\ninput = \"none\"\noutput = \"stdout\"\n\n\
-         [matrix.bot]\nhomeserver = \"{}\"\nuser = \"{bot}\"\npassword = \"password\"\n\
-         rooms = [\"{alias}\"]\n\n\
+         [console.term]\ninput = \"none\"\noutput = \"stdout\"\n\n{}\
          [[route]]\nname = \"r\"\ninout = [\"matrix.bot/{alias}\", \"console.term/lobby\"]\n",
-        fixture.synapse.url()
+        bot_account("bot", synapse, &bot, &[&alias], "")
     );
     let mut gateway = Gateway::start(dir.path(), &config);
-    alice
-        .wait_for(&room, "the bot to join", |e| joined(e, &bot))
-        .await;
+    bot_joined(&alice, &room, &bot).await;
     for n in 0..5 {
         alice.say(&room, format!("tick {n}")).await;
         console_line(&mut gateway, |l| l.ends_with(&format!("tick {n}")));

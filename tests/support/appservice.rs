@@ -5,21 +5,20 @@
 //!
 //! The registration names the gateway's URL, so a slot's port is chosen before Synapse
 //! starts and every gateway of that slot listens on it. The helpers below are what the tests
-//! share: rooms, member and ghost predicates, a local image server.
+//! share: a test's slot and room, ghost predicates, a local image server (what bot mode uses
+//! too, such as rooms, members and the IRC account, is in `support/matrix.rs`).
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use matrix_sdk::ruma::{OwnedRoomId, RoomId};
 use serde_json::Value;
 
+use crate::matrix::{bot_joined, is_member, public_room};
 use crate::mx::{Synapse, User, unique};
 use crate::support::Gateway;
-
-pub const WAIT: Duration = Duration::from_secs(60);
 
 pub const SLOTS: usize = 5;
 
@@ -33,6 +32,8 @@ pub struct Slot {
     pub bot: String,
     /// Every ghost's localpart starts with this.
     pub prefix: String,
+    /// The homeserver's port (chosen before Synapse starts, like the slot's).
+    pub homeserver_port: u16,
 }
 
 pub struct Fixture {
@@ -42,7 +43,7 @@ pub struct Fixture {
 
 impl Slot {
     /// The `[http]` and `[matrix.home]` tables; `rooms` are aliases the bot joins at start.
-    pub fn tables(&self, homeserver_port: u16, rooms: &[&str]) -> String {
+    pub fn tables(&self, rooms: &[&str]) -> String {
         let rooms: Vec<String> = rooms.iter().map(|r| format!("\"{r}\"")).collect();
         format!(
             "[http]\nlisten = \"127.0.0.1:{port}\"\n\n\
@@ -52,6 +53,7 @@ impl Slot {
              appservice_id = \"patchbay-gw-{i}\"\nrooms = [{rooms}]\n\
              media_public_url = \"http://127.0.0.1:{port}\"\n\n",
             port = self.port,
+            homeserver_port = self.homeserver_port,
             i = self.index,
             prefix = self.prefix,
             rooms = rooms.join(", "),
@@ -59,11 +61,18 @@ impl Slot {
     }
 
     /// A whole config: `[general]`, the slot's tables, then `rest` (accounts and routes).
-    pub fn config(&self, homeserver_port: u16, rooms: &[&str], rest: &str) -> String {
+    pub fn config(&self, rooms: &[&str], rest: &str) -> String {
         format!(
             "[general]\ndata_dir = \"data\"\n\n{}{rest}",
-            self.tables(homeserver_port, rooms)
+            self.tables(rooms)
         )
+    }
+
+    /// Start the slot's gateway on `config`; once `user` sees its bot join `room`.
+    pub async fn start(&self, config: &str, user: &User, room: &RoomId) -> Gateway {
+        let gateway = Gateway::start(&self.dir, config);
+        bot_joined(user, room, &self.bot).await;
+        gateway
     }
 
     /// The AS tokens the gateway keeps in its data directory.
@@ -97,11 +106,11 @@ pub fn fixture() -> &'static Fixture {
                 port: crate::support::free_port(),
                 bot: format!("@pbgw{index}:localhost"),
                 prefix: format!("_gw{index}_"),
+                homeserver_port,
             };
             std::fs::create_dir_all(&slot.dir).expect("the gateway dir");
             let config = slot.dir.join("patchbay.toml");
             let table = slot.config(
-                homeserver_port,
                 &[],
                 "[console.term]\ninput = \"none\"\noutput = \"stdout\"\n\n\
                  [[route]]\nname = \"r\"\ninout = [\"console.term/lobby\", \"matrix.home/#x:localhost\"]\n",
@@ -150,19 +159,16 @@ pub fn unread_bytes_at(port: u16) -> usize {
         .unwrap_or(0)
 }
 
-/// A public room with an alias; returns its id and the alias.
-pub async fn public_room(owner: &User, name: &str) -> (OwnedRoomId, String) {
-    let alias = unique(name);
-    let room = owner.create_room(Some(&alias), &[], false).await;
-    (room, format!("#{alias}:localhost"))
-}
-
-pub fn is_member(e: &Value, user: &str) -> bool {
-    e["type"] == "m.room.member" && e["state_key"] == user
-}
-
-pub fn joined(e: &Value, user: &str) -> bool {
-    is_member(e, user) && e["content"]["membership"] == "join"
+/// A test's share of the fixture: slot `index`, a new user, alice, and her public room `name`
+/// (its id and alias).
+pub async fn slot_with_room(
+    index: usize,
+    name: &str,
+) -> (&'static Slot, User, OwnedRoomId, String) {
+    let fixture = fixture();
+    let alice = User::register(&fixture.synapse, &unique("alice")).await;
+    let (room, alias) = public_room(&alice, name).await;
+    (&fixture.slots[index], alice, room, alias)
 }
 
 /// A message whose body is `body`, sent by a ghost of the slot; returns the event.
@@ -196,18 +202,6 @@ pub async fn member_events(user: &User, room: &RoomId, of: &str) -> usize {
         .as_array()
         .map(|events| events.iter().filter(|e| is_member(e, of)).count())
         .unwrap_or(0)
-}
-
-pub fn irc_account(port: u16) -> String {
-    format!(
-        "[irc.net]\nserver = \"127.0.0.1\"\nport = {port}\nnick = \"pb\"\nchannels = [\"#x\"]\n\
-         anti_highlight = \"\"\nreconnect_min_secs = 0.5\nreconnect_max_secs = 2\n\n"
-    )
-}
-
-/// Wait for a stdout line of the gateway (blocking the test thread, not the runtime).
-pub fn console_line(gateway: &mut Gateway, want: impl Fn(&str) -> bool) -> String {
-    tokio::task::block_in_place(|| gateway.expect_line(WAIT, want))
 }
 
 /// A one-file HTTP server for images; returns the URL of `name`.

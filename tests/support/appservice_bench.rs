@@ -3,10 +3,10 @@
 //! steady relay latency IRC -> Matrix beside bot mode, and a burst of 200 new remote authors
 //! into one room. The figures are in connectors/matrix/README.md.
 
-use crate::appservice::{fixture, irc_account, joined, public_room};
-use crate::irc;
-use crate::mx::{User, unique};
-use crate::support::Gateway;
+use crate::appservice::{fixture, slot_with_room};
+use crate::matrix::{
+    WAIT, alice_and_bot, bot_account, bot_joined, irc_account, irc_with_carol, public_room,
+};
 
 /// Benchmark (ignored; `--ignored --nocapture`): the steady relay latency IRC -> Matrix
 /// through the binary, appservice mode beside bot mode. One IRC channel is routed to two rooms,
@@ -15,40 +15,27 @@ use crate::support::Gateway;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn bench_irc_to_matrix_latency_appservice_beside_bot_mode() {
-    if !irc::have("inspircd") {
-        eprintln!("skipped: inspircd is not installed (run tests/install-deps.sh)");
-        return;
-    }
-    let fixture = fixture();
-    let slot = &fixture.slots[3];
-    let alice = User::register(&fixture.synapse, &unique("alice")).await;
-    let bot = fixture.synapse.register(&unique("bot"), "password").await;
+    let synapse = &fixture().synapse;
+    let slot = &fixture().slots[3];
+    let (alice, bot) = alice_and_bot(synapse).await;
     let (as_room, as_alias) = public_room(&alice, "as").await;
     let (bot_room, bot_alias) = public_room(&alice, "bot").await;
-    let server = irc::IrcServer::inspircd().await;
+    let Some((server, mut carol)) = irc_with_carol("inspircd").await else {
+        return;
+    };
     let config = slot.config(
-        fixture.synapse.port,
         &[&as_alias],
         &format!(
-            "{}[matrix.bot]\nhomeserver = \"{}\"\nuser = \"{bot}\"\npassword = \"password\"\n\
-             rooms = [\"{bot_alias}\"]\n\n\
-             [[route]]\nname = \"bench\"\n\
+            "{}{}[[route]]\nname = \"bench\"\n\
              inout = [\"irc.net/#x\", \"matrix.home/{as_alias}\", \"matrix.bot/{bot_alias}\"]\n\
              nick_format = \"{{nick}}\"\n",
             irc_account(server.port),
-            fixture.synapse.url()
+            bot_account("bot", synapse, &bot, &[&bot_alias], ""),
         ),
     );
-    let mut carol = irc::TestClient::connect(server.port, "carol").await;
-    carol.join("#x").await;
-    let gateway = Gateway::start(&slot.dir, &config);
+    let gateway = slot.start(&config, &alice, &as_room).await;
     carol.expect_join("pb", "#x").await;
-    alice
-        .wait_for(&as_room, "the AS bot", |e| joined(e, &slot.bot))
-        .await;
-    alice
-        .wait_for(&bot_room, "the bot", |e| joined(e, &bot))
-        .await;
+    bot_joined(&alice, &bot_room, &bot).await;
     // A first line sets the ghost up; it is not measured.
     carol.send("PRIVMSG #x :warm up").await;
     for room in [&as_room, &bot_room] {
@@ -102,12 +89,8 @@ async fn bench_irc_to_matrix_latency_appservice_beside_bot_mode() {
 #[ignore]
 async fn bench_200_new_authors_in_a_burst_each_from_their_own_ghost() {
     const AUTHORS: usize = 200;
-    let fixture = fixture();
-    let slot = &fixture.slots[4];
-    let alice = User::register(&fixture.synapse, &unique("alice")).await;
-    let (room, alias) = public_room(&alice, "burst").await;
+    let (slot, alice, room, alias) = slot_with_room(4, "burst").await;
     let config = slot.config(
-        fixture.synapse.port,
         &[&alias],
         &format!(
             "[webhook.ci]\ntoken = \"hook-token\"\nrate_limit_per_minute = 100000\nrate_limit_burst = 1000\n\n\
@@ -115,11 +98,8 @@ async fn bench_200_new_authors_in_a_burst_each_from_their_own_ghost() {
              nick_format = \"{{nick}}\"\n"
         ),
     );
-    let gateway = Gateway::start(&slot.dir, &config);
-    alice
-        .wait_for(&room, "the bot to join", |e| joined(e, &slot.bot))
-        .await;
-    crate::support::wait_for_port(slot.port, crate::appservice::WAIT);
+    let gateway = slot.start(&config, &alice, &room).await;
+    crate::support::wait_for_port(slot.port, WAIT);
     let http = matrix_sdk::reqwest::Client::new();
     let hook = format!("http://127.0.0.1:{}/hooks/ci/builds", slot.port);
     let started = std::time::Instant::now();
