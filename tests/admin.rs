@@ -8,96 +8,18 @@ mod support;
 #[path = "support/receiver.rs"]
 mod receiver;
 
+#[path = "support/admin.rs"]
+mod admin;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use admin::{
+    TOKEN, assert_dead_letters, assert_down_room_waits, call, config, dead_letters, get,
+    type_dead_letters,
+};
 use serde_json::Value;
 use support::{Gateway, free_port, run_failing, run_ok, wait_for_port, wait_until, write_config};
-
-const TOKEN: &str = "admin-test-token-0123456789";
-
-/// Console input into a webhook room; with `down_port`, a second webhook room whose receiver
-/// never listens (its deliveries wait in the outbox, retried).
-fn config(port: u16, receiver: std::net::SocketAddr, down_port: Option<u16>) -> String {
-    let (down_room, down_out) = match down_port {
-        Some(p) => (
-            format!(
-                "[webhook.team.rooms.down]\nurl = \"http://127.0.0.1:{p}/in\"\npayload = \"slack\"\n"
-            ),
-            ", \"webhook.team/down\"",
-        ),
-        None => (String::new(), ""),
-    };
-    format!(
-        r#"
-[http]
-listen = "127.0.0.1:{port}"
-
-[admin]
-token = "{TOKEN}"
-
-[console.you]
-input = "stdin"
-output = "you.log"
-room = "lobby"
-nick = "alice"
-
-[webhook.team.rooms.chat]
-url = "http://{receiver}/in"
-payload = "slack"
-
-{down_room}
-[[route]]
-name = "lobby"
-in = ["console.you/lobby"]
-out = ["webhook.team/chat"{down_out}]
-"#
-    )
-}
-
-/// One admin request: status and JSON body.
-fn call(
-    rt: &tokio::runtime::Runtime,
-    method: &str,
-    port: u16,
-    path: &str,
-    token: Option<&str>,
-) -> (u16, Value, reqwest::header::HeaderMap) {
-    rt.block_on(async {
-        let client = reqwest::Client::new();
-        let url = format!("http://127.0.0.1:{port}{path}");
-        let mut request = match method {
-            "POST" => client.post(url),
-            "DELETE" => client.delete(url),
-            _ => client.get(url),
-        };
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.expect("the admin API answers");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response.text().await.expect("body");
-        (
-            status,
-            serde_json::from_str(&body).unwrap_or(Value::Null),
-            headers,
-        )
-    })
-}
-
-fn get(rt: &tokio::runtime::Runtime, port: u16, path: &str) -> Value {
-    let (status, body, _) = call(rt, "GET", port, path, Some(TOKEN));
-    assert_eq!(status, 200, "GET {path}: {body}");
-    body
-}
-
-fn dead_letters(rt: &tokio::runtime::Runtime, port: u16) -> Vec<Value> {
-    get(rt, port, "/admin/dead-letters")
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
 
 #[test]
 fn the_admin_api_shows_the_gateway_and_retries_and_discards_dead_letters() {
@@ -108,11 +30,7 @@ fn the_admin_api_shows_the_gateway_and_retries_and_discards_dead_letters() {
     let down_port = free_port();
     let mut gateway = Gateway::start(dir.path(), &config(port, receiver_addr, Some(down_port)));
     wait_for_port(port, Duration::from_secs(30));
-    gateway.type_line("first");
-    gateway.type_line("second");
-    wait_until(Duration::from_secs(30), "two dead letters", || {
-        dead_letters(&rt, port).len() == 2
-    });
+    type_dead_letters(&mut gateway, &rt, port, &["first", "second"]);
 
     // Every endpoint wants the token: none is 401 (saying what to send), a wrong one 403.
     let endpoints = patchbay::admin::endpoints();
@@ -179,24 +97,8 @@ fn the_admin_api_shows_the_gateway_and_retries_and_discards_dead_letters() {
     );
 
     // The room whose receiver never listens holds both, oldest first.
-    let outbox = get(&rt, port, "/admin/outbox");
-    assert_eq!(outbox.as_array().map(Vec::len), Some(1), "{outbox}");
-    assert_eq!(outbox[0]["room"], "webhook.team/down");
-    assert_eq!(outbox[0]["depth"], 2);
-    assert!(outbox[0]["oldest_waiting_ms"].as_i64().unwrap_or(0) > 0);
-
-    let dead = dead_letters(&rt, port);
-    let texts: Vec<&str> = dead.iter().filter_map(|d| d["text"].as_str()).collect();
-    assert_eq!(texts, ["first", "second"]);
-    for letter in &dead {
-        assert_eq!(letter["room"], "webhook.team/chat");
-        assert_eq!(letter["route"], "lobby");
-        let reason = letter["reason"].as_str().unwrap_or_default();
-        assert!(
-            reason.contains("400") && reason.contains("channel_is_archived"),
-            "{reason}"
-        );
-    }
+    assert_down_room_waits(&rt, port, 2);
+    let dead = assert_dead_letters(&rt, port, &["first", "second"]);
     let (first, second) = (
         dead[0]["id"].as_u64().expect("id"),
         dead[1]["id"].as_u64().expect("id"),
@@ -309,11 +211,7 @@ fn with_the_gateway_stopped_the_commands_read_and_change_the_store() {
     let text = config(port, receiver_addr, None);
     let mut gateway = Gateway::start(dir.path(), &text);
     wait_for_port(port, Duration::from_secs(30));
-    gateway.type_line("dropped");
-    gateway.type_line("kept");
-    wait_until(Duration::from_secs(30), "two dead letters", || {
-        dead_letters(&rt, port).len() == 2
-    });
+    type_dead_letters(&mut gateway, &rt, port, &["dropped", "kept"]);
     let config_path = gateway.config.clone();
     assert!(gateway.stop(), "clean stop");
 

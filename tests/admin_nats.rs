@@ -8,39 +8,16 @@ mod support;
 #[path = "support/receiver.rs"]
 mod receiver;
 
+#[path = "support/admin.rs"]
+mod admin;
+
 use std::time::Duration;
 
-use serde_json::Value;
+use admin::{
+    TOKEN, assert_dead_letters, assert_down_room_waits, call, dead_letters, get, type_dead_letters,
+};
 use support::nats::NatsServer;
 use support::{Gateway, free_port, run_ok, wait_for_port, wait_until};
-
-const TOKEN: &str = "admin-nats-token-0123456789";
-
-fn get(rt: &tokio::runtime::Runtime, port: u16, path: &str) -> Value {
-    rt.block_on(async {
-        let response = reqwest::Client::new()
-            .get(format!("http://127.0.0.1:{port}{path}"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .expect("the admin API answers");
-        assert_eq!(response.status(), 200, "GET {path}");
-        response.json().await.expect("JSON")
-    })
-}
-
-fn post(rt: &tokio::runtime::Runtime, port: u16, path: &str) -> u16 {
-    rt.block_on(async {
-        reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{port}{path}"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .expect("the admin API answers")
-            .status()
-            .as_u16()
-    })
-}
 
 #[test]
 fn dead_letters_on_the_nats_engine_are_listed_retried_and_discarded() {
@@ -52,39 +29,9 @@ fn dead_letters_on_the_nats_engine_are_listed_retried_and_discarded() {
     let port = free_port();
     let down_port = free_port();
     let config = format!(
-        r#"
-[bus]
-engine = "nats"
-servers = ["{url}"]
-prefix = "adm"
-lease = "2s"
-
-[http]
-listen = "127.0.0.1:{port}"
-
-[admin]
-token = "{TOKEN}"
-
-[console.you]
-input = "stdin"
-output = "you.log"
-room = "lobby"
-nick = "alice"
-
-[webhook.team.rooms.chat]
-url = "http://{receiver_addr}/in"
-payload = "slack"
-
-[webhook.team.rooms.down]
-url = "http://127.0.0.1:{down_port}/in"
-payload = "slack"
-
-[[route]]
-name = "lobby"
-in = ["console.you/lobby"]
-out = ["webhook.team/chat", "webhook.team/down"]
-"#,
-        url = nats.url()
+        "[bus]\nengine = \"nats\"\nservers = [\"{}\"]\nprefix = \"adm\"\nlease = \"2s\"\n\n{}",
+        nats.url(),
+        admin::config(port, receiver_addr, Some(down_port))
     );
     let mut gateway = Gateway::start(dir.path(), &config);
     wait_for_port(port, Duration::from_secs(30));
@@ -96,35 +43,10 @@ out = ["webhook.team/chat", "webhook.team/down"]
             .flatten()
             .any(|a| a["name"] == "console.you" && a["state"] == "up")
     });
-    gateway.type_line("one");
-    gateway.type_line("two");
-    let dead = |rt: &tokio::runtime::Runtime| -> Vec<Value> {
-        get(rt, port, "/admin/dead-letters")
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    };
-    wait_until(Duration::from_secs(30), "two dead letters", || {
-        dead(&rt).len() == 2
-    });
+    type_dead_letters(&mut gateway, &rt, port, &["one", "two"]);
     assert_eq!(get(&rt, port, "/admin/status")["engine"], "nats");
-    let letters = dead(&rt);
-    let texts: Vec<&str> = letters.iter().filter_map(|d| d["text"].as_str()).collect();
-    assert_eq!(texts, ["one", "two"]);
-    for letter in &letters {
-        assert_eq!(letter["room"], "webhook.team/chat");
-        assert!(
-            letter["reason"]
-                .as_str()
-                .is_some_and(|r| r.contains("400") && r.contains("channel_is_archived")),
-            "{letter}"
-        );
-        assert!(letter["failed_at_ms"].as_i64().unwrap_or(0) > 0);
-    }
-    let outbox = get(&rt, port, "/admin/outbox");
-    assert_eq!(outbox[0]["room"], "webhook.team/down", "{outbox}");
-    assert_eq!(outbox[0]["depth"], 2);
-    assert!(outbox[0]["oldest_waiting_ms"].as_i64().unwrap_or(0) > 0);
+    let letters = assert_dead_letters(&rt, port, &["one", "two"]);
+    assert_down_room_waits(&rt, port, 2);
 
     // Retried through the API: back on the room's outbox subject, delivered once.
     receiver.set_broken(false);
@@ -132,14 +54,12 @@ out = ["webhook.team/chat", "webhook.team/down"]
         letters[0]["id"].as_u64().expect("id"),
         letters[1]["id"].as_u64().expect("id"),
     );
-    assert_eq!(
-        post(&rt, port, &format!("/admin/dead-letters/{first}/retry")),
-        200
-    );
+    let retry = format!("/admin/dead-letters/{first}/retry");
+    assert_eq!(call(&rt, "POST", port, &retry, Some(TOKEN)).0, 200);
     wait_until(Duration::from_secs(30), "the retried delivery", || {
         !receiver.got().is_empty()
     });
-    assert_eq!(dead(&rt).len(), 1);
+    assert_eq!(dead_letters(&rt, port).len(), 1);
     let config_path = gateway.config.clone();
     assert!(gateway.stop(), "clean stop");
 

@@ -1,8 +1,10 @@
 //! An outbound webhook's receiving end on a loopback port, at `http://ADDR/in`: it answers 500
 //! (retryable) to its first `fail` requests, 400 (a permanent refusal: dead letters) while
-//! broken, and otherwise 200, recording each request it takes.
+//! broken, and otherwise 200, recording each request it takes. With it, the config tables of
+//! the tests that send console lines to it.
 #![allow(dead_code)]
 
+use std::fmt::Display;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -106,4 +108,20 @@ pub async fn start_failing(
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await });
     (receiver, addr)
+}
+
+/// `[console.you]`: `nick` types into room `lobby` on standard input, and what the console gets
+/// goes to `output` (a file name, or `stdout`).
+pub fn console_table(output: &str, nick: &str) -> String {
+    format!(
+        "[console.you]\ninput = \"stdin\"\noutput = \"{output}\"\nroom = \"lobby\"\nnick = \"{nick}\"\n\n"
+    )
+}
+
+/// `[webhook.team.rooms.NAME]`: posts to a receiver at `http://ADDR/in` in Slack's shape;
+/// `extra` ends the table.
+pub fn slack_room(name: &str, addr: impl Display, extra: &str) -> String {
+    format!(
+        "[webhook.team.rooms.{name}]\nurl = \"http://{addr}/in\"\npayload = \"slack\"\n{extra}\n"
+    )
 }
