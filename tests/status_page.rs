@@ -42,29 +42,10 @@ fn config(port: u16, receiver: SocketAddr, irc_port: Option<u16>) -> String {
         None => (String::new(), ""),
     };
     format!(
-        r#"
-[http]
-listen = "127.0.0.1:{port}"
-
-[admin]
-token = "{TOKEN}"
-
-[console.you]
-input = "stdin"
-output = "stdout"
-room = "lobby"
-nick = "operator"
-
-{irc}
-[webhook.team.rooms.chat]
-url = "http://{receiver}/in"
-payload = "slack"
-
-[[route]]
-name = "lobby"
-inout = ["console.you/lobby"{irc_room}]
-out = ["webhook.team/chat"]
-"#
+        "[http]\nlisten = \"127.0.0.1:{port}\"\n\n[admin]\ntoken = \"{TOKEN}\"\n\n{}{irc}\n{}\
+         [[route]]\nname = \"lobby\"\ninout = [\"console.you/lobby\"{irc_room}]\nout = [\"webhook.team/chat\"]\n",
+        receiver::console_table("stdout", "operator"),
+        receiver::slack_room("chat", receiver, ""),
     )
 }
 

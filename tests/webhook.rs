@@ -123,24 +123,10 @@ fn a_receiver_that_fails_for_a_while_gets_everything_once_in_order() {
     let (receiver, receiver_addr) = rt.block_on(receiver::start_failing(3, "127.0.0.1:0"));
 
     let config = format!(
-        r#"
-[console.you]
-input = "stdin"
-output = "you.log"
-room = "lobby"
-nick = "alice"
-
-[webhook.team.rooms.chat]
-url = "http://{receiver_addr}/in"
-payload = "slack"
-sign_secret = "out-secret"
-
-[[route]]
-name = "lobby"
-in = ["console.you/lobby"]
-out = ["webhook.team/chat"]
-nick_format = "{{nick}} (console)"
-"#
+        "{}{}[[route]]\nname = \"lobby\"\nin = [\"console.you/lobby\"]\nout = [\"webhook.team/chat\"]\n\
+         nick_format = \"{{nick}} (console)\"\n",
+        receiver::console_table("you.log", "alice"),
+        receiver::slack_room("chat", receiver_addr, "sign_secret = \"out-secret\"\n"),
     );
     let (mut gateway, _) = start(dir.path(), &config);
     for i in 1..=5 {
