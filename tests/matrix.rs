@@ -17,14 +17,11 @@ mod irc;
 mod matrix;
 
 use matrix::{
-    WAIT, alice_and_bot, assert_serves, bot_account, bot_joined, console_line, irc_account,
-    irc_with_carol, localpart, public_room,
+    WAIT, alice_and_bot, assert_serves, bot_account, bot_joined, console_line, edit, irc_account,
+    irc_with_carol, localpart, public_room, reply,
 };
 use matrix_sdk::attachment::AttachmentConfig;
-use matrix_sdk::ruma::events::relation::{InReplyTo, Reply};
-use matrix_sdk::ruma::events::room::message::{
-    Relation, ReplacementMetadata, RoomMessageEventContent,
-};
+use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
 use mx::{synapse, unique};
 use serde_json::Value;
 use support::{Gateway, free_port, wait_for_port};
@@ -101,13 +98,7 @@ async fn two_rooms_and_the_console_mirror_with_relations_across_a_restart() {
     }
 
     // An edit in room A edits the relayed copy in room B.
-    alice
-        .send(
-            &room_a,
-            RoomMessageEventContent::text_plain("hello again")
-                .make_replacement(ReplacementMetadata::new(original.clone(), None)),
-        )
-        .await;
+    edit(&alice, &room_a, &original, "hello again").await;
     let edit = alice
         .wait_for(&room_b, "the relayed edit", |e| {
             e["sender"] == bot.as_str() && e["content"]["m.relates_to"]["rel_type"] == "m.replace"
@@ -126,11 +117,7 @@ async fn two_rooms_and_the_console_mirror_with_relations_across_a_restart() {
     // reply to a message from before the restart still finds its relayed copy.
     assert!(tokio::task::block_in_place(|| gateway.stop()));
     alice.say(&room_a, "while down").await;
-    let mut reply = RoomMessageEventContent::text_plain("a reply");
-    reply.relates_to = Some(Relation::Reply(Reply::new(InReplyTo::new(
-        original.clone(),
-    ))));
-    alice.send(&room_a, reply).await;
+    reply(&alice, &room_a, &original, "a reply").await;
     let mut gateway = Gateway::start(dir.path(), &config);
     alice
         .wait_for(

@@ -27,15 +27,11 @@ mod bench;
 
 use appservice::{fixture, ghost_says, member_events, serve_png, slot_with_room, unread_bytes_at};
 use matrix::{
-    WAIT, alice_and_bot, assert_serves, bot_account, bot_joined, console_line, irc_account,
-    irc_with_carol, joined, localpart, public_room,
+    WAIT, alice_and_bot, assert_serves, bot_account, bot_joined, console_line, edit, irc_account,
+    irc_with_carol, joined, localpart, public_room, reply,
 };
 use matrix_sdk::attachment::AttachmentConfig;
 use matrix_sdk::ruma::OwnedEventId;
-use matrix_sdk::ruma::events::relation::{InReplyTo, Reply};
-use matrix_sdk::ruma::events::room::message::{
-    Relation, ReplacementMetadata, RoomMessageEventContent,
-};
 use support::{Gateway, run_ok, wait_until, write_config};
 
 /// IRC <-> Matrix: carol's lines come from her ghost with her name; a Matrix reply to the
@@ -78,9 +74,7 @@ async fn an_irc_user_is_a_ghost_in_matrix_and_matrix_relations_reach_irc() {
         .expect("an event id");
 
     // A Matrix reply to the ghost's message is a reply on IRC, quoting carol.
-    let mut reply = RoomMessageEventContent::text_plain("a reply");
-    reply.relates_to = Some(Relation::Reply(Reply::new(InReplyTo::new(hello_id))));
-    alice.send(&room, reply).await;
+    reply(&alice, &room, &hello_id, "a reply").await;
     let seen = carol.expect_privmsg("#x", "a reply").await;
     assert!(
         seen.ends_with("[re carol: \"hello from irc\"] a reply"),
@@ -90,13 +84,7 @@ async fn an_irc_user_is_a_ghost_in_matrix_and_matrix_relations_reach_irc() {
     // An edit made on Matrix reaches IRC as the edited line.
     let original = alice.say(&room, "the colour").await;
     carol.expect_privmsg("#x", "the colour").await;
-    alice
-        .send(
-            &room,
-            RoomMessageEventContent::text_plain("the color")
-                .make_replacement(ReplacementMetadata::new(original.clone(), None)),
-        )
-        .await;
+    edit(&alice, &room, &original, "the color").await;
     let seen = carol.expect_privmsg("#x", "the color").await;
     assert!(seen.ends_with("fixed: the color"), "{seen:?}");
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::{Gateway, free_port, wait_until};
+use support::{Gateway, free_port, wait_for_port, wait_until};
 
 /// Start the gateway on `config` with its HTTP listener on a free port; once it takes
 /// connections, the gateway and the port.
@@ -18,9 +18,7 @@ fn start(dir: &Path, config: &str) -> (Gateway, u16) {
     let port = free_port();
     let config = format!("[http]\nlisten = \"127.0.0.1:{port}\"\n{config}");
     let gateway = Gateway::start(dir, &config);
-    wait_until(Duration::from_secs(30), "the HTTP listener", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    wait_for_port(port, Duration::from_secs(30));
     (gateway, port)
 }
 

@@ -1,12 +1,16 @@
 //! What the Matrix tests of the binary share, in bot mode and appservice mode alike: alice and
-//! a bot user on a Synapse, public rooms and the wait for a member to join, the tables of a
-//! bot-mode account and of an IRC account (with carol in its channel), a console line, and a
-//! served link's bytes.
+//! a bot user on a Synapse, public rooms and the wait for a member to join, edits and
+//! replies, the tables of a bot-mode account and of an IRC account (with carol in its
+//! channel), a console line, and a served link's bytes.
 #![allow(dead_code)]
 
 use std::time::Duration;
 
-use matrix_sdk::ruma::{OwnedRoomId, RoomId};
+use matrix_sdk::ruma::events::relation::{InReplyTo, Reply};
+use matrix_sdk::ruma::events::room::message::{
+    Relation, ReplacementMetadata, RoomMessageEventContent,
+};
+use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, RoomId};
 use serde_json::Value;
 
 use crate::irc;
@@ -48,6 +52,20 @@ pub fn joined(e: &Value, user: &str) -> bool {
 pub async fn bot_joined(user: &User, room: &RoomId, bot: &str) {
     user.wait_for(room, "the bot to join", |e| joined(e, bot))
         .await;
+}
+
+/// `user` edits their message `original` in `room` to the plain `text`.
+pub async fn edit(user: &User, room: &RoomId, original: &OwnedEventId, text: &str) {
+    let edit = RoomMessageEventContent::text_plain(text)
+        .make_replacement(ReplacementMetadata::new(original.clone(), None));
+    user.send(room, edit).await;
+}
+
+/// `user` replies to the message `to` in `room` with the plain `text`.
+pub async fn reply(user: &User, room: &RoomId, to: &OwnedEventId, text: &str) {
+    let mut reply = RoomMessageEventContent::text_plain(text);
+    reply.relates_to = Some(Relation::Reply(Reply::new(InReplyTo::new(to.clone()))));
+    user.send(room, reply).await;
 }
 
 /// `[matrix.NAME]` in bot mode: `bot` (password `password`) on `synapse`, joining `rooms`,
