@@ -2,8 +2,9 @@
 //! them.
 //!
 //! Under a prefix `P` (`patchbay`), on file storage:
-//! - stream `P_outbox`, subjects `P.out.<account>.<room>`, work-queue retention: one message
-//!   per delivery still to make; acknowledging it removes it;
+//! - streams `P_outbox_<k>` (the shards, see [`crate::layout`]), subjects
+//!   `P.out<k>.<account>.<room>`, work-queue retention: one message per delivery still to
+//!   make; acknowledging it removes it;
 //! - stream `P_dead`, subjects `P.dead.<account>.<room>`: deliveries that failed for good;
 //! - bucket `P_map`, entries aged out after the retention: the message-id map;
 //! - bucket `P_leases`, entries aged out after the lease time: who runs which account, and
@@ -22,7 +23,7 @@ use futures::StreamExt;
 
 use crate::doorbell::Doorbell;
 pub use crate::error::BusError;
-use crate::layout::Layout;
+use crate::layout::{Layout, OUTBOX_SHARDS};
 use crate::options::BusOptions;
 use crate::room::RoomConsumer;
 
@@ -75,18 +76,21 @@ impl Bus {
             Some(site) => Layout::with_site(&options.prefix, site),
             None => Layout::new(&options.prefix),
         };
-        js.create_or_update_stream(stream::Config {
-            name: layout.outbox_stream(),
-            subjects: vec![layout.outbox_subjects()],
-            retention: stream::RetentionPolicy::WorkQueue,
-            storage: stream::StorageType::File,
-            sources: imports(&layout, options),
-            republish: bells_from_the_stream(&layout, options),
-            max_consumers: MAX_ROOM_CONSUMERS,
-            ..Default::default()
-        })
-        .await
-        .map_err(|err| BusError::new("creating the outbox stream", err))?;
+        refuse_an_unsharded_outbox(&js, &layout).await?;
+        for shard in 0..OUTBOX_SHARDS {
+            js.create_or_update_stream(stream::Config {
+                name: layout.outbox_stream(shard),
+                subjects: vec![layout.outbox_subjects(shard)],
+                retention: stream::RetentionPolicy::WorkQueue,
+                storage: stream::StorageType::File,
+                sources: imports(&layout, options, shard),
+                republish: bells_from_the_stream(&layout, options, shard),
+                max_consumers: MAX_ROOM_CONSUMERS,
+                ..Default::default()
+            })
+            .await
+            .map_err(|err| BusError::new("creating the outbox streams", err))?;
+        }
         js.get_or_create_stream(stream::Config {
             name: layout.dead_stream(),
             subjects: vec![layout.dead_subjects()],
@@ -219,25 +223,27 @@ impl Bus {
             .collect())
     }
 
-    /// Messages in the outbox and dead-letter streams.
+    /// Messages in the outbox (every shard) and the dead-letter stream.
     pub async fn counts(&self) -> Result<(u64, u64), BusError> {
-        let mut counts = [0; 2];
-        for (i, name) in [self.layout.outbox_stream(), self.layout.dead_stream()]
-            .into_iter()
-            .enumerate()
-        {
-            let mut stream = self
-                .js
-                .get_stream(&name)
-                .await
-                .map_err(|err| BusError::new(format!("reading {name}"), err))?;
-            let info = stream
-                .info()
-                .await
-                .map_err(|err| BusError::new(format!("reading {name}"), err))?;
-            counts[i] = info.state.messages;
+        let mut outbox = 0;
+        for shard in 0..OUTBOX_SHARDS {
+            outbox += self.messages_in(&self.layout.outbox_stream(shard)).await?;
         }
-        Ok((counts[0], counts[1]))
+        let dead = self.messages_in(&self.layout.dead_stream()).await?;
+        Ok((outbox, dead))
+    }
+
+    async fn messages_in(&self, name: &str) -> Result<u64, BusError> {
+        let mut stream = self
+            .js
+            .get_stream(name)
+            .await
+            .map_err(|err| BusError::new(format!("reading {name}"), err))?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|err| BusError::new(format!("reading {name}"), err))?;
+        Ok(info.state.messages)
     }
 
     pub async fn map_get(&self, key: &str) -> Result<Option<Bytes>, BusError> {
@@ -329,14 +335,46 @@ impl Bus {
     }
 }
 
-/// What this site's outbox takes in from the other sites' exports (none without sites).
-fn imports(layout: &Layout, options: &BusOptions) -> Option<Vec<stream::Source>> {
+/// The outbox of a patchbay from before the shards, if it is still there: removed when empty;
+/// when it holds deliveries, the bus does not start (they would wait there unseen).
+async fn refuse_an_unsharded_outbox(
+    js: &jetstream::Context,
+    layout: &Layout,
+) -> Result<(), BusError> {
+    let name = layout.unsharded_outbox_stream();
+    let Ok(mut old) = js.get_stream(&name).await else {
+        return Ok(());
+    };
+    let info = old
+        .info()
+        .await
+        .map_err(|err| BusError::new(format!("reading {name}"), err))?;
+    if info.state.messages > 0 {
+        return Err(BusError::new(
+            "opening the outbox",
+            format!(
+                "stream {name} of an earlier patchbay still holds {} deliveries: run that \
+                 version until `patchbay status` shows them delivered, then start this one",
+                info.state.messages
+            ),
+        ));
+    }
+    js.delete_stream(&name)
+        .await
+        .map_err(|err| BusError::new(format!("removing the empty stream {name}"), err))?;
+    tracing::info!("removed {name}, the empty outbox of an earlier patchbay");
+    Ok(())
+}
+
+/// What outbox shard `shard` of this site takes in from the other sites' exports (none
+/// without sites).
+fn imports(layout: &Layout, options: &BusOptions, shard: usize) -> Option<Vec<stream::Source>> {
     let site = options.site.as_ref()?;
     let sources = site
         .peers
         .iter()
         .filter_map(|peer| {
-            let (filter, into) = layout.import_from(&peer.name)?;
+            let (filter, into) = layout.import_from(&peer.name, shard)?;
             Some(stream::Source {
                 name: layout.name_of(Some(&peer.name), "export"),
                 filter_subject: None,
@@ -361,13 +399,17 @@ fn imports(layout: &Layout, options: &BusOptions) -> Option<Vec<stream::Source>>
 /// not by an instance of this site, so no instance here could ring for it, and the other site's
 /// instance would ring before the delivery arrived. `None` on one site, whose accepting
 /// instance rings (one bell per room per run, not one per delivery).
-fn bells_from_the_stream(layout: &Layout, options: &BusOptions) -> Option<stream::Republish> {
+fn bells_from_the_stream(
+    layout: &Layout,
+    options: &BusOptions,
+    shard: usize,
+) -> Option<stream::Republish> {
     let site = options.site.as_ref()?;
     if site.peers.is_empty() {
         return None;
     }
     Some(stream::Republish {
-        source: layout.outbox_subjects(),
+        source: layout.outbox_subjects(shard),
         destination: layout.bell_subjects(),
         headers_only: true,
     })

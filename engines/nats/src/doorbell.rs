@@ -29,7 +29,7 @@ use futures::StreamExt;
 use tokio::sync::Notify;
 
 use crate::error::BusError;
-use crate::layout::Layout;
+use crate::layout::{Layout, OUTBOX_SHARDS};
 
 /// How often the outbox is searched for rooms with deliveries waiting.
 pub const POLL: Duration = Duration::from_secs(1);
@@ -130,19 +130,21 @@ pub(crate) async fn waiting_subjects(
     js: &jetstream::Context,
     layout: &Layout,
 ) -> Result<Vec<(String, u64)>, BusError> {
-    let stream = js
-        .get_stream_no_info(layout.outbox_stream())
-        .await
-        .map_err(|err| BusError::new("reading the outbox stream", err))?;
-    let mut subjects = stream
-        .info_with_subjects(layout.outbox_subjects())
-        .await
-        .map_err(|err| BusError::new("reading the outbox subjects", err))?;
     let mut out = Vec::new();
-    while let Some(entry) = subjects.next().await {
-        let (subject, count) =
-            entry.map_err(|err| BusError::new("reading the outbox subjects", err))?;
-        out.push((subject, count as u64));
+    for shard in 0..OUTBOX_SHARDS {
+        let stream = js
+            .get_stream_no_info(layout.outbox_stream(shard))
+            .await
+            .map_err(|err| BusError::new("reading the outbox stream", err))?;
+        let mut subjects = stream
+            .info_with_subjects(layout.outbox_subjects(shard))
+            .await
+            .map_err(|err| BusError::new("reading the outbox subjects", err))?;
+        while let Some(entry) = subjects.next().await {
+            let (subject, count) =
+                entry.map_err(|err| BusError::new("reading the outbox subjects", err))?;
+            out.push((subject, count as u64));
+        }
     }
     Ok(out)
 }

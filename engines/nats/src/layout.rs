@@ -1,17 +1,23 @@
 //! The names of everything patchbay keeps in JetStream, for one site or several.
 //!
-//! One JetStream (no sites): under a prefix `P`, the subjects are `P.out.<account>.<room>` and
-//! `P.dead.<account>.<room>`, the streams `P_outbox` and `P_dead`, the buckets `P_map` and
-//! `P_leases`.
+//! One JetStream (no sites): under a prefix `P`, the subjects are `P.out<k>.<account>.<room>`
+//! and `P.dead.<account>.<room>`, the streams `P_outbox_<k>` and `P_dead`, the buckets `P_map`
+//! and `P_leases`.
+//!
+//! The outbox is [`OUTBOX_SHARDS`] streams, `<k>` one hex digit that a hash of the room's
+//! account and name picks. nats-server checks every consumer of a work-queue stream on each
+//! acknowledgement (does another one still want the message?), so one stream for all rooms
+//! made each delivery cost in proportion to the rooms being delivered to: a tenth of the
+//! server's CPU with 100 busy rooms (see the README's JetStream figures).
 //!
 //! Several sites: each site `S` owns `P.S.…` subjects and `P_S_…` streams and buckets, so the
 //! names never meet: the sites are JetStream domains of their own joined by leaf nodes, where a
 //! stream in one domain would otherwise capture another domain's subjects (and the names stay
 //! apart should the sites ever share one JetStream). A delivery into a room whose account
 //! runs at another site `T` is published at the accepting site, to its own export stream
-//! `P_S_export` under `P.S.x.T.<account>.<room>`: that publish needs nothing but the local
-//! servers, so a site cut off from the others goes on accepting. Site `T`'s outbox sources
-//! `P.S.x.T.>` from every other site's export, renamed to `P.T.out.>` on the way in:
+//! `P_S_export` under `P.S.x.T.out<k>.<account>.<room>`: that publish needs nothing but the
+//! local servers, so a site cut off from the others goes on accepting. Site `T`'s outbox shard
+//! `k` sources `P.S.x.T.out<k>.>` from every other site's export, renamed to `P.T.out<k>.>`:
 //! JetStream's sourcing remembers how far it read, so what waited while the link was down
 //! crosses once, in the order it was published, when the link is back.
 
@@ -20,6 +26,24 @@ use std::sync::Arc;
 
 use crate::options::SiteOptions;
 use crate::token::{token, untoken};
+
+/// How many streams the outbox is split into (see the module doc). Fixed: a room's shard is
+/// part of its subject, so changing it would strand the deliveries waiting.
+pub const OUTBOX_SHARDS: usize = 16;
+
+/// The outbox shard of a room, from the tokens of its account and name.
+fn shard_of(account_token: &str, room_token: &str) -> usize {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in account_token
+        .bytes()
+        .chain([b'.'])
+        .chain(room_token.bytes())
+    {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash as usize % OUTBOX_SHARDS
+}
 
 /// The names under one prefix, and this site's among the sites.
 #[derive(Clone, Debug)]
@@ -78,7 +102,14 @@ impl Layout {
 
     /// The subject of `room`'s outbox in `account`, at this site.
     pub fn outbox_subject(&self, account: &str, room: &str) -> String {
-        format!("{}.out.{}.{}", self.root(), token(account), token(room))
+        let (account, room) = (token(account), token(room));
+        let shard = shard_of(&account, &room);
+        format!("{}.out{shard:x}.{account}.{room}", self.root())
+    }
+
+    /// The outbox shard (stream) that holds `room`'s deliveries.
+    pub fn outbox_shard(&self, account: &str, room: &str) -> usize {
+        shard_of(&token(account), &token(room))
     }
 
     /// Where a new delivery into `room` of `account` is published: the room's outbox when the
@@ -86,12 +117,11 @@ impl Layout {
     /// account's site.
     pub fn delivery_subject(&self, account: &str, room: &str) -> String {
         match self.remote_site(account) {
-            Some(site) => format!(
-                "{}.x.{site}.{}.{}",
-                self.root(),
-                token(account),
-                token(room)
-            ),
+            Some(site) => {
+                let (account, room) = (token(account), token(room));
+                let shard = shard_of(&account, &room);
+                format!("{}.x.{site}.out{shard:x}.{account}.{room}", self.root())
+            }
             None => self.outbox_subject(account, room),
         }
     }
@@ -111,13 +141,18 @@ impl Layout {
 
     /// The (account, room) of an outbox subject.
     pub fn parse_outbox_subject(&self, subject: &str) -> Option<(String, String)> {
-        let rest = subject.strip_prefix(&format!("{}.out.", self.root()))?;
+        let rest = subject.strip_prefix(&format!("{}.out", self.root()))?;
+        let (shard, rest) = rest.split_once('.')?;
         let (account, room) = rest.split_once('.')?;
+        if usize::from_str_radix(shard, 16).ok()? != shard_of(account, room) {
+            return None;
+        }
         Some((untoken(account)?, untoken(room)?))
     }
 
-    pub(crate) fn outbox_subjects(&self) -> String {
-        format!("{}.out.>", self.root())
+    /// Every subject of outbox shard `shard`.
+    pub(crate) fn outbox_subjects(&self, shard: usize) -> String {
+        format!("{}.out{shard:x}.>", self.root())
     }
 
     /// The core subject that wakes the lane of `room` when a delivery into it is stored, for
@@ -142,7 +177,9 @@ impl Layout {
     /// The outbox subject of the room a bell subject is for.
     pub(crate) fn outbox_of_bell(&self, bell: &str) -> Option<String> {
         let rest = bell.strip_prefix(&format!("{}.bell.", self.root()))?;
-        Some(format!("{}.out.{rest}", self.root()))
+        let (account, room) = rest.split_once('.')?;
+        let shard = shard_of(account, room);
+        Some(format!("{}.out{shard:x}.{rest}", self.root()))
     }
 
     pub(crate) fn dead_subjects(&self) -> String {
@@ -153,14 +190,24 @@ impl Layout {
         format!("{}.x.>", self.root())
     }
 
-    /// What this site takes in from `peer`'s export: (filter, renamed to).
-    pub(crate) fn import_from(&self, peer: &str) -> Option<(String, String)> {
+    /// What outbox shard `shard` of this site takes in from `peer`'s export: (filter,
+    /// renamed to).
+    pub(crate) fn import_from(&self, peer: &str, shard: usize) -> Option<(String, String)> {
         let local = self.site.as_deref()?;
-        let from = format!("{}.x.{local}.>", Self::root_of(&self.prefix, Some(peer)));
-        Some((from, self.outbox_subjects()))
+        let from = format!(
+            "{}.x.{local}.out{shard:x}.>",
+            Self::root_of(&self.prefix, Some(peer))
+        );
+        Some((from, self.outbox_subjects(shard)))
     }
 
-    pub(crate) fn outbox_stream(&self) -> String {
+    /// The stream of outbox shard `shard`.
+    pub(crate) fn outbox_stream(&self, shard: usize) -> String {
+        self.name(&format!("outbox_{shard:x}"))
+    }
+
+    /// The single outbox stream of patchbay before the outbox was sharded.
+    pub(crate) fn unsharded_outbox_stream(&self) -> String {
         self.name("outbox")
     }
 
@@ -194,13 +241,41 @@ mod tests {
     #[test]
     fn one_jetstream_keeps_the_plain_names() {
         let layout = Layout::new("pb");
-        assert_eq!(layout.outbox_stream(), "pb_outbox");
+        let shard = layout.outbox_shard("irc.a", "#x");
+        assert_eq!(layout.outbox_stream(shard), format!("pb_outbox_{shard:x}"));
         assert_eq!(
             layout.delivery_subject("irc.a", "#x"),
             layout.outbox_subject("irc.a", "#x")
         );
-        assert!(layout.outbox_subject("irc.a", "#x").starts_with("pb.out."));
-        assert_eq!(layout.import_from("us"), None);
+        let subject = layout.outbox_subject("irc.a", "#x");
+        assert!(
+            subject.starts_with(&format!("pb.out{shard:x}.")),
+            "{subject}"
+        );
+        assert_eq!(
+            layout.parse_outbox_subject(&subject),
+            Some(("irc.a".into(), "#x".into()))
+        );
+        assert_eq!(layout.import_from("us", shard), None);
+    }
+
+    #[test]
+    fn rooms_spread_over_every_outbox_shard() {
+        let layout = Layout::new("pb");
+        let mut rooms = [0usize; OUTBOX_SHARDS];
+        for i in 0..1600 {
+            rooms[layout.outbox_shard("irc.a", &format!("#room{i}"))] += 1;
+        }
+        assert!(rooms.iter().all(|&n| n > 50), "{rooms:?}");
+        // A subject under the wrong shard is nobody's outbox.
+        let subject = layout.outbox_subject("irc.a", "#x");
+        let shard = layout.outbox_shard("irc.a", "#x");
+        let wrong = subject.replacen(
+            &format!("out{shard:x}"),
+            &format!("out{:x}", (shard + 1) % OUTBOX_SHARDS),
+            1,
+        );
+        assert_eq!(layout.parse_outbox_subject(&wrong), None);
     }
 
     #[test]
@@ -221,11 +296,11 @@ mod tests {
     #[test]
     fn a_remote_account_s_deliveries_go_to_the_export_and_arrive_in_its_outbox() {
         let eu = sites();
-        assert_eq!(eu.outbox_stream(), "pb_eu_outbox");
+        assert_eq!(eu.outbox_stream(3), "pb_eu_outbox_3");
         assert_eq!(eu.export_stream(), "pb_eu_export");
         let local = eu.delivery_subject("irc.eu", "#x");
         assert_eq!(local, eu.outbox_subject("irc.eu", "#x"));
-        assert!(local.starts_with("pb.eu.out."));
+        assert!(local.starts_with("pb.eu.out"));
         let remote = eu.delivery_subject("devzat.us", "#main");
         assert!(remote.starts_with("pb.eu.x.us."), "{remote}");
         // At the US site, the EU export's subject renamed by the import is the room's outbox.
@@ -236,11 +311,12 @@ mod tests {
                 ..Default::default()
             },
         );
-        let (filter, into) = us.import_from("eu").expect("sites");
-        assert_eq!(filter, "pb.eu.x.us.>");
-        assert_eq!(into, "pb.us.out.>");
+        let shard = us.outbox_shard("devzat.us", "#main");
+        let (filter, into) = us.import_from("eu", shard).expect("sites");
+        assert_eq!(filter, format!("pb.eu.x.us.out{shard:x}.>"));
+        assert_eq!(into, format!("pb.us.out{shard:x}.>"));
         let renamed = format!(
-            "pb.us.out.{}",
+            "pb.us.{}",
             remote.strip_prefix("pb.eu.x.us.").expect("prefix")
         );
         assert_eq!(renamed, us.outbox_subject("devzat.us", "#main"));

@@ -84,7 +84,7 @@ impl RoomConsumer {
         let subject = layout.outbox_subject(account, room);
         let mut consumer = RoomConsumer {
             js: js.clone(),
-            stream_name: layout.outbox_stream(),
+            stream_name: layout.outbox_stream(layout.outbox_shard(account, room)),
             name: format!("room_{}", short_hash(&subject)),
             bell: doorbell.register(&subject),
             doorbell: Arc::clone(doorbell),

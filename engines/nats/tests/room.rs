@@ -167,3 +167,52 @@ async fn a_settled_acknowledgement_is_never_handed_out_again() {
     assert_eq!(first(&new).await, "d3");
     drop(room);
 }
+
+/// The single outbox stream of a patchbay from before the shards: the bus will not start
+/// while it holds deliveries (they would wait there unseen), and removes it once empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbox_from_before_the_shards_is_drained_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    // Connected once, so JetStream is up; then the old stream put back as it was.
+    drop(connect(&server, "first").await);
+    let client = async_nats::connect(&server.url).await.expect("connected");
+    let js = async_nats::jetstream::new(client);
+    let old = js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "t_outbox".into(),
+            subjects: vec!["t.out.>".into()],
+            retention: async_nats::jetstream::stream::RetentionPolicy::WorkQueue,
+            ..Default::default()
+        })
+        .await
+        .expect("old outbox created");
+    js.publish("t.out.irc_a.room", "waiting".into())
+        .await
+        .expect("published")
+        .await
+        .expect("stored");
+    let options = BusOptions {
+        servers: vec![server.url.clone()],
+        prefix: "t".into(),
+        name: "upgraded".into(),
+        ..Default::default()
+    };
+    let refused = Bus::connect(&options)
+        .await
+        .err()
+        .expect("the bus refuses to start")
+        .to_string();
+    assert!(
+        refused.contains("t_outbox") && refused.contains("holds 1 deliveries"),
+        "{refused}"
+    );
+    old.purge().await.expect("purged");
+    Bus::connect(&options)
+        .await
+        .expect("started once it is empty");
+    assert!(
+        js.get_stream("t_outbox").await.is_err(),
+        "the empty old outbox is removed"
+    );
+}

@@ -140,7 +140,8 @@ impl Bus {
     /// When the oldest delivery waiting for `room` of `account` was stored, in milliseconds
     /// since the Unix epoch; `None` when none waits.
     pub async fn outbox_oldest(&self, account: &str, room: &str) -> Result<Option<i64>, BusError> {
-        let stream = self.stream_named(self.layout.outbox_stream()).await?;
+        let shard = self.layout.outbox_shard(account, room);
+        let stream = self.stream_named(self.layout.outbox_stream(shard)).await?;
         match stream
             .get_first_raw_message_by_subject(self.layout.outbox_subject(account, room), 1)
             .await
