@@ -23,6 +23,7 @@ use futures::StreamExt;
 
 use crate::doorbell::Doorbell;
 pub use crate::error::BusError;
+use crate::keeper::Keeper;
 use crate::layout::{Layout, OUTBOX_SHARDS};
 use crate::options::BusOptions;
 use crate::room::RoomConsumer;
@@ -47,6 +48,7 @@ pub struct Bus {
     leases: kv::Store,
     names: kv::Store,
     doorbell: Arc<Doorbell>,
+    keeper: Arc<Keeper>,
     /// Turns for creating rooms' consumers (see [`RoomConsumer`]).
     attaching: Arc<tokio::sync::Semaphore>,
 }
@@ -86,6 +88,8 @@ impl Bus {
                 sources: imports(&layout, options, shard),
                 republish: bells_from_the_stream(&layout, options, shard),
                 max_consumers: MAX_ROOM_CONSUMERS,
+                // The keeper replaces itself (see [`crate::keeper`]).
+                allow_rollup: true,
                 ..Default::default()
             })
             .await
@@ -117,8 +121,10 @@ impl Bus {
         let names = bucket(&js, layout.name("names"), Duration::ZERO).await?;
         let poll = options.poll.unwrap_or(crate::doorbell::POLL);
         let doorbell = Doorbell::start(&client, &js, &layout, poll).await?;
+        let keeper = Keeper::start(&js, &layout);
         Ok(Bus {
             doorbell,
+            keeper,
             attaching: Arc::new(tokio::sync::Semaphore::new(ATTACHING_AT_ONCE)),
             client,
             js,
@@ -138,6 +144,9 @@ impl Bus {
     pub async fn publish_all(&self, messages: Vec<Publish>) -> Result<Vec<u64>, BusError> {
         let mut acks = Vec::with_capacity(messages.len());
         for message in messages {
+            if let Some(shard) = self.layout.shard_of_subject(&message.subject) {
+                self.keeper.touch(shard);
+            }
             let mut headers = async_nats::HeaderMap::new();
             if let Some(id) = &message.msg_id {
                 headers.insert("Nats-Msg-Id", id.as_str());
@@ -223,14 +232,37 @@ impl Bus {
             .collect())
     }
 
-    /// Messages in the outbox (every shard) and the dead-letter stream.
+    /// Deliveries in the outbox (every shard, its keeper left out) and messages in the
+    /// dead-letter stream.
     pub async fn counts(&self) -> Result<(u64, u64), BusError> {
         let mut outbox = 0;
         for shard in 0..OUTBOX_SHARDS {
-            outbox += self.messages_in(&self.layout.outbox_stream(shard)).await?;
+            let name = self.layout.outbox_stream(shard);
+            let messages = self.messages_in(&name).await?;
+            outbox += messages.saturating_sub(self.keepers_in(&name, shard).await?);
         }
         let dead = self.messages_in(&self.layout.dead_stream()).await?;
         Ok((outbox, dead))
+    }
+
+    /// 1 when outbox shard `shard` (stream `name`) holds its keeper, else 0.
+    async fn keepers_in(&self, name: &str, shard: usize) -> Result<u64, BusError> {
+        let stream = self
+            .js
+            .get_stream_no_info(name)
+            .await
+            .map_err(|err| BusError::new(format!("reading {name}"), err))?;
+        let mut subjects = stream
+            .info_with_subjects(self.layout.keeper_subject(shard))
+            .await
+            .map_err(|err| BusError::new(format!("reading {name}'s subjects"), err))?;
+        let mut keepers = 0;
+        while let Some(entry) = subjects.next().await {
+            let (_, count) =
+                entry.map_err(|err| BusError::new(format!("reading {name}'s subjects"), err))?;
+            keepers += count as u64;
+        }
+        Ok(keepers)
     }
 
     async fn messages_in(&self, name: &str) -> Result<u64, BusError> {

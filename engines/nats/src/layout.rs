@@ -52,6 +52,8 @@ pub struct Layout {
     site: Option<String>,
     /// Account -> its site, for every account of every site.
     account_sites: Arc<BTreeMap<String, String>>,
+    /// `<root>.out`, what every subject of this site's outbox starts with.
+    outbox_stem: Arc<str>,
 }
 
 impl Layout {
@@ -60,6 +62,7 @@ impl Layout {
             prefix: prefix.to_owned(),
             site: None,
             account_sites: Arc::default(),
+            outbox_stem: format!("{prefix}.out").into(),
         }
     }
 
@@ -68,6 +71,7 @@ impl Layout {
             prefix: prefix.to_owned(),
             site: Some(site.name.clone()),
             account_sites: Arc::new(site.accounts.clone()),
+            outbox_stem: format!("{}.out", Self::root_of(prefix, Some(&site.name))).into(),
         }
     }
 
@@ -148,6 +152,20 @@ impl Layout {
             return None;
         }
         Some((untoken(account)?, untoken(room)?))
+    }
+
+    /// The outbox shard a subject of this site's outbox is in (`None` for any other subject).
+    pub(crate) fn shard_of_subject(&self, subject: &str) -> Option<usize> {
+        let rest = subject.strip_prefix(&*self.outbox_stem)?;
+        let (shard, _) = rest.split_once('.')?;
+        usize::from_str_radix(shard, 16)
+            .ok()
+            .filter(|shard| *shard < OUTBOX_SHARDS)
+    }
+
+    /// The subject of outbox shard `shard`'s keeper (see [`crate::keeper`]).
+    pub(crate) fn keeper_subject(&self, shard: usize) -> String {
+        format!("{}{shard:x}._keep", self.outbox_stem)
     }
 
     /// Every subject of outbox shard `shard`.
@@ -236,6 +254,31 @@ mod tests {
                 ..Default::default()
             },
         )
+    }
+
+    #[test]
+    fn a_keeper_is_in_its_shard_and_never_a_rooms_subject() {
+        for layout in [Layout::new("pb"), sites()] {
+            for shard in 0..OUTBOX_SHARDS {
+                let keeper = layout.keeper_subject(shard);
+                assert_eq!(layout.shard_of_subject(&keeper), Some(shard));
+                assert_eq!(layout.parse_outbox_subject(&keeper), None);
+            }
+            let room = layout.outbox_subject("irc.eu", "#_keep");
+            assert_eq!(
+                layout.shard_of_subject(&room),
+                Some(layout.outbox_shard("irc.eu", "#_keep"))
+            );
+            assert_eq!(
+                layout.shard_of_subject(&layout.dead_subject("irc.eu", "#x")),
+                None
+            );
+        }
+        // Another site's export is not this site's outbox.
+        assert_eq!(
+            sites().shard_of_subject(&sites().delivery_subject("devzat.us", "x")),
+            None
+        );
     }
 
     #[test]

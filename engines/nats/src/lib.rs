@@ -17,6 +17,7 @@
 pub mod bus;
 mod doorbell;
 mod error;
+mod keeper;
 pub mod layout;
 pub mod options;
 pub mod room;

@@ -216,3 +216,54 @@ async fn an_outbox_from_before_the_shards_is_drained_first() {
         "the empty old outbox is removed"
     );
 }
+
+/// Messages in stream `name`.
+async fn messages_in(js: &async_nats::jetstream::Context, name: &str) -> u64 {
+    let mut stream = js.get_stream(name).await.expect("stream");
+    stream.info().await.expect("stream info").state.messages
+}
+
+/// A busy outbox shard holds a keeper beside its deliveries (so the server's newest block
+/// file never empties): the count of waiting deliveries leaves it out, the room's holder is
+/// handed the deliveries only, and the keeper stays when they are done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shards_keeper_is_neither_counted_nor_handed_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    let bus = connect(&server, "one").await;
+    let js = async_nats::jetstream::new(async_nats::connect(&server.url).await.expect("connected"));
+    let shard = format!("t_outbox_{:x}", bus.layout().outbox_shard("irc.a", "#room"));
+    publish(&bus, 0..3).await;
+    let deadline = Instant::now() + WAIT;
+    while messages_in(&js, &shard).await < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "no keeper came beside the deliveries"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        messages_in(&js, &shard).await,
+        4,
+        "one keeper, three deliveries"
+    );
+    assert_eq!(bus.counts().await.expect("counted").0, 3);
+    let mut room = bus
+        .room_consumer("irc.a", "#room", 64)
+        .await
+        .expect("room opened");
+    let mut taken = Vec::new();
+    while taken.len() < 3 {
+        for (seq, payload) in room.next(3).await.expect("pulled") {
+            taken.push(text(&payload));
+            room.ack(seq).await.expect("acked");
+        }
+    }
+    room.settle().await.expect("confirmed");
+    assert_eq!(taken, ["d0", "d1", "d2"]);
+    while bus.counts().await.expect("counted").0 > 0 {
+        assert!(Instant::now() < deadline, "the deliveries were not removed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(messages_in(&js, &shard).await, 1, "the keeper stays");
+}
