@@ -2,85 +2,23 @@
 //! port; `tests/install-deps.sh` installs it): what a new holder is handed again after the
 //! old one stopped mid-stream, counted.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::time::{Duration, Instant};
 
 use patchbay_nats::{Bus, BusOptions, Publish};
-
-const WAIT: Duration = Duration::from_secs(30);
-
-fn nats_server() -> PathBuf {
-    if let Ok(path) = std::env::var("PATCHBAY_NATS_SERVER") {
-        return PathBuf::from(path);
-    }
-    let venv = PathBuf::from("/opt/patchbay-nats-venv/bin/nats-server");
-    if venv.exists() {
-        venv
-    } else {
-        PathBuf::from("nats-server")
-    }
-}
-
-/// nats-server with JetStream on a free port; killed on drop.
-struct Server {
-    url: String,
-    child: Child,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let child = Command::new(nats_server())
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server: run tests/install-deps.sh");
-        let deadline = Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Server {
-            url: format!("nats://127.0.0.1:{port}"),
-            child,
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::{Server, WAIT, connect_with};
 
 async fn connect(server: &Server, name: &str) -> Bus {
-    let options = BusOptions {
-        servers: vec![server.url.clone()],
+    connect_with(BusOptions {
+        servers: vec![server.url()],
         prefix: "t".into(),
         name: name.into(),
         lease: Duration::from_secs(5),
         retention: Duration::from_secs(3600),
         ..Default::default()
-    };
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match Bus::connect(&options).await {
-            Ok(bus) => return bus,
-            // JetStream answers a moment after the port is open.
-            Err(err) if Instant::now() < deadline => {
-                tracing::debug!("connecting: {err}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(err) => panic!("connecting to {}: {err}", server.url),
-        }
-    }
+    })
+    .await
 }
 
 async fn publish(bus: &Bus, range: std::ops::Range<usize>) {
@@ -114,7 +52,7 @@ async fn first(bus: &Bus) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_holder_gets_at_most_the_last_two_again() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(dir.path());
+    let server = Server::jetstream(dir.path());
     let old = connect(&server, "old").await;
     publish(&old, 0..20).await;
     let mut room = old
@@ -148,7 +86,7 @@ async fn a_new_holder_gets_at_most_the_last_two_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_settled_acknowledgement_is_never_handed_out_again() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(dir.path());
+    let server = Server::jetstream(dir.path());
     let old = connect(&server, "old").await;
     publish(&old, 0..5).await;
     let mut room = old
@@ -173,10 +111,10 @@ async fn a_settled_acknowledgement_is_never_handed_out_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outbox_from_before_the_shards_is_drained_first() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(dir.path());
+    let server = Server::jetstream(dir.path());
     // Connected once, so JetStream is up; then the old stream put back as it was.
     drop(connect(&server, "first").await);
-    let client = async_nats::connect(&server.url).await.expect("connected");
+    let client = async_nats::connect(&server.url()).await.expect("connected");
     let js = async_nats::jetstream::new(client);
     let old = js
         .create_stream(async_nats::jetstream::stream::Config {
@@ -193,7 +131,7 @@ async fn an_outbox_from_before_the_shards_is_drained_first() {
         .await
         .expect("stored");
     let options = BusOptions {
-        servers: vec![server.url.clone()],
+        servers: vec![server.url()],
         prefix: "t".into(),
         name: "upgraded".into(),
         ..Default::default()
@@ -229,9 +167,10 @@ async fn messages_in(js: &async_nats::jetstream::Context, name: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shards_keeper_is_neither_counted_nor_handed_out() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(dir.path());
+    let server = Server::jetstream(dir.path());
     let bus = connect(&server, "one").await;
-    let js = async_nats::jetstream::new(async_nats::connect(&server.url).await.expect("connected"));
+    let js =
+        async_nats::jetstream::new(async_nats::connect(&server.url()).await.expect("connected"));
     let shard = format!("t_outbox_{:x}", bus.layout().outbox_shard("irc.a", "#room"));
     publish(&bus, 0..3).await;
     let deadline = Instant::now() + WAIT;

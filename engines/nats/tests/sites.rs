@@ -7,87 +7,14 @@
 //! what was published for the other site meanwhile crosses once, in order, when the hub is
 //! back. Counted, not sampled.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use patchbay_nats::{Bus, BusOptions, PeerSite, Publish, RoomConsumer, SiteOptions};
-
-const WAIT: Duration = Duration::from_secs(30);
-
-fn nats_server() -> PathBuf {
-    if let Ok(path) = std::env::var("PATCHBAY_NATS_SERVER") {
-        return PathBuf::from(path);
-    }
-    let venv = PathBuf::from("/opt/patchbay-nats-venv/bin/nats-server");
-    if venv.exists() {
-        venv
-    } else {
-        PathBuf::from("nats-server")
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// A nats-server run from a config file; killed on drop.
-struct Server {
-    config: PathBuf,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Server {
-    fn start(dir: &Path, name: &str, port: u16, body: &str) -> Server {
-        let config = dir.join(format!("{name}.conf"));
-        std::fs::write(&config, format!("listen: 127.0.0.1:{port}\n{body}")).expect("config");
-        let mut server = Server {
-            config,
-            port,
-            child: None,
-        };
-        server.spawn();
-        server
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new(nats_server())
-            .arg("-c")
-            .arg(&self.config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server: run tests/install-deps.sh");
-        self.child = Some(child);
-        let deadline = Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+use support::{Server, WAIT, connect_with, free_port};
 
 struct Sites {
     dir: tempfile::TempDir,
@@ -197,24 +124,6 @@ fn numbered(site: &str, range: std::ops::Range<usize>) -> Vec<String> {
 /// cross-site publish's effect rather than guess when the leaf link is up.
 async fn connect(server: &Server, site: &str, peer: &str) -> Bus {
     connect_with(options(server, site, peer)).await
-}
-
-async fn connect_with(options: BusOptions) -> Bus {
-    let site = options
-        .site
-        .as_ref()
-        .map(|s| s.name.clone())
-        .unwrap_or_default();
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match Bus::connect(&options).await {
-            Ok(bus) => return bus,
-            Err(err) => {
-                assert!(Instant::now() < deadline, "{site}: {err}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
