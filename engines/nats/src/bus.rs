@@ -223,7 +223,9 @@ impl Bus {
 
     /// Deliveries waiting, per outbox subject's (account, room).
     pub async fn outbox_depths(&self) -> Result<Vec<((String, String), u64)>, BusError> {
-        let subjects = crate::doorbell::waiting_subjects(&self.js, &self.layout).await?;
+        let subjects =
+            crate::doorbell::waiting_subjects(&self.js, &self.layout, crate::doorbell::ALL_SHARDS)
+                .await?;
         Ok(subjects
             .into_iter()
             .filter_map(|(subject, count)| {

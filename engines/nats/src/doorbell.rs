@@ -12,9 +12,9 @@
 //! - with other sites, the outbox stream itself republishes each stored delivery's headers on
 //!   its room's bell subject: a delivery sourced from another site is stored by the server, so
 //!   only the server can ring for it once it is there;
-//! - every [`POLL`], one request lists the outbox subjects that hold deliveries, and their
-//!   rooms' bells are rung: what a lost bell or a server restart left waiting is found within
-//!   that time.
+//! - every [`POLL`], one request per outbox shard that holds a bell here lists the shard's
+//!   subjects that hold deliveries, and their rooms' bells are rung: what a lost bell or a
+//!   server restart left waiting is found within that time.
 //!
 //! A bell is a [`Notify`] permit: a ring while nobody waits is kept for the next wait, so a
 //! room that checks the stream, finds nothing, then waits, cannot miss a delivery stored in
@@ -93,11 +93,13 @@ impl Doorbell {
         }
     }
 
-    fn is_empty(&self) -> bool {
-        self.bells
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty()
+    /// The outbox shards of the rooms with a bell here, as bits.
+    fn shards(&self, layout: &Layout) -> u32 {
+        let bells = self.bells.lock().unwrap_or_else(|p| p.into_inner());
+        bells
+            .keys()
+            .filter_map(|subject| layout.shard_of_subject(subject))
+            .fold(0, |shards, shard| shards | 1 << shard)
     }
 }
 
@@ -111,10 +113,11 @@ async fn poll(doorbell: Weak<Doorbell>, js: jetstream::Context, layout: Layout, 
         let Some(bells) = doorbell.upgrade() else {
             return;
         };
-        if bells.is_empty() {
+        let shards = bells.shards(&layout);
+        if shards == 0 {
             continue;
         }
-        match waiting_subjects(&js, &layout).await {
+        match waiting_subjects(&js, &layout, shards).await {
             Ok(subjects) => {
                 for (subject, _) in subjects {
                     bells.ring(&subject);
@@ -125,13 +128,18 @@ async fn poll(doorbell: Weak<Doorbell>, js: jetstream::Context, layout: Layout, 
     }
 }
 
-/// The outbox subjects that hold at least one delivery, with how many.
+/// Every outbox shard, as bits for [`waiting_subjects`].
+pub(crate) const ALL_SHARDS: u32 = u32::MAX >> (32 - OUTBOX_SHARDS);
+
+/// The subjects of the outbox shards `shards` (bits) that hold at least one message, with
+/// how many.
 pub(crate) async fn waiting_subjects(
     js: &jetstream::Context,
     layout: &Layout,
+    shards: u32,
 ) -> Result<Vec<(String, u64)>, BusError> {
     let mut out = Vec::new();
-    for shard in 0..OUTBOX_SHARDS {
+    for shard in (0..OUTBOX_SHARDS).filter(|shard| shards & 1 << shard != 0) {
         let stream = js
             .get_stream_no_info(layout.outbox_stream(shard))
             .await
@@ -147,4 +155,31 @@ pub(crate) async fn waiting_subjects(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_poll_asks_only_the_shards_of_rooms_with_a_bell() {
+        let layout = Layout::new("pb");
+        let doorbell = Doorbell::default();
+        assert_eq!(doorbell.shards(&layout), 0);
+        let rooms = [("irc.a", "#x"), ("irc.a", "#y"), ("matrix.b", "!r:h")];
+        for (account, room) in rooms {
+            doorbell.register(&layout.outbox_subject(account, room));
+        }
+        let expected = rooms
+            .iter()
+            .fold(0, |bits, (a, r)| bits | 1 << layout.outbox_shard(a, r));
+        assert_eq!(doorbell.shards(&layout), expected);
+        doorbell.unregister(&layout.outbox_subject("irc.a", "#x"));
+        doorbell.unregister(&layout.outbox_subject("irc.a", "#y"));
+        assert_eq!(
+            doorbell.shards(&layout),
+            1 << layout.outbox_shard("matrix.b", "!r:h")
+        );
+        assert_eq!(ALL_SHARDS.count_ones() as usize, OUTBOX_SHARDS);
+    }
 }
