@@ -1,86 +1,14 @@
-//! A real nats-server with JetStream on a free loopback port and a store dir of its own.
+//! Gateway instances sharing a JetStream config, and the real nats-servers they run on (the
+//! engine's `test_servers`, as its own tests start them).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::{Gateway, free_port, wait_for_port};
 
-/// Where `tests/install-deps.sh` puts nats-server, or `PATCHBAY_NATS_SERVER`, or the PATH.
-pub fn nats_server_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("PATCHBAY_NATS_SERVER") {
-        return PathBuf::from(path);
-    }
-    let venv = PathBuf::from("/opt/patchbay-nats-venv/bin/nats-server");
-    if venv.exists() {
-        return venv;
-    }
-    PathBuf::from("nats-server")
-}
-
-/// A running nats-server; killed on drop.
-pub struct NatsServer {
-    pub port: u16,
-    pub store_dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl NatsServer {
-    /// Start a server with JetStream storing under `dir`.
-    pub fn start(dir: &Path) -> NatsServer {
-        let port = free_port();
-        let mut server = NatsServer {
-            port,
-            store_dir: dir.join("jetstream"),
-            child: None,
-        };
-        server.spawn();
-        server
-    }
-
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new(nats_server_binary())
-            .args(["-js", "-a", "127.0.0.1", "-p"])
-            .arg(self.port.to_string())
-            .arg("-sd")
-            .arg(&self.store_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!(
-                    "cannot start {} ({err}): run tests/install-deps.sh",
-                    nats_server_binary().display()
-                )
-            });
-        self.child = Some(child);
-        wait_for_port(self.port, Duration::from_secs(20));
-    }
-
-    /// SIGKILL the server, then start it again on the same port and store.
-    pub fn kill_and_restart(&mut self) {
-        self.kill();
-        self.spawn();
-    }
-
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+#[allow(unused_imports)] // Each test binary uses its own part.
+pub use patchbay_nats::test_servers::{LeafSites, NatsServer, nats_server_binary};
 
 /// One gateway instance of the shared config.
 pub struct Instance {
@@ -197,96 +125,5 @@ pub fn post_until_accepted(rt: &tokio::runtime::Runtime, port: u16, text: &str) 
         }
         assert!(Instant::now() < deadline, "`{text}` was never accepted");
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A nats-server run from a config file (leaf nodes, hubs), on a port of its own; killed on
-/// drop, restartable on the same port.
-pub struct ConfServer {
-    pub port: u16,
-    config: PathBuf,
-    child: Option<Child>,
-}
-
-impl ConfServer {
-    /// Start a server listening on `port` with the rest of its config `body`.
-    pub fn start(dir: &Path, name: &str, port: u16, body: &str) -> ConfServer {
-        let config = dir.join(format!("{name}.conf"));
-        std::fs::write(&config, format!("listen: 127.0.0.1:{port}\n{body}"))
-            .expect("nats-server config");
-        let mut server = ConfServer {
-            port,
-            config,
-            child: None,
-        };
-        server.spawn();
-        server
-    }
-
-    pub fn spawn(&mut self) {
-        let child = Command::new(nats_server_binary())
-            .arg("-c")
-            .arg(&self.config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server starts: run tests/install-deps.sh");
-        self.child = Some(child);
-        wait_for_port(self.port, Duration::from_secs(20));
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for ConfServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Sites joined as leaf nodes of a hub: a hub without JetStream, and one server per site with
-/// a JetStream domain named after the site.
-pub struct LeafSites {
-    pub hub: ConfServer,
-    pub sites: BTreeMap<String, ConfServer>,
-}
-
-impl LeafSites {
-    pub fn start(dir: &Path, names: &[&str]) -> LeafSites {
-        let leaf_port = free_port();
-        let hub = ConfServer::start(
-            dir,
-            "hub",
-            free_port(),
-            &format!("leafnodes {{ listen: 127.0.0.1:{leaf_port} }}\n"),
-        );
-        let sites = names
-            .iter()
-            .map(|name| {
-                let body = format!(
-                    "jetstream {{ store_dir: \"{}\", domain: {name} }}\n\
-                     leafnodes {{ remotes: [ {{ url: \"nats-leaf://127.0.0.1:{leaf_port}\" }} ], reconnect: 1 }}\n",
-                    dir.join(format!("js-{name}")).display()
-                );
-                (name.to_string(), ConfServer::start(dir, name, free_port(), &body))
-            })
-            .collect();
-        LeafSites { hub, sites }
-    }
-
-    pub fn url(&self, site: &str) -> String {
-        self.sites
-            .get(site)
-            .map(ConfServer::url)
-            .expect("a site of the test")
     }
 }

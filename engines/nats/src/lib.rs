@@ -11,6 +11,8 @@
 //! - [`room`]: one destination room's outbox as a durable pull consumer, held while it has
 //!   deliveries waiting; `doorbell` wakes an idle room when one is stored.
 //! - [`token`]: room and account names as subject tokens and bucket keys.
+//! - `test_servers` (feature `test-servers`): real nats-servers for this crate's tests and the
+//!   gateway's.
 //! - `error`: [`BusError`], which every part returns (its own module, so that the parts
 //!   `bus` drives need not import `bus`).
 
@@ -21,6 +23,8 @@ mod keeper;
 pub mod layout;
 pub mod options;
 pub mod room;
+#[cfg(feature = "test-servers")]
+pub mod test_servers;
 pub mod token;
 
 pub use bus::{Bus, BusError, Publish};

@@ -6,10 +6,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use patchbay_nats::test_servers::NatsServer;
 use patchbay_nats::{Bus, BusOptions, Publish};
-use support::{Server, WAIT, connect_with};
+use support::{WAIT, connect_with};
 
-async fn connect(server: &Server, name: &str) -> Bus {
+async fn connect(server: &NatsServer, name: &str) -> Bus {
     connect_with(BusOptions {
         servers: vec![server.url()],
         prefix: "t".into(),
@@ -52,7 +53,7 @@ async fn first(bus: &Bus) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_holder_gets_at_most_the_last_two_again() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::jetstream(dir.path());
+    let server = NatsServer::start(dir.path());
     let old = connect(&server, "old").await;
     publish(&old, 0..20).await;
     let mut room = old
@@ -86,7 +87,7 @@ async fn a_new_holder_gets_at_most_the_last_two_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_settled_acknowledgement_is_never_handed_out_again() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::jetstream(dir.path());
+    let server = NatsServer::start(dir.path());
     let old = connect(&server, "old").await;
     publish(&old, 0..5).await;
     let mut room = old
@@ -111,7 +112,7 @@ async fn a_settled_acknowledgement_is_never_handed_out_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outbox_from_before_the_shards_is_drained_first() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::jetstream(dir.path());
+    let server = NatsServer::start(dir.path());
     // Connected once, so JetStream is up; then the old stream put back as it was.
     drop(connect(&server, "first").await);
     let client = async_nats::connect(&server.url()).await.expect("connected");
@@ -167,7 +168,7 @@ async fn messages_in(js: &async_nats::jetstream::Context, name: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shards_keeper_is_neither_counted_nor_handed_out() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::jetstream(dir.path());
+    let server = NatsServer::start(dir.path());
     let bus = connect(&server, "one").await;
     let js =
         async_nats::jetstream::new(async_nats::connect(&server.url()).await.expect("connected"));

@@ -10,59 +10,13 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
+use patchbay_nats::test_servers::{LeafSites, NatsServer};
 use patchbay_nats::{Bus, BusOptions, PeerSite, Publish, RoomConsumer, SiteOptions};
-use support::{Server, WAIT, connect_with, free_port};
+use support::{WAIT, connect_with};
 
-struct Sites {
-    dir: tempfile::TempDir,
-    hub: Server,
-    leaf_port: u16,
-    eu: Server,
-    us: Server,
-}
-
-fn leaf(dir: &Path, name: &str, leaf_port: u16) -> Server {
-    let store = dir.join(name);
-    Server::start(
-        dir,
-        name,
-        free_port(),
-        &format!(
-            "jetstream {{ store_dir: \"{}\", domain: {name} }}\n\
-             leafnodes {{ remotes: [ {{ url: \"nats-leaf://127.0.0.1:{leaf_port}\" }} ], reconnect: 1 }}\n",
-            store.display()
-        ),
-    )
-}
-
-fn hub(dir: &Path, port: u16, leaf_port: u16) -> Server {
-    Server::start(
-        dir,
-        "hub",
-        port,
-        &format!("leafnodes {{ listen: 127.0.0.1:{leaf_port} }}\n"),
-    )
-}
-
-fn start_sites() -> Sites {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let leaf_port = free_port();
-    let hub = hub(dir.path(), free_port(), leaf_port);
-    let eu = leaf(dir.path(), "eu", leaf_port);
-    let us = leaf(dir.path(), "us", leaf_port);
-    Sites {
-        dir,
-        hub,
-        leaf_port,
-        eu,
-        us,
-    }
-}
-
-fn options(server: &Server, site: &str, peer: &str) -> BusOptions {
+fn options(server: &NatsServer, site: &str, peer: &str) -> BusOptions {
     let accounts: BTreeMap<String, String> = [("devzat.eu", "eu"), ("devzat.us", "us")]
         .into_iter()
         .map(|(a, s)| (a.to_owned(), s.to_owned()))
@@ -122,15 +76,16 @@ fn numbered(site: &str, range: std::ops::Range<usize>) -> Vec<String> {
 
 /// The sites' servers connect to the hub a moment after they start: retry the first
 /// cross-site publish's effect rather than guess when the leaf link is up.
-async fn connect(server: &Server, site: &str, peer: &str) -> Bus {
+async fn connect(server: &NatsServer, site: &str, peer: &str) -> Bus {
     connect_with(options(server, site, peer)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_link_keeps_each_site_going_and_what_waited_crosses_once_in_order() {
-    let mut sites = start_sites();
-    let eu = connect(&sites.eu, "eu", "us").await;
-    let us = connect(&sites.us, "us", "eu").await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut sites = LeafSites::start(dir.path(), &["eu", "us"]);
+    let eu = connect(sites.site("eu"), "eu", "us").await;
+    let us = connect(sites.site("us"), "us", "eu").await;
     let mut eu_room = eu
         .room_consumer("devzat.eu", "#main", 64)
         .await
@@ -163,7 +118,7 @@ async fn a_cut_link_keeps_each_site_going_and_what_waited_crosses_once_in_order(
 
     // Back: what waited crosses once, in order, and nothing else comes with it (a marker
     // published after it is the last thing to arrive).
-    sites.hub = hub(sites.dir.path(), sites.hub.port, sites.leaf_port);
+    sites.hub.spawn();
     publish(&eu, "devzat.us", &["eu marker".to_owned()]).await;
     publish(&us, "devzat.eu", &["us marker".to_owned()]).await;
     let mut expected = waited_for_us.clone();
@@ -179,16 +134,17 @@ async fn a_cut_link_keeps_each_site_going_and_what_waited_crosses_once_in_order(
 /// longer than the test waits, so only the bell can wake the room.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_room_wakes_for_a_delivery_from_the_other_site_without_the_poll() {
-    let sites = start_sites();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let sites = LeafSites::start(dir.path(), &["eu", "us"]);
     let no_poll = Some(Duration::from_secs(24 * 3600));
     let eu = connect_with(BusOptions {
         poll: no_poll,
-        ..options(&sites.eu, "eu", "us")
+        ..options(sites.site("eu"), "eu", "us")
     })
     .await;
     let us = connect_with(BusOptions {
         poll: no_poll,
-        ..options(&sites.us, "us", "eu")
+        ..options(sites.site("us"), "us", "eu")
     })
     .await;
     // Nothing waits for either room: each holds no consumer and waits on its bell.
