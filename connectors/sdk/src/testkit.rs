@@ -601,7 +601,8 @@ impl Contract<'_> {
 mod tests;
 
 /// The three contract checks as tests, for a crate's `tests/contract.rs`:
-/// `patchbay_sdk::contract_tests!(contract());` where `contract()` builds its [`Contract`].
+/// `patchbay_sdk::contract_tests!(Contract { factory, account, room, table });`, the
+/// [`Contract`] written in place (each test builds it anew, so `table` may be a closure).
 #[macro_export]
 macro_rules! contract_tests {
     ($contract:expr) => {
