@@ -20,14 +20,6 @@ fn config(port: u16, extra: &str) -> String {
     )
 }
 
-macro_rules! require {
-    ($program:expr) => {
-        if !available($program) {
-            return;
-        }
-    };
-}
-
 #[tokio::test]
 async fn relays_messages_actions_and_membership_both_ways() {
     require!("ngircd");
@@ -130,11 +122,7 @@ async fn nick_in_use_takes_the_alternative() {
                 && params.first().is_some_and(|n| n == "pb")
         })
         .await;
-    deliver(
-        &bridge.connector,
-        delivery("#test", "bob", RichText::plain("as pb")),
-    )
-    .await;
+    relay(&bridge, "#test", "as pb").await;
     let line = watcher
         .expect("the next message", |cmd, _, _| cmd == "PRIVMSG")
         .await;
@@ -154,11 +142,7 @@ async fn rejoins_after_a_kick() {
     op.send("KICK #test pb :go away").await;
     op.expect_join("pb", "#test").await;
     // Deliveries still flow after the rejoin.
-    deliver(
-        &bridge.connector,
-        delivery("#test", "bob", RichText::plain("back again")),
-    )
-    .await;
+    relay(&bridge, "#test", "back again").await;
     op.expect_privmsg("#test", "back again").await;
     let _ = bridge.stop(TIMEOUT).await;
 }
@@ -175,11 +159,7 @@ async fn server_restart_mid_stream_delivers_everything_in_order_once() {
     let mut alice = TestClient::connect(server.port, "alice").await;
     alice.join("#test").await;
     for i in 0..3 {
-        deliver(
-            &bridge.connector,
-            delivery("#test", "bob", RichText::plain(format!("before {i}"))),
-        )
-        .await;
+        relay(&bridge, "#test", format!("before {i}")).await;
     }
     for i in 0..3 {
         alice.expect_privmsg("#test", &format!("before {i}")).await;
@@ -218,11 +198,7 @@ async fn server_restart_mid_stream_delivers_everything_in_order_once() {
         alice.expect_privmsg("#test", &format!("during {i}")).await;
     }
     // And nothing twice: a marker after the last shows the stream ended.
-    deliver(
-        &bridge.connector,
-        delivery("#test", "bob", RichText::plain("end marker")),
-    )
-    .await;
+    relay(&bridge, "#test", "end marker").await;
     let next = alice
         .expect("the next message", |cmd, _, _| cmd == "PRIVMSG")
         .await;
@@ -250,11 +226,7 @@ async fn long_multibyte_message_arrives_complete_and_in_order() {
     let mut alice = TestClient::connect(server.port, "alice").await;
     alice.join("#test").await;
     let text: String = "ÄÖÜ漢字テスト🎉é".chars().cycle().take(3000).collect();
-    deliver(
-        &bridge.connector,
-        delivery("#test", "bob", RichText::plain(text.clone())),
-    )
-    .await;
+    relay(&bridge, "#test", text.clone()).await;
     let mut received = String::new();
     while received.chars().count() < 3000 {
         let line = alice.expect_privmsg("#test", "<bob> ").await;
@@ -309,11 +281,7 @@ async fn flood_control_queues_and_never_drops() {
         .map(|i| format!("line {i}"))
         .collect::<Vec<_>>()
         .join("\n");
-    deliver(
-        &bridge.connector,
-        delivery("#test", "bob", RichText::plain(text)),
-    )
-    .await;
+    relay(&bridge, "#test", text).await;
     for i in 0..13 {
         alice.expect_privmsg("#test", &format!("line {i}")).await;
     }
@@ -353,11 +321,7 @@ async fn ping_timeout_is_detected_and_the_bridge_reconnects() {
     assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     let mut alice = TestClient::connect(server.port, "alice").await;
     alice.join("#test").await;
-    deliver(
-        &bridge.connector,
-        delivery("#test", "bob", RichText::plain("reconnected")),
-    )
-    .await;
+    relay(&bridge, "#test", "reconnected").await;
     alice.expect_privmsg("#test", "reconnected").await;
     let _ = bridge.stop(TIMEOUT).await;
 }
@@ -424,11 +388,7 @@ async fn channels_joined_for_deliveries_keep_the_route_spelling_and_are_rejoined
         ),
         data.path(),
     ).await;
-    deliver(
-        &bridge.connector,
-        delivery("#Dyn", "bob", RichText::plain("joined on demand")),
-    )
-    .await;
+    relay(&bridge, "#Dyn", "joined on demand").await;
     alice.expect_privmsg("#dyn", "joined on demand").await;
     alice.send("PRIVMSG #dyn :hello back").await;
     let event = bridge
