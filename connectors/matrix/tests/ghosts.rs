@@ -8,9 +8,8 @@ use matrix_sdk::ruma::events::relation::{Annotation, InReplyTo, Reply};
 use matrix_sdk::ruma::events::room::message::{Relation, RoomMessageEventContent};
 use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId};
 use patchbay_sdk::{Author, Delivery, Event, Inbound, Kind, MessageRef, RichText};
-use serde_json::Value;
 use support::appservice::{Bridge, Slot, fixture, start_bridge};
-use support::{User, unique, within};
+use support::{User, is_member, unique, within};
 
 fn from(origin: &str, room: &str, author: Author, kind: Kind) -> Delivery {
     let nick = format!(
@@ -56,12 +55,6 @@ async fn setup(slot: &Slot) -> (User, Bridge, OwnedRoomId) {
         })
         .await;
     (alice, bridge, room_id)
-}
-
-fn is_member(event: &Value, user: &str, membership: &str) -> bool {
-    event["type"] == "m.room.member"
-        && event["state_key"] == user
-        && event["content"]["membership"] == membership
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
