@@ -125,6 +125,13 @@ impl TestClient {
         Self::connect_with_caps(port, nick, &[]).await
     }
 
+    /// [`TestClient::connect`], then [`TestClient::join`] `channel`.
+    pub async fn connect_in(port: u16, nick: &str, channel: &str) -> Self {
+        let mut client = Self::connect(port, nick).await;
+        client.join(channel).await;
+        client
+    }
+
     pub async fn connect_with_caps(port: u16, nick: &str, caps: &[&str]) -> Self {
         tokio::time::timeout(TIMEOUT, Self::try_connect(port, nick, caps))
             .await
