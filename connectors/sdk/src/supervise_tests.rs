@@ -11,6 +11,7 @@ use super::*;
 use crate::connector::{Emit, EmitError, EventSink};
 use crate::event::{EventId, Inbound};
 use crate::health::Signal;
+use crate::sync::lock;
 
 /// Counts what the supervisor counts, per (account, signal).
 #[derive(Default)]
@@ -23,10 +24,7 @@ impl Emit for Counted {
     }
 
     fn count(&self, account: &str, signal: Signal) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((account.to_owned(), signal));
+        lock(&self.0).push((account.to_owned(), signal));
     }
 }
 
@@ -287,7 +285,7 @@ async fn each_retried_end_counts_as_a_reconnect_of_the_account_and_a_fatal_one_d
         .run(&mut fake)
         .await;
     assert!(result.is_err());
-    let counted = counted.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let counted = lock(&counted.0).clone();
     assert_eq!(
         counted,
         [
