@@ -9,30 +9,16 @@ use matrix_sdk::ruma::events::room::message::{
     Relation, ReplacementMetadata, RoomMessageEventContent,
 };
 use matrix_sdk::ruma::{OwnedEventId, OwnedUserId};
-use patchbay_sdk::{
-    Author, Delivered, Delivery, DeliveryError, Event, Inbound, Kind, MessageRef, RichText,
-};
+use patchbay_sdk::{Author, Delivered, Delivery, DeliveryError, Kind, MessageRef, RichText};
 use serde_json::Value;
-use support::{Running, User, bot_room, bot_table, start, start_bot, synapse, unique};
+use support::{
+    Running, User, bot_room, bot_table, relayed, start, start_bot, synapse, text, unique,
+};
 
 fn delivery(room: &str, kind: Kind, reply_to: Option<MessageRef>) -> Delivery {
-    let mut inbound = Inbound::message("#rust", Author::named("bob"), RichText::plain(""));
-    inbound.kind = kind;
-    inbound.reply_to = reply_to;
-    Delivery {
-        room: room.to_owned(),
-        event: Event::from_inbound("irc.libera", inbound),
-        nick: "[irc] bob".into(),
-        route: "main".into(),
-        quote: None,
-    }
-}
-
-fn text(body: &str) -> Kind {
-    Kind::Message {
-        body: RichText::plain(body),
-        attachments: Vec::new(),
-    }
+    let mut delivery = relayed("irc.libera", room, Author::named("bob"), kind);
+    delivery.event.reply_to = reply_to;
+    delivery
 }
 
 fn body_of(event: &Value) -> &str {

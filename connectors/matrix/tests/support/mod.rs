@@ -21,7 +21,7 @@ use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
 use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
 use patchbay_sdk::testkit;
 use patchbay_sdk::{
-    AccountInfo, Author, Connector, ConnectorState, Delivery, Event, Inbound, RichText,
+    AccountInfo, Author, Connector, ConnectorState, Delivery, Event, Inbound, Kind, RichText,
 };
 use serde_json::Value;
 use tokio::sync::{Mutex, mpsc, watch};
@@ -313,16 +313,33 @@ impl Running {
     }
 }
 
-/// `body` said by `author` on IRC (`irc.libera/#rust`), as the gateway hands it over.
-pub fn message(room: &str, author: &str, body: &str) -> Delivery {
-    let inbound = Inbound::message("#rust", Author::named(author), RichText::plain(body));
+/// What `author` did in `#rust` on `origin` (`PROTOCOL.NAME`), as the gateway hands it over
+/// for `room` under the nick `[PROTOCOL] NAME`.
+pub fn relayed(origin: &str, room: &str, author: Author, kind: Kind) -> Delivery {
+    let protocol = origin.split('.').next().unwrap_or(origin);
+    let nick = format!("[{protocol}] {}", author.name);
+    let mut inbound = Inbound::message("#rust", author, RichText::plain(""));
+    inbound.kind = kind;
     Delivery {
         room: room.to_owned(),
-        event: Event::from_inbound("irc.libera", inbound),
-        nick: format!("[irc] {author}"),
+        event: Event::from_inbound(origin, inbound),
+        nick,
         route: "main".into(),
         quote: None,
     }
+}
+
+/// A plain message.
+pub fn text(body: &str) -> Kind {
+    Kind::Message {
+        body: RichText::plain(body),
+        attachments: Vec::new(),
+    }
+}
+
+/// `body` said by `author` on IRC (`irc.libera/#rust`), as the gateway hands it over.
+pub fn message(room: &str, author: &str, body: &str) -> Delivery {
+    relayed("irc.libera", room, Author::named(author), text(body))
 }
 
 /// The bot's config table.
