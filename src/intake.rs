@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::Metrics;
 use crate::router::{RoomKey, Router};
 use crate::store::{Accepted, AccountNames, NewDelivery, NewEvent, Store};
+use patchbay_sdk::sync::lock;
 
 pub struct Intake {
     store: Arc<dyn Store>,
@@ -80,14 +81,14 @@ struct OwnNames {
 
 impl OwnNames {
     fn announce(&self, account: &str, network: &str, names: Vec<String>) {
-        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut accounts = lock(&self.accounts);
         accounts.insert(account.to_owned(), (network.to_owned(), names));
     }
 
     /// Whether `author`, seen by `account`, is one of this gateway's accounts on the network
     /// `account` is on.
     fn is_own(&self, account: &str, author: &Author) -> bool {
-        let accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        let accounts = lock(&self.accounts);
         let Some((network, _)) = accounts.get(account) else {
             return false;
         };

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::Mutex;
 
+use patchbay_sdk::sync::lock;
 use patchbay_sdk::{Event, RoomKey, Signal, Timestamp};
 use serde::Serialize;
 
@@ -76,7 +77,7 @@ struct Inner {
 
 impl Metrics {
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner)
     }
 
     /// An event from `account` was recorded.

@@ -116,8 +116,7 @@ async fn inspircd_and_ngircd_mirror_through_an_ngircd_restart() {
     );
     let mut alice = TestClient::connect_with_caps(insp.port, "alice", CAPS).await;
     alice.join("#x").await;
-    let mut carol = TestClient::connect(ng.port, "carol").await;
-    carol.join("#x").await;
+    let mut carol = TestClient::connect_in(ng.port, "carol", "#x").await;
     let gateway = Gateway::start(dir.path(), &config);
     alice.expect_join("pb", "#x").await;
     carol.expect_join("pb", "#x").await;
@@ -137,8 +136,7 @@ async fn inspircd_and_ngircd_mirror_through_an_ngircd_restart() {
         alice.send(&format!("PRIVMSG #x :during {i}")).await;
     }
     ng.start().await;
-    let mut carol = TestClient::connect(ng.port, "carol").await;
-    carol.join("#x").await;
+    let mut carol = TestClient::connect_in(ng.port, "carol", "#x").await;
     gate.set_open(true);
     carol.expect_join("pb", "#x").await;
     for i in 0..10 {

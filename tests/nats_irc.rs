@@ -190,8 +190,7 @@ nick_format = "{{nick}}"
         out = dir.path().join("out.log").display(),
     );
     let config = write_config(dir.path(), &text);
-    let mut alice = irc::TestClient::connect(server.port, "alice").await;
-    alice.join("#one").await;
+    let mut alice = irc::TestClient::connect_in(server.port, "alice", "#one").await;
     let instances =
         tokio::task::block_in_place(|| start_all(dir.path(), &config, &["i1", "i2", "i3"]));
     alice.wait_member("#one", "pba").await;

@@ -85,13 +85,10 @@ async fn routes_and_accounts_reload_while_messages_flow_and_irc_net_never_reconn
     }
     let server = IrcServer::inspircd().await;
     let dir = irc::tempdir();
-    let mut alice = TestClient::connect(server.port, "alice").await;
-    alice.join("#a").await;
+    let mut alice = TestClient::connect_in(server.port, "alice", "#a").await;
     // bob only watches #b, from before the bridge comes to the end; carol waits for joins.
-    let mut bob = TestClient::connect(server.port, "bob").await;
-    bob.join("#b").await;
-    let mut carol = TestClient::connect(server.port, "carol").await;
-    carol.join("#b").await;
+    let mut bob = TestClient::connect_in(server.port, "bob", "#b").await;
+    let mut carol = TestClient::connect_in(server.port, "carol", "#b").await;
 
     let v1 = config(server.port, false, "{nick}", None, "");
     let mut gateway = Gateway::start(dir.path(), &v1);
@@ -347,8 +344,7 @@ async fn a_removed_account_keeps_its_waiting_deliveries_until_it_comes_back() {
     assert!(report.contains("waiting_in_removed=3"), "{report}");
 
     // Back, on a real server: what waited arrives, once each, in order.
-    let mut carol = TestClient::connect(server.port, "carol").await;
-    carol.join("#x").await;
+    let mut carol = TestClient::connect_in(server.port, "carol", "#x").await;
     block_ret(|| reload(&gateway, &text(Some(server.port), ""), 2, &sent));
     let got = carol
         .collect_privmsgs("#x", "<y\u{200B}ou> waiting m2")

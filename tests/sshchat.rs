@@ -7,7 +7,7 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use patchbay_sshchat_testserver::format::is_zero_width;
+use patchbay_sshchat_testserver::format::visible;
 use patchbay_sshchat_testserver::{Options, TestServer};
 use support::Gateway;
 
@@ -16,11 +16,6 @@ const TOKEN: &str = "dvz@ZTJlLXRva2Vu";
 
 /// The secret the configs take from the environment, and the log level the tests read.
 const ENV: &[(&str, &str)] = &[("DEVZAT_TOKEN", TOKEN), ("RUST_LOG", "info")];
-
-/// Text as a person sees it: without the invisible hop trace.
-fn visible(text: &str) -> String {
-    text.chars().filter(|c| !is_zero_width(*c)).collect()
-}
 
 /// Poll `condition` every 100 ms for up to [`WAIT`]; whether it came to hold.
 async fn eventually(mut condition: impl FnMut() -> bool) -> bool {

@@ -268,8 +268,7 @@ async fn in_a_browser_the_page_shows_the_bridge_and_follows_it_live() {
     let mut server = IrcServer::ngircd().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let (receiver, receiver_addr) = receiver::start(true).await;
-    let mut alice = TestClient::connect(server.port, "alice").await;
-    alice.join("#lobby").await;
+    let mut alice = TestClient::connect_in(server.port, "alice", "#lobby").await;
     let port = free_port();
     let mut gateway = Gateway::start(dir.path(), &config(port, receiver_addr, Some(server.port)));
     block(|| wait_for_port(port, WAIT));

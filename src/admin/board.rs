@@ -17,6 +17,7 @@ use tokio::task::AbortHandle;
 
 use crate::account_states::{AccountStates, StateMap};
 use crate::metrics::{Metrics, What};
+use patchbay_sdk::sync::lock;
 
 /// One account's state.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -146,7 +147,7 @@ impl Board {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, AccountState>> {
-        self.accounts.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.accounts)
     }
 
     /// Every account, by name.

@@ -27,6 +27,7 @@ use crate::metrics::{GatewayEvent, Metrics};
 use crate::router::{RoomKey, Router};
 use crate::store::{Pending, RoomOutbox, Store};
 pub use patchbay_sdk::Backoff;
+use patchbay_sdk::sync::{lock, read, write};
 
 mod outcomes;
 use outcomes::{DeadLettered, DeliveryRetried};
@@ -132,11 +133,7 @@ impl Outbox {
                 rooms.push(room);
             }
         }
-        let mut running = self
-            .shared
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut running = lock(&self.shared.running);
         let lanes = running
             .entry(account.to_owned())
             .or_insert_with(|| AccountLanes {
@@ -162,11 +159,7 @@ impl Outbox {
     /// running account (after a reload put new routes in force).
     pub fn routes_changed(&self) {
         let rooms = self.shared.router.destination_rooms();
-        let mut running = self
-            .shared
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut running = lock(&self.shared.running);
         for (account, lanes) in running.iter_mut() {
             if lanes.stop.is_cancelled() {
                 continue;
@@ -182,22 +175,14 @@ impl Outbox {
 
     /// Take deliveries for `account` from now on (an account a reload added or restarted).
     pub fn add_destination(&self, account: &str, destination: Destination) {
-        let mut destinations = self
-            .shared
-            .destinations
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut destinations = write(&self.shared.destinations);
         destinations.insert(account.to_owned(), destination);
     }
 
     /// Take no more deliveries for `account` (a reload removed it); what waits stays in the
     /// outbox.
     pub fn remove_destination(&self, account: &str) {
-        let mut destinations = self
-            .shared
-            .destinations
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut destinations = write(&self.shared.destinations);
         destinations.remove(account);
     }
 
@@ -205,11 +190,7 @@ impl Outbox {
     /// up to `timeout`. Returns false if some lane was still busy.
     pub async fn account_stopped(&self, account: &str, timeout: Duration) -> bool {
         let tracker = {
-            let mut running = self
-                .shared
-                .running
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut running = lock(&self.shared.running);
             match running.remove(account) {
                 Some(lanes) => lanes.tracker,
                 None => return true,
@@ -220,11 +201,7 @@ impl Outbox {
     }
 
     fn destination(&self, account: &str) -> Option<Destination> {
-        let destinations = self
-            .shared
-            .destinations
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
+        let destinations = read(&self.shared.destinations);
         destinations.get(account).cloned()
     }
 

@@ -10,6 +10,7 @@ use axum::extract::Request;
 use axum::response::Response;
 use hyper::service::Service;
 use hyper_util::service::TowerToHyperService;
+use patchbay_sdk::sync::{read, write};
 
 /// Every running account's routes, merged, behind one fallback of the listener's router.
 #[derive(Clone, Default)]
@@ -23,14 +24,14 @@ pub(super) struct Served {
 impl Served {
     /// Serve `routes` for `account` from the next request on (replacing what it served).
     pub(super) fn insert(&self, account: &str, routes: Router) {
-        let mut accounts = self.accounts.write().unwrap_or_else(|p| p.into_inner());
+        let mut accounts = write(&self.accounts);
         accounts.insert(account.to_owned(), routes);
         self.merge(&accounts);
     }
 
     /// Stop serving `account`'s routes (404 from the next request on).
     pub(super) fn remove(&self, account: &str) {
-        let mut accounts = self.accounts.write().unwrap_or_else(|p| p.into_inner());
+        let mut accounts = write(&self.accounts);
         if accounts.remove(account).is_some() {
             self.merge(&accounts);
         }
@@ -41,7 +42,7 @@ impl Served {
             .values()
             .cloned()
             .fold(Router::new(), Router::merge);
-        *self.merged.write().unwrap_or_else(|p| p.into_inner()) = merged;
+        *write(&self.merged) = merged;
     }
 
     /// The router to merge into the listener's: every path it does not route itself goes to
@@ -49,7 +50,7 @@ impl Served {
     pub(super) fn router(&self) -> Router {
         let merged = Arc::clone(&self.merged);
         Router::new().fallback(move |request: Request| {
-            let app = merged.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let app = read(&merged).clone();
             async move {
                 let answer: Result<Response, std::convert::Infallible> =
                     TowerToHyperService::new(app).call(request).await;

@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
+use patchbay_sdk::sync::lock;
 use patchbay_sdk::{Event, RoomKey};
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -130,7 +131,7 @@ impl Default for Feed {
 
 impl Feed {
     fn ring(&self) -> std::sync::MutexGuard<'_, Ring> {
-        self.ring.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.ring)
     }
 
     /// Record an activity and hand it to the live readers. Never waits: the broadcast

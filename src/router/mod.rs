@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use patchbay_sdk::{Event, Hop};
 
+use patchbay_sdk::sync::{read, write};
 use rate::Limiter;
 
 /// Where one event goes.
@@ -94,12 +95,12 @@ impl Router {
     pub fn replace(&self, routes: Vec<Route>) -> bool {
         let changed = format!("{routes:?}") != format!("{:?}", self.routes());
         let table = Arc::new(Table::new(routes));
-        *self.table.write().unwrap_or_else(|p| p.into_inner()) = table;
+        *write(&self.table) = table;
         changed
     }
 
     fn table(&self) -> Arc<Table> {
-        Arc::clone(&self.table.read().unwrap_or_else(|p| p.into_inner()))
+        Arc::clone(&read(&self.table))
     }
 
     /// Every room some route delivers to, once each.

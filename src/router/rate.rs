@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{RateLimit, RoomKey};
+use patchbay_sdk::sync::lock;
 
 #[derive(Default)]
 pub(super) struct Limiter {
@@ -28,7 +29,7 @@ impl Limiter {
     ) -> Option<Instant> {
         let interval = limit.per / limit.messages.max(1);
         let tolerance = limit.per.saturating_sub(interval);
-        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = lock(&self.next);
         let tat = next.entry((route.to_owned(), room.clone())).or_insert(now);
         let arrival = (*tat).max(now);
         let allowed = arrival.checked_sub(tolerance).unwrap_or(now).max(now);

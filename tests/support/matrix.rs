@@ -104,8 +104,7 @@ pub async fn irc_with_carol(program: &str) -> Option<(irc::IrcServer, irc::TestC
         "inspircd" => irc::IrcServer::inspircd().await,
         other => panic!("no test IRC server {other}"),
     };
-    let mut carol = irc::TestClient::connect(server.port, "carol").await;
-    carol.join("#x").await;
+    let carol = irc::TestClient::connect_in(server.port, "carol", "#x").await;
     Some((server, carol))
 }
 

@@ -11,6 +11,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::broadcast;
 
 use crate::wire::Entry;
+use patchbay_sdk::sync::lock;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -53,9 +54,7 @@ impl Log {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.db
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.db)
     }
 
     /// Record `entry` (its `id` is assigned here) and broadcast it. An entry for the same

@@ -4,19 +4,11 @@
 
 use patchbay_sdk::testkit::Contract;
 
-fn table(port: u16) -> String {
-    format!(
+patchbay_sdk::contract_tests!(Contract {
+    factory: &patchbay_api::ApiFactory,
+    account: "api.contract",
+    room: "lobby",
+    table: &|port| format!(
         "token = \"contract-token\"\nrooms = [\"lobby\"]\n# nothing listens for the API on {port}\n"
-    )
-}
-
-fn contract() -> Contract<'static> {
-    Contract {
-        factory: &patchbay_api::ApiFactory,
-        account: "api.contract",
-        room: "lobby",
-        table: &table,
-    }
-}
-
-patchbay_sdk::contract_tests!(contract());
+    ),
+});

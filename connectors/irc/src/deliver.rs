@@ -10,12 +10,13 @@
 
 use std::time::Duration;
 
+use patchbay_sdk::sync::lock;
 use patchbay_sdk::{Delivered, Delivery, DeliveryError};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::config::{IrcConfig, is_channel};
-use crate::link::{EchoError, EchoResult, Link, Paced, Shared, lock};
+use crate::link::{EchoError, EchoResult, Link, Paced, Shared};
 use crate::parse::fold_case;
 use crate::render;
 

@@ -215,10 +215,6 @@ enum Oldest {
     Label(String),
 }
 
-pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// How many bytes of queued lines the writer gathers before it writes them even though more
 /// are waiting.
 const WRITE_AT: usize = 16 * 1024;

@@ -4,17 +4,11 @@
 
 use patchbay_sdk::testkit::Contract;
 
-fn table(port: u16) -> String {
-    format!("server = \"127.0.0.1\"\nport = {port}\nnick = \"pb\"\nchannels = [\"#test\"]\n")
-}
-
-fn contract() -> Contract<'static> {
-    Contract {
-        factory: &patchbay_irc::IrcFactory,
-        account: "irc.contract",
-        room: "#test",
-        table: &table,
-    }
-}
-
-patchbay_sdk::contract_tests!(contract());
+patchbay_sdk::contract_tests!(Contract {
+    factory: &patchbay_irc::IrcFactory,
+    account: "irc.contract",
+    room: "#test",
+    table: &|port| format!(
+        "server = \"127.0.0.1\"\nport = {port}\nnick = \"pb\"\nchannels = [\"#test\"]\n"
+    ),
+});

@@ -30,10 +30,8 @@ async fn catch_up_after_a_restart_pages_to_the_present_exactly_once_in_order() {
     // 100 messages per CHATHISTORY request, as ergo's default config advertises it.
     let server = Ergo::start(100).await;
     let data = tempdir();
-    let mut alice = TestClient::connect(server.port, "alice").await;
-    alice.join("#pages").await;
-    let mut carol = TestClient::connect(server.port, "carol").await;
-    carol.join("#pages").await;
+    let mut alice = TestClient::connect_in(server.port, "alice", "#pages").await;
+    let mut carol = TestClient::connect_in(server.port, "carol", "#pages").await;
     let bridge = start_up(&config(server.port, "#pages", ""), data.path()).await;
     alice.expect_join("pb", "#pages").await;
     alice.send("PRIVMSG #pages :before").await;
@@ -84,8 +82,7 @@ async fn a_restart_relays_no_histserv_lines_and_only_others_joins_and_quits() {
     require_ergo!();
     let server = Ergo::start(100).await;
     let data = tempdir();
-    let mut alice = TestClient::connect(server.port, "alice").await;
-    alice.join("#book").await;
+    let mut alice = TestClient::connect_in(server.port, "alice", "#book").await;
     let bridge = start_up(&config(server.port, "#book", ""), data.path()).await;
     alice.expect_join("pb", "#book").await;
     alice.send("PRIVMSG #book :first").await;
@@ -96,8 +93,7 @@ async fn a_restart_relays_no_histserv_lines_and_only_others_joins_and_quits() {
     let _ = bridge.stop(TIMEOUT).await;
 
     // While the bridge is away, carol comes, speaks and quits.
-    let mut carol = TestClient::connect(server.port, "carol").await;
-    carol.join("#book").await;
+    let mut carol = TestClient::connect_in(server.port, "carol", "#book").await;
     carol.send("PRIVMSG #book :hi from carol").await;
     alice.expect_privmsg("#book", "hi from carol").await;
     carol.send("QUIT :gone").await;
@@ -157,16 +153,14 @@ async fn without_event_playback_histserv_lines_are_dropped_from_the_replay() {
     // HistServ messages inside the history batch.
     let hider = Rewriter::new(server.port, "draft/event-playback", "x-test/hidden").await;
     let data = tempdir();
-    let mut alice = TestClient::connect(server.port, "alice").await;
-    alice.join("#hs").await;
+    let mut alice = TestClient::connect_in(server.port, "alice", "#hs").await;
     let bridge = start_up(&config(hider.port, "#hs", ""), data.path()).await;
     alice.expect_join("pb", "#hs").await;
     alice.send("PRIVMSG #hs :first").await;
     assert_eq!(wait_texts(&bridge.recorder, "#hs", 1).await, vec!["first"]);
     let _ = bridge.stop(TIMEOUT).await;
 
-    let mut carol = TestClient::connect(server.port, "carol").await;
-    carol.join("#hs").await;
+    let mut carol = TestClient::connect_in(server.port, "carol", "#hs").await;
     carol.send("PRIVMSG #hs :hi from carol").await;
     alice.expect_privmsg("#hs", "hi from carol").await;
     carol.send("QUIT :gone").await;
@@ -220,10 +214,8 @@ async fn catch_up_after_a_network_cut_recovers_every_line_once() {
     let server = Ergo::start(50).await;
     let gate = Gate::new(server.port).await;
     let data = tempdir();
-    let mut alice = TestClient::connect(server.port, "alice").await;
-    alice.join("#cut").await;
-    let mut carol = TestClient::connect(server.port, "carol").await;
-    carol.join("#cut").await;
+    let mut alice = TestClient::connect_in(server.port, "alice", "#cut").await;
+    let mut carol = TestClient::connect_in(server.port, "carol", "#cut").await;
     let mut bridge = start_up(&config(gate.port, "#cut", ""), data.path()).await;
     alice.expect_join("pb", "#cut").await;
     alice.send("PRIVMSG #cut :before").await;
@@ -260,8 +252,7 @@ async fn deliveries_made_before_the_join_completes_wait_for_it() {
     require_ergo!();
     let server = Ergo::start(100).await;
     let data = tempdir();
-    let mut alice = TestClient::connect(server.port, "alice").await;
-    alice.join("#soon").await;
+    let mut alice = TestClient::connect_in(server.port, "alice", "#soon").await;
     alice.join("#later").await;
     let mut bridge = start_connector(&config(server.port, "#soon", ""), data.path());
     // Up comes at registration, when the JOIN of #soon has just been sent (it may or may not
@@ -329,10 +320,8 @@ async fn measure_catch_up_speed() {
     for page in [100usize, 1000] {
         let server = Ergo::start(page).await;
         let data = tempdir();
-        let mut alice = TestClient::connect(server.port, "alice").await;
-        alice.join("#speed").await;
-        let mut carol = TestClient::connect(server.port, "carol").await;
-        carol.join("#speed").await;
+        let mut alice = TestClient::connect_in(server.port, "alice", "#speed").await;
+        let mut carol = TestClient::connect_in(server.port, "carol", "#speed").await;
         let bridge = start_up(&config(server.port, "#speed", ""), data.path()).await;
         alice.expect_join("pb", "#speed").await;
         alice.send("PRIVMSG #speed :before").await;

@@ -25,14 +25,6 @@ async fn start_joined(
     bridge
 }
 
-macro_rules! require {
-    ($program:expr) => {
-        if !available($program) {
-            return;
-        }
-    };
-}
-
 const CAPS: &[&str] = &["server-time", "message-tags", "echo-message", "batch"];
 
 #[tokio::test]
@@ -71,11 +63,7 @@ async fn ircv3_ids_times_accounts_and_echoes() {
     assert_eq!(reply.reply_to, Some(MessageRef::Native(id)));
 
     // echo-message confirms deliveries and gives their ids; the echo is marked as ours.
-    let delivered = deliver(
-        &bridge.connector,
-        delivery("#v3", "bob", RichText::plain("from the bridge")),
-    )
-    .await;
+    let delivered = relay(&bridge, "#v3", "from the bridge").await;
     let remote_id = delivered.remote_id.expect("echo-message gives the id");
     alice.expect_privmsg("#v3", "from the bridge").await;
     let echo = bridge
@@ -171,11 +159,7 @@ async fn a_refused_message_fails_the_delivery_instead_of_hanging() {
     }
     op.send("MODE #mod -m").await;
     op.expect("-m", |cmd, _, _| cmd == "MODE").await;
-    deliver(
-        &bridge.connector,
-        delivery("#mod", "bob", RichText::plain("now it works")),
-    )
-    .await;
+    relay(&bridge, "#mod", "now it works").await;
     op.expect_privmsg("#mod", "now it works").await;
     let _ = bridge.stop(TIMEOUT).await;
 }
@@ -232,11 +216,7 @@ async fn a_pipelined_run_arrives_in_order_and_a_refusal_fails_only_its_line() {
     }
 
     // What the channel saw: every line but the loud one, once each, in order.
-    deliver(
-        &bridge.connector,
-        delivery("#pipe", "bob", RichText::plain("end")),
-    )
-    .await;
+    relay(&bridge, "#pipe", "end").await;
     let mut seen = Vec::new();
     loop {
         let p = op

@@ -20,21 +20,12 @@ fn config(port: u16, extra: &str) -> String {
     )
 }
 
-macro_rules! require {
-    ($program:expr) => {
-        if !available($program) {
-            return;
-        }
-    };
-}
-
 #[tokio::test]
 async fn relays_messages_actions_and_membership_both_ways() {
     require!("ngircd");
     let server = IrcServer::ngircd().await;
     let data = tempdir();
-    let mut alice = TestClient::connect(server.port, "alice").await;
-    alice.join("#test").await;
+    let mut alice = TestClient::connect_in(server.port, "alice", "#test").await;
     let bridge = start_up(&config(server.port, ""), data.path()).await;
     alice.expect_join("pb", "#test").await;
 
@@ -80,8 +71,7 @@ async fn relays_messages_actions_and_membership_both_ways() {
     assert_eq!(text, "<b\u{200B}ob> hi \x1dthere\x0f");
 
     // Membership changes become events.
-    let mut carol = TestClient::connect(server.port, "carol").await;
-    carol.join("#test").await;
+    let mut carol = TestClient::connect_in(server.port, "carol", "#test").await;
     bridge
         .recorder
         .wait_for(TIMEOUT, |e| {
@@ -115,13 +105,11 @@ async fn nick_in_use_takes_the_alternative() {
     require!("ngircd");
     let server = IrcServer::ngircd().await;
     let data = tempdir();
-    let mut squatter = TestClient::connect(server.port, "pb").await;
-    squatter.join("#test").await;
+    let mut squatter = TestClient::connect_in(server.port, "pb", "#test").await;
     let bridge = start_up(&config(server.port, "regain_nick_secs = 0.3"), data.path()).await;
     squatter.expect_join("pb_", "#test").await;
     // Once the nick is free the bridge takes it back.
-    let mut watcher = TestClient::connect(server.port, "watcher").await;
-    watcher.join("#test").await;
+    let mut watcher = TestClient::connect_in(server.port, "watcher", "#test").await;
     squatter.send("QUIT :bye").await;
     watcher
         .expect("the bridge taking its nick back", |cmd, params, p| {
@@ -130,11 +118,7 @@ async fn nick_in_use_takes_the_alternative() {
                 && params.first().is_some_and(|n| n == "pb")
         })
         .await;
-    deliver(
-        &bridge.connector,
-        delivery("#test", "bob", RichText::plain("as pb")),
-    )
-    .await;
+    relay(&bridge, "#test", "as pb").await;
     let line = watcher
         .expect("the next message", |cmd, _, _| cmd == "PRIVMSG")
         .await;
@@ -147,18 +131,13 @@ async fn rejoins_after_a_kick() {
     require!("ngircd");
     let server = IrcServer::ngircd().await;
     let data = tempdir();
-    let mut op = TestClient::connect(server.port, "op").await;
-    op.join("#test").await;
+    let mut op = TestClient::connect_in(server.port, "op", "#test").await;
     let bridge = start_up(&config(server.port, ""), data.path()).await;
     op.expect_join("pb", "#test").await;
     op.send("KICK #test pb :go away").await;
     op.expect_join("pb", "#test").await;
     // Deliveries still flow after the rejoin.
-    deliver(
-        &bridge.connector,
-        delivery("#test", "bob", RichText::plain("back again")),
-    )
-    .await;
+    relay(&bridge, "#test", "back again").await;
     op.expect_privmsg("#test", "back again").await;
     let _ = bridge.stop(TIMEOUT).await;
 }
@@ -172,14 +151,9 @@ async fn server_restart_mid_stream_delivers_everything_in_order_once() {
     // (ngircd keeps no history for her to catch up from).
     let gate = Gate::new(server.port).await;
     let mut bridge = start_up(&config(gate.port, ""), data.path()).await;
-    let mut alice = TestClient::connect(server.port, "alice").await;
-    alice.join("#test").await;
+    let mut alice = TestClient::connect_in(server.port, "alice", "#test").await;
     for i in 0..3 {
-        deliver(
-            &bridge.connector,
-            delivery("#test", "bob", RichText::plain(format!("before {i}"))),
-        )
-        .await;
+        relay(&bridge, "#test", format!("before {i}")).await;
     }
     for i in 0..3 {
         alice.expect_privmsg("#test", &format!("before {i}")).await;
@@ -209,8 +183,7 @@ async fn server_restart_mid_stream_delivers_everything_in_order_once() {
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.start().await;
-    let mut alice = TestClient::connect(server.port, "alice").await;
-    alice.join("#test").await;
+    let mut alice = TestClient::connect_in(server.port, "alice", "#test").await;
     gate.set_open(true);
     assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     sender.await.expect("sender");
@@ -218,11 +191,7 @@ async fn server_restart_mid_stream_delivers_everything_in_order_once() {
         alice.expect_privmsg("#test", &format!("during {i}")).await;
     }
     // And nothing twice: a marker after the last shows the stream ended.
-    deliver(
-        &bridge.connector,
-        delivery("#test", "bob", RichText::plain("end marker")),
-    )
-    .await;
+    relay(&bridge, "#test", "end marker").await;
     let next = alice
         .expect("the next message", |cmd, _, _| cmd == "PRIVMSG")
         .await;
@@ -247,14 +216,9 @@ async fn long_multibyte_message_arrives_complete_and_in_order() {
         data.path(),
     )
     .await;
-    let mut alice = TestClient::connect(server.port, "alice").await;
-    alice.join("#test").await;
+    let mut alice = TestClient::connect_in(server.port, "alice", "#test").await;
     let text: String = "ÄÖÜ漢字テスト🎉é".chars().cycle().take(3000).collect();
-    deliver(
-        &bridge.connector,
-        delivery("#test", "bob", RichText::plain(text.clone())),
-    )
-    .await;
+    relay(&bridge, "#test", text.clone()).await;
     let mut received = String::new();
     while received.chars().count() < 3000 {
         let line = alice.expect_privmsg("#test", "<bob> ").await;
@@ -270,8 +234,7 @@ async fn latin1_lines_are_decoded() {
     let server = IrcServer::ngircd().await;
     let data = tempdir();
     let bridge = start_up(&config(server.port, ""), data.path()).await;
-    let mut alice = TestClient::connect(server.port, "alice").await;
-    alice.join("#test").await;
+    let mut alice = TestClient::connect_in(server.port, "alice", "#test").await;
     alice.wait_member("#test", "pb").await;
     alice.send_raw(b"PRIVMSG #test :caf\xe9 cr\xe8me\r\n").await;
     alice.send("PRIVMSG #test :still alive").await;
@@ -302,18 +265,13 @@ async fn flood_control_queues_and_never_drops() {
         data.path(),
     )
     .await;
-    let mut alice = TestClient::connect(server.port, "alice").await;
-    alice.join("#test").await;
+    let mut alice = TestClient::connect_in(server.port, "alice", "#test").await;
     let started = Instant::now();
     let text = (0..13)
         .map(|i| format!("line {i}"))
         .collect::<Vec<_>>()
         .join("\n");
-    deliver(
-        &bridge.connector,
-        delivery("#test", "bob", RichText::plain(text)),
-    )
-    .await;
+    relay(&bridge, "#test", text).await;
     for i in 0..13 {
         alice.expect_privmsg("#test", &format!("line {i}")).await;
     }
@@ -351,13 +309,8 @@ async fn ping_timeout_is_detected_and_the_bridge_reconnects() {
     );
     server.signal("CONT");
     assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
-    let mut alice = TestClient::connect(server.port, "alice").await;
-    alice.join("#test").await;
-    deliver(
-        &bridge.connector,
-        delivery("#test", "bob", RichText::plain("reconnected")),
-    )
-    .await;
+    let mut alice = TestClient::connect_in(server.port, "alice", "#test").await;
+    relay(&bridge, "#test", "reconnected").await;
     alice.expect_privmsg("#test", "reconnected").await;
     let _ = bridge.stop(TIMEOUT).await;
 }
@@ -367,8 +320,7 @@ async fn keyed_channels_on_connect_commands_and_topics() {
     require!("ngircd");
     let server = IrcServer::ngircd().await;
     let data = tempdir();
-    let mut op = TestClient::connect(server.port, "op").await;
-    op.join("#keyed").await;
+    let mut op = TestClient::connect_in(server.port, "op", "#keyed").await;
     op.send("MODE #keyed +k s3cret").await;
     op.send("TOPIC #keyed :first topic").await;
     op.expect("the topic", |cmd, _, _| cmd == "TOPIC").await;
@@ -415,8 +367,7 @@ async fn channels_joined_for_deliveries_keep_the_route_spelling_and_are_rejoined
     require!("ngircd");
     let mut server = IrcServer::ngircd().await;
     let data = tempdir();
-    let mut alice = TestClient::connect(server.port, "alice").await;
-    alice.join("#dyn").await;
+    let mut alice = TestClient::connect_in(server.port, "alice", "#dyn").await;
     let bridge = start_up(
         &format!(
             "server = \"127.0.0.1\"\nport = {}\nnick = \"pb\"\nreconnect_min_secs = 0.3\nreconnect_max_secs = 1",
@@ -424,11 +375,7 @@ async fn channels_joined_for_deliveries_keep_the_route_spelling_and_are_rejoined
         ),
         data.path(),
     ).await;
-    deliver(
-        &bridge.connector,
-        delivery("#Dyn", "bob", RichText::plain("joined on demand")),
-    )
-    .await;
+    relay(&bridge, "#Dyn", "joined on demand").await;
     alice.expect_privmsg("#dyn", "joined on demand").await;
     alice.send("PRIVMSG #dyn :hello back").await;
     let event = bridge
@@ -441,8 +388,7 @@ async fn channels_joined_for_deliveries_keep_the_route_spelling_and_are_rejoined
     assert_eq!(event.room, "#Dyn");
     server.restart().await;
     // The bridge joins #dyn again by itself (it may be there before or after alice).
-    let mut alice = TestClient::connect(server.port, "alice").await;
-    alice.join("#dyn").await;
+    let mut alice = TestClient::connect_in(server.port, "alice", "#dyn").await;
     alice.wait_member("#dyn", "pb").await;
     let _ = bridge.stop(TIMEOUT).await;
 }

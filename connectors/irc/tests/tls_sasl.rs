@@ -7,14 +7,6 @@ use std::time::Duration;
 use patchbay_sdk::{ConnectorState, RichText};
 use support::*;
 
-macro_rules! require {
-    ($($program:expr),+) => {
-        $(if !available($program) {
-            return;
-        })+
-    };
-}
-
 async fn server(tls: bool, services: bool, no_sasl: bool) -> IrcServer {
     IrcServer::inspircd_with(InspOptions {
         tls,
@@ -45,11 +37,7 @@ async fn account_seen_by_alice(server: &IrcServer, bridge: &Running) -> Option<S
 
 /// The account a line delivered through `bridge` carries, as `alice` sees it.
 async fn account_of_a_line(alice: &mut TestClient, bridge: &Running) -> Option<String> {
-    deliver(
-        &bridge.connector,
-        delivery("#sec", "bob", RichText::plain("who am i")),
-    )
-    .await;
+    relay(bridge, "#sec", "who am i").await;
     let p = alice
         .expect("the bridge's message", |cmd, params, _| {
             cmd == "PRIVMSG" && params.get(1).is_some_and(|t| t.contains("who am i"))

@@ -21,6 +21,7 @@ use matrix_sdk::ruma::api::client::sync::sync_events::v3::Filter;
 use matrix_sdk::ruma::api::error::ErrorKind;
 use matrix_sdk::store::RoomLoadSettings;
 use matrix_sdk::{AuthSession, Client, SessionMeta, SessionTokens};
+use patchbay_sdk::sync::read;
 use patchbay_sdk::{
     Backoff, Connection, ConnectorContext, ConnectorError, EmitError, Ended, HealthEvent,
     Supervisor,
@@ -419,7 +420,7 @@ async fn sync_loop(
         // A configured room the bot was removed from (kicked) is joined again; a ban makes
         // that fail, and it is retried every round with a warning.
         for room_id in response.rooms.left.keys() {
-            let rooms = shared.rooms.read().unwrap_or_else(|e| e.into_inner());
+            let rooms = read(&shared.rooms);
             if let Some(name) = rooms.by_id.get(room_id)
                 && shared.config.rooms.contains(name)
                 && !pending_joins.contains(name)

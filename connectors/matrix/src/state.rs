@@ -9,6 +9,7 @@ use std::sync::RwLock;
 
 use matrix_sdk::ruma::{OwnedRoomId, OwnedRoomOrAliasId, RoomAliasId, RoomId};
 use matrix_sdk::{Client, RoomState};
+use patchbay_sdk::sync::{read, write};
 use tokio::sync::watch;
 use tracing::info;
 
@@ -48,7 +49,7 @@ impl Shared {
 
     /// The name routes use for a room: the configured name, else its id.
     pub fn room_name(&self, id: &RoomId) -> String {
-        let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
+        let rooms = read(&self.rooms);
         rooms
             .by_id
             .get(id)
@@ -57,13 +58,13 @@ impl Shared {
     }
 
     pub fn remember_room(&self, name: &str, id: OwnedRoomId) {
-        let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
+        let mut rooms = write(&self.rooms);
         rooms.by_name.insert(name.to_owned(), id.clone());
         rooms.by_id.insert(id, name.to_owned());
     }
 
     pub fn known_room(&self, name: &str) -> Option<OwnedRoomId> {
-        let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
+        let rooms = read(&self.rooms);
         rooms.by_name.get(name).cloned()
     }
 }

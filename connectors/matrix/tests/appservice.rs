@@ -38,11 +38,7 @@ async fn setup_refusing(slot: &Slot, refuse: Option<&str>) -> (User, Bridge, Own
     bridge.running.wait_up().await;
     let room_id = alice.create_room(None, &[&slot.bot], false).await;
     alice
-        .wait_for(&room_id, "the bot to accept the invite", |e| {
-            e["type"] == "m.room.member"
-                && e["state_key"] == slot.bot.as_str()
-                && e["content"]["membership"] == "join"
-        })
+        .wait_joined(&room_id, "the bot to accept the invite", &slot.bot)
         .await;
     (alice, bridge, room_id)
 }
@@ -62,11 +58,7 @@ async fn a_remote_author_appears_as_their_own_ghost_with_their_name() {
 
     let first = deliver(&bridge, message(&room, "Bob", "hello from irc")).await;
     let joined = alice
-        .wait_for(&room_id, "bob's ghost to join", |e| {
-            e["type"] == "m.room.member"
-                && e["state_key"] == bob.as_str()
-                && e["content"]["membership"] == "join"
-        })
+        .wait_joined(&room_id, "bob's ghost to join", &bob)
         .await;
     assert_eq!(joined["content"]["displayname"], "[irc] Bob");
     let seen = alice

@@ -8,31 +8,17 @@ use matrix_sdk::ruma::events::relation::{Annotation, InReplyTo, Reply};
 use matrix_sdk::ruma::events::room::message::{
     Relation, ReplacementMetadata, RoomMessageEventContent,
 };
-use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
-use patchbay_sdk::{
-    Author, Delivered, Delivery, DeliveryError, Event, Inbound, Kind, MessageRef, RichText,
-};
+use matrix_sdk::ruma::{OwnedEventId, OwnedUserId};
+use patchbay_sdk::{Author, Delivered, Delivery, DeliveryError, Kind, MessageRef, RichText};
 use serde_json::Value;
-use support::{Running, User, bot_table, start, synapse, unique};
+use support::{
+    Running, User, bot_room, bot_table, relayed, start, start_bot, synapse, text, unique,
+};
 
 fn delivery(room: &str, kind: Kind, reply_to: Option<MessageRef>) -> Delivery {
-    let mut inbound = Inbound::message("#rust", Author::named("bob"), RichText::plain(""));
-    inbound.kind = kind;
-    inbound.reply_to = reply_to;
-    Delivery {
-        room: room.to_owned(),
-        event: Event::from_inbound("irc.libera", inbound),
-        nick: "[irc] bob".into(),
-        route: "main".into(),
-        quote: None,
-    }
-}
-
-fn text(body: &str) -> Kind {
-    Kind::Message {
-        body: RichText::plain(body),
-        attachments: Vec::new(),
-    }
+    let mut delivery = relayed("irc.libera", room, Author::named("bob"), kind);
+    delivery.event.reply_to = reply_to;
+    delivery
 }
 
 fn body_of(event: &Value) -> &str {
@@ -47,39 +33,9 @@ async fn deliver(bot: &Running, delivery: Delivery) -> OwnedEventId {
     OwnedEventId::try_from(id).expect("event id")
 }
 
-/// A bot in a fresh public room (configured by alias) with alice in it.
-async fn setup() -> (
-    User,
-    String,
-    OwnedRoomId,
-    String,
-    tempfile::TempDir,
-    Running,
-) {
-    let synapse = synapse();
-    let alice = User::register(synapse, &unique("alice")).await;
-    let bot_name = unique("bot");
-    let bot_id = synapse.register(&bot_name, "password").await;
-    let alias_name = unique("room");
-    let room_id = alice.create_room(Some(&alias_name), &[], false).await;
-    let alias = format!("#{alias_name}:localhost");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut bot = start(
-        &bot_table(synapse, &bot_id, std::slice::from_ref(&alias), ""),
-        dir.path(),
-    );
-    bot.wait_up().await;
-    alice
-        .wait_for(&room_id, "the bot to join", |e| {
-            e["type"] == "m.room.member" && e["state_key"] == bot_id.as_str()
-        })
-        .await;
-    (alice, bot_id, room_id, alias, dir, bot)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn relays_text_emote_and_notice_both_ways() {
-    let (alice, bot_id, room_id, alias, _dir, mut bot) = setup().await;
+    let (alice, bot_id, room_id, alias, _dir, mut bot) = bot_room(synapse(), "").await;
 
     // Matrix -> gateway, formatting parsed.
     let sent = alice
@@ -110,9 +66,7 @@ async fn relays_text_emote_and_notice_both_ways() {
     // Gateway -> Matrix: nick bold in the formatted body, plain prefix in the body.
     let id = deliver(&bot, delivery(&alias, text("hi <there>"), None)).await;
     let event = alice
-        .wait_for(&room_id, "the relayed message", |e| {
-            e["event_id"] == id.as_str()
-        })
+        .wait_event(&room_id, "the relayed message", id.as_str())
         .await;
     assert_eq!(event["sender"], bot_id.as_str());
     assert_eq!(body_of(&event), "[irc] bob: hi <there>");
@@ -138,9 +92,7 @@ async fn relays_text_emote_and_notice_both_ways() {
     )
     .await;
     let event = alice
-        .wait_for(&room_id, "the relayed emote", |e| {
-            e["event_id"] == id.as_str()
-        })
+        .wait_event(&room_id, "the relayed emote", id.as_str())
         .await;
     assert_eq!(event["content"]["msgtype"], "m.emote");
     assert_eq!(body_of(&event), "[irc] bob waves back");
@@ -151,7 +103,7 @@ async fn relays_text_emote_and_notice_both_ways() {
         .collect();
     let id = deliver(&bot, delivery(&alias, text(&long), None)).await;
     let first = alice
-        .wait_for(&room_id, "the first part", |e| e["event_id"] == id.as_str())
+        .wait_event(&room_id, "the first part", id.as_str())
         .await;
     let mut received = body_of(&first).to_owned();
     while !received.contains("line 3999") {
@@ -169,7 +121,7 @@ async fn relays_text_emote_and_notice_both_ways() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn edits_redactions_replies_and_reactions_both_ways() {
-    let (alice, _bot_id, room_id, alias, _dir, mut bot) = setup().await;
+    let (alice, _bot_id, room_id, alias, _dir, mut bot) = bot_room(synapse(), "").await;
 
     // Matrix -> gateway.
     let original = alice.say(&room_id, "tpyo").await;
@@ -244,9 +196,7 @@ async fn edits_redactions_replies_and_reactions_both_ways() {
     )
     .await;
     let event = alice
-        .wait_for(&room_id, "the relayed edit", |e| {
-            e["event_id"] == edit.as_str()
-        })
+        .wait_event(&room_id, "the relayed edit", edit.as_str())
         .await;
     assert_eq!(event["content"]["m.relates_to"]["rel_type"], "m.replace");
     assert_eq!(
@@ -260,9 +210,7 @@ async fn edits_redactions_replies_and_reactions_both_ways() {
 
     let answer = deliver(&bot, delivery(&alias, text("answer"), Some(target.clone()))).await;
     let event = alice
-        .wait_for(&room_id, "the relayed reply", |e| {
-            e["event_id"] == answer.as_str()
-        })
+        .wait_event(&room_id, "the relayed reply", answer.as_str())
         .await;
     assert_eq!(
         event["content"]["m.relates_to"]["m.in_reply_to"]["event_id"],
@@ -282,9 +230,7 @@ async fn edits_redactions_replies_and_reactions_both_ways() {
     )
     .await;
     let event = alice
-        .wait_for(&room_id, "the relayed reaction", |e| {
-            e["event_id"] == reaction.as_str()
-        })
+        .wait_event(&room_id, "the relayed reaction", reaction.as_str())
         .await;
     assert_eq!(event["content"]["m.relates_to"]["key"], "🎉");
 
@@ -307,17 +253,14 @@ async fn edits_redactions_replies_and_reactions_both_ways() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restart_relays_what_was_said_meanwhile_exactly_once_on_the_same_device() {
-    let (alice, bot_id, room_id, alias, dir, mut bot) = setup().await;
+    let (alice, bot_id, room_id, alias, dir, mut bot) = bot_room(synapse(), "").await;
     alice.say(&room_id, "before").await;
     bot.next_matching("'before'", |e| !e.is_echo).await;
     let session = std::fs::read_to_string(dir.path().join("session.json")).expect("session");
     bot.stop().await;
 
     // Deliveries while down are retryable, not lost.
-    let down = start(
-        &bot_table(synapse(), &bot_id, std::slice::from_ref(&alias), ""),
-        dir.path(),
-    );
+    let down = start_bot(synapse(), &bot_id, &alias, dir.path(), "");
     let early = down
         .connector
         .deliver(delivery(&alias, text("x"), None))
@@ -331,10 +274,7 @@ async fn a_restart_relays_what_was_said_meanwhile_exactly_once_on_the_same_devic
     for n in 1..=3 {
         alice.say(&room_id, format!("while down {n}")).await;
     }
-    let mut bot = start(
-        &bot_table(synapse(), &bot_id, std::slice::from_ref(&alias), ""),
-        dir.path(),
-    );
+    let mut bot = start_bot(synapse(), &bot_id, &alias, dir.path(), "");
     bot.wait_up().await;
     for n in 1..=3 {
         let event = bot
@@ -394,11 +334,7 @@ async fn invites_are_accepted_only_from_configured_users() {
     let untrusted = mallory.create_room(None, &[&bot_id], false).await;
     let trusted = alice.create_room(None, &[&bot_id], false).await;
     alice
-        .wait_for(&trusted, "the bot to accept alice's invite", |e| {
-            e["type"] == "m.room.member"
-                && e["state_key"] == bot_id.as_str()
-                && e["content"]["membership"] == "join"
-        })
+        .wait_joined(&trusted, "the bot to accept alice's invite", &bot_id)
         .await;
     // Rooms joined by invite are named by their id.
     alice.say(&trusted, "hi bot").await;
@@ -416,17 +352,14 @@ async fn invites_are_accepted_only_from_configured_users() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_long_downtime_is_relayed_in_full_and_in_order() {
-    let (alice, bot_id, room_id, alias, dir, bot) = setup().await;
+    let (alice, bot_id, room_id, alias, dir, bot) = bot_room(synapse(), "").await;
     bot.stop().await;
     // More than one sync timeline holds (100): the rest comes from the room's history.
     const COUNT: usize = 130;
     for n in 0..COUNT {
         alice.say(&room_id, format!("backlog {n}")).await;
     }
-    let mut bot = start(
-        &bot_table(synapse(), &bot_id, std::slice::from_ref(&alias), ""),
-        dir.path(),
-    );
+    let mut bot = start_bot(synapse(), &bot_id, &alias, dir.path(), "");
     for n in 0..COUNT {
         let event = bot.next_matching("a backlog message", |e| !e.is_echo).await;
         assert_eq!(
@@ -475,9 +408,7 @@ async fn an_access_token_logs_in_on_its_own_device() {
     let mut bot = start(&table, dir.path());
     bot.wait_up().await;
     alice
-        .wait_for(&room_id, "the bot to join", |e| {
-            e["type"] == "m.room.member" && e["state_key"] == bot_id.as_str()
-        })
+        .wait_joined(&room_id, "the bot to join", &bot_id)
         .await;
     alice.say(&room_id, "token").await;
     let inbound = bot.next_matching("alice's message", |e| !e.is_echo).await;
@@ -491,7 +422,7 @@ async fn an_access_token_logs_in_on_its_own_device() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_revoked_session_logs_in_again_without_losing_messages() {
-    let (alice, _bot_id, room_id, _alias, dir, mut bot) = setup().await;
+    let (alice, _bot_id, room_id, _alias, dir, mut bot) = bot_room(synapse(), "").await;
     let read_session = || -> Value {
         serde_json::from_slice(&std::fs::read(dir.path().join("session.json")).expect("session"))
             .expect("json")
@@ -522,7 +453,7 @@ async fn a_revoked_session_logs_in_again_without_losing_messages() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kicked_bot_joins_its_configured_room_again() {
-    let (alice, bot_id, room_id, _alias, _dir, mut bot) = setup().await;
+    let (alice, bot_id, room_id, _alias, _dir, mut bot) = bot_room(synapse(), "").await;
     let bot_user = OwnedUserId::try_from(bot_id.as_str()).expect("user id");
     alice
         .room(&room_id)
@@ -530,11 +461,7 @@ async fn a_kicked_bot_joins_its_configured_room_again() {
         .await
         .expect("kick");
     alice
-        .wait_for(&room_id, "the bot to join again", |e| {
-            e["type"] == "m.room.member"
-                && e["state_key"] == bot_id.as_str()
-                && e["content"]["membership"] == "join"
-        })
+        .wait_joined(&room_id, "the bot to join again", &bot_id)
         .await;
     alice.say(&room_id, "welcome back").await;
     let inbound = bot

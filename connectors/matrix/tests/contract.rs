@@ -10,19 +10,11 @@ use patchbay_sdk::testkit::Contract;
 /// The crate exposes its factory only boxed (it keeps the matrix code out of the binary crate).
 static FACTORY: LazyLock<Arc<dyn ConnectorFactory>> = LazyLock::new(patchbay_matrix::factory);
 
-fn table(port: u16) -> String {
-    format!(
+patchbay_sdk::contract_tests!(Contract {
+    factory: &**FACTORY,
+    account: "matrix.contract",
+    room: "#room:localhost",
+    table: &|port| format!(
         "homeserver = \"http://127.0.0.1:{port}\"\nuser = \"@bot:localhost\"\npassword = \"password\"\nrooms = [\"#room:localhost\"]\n"
-    )
-}
-
-fn contract() -> Contract<'static> {
-    Contract {
-        factory: &**FACTORY,
-        account: "matrix.contract",
-        room: "#room:localhost",
-        table: &table,
-    }
-}
-
-patchbay_sdk::contract_tests!(contract());
+    ),
+});

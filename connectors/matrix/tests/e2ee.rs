@@ -22,11 +22,7 @@ async fn an_encrypted_room_is_relayed_both_ways_across_a_restart() {
     let mut bot = start(&table, dir.path());
     bot.wait_up().await;
     alice
-        .wait_for(&room_id, "the bot to join", |e| {
-            e["type"] == "m.room.member"
-                && e["state_key"] == bot_id.as_str()
-                && e["content"]["membership"] == "join"
-        })
+        .wait_joined(&room_id, "the bot to join", &bot_id)
         .await;
 
     // Matrix (encrypted) -> gateway (clear).

@@ -7,34 +7,9 @@ use matrix_sdk::ruma::events::reaction::ReactionEventContent;
 use matrix_sdk::ruma::events::relation::{Annotation, InReplyTo, Reply};
 use matrix_sdk::ruma::events::room::message::{Relation, RoomMessageEventContent};
 use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId};
-use patchbay_sdk::{Author, Delivery, Event, Inbound, Kind, MessageRef, RichText};
-use serde_json::Value;
+use patchbay_sdk::{Author, Delivery, Kind, MessageRef};
 use support::appservice::{Bridge, Slot, fixture, start_bridge};
-use support::{User, unique, within};
-
-fn from(origin: &str, room: &str, author: Author, kind: Kind) -> Delivery {
-    let nick = format!(
-        "[{}] {}",
-        origin.split('.').next().unwrap_or(origin),
-        author.name
-    );
-    let mut inbound = Inbound::message("#rust", author, RichText::plain(""));
-    inbound.kind = kind;
-    Delivery {
-        room: room.to_owned(),
-        event: Event::from_inbound(origin, inbound),
-        nick,
-        route: "main".into(),
-        quote: None,
-    }
-}
-
-fn text(body: &str) -> Kind {
-    Kind::Message {
-        body: RichText::plain(body),
-        attachments: Vec::new(),
-    }
-}
+use support::{User, is_member, relayed, text, unique, within};
 
 async fn deliver(bridge: &Bridge, delivery: Delivery) -> Option<String> {
     within("a delivery", bridge.running.connector.deliver(delivery))
@@ -58,12 +33,6 @@ async fn setup(slot: &Slot) -> (User, Bridge, OwnedRoomId) {
     (alice, bridge, room_id)
 }
 
-fn is_member(event: &Value, user: &str, membership: &str) -> bool {
-    event["type"] == "m.room.member"
-        && event["state_key"] == user
-        && event["content"]["membership"] == membership
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joins_parts_and_nick_changes_move_and_rename_the_ghost() {
     let slot = &fixture().slots[0];
@@ -73,7 +42,7 @@ async fn joins_parts_and_nick_changes_move_and_rename_the_ghost() {
 
     deliver(
         &bridge,
-        from("irc.libera", &room, Author::named("erin"), Kind::Join),
+        relayed("irc.libera", &room, Author::named("erin"), Kind::Join),
     )
     .await;
     let joined = alice
@@ -90,7 +59,7 @@ async fn joins_parts_and_nick_changes_move_and_rename_the_ghost() {
     };
     deliver(
         &bridge,
-        from("irc.libera", &room, Author::named("erin"), rename),
+        relayed("irc.libera", &room, Author::named("erin"), rename),
     )
     .await;
     let renamed = alice
@@ -101,7 +70,7 @@ async fn joins_parts_and_nick_changes_move_and_rename_the_ghost() {
     assert_eq!(renamed["sender"], erin.as_str());
 
     // The new nick speaks as the same ghost.
-    let said = from("irc.libera", &room, Author::named("erin_away"), text("brb"));
+    let said = relayed("irc.libera", &room, Author::named("erin_away"), text("brb"));
     deliver(&bridge, said).await;
     let message = alice
         .wait_for(&room_id, "the renamed author's line", |e| {
@@ -115,7 +84,7 @@ async fn joins_parts_and_nick_changes_move_and_rename_the_ghost() {
     };
     deliver(
         &bridge,
-        from("irc.libera", &room, Author::named("erin_away"), part),
+        relayed("irc.libera", &room, Author::named("erin_away"), part),
     )
     .await;
     alice
@@ -134,7 +103,7 @@ async fn a_hostile_name_becomes_a_valid_ghost_and_relations_work_both_ways() {
     let hostile = format!("Évil Nick: @admin:localhost {}", "ß".repeat(300));
     let sent = deliver(
         &bridge,
-        from(
+        relayed(
             "irc.libera",
             &room,
             Author::named(hostile.clone()),
@@ -200,7 +169,7 @@ async fn a_hostile_name_becomes_a_valid_ghost_and_relations_work_both_ways() {
         "the ghost's reaction",
         running
             .connector
-            .deliver(from("irc.libera", &room, Author::named(hostile), react)),
+            .deliver(relayed("irc.libera", &room, Author::named(hostile), react)),
     )
     .await
     .expect("delivered");
@@ -251,7 +220,7 @@ async fn a_webhook_author_appears_with_their_avatar() {
     };
     deliver(
         &bridge,
-        from("webhook.builds", &room, author, text("build passed")),
+        relayed("webhook.builds", &room, author, text("build passed")),
     )
     .await;
     let ghost = format!("@{}webhook_builds_ci:localhost", slot.prefix);

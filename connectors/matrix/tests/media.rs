@@ -71,13 +71,7 @@ async fn attachments_travel_both_ways_as_served_links_and_uploads() {
     });
     bot.wait_up().await;
     for room_id in [&plain, &secret] {
-        alice
-            .wait_for(room_id, "the bot to join", |e| {
-                e["type"] == "m.room.member"
-                    && e["state_key"] == bot_id.as_str()
-                    && e["content"]["membership"] == "join"
-            })
-            .await;
+        alice.wait_joined(room_id, "the bot to join", &bot_id).await;
     }
 
     // Matrix -> links, in a plain and in an encrypted room.
@@ -155,9 +149,7 @@ async fn attachments_travel_both_ways_as_served_links_and_uploads() {
         .remote_id
         .expect("remote id");
     let seen = alice
-        .wait_for(&plain, "the uploaded image", |e| {
-            e["event_id"] == id.as_str()
-        })
+        .wait_event(&plain, "the uploaded image", id.as_str())
         .await;
     assert_eq!(seen["content"]["msgtype"], "m.image");
     assert_eq!(seen["content"]["filename"], "cat.png");

@@ -2,27 +2,13 @@
 
 mod support;
 
-use support::{User, bot_table, message, start, synapse, unique, within};
+use support::{bot_room, message, synapse, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relayed_message_carries_its_authors_profile_and_keeps_the_nick_fallback() {
     let synapse = synapse();
-    let alice = User::register(synapse, &unique("alice")).await;
-    let bot_id = synapse.register(&unique("bot"), "password").await;
-    let alias_name = unique("room");
-    let room_id = alice.create_room(Some(&alias_name), &[], false).await;
-    let alias = format!("#{alias_name}:localhost");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut bot = start(
-        &bot_table(
-            synapse,
-            &bot_id,
-            std::slice::from_ref(&alias),
-            "per_message_profiles = true",
-        ),
-        dir.path(),
-    );
-    bot.wait_up().await;
+    let (alice, bot_id, room_id, alias, _dir, bot) =
+        bot_room(synapse, "per_message_profiles = true").await;
     within(
         "the delivery",
         bot.connector.deliver(message(&alias, "bob", "hi")),

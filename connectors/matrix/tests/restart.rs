@@ -5,45 +5,13 @@
 mod support;
 
 use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
-use patchbay_sdk::{
-    Author, ConnectorState, Delivery, DeliveryError, Event, Inbound, Kind, RichText,
-};
-use support::{Synapse, User, bot_table, start, unique, within};
-
-fn delivery(room: &str, text: &str) -> Delivery {
-    let mut event = Inbound::message("#rust", Author::named("bob"), RichText::plain(""));
-    event.kind = Kind::Message {
-        body: RichText::plain(text),
-        attachments: Vec::new(),
-    };
-    Delivery {
-        room: room.to_owned(),
-        event: Event::from_inbound("irc.libera", event),
-        nick: "bob".into(),
-        route: "main".into(),
-        quote: None,
-    }
-}
+use patchbay_sdk::{ConnectorState, DeliveryError};
+use support::{Synapse, bot_room, message, within};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_homeserver_crash_loses_and_doubles_nothing() {
     let synapse = tokio::task::block_in_place(Synapse::start);
-    let alice = User::register(&synapse, &unique("alice")).await;
-    let bot_id = synapse.register(&unique("bot"), "password").await;
-    let alias_name = unique("room");
-    let room_id = alice.create_room(Some(&alias_name), &[], false).await;
-    let alias = format!("#{alias_name}:localhost");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut bot = start(
-        &bot_table(&synapse, &bot_id, std::slice::from_ref(&alias), ""),
-        dir.path(),
-    );
-    bot.wait_up().await;
-    alice
-        .wait_for(&room_id, "the bot to join", |e| {
-            e["type"] == "m.room.member" && e["state_key"] == bot_id.as_str()
-        })
-        .await;
+    let (alice, _bot_id, room_id, alias, _dir, mut bot) = bot_room(&synapse, "").await;
 
     let room = alice.room(&room_id);
     room.send(RoomMessageEventContent::text_plain("one"))
@@ -68,7 +36,7 @@ async fn a_homeserver_crash_loses_and_doubles_nothing() {
     .await;
     let early = within(
         "a delivery while the server is down",
-        bot.connector.deliver(delivery(&alias, "queued")),
+        bot.connector.deliver(message(&alias, "bob", "queued")),
     )
     .await;
     assert!(
@@ -88,16 +56,14 @@ async fn a_homeserver_crash_loses_and_doubles_nothing() {
     // The retried delivery goes through once the server is back.
     let id = within(
         "the retried delivery",
-        bot.connector.deliver(delivery(&alias, "queued")),
+        bot.connector.deliver(message(&alias, "bob", "queued")),
     )
     .await
     .expect("delivered")
     .remote_id
     .expect("remote id");
     alice
-        .wait_for(&room_id, "the retried delivery", |e| {
-            e["event_id"] == id.as_str()
-        })
+        .wait_event(&room_id, "the retried delivery", id.as_str())
         .await;
     // Nothing more from alice arrives twice: the next non-echo event is a new one.
     room.send(RoomMessageEventContent::text_plain("four"))

@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::sync::lock;
 use crate::text::RichText;
 
 /// The gateway-assigned id of an event: a ULID, so ids sort by creation time.
@@ -24,9 +25,7 @@ impl EventId {
     /// A fresh id, later than every id made before it in this process.
     pub fn new() -> Self {
         static GENERATOR: Mutex<Option<ulid::Generator>> = Mutex::new(None);
-        let mut guard = GENERATOR
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = lock(&GENERATOR);
         let generator = guard.get_or_insert_with(ulid::Generator::new);
         // The generator only fails when 2^80 ids were made in one millisecond.
         EventId(generator.generate().unwrap_or_else(|_| ulid::Ulid::new()))

@@ -107,6 +107,7 @@ mod tests {
     use super::*;
     use crate::connector::{Emit, EmitError};
     use crate::event::{EventId, Inbound};
+    use crate::sync::lock;
 
     /// Counts per (account, signal), as the gateway keeps them.
     #[derive(Default)]
@@ -119,14 +120,14 @@ mod tests {
         }
 
         fn count(&self, account: &str, signal: Signal) {
-            let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            let mut counts = lock(&self.0);
             *counts.entry((account.to_owned(), signal)).or_default() += 1;
         }
     }
 
     crate::health_events! {
         struct Skipped<'a> { logged: &'a Mutex<Vec<String>> } => Signal::LineSkipped, |account| {
-            let mut logged = logged.lock().unwrap_or_else(|p| p.into_inner());
+            let mut logged = lock(logged);
             logged.push(format!("{account}: skipped a line"));
         };
     }
@@ -141,7 +142,7 @@ mod tests {
         event.emit(&irc);
         event.emit(&irc);
         event.emit(&ssh);
-        let counts = counts.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let counts = lock(&counts.0).clone();
         assert_eq!(
             counts,
             BTreeMap::from([
@@ -150,7 +151,7 @@ mod tests {
             ])
         );
         assert_eq!(
-            *logged.lock().unwrap_or_else(|p| p.into_inner()),
+            *lock(&logged),
             [
                 "irc.net: skipped a line",
                 "irc.net: skipped a line",
@@ -171,7 +172,7 @@ mod tests {
         let sink = EventSink::new("irc.net", Arc::new(Deaf));
         let logged = Mutex::new(Vec::new());
         Skipped { logged: &logged }.emit(&sink);
-        assert_eq!(logged.lock().unwrap_or_else(|p| p.into_inner()).len(), 1);
+        assert_eq!(lock(&logged).len(), 1);
     }
 
     #[test]

@@ -22,6 +22,7 @@
 //! - [`health`]: health events — reconnects, rate limits, refusals — each a type whose
 //!   `emit` logs it and counts it for the account, in one [`Signal`] vocabulary.
 //! - [`backoff`] (pure): exponential backoff with jitter, shared by the gateway and connectors.
+//! - [`sync`]: taking a lock, poisoned or not, for the gateway and every connector.
 //! - [`supervise`]: staying connected — a connector writes one [`Connection`], the
 //!   [`Supervisor`] reconnects it with backoff, reports its state and logs each end.
 
@@ -36,6 +37,7 @@ pub mod http;
 pub mod room;
 mod signal;
 pub mod supervise;
+pub mod sync;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod text;

@@ -11,6 +11,7 @@ use super::*;
 use crate::connector::{Emit, EmitError, EventSink};
 use crate::event::{EventId, Inbound};
 use crate::health::Signal;
+use crate::sync::lock;
 
 /// Counts what the supervisor counts, per (account, signal).
 #[derive(Default)]
@@ -23,10 +24,7 @@ impl Emit for Counted {
     }
 
     fn count(&self, account: &str, signal: Signal) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((account.to_owned(), signal));
+        lock(&self.0).push((account.to_owned(), signal));
     }
 }
 
@@ -40,6 +38,21 @@ fn context() -> (ConnectorContext, watch::Receiver<ConnectorState>) {
         data_dir: std::env::temp_dir(),
     };
     (ctx, rx)
+}
+
+/// `Down` for `reason`.
+fn down(reason: &str) -> ConnectorState {
+    ConnectorState::Down {
+        reason: reason.into(),
+    }
+}
+
+/// The first `Down` state `rx` sees.
+async fn first_down(rx: &mut watch::Receiver<ConnectorState>) -> ConnectorState {
+    rx.wait_for(|s| matches!(s, ConnectorState::Down { .. }))
+        .await
+        .expect("state")
+        .clone()
 }
 
 /// One scripted attempt: get up or not, run this long, then end like this.
@@ -154,25 +167,10 @@ async fn each_end_is_reported_down_with_its_reason() {
     let mut fake = Fake::new(&ctx, vec![attempt(true, 50, lost("the server closed"))]);
     let supervisor = Supervisor::new(&ctx, Backoff::exact(ms(1000), ms(1000)));
     let run = tokio::spawn(async move { supervisor.run(&mut fake).await });
-    let down = rx
-        .wait_for(|s| matches!(s, ConnectorState::Down { .. }))
-        .await
-        .expect("state")
-        .clone();
-    assert_eq!(
-        down,
-        ConnectorState::Down {
-            reason: "the server closed".into()
-        }
-    );
+    assert_eq!(first_down(&mut rx).await, down("the server closed"));
     ctx.shutdown.cancel();
     assert!(run.await.expect("the supervisor task").is_ok());
-    assert_eq!(
-        ctx.state.get(),
-        ConnectorState::Down {
-            reason: "shut down".into()
-        }
-    );
+    assert_eq!(ctx.state.get(), down("shut down"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -218,12 +216,7 @@ async fn a_fatal_end_is_returned_without_a_retry() {
     assert_eq!(err.to_string(), "bad password");
     assert_eq!(fake.starts.len(), 2, "no attempt after the fatal one");
     assert_eq!(fake.script.len(), 1);
-    assert_eq!(
-        ctx.state.get(),
-        ConnectorState::Down {
-            reason: "bad password".into()
-        }
-    );
+    assert_eq!(ctx.state.get(), down("bad password"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -262,17 +255,7 @@ async fn a_part_names_itself_in_down_reasons_and_leaves_connecting_alone() {
         let result = supervisor.run(&mut fake).await;
         (result, fake)
     });
-    let down = rx
-        .wait_for(|s| matches!(s, ConnectorState::Down { .. }))
-        .await
-        .expect("state")
-        .clone();
-    assert_eq!(
-        down,
-        ConnectorState::Down {
-            reason: "#general: refused".into()
-        }
-    );
+    assert_eq!(first_down(&mut rx).await, down("#general: refused"));
     ctx.shutdown.cancel();
     let (result, fake) = run.await.expect("the supervisor task");
     assert!(result.is_ok());
@@ -302,7 +285,7 @@ async fn each_retried_end_counts_as_a_reconnect_of_the_account_and_a_fatal_one_d
         .run(&mut fake)
         .await;
     assert!(result.is_err());
-    let counted = counted.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let counted = lock(&counted.0).clone();
     assert_eq!(
         counted,
         [

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,14 +28,11 @@ use crate::connector::{
 };
 use crate::event::{Author, Event, EventId, Inbound};
 use crate::factory::{AccountInfo, ConfigError, ConnectorFactory};
+use crate::sync::lock;
 use crate::text::RichText;
 
 /// How long the contract gives a connector to answer a delivery or to stop.
 pub const CONTRACT_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// Stands in for the gateway behind a connector's [`EventSink`]: accepts every event, in
 /// order, and keeps it and every `announce` call for the test to read. Several accounts may
@@ -601,7 +598,8 @@ impl Contract<'_> {
 mod tests;
 
 /// The three contract checks as tests, for a crate's `tests/contract.rs`:
-/// `patchbay_sdk::contract_tests!(contract());` where `contract()` builds its [`Contract`].
+/// `patchbay_sdk::contract_tests!(Contract { factory, account, room, table });`, the
+/// [`Contract`] written in place (each test builds it anew, so `table` may be a closure).
 #[macro_export]
 macro_rules! contract_tests {
     ($contract:expr) => {

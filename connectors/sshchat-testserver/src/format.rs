@@ -18,20 +18,16 @@ pub fn colour_name(name: &str) -> String {
 
 /// Visible width of a string with ANSI sequences.
 pub fn visible_len(text: &str) -> usize {
-    let mut n = 0;
-    let mut in_escape = false;
-    for c in text.chars() {
-        if in_escape {
-            if c.is_ascii_alphabetic() {
-                in_escape = false;
-            }
-        } else if c == '\x1b' {
-            in_escape = true;
-        } else if !c.is_control() && !is_zero_width(c) {
-            n += 1;
-        }
-    }
-    n
+    strip(text)
+        .chars()
+        .filter(|c| !c.is_control() && !is_zero_width(*c))
+        .count()
+}
+
+/// Text as a person sees it: zero-width characters (hop trace, neutralised command words)
+/// removed.
+pub fn visible(text: &str) -> String {
+    text.chars().filter(|c| !is_zero_width(*c)).collect()
 }
 
 /// Characters terminals draw with no width (zero-width space, joiners, invisible operators).

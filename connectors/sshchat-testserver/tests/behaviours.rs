@@ -7,71 +7,68 @@ use patchbay_sshchat_testserver::{Options, TestServer, TestUser, proto};
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// Wait for `user` to see exactly `line`; `what` names it when it never comes.
+async fn sees(user: &TestUser, line: &str, what: &str) {
+    user.wait_line(WAIT, |l| l == line).await.expect(what);
+}
+
+/// A plugin message to `room`, shown as from `from` (the token's name when `None`).
+fn message(room: &str, from: Option<&str>, msg: &str) -> proto::Message {
+    proto::Message {
+        room: room.into(),
+        from: from.map(Into::into),
+        msg: msg.into(),
+        ephemeral_to: None,
+    }
+}
+
 #[tokio::test]
 async fn devzat_name_prompt_history_join_and_dm() {
     let server = TestServer::start(Options::devzat()).await.expect("server");
     server.say("#main", "old", "before you came");
     let alice = server.connect_user("alice").await.expect("alice");
-    alice
-        .wait_line(WAIT, |l| l == "old: before you came")
-        .await
-        .expect("history replayed at join");
-    alice
-        .wait_line(WAIT, |l| l == " --> alice has joined the chat")
-        .await
-        .expect("own join announced");
+    sees(&alice, "old: before you came", "history replayed at join").await;
+    sees(
+        &alice,
+        " --> alice has joined the chat",
+        "own join announced",
+    )
+    .await;
     let second = server.connect_user("alice").await.expect("second alice");
-    second
-        .wait_line(WAIT, |l| {
-            l == "Your username is already in use. Pick a different one:"
-        })
-        .await
-        .expect("name prompt");
+    sees(
+        &second,
+        "Your username is already in use. Pick a different one:",
+        "name prompt",
+    )
+    .await;
     second.say("alice2").await.expect("answer");
-    alice
-        .wait_line(WAIT, |l| l == " --> alice2 has joined the chat")
-        .await
-        .expect("renamed join");
+    sees(&alice, " --> alice2 has joined the chat", "renamed join").await;
     second.say("=alice psst").await.expect("dm");
-    alice
-        .wait_line(WAIT, |l| l == "alice2 -> psst")
-        .await
-        .expect("receiver's DM format");
-    second
-        .wait_line(WAIT, |l| l == "alice <- psst")
-        .await
-        .expect("sender's DM format");
+    sees(&alice, "alice2 -> psst", "receiver's DM format").await;
+    sees(&second, "alice <- psst", "sender's DM format").await;
     assert!(
         server.transcript().iter().all(|r| r.text != "psst"),
         "DMs are not broadcast"
     );
     second.say("cd #side").await.expect("cd");
-    alice
-        .wait_line(WAIT, |l| l == "alice2 is joining #side")
-        .await
-        .expect("the old room is told");
-    second
-        .wait_line(WAIT, |l| l == " --> alice2 has joined #side")
-        .await
-        .expect("the mover sees its arrival");
-    alice
-        .wait_line(WAIT, |l| l == "alice2: cd #side")
-        .await
-        .expect("cd is broadcast in the room it leaves, as the real Devzat does");
+    sees(&alice, "alice2 is joining #side", "the old room is told").await;
+    sees(
+        &second,
+        " --> alice2 has joined #side",
+        "the mover sees its arrival",
+    )
+    .await;
+    sees(
+        &alice,
+        "alice2: cd #side",
+        "cd is broadcast in the room it leaves, as the real Devzat does",
+    )
+    .await;
     second.say("cd ..").await.expect("cd back");
-    second
-        .wait_line(WAIT, |l| l == " --> alice2 has joined #main")
-        .await
-        .expect("back in #main");
+    sees(&second, " --> alice2 has joined #main", "back in #main").await;
     second.say("exit").await.expect("exit");
-    alice
-        .wait_line(WAIT, |l| l == "alice2: exit")
-        .await
-        .expect("exit is broadcast");
-    alice
-        .wait_line(WAIT, |l| l == " <-- alice2 has left the chat")
-        .await
-        .expect("leave announced");
+    sees(&alice, "alice2: exit", "exit is broadcast").await;
+    sees(&alice, " <-- alice2 has left the chat", "leave announced").await;
 }
 
 #[tokio::test]
@@ -160,12 +157,12 @@ async fn ssh_chat_rate_limit_guest_names_and_long_lines() {
     for i in 0..4 {
         other.say(&format!("quick {i}")).await.expect("say");
     }
-    other
-        .wait_line(WAIT, |l| {
-            l == "-> Message rejected: Rate limiting is in effect."
-        })
-        .await
-        .expect("fourth line in 3 s rejected");
+    sees(
+        &other,
+        "-> Message rejected: Rate limiting is in effect.",
+        "fourth line in 3 s rejected",
+    )
+    .await;
     assert!(
         bob.wait_line(WAIT, |l| l == "Guest1: quick 2")
             .await
@@ -215,12 +212,7 @@ async fn plugin_api_auth_rooms_and_per_token_echo() {
     };
     let mut wrong = client("dvz@nope").await;
     let status = wrong
-        .send_message(proto::Message {
-            room: "#main".into(),
-            from: None,
-            msg: "x".into(),
-            ephemeral_to: None,
-        })
+        .send_message(message("#main", None, "x"))
         .await
         .expect_err("wrong token");
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
@@ -228,12 +220,7 @@ async fn plugin_api_auth_rooms_and_per_token_echo() {
 
     let mut a = client("dvz@a").await;
     let status = a
-        .send_message(proto::Message {
-            room: "#nope".into(),
-            from: None,
-            msg: "x".into(),
-            ephemeral_to: None,
-        })
+        .send_message(message("#nope", None, "x"))
         .await
         .expect_err("unknown room");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
@@ -261,18 +248,10 @@ async fn plugin_api_auth_rooms_and_per_token_echo() {
     let (mut b_events, _b_keep) = listen(client("dvz@b").await).await;
     assert!(server.wait_until(WAIT, |s| s.listeners() == 2).await);
     let alice = server.connect_user("alice").await.expect("alice");
-    a.send_message(proto::Message {
-        room: "#main".into(),
-        from: Some("bridge-alice".into()),
-        msg: "hi".into(),
-        ephemeral_to: None,
-    })
-    .await
-    .expect("send");
-    alice
-        .wait_line(WAIT, |l| l == "bridge-alice: hi")
+    a.send_message(message("#main", Some("bridge-alice"), "hi"))
         .await
-        .expect("shown under `from`");
+        .expect("send");
+    sees(&alice, "bridge-alice: hi", "shown under `from`").await;
     // Token b's listener gets it; token a's does not (it gets the system join line only).
     let mut b_seen = Vec::new();
     while let Ok(Ok(Some(event))) =
@@ -301,13 +280,8 @@ async fn plugin_api_auth_rooms_and_per_token_echo() {
         assert_ne!(event.msg, "hi", "no echo to the sending token");
     }
     // A plugin message's first word runs as a command.
-    a.send_message(proto::Message {
-        room: "#main".into(),
-        from: Some("x".into()),
-        msg: "shrug".into(),
-        ephemeral_to: None,
-    })
-    .await
-    .expect("send");
+    a.send_message(message("#main", Some("x"), "shrug"))
+        .await
+        .expect("send");
     assert!(server.commands().iter().any(|(_, l)| l == "shrug"));
 }

@@ -19,6 +19,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::dialect::Dialect;
+use patchbay_sdk::sync::lock;
 
 /// At most `max` events in any `per`-long span.
 #[derive(Debug)]
@@ -107,7 +108,7 @@ impl JoinGate {
     pub fn for_server(server: &str) -> JoinGate {
         static GATES: std::sync::Mutex<Option<std::collections::HashMap<String, JoinGate>>> =
             std::sync::Mutex::new(None);
-        let mut gates = GATES.lock().unwrap_or_else(|p| p.into_inner());
+        let mut gates = lock(&GATES);
         gates
             .get_or_insert_with(Default::default)
             .entry(server.to_owned())

@@ -10,6 +10,7 @@ use patchbay_sdk::EventSink;
 use tokio::sync::Notify;
 
 use crate::send::SendQueue;
+use patchbay_sdk::sync::lock;
 
 /// A room's send queue, shared between `deliver_run` and the room's session.
 #[derive(Default)]
@@ -21,7 +22,7 @@ pub struct RoomQueue {
 
 impl RoomQueue {
     pub fn lock(&self) -> MutexGuard<'_, SendQueue> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.queue)
     }
 }
 
@@ -43,7 +44,7 @@ impl OwnNames {
     /// anything is typed under it.
     pub fn set(&self, room: &str, name: &str, sink: &EventSink) {
         let names = {
-            let mut by_room = self.by_room.lock().unwrap_or_else(|p| p.into_inner());
+            let mut by_room = lock(&self.by_room);
             if by_room.get(room).is_some_and(|n| n == name) {
                 return;
             }
@@ -58,10 +59,6 @@ impl OwnNames {
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.by_room
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .any(|n| n == name)
+        lock(&self.by_room).values().any(|n| n == name)
     }
 }

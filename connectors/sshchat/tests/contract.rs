@@ -4,19 +4,11 @@
 
 use patchbay_sdk::testkit::Contract;
 
-fn table(port: u16) -> String {
-    format!(
+patchbay_sdk::contract_tests!(Contract {
+    factory: &patchbay_sshchat::SshChatFactory,
+    account: "sshchat.contract",
+    room: "#main",
+    table: &|port| format!(
         "server = \"127.0.0.1:{port}\"\ndialect = \"devzat\"\nnick = \"bridge\"\nrooms = [\"#main\"]\n"
-    )
-}
-
-fn contract() -> Contract<'static> {
-    Contract {
-        factory: &patchbay_sshchat::SshChatFactory,
-        account: "sshchat.contract",
-        room: "#main",
-        table: &table,
-    }
-}
-
-patchbay_sdk::contract_tests!(contract());
+    ),
+});

@@ -7,6 +7,7 @@ mod support;
 use std::time::Duration;
 
 use patchbay_sdk::Kind;
+use patchbay_sshchat_testserver::format::visible;
 use patchbay_sshchat_testserver::{Options, TestServer};
 use support::{WAIT, delivery, heard, relay, start, text};
 
@@ -161,7 +162,7 @@ async fn long_relays_on_a_narrow_terminal_never_echo_back_as_fake_messages() {
                 .iter()
                 .filter(|r| r.from == "bridge")
                 .flat_map(|r| {
-                    support::visible(&r.text)
+                    visible(&r.text)
                         .split_whitespace()
                         .map(str::to_owned)
                         .collect::<Vec<_>>()

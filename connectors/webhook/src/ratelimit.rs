@@ -1,5 +1,6 @@
 //! A token bucket per hook: `burst` requests at once, refilled at `per_minute`.
 
+use patchbay_sdk::sync::lock;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -38,10 +39,7 @@ impl RateLimiter {
             return Ok(());
         }
         let rate = f64::from(self.per_minute) / 60.0;
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut buckets = lock(&self.buckets);
         // Forget idle hooks so that requests to made-up room names cannot grow the map forever.
         if buckets.len() > 10_000 {
             let full = f64::from(self.burst) / rate;

@@ -8,6 +8,7 @@
 //! them from then on). The set lives in memory; across a restart the event's `remote_id`
 //! (the signature) lets the gateway's message-id map drop the copy instead.
 
+use patchbay_sdk::sync::lock;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -76,9 +77,7 @@ impl Seen {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Validity>> {
-        self.entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.entries)
     }
 }
 

@@ -5,17 +5,9 @@
 
 use patchbay_sdk::testkit::Contract;
 
-fn table(port: u16) -> String {
-    format!("timeout_secs = 1\n[rooms.out]\nurl = \"http://127.0.0.1:{port}/in\"\n")
-}
-
-fn contract() -> Contract<'static> {
-    Contract {
-        factory: &patchbay_webhook::WebhookFactory,
-        account: "webhook.contract",
-        room: "out",
-        table: &table,
-    }
-}
-
-patchbay_sdk::contract_tests!(contract());
+patchbay_sdk::contract_tests!(Contract {
+    factory: &patchbay_webhook::WebhookFactory,
+    account: "webhook.contract",
+    room: "out",
+    table: &|port| format!("timeout_secs = 1\n[rooms.out]\nurl = \"http://127.0.0.1:{port}/in\"\n"),
+});

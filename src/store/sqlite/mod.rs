@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
+use patchbay_sdk::sync::lock;
 use patchbay_sdk::{Event, EventId, Quote, Seen, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
@@ -175,7 +176,7 @@ impl SqliteStore {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let reader = Arc::clone(&self.reader);
         tokio::task::spawn_blocking(move || {
-            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+            let conn = lock(&reader);
             f(&conn)
         })
         .await
@@ -367,11 +368,7 @@ impl Store for SqliteStore {
     /// Write out everything queued, checkpoint the WAL and stop the writer. Later writes fail
     /// with [`StoreError::Closed`].
     async fn close(&self) {
-        let checkpointer = self
-            .checkpointer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let checkpointer = lock(&self.checkpointer).take();
         if let Some(mut checkpointer) = checkpointer {
             let _ = tokio::task::spawn_blocking(move || checkpointer.stop()).await;
         }
@@ -379,7 +376,7 @@ impl Store for SqliteStore {
         if self.writer.send(Command::Close { reply }).is_ok() {
             let _ = done.await;
         }
-        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let handle = lock(&self.thread).take();
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }

@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use super::SqliteStore;
 use crate::router::RoomKey;
 use crate::store::{Pending, RoomOutbox, StoreError};
+use patchbay_sdk::sync::lock;
 
 /// The open rooms' queues, by room: the writer thread pushes, each lane takes.
 #[derive(Default)]
@@ -29,7 +30,7 @@ pub(super) struct Lanes {
 impl Lanes {
     /// Hand freshly committed deliveries (in seq order) to their rooms' queues.
     pub(super) fn push(&self, committed: Vec<Pending>, capacity: usize) {
-        let queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        let queues = lock(&self.queues);
         for pending in committed {
             if let Some(queue) = queues.get(&pending.room) {
                 queue.push(pending, capacity);
@@ -38,7 +39,7 @@ impl Lanes {
     }
 
     fn open(&self, room: &RoomKey) -> Arc<LaneQueue> {
-        let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        let mut queues = lock(&self.queues);
         Arc::clone(queues.entry(room.clone()).or_default())
     }
 }
@@ -60,7 +61,7 @@ struct QueueState {
 impl LaneQueue {
     fn push(&self, pending: Pending, capacity: usize) {
         {
-            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let mut state = lock(&self.state);
             if state.overflowed {
                 // Already reading the database: it has this one too.
             } else if state.queue.len() >= capacity {
@@ -131,7 +132,7 @@ impl RoomOutbox for SqliteRoom {
                 let limit = READ_BATCH;
                 let batch = self.store.pending(&self.room, self.cursor, limit).await?;
                 {
-                    let mut state = self.queue.state.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut state = lock(&self.queue.state);
                     if state.overflowed {
                         // More came than the queue holds while we read: the database has it
                         // all, and the queue starts afresh for the next read to catch up with.
@@ -158,7 +159,7 @@ impl RoomOutbox for SqliteRoom {
             // Register for a wake-up before looking, so a push in between is not missed.
             let notified = queue.notify.notified();
             let batch: Vec<Pending> = {
-                let mut state = self.queue.state.lock().unwrap_or_else(|p| p.into_inner());
+                let mut state = lock(&self.queue.state);
                 if state.overflowed {
                     state.overflowed = false;
                     state.queue.clear();

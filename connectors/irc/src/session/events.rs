@@ -11,12 +11,12 @@
 use std::collections::HashSet;
 
 use patchbay_sdk::HealthEvent;
+use patchbay_sdk::sync::lock;
 
 use tracing::{debug, info, warn};
 
 use super::{Held, OpenBatch, Session};
 use crate::catchup::{self, PageEnd, Replay};
-use crate::link::lock;
 use crate::parse::{self, IrcEvent, MsgTags, Parsed, Source, fold_case};
 
 /// The most live lines kept per channel before our own JOIN of it arrives (normally a few).

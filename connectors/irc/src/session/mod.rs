@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use patchbay_sdk::sync::lock;
 use patchbay_sdk::{
     Backoff, Connection, ConnectorContext, ConnectorError, Ended, HealthEvent, Supervisor,
     Timestamp,
@@ -22,7 +23,7 @@ use tracing::{info, trace};
 
 use crate::catchup::{CatchUps, Isupport};
 use crate::history::History;
-use crate::link::{EchoError, Link, LinkState, Shared, lock, writer_task};
+use crate::link::{EchoError, Link, LinkState, Shared, writer_task};
 use crate::numeric::Numeric;
 use crate::pacing::TokenBucket;
 use crate::parse::{self, IrcEvent, MsgTags, Source, fold_case};

@@ -34,6 +34,19 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
+/// `require!("ngircd", ...)` returns from the test unless every program named is installed
+/// (see [`available`], which the caller has in scope).
+#[allow(unused_macros)]
+macro_rules! require {
+    ($($program:expr),+) => {
+        $(if !available($program) {
+            return;
+        })+
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use require;
+
 /// Whether a test can run: `program` is installed. Outside CI a missing server skips the test
 /// with a note; in CI (where tests/install-deps.sh ran) it fails it.
 pub fn available(program: &str) -> bool {
@@ -110,6 +123,13 @@ impl TestClient {
 
     pub async fn connect(port: u16, nick: &str) -> Self {
         Self::connect_with_caps(port, nick, &[]).await
+    }
+
+    /// [`TestClient::connect`], then [`TestClient::join`] `channel`.
+    pub async fn connect_in(port: u16, nick: &str, channel: &str) -> Self {
+        let mut client = Self::connect(port, nick).await;
+        client.join(channel).await;
+        client
     }
 
     pub async fn connect_with_caps(port: u16, nick: &str, caps: &[&str]) -> Self {
@@ -332,4 +352,13 @@ pub async fn deliver(connector: &Arc<dyn Connector>, d: Delivery) -> Delivered {
     testkit::deliver_retrying(&**connector, d, TIMEOUT * 3)
         .await
         .unwrap_or_else(|e| panic!("not delivered: {e}"))
+}
+
+/// [`deliver`] a plain `text` from bob into `room`.
+pub async fn relay(bridge: &Running, room: &str, text: impl Into<String>) -> Delivered {
+    deliver(
+        &bridge.connector,
+        delivery(room, "bob", RichText::plain(text)),
+    )
+    .await
 }

@@ -44,6 +44,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
+use patchbay_sdk::sync::{lock, read, write};
 use patchbay_sdk::{
     Backoff, Connection, ConnectorContext, ConnectorError, DeliveryError, Ended, EventSink,
     HealthEvent, Supervisor,
@@ -126,7 +127,7 @@ impl AppService {
         if let Some(tokens) = self.tokens.get() {
             return Ok(tokens);
         }
-        let _guard = self.tokens_init.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = lock(&self.tokens_init);
         if let Some(tokens) = self.tokens.get() {
             return Ok(tokens);
         }
@@ -164,7 +165,7 @@ impl AppService {
 
     /// The name routes use for a room: the configured name, else its id.
     pub fn room_name(&self, id: &str) -> String {
-        let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
+        let rooms = read(&self.rooms);
         rooms
             .by_id
             .get(id)
@@ -173,7 +174,7 @@ impl AppService {
     }
 
     fn remember_room(&self, name: &str, id: &str) {
-        let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
+        let mut rooms = write(&self.rooms);
         if rooms.by_name.get(name).map(String::as_str) == Some(id) {
             return;
         }
@@ -198,20 +199,14 @@ impl AppService {
 
     /// The room id of a room as routes name it, joining it as the bot if needed.
     pub async fn room_id(&self, name: &str) -> Result<String, DeliveryError> {
-        if let Some(id) = self
-            .rooms
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .by_name
-            .get(name)
-        {
+        if let Some(id) = read(&self.rooms).by_name.get(name) {
             return Ok(id.clone());
         }
         self.join_room(name).await
     }
 
     fn remember_member(&self, room: &str, user: &str, name: Option<&str>) {
-        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        let mut members = lock(&self.members);
         let key = (room.to_owned(), user.to_owned());
         match name {
             Some(name) => members.insert(key, name.to_owned()),
@@ -221,10 +216,7 @@ impl AppService {
 
     /// A Matrix member's display name, from the member events seen or asked of the server.
     async fn member_name(&self, room: &str, user: &str) -> Option<String> {
-        let cached = self
-            .members
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let cached = lock(&self.members)
             .get(&(room.to_owned(), user.to_owned()))
             .cloned();
         if cached.is_some() {

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use patchbay_sdk::AccountInfo;
+use patchbay_sdk::sync::lock;
 use patchbay_sdk::testkit::{self, Recorder};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -138,7 +139,7 @@ impl patchbay_sdk::Emit for Refusing {
     ) -> Result<Option<patchbay_sdk::EventId>, patchbay_sdk::EmitError> {
         let text = inbound.kind.body().map(|b| b.to_plain());
         {
-            let mut refuse = self.refuse.lock().unwrap_or_else(|e| e.into_inner());
+            let mut refuse = lock(&self.refuse);
             if refuse.is_some() && *refuse == text {
                 *refuse = None;
                 return Err(patchbay_sdk::EmitError::Store("the disk is full".into()));

@@ -21,7 +21,7 @@ use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
 use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
 use patchbay_sdk::testkit;
 use patchbay_sdk::{
-    AccountInfo, Author, Connector, ConnectorState, Delivery, Event, Inbound, RichText,
+    AccountInfo, Author, Connector, ConnectorState, Delivery, Event, Inbound, Kind, RichText,
 };
 use serde_json::Value;
 use tokio::sync::{Mutex, mpsc, watch};
@@ -171,6 +171,17 @@ impl User {
         .await
     }
 
+    /// Wait until `user` has joined `room`; the membership event.
+    pub async fn wait_joined(&self, room: &RoomId, what: &str, user: &str) -> Value {
+        self.wait_for(room, what, |e| is_member(e, user, "join"))
+            .await
+    }
+
+    /// Wait for the event `id` in `room`.
+    pub async fn wait_event(&self, room: &RoomId, what: &str, id: &str) -> Value {
+        self.wait_for(room, what, |e| e["event_id"] == id).await
+    }
+
     pub fn room(&self, id: &RoomId) -> matrix_sdk::Room {
         self.client
             .get_room(id)
@@ -217,6 +228,13 @@ impl User {
         self.send(room, RoomMessageEventContent::text_plain(text))
             .await
     }
+}
+
+/// Whether `event` turns `user`'s membership to `membership`.
+pub fn is_member(event: &Value, user: &str, membership: &str) -> bool {
+    event["type"] == "m.room.member"
+        && event["state_key"] == user
+        && event["content"]["membership"] == membership
 }
 
 /// The connector under test, run by the sdk's test kit, and how far the test has read what it
@@ -295,16 +313,33 @@ impl Running {
     }
 }
 
-/// `body` said by `author` on IRC (`irc.libera/#rust`), as the gateway hands it over.
-pub fn message(room: &str, author: &str, body: &str) -> Delivery {
-    let inbound = Inbound::message("#rust", Author::named(author), RichText::plain(body));
+/// What `author` did in `#rust` on `origin` (`PROTOCOL.NAME`), as the gateway hands it over
+/// for `room` under the nick `[PROTOCOL] NAME`.
+pub fn relayed(origin: &str, room: &str, author: Author, kind: Kind) -> Delivery {
+    let protocol = origin.split('.').next().unwrap_or(origin);
+    let nick = format!("[{protocol}] {}", author.name);
+    let mut inbound = Inbound::message("#rust", author, RichText::plain(""));
+    inbound.kind = kind;
     Delivery {
         room: room.to_owned(),
-        event: Event::from_inbound("irc.libera", inbound),
-        nick: format!("[irc] {author}"),
+        event: Event::from_inbound(origin, inbound),
+        nick,
         route: "main".into(),
         quote: None,
     }
+}
+
+/// A plain message.
+pub fn text(body: &str) -> Kind {
+    Kind::Message {
+        body: RichText::plain(body),
+        attachments: Vec::new(),
+    }
+}
+
+/// `body` said by `author` on IRC (`irc.libera/#rust`), as the gateway hands it over.
+pub fn message(room: &str, author: &str, body: &str) -> Delivery {
+    relayed("irc.libera", room, Author::named(author), text(body))
 }
 
 /// The bot's config table.
@@ -314,5 +349,48 @@ pub fn bot_table(synapse: &Synapse, user: &str, rooms: &[String], extra: &str) -
         "homeserver = \"{}\"\nuser = \"{user}\"\npassword = \"password\"\nrooms = [{}]\n{extra}\n",
         synapse.url(),
         rooms.join(", ")
+    )
+}
+
+/// A bot (password `password`) on `synapse` in a fresh public room of alice's that its config
+/// names by alias (`extra` ends the bot's table), up and joined: alice, the bot's id, the
+/// room's id and alias, the bot's data directory, and the running bot.
+pub async fn bot_room(
+    synapse: &Synapse,
+    extra: &str,
+) -> (
+    User,
+    String,
+    OwnedRoomId,
+    String,
+    tempfile::TempDir,
+    Running,
+) {
+    let alice = User::register(synapse, &unique("alice")).await;
+    let bot_id = synapse.register(&unique("bot"), "password").await;
+    let alias_name = unique("room");
+    let room_id = alice.create_room(Some(&alias_name), &[], false).await;
+    let alias = format!("#{alias_name}:localhost");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut bot = start_bot(synapse, &bot_id, &alias, dir.path(), extra);
+    bot.wait_up().await;
+    alice
+        .wait_joined(&room_id, "the bot to join", &bot_id)
+        .await;
+    (alice, bot_id, room_id, alias, dir, bot)
+}
+
+/// Start the bot `user` in the room `alias` with its data in `data_dir` (again, after a
+/// stop); `extra` ends its table.
+pub fn start_bot(
+    synapse: &Synapse,
+    user: &str,
+    alias: &str,
+    data_dir: &Path,
+    extra: &str,
+) -> Running {
+    start(
+        &bot_table(synapse, user, &[alias.to_owned()], extra),
+        data_dir,
     )
 }

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
+use patchbay_sdk::sync::lock;
 use serde_json::{Value, json};
 use sha1::Sha1;
 
@@ -194,7 +195,7 @@ max_upload_size: 50M
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn synapse");
-        *self.child.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
+        *lock(&self.child) = Some(child);
         self.wait_healthy();
     }
 
@@ -203,7 +204,7 @@ max_upload_size: 50M
         if let Ok(pid) = std::fs::read_to_string(self.dir.join("child.pid")) {
             let _ = Command::new("kill").args(["-9", pid.trim()]).status();
         }
-        if let Some(mut child) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(mut child) = lock(&self.child).take() {
             let _ = child.wait();
         }
         let _ = std::fs::remove_file(self.dir.join("child.pid"));
@@ -219,11 +220,7 @@ max_upload_size: 50M
             if http_get(self.port, "/health").is_some_and(|body| body.contains("OK")) {
                 return;
             }
-            if let Some(child) = self
-                .child
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_mut()
+            if let Some(child) = lock(&self.child).as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
                 let log = std::fs::read_to_string(self.dir.join("stdout.log")).unwrap_or_default();

@@ -197,10 +197,3 @@ pub async fn shutdown_mid_burst(
     eprintln!("{oks} of {n} answered Ok and shown before the shutdown");
     let _ = tokio::time::timeout(WAIT, bridge.task).await;
 }
-
-/// Text as a person sees it: zero-width characters (hop trace, neutralised command words) removed.
-pub fn visible(text: &str) -> String {
-    text.chars()
-        .filter(|c| !patchbay_sshchat_testserver::format::is_zero_width(*c))
-        .collect()
-}
