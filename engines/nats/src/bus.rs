@@ -90,6 +90,8 @@ impl Bus {
                 max_consumers: MAX_ROOM_CONSUMERS,
                 // The keeper replaces itself (see [`crate::keeper`]).
                 allow_rollup: true,
+                // A quiet room reads its deliveries without a consumer (see [`crate::room`]).
+                allow_direct: true,
                 ..Default::default()
             })
             .await
@@ -200,16 +202,16 @@ impl Bus {
         Ok(())
     }
 
-    /// The outbox of one room, as a durable consumer that starts from the oldest delivery
-    /// still waiting. Any earlier consumer of the room (an instance that died holding it) is
-    /// replaced, so what it had in flight is handed out again at once.
+    /// The outbox of one room, from the oldest delivery still waiting: what an earlier holder
+    /// (an instance that died holding it) had in flight is handed out again at once, and its
+    /// consumer is replaced when this holder creates one.
     pub async fn room_consumer(
         &self,
         account: &str,
         room: &str,
         max: usize,
     ) -> Result<RoomConsumer, BusError> {
-        RoomConsumer::open(
+        Ok(RoomConsumer::open(
             &self.js,
             &self.layout,
             &self.doorbell,
@@ -217,8 +219,7 @@ impl Bus {
             account,
             room,
             max,
-        )
-        .await
+        ))
     }
 
     /// Deliveries waiting, per outbox subject's (account, room).

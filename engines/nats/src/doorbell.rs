@@ -1,10 +1,8 @@
 //! Waking a room's lane when a delivery for it is stored, without a consumer per room.
 //!
-//! A durable consumer per destination room is what keeps a room's deliveries in order and
-//! hands them over at a takeover, but JetStream caps the consumers of a stream (1,000 by
-//! default since nats-server 2.15), and creating thousands at once times out. So a room holds
-//! its consumer only while it has deliveries waiting ([`crate::RoomConsumer`]); an idle room
-//! waits on its bell here. A work-queue stream admits no second consumer over the same
+//! JetStream caps the consumers of a stream (1,000 by default since nats-server 2.15), and
+//! creating thousands at once times out. So a room holds a consumer only while it is busy
+//! ([`crate::RoomConsumer`]); an idle room waits on its bell here. A work-queue stream admits no second consumer over the same
 //! subjects, so the bell is rung two ways:
 //! - the instance that stored a delivery publishes on the room's bell subject (core NATS,
 //!   no acknowledgement; see [`Layout::bell_subject`]), which every instance of the site

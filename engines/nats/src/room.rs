@@ -6,15 +6,21 @@
 //! consumer: JetStream then hands everything still waiting out again from the oldest, in stream
 //! order, without waiting for the dead holder's acknowledgement timeout.
 //!
-//! A room with nothing waiting and nothing held gives its consumer back after [`IDLE`] and
-//! waits on its bell ([`crate::doorbell`]) instead, so a gateway with ten thousand quiet rooms
-//! keeps consumers only for the busy ones: JetStream limits the consumers of a stream.
+//! A room that wakes reads its first deliveries straight from the stream, without a consumer,
+//! and removes each once it is done; only a room that keeps finding more ([`READ_AHEAD`] in a
+//! row) creates its consumer, which then hands deliveries out ahead. Creating and deleting a
+//! consumer was most of nats-server's work with ten thousand quiet rooms, each woken for one
+//! delivery. A room with nothing waiting and nothing held gives its consumer back after
+//! [`IDLE`] and waits on its bell ([`crate::doorbell`]) instead, so a gateway keeps consumers
+//! only for its busy rooms: JetStream limits the consumers of a stream.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::pull, stream::LastRawMessageErrorKind};
+use async_nats::jetstream::response::Response;
+use async_nats::jetstream::stream::{DeleteStatus, DirectGetErrorKind};
+use async_nats::jetstream::{self, consumer::pull};
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use pull::MessagesErrorKind;
@@ -32,6 +38,20 @@ const ACK_WAIT: Duration = Duration::from_secs(600);
 /// How long a room keeps its consumer with nothing to hand out.
 pub const IDLE: Duration = Duration::from_secs(30);
 
+/// How many deliveries in a row a room reads without a consumer before it creates one.
+const READ_AHEAD: usize = 4;
+
+/// A delivery handed out and not yet acknowledged, and how it is acknowledged.
+// The map held the consumer's messages before there was a second kind; boxing them would add
+// an allocation per delivery to save the bytes of a few held ones.
+#[allow(clippy::large_enum_variant)]
+enum Held {
+    /// Handed out by the room's consumer: acknowledged through it.
+    Pulled(jetstream::Message),
+    /// Read from the stream: removed from it.
+    Read,
+}
+
 /// A room's waiting deliveries, in order.
 pub struct RoomConsumer {
     js: jetstream::Context,
@@ -47,9 +67,14 @@ pub struct RoomConsumer {
     /// The consumer's message stream, while the room has one.
     messages: Option<pull::Stream>,
     /// Handed out and not yet acknowledged, by stream sequence.
-    held: HashMap<u64, jetstream::Message>,
+    held: HashMap<u64, Held>,
     /// The highest stream sequence handed out.
     cursor: u64,
+    /// Deliveries read in a row without a consumer (see [`READ_AHEAD`]).
+    read: usize,
+    /// An acknowledgement failed for good: the next read starts from the stream's first
+    /// delivery for the room, to remove the one left behind.
+    rewind: bool,
     /// Whether an earlier holder's consumer was replaced already: only the first attach
     /// must, later ones follow this holder's own detach.
     replaced: bool,
@@ -60,7 +85,7 @@ pub struct RoomConsumer {
 /// An acknowledgement on its way: the delivery's stream sequence and the server's answer.
 struct Confirming {
     seq: u64,
-    answer: tokio::task::JoinHandle<Result<async_nats::Message, async_nats::RequestError>>,
+    answer: tokio::task::JoinHandle<Result<(), String>>,
 }
 
 impl Drop for RoomConsumer {
@@ -70,9 +95,9 @@ impl Drop for RoomConsumer {
 }
 
 impl RoomConsumer {
-    /// The room's outbox. Opens its consumer at once when deliveries wait, so that a takeover
-    /// replaces a dead holder's consumer (and gets its unacknowledged deliveries) right away.
-    pub(crate) async fn open(
+    /// The room's outbox. Asks nothing of the server: the first [`RoomConsumer::next`] reads
+    /// what waits, a dead holder's unacknowledged deliveries first.
+    pub(crate) fn open(
         js: &jetstream::Context,
         layout: &Layout,
         doorbell: &Arc<Doorbell>,
@@ -80,9 +105,9 @@ impl RoomConsumer {
         account: &str,
         room: &str,
         max: usize,
-    ) -> Result<Self, BusError> {
+    ) -> Self {
         let subject = layout.outbox_subject(account, room);
-        let mut consumer = RoomConsumer {
+        RoomConsumer {
             js: js.clone(),
             stream_name: layout.outbox_stream(layout.outbox_shard(account, room)),
             name: format!("room_{}", short_hash(&subject)),
@@ -94,22 +119,44 @@ impl RoomConsumer {
             messages: None,
             held: HashMap::new(),
             cursor: 0,
+            read: 0,
+            rewind: false,
             replaced: false,
             confirming: None,
-        };
-        if consumer.has_waiting().await? {
-            consumer.attach().await?;
         }
-        Ok(consumer)
     }
 
-    /// Whether a delivery for the room is in the stream (handed out or not).
-    async fn has_waiting(&self) -> Result<bool, BusError> {
+    /// The room's next delivery after those handed out, read from the stream; `None` when
+    /// there is none. A delivery below the cursor that is not held was done and its
+    /// acknowledgement lost: removed on the way.
+    async fn read_next(&mut self) -> Result<Option<(u64, Bytes)>, BusError> {
         let stream = self.stream().await?;
-        match stream.get_last_raw_message_by_subject(&self.subject).await {
-            Ok(_) => Ok(true),
-            Err(err) if err.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(false),
-            Err(err) => Err(BusError::new("looking for a room's deliveries", err)),
+        let mut from = if self.rewind { 1 } else { self.cursor + 1 };
+        loop {
+            let message = match stream
+                .direct_get_next_for_subject(self.subject.as_str(), Some(from))
+                .await
+            {
+                Ok(message) => message,
+                Err(err) if err.kind() == DirectGetErrorKind::NotFound => {
+                    self.rewind = false;
+                    return Ok(None);
+                }
+                Err(err) => return Err(BusError::new("reading a room's deliveries", err)),
+            };
+            let seq = message.sequence;
+            if seq > self.cursor {
+                self.rewind = false;
+                self.cursor = seq;
+                self.held.insert(seq, Held::Read);
+                return Ok(Some((seq, message.payload)));
+            }
+            if !self.held.contains_key(&seq)
+                && let Err(err) = remove(&self.js, &self.stream_name, seq).await
+            {
+                tracing::debug!("removing a delivery done before: {err}");
+            }
+            from = seq + 1;
         }
     }
 
@@ -174,10 +221,24 @@ impl RoomConsumer {
     pub async fn next(&mut self, max: usize) -> Result<Vec<(u64, Bytes)>, BusError> {
         loop {
             if self.messages.is_none() {
-                // A ring while we looked is kept for the wait below.
-                while !self.has_waiting().await? {
+                if self.read < READ_AHEAD {
+                    // A ring before this read is for what it finds; one after it is kept
+                    // for the wait below.
+                    let _ = self.bell.notified().now_or_never();
+                    if let Some(read) = self.read_next().await? {
+                        self.read += 1;
+                        return Ok(vec![read]);
+                    }
+                    self.read = 0;
+                    self.settle().await?;
+                    // Rung once a delivery is stored (and by the doorbell's poll, for one
+                    // that waits).
                     self.bell.notified().await;
+                    continue;
                 }
+                // Busy: the consumer hands deliveries out ahead. What was read is
+                // confirmed first, so that the consumer does not hold it too.
+                self.settle().await?;
                 self.attach().await?;
             }
             // The acknowledgement still on its way holds no delivery back.
@@ -191,6 +252,7 @@ impl RoomConsumer {
                     self.settle().await?;
                     if self.held.is_empty() {
                         self.detach().await;
+                        self.read = 0;
                     }
                 }
             }
@@ -247,7 +309,7 @@ impl RoomConsumer {
             if seq <= self.cursor {
                 // Offered again while we still hold it: answer on the newest offer.
                 if let Some(held) = self.held.get_mut(&seq) {
-                    *held = message;
+                    *held = Held::Pulled(message);
                 } else if let Err(err) = message.double_ack().await {
                     // Done already, and its acknowledgement did not reach the server (or a
                     // restarted server lost it): acknowledged now; if that fails, the next
@@ -258,7 +320,7 @@ impl RoomConsumer {
             }
             self.cursor = seq;
             out.push((seq, message.payload.clone()));
-            self.held.insert(seq, message);
+            self.held.insert(seq, Held::Pulled(message));
             if out.len() >= max {
                 return Ok(out);
             }
@@ -273,16 +335,22 @@ impl RoomConsumer {
     /// to the next holder; one confirmed is never handed out again.
     pub async fn ack(&mut self, seq: u64) -> Result<(), BusError> {
         let previous = self.confirming.take();
-        if let Some(message) = self.held.get(&seq)
-            && let Some(reply) = message.reply.clone()
-        {
-            let client = self.js.client();
-            self.confirming = Some(Confirming {
-                seq,
-                answer: tokio::spawn(async move {
-                    client.request(reply, Bytes::from_static(b"+ACK")).await
-                }),
-            });
+        let answer = match self.held.get(&seq) {
+            Some(Held::Pulled(message)) => message.reply.clone().map(|reply| {
+                let client = self.js.client();
+                tokio::spawn(async move {
+                    let acked = client.request(reply, Bytes::from_static(b"+ACK")).await;
+                    acked.map(drop).map_err(|err| err.to_string())
+                })
+            }),
+            Some(Held::Read) => {
+                let (js, stream) = (self.js.clone(), self.stream_name.clone());
+                Some(tokio::spawn(async move { remove(&js, &stream, seq).await }))
+            }
+            None => None,
+        };
+        if let Some(answer) = answer {
+            self.confirming = Some(Confirming { seq, answer });
         }
         match previous {
             Some(previous) => self.confirm(previous).await,
@@ -313,28 +381,59 @@ impl RoomConsumer {
     async fn confirmed(
         &mut self,
         seq: u64,
-        answer: Result<
-            Result<async_nats::Message, async_nats::RequestError>,
-            tokio::task::JoinError,
-        >,
+        answer: Result<Result<(), String>, tokio::task::JoinError>,
     ) -> Result<(), BusError> {
         let failed = match answer {
-            Ok(Ok(_)) => None,
-            Ok(Err(err)) => Some(err.to_string()),
+            Ok(Ok(())) => None,
+            Ok(Err(err)) => Some(err),
             Err(err) => Some(err.to_string()),
         };
-        let message = self.held.remove(&seq);
-        match (failed, message) {
-            (Some(err), Some(message)) => {
-                tracing::debug!("acknowledging a delivery, sending it again: {err}");
-                // On failure (the consumer it came from is gone: a server restart), it is
-                // acknowledged when the next consumer offers it again (see `pull`).
-                message
-                    .double_ack()
-                    .await
-                    .map_err(|err| BusError::new("acknowledging a delivery", err))
-            }
-            _ => Ok(()),
+        let held = self.held.remove(&seq);
+        let (Some(err), Some(held)) = (failed, held) else {
+            return Ok(());
+        };
+        tracing::debug!("acknowledging a delivery, sending it again: {err}");
+        // On failure (the consumer it came from is gone: a server restart), it is
+        // acknowledged when the next consumer offers it again (see `pull`), or removed by the
+        // next read.
+        self.rewind = true;
+        match held {
+            Held::Pulled(message) => message.double_ack().await.map_err(|err| err.to_string()),
+            Held::Read => remove(&self.js, &self.stream_name, seq).await,
+        }
+        .map_err(|err| BusError::new("acknowledging a delivery", err))
+    }
+}
+
+/// Remove the delivery at `seq` from the stream: how one read without a consumer is
+/// acknowledged. Its record is dropped, not overwritten (`no_erase`): a delivery is no secret
+/// once it was sent. One removed already counts as removed.
+async fn remove(js: &jetstream::Context, stream: &str, seq: u64) -> Result<(), String> {
+    #[derive(serde::Serialize)]
+    struct Remove {
+        seq: u64,
+        no_erase: bool,
+    }
+    let request = Remove {
+        seq,
+        no_erase: true,
+    };
+    let answer: Response<DeleteStatus> = js
+        .request(format!("STREAM.MSG.DELETE.{stream}"), &request)
+        .await
+        .map_err(|err| err.to_string())?;
+    match answer {
+        Response::Ok(_) => Ok(()),
+        Response::Err { error } => {
+            // Gone already (removed by an earlier try whose answer was lost)?
+            let gone = js
+                .get_stream_no_info(stream)
+                .await
+                .map_err(|err| err.to_string())?
+                .direct_get(seq)
+                .await
+                .is_err_and(|err| err.kind() == DirectGetErrorKind::NotFound);
+            if gone { Ok(()) } else { Err(error.to_string()) }
         }
     }
 }

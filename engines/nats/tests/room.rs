@@ -207,3 +207,72 @@ async fn a_shards_keeper_is_neither_counted_nor_handed_out() {
     }
     assert_eq!(messages_in(&js, &shard).await, 1, "the keeper stays");
 }
+
+/// Consumers on stream `name`.
+async fn consumers_on(js: &async_nats::jetstream::Context, name: &str) -> usize {
+    let mut stream = js.get_stream(name).await.expect("stream");
+    stream
+        .info()
+        .await
+        .expect("stream info")
+        .state
+        .consumer_count
+}
+
+/// Take deliveries from `room`, acknowledging each as a lane does, until `taken` holds `n`.
+async fn take(room: &mut patchbay_nats::RoomConsumer, taken: &mut Vec<String>, n: usize) {
+    while taken.len() < n {
+        let batch = tokio::time::timeout(WAIT, room.next(64))
+            .await
+            .expect("a delivery came")
+            .expect("pulled");
+        for (seq, payload) in batch {
+            taken.push(text(&payload));
+            room.ack(seq).await.expect("acked");
+        }
+    }
+    room.settle().await.expect("confirmed");
+}
+
+/// A quiet room's deliveries are read and removed without a consumer; a room that keeps
+/// finding more creates one, and every delivery is handed out once, in order, across the
+/// switch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_room_needs_no_consumer_and_a_busy_one_gets_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = NatsServer::start(dir.path());
+    let bus = connect(&server, "one").await;
+    let js =
+        async_nats::jetstream::new(async_nats::connect(&server.url()).await.expect("connected"));
+    let shard = format!("t_outbox_{:x}", bus.layout().outbox_shard("irc.a", "#room"));
+    let mut room = bus
+        .room_consumer("irc.a", "#room", 64)
+        .await
+        .expect("room opened");
+    let mut taken = Vec::new();
+    publish(&bus, 0..1).await;
+    take(&mut room, &mut taken, 1).await;
+    assert_eq!(
+        bus.counts().await.expect("counted").0,
+        0,
+        "removed once done"
+    );
+    assert_eq!(
+        consumers_on(&js, &shard).await,
+        0,
+        "read without a consumer"
+    );
+    publish(&bus, 1..40).await;
+    take(&mut room, &mut taken, 40).await;
+    assert_eq!(taken, (0..40).map(|n| format!("d{n}")).collect::<Vec<_>>());
+    assert_eq!(
+        consumers_on(&js, &shard).await,
+        1,
+        "a busy room has its consumer"
+    );
+    let deadline = Instant::now() + WAIT;
+    while bus.counts().await.expect("counted").0 > 0 {
+        assert!(Instant::now() < deadline, "the deliveries were not removed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -6,9 +6,9 @@
 //!   the source unacknowledged, so it sends again; when the origin has a network id the
 //!   messages carry a `Nats-Msg-Id` derived from it, so a resend within JetStream's duplicate
 //!   window stores nothing twice, and a resend after the origin id was recorded is a duplicate.
-//! - deliver: each room's lane reads its subject through a durable consumer
-//!   ([`patchbay_nats::RoomConsumer`]); complete records the destination's id in the map, then
-//!   acknowledges (removes) the delivery; the server's confirmation is waited for by the next
+//! - deliver: each room's lane reads its subject ([`patchbay_nats::RoomConsumer`]: straight
+//!   from the stream while the room is quiet, through a durable consumer while it is busy);
+//!   complete records the destination's id in the map, then acknowledges (removes) the delivery; the server's confirmation is waited for by the next
 //!   complete, so the lane sends the next delivery meanwhile. A holder killed leaves the
 //!   delivery in flight and the one before it (its acknowledgement unconfirmed) to be sent
 //!   once more by the next holder: at most two per room per kill with the default run limit
