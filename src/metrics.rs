@@ -191,17 +191,15 @@ impl Metrics {
     pub fn render(&self, outbox: &BTreeMap<String, u64>, up: &BTreeMap<String, bool>) -> String {
         let inner = self.inner();
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP patchbay_events_accepted_total Events recorded, by source account."
+        let name = "patchbay_events_accepted_total";
+        family(
+            &mut out,
+            name,
+            "counter",
+            "Events recorded, by source account.",
         );
-        let _ = writeln!(out, "# TYPE patchbay_events_accepted_total counter");
         for (account, n) in &inner.accepted {
-            let _ = writeln!(
-                out,
-                "patchbay_events_accepted_total{{account=\"{}\"}} {n}",
-                escape(account)
-            );
+            sample(&mut out, name, &[("account", account)], n);
         }
         for (name, help, map) in [
             (
@@ -215,104 +213,92 @@ impl Metrics {
                 &inner.failed,
             ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} counter");
+            family(&mut out, name, "counter", help);
             for ((account, route), n) in map {
-                let _ = writeln!(
-                    out,
-                    "{name}{{account=\"{}\",route=\"{}\"}} {n}",
-                    escape(account),
-                    escape(route)
-                );
+                sample(&mut out, name, &[("account", account), ("route", route)], n);
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP patchbay_delivery_retries_total Delivery attempts that failed and are tried again, by destination account."
-        );
-        let _ = writeln!(out, "# TYPE patchbay_delivery_retries_total counter");
+        let name = "patchbay_delivery_retries_total";
+        let help = "Delivery attempts that failed and are tried again, by destination account.";
+        family(&mut out, name, "counter", help);
         for (account, n) in &inner.retried {
-            let _ = writeln!(
-                out,
-                "patchbay_delivery_retries_total{{account=\"{}\"}} {n}",
-                escape(account)
-            );
+            sample(&mut out, name, &[("account", account)], n);
         }
-        let _ = writeln!(
-            out,
-            "# HELP patchbay_delivery_latency_seconds From the event to its delivery."
+        let name = "patchbay_delivery_latency_seconds";
+        family(
+            &mut out,
+            name,
+            "histogram",
+            "From the event to its delivery.",
         );
-        let _ = writeln!(out, "# TYPE patchbay_delivery_latency_seconds histogram");
+        let bucket = "patchbay_delivery_latency_seconds_bucket";
         let mut cumulative = 0;
         for (bound, n) in BUCKETS.iter().zip(inner.latency_buckets) {
             cumulative += n;
-            let _ = writeln!(
-                out,
-                "patchbay_delivery_latency_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
-            );
+            sample(&mut out, bucket, &[("le", &bound.to_string())], cumulative);
         }
-        let _ = writeln!(
-            out,
-            "patchbay_delivery_latency_seconds_bucket{{le=\"+Inf\"}} {}",
-            inner.latency_count
+        sample(&mut out, bucket, &[("le", "+Inf")], inner.latency_count);
+        sample(&mut out, &format!("{name}_sum"), &[], inner.latency_sum);
+        sample(&mut out, &format!("{name}_count"), &[], inner.latency_count);
+        let name = "patchbay_outbox_depth";
+        family(
+            &mut out,
+            name,
+            "gauge",
+            "Deliveries waiting, by destination account.",
         );
-        let _ = writeln!(
-            out,
-            "patchbay_delivery_latency_seconds_sum {}",
-            inner.latency_sum
-        );
-        let _ = writeln!(
-            out,
-            "patchbay_delivery_latency_seconds_count {}",
-            inner.latency_count
-        );
-        let _ = writeln!(
-            out,
-            "# HELP patchbay_outbox_depth Deliveries waiting, by destination account."
-        );
-        let _ = writeln!(out, "# TYPE patchbay_outbox_depth gauge");
         for (account, n) in outbox {
-            let _ = writeln!(
-                out,
-                "patchbay_outbox_depth{{account=\"{}\"}} {n}",
-                escape(account)
-            );
+            sample(&mut out, name, &[("account", account)], n);
         }
-        let _ = writeln!(
-            out,
-            "# HELP patchbay_connector_up Whether an account's connector is connected."
+        let name = "patchbay_connector_up";
+        family(
+            &mut out,
+            name,
+            "gauge",
+            "Whether an account's connector is connected.",
         );
-        let _ = writeln!(out, "# TYPE patchbay_connector_up gauge");
         for (account, is_up) in up {
-            let _ = writeln!(
-                out,
-                "patchbay_connector_up{{account=\"{}\"}} {}",
-                escape(account),
-                u8::from(*is_up)
-            );
+            sample(&mut out, name, &[("account", account)], u8::from(*is_up));
         }
-        let _ = writeln!(
-            out,
-            "# HELP patchbay_reloads_total Config reloads, by outcome (applied, refused)."
-        );
-        let _ = writeln!(out, "# TYPE patchbay_reloads_total counter");
+        let name = "patchbay_reloads_total";
+        let help = "Config reloads, by outcome (applied, refused).";
+        family(&mut out, name, "counter", help);
         for (outcome, n) in &inner.reloads {
-            let _ = writeln!(out, "patchbay_reloads_total{{outcome=\"{outcome}\"}} {n}");
+            sample(&mut out, name, &[("outcome", outcome)], n);
         }
-        let _ = writeln!(
-            out,
-            "# HELP patchbay_connector_events_total What connectors went through (reconnects, rate limits, refusals), by account and event."
-        );
-        let _ = writeln!(out, "# TYPE patchbay_connector_events_total counter");
+        let name = "patchbay_connector_events_total";
+        let help = "What connectors went through (reconnects, rate limits, refusals), by account and event.";
+        family(&mut out, name, "counter", help);
         for ((account, signal), n) in &inner.connector_events {
-            let _ = writeln!(
-                out,
-                "patchbay_connector_events_total{{account=\"{}\",event=\"{signal}\"}} {n}",
-                escape(account)
+            let signal = signal.to_string();
+            sample(
+                &mut out,
+                name,
+                &[("account", account), ("event", &signal)],
+                n,
             );
         }
         out
     }
+}
+
+/// A metric family's `# HELP` and `# TYPE` lines.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// One sample: `name{label="value",…} value`, the label values escaped.
+fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+    out.push_str(name);
+    for (i, (label, text)) in labels.iter().enumerate() {
+        out.push(if i == 0 { '{' } else { ',' });
+        let _ = write!(out, "{label}=\"{}\"", escape(text));
+    }
+    if !labels.is_empty() {
+        out.push('}');
+    }
+    let _ = writeln!(out, " {value}");
 }
 
 impl Inner {
