@@ -283,6 +283,19 @@ fn try_http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     Ok((status, body))
 }
 
+/// POST `body` as JSON with the bearer `token` to `path` on the gateway's listener at `port`;
+/// the answer's status, 0 when none came within 15 s.
+pub async fn post_json(port: u16, path: &str, token: &str, body: &serde_json::Value) -> u16 {
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}{path}"))
+        .bearer_auth(token)
+        .json(body)
+        .timeout(Duration::from_secs(15))
+        .send()
+        .await
+        .map_or(0, |r| r.status().as_u16())
+}
+
 /// Wait until something accepts TCP connections on `port`.
 pub fn wait_for_port(port: u16, timeout: Duration) {
     wait_until(timeout, &format!("a listener on port {port}"), || {

@@ -103,17 +103,8 @@ pub fn owner(config: &Path, account: &str) -> Option<String> {
 
 /// POST one message to an instance's hook; the HTTP status (0 when the connection failed).
 pub fn post(rt: &tokio::runtime::Runtime, port: u16, text: &str) -> u16 {
-    rt.block_on(async {
-        reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{port}/hooks/in/hook"))
-            .bearer_auth("tok")
-            .json(&serde_json::json!({"text": text, "username": "bot"}))
-            .timeout(Duration::from_secs(15))
-            .send()
-            .await
-            .map(|r| r.status().as_u16())
-            .unwrap_or(0)
-    })
+    let body = serde_json::json!({"text": text, "username": "bot"});
+    rt.block_on(super::post_json(port, "/hooks/in/hook", "tok", &body))
 }
 
 /// POST until the gateway accepts (202): a client retrying while the engine is unavailable.
