@@ -456,7 +456,7 @@ async fn a_webhook_account_is_added_changed_and_removed_on_the_running_listener(
 /// and a route's nick format applies at once.
 #[test]
 fn the_nats_engine_reloads_accounts_and_routes() {
-    use support::nats::{NatsServer, owner, post, post_until_accepted, printed};
+    use support::nats::{NatsServer, bus, console_out, owner, post, post_until_accepted, printed};
     if !Path::new(&support::nats::nats_server_binary()).exists()
         && !available(&support::nats::nats_server_binary().to_string_lossy())
     {
@@ -464,15 +464,13 @@ fn the_nats_engine_reloads_accounts_and_routes() {
     }
     let dir = irc::tempdir();
     let nats = NatsServer::start(dir.path());
-    let out = dir.path().join("out.log");
     let text = |format: &str, extra: &str| {
-        "[general]\ngateway_id = \"gw\"\n\n[bus]\nengine = \"nats\"\nservers = [\"URL\"]\n\
-         prefix = \"t\"\nlease = \"2s\"\n\n[webhook.in]\ntoken = \"tok\"\nrate_limit_per_minute = 0\n\n\
-         [console.out]\ninput = \"none\"\noutput = \"OUT\"\n\nEXTRA\
+        "[general]\ngateway_id = \"gw\"\n\nBUS\n[webhook.in]\ntoken = \"tok\"\nrate_limit_per_minute = 0\n\n\
+         CONSOLE\nEXTRA\
          [[route]]\nname = \"notify\"\nin = [\"webhook.in/hook\"]\nout = [\"console.out/lobby\"]\n\
          nick_format = \"FORMAT\"\n"
-            .replace("URL", &nats.url())
-            .replace("OUT", &out.display().to_string())
+            .replace("BUS", &bus(&nats, "t"))
+            .replace("CONSOLE", &console_out(dir.path()))
             .replace("EXTRA", extra)
             .replace("FORMAT", format)
     };

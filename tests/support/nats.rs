@@ -10,6 +10,24 @@ use super::{Gateway, free_port, wait_for_port};
 #[allow(unused_imports)] // Each test binary uses its own part.
 pub use patchbay_nats::test_servers::{LeafSites, NatsServer, nats_server_binary};
 
+/// The `[bus]` table of a config on `nats`: its streams and subjects under `prefix`, a lease
+/// of 2 s.
+pub fn bus(nats: &NatsServer, prefix: &str) -> String {
+    format!(
+        "[bus]\nengine = \"nats\"\nservers = [\"{}\"]\nprefix = \"{prefix}\"\nlease = \"2s\"\n",
+        nats.url()
+    )
+}
+
+/// `[console.out]`: a console account printing into `dir/out.log`, which [`printed`] reads.
+pub fn console_out(dir: &Path) -> String {
+    let out = dir.join("out.log");
+    format!(
+        "[console.out]\ninput = \"none\"\noutput = \"{}\"\n",
+        out.display()
+    )
+}
+
 /// One gateway instance of the shared config.
 pub struct Instance {
     pub id: String,
