@@ -41,6 +41,23 @@ pub fn run_failing(args: &[&str], config: &Path) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Two console accounts in one room: `console.you` takes what the test types, as alice (and
+/// writes `you.log`); `console.screen` prints to stdout, where the test reads it.
+pub const LOBBY: &str = r#"
+[console.you]
+input = "stdin"
+output = "you.log"
+nick = "alice"
+
+[console.screen]
+input = "none"
+output = "stdout"
+
+[[route]]
+name = "lobby"
+inout = ["console.you/lobby", "console.screen/lobby"]
+"#;
+
 /// Write `config` into `dir/patchbay.toml`; its path.
 pub fn write_config(dir: &Path, config: &str) -> PathBuf {
     let path = dir.join("patchbay.toml");
