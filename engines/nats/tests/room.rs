@@ -225,10 +225,7 @@ async fn a_quiet_room_needs_no_consumer_and_a_busy_one_gets_one() {
     let js =
         async_nats::jetstream::new(async_nats::connect(&server.url()).await.expect("connected"));
     let shard = format!("t_outbox_{:x}", bus.layout().outbox_shard("irc.a", "#room"));
-    let mut room = bus
-        .room_consumer("irc.a", "#room", 64)
-        .await
-        .expect("room opened");
+    let mut room = open_room(&bus, "irc.a", "#room").await;
     let mut taken = Vec::new();
     publish(&bus, 0..1).await;
     take(&mut room, &mut taken, 1).await;
