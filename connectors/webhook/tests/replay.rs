@@ -7,7 +7,7 @@ mod support;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
-use patchbay_sdk::{Author, Delivery, Event, Inbound};
+use patchbay_sdk::testkit::delivery;
 use reqwest::StatusCode;
 use sha2::Sha256;
 use support::{Receiver, build, error_of, send, start};
@@ -131,21 +131,6 @@ async fn a_fresh_slack_request_is_relayed_once_and_a_stale_one_is_refused() {
     assert_eq!(hook.recorder.events().len(), 2);
 }
 
-fn delivery(room: &str, text: &str) -> Delivery {
-    let inbound = Inbound::message(
-        "#ops",
-        Author::named("alice"),
-        patchbay_sdk::text::markdown::from_markdown(text),
-    );
-    Delivery {
-        room: room.into(),
-        event: Event::from_inbound("irc.libera", inbound),
-        nick: "alice".into(),
-        route: "r".into(),
-        quote: None,
-    }
-}
-
 #[tokio::test]
 async fn patchbays_own_signature_is_checked_by_a_patchbay_hook() {
     // One gateway's outbound POST, captured by a receiver, then sent to another's hook.
@@ -160,7 +145,7 @@ async fn patchbays_own_signature_is_checked_by_a_patchbay_hook() {
         ),
     );
     sender
-        .deliver(delivery("peer", "from the other side"))
+        .deliver(delivery("peer", "alice", "from the other side"))
         .await
         .expect("delivered");
     let sent = receiver.accepted().pop().expect("one POST");
