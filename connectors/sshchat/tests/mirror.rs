@@ -16,7 +16,7 @@ use patchbay_sdk::{
 };
 use patchbay_sshchat::SshChatFactory;
 use patchbay_sshchat_testserver::{Options, TestServer};
-use support::{over_plugin, over_ssh};
+use support::{on_ssh_chat, over_plugin, over_ssh};
 use tokio_util::sync::CancellationToken;
 
 /// One direction of one gateway's route: events from one account go to the other.
@@ -207,14 +207,10 @@ async fn devzat_over_ssh_mirrors_ssh_chat_both_ways() {
         .expect("ssh-chat");
     let dir = tempfile::tempdir().expect("tempdir");
     let stop = CancellationToken::new();
-    let sc_cfg = format!(
-        "server = \"{}\"\ndialect = \"ssh-chat\"\nnick = \"bridge\"\nreconnect_min_secs = 1\n",
-        sc.ssh_addr()
-    );
     gateway(
         "g",
         ("dvz", over_ssh(&dvz, "bridge", "")),
-        ("sc", sc_cfg),
+        ("sc", on_ssh_chat(&sc.ssh_addr(), "")),
         dir.path(),
         &stop,
     );

@@ -93,6 +93,14 @@ pub fn over_plugin(server: &TestServer, nick: &str, token: &str) -> String {
     )
 }
 
+/// The table of the account `bridge` on the ssh-chat server at `addr`, reconnecting after a
+/// second; then the lines `more`.
+pub fn on_ssh_chat(addr: &str, more: &str) -> String {
+    format!(
+        "server = \"{addr}\"\ndialect = \"ssh-chat\"\nnick = \"bridge\"\nreconnect_min_secs = 1\n{more}"
+    )
+}
+
 /// Build the connector from a TOML table (as `[sshchat.test]` would hold) and run it.
 pub fn start(table: &str) -> Running {
     let dir = tempfile::tempdir().expect("tempdir");
