@@ -16,7 +16,7 @@ use std::time::Duration;
 use admin::{
     TOKEN, assert_dead_letters, assert_down_room_waits, call, dead_letters, get, type_dead_letters,
 };
-use support::nats::NatsServer;
+use support::nats::{NatsServer, bus};
 use support::{Gateway, free_port, run_ok, wait_for_port, wait_until};
 
 #[test]
@@ -29,8 +29,8 @@ fn dead_letters_on_the_nats_engine_are_listed_retried_and_discarded() {
     let port = free_port();
     let down_port = free_port();
     let config = format!(
-        "[bus]\nengine = \"nats\"\nservers = [\"{}\"]\nprefix = \"adm\"\nlease = \"2s\"\n\n{}",
-        nats.url(),
+        "{}\n{}",
+        bus(&nats, "adm"),
         admin::config(port, receiver_addr, Some(down_port))
     );
     let mut gateway = Gateway::start(dir.path(), &config);

@@ -4,28 +4,11 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Gateway, free_port, http_get, wait_for_port, wait_until};
+use support::{Gateway, LOBBY, free_port, http_get, wait_for_port, wait_until};
 
+/// The listener on `port`, the tables `extra`, and [`LOBBY`].
 fn config(port: u16, extra: &str) -> String {
-    format!(
-        r#"
-[http]
-listen = "127.0.0.1:{port}"
-
-[console.you]
-input = "stdin"
-output = "you.log"
-nick = "alice"
-
-[console.screen]
-input = "none"
-output = "stdout"
-{extra}
-[[route]]
-name = "lobby"
-inout = ["console.you/lobby", "console.screen/lobby"]
-"#
-    )
+    format!("[http]\nlisten = \"127.0.0.1:{port}\"\n{extra}\n{LOBBY}")
 }
 
 #[test]

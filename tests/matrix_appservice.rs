@@ -284,18 +284,10 @@ async fn devzat_users_and_webhook_posts_are_ghosts_the_webhook_with_its_avatar()
     assert_eq!(line["sender"], ghost.as_str(), "{line}");
 
     support::wait_for_port(slot.port, WAIT);
-    let status = matrix_sdk::reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{}/hooks/ci/builds", slot.port))
-        .bearer_auth("hook-token")
-        .json(
-            &serde_json::json!({"text": "build 7 passed", "username": "ci-bot",
-                                  "icon_url": avatar}),
-        )
-        .send()
-        .await
-        .expect("post the hook")
-        .status();
-    assert_eq!(status.as_u16(), 202);
+    let build =
+        serde_json::json!({"text": "build 7 passed", "username": "ci-bot", "icon_url": avatar});
+    let status = support::post_json(slot.port, "/hooks/ci/builds", "hook-token", &build).await;
+    assert_eq!(status, 202);
     let hook_prefix = format!("@{}webhook_ci_", slot.prefix);
     let join = alice
         .wait_for(&room, "the webhook's ghost to join", |e| {
@@ -320,19 +312,11 @@ async fn devzat_users_and_webhook_posts_are_ghosts_the_webhook_with_its_avatar()
 
     // An API client's attachment is uploaded as its ghost: an image in the room, not a link.
     let (shot, _) = serve_png("shot.png").await;
-    let status = matrix_sdk::reqwest::Client::new()
-        .post(format!(
-            "http://127.0.0.1:{}/api/bots/lobby/messages",
-            slot.port
-        ))
-        .bearer_auth("api-token")
-        .json(&serde_json::json!({"username": "deploybot",
-            "attachments": [{"url": shot, "name": "shot.png", "mime": "image/png"}]}))
-        .send()
-        .await
-        .expect("post to the API")
-        .status();
-    assert!(status.is_success(), "{status}");
+    let message = serde_json::json!({"username": "deploybot",
+        "attachments": [{"url": shot, "name": "shot.png", "mime": "image/png"}]});
+    let status =
+        support::post_json(slot.port, "/api/bots/lobby/messages", "api-token", &message).await;
+    assert!((200..300).contains(&status), "{status}");
     let api_prefix = format!("@{}api_bots_", slot.prefix);
     let image = alice
         .wait_for(&room, "the API client's image", |e| {

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use support::nats::{
-    NatsServer, owner, post, post_until_accepted, printed as printed_by, start, start_held, status,
+    NatsServer, bus, console_out, owner, post, post_until_accepted, printed as printed_by, start,
+    start_held, status,
 };
 use support::{wait_until, write_config};
 
@@ -18,27 +19,19 @@ fn config(dir: &Path, nats: &NatsServer) -> PathBuf {
 [general]
 gateway_id = "gw"
 
-[bus]
-engine = "nats"
-servers = ["{url}"]
-prefix = "t"
-lease = "2s"
-
+{bus}
 [webhook.in]
 token = "tok"
 rate_limit_per_minute = 0
 
-[console.out]
-input = "none"
-output = "{out}"
-
+{console}
 [[route]]
 name = "notify"
 in = ["webhook.in/hook"]
 out = ["console.out/lobby"]
 "#,
-        url = nats.url(),
-        out = dir.join("out.log").display(),
+        bus = bus(nats, "t"),
+        console = console_out(dir),
     );
     write_config(dir, &text)
 }
@@ -203,26 +196,18 @@ fn edits_and_replies_resolve_after_a_failover() {
         dir.path(),
         &format!(
             r#"
-[bus]
-engine = "nats"
-servers = ["{url}"]
-prefix = "t"
-lease = "2s"
-
+{bus}
 [api.bots]
 token = "api-token-1234"
 
-[console.out]
-input = "none"
-output = "{out}"
-
+{console}
 [[route]]
 name = "lobby"
 in = ["api.bots/lobby"]
 out = ["console.out/lobby"]
 "#,
-            url = nats.url(),
-            out = dir.path().join("out.log").display(),
+            bus = bus(&nats, "t"),
+            console = console_out(dir.path()),
         ),
     );
     let mut instances = start_held(dir.path(), &config, &["i1", "i2"], "console.out");

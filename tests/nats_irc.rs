@@ -10,7 +10,7 @@ mod irc;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::nats::{NatsServer, owner, post, printed, start_all, status};
+use support::nats::{NatsServer, bus, console_out, owner, post, printed, start_all, status};
 use support::{wait_until, write_config};
 
 fn config(dir: &Path, nats: &NatsServer, irc_port: u16) -> PathBuf {
@@ -19,12 +19,7 @@ fn config(dir: &Path, nats: &NatsServer, irc_port: u16) -> PathBuf {
 [general]
 gateway_id = "gw"
 
-[bus]
-engine = "nats"
-servers = ["{url}"]
-prefix = "irc"
-lease = "2s"
-
+{bus}
 [irc.a]
 server = "127.0.0.1"
 port = {irc_port}
@@ -33,17 +28,14 @@ channels = ["#one"]
 reconnect_min_secs = 0.5
 reconnect_max_secs = 2
 
-[console.out]
-input = "none"
-output = "{out}"
-
+{console}
 [[route]]
 name = "mirror"
 in = ["irc.a/#one"]
 out = ["console.out/lobby"]
 "##,
-        url = nats.url(),
-        out = dir.join("out.log").display(),
+        bus = bus(nats, "irc"),
+        console = console_out(dir),
     );
     write_config(dir, &text)
 }
@@ -158,12 +150,7 @@ async fn three_instances_run_the_irc_account_once_and_relay_each_event_once() {
     let nats = NatsServer::start(dir.path());
     let text = format!(
         r##"
-[bus]
-engine = "nats"
-servers = ["{url}"]
-prefix = "three"
-lease = "2s"
-
+{bus}
 [webhook.in]
 token = "tok"
 rate_limit_per_minute = 0
@@ -175,19 +162,16 @@ nick = "pba"
 channels = ["#one"]
 flood_control = false
 
-[console.out]
-input = "none"
-output = "{out}"
-
+{console}
 [[route]]
 name = "notify"
 in = ["webhook.in/hook"]
 out = ["irc.a/#one", "console.out/lobby"]
 nick_format = "{{nick}}"
 "##,
-        url = nats.url(),
+        bus = bus(&nats, "three"),
         port = server.port,
-        out = dir.path().join("out.log").display(),
+        console = console_out(dir.path()),
     );
     let config = write_config(dir.path(), &text);
     let mut alice = irc::TestClient::connect_in(server.port, "alice", "#one").await;

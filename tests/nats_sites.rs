@@ -83,16 +83,8 @@ out = ["sshchat.eu/#main", "sshchat.us/#main"]
 async fn notify(port: u16, text: &str) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let status = reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{port}/hooks/in/hook"))
-            .bearer_auth("tok")
-            .json(&serde_json::json!({"text": text, "username": "ci"}))
-            .timeout(Duration::from_secs(15))
-            .send()
-            .await
-            .map(|r| r.status().as_u16())
-            .unwrap_or(0);
-        if status == 202 {
+        let body = serde_json::json!({"text": text, "username": "ci"});
+        if support::post_json(port, "/hooks/in/hook", "tok", &body).await == 202 {
             return;
         }
         assert!(

@@ -381,22 +381,17 @@ async fn a_webhook_account_is_added_changed_and_removed_on_the_running_listener(
     };
     let mut gateway = Gateway::start(dir.path(), &text(None));
     support::wait_for_port(port, WAIT);
-    let client = reqwest::Client::new();
-    let post = |token: &str, n: u32| {
-        client
-            .post(format!("http://127.0.0.1:{port}/hooks/ci/builds"))
-            .bearer_auth(token)
-            .json(&serde_json::json!({"text": format!("build {n}"), "username": "ci"}))
-            .send()
+    let post = |token: &'static str, n: u32| async move {
+        let body = serde_json::json!({"text": format!("build {n}"), "username": "ci"});
+        support::post_json(port, "/hooks/ci/builds", token, &body).await
     };
-    let status = |r: reqwest::Result<reqwest::Response>| r.expect("an answer").status().as_u16();
-    assert_eq!(status(post("one", 0).await), 404);
+    assert_eq!(post("one", 0).await, 404);
 
     let sent = AtomicU64::new(0);
     let up_metric = "patchbay_connector_up{account=\"webhook.ci\"} 1";
     assert!(!support::http_get(port, "/metrics").1.contains(up_metric));
     block_ret(|| reload(&gateway, &text(Some("one")), 1, &sent));
-    assert_eq!(status(post("one", 1).await), 202);
+    assert_eq!(post("one", 1).await, 202);
     block_ret(|| gateway.expect("[console.screen/alerts] <ci> build 1"));
     assert!(
         support::http_get(port, "/metrics").1.contains(up_metric),
@@ -404,12 +399,8 @@ async fn a_webhook_account_is_added_changed_and_removed_on_the_running_listener(
     );
 
     block_ret(|| reload(&gateway, &text(Some("two")), 2, &sent));
-    assert_eq!(
-        status(post("one", 2).await),
-        403,
-        "the old token still works"
-    );
-    assert_eq!(status(post("two", 3).await), 202);
+    assert_eq!(post("one", 2).await, 403, "the old token still works");
+    assert_eq!(post("two", 3).await, 202);
     block_ret(|| gateway.expect("[console.screen/alerts] <ci> build 3"));
 
     // A token read from a file: the file's new contents count as a change of the account.
@@ -424,20 +415,20 @@ async fn a_webhook_account_is_added_changed_and_removed_on_the_running_listener(
         ),
     );
     block_ret(|| reload(&gateway, &from_file, 3, &sent));
-    assert_eq!(status(post("three", 5).await), 202);
+    assert_eq!(post("three", 5).await, 202);
     block_ret(|| gateway.expect("[console.screen/alerts] <ci> build 5"));
     std::fs::write(&token_file, "four").expect("write the token file");
     block_ret(|| reload(&gateway, &from_file, 4, &sent));
     assert_eq!(
-        status(post("three", 6).await),
+        post("three", 6).await,
         403,
         "the old file's token still works"
     );
-    assert_eq!(status(post("four", 7).await), 202);
+    assert_eq!(post("four", 7).await, 202);
     block_ret(|| gateway.expect("[console.screen/alerts] <ci> build 7"));
 
     block_ret(|| reload(&gateway, &text(None), 5, &sent));
-    assert_eq!(status(post("four", 8).await), 404);
+    assert_eq!(post("four", 8).await, 404);
     assert_eq!(support::http_get(port, "/healthz").0, 200);
     assert!(
         !support::http_get(port, "/metrics")
@@ -465,7 +456,7 @@ async fn a_webhook_account_is_added_changed_and_removed_on_the_running_listener(
 /// and a route's nick format applies at once.
 #[test]
 fn the_nats_engine_reloads_accounts_and_routes() {
-    use support::nats::{NatsServer, owner, post, post_until_accepted, printed};
+    use support::nats::{NatsServer, bus, console_out, owner, post, post_until_accepted, printed};
     if !Path::new(&support::nats::nats_server_binary()).exists()
         && !available(&support::nats::nats_server_binary().to_string_lossy())
     {
@@ -473,15 +464,13 @@ fn the_nats_engine_reloads_accounts_and_routes() {
     }
     let dir = irc::tempdir();
     let nats = NatsServer::start(dir.path());
-    let out = dir.path().join("out.log");
     let text = |format: &str, extra: &str| {
-        "[general]\ngateway_id = \"gw\"\n\n[bus]\nengine = \"nats\"\nservers = [\"URL\"]\n\
-         prefix = \"t\"\nlease = \"2s\"\n\n[webhook.in]\ntoken = \"tok\"\nrate_limit_per_minute = 0\n\n\
-         [console.out]\ninput = \"none\"\noutput = \"OUT\"\n\nEXTRA\
+        "[general]\ngateway_id = \"gw\"\n\nBUS\n[webhook.in]\ntoken = \"tok\"\nrate_limit_per_minute = 0\n\n\
+         CONSOLE\nEXTRA\
          [[route]]\nname = \"notify\"\nin = [\"webhook.in/hook\"]\nout = [\"console.out/lobby\"]\n\
          nick_format = \"FORMAT\"\n"
-            .replace("URL", &nats.url())
-            .replace("OUT", &out.display().to_string())
+            .replace("BUS", &bus(&nats, "t"))
+            .replace("CONSOLE", &console_out(dir.path()))
             .replace("EXTRA", extra)
             .replace("FORMAT", format)
     };

@@ -34,6 +34,27 @@ async fn wait_file(path: &Path, needle: &str) -> bool {
     eventually(|| std::fs::read_to_string(path).is_ok_and(|t| t.contains(needle))).await
 }
 
+/// `[sshchat.NAME]`: the bridge on the Devzat `server` over its plugin API, with the token
+/// the config takes from `DEVZAT_TOKEN`.
+fn over_plugin(name: &str, server: &TestServer) -> String {
+    format!(
+        "[sshchat.{name}]\nserver = \"{}\"\ndialect = \"devzat\"\nnick = \"bridge\"\n\
+         plugin = {{ address = \"{}\", token = \"${{DEVZAT_TOKEN}}\" }}\n",
+        server.ssh_addr(),
+        server.grpc_url().expect("grpc"),
+    )
+}
+
+/// `[sshchat.NAME]`: the bridge on the Devzat `server` over SSH, reconnecting after a second;
+/// then the lines `more`.
+fn over_ssh(name: &str, server: &TestServer, more: &str) -> String {
+    format!(
+        "[sshchat.{name}]\nserver = \"{}\"\ndialect = \"devzat\"\nnick = \"bridge\"\n\
+         reconnect_min_secs = 1\n{more}",
+        server.ssh_addr(),
+    )
+}
+
 #[tokio::test]
 async fn console_and_two_devzat_servers_in_one_route() {
     let mut opts = Options::devzat();
@@ -58,17 +79,8 @@ output = "{out}"
 room = "lobby"
 nick = "you"
 
-[sshchat.one]
-server = "{one_ssh}"
-dialect = "devzat"
-nick = "bridge"
-plugin = {{ address = "{one_grpc}", token = "${{DEVZAT_TOKEN}}" }}
-
-[sshchat.two]
-server = "{two_ssh}"
-dialect = "devzat"
-nick = "bridge"
-reconnect_min_secs = 1
+{one}
+{two}
 
 [[route]]
 name = "lobby"
@@ -76,9 +88,8 @@ inout = ["console.term/lobby", "sshchat.one/#main", "sshchat.two/#main"]
 nick_format = "[{{account}}] {{nick}}"
 "#,
             out = out.display(),
-            one_ssh = plugin_server.ssh_addr(),
-            one_grpc = plugin_server.grpc_url().expect("grpc"),
-            two_ssh = ssh_server.ssh_addr(),
+            one = over_plugin("one", &plugin_server),
+            two = over_ssh("two", &ssh_server, ""),
         ),
         ENV,
     );
@@ -178,18 +189,14 @@ output = "{out}"
 room = "lobby"
 nick = "you"
 
-[sshchat.dvz]
-server = "{ssh}"
-dialect = "devzat"
-nick = "bridge"
-reconnect_min_secs = 1
+{dvz}
 
 [[route]]
 name = "lobby"
 inout = ["console.term/lobby", "sshchat.dvz/#main"]
 "#,
             out = dir.path().join("console.out").display(),
-            ssh = server.ssh_addr(),
+            dvz = over_ssh("dvz", &server, ""),
         ),
         ENV,
     );
@@ -256,18 +263,8 @@ async fn two_devzat_servers_mirrored_room_by_room() {
 data_dir = "data"
 nick_format = "{{account}}:{{nick}}"
 
-[sshchat.east]
-server = "{east_ssh}"
-dialect = "devzat"
-nick = "bridge"
-plugin = {{ address = "{east_grpc}", token = "${{DEVZAT_TOKEN}}" }}
-
-[sshchat.west]
-server = "{west_ssh}"
-dialect = "devzat"
-nick = "bridge"
-rooms = ["#main", "#dev"]
-reconnect_min_secs = 1
+{east}
+{west}
 
 [[route]]
 name = "main"
@@ -277,9 +274,8 @@ inout = ["sshchat.east/#main", "sshchat.west/#main"]
 name = "dev"
 inout = ["sshchat.east/#dev", "sshchat.west/#dev"]
 "##,
-            east_ssh = east.ssh_addr(),
-            east_grpc = east.grpc_url().expect("grpc"),
-            west_ssh = west.ssh_addr(),
+            east = over_plugin("east", &east),
+            west = over_ssh("west", &west, "rooms = [\"#main\", \"#dev\"]\n"),
         ),
         ENV,
     );
@@ -354,19 +350,14 @@ async fn a_wrong_token_is_reported_clearly() {
 input = "none"
 output = "{out}"
 
-[sshchat.dvz]
-server = "{ssh}"
-dialect = "devzat"
-nick = "bridge"
-plugin = {{ address = "{grpc}", token = "${{DEVZAT_TOKEN}}" }}
+{dvz}
 
 [[route]]
 name = "r"
 inout = ["console.term/lobby", "sshchat.dvz/#main"]
 "##,
             out = dir.path().join("out").display(),
-            ssh = server.ssh_addr(),
-            grpc = server.grpc_url().expect("grpc"),
+            dvz = over_plugin("dvz", &server),
         ),
         ENV,
     );

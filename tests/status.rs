@@ -3,27 +3,12 @@
 
 mod support;
 
-use support::{Gateway, run_ok};
-
-const CONFIG: &str = r#"
-[console.you]
-input = "stdin"
-output = "you.log"
-nick = "alice"
-
-[console.screen]
-input = "none"
-output = "stdout"
-
-[[route]]
-name = "lobby"
-inout = ["console.you/lobby", "console.screen/lobby"]
-"#;
+use support::{Gateway, LOBBY, run_ok};
 
 #[test]
 fn status_shows_the_embedded_engine_its_accounts_and_what_waits() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut gateway = Gateway::start(dir.path(), CONFIG);
+    let mut gateway = Gateway::start(dir.path(), LOBBY);
     gateway.type_line("hello");
     gateway.expect("[console.screen/lobby] <alice> hello");
     let config = gateway.config.clone();

@@ -46,13 +46,12 @@ out = ["console.screen/alerts"]
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}/hooks/ci");
-    let status = post_json(
+    let status = post_build(
         &rt,
-        &client,
-        &format!("{base}/builds"),
+        port,
         json!({"text": "*build 42* passed", "username": "ci-bot"}),
     );
-    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(status, 202);
     gateway.expect("[console.screen/alerts] <ci-bot> **build 42** passed");
 
     let push = json!({"ref": "refs/heads/main", "pusher": {"name": "alice"},
@@ -101,17 +100,14 @@ out = ["console.screen/alerts"]
     assert!(gateway.stop(), "patchbay did not stop cleanly");
 }
 
-/// POST `body` as JSON with the hook's token; the status it gets.
-fn post_json(
-    rt: &tokio::runtime::Runtime,
-    client: &reqwest::Client,
-    url: &str,
-    body: Value,
-) -> StatusCode {
-    rt.block_on(async {
-        let request = client.post(url).bearer_auth("hook-token").json(&body);
-        request.send().await.expect("post").status()
-    })
+/// POST `body` as JSON to `webhook.ci/builds` with the hook's token; the status it gets.
+fn post_build(rt: &tokio::runtime::Runtime, port: u16, body: Value) -> u16 {
+    rt.block_on(support::post_json(
+        port,
+        "/hooks/ci/builds",
+        "hook-token",
+        &body,
+    ))
 }
 
 #[test]
@@ -313,13 +309,11 @@ out = ["webhook.team/chat"]
 "#
     );
     let (gateway, port) = start(dir.path(), &config);
-    let client = reqwest::Client::new();
-    let hook = format!("http://127.0.0.1:{port}/hooks/ci/builds");
     for i in 1..=3 {
         let body = json!({"content": format!("build {i} done"), "username": "ci"});
-        let status = post_json(&rt, &client, &hook, body);
+        let status = post_build(&rt, port, body);
         // 202: durably recorded, whatever happens to the gateway next.
-        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(status, 202);
     }
     gateway.kill();
 
@@ -333,7 +327,7 @@ out = ["webhook.team/chat"]
     );
     // One more, through the restarted gateway: anything repeated would arrive before it.
     let body = json!({"content": "build 4 done", "username": "ci"});
-    assert_eq!(post_json(&rt, &client, &hook, body), StatusCode::ACCEPTED);
+    assert_eq!(post_build(&rt, port, body), 202);
     wait_until(Duration::from_secs(30), "the fourth delivery", || got(4));
     assert_eq!(
         receiver.fields("content", "ci"),

@@ -41,6 +41,23 @@ pub fn run_failing(args: &[&str], config: &Path) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Two console accounts in one room: `console.you` takes what the test types, as alice (and
+/// writes `you.log`); `console.screen` prints to stdout, where the test reads it.
+pub const LOBBY: &str = r#"
+[console.you]
+input = "stdin"
+output = "you.log"
+nick = "alice"
+
+[console.screen]
+input = "none"
+output = "stdout"
+
+[[route]]
+name = "lobby"
+inout = ["console.you/lobby", "console.screen/lobby"]
+"#;
+
 /// Write `config` into `dir/patchbay.toml`; its path.
 pub fn write_config(dir: &Path, config: &str) -> PathBuf {
     let path = dir.join("patchbay.toml");
@@ -281,6 +298,19 @@ fn try_http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
         .map(|(_, body)| body.to_owned())
         .unwrap_or_default();
     Ok((status, body))
+}
+
+/// POST `body` as JSON with the bearer `token` to `path` on the gateway's listener at `port`;
+/// the answer's status, 0 when none came within 15 s.
+pub async fn post_json(port: u16, path: &str, token: &str, body: &serde_json::Value) -> u16 {
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}{path}"))
+        .bearer_auth(token)
+        .json(body)
+        .timeout(Duration::from_secs(15))
+        .send()
+        .await
+        .map_or(0, |r| r.status().as_u16())
 }
 
 /// Wait until something accepts TCP connections on `port`.

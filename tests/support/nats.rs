@@ -10,6 +10,24 @@ use super::{Gateway, free_port, wait_for_port};
 #[allow(unused_imports)] // Each test binary uses its own part.
 pub use patchbay_nats::test_servers::{LeafSites, NatsServer, nats_server_binary};
 
+/// The `[bus]` table of a config on `nats`: its streams and subjects under `prefix`, a lease
+/// of 2 s.
+pub fn bus(nats: &NatsServer, prefix: &str) -> String {
+    format!(
+        "[bus]\nengine = \"nats\"\nservers = [\"{}\"]\nprefix = \"{prefix}\"\nlease = \"2s\"\n",
+        nats.url()
+    )
+}
+
+/// `[console.out]`: a console account printing into `dir/out.log`, which [`printed`] reads.
+pub fn console_out(dir: &Path) -> String {
+    let out = dir.join("out.log");
+    format!(
+        "[console.out]\ninput = \"none\"\noutput = \"{}\"\n",
+        out.display()
+    )
+}
+
 /// One gateway instance of the shared config.
 pub struct Instance {
     pub id: String,
@@ -103,17 +121,8 @@ pub fn owner(config: &Path, account: &str) -> Option<String> {
 
 /// POST one message to an instance's hook; the HTTP status (0 when the connection failed).
 pub fn post(rt: &tokio::runtime::Runtime, port: u16, text: &str) -> u16 {
-    rt.block_on(async {
-        reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{port}/hooks/in/hook"))
-            .bearer_auth("tok")
-            .json(&serde_json::json!({"text": text, "username": "bot"}))
-            .timeout(Duration::from_secs(15))
-            .send()
-            .await
-            .map(|r| r.status().as_u16())
-            .unwrap_or(0)
-    })
+    let body = serde_json::json!({"text": text, "username": "bot"});
+    rt.block_on(super::post_json(port, "/hooks/in/hook", "tok", &body))
 }
 
 /// POST until the gateway accepts (202): a client retrying while the engine is unavailable.

@@ -423,12 +423,7 @@ impl Terminal {
         let Some(id) = self.id.take() else { return };
         let opts = self.shared.opts.clone();
         let mut chat = self.shared.lock();
-        let reason = self
-            .shared
-            .leave_reason
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        let reason = crate::lock(&self.shared.leave_reason).remove(&id);
         if let Some(user) = chat.users.remove(&id) {
             let line = match opts.dialect {
                 Dialect::Devzat => {

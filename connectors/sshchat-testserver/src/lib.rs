@@ -25,7 +25,7 @@ pub mod proto {
 }
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot};
@@ -100,11 +100,15 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn lock(&self) -> std::sync::MutexGuard<'_, chat::Chat> {
-        self.chat
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    pub fn lock(&self) -> MutexGuard<'_, chat::Chat> {
+        lock(&self.chat)
     }
+}
+
+/// Take `mutex`, poisoned or not: a session task that panicked holding it left the state as it
+/// was, and the test goes on to report what it sees.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 struct Running {
@@ -161,7 +165,7 @@ impl TestServer {
             grpc_stop = Some(stop);
             tasks.push(task);
         }
-        *self.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(Running {
+        *lock(&self.running) = Some(Running {
             ssh: ssh_handle,
             grpc_stop,
             tasks,
@@ -170,11 +174,7 @@ impl TestServer {
 
     /// Stop serving: every session is closed, the ports are released.
     pub async fn stop(&self) {
-        let running = self
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let running = lock(&self.running).take();
         if let Some(running) = running {
             running.ssh.shutdown("server restarting".into());
             if let Some(stop) = running.grpc_stop {

@@ -59,10 +59,7 @@ impl Terminal {
             chat.tell(&opts, id, "devbot: anti-spam triggered");
             drop(chat);
             self.touched();
-            self.shared
-                .leave_reason
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
+            crate::lock(&self.shared.leave_reason)
                 .insert(id, format!("{name} has been banned for spamming"));
             let _ = self.out.send(Out::Close);
             return false;

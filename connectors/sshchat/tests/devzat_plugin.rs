@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use patchbay_sshchat_testserver::{Options, TestServer};
-use support::{WAIT, relay, start, text};
+use support::{WAIT, over_plugin, relay, start, text};
 
 const TOKEN: &str = "dvz@dGVzdC10b2tlbg==";
 
@@ -16,21 +16,13 @@ async fn server() -> TestServer {
     TestServer::start(opts).await.expect("test server starts")
 }
 
-fn config(server: &TestServer, token: &str) -> String {
-    format!(
-        "server = \"{}\"\ndialect = \"devzat\"\nnick = \"bridge\"\nplugin = {{ address = \"{}\", token = \"{token}\" }}\n",
-        server.ssh_addr(),
-        server.grpc_url().expect("grpc"),
-    )
-}
-
 #[tokio::test]
 async fn a_second_token_sees_the_first_ones_messages_but_the_echo_filter_holds() {
     // Devzat echoes a token's messages to other tokens' listeners: two bridges with different
     // tokens see each other's relays. Each drops only its own.
     let server = server().await;
-    let mut one = start(&config(&server, TOKEN));
-    let mut two = start(&config(&server, "dvz@other"));
+    let mut one = start(&over_plugin(&server, "bridge", TOKEN));
+    let mut two = start(&over_plugin(&server, "bridge", "dvz@other"));
     assert!(one.wait_up(WAIT).await && two.wait_up(WAIT).await);
     assert!(server.wait_until(WAIT, |s| s.listeners() == 2).await);
     relay(&one, "#main", "[irc] erin", "from one").await;
@@ -50,7 +42,7 @@ async fn a_second_token_sees_the_first_ones_messages_but_the_echo_filter_holds()
 #[ignore]
 async fn measure_plugin_delivery_rate() {
     let server = server().await;
-    let mut bridge = start(&config(&server, TOKEN));
+    let mut bridge = start(&over_plugin(&server, "bridge", TOKEN));
     assert!(bridge.wait_up(WAIT).await);
     let n = 1000;
     let started = std::time::Instant::now();

@@ -9,14 +9,7 @@ use std::time::Duration;
 use patchbay_sdk::Kind;
 use patchbay_sshchat_testserver::format::visible;
 use patchbay_sshchat_testserver::{Options, TestServer};
-use support::{WAIT, delivery, heard, relay, start, text};
-
-fn config(server: &TestServer, rooms: &str) -> String {
-    format!(
-        "server = \"{}\"\ndialect = \"devzat\"\nnick = \"bridge\"\nrooms = {rooms}\nreconnect_min_secs = 1\n",
-        server.ssh_addr(),
-    )
-}
+use support::{WAIT, delivery, heard, over_ssh, relay, start, text};
 
 #[tokio::test]
 async fn mirrors_two_rooms_skipping_history_and_own_echo() {
@@ -27,7 +20,11 @@ async fn mirrors_two_rooms_skipping_history_and_own_echo() {
     let squatter = server.connect_user("bridge").await.expect("squatter");
     let alice = server.connect_user("alice").await.expect("alice");
 
-    let mut bridge = start(&config(&server, "[\"#main\", \"#dev\"]"));
+    let mut bridge = start(&over_ssh(
+        &server,
+        "bridge",
+        "rooms = [\"#main\", \"#dev\"]\n",
+    ));
     assert!(
         bridge.wait_up(Duration::from_secs(30)).await,
         "both rooms up"
@@ -99,10 +96,7 @@ async fn wrapped_lines_timestamps_and_dms_on_a_narrow_terminal() {
     // A timestamp line before every message, as after a minute of silence.
     opts.timestamp_after = Duration::ZERO;
     let server = TestServer::start(opts).await.expect("server");
-    let mut bridge = start(&format!(
-        "server = \"{}\"\ndialect = \"devzat\"\nnick = \"bridge\"\npty_width = 80\nreconnect_min_secs = 1\n",
-        server.ssh_addr()
-    ));
+    let mut bridge = start(&over_ssh(&server, "bridge", "pty_width = 80\n"));
     assert!(bridge.wait_up(WAIT).await);
     let alice = server.connect_user("alice").await.expect("alice");
     let long: Vec<String> = (0..40).map(|i| format!("word{i}")).collect();
@@ -145,10 +139,7 @@ async fn wrapped_lines_timestamps_and_dms_on_a_narrow_terminal() {
 #[tokio::test]
 async fn long_relays_on_a_narrow_terminal_never_echo_back_as_fake_messages() {
     let server = TestServer::start(Options::devzat()).await.expect("server");
-    let mut bridge = start(&format!(
-        "server = \"{}\"\ndialect = \"devzat\"\nnick = \"bridge\"\npty_width = 80\nreconnect_min_secs = 1\n",
-        server.ssh_addr()
-    ));
+    let mut bridge = start(&over_ssh(&server, "bridge", "pty_width = 80\n"));
     assert!(bridge.wait_up(WAIT).await);
     // Text whose echo, wrapped at 80 columns after `bridge: [irc] bob: ` (19 columns), would
     // start its second row with `mallory: gotcha`: a fake message from mallory.
@@ -193,14 +184,8 @@ async fn long_relays_on_a_narrow_terminal_never_echo_back_as_fake_messages() {
 #[tokio::test]
 async fn another_gateways_hop_trace_is_restored_and_its_marks_removed() {
     let server = TestServer::start(Options::devzat()).await.expect("server");
-    let mut sender = start(&format!(
-        "server = \"{}\"\ndialect = \"devzat\"\nnick = \"relay-a\"\nreconnect_min_secs = 1\n",
-        server.ssh_addr()
-    ));
-    let mut reader = start(&format!(
-        "server = \"{}\"\ndialect = \"devzat\"\nnick = \"relay-b\"\nreconnect_min_secs = 1\n",
-        server.ssh_addr()
-    ));
+    let mut sender = start(&over_ssh(&server, "relay-a", ""));
+    let mut reader = start(&over_ssh(&server, "relay-b", ""));
     assert!(sender.wait_up(WAIT).await && reader.wait_up(WAIT).await);
     let mut relayed = delivery("#main", "[irc] bob", "hop along");
     let hop = patchbay_sdk::Hop {

@@ -16,6 +16,7 @@ use patchbay_sdk::{
 };
 use patchbay_sshchat::SshChatFactory;
 use patchbay_sshchat_testserver::{Options, TestServer};
+use support::{on_ssh_chat, over_plugin, over_ssh};
 use tokio_util::sync::CancellationToken;
 
 /// One direction of one gateway's route: events from one account go to the other.
@@ -119,21 +120,6 @@ fn gateway(
     run(&b, to_a, &format!("{id}-{two}"), dir, stop);
 }
 
-fn plugin(server: &TestServer, nick: &str, token: &str) -> String {
-    format!(
-        "server = \"{}\"\ndialect = \"devzat\"\nnick = \"{nick}\"\nplugin = {{ address = \"{}\", token = \"{token}\" }}\n",
-        server.ssh_addr(),
-        server.grpc_url().expect("grpc")
-    )
-}
-
-fn ssh(server: &TestServer, nick: &str) -> String {
-    format!(
-        "server = \"{}\"\ndialect = \"devzat\"\nnick = \"{nick}\"\nreconnect_min_secs = 1\n",
-        server.ssh_addr()
-    )
-}
-
 #[tokio::test]
 async fn two_gateways_on_the_same_rooms_do_not_loop() {
     let mut opts = Options::devzat();
@@ -144,15 +130,15 @@ async fn two_gateways_on_the_same_rooms_do_not_loop() {
     let stop = CancellationToken::new();
     gateway(
         "g1",
-        ("s1", plugin(&s1, "g1", "dvz@g1")),
-        ("s2", ssh(&s2, "g1bot")),
+        ("s1", over_plugin(&s1, "g1", "dvz@g1")),
+        ("s2", over_ssh(&s2, "g1bot", "")),
         dir.path(),
         &stop,
     );
     gateway(
         "g2",
-        ("s1", ssh(&s1, "g2bot")),
-        ("s2", plugin(&s2, "g2", "dvz@g2")),
+        ("s1", over_ssh(&s1, "g2bot", "")),
+        ("s2", over_plugin(&s2, "g2", "dvz@g2")),
         dir.path(),
         &stop,
     );
@@ -221,14 +207,10 @@ async fn devzat_over_ssh_mirrors_ssh_chat_both_ways() {
         .expect("ssh-chat");
     let dir = tempfile::tempdir().expect("tempdir");
     let stop = CancellationToken::new();
-    let sc_cfg = format!(
-        "server = \"{}\"\ndialect = \"ssh-chat\"\nnick = \"bridge\"\nreconnect_min_secs = 1\n",
-        sc.ssh_addr()
-    );
     gateway(
         "g",
-        ("dvz", ssh(&dvz, "bridge")),
-        ("sc", sc_cfg),
+        ("dvz", over_ssh(&dvz, "bridge", "")),
+        ("sc", on_ssh_chat(&sc.ssh_addr(), "")),
         dir.path(),
         &stop,
     );

@@ -24,15 +24,6 @@ fn ssh_config(server: &Devzat, rooms: &str) -> String {
     )
 }
 
-fn plugin_config(server: &Devzat) -> String {
-    format!(
-        "server = \"{}\"\ndialect = \"devzat\"\nnick = \"relay\"\nreconnect_min_secs = 1\nreconnect_max_secs = 2\nplugin = {{ address = \"{}\", token = \"{}\" }}\n",
-        server.ssh_addr(),
-        server.plugin_addr(),
-        server.token,
-    )
-}
-
 /// An SSH account in `#dev` and a plugin account on the same server. Each connect of the SSH
 /// account types `cd #dev` in `#main`, where Devzat broadcasts it (a person there sees it) and
 /// the plugin API hears it: the plugin account never emits it. The SSH account's relays into
@@ -47,7 +38,7 @@ async fn the_bridges_cd_never_reaches_the_plugin_account_over_reconnects() {
     };
     let shared = Arc::new(Recorder::gateway());
     let mut plugin = start_shared(
-        &plugin_config(&server),
+        &server.plugin_config(&server.token),
         "sshchat.plugin",
         tempfile::tempdir().expect("dir"),
         shared.clone(),
@@ -235,7 +226,7 @@ async fn devbot_lines_are_notices_from_a_bot() {
     };
     // Separate collectors: each account must turn devbot's lines into notices on its own.
     let mut ssh = start(&ssh_config(&server, "[\"#main\"]"));
-    let mut plugin = start(&plugin_config(&server));
+    let mut plugin = start(&server.plugin_config(&server.token));
     assert!(ssh.wait_up(LONG).await && plugin.wait_up(LONG).await);
     // A game's end is announced by devbot in the room.
     let alice = server.user("alice").await;

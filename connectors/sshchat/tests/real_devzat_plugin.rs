@@ -10,20 +10,12 @@ use support::{WAIT, delivery, heard, relay, start, text};
 
 const LONG: Duration = Duration::from_secs(60);
 
-fn config(server: &Devzat, token: &str) -> String {
-    format!(
-        "server = \"{}\"\ndialect = \"devzat\"\nnick = \"relay\"\nreconnect_min_secs = 1\nreconnect_max_secs = 2\nplugin = {{ address = \"{}\", token = \"{token}\" }}\n",
-        server.ssh_addr(),
-        server.plugin_addr(),
-    )
-}
-
 #[tokio::test]
 async fn relays_both_ways_under_native_names_without_echo_or_commands() {
     let Some(server) = Devzat::start(true).await else {
         return;
     };
-    let mut bridge = start(&config(&server, &server.token));
+    let mut bridge = start(&server.plugin_config(&server.token));
     assert!(bridge.wait_up(LONG).await, "{:?}", *bridge.state.borrow());
     let alice = server.user("alice").await;
     bridge
@@ -80,7 +72,7 @@ async fn unknown_room_is_permanent_and_wrong_token_is_a_clear_error() {
     let Some(server) = Devzat::start(true).await else {
         return;
     };
-    let mut bridge = start(&config(&server, &server.token));
+    let mut bridge = start(&server.plugin_config(&server.token));
     assert!(bridge.wait_up(LONG).await);
     let err = bridge
         .deliver(delivery("#nowhere", "x", "hello"))
@@ -92,7 +84,7 @@ async fn unknown_room_is_permanent_and_wrong_token_is_a_clear_error() {
     );
     bridge.stop(WAIT).await.expect("stop");
 
-    let wrong = start(&config(&server, "dvz@wrong"));
+    let wrong = start(&server.plugin_config("dvz@wrong"));
     let result = tokio::time::timeout(WAIT, wrong.task)
         .await
         .expect("stops by itself")
@@ -108,7 +100,7 @@ async fn reconnects_after_a_server_restart_and_resumes() {
     let Some(mut server) = Devzat::start(false).await else {
         return;
     };
-    let mut bridge = start(&config(&server, &server.token));
+    let mut bridge = start(&server.plugin_config(&server.token));
     assert!(bridge.wait_up(LONG).await);
     server.kill().await;
     bridge
@@ -138,7 +130,7 @@ async fn room_moves_are_joins_and_parts_of_their_rooms() {
     let Some(server) = Devzat::start(true).await else {
         return;
     };
-    let mut bridge = start(&config(&server, &server.token));
+    let mut bridge = start(&server.plugin_config(&server.token));
     assert!(bridge.wait_up(LONG).await);
     let ann = server.user("ann").await;
     ann.say("cd #dev").await.expect("cd");

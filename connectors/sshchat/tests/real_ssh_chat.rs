@@ -6,7 +6,9 @@ mod support;
 use std::time::Duration;
 
 use support::real::SshChat;
-use support::{WAIT, burst_whole_and_in_order, heard, relay, shutdown_mid_burst, start};
+use support::{
+    WAIT, burst_whole_and_in_order, heard, on_ssh_chat, relay, shutdown_mid_burst, start,
+};
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -14,20 +16,13 @@ const LONG: Duration = Duration::from_secs(90);
 /// this file run at once, each with its own ssh-chat, on a machine that may be busy.
 const UP: std::time::Duration = std::time::Duration::from_secs(60);
 
-fn config(server: &SshChat) -> String {
-    format!(
-        "server = \"{}\"\ndialect = \"ssh-chat\"\nnick = \"bridge\"\nreconnect_min_secs = 1\n",
-        server.ssh_addr(),
-    )
-}
-
 #[tokio::test]
 async fn relays_both_ways_and_never_emits_its_own_lines() {
     let Some(server) = SshChat::start().await else {
         return;
     };
     let alice = server.user("alice").await;
-    let mut bridge = start(&config(&server));
+    let mut bridge = start(&on_ssh_chat(&server.ssh_addr(), ""));
     assert!(bridge.wait_up(UP).await);
     alice.say("hello bridge").await.expect("say");
     let event = heard(&bridge.recorder, "hello bridge", "alice's line").await;
@@ -64,7 +59,7 @@ async fn a_burst_arrives_whole_and_in_order_under_the_rate_limit() {
         return;
     };
     let watcher = server.user("watcher").await;
-    let mut bridge = start(&config(&server));
+    let mut bridge = start(&on_ssh_chat(&server.ssh_addr(), ""));
     assert!(bridge.wait_up(UP).await);
     burst_whole_and_in_order(&bridge, &watcher, 150).await;
     watcher.close().await;
@@ -77,7 +72,7 @@ async fn a_shutdown_mid_burst_answers_ok_for_exactly_the_lines_shown() {
         return;
     };
     let watcher = server.user("watcher").await;
-    let mut bridge = start(&config(&server));
+    let mut bridge = start(&on_ssh_chat(&server.ssh_addr(), ""));
     assert!(bridge.wait_up(UP).await);
     shutdown_mid_burst(bridge, &watcher, (200, 200, 12), "bridge left", LONG).await;
     watcher.close().await;
@@ -96,7 +91,7 @@ async fn a_taken_name_neither_stalls_the_bot_nor_silences_the_squatter() {
         .wait_line(WAIT, |l| l.contains("bridge joined"))
         .await
         .unwrap_or_else(|| panic!("the squatter joined: {:?}", squatter.lines()));
-    let mut bridge = start(&config(&server));
+    let mut bridge = start(&on_ssh_chat(&server.ssh_addr(), ""));
     assert!(bridge.wait_up(UP).await, "{:?}", *bridge.state.borrow());
     let started = std::time::Instant::now();
     relay(&bridge, "#main", "[irc] bob", "from a guest").await;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use patchbay_sdk::{Emit, EmitError, EventId, Inbound};
 use reqwest::StatusCode;
-use support::serve;
+use support::{send, serve};
 
 const CONFIG: &str = "token = \"t0ken\"\nstart_wait_secs = 0.5\n";
 
@@ -34,13 +34,13 @@ impl Emit for SlowStore {
 }
 
 async fn post(base: &str) -> (reqwest::Response, Instant) {
-    let response = reqwest::Client::new()
-        .post(format!("{base}/hooks/n/room"))
-        .bearer_auth("t0ken")
-        .body("hello")
-        .send()
-        .await
-        .expect("post");
+    let response = send(
+        reqwest::Client::new()
+            .post(format!("{base}/hooks/n/room"))
+            .bearer_auth("t0ken")
+            .body("hello"),
+    )
+    .await;
     (response, Instant::now())
 }
 

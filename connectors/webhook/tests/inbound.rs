@@ -6,7 +6,7 @@ mod support;
 use patchbay_sdk::{Kind, RichText};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::start;
+use support::{error_of, send, start};
 
 const CONFIG: &str = r#"
 token = "s3cret"
@@ -46,12 +46,7 @@ fn body_text(kind: &Kind) -> String {
 
 /// Send `request` with the account's token, as a sender that holds it does.
 async fn authed(request: reqwest::RequestBuilder) -> reqwest::Response {
-    request.bearer_auth("s3cret").send().await.expect("post")
-}
-
-async fn error_of(response: reqwest::Response) -> String {
-    let json: Value = response.json().await.expect("a JSON answer");
-    json["error"].as_str().unwrap_or_default().to_owned()
+    send(request.bearer_auth("s3cret")).await
 }
 
 #[tokio::test]
@@ -70,12 +65,10 @@ async fn slack_discord_and_plain_bodies_become_messages_with_their_author() {
         "{answer}"
     );
 
-    let discord = client
-        .post(format!("{url}?token=s3cret"))
-        .json(&json!({"content": "**tests** passed", "username": "ci", "avatar_url": "https://img/ci.png"}))
-        .send()
-        .await
-        .expect("post");
+    let discord = send(client.post(format!("{url}?token=s3cret")).json(
+        &json!({"content": "**tests** passed", "username": "ci", "avatar_url": "https://img/ci.png"}),
+    ))
+    .await;
     assert_eq!(discord.status(), StatusCode::ACCEPTED);
 
     let plain = authed(
@@ -117,25 +110,14 @@ async fn tokens_are_checked() {
     let hook = start("ci", CONFIG).await;
     let client = reqwest::Client::new();
     let url = format!("{}/hooks/ci/builds", hook.base);
-    let none = client.post(&url).body("x").send().await.expect("post");
+    let none = send(client.post(&url).body("x")).await;
     assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
     assert!(none.headers().contains_key("www-authenticate"));
     assert_eq!(error_of(none).await, "a bearer token is required");
-    let wrong = client
-        .post(&url)
-        .bearer_auth("s3cre")
-        .body("x")
-        .send()
-        .await
-        .expect("post");
+    let wrong = send(client.post(&url).bearer_auth("s3cre").body("x")).await;
     assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
     assert_eq!(error_of(wrong).await, "the token is wrong");
-    let wrong_query = client
-        .post(format!("{url}?token=nope"))
-        .body("x")
-        .send()
-        .await
-        .expect("post");
+    let wrong_query = send(client.post(format!("{url}?token=nope")).body("x")).await;
     assert_eq!(wrong_query.status(), StatusCode::FORBIDDEN);
     assert_eq!(
         hook.recorder.events().len(),
@@ -150,34 +132,29 @@ async fn hmac_signatures_are_checked_against_the_exact_body() {
     let client = reqwest::Client::new();
     let url = format!("{}/hooks/ci/open", hook.base);
     let body = br#"{"text": "signed"}"#.to_vec();
-    let good = client
-        .post(&url)
-        .header("X-Signature", patchbay_webhook::sign("hmac-only", &body))
-        .header("content-type", "application/json")
-        .body(body.clone())
-        .send()
-        .await
-        .expect("post");
+    let good = send(
+        client
+            .post(&url)
+            .header("X-Signature", patchbay_webhook::sign("hmac-only", &body))
+            .header("content-type", "application/json")
+            .body(body.clone()),
+    )
+    .await;
     assert_eq!(good.status(), StatusCode::ACCEPTED);
-    let tampered = client
-        .post(&url)
-        .header("X-Signature", patchbay_webhook::sign("hmac-only", &body))
-        .header("content-type", "application/json")
-        .body(br#"{"text": "signed!"}"#.to_vec())
-        .send()
-        .await
-        .expect("post");
+    let tampered = send(
+        client
+            .post(&url)
+            .header("X-Signature", patchbay_webhook::sign("hmac-only", &body))
+            .header("content-type", "application/json")
+            .body(br#"{"text": "signed!"}"#.to_vec()),
+    )
+    .await;
     assert_eq!(tampered.status(), StatusCode::FORBIDDEN);
     assert_eq!(
         error_of(tampered).await,
         "the signature does not match the body"
     );
-    let unsigned = client
-        .post(&url)
-        .body(body.clone())
-        .send()
-        .await
-        .expect("post");
+    let unsigned = send(client.post(&url).body(body.clone())).await;
     assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
     // This room's secret replaces the account's token? No: either one is accepted.
     let token = authed(client.post(&url).json(&json!({"text": "t"}))).await;
@@ -321,31 +298,31 @@ async fn shipped_templates_render_github_gitlab_alertmanager_and_grafana() {
         "commits": [{"id": "0123456789", "url": "https://github.com/o/r/commit/0123456", "message": "Fix it\n\nbecause", "author": {"name": "Alice"}}]
     });
     let body = serde_json::to_vec(&push).expect("json");
-    let github = client
-        .post(format!("{}/hooks/ci/github", hook.base))
-        .header("X-GitHub-Event", "push")
-        .header("X-GitHub-Delivery", "d-1")
-        .header(
-            "X-Hub-Signature-256",
-            patchbay_webhook::sign("gh-secret", &body),
-        )
-        .header("content-type", "application/json")
-        .body(body.clone())
-        .send()
-        .await
-        .expect("post");
+    let github = send(
+        client
+            .post(format!("{}/hooks/ci/github", hook.base))
+            .header("X-GitHub-Event", "push")
+            .header("X-GitHub-Delivery", "d-1")
+            .header(
+                "X-Hub-Signature-256",
+                patchbay_webhook::sign("gh-secret", &body),
+            )
+            .header("content-type", "application/json")
+            .body(body.clone()),
+    )
+    .await;
     assert_eq!(github.status(), StatusCode::ACCEPTED);
-    let ping = client
-        .post(format!("{}/hooks/ci/github", hook.base))
-        .header("X-GitHub-Event", "ping")
-        .header(
-            "X-Hub-Signature-256",
-            patchbay_webhook::sign("gh-secret", b"{}"),
-        )
-        .body("{}")
-        .send()
-        .await
-        .expect("post");
+    let ping = send(
+        client
+            .post(format!("{}/hooks/ci/github", hook.base))
+            .header("X-GitHub-Event", "ping")
+            .header(
+                "X-Hub-Signature-256",
+                patchbay_webhook::sign("gh-secret", b"{}"),
+            )
+            .body("{}"),
+    )
+    .await;
     assert_eq!(
         ping.status(),
         StatusCode::OK,
@@ -354,28 +331,28 @@ async fn shipped_templates_render_github_gitlab_alertmanager_and_grafana() {
     let issue = json!({"action": "opened", "sender": {"login": "bob"}, "repository": {"full_name": "o/r"},
         "issue": {"number": 12, "title": "Crash on start", "html_url": "https://github.com/o/r/issues/12", "body": "It crashes.\nTrace: ..."}});
     let body = serde_json::to_vec(&issue).expect("json");
-    let github_issue = client
-        .post(format!("{}/hooks/ci/github", hook.base))
-        .header("X-GitHub-Event", "issues")
-        .header(
-            "X-Hub-Signature-256",
-            patchbay_webhook::sign("gh-secret", &body),
-        )
-        .body(body)
-        .send()
-        .await
-        .expect("post");
+    let github_issue = send(
+        client
+            .post(format!("{}/hooks/ci/github", hook.base))
+            .header("X-GitHub-Event", "issues")
+            .header(
+                "X-Hub-Signature-256",
+                patchbay_webhook::sign("gh-secret", &body),
+            )
+            .body(body),
+    )
+    .await;
     assert_eq!(github_issue.status(), StatusCode::ACCEPTED);
 
-    let gitlab = client
-        .post(format!("{}/hooks/ci/gitlab", hook.base))
-        .header("X-Gitlab-Token", "s3cret")
-        .json(&json!({"object_kind": "push", "ref": "refs/heads/dev", "user_name": "Carol", "total_commits_count": 1,
-            "project": {"path_with_namespace": "g/p", "web_url": "https://gitlab.com/g/p"},
-            "commits": [{"id": "abcdef0123456789", "url": "https://gitlab.com/g/p/-/commit/abcdef01", "message": "Tidy", "author": {"name": "Carol"}}]}))
-        .send()
-        .await
-        .expect("post");
+    let gitlab = send(
+        client
+            .post(format!("{}/hooks/ci/gitlab", hook.base))
+            .header("X-Gitlab-Token", "s3cret")
+            .json(&json!({"object_kind": "push", "ref": "refs/heads/dev", "user_name": "Carol", "total_commits_count": 1,
+                "project": {"path_with_namespace": "g/p", "web_url": "https://gitlab.com/g/p"},
+                "commits": [{"id": "abcdef0123456789", "url": "https://gitlab.com/g/p/-/commit/abcdef01", "message": "Tidy", "author": {"name": "Carol"}}]})),
+    )
+    .await;
     assert_eq!(gitlab.status(), StatusCode::ACCEPTED);
 
     let alert = authed(client.post(format!("{}/hooks/ci/alerts", hook.base)).json(
@@ -435,12 +412,12 @@ async fn shipped_templates_render_github_gitlab_alertmanager_and_grafana() {
 #[tokio::test]
 async fn a_room_that_only_sends_out_refuses_inbound_requests() {
     let hook = start("team", "[rooms.chat]\nurl = \"http://127.0.0.1:9/in\"\n").await;
-    let response = reqwest::Client::new()
-        .post(format!("{}/hooks/team/chat", hook.base))
-        .body("anyone?")
-        .send()
-        .await
-        .expect("post");
+    let response = send(
+        reqwest::Client::new()
+            .post(format!("{}/hooks/team/chat", hook.base))
+            .body("anyone?"),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     assert_eq!(
         error_of(response).await,

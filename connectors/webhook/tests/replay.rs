@@ -7,11 +7,10 @@ mod support;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
-use patchbay_sdk::{Author, Delivery, Event, Inbound};
+use patchbay_sdk::testkit::delivery;
 use reqwest::StatusCode;
-use serde_json::Value;
 use sha2::Sha256;
-use support::{Receiver, build, start};
+use support::{Receiver, build, error_of, send, start};
 
 const CONFIG: &str = r#"
 token = "account-token"
@@ -46,23 +45,18 @@ async fn post_slack(
     timestamp: i64,
     body: &str,
 ) -> reqwest::Response {
-    client
-        .post(url)
-        .header("content-type", "application/json")
-        .header("x-slack-request-timestamp", timestamp.to_string())
-        .header(
-            "x-slack-signature",
-            slack_signature("slack-signing-secret", timestamp, body),
-        )
-        .body(body.to_owned())
-        .send()
-        .await
-        .expect("post")
-}
-
-async fn error_of(response: reqwest::Response) -> String {
-    let json: Value = response.json().await.expect("a JSON answer");
-    json["error"].as_str().unwrap_or_default().to_owned()
+    send(
+        client
+            .post(url)
+            .header("content-type", "application/json")
+            .header("x-slack-request-timestamp", timestamp.to_string())
+            .header(
+                "x-slack-signature",
+                slack_signature("slack-signing-secret", timestamp, body),
+            )
+            .body(body.to_owned()),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -117,39 +111,24 @@ async fn a_fresh_slack_request_is_relayed_once_and_a_stale_one_is_refused() {
     );
 
     // Without the timestamp, or with a signature that is not Slack's: refused as such.
-    let no_time = client
-        .post(&url)
-        .header(
-            "x-slack-signature",
-            slack_signature("slack-signing-secret", signed_at, body),
-        )
-        .body(body)
-        .send()
-        .await
-        .expect("post");
+    let no_time = send(
+        client
+            .post(&url)
+            .header(
+                "x-slack-signature",
+                slack_signature("slack-signing-secret", signed_at, body),
+            )
+            .body(body),
+    )
+    .await;
     assert_eq!(no_time.status(), StatusCode::FORBIDDEN);
     assert_eq!(
         error_of(no_time).await,
         "the X-Slack-Request-Timestamp header is missing"
     );
-    let unsigned = client.post(&url).body(body).send().await.expect("post");
+    let unsigned = send(client.post(&url).body(body)).await;
     assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(hook.recorder.events().len(), 2);
-}
-
-fn delivery(room: &str, text: &str) -> Delivery {
-    let inbound = Inbound::message(
-        "#ops",
-        Author::named("alice"),
-        patchbay_sdk::text::markdown::from_markdown(text),
-    );
-    Delivery {
-        room: room.into(),
-        event: Event::from_inbound("irc.libera", inbound),
-        nick: "alice".into(),
-        route: "r".into(),
-        quote: None,
-    }
 }
 
 #[tokio::test]
@@ -166,7 +145,7 @@ async fn patchbays_own_signature_is_checked_by_a_patchbay_hook() {
         ),
     );
     sender
-        .deliver(delivery("peer", "from the other side"))
+        .deliver(delivery("peer", "alice", "from the other side"))
         .await
         .expect("delivered");
     let sent = receiver.accepted().pop().expect("one POST");
@@ -198,20 +177,16 @@ async fn patchbays_own_signature_is_checked_by_a_patchbay_hook() {
                 request = request.header(name, value.as_bytes());
             }
         }
-        request.send()
+        send(request)
     };
-    let first = forward(&sent.headers, sent.body.clone())
-        .await
-        .expect("post");
+    let first = forward(&sent.headers, sent.body.clone()).await;
     assert_eq!(first.status(), StatusCode::ACCEPTED);
     let events = hook.wait_events(1).await;
     assert_eq!(
         events[0].kind.body().map(|b| b.to_plain()).as_deref(),
         Some("from the other side")
     );
-    let replay = forward(&sent.headers, sent.body.clone())
-        .await
-        .expect("post");
+    let replay = forward(&sent.headers, sent.body.clone()).await;
     assert_eq!(replay.status(), StatusCode::CONFLICT);
 
     // A timestamp moved forward to dodge the window breaks the signature.
@@ -220,7 +195,7 @@ async fn patchbays_own_signature_is_checked_by_a_patchbay_hook() {
         "x-patchbay-timestamp",
         (timestamp + 5).to_string().parse().expect("header"),
     );
-    let forged = forward(&moved, sent.body.clone()).await.expect("post");
+    let forged = forward(&moved, sent.body.clone()).await;
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     assert_eq!(
         error_of(forged).await,

@@ -7,7 +7,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use patchbay_sdk::{Author, Delivery, DeliveryError, Event, Inbound, RichText};
+use patchbay_sdk::DeliveryError;
+use patchbay_sdk::testkit::delivery;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -153,17 +154,6 @@ async fn https_receiver(dir: &Path) -> (String, Arc<Mutex<Vec<String>>>) {
     (format!("https://127.0.0.1:{}/in", addr.port()), got)
 }
 
-fn delivery(room: &str) -> Delivery {
-    let inbound = Inbound::message("#a", Author::named("alice"), RichText::plain("over TLS"));
-    Delivery {
-        room: room.into(),
-        event: Event::from_inbound("irc.x", inbound),
-        nick: "alice".into(),
-        route: "r".into(),
-        quote: None,
-    }
-}
-
 #[tokio::test]
 async fn a_receiver_with_its_own_ca_is_reached_over_https_only_when_trusted() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -176,7 +166,7 @@ async fn a_receiver_with_its_own_ca_is_reached_over_https_only_when_trusted() {
             "[rooms.pinned]\nurl = \"{url}\"\npayload = \"slack\"\ntls_ca_file = \"ca.pem\"\n\n[rooms.public]\nurl = \"{url}\"\n"
         ),
     );
-    hook.deliver(delivery("pinned"))
+    hook.deliver(delivery("pinned", "alice", "over TLS"))
         .await
         .expect("delivered over https");
     let bodies = got.lock().expect("lock").clone();
@@ -185,7 +175,7 @@ async fn a_receiver_with_its_own_ca_is_reached_over_https_only_when_trusted() {
     assert_eq!(json["text"], "over TLS");
     // Without the CA, the platform's roots do not know it: a retryable failure, not a panic.
     let err = hook
-        .deliver(delivery("public"))
+        .deliver(delivery("public", "alice", "over TLS"))
         .await
         .expect_err("untrusted");
     assert!(matches!(err, DeliveryError::Retryable { .. }), "{err}");

@@ -8,18 +8,10 @@ use std::time::{Duration, Instant};
 
 use patchbay_nats::test_servers::NatsServer;
 use patchbay_nats::{Bus, BusOptions, Publish};
-use support::{WAIT, connect_with};
+use support::{WAIT, connect_with, open_room, options};
 
 async fn connect(server: &NatsServer, name: &str) -> Bus {
-    connect_with(BusOptions {
-        servers: vec![server.url()],
-        prefix: "t".into(),
-        name: name.into(),
-        lease: Duration::from_secs(5),
-        retention: Duration::from_secs(3600),
-        ..Default::default()
-    })
-    .await
+    connect_with(options(server, "t", name)).await
 }
 
 async fn publish(bus: &Bus, range: std::ops::Range<usize>) {
@@ -39,10 +31,7 @@ fn text(payload: &[u8]) -> String {
 
 /// The first delivery a holder is handed.
 async fn first(bus: &Bus) -> String {
-    let mut room = bus
-        .room_consumer("irc.a", "#room", 64)
-        .await
-        .expect("room opened");
+    let mut room = open_room(bus, "irc.a", "#room").await;
     let batch = tokio::time::timeout(WAIT, room.next(1))
         .await
         .expect("a delivery came")
@@ -56,10 +45,7 @@ async fn a_new_holder_gets_at_most_the_last_two_again() {
     let server = NatsServer::start(dir.path());
     let old = connect(&server, "old").await;
     publish(&old, 0..20).await;
-    let mut room = old
-        .room_consumer("irc.a", "#room", 64)
-        .await
-        .expect("room opened");
+    let mut room = open_room(&old, "irc.a", "#room").await;
     // Ten delivered and acknowledged one after the other, as a lane does; the eleventh
     // handed out and not done when the holder stops.
     let mut taken = Vec::new();
@@ -90,10 +76,7 @@ async fn a_settled_acknowledgement_is_never_handed_out_again() {
     let server = NatsServer::start(dir.path());
     let old = connect(&server, "old").await;
     publish(&old, 0..5).await;
-    let mut room = old
-        .room_consumer("irc.a", "#room", 64)
-        .await
-        .expect("room opened");
+    let mut room = open_room(&old, "irc.a", "#room").await;
     let mut done = 0;
     while done < 3 {
         for (seq, _) in room.next(1).await.expect("pulled") {
@@ -188,10 +171,7 @@ async fn a_shards_keeper_is_neither_counted_nor_handed_out() {
         "one keeper, three deliveries"
     );
     assert_eq!(bus.counts().await.expect("counted").0, 3);
-    let mut room = bus
-        .room_consumer("irc.a", "#room", 64)
-        .await
-        .expect("room opened");
+    let mut room = open_room(&bus, "irc.a", "#room").await;
     let mut taken = Vec::new();
     while taken.len() < 3 {
         for (seq, payload) in room.next(3).await.expect("pulled") {
@@ -245,10 +225,7 @@ async fn a_quiet_room_needs_no_consumer_and_a_busy_one_gets_one() {
     let js =
         async_nats::jetstream::new(async_nats::connect(&server.url()).await.expect("connected"));
     let shard = format!("t_outbox_{:x}", bus.layout().outbox_shard("irc.a", "#room"));
-    let mut room = bus
-        .room_consumer("irc.a", "#room", 64)
-        .await
-        .expect("room opened");
+    let mut room = open_room(&bus, "irc.a", "#room").await;
     let mut taken = Vec::new();
     publish(&bus, 0..1).await;
     take(&mut room, &mut taken, 1).await;

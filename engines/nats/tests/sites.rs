@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use patchbay_nats::test_servers::{LeafSites, NatsServer};
 use patchbay_nats::{Bus, BusOptions, PeerSite, Publish, RoomConsumer, SiteOptions};
-use support::{WAIT, connect_with};
+use support::{WAIT, connect_with, open_room};
 
 fn options(server: &NatsServer, site: &str, peer: &str) -> BusOptions {
     let accounts: BTreeMap<String, String> = [("devzat.eu", "eu"), ("devzat.us", "us")]
@@ -22,11 +22,6 @@ fn options(server: &NatsServer, site: &str, peer: &str) -> BusOptions {
         .map(|(a, s)| (a.to_owned(), s.to_owned()))
         .collect();
     BusOptions {
-        servers: vec![server.url()],
-        prefix: "pb".into(),
-        name: format!("test {site}"),
-        lease: Duration::from_secs(5),
-        retention: Duration::from_secs(3600),
         site: Some(SiteOptions {
             name: site.into(),
             peers: vec![PeerSite {
@@ -35,7 +30,7 @@ fn options(server: &NatsServer, site: &str, peer: &str) -> BusOptions {
             }],
             accounts,
         }),
-        ..Default::default()
+        ..support::options(server, "pb", &format!("test {site}"))
     }
 }
 
@@ -86,14 +81,8 @@ async fn a_cut_link_keeps_each_site_going_and_what_waited_crosses_once_in_order(
     let mut sites = LeafSites::start(dir.path(), &["eu", "us"]);
     let eu = connect(sites.site("eu"), "eu", "us").await;
     let us = connect(sites.site("us"), "us", "eu").await;
-    let mut eu_room = eu
-        .room_consumer("devzat.eu", "#main", 64)
-        .await
-        .expect("eu room");
-    let mut us_room = us
-        .room_consumer("devzat.us", "#main", 64)
-        .await
-        .expect("us room");
+    let mut eu_room = open_room(&eu, "devzat.eu", "#main").await;
+    let mut us_room = open_room(&us, "devzat.us", "#main").await;
 
     // Linked: eu -> us crosses, us -> eu crosses.
     let first = numbered("eu", 0..20);
@@ -148,14 +137,8 @@ async fn an_idle_room_wakes_for_a_delivery_from_the_other_site_without_the_poll(
     })
     .await;
     // Nothing waits for either room: each holds no consumer and waits on its bell.
-    let mut us_room = us
-        .room_consumer("devzat.us", "#main", 64)
-        .await
-        .expect("us room");
-    let mut eu_room = eu
-        .room_consumer("devzat.eu", "#main", 64)
-        .await
-        .expect("eu room");
+    let mut us_room = open_room(&us, "devzat.us", "#main").await;
+    let mut eu_room = open_room(&eu, "devzat.eu", "#main").await;
 
     let crossing = numbered("eu", 0..5);
     publish(&eu, "devzat.us", &crossing).await;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use patchbay_sdk::testkit::{self, Recorder, Running};
 use patchbay_sdk::{AccountInfo, Connector, Delivered, Delivery, DeliveryError, Inbound};
 use patchbay_sshchat::SshChatFactory;
-use patchbay_sshchat_testserver::TestUser;
+use patchbay_sshchat_testserver::{TestServer, TestUser};
 
 // Not every test binary delivers.
 #[allow(unused_imports)]
@@ -73,6 +73,32 @@ pub async fn deliver_all_to(
         }
     }
     answers
+}
+
+/// The table of the account `nick` on the Devzat test `server` over SSH, reconnecting after a
+/// second; then the lines `more`.
+pub fn over_ssh(server: &TestServer, nick: &str, more: &str) -> String {
+    format!(
+        "server = \"{}\"\ndialect = \"devzat\"\nnick = \"{nick}\"\nreconnect_min_secs = 1\n{more}",
+        server.ssh_addr(),
+    )
+}
+
+/// The table of the account `nick` on the Devzat test `server` over its plugin API with `token`.
+pub fn over_plugin(server: &TestServer, nick: &str, token: &str) -> String {
+    format!(
+        "server = \"{}\"\ndialect = \"devzat\"\nnick = \"{nick}\"\nplugin = {{ address = \"{}\", token = \"{token}\" }}\n",
+        server.ssh_addr(),
+        server.grpc_url().expect("grpc"),
+    )
+}
+
+/// The table of the account `bridge` on the ssh-chat server at `addr`, reconnecting after a
+/// second; then the lines `more`.
+pub fn on_ssh_chat(addr: &str, more: &str) -> String {
+    format!(
+        "server = \"{addr}\"\ndialect = \"ssh-chat\"\nnick = \"bridge\"\nreconnect_min_secs = 1\n{more}"
+    )
 }
 
 /// Build the connector from a TOML table (as `[sshchat.test]` would hold) and run it.

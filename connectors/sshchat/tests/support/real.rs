@@ -34,6 +34,16 @@ impl Devzat {
         let server = RealDevzat::start(dir.path(), antispam).await?;
         Some(Devzat { server, _dir: dir })
     }
+
+    /// The table of the account `relay` on this server over its plugin API with `token`,
+    /// reconnecting after 1 to 2 s.
+    pub fn plugin_config(&self, token: &str) -> String {
+        format!(
+            "server = \"{}\"\ndialect = \"devzat\"\nnick = \"relay\"\nreconnect_min_secs = 1\nreconnect_max_secs = 2\nplugin = {{ address = \"{}\", token = \"{token}\" }}\n",
+            self.ssh_addr(),
+            self.plugin_addr(),
+        )
+    }
 }
 
 impl std::ops::Deref for Devzat {

@@ -48,6 +48,17 @@ fn account(dir: &Path, name: &str) -> AccountInfo {
     }
 }
 
+/// Send `request`; its answer (a request that gets none fails the test).
+pub async fn send(request: reqwest::RequestBuilder) -> reqwest::Response {
+    request.send().await.expect("post")
+}
+
+/// The reason a refusal's JSON body gives in `error`.
+pub async fn error_of(response: reqwest::Response) -> String {
+    let json: serde_json::Value = response.json().await.expect("a JSON answer");
+    json["error"].as_str().unwrap_or_default().to_owned()
+}
+
 pub fn build(dir: &Path, name: &str, config: &str) -> Arc<dyn Connector> {
     testkit::build_in(&WebhookFactory, account(dir, name), config)
         .expect("a valid config")
