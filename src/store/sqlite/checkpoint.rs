@@ -14,11 +14,14 @@
 //! 5 GB by the end of the bench. So when a passive checkpoint leaves more than
 //! [`WalLimit::pages`] in the WAL, this thread raises [`RestartWanted`], and the writer thread,
 //! between two batches, runs a restarting checkpoint itself: it copies the little the passive
-//! one left, and the writer's next commit starts the WAL over (truncated to the limit). From
-//! this thread the restarting checkpoint starved: it must wait for the writer's lock, and a
-//! writer with work queued takes the lock again as soon as it commits (the WAL reached 1.6 GB
-//! with a 256 MiB limit). The writer waits for that copy and one fsync, once per limit's worth
-//! of writes: never at the rates chat rooms see, and a bounded file under a flood.
+//! one left, and the writer's next commit starts the WAL over, from the beginning of the same
+//! file. From this thread the restarting checkpoint starved: it must wait for the writer's
+//! lock, and a writer with work queued takes the lock again as soon as it commits (the WAL
+//! reached 1.6 GB with a 256 MiB limit). The writer waits for that copy and its fsyncs, once
+//! per limit's worth of writes: never at the rates chat rooms see, and a bounded file under a
+//! flood (15-60 ms every 2-3 s in the core bench's half-rate run). The file is not
+//! truncated when the WAL starts over: cutting a file of 300 MB back to the limit had cost the
+//! writer another 50-170 ms each time.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,13 +45,6 @@ impl Default for WalLimit {
             every: Duration::from_secs(1),
             pages: 65_536,
         }
-    }
-}
-
-impl WalLimit {
-    /// What `journal_size_limit` is set to on the writer's connection, in bytes.
-    pub(super) fn bytes(&self) -> i64 {
-        self.pages * 4096
     }
 }
 
@@ -134,8 +130,15 @@ impl Drop for Checkpointer {
 mod tests {
     use super::*;
 
-    /// A writer that never pauses: the WAL still starts over, and its file stays near the
-    /// limit instead of growing with everything written.
+    /// The checkpoint sequence number in a WAL file's header: it changes each time the WAL
+    /// starts over.
+    fn wal_sequence(wal: &Path) -> Option<u32> {
+        let header = std::fs::read(wal).ok()?;
+        Some(u32::from_be_bytes(header.get(12..16)?.try_into().ok()?))
+    }
+
+    /// A writer that never pauses: the WAL still starts over, in place, and its file stays
+    /// near the limit instead of growing with everything written.
     #[test]
     fn the_wal_stays_bounded_under_writes_that_never_pause() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -149,47 +152,40 @@ mod tests {
             .pragma_update(None, "wal_autocheckpoint", 0)
             .expect("no automatic checkpoint");
         writer
-            .pragma_update(None, "journal_size_limit", limit.bytes())
-            .expect("journal_size_limit");
-        writer
             .execute_batch("CREATE TABLE t (b BLOB)")
             .expect("table");
         let restart = RestartWanted::default();
         let mut checkpointer = Checkpointer::start(&path, limit, restart.clone()).expect("start");
         let wal = dir.path().join("store.db-wal");
-        let size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        let (mut largest, mut last) = (0u64, 0u64);
-        // The WAL's size each time it was cut back (the commit after a restart truncates it).
-        let mut cut_back = Vec::new();
-        while cut_back.len() < 3 {
+        let (mut largest, mut written, mut starts) = (0u64, 0u64, 0);
+        let mut sequence = wal_sequence(&wal);
+        while starts < 3 {
             assert!(
                 std::time::Instant::now() < deadline,
-                "the WAL never started over (largest {largest} bytes)"
+                "the WAL never started over ({written} bytes written, file {largest} bytes)"
             );
             // Eight pages a commit, commit after commit.
             writer
                 .execute("INSERT INTO t (b) VALUES (zeroblob(32768))", [])
                 .expect("insert");
+            written += 32768;
             // As the store's writer thread does between two batches.
             restart.serve(&writer);
-            let now = size();
-            if now < last {
-                cut_back.push(now);
+            let now = wal_sequence(&wal);
+            if now != sequence {
+                starts += 1;
+                sequence = now;
             }
-            largest = largest.max(now);
-            last = now;
+            largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
         }
         checkpointer.stop();
-        // The limit, and the commit that cut it back.
-        let bound = limit.bytes() as u64 + 2 * (32768 + 8 * 24);
+        // The limit and what a writer that never pauses adds during one checkpoint, with room
+        // for a slow disk; without the restarts the file would hold everything written.
+        let bound = (limit.pages as u64) * 4096 + (16 << 20);
         assert!(
-            largest > bound,
-            "the WAL never outgrew its limit: nothing to tell ({largest})"
-        );
-        assert!(
-            cut_back.iter().all(|&s| s <= bound),
-            "the WAL was not cut back to {bound} bytes: {cut_back:?} (largest {largest})"
+            largest <= bound,
+            "the WAL file grew to {largest} bytes (bound {bound}) with {written} bytes written"
         );
     }
 }
