@@ -399,20 +399,13 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn bold() -> Style {
-        Style {
-            bold: true,
-            ..Style::default()
-        }
-    }
-
     #[test]
     fn parses_toggles_and_colours() {
         let rt = parse("a \x02b\x02 \x0304,12red\x03 \x1dit\x0f \x11code\x11");
         let spans = rt.spans();
         assert_eq!(spans[0].text, "a ");
         assert_eq!(spans[1].text, "b");
-        assert_eq!(spans[1].style, bold());
+        assert_eq!(spans[1].style, Style::bold());
         assert_eq!(spans[3].text, "red");
         assert_eq!(spans[3].style.color, palette_color(4));
         assert_eq!(spans[3].style.background, palette_color(12));

@@ -52,17 +52,10 @@ fn native(target: &MessageRef) -> Option<OwnedEventId> {
     }
 }
 
-fn bold() -> Style {
-    Style {
-        bold: true,
-        ..Style::default()
-    }
-}
-
 /// Put `nick` (bold) and `separator` in front of `body`.
 fn with_nick(nick: &str, separator: &str, body: &RichText) -> RichText {
     let mut blocks = body.blocks.clone();
-    let mut head = vec![Span::styled(nick, bold()), Span::text(separator)];
+    let mut head = vec![Span::styled(nick, Style::bold()), Span::text(separator)];
     match blocks.first_mut() {
         Some(Block::Paragraph { spans }) => {
             head.append(spans);
@@ -108,7 +101,7 @@ fn content(kind: MsgType, text: &RichText) -> RoomMessageEventContent {
 
 /// A short notice line with the nick in bold.
 fn notice_line(nick: &str, rest: &str) -> Box<RoomMessageEventContent> {
-    let text = RichText::from_spans(vec![Span::styled(nick, bold()), Span::text(rest)]);
+    let text = RichText::from_spans(vec![Span::styled(nick, Style::bold()), Span::text(rest)]);
     Box::new(content(MsgType::Notice, &text))
 }
 
@@ -186,7 +179,7 @@ pub fn render(delivery: &Delivery, options: RenderOptions) -> Outgoing {
         let quoted = Block::Quote {
             blocks: vec![Block::Paragraph {
                 spans: vec![
-                    Span::styled(quote.author.clone(), bold()),
+                    Span::styled(quote.author.clone(), Style::bold()),
                     Span::text(format!(": {}", quote.text)),
                 ],
             }],

@@ -369,13 +369,6 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn bold() -> Style {
-        Style {
-            bold: true,
-            ..Style::default()
-        }
-    }
-
     #[test]
     fn parses_inline_styles() {
         let text = from_markdown("hi **bold** *it* ~~gone~~ `code` [docs](https://x.org)");
@@ -409,7 +402,7 @@ mod tests {
     fn renders_styles_and_escapes() {
         let text = RichText::from_spans(vec![
             Span::text("2*3 = 6 and "),
-            Span::styled(" loud ", bold()),
+            Span::styled(" loud ", Style::bold()),
             Span::text("# not a heading"),
         ]);
         let md = to_markdown(&text);

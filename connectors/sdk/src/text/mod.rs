@@ -92,6 +92,15 @@ fn is_false(b: &bool) -> bool {
 }
 
 impl Style {
+    /// Bold and nothing else, as a relayed nick is set; built here once so that the connectors
+    /// and their tests do not each write their own.
+    pub fn bold() -> Self {
+        Style {
+            bold: true,
+            ..Style::default()
+        }
+    }
+
     pub fn is_plain(&self) -> bool {
         *self == Style::default()
     }
