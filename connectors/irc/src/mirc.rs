@@ -7,7 +7,7 @@
 //! entry, so a colour survives IRC → IRC unchanged.
 
 use patchbay_sdk::RichText;
-use patchbay_sdk::text::{Block, Color, Span, SpanKind, Style};
+use patchbay_sdk::text::{Block, Color, ListMarker, Span, SpanKind, Style};
 
 pub const BOLD: char = '\x02';
 pub const COLOR: char = '\x03';
@@ -334,17 +334,11 @@ fn render_blocks(blocks: &[Block], prefix: &str, lines: &mut Vec<String>) {
             Block::Quote { blocks } => render_blocks(blocks, &format!("{prefix}> "), lines),
             Block::List { ordered, items } => {
                 for (n, item) in items.iter().enumerate() {
-                    let marker = if *ordered {
-                        format!("{}. ", n + 1)
-                    } else {
-                        "- ".to_owned()
-                    };
+                    let marker = ListMarker::new(*ordered, n);
                     let mut inner = Vec::new();
                     render_blocks(item, "", &mut inner);
-                    let indent = " ".repeat(marker.chars().count());
                     for (i, l) in inner.iter().enumerate() {
-                        let lead = if i == 0 { &marker } else { &indent };
-                        lines.push(format!("{prefix}{lead}{l}"));
+                        lines.push(format!("{prefix}{}{l}", marker.lead(i)));
                     }
                 }
             }
