@@ -17,7 +17,7 @@ use patchbay_sdk::{Attachment, Delivered, Delivery, DeliveryError, RichText};
 
 use crate::html::to_html;
 use crate::media::read_capped;
-use crate::render::{Outgoing, RenderOptions, fit, render};
+use crate::render::{Outgoing, RenderOptions, fit, or_fallback, render};
 use crate::state::{Shared, join_room};
 
 fn txn(delivery: &Delivery, part: &str) -> OwnedTransactionId {
@@ -94,22 +94,16 @@ pub async fn deliver(shared: &Shared, delivery: Delivery) -> Result<Delivered, D
             let sent = room
                 .send(ReactionEventContent::new(annotation))
                 .with_transaction_id(txn(&delivery, "a"))
-                .await;
-            match sent {
-                Ok(result) => Ok(delivered(result.response.event_id)),
-                Err(e) => match (classify(&e), fallback) {
-                    // The server refused the annotation (a duplicate, say): say it in words.
-                    (DeliveryError::Permanent { .. }, Some(fallback)) => {
-                        let result = room
-                            .send(*fallback)
-                            .with_transaction_id(txn(&delivery, "f"))
-                            .await
-                            .map_err(|e| classify(&e))?;
-                        Ok(delivered(result.response.event_id))
-                    }
-                    (error, _) => Err(error),
-                },
-            }
+                .await
+                .map_err(|e| classify(&e));
+            let fallback = fallback.map(|fallback| async move {
+                room.send(*fallback)
+                    .with_transaction_id(txn(&delivery, "f"))
+                    .await
+                    .map_err(|e| classify(&e))
+            });
+            let result = or_fallback(sent, fallback).await?;
+            Ok(delivered(result.response.event_id))
         }
         Outgoing::Message {
             content,

@@ -12,7 +12,7 @@ use matrix_sdk::ruma::events::room::message::{
 };
 use matrix_sdk::ruma::{OwnedEventId, OwnedUserId, UserId};
 use patchbay_sdk::text::{Block, Span, SpanKind, Style};
-use patchbay_sdk::{Attachment, Delivery, Kind, MessageRef, RichText};
+use patchbay_sdk::{Attachment, Delivery, DeliveryError, Kind, MessageRef, RichText};
 
 use crate::html::to_html;
 
@@ -34,6 +34,20 @@ pub enum Outgoing {
     Redact(OwnedEventId),
     /// Nothing to do (a deletion of a message this room never saw).
     Nothing,
+}
+
+/// What sending a reaction comes to, in both modes: the annotation's result (`sent`) or, when
+/// the server refused the annotation for good (a duplicate, say) and there is a `fallback`,
+/// the fallback's, the reaction said in words. `fallback` is a send not yet started, so it is
+/// only made when needed; this does no I/O of its own.
+pub(crate) async fn or_fallback<T>(
+    sent: Result<T, DeliveryError>,
+    fallback: Option<impl Future<Output = Result<T, DeliveryError>>>,
+) -> Result<T, DeliveryError> {
+    match (sent, fallback) {
+        (Err(DeliveryError::Permanent { .. }), Some(fallback)) => fallback.await,
+        (sent, _) => sent,
+    }
 }
 
 /// Options of the account that shape rendering.
