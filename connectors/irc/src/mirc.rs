@@ -7,7 +7,7 @@
 //! entry, so a colour survives IRC → IRC unchanged.
 
 use patchbay_sdk::RichText;
-use patchbay_sdk::text::{Block, Color, Span, SpanKind, Style};
+use patchbay_sdk::text::{Block, Color, ListMarker, Span, SpanKind, Style};
 
 pub const BOLD: char = '\x02';
 pub const COLOR: char = '\x03';
@@ -334,17 +334,11 @@ fn render_blocks(blocks: &[Block], prefix: &str, lines: &mut Vec<String>) {
             Block::Quote { blocks } => render_blocks(blocks, &format!("{prefix}> "), lines),
             Block::List { ordered, items } => {
                 for (n, item) in items.iter().enumerate() {
-                    let marker = if *ordered {
-                        format!("{}. ", n + 1)
-                    } else {
-                        "- ".to_owned()
-                    };
+                    let marker = ListMarker::new(*ordered, n);
                     let mut inner = Vec::new();
                     render_blocks(item, "", &mut inner);
-                    let indent = " ".repeat(marker.chars().count());
                     for (i, l) in inner.iter().enumerate() {
-                        let lead = if i == 0 { &marker } else { &indent };
-                        lines.push(format!("{prefix}{lead}{l}"));
+                        lines.push(format!("{prefix}{}{l}", marker.lead(i)));
                     }
                 }
             }
@@ -399,20 +393,13 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn bold() -> Style {
-        Style {
-            bold: true,
-            ..Style::default()
-        }
-    }
-
     #[test]
     fn parses_toggles_and_colours() {
         let rt = parse("a \x02b\x02 \x0304,12red\x03 \x1dit\x0f \x11code\x11");
         let spans = rt.spans();
         assert_eq!(spans[0].text, "a ");
         assert_eq!(spans[1].text, "b");
-        assert_eq!(spans[1].style, bold());
+        assert_eq!(spans[1].style, Style::bold());
         assert_eq!(spans[3].text, "red");
         assert_eq!(spans[3].style.color, palette_color(4));
         assert_eq!(spans[3].style.background, palette_color(12));

@@ -16,7 +16,8 @@ use matrix_sdk::{Client, Room};
 use patchbay_sdk::{Attachment, Delivered, Delivery, DeliveryError, RichText};
 
 use crate::html::to_html;
-use crate::render::{Outgoing, RenderOptions, fit, render};
+use crate::media::read_capped;
+use crate::render::{Outgoing, RenderOptions, fit, or_fallback, render};
 use crate::state::{Shared, join_room};
 
 fn txn(delivery: &Delivery, part: &str) -> OwnedTransactionId {
@@ -93,22 +94,16 @@ pub async fn deliver(shared: &Shared, delivery: Delivery) -> Result<Delivered, D
             let sent = room
                 .send(ReactionEventContent::new(annotation))
                 .with_transaction_id(txn(&delivery, "a"))
-                .await;
-            match sent {
-                Ok(result) => Ok(delivered(result.response.event_id)),
-                Err(e) => match (classify(&e), fallback) {
-                    // The server refused the annotation (a duplicate, say): say it in words.
-                    (DeliveryError::Permanent { .. }, Some(fallback)) => {
-                        let result = room
-                            .send(*fallback)
-                            .with_transaction_id(txn(&delivery, "f"))
-                            .await
-                            .map_err(|e| classify(&e))?;
-                        Ok(delivered(result.response.event_id))
-                    }
-                    (error, _) => Err(error),
-                },
-            }
+                .await
+                .map_err(|e| classify(&e));
+            let fallback = fallback.map(|fallback| async move {
+                room.send(*fallback)
+                    .with_transaction_id(txn(&delivery, "f"))
+                    .await
+                    .map_err(|e| classify(&e))
+            });
+            let result = or_fallback(sent, fallback).await?;
+            Ok(delivered(result.response.event_id))
         }
         Outgoing::Message {
             content,
@@ -172,29 +167,20 @@ async fn send_attachment(
     attachment: &Attachment,
     caption: &RichText,
 ) -> Result<OwnedEventId, DeliveryError> {
-    let cap = shared.config.media_max_bytes;
+    let fetch_failed = |e: matrix_sdk::reqwest::Error| {
+        DeliveryError::retryable(format!("cannot fetch {}: {e}", attachment.url))
+    };
     let http = matrix_sdk::reqwest::Client::new();
     let response = http
         .get(&attachment.url)
         .send()
         .await
         .and_then(|r| r.error_for_status())
-        .map_err(|e| DeliveryError::retryable(format!("cannot fetch {}: {e}", attachment.url)))?;
-    if response.content_length().is_some_and(|len| len > cap) {
+        .map_err(fetch_failed)?;
+    let fetched = read_capped(response, shared.config.media_max_bytes).await;
+    let Some((data, header_mime)) = fetched.map_err(fetch_failed)? else {
         return send_link(room, delivery, index, attachment, caption).await;
-    }
-    let header_mime = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let data = response
-        .bytes()
-        .await
-        .map_err(|e| DeliveryError::retryable(format!("cannot fetch {}: {e}", attachment.url)))?;
-    if data.len() as u64 > cap {
-        return send_link(room, delivery, index, attachment, caption).await;
-    }
+    };
     let mime: mime::Mime = attachment
         .mime
         .clone()
@@ -207,7 +193,7 @@ async fn send_attachment(
         .caption(Some(caption))
         .txn_id(txn(delivery, &format!("f{index}")));
     let result = room
-        .send_attachment(name, &mime, data.to_vec(), config)
+        .send_attachment(name, &mime, data, config)
         .await
         .map_err(|e| classify(&e))?;
     Ok(result.event_id)

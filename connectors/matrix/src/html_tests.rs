@@ -1,13 +1,6 @@
 use super::*;
 use proptest::prelude::*;
 
-fn bold() -> Style {
-    Style {
-        bold: true,
-        ..Style::default()
-    }
-}
-
 #[test]
 fn parses_what_element_sends() {
     let text = from_html(
@@ -86,7 +79,7 @@ fn collapses_whitespace_like_a_browser() {
 #[test]
 fn renders_escaped_and_styled() {
     let text = RichText::from_spans(vec![
-        Span::styled("alice", bold()),
+        Span::styled("alice", Style::bold()),
         Span::text(": <script>&  two\nlines"),
     ]);
     assert_eq!(

@@ -5,11 +5,15 @@
 //! attachment seen on Matrix gets an unguessable token (128 random bits) recorded in the data
 //! directory; `GET /media/TOKEN/NAME` (bot mode: `media_route`; appservice mode:
 //! `appservice::media`) fetches it and serves it with [`file_response`].
+//!
+//! Files are fetched (from the homeserver, or for Matrix from other networks' links) through
+//! [`read_capped`], the one place that keeps a download under `media_max_bytes`.
 
 use std::path::PathBuf;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use matrix_sdk::reqwest;
 use matrix_sdk::ruma::events::room::MediaSource;
 use patchbay_sdk::Attachment;
 use serde::{Deserialize, Serialize};
@@ -128,6 +132,27 @@ impl IntoResponse for Refusal {
         };
         (status, self.to_string()).into_response()
     }
+}
+
+/// A fetched file's body and `Content-Type`, or `None` when it is over `cap` bytes: checked on
+/// the announced length before reading and on the body after, as a server may announce none.
+pub(crate) async fn read_capped(
+    response: reqwest::Response,
+    cap: u64,
+) -> Result<Option<(Vec<u8>, Option<String>)>, reqwest::Error> {
+    if response.content_length().is_some_and(|len| len > cap) {
+        return Ok(None);
+    }
+    let mime = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let data = response.bytes().await?;
+    if data.len() as u64 > cap {
+        return Ok(None);
+    }
+    Ok(Some((data.to_vec(), mime)))
 }
 
 /// The file as served: its type, its name, and headers that keep a browser from running it.

@@ -12,7 +12,7 @@ use matrix_sdk::ruma::events::room::message::{
 };
 use matrix_sdk::ruma::{OwnedEventId, OwnedUserId, UserId};
 use patchbay_sdk::text::{Block, Span, SpanKind, Style};
-use patchbay_sdk::{Attachment, Delivery, Kind, MessageRef, RichText};
+use patchbay_sdk::{Attachment, Delivery, DeliveryError, Kind, MessageRef, RichText};
 
 use crate::html::to_html;
 
@@ -36,6 +36,20 @@ pub enum Outgoing {
     Nothing,
 }
 
+/// What sending a reaction comes to, in both modes: the annotation's result (`sent`) or, when
+/// the server refused the annotation for good (a duplicate, say) and there is a `fallback`,
+/// the fallback's, the reaction said in words. `fallback` is a send not yet started, so it is
+/// only made when needed; this does no I/O of its own.
+pub(crate) async fn or_fallback<T>(
+    sent: Result<T, DeliveryError>,
+    fallback: Option<impl Future<Output = Result<T, DeliveryError>>>,
+) -> Result<T, DeliveryError> {
+    match (sent, fallback) {
+        (Err(DeliveryError::Permanent { .. }), Some(fallback)) => fallback.await,
+        (sent, _) => sent,
+    }
+}
+
 /// Options of the account that shape rendering.
 #[derive(Clone, Copy, Debug)]
 pub struct RenderOptions {
@@ -52,17 +66,10 @@ fn native(target: &MessageRef) -> Option<OwnedEventId> {
     }
 }
 
-fn bold() -> Style {
-    Style {
-        bold: true,
-        ..Style::default()
-    }
-}
-
 /// Put `nick` (bold) and `separator` in front of `body`.
 fn with_nick(nick: &str, separator: &str, body: &RichText) -> RichText {
     let mut blocks = body.blocks.clone();
-    let mut head = vec![Span::styled(nick, bold()), Span::text(separator)];
+    let mut head = vec![Span::styled(nick, Style::bold()), Span::text(separator)];
     match blocks.first_mut() {
         Some(Block::Paragraph { spans }) => {
             head.append(spans);
@@ -108,7 +115,7 @@ fn content(kind: MsgType, text: &RichText) -> RoomMessageEventContent {
 
 /// A short notice line with the nick in bold.
 fn notice_line(nick: &str, rest: &str) -> Box<RoomMessageEventContent> {
-    let text = RichText::from_spans(vec![Span::styled(nick, bold()), Span::text(rest)]);
+    let text = RichText::from_spans(vec![Span::styled(nick, Style::bold()), Span::text(rest)]);
     Box::new(content(MsgType::Notice, &text))
 }
 
@@ -186,7 +193,7 @@ pub fn render(delivery: &Delivery, options: RenderOptions) -> Outgoing {
         let quoted = Block::Quote {
             blocks: vec![Block::Paragraph {
                 spans: vec![
-                    Span::styled(quote.author.clone(), bold()),
+                    Span::styled(quote.author.clone(), Style::bold()),
                     Span::text(format!(": {}", quote.text)),
                 ],
             }],

@@ -10,6 +10,8 @@ use matrix_sdk::reqwest;
 use patchbay_sdk::DeliveryError;
 use serde_json::{Value, json};
 
+use crate::media::read_capped;
+
 /// A failed call.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -353,7 +355,9 @@ impl AsClient {
             .await
             .and_then(|r| r.error_for_status())
             .map_err(|source| ApiError::unreachable(format!("download {mxc}"), source))?;
-        read_capped(response, cap, mxc).await
+        read_capped(response, cap)
+            .await
+            .map_err(|source| ApiError::unreachable(format!("fetch {mxc}"), source))
     }
 
     /// Fetch a file another network links to, at most `cap` bytes; `None` when it is larger.
@@ -370,32 +374,10 @@ impl AsClient {
             .await
             .and_then(|r| r.error_for_status())
             .map_err(|source| ApiError::unreachable(format!("fetch {url}"), source))?;
-        read_capped(response, cap, url).await
+        read_capped(response, cap)
+            .await
+            .map_err(|source| ApiError::unreachable(format!("fetch {url}"), source))
     }
-}
-
-/// A response's body and type, unless it is over `cap` bytes (`None`).
-async fn read_capped(
-    response: reqwest::Response,
-    cap: u64,
-    what: &str,
-) -> Result<Option<(Vec<u8>, Option<String>)>, ApiError> {
-    if response.content_length().is_some_and(|len| len > cap) {
-        return Ok(None);
-    }
-    let mime = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let data = response
-        .bytes()
-        .await
-        .map_err(|source| ApiError::unreachable(format!("fetch {what}"), source))?;
-    if data.len() as u64 > cap {
-        return Ok(None);
-    }
-    Ok(Some((data.to_vec(), mime)))
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use super::AppService;
 use super::ghosts;
 use super::mentions::{self, Mentionable};
 use crate::html::to_html;
-use crate::render::{Outgoing, RenderOptions, fit, render};
+use crate::render::{Outgoing, RenderOptions, fit, or_fallback, render};
 
 fn txn(delivery: &Delivery, part: &str) -> String {
     format!("pb{}{part}", delivery.event.id)
@@ -119,28 +119,17 @@ async fn send(
             fallback,
         } => {
             let content = to_json(&ReactionEventContent::new(annotation.clone()))?;
-            match client
+            let sent = client
                 .send(user, room_id, "m.reaction", &txn(delivery, "a"), content)
                 .await
-            {
-                Ok(id) => Ok(delivered(id)),
-                Err(e) => match (e.classify(), fallback) {
-                    (DeliveryError::Permanent { .. }, Some(fallback)) => {
-                        let id = client
-                            .send(
-                                user,
-                                room_id,
-                                "m.room.message",
-                                &txn(delivery, "f"),
-                                to_json(fallback)?,
-                            )
-                            .await
-                            .map_err(|e| e.classify())?;
-                        Ok(delivered(id))
-                    }
-                    (error, _) => Err(error),
-                },
-            }
+                .map_err(|e| e.classify());
+            let fallback = fallback.as_ref().map(|fallback| async move {
+                let content = to_json(fallback)?;
+                let txn_id = txn(delivery, "f");
+                let sent = client.send(user, room_id, "m.room.message", &txn_id, content);
+                sent.await.map_err(|e| e.classify())
+            });
+            Ok(delivered(or_fallback(sent, fallback).await?))
         }
         Outgoing::Message {
             content,

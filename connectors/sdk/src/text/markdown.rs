@@ -8,7 +8,7 @@
 
 use pulldown_cmark::{CodeBlockKind, Event as Md, Options, Parser, Tag, TagEnd};
 
-use super::{Block, RichText, Span, SpanKind, Style};
+use super::{Block, ListMarker, RichText, Span, SpanKind, Style};
 
 /// Parse CommonMark (with strikethrough) into rich text.
 pub fn from_markdown(source: &str) -> RichText {
@@ -215,19 +215,13 @@ fn render_blocks(blocks: &[Block], out: &mut String) {
             }
             Block::List { ordered, items } => {
                 for (n, item) in items.iter().enumerate() {
-                    let marker = if *ordered {
-                        format!("{}. ", n + 1)
-                    } else {
-                        "- ".to_owned()
-                    };
-                    let indent = " ".repeat(marker.len());
+                    let marker = ListMarker::new(*ordered, n);
                     let mut inner = String::new();
                     render_blocks(item, &mut inner);
                     for (j, line) in inner.trim_end_matches('\n').split('\n').enumerate() {
-                        if j == 0 {
-                            out.push_str(&marker);
-                        } else if !line.is_empty() {
-                            out.push_str(&indent);
+                        // A blank line inside the item stays blank, without trailing spaces.
+                        if j == 0 || !line.is_empty() {
+                            out.push_str(marker.lead(j));
                         }
                         out.push_str(line);
                         out.push('\n');
@@ -369,13 +363,6 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn bold() -> Style {
-        Style {
-            bold: true,
-            ..Style::default()
-        }
-    }
-
     #[test]
     fn parses_inline_styles() {
         let text = from_markdown("hi **bold** *it* ~~gone~~ `code` [docs](https://x.org)");
@@ -409,7 +396,7 @@ mod tests {
     fn renders_styles_and_escapes() {
         let text = RichText::from_spans(vec![
             Span::text("2*3 = 6 and "),
-            Span::styled(" loud ", bold()),
+            Span::styled(" loud ", Style::bold()),
             Span::text("# not a heading"),
         ]);
         let md = to_markdown(&text);

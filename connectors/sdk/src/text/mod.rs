@@ -87,11 +87,50 @@ pub struct Style {
     pub background: Option<Color>,
 }
 
+/// The marker of a list item: `1. ` (counting from one) in an ordered list, `- ` otherwise.
+/// Every text rendering of a list (plain, Markdown, mIRC) writes it before the item's first
+/// line and indents the item's other lines by its width, so that they line up under the text.
+pub struct ListMarker {
+    marker: String,
+    indent: String,
+}
+
+impl ListMarker {
+    /// The marker of the item at `index` (from 0).
+    pub fn new(ordered: bool, index: usize) -> Self {
+        let marker = if ordered {
+            format!("{}. ", index + 1)
+        } else {
+            "- ".to_owned()
+        };
+        let indent = " ".repeat(marker.len());
+        ListMarker { marker, indent }
+    }
+
+    /// What goes before the item's line `line` (from 0): the marker, then the indent.
+    pub fn lead(&self, line: usize) -> &str {
+        if line == 0 {
+            &self.marker
+        } else {
+            &self.indent
+        }
+    }
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
 
 impl Style {
+    /// Bold and nothing else, as a relayed nick is set; built here once so that the connectors
+    /// and their tests do not each write their own.
+    pub fn bold() -> Self {
+        Style {
+            bold: true,
+            ..Style::default()
+        }
+    }
+
     pub fn is_plain(&self) -> bool {
         *self == Style::default()
     }
@@ -229,18 +268,13 @@ fn write_plain_blocks(blocks: &[Block], prefix: &str, out: &mut String) {
             }
             Block::List { ordered, items } => {
                 for (n, item) in items.iter().enumerate() {
-                    let marker = if *ordered {
-                        format!("{}. ", n + 1)
-                    } else {
-                        "- ".to_owned()
-                    };
+                    let marker = ListMarker::new(*ordered, n);
                     let mut item_text = String::new();
                     write_plain_blocks(item, "", &mut item_text);
                     let item_text = item_text.trim_end_matches('\n');
-                    let indent = " ".repeat(marker.chars().count());
                     for (i, line) in item_text.split('\n').enumerate() {
                         out.push_str(prefix);
-                        out.push_str(if i == 0 { &marker } else { &indent });
+                        out.push_str(marker.lead(i));
                         out.push_str(line);
                         out.push('\n');
                     }
