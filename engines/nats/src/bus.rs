@@ -205,13 +205,8 @@ impl Bus {
     /// The outbox of one room, from the oldest delivery still waiting: what an earlier holder
     /// (an instance that died holding it) had in flight is handed out again at once, and its
     /// consumer is replaced when this holder creates one.
-    pub async fn room_consumer(
-        &self,
-        account: &str,
-        room: &str,
-        max: usize,
-    ) -> Result<RoomConsumer, BusError> {
-        Ok(RoomConsumer::open(
+    pub fn room_consumer(&self, account: &str, room: &str, max: usize) -> RoomConsumer {
+        RoomConsumer::open(
             &self.js,
             &self.layout,
             &self.doorbell,
@@ -219,7 +214,7 @@ impl Bus {
             account,
             room,
             max,
-        ))
+        )
     }
 
     /// Deliveries waiting, per outbox subject's (account, room).

@@ -31,7 +31,7 @@ fn text(payload: &[u8]) -> String {
 
 /// The first delivery a holder is handed.
 async fn first(bus: &Bus) -> String {
-    let mut room = open_room(bus, "irc.a", "#room").await;
+    let mut room = open_room(bus, "irc.a", "#room");
     let batch = tokio::time::timeout(WAIT, room.next(1))
         .await
         .expect("a delivery came")
@@ -45,7 +45,7 @@ async fn a_new_holder_gets_at_most_the_last_two_again() {
     let server = NatsServer::start(dir.path());
     let old = connect(&server, "old").await;
     publish(&old, 0..20).await;
-    let mut room = open_room(&old, "irc.a", "#room").await;
+    let mut room = open_room(&old, "irc.a", "#room");
     // Ten delivered and acknowledged one after the other, as a lane does; the eleventh
     // handed out and not done when the holder stops.
     let mut taken = Vec::new();
@@ -76,7 +76,7 @@ async fn a_settled_acknowledgement_is_never_handed_out_again() {
     let server = NatsServer::start(dir.path());
     let old = connect(&server, "old").await;
     publish(&old, 0..5).await;
-    let mut room = open_room(&old, "irc.a", "#room").await;
+    let mut room = open_room(&old, "irc.a", "#room");
     let mut done = 0;
     while done < 3 {
         for (seq, _) in room.next(1).await.expect("pulled") {
@@ -139,10 +139,16 @@ async fn an_outbox_from_before_the_shards_is_drained_first() {
     );
 }
 
-/// Messages in stream `name`.
-async fn messages_in(js: &async_nats::jetstream::Context, name: &str) -> u64 {
-    let mut stream = js.get_stream(name).await.expect("stream");
-    stream.info().await.expect("stream info").state.messages
+/// The state of the outbox shard that holds `irc.a`'s `#room`, read through a client of its
+/// own.
+async fn room_shard(server: &NatsServer, bus: &Bus) -> async_nats::jetstream::stream::State {
+    let client = async_nats::connect(&server.url()).await.expect("connected");
+    let name = format!("t_outbox_{:x}", bus.layout().outbox_shard("irc.a", "#room"));
+    let mut stream = async_nats::jetstream::new(client)
+        .get_stream(name)
+        .await
+        .expect("stream");
+    stream.info().await.expect("stream info").state.clone()
 }
 
 /// A busy outbox shard holds a keeper beside its deliveries (so the server's newest block
@@ -153,12 +159,9 @@ async fn a_shards_keeper_is_neither_counted_nor_handed_out() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = NatsServer::start(dir.path());
     let bus = connect(&server, "one").await;
-    let js =
-        async_nats::jetstream::new(async_nats::connect(&server.url()).await.expect("connected"));
-    let shard = format!("t_outbox_{:x}", bus.layout().outbox_shard("irc.a", "#room"));
     publish(&bus, 0..3).await;
     let deadline = Instant::now() + WAIT;
-    while messages_in(&js, &shard).await < 4 {
+    while room_shard(&server, &bus).await.messages < 4 {
         assert!(
             Instant::now() < deadline,
             "no keeper came beside the deliveries"
@@ -166,12 +169,12 @@ async fn a_shards_keeper_is_neither_counted_nor_handed_out() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
-        messages_in(&js, &shard).await,
+        room_shard(&server, &bus).await.messages,
         4,
         "one keeper, three deliveries"
     );
     assert_eq!(bus.counts().await.expect("counted").0, 3);
-    let mut room = open_room(&bus, "irc.a", "#room").await;
+    let mut room = open_room(&bus, "irc.a", "#room");
     let mut taken = Vec::new();
     while taken.len() < 3 {
         for (seq, payload) in room.next(3).await.expect("pulled") {
@@ -185,18 +188,11 @@ async fn a_shards_keeper_is_neither_counted_nor_handed_out() {
         assert!(Instant::now() < deadline, "the deliveries were not removed");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(messages_in(&js, &shard).await, 1, "the keeper stays");
-}
-
-/// Consumers on stream `name`.
-async fn consumers_on(js: &async_nats::jetstream::Context, name: &str) -> usize {
-    let mut stream = js.get_stream(name).await.expect("stream");
-    stream
-        .info()
-        .await
-        .expect("stream info")
-        .state
-        .consumer_count
+    assert_eq!(
+        room_shard(&server, &bus).await.messages,
+        1,
+        "the keeper stays"
+    );
 }
 
 /// Take deliveries from `room`, acknowledging each as a lane does, until `taken` holds `n`.
@@ -222,10 +218,7 @@ async fn a_quiet_room_needs_no_consumer_and_a_busy_one_gets_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = NatsServer::start(dir.path());
     let bus = connect(&server, "one").await;
-    let js =
-        async_nats::jetstream::new(async_nats::connect(&server.url()).await.expect("connected"));
-    let shard = format!("t_outbox_{:x}", bus.layout().outbox_shard("irc.a", "#room"));
-    let mut room = open_room(&bus, "irc.a", "#room").await;
+    let mut room = open_room(&bus, "irc.a", "#room");
     let mut taken = Vec::new();
     publish(&bus, 0..1).await;
     take(&mut room, &mut taken, 1).await;
@@ -235,7 +228,7 @@ async fn a_quiet_room_needs_no_consumer_and_a_busy_one_gets_one() {
         "removed once done"
     );
     assert_eq!(
-        consumers_on(&js, &shard).await,
+        room_shard(&server, &bus).await.consumer_count,
         0,
         "read without a consumer"
     );
@@ -243,7 +236,7 @@ async fn a_quiet_room_needs_no_consumer_and_a_busy_one_gets_one() {
     take(&mut room, &mut taken, 40).await;
     assert_eq!(taken, (0..40).map(|n| format!("d{n}")).collect::<Vec<_>>());
     assert_eq!(
-        consumers_on(&js, &shard).await,
+        room_shard(&server, &bus).await.consumer_count,
         1,
         "a busy room has its consumer"
     );

@@ -81,8 +81,8 @@ async fn a_cut_link_keeps_each_site_going_and_what_waited_crosses_once_in_order(
     let mut sites = LeafSites::start(dir.path(), &["eu", "us"]);
     let eu = connect(sites.site("eu"), "eu", "us").await;
     let us = connect(sites.site("us"), "us", "eu").await;
-    let mut eu_room = open_room(&eu, "devzat.eu", "#main").await;
-    let mut us_room = open_room(&us, "devzat.us", "#main").await;
+    let mut eu_room = open_room(&eu, "devzat.eu", "#main");
+    let mut us_room = open_room(&us, "devzat.us", "#main");
 
     // Linked: eu -> us crosses, us -> eu crosses.
     let first = numbered("eu", 0..20);
@@ -137,8 +137,8 @@ async fn an_idle_room_wakes_for_a_delivery_from_the_other_site_without_the_poll(
     })
     .await;
     // Nothing waits for either room: each holds no consumer and waits on its bell.
-    let mut us_room = open_room(&us, "devzat.us", "#main").await;
-    let mut eu_room = open_room(&eu, "devzat.eu", "#main").await;
+    let mut us_room = open_room(&us, "devzat.us", "#main");
+    let mut eu_room = open_room(&eu, "devzat.eu", "#main");
 
     let crossing = numbered("eu", 0..5);
     publish(&eu, "devzat.us", &crossing).await;

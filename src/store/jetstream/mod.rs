@@ -275,8 +275,7 @@ impl Store for JetStreamStore {
     async fn open_room(&self, room: &RoomKey) -> Result<Box<dyn RoomOutbox>, StoreError> {
         let consumer = self
             .bus
-            .room_consumer(&room.account, &room.room, PULL_AHEAD)
-            .await?;
+            .room_consumer(&room.account, &room.room, PULL_AHEAD);
         Ok(Box::new(JetStreamRoom {
             bus: self.bus.clone(),
             room: room.clone(),
