@@ -191,16 +191,12 @@ impl Metrics {
     pub fn render(&self, outbox: &BTreeMap<String, u64>, up: &BTreeMap<String, bool>) -> String {
         let inner = self.inner();
         let mut out = String::new();
-        let name = "patchbay_events_accepted_total";
-        family(
+        by_account(
             &mut out,
-            name,
-            "counter",
+            ("patchbay_events_accepted_total", "counter"),
             "Events recorded, by source account.",
+            &inner.accepted,
         );
-        for (account, n) in &inner.accepted {
-            sample(&mut out, name, &[("account", account)], n);
-        }
         for (name, help, map) in [
             (
                 "patchbay_deliveries_total",
@@ -218,12 +214,12 @@ impl Metrics {
                 sample(&mut out, name, &[("account", account), ("route", route)], n);
             }
         }
-        let name = "patchbay_delivery_retries_total";
-        let help = "Delivery attempts that failed and are tried again, by destination account.";
-        family(&mut out, name, "counter", help);
-        for (account, n) in &inner.retried {
-            sample(&mut out, name, &[("account", account)], n);
-        }
+        by_account(
+            &mut out,
+            ("patchbay_delivery_retries_total", "counter"),
+            "Delivery attempts that failed and are tried again, by destination account.",
+            &inner.retried,
+        );
         let name = "patchbay_delivery_latency_seconds";
         family(
             &mut out,
@@ -240,26 +236,21 @@ impl Metrics {
         sample(&mut out, bucket, &[("le", "+Inf")], inner.latency_count);
         sample(&mut out, &format!("{name}_sum"), &[], inner.latency_sum);
         sample(&mut out, &format!("{name}_count"), &[], inner.latency_count);
-        let name = "patchbay_outbox_depth";
-        family(
+        by_account(
             &mut out,
-            name,
-            "gauge",
+            ("patchbay_outbox_depth", "gauge"),
             "Deliveries waiting, by destination account.",
+            outbox,
         );
-        for (account, n) in outbox {
-            sample(&mut out, name, &[("account", account)], n);
-        }
-        let name = "patchbay_connector_up";
-        family(
+        let up = up
+            .iter()
+            .map(|(account, is_up)| (account, u8::from(*is_up)));
+        by_account(
             &mut out,
-            name,
-            "gauge",
+            ("patchbay_connector_up", "gauge"),
             "Whether an account's connector is connected.",
+            up,
         );
-        for (account, is_up) in up {
-            sample(&mut out, name, &[("account", account)], u8::from(*is_up));
-        }
         let name = "patchbay_reloads_total";
         let help = "Config reloads, by outcome (applied, refused).";
         family(&mut out, name, "counter", help);
@@ -286,6 +277,19 @@ impl Metrics {
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A family with one sample per account: (`name`, `kind`), then its help and samples.
+fn by_account<'a, V: std::fmt::Display>(
+    out: &mut String,
+    (name, kind): (&str, &str),
+    help: &str,
+    samples: impl IntoIterator<Item = (&'a String, V)>,
+) {
+    family(out, name, kind, help);
+    for (account, value) in samples {
+        sample(out, name, &[("account", account)], value);
+    }
 }
 
 /// One sample: `name{label="value",…} value`, the label values escaped.
