@@ -299,30 +299,13 @@ async fn shipped_templates_render_github_gitlab_alertmanager_and_grafana() {
     });
     let body = serde_json::to_vec(&push).expect("json");
     let github = send(
-        client
-            .post(format!("{}/hooks/ci/github", hook.base))
-            .header("X-GitHub-Event", "push")
+        signed_github(&client, &hook.base, "push", body.clone())
             .header("X-GitHub-Delivery", "d-1")
-            .header(
-                "X-Hub-Signature-256",
-                patchbay_webhook::sign("gh-secret", &body),
-            )
-            .header("content-type", "application/json")
-            .body(body.clone()),
+            .header("content-type", "application/json"),
     )
     .await;
     assert_eq!(github.status(), StatusCode::ACCEPTED);
-    let ping = send(
-        client
-            .post(format!("{}/hooks/ci/github", hook.base))
-            .header("X-GitHub-Event", "ping")
-            .header(
-                "X-Hub-Signature-256",
-                patchbay_webhook::sign("gh-secret", b"{}"),
-            )
-            .body("{}"),
-    )
-    .await;
+    let ping = send(signed_github(&client, &hook.base, "ping", b"{}".to_vec())).await;
     assert_eq!(
         ping.status(),
         StatusCode::OK,
@@ -331,17 +314,7 @@ async fn shipped_templates_render_github_gitlab_alertmanager_and_grafana() {
     let issue = json!({"action": "opened", "sender": {"login": "bob"}, "repository": {"full_name": "o/r"},
         "issue": {"number": 12, "title": "Crash on start", "html_url": "https://github.com/o/r/issues/12", "body": "It crashes.\nTrace: ..."}});
     let body = serde_json::to_vec(&issue).expect("json");
-    let github_issue = send(
-        client
-            .post(format!("{}/hooks/ci/github", hook.base))
-            .header("X-GitHub-Event", "issues")
-            .header(
-                "X-Hub-Signature-256",
-                patchbay_webhook::sign("gh-secret", &body),
-            )
-            .body(body),
-    )
-    .await;
+    let github_issue = send(signed_github(&client, &hook.base, "issues", body)).await;
     assert_eq!(github_issue.status(), StatusCode::ACCEPTED);
 
     let gitlab = send(
@@ -464,4 +437,21 @@ async fn markdown_that_renders_to_nothing_is_relayed_as_sent() {
         let events = hook.wait_events(n + 1).await;
         assert_eq!(body_text(&events[n].kind), text);
     }
+}
+
+/// A GitHub `event` delivery of `body` to the hook's `github` room, signed with its secret.
+fn signed_github(
+    client: &reqwest::Client,
+    base: &str,
+    event: &str,
+    body: Vec<u8>,
+) -> reqwest::RequestBuilder {
+    client
+        .post(format!("{base}/hooks/ci/github"))
+        .header("X-GitHub-Event", event)
+        .header(
+            "X-Hub-Signature-256",
+            patchbay_webhook::sign("gh-secret", &body),
+        )
+        .body(body)
 }
