@@ -50,7 +50,9 @@ fn classify_kind(kind: Option<&ErrorKind>, message: String) -> DeliveryError {
             | ErrorKind::TooLarge
             | ErrorKind::BadJson
             | ErrorKind::NotJson
-            | ErrorKind::InvalidParam,
+            | ErrorKind::InvalidParam
+            // The same reaction twice: never accepted, said in words instead (see `render`).
+            | ErrorKind::DuplicateAnnotation,
         ) => DeliveryError::permanent(message),
         _ => DeliveryError::retryable(message),
     }

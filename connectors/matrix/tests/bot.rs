@@ -233,6 +233,29 @@ async fn edits_redactions_replies_and_reactions_both_ways() {
         .wait_event(&room_id, "the relayed reaction", reaction.as_str())
         .await;
     assert_eq!(event["content"]["m.relates_to"]["key"], "🎉");
+    // The same reaction again is refused by the homeserver (a duplicate annotation): it is
+    // said in words instead.
+    let again = deliver(
+        &bot,
+        delivery(
+            &alias,
+            Kind::Reaction {
+                target: target.clone(),
+                emoji: "🎉".into(),
+            },
+            None,
+        ),
+    )
+    .await;
+    let event = alice
+        .wait_event(&room_id, "the reaction said in words", again.as_str())
+        .await;
+    assert_eq!(event["content"]["msgtype"], "m.notice");
+    assert!(
+        body_of(&event).ends_with("reacted 🎉"),
+        "{:?}",
+        body_of(&event)
+    );
 
     let deleted = support::within(
         "the deletion",

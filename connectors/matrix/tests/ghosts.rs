@@ -165,11 +165,10 @@ async fn a_hostile_name_becomes_a_valid_ghost_and_relations_work_both_ways() {
         target: MessageRef::Native(reply_id.to_string()),
         emoji: "👍".into(),
     };
+    let reaction = relayed("irc.libera", &room, Author::named(hostile), react);
     within(
         "the ghost's reaction",
-        running
-            .connector
-            .deliver(relayed("irc.libera", &room, Author::named(hostile), react)),
+        running.connector.deliver(reaction.clone()),
     )
     .await
     .expect("delivered");
@@ -182,6 +181,20 @@ async fn a_hostile_name_becomes_a_valid_ghost_and_relations_work_both_ways() {
         annotation["content"]["m.relates_to"]["event_id"],
         reply_id.as_str()
     );
+    // The same reaction again is refused by the homeserver (a duplicate annotation): the
+    // ghost says it in words instead.
+    let mut again = reaction;
+    again.event.id = patchbay_sdk::EventId::new();
+    within("the reaction again", running.connector.deliver(again))
+        .await
+        .expect("delivered");
+    let notice = alice
+        .wait_for(&room_id, "the reaction said in words", |e| {
+            e["sender"] == ghost.as_str() && e["content"]["msgtype"] == "m.notice"
+        })
+        .await;
+    let body = notice["content"]["body"].as_str().unwrap_or_default();
+    assert!(body.contains("reacted 👍"), "{body:?}");
     running.stop().await;
 }
 

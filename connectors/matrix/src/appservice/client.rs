@@ -72,6 +72,7 @@ impl ApiError {
                         | "M_INVALID_PARAM"
                         | "M_EXCLUSIVE"
                         | "M_INVALID_USERNAME"
+                        | "M_DUPLICATE_ANNOTATION"
                 ) =>
             {
                 DeliveryError::permanent(self.to_string())
