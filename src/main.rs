@@ -139,6 +139,7 @@ fn main() -> std::process::ExitCode {
         tracing::debug!("a TLS crypto provider was already installed");
     }
     let registry = Registry::builtin();
+    let no_overrides = config::Overrides::default();
     let result = match cli.command {
         #[cfg(feature = "matrix")]
         Command::MatrixRegistration {
@@ -148,7 +149,12 @@ fn main() -> std::process::ExitCode {
         } => matrix_registration(&config, &account, out.as_deref(), &registry),
         Command::Check { config } => check(&config, &registry),
         Command::Run { config, instance } => run(&config, &instance.overrides(), &registry),
-        Command::Status { config, instance } => status(&config, &instance.overrides(), &registry),
+        Command::Status { config, instance } => admin_command(
+            &config,
+            &instance.overrides(),
+            &registry,
+            |config| async move { patchbay::admin::cli::status(&config).await },
+        ),
         Command::DeadLetters { config, action } => {
             let action = match action {
                 DeadLettersAction::List => DeadAction::List,
@@ -156,17 +162,21 @@ fn main() -> std::process::ExitCode {
                 DeadLettersAction::Discard { id } => DeadAction::Discard(id),
             };
             match config {
-                Some(config) => admin_command(&config, &registry, |config| async move {
-                    patchbay::admin::cli::dead_letters(&config, action).await
-                }),
+                Some(config) => {
+                    admin_command(&config, &no_overrides, &registry, |config| async move {
+                        patchbay::admin::cli::dead_letters(&config, action).await
+                    })
+                }
                 None => Err(anyhow::anyhow!(
                     "which config? give --config FILE (or set PATCHBAY_CONFIG)"
                 )),
             }
         }
-        Command::Reload { config } => admin_command(&config, &registry, |config| async move {
-            patchbay::admin::cli::reload(&config).await
-        }),
+        Command::Reload { config } => {
+            admin_command(&config, &no_overrides, &registry, |config| async move {
+                patchbay::admin::cli::reload(&config).await
+            })
+        }
         Command::ImportMatterbridge { file } => {
             patchbay::import::run(&file, &registry).map_err(anyhow::Error::from)
         }
@@ -193,26 +203,10 @@ fn load_with(
         .map_err(|diagnostics| anyhow::anyhow!("{diagnostics}"))
 }
 
-fn status(
-    path: &std::path::Path,
-    overrides: &config::Overrides,
-    registry: &Registry,
-) -> anyhow::Result<()> {
-    let config = load_with(path, overrides, registry)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    print!(
-        "{}",
-        runtime.block_on(patchbay::admin::cli::status(&config))?
-    );
-    Ok(())
-}
-
 /// Run one of the admin commands on the config at `path` and print what it says.
 fn admin_command<F, Fut>(
     path: &std::path::Path,
+    overrides: &config::Overrides,
     registry: &Registry,
     command: F,
 ) -> anyhow::Result<()>
@@ -220,7 +214,7 @@ where
     F: FnOnce(Config) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<String>>,
 {
-    let config = load(path, registry)?;
+    let config = load_with(path, overrides, registry)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
