@@ -3,7 +3,8 @@
 //! (InspIRCd), Devzat (the sshchat test server), webhooks and API clients appear in Matrix as
 //! ghosts; Matrix edits, redactions, replies and media reach the other side; a gateway killed
 //! while Synapse has a transaction outstanding relays each of its events once after the
-//! restart; a restart reuses the ghosts.
+//! restart; a gateway back after an outage gets what Synapse held at once (its ping); a
+//! restart reuses the ghosts.
 #![cfg(feature = "matrix")]
 #![recursion_limit = "256"]
 
@@ -389,4 +390,52 @@ async fn bot_mode_syncs_do_not_repeat_the_key_backup_warning() {
     assert!(tokio::task::block_in_place(|| gateway.stop()));
     let log = std::fs::read_to_string(dir.path().join("patchbay.log")).unwrap_or_default();
     assert!(!log.contains("no backup key was found"), "{log}");
+}
+
+/// A gateway down long enough for Synapse to back off: what was said meanwhile arrives as soon
+/// as the gateway is back (its ping at start has Synapse send what it holds), not when
+/// Synapse's backoff, grown to 16 s by then, would try next. While the gateway is down the
+/// test holds its port and closes each of Synapse's tries unanswered, so it counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_was_said_while_the_gateway_was_down_arrives_as_soon_as_it_is_back() {
+    let (slot, alice, room, alias) = slot_with_room(5, "down").await;
+    let config = slot.config(
+        &[&alias],
+        &format!(
+            "[console.term]\ninput = \"none\"\noutput = \"stdout\"\n\n\
+             [[route]]\nname = \"r\"\ninout = [\"matrix.home/{alias}\", \"console.term/lobby\"]\n"
+        ),
+    );
+    let mut gateway = slot.start(&config, &alice, &room).await;
+    alice.say(&room, "before the stop").await;
+    console_line(&mut gateway, |line| line.contains("before the stop"));
+    assert!(tokio::task::block_in_place(|| gateway.stop()));
+
+    let held = tokio::net::TcpListener::bind(("127.0.0.1", slot.port))
+        .await
+        .expect("hold the gateway's port");
+    alice.say(&room, "while it was down").await;
+    // Synapse's send, then its tries 2, 4 and 8 s after each failure: the next is 16 s away.
+    for attempt in 1..=4 {
+        let accepted = tokio::time::timeout(WAIT, held.accept()).await;
+        let Ok(Ok((connection, _))) = accepted else {
+            panic!("Synapse's try {attempt} to send the transaction did not come");
+        };
+        drop(connection);
+    }
+    drop(held);
+
+    let mut gateway = Gateway::start(&slot.dir, &config);
+    tokio::task::block_in_place(|| {
+        gateway.expect_line(std::time::Duration::from_secs(12), |line| {
+            line.contains("while it was down")
+        })
+    });
+    assert!(
+        gateway
+            .log()
+            .contains("the homeserver reaches this gateway"),
+        "the gateway's ping of the homeserver is logged"
+    );
+    assert!(tokio::task::block_in_place(|| gateway.stop()));
 }

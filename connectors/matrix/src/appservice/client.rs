@@ -191,6 +191,19 @@ impl AsClient {
         Ok(value["user_id"].as_str().unwrap_or_default().to_owned())
     }
 
+    /// Ask the homeserver to call this application service's ping at the registered `url`
+    /// (`POST /_matrix/client/v1/appservice/{id}/ping`), and return the round trip it
+    /// measured. A homeserver that reached us sends at once the transactions it holds for us
+    /// (Synapse otherwise waits out a backoff that grows to 8.5 minutes while we are down).
+    pub async fn ping(&self, id: &str, transaction: &str) -> Result<Duration, ApiError> {
+        let path = format!("/_matrix/client/v1/appservice/{}/ping", encode(id));
+        let body = json!({ "transaction_id": transaction });
+        let value = self.json(reqwest::Method::POST, &path, None, body).await?;
+        Ok(Duration::from_millis(
+            value["duration_ms"].as_u64().unwrap_or_default(),
+        ))
+    }
+
     /// Register a user of the namespace; one that exists already is fine.
     pub async fn register(&self, localpart: &str) -> Result<(), ApiError> {
         let body = json!({"type": "m.login.application_service", "username": localpart,

@@ -49,7 +49,7 @@ use patchbay_sdk::{
     Backoff, Connection, ConnectorContext, ConnectorError, DeliveryError, Ended, EventSink,
     HealthEvent, Supervisor,
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use self::client::AsClient;
 use self::config::AppServiceConfig;
@@ -304,6 +304,8 @@ struct Serving<'a> {
 impl Connection for Serving<'_> {
     async fn connect_once(&mut self) -> Ended {
         let mut up = false;
+        // Whether the homeserver has reached us at the registered url this connection.
+        let mut reached = false;
         loop {
             if let Err(ended) = self.check(up).await {
                 return ended;
@@ -327,6 +329,9 @@ impl Connection for Serving<'_> {
                 .running
                 .store(true, std::sync::atomic::Ordering::SeqCst);
             self.ctx.state.up();
+            if !reached {
+                reached = self.ping(up).await;
+            }
             up = true;
             let wait = if self.pending.is_empty() {
                 RECHECK
@@ -342,6 +347,36 @@ impl Connection for Serving<'_> {
 }
 
 impl Serving<'_> {
+    /// Have the homeserver call our ping at the registered url ([`AsClient::ping`]), so that
+    /// it sends what it held for us while we were away now rather than after its backoff, and
+    /// so that a url it cannot reach is said at start, not found out from missing messages.
+    /// Whether it is done: reached, or a homeserver without the ping (not asked again).
+    async fn ping(&self, again: bool) -> bool {
+        let Ok(client) = self.service.client() else {
+            return false;
+        };
+        let config = &self.service.config;
+        let transaction = format!("patchbay-{}", patchbay_sdk::Timestamp::now().0);
+        match client.ping(&config.id, &transaction).await {
+            Ok(took) => {
+                info!(url = %config.url, round_trip_ms = took.as_millis() as u64, "the homeserver reaches this gateway");
+                true
+            }
+            Err(e) if e.errcode() == Some("M_UNRECOGNIZED") => {
+                debug!(error = %e, "the homeserver has no application service ping");
+                true
+            }
+            Err(e) if !again => {
+                warn!(url = %config.url, error = %e, "the homeserver could not ping this gateway, so Matrix messages may not arrive: check that `appservice_url` is this listener as the homeserver reaches it, and that the homeserver loaded the registration `patchbay matrix-registration` writes now; asking again");
+                false
+            }
+            Err(e) => {
+                debug!(error = %e, "the homeserver still cannot reach this gateway");
+                false
+            }
+        }
+    }
+
     /// Whether the homeserver answers and knows the `as_token` as our bot; how the connection
     /// ended when not.
     async fn check(&self, up: bool) -> Result<(), Ended> {
