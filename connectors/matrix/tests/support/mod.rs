@@ -299,6 +299,13 @@ impl Running {
         event
     }
 
+    /// The plain text of the next event recorded that is not the connector's own echo (those
+    /// before it are read too): what someone said on Matrix, as the gateway gets it.
+    pub async fn next_said(&mut self, what: &str) -> String {
+        let event = self.next_matching(what, |e| !e.is_echo).await;
+        event.kind.body().expect("body").to_plain()
+    }
+
     /// The next event recorded, if there is one yet.
     pub fn try_next(&mut self) -> Option<Inbound> {
         let next = self.run.recorder.events().into_iter().nth(self.read);
