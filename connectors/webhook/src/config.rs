@@ -179,6 +179,25 @@ pub struct InboundSettings {
     pub closed: bool,
 }
 
+/// The hook the module tests start from: no token or secret, GitHub's signature header and
+/// scheme with five minutes' leeway, the format guessed, posting as `hook`.
+#[cfg(test)]
+pub(crate) fn test_hook() -> InboundSettings {
+    InboundSettings {
+        token: None,
+        secret: None,
+        signature_header: "X-Hub-Signature-256".into(),
+        signature_scheme: SignatureScheme::Github,
+        signature_max_age: Duration::from_secs(300),
+        format: Format::Auto,
+        template: None,
+        username: "hook".into(),
+        avatar_url: None,
+        kind: InboundKind::Message,
+        closed: false,
+    }
+}
+
 /// How deliveries to one room are POSTed.
 #[derive(Clone, Debug)]
 pub struct OutboundSettings {
