@@ -485,26 +485,22 @@ impl IrcConfig {
     }
 }
 
+/// An account's table read and checked as the factory does, for the crate's unit tests: its
+/// directories do not exist, so a file it names cannot be read.
+#[cfg(test)]
+pub(crate) fn from_test_table(table: &str) -> Result<IrcConfig, ConfigError> {
+    let account = AccountInfo {
+        account: "irc.test".into(),
+        config_dir: PathBuf::from("/nonexistent"),
+        data_dir: PathBuf::from("/nonexistent/data"),
+    };
+    IrcConfig::from_table(&account, toml::from_str(table).expect("test toml"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn info() -> AccountInfo {
-        AccountInfo {
-            account: "irc.test".into(),
-            config_dir: PathBuf::from("/nonexistent"),
-            data_dir: PathBuf::from("/nonexistent/data"),
-        }
-    }
-
-    fn table(s: &str) -> toml::Table {
-        toml::from_str(s).expect("test toml")
-    }
-
-    /// An account's table read and checked as the factory does.
-    fn parse(s: &str) -> Result<IrcConfig, ConfigError> {
-        IrcConfig::from_table(&info(), table(s))
-    }
+    use from_test_table as parse;
 
     #[test]
     fn minimal_config_gets_defaults() {
