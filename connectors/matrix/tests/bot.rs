@@ -3,11 +3,7 @@
 
 mod support;
 
-use matrix_sdk::ruma::events::reaction::ReactionEventContent;
-use matrix_sdk::ruma::events::relation::{Annotation, InReplyTo, Reply};
-use matrix_sdk::ruma::events::room::message::{
-    Relation, ReplacementMetadata, RoomMessageEventContent,
-};
+use matrix_sdk::ruma::events::room::message::{ReplacementMetadata, RoomMessageEventContent};
 use matrix_sdk::ruma::{OwnedEventId, OwnedUserId};
 use patchbay_sdk::{Author, Delivered, Delivery, DeliveryError, Kind, MessageRef, RichText};
 use serde_json::Value;
@@ -37,10 +33,7 @@ fn session_of(dir: &tempfile::TempDir) -> Value {
 }
 
 async fn deliver(bot: &Running, delivery: Delivery) -> OwnedEventId {
-    let delivered = support::within("a delivery", bot.connector.deliver(delivery))
-        .await
-        .expect("delivered");
-    let id = delivered.remote_id.expect("a remote id");
+    let id = bot.deliver_sent(delivery).await;
     OwnedEventId::try_from(id).expect("event id")
 }
 
@@ -152,24 +145,13 @@ async fn edits_redactions_replies_and_reactions_both_ways() {
         }
         other => panic!("not an edit: {other:?}"),
     }
-    let mut reply = RoomMessageEventContent::text_plain("an answer");
-    reply.relates_to = Some(Relation::Reply(Reply::new(InReplyTo::new(
-        original.clone(),
-    ))));
-    alice.send(&room_id, reply).await;
+    alice.reply(&room_id, &original, "an answer").await;
     let reply = bot.next_matching("the reply", |e| !e.is_echo).await;
     assert_eq!(
         reply.reply_to,
         Some(MessageRef::Native(original.to_string()))
     );
-    alice
-        .room(&room_id)
-        .send(ReactionEventContent::new(Annotation::new(
-            original.clone(),
-            "👍".into(),
-        )))
-        .await
-        .expect("react");
+    alice.react(&room_id, &original, "👍").await;
     let reaction = bot.next_matching("the reaction", |e| !e.is_echo).await;
     assert_eq!(
         reaction.kind,
@@ -250,13 +232,9 @@ async fn edits_redactions_replies_and_reactions_both_ways() {
         body_of(&event)
     );
 
-    let deleted = support::within(
-        "the deletion",
-        bot.connector
-            .deliver(delivery(&alias, Kind::Delete { target }, None)),
-    )
-    .await
-    .expect("delivered");
+    let deleted = bot
+        .deliver(delivery(&alias, Kind::Delete { target }, None))
+        .await;
     assert_eq!(deleted, Delivered::default());
     alice
         .wait_for(&room_id, "the relayed redaction", |e| {

@@ -6,7 +6,7 @@
 mod support;
 
 use support::synapse::json_of;
-use support::{User, bot_table, message, start, synapse, unique, within};
+use support::{User, bot_table, message, start, synapse, unique};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_encrypted_room_is_relayed_both_ways_across_a_restart() {
@@ -41,10 +41,7 @@ async fn an_encrypted_room_is_relayed_both_ways_across_a_restart() {
 
     // Gateway -> Matrix: encrypted by the bot, decrypted by alice's client.
     let delivery = message(room_id.as_str(), "bob", "hello, encrypted");
-    let delivered = within("the delivery", bot.connector.deliver(delivery))
-        .await
-        .expect("delivered");
-    let id = delivered.remote_id.expect("remote id");
+    let id = bot.deliver_sent(delivery).await;
     let seen = alice
         .wait_for(&room_id, "the bot's encrypted message", |e| {
             e["event_id"] == id.as_str() && e["type"] == "m.room.message"

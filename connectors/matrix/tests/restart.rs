@@ -44,14 +44,7 @@ async fn a_homeserver_crash_loses_and_doubles_nothing() {
         assert_eq!(bot.next_said(expected).await, expected);
     }
     // The retried delivery goes through once the server is back.
-    let id = within(
-        "the retried delivery",
-        bot.connector.deliver(message(&alias, "bob", "queued")),
-    )
-    .await
-    .expect("delivered")
-    .remote_id
-    .expect("remote id");
+    let id = bot.deliver_sent(message(&alias, "bob", "queued")).await;
     alice
         .wait_event(&room_id, "the retried delivery", id.as_str())
         .await;
