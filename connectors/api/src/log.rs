@@ -207,6 +207,11 @@ mod tests {
         }
     }
 
+    /// The ids of what a read returned, in its order.
+    fn ids(read: Result<Vec<Entry>, LogError>) -> Vec<i64> {
+        read.expect("read").iter().map(|e| e.id).collect()
+    }
+
     #[test]
     fn appends_once_reads_after_and_survives_reopening() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -227,13 +232,7 @@ mod tests {
         assert_eq!(rx.try_recv().expect("live").id, id2);
         drop(log);
         let log = Log::open(&path, tx).expect("reopen");
-        let a: Vec<i64> = log
-            .after(Some("a"), 0, 10)
-            .expect("read")
-            .iter()
-            .map(|e| e.id)
-            .collect();
-        assert_eq!(a, [id1, id3]);
+        assert_eq!(ids(log.after(Some("a"), 0, 10)), [id1, id3]);
         let all = log.after(None, id1, 10).expect("read");
         assert_eq!(all.len(), 2);
         assert_eq!(
@@ -241,20 +240,8 @@ mod tests {
             Some("two")
         );
         assert_eq!(log.last_id().expect("last"), id3);
-        let tail: Vec<i64> = log
-            .last("a", 1)
-            .expect("tail")
-            .iter()
-            .map(|e| e.id)
-            .collect();
-        assert_eq!(tail, [id3]);
-        let tail: Vec<i64> = log
-            .last("a", 5)
-            .expect("tail")
-            .iter()
-            .map(|e| e.id)
-            .collect();
-        assert_eq!(tail, [id1, id3]);
+        assert_eq!(ids(log.last("a", 1)), [id3]);
+        assert_eq!(ids(log.last("a", 5)), [id1, id3]);
         assert_eq!(log.prune(Duration::from_secs(3600)).expect("prune"), 0);
         assert_eq!(log.prune(Duration::ZERO).expect("prune"), 3);
     }

@@ -6,7 +6,7 @@ mod support;
 use patchbay_sdk::{Kind, MessageRef, RichText};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{TOKEN, deliver, delivery, get_json, start};
+use support::{TOKEN, deliver, delivery, get, get_json, post_json, start};
 
 const CONFIG: &str = r#"
 token = "api-token-123"
@@ -27,13 +27,11 @@ async fn a_client_sends_as_a_named_user_and_reads_the_room_since_an_id() {
     let url = format!("{}/lobby/messages", api.base);
 
     api.say("lobby", "alice", "hello from irc").await;
-    let sent = client
-        .post(&url)
-        .bearer_auth(TOKEN)
-        .json(&json!({"username": "deploybot", "text": "deploying **v2**", "avatar": "https://img/b.png"}))
-        .send()
-        .await
-        .expect("post");
+    let sent = post_json(
+        &url,
+        json!({"username": "deploybot", "text": "deploying **v2**", "avatar": "https://img/b.png"}),
+    )
+    .await;
     assert_eq!(sent.status(), StatusCode::ACCEPTED);
     let sent: Value = sent.json().await.expect("json");
     let event_id = sent["event_id"].as_str().expect("event id").to_owned();
@@ -187,39 +185,18 @@ async fn tokens_bodies_and_limits_are_checked() {
             "{error:?} should start with {want:?}"
         );
     }
-    let big = client
-        .post(&url)
-        .bearer_auth(TOKEN)
-        .json(&json!({"username": "b", "text": "x".repeat(2000)}))
-        .send()
-        .await
-        .expect("post");
+    let big = post_json(&url, json!({"username": "b", "text": "x".repeat(2000)})).await;
     assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    let elsewhere = client
-        .post(format!("{}/secret/messages", api.base))
-        .bearer_auth(TOKEN)
-        .json(&json!({"username": "b", "text": "x"}))
-        .send()
-        .await
-        .expect("post");
+    let secret = format!("{}/secret/messages", api.base);
+    let elsewhere = post_json(&secret, json!({"username": "b", "text": "x"})).await;
     assert_eq!(elsewhere.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
         error_of(elsewhere).await,
         "this API does not serve room `secret`"
     );
-    let history = client
-        .get(format!("{}/secret/messages", api.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("get");
+    let history = get(&secret).await;
     assert_eq!(history.status(), StatusCode::NOT_FOUND);
-    let bad_after = client
-        .get(format!("{url}?after=-3"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("get");
+    let bad_after = get(format!("{url}?after=-3")).await;
     assert_eq!(bad_after.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
         error_of(bad_after).await,
@@ -227,13 +204,7 @@ async fn tokens_bodies_and_limits_are_checked() {
     );
     // An idempotency key: the second send is not relayed again.
     for expected in [StatusCode::ACCEPTED, StatusCode::OK] {
-        let response = client
-            .post(&url)
-            .bearer_auth(TOKEN)
-            .json(&json!({"username": "b", "text": "once", "id": "k-1"}))
-            .send()
-            .await
-            .expect("post");
+        let response = post_json(&url, json!({"username": "b", "text": "once", "id": "k-1"})).await;
         assert_eq!(response.status(), expected);
     }
     assert_eq!(api.recorder.events().len(), 1);

@@ -47,6 +47,13 @@ async fn next(ws: &mut Ws) -> Value {
     }
 }
 
+/// Send `frame` as a JSON text frame.
+async fn send_json(ws: &mut Ws, frame: Value) {
+    ws.send(Message::Text(frame.to_string().into()))
+        .await
+        .expect("send");
+}
+
 fn text_of(frame: &Value) -> String {
     frame["event"]["body"]["blocks"][0]["spans"][0]["text"]
         .as_str()
@@ -81,13 +88,11 @@ async fn every_client_gets_every_event_and_can_send() {
     assert_eq!(text_of(&next(&mut c).await), "ops only");
 
     // b sends; it gets an ack, and everyone sees the sent entry.
-    b.send(Message::Text(
-        json!({"op": "send", "ref": "r1", "room": "lobby", "username": "carol", "text": "hi all"})
-            .to_string()
-            .into(),
-    ))
-    .await
-    .expect("send");
+    send_json(
+        &mut b,
+        json!({"op": "send", "ref": "r1", "room": "lobby", "username": "carol", "text": "hi all"}),
+    )
+    .await;
     let ack = next(&mut b).await;
     assert_eq!(ack["op"], "ack", "{ack}");
     assert_eq!(ack["ref"], "r1");
@@ -104,13 +109,11 @@ async fn every_client_gets_every_event_and_can_send() {
     assert_eq!(emitted[0].1.room, "lobby");
 
     // Mistakes get an error frame, and the stream stays open.
-    a.send(Message::Text(
-        json!({"op": "send", "ref": "r2", "room": "lobby", "text": "who?"})
-            .to_string()
-            .into(),
-    ))
-    .await
-    .expect("send");
+    send_json(
+        &mut a,
+        json!({"op": "send", "ref": "r2", "room": "lobby", "text": "who?"}),
+    )
+    .await;
     let error = next(&mut a).await;
     assert_eq!(
         error,
@@ -120,9 +123,7 @@ async fn every_client_gets_every_event_and_can_send() {
         .await
         .expect("send");
     assert_eq!(next(&mut a).await["op"], "error");
-    a.send(Message::Text(json!({"op": "ping"}).to_string().into()))
-        .await
-        .expect("send");
+    send_json(&mut a, json!({"op": "ping"})).await;
     assert_eq!(next(&mut a).await, json!({"op": "pong"}));
     api.stop().await;
 }
@@ -382,9 +383,7 @@ async fn a_frame_or_a_message_over_the_size_limit_closes_the_stream_with_1009() 
     let mut ws = connect(&api.ws).await;
     let fits = json!({"op": "send", "ref": "r1", "room": "lobby", "username": "b", "text": "z".repeat(900)});
     assert!(fits.to_string().len() < 1024);
-    ws.send(Message::Text(fits.to_string().into()))
-        .await
-        .expect("send");
+    send_json(&mut ws, fits).await;
     let ack = next(&mut ws).await;
     assert_eq!(ack["op"], "ack", "{ack}");
     assert_eq!(api.recorder.events().len(), 1, "only the send that fits");

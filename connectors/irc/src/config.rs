@@ -485,26 +485,26 @@ impl IrcConfig {
     }
 }
 
+/// An account's table read and checked as the factory does, for the crate's unit tests: its
+/// directories do not exist, so a file it names cannot be read.
+#[cfg(test)]
+pub(crate) fn from_test_table(table: &str) -> Result<IrcConfig, ConfigError> {
+    let account = AccountInfo {
+        account: "irc.test".into(),
+        config_dir: PathBuf::from("/nonexistent"),
+        data_dir: PathBuf::from("/nonexistent/data"),
+    };
+    IrcConfig::from_table(&account, toml::from_str(table).expect("test toml"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn info() -> AccountInfo {
-        AccountInfo {
-            account: "irc.test".into(),
-            config_dir: PathBuf::from("/nonexistent"),
-            data_dir: PathBuf::from("/nonexistent/data"),
-        }
-    }
-
-    fn table(s: &str) -> toml::Table {
-        toml::from_str(s).expect("test toml")
-    }
+    use from_test_table as parse;
 
     #[test]
     fn minimal_config_gets_defaults() {
-        let c = IrcConfig::from_table(&info(), table("server = \"irc.example\"\nnick = \"pb\""))
-            .expect("valid");
+        let c = parse("server = \"irc.example\"\nnick = \"pb\"").expect("valid");
         assert_eq!(c.port, 6667);
         assert_eq!(c.username, "pb");
         assert!(c.flood.enabled);
@@ -515,20 +515,14 @@ mod tests {
 
     #[test]
     fn durations_read_as_strings_and_under_their_old_secs_names() {
-        let c = IrcConfig::from_table(
-            &info(),
-            table(
-                "server = \"s\"\nnick = \"pb\"\nping_interval = \"1m 30s\"\nreconnect_min_secs = 0.5",
-            ),
+        let c = parse(
+            "server = \"s\"\nnick = \"pb\"\nping_interval = \"1m 30s\"\nreconnect_min_secs = 0.5",
         )
         .expect("valid");
         assert_eq!(c.ping_interval, Duration::from_secs(90));
         assert_eq!(c.reconnect_min, Duration::from_millis(500));
-        let err = IrcConfig::from_table(
-            &info(),
-            table(
-                "server = \"s\"\nnick = \"pb\"\nreconnect_max_secs = 0.1\nreconnect_min = \"1s\"",
-            ),
+        let err = parse(
+            "server = \"s\"\nnick = \"pb\"\nreconnect_max_secs = 0.1\nreconnect_min = \"1s\"",
         )
         .expect_err("max below min");
         assert_eq!(err.path, ["reconnect_max_secs"]);
@@ -537,12 +531,9 @@ mod tests {
 
     #[test]
     fn channels_with_and_without_keys() {
-        let c = IrcConfig::from_table(
-            &info(),
-            table(
-                "server = \"s\"\nnick = \"pb\"\ntls = true\n\
+        let c = parse(
+            "server = \"s\"\nnick = \"pb\"\ntls = true\n\
                  channels = [\"#a\", { name = \"#b\", key = \"k\" }]",
-            ),
         )
         .expect("valid");
         assert_eq!(c.port, 6697);
@@ -551,35 +542,21 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let err = IrcConfig::from_table(&info(), table("server = \"s\"\nnick = \"pb\"\nbogus = 1"))
-            .expect_err("unknown key");
+        let err = parse("server = \"s\"\nnick = \"pb\"\nbogus = 1").expect_err("unknown key");
         assert!(err.message.contains("bogus"), "{err:?}");
-        let err = IrcConfig::from_table(
-            &info(),
-            table("server = \"s\"\nnick = \"pb\"\nchannels = [\"rust\"]"),
-        )
-        .expect_err("bad channel");
-        assert_eq!(err.path, vec!["channels"]);
-        let err = IrcConfig::from_table(
-            &info(),
-            table("server = \"s\"\nnick = \"pb\"\n[sasl]\nmechanism = \"plain\""),
-        )
-        .expect_err("no password");
-        assert_eq!(err.path, vec!["sasl", "password"]);
-        let err = IrcConfig::from_table(
-            &info(),
-            table("server = \"s\"\nnick = \"pb\"\n[sasl]\nmechanism = \"external\""),
-        )
-        .expect_err("no cert");
-        assert_eq!(err.path, vec!["sasl", "mechanism"]);
         let err =
-            IrcConfig::from_table(&info(), table("server = \"s\"\nnick = \"1pb\"")).expect_err("");
+            parse("server = \"s\"\nnick = \"pb\"\nchannels = [\"rust\"]").expect_err("bad channel");
+        assert_eq!(err.path, vec!["channels"]);
+        let err = parse("server = \"s\"\nnick = \"pb\"\n[sasl]\nmechanism = \"plain\"")
+            .expect_err("no password");
+        assert_eq!(err.path, vec!["sasl", "password"]);
+        let err = parse("server = \"s\"\nnick = \"pb\"\n[sasl]\nmechanism = \"external\"")
+            .expect_err("no cert");
+        assert_eq!(err.path, vec!["sasl", "mechanism"]);
+        let err = parse("server = \"s\"\nnick = \"1pb\"").expect_err("");
         assert_eq!(err.path, vec!["nick"]);
-        let err = IrcConfig::from_table(
-            &info(),
-            table("server = \"s\"\nnick = \"pb\"\ncharset = \"klingon\""),
-        )
-        .expect_err("charset");
+        let err =
+            parse("server = \"s\"\nnick = \"pb\"\ncharset = \"klingon\"").expect_err("charset");
         assert_eq!(err.path, vec!["charset"]);
     }
 }

@@ -248,16 +248,10 @@ fn exercise(bytes: &[u8]) {
 
 /// A config with SASL PLAIN, so every registration branch is reachable.
 fn sasl_config() -> IrcConfig {
-    let info = patchbay_sdk::AccountInfo {
-        account: "irc.t".into(),
-        config_dir: "/nonexistent".into(),
-        data_dir: "/nonexistent".into(),
-    };
-    let table = toml::from_str(
+    crate::config::from_test_table(
         "server = \"s\"\nnick = \"pb\"\n[sasl]\nmechanism = \"plain\"\nusername = \"a\"\npassword = \"p\"",
     )
-    .expect("toml");
-    IrcConfig::from_table(&info, table).expect("config")
+    .expect("config")
 }
 
 /// A line of the registration dialogue, as servers write it, with random parameters.

@@ -277,17 +277,10 @@ impl Registration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use patchbay_sdk::AccountInfo;
 
     fn cfg(extra: &str) -> IrcConfig {
-        let info = AccountInfo {
-            account: "irc.t".into(),
-            config_dir: "/nonexistent".into(),
-            data_dir: "/nonexistent".into(),
-        };
-        let table =
-            toml::from_str(&format!("server = \"s\"\nnick = \"pb\"\n{extra}")).expect("toml");
-        IrcConfig::from_table(&info, table).expect("config")
+        let table = format!("server = \"s\"\nnick = \"pb\"\n{extra}");
+        crate::config::from_test_table(&table).expect("config")
     }
 
     fn p(s: &[&str]) -> Vec<String> {

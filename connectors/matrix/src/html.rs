@@ -87,13 +87,14 @@ impl Para {
 
     /// A `<br>`: trailing spaces before it are dropped.
     fn line_break(&mut self, style: Style, kind: &SpanKind) {
-        self.trim_end();
+        self.trim_end(' ');
         self.push("\n", style, kind, true);
     }
 
-    fn trim_end(&mut self) {
+    /// Drop the `end` characters the paragraph ends with, and the spans that leaves empty.
+    fn trim_end(&mut self, end: char) {
         while let Some(last) = self.spans.last_mut() {
-            let trimmed = last.text.trim_end_matches(' ').len();
+            let trimmed = last.text.trim_end_matches(end).len();
             last.text.truncate(trimmed);
             if last.text.is_empty() {
                 self.spans.pop();
@@ -105,16 +106,8 @@ impl Para {
 
     /// Close the paragraph into `out` if it holds any text.
     fn flush(&mut self, out: &mut Vec<Block>) {
-        self.trim_end();
-        while let Some(last) = self.spans.last_mut() {
-            let trimmed = last.text.trim_end_matches('\n').len();
-            last.text.truncate(trimmed);
-            if last.text.is_empty() {
-                self.spans.pop();
-            } else {
-                break;
-            }
-        }
+        self.trim_end(' ');
+        self.trim_end('\n');
         if let Some(first) = self.spans.first_mut() {
             first.text = first.text.trim_start_matches([' ', '\n']).to_owned();
         }

@@ -371,17 +371,6 @@ fn event() -> BoxedStrategy<Value> {
         .boxed()
 }
 
-/// Every text the event shows, for the checks: the plain text of its body.
-fn body_of(kind: &Kind) -> Option<&RichText> {
-    match kind {
-        Kind::Message { body, .. }
-        | Kind::Action { body }
-        | Kind::Notice { body }
-        | Kind::Edit { body, .. } => Some(body),
-        _ => None,
-    }
-}
-
 /// Ghosts' nicks, as the appservice's ghost store gives them.
 fn ghost_nick(id: &str) -> Option<String> {
     id.strip_prefix(GHOST_PREFIX)
@@ -446,10 +435,10 @@ fn check(raw: &Value, relay_reactions: bool) -> Result<(), TestCaseError> {
     }
     let is_reply = inbound.reply_to.is_some();
     let is_edit = matches!(inbound.kind, Kind::Edit { .. });
-    if let Some(body) = body_of_mut(&mut inbound.kind) {
+    if let Some(body) = inbound.kind.body_mut() {
         to_remote(body, &ghost_nick);
     }
-    let Some(body) = body_of(&inbound.kind) else {
+    let Some(body) = inbound.kind.body() else {
         return Ok(());
     };
     let plain = body.to_plain();
@@ -479,16 +468,6 @@ fn check(raw: &Value, relay_reactions: bool) -> Result<(), TestCaseError> {
     check_mentions(body)?;
     prop_assert!(no_empty_blocks(&body.blocks), "empty blocks in {:?}", body);
     Ok(())
-}
-
-fn body_of_mut(kind: &mut Kind) -> Option<&mut RichText> {
-    match kind {
-        Kind::Message { body, .. }
-        | Kind::Action { body }
-        | Kind::Notice { body }
-        | Kind::Edit { body, .. } => Some(body),
-        _ => None,
-    }
 }
 
 /// A rendered block with nothing in it would be an empty line on the other side.
@@ -608,7 +587,7 @@ mod found {
             "type": "m.room.message", "event_id": "$e", "sender": "@a:x",
             "origin_server_ts": 1, "room_id": "!r:x", "content": content,
         }))?;
-        body_of(&parsed.inbound.kind).map(RichText::to_plain)
+        parsed.inbound.kind.body().map(RichText::to_plain)
     }
 
     #[test]
@@ -636,7 +615,7 @@ mod found {
                         "m.relates_to": {"m.in_reply_to": {"event_id": "$q"}}},
         }));
         if let Some(parsed) = parsed {
-            let plain = body_of(&parsed.inbound.kind).map(RichText::to_plain);
+            let plain = parsed.inbound.kind.body().map(RichText::to_plain);
             assert!(!plain.unwrap_or_default().contains("quoted"));
         }
     }

@@ -26,14 +26,15 @@ fn parse(kind: &str, content: Value) -> Option<Parsed> {
     parse_event(&event(kind, content), &ctx())
 }
 
+/// An `m.room.message` with `content`, which must be relayed.
+fn message(content: Value) -> Parsed {
+    parse("m.room.message", content).expect("relayed")
+}
+
 #[test]
 fn text_message_with_html() {
-    let parsed = parse(
-        "m.room.message",
-        json!({"msgtype": "m.text", "body": "hi **there**",
-               "format": "org.matrix.custom.html", "formatted_body": "hi <strong>there</strong>"}),
-    )
-    .expect("relayed");
+    let parsed = message(json!({"msgtype": "m.text", "body": "hi **there**",
+               "format": "org.matrix.custom.html", "formatted_body": "hi <strong>there</strong>"}));
     let inbound = parsed.inbound;
     assert_eq!(inbound.room, "#general:localhost");
     assert_eq!(inbound.remote_id.as_deref(), Some("$ev1"));
@@ -49,17 +50,9 @@ fn text_message_with_html() {
 
 #[test]
 fn emote_and_notice() {
-    let emote = parse(
-        "m.room.message",
-        json!({"msgtype": "m.emote", "body": "waves"}),
-    )
-    .expect("relayed");
+    let emote = message(json!({"msgtype": "m.emote", "body": "waves"}));
     assert!(matches!(&emote.inbound.kind, Kind::Action { body } if body.to_plain() == "waves"));
-    let notice = parse(
-        "m.room.message",
-        json!({"msgtype": "m.notice", "body": "build ok"}),
-    )
-    .expect("relayed");
+    let notice = message(json!({"msgtype": "m.notice", "body": "build ok"}));
     assert!(matches!(&notice.inbound.kind, Kind::Notice { body } if body.to_plain() == "build ok"));
 }
 
@@ -81,13 +74,9 @@ fn own_messages_are_echoes_and_names_fall_back_to_the_localpart() {
 
 #[test]
 fn edits_use_the_new_content() {
-    let parsed = parse(
-        "m.room.message",
-        json!({"msgtype": "m.text", "body": "* fixed",
+    let parsed = message(json!({"msgtype": "m.text", "body": "* fixed",
                "m.new_content": {"msgtype": "m.text", "body": "fixed"},
-               "m.relates_to": {"rel_type": "m.replace", "event_id": "$orig"}}),
-    )
-    .expect("relayed");
+               "m.relates_to": {"rel_type": "m.replace", "event_id": "$orig"}}));
     match parsed.inbound.kind {
         Kind::Edit { target, body } => {
             assert_eq!(target, MessageRef::Native("$orig".into()));
@@ -99,12 +88,10 @@ fn edits_use_the_new_content() {
 
 #[test]
 fn replies_point_at_their_target_without_the_fallback() {
-    let parsed = parse(
-        "m.room.message",
+    let parsed = message(
         json!({"msgtype": "m.text", "body": "> <@bob:localhost> earlier\n> more\n\nmy answer",
                "m.relates_to": {"m.in_reply_to": {"event_id": "$earlier"}}}),
-    )
-    .expect("relayed");
+    );
     assert_eq!(
         parsed.inbound.reply_to,
         Some(MessageRef::Native("$earlier".into()))
@@ -149,12 +136,10 @@ fn redactions_and_reactions() {
 
 #[test]
 fn images_carry_their_media() {
-    let parsed = parse(
-        "m.room.message",
+    let parsed = message(
         json!({"msgtype": "m.image", "body": "cat.png", "url": "mxc://localhost/abc",
                "info": {"mimetype": "image/png", "size": 1234}}),
-    )
-    .expect("relayed");
+    );
     let media = parsed.media.expect("media");
     assert_eq!(media.name, "cat.png");
     assert_eq!(media.mime.as_deref(), Some("image/png"));
@@ -164,12 +149,10 @@ fn images_carry_their_media() {
     );
     assert!(parsed.inbound.kind.body().expect("body").blocks.is_empty());
 
-    let captioned = parse(
-        "m.room.message",
+    let captioned = message(
         json!({"msgtype": "m.file", "body": "the report", "filename": "../r e.pdf",
                "url": "mxc://localhost/def"}),
-    )
-    .expect("relayed");
+    );
     assert_eq!(captioned.media.expect("media").name, "r_e.pdf");
     assert_eq!(
         captioned.inbound.kind.body().expect("body").to_plain(),
@@ -192,13 +175,9 @@ fn stickers_are_images() {
 
 #[test]
 fn mentions_in_html_become_mention_spans() {
-    let parsed = parse(
-        "m.room.message",
-        json!({"msgtype": "m.text", "body": "Bob: hi",
+    let parsed = message(json!({"msgtype": "m.text", "body": "Bob: hi",
                "format": "org.matrix.custom.html",
-               "formatted_body": "<a href=\"https://matrix.to/#/@bob:localhost\">Bob</a>: hi"}),
-    )
-    .expect("relayed");
+               "formatted_body": "<a href=\"https://matrix.to/#/@bob:localhost\">Bob</a>: hi"}));
     let body = parsed.inbound.kind.body().expect("body").clone();
     assert_eq!(
         body.spans()[0].kind,

@@ -5,42 +5,18 @@ mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use matrix_sdk::ruma::OwnedRoomId;
 use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
 use patchbay_sdk::{Delivery, Inbound, Kind, MessageRef, RichText};
 use serde_json::{Value, json};
-use support::appservice::{Bridge, Slot, fixture, start_bridge, start_bridge_refusing};
-use support::{User, message, unique, within};
+use support::appservice::{Bridge, Slot, fixture, setup, setup_refusing, start_bridge};
+use support::{message, within};
 
 fn ghost(slot: &Slot, nick_localpart: &str) -> String {
     format!("@{}irc_libera_{nick_localpart}:localhost", slot.prefix)
 }
 
 async fn deliver(bridge: &Bridge, delivery: Delivery) -> String {
-    within("a delivery", bridge.running.connector.deliver(delivery))
-        .await
-        .expect("delivered")
-        .remote_id
-        .expect("a remote id")
-}
-
-/// Alice, a running bridge whose bot she trusts, and a private room of hers the bot joined.
-async fn setup(slot: &Slot) -> (User, Bridge, OwnedRoomId) {
-    setup_refusing(slot, None).await
-}
-
-/// [`setup`] with a gateway that refuses the first event reading `refuse` once.
-async fn setup_refusing(slot: &Slot, refuse: Option<&str>) -> (User, Bridge, OwnedRoomId) {
-    let synapse = &fixture().synapse;
-    let alice = User::register(synapse, &unique("alice")).await;
-    let trust = format!("invite_from = [\"{}\"]", alice.id);
-    let mut bridge = start_bridge_refusing(slot, synapse, &trust, refuse);
-    bridge.running.wait_up().await;
-    let room_id = alice.create_room(None, &[&slot.bot], false).await;
-    alice
-        .wait_joined(&room_id, "the bot to accept the invite", &slot.bot)
-        .await;
-    (alice, bridge, room_id)
+    bridge.running.deliver_sent(delivery).await
 }
 
 fn is_message_from(event: &Value, sender: &str, body: &str) -> bool {
@@ -133,9 +109,7 @@ async fn a_remote_author_appears_as_their_own_ghost_with_their_name() {
     delete.event.kind = Kind::Delete {
         target: MessageRef::Native(first.clone()),
     };
-    within("the deletion", running.connector.deliver(delete))
-        .await
-        .expect("delivered");
+    running.deliver(delete).await;
     let redaction = alice
         .wait_for(&room_id, "the redaction", |e| {
             e["type"] == "m.room.redaction"

@@ -3,14 +3,11 @@
 
 mod support;
 
-use matrix_sdk::ruma::events::reaction::ReactionEventContent;
-use matrix_sdk::ruma::events::relation::{Annotation, InReplyTo, Reply};
-use matrix_sdk::ruma::events::room::message::{
-    Relation, ReplacementMetadata, RoomMessageEventContent,
-};
+use matrix_sdk::ruma::events::room::message::{ReplacementMetadata, RoomMessageEventContent};
 use matrix_sdk::ruma::{OwnedEventId, OwnedUserId};
 use patchbay_sdk::{Author, Delivered, Delivery, DeliveryError, Kind, MessageRef, RichText};
 use serde_json::Value;
+use support::synapse::json_of;
 use support::{
     Running, User, bot_room, bot_table, relayed, start, start_bot, synapse, text, unique,
 };
@@ -25,11 +22,18 @@ fn body_of(event: &Value) -> &str {
     event["content"]["body"].as_str().unwrap_or_default()
 }
 
+/// The login the bot keeps in its data directory, as written.
+fn saved_session(dir: &tempfile::TempDir) -> String {
+    std::fs::read_to_string(dir.path().join("session.json")).expect("session")
+}
+
+/// The login the bot keeps in its data directory.
+fn session_of(dir: &tempfile::TempDir) -> Value {
+    serde_json::from_str(&saved_session(dir)).expect("json")
+}
+
 async fn deliver(bot: &Running, delivery: Delivery) -> OwnedEventId {
-    let delivered = support::within("a delivery", bot.connector.deliver(delivery))
-        .await
-        .expect("delivered");
-    let id = delivered.remote_id.expect("a remote id");
+    let id = bot.deliver_sent(delivery).await;
     OwnedEventId::try_from(id).expect("event id")
 }
 
@@ -141,24 +145,13 @@ async fn edits_redactions_replies_and_reactions_both_ways() {
         }
         other => panic!("not an edit: {other:?}"),
     }
-    let mut reply = RoomMessageEventContent::text_plain("an answer");
-    reply.relates_to = Some(Relation::Reply(Reply::new(InReplyTo::new(
-        original.clone(),
-    ))));
-    alice.send(&room_id, reply).await;
+    alice.reply(&room_id, &original, "an answer").await;
     let reply = bot.next_matching("the reply", |e| !e.is_echo).await;
     assert_eq!(
         reply.reply_to,
         Some(MessageRef::Native(original.to_string()))
     );
-    alice
-        .room(&room_id)
-        .send(ReactionEventContent::new(Annotation::new(
-            original.clone(),
-            "👍".into(),
-        )))
-        .await
-        .expect("react");
+    alice.react(&room_id, &original, "👍").await;
     let reaction = bot.next_matching("the reaction", |e| !e.is_echo).await;
     assert_eq!(
         reaction.kind,
@@ -217,36 +210,18 @@ async fn edits_redactions_replies_and_reactions_both_ways() {
         relayed.as_str()
     );
 
-    let reaction = deliver(
-        &bot,
-        delivery(
-            &alias,
-            Kind::Reaction {
-                target: target.clone(),
-                emoji: "🎉".into(),
-            },
-            None,
-        ),
-    )
-    .await;
+    let party = Kind::Reaction {
+        target: target.clone(),
+        emoji: "🎉".into(),
+    };
+    let reaction = deliver(&bot, delivery(&alias, party.clone(), None)).await;
     let event = alice
         .wait_event(&room_id, "the relayed reaction", reaction.as_str())
         .await;
     assert_eq!(event["content"]["m.relates_to"]["key"], "🎉");
     // The same reaction again is refused by the homeserver (a duplicate annotation): it is
     // said in words instead.
-    let again = deliver(
-        &bot,
-        delivery(
-            &alias,
-            Kind::Reaction {
-                target: target.clone(),
-                emoji: "🎉".into(),
-            },
-            None,
-        ),
-    )
-    .await;
+    let again = deliver(&bot, delivery(&alias, party, None)).await;
     let event = alice
         .wait_event(&room_id, "the reaction said in words", again.as_str())
         .await;
@@ -257,13 +232,9 @@ async fn edits_redactions_replies_and_reactions_both_ways() {
         body_of(&event)
     );
 
-    let deleted = support::within(
-        "the deletion",
-        bot.connector
-            .deliver(delivery(&alias, Kind::Delete { target }, None)),
-    )
-    .await
-    .expect("delivered");
+    let deleted = bot
+        .deliver(delivery(&alias, Kind::Delete { target }, None))
+        .await;
     assert_eq!(deleted, Delivered::default());
     alice
         .wait_for(&room_id, "the relayed redaction", |e| {
@@ -279,7 +250,7 @@ async fn a_restart_relays_what_was_said_meanwhile_exactly_once_on_the_same_devic
     let (alice, bot_id, room_id, alias, dir, mut bot) = bot_room(synapse(), "").await;
     alice.say(&room_id, "before").await;
     bot.next_matching("'before'", |e| !e.is_echo).await;
-    let session = std::fs::read_to_string(dir.path().join("session.json")).expect("session");
+    let session = saved_session(&dir);
     bot.stop().await;
 
     // Deliveries while down are retryable, not lost.
@@ -300,36 +271,22 @@ async fn a_restart_relays_what_was_said_meanwhile_exactly_once_on_the_same_devic
     let mut bot = start_bot(synapse(), &bot_id, &alias, dir.path(), "");
     bot.wait_up().await;
     for n in 1..=3 {
-        let event = bot
-            .next_matching("a message said while down", |e| !e.is_echo)
-            .await;
-        assert_eq!(
-            event.kind.body().expect("body").to_plain(),
-            format!("while down {n}")
-        );
+        let said = bot.next_said("a message said while down").await;
+        assert_eq!(said, format!("while down {n}"));
     }
     // Nothing is relayed twice: the next event is the one sent now.
     alice.say(&room_id, "after").await;
-    let next = bot.next_matching("'after'", |e| !e.is_echo).await;
-    assert_eq!(next.kind.body().expect("body").to_plain(), "after");
+    assert_eq!(bot.next_said("'after'").await, "after");
 
     // Same device as before the restart: no new login.
-    let after = std::fs::read_to_string(dir.path().join("session.json")).expect("session");
-    assert_eq!(after, session);
+    assert_eq!(saved_session(&dir), session);
+    let session: Value = serde_json::from_str(&session).expect("json");
     let devices = matrix_sdk::reqwest::Client::new()
         .get(format!("{}/_matrix/client/v3/devices", synapse().url()))
-        .bearer_auth(
-            serde_json::from_str::<Value>(&after).expect("json")["access_token"]
-                .as_str()
-                .expect("token"),
-        )
+        .bearer_auth(session["access_token"].as_str().expect("token"))
         .send()
-        .await
-        .expect("devices")
-        .bytes()
-        .await
-        .expect("devices body");
-    let devices: Value = serde_json::from_slice(&devices).expect("devices json");
+        .await;
+    let devices = json_of(devices, "devices").await;
     // (Registration through the admin API made one device of its own, never named.)
     let ours: Vec<&Value> = devices["devices"]
         .as_array()
@@ -337,7 +294,6 @@ async fn a_restart_relays_what_was_said_meanwhile_exactly_once_on_the_same_devic
         .iter()
         .filter(|d| d["display_name"] == "patchbay")
         .collect();
-    let session: Value = serde_json::from_str(&after).expect("json");
     assert_eq!(ours.len(), 1, "{devices}");
     assert_eq!(ours[0]["device_id"], session["device_id"]);
     bot.stop().await;
@@ -384,15 +340,11 @@ async fn a_long_downtime_is_relayed_in_full_and_in_order() {
     }
     let mut bot = start_bot(synapse(), &bot_id, &alias, dir.path(), "");
     for n in 0..COUNT {
-        let event = bot.next_matching("a backlog message", |e| !e.is_echo).await;
-        assert_eq!(
-            event.kind.body().expect("body").to_plain(),
-            format!("backlog {n}")
-        );
+        let said = bot.next_said("a backlog message").await;
+        assert_eq!(said, format!("backlog {n}"));
     }
     alice.say(&room_id, "live").await;
-    let next = bot.next_matching("'live'", |e| !e.is_echo).await;
-    assert_eq!(next.kind.body().expect("body").to_plain(), "live");
+    assert_eq!(bot.next_said("'live'").await, "live");
     bot.stop().await;
 }
 
@@ -413,12 +365,8 @@ async fn an_access_token_logs_in_on_its_own_device() {
         .header("content-type", "application/json")
         .body(login.to_string())
         .send()
-        .await
-        .expect("login")
-        .bytes()
-        .await
-        .expect("login body");
-    let login: Value = serde_json::from_slice(&response).expect("login json");
+        .await;
+    let login = json_of(response, "login").await;
     let token = login["access_token"].as_str().expect("token");
     let alias_name = unique("room");
     let room_id = alice.create_room(Some(&alias_name), &[], false).await;
@@ -434,23 +382,15 @@ async fn an_access_token_logs_in_on_its_own_device() {
         .wait_joined(&room_id, "the bot to join", &bot_id)
         .await;
     alice.say(&room_id, "token").await;
-    let inbound = bot.next_matching("alice's message", |e| !e.is_echo).await;
-    assert_eq!(inbound.kind.body().expect("body").to_plain(), "token");
-    let session: Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("session.json")).expect("session"))
-            .expect("json");
-    assert_eq!(session["device_id"], login["device_id"]);
+    assert_eq!(bot.next_said("alice's message").await, "token");
+    assert_eq!(session_of(&dir)["device_id"], login["device_id"]);
     bot.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_revoked_session_logs_in_again_without_losing_messages() {
     let (alice, _bot_id, room_id, _alias, dir, mut bot) = bot_room(synapse(), "").await;
-    let read_session = || -> Value {
-        serde_json::from_slice(&std::fs::read(dir.path().join("session.json")).expect("session"))
-            .expect("json")
-    };
-    let before = read_session();
+    let before = session_of(&dir);
     // Log the bot's device out behind its back.
     let status = matrix_sdk::reqwest::Client::new()
         .post(format!("{}/_matrix/client/v3/logout", synapse().url()))
@@ -463,14 +403,9 @@ async fn a_revoked_session_logs_in_again_without_losing_messages() {
         .status();
     assert!(status.is_success(), "{status}");
     alice.say(&room_id, "after the logout").await;
-    let inbound = bot
-        .next_matching("the message after the logout", |e| !e.is_echo)
-        .await;
-    assert_eq!(
-        inbound.kind.body().expect("body").to_plain(),
-        "after the logout"
-    );
-    assert_ne!(read_session()["device_id"], before["device_id"]);
+    let said = bot.next_said("the message after the logout").await;
+    assert_eq!(said, "after the logout");
+    assert_ne!(session_of(&dir)["device_id"], before["device_id"]);
     bot.stop().await;
 }
 

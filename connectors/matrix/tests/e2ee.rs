@@ -5,9 +5,8 @@
 
 mod support;
 
-use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
-use patchbay_sdk::{Author, Delivery, Event, Inbound, Kind, RichText};
-use support::{User, bot_table, start, synapse, unique, within};
+use support::synapse::json_of;
+use support::{User, bot_table, message, start, synapse, unique};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_encrypted_room_is_relayed_both_ways_across_a_restart() {
@@ -33,9 +32,7 @@ async fn an_encrypted_room_is_relayed_both_ways_across_a_restart() {
             .expect("encryption state")
             .is_encrypted()
     );
-    room.send(RoomMessageEventContent::text_plain("a secret"))
-        .await
-        .expect("send");
+    alice.say(&room_id, "a secret").await;
     let inbound = bot
         .next_matching("the decrypted message", |e| !e.is_echo)
         .await;
@@ -43,22 +40,8 @@ async fn an_encrypted_room_is_relayed_both_ways_across_a_restart() {
     assert_eq!(inbound.room, room_id.as_str());
 
     // Gateway -> Matrix: encrypted by the bot, decrypted by alice's client.
-    let mut event = Inbound::message("#rust", Author::named("bob"), RichText::plain("reply"));
-    event.kind = Kind::Message {
-        body: RichText::plain("hello, encrypted"),
-        attachments: Vec::new(),
-    };
-    let delivery = Delivery {
-        room: room_id.to_string(),
-        event: Event::from_inbound("irc.libera", event),
-        nick: "[irc] bob".into(),
-        route: "main".into(),
-        quote: None,
-    };
-    let delivered = within("the delivery", bot.connector.deliver(delivery))
-        .await
-        .expect("delivered");
-    let id = delivered.remote_id.expect("remote id");
+    let delivery = message(room_id.as_str(), "bob", "hello, encrypted");
+    let id = bot.deliver_sent(delivery).await;
     let seen = alice
         .wait_for(&room_id, "the bot's encrypted message", |e| {
             e["event_id"] == id.as_str() && e["type"] == "m.room.message"
@@ -73,30 +56,17 @@ async fn an_encrypted_room_is_relayed_both_ways_across_a_restart() {
         ))
         .bearer_auth(alice.client.access_token().expect("token"))
         .send()
-        .await
-        .expect("fetch the raw event")
-        .bytes()
-        .await
-        .expect("body");
-    let raw: serde_json::Value = serde_json::from_slice(&raw).expect("json");
+        .await;
+    let raw = json_of(raw, "the raw event").await;
     assert_eq!(raw["type"], "m.room.encrypted", "{raw}");
 
     // The device and its keys persist: after a restart the bot still decrypts, without a
     // new login.
     bot.stop().await;
-    room.send(RoomMessageEventContent::text_plain(
-        "said while the bot was away",
-    ))
-    .await
-    .expect("send");
+    alice.say(&room_id, "said while the bot was away").await;
     let mut bot = start(&table, dir.path());
     bot.wait_up().await;
-    let inbound = bot
-        .next_matching("the message said while away", |e| !e.is_echo)
-        .await;
-    assert_eq!(
-        inbound.kind.body().expect("body").to_plain(),
-        "said while the bot was away"
-    );
+    let said = bot.next_said("the message said while away").await;
+    assert_eq!(said, "said while the bot was away");
     bot.stop().await;
 }

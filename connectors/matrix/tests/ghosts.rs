@@ -3,34 +3,22 @@
 
 mod support;
 
-use matrix_sdk::ruma::events::reaction::ReactionEventContent;
-use matrix_sdk::ruma::events::relation::{Annotation, InReplyTo, Reply};
-use matrix_sdk::ruma::events::room::message::{Relation, RoomMessageEventContent};
-use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId};
+use matrix_sdk::ruma::OwnedEventId;
 use patchbay_sdk::{Author, Delivery, Kind, MessageRef};
-use support::appservice::{Bridge, Slot, fixture, start_bridge};
-use support::{User, is_member, relayed, text, unique, within};
+use support::appservice::{Bridge, fixture, setup};
+use support::{is_member, relayed, text};
 
 async fn deliver(bridge: &Bridge, delivery: Delivery) -> Option<String> {
-    within("a delivery", bridge.running.connector.deliver(delivery))
-        .await
-        .expect("delivered")
-        .remote_id
+    bridge.running.deliver(delivery).await.remote_id
 }
 
-/// Alice, a running bridge whose bot she trusts, and a private room of hers the bot joined.
-async fn setup(slot: &Slot) -> (User, Bridge, OwnedRoomId) {
-    let synapse = &fixture().synapse;
-    let alice = User::register(synapse, &unique("alice")).await;
-    let mut bridge = start_bridge(slot, synapse, &format!("invite_from = [\"{}\"]", alice.id));
-    bridge.running.wait_up().await;
-    let room_id = alice.create_room(None, &[&slot.bot], false).await;
-    alice
-        .wait_for(&room_id, "the bot to join", |e| {
-            is_member(e, &slot.bot, "join")
-        })
-        .await;
-    (alice, bridge, room_id)
+/// What `nick` did on IRC (`irc.libera`) in `room`, delivered to the bridge.
+async fn from_irc(bridge: &Bridge, room: &str, nick: &str, kind: Kind) -> Option<String> {
+    deliver(
+        bridge,
+        relayed("irc.libera", room, Author::named(nick), kind),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,15 +28,9 @@ async fn joins_parts_and_nick_changes_move_and_rename_the_ghost() {
     let room = room_id.to_string();
     let erin = format!("@{}irc_libera_erin:localhost", slot.prefix);
 
-    deliver(
-        &bridge,
-        relayed("irc.libera", &room, Author::named("erin"), Kind::Join),
-    )
-    .await;
+    from_irc(&bridge, &room, "erin", Kind::Join).await;
     let joined = alice
-        .wait_for(&room_id, "erin's ghost to join", |e| {
-            is_member(e, &erin, "join")
-        })
+        .wait_joined(&room_id, "erin's ghost to join", &erin)
         .await;
     assert_eq!(joined["content"]["displayname"], "[irc] erin");
 
@@ -57,11 +39,7 @@ async fn joins_parts_and_nick_changes_move_and_rename_the_ghost() {
         old: "erin".into(),
         new: "erin_away".into(),
     };
-    deliver(
-        &bridge,
-        relayed("irc.libera", &room, Author::named("erin"), rename),
-    )
-    .await;
+    from_irc(&bridge, &room, "erin", rename).await;
     let renamed = alice
         .wait_for(&room_id, "the ghost's new name", |e| {
             is_member(e, &erin, "join") && e["content"]["displayname"] == "[irc] erin_away"
@@ -70,8 +48,7 @@ async fn joins_parts_and_nick_changes_move_and_rename_the_ghost() {
     assert_eq!(renamed["sender"], erin.as_str());
 
     // The new nick speaks as the same ghost.
-    let said = relayed("irc.libera", &room, Author::named("erin_away"), text("brb"));
-    deliver(&bridge, said).await;
+    from_irc(&bridge, &room, "erin_away", text("brb")).await;
     let message = alice
         .wait_for(&room_id, "the renamed author's line", |e| {
             e["type"] == "m.room.message" && e["content"]["body"] == "brb"
@@ -82,11 +59,7 @@ async fn joins_parts_and_nick_changes_move_and_rename_the_ghost() {
     let part = Kind::Part {
         reason: Some("bye".into()),
     };
-    deliver(
-        &bridge,
-        relayed("irc.libera", &room, Author::named("erin_away"), part),
-    )
-    .await;
+    from_irc(&bridge, &room, "erin_away", part).await;
     alice
         .wait_for(&room_id, "erin's ghost to leave", |e| {
             is_member(e, &erin, "leave")
@@ -101,17 +74,9 @@ async fn a_hostile_name_becomes_a_valid_ghost_and_relations_work_both_ways() {
     let (alice, bridge, room_id) = setup(slot).await;
     let room = room_id.to_string();
     let hostile = format!("Évil Nick: @admin:localhost {}", "ß".repeat(300));
-    let sent = deliver(
-        &bridge,
-        relayed(
-            "irc.libera",
-            &room,
-            Author::named(hostile.clone()),
-            text("hi there"),
-        ),
-    )
-    .await
-    .expect("an event id");
+    let sent = from_irc(&bridge, &room, &hostile, text("hi there"))
+        .await
+        .expect("an event id");
     let message = alice
         .wait_for(&room_id, "the hostile author's line", |e| {
             e["type"] == "m.room.message" && e["content"]["body"] == "hi there"
@@ -127,22 +92,8 @@ async fn a_hostile_name_becomes_a_valid_ghost_and_relations_work_both_ways() {
     // Alice replies to the ghost's message and reacts to it: both reach the gateway with
     // the ghost's event as their target.
     let target = OwnedEventId::try_from(sent.as_str()).expect("event id");
-    let mut reply = RoomMessageEventContent::text_plain("welcome");
-    reply.relates_to = Some(Relation::Reply(Reply::new(InReplyTo::new(target.clone()))));
-    let alice_room = alice.room(&room_id);
-    let reply_id = alice_room
-        .send(reply)
-        .await
-        .expect("send")
-        .response
-        .event_id;
-    alice_room
-        .send(ReactionEventContent::new(Annotation::new(
-            target.clone(),
-            "👋".into(),
-        )))
-        .await
-        .expect("react");
+    let reply_id = alice.reply(&room_id, &target, "welcome").await;
+    alice.react(&room_id, &target, "👋").await;
     let mut running = bridge.running;
     let inbound = running
         .next_matching("alice's reply", |e| {
@@ -166,12 +117,7 @@ async fn a_hostile_name_becomes_a_valid_ghost_and_relations_work_both_ways() {
         emoji: "👍".into(),
     };
     let reaction = relayed("irc.libera", &room, Author::named(hostile), react);
-    within(
-        "the ghost's reaction",
-        running.connector.deliver(reaction.clone()),
-    )
-    .await
-    .expect("delivered");
+    running.deliver(reaction.clone()).await;
     let annotation = alice
         .wait_for(&room_id, "the ghost's reaction", |e| {
             e["type"] == "m.reaction" && e["sender"] == ghost.as_str()
@@ -185,9 +131,7 @@ async fn a_hostile_name_becomes_a_valid_ghost_and_relations_work_both_ways() {
     // ghost says it in words instead.
     let mut again = reaction;
     again.event.id = patchbay_sdk::EventId::new();
-    within("the reaction again", running.connector.deliver(again))
-        .await
-        .expect("delivered");
+    running.deliver(again).await;
     let notice = alice
         .wait_for(&room_id, "the reaction said in words", |e| {
             e["sender"] == ghost.as_str() && e["content"]["msgtype"] == "m.notice"
@@ -238,9 +182,7 @@ async fn a_webhook_author_appears_with_their_avatar() {
     .await;
     let ghost = format!("@{}webhook_builds_ci:localhost", slot.prefix);
     let joined = alice
-        .wait_for(&room_id, "the webhook ghost to join", |e| {
-            is_member(e, &ghost, "join")
-        })
+        .wait_joined(&room_id, "the webhook ghost to join", &ghost)
         .await;
     assert_eq!(joined["content"]["displayname"], "[webhook] CI");
     let avatar = joined["content"]["avatar_url"].as_str().unwrap_or_default();

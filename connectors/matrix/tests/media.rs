@@ -8,8 +8,8 @@ mod support;
 use matrix_sdk::attachment::AttachmentConfig;
 use matrix_sdk::media::{MediaFormat, MediaRequestParameters};
 use matrix_sdk::ruma::events::room::MediaSource;
-use patchbay_sdk::{Attachment, Author, Delivery, Event, Inbound, Kind, RichText};
-use support::{User, bot_table, start, synapse, unique, within};
+use patchbay_sdk::{Attachment, Author, Delivery, Kind, RichText};
+use support::{User, bot_table, relayed, start, synapse, unique};
 
 /// Bytes that look like a PNG (the signature, then filler).
 fn png(len: usize) -> Vec<u8> {
@@ -126,8 +126,7 @@ async fn attachments_travel_both_ways_as_served_links_and_uploads() {
     assert_eq!(get(&guessed).await.0, 404);
 
     // Another network's linked file -> uploaded to the room as an m.image with a caption.
-    let mut event = Inbound::message("#rust", Author::named("bob"), RichText::plain(""));
-    event.kind = Kind::Message {
+    let linked_file = Kind::Message {
         body: RichText::plain("look"),
         attachments: vec![Attachment {
             url: format!("{base}/files/cat.png"),
@@ -137,17 +136,15 @@ async fn attachments_travel_both_ways_as_served_links_and_uploads() {
         }],
     };
     let delivery = Delivery {
-        room: plain.to_string(),
-        event: Event::from_inbound("webhook.ci", event),
         nick: "bob".into(),
-        route: "main".into(),
-        quote: None,
+        ..relayed(
+            "webhook.ci",
+            plain.as_str(),
+            Author::named("bob"),
+            linked_file,
+        )
     };
-    let id = within("the delivery", bot.connector.deliver(delivery))
-        .await
-        .expect("delivered")
-        .remote_id
-        .expect("remote id");
+    let id = bot.deliver_sent(delivery).await;
     let seen = alice
         .wait_event(&plain, "the uploaded image", id.as_str())
         .await;

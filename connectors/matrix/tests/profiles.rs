@@ -2,19 +2,14 @@
 
 mod support;
 
-use support::{bot_room, message, synapse, within};
+use support::{bot_room, message, synapse};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relayed_message_carries_its_authors_profile_and_keeps_the_nick_fallback() {
     let synapse = synapse();
     let (alice, bot_id, room_id, alias, _dir, bot) =
         bot_room(synapse, "per_message_profiles = true").await;
-    within(
-        "the delivery",
-        bot.connector.deliver(message(&alias, "bob", "hi")),
-    )
-    .await
-    .expect("delivered");
+    bot.deliver(message(&alias, "bob", "hi")).await;
     let seen = alice
         .wait_for(&room_id, "the relayed line", |e| {
             e["type"] == "m.room.message" && e["sender"] == bot_id.as_str()

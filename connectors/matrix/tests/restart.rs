@@ -4,7 +4,6 @@
 
 mod support;
 
-use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
 use patchbay_sdk::{ConnectorState, DeliveryError};
 use support::{Synapse, bot_room, message, within};
 
@@ -13,17 +12,11 @@ async fn a_homeserver_crash_loses_and_doubles_nothing() {
     let synapse = tokio::task::block_in_place(Synapse::start);
     let (alice, _bot_id, room_id, alias, _dir, mut bot) = bot_room(&synapse, "").await;
 
-    let room = alice.room(&room_id);
-    room.send(RoomMessageEventContent::text_plain("one"))
-        .await
-        .expect("send");
-    let first = bot.next_matching("'one'", |e| !e.is_echo).await;
-    assert_eq!(first.kind.body().expect("body").to_plain(), "one");
+    alice.say(&room_id, "one").await;
+    assert_eq!(bot.next_said("'one'").await, "one");
 
     // Accepted by the server, then the server dies before the bot necessarily saw it.
-    room.send(RoomMessageEventContent::text_plain("two"))
-        .await
-        .expect("send");
+    alice.say(&room_id, "two").await;
     tokio::task::block_in_place(|| synapse.stop());
     within("the connector to notice", async {
         loop {
@@ -46,31 +39,18 @@ async fn a_homeserver_crash_loses_and_doubles_nothing() {
 
     tokio::task::block_in_place(|| synapse.resume());
     bot.wait_up_after_outage().await;
-    room.send(RoomMessageEventContent::text_plain("three"))
-        .await
-        .expect("send after the restart");
+    alice.say(&room_id, "three").await;
     for expected in ["two", "three"] {
-        let event = bot.next_matching(expected, |e| !e.is_echo).await;
-        assert_eq!(event.kind.body().expect("body").to_plain(), expected);
+        assert_eq!(bot.next_said(expected).await, expected);
     }
     // The retried delivery goes through once the server is back.
-    let id = within(
-        "the retried delivery",
-        bot.connector.deliver(message(&alias, "bob", "queued")),
-    )
-    .await
-    .expect("delivered")
-    .remote_id
-    .expect("remote id");
+    let id = bot.deliver_sent(message(&alias, "bob", "queued")).await;
     alice
         .wait_event(&room_id, "the retried delivery", id.as_str())
         .await;
     // Nothing more from alice arrives twice: the next non-echo event is a new one.
-    room.send(RoomMessageEventContent::text_plain("four"))
-        .await
-        .expect("send");
-    let next = bot.next_matching("'four'", |e| !e.is_echo).await;
-    assert_eq!(next.kind.body().expect("body").to_plain(), "four");
+    alice.say(&room_id, "four").await;
+    assert_eq!(bot.next_said("'four'").await, "four");
     bot.stop().await;
     tokio::task::block_in_place(|| synapse.stop());
 }

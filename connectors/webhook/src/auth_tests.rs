@@ -1,19 +1,10 @@
 use super::*;
-use crate::config::{Format, InboundKind};
 
 fn settings(scheme: SignatureScheme) -> InboundSettings {
     InboundSettings {
-        token: None,
         secret: Some("8f742231b10e8888abcd99yyyzzz85a5".into()),
-        signature_header: "X-Hub-Signature-256".into(),
         signature_scheme: scheme,
-        signature_max_age: Duration::from_secs(300),
-        format: Format::Auto,
-        template: None,
-        username: "hook".into(),
-        avatar_url: None,
-        kind: InboundKind::Message,
-        closed: false,
+        ..crate::config::test_hook()
     }
 }
 

@@ -179,6 +179,25 @@ pub struct InboundSettings {
     pub closed: bool,
 }
 
+/// The hook the module tests start from: no token or secret, GitHub's signature header and
+/// scheme with five minutes' leeway, the format guessed, posting as `hook`.
+#[cfg(test)]
+pub(crate) fn test_hook() -> InboundSettings {
+    InboundSettings {
+        token: None,
+        secret: None,
+        signature_header: "X-Hub-Signature-256".into(),
+        signature_scheme: SignatureScheme::Github,
+        signature_max_age: Duration::from_secs(300),
+        format: Format::Auto,
+        template: None,
+        username: "hook".into(),
+        avatar_url: None,
+        kind: InboundKind::Message,
+        closed: false,
+    }
+}
+
 /// How deliveries to one room are POSTed.
 #[derive(Clone, Debug)]
 pub struct OutboundSettings {
@@ -350,6 +369,12 @@ impl Resolver<'_> {
         }
     }
 
+    /// A key given here, else the parent's: a room's keys default to the account's.
+    fn inherit<T: Clone>(&self, own: &Option<T>, get: fn(&RawRoom) -> &Option<T>) -> Option<T> {
+        own.clone()
+            .or_else(|| self.parent.and_then(|p| get(p).clone()))
+    }
+
     /// A secret given here (inline or as a file), else the parent's.
     fn secret(
         &self,
@@ -449,10 +474,6 @@ impl Resolver<'_> {
         templates: &mut Templates,
         room: &str,
     ) -> Result<InboundSettings, ConfigError> {
-        let parent = self.parent;
-        let pick = |own: &Option<String>, get: fn(&RawRoom) -> &Option<String>| {
-            own.clone().or_else(|| parent.and_then(|p| get(p).clone()))
-        };
         let token = self.secret(
             &raw.token,
             &raw.token_file,
@@ -471,28 +492,26 @@ impl Resolver<'_> {
         if secret.as_deref() == Some("") {
             return Err(self.error("secret", "the secret is empty"));
         }
-        let format = raw
-            .format
-            .or(parent.and_then(|p| p.format))
+        let format = self
+            .inherit(&raw.format, |p| &p.format)
             .unwrap_or(Format::Auto);
         let template = self.compiled(
             (&raw.template, &raw.template_file),
-            parent.map(|p| (&p.template, &p.template_file)),
+            self.parent.map(|p| (&p.template, &p.template_file)),
             "template",
             (format == Format::Template).then_some("format = \"template\""),
             format!("in:{room}"),
             templates,
         )?;
-        let signature_header = pick(&raw.signature_header, |p| &p.signature_header)
+        let signature_header = self
+            .inherit(&raw.signature_header, |p| &p.signature_header)
             .unwrap_or_else(|| "X-Hub-Signature-256".to_owned());
         check_header_name(&signature_header).map_err(|m| self.error("signature_header", m))?;
-        let signature_scheme = raw
-            .signature_scheme
-            .or(parent.and_then(|p| p.signature_scheme))
+        let signature_scheme = self
+            .inherit(&raw.signature_scheme, |p| &p.signature_scheme)
             .unwrap_or(SignatureScheme::Github);
-        let max_age = raw
-            .signature_max_age
-            .or(parent.and_then(|p| p.signature_max_age))
+        let max_age = self
+            .inherit(&raw.signature_max_age, |p| &p.signature_max_age)
             .map_or(DEFAULT_SIGNATURE_MAX_AGE, ConfigDuration::get);
         if max_age < Duration::from_secs(1) {
             return Err(self.error(
@@ -500,7 +519,8 @@ impl Resolver<'_> {
                 "must be a number of seconds, 1 or more",
             ));
         }
-        let username = pick(&raw.username, |p| &p.username).unwrap_or_else(|| match format {
+        let username = self.inherit(&raw.username, |p| &p.username);
+        let username = username.unwrap_or_else(|| match format {
             Format::Github => "GitHub".to_owned(),
             Format::Gitlab => "GitLab".to_owned(),
             Format::Alertmanager => "Alertmanager".to_owned(),
@@ -516,10 +536,9 @@ impl Resolver<'_> {
             format,
             template,
             username,
-            avatar_url: pick(&raw.avatar_url, |p| &p.avatar_url),
-            kind: raw
-                .kind
-                .or(parent.and_then(|p| p.kind))
+            avatar_url: self.inherit(&raw.avatar_url, |p| &p.avatar_url),
+            kind: self
+                .inherit(&raw.kind, |p| &p.kind)
                 .unwrap_or(InboundKind::Message),
             closed: false,
         })

@@ -12,11 +12,7 @@ impl Resolver<'_> {
         templates: &mut Templates,
         room: &str,
     ) -> Result<Option<OutboundSettings>, ConfigError> {
-        let parent = self.parent;
-        let pick = |own: &Option<String>, get: fn(&RawRoom) -> &Option<String>| {
-            own.clone().or_else(|| parent.and_then(|p| get(p).clone()))
-        };
-        let Some(url) = pick(&raw.url, |p| &p.url) else {
+        let Some(url) = self.inherit(&raw.url, |p| &p.url) else {
             return Ok(None);
         };
         match url.split_once("://") {
@@ -25,13 +21,13 @@ impl Resolver<'_> {
                 return Err(self.error("url", format!("`{url}` is not an http:// or https:// URL")));
             }
         }
-        let payload = raw
-            .payload
-            .or(parent.and_then(|p| p.payload))
+        let payload = self
+            .inherit(&raw.payload, |p| &p.payload)
             .unwrap_or(Payload::Json);
         let template = self.compiled(
             (&raw.payload_template, &raw.payload_template_file),
-            parent.map(|p| (&p.payload_template, &p.payload_template_file)),
+            self.parent
+                .map(|p| (&p.payload_template, &p.payload_template_file)),
             "payload_template",
             (payload == Payload::Template).then_some("payload = \"template\""),
             format!("out:{room}"),
@@ -43,7 +39,8 @@ impl Resolver<'_> {
             |p| (p.sign_secret.clone(), p.sign_secret_file.clone()),
             "sign_secret",
         )?;
-        let sign_header = pick(&raw.sign_header, |p| &p.sign_header)
+        let sign_header = self
+            .inherit(&raw.sign_header, |p| &p.sign_header)
             .unwrap_or_else(|| "X-Patchbay-Signature-256".to_owned());
         check_header_name(&sign_header).map_err(|m| self.error("sign_header", m))?;
         if [
@@ -58,31 +55,25 @@ impl Resolver<'_> {
                 format!("`{sign_header}` carries patchbay's timed signature; pick another name"),
             ));
         }
-        let timeout = raw
-            .timeout
-            .or(parent.and_then(|p| p.timeout))
+        let timeout = self
+            .inherit(&raw.timeout, |p| &p.timeout)
             .map_or(DEFAULT_TIMEOUT, ConfigDuration::get);
         if timeout.is_zero() {
             return Err(self.error("timeout", "must be above 0s"));
         }
-        let headers = raw
-            .headers
-            .clone()
-            .or_else(|| parent.and_then(|p| p.headers.clone()))
+        let headers = self
+            .inherit(&raw.headers, |p| &p.headers)
             .unwrap_or_default();
         for name in headers.keys() {
             check_header_name(name).map_err(|m| self.error("headers", m))?;
         }
-        let content_type = pick(&raw.content_type, |p| &p.content_type)
+        let content_type = self
+            .inherit(&raw.content_type, |p| &p.content_type)
             .unwrap_or_else(|| "application/json".to_owned());
-        let tls_ca = match raw
-            .tls_ca_file
-            .as_ref()
-            .or(parent.and_then(|p| p.tls_ca_file.as_ref()))
-        {
+        let tls_ca = match self.inherit(&raw.tls_ca_file, |p| &p.tls_ca_file) {
             None => None,
             Some(path) => {
-                let path = self.account.resolve(path);
+                let path = self.account.resolve(&path);
                 let pem = std::fs::read(&path).map_err(|err| {
                     self.error(
                         "tls_ca_file",

@@ -371,29 +371,13 @@ pub fn slack_to_markdown(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Format, InboundKind};
-
-    fn settings() -> InboundSettings {
-        InboundSettings {
-            token: None,
-            secret: None,
-            signature_header: "X-Hub-Signature-256".into(),
-            signature_scheme: crate::config::SignatureScheme::Github,
-            signature_max_age: std::time::Duration::from_secs(300),
-            format: Format::Auto,
-            template: None,
-            username: "hook".into(),
-            avatar_url: None,
-            kind: InboundKind::Message,
-            closed: false,
-        }
-    }
+    use crate::config::test_hook;
 
     fn text_of(body: serde_json::Value) -> Result<String, String> {
         let mut headers = HeaderMap::new();
         headers.insert("content-type", "application/json".parse().expect("header"));
         let body = serde_json::to_vec(&body).expect("json");
-        match parse(&settings(), &Templates::new(), &headers, &body)? {
+        match parse(&test_hook(), &Templates::new(), &headers, &body)? {
             Parsed::Message(m) => Ok(m.text),
             Parsed::Ignored(why) => Err(why),
         }
@@ -407,13 +391,13 @@ mod tests {
             "application/x-www-form-urlencoded".parse().expect("header"),
         );
         let body = b"payload=%7B%22text%22%3A%22from+a+form%22%7D";
-        let parsed = parse(&settings(), &Templates::new(), &headers, body);
+        let parsed = parse(&test_hook(), &Templates::new(), &headers, body);
         assert!(
             matches!(&parsed, Ok(Parsed::Message(m)) if m.text == "from a form"),
             "{parsed:?}"
         );
         // Not a payload form: `curl -d 'deploy done'` means text.
-        let parsed = parse(&settings(), &Templates::new(), &headers, b"deploy done");
+        let parsed = parse(&test_hook(), &Templates::new(), &headers, b"deploy done");
         assert!(
             matches!(&parsed, Ok(Parsed::Message(m)) if m.text == "deploy done"),
             "{parsed:?}"

@@ -13,21 +13,14 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::config::{Format, InboundKind, SignatureScheme};
+use crate::config::{Format, SignatureScheme};
 
 fn settings(format: Format) -> InboundSettings {
     InboundSettings {
-        token: None,
         secret: Some("secret".into()),
-        signature_header: "X-Hub-Signature-256".into(),
-        signature_scheme: SignatureScheme::Github,
-        signature_max_age: std::time::Duration::from_secs(300),
         format,
         template: Some("in:custom".into()),
-        username: "hook".into(),
-        avatar_url: None,
-        kind: InboundKind::Message,
-        closed: false,
+        ..crate::config::test_hook()
     }
 }
 

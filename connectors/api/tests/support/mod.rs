@@ -76,16 +76,21 @@ pub fn delivery(room: &str, who: &str, text: &str) -> Delivery {
     }
 }
 
+/// GET `url` with the token.
+pub async fn get(url: impl reqwest::IntoUrl) -> reqwest::Response {
+    let request = reqwest::Client::new().get(url).bearer_auth(TOKEN);
+    request.send().await.expect("get")
+}
+
 /// GET `url` with the token, and read the answer as JSON.
 pub async fn get_json(url: impl reqwest::IntoUrl) -> serde_json::Value {
-    let client = reqwest::Client::new();
-    let answer = client
-        .get(url)
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("get");
-    answer.json().await.expect("json")
+    get(url).await.json().await.expect("json")
+}
+
+/// POST `body` as JSON to `url` with the token.
+pub async fn post_json(url: impl reqwest::IntoUrl, body: serde_json::Value) -> reqwest::Response {
+    let request = reqwest::Client::new().post(url).bearer_auth(TOKEN);
+    request.json(&body).send().await.expect("post")
 }
 
 /// Deliver one event.

@@ -223,28 +223,14 @@ impl AsClient {
         }
     }
 
-    pub async fn set_display_name(&self, user: &str, name: &str) -> Result<(), ApiError> {
-        let path = format!("/_matrix/client/v3/profile/{}/displayname", encode(user));
-        self.json(
-            reqwest::Method::PUT,
-            &path,
-            Some(user),
-            json!({"displayname": name}),
-        )
-        .await
-        .map(drop)
-    }
-
-    pub async fn set_avatar(&self, user: &str, mxc: &str) -> Result<(), ApiError> {
-        let path = format!("/_matrix/client/v3/profile/{}/avatar_url", encode(user));
-        self.json(
-            reqwest::Method::PUT,
-            &path,
-            Some(user),
-            json!({"avatar_url": mxc}),
-        )
-        .await
-        .map(drop)
+    /// Set one field of `user`'s profile (`displayname`, or `avatar_url` to an `mxc://`
+    /// URI): the homeserver takes each at its own path, with a body of that field alone.
+    pub async fn set_profile(&self, user: &str, field: &str, value: &str) -> Result<(), ApiError> {
+        let path = format!("/_matrix/client/v3/profile/{}/{field}", encode(user));
+        let body = json!({ field: value });
+        self.json(reqwest::Method::PUT, &path, Some(user), body)
+            .await
+            .map(drop)
     }
 
     /// Upload a file as `user`; returns its `mxc://` URI.

@@ -74,7 +74,7 @@ pub async fn ensure(
     let ghost = store.get(&user).cloned().unwrap_or_default();
     if ghost.display_name.as_deref() != Some(display_name) {
         client
-            .set_display_name(&user, display_name)
+            .set_profile(&user, "displayname", display_name)
             .await
             .map_err(|e| e.classify())?;
         let nick = event.author.name.clone();
@@ -122,7 +122,7 @@ async fn set_avatar(service: &AppService, user: &str, url: &str) -> Result<(), D
         .await
         .map_err(|e| e.classify())?;
     client
-        .set_avatar(user, &mxc)
+        .set_profile(user, "avatar_url", &mxc)
         .await
         .map_err(|e| e.classify())
 }
@@ -188,7 +188,7 @@ pub async fn rename(
     let current = store.get(&user).and_then(|g| g.display_name.clone());
     if current.as_deref() != Some(display.as_str()) {
         client
-            .set_display_name(&user, &display)
+            .set_profile(&user, "displayname", &display)
             .await
             .map_err(|e| e.classify())?;
     }

@@ -9,13 +9,14 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
+use matrix_sdk::ruma::OwnedRoomId;
 use patchbay_sdk::AccountInfo;
 use patchbay_sdk::sync::lock;
 use patchbay_sdk::testkit::{self, Recorder};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::{Running, Synapse};
+use super::{Running, Synapse, User, unique};
 
 pub const SLOTS: usize = 4;
 
@@ -121,6 +122,25 @@ pub struct Bridge {
 /// Build the slot's connector from its table and run it, serving its routes.
 pub fn start_bridge(slot: &Slot, synapse: &Synapse, extra: &str) -> Bridge {
     start_bridge_refusing(slot, synapse, extra, None)
+}
+
+/// Alice, a running bridge whose bot she trusts, and a private room of hers the bot joined.
+pub async fn setup(slot: &Slot) -> (User, Bridge, OwnedRoomId) {
+    setup_refusing(slot, None).await
+}
+
+/// [`setup`] with a gateway that refuses the first event reading `refuse` once.
+pub async fn setup_refusing(slot: &Slot, refuse: Option<&str>) -> (User, Bridge, OwnedRoomId) {
+    let synapse = &fixture().synapse;
+    let alice = User::register(synapse, &unique("alice")).await;
+    let trust = format!("invite_from = [\"{}\"]", alice.id);
+    let mut bridge = start_bridge_refusing(slot, synapse, &trust, refuse);
+    bridge.running.wait_up().await;
+    let room_id = alice.create_room(None, &[&slot.bot], false).await;
+    alice
+        .wait_joined(&room_id, "the bot to accept the invite", &slot.bot)
+        .await;
+    (alice, bridge, room_id)
 }
 
 /// A gateway whose store refuses the first event whose text is `refuse`, once, then hands

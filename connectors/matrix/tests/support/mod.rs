@@ -16,12 +16,15 @@ use matrix_sdk::config::SyncSettings;
 use matrix_sdk::ruma::api::client::room::Visibility;
 use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
 use matrix_sdk::ruma::events::InitialStateEvent;
+use matrix_sdk::ruma::events::reaction::ReactionEventContent;
+use matrix_sdk::ruma::events::relation::{Annotation, InReplyTo, Reply};
 use matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent;
-use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
-use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
+use matrix_sdk::ruma::events::room::message::{Relation, RoomMessageEventContent};
+use matrix_sdk::ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
 use patchbay_sdk::testkit;
 use patchbay_sdk::{
-    AccountInfo, Author, Connector, ConnectorState, Delivery, Event, Inbound, Kind, RichText,
+    AccountInfo, Author, Connector, ConnectorState, Delivered, Delivery, Event, Inbound, Kind,
+    RichText,
 };
 use serde_json::Value;
 use tokio::sync::{Mutex, mpsc, watch};
@@ -228,6 +231,19 @@ impl User {
         self.send(room, RoomMessageEventContent::text_plain(text))
             .await
     }
+
+    /// Answer the event `to` in `room` with `text` (plain), as a reply to it.
+    pub async fn reply(&self, room: &RoomId, to: &EventId, text: &str) -> OwnedEventId {
+        let mut reply = RoomMessageEventContent::text_plain(text);
+        reply.relates_to = Some(Relation::Reply(Reply::new(InReplyTo::new(to.to_owned()))));
+        self.send(room, reply).await
+    }
+
+    /// React to the event `to` in `room` with `key` (an emoji).
+    pub async fn react(&self, room: &RoomId, to: &EventId, key: &str) {
+        let reaction = ReactionEventContent::new(Annotation::new(to.to_owned(), key.to_owned()));
+        self.room(room).send(reaction).await.expect("react");
+    }
 }
 
 /// Whether `event` turns `user`'s membership to `membership`.
@@ -281,6 +297,18 @@ impl Running {
         assert!(up, "timed out waiting for the connector to reconnect");
     }
 
+    /// Deliver `delivery`, waiting at most [`TIMEOUT`]: it must be delivered.
+    pub async fn deliver(&self, delivery: Delivery) -> Delivered {
+        let delivered = within("a delivery", self.connector.deliver(delivery)).await;
+        delivered.expect("delivered")
+    }
+
+    /// Deliver `delivery` as [`Running::deliver`] does: the id of the event it became.
+    pub async fn deliver_sent(&self, delivery: Delivery) -> String {
+        let delivered = self.deliver(delivery).await;
+        delivered.remote_id.expect("a remote id")
+    }
+
     /// The next event recorded that matches (those before it are read too).
     pub async fn next_matching(
         &mut self,
@@ -297,6 +325,13 @@ impl Running {
         };
         self.read = at + 1;
         event
+    }
+
+    /// The plain text of the next event recorded that is not the connector's own echo (those
+    /// before it are read too): what someone said on Matrix, as the gateway gets it.
+    pub async fn next_said(&mut self, what: &str) -> String {
+        let event = self.next_matching(what, |e| !e.is_echo).await;
+        event.kind.body().expect("body").to_plain()
     }
 
     /// The next event recorded, if there is one yet.

@@ -239,15 +239,7 @@ max_upload_size: 50M
     pub async fn register(&self, name: &str, password: &str) -> String {
         let http = matrix_sdk::reqwest::Client::new();
         let url = format!("{}/_synapse/admin/v1/register", self.url());
-        let nonce = http
-            .get(&url)
-            .send()
-            .await
-            .expect("get a nonce")
-            .bytes()
-            .await
-            .expect("nonce body");
-        let nonce: Value = serde_json::from_slice(&nonce).expect("nonce json");
+        let nonce = json_of(http.get(&url).send().await, "a nonce").await;
         let nonce = nonce["nonce"].as_str().expect("nonce").to_owned();
         let mut mac = Hmac::<Sha1>::new_from_slice(SHARED_SECRET.as_bytes()).expect("hmac key");
         for (i, part) in [nonce.as_str(), name, password, "notadmin"]
@@ -267,17 +259,8 @@ max_upload_size: 50M
             .collect();
         let request = json!({"nonce": nonce, "username": name, "password": password,
                              "admin": false, "mac": digest});
-        let response = http
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(request.to_string())
-            .send()
-            .await
-            .expect("register")
-            .bytes()
-            .await
-            .expect("register body");
-        let response: Value = serde_json::from_slice(&response).expect("register json");
+        let post = http.post(&url).header("content-type", "application/json");
+        let response = json_of(post.body(request.to_string()).send().await, "register").await;
         response["user_id"]
             .as_str()
             .unwrap_or_else(|| panic!("registration failed: {response}"))
@@ -290,6 +273,19 @@ impl Drop for Synapse {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The JSON body of an answer to an HTTP request (`what`, in a panic when there is none).
+pub async fn json_of(
+    answer: Result<matrix_sdk::reqwest::Response, matrix_sdk::reqwest::Error>,
+    what: &str,
+) -> Value {
+    let answer = answer.unwrap_or_else(|e| panic!("{what}: {e}"));
+    let body = answer
+        .bytes()
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{what} is not JSON: {e}"))
 }
 
 /// A tiny blocking HTTP GET, for health checks before any runtime exists.
