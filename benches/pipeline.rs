@@ -289,6 +289,7 @@ fn half_rate(runtime: &tokio::runtime::Runtime) {
     const BURST: u64 = 5_000;
     const SOURCES: u64 = 64;
     const PACED_FOR: Duration = Duration::from_secs(5);
+    const PACER_GRAIN: Duration = Duration::from_micros(200);
     let tables: Vec<usize> = std::env::var("PATCHBAY_BENCH_HALF_RATE_ROUTES")
         .ok()
         .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
@@ -303,33 +304,49 @@ fn half_rate(runtime: &tokio::runtime::Runtime) {
             let rate = max_rate / 2.0;
             let total = (rate * PACED_FOR.as_secs_f64()) as u64;
             let target = bench.counter.delivered.load(Ordering::Relaxed) + total;
-            // Source t emits events t, t + SOURCES, ... each at its slot of the schedule.
-            let every = Duration::from_secs_f64(SOURCES as f64 / rate);
-            let began = tokio::time::Instant::now();
-            let mut handles = Vec::new();
-            for t in 0..SOURCES {
-                let sink = bench.engines[t as usize % bench.engines.len()].sink("bench.src");
-                let slot = Duration::from_secs_f64(t as f64 / rate);
-                handles.push(tokio::spawn(async move {
-                    let mut sent = Vec::new();
-                    let (mut i, mut at) = (t, began + slot);
-                    while i < total {
-                        tokio::time::sleep_until(at).await;
+            // Event i is emitted at i / rate, through source i % SOURCES, whether or not the
+            // ones before it were accepted (a source that waited for its last accept would
+            // hide a stall from the figures: only its one waiting event would count it). One
+            // thread releases the events at their times, within PACER_GRAIN, and a task per
+            // event emits it. (Paced by tokio's timer, whose wheel turns once a millisecond,
+            // each millisecond's events went out together: a burst of rate / 1,000 at once.)
+            let sinks: Arc<Vec<_>> = Arc::new(
+                (0..SOURCES as usize)
+                    .map(|t| bench.engines[t % bench.engines.len()].sink("bench.src"))
+                    .collect(),
+            );
+            let runtime = tokio::runtime::Handle::current();
+            let began = Instant::now();
+            let pacer = std::thread::spawn(move || {
+                let mut emits = Vec::with_capacity(total as usize);
+                for i in 0..total {
+                    let at = began + Duration::from_secs_f64(i as f64 / rate);
+                    // Not due yet: sleep until it is, and at least a grain, so that the
+                    // thread wakes a few thousand times a second, not once an event.
+                    if let Some(wait) = at.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait.max(PACER_GRAIN));
+                    }
+                    let sinks = Arc::clone(&sinks);
+                    // Timed from its release: a wait for a worker to run the task counts too.
+                    let released = Instant::now();
+                    emits.push(runtime.spawn(async move {
                         let text = format!("h{i}");
-                        let now = Instant::now();
-                        if let Err(err) = sink.emit(inbound((i % routes as u64) as usize, text.clone())).await {
+                        let event = inbound((i % routes as u64) as usize, text.clone());
+                        if let Err(err) = sinks[(i % SOURCES) as usize].emit(event).await {
                             panic!("emit failed: {err}");
                         }
-                        sent.push((text, now, now.elapsed()));
-                        i += SOURCES;
-                        at += every;
-                    }
-                    sent
-                }));
-            }
-            let mut sent = Vec::new();
-            for handle in handles {
-                sent.extend(handle.await.expect("paced source"));
+                        (text, released, released.elapsed())
+                    }));
+                }
+                emits
+            });
+            let emits = tokio::task::spawn_blocking(move || pacer.join())
+                .await
+                .expect("the pacer's join")
+                .expect("the pacer");
+            let mut sent = Vec::with_capacity(emits.len());
+            for emit in emits {
+                sent.push(emit.await.expect("an emit"));
             }
             bench.counter.wait_for(target).await;
             let paced_took = began.elapsed();
