@@ -5,13 +5,6 @@ mod support;
 use patchbay_sdk::{Delivery, DeliveryError, Kind, MessageRef, RichText};
 use support::*;
 
-fn config(port: u16, channel: &str, extra: &str) -> String {
-    format!(
-        "server = \"127.0.0.1\"\nport = {port}\nnick = \"pb\"\nchannels = [\"{channel}\"]\n\
-         reconnect_min_secs = 0.3\nreconnect_max_secs = 2\n{extra}"
-    )
-}
-
 /// Start the connector in `channel` and wait until `watcher` sees it join.
 async fn start_joined(
     port: u16,
@@ -53,13 +46,7 @@ async fn ircv3_ids_times_accounts_and_echoes() {
     alice
         .send(&format!("@+draft/reply={id} PRIVMSG #v3 :a reply"))
         .await;
-    let reply = bridge
-        .recorder
-        .wait_for(TIMEOUT, |e| {
-            e.kind.body().is_some_and(|b| b.to_plain() == "a reply")
-        })
-        .await
-        .expect("the reply");
+    let reply = heard(&bridge.recorder, "a reply").await;
     assert_eq!(reply.reply_to, Some(MessageRef::Native(id)));
 
     // echo-message confirms deliveries and gives their ids; the echo is marked as ours.

@@ -14,7 +14,9 @@ use std::time::Duration;
 use patchbay_irc::parse::{self, Parsed};
 use patchbay_irc::transport::LineReader;
 pub use patchbay_sdk::testkit::{self, Recorder, Running};
-use patchbay_sdk::{AccountInfo, Connector, Delivered, Delivery, Kind, RichText};
+use patchbay_sdk::{
+    AccountInfo, Connector, ConnectorState, Delivered, Delivery, Inbound, Kind, RichText,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -315,6 +317,36 @@ pub async fn wait_texts(recorder: &Recorder, room: &str, n: usize) -> Vec<String
             self::texts(recorder, room)
         )
     })
+}
+
+/// The table of the account `pb` on the server at `port` in `channel`, reconnecting after 0.3
+/// to 2 s; then the lines `extra`. Each server's tests start from it.
+pub fn config(port: u16, channel: &str, extra: &str) -> String {
+    format!(
+        "server = \"127.0.0.1\"\nport = {port}\nnick = \"pb\"\nchannels = [\"{channel}\"]\n\
+         reconnect_min_secs = 0.3\nreconnect_max_secs = 2\n{extra}"
+    )
+}
+
+/// Wait for the event whose plain text is `text`: the connector emitted that line.
+pub async fn heard(recorder: &Recorder, text: &str) -> Inbound {
+    recorder
+        .wait_for(TIMEOUT, |e| {
+            e.kind.body().is_some_and(|b| b.to_plain() == text)
+        })
+        .await
+        .unwrap_or_else(|| panic!("never heard {text:?}: {:#?}", recorder.events()))
+}
+
+/// Wait until the connector is down for a reason `why` accepts; `what` names it on timeout.
+pub async fn expect_down(bridge: &mut Running, what: &str, why: impl Fn(&str) -> bool) {
+    let down = bridge
+        .wait_state(
+            TIMEOUT,
+            |s| matches!(s, ConnectorState::Down { reason } if why(reason)),
+        )
+        .await;
+    assert!(down, "{what}");
 }
 
 /// Build a connector from a TOML table body and run it as `irc.test`, with `data_dir` as its
