@@ -8,26 +8,17 @@ mod irc;
 
 use std::time::Duration;
 
-use irc::{Gate, IrcServer, TestClient, available};
+use irc::{Gate, IrcServer, TestClient, available, require};
 use patchbay_irc::mirc;
 use support::Gateway;
 
 const WAIT: Duration = Duration::from_secs(30);
 const CAPS: &[&str] = &["server-time", "message-tags", "batch"];
 
-macro_rules! require {
-    ($($program:expr),+) => {
-        $(if !available($program) {
-            return;
-        })+
-    };
-}
-
+/// [`irc::account`], reconnecting after 0.5 to 2 s.
 fn account(name: &str, port: u16, nick: &str, channel: &str, extra: &str) -> String {
-    format!(
-        "[irc.{name}]\nserver = \"127.0.0.1\"\nport = {port}\nnick = \"{nick}\"\n\
-         channels = [\"{channel}\"]\nreconnect_min_secs = 0.5\nreconnect_max_secs = 2\n{extra}\n"
-    )
+    let reconnect = "reconnect_min_secs = 0.5\nreconnect_max_secs = 2";
+    irc::account(name, port, nick, channel, &format!("{reconnect}\n{extra}"))
 }
 
 /// Two channels on one InspIRCd mirrored with each other and the console; formatting

@@ -108,6 +108,9 @@ fn servers_available() -> bool {
     false
 }
 
+/// The lines both IRC accounts add to [`irc::account`].
+const IRC_EXTRA: &str = "flood_control = false\nreconnect_min_secs = 0.5\nreconnect_max_secs = 2";
+
 fn config(p: &Ports) -> String {
     format!(
         r##"
@@ -117,24 +120,8 @@ data_dir = "data"
 [http]
 listen = "127.0.0.1:{http}"
 
-[irc.ergo]
-server = "127.0.0.1"
-port = {ergo}
-nick = "pbe"
-channels = ["#soak"]
-flood_control = false
-reconnect_min_secs = 0.5
-reconnect_max_secs = 2
-
-[irc.insp]
-server = "127.0.0.1"
-port = {insp}
-nick = "pbi"
-channels = ["#soak"]
-flood_control = false
-reconnect_min_secs = 0.5
-reconnect_max_secs = 2
-
+{ergo}
+{insp}
 [matrix.home]
 homeserver = "{matrix}"
 user = "{bot}"
@@ -193,8 +180,8 @@ nick_format = "{{nick}}"
 nick_format = "{{nick}}@{{protocol}}"
 "##,
         http = p.http,
-        ergo = p.ergo,
-        insp = p.insp,
+        ergo = irc::account("ergo", p.ergo, "pbe", "#soak", IRC_EXTRA),
+        insp = irc::account("insp", p.insp, "pbi", "#soak", IRC_EXTRA),
         matrix = p.matrix,
         bot = p.bot,
         room = p.room,

@@ -31,12 +31,10 @@ const WAIT: Duration = Duration::from_secs(30);
 /// Console input (and output on stdout), an optional IRC channel, and a webhook room; one
 /// route mirrors the console and IRC and sends both to the webhook.
 fn config(port: u16, receiver: SocketAddr, irc_port: Option<u16>) -> String {
+    let reconnect = "reconnect_min_secs = 0.5\nreconnect_max_secs = 2";
     let (irc, irc_room) = match irc_port {
         Some(p) => (
-            format!(
-                "[irc.net]\nserver = \"127.0.0.1\"\nport = {p}\nnick = \"pb\"\nchannels = [\"#lobby\"]\n\
-                 reconnect_min_secs = 0.5\nreconnect_max_secs = 2\n"
-            ),
+            irc::account("net", p, "pb", "#lobby", reconnect),
             ", \"irc.net/#lobby\"",
         ),
         None => (String::new(), ""),

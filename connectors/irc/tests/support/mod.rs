@@ -319,13 +319,26 @@ pub async fn wait_texts(recorder: &Recorder, room: &str, n: usize) -> Vec<String
     })
 }
 
-/// The table of the account `pb` on the server at `port` in `channel`, reconnecting after 0.3
-/// to 2 s; then the lines `extra`. Each server's tests start from it.
-pub fn config(port: u16, channel: &str, extra: &str) -> String {
+/// The table of the account `nick` in `channel` on the loopback server at `port`; then the
+/// lines `extra`.
+pub fn table(port: u16, nick: &str, channel: &str, extra: &str) -> String {
     format!(
-        "server = \"127.0.0.1\"\nport = {port}\nnick = \"pb\"\nchannels = [\"{channel}\"]\n\
-         reconnect_min_secs = 0.3\nreconnect_max_secs = 2\n{extra}"
+        "server = \"127.0.0.1\"\nport = {port}\nnick = \"{nick}\"\nchannels = [\"{channel}\"]\n\
+         {extra}\n"
     )
+}
+
+/// `[irc.NAME]` holding [`table`]: an IRC account of the gateway's config, as its end-to-end
+/// tests and benches write one.
+pub fn account(name: &str, port: u16, nick: &str, channel: &str, extra: &str) -> String {
+    format!("[irc.{name}]\n{}", table(port, nick, channel, extra))
+}
+
+/// The [`table`] of the account `pb` in `channel`, reconnecting after 0.3 to 2 s; then the
+/// lines `extra`. Each server's tests start from it.
+pub fn config(port: u16, channel: &str, extra: &str) -> String {
+    let reconnect = "reconnect_min_secs = 0.3\nreconnect_max_secs = 2";
+    table(port, "pb", channel, &format!("{reconnect}\n{extra}"))
 }
 
 /// Wait for the event whose plain text is `text`: the connector emitted that line.
