@@ -24,8 +24,6 @@ mod synapse;
 mod clients;
 #[path = "soak/rig.rs"]
 mod rig;
-#[path = "soak/servers.rs"]
-mod servers;
 #[path = "soak/tally.rs"]
 mod tally;
 
@@ -34,7 +32,6 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use rig::drain;
-use support::free_port;
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -78,7 +75,7 @@ fn minutes_from_args() -> Option<f64> {
 
 /// Every server the soak needs is here; else it says which is not and is skipped (failed in CI).
 fn servers_available() -> bool {
-    let peers = servers::peers_dir();
+    let peers = patchbay_sshchat_testserver::real::peers_dir();
     let mut missing = Vec::new();
     for file in ["ergo", "devzat", "run-devzat.sh", "ssh-chat"] {
         if !peers.join(file).exists() {
