@@ -67,8 +67,7 @@ async fn a_killed_irc_holder_is_taken_over_and_history_fills_the_gap() {
     let config = config(dir.path(), &nats, ergo.port);
     let mut instances =
         tokio::task::block_in_place(|| start_all(dir.path(), &config, &["i1", "i2"]));
-    let mut alice = irc::TestClient::connect_with_caps(ergo.port, "alice", &[]).await;
-    alice.join("#one").await;
+    let mut alice = irc::TestClient::connect_in(ergo.port, "alice", "#one").await;
     alice.wait_member("#one", "pba").await;
     assert_eq!(
         bridges_in_channel(&mut alice).await,

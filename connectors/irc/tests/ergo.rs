@@ -271,8 +271,8 @@ async fn echoes_are_matched_by_label_when_the_server_rewrites_the_text() {
     // Everything ergo sends the bridge has "colour" turned into "color".
     let rewriter = Rewriter::new(server.port, "colour", "color").await;
     let data = tempdir();
-    let mut alice = TestClient::connect_with_caps(server.port, "alice", &["message-tags"]).await;
-    alice.join("#label").await;
+    let mut alice =
+        TestClient::connect_in_with_caps(server.port, "alice", &["message-tags"], "#label").await;
     // Text matching alone would wait the whole minute for an echo that never matches.
     let bridge = start_up(
         &config(rewriter.port, "#label", "echo_timeout_secs = 60"),

@@ -25,8 +25,7 @@ async fn ircv3_ids_times_accounts_and_echoes() {
     require!("inspircd");
     let server = IrcServer::inspircd().await;
     let data = tempdir();
-    let mut alice = TestClient::connect_with_caps(server.port, "alice", CAPS).await;
-    alice.join("#v3").await;
+    let mut alice = TestClient::connect_in_with_caps(server.port, "alice", CAPS, "#v3").await;
     let bridge = start_joined(server.port, "#v3", "", &data, &mut alice).await;
 
     // Inbound messages carry the server's msgid and time.
@@ -74,8 +73,7 @@ async fn bridge_restart_catches_up_from_chanhistory_exactly_once() {
     require!("inspircd");
     let server = IrcServer::inspircd().await;
     let data = tempdir();
-    let mut alice = TestClient::connect_with_caps(server.port, "alice", CAPS).await;
-    alice.join("#hist").await;
+    let mut alice = TestClient::connect_in_with_caps(server.port, "alice", CAPS, "#hist").await;
     alice.send("PRIVMSG #hist :before the bridge existed").await;
 
     let bridge = start_joined(server.port, "#hist", "", &data, &mut alice).await;
@@ -106,8 +104,7 @@ async fn first_join_does_not_replay_old_history() {
     require!("inspircd");
     let server = IrcServer::inspircd().await;
     let data = tempdir();
-    let mut alice = TestClient::connect_with_caps(server.port, "alice", CAPS).await;
-    alice.join("#old").await;
+    let mut alice = TestClient::connect_in_with_caps(server.port, "alice", CAPS, "#old").await;
     alice.send("PRIVMSG #old :ancient").await;
     alice.expect_privmsg("#old", "ancient").await;
     let bridge = start_joined(server.port, "#old", "", &data, &mut alice).await;
@@ -121,8 +118,7 @@ async fn a_refused_message_fails_the_delivery_instead_of_hanging() {
     require!("inspircd");
     let server = IrcServer::inspircd().await;
     let data = tempdir();
-    let mut op = TestClient::connect_with_caps(server.port, "op", CAPS).await;
-    op.join("#mod").await;
+    let mut op = TestClient::connect_in_with_caps(server.port, "op", CAPS, "#mod").await;
     op.send("MODE #mod +m").await;
     op.expect("+m", |cmd, _, _| cmd == "MODE").await;
     let bridge = start_joined(server.port, "#mod", "", &data, &mut op).await;
@@ -159,8 +155,7 @@ async fn a_pipelined_run_arrives_in_order_and_a_refusal_fails_only_its_line() {
     require!("inspircd");
     let server = IrcServer::inspircd().await;
     let data = tempdir();
-    let mut op = TestClient::connect_with_caps(server.port, "op", CAPS).await;
-    op.join("#pipe").await;
+    let mut op = TestClient::connect_in_with_caps(server.port, "op", CAPS, "#pipe").await;
     // blockcaps: lines more than half capitals are refused (ERR_CANNOTSENDTOCHAN).
     op.send("MODE #pipe +B").await;
     op.expect("+B", |cmd, _, _| cmd == "MODE").await;
@@ -241,8 +236,7 @@ async fn a_burst_is_handed_over_in_runs_in_order() {
     require!("inspircd");
     let server = IrcServer::inspircd().await;
     let data = tempdir();
-    let mut alice = TestClient::connect_with_caps(server.port, "alice", CAPS).await;
-    alice.join("#burst").await;
+    let mut alice = TestClient::connect_in_with_caps(server.port, "alice", CAPS, "#burst").await;
     let bridge = start_joined(server.port, "#burst", "", &data, &mut alice).await;
     let before = bridge.recorder.calls();
 

@@ -23,9 +23,7 @@ fn base(port: u16, extra: &str) -> String {
 
 /// A user in `#sec` with account-tag.
 async fn alice(server: &IrcServer) -> TestClient {
-    let mut alice = TestClient::connect_with_caps(server.port, "alice", &["account-tag"]).await;
-    alice.join("#sec").await;
-    alice
+    TestClient::connect_in_with_caps(server.port, "alice", &["account-tag"], "#sec").await
 }
 
 /// The account the bridge's messages carry, as a user with account-tag sees it.

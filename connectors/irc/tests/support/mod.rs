@@ -129,7 +129,12 @@ impl TestClient {
 
     /// [`TestClient::connect`], then [`TestClient::join`] `channel`.
     pub async fn connect_in(port: u16, nick: &str, channel: &str) -> Self {
-        let mut client = Self::connect(port, nick).await;
+        Self::connect_in_with_caps(port, nick, &[], channel).await
+    }
+
+    /// [`TestClient::connect_with_caps`], then [`TestClient::join`] `channel`.
+    pub async fn connect_in_with_caps(port: u16, nick: &str, caps: &[&str], channel: &str) -> Self {
+        let mut client = Self::connect_with_caps(port, nick, caps).await;
         client.join(channel).await;
         client
     }
