@@ -73,6 +73,19 @@ pub fn have(program: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Run `cmd` with no stdin and its stdout and stderr both appended to the file at `path`:
+/// how each server here keeps its log across restarts.
+pub fn logging_to<'a>(cmd: &'a mut Command, path: &Path) -> &'a mut Command {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("server log");
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+}
+
 /// A raw IRC client: the people in the channels.
 pub struct TestClient {
     pub nick: String,
@@ -120,6 +133,19 @@ impl TestClient {
             if cmd == "433" {
                 return Err(std::io::Error::other("nick in use"));
             }
+        }
+    }
+
+    /// Whether a client can register on `port` now (given 5 s), quitting at once: how a
+    /// started server is known to be ready.
+    pub async fn probe(port: u16, password: &str) -> bool {
+        let probe = Self::try_connect_full(port, "probe", &[], password);
+        match tokio::time::timeout(Duration::from_secs(5), probe).await {
+            Ok(Ok(mut client)) => {
+                client.send("QUIT :probe done").await;
+                true
+            }
+            _ => false,
         }
     }
 
