@@ -175,11 +175,8 @@ async fn ten_idle_accounts() {
     let mut config =
         format!("[general]\ndata_dir = \"data\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n");
     for n in 1..=4 {
-        config.push_str(&format!(
-            "[irc.n{n}]\nserver = \"127.0.0.1\"\nport = {}\nnick = \"idle{n}\"\n\
-             channels = [\"#idle\"]\n\n",
-            server.port
-        ));
+        let (name, nick) = (format!("n{n}"), format!("idle{n}"));
+        config.push_str(&irc::account(&name, server.port, &nick, "#idle", ""));
     }
     for n in 1..=2 {
         config.push_str(&format!(

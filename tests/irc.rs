@@ -8,26 +8,17 @@ mod irc;
 
 use std::time::Duration;
 
-use irc::{Gate, IrcServer, TestClient, available};
+use irc::{Gate, IrcServer, TestClient, available, require};
 use patchbay_irc::mirc;
 use support::Gateway;
 
 const WAIT: Duration = Duration::from_secs(30);
 const CAPS: &[&str] = &["server-time", "message-tags", "batch"];
 
-macro_rules! require {
-    ($($program:expr),+) => {
-        $(if !available($program) {
-            return;
-        })+
-    };
-}
-
+/// [`irc::account`], reconnecting after 0.5 to 2 s.
 fn account(name: &str, port: u16, nick: &str, channel: &str, extra: &str) -> String {
-    format!(
-        "[irc.{name}]\nserver = \"127.0.0.1\"\nport = {port}\nnick = \"{nick}\"\n\
-         channels = [\"{channel}\"]\nreconnect_min_secs = 0.5\nreconnect_max_secs = 2\n{extra}\n"
-    )
+    let reconnect = "reconnect_min_secs = 0.5\nreconnect_max_secs = 2";
+    irc::account(name, port, nick, channel, &format!("{reconnect}\n{extra}"))
 }
 
 /// Two channels on one InspIRCd mirrored with each other and the console; formatting
@@ -44,10 +35,8 @@ async fn two_inspircd_channels_and_the_console_mirror_each_other() {
         account("a", server.port, "pba", "#one", ""),
         account("b", server.port, "pbb", "#two", ""),
     );
-    let mut alice = TestClient::connect_with_caps(server.port, "alice", CAPS).await;
-    alice.join("#one").await;
-    let mut bob = TestClient::connect_with_caps(server.port, "bob", CAPS).await;
-    bob.join("#two").await;
+    let mut alice = TestClient::connect_in_with_caps(server.port, "alice", CAPS, "#one").await;
+    let mut bob = TestClient::connect_in_with_caps(server.port, "bob", CAPS, "#two").await;
     let mut gateway = Gateway::start(dir.path(), &config);
     alice.expect_join("pba", "#one").await;
     bob.expect_join("pbb", "#two").await;
@@ -114,8 +103,7 @@ async fn inspircd_and_ngircd_mirror_through_an_ngircd_restart() {
         account("insp", insp.port, "pb", "#x", ""),
         account("ng", gate.port, "pb", "#x", "anti_highlight = \"\""),
     );
-    let mut alice = TestClient::connect_with_caps(insp.port, "alice", CAPS).await;
-    alice.join("#x").await;
+    let mut alice = TestClient::connect_in_with_caps(insp.port, "alice", CAPS, "#x").await;
     let mut carol = TestClient::connect_in(ng.port, "carol", "#x").await;
     let gateway = Gateway::start(dir.path(), &config);
     alice.expect_join("pb", "#x").await;
@@ -173,10 +161,8 @@ async fn missed_lines_arrive_from_history_after_a_gateway_restart() {
         account("a", server.port, "pba", "#one", "anti_highlight = \"\""),
         account("b", server.port, "pbb", "#two", "anti_highlight = \"\""),
     );
-    let mut alice = TestClient::connect_with_caps(server.port, "alice", CAPS).await;
-    alice.join("#one").await;
-    let mut bob = TestClient::connect_with_caps(server.port, "bob", CAPS).await;
-    bob.join("#two").await;
+    let mut alice = TestClient::connect_in_with_caps(server.port, "alice", CAPS, "#one").await;
+    let mut bob = TestClient::connect_in_with_caps(server.port, "bob", CAPS, "#two").await;
     let gateway = Gateway::start(dir.path(), &config);
     alice.expect_join("pba", "#one").await;
     bob.expect_join("pbb", "#two").await;

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use support::nats::{NatsServer, bus, console_out, owner, post, printed, start_all, status};
 use support::{wait_until, write_config};
 
+/// How the IRC account of [`config`] reconnects: soon, to be back within the test's waits.
+const RECONNECT: &str = "reconnect_min_secs = 0.5\nreconnect_max_secs = 2";
+
 fn config(dir: &Path, nats: &NatsServer, irc_port: u16) -> PathBuf {
     let text = format!(
         r##"
@@ -20,14 +23,7 @@ fn config(dir: &Path, nats: &NatsServer, irc_port: u16) -> PathBuf {
 gateway_id = "gw"
 
 {bus}
-[irc.a]
-server = "127.0.0.1"
-port = {irc_port}
-nick = "pba"
-channels = ["#one"]
-reconnect_min_secs = 0.5
-reconnect_max_secs = 2
-
+{irc}
 {console}
 [[route]]
 name = "mirror"
@@ -35,6 +31,7 @@ in = ["irc.a/#one"]
 out = ["console.out/lobby"]
 "##,
         bus = bus(nats, "irc"),
+        irc = irc::account("a", irc_port, "pba", "#one", RECONNECT),
         console = console_out(dir),
     );
     write_config(dir, &text)
@@ -70,8 +67,7 @@ async fn a_killed_irc_holder_is_taken_over_and_history_fills_the_gap() {
     let config = config(dir.path(), &nats, ergo.port);
     let mut instances =
         tokio::task::block_in_place(|| start_all(dir.path(), &config, &["i1", "i2"]));
-    let mut alice = irc::TestClient::connect_with_caps(ergo.port, "alice", &[]).await;
-    alice.join("#one").await;
+    let mut alice = irc::TestClient::connect_in(ergo.port, "alice", "#one").await;
     alice.wait_member("#one", "pba").await;
     assert_eq!(
         bridges_in_channel(&mut alice).await,
@@ -155,13 +151,7 @@ async fn three_instances_run_the_irc_account_once_and_relay_each_event_once() {
 token = "tok"
 rate_limit_per_minute = 0
 
-[irc.a]
-server = "127.0.0.1"
-port = {port}
-nick = "pba"
-channels = ["#one"]
-flood_control = false
-
+{irc}
 {console}
 [[route]]
 name = "notify"
@@ -170,7 +160,7 @@ out = ["irc.a/#one", "console.out/lobby"]
 nick_format = "{{nick}}"
 "##,
         bus = bus(&nats, "three"),
-        port = server.port,
+        irc = irc::account("a", server.port, "pba", "#one", "flood_control = false"),
         console = console_out(dir.path()),
     );
     let config = write_config(dir.path(), &text);

@@ -81,18 +81,11 @@ out = ["sshchat.eu/#main", "sshchat.us/#main"]
 
 /// POST a notification to an instance's webhook until it is accepted.
 async fn notify(port: u16, text: &str) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let body = serde_json::json!({"text": text, "username": "ci"});
-        if support::post_json(port, "/hooks/in/hook", "tok", &body).await == 202 {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "`{text}` never accepted"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let body = serde_json::json!({"text": text, "username": "ci"});
+    support::eventually(&format!("`{text}` accepted"), WAIT, || async {
+        support::post_json(port, "/hooks/in/hook", "tok", &body).await == 202
+    })
+    .await;
 }
 
 async fn join(server: &RealDevzat, name: &str, room: &str) -> TestUser {

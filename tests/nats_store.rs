@@ -8,6 +8,7 @@ use std::time::Duration;
 use patchbay::router::RoomKey;
 use patchbay::store::{Accepted, JetStreamStore, NewDelivery, NewEvent, Store};
 use patchbay_sdk::{Author, Event, Inbound, RichText};
+use support::eventually;
 use support::nats::NatsServer;
 
 async fn store(nats: &NatsServer, prefix: &str) -> JetStreamStore {
@@ -150,18 +151,11 @@ async fn more_rooms_than_a_stream_s_default_consumer_limit_all_get_their_deliver
     );
     // The last acknowledgement of each room may still be on its way (a lane sends it and
     // goes on): the outbox empties once the server has them all.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let depths = store.room_depths().await.expect("depths");
-        if depths.is_empty() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "still waiting after every delivery was completed: {depths:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let emptied = "the outbox to empty after every delivery was completed";
+    eventually(emptied, Duration::from_secs(30), || async {
+        store.room_depths().await.expect("depths").is_empty()
+    })
+    .await;
 }
 
 /// What one instance's account announced it speaks as reaches every instance: a line by that
@@ -210,23 +204,13 @@ async fn names_announced_on_one_instance_keep_their_lines_out_on_another() {
     );
     let line =
         |text: &str| Inbound::message("#dev", Author::named("bridge"), RichText::plain(text));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        // Until the announcement has crossed, the line is relayed (and counted below).
-        if second
-            .emit("ssh.dev", line("cd #dev"))
-            .await
-            .expect("emit")
-            .is_none()
-        {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the announcement never reached the other instance"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Until the announcement has crossed, the line is relayed (and counted below).
+    let crossed = "the announcement to reach the other instance";
+    eventually(crossed, Duration::from_secs(10), || async {
+        let relayed = second.emit("ssh.dev", line("cd #dev")).await.expect("emit");
+        relayed.is_none()
+    })
+    .await;
     // From then on, every such line stays out, and other people's lines still go.
     assert_eq!(
         second.emit("ssh.dev", line("cd ..")).await.expect("emit"),
@@ -258,21 +242,15 @@ async fn the_newest_event_mark_is_read_at_once_here_and_soon_elsewhere() {
     assert_eq!(answers, [Accepted::Recorded, Accepted::Recorded]);
     let read = here.last_origin(&origin).await.expect("read here");
     assert_eq!(mark(read).as_deref(), Some("m2"));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    let reached = "the mark to reach the other instance";
+    eventually(reached, Duration::from_secs(10), || async {
         let read = elsewhere
             .last_origin(&origin)
             .await
             .expect("read elsewhere");
-        if mark(read).as_deref() == Some("m2") {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the mark never reached the other instance"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        mark(read).as_deref() == Some("m2")
+    })
+    .await;
     let answers = here
         .accept_many(vec![message("#x", "m1", "one again", &to)])
         .await

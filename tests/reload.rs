@@ -29,10 +29,8 @@ fn config(port: u16, copy: bool, screen_format: &str, other: Option<&str>, extra
          reconnect_min_secs = 0.5\nreconnect_max_secs = 2\n\n"
     );
     if let Some(nick) = other {
-        text.push_str(&format!(
-            "[irc.other]\nserver = \"127.0.0.1\"\nport = {port}\nnick = \"{nick}\"\n\
-             channels = [\"#b\"]\nflood_control = false\n\n"
-        ));
+        let flood_off = "flood_control = false\n";
+        text.push_str(&irc::account("other", port, nick, "#b", flood_off));
     }
     text.push_str(&format!(
         "[[route]]\nname = \"screen\"\nin = [\"irc.net/#a\"]\nout = [\"console.screen/lobby\"]\n\
@@ -315,13 +313,12 @@ async fn a_removed_account_keeps_its_waiting_deliveries_until_it_comes_back() {
              [[route]]\nname = \"screen\"\nin = [\"console.you/lobby\"]\nout = [\"console.screen/lobby\"]\n\n"
         );
         if let Some(port) = port {
-            text.push_str(&format!(
-                "[irc.late]\nserver = \"127.0.0.1\"\nport = {port}\nnick = \"late\"\n\
-                 channels = [\"#x\"]\nflood_control = false\n\
-                 reconnect_min_secs = 0.5\nreconnect_max_secs = 1\n\n\
-                 [[route]]\nname = \"late\"\nin = [\"console.you/lobby\"]\nout = [\"irc.late/#x\"]\n\
-                 nick_format = \"{{nick}}\"\n"
-            ));
+            let extra = "flood_control = false\nreconnect_min_secs = 0.5\nreconnect_max_secs = 1\n";
+            text.push_str(&irc::account("late", port, "late", "#x", extra));
+            text.push_str(
+                "[[route]]\nname = \"late\"\nin = [\"console.you/lobby\"]\nout = [\"irc.late/#x\"]\n\
+                 nick_format = \"{nick}\"\n",
+            );
         }
         text
     };

@@ -24,8 +24,6 @@ mod synapse;
 mod clients;
 #[path = "soak/rig.rs"]
 mod rig;
-#[path = "soak/servers.rs"]
-mod servers;
 #[path = "soak/tally.rs"]
 mod tally;
 
@@ -34,7 +32,6 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use rig::drain;
-use support::free_port;
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -78,7 +75,7 @@ fn minutes_from_args() -> Option<f64> {
 
 /// Every server the soak needs is here; else it says which is not and is skipped (failed in CI).
 fn servers_available() -> bool {
-    let peers = servers::peers_dir();
+    let peers = patchbay_sshchat_testserver::real::peers_dir();
     let mut missing = Vec::new();
     for file in ["ergo", "devzat", "run-devzat.sh", "ssh-chat"] {
         if !peers.join(file).exists() {
@@ -108,6 +105,9 @@ fn servers_available() -> bool {
     false
 }
 
+/// The lines both IRC accounts add to [`irc::account`].
+const IRC_EXTRA: &str = "flood_control = false\nreconnect_min_secs = 0.5\nreconnect_max_secs = 2";
+
 fn config(p: &Ports) -> String {
     format!(
         r##"
@@ -117,24 +117,8 @@ data_dir = "data"
 [http]
 listen = "127.0.0.1:{http}"
 
-[irc.ergo]
-server = "127.0.0.1"
-port = {ergo}
-nick = "pbe"
-channels = ["#soak"]
-flood_control = false
-reconnect_min_secs = 0.5
-reconnect_max_secs = 2
-
-[irc.insp]
-server = "127.0.0.1"
-port = {insp}
-nick = "pbi"
-channels = ["#soak"]
-flood_control = false
-reconnect_min_secs = 0.5
-reconnect_max_secs = 2
-
+{ergo}
+{insp}
 [matrix.home]
 homeserver = "{matrix}"
 user = "{bot}"
@@ -193,8 +177,8 @@ nick_format = "{{nick}}"
 nick_format = "{{nick}}@{{protocol}}"
 "##,
         http = p.http,
-        ergo = p.ergo,
-        insp = p.insp,
+        ergo = irc::account("ergo", p.ergo, "pbe", "#soak", IRC_EXTRA),
+        insp = irc::account("insp", p.insp, "pbi", "#soak", IRC_EXTRA),
         matrix = p.matrix,
         bot = p.bot,
         room = p.room,

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use patchbay_sshchat_testserver::format::visible;
-use patchbay_sshchat_testserver::{Options, TestServer};
+use patchbay_sshchat_testserver::{Options, TestServer, TestUser};
 use support::Gateway;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -32,6 +32,14 @@ async fn eventually(mut condition: impl FnMut() -> bool) -> bool {
 /// Wait until the file holds a line containing `needle`.
 async fn wait_file(path: &Path, needle: &str) -> bool {
     eventually(|| std::fs::read_to_string(path).is_ok_and(|t| t.contains(needle))).await
+}
+
+/// Wait up to [`WAIT`] until `user` is shown `line`; on timeout the panic shows the gateway's
+/// log, which says why the line did not come.
+async fn shown(user: &TestUser, gateway: &Gateway, line: &str) {
+    user.wait_line(WAIT, |l| l == line)
+        .await
+        .unwrap_or_else(|| panic!("never shown {line:?}; log:\n{}", gateway.log()));
 }
 
 /// `[sshchat.NAME]`: the bridge on the Devzat `server` over its plugin API, with the token
@@ -108,15 +116,10 @@ nick_format = "[{{account}}] {{nick}}"
 
     // Console -> both Devzat servers.
     gateway.type_line("hello from the console");
-    alice
-        .wait_line(WAIT, |l| l == "[console.term] you: hello from the console")
-        .await
-        .unwrap_or_else(|| panic!("alice sees the console line; log:\n{}", gateway.log()));
-    bob.wait_line(WAIT, |l| {
-        l == "bridge: [console.term] you: hello from the console"
-    })
-    .await
-    .unwrap_or_else(|| panic!("bob sees the console line; log:\n{}", gateway.log()));
+    let line = "[console.term] you: hello from the console";
+    shown(&alice, &gateway, line).await;
+    let line = "bridge: [console.term] you: hello from the console";
+    shown(&bob, &gateway, line).await;
 
     // Devzat one (plugin) -> console and Devzat two, with a per-server prefix.
     alice.say("hi from server one").await.expect("say");
@@ -124,11 +127,8 @@ nick_format = "[{{account}}] {{nick}}"
         wait_file(&out, "hi from server one").await,
         "console shows alice"
     );
-    bob.wait_line(WAIT, |l| {
-        l == "bridge: [sshchat.one] alice: hi from server one"
-    })
-    .await
-    .unwrap_or_else(|| panic!("bob sees alice; log:\n{}", gateway.log()));
+    let line = "bridge: [sshchat.one] alice: hi from server one";
+    shown(&bob, &gateway, line).await;
 
     // Devzat two (SSH) -> console and Devzat one, under the relayed name.
     bob.say("hi from server two").await.expect("say");
@@ -136,10 +136,7 @@ nick_format = "[{{account}}] {{nick}}"
         wait_file(&out, "hi from server two").await,
         "console shows bob"
     );
-    alice
-        .wait_line(WAIT, |l| l == "[sshchat.two] bob: hi from server two")
-        .await
-        .unwrap_or_else(|| panic!("alice sees bob; log:\n{}", gateway.log()));
+    shown(&alice, &gateway, "[sshchat.two] bob: hi from server two").await;
 
     // Nothing echoed back: each text exists once per server.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -310,9 +307,7 @@ inout = ["sshchat.east/#dev", "sshchat.west/#dev"]
         .unwrap_or_else(|| panic!("wes in west #dev sees ann; log:\n{}", gateway.log()));
     assert!(seen.starts_with("bridge"), "{seen}");
     wes.say("dev reply from west").await.expect("say");
-    ann.wait_line(WAIT, |l| l == "sshchat.west:wes: dev reply from west")
-        .await
-        .unwrap_or_else(|| panic!("ann in east #dev sees wes; log:\n{}", gateway.log()));
+    shown(&ann, &gateway, "sshchat.west:wes: dev reply from west").await;
     mia.say("main talk from west").await.expect("say");
     east.wait_for(WAIT, |r| {
         r.room == "#main"

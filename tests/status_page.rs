@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use chromium::Browser;
 use irc::{IrcServer, TestClient};
 use serde_json::Value;
-use support::{Gateway, free_port, wait_for_port};
+use support::{Gateway, eventually, free_port, wait_for_port};
 
 const TOKEN: &str = "status-page-test-token-0123456789";
 const WAIT: Duration = Duration::from_secs(30);
@@ -31,12 +31,10 @@ const WAIT: Duration = Duration::from_secs(30);
 /// Console input (and output on stdout), an optional IRC channel, and a webhook room; one
 /// route mirrors the console and IRC and sends both to the webhook.
 fn config(port: u16, receiver: SocketAddr, irc_port: Option<u16>) -> String {
+    let reconnect = "reconnect_min_secs = 0.5\nreconnect_max_secs = 2";
     let (irc, irc_room) = match irc_port {
         Some(p) => (
-            format!(
-                "[irc.net]\nserver = \"127.0.0.1\"\nport = {p}\nnick = \"pb\"\nchannels = [\"#lobby\"]\n\
-                 reconnect_min_secs = 0.5\nreconnect_max_secs = 2\n"
-            ),
+            irc::account("net", p, "pb", "#lobby", reconnect),
             ", \"irc.net/#lobby\"",
         ),
         None => (String::new(), ""),
@@ -74,19 +72,6 @@ fn header(response: &reqwest::Response, name: &str) -> String {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned()
-}
-
-/// Poll `check` until it holds, up to `timeout`.
-async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// `<target dir>/status-page/NAME`.

@@ -18,13 +18,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use patchbay_sshchat_testserver::Dialect;
+use patchbay_sshchat_testserver::real::{RealDevzat, RealSshChat};
 use tokio::sync::OwnedMutexGuard;
 
 use super::clients::{ChatUser, Http, IrcUser, MatrixUser, Receiver};
 use super::irc::Ergo;
 use super::irc::{Gate, IrcServer};
 use super::rig::{Dest, Shown, Source, Voice, accepted, drain, probe, sent_logs};
-use super::servers::{Devzat, SshChat};
 use super::support::{Gateway, free_port};
 use super::synapse::Synapse;
 use super::{Faults, Ports, SSH_RUN, WAIT, config, tally};
@@ -36,8 +36,10 @@ pub struct World {
     ergo: Ergo,
     insp: IrcServer,
     synapse: Arc<Synapse>,
-    devzat: Devzat,
-    chat: SshChat,
+    devzat: RealDevzat,
+    chat: RealSshChat,
+    /// Devzat's state and ssh-chat's host key and log, removed after them.
+    _peers: tempfile::TempDir,
     gates: Gates,
     receiver: Receiver,
     eve: Arc<IrcUser>,
@@ -71,8 +73,13 @@ impl World {
         );
         let ergo = Ergo::start(100).await;
         let insp = IrcServer::inspircd().await;
-        let devzat = Devzat::start().await;
-        let chat = SshChat::start().await;
+        // Anti-spam off: every test client and the bridge share 127.0.0.1, and the soak
+        // reconnects many times.
+        let peers = tempfile::tempdir().expect("a dir for Devzat and ssh-chat");
+        let devzat = RealDevzat::start(peers.path(), false)
+            .await
+            .expect("Devzat");
+        let chat = RealSshChat::start(peers.path()).await.expect("ssh-chat");
         let gates = Gates {
             ergo: Gate::new(ergo.port).await,
             insp: Gate::new(insp.port).await,
@@ -174,6 +181,7 @@ impl World {
             synapse,
             devzat,
             chat,
+            _peers: peers,
             gates,
             receiver,
             eve,

@@ -86,10 +86,8 @@ pub fn bot_account(
 
 /// `[irc.net]`: the bot `pb` in `#x` on the IRC server on `port`, reconnecting within 2 s.
 pub fn irc_account(port: u16) -> String {
-    format!(
-        "[irc.net]\nserver = \"127.0.0.1\"\nport = {port}\nnick = \"pb\"\nchannels = [\"#x\"]\n\
-         anti_highlight = \"\"\nreconnect_min_secs = 0.5\nreconnect_max_secs = 2\n\n"
-    )
+    let extra = "anti_highlight = \"\"\nreconnect_min_secs = 0.5\nreconnect_max_secs = 2\n";
+    irc::account("net", port, "pb", "#x", extra)
 }
 
 /// A real IRC server (`program`: ngircd or inspircd) with carol in `#x`; `None`, said on

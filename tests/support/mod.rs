@@ -250,6 +250,20 @@ pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> 
     }
 }
 
+/// Poll the async `check` every 50 ms until it holds, up to `timeout` (for state the test
+/// asks for, such as the gateway's HTTP API or the bus); on timeout the panic names `what`.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A plain HTTP/1.1 GET on loopback; returns the status code and the body.
 ///
 /// A connection reset or refused is tried again (five times, 100 ms apart, each one printed):

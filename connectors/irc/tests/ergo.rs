@@ -17,11 +17,25 @@ macro_rules! require_ergo {
     };
 }
 
+/// The bridge's table: [`support::config`] with flood control off.
 fn config(port: u16, channel: &str, extra: &str) -> String {
-    format!(
-        "server = \"127.0.0.1\"\nport = {port}\nnick = \"pb\"\nchannels = [\"{channel}\"]\n\
-         reconnect_min_secs = 0.3\nreconnect_max_secs = 2\nflood_control = false\n{extra}"
-    )
+    support::config(port, channel, &format!("flood_control = false\n{extra}"))
+}
+
+/// Carol comes into `channel`, says "hi from carol" and quits ("gone"), and `alice` there has
+/// seen both: what a restarted bridge must catch up on.
+async fn carol_visits(port: u16, channel: &str, alice: &mut TestClient) {
+    let mut carol = TestClient::connect_in(port, "carol", channel).await;
+    carol
+        .send(&format!("PRIVMSG {channel} :hi from carol"))
+        .await;
+    alice.expect_privmsg(channel, "hi from carol").await;
+    carol.send("QUIT :gone").await;
+    alice
+        .expect("carol's quit", |cmd, _, p| {
+            cmd == "QUIT" && p.source.as_ref().is_some_and(|s| s.nick == "carol")
+        })
+        .await;
 }
 
 #[tokio::test]
@@ -93,15 +107,7 @@ async fn a_restart_relays_no_histserv_lines_and_only_others_joins_and_quits() {
     let _ = bridge.stop(TIMEOUT).await;
 
     // While the bridge is away, carol comes, speaks and quits.
-    let mut carol = TestClient::connect_in(server.port, "carol", "#book").await;
-    carol.send("PRIVMSG #book :hi from carol").await;
-    alice.expect_privmsg("#book", "hi from carol").await;
-    carol.send("QUIT :gone").await;
-    alice
-        .expect("carol's quit", |cmd, _, p| {
-            cmd == "QUIT" && p.source.as_ref().is_some_and(|s| s.nick == "carol")
-        })
-        .await;
+    carol_visits(server.port, "#book", &mut alice).await;
 
     let bridge = start_up(&config(server.port, "#book", ""), data.path()).await;
     alice.expect_join("pb", "#book").await;
@@ -160,15 +166,7 @@ async fn without_event_playback_histserv_lines_are_dropped_from_the_replay() {
     assert_eq!(wait_texts(&bridge.recorder, "#hs", 1).await, vec!["first"]);
     let _ = bridge.stop(TIMEOUT).await;
 
-    let mut carol = TestClient::connect_in(server.port, "carol", "#hs").await;
-    carol.send("PRIVMSG #hs :hi from carol").await;
-    alice.expect_privmsg("#hs", "hi from carol").await;
-    carol.send("QUIT :gone").await;
-    alice
-        .expect("carol's quit", |cmd, _, p| {
-            cmd == "QUIT" && p.source.as_ref().is_some_and(|s| s.nick == "carol")
-        })
-        .await;
+    carol_visits(server.port, "#hs", &mut alice).await;
 
     // What ergo replays to a client without event-playback, seen by a raw client: the
     // bookkeeping this test is about is really there.
@@ -224,14 +222,7 @@ async fn catch_up_after_a_network_cut_recovers_every_line_once() {
     // The network fails: the bridge's connection is cut and it cannot reconnect for a while.
     gate.set_open(false);
     gate.cut();
-    assert!(
-        bridge
-            .wait_state(TIMEOUT, |s| {
-                matches!(s, patchbay_sdk::ConnectorState::Down { .. })
-            })
-            .await,
-        "down"
-    );
+    expect_down(&mut bridge, "down", |_| true).await;
     let witness = tokio::spawn(async move { carol.collect_privmsgs("#cut", "end").await });
     const MISSED: usize = 230;
     for i in 0..MISSED {
@@ -280,8 +271,8 @@ async fn echoes_are_matched_by_label_when_the_server_rewrites_the_text() {
     // Everything ergo sends the bridge has "colour" turned into "color".
     let rewriter = Rewriter::new(server.port, "colour", "color").await;
     let data = tempdir();
-    let mut alice = TestClient::connect_with_caps(server.port, "alice", &["message-tags"]).await;
-    alice.join("#label").await;
+    let mut alice =
+        TestClient::connect_in_with_caps(server.port, "alice", &["message-tags"], "#label").await;
     // Text matching alone would wait the whole minute for an echo that never matches.
     let bridge = start_up(
         &config(rewriter.port, "#label", "echo_timeout_secs = 60"),

@@ -5,13 +5,6 @@ mod support;
 use patchbay_sdk::{Delivery, DeliveryError, Kind, MessageRef, RichText};
 use support::*;
 
-fn config(port: u16, channel: &str, extra: &str) -> String {
-    format!(
-        "server = \"127.0.0.1\"\nport = {port}\nnick = \"pb\"\nchannels = [\"{channel}\"]\n\
-         reconnect_min_secs = 0.3\nreconnect_max_secs = 2\n{extra}"
-    )
-}
-
 /// Start the connector in `channel` and wait until `watcher` sees it join.
 async fn start_joined(
     port: u16,
@@ -32,8 +25,7 @@ async fn ircv3_ids_times_accounts_and_echoes() {
     require!("inspircd");
     let server = IrcServer::inspircd().await;
     let data = tempdir();
-    let mut alice = TestClient::connect_with_caps(server.port, "alice", CAPS).await;
-    alice.join("#v3").await;
+    let mut alice = TestClient::connect_in_with_caps(server.port, "alice", CAPS, "#v3").await;
     let bridge = start_joined(server.port, "#v3", "", &data, &mut alice).await;
 
     // Inbound messages carry the server's msgid and time.
@@ -53,13 +45,7 @@ async fn ircv3_ids_times_accounts_and_echoes() {
     alice
         .send(&format!("@+draft/reply={id} PRIVMSG #v3 :a reply"))
         .await;
-    let reply = bridge
-        .recorder
-        .wait_for(TIMEOUT, |e| {
-            e.kind.body().is_some_and(|b| b.to_plain() == "a reply")
-        })
-        .await
-        .expect("the reply");
+    let reply = heard(&bridge.recorder, "a reply").await;
     assert_eq!(reply.reply_to, Some(MessageRef::Native(id)));
 
     // echo-message confirms deliveries and gives their ids; the echo is marked as ours.
@@ -87,8 +73,7 @@ async fn bridge_restart_catches_up_from_chanhistory_exactly_once() {
     require!("inspircd");
     let server = IrcServer::inspircd().await;
     let data = tempdir();
-    let mut alice = TestClient::connect_with_caps(server.port, "alice", CAPS).await;
-    alice.join("#hist").await;
+    let mut alice = TestClient::connect_in_with_caps(server.port, "alice", CAPS, "#hist").await;
     alice.send("PRIVMSG #hist :before the bridge existed").await;
 
     let bridge = start_joined(server.port, "#hist", "", &data, &mut alice).await;
@@ -119,8 +104,7 @@ async fn first_join_does_not_replay_old_history() {
     require!("inspircd");
     let server = IrcServer::inspircd().await;
     let data = tempdir();
-    let mut alice = TestClient::connect_with_caps(server.port, "alice", CAPS).await;
-    alice.join("#old").await;
+    let mut alice = TestClient::connect_in_with_caps(server.port, "alice", CAPS, "#old").await;
     alice.send("PRIVMSG #old :ancient").await;
     alice.expect_privmsg("#old", "ancient").await;
     let bridge = start_joined(server.port, "#old", "", &data, &mut alice).await;
@@ -134,8 +118,7 @@ async fn a_refused_message_fails_the_delivery_instead_of_hanging() {
     require!("inspircd");
     let server = IrcServer::inspircd().await;
     let data = tempdir();
-    let mut op = TestClient::connect_with_caps(server.port, "op", CAPS).await;
-    op.join("#mod").await;
+    let mut op = TestClient::connect_in_with_caps(server.port, "op", CAPS, "#mod").await;
     op.send("MODE #mod +m").await;
     op.expect("+m", |cmd, _, _| cmd == "MODE").await;
     let bridge = start_joined(server.port, "#mod", "", &data, &mut op).await;
@@ -172,8 +155,7 @@ async fn a_pipelined_run_arrives_in_order_and_a_refusal_fails_only_its_line() {
     require!("inspircd");
     let server = IrcServer::inspircd().await;
     let data = tempdir();
-    let mut op = TestClient::connect_with_caps(server.port, "op", CAPS).await;
-    op.join("#pipe").await;
+    let mut op = TestClient::connect_in_with_caps(server.port, "op", CAPS, "#pipe").await;
     // blockcaps: lines more than half capitals are refused (ERR_CANNOTSENDTOCHAN).
     op.send("MODE #pipe +B").await;
     op.expect("+B", |cmd, _, _| cmd == "MODE").await;
@@ -254,8 +236,7 @@ async fn a_burst_is_handed_over_in_runs_in_order() {
     require!("inspircd");
     let server = IrcServer::inspircd().await;
     let data = tempdir();
-    let mut alice = TestClient::connect_with_caps(server.port, "alice", CAPS).await;
-    alice.join("#burst").await;
+    let mut alice = TestClient::connect_in_with_caps(server.port, "alice", CAPS, "#burst").await;
     let bridge = start_joined(server.port, "#burst", "", &data, &mut alice).await;
     let before = bridge.recorder.calls();
 

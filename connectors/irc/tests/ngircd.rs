@@ -8,16 +8,9 @@ use patchbay_sdk::text::{Span, Style};
 use patchbay_sdk::{ConnectorState, Kind, RichText};
 use support::*;
 
+/// The bridge's table: [`support::config`] in `#test`, rejoining 0.3 s after a kick.
 fn config(port: u16, extra: &str) -> String {
-    let min = if extra.contains("reconnect_min_secs") {
-        ""
-    } else {
-        "reconnect_min_secs = 0.3\n"
-    };
-    format!(
-        "server = \"127.0.0.1\"\nport = {port}\nnick = \"pb\"\nchannels = [\"#test\"]\n\
-         {min}reconnect_max_secs = 2\nrejoin_delay_secs = 0.3\n{extra}"
-    )
+    support::config(port, "#test", &format!("rejoin_delay_secs = 0.3\n{extra}"))
 }
 
 #[tokio::test]
@@ -238,20 +231,8 @@ async fn latin1_lines_are_decoded() {
     alice.wait_member("#test", "pb").await;
     alice.send_raw(b"PRIVMSG #test :caf\xe9 cr\xe8me\r\n").await;
     alice.send("PRIVMSG #test :still alive").await;
-    bridge
-        .recorder
-        .wait_for(TIMEOUT, |e| {
-            e.kind.body().is_some_and(|b| b.to_plain() == "café crème")
-        })
-        .await
-        .expect("the latin-1 line");
-    bridge
-        .recorder
-        .wait_for(TIMEOUT, |e| {
-            e.kind.body().is_some_and(|b| b.to_plain() == "still alive")
-        })
-        .await
-        .expect("the next line");
+    heard(&bridge.recorder, "café crème").await;
+    heard(&bridge.recorder, "still alive").await;
     let _ = bridge.stop(TIMEOUT).await;
 }
 
@@ -298,15 +279,10 @@ async fn ping_timeout_is_detected_and_the_bridge_reconnects() {
     )
     .await;
     server.signal("STOP");
-    assert!(
-        bridge
-            .wait_state(
-                TIMEOUT,
-                |s| matches!(s, ConnectorState::Down { reason } if reason.contains("ping timeout"))
-            )
-            .await,
-        "down on ping timeout"
-    );
+    expect_down(&mut bridge, "down on ping timeout", |r| {
+        r.contains("ping timeout")
+    })
+    .await;
     server.signal("CONT");
     assert!(bridge.wait_up(TIMEOUT).await, "the connector is up");
     let mut alice = TestClient::connect_in(server.port, "alice", "#test").await;
@@ -356,9 +332,8 @@ async fn server_password_is_sent() {
     let bridge = start_up(&config(server.port, "password = \"letmein\""), data.path()).await;
     let _ = bridge.stop(TIMEOUT).await;
     let mut bridge = start_connector(&config(server.port, "password = \"wrong\""), data.path());
-    assert!(bridge.wait_state(TIMEOUT, |s| {
-            matches!(s, ConnectorState::Down { reason } if reason.contains("password") || reason.contains("closed"))
-        }).await, "down with a password error");
+    let refused = |r: &str| r.contains("password") || r.contains("closed");
+    expect_down(&mut bridge, "down with a password error", refused).await;
     let _ = bridge.stop(TIMEOUT).await;
 }
 
@@ -378,13 +353,7 @@ async fn channels_joined_for_deliveries_keep_the_route_spelling_and_are_rejoined
     relay(&bridge, "#Dyn", "joined on demand").await;
     alice.expect_privmsg("#dyn", "joined on demand").await;
     alice.send("PRIVMSG #dyn :hello back").await;
-    let event = bridge
-        .recorder
-        .wait_for(TIMEOUT, |e| {
-            e.kind.body().is_some_and(|b| b.to_plain() == "hello back")
-        })
-        .await
-        .expect("alice's line");
+    let event = heard(&bridge.recorder, "hello back").await;
     assert_eq!(event.room, "#Dyn");
     server.restart().await;
     // The bridge joins #dyn again by itself (it may be there before or after alice).

@@ -4,7 +4,7 @@ mod support;
 
 use std::time::Duration;
 
-use patchbay_sdk::{ConnectorState, RichText};
+use patchbay_sdk::RichText;
 use support::*;
 
 async fn server(tls: bool, services: bool, no_sasl: bool) -> IrcServer {
@@ -16,18 +16,14 @@ async fn server(tls: bool, services: bool, no_sasl: bool) -> IrcServer {
     .await
 }
 
+/// The bridge's table: [`config`] in `#sec`.
 fn base(port: u16, extra: &str) -> String {
-    format!(
-        "server = \"127.0.0.1\"\nport = {port}\nnick = \"pb\"\nchannels = [\"#sec\"]\n\
-         reconnect_min_secs = 0.3\nreconnect_max_secs = 2\n{extra}"
-    )
+    config(port, "#sec", extra)
 }
 
 /// A user in `#sec` with account-tag.
 async fn alice(server: &IrcServer) -> TestClient {
-    let mut alice = TestClient::connect_with_caps(server.port, "alice", &["account-tag"]).await;
-    alice.join("#sec").await;
-    alice
+    TestClient::connect_in_with_caps(server.port, "alice", &["account-tag"], "#sec").await
 }
 
 /// The account the bridge's messages carry, as a user with account-tag sees it.
@@ -113,15 +109,10 @@ async fn sasl_failure_is_a_clear_error_without_a_reconnect_storm() {
         ),
         data.path(),
     );
-    assert!(
-        bridge
-            .wait_state(
-                TIMEOUT,
-                |s| matches!(s, ConnectorState::Down { reason } if reason.contains("SASL"))
-            )
-            .await,
-        "down after SASL failure"
-    );
+    expect_down(&mut bridge, "down after SASL failure", |r| {
+        r.contains("SASL")
+    })
+    .await;
     let result = tokio::time::timeout(Duration::from_secs(10), &mut bridge.task)
         .await
         .expect("run() returns instead of reconnecting")
@@ -150,9 +141,8 @@ async fn tls_rejects_an_unknown_certificate() {
         &base(server.tls_port.expect("tls port"), "tls = true"),
         data.path(),
     );
-    assert!(bridge.wait_state(TIMEOUT, |s| {
-            matches!(s, ConnectorState::Down { reason } if reason.contains("TLS") || reason.contains("certificate"))
-        }).await, "down with a certificate error");
+    let bad_cert = |r: &str| r.contains("TLS") || r.contains("certificate");
+    expect_down(&mut bridge, "down with a certificate error", bad_cert).await;
     let _ = bridge.stop(TIMEOUT).await;
 }
 
@@ -208,13 +198,7 @@ async fn logged_in_users_are_identified_by_their_account() {
         .await
         .expect("alicia's join with her account");
     alice.send("PRIVMSG #sec :hi").await;
-    let event = bridge
-        .recorder
-        .wait_for(TIMEOUT, |e| {
-            e.kind.body().is_some_and(|b| b.to_plain() == "hi")
-        })
-        .await
-        .expect("alicia's message");
+    let event = heard(&bridge.recorder, "hi").await;
     assert_eq!(event.author.id, "alicacct");
     assert_eq!(event.author.name, "alicia");
     let _ = bridge.stop(TIMEOUT).await;

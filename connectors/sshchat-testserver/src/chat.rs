@@ -94,7 +94,15 @@ impl Chat {
     }
 
     pub fn name_taken(&self, name: &str) -> bool {
-        self.users.values().any(|u| u.name == name)
+        self.named(name).is_some()
+    }
+
+    /// The id of the user going by `name`: whom a DM (`=name` or `/msg name`) is for.
+    pub fn named(&self, name: &str) -> Option<u64> {
+        self.users
+            .iter()
+            .find(|(_, u)| u.name == name)
+            .map(|(id, _)| *id)
     }
 
     /// Broadcast a user's (or a plugin's) message to a room. `sender` is the user id when a

@@ -71,12 +71,7 @@ impl Terminal {
         // `=user msg` is a DM: not broadcast.
         if let Some(rest) = text.strip_prefix('=') {
             let (to, msg) = rest.split_once(' ').unwrap_or((rest, ""));
-            let target = chat
-                .users
-                .iter()
-                .find(|(_, u)| u.name == to)
-                .map(|(tid, _)| *tid);
-            match target {
+            match chat.named(to) {
                 Some(tid) => {
                     chat.commands.push((name.clone(), text.clone()));
                     chat.tell(&opts, id, &format!("{to} <- {msg}"));
@@ -229,12 +224,7 @@ impl Terminal {
                 }
                 "msg" => {
                     let (to, msg) = arg.split_once(' ').unwrap_or((arg, ""));
-                    let target = chat
-                        .users
-                        .iter()
-                        .find(|(_, u)| u.name == to)
-                        .map(|(tid, _)| *tid);
-                    match target {
+                    match chat.named(to) {
                         Some(tid) => chat.tell(&opts, tid, &format!("[PM from {name}] {msg}")),
                         None => chat.tell(&opts, id, "-> Error: user not found."),
                     }

@@ -1,7 +1,7 @@
-//! The real Devzat build from `../shared/peers/` (`run-devzat.sh`), on free loopback ports with
-//! its state in a directory of its own, killed when dropped. For tests outside the sshchat
-//! crate (the gateway's end-to-end tests) that need the real server rather than this crate's
-//! stand-in; users connect to it with [`crate::TestUser`].
+//! The real Devzat (`run-devzat.sh`) and ssh-chat builds from `../shared/peers/`, on free
+//! loopback ports with their state in a directory of their own, killed when dropped. For the
+//! sshchat connector's tests and the gateway's end-to-end tests (the soak among them) that
+//! need a real server rather than this crate's stand-in; users connect with [`crate::TestUser`].
 //!
 //! A test that needs it and cannot find it gets `None` (the reason printed) and is skipped,
 //! never passed by pretending. `PATCHBAY_PEERS` overrides where the builds are.
@@ -105,8 +105,9 @@ impl RealDevzat {
         Some(server)
     }
 
-    /// Run the server on its ports with its state, and wait until both ports listen.
-    async fn launch(&mut self) {
+    /// Run the server on its ports with its state, and wait until both ports listen; after
+    /// [`RealDevzat::kill`] it comes back with the same host key and token.
+    pub async fn launch(&mut self) {
         let mut command = Command::new(peers_dir().join("run-devzat.sh"));
         command
             .arg(self.port.to_string())
@@ -187,12 +188,99 @@ impl RealDevzat {
 
     /// A person at a terminal, with a key of their own (Devzat knows a user by its key).
     pub async fn user(&self, name: &str) -> crate::TestUser {
-        let key =
-            russh::keys::PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519)
-                .expect("a key");
-        match log_in(&self.ssh_addr(), name, &key).await {
-            Ok(user) => user,
-            Err(e) => panic!("{name} logs in: {e}; Devzat logged:\n{}", self.log()),
+        person(&self.ssh_addr(), name, "Devzat", || self.log()).await
+    }
+}
+
+/// A fresh user key: a server may know a user by its key.
+pub fn user_key() -> russh::keys::PrivateKey {
+    russh::keys::PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519)
+        .expect("a key")
+}
+
+/// [`log_in`] `name` at `addr` with a [`user_key`]; a failed login panics with what the
+/// server (`server`) logged.
+async fn person(addr: &str, name: &str, server: &str, log: impl Fn() -> String) -> crate::TestUser {
+    match log_in(addr, name, &user_key()).await {
+        Ok(user) => user,
+        Err(e) => panic!("{name} logs in: {e}; {server} logged:\n{}", log()),
+    }
+}
+
+/// A running real ssh-chat (3 lines per 3 s per user), with its host key and verbose log in
+/// a directory of its own.
+pub struct RealSshChat {
+    child: Option<Child>,
+    dir: PathBuf,
+    pub port: u16,
+}
+
+impl RealSshChat {
+    /// Start ssh-chat with a fresh host key under `dir`; `None` when the build is not here.
+    pub async fn start(dir: &std::path::Path) -> Option<RealSshChat> {
+        if !peers_dir().join("ssh-chat").exists() {
+            eprintln!("skipped: no real ssh-chat at {}", peers_dir().display());
+            return None;
         }
+        let made = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(dir.join("host_key"))
+            .status()
+            .expect("ssh-keygen runs");
+        assert!(made.success(), "ssh-keygen made a host key");
+        let mut server = RealSshChat {
+            child: None,
+            dir: dir.to_owned(),
+            port: free_port(),
+        };
+        server.launch().await;
+        Some(server)
+    }
+
+    /// Run the server on its port with its host key, its log appended to `ssh-chat.log`, and
+    /// wait until it listens.
+    pub async fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("ssh-chat.log"))
+            .expect("a log file");
+        let child = Command::new(peers_dir().join("ssh-chat"))
+            .arg(format!("--bind=127.0.0.1:{}", self.port))
+            .arg("-v")
+            .arg("-i")
+            .arg(self.dir.join("host_key"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("ssh-chat starts");
+        self.child = Some(child);
+        assert!(
+            wait_port(self.port, Duration::from_secs(30)).await,
+            "ssh-chat listens on {}",
+            self.port
+        );
+    }
+
+    pub fn ssh_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// What the server logged so far (verbose: a failed login shows why).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("ssh-chat.log")).unwrap_or_default()
+    }
+
+    /// Kill the server; [`RealSshChat::launch`] starts it again with the same host key.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// A person at a terminal (ssh-chat needs a pty of non-zero size).
+    pub async fn user(&self, name: &str) -> crate::TestUser {
+        person(&self.ssh_addr(), name, "ssh-chat", || self.log()).await
     }
 }

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use patchbay_sshchat_testserver::{Options, TestServer};
-use support::{WAIT, over_plugin, relay, start, text};
+use support::{WAIT, over_plugin, relay, start, start_up, text};
 
 const TOKEN: &str = "dvz@dGVzdC10b2tlbg==";
 
@@ -42,8 +42,7 @@ async fn a_second_token_sees_the_first_ones_messages_but_the_echo_filter_holds()
 #[ignore]
 async fn measure_plugin_delivery_rate() {
     let server = server().await;
-    let mut bridge = start(&over_plugin(&server, "bridge", TOKEN));
-    assert!(bridge.wait_up(WAIT).await);
+    let bridge = start_up(&over_plugin(&server, "bridge", TOKEN), WAIT).await;
     let n = 1000;
     let started = std::time::Instant::now();
     for i in 0..n {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use patchbay_sdk::Kind;
 use patchbay_sshchat_testserver::format::visible;
 use patchbay_sshchat_testserver::{Options, TestServer};
-use support::{WAIT, delivery, heard, over_ssh, relay, start, text};
+use support::{WAIT, delivery, heard, over_ssh, relay, shown_ending, start, start_up, text};
 
 #[tokio::test]
 async fn mirrors_two_rooms_skipping_history_and_own_echo() {
@@ -47,10 +47,7 @@ async fn mirrors_two_rooms_skipping_history_and_own_echo() {
     let dave = server.connect_user("dave").await.expect("dave");
     dave.say("cd #dev").await.expect("cd");
     relay(&bridge, "#dev", "[irc] bob", "hello dev").await;
-    let seen = dave
-        .wait_line(WAIT, |l| l.ends_with("[irc] bob: hello dev"))
-        .await
-        .expect("dave sees it");
+    let seen = shown_ending(&dave, "[irc] bob: hello dev").await;
     assert!(seen.starts_with("bridge"), "{seen}");
     // dave's message in #dev arrives as a #dev event.
     dave.say("from dev").await.expect("say");
@@ -96,8 +93,7 @@ async fn wrapped_lines_timestamps_and_dms_on_a_narrow_terminal() {
     // A timestamp line before every message, as after a minute of silence.
     opts.timestamp_after = Duration::ZERO;
     let server = TestServer::start(opts).await.expect("server");
-    let mut bridge = start(&over_ssh(&server, "bridge", "pty_width = 80\n"));
-    assert!(bridge.wait_up(WAIT).await);
+    let bridge = start_up(&over_ssh(&server, "bridge", "pty_width = 80\n"), WAIT).await;
     let alice = server.connect_user("alice").await.expect("alice");
     let long: Vec<String> = (0..40).map(|i| format!("word{i}")).collect();
     let long = long.join(" ");
@@ -139,8 +135,7 @@ async fn wrapped_lines_timestamps_and_dms_on_a_narrow_terminal() {
 #[tokio::test]
 async fn long_relays_on_a_narrow_terminal_never_echo_back_as_fake_messages() {
     let server = TestServer::start(Options::devzat()).await.expect("server");
-    let mut bridge = start(&over_ssh(&server, "bridge", "pty_width = 80\n"));
-    assert!(bridge.wait_up(WAIT).await);
+    let bridge = start_up(&over_ssh(&server, "bridge", "pty_width = 80\n"), WAIT).await;
     // Text whose echo, wrapped at 80 columns after `bridge: [irc] bob: ` (19 columns), would
     // start its second row with `mallory: gotcha`: a fake message from mallory.
     let fakes: Vec<String> = (0..12).map(|i| format!("fake{i}")).collect();

@@ -11,8 +11,8 @@ use patchbay_sdk::Kind;
 use patchbay_sdk::testkit::Recorder;
 use support::real::Devzat;
 use support::{
-    WAIT, burst_whole_and_in_order, delivery, heard, relay, shutdown_mid_burst, start,
-    start_shared, text,
+    WAIT, burst_whole_and_in_order, delivery, heard, relay, shown_ending, shutdown_mid_burst,
+    start, start_shared, start_up, text,
 };
 
 const LONG: Duration = Duration::from_secs(60);
@@ -126,8 +126,7 @@ async fn one_account_never_emits_its_other_sessions_arrival_or_commands() {
     let mut exercised = false;
     for attempt in 0..4 {
         let seen_before = alice.lines().len();
-        let mut bridge = start(&ssh_config(&server, "[\"#main\", \"#dev\"]"));
-        assert!(bridge.wait_up(LONG).await);
+        let bridge = start_up(&ssh_config(&server, "[\"#main\", \"#dev\"]"), LONG).await;
         let cd = alice
             .wait_line(WAIT, |l| {
                 l.starts_with("bridge") && l.ends_with(": cd #dev")
@@ -183,8 +182,7 @@ async fn a_burst_arrives_whole_in_order_and_without_a_warning() {
         return;
     };
     let watcher = server.user("watcher").await;
-    let mut bridge = start(&ssh_config(&server, "[\"#main\"]"));
-    assert!(bridge.wait_up(LONG).await);
+    let bridge = start_up(&ssh_config(&server, "[\"#main\"]"), LONG).await;
     burst_whole_and_in_order(&bridge, &watcher, 150).await;
     let lines = watcher.lines();
     assert!(
@@ -205,8 +203,7 @@ async fn a_shutdown_mid_burst_answers_ok_for_exactly_the_lines_shown() {
         return;
     };
     let watcher = server.user("watcher").await;
-    let mut bridge = start(&ssh_config(&server, "[\"#main\"]"));
-    assert!(bridge.wait_up(LONG).await);
+    let bridge = start_up(&ssh_config(&server, "[\"#main\"]"), LONG).await;
     shutdown_mid_burst(
         bridge,
         &watcher,
@@ -292,8 +289,7 @@ async fn reconnects_after_restarts_without_tripping_the_join_ban() {
     let Some(mut server) = Devzat::start(true).await else {
         return;
     };
-    let mut bridge = start(&ssh_config(&server, "[\"#main\", \"#ops\"]"));
-    assert!(bridge.wait_up(LONG).await);
+    let mut bridge = start_up(&ssh_config(&server, "[\"#main\", \"#ops\"]"), LONG).await;
     let connected = |server: &Devzat| server.log().matches("Connected bridge").count();
     for round in 1..=2 {
         server.restart().await;
@@ -331,12 +327,8 @@ async fn a_taken_name_is_answered_and_history_is_not_relayed() {
     };
     let squatter = server.user("bridge").await;
     squatter.say("ancient history").await.expect("say");
-    squatter
-        .wait_line(WAIT, |l| l.ends_with("bridge: ancient history"))
-        .await
-        .expect("said");
-    let mut bridge = start(&ssh_config(&server, "[\"#main\"]"));
-    assert!(bridge.wait_up(LONG).await);
+    shown_ending(&squatter, "bridge: ancient history").await;
+    let bridge = start_up(&ssh_config(&server, "[\"#main\"]"), LONG).await;
     let announced = bridge.recorder.announced();
     assert_eq!(
         announced.last().map(|(_, _, names)| names.clone()),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use patchbay_sdk::{DeliveryError, Kind};
 use support::real::Devzat;
-use support::{WAIT, delivery, heard, relay, start, text};
+use support::{WAIT, delivery, heard, relay, shown_ending, start, start_up, text};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -15,8 +15,7 @@ async fn relays_both_ways_under_native_names_without_echo_or_commands() {
     let Some(server) = Devzat::start(true).await else {
         return;
     };
-    let mut bridge = start(&server.plugin_config(&server.token));
-    assert!(bridge.wait_up(LONG).await, "{:?}", *bridge.state.borrow());
+    let bridge = start_up(&server.plugin_config(&server.token), LONG).await;
     let alice = server.user("alice").await;
     bridge
         .recorder
@@ -35,16 +34,10 @@ async fn relays_both_ways_under_native_names_without_echo_or_commands() {
     assert_eq!(text(&event), "hello world");
 
     relay(&bridge, "#main", "[irc] bob", "hi from irc").await;
-    alice
-        .wait_line(WAIT, |l| l.ends_with("[irc] bob: hi from irc"))
-        .await
-        .unwrap_or_else(|| panic!("alice sees bob under his own name: {:?}", alice.lines()));
+    shown_ending(&alice, "[irc] bob: hi from irc").await;
     // A relayed command word is shown, not run (`shrug` would show as the shrug).
     relay(&bridge, "#main", "[irc] bob", "shrug").await;
-    alice
-        .wait_line(WAIT, |l| l.ends_with("[irc] bob: shrug"))
-        .await
-        .unwrap_or_else(|| panic!("shown as typed: {:?}", alice.lines()));
+    shown_ending(&alice, "[irc] bob: shrug").await;
     alice.say("last").await.expect("say");
     heard(&bridge.recorder, "last", "alice's last line").await;
     let events = bridge.recorder.events();
@@ -72,8 +65,7 @@ async fn unknown_room_is_permanent_and_wrong_token_is_a_clear_error() {
     let Some(server) = Devzat::start(true).await else {
         return;
     };
-    let mut bridge = start(&server.plugin_config(&server.token));
-    assert!(bridge.wait_up(LONG).await);
+    let bridge = start_up(&server.plugin_config(&server.token), LONG).await;
     let err = bridge
         .deliver(delivery("#nowhere", "x", "hello"))
         .await
@@ -100,8 +92,7 @@ async fn reconnects_after_a_server_restart_and_resumes() {
     let Some(mut server) = Devzat::start(false).await else {
         return;
     };
-    let mut bridge = start(&server.plugin_config(&server.token));
-    assert!(bridge.wait_up(LONG).await);
+    let mut bridge = start_up(&server.plugin_config(&server.token), LONG).await;
     server.kill().await;
     bridge
         .state
@@ -117,10 +108,7 @@ async fn reconnects_after_a_server_restart_and_resumes() {
         .deliver(delivery("#main", "[irc] dan", "still here"))
         .await
         .expect("delivered after the restart");
-    carol
-        .wait_line(WAIT, |l| l.ends_with("[irc] dan: still here"))
-        .await
-        .unwrap_or_else(|| panic!("arrived: {:?}", carol.lines()));
+    shown_ending(&carol, "[irc] dan: still here").await;
     carol.close().await;
     bridge.stop(WAIT).await.expect("stop");
 }
@@ -130,8 +118,7 @@ async fn room_moves_are_joins_and_parts_of_their_rooms() {
     let Some(server) = Devzat::start(true).await else {
         return;
     };
-    let mut bridge = start(&server.plugin_config(&server.token));
-    assert!(bridge.wait_up(LONG).await);
+    let bridge = start_up(&server.plugin_config(&server.token), LONG).await;
     let ann = server.user("ann").await;
     ann.say("cd #dev").await.expect("cd");
     bridge

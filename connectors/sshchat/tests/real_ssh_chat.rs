@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use support::real::SshChat;
 use support::{
-    WAIT, burst_whole_and_in_order, heard, on_ssh_chat, relay, shutdown_mid_burst, start,
+    WAIT, burst_whole_and_in_order, heard, on_ssh_chat, relay, shown_ending, shutdown_mid_burst,
+    start_up,
 };
 
 const LONG: Duration = Duration::from_secs(90);
@@ -22,16 +23,12 @@ async fn relays_both_ways_and_never_emits_its_own_lines() {
         return;
     };
     let alice = server.user("alice").await;
-    let mut bridge = start(&on_ssh_chat(&server.ssh_addr(), ""));
-    assert!(bridge.wait_up(UP).await);
+    let bridge = start_up(&on_ssh_chat(&server.ssh_addr(), ""), UP).await;
     alice.say("hello bridge").await.expect("say");
     let event = heard(&bridge.recorder, "hello bridge", "alice's line").await;
     assert_eq!(event.author.name, "alice");
     relay(&bridge, "#main", "[irc] bob", "hi from irc").await;
-    alice
-        .wait_line(WAIT, |l| l.ends_with("bridge: [irc] bob: hi from irc"))
-        .await
-        .unwrap_or_else(|| panic!("alice sees it: {:?}", alice.lines()));
+    shown_ending(&alice, "bridge: [irc] bob: hi from irc").await;
     alice.say("after").await.expect("say");
     heard(&bridge.recorder, "after", "alice's second line").await;
     let events = bridge.recorder.events();
@@ -59,8 +56,7 @@ async fn a_burst_arrives_whole_and_in_order_under_the_rate_limit() {
         return;
     };
     let watcher = server.user("watcher").await;
-    let mut bridge = start(&on_ssh_chat(&server.ssh_addr(), ""));
-    assert!(bridge.wait_up(UP).await);
+    let bridge = start_up(&on_ssh_chat(&server.ssh_addr(), ""), UP).await;
     burst_whole_and_in_order(&bridge, &watcher, 150).await;
     watcher.close().await;
     bridge.stop(WAIT).await.expect("stop");
@@ -72,8 +68,7 @@ async fn a_shutdown_mid_burst_answers_ok_for_exactly_the_lines_shown() {
         return;
     };
     let watcher = server.user("watcher").await;
-    let mut bridge = start(&on_ssh_chat(&server.ssh_addr(), ""));
-    assert!(bridge.wait_up(UP).await);
+    let bridge = start_up(&on_ssh_chat(&server.ssh_addr(), ""), UP).await;
     shutdown_mid_burst(bridge, &watcher, (200, 200, 12), "bridge left", LONG).await;
     watcher.close().await;
 }
@@ -91,8 +86,7 @@ async fn a_taken_name_neither_stalls_the_bot_nor_silences_the_squatter() {
         .wait_line(WAIT, |l| l.contains("bridge joined"))
         .await
         .unwrap_or_else(|| panic!("the squatter joined: {:?}", squatter.lines()));
-    let mut bridge = start(&on_ssh_chat(&server.ssh_addr(), ""));
-    assert!(bridge.wait_up(UP).await, "{:?}", *bridge.state.borrow());
+    let bridge = start_up(&on_ssh_chat(&server.ssh_addr(), ""), UP).await;
     let started = std::time::Instant::now();
     relay(&bridge, "#main", "[irc] bob", "from a guest").await;
     assert!(
@@ -100,10 +94,7 @@ async fn a_taken_name_neither_stalls_the_bot_nor_silences_the_squatter() {
         "confirmed at once: {:?}",
         started.elapsed()
     );
-    let seen = squatter
-        .wait_line(WAIT, |l| l.ends_with("[irc] bob: from a guest"))
-        .await
-        .unwrap_or_else(|| panic!("shown: {:?}", squatter.lines()));
+    let seen = shown_ending(&squatter, "[irc] bob: from a guest").await;
     assert!(seen.starts_with("Guest"), "{seen}");
     squatter.say("squatting").await.expect("say");
     let event = heard(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use patchbay_sdk::Kind;
 use patchbay_sshchat_testserver::{Options, TestServer};
-use support::{WAIT, heard, on_ssh_chat, relay, start, text};
+use support::{WAIT, heard, on_ssh_chat, relay, start_up, text};
 
 #[tokio::test]
 async fn learns_its_guest_name_and_relays_both_ways() {
@@ -18,8 +18,7 @@ async fn learns_its_guest_name_and_relays_both_ways() {
     server.say("#main", "old", "from history");
     let squatter = server.connect_user("bridge").await.expect("squatter");
     let alice = server.connect_user("alice").await.expect("alice");
-    let mut bridge = start(&on_ssh_chat(&server.ssh_addr(), "anonymous = true\n"));
-    assert!(bridge.wait_up(WAIT).await);
+    let bridge = start_up(&on_ssh_chat(&server.ssh_addr(), "anonymous = true\n"), WAIT).await;
     let names: Vec<String> = server.users().into_iter().map(|(_, n)| n).collect();
     let guest = names
         .iter()
@@ -89,8 +88,7 @@ async fn answers_keepalives_and_survives_a_restart() {
     let mut opts = Options::ssh_chat();
     opts.keepalive = Duration::from_millis(300);
     let server = TestServer::start(opts).await.expect("server");
-    let mut bridge = start(&on_ssh_chat(&server.ssh_addr(), ""));
-    assert!(bridge.wait_up(WAIT).await);
+    let bridge = start_up(&on_ssh_chat(&server.ssh_addr(), ""), WAIT).await;
     // Three unanswered keepalives would drop the session; many pass here.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(server.users().len(), 1, "still connected");
@@ -110,8 +108,7 @@ async fn the_line_editor_echo_of_a_long_relay_never_reads_as_a_message() {
     let server = TestServer::start(Options::ssh_chat())
         .await
         .expect("server");
-    let mut bridge = start(&on_ssh_chat(&server.ssh_addr(), ""));
-    assert!(bridge.wait_up(WAIT).await);
+    let bridge = start_up(&on_ssh_chat(&server.ssh_addr(), ""), WAIT).await;
     // At ssh-chat's default 80 columns, the echo `[bridge] [irc] bob: aaa…` would wrap so that
     // its second row (ended by a line break, as every row but the last) reads `mallory: gotcha …`.
     let relayed = format!("{} mallory: gotcha {}", "a".repeat(59), "b".repeat(90));

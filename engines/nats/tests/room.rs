@@ -176,13 +176,7 @@ async fn a_shards_keeper_is_neither_counted_nor_handed_out() {
     assert_eq!(bus.counts().await.expect("counted").0, 3);
     let mut room = open_room(&bus, "irc.a", "#room");
     let mut taken = Vec::new();
-    while taken.len() < 3 {
-        for (seq, payload) in room.next(3).await.expect("pulled") {
-            taken.push(text(&payload));
-            room.ack(seq).await.expect("acked");
-        }
-    }
-    room.settle().await.expect("confirmed");
+    take(&mut room, &mut taken, 3).await;
     assert_eq!(taken, ["d0", "d1", "d2"]);
     while bus.counts().await.expect("counted").0 > 0 {
         assert!(Instant::now() < deadline, "the deliveries were not removed");

@@ -65,6 +65,14 @@ async fn take_until(room: &mut RoomConsumer, last: &str) -> Vec<String> {
     }
 }
 
+/// Publish `texts` from `bus` into `account`'s room, and check that `room` takes exactly
+/// them, in order, up to the last.
+async fn arrive(bus: &Bus, account: &str, room: &mut RoomConsumer, texts: Vec<String>) {
+    publish(bus, account, &texts).await;
+    let last = texts.last().expect("something to publish");
+    assert_eq!(take_until(room, last).await, texts);
+}
+
 fn numbered(site: &str, range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|n| format!("{site} {n}")).collect()
 }
@@ -85,21 +93,13 @@ async fn a_cut_link_keeps_each_site_going_and_what_waited_crosses_once_in_order(
     let mut us_room = open_room(&us, "devzat.us", "#main");
 
     // Linked: eu -> us crosses, us -> eu crosses.
-    let first = numbered("eu", 0..20);
-    publish(&eu, "devzat.us", &first).await;
-    assert_eq!(take_until(&mut us_room, "eu 19").await, first);
-    let first_back = numbered("us", 0..20);
-    publish(&us, "devzat.eu", &first_back).await;
-    assert_eq!(take_until(&mut eu_room, "us 19").await, first_back);
+    arrive(&eu, "devzat.us", &mut us_room, numbered("eu", 0..20)).await;
+    arrive(&us, "devzat.eu", &mut eu_room, numbered("us", 0..20)).await;
 
     // Cut: each site goes on with its own rooms, and accepts for the other.
     sites.hub.stop();
-    let eu_local = numbered("eu-local", 0..30);
-    publish(&eu, "devzat.eu", &eu_local).await;
-    assert_eq!(take_until(&mut eu_room, "eu-local 29").await, eu_local);
-    let us_local = numbered("us-local", 0..30);
-    publish(&us, "devzat.us", &us_local).await;
-    assert_eq!(take_until(&mut us_room, "us-local 29").await, us_local);
+    arrive(&eu, "devzat.eu", &mut eu_room, numbered("eu-local", 0..30)).await;
+    arrive(&us, "devzat.us", &mut us_room, numbered("us-local", 0..30)).await;
     let waited_for_us = numbered("eu", 20..70);
     publish(&eu, "devzat.us", &waited_for_us).await;
     let waited_for_eu = numbered("us", 20..70);
@@ -140,11 +140,7 @@ async fn an_idle_room_wakes_for_a_delivery_from_the_other_site_without_the_poll(
     let mut us_room = open_room(&us, "devzat.us", "#main");
     let mut eu_room = open_room(&eu, "devzat.eu", "#main");
 
-    let crossing = numbered("eu", 0..5);
-    publish(&eu, "devzat.us", &crossing).await;
-    assert_eq!(take_until(&mut us_room, "eu 4").await, crossing);
+    arrive(&eu, "devzat.us", &mut us_room, numbered("eu", 0..5)).await;
     // The site's own deliveries ring the same way (this publish rings no bell of its own).
-    let local = numbered("eu-local", 0..5);
-    publish(&eu, "devzat.eu", &local).await;
-    assert_eq!(take_until(&mut eu_room, "eu-local 4").await, local);
+    arrive(&eu, "devzat.eu", &mut eu_room, numbered("eu-local", 0..5)).await;
 }

@@ -97,32 +97,20 @@ async fn main() {
 
     let server = IrcServer::inspircd().await;
     let dir = support::tempdir();
+    let plain = "flood_control = false\nanti_highlight = \"\"";
     let config = format!(
         r##"[general]
 data_dir = "data"
 
-[irc.a]
-server = "127.0.0.1"
-port = {port}
-nick = "pba"
-channels = ["#src"]
-flood_control = false
-anti_highlight = ""
-
-[irc.b]
-server = "127.0.0.1"
-port = {port}
-nick = "pbb"
-channels = ["#dst"]
-flood_control = false
-anti_highlight = ""
-
+{a}
+{b}
 [[route]]
 name = "bench"
 inout = ["irc.a/#src", "irc.b/#dst"]
 nick_format = "{{nick}}"
 "##,
-        port = server.port
+        a = support::account("a", server.port, "pba", "#src", plain),
+        b = support::account("b", server.port, "pbb", "#dst", plain),
     );
     let config_path = dir.path().join("patchbay.toml");
     std::fs::write(&config_path, config).expect("write config");

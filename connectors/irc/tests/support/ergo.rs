@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{TIMEOUT, TestClient, free_port, tempdir};
+use super::{TIMEOUT, TestClient, free_port, logging_to, tempdir};
 
 /// Where the ergo binary is: `PATCHBAY_ERGO` if set, else `../shared/peers/ergo` beside the
 /// project root, else `ergo` on the PATH.
@@ -165,18 +165,9 @@ logging:
     pub async fn run(&mut self) {
         let d = self.dir.path();
         let before = self.log().len();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(d.join("server.out"))
-            .expect("server log");
-        let child = Command::new(&self.binary)
-            .arg("run")
-            .arg("--conf")
-            .arg(d.join("ircd.yaml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
+        let mut command = Command::new(&self.binary);
+        command.arg("run").arg("--conf").arg(d.join("ircd.yaml"));
+        let child = logging_to(&mut command, &d.join("server.out"))
             .spawn()
             .expect("start ergo");
         self.child = Some(child);
@@ -194,16 +185,7 @@ logging:
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        loop {
-            if let Ok(Ok(mut c)) = tokio::time::timeout(
-                Duration::from_secs(5),
-                TestClient::try_connect(self.port, "probe", &[]),
-            )
-            .await
-            {
-                c.send("QUIT :probe done").await;
-                return;
-            }
+        while !TestClient::probe(self.port, "").await {
             if tokio::time::Instant::now() > deadline {
                 panic!("ergo did not accept a client: {}", self.log());
             }

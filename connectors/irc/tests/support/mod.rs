@@ -14,7 +14,9 @@ use std::time::Duration;
 use patchbay_irc::parse::{self, Parsed};
 use patchbay_irc::transport::LineReader;
 pub use patchbay_sdk::testkit::{self, Recorder, Running};
-use patchbay_sdk::{AccountInfo, Connector, Delivered, Delivery, Kind, RichText};
+use patchbay_sdk::{
+    AccountInfo, Connector, ConnectorState, Delivered, Delivery, Inbound, Kind, RichText,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -71,6 +73,19 @@ pub fn have(program: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Run `cmd` with no stdin and its stdout and stderr both appended to the file at `path`:
+/// how each server here keeps its log across restarts.
+pub fn logging_to<'a>(cmd: &'a mut Command, path: &Path) -> &'a mut Command {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("server log");
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+}
+
 /// A raw IRC client: the people in the channels.
 pub struct TestClient {
     pub nick: String,
@@ -121,13 +136,31 @@ impl TestClient {
         }
     }
 
+    /// Whether a client can register on `port` now (given 5 s), quitting at once: how a
+    /// started server is known to be ready.
+    pub async fn probe(port: u16, password: &str) -> bool {
+        let probe = Self::try_connect_full(port, "probe", &[], password);
+        match tokio::time::timeout(Duration::from_secs(5), probe).await {
+            Ok(Ok(mut client)) => {
+                client.send("QUIT :probe done").await;
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub async fn connect(port: u16, nick: &str) -> Self {
         Self::connect_with_caps(port, nick, &[]).await
     }
 
     /// [`TestClient::connect`], then [`TestClient::join`] `channel`.
     pub async fn connect_in(port: u16, nick: &str, channel: &str) -> Self {
-        let mut client = Self::connect(port, nick).await;
+        Self::connect_in_with_caps(port, nick, &[], channel).await
+    }
+
+    /// [`TestClient::connect_with_caps`], then [`TestClient::join`] `channel`.
+    pub async fn connect_in_with_caps(port: u16, nick: &str, caps: &[&str], channel: &str) -> Self {
+        let mut client = Self::connect_with_caps(port, nick, caps).await;
         client.join(channel).await;
         client
     }
@@ -315,6 +348,49 @@ pub async fn wait_texts(recorder: &Recorder, room: &str, n: usize) -> Vec<String
             self::texts(recorder, room)
         )
     })
+}
+
+/// The table of the account `nick` in `channel` on the loopback server at `port`; then the
+/// lines `extra`.
+pub fn table(port: u16, nick: &str, channel: &str, extra: &str) -> String {
+    format!(
+        "server = \"127.0.0.1\"\nport = {port}\nnick = \"{nick}\"\nchannels = [\"{channel}\"]\n\
+         {extra}\n"
+    )
+}
+
+/// `[irc.NAME]` holding [`table`]: an IRC account of the gateway's config, as its end-to-end
+/// tests and benches write one.
+pub fn account(name: &str, port: u16, nick: &str, channel: &str, extra: &str) -> String {
+    format!("[irc.{name}]\n{}", table(port, nick, channel, extra))
+}
+
+/// The [`table`] of the account `pb` in `channel`, reconnecting after 0.3 to 2 s; then the
+/// lines `extra`. Each server's tests start from it.
+pub fn config(port: u16, channel: &str, extra: &str) -> String {
+    let reconnect = "reconnect_min_secs = 0.3\nreconnect_max_secs = 2";
+    table(port, "pb", channel, &format!("{reconnect}\n{extra}"))
+}
+
+/// Wait for the event whose plain text is `text`: the connector emitted that line.
+pub async fn heard(recorder: &Recorder, text: &str) -> Inbound {
+    recorder
+        .wait_for(TIMEOUT, |e| {
+            e.kind.body().is_some_and(|b| b.to_plain() == text)
+        })
+        .await
+        .unwrap_or_else(|| panic!("never heard {text:?}: {:#?}", recorder.events()))
+}
+
+/// Wait until the connector is down for a reason `why` accepts; `what` names it on timeout.
+pub async fn expect_down(bridge: &mut Running, what: &str, why: impl Fn(&str) -> bool) {
+    let down = bridge
+        .wait_state(
+            TIMEOUT,
+            |s| matches!(s, ConnectorState::Down { reason } if why(reason)),
+        )
+        .await;
+    assert!(down, "{what}");
 }
 
 /// Build a connector from a TOML table body and run it as `irc.test`, with `data_dir` as its

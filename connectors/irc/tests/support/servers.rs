@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use super::{TIMEOUT, TestClient, free_port};
+use super::{TIMEOUT, TestClient, free_port, logging_to};
 use patchbay_irc::parse;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -243,12 +243,8 @@ general {{ commit_interval = 5; maxlogins = 5; }};
     /// Start Atheme and wait until NickServ answers.
     async fn start_services(&mut self) {
         let d = self.dir.path();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(d.join("services.out"))
-            .expect("services log");
-        let child = Command::new("atheme-services")
+        let mut command = Command::new("atheme-services");
+        command
             .arg("-n")
             .arg("-c")
             .arg(d.join("atheme.conf"))
@@ -257,10 +253,8 @@ general {{ commit_interval = 5; maxlogins = 5; }};
             .arg("-p")
             .arg(d.join("atheme.pid"))
             .arg("-D")
-            .arg(d)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
+            .arg(d);
+        let child = logging_to(&mut command, &d.join("services.out"))
             .spawn()
             .expect("start atheme-services");
         self.services = Some(child);
@@ -320,11 +314,6 @@ general {{ commit_interval = 5; maxlogins = 5; }};
 
     fn command(&self) -> Command {
         let d = self.dir.path();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(d.join("server.out"))
-            .expect("server log");
         let mut cmd = match self.kind {
             Kind::Ngircd => {
                 let mut c = Command::new("ngircd");
@@ -340,9 +329,7 @@ general {{ commit_interval = 5; maxlogins = 5; }};
                 c
             }
         };
-        cmd.stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log);
+        logging_to(&mut cmd, &d.join("server.out"));
         cmd
     }
 
@@ -351,16 +338,7 @@ general {{ commit_interval = 5; maxlogins = 5; }};
         let child = self.command().spawn().expect("start the IRC server");
         self.child = Some(child);
         let deadline = tokio::time::Instant::now() + TIMEOUT;
-        loop {
-            if let Ok(Ok(mut c)) = tokio::time::timeout(
-                Duration::from_secs(5),
-                TestClient::try_connect_full(self.port, "probe", &[], &self.password),
-            )
-            .await
-            {
-                c.send("QUIT :probe done").await;
-                return;
-            }
+        while !TestClient::probe(self.port, &self.password).await {
             if tokio::time::Instant::now() > deadline {
                 panic!("{:?} did not accept a client: {}", self.kind, self.log());
             }

@@ -30,6 +30,14 @@ pub async fn heard(recorder: &Recorder, want: &str, what: &str) -> Inbound {
         .expect(what)
 }
 
+/// Wait up to [`WAIT`] for a line `user` is shown that ends with `end`; the line. On timeout
+/// the panic shows every line the user was shown.
+pub async fn shown_ending(user: &TestUser, end: &str) -> String {
+    user.wait_line(WAIT, |l| l.ends_with(end))
+        .await
+        .unwrap_or_else(|| panic!("never shown a line ending {end:?}: {:?}", user.lines()))
+}
+
 /// Deliver `text` from `nick` into `room`, which must succeed.
 pub async fn relay(bridge: &Running, room: &str, nick: &str, text: &str) {
     bridge
@@ -105,6 +113,13 @@ pub fn on_ssh_chat(addr: &str, more: &str) -> String {
 pub fn start(table: &str) -> Running {
     let dir = tempfile::tempdir().expect("tempdir");
     start_shared(table, "sshchat.test", dir, Arc::new(Recorder::gateway()))
+}
+
+/// [`start`], then wait up to `wait` until it is up; the panic says what state it was in.
+pub async fn start_up(table: &str, wait: Duration) -> Running {
+    let mut bridge = start(table);
+    assert!(bridge.wait_up(wait).await, "{:?}", *bridge.state.borrow());
+    bridge
 }
 
 /// Run account `account` in `dir` recording into `recorder`, which other accounts may share.
