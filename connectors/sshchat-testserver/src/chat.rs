@@ -143,7 +143,10 @@ impl Chat {
             let mut bytes = String::new();
             if dialect == Dialect::Devzat && user.last_shown.elapsed() >= opts.timestamp_after {
                 bytes.push_str(&lead);
-                bytes.push_str(&format::timestamp_line(user));
+                bytes.push_str(&format::timestamp_line(
+                    user.joined_at.elapsed(),
+                    user.width,
+                ));
                 bytes.push_str("\r\n");
                 bytes.push_str(&line);
             } else {

@@ -304,7 +304,7 @@ impl Terminal {
                     self.close("Sorry, Devzat needs a PTY: connect with `ssh -t`.");
                     return false;
                 }
-                let name = crate::lines::devzat_clean(&self.who.user);
+                let name = crate::format::devzat_clean(&self.who.user);
                 self.try_devzat_name(&name);
             }
             Dialect::SshChat => self.join_ssh_chat(),
@@ -349,7 +349,10 @@ impl Terminal {
         let user = self.new_user(name);
         let mut screen = format!("{ESC}[H{ESC}[2J");
         if !chat.history.is_empty() {
-            screen.push_str(&crate::format::timestamp_line(&user));
+            screen.push_str(&crate::format::timestamp_line(
+                user.joined_at.elapsed(),
+                user.width,
+            ));
             screen.push_str("\r\n");
         }
         for (from, text) in &chat.history {
@@ -533,7 +536,7 @@ impl Terminal {
             Dialect::Devzat => {
                 self.send("\r\n");
                 if self.naming {
-                    let name = crate::lines::devzat_clean(&line);
+                    let name = crate::format::devzat_clean(&line);
                     self.try_devzat_name(&name);
                     return true;
                 }

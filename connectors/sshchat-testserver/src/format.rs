@@ -154,11 +154,23 @@ pub fn pretty_duration(d: std::time::Duration) -> String {
 }
 
 /// The right-aligned timestamp Devzat prints after a minute of silence: for a user without a
-/// time zone, the time since they joined (`5m in`).
-pub fn timestamp_line(user: &crate::chat::User) -> String {
-    let stamp = format!("{} in", pretty_duration(user.joined_at.elapsed()));
-    let width = user.width.min(1000);
+/// time zone, the time since they joined (`5m in`), on a terminal `width` wide.
+pub fn timestamp_line(online: std::time::Duration, width: usize) -> String {
+    let stamp = format!("{} in", pretty_duration(online));
+    let width = width.min(1000);
     format!("{}{}", " ".repeat(width.saturating_sub(stamp.len())), stamp)
+}
+
+/// Devzat's name cleaning: first line only, spaces to `-`, visible ASCII, 27 characters.
+pub(crate) fn devzat_clean(name: &str) -> String {
+    name.lines()
+        .next()
+        .unwrap_or("")
+        .replace(' ', "-")
+        .chars()
+        .filter(|c| (33..=126).contains(&(*c as u32)))
+        .take(27)
+        .collect()
 }
 
 #[cfg(test)]

@@ -243,15 +243,3 @@ impl Terminal {
         keep
     }
 }
-
-/// Devzat's name cleaning: first line only, spaces to `-`, visible ASCII, 27 characters.
-pub(crate) fn devzat_clean(name: &str) -> String {
-    name.lines()
-        .next()
-        .unwrap_or("")
-        .replace(' ', "-")
-        .chars()
-        .filter(|c| (33..=126).contains(&(*c as u32)))
-        .take(27)
-        .collect()
-}
