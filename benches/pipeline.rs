@@ -315,7 +315,7 @@ fn half_rate(runtime: &tokio::runtime::Runtime) {
                     .map(|t| bench.engines[t % bench.engines.len()].sink("bench.src"))
                     .collect(),
             );
-            let runtime = tokio::runtime::Handle::current();
+            let handle = tokio::runtime::Handle::current();
             let began = Instant::now();
             let pacer = std::thread::spawn(move || {
                 let mut emits = Vec::with_capacity(total as usize);
@@ -329,7 +329,7 @@ fn half_rate(runtime: &tokio::runtime::Runtime) {
                     let sinks = Arc::clone(&sinks);
                     // Timed from its release: a wait for a worker to run the task counts too.
                     let released = Instant::now();
-                    emits.push(runtime.spawn(async move {
+                    emits.push(handle.spawn(async move {
                         let text = format!("h{i}");
                         let event = inbound((i % routes as u64) as usize, text.clone());
                         if let Err(err) = sinks[(i % SOURCES) as usize].emit(event).await {
