@@ -22,6 +22,16 @@
 //! flood (15-60 ms every 2-3 s in the core bench's half-rate run). The file is not
 //! truncated when the WAL starts over: cutting a file of 300 MB back to the limit had cost the
 //! writer another 50-170 ms each time.
+//!
+//! Starting the WAL over costs one more fsync, of the WAL's new header, and SQLite makes it in
+//! the first commit that writes after a checkpoint copied everything: at chat rates the
+//! passive checkpoint catches up every time, so one accept every second or two waited for
+//! that fsync (0.3-0.5 ms in the IRC bench's paced run, seen with `perf trace`). When a
+//! passive checkpoint has copied everything, this thread therefore asks the writer for a
+//! start-over commit ([`WriterLink::start_over`]): a one-row write that the idle writer makes
+//! at once, so the fsync falls between accepts instead of inside one. And it checkpoints only
+//! when the writer has committed since its last look ([`WriterLink::commits`]), so an idle
+//! store neither copies nor fsyncs, and the start-over's own row does not start the cycle again.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,10 +64,28 @@ pub(super) struct Checkpointer {
     thread: Option<JoinHandle<()>>,
 }
 
-/// Run one checkpoint; returns how many pages the WAL holds after it.
-fn checkpoint(conn: &rusqlite::Connection, mode: &str) -> rusqlite::Result<i64> {
+/// What the checkpoint thread needs from the store's writer thread.
+pub(super) struct WriterLink {
+    /// How many transactions the writer has committed, start-over commits not counted.
+    pub commits: Box<dyn Fn() -> u64 + Send>,
+    /// Ask the writer for a start-over commit (see the module doc).
+    pub start_over: Box<dyn Fn() + Send>,
+}
+
+/// The WAL after a checkpoint: the pages it holds, and how many of them are in the database.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct WalState {
+    pages: i64,
+    copied: i64,
+}
+
+/// Run one checkpoint.
+fn checkpoint(conn: &rusqlite::Connection, mode: &str) -> rusqlite::Result<WalState> {
     conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
-        row.get(1)
+        Ok(WalState {
+            pages: row.get(1)?,
+            copied: row.get(2)?,
+        })
     })
 }
 
@@ -70,7 +98,7 @@ impl RestartWanted {
     pub(super) fn serve(&self, conn: &rusqlite::Connection) {
         if self.0.swap(false, Ordering::AcqRel) {
             match checkpoint(conn, "RESTART") {
-                Ok(pages) => tracing::debug!(pages, "the WAL starts over"),
+                Ok(wal) => tracing::debug!(pages = wal.pages, "the WAL starts over"),
                 Err(err) => {
                     tracing::warn!("store checkpoint (restart) failed (it is asked again): {err}")
                 }
@@ -84,16 +112,25 @@ impl Checkpointer {
         path: &Path,
         limit: WalLimit,
         restart: RestartWanted,
+        writer: WriterLink,
     ) -> Result<Checkpointer, StoreError> {
         let conn = super::open_connection(path)?;
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("patchbay-checkpoint".into())
             .spawn(move || {
+                let mut looked_at = None;
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(limit.every) {
+                    let commits = (writer.commits)();
+                    if looked_at.replace(commits) == Some(commits) {
+                        continue;
+                    }
                     match checkpoint(&conn, "PASSIVE") {
-                        Ok(pages) if pages > limit.pages => {
+                        Ok(wal) if wal.pages > limit.pages => {
                             restart.0.store(true, Ordering::Release)
+                        }
+                        Ok(wal) if wal.pages > 0 && wal.copied == wal.pages => {
+                            (writer.start_over)()
                         }
                         Ok(_) => {}
                         Err(err) => {
@@ -155,7 +192,17 @@ mod tests {
             .execute_batch("CREATE TABLE t (b BLOB)")
             .expect("table");
         let restart = RestartWanted::default();
-        let mut checkpointer = Checkpointer::start(&path, limit, restart.clone()).expect("start");
+        let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let link = WriterLink {
+            commits: Box::new({
+                let commits = Arc::clone(&commits);
+                move || commits.load(Ordering::Relaxed)
+            }),
+            // This writer commits without pause: the checkpoint never finds everything copied.
+            start_over: Box::new(|| {}),
+        };
+        let mut checkpointer =
+            Checkpointer::start(&path, limit, restart.clone(), link).expect("start");
         let wal = dir.path().join("store.db-wal");
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         let (mut largest, mut written, mut starts) = (0u64, 0u64, 0);
@@ -170,6 +217,7 @@ mod tests {
                 .execute("INSERT INTO t (b) VALUES (zeroblob(32768))", [])
                 .expect("insert");
             written += 32768;
+            commits.fetch_add(1, Ordering::Relaxed);
             // As the store's writer thread does between two batches.
             restart.serve(&writer);
             let now = wal_sequence(&wal);
@@ -186,6 +234,40 @@ mod tests {
         assert!(
             largest <= bound,
             "the WAL file grew to {largest} bytes (bound {bound}) with {written} bytes written"
+        );
+    }
+
+    /// At chat rates the checkpoint copies everything each time. The WAL must then start over
+    /// in a commit of its own while the store is idle, not in the next accept, which would wait
+    /// for the new header's fsync.
+    #[tokio::test]
+    async fn an_idle_store_starts_its_wal_over_before_the_next_accept() {
+        use crate::router::RoomKey;
+        use crate::store::Store;
+        use crate::store::tests::{event, open, to};
+
+        let (dir, store) = open();
+        let wal = dir.path().join("store.db-wal");
+        let dest = RoomKey::new("irc.b", "#y");
+        let accept = |text: &str| store.accept(event("irc.a", "#x", None, text), vec![to(&dest)]);
+        accept("one").await.expect("accept");
+        let before = wal_sequence(&wal);
+        // Nothing more is accepted: the checkpoint (once a second) copies the accept, and the
+        // start-over commit follows.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while wal_sequence(&wal) == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the idle store did not start its WAL over within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let started_over = wal_sequence(&wal);
+        accept("two").await.expect("accept");
+        assert_eq!(
+            wal_sequence(&wal),
+            started_over,
+            "the accept after the start-over started the WAL over again"
         );
     }
 }

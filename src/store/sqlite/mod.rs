@@ -25,7 +25,7 @@ use super::{
     Accepted, DeadLetter, NewEvent, Pending, RoomBacklog, RoomOutbox, Store, StoreError, StoreStats,
 };
 use crate::router::RoomKey;
-use checkpoint::{Checkpointer, RestartWanted, WalLimit};
+use checkpoint::{Checkpointer, RestartWanted, WalLimit, WriterLink};
 use outbox::{Lanes, SqliteRoom};
 use writer::{Command, Feed, run_writer};
 
@@ -73,11 +73,26 @@ impl SqliteStore {
         // each time (see `checkpoint`). Closing the store truncates it.
         let limit = WalLimit::default();
         let restart = RestartWanted::default();
-        let checkpointer = Checkpointer::start(path, limit, restart.clone())?;
-        let reader = open_connection(path)?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let lanes = Arc::new(Lanes::default());
         let counters = Arc::new(Counters::default());
+        let link = WriterLink {
+            commits: Box::new({
+                let counters = Arc::clone(&counters);
+                move || counters.commits.load(std::sync::atomic::Ordering::Relaxed)
+            }),
+            // Weak: the checkpoint thread must not keep the writer's queue open.
+            start_over: Box::new({
+                let writer = tx.downgrade();
+                move || {
+                    if let Some(writer) = writer.upgrade() {
+                        let _ = writer.send(Command::StartOver);
+                    }
+                }
+            }),
+        };
+        let checkpointer = Checkpointer::start(path, limit, restart.clone(), link)?;
+        let reader = open_connection(path)?;
+        let lanes = Arc::new(Lanes::default());
         let feed = Feed {
             lanes: Arc::clone(&lanes),
             capacity: lane_queue.max(1),

@@ -57,3 +57,11 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     time     INTEGER NOT NULL,
     json     TEXT NOT NULL
 );
+
+-- One row, rewritten when the checkpoint thread finds the WAL copied in full: that commit,
+-- made while the writer is idle, starts the WAL over and fsyncs its new header, which an
+-- accept would otherwise do (checkpoint.rs). The count is how often it happened.
+CREATE TABLE IF NOT EXISTS wal_starts (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    count INTEGER NOT NULL
+);

@@ -49,6 +49,9 @@ pub(super) enum Command {
         id: u64,
         reply: oneshot::Sender<Result<usize, StoreError>>,
     },
+    /// Write the start-over row, so that this commit, not an accept, starts the WAL over
+    /// (see `checkpoint`).
+    StartOver,
     /// Commit what came before, checkpoint, and stop.
     Close { reply: oneshot::Sender<()> },
 }
@@ -133,9 +136,13 @@ fn write_batch(conn: &mut Connection, batch: &mut Vec<Command>, feed: &Feed) -> 
     };
     let outcomes = match result {
         Ok(outcomes) => {
-            feed.counters
-                .commits
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // A start-over alone is not counted: the checkpoint thread must not copy its row
+            // and ask for another.
+            if !batch.iter().all(|c| matches!(c, Command::StartOver)) {
+                feed.counters
+                    .commits
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             outcomes
         }
         Err(abort) => {
@@ -199,7 +206,7 @@ fn write_batch(conn: &mut Connection, batch: &mut Vec<Command>, feed: &Feed) -> 
                 answers.push(Answer::Count(reply, answer));
             }
             (Command::Close { reply }, _) => answers.push(Answer::Closed(reply)),
-            (Command::Complete { .. }, _) => {}
+            (Command::Complete { .. } | Command::StartOver, _) => {}
             (command, _) => refuse(command, "the writer lost track of a command"),
         }
     }
@@ -224,6 +231,7 @@ fn transact(
 ) -> Result<Vec<Outcome>, Abort> {
     let mut tx = conn.transaction()?;
     let mut marks = marks::Marks::default();
+    let mut start_over = false;
     let mut outcomes = Vec::with_capacity(batch.len());
     for command in batch {
         let outcome = match command {
@@ -266,11 +274,22 @@ fn transact(
             Command::DiscardDead { id, .. } => {
                 Outcome::Count(dead::discard(&tx, *id).map(usize::from))
             }
+            Command::StartOver => {
+                start_over = true;
+                Outcome::Nothing
+            }
             Command::Close { .. } => Outcome::Nothing,
         };
         outcomes.push(outcome);
     }
     marks.write(&tx)?;
+    if start_over {
+        run_cached(
+            &tx,
+            "INSERT INTO wal_starts (id, count) VALUES (1, 1) \
+             ON CONFLICT (id) DO UPDATE SET count = count + 1",
+        )?;
+    }
     tx.commit()?;
     Ok(outcomes)
 }
@@ -329,7 +348,7 @@ fn refuse(command: Command, err: &str) {
         Command::Close { reply } => {
             let _ = reply.send(());
         }
-        Command::Complete { .. } => {}
+        Command::Complete { .. } | Command::StartOver => {}
     }
 }
 
