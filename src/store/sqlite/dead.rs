@@ -75,7 +75,7 @@ pub(super) fn backlogs(conn: &Connection) -> Result<Vec<RoomBacklog>, StoreError
 /// Move dead letter `id` back into the outbox; the new delivery, or `None` if there is no
 /// such dead letter. Runs in a savepoint: on an error nothing changed.
 pub(super) fn retry(
-    conn: &mut rusqlite::Transaction<'_>,
+    conn: &mut rusqlite::Connection,
     id: u64,
 ) -> Result<Option<Pending>, StoreError> {
     let sp = conn.savepoint()?;

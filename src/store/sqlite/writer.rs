@@ -229,7 +229,7 @@ fn transact(
     batch: &[Command],
     savepoints: bool,
 ) -> Result<Vec<Outcome>, Abort> {
-    let mut tx = conn.transaction()?;
+    let mut tx = Transaction::begin(conn)?;
     let mut marks = marks::Marks::default();
     let mut start_over = false;
     let mut outcomes = Vec::with_capacity(batch.len());
@@ -292,6 +292,54 @@ fn transact(
     }
     tx.commit()?;
     Ok(outcomes)
+}
+
+/// A batch's write transaction. `BEGIN` and `COMMIT` go through the statement cache:
+/// rusqlite's own `Transaction` has SQLite parse them for every batch, which was 7% of the
+/// writer thread's time at chat rates (connectors/irc/BENCH.md, 2026-12-07). Dropped without
+/// [`Transaction::commit`], it rolls back.
+struct Transaction<'c> {
+    conn: &'c mut Connection,
+    open: bool,
+}
+
+impl<'c> Transaction<'c> {
+    fn begin(conn: &'c mut Connection) -> Result<Self, rusqlite::Error> {
+        run_cached(conn, "BEGIN")?;
+        Ok(Transaction { conn, open: true })
+    }
+
+    fn commit(mut self) -> Result<(), rusqlite::Error> {
+        run_cached(self.conn, "COMMIT")?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for Transaction<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl std::ops::DerefMut for Transaction<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.conn
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        // A failed COMMIT leaves the transaction open, as does an error before it.
+        if self.open
+            && !self.conn.is_autocommit()
+            && let Err(err) = self.conn.execute_batch("ROLLBACK")
+        {
+            tracing::error!("the store could not roll a batch back: {err}");
+        }
+    }
 }
 
 /// An answer to send once the batch's transaction has committed.
