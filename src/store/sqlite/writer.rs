@@ -10,7 +10,7 @@ use patchbay_sdk::{Event, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
-use super::checkpoint::RestartWanted;
+use super::checkpoint::{self, WalWork};
 use super::outbox::Lanes;
 use super::{Counters, dead, marks};
 use crate::router::RoomKey;
@@ -49,9 +49,8 @@ pub(super) enum Command {
         id: u64,
         reply: oneshot::Sender<Result<usize, StoreError>>,
     },
-    /// Write the start-over row, so that this commit, not an accept, starts the WAL over
-    /// (see `checkpoint`).
-    StartOver,
+    /// What the checkpoint thread asks for (see `checkpoint`).
+    Wal(WalWork),
     /// Commit what came before, checkpoint, and stop.
     Close { reply: oneshot::Sender<()> },
 }
@@ -72,7 +71,6 @@ pub(super) fn run_writer(
     mut conn: Connection,
     mut rx: mpsc::UnboundedReceiver<Command>,
     feed: Feed,
-    restart: RestartWanted,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
@@ -85,12 +83,17 @@ pub(super) fn run_writer(
                 Err(_) => break,
             }
         }
+        let restart = batch
+            .iter()
+            .any(|c| matches!(c, Command::Wal(WalWork::Restart)));
         let closing = write_batch(&mut conn, &mut batch, &feed);
         tracing::trace!(target: "patchbay::hop", "writer committed");
         if closing {
             break;
         }
-        restart.serve(&conn);
+        if restart {
+            checkpoint::restart(&conn);
+        }
     }
     if let Err(err) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
         tracing::warn!("store checkpoint at close failed: {err}");
@@ -136,9 +139,9 @@ fn write_batch(conn: &mut Connection, batch: &mut Vec<Command>, feed: &Feed) -> 
     };
     let outcomes = match result {
         Ok(outcomes) => {
-            // A start-over alone is not counted: the checkpoint thread must not copy its row
-            // and ask for another.
-            if !batch.iter().all(|c| matches!(c, Command::StartOver)) {
+            // The checkpoint thread's work alone is not counted: it must not copy the
+            // start-over row and ask for another.
+            if !batch.iter().all(|c| matches!(c, Command::Wal(_))) {
                 feed.counters
                     .commits
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -206,7 +209,7 @@ fn write_batch(conn: &mut Connection, batch: &mut Vec<Command>, feed: &Feed) -> 
                 answers.push(Answer::Count(reply, answer));
             }
             (Command::Close { reply }, _) => answers.push(Answer::Closed(reply)),
-            (Command::Complete { .. } | Command::StartOver, _) => {}
+            (Command::Complete { .. } | Command::Wal(_), _) => {}
             (command, _) => refuse(command, "the writer lost track of a command"),
         }
     }
@@ -274,8 +277,8 @@ fn transact(
             Command::DiscardDead { id, .. } => {
                 Outcome::Count(dead::discard(&tx, *id).map(usize::from))
             }
-            Command::StartOver => {
-                start_over = true;
+            Command::Wal(work) => {
+                start_over |= *work == WalWork::StartOver;
                 Outcome::Nothing
             }
             Command::Close { .. } => Outcome::Nothing,
@@ -396,7 +399,7 @@ fn refuse(command: Command, err: &str) {
         Command::Close { reply } => {
             let _ = reply.send(());
         }
-        Command::Complete { .. } | Command::StartOver => {}
+        Command::Complete { .. } | Command::Wal(_) => {}
     }
 }
 
