@@ -12,7 +12,7 @@
 //! in the WAL when it began while the writer appends more, and SQLite starts the WAL over only
 //! once all of it was copied. Under sustained load (the core bench) the WAL grew without end,
 //! 5 GB by the end of the bench. So when a passive checkpoint leaves more than
-//! [`WalLimit::pages`] in the WAL, this thread asks for [`WalWork::Restart`], and the writer thread,
+//! [`WalLimit::pages`] in the WAL, this thread raises [`RestartWanted`], and the writer thread,
 //! between two batches, runs a restarting checkpoint itself: it copies the little the passive
 //! one left, and the writer's next commit starts the WAL over, from the beginning of the same
 //! file. From this thread the restarting checkpoint starved: it must wait for the writer's
@@ -28,13 +28,14 @@
 //! passive checkpoint catches up every time, so one accept every second or two waited for
 //! that fsync (0.3-0.5 ms in the IRC bench's paced run, seen with `perf trace`). When a
 //! passive checkpoint has copied everything, this thread therefore asks the writer for a
-//! start-over commit ([`WalWork::StartOver`]): a one-row write that the idle writer makes
+//! start-over commit ([`WriterLink::start_over`]): a one-row write that the idle writer makes
 //! at once, so the fsync falls between accepts instead of inside one. And it checkpoints only
 //! when the writer has committed since its last look ([`WriterLink::commits`]), so an idle
 //! store neither copies nor fsyncs, and the start-over's own row does not start the cycle again.
 
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -63,26 +64,16 @@ pub(super) struct Checkpointer {
     thread: Option<JoinHandle<()>>,
 }
 
-/// What the checkpoint thread asks the writer thread to do (see the module doc).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum WalWork {
-    /// The WAL is copied in full: commit the start-over row, so that this commit, not an
-    /// accept, starts it over.
-    StartOver,
-    /// A passive checkpoint left more than the limit: run [`restart`] after the batch.
-    Restart,
-}
-
 /// What the checkpoint thread needs from the store's writer thread.
 pub(super) struct WriterLink {
     /// How many transactions the writer has committed, start-over commits not counted.
     pub commits: Box<dyn Fn() -> u64 + Send>,
-    /// Queue work for the writer.
-    pub ask: Box<dyn Fn(WalWork) + Send>,
+    /// Ask the writer for a start-over commit (see the module doc).
+    pub start_over: Box<dyn Fn() + Send>,
 }
 
 /// The WAL after a checkpoint: the pages it holds, and how many of them are in the database.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 struct WalState {
     pages: i64,
     copied: i64,
@@ -98,12 +89,21 @@ fn checkpoint(conn: &rusqlite::Connection, mode: &str) -> rusqlite::Result<WalSt
     })
 }
 
-/// On the writer's connection, between two transactions: the restarting checkpoint that
-/// [`WalWork::Restart`] asks for.
-pub(super) fn restart(conn: &rusqlite::Connection) {
-    match checkpoint(conn, "RESTART") {
-        Ok(wal) => tracing::debug!(pages = wal.pages, "the WAL starts over"),
-        Err(err) => tracing::warn!("store checkpoint (restart) failed (it is asked again): {err}"),
+/// The checkpoint thread's request that the writer start the WAL over (see the module doc).
+#[derive(Clone, Default)]
+pub(super) struct RestartWanted(Arc<AtomicBool>);
+
+impl RestartWanted {
+    /// On the writer's connection, between two transactions: start the WAL over if asked.
+    pub(super) fn serve(&self, conn: &rusqlite::Connection) {
+        if self.0.swap(false, Ordering::AcqRel) {
+            match checkpoint(conn, "RESTART") {
+                Ok(wal) => tracing::debug!(pages = wal.pages, "the WAL starts over"),
+                Err(err) => {
+                    tracing::warn!("store checkpoint (restart) failed (it is asked again): {err}")
+                }
+            }
+        }
     }
 }
 
@@ -111,6 +111,7 @@ impl Checkpointer {
     pub(super) fn start(
         path: &Path,
         limit: WalLimit,
+        restart: RestartWanted,
         writer: WriterLink,
     ) -> Result<Checkpointer, StoreError> {
         let conn = super::open_connection(path)?;
@@ -125,9 +126,11 @@ impl Checkpointer {
                         continue;
                     }
                     match checkpoint(&conn, "PASSIVE") {
-                        Ok(wal) if wal.pages > limit.pages => (writer.ask)(WalWork::Restart),
+                        Ok(wal) if wal.pages > limit.pages => {
+                            restart.0.store(true, Ordering::Release)
+                        }
                         Ok(wal) if wal.pages > 0 && wal.copied == wal.pages => {
-                            (writer.ask)(WalWork::StartOver)
+                            (writer.start_over)()
                         }
                         Ok(_) => {}
                         Err(err) => {
@@ -162,9 +165,6 @@ impl Drop for Checkpointer {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
     use super::*;
 
     /// The checkpoint sequence number in a WAL file's header: it changes each time the WAL
@@ -191,25 +191,18 @@ mod tests {
         writer
             .execute_batch("CREATE TABLE t (b BLOB)")
             .expect("table");
-        let restart_asked = Arc::new(AtomicBool::new(false));
+        let restart = RestartWanted::default();
         let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let link = WriterLink {
             commits: Box::new({
                 let commits = Arc::clone(&commits);
                 move || commits.load(Ordering::Relaxed)
             }),
-            // This writer commits without pause: the checkpoint never finds everything copied,
-            // so only a restart is asked for.
-            ask: Box::new({
-                let restart_asked = Arc::clone(&restart_asked);
-                move |work| {
-                    if work == WalWork::Restart {
-                        restart_asked.store(true, Ordering::Release);
-                    }
-                }
-            }),
+            // This writer commits without pause: the checkpoint never finds everything copied.
+            start_over: Box::new(|| {}),
         };
-        let mut checkpointer = Checkpointer::start(&path, limit, link).expect("start");
+        let mut checkpointer =
+            Checkpointer::start(&path, limit, restart.clone(), link).expect("start");
         let wal = dir.path().join("store.db-wal");
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         let (mut largest, mut written, mut starts) = (0u64, 0u64, 0);
@@ -226,9 +219,7 @@ mod tests {
             written += 32768;
             commits.fetch_add(1, Ordering::Relaxed);
             // As the store's writer thread does between two batches.
-            if restart_asked.swap(false, Ordering::AcqRel) {
-                restart(&writer);
-            }
+            restart.serve(&writer);
             let now = wal_sequence(&wal);
             if now != sequence {
                 starts += 1;

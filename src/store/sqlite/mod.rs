@@ -25,7 +25,7 @@ use super::{
     Accepted, DeadLetter, NewEvent, Pending, RoomBacklog, RoomOutbox, Store, StoreError, StoreStats,
 };
 use crate::router::RoomKey;
-use checkpoint::{Checkpointer, WalLimit, WriterLink};
+use checkpoint::{Checkpointer, RestartWanted, WalLimit, WriterLink};
 use outbox::{Lanes, SqliteRoom};
 use writer::{Command, Feed, run_writer};
 
@@ -72,6 +72,7 @@ impl SqliteStore {
         // it is not truncated (`journal_size_limit` unset), which took the writer 50-170 ms
         // each time (see `checkpoint`). Closing the store truncates it.
         let limit = WalLimit::default();
+        let restart = RestartWanted::default();
         let (tx, rx) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
         let link = WriterLink {
@@ -80,16 +81,16 @@ impl SqliteStore {
                 move || counters.commits.load(std::sync::atomic::Ordering::Relaxed)
             }),
             // Weak: the checkpoint thread must not keep the writer's queue open.
-            ask: Box::new({
+            start_over: Box::new({
                 let writer = tx.downgrade();
-                move |work| {
+                move || {
                     if let Some(writer) = writer.upgrade() {
-                        let _ = writer.send(Command::Wal(work));
+                        let _ = writer.send(Command::StartOver);
                     }
                 }
             }),
         };
-        let checkpointer = Checkpointer::start(path, limit, link)?;
+        let checkpointer = Checkpointer::start(path, limit, restart.clone(), link)?;
         let reader = open_connection(path)?;
         let lanes = Arc::new(Lanes::default());
         let feed = Feed {
@@ -99,7 +100,7 @@ impl SqliteStore {
         };
         let thread = std::thread::Builder::new()
             .name("patchbay-store".into())
-            .spawn(move || run_writer(writer_conn, rx, feed))
+            .spawn(move || run_writer(writer_conn, rx, feed, restart))
             .map_err(|err| StoreError::Open(format!("cannot start the writer thread: {err}")))?;
         Ok(SqliteStore {
             writer: tx,

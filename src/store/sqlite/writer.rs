@@ -10,7 +10,7 @@ use patchbay_sdk::{Event, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
-use super::checkpoint::{self, WalWork};
+use super::checkpoint::RestartWanted;
 use super::outbox::Lanes;
 use super::{Counters, dead, marks};
 use crate::router::RoomKey;
@@ -49,8 +49,9 @@ pub(super) enum Command {
         id: u64,
         reply: oneshot::Sender<Result<usize, StoreError>>,
     },
-    /// What the checkpoint thread asks for (see `checkpoint`).
-    Wal(WalWork),
+    /// Write the start-over row, so that this commit, not an accept, starts the WAL over
+    /// (see `checkpoint`).
+    StartOver,
     /// Commit what came before, checkpoint, and stop.
     Close { reply: oneshot::Sender<()> },
 }
@@ -71,6 +72,7 @@ pub(super) fn run_writer(
     mut conn: Connection,
     mut rx: mpsc::UnboundedReceiver<Command>,
     feed: Feed,
+    restart: RestartWanted,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
@@ -83,17 +85,12 @@ pub(super) fn run_writer(
                 Err(_) => break,
             }
         }
-        let restart = batch
-            .iter()
-            .any(|c| matches!(c, Command::Wal(WalWork::Restart)));
         let closing = write_batch(&mut conn, &mut batch, &feed);
         tracing::trace!(target: "patchbay::hop", "writer committed");
         if closing {
             break;
         }
-        if restart {
-            checkpoint::restart(&conn);
-        }
+        restart.serve(&conn);
     }
     if let Err(err) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
         tracing::warn!("store checkpoint at close failed: {err}");
@@ -139,9 +136,9 @@ fn write_batch(conn: &mut Connection, batch: &mut Vec<Command>, feed: &Feed) -> 
     };
     let outcomes = match result {
         Ok(outcomes) => {
-            // The checkpoint thread's work alone is not counted: it must not copy the
-            // start-over row and ask for another.
-            if !batch.iter().all(|c| matches!(c, Command::Wal(_))) {
+            // A start-over alone is not counted: the checkpoint thread must not copy its row
+            // and ask for another.
+            if !batch.iter().all(|c| matches!(c, Command::StartOver)) {
                 feed.counters
                     .commits
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -209,7 +206,7 @@ fn write_batch(conn: &mut Connection, batch: &mut Vec<Command>, feed: &Feed) -> 
                 answers.push(Answer::Count(reply, answer));
             }
             (Command::Close { reply }, _) => answers.push(Answer::Closed(reply)),
-            (Command::Complete { .. } | Command::Wal(_), _) => {}
+            (Command::Complete { .. } | Command::StartOver, _) => {}
             (command, _) => refuse(command, "the writer lost track of a command"),
         }
     }
@@ -277,8 +274,8 @@ fn transact(
             Command::DiscardDead { id, .. } => {
                 Outcome::Count(dead::discard(&tx, *id).map(usize::from))
             }
-            Command::Wal(work) => {
-                start_over |= *work == WalWork::StartOver;
+            Command::StartOver => {
+                start_over = true;
                 Outcome::Nothing
             }
             Command::Close { .. } => Outcome::Nothing,
@@ -399,7 +396,7 @@ fn refuse(command: Command, err: &str) {
         Command::Close { reply } => {
             let _ = reply.send(());
         }
-        Command::Complete { .. } | Command::Wal(_) => {}
+        Command::Complete { .. } | Command::StartOver => {}
     }
 }
 
