@@ -19,6 +19,7 @@ mod checkpoint;
 mod dead;
 mod marks;
 mod outbox;
+mod prune;
 mod writer;
 
 use super::{
@@ -66,6 +67,7 @@ impl SqliteStore {
         let writer_conn = open_connection(path)?;
         writer_conn.execute_batch(include_str!("schema.sql"))?;
         marks::migrate(&writer_conn)?;
+        prune::migrate(&writer_conn)?;
         // Checkpoints run on their own thread (see `checkpoint`), never inside a commit.
         writer_conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         // Started over in place, the WAL file stays at its high-water mark, about the limit;

@@ -1,6 +1,6 @@
 -- patchbay's embedded store. WAL journal; one writer thread, readers alongside.
 
--- Every event the gateway accepted, as JSON.
+-- Every event the gateway accepted, as JSON. No index on time: the prune walks seq (prune.rs).
 CREATE TABLE IF NOT EXISTS events (
     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
     id      TEXT NOT NULL UNIQUE,
@@ -9,7 +9,6 @@ CREATE TABLE IF NOT EXISTS events (
     time    INTEGER NOT NULL,
     json    TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_by_time ON events (time);
 
 -- The newest event accepted from each room, where a connector without a history mark starts
 -- (marks.rs: one row per room, rewritten by each commit that accepted from it).
@@ -34,6 +33,7 @@ CREATE INDEX IF NOT EXISTS deliveries_by_room ON deliveries (account, room, seq)
 
 -- The message-id map: which id each network knows a gateway event by.
 -- origin = 1 for the network the event came from, 0 for one it was delivered to.
+-- An entry is pruned with its event (prune.rs), through the by-event index.
 CREATE TABLE IF NOT EXISTS message_map (
     account   TEXT NOT NULL,
     room      TEXT NOT NULL,
@@ -44,7 +44,6 @@ CREATE TABLE IF NOT EXISTS message_map (
     PRIMARY KEY (account, room, remote_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS message_map_by_event ON message_map (event_id, account, room);
-CREATE INDEX IF NOT EXISTS message_map_by_time ON message_map (time);
 
 -- Deliveries that failed for good, kept for an operator to read.
 CREATE TABLE IF NOT EXISTS dead_letters (
