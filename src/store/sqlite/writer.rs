@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use patchbay_sdk::{Event, Timestamp};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::RestartWanted;
@@ -417,38 +417,31 @@ fn accept(
     deliveries: &[NewDelivery],
 ) -> Result<Option<Vec<i64>>, rusqlite::Error> {
     let origin = &event.origin;
+    let id = event.id.to_string();
+    // The map entry first: a network id already known makes the insert a no-op, which is the
+    // duplicate check without a read of its own.
     if let Some(remote_id) = &origin.remote_id {
-        let known: Option<i64> = conn
+        let added = conn
             .prepare_cached(
-                "SELECT 1 FROM message_map WHERE account = ?1 AND room = ?2 AND remote_id = ?3",
+                "INSERT OR IGNORE INTO message_map (account, room, remote_id, event_id, origin, time) \
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5)",
             )?
-            .query_row(params![origin.account, origin.room, remote_id], |row| {
-                row.get(0)
-            })
-            .optional()?;
-        if known.is_some() {
+            .execute(params![
+                origin.account,
+                origin.room,
+                remote_id,
+                id,
+                now_ms()
+            ])?;
+        if added == 0 {
             return Ok(None);
         }
     }
-    let id = event.id.to_string();
     conn.prepare_cached(
         "INSERT INTO events (id, account, room, time, json) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![id, origin.account, origin.room, event.time.0, json])?;
     let event_seq = conn.last_insert_rowid();
-    if let Some(remote_id) = &origin.remote_id {
-        conn.prepare_cached(
-            "INSERT INTO message_map (account, room, remote_id, event_id, origin, time) \
-             VALUES (?1, ?2, ?3, ?4, 1, ?5)",
-        )?
-        .execute(params![
-            origin.account,
-            origin.room,
-            remote_id,
-            id,
-            now_ms()
-        ])?;
-    }
     let mut insert = conn.prepare_cached(
         "INSERT INTO deliveries (event_seq, account, room, route, not_before) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
