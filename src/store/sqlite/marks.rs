@@ -70,12 +70,7 @@ pub(super) fn prune(conn: &Connection, before: Timestamp) -> Result<usize, rusql
 /// JSON does not read (it cannot be relayed either) gives a mark without a network id rather
 /// than a store that does not open.
 pub(super) fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
-    let old: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'events_by_room')",
-        [],
-        |row| row.get(0),
-    )?;
-    if !old {
+    if !super::has_index(conn, "events_by_room")? {
         return Ok(());
     }
     conn.execute_batch(

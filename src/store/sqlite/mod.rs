@@ -202,6 +202,16 @@ impl SqliteStore {
     }
 }
 
+/// Whether the store has the index `name`: how the one-time migrations (`marks`, `prune`) tell
+/// a store made by an older version.
+fn has_index(conn: &Connection, name: &str) -> Result<bool, rusqlite::Error> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1)",
+        params![name],
+        |row| row.get(0),
+    )
+}
+
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;

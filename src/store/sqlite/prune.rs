@@ -16,7 +16,7 @@
 use patchbay_sdk::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::marks;
+use super::{has_index, marks};
 
 /// Delete what is older than `before` and no longer waited for; returns the events deleted.
 pub(super) fn prune(conn: &Connection, before: Timestamp) -> Result<usize, rusqlite::Error> {
@@ -46,13 +46,7 @@ pub(super) fn prune(conn: &Connection, before: Timestamp) -> Result<usize, rusql
 /// already gone (the old prune aged the map by when an entry was written, the events by their
 /// own time, so some entries outlived their event; nothing would prune them now). Runs once.
 pub(super) fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
-    let old: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' \
-         AND name IN ('events_by_time', 'message_map_by_time'))",
-        [],
-        |row| row.get(0),
-    )?;
-    if !old {
+    if !has_index(conn, "events_by_time")? && !has_index(conn, "message_map_by_time")? {
         return Ok(());
     }
     conn.execute_batch(
@@ -93,24 +87,21 @@ mod tests {
         .expect("map");
     }
 
-    fn mapped(conn: &Connection) -> Vec<String> {
-        let mut stmt = conn
-            .prepare("SELECT remote_id FROM message_map ORDER BY remote_id")
-            .expect("prepare");
+    /// One text column of a query's rows, in its order.
+    fn texts(conn: &Connection, sql: &str) -> Vec<String> {
+        let mut stmt = conn.prepare(sql).expect("prepare");
         stmt.query_map([], |row| row.get(0))
             .expect("query")
             .collect::<Result<_, _>>()
             .expect("rows")
     }
 
+    fn mapped(conn: &Connection) -> Vec<String> {
+        texts(conn, "SELECT remote_id FROM message_map ORDER BY remote_id")
+    }
+
     fn events(conn: &Connection) -> Vec<String> {
-        let mut stmt = conn
-            .prepare("SELECT id FROM events ORDER BY seq")
-            .expect("prepare");
-        stmt.query_map([], |row| row.get(0))
-            .expect("query")
-            .collect::<Result<_, _>>()
-            .expect("rows")
+        texts(conn, "SELECT id FROM events ORDER BY seq")
     }
 
     /// Old events go with their map entries; one still waiting for a delivery keeps both; the

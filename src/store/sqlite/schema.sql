@@ -34,6 +34,7 @@ CREATE INDEX IF NOT EXISTS deliveries_by_room ON deliveries (account, room, seq)
 -- The message-id map: which id each network knows a gateway event by.
 -- origin = 1 for the network the event came from, 0 for one it was delivered to.
 -- An entry is pruned with its event (prune.rs), through the by-event index.
+-- time is when the entry was written, for an operator reading the store; nothing queries it.
 CREATE TABLE IF NOT EXISTS message_map (
     account   TEXT NOT NULL,
     room      TEXT NOT NULL,

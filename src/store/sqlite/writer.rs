@@ -420,22 +420,16 @@ fn accept(
     let id = event.id.to_string();
     // The map entry first: a network id already known makes the insert a no-op, which is the
     // duplicate check without a read of its own.
-    if let Some(remote_id) = &origin.remote_id {
-        let added = conn
-            .prepare_cached(
-                "INSERT OR IGNORE INTO message_map (account, room, remote_id, event_id, origin, time) \
-                 VALUES (?1, ?2, ?3, ?4, 1, ?5)",
-            )?
-            .execute(params![
-                origin.account,
-                origin.room,
-                remote_id,
-                id,
-                now_ms()
-            ])?;
-        if added == 0 {
-            return Ok(None);
-        }
+    if let Some(remote_id) = &origin.remote_id
+        && !map_entry(
+            conn,
+            MapEntry::Origin,
+            (&origin.account, &origin.room),
+            remote_id,
+            &id,
+        )?
+    {
+        return Ok(None);
     }
     conn.prepare_cached(
         "INSERT INTO events (id, account, room, time, json) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -468,19 +462,51 @@ fn complete(
     conn.prepare_cached("DELETE FROM deliveries WHERE seq = ?1")?
         .execute(params![seq])?;
     if let Some((event_id, room, remote_id)) = mapping {
-        conn.prepare_cached(
-            "INSERT OR REPLACE INTO message_map (account, room, remote_id, event_id, origin, time) \
-             VALUES (?1, ?2, ?3, ?4, 0, ?5)",
-        )?
-        .execute(params![
-            room.account,
-            room.room,
+        map_entry(
+            conn,
+            MapEntry::Delivered,
+            (&room.account, &room.room),
             remote_id,
             event_id,
-            now_ms()
-        ])?;
+        )?;
     }
     Ok(())
+}
+
+/// Which side of a relay a message-id map entry records.
+#[derive(Clone, Copy)]
+enum MapEntry {
+    /// The id on the network the event came from. One already there is the same network
+    /// message again (a replayed history, a reconnect's overlap): left alone, and the accept
+    /// is a duplicate.
+    Origin,
+    /// The id a delivery was given. Replaces an entry already there, as a completion always
+    /// has: the newest record of what that id stands for wins.
+    Delivered,
+}
+
+/// Write a map entry; returns whether it was written (`Origin` entries only may not be).
+fn map_entry(
+    conn: &Connection,
+    entry: MapEntry,
+    (account, room): (&str, &str),
+    remote_id: &str,
+    event_id: &str,
+) -> Result<bool, rusqlite::Error> {
+    let sql = match entry {
+        MapEntry::Origin => {
+            "INSERT OR IGNORE INTO message_map (account, room, remote_id, event_id, origin, time) \
+             VALUES (?1, ?2, ?3, ?4, 1, ?5)"
+        }
+        MapEntry::Delivered => {
+            "INSERT OR REPLACE INTO message_map (account, room, remote_id, event_id, origin, time) \
+             VALUES (?1, ?2, ?3, ?4, 0, ?5)"
+        }
+    };
+    let written =
+        conn.prepare_cached(sql)?
+            .execute(params![account, room, remote_id, event_id, now_ms()])?;
+    Ok(written > 0)
 }
 
 fn dead_letter(conn: &Connection, pending: &Pending, reason: &str) -> Result<(), rusqlite::Error> {
