@@ -17,7 +17,9 @@ mod support;
 
 #[path = "../connectors/irc/tests/support/mod.rs"]
 mod irc;
+// The Matrix tests' Synapse, of which the soak uses only the server itself.
 #[path = "../connectors/matrix/tests/support/synapse.rs"]
+#[allow(dead_code)]
 mod synapse;
 
 #[path = "soak/clients.rs"]

@@ -42,6 +42,11 @@ pub struct Fixture {
 }
 
 impl Slot {
+    /// The id of this slot's application-service registration.
+    pub fn appservice_id(&self) -> String {
+        format!("patchbay-gw-{}", self.index)
+    }
+
     /// The `[http]` and `[matrix.home]` tables; `rooms` are aliases the bot joins at start.
     pub fn tables(&self, rooms: &[&str]) -> String {
         let rooms: Vec<String> = rooms.iter().map(|r| format!("\"{r}\"")).collect();
@@ -50,11 +55,12 @@ impl Slot {
              [matrix.home]\nmode = \"appservice\"\nhomeserver = \"http://127.0.0.1:{homeserver_port}\"\n\
              server_name = \"localhost\"\nappservice_url = \"http://127.0.0.1:{port}\"\n\
              bot_localpart = \"pbgw{i}\"\nghost_template = \"{prefix}{{protocol}}_{{account}}_{{nick}}\"\n\
-             appservice_id = \"patchbay-gw-{i}\"\nrooms = [{rooms}]\n\
+             appservice_id = \"{id}\"\nrooms = [{rooms}]\n\
              media_public_url = \"http://127.0.0.1:{port}\"\n\n",
             port = self.port,
             homeserver_port = self.homeserver_port,
             i = self.index,
+            id = self.appservice_id(),
             prefix = self.prefix,
             rooms = rooms.join(", "),
         )

@@ -9,7 +9,8 @@ use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
 use patchbay_sdk::{Delivery, Inbound, Kind, MessageRef, RichText};
 use serde_json::{Value, json};
 use support::appservice::{Bridge, Slot, fixture, setup, setup_refusing, start_bridge};
-use support::{message, within};
+use support::synapse::PUSH_TIMEOUT;
+use support::{TIMEOUT, message};
 
 fn ghost(slot: &Slot, nick_localpart: &str) -> String {
     format!("@{}irc_libera_{nick_localpart}:localhost", slot.prefix)
@@ -259,19 +260,23 @@ fn text_of(inbound: &Inbound) -> String {
         .unwrap_or_default()
 }
 
-/// The texts of the events the bridge emits, in order, up to and with `marker`.
-async fn texts_until(bridge: &mut Bridge, marker: &str, what: &str) -> Vec<String> {
+/// The texts of the events the bridge emits, in order, up to and with `marker`. Synapse may
+/// be waiting out a push the stopped bridge read and never answered, hence the longer wait.
+async fn texts_until(bridge: &mut Bridge, slot: &Slot, marker: &str, what: &str) -> Vec<String> {
     let mut seen = Vec::new();
-    within(what, async {
-        while !seen.iter().any(|t| t == marker) {
-            let inbound = bridge
-                .running
-                .next_matching("the next event", |_| true)
-                .await;
-            seen.push(text_of(&inbound));
+    let deadline = tokio::time::Instant::now() + TIMEOUT + PUSH_TIMEOUT;
+    while !seen.iter().any(|t| t == marker) {
+        match bridge.running.try_next() {
+            Some(inbound) => seen.push(text_of(&inbound)),
+            None if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await
+            }
+            None => panic!(
+                "timed out waiting for {what}; seen {seen:?}; {}",
+                fixture().synapse.appservice_log(&slot.id)
+            ),
         }
-    })
-    .await;
+    }
     seen
 }
 
@@ -286,7 +291,13 @@ async fn events_refused_by_the_gateway_or_pushed_while_it_is_down_are_relayed_on
     // The gateway refuses the event: the transaction gets a 500 and Synapse sends it again.
     alice_room.send(say("refused once")).await.expect("send");
     alice_room.send(say("marker 1")).await.expect("send");
-    let seen = texts_until(&mut bridge, "marker 1", "the refused event and the marker").await;
+    let seen = texts_until(
+        &mut bridge,
+        slot,
+        "marker 1",
+        "the refused event and the marker",
+    )
+    .await;
     assert_eq!(seen, ["refused once", "marker 1"]);
     bridge.stop().await;
 
@@ -302,7 +313,7 @@ async fn events_refused_by_the_gateway_or_pushed_while_it_is_down_are_relayed_on
     let mut bridge = start_bridge(slot, &fx.synapse, &trust);
     bridge.running.wait_up().await;
     alice_room.send(say("marker 2")).await.expect("send");
-    let seen = texts_until(&mut bridge, "marker 2", "the events said while down").await;
+    let seen = texts_until(&mut bridge, slot, "marker 2", "the events said while down").await;
     let expected: Vec<String> = (0..5)
         .map(|n| format!("while down {n}"))
         .chain(["marker 2".to_owned()])

@@ -30,6 +30,11 @@ pub struct Synapse {
     child: Mutex<Option<Child>>,
 }
 
+/// How long Synapse waits for the answer to a push (its HTTP client's request timeout) and
+/// then backs off before it pushes again: a push the bridge read but had not answered when it
+/// was stopped holds back every later push to it this long.
+pub const PUSH_TIMEOUT: Duration = Duration::from_secs(60 + 2);
+
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local addr").port()
@@ -142,9 +147,12 @@ max_upload_size: 50M
 {app_services}{rate_limits}"#
         );
         std::fs::write(dir.join("homeserver.yaml"), config).expect("write the config");
+        // The application-service scheduler at INFO: when a test waits for a push in vain,
+        // [`Synapse::appservice_log`] says what Synapse did (sent, failed, backing off).
         let log = format!(
             "version: 1\nformatters:\n  precise:\n    format: '%(asctime)s %(name)s %(levelname)s %(message)s'\n\
              handlers:\n  file:\n    class: logging.FileHandler\n    formatter: precise\n    filename: {d}/homeserver.log\n\
+             loggers:\n  synapse.appservice: {{level: INFO}}\n  synapse.rest.client.appservice_ping: {{level: INFO}}\n\
              root:\n  level: WARNING\n  handlers: [file]\ndisable_existing_loggers: false\n"
         );
         std::fs::write(dir.join("log.yaml"), log).expect("write the log config");
@@ -167,6 +175,17 @@ max_upload_size: 50M
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Synapse's application-service scheduler lines about the service `id` (what it sent,
+    /// what failed, how long it backs off), for the panic of a test that waited for a push.
+    pub fn appservice_log(&self, id: &str) -> String {
+        let log = std::fs::read_to_string(self.dir.join("homeserver.log")).unwrap_or_default();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("synapse.appservice") && l.contains(id))
+            .collect();
+        format!("Synapse on {id}:\n{}", lines.join("\n"))
     }
 
     /// Start (again) on the same port and database, and wait until it is healthy.
