@@ -20,7 +20,7 @@ use crate::matrix::{bot_joined, is_member, public_room};
 use crate::mx::{Synapse, User, unique};
 use crate::support::Gateway;
 
-pub const SLOTS: usize = 6;
+pub const SLOTS: usize = 7;
 
 pub struct Slot {
     pub index: usize,

@@ -7,9 +7,12 @@ use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
-/// The binary under test.
+/// The binary under test: this build's, or `PATCHBAY_BENCH_BINARY` (how a benchmark runs an
+/// earlier build on the same harness, as `benches/memory.rs` does).
 pub fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_patchbay"))
+    std::env::var_os("PATCHBAY_BENCH_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_patchbay")))
 }
 
 /// `patchbay ARGS --config CONFIG`, run to its end.

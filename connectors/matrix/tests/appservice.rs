@@ -120,13 +120,32 @@ async fn a_remote_author_appears_as_their_own_ghost_with_their_name() {
     running.stop().await;
 }
 
-/// PUT a transaction to the bridge; returns the status.
+/// PUT a transaction of one message to the bridge; returns the status.
 async fn put_transaction(slot: &Slot, txn: &str, token: Option<&str>, query: &str) -> u16 {
+    put_messages(slot, txn, token, query, &["once"]).await
+}
+
+/// PUT a transaction of a message per text to the bridge (event ids `$<text>-<txn>`);
+/// returns the status.
+async fn put_messages(
+    slot: &Slot,
+    txn: &str,
+    token: Option<&str>,
+    query: &str,
+    texts: &[&str],
+) -> u16 {
     let http = matrix_sdk::reqwest::Client::new();
-    let body = json!({"events": [{
-        "type": "m.room.message", "room_id": "!nowhere:localhost", "sender": "@zed:localhost",
-        "event_id": format!("$once-{txn}"), "origin_server_ts": 1, "content": {"msgtype": "m.text", "body": "once"}
-    }]});
+    let events: Vec<Value> = texts
+        .iter()
+        .map(|text| {
+            json!({
+                "type": "m.room.message", "room_id": "!nowhere:localhost", "sender": "@zed:localhost",
+                "event_id": format!("${text}-{txn}"), "origin_server_ts": 1,
+                "content": {"msgtype": "m.text", "body": text}
+            })
+        })
+        .collect();
+    let body = json!({ "events": events });
     let mut request = http
         .put(format!("{}/transactions/{txn}{query}", slot.api()))
         .header("content-type", "application/json")
@@ -193,6 +212,24 @@ async fn transactions_are_authorised_and_relayed_once() {
     );
     assert_eq!(put_transaction(slot, "t2", Some(&hs_token), "").await, 200);
     assert!(bridge.running.try_next().is_some(), "a new one is relayed");
+
+    // A transaction of several events is handed to the gateway in one call (one commit), in
+    // order.
+    let calls = bridge.running.emit_calls();
+    let texts = ["one", "two", "three"];
+    assert_eq!(
+        put_messages(slot, "t3", Some(&hs_token), "", &texts).await,
+        200
+    );
+    let relayed: Vec<String> = std::iter::from_fn(|| bridge.running.try_next())
+        .map(|e| text_of(&e))
+        .collect();
+    assert_eq!(relayed, texts);
+    assert_eq!(
+        bridge.running.emit_calls(),
+        calls + 1,
+        "one call for the run"
+    );
     bridge.stop().await;
 }
 

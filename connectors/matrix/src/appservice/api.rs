@@ -3,7 +3,7 @@
 //!
 //! - `PUT /_matrix/app/v1/transactions/{txnId}`: the homeserver pushes room events. Answered
 //!   200 only once every event is durably accepted by the gateway (see the module doc of
-//!   [`super`]); a repeated id is answered 200 at once.
+//!   [`super`]), all of them in one commit; a repeated id is answered 200 at once.
 //! - `GET /_matrix/app/v1/users/{userId}`: 200 for the bot and ghosts that exist, else 404
 //!   (a ghost is made by its author's first message, not by a lookup).
 //! - `GET /_matrix/app/v1/rooms/{alias}`: 404 (the bridge claims no aliases).
@@ -195,14 +195,18 @@ async fn transaction(
         return Ok(Json(json!({})));
     }
     let events = body["events"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let mut inbounds = Vec::with_capacity(events.len());
     for event in events {
-        match handle_event(&service, event).await {
-            Some(inbound) => match sink.emit(inbound).await {
-                Ok(_) => {}
-                Err(EmitError::Closed) => return Err(Refusal::NotReady),
-                Err(EmitError::Store(reason)) => return Err(Refusal::NotAccepted(reason)),
-            },
-            None => continue,
+        inbounds.extend(handle_event(&service, event).await);
+    }
+    // The whole transaction in one run: the gateway commits it at once, not event by event.
+    // If it fails, the homeserver sends the transaction again, and the events of it already
+    // recorded are duplicates by their event ids.
+    if !inbounds.is_empty() {
+        match sink.emit_many(inbounds).await {
+            Ok(_) => {}
+            Err(EmitError::Closed) => return Err(Refusal::NotReady),
+            Err(EmitError::Store(reason)) => return Err(Refusal::NotAccepted(reason)),
         }
     }
     log.record(&txn)

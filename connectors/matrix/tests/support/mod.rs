@@ -334,6 +334,11 @@ impl Running {
         event.kind.body().expect("body").to_plain()
     }
 
+    /// How many calls have handed events to the gateway (`emit` and `emit_many` alike).
+    pub fn emit_calls(&self) -> usize {
+        self.run.recorder.calls()
+    }
+
     /// The next event recorded, if there is one yet.
     pub fn try_next(&mut self) -> Option<Inbound> {
         let next = self.run.recorder.events().into_iter().nth(self.read);
