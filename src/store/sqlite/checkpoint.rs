@@ -32,6 +32,14 @@
 //! at once, so the fsync falls between accepts instead of inside one. And it checkpoints only
 //! when the writer has committed since its last look ([`WriterLink::commits`]), so an idle
 //! store neither copies nor fsyncs, and the start-over's own row does not start the cycle again.
+//!
+//! The two requests reach the writer in two ways on purpose. A restart is wanted when the
+//! writer is flooded, so it must not queue: the writer's channel then holds thousands of
+//! accepts, and a request behind them would wait for all of them while the WAL grows. So it
+//! is a flag ([`RestartWanted`]) the writer looks at after every batch. A start-over is wanted
+//! when the writer is idle, and must come after whatever was queued before it, so it is a
+//! command on the channel ([`WriterLink::start_over`]). Both as commands was tried
+//! (2026-12-07) and reverted after a soak run failed.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
