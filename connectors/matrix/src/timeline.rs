@@ -51,7 +51,7 @@ async fn backfill(room: &Room, from: &str, to: &str, sink: &EventSink) -> Vec<Ti
     newest_first
 }
 
-/// Emit every relayable event of a sync response, in order per room.
+/// Emit every relayable event of a sync response, in order per room, a room's as one run.
 pub async fn process(
     shared: &Shared,
     client: &Client,
@@ -88,6 +88,9 @@ pub async fn process(
             .rposition(|event| is_own_join(event, &own_user))
             .map_or(0, |i| i + 1);
         let room_name = shared.room_name(room_id);
+        // The room's events go to the gateway as one run: one commit for all of them, which is
+        // what makes a catch-up after a downtime (hundreds of events) quick.
+        let mut inbounds = Vec::with_capacity(events.len() - start);
         for event in &events[start..] {
             if let AnySyncTimelineEvent::MessageLike(
                 matrix_sdk::ruma::events::AnySyncMessageLikeEvent::RoomEncrypted(_),
@@ -130,7 +133,10 @@ pub async fn process(
                     None => {}
                 }
             }
-            ctx.sink.emit(inbound).await?;
+            inbounds.push(inbound);
+        }
+        if !inbounds.is_empty() {
+            ctx.sink.emit_many(inbounds).await?;
         }
     }
     Ok(())

@@ -343,6 +343,9 @@ async fn a_long_downtime_is_relayed_in_full_and_in_order() {
         let said = bot.next_said("a backlog message").await;
         assert_eq!(said, format!("backlog {n}"));
     }
+    // A sync's events of one room reach the gateway as one run (one commit), not one by one.
+    let calls = bot.emit_calls();
+    assert!(calls < COUNT / 10, "{calls} hand-overs for {COUNT} events");
     alice.say(&room_id, "live").await;
     assert_eq!(bot.next_said("'live'").await, "live");
     bot.stop().await;
