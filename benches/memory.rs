@@ -121,9 +121,47 @@ impl Running {
             .find_map(|l| l.strip_prefix("Threads:").map(|n| n.trim().to_owned()))
             .unwrap_or_default();
         format!(
-            "{:.1} MiB anonymous + {:.1} MiB file-backed, mostly the binary's code; {threads} threads",
+            "{:.1} MiB anonymous + {:.1} MiB file-backed, mostly the binary's code; {threads} threads; {}",
             memory_mib(self.pid(), "RssAnon:"),
-            memory_mib(self.pid(), "RssFile:")
+            memory_mib(self.pid(), "RssFile:"),
+            self.mappings()
+        )
+    }
+
+    /// The file-backed RSS by where it is mapped from (`/proc/PID/smaps`): the binary's code,
+    /// its read-only data (with the relocation tables and symbols the loader reads), its
+    /// written data, and every other file (the C library, the loader, SQLite's `-shm` maps).
+    fn mappings(&self) -> String {
+        let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", self.pid()));
+        let binary = std::fs::canonicalize(binary()).unwrap_or_else(|_| binary());
+        let binary = binary.to_string_lossy();
+        let (mut code, mut read_only, mut written, mut other) = (0u64, 0u64, 0u64, 0u64);
+        let mut current: Option<(bool, String)> = None;
+        for line in smaps.unwrap_or_default().lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.first().is_some_and(|f| f.contains('-')) && fields.len() >= 5 {
+                let path = fields.get(5).copied().unwrap_or_default();
+                current = path
+                    .starts_with('/')
+                    .then(|| (path == binary, fields[1].to_owned()));
+            } else if let (Some("Rss:"), Some((ours, perms))) = (fields.first().copied(), &current)
+            {
+                let kib: u64 = fields.get(1).and_then(|k| k.parse().ok()).unwrap_or(0);
+                match (*ours, perms.as_str()) {
+                    (true, p) if p.contains('x') => code += kib,
+                    (true, p) if p.contains('w') => written += kib,
+                    (true, _) => read_only += kib,
+                    (false, _) => other += kib,
+                }
+            }
+        }
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        format!(
+            "file-backed: binary code {:.1}, binary read-only {:.1}, binary data {:.1}, other files {:.1} MiB",
+            mib(code),
+            mib(read_only),
+            mib(written),
+            mib(other)
         )
     }
 
