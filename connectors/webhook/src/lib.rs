@@ -77,8 +77,8 @@ impl ConnectorFactory for WebhookFactory {
 pub struct Webhook {
     shared: Arc<Shared>,
     /// The HTTP client for outbound posts; `None` for an account that only takes posts in.
-    /// Making one loads and parses the system's root certificates, which cost an idle gateway
-    /// 1.5 MiB per webhook account (its code and the parsed roots) for a client never used.
+    /// Making one loads and parses the system's root certificates: two such accounts cost an
+    /// idle gateway 0.7-1.6 MiB (README, "Memory and fan-out") for clients never used.
     client: Option<reqwest::Client>,
     /// Clients for rooms that trust only their own CA (`tls_ca_file`), by room (`*` for the
     /// account's default).
