@@ -34,13 +34,9 @@ use std::time::{Duration, Instant};
 /// allocations to settle and the first keep-alives to pass.
 const SETTLE: Duration = Duration::from_secs(6);
 
-/// The binary measured: the one `cargo bench` built, or `PATCHBAY_BENCH_BINARY` (a build of
-/// another profile, such as `target/dist/patchbay`), so that profiles compare on one harness.
-fn binary() -> PathBuf {
-    std::env::var_os("PATCHBAY_BENCH_BINARY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_patchbay")))
-}
+// The binary measured: the one `cargo bench` built, or `PATCHBAY_BENCH_BINARY` (a build of
+// another profile, such as `target/dist/patchbay`), so that profiles compare on one harness.
+use support::binary;
 
 /// `VmRSS` or `VmHWM` (peak) of a process, in MiB.
 fn memory_mib(pid: u32, field: &str) -> f64 {

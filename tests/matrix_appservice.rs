@@ -185,14 +185,7 @@ async fn a_gateway_killed_with_a_transaction_outstanding_relays_each_event_once(
     let Some((server, mut carol)) = irc_with_carol("inspircd").await else {
         return;
     };
-    let config = slot.config(
-        &[&alias],
-        &format!(
-            "{}[[route]]\nname = \"bridge\"\ninout = [\"matrix.home/{alias}\", \"irc.net/#x\"]\n\
-             nick_format = \"{{nick}}\"\n",
-            irc_account(server.port)
-        ),
-    );
+    let config = slot.bridged_to_irc(&alias, &irc_account(server.port));
     let gateway = slot.start(&config, &alice, &room).await;
     carol.expect_join("pb", "#x").await;
 
@@ -224,17 +217,16 @@ async fn a_gateway_killed_with_a_transaction_outstanding_relays_each_event_once(
     // had read was still unanswered when it stopped (the gateway syncs its transaction log
     // after the event is stored, so m0 can reach IRC before its 200): Synapse waits that one
     // out first.
-    let deadline = std::time::Instant::now() + WAIT + mx::synapse::PUSH_TIMEOUT;
-    tokio::task::block_in_place(|| {
-        while unread_bytes_at(slot.port) == 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "timed out waiting for a transaction outstanding at the gateway; {}",
-                fixture().synapse.appservice_log(&slot.appservice_id())
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+    let outstanding = tokio::task::block_in_place(|| {
+        support::holds_within(WAIT + mx::synapse::PUSH_TIMEOUT, || {
+            unread_bytes_at(slot.port) > 0
+        })
     });
+    assert!(
+        outstanding,
+        "timed out waiting for a transaction outstanding at the gateway; {}",
+        fixture().synapse.appservice_log(&slot.appservice_id())
+    );
     tokio::task::block_in_place(|| gateway.kill());
 
     let gateway = Gateway::start(&slot.dir, &config);

@@ -66,6 +66,18 @@ impl Slot {
         )
     }
 
+    /// A whole config mirroring the room `alias` with `#x` of the IRC account `irc` (its
+    /// `[irc.net]` table), authors named by their nick.
+    pub fn bridged_to_irc(&self, alias: &str, irc: &str) -> String {
+        self.config(
+            &[alias],
+            &format!(
+                "{irc}[[route]]\nname = \"bridge\"\ninout = [\"matrix.home/{alias}\", \"irc.net/#x\"]\n\
+                 nick_format = \"{{nick}}\"\n"
+            ),
+        )
+    }
+
     /// A whole config: `[general]`, the slot's tables, then `rest` (accounts and routes).
     pub fn config(&self, rooms: &[&str], rest: &str) -> String {
         format!(

@@ -177,21 +177,15 @@ async fn bench_matrix_to_irc_transaction_answer_and_latency() {
     let Some((server, mut carol)) = irc_with_carol("inspircd").await else {
         return;
     };
-    let config = slot.config(
-        &[&alias],
-        &format!(
-            "{}[[route]]\nname = \"bench\"\ninout = [\"matrix.home/{alias}\", \"irc.net/#x\"]\n\
-             nick_format = \"{{nick}}\"\n",
-            // Without the IRC side's flood control, which would pace the 300 lines at 2/s.
-            crate::irc::account(
-                "net",
-                server.port,
-                "pb",
-                "#x",
-                "anti_highlight = \"\"\nflood_control = false\n"
-            )
-        ),
+    // Without the IRC side's flood control, which would pace the 300 lines at 2/s.
+    let irc = crate::irc::account(
+        "net",
+        server.port,
+        "pb",
+        "#x",
+        "anti_highlight = \"\"\nflood_control = false\n",
     );
+    let config = slot.bridged_to_irc(&alias, &irc);
     let gateway = slot.start(&config, &alice, &room).await;
     carol.expect_join("pb", "#x").await;
     let local = localpart(&alice);

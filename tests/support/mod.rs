@@ -245,12 +245,24 @@ impl Drop for Gateway {
 
 /// Poll `condition` until it holds or `timeout` passes (for state outside the process's
 /// stdout, such as a file it appends to).
-pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+pub fn wait_until(timeout: Duration, what: &str, condition: impl FnMut() -> bool) {
+    assert!(
+        holds_within(timeout, condition),
+        "timed out waiting for {what}"
+    );
+}
+
+/// Poll `condition` every 20 ms until it holds (true) or `timeout` passes (false): for a
+/// wait whose panic must say more than what was waited for.
+pub fn holds_within(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() >= deadline {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
+    true
 }
 
 /// Poll the async `check` every 50 ms until it holds, up to `timeout` (for state the test

@@ -303,16 +303,14 @@ async fn texts_until(bridge: &mut Bridge, slot: &Slot, marker: &str, what: &str)
     let mut seen = Vec::new();
     let deadline = tokio::time::Instant::now() + TIMEOUT + PUSH_TIMEOUT;
     while !seen.iter().any(|t| t == marker) {
-        match bridge.running.try_next() {
-            Some(inbound) => seen.push(text_of(&inbound)),
-            None if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await
-            }
-            None => panic!(
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Some(inbound) = bridge.running.next_matching_within(left, |_| true).await else {
+            panic!(
                 "timed out waiting for {what}; seen {seen:?}; {}",
                 fixture().synapse.appservice_log(&slot.id)
-            ),
-        }
+            );
+        };
+        seen.push(text_of(&inbound));
     }
     seen
 }

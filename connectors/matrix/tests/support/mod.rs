@@ -315,16 +315,26 @@ impl Running {
         what: &str,
         predicate: impl Fn(&Inbound) -> bool,
     ) -> Inbound {
+        let Some(event) = self.next_matching_within(TIMEOUT, predicate).await else {
+            panic!("timed out waiting for {what}");
+        };
+        event
+    }
+
+    /// [`Running::next_matching`] waiting at most `timeout`; `None` if none came.
+    pub async fn next_matching_within(
+        &mut self,
+        timeout: Duration,
+        predicate: impl Fn(&Inbound) -> bool,
+    ) -> Option<Inbound> {
         let read = self.read;
-        let found = self.run.recorder.wait_until(TIMEOUT, |r| {
+        let found = self.run.recorder.wait_until(timeout, |r| {
             let events = r.events().into_iter().enumerate().skip(read);
             events.into_iter().find(|(_, e)| predicate(e))
         });
-        let Some((at, event)) = found.await else {
-            panic!("timed out waiting for {what}");
-        };
+        let (at, event) = found.await?;
         self.read = at + 1;
-        event
+        Some(event)
     }
 
     /// The plain text of the next event recorded that is not the connector's own echo (those
