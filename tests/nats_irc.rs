@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use support::nats::{NatsServer, bus, console_out, owner, post, printed, start_all, status};
-use support::{wait_until, write_config};
+use support::{holds_within, wait_until, write_config};
 
 /// How the IRC account of [`config`] reconnects: soon, to be back within the test's waits.
 const RECONNECT: &str = "reconnect_min_secs = 0.5\nreconnect_max_secs = 2";
@@ -198,8 +198,17 @@ nick_format = "{{nick}}"
         1,
         "the bridge joined twice"
     );
-    let report = tokio::task::block_in_place(|| status(&config));
-    assert_eq!(report.matches("irc.a: run by").count(), 1, "{report}");
+    // With the tests' 2 s lease, a holder that missed its renewals on a loaded machine lets
+    // the account go and another takes it over: status may then show it held by none for a
+    // moment, never by two.
+    let mut report = String::new();
+    let held_once = tokio::task::block_in_place(|| {
+        holds_within(Duration::from_secs(30), || {
+            report = status(&config);
+            report.matches("irc.a: run by").count() == 1
+        })
+    });
+    assert!(held_once, "irc.a is run by one instance:\n{report}");
     for instance in instances {
         assert!(instance.gateway.expect("running").stop(), "clean stop");
     }
